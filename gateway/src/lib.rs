@@ -1,0 +1,3 @@
+//! Ecko Edge gateway library.
+
+pub mod protocol;

@@ -1,0 +1,1 @@
+//! ASTM E1381 link layer and E1394 records.
