@@ -1,3 +1,17 @@
-//! Ecko Edge gateway library.
+//! Ecko Edge: the gateway daemon as a library.
+//!
+//! Messages flow `sources` → `journal` (one transaction, then the ACK) →
+//! `delivery` workers → `transforms` → `sinks`, as pictured in the project's
+//! design page. `protocol` holds the sans-I/O codecs every source and sink
+//! uses; `config` turns the one TOML file into the typed model everything
+//! else reads; `app` wires it together and `main.rs` only parses arguments.
 
+pub mod app;
+pub mod config;
+pub mod delivery;
+pub mod journal;
 pub mod protocol;
+pub mod router;
+pub mod sinks;
+pub mod sources;
+pub mod transforms;

@@ -1,1 +1,11 @@
+//! Hardware access for the Ecko Edge gateway.
+//!
+//! The gateway never touches device files, sysfs or ioctls itself: it sees the
+//! small traits defined here. Each trait has a Linux implementation (`linux`)
+//! and a simulated one (`sim`) so the gateway's logic can be tested without the
+//! hardware, including the failures the hardware produces (a full disk, a
+//! USB-serial adapter that disappears).
+
 pub mod storage;
+
+pub use storage::{Storage, StorageError};

@@ -1,0 +1,608 @@
+//! One TOML file → a typed, validated configuration.
+//!
+//! Loading never panics and never fills in a silent default for a typo: every
+//! unknown key, wrong type, duplicate name, dangling route and impossible
+//! retry policy is reported with `file:line:column` and what was expected.
+//! Loading collects as many problems as it can in one pass, so an operator
+//! fixes a file in one round trip rather than one error at a time.
+//!
+//! Endpoints share a few common keys (`name`, `type`, `direction`, `enabled`,
+//! `timeout`, `retry`, `partition_by`, `lanes`); every other key belongs to the
+//! endpoint's type and is checked against that type's own settings struct.
+
+mod env;
+mod model;
+mod units;
+
+pub use model::*;
+pub use units::{parse_duration, parse_size, Size, Span};
+
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+/// One problem in the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+/// Every problem found in one configuration file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads and validates a configuration file, expanding `${VAR}` from the
+    /// process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: file.clone(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read the file: {e}"),
+            }])
+        })?;
+        let mut config = Self::parse(&text, &file, |name| std::env::var(name).ok())?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parses and validates configuration text; `file` names it in errors.
+    pub fn parse(
+        text: &str,
+        file: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut cx = Loader {
+            original: text,
+            file,
+            expanded: None,
+            errors: Vec::new(),
+        };
+        let expanded = match env::expand(text, env) {
+            Ok(e) => e,
+            Err(errs) => {
+                for e in errs {
+                    cx.error_at_original(e.offset, e.message);
+                }
+                return Err(cx.finish());
+            }
+        };
+        cx.expanded = Some(&expanded);
+        let root = match DeTable::parse(&expanded.text) {
+            Ok(root) => root,
+            Err(e) => {
+                cx.toml_error(&e, None);
+                return Err(cx.finish());
+            }
+        };
+        let config = cx.build(root.into_inner());
+        match config {
+            Some(c) if cx.errors.is_empty() => Ok(c),
+            _ => Err(cx.finish()),
+        }
+    }
+}
+
+struct Loader<'a> {
+    original: &'a str,
+    file: &'a str,
+    expanded: Option<&'a env::Expanded>,
+    errors: Vec<ConfigError>,
+}
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+const ENDPOINT_COMMON_KEYS: &[&str] = &[
+    "name",
+    "type",
+    "direction",
+    "enabled",
+    "timeout",
+    "retry",
+    "partition_by",
+    "lanes",
+];
+
+impl<'a> Loader<'a> {
+    fn finish(mut self) -> ConfigErrors {
+        self.errors
+            .sort_by_key(|e| (e.line, e.column, e.message.clone()));
+        self.errors.dedup();
+        ConfigErrors(self.errors)
+    }
+
+    fn error_at_original(&mut self, offset: usize, message: String) {
+        let offset = offset.min(self.original.len());
+        let before = &self.original[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |n| n + 1);
+        let column = self.original[line_start..offset].chars().count() + 1;
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line,
+            column,
+            message,
+        });
+    }
+
+    fn error_at(&mut self, expanded_offset: usize, message: String) {
+        let offset = match self.expanded {
+            Some(e) => e.original_offset(expanded_offset),
+            None => expanded_offset,
+        };
+        self.error_at_original(offset, message);
+    }
+
+    fn toml_error(&mut self, e: &toml::de::Error, context: Option<&str>) {
+        let at = e.span().map_or(0, |s| s.start);
+        let message = e.message().trim().to_string();
+        let message = match context {
+            Some(c) => format!("{c}: {message}"),
+            None => message,
+        };
+        self.error_at(at, message);
+    }
+
+    fn de<T: DeserializeOwned>(&mut self, value: &Value<'_>, context: &str) -> Option<T> {
+        match T::deserialize(ValueDeserializer::from(value.clone())) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.toml_error(&e, Some(context));
+                None
+            }
+        }
+    }
+
+    fn build(&mut self, root: DeTable<'_>) -> Option<Config> {
+        let mut journal = None;
+        let mut admin = Some(AdminConfig::default());
+        let mut hub = Some(HubConfig::default());
+        let mut site = Some(SiteConfig::default());
+        let mut endpoints = Vec::new();
+        // Endpoints with errors of their own: routes naming them are not
+        // reported again as naming unknown endpoints.
+        let mut broken = Vec::new();
+        let mut routes = Vec::new();
+        let mut ok = true;
+
+        for (key, value) in root.iter() {
+            match key.get_ref().as_ref() {
+                "journal" => journal = self.de::<JournalFile>(value, "[journal]"),
+                "admin" => admin = self.de::<AdminConfig>(value, "[admin]"),
+                "hub" => hub = self.de::<HubConfig>(value, "[hub]"),
+                "site" => site = self.de::<SiteConfig>(value, "[site]"),
+                "endpoint" => match value.get_ref().as_array() {
+                    Some(items) => {
+                        for item in items.iter() {
+                            match self.endpoint(item) {
+                                Some(e) => endpoints.push(e),
+                                None => {
+                                    ok = false;
+                                    if let Some(name) = item
+                                        .get_ref()
+                                        .get("name")
+                                        .and_then(|n| n.get_ref().as_str())
+                                    {
+                                        broken.push(name.to_string());
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        self.error_at(
+                            value.span().start,
+                            "`endpoint` must be written as [[endpoint]] tables".into(),
+                        );
+                        ok = false;
+                    }
+                },
+                "route" => match value.get_ref().as_array() {
+                    Some(items) => {
+                        for item in items.iter() {
+                            match self.route(item) {
+                                Some(r) => routes.push(r),
+                                None => ok = false,
+                            }
+                        }
+                    }
+                    None => {
+                        self.error_at(
+                            value.span().start,
+                            "`route` must be written as [[route]] tables".into(),
+                        );
+                        ok = false;
+                    }
+                },
+                other => {
+                    self.error_at(
+                        key.span().start,
+                        format!("unknown section `{other}`, expected one of `journal`, `site`, `endpoint`, `route`, `admin`, `hub`"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+
+        let journal = match (journal, root.get("journal")) {
+            (Some(j), Some(v)) => self.journal(j, v.span().start),
+            (None, Some(_)) => None,
+            (_, None) => {
+                self.error_at(0, "missing [journal] section (at least `path`)".into());
+                None
+            }
+        };
+        if let (Some(site), Some(v)) = (&site, root.get("site")) {
+            if jiff::tz::TimeZone::get(&site.time_zone).is_err() {
+                self.error_at(
+                    v.span().start,
+                    format!("[site]: unknown time zone `{}` (expected an IANA name such as \"Europe/Berlin\")", site.time_zone),
+                );
+            }
+        }
+        self.check_endpoint_names(&endpoints);
+        self.check_routes(&routes, &endpoints, &broken);
+
+        Some(Config {
+            source: None,
+            journal: journal?,
+            site: site?,
+            endpoints: if ok { endpoints } else { return None },
+            routes,
+            admin: admin?,
+            hub: hub?,
+        })
+    }
+
+    fn journal(&mut self, file: JournalFile, at: usize) -> Option<JournalConfig> {
+        if file.retention_days == 0 {
+            self.error_at(at, "[journal]: `retention_days` must be at least 1".into());
+            return None;
+        }
+        if file.max_size.0 < 1 << 20 {
+            self.error_at(at, "[journal]: `max_size` must be at least 1 MiB".into());
+            return None;
+        }
+        Some(JournalConfig {
+            path: file.path,
+            max_size: file.max_size.0,
+            min_free_disk: file.min_free_disk.0,
+            retention: std::time::Duration::from_secs(u64::from(file.retention_days) * 86400),
+            purge_interval: file.purge_interval.0,
+        })
+    }
+
+    fn endpoint(&mut self, item: &Value<'_>) -> Option<Endpoint> {
+        let Some(table) = item.get_ref().as_table() else {
+            self.error_at(item.span().start, "an [[endpoint]] must be a table".into());
+            return None;
+        };
+        let name = table
+            .get("name")
+            .and_then(|v| v.get_ref().as_str())
+            .unwrap_or("?")
+            .to_string();
+        let mut common = DeTable::new();
+        let mut specific = DeTable::new();
+        for (k, v) in table.iter() {
+            if ENDPOINT_COMMON_KEYS.contains(&k.get_ref().as_ref()) {
+                common.insert(k.clone(), v.clone());
+            } else {
+                specific.insert(k.clone(), v.clone());
+            }
+        }
+        let span = item.span();
+        let context = format!("endpoint `{name}`");
+        let common: EndpointCommon = self.de(
+            &Spanned::new(span.clone(), DeValue::Table(common)),
+            &context,
+        )?;
+        let specific = Spanned::new(span.clone(), DeValue::Table(specific));
+        let context = format!("endpoint `{name}` (type {})", common.kind);
+        let kind = match common.kind.as_str() {
+            "file" => EndpointKind::File(self.de(&specific, &context)?),
+            "file-drop" => EndpointKind::FileDrop(self.de(&specific, &context)?),
+            other => {
+                let at = table.get("type").map_or(span.start, |v| v.span().start);
+                self.error_at(
+                    at,
+                    format!(
+                        "endpoint `{name}`: unknown type `{other}`, expected one of {}",
+                        EndpointKind::TYPES.join(", ")
+                    ),
+                );
+                return None;
+            }
+        };
+        let at = |key: &str| table.get(key).map_or(span.start, |v| v.span().start);
+        let direction = match (common.direction, kind.directions()) {
+            (Some(d), allowed) if allowed.contains(&d) => d,
+            (Some(d), allowed) => {
+                self.error_at(
+                    at("direction"),
+                    format!(
+                        "endpoint `{name}`: a {} endpoint cannot be {d}, expected {}",
+                        common.kind,
+                        allowed
+                            .iter()
+                            .map(|d| format!("`{d}`"))
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ),
+                );
+                return None;
+            }
+            (None, allowed) => allowed[0],
+        };
+        if !is_name(&common.name) {
+            self.error_at(
+                at("name"),
+                format!(
+                    "endpoint name `{}` must be 1-64 letters, digits, `-`, `_` or `.`",
+                    common.name
+                ),
+            );
+            return None;
+        }
+        let retry = match common.retry {
+            Some(r) => self.retry(r, &name, at("retry"))?,
+            None => RetryPolicy::default(),
+        };
+        if common.lanes == Some(0) {
+            self.error_at(
+                at("lanes"),
+                format!("endpoint `{name}`: `lanes` must be at least 1"),
+            );
+            return None;
+        }
+        if common.lanes.is_some_and(|l| l > 1) && common.partition_by.is_none() {
+            self.error_at(
+                at("lanes"),
+                format!("endpoint `{name}`: several `lanes` need a `partition_by` key to keep order within each lane"),
+            );
+            return None;
+        }
+        Some(Endpoint {
+            name: common.name,
+            direction,
+            enabled: common.enabled,
+            timeout: common.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+            retry,
+            partition_by: common.partition_by,
+            lanes: common
+                .lanes
+                .unwrap_or(if common.partition_by.is_some() { 8 } else { 1 }),
+            kind,
+            line: self.line_of(span.start),
+        })
+    }
+
+    fn line_of(&self, expanded_offset: usize) -> usize {
+        let offset = self
+            .expanded
+            .map_or(expanded_offset, |e| e.original_offset(expanded_offset))
+            .min(self.original.len());
+        self.original[..offset].matches('\n').count() + 1
+    }
+
+    fn retry(&mut self, r: RetryFile, name: &str, at: usize) -> Option<RetryPolicy> {
+        let policy = RetryPolicy {
+            initial: r.initial.map_or(RetryPolicy::default().initial, |s| s.0),
+            max: r.max.map_or(RetryPolicy::default().max, |s| s.0),
+            multiplier: r.multiplier.unwrap_or(RetryPolicy::default().multiplier),
+            jitter: r.jitter.unwrap_or(RetryPolicy::default().jitter),
+            max_attempts: r.max_attempts,
+            max_age: r.max_age.map(|s| s.0),
+        };
+        let problem = if policy.initial.is_zero() {
+            Some("`initial` must be longer than zero".to_string())
+        } else if policy.max < policy.initial {
+            Some(format!(
+                "`max` ({:?}) is shorter than `initial` ({:?})",
+                policy.max, policy.initial
+            ))
+        } else if !(1.0..=16.0).contains(&policy.multiplier) {
+            Some(format!(
+                "`multiplier` {} must be between 1 and 16",
+                policy.multiplier
+            ))
+        } else if !(0.0..=1.0).contains(&policy.jitter) {
+            Some(format!(
+                "`jitter` {} must be between 0 and 1",
+                policy.jitter
+            ))
+        } else if policy.max_attempts == Some(0) {
+            Some(
+                "`max_attempts` must be at least 1 (leave it out to retry without a count limit)"
+                    .into(),
+            )
+        } else if policy.max_age.is_some_and(|a| a < policy.initial) {
+            Some(
+                "`max_age` is shorter than the first backoff, so no retry could ever happen".into(),
+            )
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => {
+                self.error_at(
+                    at,
+                    format!("endpoint `{name}`: impossible retry policy: {p}"),
+                );
+                None
+            }
+            None => Some(policy),
+        }
+    }
+
+    fn route(&mut self, item: &Value<'_>) -> Option<Route> {
+        let file: RouteFile = self.de(item, "[[route]]")?;
+        let table = item.get_ref().as_table();
+        let at = |key: &str| {
+            table
+                .and_then(|t| t.get(key))
+                .map_or(item.span().start, |v| v.span().start)
+        };
+        let mut patterns = Vec::new();
+        for p in &file.message_types {
+            match MessageTypePattern::parse(p) {
+                Ok(p) => patterns.push(p),
+                Err(e) => {
+                    self.error_at(at("message_types"), format!("route `{}`: {e}", file.name));
+                    return None;
+                }
+            }
+        }
+        if patterns.is_empty() {
+            patterns.push(MessageTypePattern::any());
+        }
+        let transform = file.transform.unwrap_or_else(|| "none".into());
+        if !crate::transforms::NAMES.contains(&transform.as_str()) {
+            self.error_at(
+                at("transform"),
+                format!(
+                    "route `{}`: unknown transform `{transform}`, expected one of {}",
+                    file.name,
+                    crate::transforms::NAMES.join(", ")
+                ),
+            );
+            return None;
+        }
+        Some(Route {
+            name: file.name,
+            from: file.from,
+            message_types: patterns,
+            transform,
+            to: file.to,
+            line: self.line_of(item.span().start),
+            from_at: at("from"),
+            to_at: at("to"),
+        })
+    }
+
+    fn check_endpoint_names(&mut self, endpoints: &[Endpoint]) {
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in endpoints {
+            if let Some(first) = seen.insert(&e.name, e.line) {
+                let line = e.line;
+                self.errors.push(ConfigError {
+                    file: self.file.to_string(),
+                    line,
+                    column: 1,
+                    message: format!(
+                        "duplicate endpoint name `{}` (first defined on line {first})",
+                        e.name
+                    ),
+                });
+            }
+        }
+    }
+
+    fn check_routes(&mut self, routes: &[Route], endpoints: &[Endpoint], broken: &[String]) {
+        let mut names = HashSet::new();
+        for r in routes {
+            if !names.insert(r.name.as_str()) {
+                self.errors.push(ConfigError {
+                    file: self.file.to_string(),
+                    line: r.line,
+                    column: 1,
+                    message: format!("duplicate route name `{}`", r.name),
+                });
+            }
+            if r.from.is_empty() || r.to.is_empty() {
+                self.error_at(
+                    r.from_at,
+                    format!(
+                        "route `{}` needs at least one `from` and one `to` endpoint",
+                        r.name
+                    ),
+                );
+            }
+            for from in r.from.iter().filter(|n| !broken.contains(n)) {
+                match endpoints.iter().find(|e| &e.name == from) {
+                    None => self.error_at(
+                        r.from_at,
+                        format!("route `{}`: `from` names unknown endpoint `{from}`", r.name),
+                    ),
+                    Some(e) if !e.direction.receives() => self.error_at(
+                        r.from_at,
+                        format!(
+                            "route `{}`: endpoint `{from}` is {} and cannot be a route's source",
+                            r.name, e.direction
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            for to in r.to.iter().filter(|n| !broken.contains(n)) {
+                match endpoints.iter().find(|e| &e.name == to) {
+                    None => self.error_at(
+                        r.to_at,
+                        format!("route `{}`: `to` names unknown endpoint `{to}`", r.name),
+                    ),
+                    Some(e) if !e.direction.sends() => self.error_at(
+                        r.to_at,
+                        format!(
+                            "route `{}`: endpoint `{to}` is {} and cannot be a route's destination",
+                            r.name, e.direction
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Where relative paths in the configuration are resolved: the working
+/// directory, as the operator's shell would.
+pub fn resolve(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map_or_else(|_| path.to_path_buf(), |d| d.join(path))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,203 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::parse(text, "gw.toml", |name| match name {
+        "ECKO_DATA_DIR" => Some("/data".into()),
+        _ => None,
+    })
+}
+
+const MINIMAL: &str = r#"
+[journal]
+path = "${ECKO_DATA_DIR:-./var}/journal.db"
+
+[[endpoint]]
+name = "drop"
+type = "file-drop"
+path = "/tmp/in"
+
+[[endpoint]]
+name = "archive"
+type = "file"
+path = "/tmp/out"
+
+[[route]]
+name = "all"
+from = ["drop"]
+to = ["archive"]
+"#;
+
+fn messages(errors: ConfigErrors) -> Vec<String> {
+    errors.0.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn a_minimal_file_loads_with_documented_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.journal.path, PathBuf::from("/data/journal.db"));
+    assert_eq!(
+        c.journal.retention,
+        std::time::Duration::from_secs(90 * 86400)
+    );
+    assert_eq!(c.endpoints.len(), 2);
+    assert_eq!(c.endpoints[0].direction, Direction::Inbound);
+    assert_eq!(c.endpoints[1].retry, RetryPolicy::default());
+    assert_eq!(c.routes[0].transform, "none");
+    assert!(c.routes[0].message_types[0].matches("ORU^R01"));
+}
+
+#[test]
+fn the_shipped_default_configuration_is_valid() {
+    let text = include_str!("../../../config/gateway.toml");
+    let c = Config::parse(text, "config/gateway.toml", |_| None).unwrap();
+    assert!(!c.endpoints.is_empty());
+}
+
+#[test]
+fn an_unknown_key_is_reported_at_its_line_and_column() {
+    let text = MINIMAL.replace("path = \"/tmp/out\"", "path = \"/tmp/out\"\npaht = 1");
+    let errs = messages(parse(&text).unwrap_err());
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("gw.toml:14:1:"), "{}", errs[0]);
+    assert!(errs[0].contains("unknown field `paht`"), "{}", errs[0]);
+}
+
+#[test]
+fn a_wrong_type_names_what_was_expected() {
+    let text = MINIMAL.replace("[journal]", "[journal]\nretention_days = \"ninety\"");
+    let errs = messages(parse(&text).unwrap_err());
+    assert!(errs[0].starts_with("gw.toml:3:18:"), "{errs:?}");
+    assert!(errs[0].contains("u32"), "{errs:?}");
+}
+
+#[test]
+fn a_duplicate_endpoint_name_points_at_the_second_definition() {
+    let text = MINIMAL.replace("name = \"archive\"", "name = \"drop\"");
+    let errs = messages(parse(&text).unwrap_err());
+    assert!(
+        errs.iter().any(|e| e
+            .starts_with("gw.toml:10:1: duplicate endpoint name `drop` (first defined on line 5)")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_route_to_an_unknown_endpoint_is_an_error_at_its_to_key() {
+    let text = MINIMAL.replace("to = [\"archive\"]", "to = [\"archve\"]");
+    let errs = messages(parse(&text).unwrap_err());
+    assert_eq!(
+        errs,
+        vec!["gw.toml:18:6: route `all`: `to` names unknown endpoint `archve`"]
+    );
+}
+
+#[test]
+fn a_route_cannot_send_to_an_inbound_endpoint() {
+    let text = MINIMAL.replace("to = [\"archive\"]", "to = [\"drop\"]");
+    let errs = messages(parse(&text).unwrap_err());
+    assert!(
+        errs[0].contains("cannot be a route's destination"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn impossible_retry_policies_are_refused() {
+    for (retry, why) in [
+        ("initial = \"0s\"", "`initial` must be longer than zero"),
+        (
+            "initial = \"10s\"\nmax = \"1s\"",
+            "is shorter than `initial`",
+        ),
+        (
+            "multiplier = 0.5",
+            "`multiplier` 0.5 must be between 1 and 16",
+        ),
+        ("jitter = 1.5", "`jitter` 1.5 must be between 0 and 1"),
+        ("max_attempts = 0", "`max_attempts` must be at least 1"),
+        (
+            "max_age = \"100ms\"",
+            "`max_age` is shorter than the first backoff",
+        ),
+    ] {
+        let text = MINIMAL.replace(
+            "path = \"/tmp/out\"",
+            &format!("path = \"/tmp/out\"\n[endpoint.retry]\n{retry}"),
+        );
+        let errs = messages(parse(&text).unwrap_err());
+        assert!(
+            errs[0].contains("impossible retry policy") && errs[0].contains(why),
+            "{retry}: {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unset_variable_without_default_is_reported_where_it_is_used() {
+    let text = MINIMAL.replace("\"/tmp/in\"", "\"${INBOX}\"");
+    let errs = messages(parse(&text).unwrap_err());
+    assert!(
+        errs[0].starts_with("gw.toml:8:9: environment variable `INBOX` is not set"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn positions_after_an_expanded_variable_still_point_into_the_written_file() {
+    let text = MINIMAL.replace(
+        "path = \"/tmp/in\"",
+        "path = \"${ECKO_DATA_DIR:-x}/in\"\npoll_interval = \"${ECKO_DATA_DIR}\"",
+    );
+    let errs = messages(parse(&text).unwrap_err());
+    assert!(errs[0].starts_with("gw.toml:9:17:"), "{errs:?}");
+}
+
+#[test]
+fn several_problems_are_all_reported_in_file_order() {
+    let text = MINIMAL
+        .replace("type = \"file-drop\"", "type = \"file-drop\"\nbogus = true")
+        .replace("to = [\"archive\"]", "to = [\"nowhere\"]")
+        .replace("[journal]", "[journal]\nretention_days = 0");
+    let errs = messages(parse(&text).unwrap_err());
+    assert!(errs.len() >= 2, "{errs:?}");
+    let lines: Vec<usize> = errs
+        .iter()
+        .map(|e| e.split(':').nth(1).unwrap().parse().unwrap())
+        .collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted);
+}
+
+#[test]
+fn an_unknown_endpoint_type_lists_the_known_ones() {
+    let text = MINIMAL.replace("type = \"file\"", "type = \"fax\"");
+    let errs = messages(parse(&text).unwrap_err());
+    assert!(
+        errs[0].contains("unknown type `fax`, expected one of file, file-drop"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_has_a_location() {
+    let errs = messages(parse("[journal\npath = 1").unwrap_err());
+    assert!(errs[0].starts_with("gw.toml:1:"), "{errs:?}");
+}
+
+#[test]
+fn an_unknown_time_zone_is_refused() {
+    let text = format!("[site]\ntime_zone = \"Mars/Olympus\"\n{MINIMAL}");
+    let errs = messages(parse(&text).unwrap_err());
+    assert!(errs[0].contains("unknown time zone"), "{errs:?}");
+}
+
+#[test]
+fn message_type_patterns_match_codes_and_triggers() {
+    let p = MessageTypePattern::parse("ORU^*").unwrap();
+    assert!(p.matches("ORU^R01") && p.matches("oru^r30") && !p.matches("ADT^A01"));
+    let p = MessageTypePattern::parse("ADT^A01").unwrap();
+    assert!(p.matches("ADT^A01") && !p.matches("ADT^A08"));
+    assert!(MessageTypePattern::parse("*").unwrap().matches("anything"));
+    assert!(MessageTypePattern::parse("OR U").is_err());
+}

@@ -1,0 +1,174 @@
+//! The delivery engine: one worker per destination endpoint.
+//!
+//! A worker leases due rows from the journal (FIFO per lane, several lanes in
+//! parallel when the destination is partitioned), applies each row's
+//! transform, hands the batch to its [`Sink`], and settles every row with the
+//! journal: delivered, retry at a time given by the endpoint's policy, or
+//! dead. It sleeps until a commit wakes it, a lane finishes, or the earliest
+//! backoff ends. On shutdown it stops leasing and lets batches in flight
+//! finish (bounded by the endpoint timeout) so their outcomes are recorded;
+//! anything still leased when the process dies is delivered again on the
+//! next start.
+
+pub mod retry;
+
+use crate::config::Endpoint;
+use crate::journal::{Journal, JournalError, Lease, Settlement};
+use crate::sinks::{Delivery, Outcome, Sink};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+/// The longest a worker sleeps without looking at the journal, so work queued
+/// by another process (the CLI's retry) is picked up.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Starts the worker for `endpoint`, delivering through `sink`.
+pub fn spawn<S: Sink>(
+    journal: Journal,
+    endpoint: &Endpoint,
+    sink: S,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let worker = Worker {
+        journal,
+        sink: Arc::new(sink),
+        endpoint: Arc::new(endpoint.clone()),
+    };
+    tokio::spawn(worker.run(shutdown))
+}
+
+struct Worker<S> {
+    journal: Journal,
+    sink: Arc<S>,
+    endpoint: Arc<Endpoint>,
+}
+
+impl<S: Sink> Worker<S> {
+    async fn run(self, shutdown: CancellationToken) {
+        let name = self.endpoint.name.clone();
+        let wake = self.journal.wakeup(&name);
+        let mut lanes: JoinSet<()> = JoinSet::new();
+        tracing::info!(endpoint = %name, lanes = self.endpoint.lanes, "delivery worker started");
+        loop {
+            let mut next_due = None;
+            let free = self.endpoint.lanes.saturating_sub(lanes.len());
+            if free > 0 {
+                match self.journal.lease(&name, free, self.sink.max_batch()).await {
+                    Ok(found) => {
+                        next_due = found.next_due;
+                        for batch in found.lanes {
+                            lanes.spawn(deliver_lane(
+                                self.journal.clone(),
+                                self.sink.clone(),
+                                self.endpoint.clone(),
+                                batch,
+                            ));
+                        }
+                    }
+                    Err(JournalError::Closed) => break,
+                    Err(e) => {
+                        tracing::error!(endpoint = %name, error = %e, "cannot lease from the journal")
+                    }
+                }
+            }
+            let now = self.journal.now_ms();
+            let sleep = next_due
+                .map(|due| {
+                    Duration::from_millis((due - now).clamp(0, IDLE_POLL.as_millis() as i64) as u64)
+                })
+                .unwrap_or(IDLE_POLL);
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(_) = lanes.join_next(), if !lanes.is_empty() => {}
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+        while lanes.join_next().await.is_some() {}
+        tracing::info!(endpoint = %name, "delivery worker stopped");
+    }
+}
+
+async fn deliver_lane<S: Sink>(
+    journal: Journal,
+    sink: Arc<S>,
+    endpoint: Arc<Endpoint>,
+    batch: Vec<Lease>,
+) {
+    let mut settlements = Vec::with_capacity(batch.len());
+    let mut deliveries = Vec::with_capacity(batch.len());
+    let mut delivered_leases = Vec::with_capacity(batch.len());
+    for lease in batch {
+        match crate::transforms::apply(&lease.transform, &lease.message) {
+            Ok(payload) => {
+                deliveries.push(Delivery {
+                    outbox_id: lease.outbox_id,
+                    attempt: lease.attempts + 1,
+                    lane: lease.lane.clone(),
+                    message: lease.message.clone(),
+                    payload,
+                });
+                delivered_leases.push(lease);
+            }
+            Err(e) => settlements.push((
+                lease,
+                Settlement::Dead {
+                    error: format!("transform failed: {e}"),
+                    duration_ms: 0,
+                },
+            )),
+        }
+    }
+    if !deliveries.is_empty() {
+        let started = Instant::now();
+        let outcomes = match tokio::time::timeout(endpoint.timeout, sink.deliver(&deliveries)).await
+        {
+            Ok(outcomes) => outcomes,
+            Err(_) => vec![
+                Outcome::Retryable {
+                    error: format!("no answer within {:?}", endpoint.timeout),
+                    retry_after: None,
+                };
+                deliveries.len()
+            ],
+        };
+        let duration_ms = started.elapsed().as_millis() as i64;
+        let now = journal.now_ms();
+        let mut outcomes = outcomes.into_iter();
+        for lease in delivered_leases {
+            let outcome = outcomes.next().unwrap_or(Outcome::NotAttempted);
+            let settlement = match outcome {
+                Outcome::Delivered { response } => Settlement::Delivered {
+                    response,
+                    duration_ms,
+                },
+                Outcome::Retryable { error, retry_after } => {
+                    tracing::warn!(endpoint = %endpoint.name, outbox = lease.outbox_id, attempt = lease.attempts + 1, %error, "delivery failed; will retry");
+                    retry::after_failure(
+                        &endpoint.retry,
+                        lease.attempts,
+                        lease.queued_at,
+                        now,
+                        error,
+                        duration_ms,
+                        retry_after,
+                        rand::random::<f64>(),
+                    )
+                }
+                Outcome::Permanent { error } => {
+                    tracing::warn!(endpoint = %endpoint.name, outbox = lease.outbox_id, %error, "delivery refused; message is dead");
+                    Settlement::Dead { error, duration_ms }
+                }
+                Outcome::NotAttempted => Settlement::Release,
+            };
+            settlements.push((lease, settlement));
+        }
+    }
+    if let Err(e) = journal.settle(settlements).await {
+        // The rows stay leased; the next start delivers them again.
+        tracing::error!(endpoint = %endpoint.name, error = %e, "cannot record delivery outcomes");
+    }
+}

@@ -1,0 +1,201 @@
+//! Accepting a message: one transaction holds the message, its outbox rows
+//! and the event that records both.
+
+use super::writer::{BatchContext, Refusal};
+use super::{schema, Journal, JournalError};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// A message as a source hands it to the journal.
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage {
+    /// The inbound endpoint's name.
+    pub source: String,
+    /// What identifies a resend from the same source (MSH-10, an ASTM content
+    /// hash); `None` disables duplicate detection for this message.
+    pub dedup_key: Option<String>,
+    /// `ORU^R01`, `ASTM`, `file`, ...: what routes filter on.
+    pub message_type: String,
+    pub content_type: String,
+    pub control_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub payload: Vec<u8>,
+    /// The positive acknowledgement the source will send once this commits,
+    /// kept for the message viewer.
+    pub ack: Option<Vec<u8>>,
+}
+
+/// Where one message must go, as the router decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub endpoint: String,
+    pub transform: String,
+    /// Partition key: FIFO holds within a lane; `""` is the single lane.
+    pub lane: String,
+}
+
+/// Proof that a message is on stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub message_id: i64,
+    /// The message had been accepted before; nothing new was queued.
+    pub duplicate: bool,
+    /// Outbox rows the message has.
+    pub destinations: usize,
+}
+
+/// Why a message was not taken. Every variant means the sender must keep its
+/// copy and be told so.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IngestError {
+    #[error("the journal is over its size cap ({used} of {cap} bytes in use)")]
+    JournalFull { used: u64, cap: u64 },
+    #[error("the disk is almost full ({available} bytes free, {reserve} kept in reserve)")]
+    DiskFull { available: u64, reserve: u64 },
+    #[error("no route accepts message type `{message_type}` from `{source_endpoint}`")]
+    NoRoute {
+        source_endpoint: String,
+        message_type: String,
+    },
+    #[error("endpoint `{0}` is disabled")]
+    Disabled(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+impl IngestError {
+    /// A condition that may clear by itself (the sender should try again
+    /// later), as opposed to one that needs a person.
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            IngestError::JournalFull { .. }
+                | IngestError::DiskFull { .. }
+                | IngestError::Journal(_)
+        )
+    }
+}
+
+impl Journal {
+    /// Commits `message` with one outbox row per destination, or finds the
+    /// earlier copy of a resend. Resolves only after the commit.
+    pub async fn ingest(
+        &self,
+        message: NewMessage,
+        destinations: Vec<Destination>,
+    ) -> Result<Receipt, IngestError> {
+        if destinations.is_empty() {
+            return Err(IngestError::NoRoute {
+                source_endpoint: message.source,
+                message_type: message.message_type,
+            });
+        }
+        let woken: Vec<String> = destinations.iter().map(|d| d.endpoint.clone()).collect();
+        let receipt = self
+            .write_with(move |conn, cx| insert(conn, cx, &message, &destinations))
+            .await??;
+        if !receipt.duplicate {
+            self.wake(woken);
+        }
+        Ok(receipt)
+    }
+}
+
+fn insert(
+    conn: &Connection,
+    cx: &BatchContext,
+    m: &NewMessage,
+    destinations: &[Destination],
+) -> Result<Receipt, IngestError> {
+    if let Some(key) = &m.dedup_key {
+        let earlier = conn
+            .prepare_cached("SELECT id, (SELECT count(*) FROM outbox WHERE message_id = message.id) FROM message WHERE source = ?1 AND dedup_key = ?2")
+            .and_then(|mut s| s.query_row(params![m.source, key], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).optional())
+            .map_err(storage)?;
+        if let Some((message_id, count)) = earlier {
+            return Ok(Receipt {
+                message_id,
+                duplicate: true,
+                destinations: count as usize,
+            });
+        }
+    }
+    match cx.refusal {
+        Some(Refusal::OverCap { used, cap }) => return Err(IngestError::JournalFull { used, cap }),
+        Some(Refusal::DiskLow { available, reserve }) => {
+            return Err(IngestError::DiskFull { available, reserve })
+        }
+        None => {}
+    }
+    conn.prepare_cached(
+        "INSERT INTO message (source, dedup_key, message_type, content_type, control_id, patient_id, received_at, payload, ack)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            m.source,
+            m.dedup_key,
+            m.message_type,
+            m.content_type,
+            m.control_id,
+            m.patient_id,
+            cx.now,
+            m.payload,
+            m.ack
+        ])
+    })
+    .map_err(storage)?;
+    let message_id = conn.last_insert_rowid();
+    let mut outbox = conn
+        .prepare_cached(
+            "INSERT INTO outbox (message_id, destination, transform, lane, state, next_attempt_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
+        )
+        .map_err(storage)?;
+    for d in destinations {
+        outbox
+            .execute(params![
+                message_id,
+                d.endpoint,
+                d.transform,
+                d.lane,
+                schema::QUEUED,
+                cx.now
+            ])
+            .map_err(storage)?;
+    }
+    let routed: Vec<&str> = destinations.iter().map(|d| d.endpoint.as_str()).collect();
+    conn.prepare_cached(
+        "INSERT INTO event (at, message_id, kind, detail) VALUES (?1, ?2, 'received', ?3)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            cx.now,
+            message_id,
+            format!(
+                "{} bytes {}; routed to {}",
+                m.payload.len(),
+                m.message_type,
+                routed.join(", ")
+            )
+        ])
+    })
+    .map_err(storage)?;
+    Ok(Receipt {
+        message_id,
+        duplicate: false,
+        destinations: destinations.len(),
+    })
+}
+
+/// A write that failed because the disk filled up is a refusal, not a fault.
+fn storage(e: rusqlite::Error) -> IngestError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        if f.code == rusqlite::ErrorCode::DiskFull {
+            return IngestError::DiskFull {
+                available: 0,
+                reserve: 0,
+            };
+        }
+    }
+    IngestError::Journal(JournalError::from(e))
+}

@@ -1,0 +1,352 @@
+//! The journal: every message the gateway has accepted, where it must go, and
+//! everything that happened to it. Only this module speaks SQL.
+//!
+//! # Tables
+//!
+//! - `message`: one row per accepted inbound message: source endpoint,
+//!   duplicate key (MSH-10, an ASTM content hash, a file digest), type, the
+//!   raw payload and the acknowledgement the sender was given.
+//! - `outbox`: one row per (message, destination) chosen by the routes, with
+//!   its lane (partition key), state (`queued`, `leased`, `delivered`, `dead`),
+//!   attempt count and the time of the next attempt.
+//! - `event`: the history: received and routed, every delivery attempt (time,
+//!   duration, outcome, response or error), delivered, dead, retried and by
+//!   whom, purges. The admin page and the hub read only these tables.
+//!
+//! # Durability: store, then acknowledge
+//!
+//! The database runs with `journal_mode=WAL` and `synchronous=FULL`: a
+//! transaction is on stable storage when `COMMIT` returns. All writes go
+//! through one writer thread. It takes every job that is waiting, runs them in
+//! one transaction (each inside its own savepoint, so one bad job cannot undo
+//! the others), commits, and only then completes each job's future. A source
+//! acknowledges its sender only when its [`Receipt`] resolves, so an
+//! acknowledged message is always in a committed transaction. Throughput comes
+//! from that group commit: while one commit waits for the disk, the next batch
+//! gathers.
+//!
+//! # Admission
+//!
+//! Before each batch the writer measures the live data in the file and the
+//! free space on its filesystem. Above `max_size`, or below `min_free_disk`,
+//! new messages are refused with a typed [`IngestError`] that sources turn into
+//! a negative acknowledgement: the sender keeps its copy. Queued messages are
+//! never evicted to make room; duplicates of stored messages are still
+//! answered positively, since they are already safe.
+//!
+//! # Delivery
+//!
+//! Delivery workers lease outbox rows (state `leased`, with a random token) and
+//! settle them with that token. A crash leaves rows `leased`; opening the
+//! journal returns them to `queued`, so a crash re-delivers and never skips.
+//! Settling with a stale token changes nothing, so an outcome is recorded
+//! exactly once. Within a lane, only the oldest undelivered row may be in
+//! flight: that is the FIFO guarantee. Dead rows step aside (they are kept and
+//! can be retried).
+//!
+//! # Retention
+//!
+//! Messages whose every outbox row is delivered and that are older than the
+//! retention period are deleted in small batches, then pages are returned to
+//! the filesystem with `incremental_vacuum` (the file is created with
+//! `auto_vacuum=INCREMENTAL`). Dead and queued messages are never purged.
+
+mod ingest;
+mod outbox;
+mod query;
+mod retention;
+mod schema;
+mod writer;
+
+pub use ingest::{Destination, IngestError, NewMessage, Receipt};
+pub use outbox::{Lease, LeaseBatch, Settlement};
+pub use query::{
+    DestinationCounts, EventRecord, JournalReader, OutboxRecord, OutboxState, StoredMessage,
+};
+pub use schema::VERSION as SCHEMA_VERSION;
+
+use ecko_hal::Storage;
+use rusqlite::{Connection, OpenFlags};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot, Notify};
+use writer::{Admission, Work};
+
+/// What can go wrong inside the journal itself.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot open the journal at {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("journal storage error: {0}")]
+    Storage(String),
+    #[error("the journal is closed")]
+    Closed,
+    #[error("no outbox row {0}")]
+    UnknownOutboxRow(i64),
+}
+
+impl From<rusqlite::Error> for JournalError {
+    fn from(e: rusqlite::Error) -> Self {
+        JournalError::Storage(e.to_string())
+    }
+}
+
+/// Milliseconds since the Unix epoch, from a source the tests can steer.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> i64;
+}
+
+/// The wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        jiff::Timestamp::now().as_millisecond()
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(start_ms: i64) -> Self {
+        Self(AtomicI64::new(start_ms))
+    }
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How the journal is opened.
+pub struct JournalOptions {
+    pub path: PathBuf,
+    pub max_size: u64,
+    pub min_free_disk: u64,
+    pub clock: Arc<dyn Clock>,
+    pub storage: Arc<dyn Storage>,
+}
+
+impl JournalOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            max_size: 8 << 30,
+            min_free_disk: 64 << 20,
+            clock: Arc::new(SystemClock),
+            storage: Arc::new(ecko_hal::storage::LinuxStorage),
+        }
+    }
+}
+
+/// A handle on the open journal; cheap to clone, shared by every task.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    jobs: Mutex<Option<mpsc::Sender<Work>>>,
+    readers: Mutex<Vec<Connection>>,
+    clock: Arc<dyn Clock>,
+    wakeups: Mutex<HashMap<String, Arc<Notify>>>,
+    writer_done: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+const JOB_QUEUE: usize = 16 * 1024;
+
+impl Journal {
+    /// Opens (creating if needed) and migrates the journal, returns leased
+    /// rows of a previous run to the queue and starts the writer thread.
+    pub fn open(options: JournalOptions) -> Result<Journal, JournalError> {
+        let open_err = |reason: String| JournalError::Open {
+            path: options.path.display().to_string(),
+            reason,
+        };
+        if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| open_err(format!("cannot create directory {}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(&options.path).map_err(|e| open_err(e.to_string()))?;
+        configure(&conn, true).map_err(|e| open_err(e.to_string()))?;
+        schema::migrate(&mut conn).map_err(|e| open_err(e.to_string()))?;
+        let now = options.clock.now_ms();
+        outbox::release_all_leases(&conn, now).map_err(|e| open_err(e.to_string()))?;
+
+        let dir = options
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let admission = Admission::new(
+            options.max_size,
+            options.min_free_disk,
+            options.storage,
+            dir,
+        );
+        let (tx, rx) = mpsc::channel(JOB_QUEUE);
+        let (done_tx, done_rx) = oneshot::channel();
+        let clock = options.clock.clone();
+        std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || {
+                writer::run(conn, rx, admission, clock);
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
+
+        Ok(Journal {
+            inner: Arc::new(Inner {
+                path: options.path,
+                jobs: Mutex::new(Some(tx)),
+                readers: Mutex::new(Vec::new()),
+                clock: options.clock,
+                wakeups: Mutex::new(HashMap::new()),
+                writer_done: Mutex::new(Some(done_rx)),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Finishes every job already submitted, checkpoints the WAL and closes
+    /// the file. Later calls on any clone fail with [`JournalError::Closed`].
+    pub async fn close(&self) {
+        let sender = lock(&self.inner.jobs).take();
+        drop(sender);
+        let done = lock(&self.inner.writer_done).take();
+        if let Some(done) = done {
+            let _ = done.await;
+        }
+        lock(&self.inner.readers).clear();
+    }
+
+    /// The notifier a delivery worker waits on; woken when a commit queues
+    /// work for `destination`.
+    pub fn wakeup(&self, destination: &str) -> Arc<Notify> {
+        lock(&self.inner.wakeups)
+            .entry(destination.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn wake(&self, destinations: impl IntoIterator<Item = String>) {
+        let wakeups = lock(&self.inner.wakeups);
+        for d in destinations {
+            if let Some(n) = wakeups.get(&d) {
+                n.notify_one();
+            }
+        }
+    }
+
+    /// Runs `f` in the next group-commit transaction and resolves after the
+    /// commit (or with the error that prevented it).
+    async fn write<T, F>(&self, f: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &writer::BatchContext) -> Result<T, JournalError> + Send + 'static,
+    {
+        self.write_with(f).await?
+    }
+
+    /// Like [`Journal::write`] for jobs with their own error type; the outer
+    /// result is the commit's.
+    async fn write_with<T, E, F>(&self, f: F) -> Result<Result<T, E>, JournalError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&Connection, &writer::BatchContext) -> Result<T, E> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = writer::job(f, reply);
+        let sender = lock(&self.inner.jobs).clone().ok_or(JournalError::Closed)?;
+        sender
+            .send(Work::Job(job))
+            .await
+            .map_err(|_| JournalError::Closed)?;
+        answer.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Commits everything submitted so far, then checkpoints and truncates
+    /// the WAL.
+    pub async fn checkpoint(&self) -> Result<(), JournalError> {
+        let (reply, answer) = oneshot::channel();
+        let sender = lock(&self.inner.jobs).clone().ok_or(JournalError::Closed)?;
+        sender
+            .send(Work::Checkpoint(reply))
+            .await
+            .map_err(|_| JournalError::Closed)?;
+        answer.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Runs a read on a pooled read-only connection, off the async threads.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match lock(&inner.readers).pop() {
+                Some(c) => c,
+                None => open_reader(&inner.path)?,
+            };
+            let result = f(&conn);
+            lock(&inner.readers).push(conn);
+            result
+        })
+        .await
+        .map_err(|e| JournalError::Storage(format!("read task failed: {e}")))?
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    if writer {
+        // auto_vacuum only takes effect on a new, empty database file.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, JournalError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    configure(&conn, false)?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,275 @@
+//! Reading the journal: for delivery, the admin page, the hub and the tests.
+
+use super::schema::{DELIVERED, LEASED, QUEUED};
+use super::{open_reader, Journal, JournalError};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+
+/// A journalled message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub source: String,
+    pub dedup_key: Option<String>,
+    pub message_type: String,
+    pub content_type: String,
+    pub control_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub received_at: i64,
+    pub payload: Vec<u8>,
+    pub ack: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxState {
+    Queued,
+    Leased,
+    Delivered,
+    Dead,
+}
+
+impl OutboxState {
+    fn from_db(v: i64) -> Self {
+        match v {
+            QUEUED => OutboxState::Queued,
+            LEASED => OutboxState::Leased,
+            DELIVERED => OutboxState::Delivered,
+            _ => OutboxState::Dead,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Queued => "queued",
+            OutboxState::Leased => "leased",
+            OutboxState::Delivered => "delivered",
+            OutboxState::Dead => "dead",
+        }
+    }
+}
+
+/// One destination of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRecord {
+    pub id: i64,
+    pub message_id: i64,
+    pub destination: String,
+    pub transform: String,
+    pub lane: String,
+    pub state: OutboxState,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// One entry of the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub id: i64,
+    pub at: i64,
+    pub message_id: Option<i64>,
+    pub outbox_id: Option<i64>,
+    pub kind: String,
+    pub outcome: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub detail: Option<String>,
+    pub actor: Option<String>,
+}
+
+/// Queue depth and totals of one destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DestinationCounts {
+    pub destination: String,
+    pub queued: u64,
+    pub leased: u64,
+    pub delivered: u64,
+    pub dead: u64,
+}
+
+pub(super) fn load_message(
+    conn: &Connection,
+    id: i64,
+) -> Result<Option<StoredMessage>, JournalError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, source, dedup_key, message_type, content_type, control_id, patient_id, received_at, payload, ack
+             FROM message WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(StoredMessage {
+                id: r.get(0)?,
+                source: r.get(1)?,
+                dedup_key: r.get(2)?,
+                message_type: r.get(3)?,
+                content_type: r.get(4)?,
+                control_id: r.get(5)?,
+                patient_id: r.get(6)?,
+                received_at: r.get(7)?,
+                payload: r.get(8)?,
+                ack: r.get(9)?,
+            })
+        })
+        .optional()?)
+}
+
+fn outbox_rows(
+    conn: &Connection,
+    where_clause: &str,
+    arg: i64,
+) -> Result<Vec<OutboxRecord>, JournalError> {
+    let sql = format!(
+        "SELECT id, message_id, destination, transform, lane, state, attempts, next_attempt_at, last_error
+         FROM outbox WHERE {where_clause} ORDER BY id"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map([arg], |r| {
+            Ok(OutboxRecord {
+                id: r.get(0)?,
+                message_id: r.get(1)?,
+                destination: r.get(2)?,
+                transform: r.get(3)?,
+                lane: r.get(4)?,
+                state: OutboxState::from_db(r.get(5)?),
+                attempts: r.get(6)?,
+                next_attempt_at: r.get(7)?,
+                last_error: r.get(8)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+fn events(conn: &Connection, message_id: i64) -> Result<Vec<EventRecord>, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, message_id, outbox_id, kind, outcome, duration_ms, detail, actor
+         FROM event WHERE message_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map([message_id], |r| {
+            Ok(EventRecord {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                message_id: r.get(2)?,
+                outbox_id: r.get(3)?,
+                kind: r.get(4)?,
+                outcome: r.get(5)?,
+                duration_ms: r.get(6)?,
+                detail: r.get(7)?,
+                actor: r.get(8)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+fn counts(conn: &Connection) -> Result<Vec<DestinationCounts>, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT destination, state, count(*) FROM outbox GROUP BY destination, state ORDER BY destination",
+    )?;
+    let mut out: Vec<DestinationCounts> = Vec::new();
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (destination, state, n) = row?;
+        if out.last().is_none_or(|c| c.destination != destination) {
+            out.push(DestinationCounts {
+                destination: destination.clone(),
+                ..Default::default()
+            });
+        }
+        if let Some(c) = out.last_mut() {
+            let n = n as u64;
+            match OutboxState::from_db(state) {
+                OutboxState::Queued => c.queued = n,
+                OutboxState::Leased => c.leased = n,
+                OutboxState::Delivered => c.delivered = n,
+                OutboxState::Dead => c.dead = n,
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn message_ids(conn: &Connection) -> Result<Vec<i64>, JournalError> {
+    let mut stmt = conn.prepare_cached("SELECT id FROM message ORDER BY id")?;
+    let ids = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<Vec<i64>, _>>()?;
+    Ok(ids)
+}
+
+fn find_by_key(conn: &Connection, source: &str, key: &str) -> Result<Option<i64>, JournalError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM message WHERE source = ?1 AND dedup_key = ?2")?
+        .query_row(params![source, key], |r| r.get(0))
+        .optional()?)
+}
+
+/// Read access without a running gateway: the CLI, and tests that inspect
+/// what a (possibly killed) gateway left behind.
+pub struct JournalReader {
+    conn: Connection,
+}
+
+impl JournalReader {
+    pub fn open(path: &Path) -> Result<JournalReader, JournalError> {
+        Ok(JournalReader {
+            conn: open_reader(path)?,
+        })
+    }
+    pub fn message(&self, id: i64) -> Result<Option<StoredMessage>, JournalError> {
+        load_message(&self.conn, id)
+    }
+    pub fn message_ids(&self) -> Result<Vec<i64>, JournalError> {
+        message_ids(&self.conn)
+    }
+    pub fn find_by_key(&self, source: &str, key: &str) -> Result<Option<i64>, JournalError> {
+        find_by_key(&self.conn, source, key)
+    }
+    pub fn outbox_of(&self, message_id: i64) -> Result<Vec<OutboxRecord>, JournalError> {
+        outbox_rows(&self.conn, "message_id = ?1", message_id)
+    }
+    pub fn events_of(&self, message_id: i64) -> Result<Vec<EventRecord>, JournalError> {
+        events(&self.conn, message_id)
+    }
+    pub fn counts(&self) -> Result<Vec<DestinationCounts>, JournalError> {
+        counts(&self.conn)
+    }
+}
+
+impl Journal {
+    pub async fn message(&self, id: i64) -> Result<Option<StoredMessage>, JournalError> {
+        self.read(move |c| load_message(c, id)).await
+    }
+    pub async fn outbox_of(&self, message_id: i64) -> Result<Vec<OutboxRecord>, JournalError> {
+        self.read(move |c| outbox_rows(c, "message_id = ?1", message_id))
+            .await
+    }
+    pub async fn outbox_row(&self, outbox_id: i64) -> Result<Option<OutboxRecord>, JournalError> {
+        self.read(move |c| Ok(outbox_rows(c, "id = ?1", outbox_id)?.pop()))
+            .await
+    }
+    pub async fn events_of(&self, message_id: i64) -> Result<Vec<EventRecord>, JournalError> {
+        self.read(move |c| events(c, message_id)).await
+    }
+    pub async fn counts(&self) -> Result<Vec<DestinationCounts>, JournalError> {
+        self.read(counts).await
+    }
+    pub async fn message_ids(&self) -> Result<Vec<i64>, JournalError> {
+        self.read(message_ids).await
+    }
+    /// Bytes of live data in the journal file.
+    pub async fn live_bytes(&self) -> Result<u64, JournalError> {
+        self.read(|c| Ok(super::writer::live_bytes(c)?)).await
+    }
+    /// Size of the database file on disk (without its WAL).
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(self.path()).map_or(0, |m| m.len())
+    }
+}

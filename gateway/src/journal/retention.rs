@@ -1,0 +1,68 @@
+//! Purging delivered messages after the retention period and giving the
+//! space back to the filesystem.
+
+use super::schema::DELIVERED;
+use super::{Journal, JournalError};
+use rusqlite::params;
+
+/// Messages deleted per transaction, so a large purge never holds the writer
+/// (and every sender waiting for an ACK) for long.
+const PURGE_CHUNK: i64 = 500;
+/// Pages returned to the filesystem per transaction.
+const VACUUM_CHUNK: i64 = 2048;
+
+impl Journal {
+    /// Deletes messages received before `cutoff_ms` whose every destination
+    /// has delivered them, then shrinks the file. Queued, leased and dead
+    /// messages stay. Returns the number of messages purged.
+    pub async fn purge_delivered_before(&self, cutoff_ms: i64) -> Result<u64, JournalError> {
+        let mut purged = 0u64;
+        loop {
+            let n = self
+                .write(move |conn, cx| {
+                    let ids: Vec<i64> = conn
+                        .prepare_cached(
+                            "SELECT m.id FROM message m WHERE m.received_at < ?1
+                             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id AND o.state != ?2)
+                             ORDER BY m.id LIMIT ?3",
+                        )?
+                        .query_map(params![cutoff_ms, DELIVERED, PURGE_CHUNK], |r| r.get(0))?
+                        .collect::<Result<_, _>>()?;
+                    for id in &ids {
+                        conn.prepare_cached("DELETE FROM event WHERE message_id = ?1")?.execute([id])?;
+                        conn.prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?.execute([id])?;
+                        conn.prepare_cached("DELETE FROM message WHERE id = ?1")?.execute([id])?;
+                    }
+                    if !ids.is_empty() {
+                        conn.prepare_cached(
+                            "INSERT INTO event (at, kind, detail, actor) VALUES (?1, 'purged', ?2, 'retention')",
+                        )?
+                        .execute(params![cx.now, format!("{} delivered messages received before {cutoff_ms}", ids.len())])?;
+                    }
+                    Ok(ids.len() as u64)
+                })
+                .await?;
+            purged += n;
+            if n < PURGE_CHUNK as u64 {
+                break;
+            }
+        }
+        self.shrink().await?;
+        Ok(purged)
+    }
+
+    /// Returns free pages to the filesystem, a chunk per transaction.
+    pub async fn shrink(&self) -> Result<(), JournalError> {
+        loop {
+            let remaining = self
+                .write(|conn, _| {
+                    conn.execute_batch(&format!("PRAGMA incremental_vacuum({VACUUM_CHUNK})"))?;
+                    Ok(conn.query_row("PRAGMA freelist_count", [], |r| r.get::<_, i64>(0))?)
+                })
+                .await?;
+            if remaining == 0 {
+                return self.checkpoint().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The journal's tables, created and upgraded by numbered migrations.
+//!
+//! `PRAGMA user_version` holds the number of the last migration applied. A
+//! migration runs in the same transaction as the version bump, so a crash
+//! mid-upgrade leaves the previous schema intact. A journal written by a newer
+//! gateway is refused rather than misread.
+
+use rusqlite::Connection;
+
+/// Outbox row states, stored as small integers.
+pub const QUEUED: i64 = 0;
+pub const LEASED: i64 = 1;
+pub const DELIVERED: i64 = 2;
+pub const DEAD: i64 = 3;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: messages, their outbox rows and the event history.
+    "
+    CREATE TABLE message (
+        id            INTEGER PRIMARY KEY,
+        source        TEXT    NOT NULL,
+        dedup_key     TEXT,
+        message_type  TEXT    NOT NULL,
+        content_type  TEXT    NOT NULL,
+        control_id    TEXT,
+        patient_id    TEXT,
+        received_at   INTEGER NOT NULL,
+        payload       BLOB    NOT NULL,
+        ack           BLOB
+    );
+    CREATE UNIQUE INDEX message_dedup ON message(source, dedup_key) WHERE dedup_key IS NOT NULL;
+    CREATE INDEX message_received ON message(received_at);
+
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        message_id      INTEGER NOT NULL REFERENCES message(id),
+        destination     TEXT    NOT NULL,
+        transform       TEXT    NOT NULL,
+        lane            TEXT    NOT NULL,
+        state           INTEGER NOT NULL CHECK (state IN (0, 1, 2, 3)),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        lease_token     INTEGER,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        last_error      TEXT
+    );
+    CREATE INDEX outbox_message ON outbox(message_id);
+    CREATE INDEX outbox_pending ON outbox(destination, lane, id) WHERE state IN (0, 1);
+    CREATE INDEX outbox_state ON outbox(destination, state);
+
+    CREATE TABLE event (
+        id          INTEGER PRIMARY KEY,
+        at          INTEGER NOT NULL,
+        message_id  INTEGER,
+        outbox_id   INTEGER,
+        kind        TEXT    NOT NULL,
+        outcome     TEXT,
+        duration_ms INTEGER,
+        detail      TEXT,
+        actor       TEXT
+    );
+    CREATE INDEX event_message ON event(message_id);
+    CREATE INDEX event_at ON event(at);
+    ",
+];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("the journal has schema version {found}, newer than this gateway's {VERSION}; refusing to touch it")]
+    TooNew { found: i64 },
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Brings the schema up to [`VERSION`].
+pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > VERSION {
+        return Err(MigrationError::TooNew { found });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,478 @@
+use super::*;
+use ecko_hal::storage::SimStorage;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    clock: Arc<ManualClock>,
+    disk: SimStorage,
+    journal: Journal,
+}
+
+fn open_at(path: &Path, clock: Arc<ManualClock>, disk: SimStorage, max_size: u64) -> Journal {
+    let mut o = JournalOptions::new(path);
+    o.clock = clock;
+    o.storage = Arc::new(disk);
+    o.max_size = max_size;
+    o.min_free_disk = 1000;
+    Journal::open(o).unwrap()
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let disk = SimStorage::new(u64::MAX);
+    let journal = open_at(&path, clock.clone(), disk.clone(), 1 << 30);
+    Fixture {
+        _dir: dir,
+        path,
+        clock,
+        disk,
+        journal,
+    }
+}
+
+fn msg(key: &str) -> NewMessage {
+    NewMessage {
+        source: "lab".into(),
+        dedup_key: Some(key.into()),
+        message_type: "ORU^R01".into(),
+        content_type: "x-application/hl7-v2+er7".into(),
+        payload: format!("MSH|^~\\&|{key}").into_bytes(),
+        ..Default::default()
+    }
+}
+
+fn to(names: &[&str]) -> Vec<Destination> {
+    names
+        .iter()
+        .map(|n| Destination {
+            endpoint: n.to_string(),
+            transform: "none".into(),
+            lane: String::new(),
+        })
+        .collect()
+}
+
+fn delivered() -> Settlement {
+    Settlement::Delivered {
+        response: Some("ok".into()),
+        duration_ms: 3,
+    }
+}
+
+#[tokio::test]
+async fn an_ingested_message_is_readable_with_one_outbox_row_per_destination() {
+    let f = fixture();
+    let r = f.journal.ingest(msg("1"), to(&["a", "b"])).await.unwrap();
+    assert!(!r.duplicate);
+    assert_eq!(r.destinations, 2);
+    let stored = f.journal.message(r.message_id).await.unwrap().unwrap();
+    assert_eq!(stored.payload, b"MSH|^~\\&|1");
+    let rows = f.journal.outbox_of(r.message_id).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.state == OutboxState::Queued));
+    let events = f.journal.events_of(r.message_id).await.unwrap();
+    assert_eq!(events[0].kind, "received");
+    assert!(events[0]
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("routed to a, b"));
+}
+
+#[tokio::test]
+async fn a_resend_with_the_same_key_returns_the_original_receipt_and_queues_nothing() {
+    let f = fixture();
+    let first = f.journal.ingest(msg("1"), to(&["a"])).await.unwrap();
+    let again = f.journal.ingest(msg("1"), to(&["a", "b"])).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message_id, first.message_id);
+    assert_eq!(f.journal.message_ids().await.unwrap().len(), 1);
+    assert_eq!(
+        f.journal.outbox_of(first.message_id).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_same_key_from_another_source_is_a_different_message() {
+    let f = fixture();
+    f.journal.ingest(msg("1"), to(&["a"])).await.unwrap();
+    let mut other = msg("1");
+    other.source = "other".into();
+    assert!(!f.journal.ingest(other, to(&["a"])).await.unwrap().duplicate);
+}
+
+#[tokio::test]
+async fn a_message_without_destinations_is_refused_as_unroutable() {
+    let f = fixture();
+    let err = f.journal.ingest(msg("1"), vec![]).await.unwrap_err();
+    assert!(matches!(err, IngestError::NoRoute { .. }));
+}
+
+#[tokio::test]
+async fn concurrent_ingests_all_commit_and_get_distinct_ids() {
+    let f = fixture();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..500 {
+        let j = f.journal.clone();
+        tasks.spawn(async move { j.ingest(msg(&i.to_string()), to(&["a"])).await.unwrap() });
+    }
+    let mut ids = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        ids.push(r.unwrap().message_id);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 500);
+}
+
+#[tokio::test]
+async fn a_low_disk_refuses_new_messages_but_still_answers_resends() {
+    let f = fixture();
+    f.journal.ingest(msg("1"), to(&["a"])).await.unwrap();
+    f.disk.set_available(10);
+    // The writer looks at the disk at most every 250 ms.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let err = f.journal.ingest(msg("2"), to(&["a"])).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IngestError::DiskFull {
+                available: 10,
+                reserve: 1000
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.is_temporary());
+    assert!(
+        f.journal
+            .ingest(msg("1"), to(&["a"]))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    f.disk.set_available(u64::MAX);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    f.journal.ingest(msg("2"), to(&["a"])).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_journal_over_its_size_cap_refuses_new_messages_and_evicts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(0));
+    let j = open_at(
+        &dir.path().join("j.db"),
+        clock,
+        SimStorage::new(u64::MAX),
+        1 << 20,
+    );
+    let mut accepted = 0;
+    let refusal = loop {
+        let mut m = msg(&accepted.to_string());
+        m.payload = vec![b'x'; 16 * 1024];
+        match j.ingest(m, to(&["a"])).await {
+            Ok(_) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted < 1000, "the cap never applied");
+    };
+    assert!(
+        matches!(refusal, IngestError::JournalFull { cap, .. } if cap == 1 << 20),
+        "{refusal}"
+    );
+    assert_eq!(j.message_ids().await.unwrap().len(), accepted);
+}
+
+#[tokio::test]
+async fn a_lease_hands_out_only_the_head_of_a_lane_and_waits_for_it() {
+    let f = fixture();
+    for i in 0..3 {
+        f.journal
+            .ingest(msg(&i.to_string()), to(&["a"]))
+            .await
+            .unwrap();
+    }
+    let first = f.journal.lease("a", 1, 1).await.unwrap();
+    assert_eq!(first.lanes.len(), 1);
+    assert_eq!(first.lanes[0][0].message.dedup_key.as_deref(), Some("0"));
+    let blocked = f.journal.lease("a", 1, 1).await.unwrap();
+    assert!(
+        blocked.lanes.is_empty(),
+        "the second message overtook the first"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_head_blocks_its_lane_until_its_retry_time() {
+    let f = fixture();
+    f.journal.ingest(msg("0"), to(&["a"])).await.unwrap();
+    f.journal.ingest(msg("1"), to(&["a"])).await.unwrap();
+    let lease = f
+        .journal
+        .lease("a", 1, 1)
+        .await
+        .unwrap()
+        .lanes
+        .remove(0)
+        .remove(0);
+    let retry_at = f.clock.now_ms() + 5_000;
+    f.journal
+        .settle(vec![(
+            lease,
+            Settlement::Retry {
+                error: "down".into(),
+                duration_ms: 1,
+                retry_at,
+            },
+        )])
+        .await
+        .unwrap();
+    let waiting = f.journal.lease("a", 1, 1).await.unwrap();
+    assert!(waiting.lanes.is_empty());
+    assert_eq!(waiting.next_due, Some(retry_at));
+    f.clock.advance(5_000);
+    let again = f.journal.lease("a", 1, 1).await.unwrap();
+    assert_eq!(again.lanes[0][0].message.dedup_key.as_deref(), Some("0"));
+    assert_eq!(again.lanes[0][0].attempts, 1);
+}
+
+#[tokio::test]
+async fn partitioned_lanes_are_leased_in_parallel_and_stay_fifo_inside() {
+    let f = fixture();
+    for (key, lane) in [("p1-a", "p1"), ("p2-a", "p2"), ("p1-b", "p1")] {
+        let d = vec![Destination {
+            endpoint: "a".into(),
+            transform: "none".into(),
+            lane: lane.into(),
+        }];
+        f.journal.ingest(msg(key), d).await.unwrap();
+    }
+    let found = f.journal.lease("a", 8, 10).await.unwrap();
+    let keys: Vec<Vec<String>> = found
+        .lanes
+        .iter()
+        .map(|l| {
+            l.iter()
+                .map(|l| l.message.dedup_key.clone().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(keys, vec![vec!["p1-a", "p1-b"], vec!["p2-a"]]);
+}
+
+#[tokio::test]
+async fn a_settlement_with_a_stale_token_is_ignored() {
+    let f = fixture();
+    f.journal.ingest(msg("0"), to(&["a"])).await.unwrap();
+    let mut lease = f
+        .journal
+        .lease("a", 1, 1)
+        .await
+        .unwrap()
+        .lanes
+        .remove(0)
+        .remove(0);
+    lease.token ^= 1;
+    assert_eq!(
+        f.journal.settle(vec![(lease, delivered())]).await.unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_delivered_row_is_recorded_exactly_once() {
+    let f = fixture();
+    let r = f.journal.ingest(msg("0"), to(&["a"])).await.unwrap();
+    let lease = f
+        .journal
+        .lease("a", 1, 1)
+        .await
+        .unwrap()
+        .lanes
+        .remove(0)
+        .remove(0);
+    assert_eq!(
+        f.journal
+            .settle(vec![(lease.clone(), delivered())])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        f.journal.settle(vec![(lease, delivered())]).await.unwrap(),
+        0
+    );
+    let attempts: Vec<_> = f
+        .journal
+        .events_of(r.message_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "attempt")
+        .collect();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome.as_deref(), Some("delivered"));
+    assert_eq!(attempts[0].duration_ms, Some(3));
+}
+
+#[tokio::test]
+async fn reopening_after_a_crash_returns_leased_rows_to_the_queue() {
+    let f = fixture();
+    f.journal.ingest(msg("0"), to(&["a"])).await.unwrap();
+    let _lost = f.journal.lease("a", 1, 1).await.unwrap();
+    f.journal.close().await;
+    let j = open_at(&f.path, f.clock.clone(), f.disk.clone(), 1 << 30);
+    let again = j.lease("a", 1, 1).await.unwrap();
+    assert_eq!(again.lanes.len(), 1, "a crash must re-deliver, never skip");
+}
+
+#[tokio::test]
+async fn a_dead_row_steps_aside_and_can_be_retried_by_a_person() {
+    let f = fixture();
+    let r = f.journal.ingest(msg("0"), to(&["a"])).await.unwrap();
+    f.journal.ingest(msg("1"), to(&["a"])).await.unwrap();
+    let lease = f
+        .journal
+        .lease("a", 1, 1)
+        .await
+        .unwrap()
+        .lanes
+        .remove(0)
+        .remove(0);
+    let outbox_id = lease.outbox_id;
+    f.journal
+        .settle(vec![(
+            lease,
+            Settlement::Dead {
+                error: "rejected".into(),
+                duration_ms: 2,
+            },
+        )])
+        .await
+        .unwrap();
+    let next = f.journal.lease("a", 1, 1).await.unwrap();
+    assert_eq!(next.lanes[0][0].message.dedup_key.as_deref(), Some("1"));
+    assert!(f.journal.retry(outbox_id, "operator:anna").await.unwrap());
+    let row = f.journal.outbox_row(outbox_id).await.unwrap().unwrap();
+    assert_eq!(row.state, OutboxState::Queued);
+    let events = f.journal.events_of(r.message_id).await.unwrap();
+    let retried = events.iter().find(|e| e.kind == "retried").unwrap();
+    assert_eq!(retried.actor.as_deref(), Some("operator:anna"));
+    assert!(matches!(
+        f.journal.retry(9999, "x").await,
+        Err(JournalError::UnknownOutboxRow(9999))
+    ));
+}
+
+#[tokio::test]
+async fn retention_purges_only_old_fully_delivered_messages_and_the_file_shrinks() {
+    let f = fixture();
+    let day = 86_400_000;
+    let big = |k: &str| {
+        let mut m = msg(k);
+        m.payload = vec![b'x'; 64 * 1024];
+        m
+    };
+    let mut delivered_ids = Vec::new();
+    for i in 0..64 {
+        let r = f
+            .journal
+            .ingest(big(&format!("old{i}")), to(&["a"]))
+            .await
+            .unwrap();
+        delivered_ids.push(r.message_id);
+    }
+    let dead = f.journal.ingest(big("dead"), to(&["a"])).await.unwrap();
+    let queued = f.journal.ingest(big("queued"), to(&["b"])).await.unwrap();
+    loop {
+        let found = f.journal.lease("a", 1, 100).await.unwrap();
+        let Some(lane) = found.lanes.into_iter().next() else {
+            break;
+        };
+        let outcomes = lane
+            .into_iter()
+            .map(|l| {
+                let s = if l.message.id == dead.message_id {
+                    Settlement::Dead {
+                        error: "no".into(),
+                        duration_ms: 1,
+                    }
+                } else {
+                    delivered()
+                };
+                (l, s)
+            })
+            .collect();
+        f.journal.settle(outcomes).await.unwrap();
+    }
+    f.journal.checkpoint().await.unwrap();
+    let before = f.journal.file_bytes();
+    f.clock.advance(91 * day);
+    let fresh = f.journal.ingest(big("fresh"), to(&["a"])).await.unwrap();
+    let purged = f
+        .journal
+        .purge_delivered_before(f.clock.now_ms() - 90 * day)
+        .await
+        .unwrap();
+    assert_eq!(purged, 64);
+    let left = f.journal.message_ids().await.unwrap();
+    assert_eq!(
+        left,
+        vec![dead.message_id, queued.message_id, fresh.message_id]
+    );
+    let after = f.journal.file_bytes();
+    assert!(
+        after < before / 2,
+        "file did not shrink: {before} -> {after}"
+    );
+}
+
+#[tokio::test]
+async fn closing_finishes_submitted_work_and_later_calls_fail_cleanly() {
+    let f = fixture();
+    let j = f.journal.clone();
+    let pending = tokio::spawn(async move { j.ingest(msg("late"), to(&["a"])).await });
+    tokio::task::yield_now().await;
+    f.journal.close().await;
+    let result = pending.await.unwrap();
+    if let Ok(r) = &result {
+        let reader = JournalReader::open(&f.path).unwrap();
+        assert!(reader.message(r.message_id).unwrap().is_some());
+    }
+    assert!(matches!(
+        f.journal.ingest(msg("x"), to(&["a"])).await,
+        Err(IngestError::Journal(JournalError::Closed))
+    ));
+}
+
+#[tokio::test]
+async fn a_journal_from_a_newer_gateway_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 999).unwrap();
+    }
+    let err = Journal::open(JournalOptions::new(&path)).err().unwrap();
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[test]
+fn the_journal_runs_in_wal_mode_with_full_sync() {
+    let f = fixture();
+    let c = Connection::open(&f.path).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let auto: i64 = c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
+    assert_eq!(auto, 2, "incremental auto_vacuum");
+    // synchronous is per connection: check the writer's setting via configure().
+    configure(&c, false).unwrap();
+    let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+    assert_eq!(sync, 2, "FULL");
+}

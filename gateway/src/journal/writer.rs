@@ -1,0 +1,205 @@
+//! The single writer thread and its group commit.
+
+use super::{Clock, JournalError};
+use ecko_hal::Storage;
+use rusqlite::Connection;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Runs inside the batch transaction; returns whether its savepoint should be
+/// kept, and what to do once the commit's fate is known.
+pub(super) type Job = Box<dyn FnOnce(&Connection, &BatchContext) -> (bool, Completion) + Send>;
+
+/// What the writer thread is asked to do.
+pub(super) enum Work {
+    /// Run in the next group-commit transaction.
+    Job(Job),
+    /// Commit what came before, then copy the WAL into the database file and
+    /// truncate both: the only point where freed pages leave the disk.
+    Checkpoint(oneshot::Sender<Result<(), JournalError>>),
+}
+type Completion = Box<dyn FnOnce(Result<(), JournalError>) + Send>;
+
+/// What every job in one batch may know.
+pub(crate) struct BatchContext {
+    pub now: i64,
+    /// Why new messages must be refused in this batch, if they must.
+    pub refusal: Option<Refusal>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Refusal {
+    OverCap { used: u64, cap: u64 },
+    DiskLow { available: u64, reserve: u64 },
+}
+
+/// Wraps a closure and its reply channel into a job.
+pub(super) fn job<T, E, F>(f: F, reply: oneshot::Sender<Result<Result<T, E>, JournalError>>) -> Job
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: FnOnce(&Connection, &BatchContext) -> Result<T, E> + Send + 'static,
+{
+    Box::new(move |conn, cx| {
+        let result = f(conn, cx);
+        let keep = result.is_ok();
+        let completion: Completion = Box::new(move |committed| {
+            let _ = reply.send(committed.map(|()| result));
+        });
+        (keep, completion)
+    })
+}
+
+/// Largest number of jobs in one transaction: bounds the time one commit
+/// holds every waiter.
+const MAX_BATCH: usize = 2048;
+
+/// Measures live size and free disk; the disk is asked at most every
+/// `DISK_CHECK_EVERY`, since free space changes slowly compared to commits.
+pub(super) struct Admission {
+    max_size: u64,
+    min_free_disk: u64,
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    last_disk_check: Option<Instant>,
+    last_available: u64,
+}
+
+const DISK_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+impl Admission {
+    pub fn new(max_size: u64, min_free_disk: u64, storage: Arc<dyn Storage>, dir: PathBuf) -> Self {
+        Self {
+            max_size,
+            min_free_disk,
+            storage,
+            dir,
+            last_disk_check: None,
+            last_available: u64::MAX,
+        }
+    }
+
+    fn check(&mut self, conn: &Connection) -> Option<Refusal> {
+        let used = live_bytes(conn).unwrap_or(0);
+        if used > self.max_size {
+            return Some(Refusal::OverCap {
+                used,
+                cap: self.max_size,
+            });
+        }
+        if self
+            .last_disk_check
+            .is_none_or(|t| t.elapsed() >= DISK_CHECK_EVERY)
+        {
+            self.last_available = match self.storage.available_bytes(&self.dir) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot measure free disk space");
+                    u64::MAX
+                }
+            };
+            self.last_disk_check = Some(Instant::now());
+        }
+        (self.last_available < self.min_free_disk).then_some(Refusal::DiskLow {
+            available: self.last_available,
+            reserve: self.min_free_disk,
+        })
+    }
+}
+
+/// Bytes of pages in use, not counting the free list.
+pub(super) fn live_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok(((pages - free).max(0) * size) as u64)
+}
+
+pub(super) fn run(
+    conn: Connection,
+    mut jobs: mpsc::Receiver<Work>,
+    mut admission: Admission,
+    clock: Arc<dyn Clock>,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = jobs.blocking_recv() {
+        let mut checkpoint = None;
+        let mut next = Some(first);
+        while let Some(work) = next.take() {
+            match work {
+                Work::Job(job) => batch.push(job),
+                Work::Checkpoint(reply) => {
+                    checkpoint = Some(reply);
+                    break;
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = jobs.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            let cx = BatchContext {
+                now: clock.now_ms(),
+                refusal: admission.check(&conn),
+            };
+            commit_batch(&conn, &cx, batch.drain(..));
+        }
+        if let Some(reply) = checkpoint {
+            let result = conn
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(JournalError::from);
+            let _ = reply.send(result);
+        }
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!(error = %e, "final checkpoint failed; the WAL will be replayed on next open");
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!(error = %e, "closing the journal failed");
+    }
+}
+
+fn commit_batch(conn: &Connection, cx: &BatchContext, batch: impl Iterator<Item = Job>) {
+    let mut completions: Vec<Completion> = Vec::new();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = JournalError::from(e);
+        for job in batch {
+            // Jobs never ran: completing them with the error is all we can do.
+            let (_, completion) = job_not_run(job);
+            completion(Err(err.clone()));
+        }
+        return;
+    }
+    for job in batch {
+        if conn.execute_batch("SAVEPOINT job").is_err() {
+            completions.push(job_not_run(job).1);
+            continue;
+        }
+        let (keep, completion) = job(conn, cx);
+        let end = if keep {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        if let Err(e) = conn.execute_batch(end) {
+            tracing::error!(error = %e, "savepoint handling failed");
+        }
+        completions.push(completion);
+    }
+    let committed = conn.execute_batch("COMMIT").map_err(JournalError::from);
+    if committed.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for completion in completions {
+        completion(committed.clone());
+    }
+}
+
+/// A job that could not be run still owes its caller an answer; its closure
+/// is dropped unrun, which drops its reply channel and surfaces as `Closed`.
+fn job_not_run(job: Job) -> (bool, Completion) {
+    drop(job);
+    (false, Box::new(|_| {}))
+}

@@ -1,0 +1,159 @@
+//! Which message goes to which destination, through which transform.
+
+use crate::config::{Config, PartitionBy};
+use crate::journal::{Destination, NewMessage};
+
+/// The routes of one configuration, ready to answer per message.
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<crate::config::Route>,
+    /// Per destination endpoint: what splits its queue into lanes.
+    partitions: Vec<(String, Option<PartitionBy>)>,
+    disabled: Vec<String>,
+}
+
+impl Router {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            routes: config.routes.clone(),
+            partitions: config
+                .endpoints
+                .iter()
+                .map(|e| (e.name.clone(), e.partition_by))
+                .collect(),
+            disabled: config
+                .endpoints
+                .iter()
+                .filter(|e| !e.enabled)
+                .map(|e| e.name.clone())
+                .collect(),
+        }
+    }
+
+    /// The destinations of `message`, one per (route, to) pair, without
+    /// duplicates; empty when no route accepts it. Disabled destinations
+    /// still get their row: the message waits for them to be enabled.
+    pub fn destinations(&self, message: &NewMessage) -> Vec<Destination> {
+        let mut out: Vec<Destination> = Vec::new();
+        for route in &self.routes {
+            if !route.from.iter().any(|f| f == &message.source) {
+                continue;
+            }
+            if !route
+                .message_types
+                .iter()
+                .any(|p| p.matches(&message.message_type))
+            {
+                continue;
+            }
+            for to in &route.to {
+                if out
+                    .iter()
+                    .any(|d| &d.endpoint == to && d.transform == route.transform)
+                {
+                    continue;
+                }
+                out.push(Destination {
+                    endpoint: to.clone(),
+                    transform: route.transform.clone(),
+                    lane: self.lane(to, message),
+                });
+            }
+        }
+        out
+    }
+
+    /// Whether the endpoint may take messages now.
+    pub fn is_enabled(&self, endpoint: &str) -> bool {
+        !self.disabled.iter().any(|d| d == endpoint)
+    }
+
+    fn lane(&self, destination: &str, message: &NewMessage) -> String {
+        let by = self
+            .partitions
+            .iter()
+            .find(|(name, _)| name == destination)
+            .and_then(|(_, p)| *p);
+        match by {
+            None => String::new(),
+            Some(PartitionBy::Patient) => message.patient_id.clone().unwrap_or_default(),
+            Some(PartitionBy::Source) => message.source.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::parse(
+            r#"
+            [journal]
+            path = "j.db"
+            [[endpoint]]
+            name = "in"
+            type = "file-drop"
+            path = "in"
+            [[endpoint]]
+            name = "a"
+            type = "file"
+            path = "a"
+            partition_by = "patient"
+            [[endpoint]]
+            name = "b"
+            type = "file"
+            path = "b"
+            [[route]]
+            name = "results"
+            from = ["in"]
+            message_types = ["ORU^*"]
+            to = ["a", "b"]
+            [[route]]
+            name = "everything"
+            from = ["in"]
+            to = ["b"]
+            "#,
+            "t.toml",
+            |_| None,
+        )
+        .unwrap()
+    }
+
+    fn message(kind: &str) -> NewMessage {
+        NewMessage {
+            source: "in".into(),
+            message_type: kind.into(),
+            patient_id: Some("P7".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_message_goes_to_every_matching_destination_once() {
+        let d = Router::new(&config()).destinations(&message("ORU^R01"));
+        let names: Vec<_> = d.iter().map(|d| d.endpoint.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_message_type_filter_keeps_other_types_away() {
+        let d = Router::new(&config()).destinations(&message("ADT^A01"));
+        let names: Vec<_> = d.iter().map(|d| d.endpoint.as_str()).collect();
+        assert_eq!(names, ["b"]);
+    }
+
+    #[test]
+    fn a_partitioned_destination_puts_each_patient_in_its_own_lane() {
+        let d = Router::new(&config()).destinations(&message("ORU^R01"));
+        assert_eq!(d[0].lane, "P7");
+        assert_eq!(d[1].lane, "");
+    }
+
+    #[test]
+    fn a_message_from_an_unrouted_source_has_no_destination() {
+        let mut m = message("ORU^R01");
+        m.source = "elsewhere".into();
+        assert!(Router::new(&config()).destinations(&m).is_empty());
+    }
+}

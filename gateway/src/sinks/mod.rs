@@ -1,0 +1,53 @@
+//! Outbound endpoints: one module per type, each behind the [`Sink`] trait.
+//!
+//! A sink knows its protocol and nothing of the journal: the delivery worker
+//! leases rows, applies the route's transform, hands the sink a batch, and
+//! records what the sink reports.
+
+pub mod file;
+
+use crate::journal::StoredMessage;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One message to deliver, already transformed.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub outbox_id: i64,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub lane: String,
+    pub message: Arc<StoredMessage>,
+    pub payload: Vec<u8>,
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The destination has it. `response` is kept for the message viewer.
+    Delivered { response: Option<String> },
+    /// Worth trying again later (timeout, connection lost, busy, 5xx).
+    Retryable {
+        error: String,
+        /// The destination's own wish, e.g. HTTP `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// Trying again cannot help (rejected as invalid): the message goes dead.
+    Permanent { error: String },
+    /// Not attempted because an earlier message of the batch failed.
+    NotAttempted,
+}
+
+/// An outbound endpoint.
+pub trait Sink: Send + Sync + 'static {
+    /// How many messages of one lane this sink takes in one call.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Delivers `batch` (consecutive messages of one lane, oldest first) and
+    /// returns one outcome per message, in order. A sink that stops at a
+    /// failure reports the rest as [`Outcome::NotAttempted`] to keep order.
+    fn deliver(&self, batch: &[Delivery]) -> impl Future<Output = Vec<Outcome>> + Send;
+}

@@ -1,0 +1,33 @@
+//! Inbound endpoints: one module per type.
+//!
+//! A source knows its protocol and the journal's API, nothing of sinks. It
+//! decodes what arrives, hands each message to [`SourceContext::ingest`], and
+//! acknowledges its sender only once the returned receipt has resolved: the
+//! one rule of the gateway.
+
+pub mod file_drop;
+
+use crate::journal::{IngestError, Journal, NewMessage, Receipt};
+use crate::router::Router;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What every source is given.
+#[derive(Clone)]
+pub struct SourceContext {
+    pub journal: Journal,
+    pub router: Arc<Router>,
+    /// Cancelled on shutdown: stop accepting, finish what is in flight.
+    pub shutdown: CancellationToken,
+}
+
+impl SourceContext {
+    /// Routes and durably stores `message`. Resolves after the commit.
+    pub async fn ingest(&self, message: NewMessage) -> Result<Receipt, IngestError> {
+        if !self.router.is_enabled(&message.source) {
+            return Err(IngestError::Disabled(message.source));
+        }
+        let destinations = self.router.destinations(&message);
+        self.journal.ingest(message, destinations).await
+    }
+}
