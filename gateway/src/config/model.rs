@@ -343,14 +343,15 @@ impl MessageTypePattern {
             Some((c, t)) => (c, Some(t)),
             None => (s, None),
         };
-        let code =
-            match code {
-                "*" => None,
-                c if valid(c) => Some(c.to_ascii_uppercase()),
-                c => return Err(format!(
+        let code = match code {
+            "*" => None,
+            c if valid(c) => Some(c.to_ascii_uppercase()),
+            c => {
+                return Err(format!(
                     "`{c}` is not a message type (expected e.g. \"ORU^R01\", \"ADT^*\" or \"*\")"
-                )),
-            };
+                ))
+            }
+        };
         let trigger = match trigger {
             None | Some("*") => None,
             Some(t) if valid(t) && code.is_some() => Some(t.to_ascii_uppercase()),

@@ -1,4 +1,8 @@
 //! Leasing outbox rows to delivery workers and recording what came of them.
+//!
+//! A lane with any row in flight is not leased from again until that row is
+//! settled: one batch per lane at a time keeps the lane's order even when a
+//! person puts an older dead row back in the queue.
 
 use super::query::{load_message, StoredMessage};
 use super::schema::{DEAD, DELIVERED, LEASED, QUEUED};
@@ -166,7 +170,13 @@ fn lease(
         let Some((lane, id, state, next)) = row else {
             break;
         };
-        if state == QUEUED {
+        let lane_in_flight = state == LEASED
+            || conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM outbox WHERE destination = ?1 AND state = 1 AND lane = ?2)",
+                )?
+                .query_row(params![destination, lane], |r| r.get::<_, bool>(0))?;
+        if !lane_in_flight {
             if next <= now {
                 due_lanes.push((lane.clone(), id));
             } else {

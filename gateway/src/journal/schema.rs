@@ -47,7 +47,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_message ON outbox(message_id);
     CREATE INDEX outbox_pending ON outbox(destination, lane, id) WHERE state IN (0, 1);
-    CREATE INDEX outbox_state ON outbox(destination, state);
+    CREATE INDEX outbox_state ON outbox(destination, state, lane);
 
     CREATE TABLE event (
         id          INTEGER PRIMARY KEY,
