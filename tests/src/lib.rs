@@ -1,1 +1,136 @@
-//! End-to-end test helpers.
+//! End-to-end test support: start the real `ecko-gateway` binary on a
+//! configuration written by the test, wait for it, stop or kill it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The gateway binary built from this workspace (`cargo build --bins`), or
+/// the one named by `ECKO_GATEWAY_BIN`.
+pub fn gateway_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("ECKO_GATEWAY_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/ecko-gateway
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("ecko-gateway"))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build --workspace --bins` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running gateway process; killed when dropped.
+pub struct Gateway {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Gateway {
+    /// Starts `ecko-gateway run --config <config>` with its log in `log`,
+    /// and waits until it reports that it is running.
+    pub fn start(config: &Path, log: &Path, env: &[(&str, &str)]) -> Gateway {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let mut cmd = Command::new(gateway_binary());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
+            .env("ECKO_LOG", "info,ecko_gateway=debug")
+            .env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let started = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+        let child = cmd.spawn().expect("start ecko-gateway");
+        let mut gw = Gateway {
+            child,
+            log: log.to_path_buf(),
+        };
+        gw.wait_for_log("gateway running", started, Duration::from_secs(10));
+        gw
+    }
+
+    /// Waits until the log, from byte `from` on, contains `needle`.
+    pub fn wait_for_log(&mut self, needle: &str, from: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut text = String::new();
+            if let Ok(mut f) = std::fs::File::open(&self.log) {
+                let _ = f.read_to_string(&mut text);
+            }
+            let tail = text.get(from as usize..).unwrap_or("");
+            if tail.contains(needle) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("ecko-gateway exited with {status} before `{needle}`:\n{tail}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` within {timeout:?}:\n{tail}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a graceful exit; returns its exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let _ = kill(Pid::from_raw(self.pid()), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("ecko-gateway did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}

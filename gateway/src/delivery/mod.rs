@@ -172,3 +172,6 @@ async fn deliver_lane<S: Sink>(
         tracing::error!(endpoint = %endpoint.name, error = %e, "cannot record delivery outcomes");
     }
 }
+
+#[cfg(test)]
+mod tests;

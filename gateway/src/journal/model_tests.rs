@@ -104,7 +104,10 @@ impl Model {
     }
 }
 
-async fn visible(j: &Journal) -> Vec<(i64, Vec<(String, OutboxState, u32)>)> {
+/// Per message, per destination: state and attempts.
+type Visible = Vec<(i64, Vec<(String, OutboxState, u32)>)>;
+
+async fn visible(j: &Journal) -> Visible {
     let mut out = Vec::new();
     for id in j.message_ids().await.unwrap() {
         let rows = j
@@ -119,7 +122,7 @@ async fn visible(j: &Journal) -> Vec<(i64, Vec<(String, OutboxState, u32)>)> {
     out
 }
 
-fn model_visible(m: &Model) -> Vec<(i64, Vec<(String, OutboxState, u32)>)> {
+fn model_visible(m: &Model) -> Visible {
     m.msgs
         .iter()
         .map(|msg| {

@@ -1,0 +1,286 @@
+use super::*;
+use crate::config::{Direction, EndpointKind, FileSinkConfig, RetryPolicy};
+use crate::journal::{Destination, JournalOptions, NewMessage, OutboxState};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+/// A destination that answers from a script, then accepts everything.
+#[derive(Default)]
+struct ScriptedSink {
+    script: Mutex<VecDeque<Outcome>>,
+    seen: Mutex<Vec<(String, Vec<u8>)>>,
+    /// Deliveries to this lane hang, as a dead peer would.
+    hang_lane: Option<String>,
+}
+
+impl Sink for ScriptedSink {
+    fn max_batch(&self) -> usize {
+        4
+    }
+    async fn deliver(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        if batch
+            .iter()
+            .any(|d| Some(&d.lane) == self.hang_lane.as_ref())
+        {
+            std::future::pending::<()>().await;
+        }
+        let mut out = Vec::new();
+        for d in batch {
+            if matches!(out.last(), Some(o) if !matches!(o, Outcome::Delivered { .. })) {
+                out.push(Outcome::NotAttempted);
+                continue;
+            }
+            let o = self
+                .script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Outcome::Delivered { response: None });
+            if matches!(o, Outcome::Delivered { .. }) {
+                self.seen
+                    .lock()
+                    .unwrap()
+                    .push((d.lane.clone(), d.payload.clone()));
+            }
+            out.push(o);
+        }
+        out
+    }
+}
+
+fn endpoint(retry: RetryPolicy, lanes: usize, timeout: Duration) -> Endpoint {
+    Endpoint {
+        name: "dest".into(),
+        direction: Direction::Outbound,
+        enabled: true,
+        timeout,
+        retry,
+        partition_by: None,
+        lanes,
+        kind: EndpointKind::File(FileSinkConfig {
+            path: "unused".into(),
+            extension: "x".into(),
+        }),
+        line: 1,
+    }
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(50),
+        multiplier: 2.0,
+        jitter: 0.0,
+        max_attempts: None,
+        max_age: None,
+    }
+}
+
+async fn ingest(j: &Journal, key: usize, lane: &str) -> i64 {
+    let m = NewMessage {
+        source: "src".into(),
+        dedup_key: Some(key.to_string()),
+        message_type: "T".into(),
+        content_type: "c".into(),
+        payload: key.to_string().into_bytes(),
+        ..Default::default()
+    };
+    let d = vec![Destination {
+        endpoint: "dest".into(),
+        transform: "none".into(),
+        lane: lane.into(),
+    }];
+    j.ingest(m, d).await.unwrap().message_id
+}
+
+async fn wait_for_state(
+    j: &Journal,
+    message_id: i64,
+    state: OutboxState,
+) -> crate::journal::OutboxRecord {
+    for _ in 0..500 {
+        let row = j.outbox_of(message_id).await.unwrap().remove(0);
+        if row.state == state {
+            return row;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("message {message_id} never became {state:?}");
+}
+
+fn journal(dir: &tempfile::TempDir) -> Journal {
+    Journal::open(JournalOptions::new(dir.path().join("j.db"))).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_destination_is_retried_until_it_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let sink = ScriptedSink::default();
+    for _ in 0..2 {
+        sink.script.lock().unwrap().push_back(Outcome::Retryable {
+            error: "503".into(),
+            retry_after: None,
+        });
+    }
+    let stop = CancellationToken::new();
+    let worker = spawn(
+        j.clone(),
+        &endpoint(fast_retry(), 1, Duration::from_secs(5)),
+        sink,
+        stop.clone(),
+    );
+    let id = ingest(&j, 1, "").await;
+    let row = wait_for_state(&j, id, OutboxState::Delivered).await;
+    assert_eq!(row.attempts, 3);
+    let outcomes: Vec<_> = j
+        .events_of(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.outcome)
+        .collect();
+    assert_eq!(outcomes, ["retry", "retry", "delivered"]);
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_is_delivered_in_the_order_it_was_received_despite_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let sink = Arc::new(ScriptedSink::default());
+    {
+        let mut s = sink.script.lock().unwrap();
+        for i in 0..30 {
+            s.push_back(if i % 7 == 3 {
+                Outcome::Retryable {
+                    error: "flaky".into(),
+                    retry_after: None,
+                }
+            } else {
+                Outcome::Delivered { response: None }
+            });
+        }
+    }
+    let stop = CancellationToken::new();
+    let worker = spawn(
+        j.clone(),
+        &endpoint(fast_retry(), 1, Duration::from_secs(5)),
+        SharedSink(sink.clone()),
+        stop.clone(),
+    );
+    let mut last = 0;
+    for i in 0..40 {
+        last = ingest(&j, i, "").await;
+    }
+    wait_for_state(&j, last, OutboxState::Delivered).await;
+    let seen: Vec<String> = sink
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, p)| String::from_utf8(p.clone()).unwrap())
+        .collect();
+    let expected: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    assert_eq!(seen, expected);
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_lane_times_out_and_does_not_stop_the_other_lanes() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let sink = ScriptedSink {
+        hang_lane: Some("stuck".into()),
+        ..Default::default()
+    };
+    let stop = CancellationToken::new();
+    let mut ep = endpoint(fast_retry(), 4, Duration::from_millis(200));
+    ep.partition_by = Some(crate::config::PartitionBy::Patient);
+    let worker = spawn(j.clone(), &ep, sink, stop.clone());
+    let stuck = ingest(&j, 1, "stuck").await;
+    let ok = ingest(&j, 2, "fine").await;
+    wait_for_state(&j, ok, OutboxState::Delivered).await;
+    let mut timed_out = None;
+    for _ in 0..100 {
+        let row = j.outbox_of(stuck).await.unwrap().remove(0);
+        if row.attempts >= 1 {
+            timed_out = Some(row);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let row = timed_out.expect("the hung delivery was never timed out");
+    assert!(row.last_error.unwrap().contains("no answer within"));
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_allowed_attempt_makes_a_message_dead_and_a_person_can_revive_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let sink = ScriptedSink::default();
+    for _ in 0..2 {
+        sink.script.lock().unwrap().push_back(Outcome::Retryable {
+            error: "down".into(),
+            retry_after: None,
+        });
+    }
+    let mut policy = fast_retry();
+    policy.max_attempts = Some(2);
+    let stop = CancellationToken::new();
+    let worker = spawn(
+        j.clone(),
+        &endpoint(policy, 1, Duration::from_secs(5)),
+        sink,
+        stop.clone(),
+    );
+    let id = ingest(&j, 1, "").await;
+    let dead = wait_for_state(&j, id, OutboxState::Dead).await;
+    assert!(dead
+        .last_error
+        .unwrap()
+        .contains("gave up after 2 attempts"));
+    assert!(j.retry(dead.id, "admin").await.unwrap());
+    wait_for_state(&j, id, OutboxState::Delivered).await;
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_refusal_is_dead_at_once_and_the_next_message_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let sink = ScriptedSink::default();
+    sink.script.lock().unwrap().push_back(Outcome::Permanent {
+        error: "400 invalid".into(),
+    });
+    let stop = CancellationToken::new();
+    let worker = spawn(
+        j.clone(),
+        &endpoint(fast_retry(), 1, Duration::from_secs(5)),
+        sink,
+        stop.clone(),
+    );
+    let first = ingest(&j, 1, "").await;
+    let second = ingest(&j, 2, "").await;
+    let dead = wait_for_state(&j, first, OutboxState::Dead).await;
+    assert_eq!(dead.attempts, 1);
+    wait_for_state(&j, second, OutboxState::Delivered).await;
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+struct SharedSink(Arc<ScriptedSink>);
+
+impl Sink for SharedSink {
+    fn max_batch(&self) -> usize {
+        self.0.max_batch()
+    }
+    async fn deliver(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        self.0.deliver(batch).await
+    }
+}
