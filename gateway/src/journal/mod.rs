@@ -164,6 +164,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     wakeups: Mutex<HashMap<String, Arc<Notify>>>,
     writer_done: Mutex<Option<oneshot::Receiver<()>>>,
+    /// Held while open: a second gateway on the same journal would return
+    /// this one's leased rows to the queue and deliver them twice.
+    lock: Mutex<Option<nix::fcntl::Flock<std::fs::File>>>,
 }
 
 const JOB_QUEUE: usize = 16 * 1024;
@@ -180,6 +183,7 @@ impl Journal {
             std::fs::create_dir_all(dir)
                 .map_err(|e| open_err(format!("cannot create directory {}: {e}", dir.display())))?;
         }
+        let lock = lock_exclusively(&options.path).map_err(open_err)?;
         let mut conn = Connection::open(&options.path).map_err(|e| open_err(e.to_string()))?;
         configure(&conn, true).map_err(|e| open_err(e.to_string()))?;
         schema::migrate(&mut conn).map_err(|e| open_err(e.to_string()))?;
@@ -216,6 +220,7 @@ impl Journal {
                 clock: options.clock,
                 wakeups: Mutex::new(HashMap::new()),
                 writer_done: Mutex::new(Some(done_rx)),
+                lock: Mutex::new(Some(lock)),
             }),
         })
     }
@@ -238,6 +243,7 @@ impl Journal {
             let _ = done.await;
         }
         lock(&self.inner.readers).clear();
+        lock(&self.inner.lock).take();
     }
 
     /// The notifier a delivery worker waits on; woken when a commit queues
@@ -321,6 +327,26 @@ impl Journal {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn lock_exclusively(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open lock file: {e}"))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| {
+            if errno == nix::errno::Errno::EWOULDBLOCK {
+                "another gateway process has this journal open".to_string()
+            } else {
+                format!("cannot lock the journal: {errno}")
+            }
+        },
+    )
 }
 
 fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {

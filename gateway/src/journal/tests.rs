@@ -476,3 +476,15 @@ fn the_journal_runs_in_wal_mode_with_full_sync() {
     let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
     assert_eq!(sync, 2, "FULL");
 }
+
+#[tokio::test]
+async fn a_second_writer_on_the_same_journal_is_refused_until_the_first_closes() {
+    let f = fixture();
+    let err = Journal::open(JournalOptions::new(&f.path)).err().unwrap();
+    assert!(err.to_string().contains("another gateway process"), "{err}");
+    f.journal.close().await;
+    Journal::open(JournalOptions::new(&f.path))
+        .unwrap()
+        .close()
+        .await;
+}
