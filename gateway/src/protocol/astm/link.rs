@@ -203,8 +203,6 @@ pub enum IncompleteReason {
     ReceiveTimeout,
     /// EOT arrived before the L record.
     EndedWithoutTerminator,
-    /// The peer started a new session (ENQ) in the middle of one.
-    Restarted,
     /// An H record started a new message before the L of the previous one.
     NewHeaderBeforeTerminator,
     /// The message exceeded [`Profile::max_message_bytes`].
@@ -295,6 +293,8 @@ struct Rx {
     records: Vec<Vec<u8>>,
     size: usize,
     too_large: bool,
+    /// The frame being collected outgrew the message limit.
+    frame_too_long: bool,
     deadline: Instant,
     pending: Option<PendingCommit>,
 }
@@ -309,6 +309,7 @@ impl Rx {
             records: Vec::new(),
             size: 0,
             too_large: false,
+            frame_too_long: false,
             deadline: now + timers.receive,
             pending: None,
         }
@@ -702,6 +703,7 @@ impl Link {
 
     fn on_rx_byte(&mut self, now: Instant, b: u8) {
         let cap = self.config.profile.max_message_bytes;
+        let receive = self.config.timers.receive;
         let State::Receiving(rx) = &mut self.state else {
             return;
         };
@@ -709,15 +711,21 @@ impl Link {
         match (collect, b) {
             // STX always opens a new frame: a frame cut short by noise is
             // dropped; its sender times out and repeats it.
-            (_, STX) => rx.collect = Collect::Body(Vec::new()),
-            (_, EOT) => self.end_session(),
-            (_, ENQ) => {
-                if let Some(inc) = rx.take_incomplete(IncompleteReason::Restarted) {
-                    self.event(Event::Incomplete(inc));
+            // A frame starting shows the sender is alive even if the frame
+            // is lost later: the receive timer watches for a dead sender,
+            // not for a noisy line.
+            (_, STX) => {
+                rx.collect = Collect::Body(Vec::new());
+                rx.frame_too_long = false;
+                if rx.pending.is_none() {
+                    rx.deadline = now + receive;
                 }
-                self.event(Event::SessionEnded);
-                self.accept_enq(now);
             }
+            (_, EOT) => self.end_session(),
+            // LIS01-A2 gives ENQ no meaning inside a session, and answering
+            // it would be fatal: the sender, waiting for the answer to a
+            // frame, would take our ACK for that frame. A sender that really
+            // restarted gets no answer, and the receive timer frees the line.
             (Collect::Idle, _) => {}
             (Collect::Body(mut body), ETX | ETB) => {
                 body.push(b);
@@ -730,6 +738,8 @@ impl Link {
             (Collect::Body(mut body), _) => {
                 if body.len() <= cap {
                     body.push(b);
+                } else {
+                    rx.frame_too_long = true;
                 }
                 rx.collect = Collect::Body(body);
             }
@@ -784,6 +794,10 @@ impl Link {
             // Retransmission of the frame whose commit is under way (our
             // answer is late, not lost): absorb it.
             return;
+        }
+        if rx.frame_too_long {
+            rx.too_large = true;
+            return self.reject(now, FrameError::TooLong);
         }
         let fr = match decoded {
             Ok(fr) => fr,
@@ -899,3 +913,6 @@ impl Link {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

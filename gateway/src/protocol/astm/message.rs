@@ -831,4 +831,4 @@ pub fn build_no_information(header: &HeaderSpec) -> Vec<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
