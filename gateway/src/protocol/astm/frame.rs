@@ -144,7 +144,11 @@ pub enum FrameError {
 /// is everything after ETB/ETX up to and including LF. With
 /// `checksum_required == false` a missing or wrong checksum is tolerated
 /// (some analyzers send garbage there) but the body rules still apply.
-pub fn decode_frame(body: &[u8], trailer: &[u8], checksum_required: bool) -> Result<Frame, FrameError> {
+pub fn decode_frame(
+    body: &[u8],
+    trailer: &[u8],
+    checksum_required: bool,
+) -> Result<Frame, FrameError> {
     let (&end, rest) = body.split_last().ok_or(FrameError::TooShort)?;
     let (&fn_byte, text) = rest.split_first().ok_or(FrameError::TooShort)?;
     if end != ETX && end != ETB {

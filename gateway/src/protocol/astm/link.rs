@@ -70,6 +70,9 @@ use std::time::{Duration, Instant};
 
 use super::frame::{self, FrameError, ACK, CR, ENQ, EOT, ETB, ETX, LF, NAK, STX};
 
+/// Records without their CR, in order.
+type Records = Vec<Vec<u8>>;
+
 /// How records travel on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -239,11 +242,18 @@ pub enum Event {
     /// The peer ended its session with EOT.
     SessionEnded,
     /// An outbound message waits; we try again at `retry_at`.
-    Deferred { id: OutboundId, reason: DeferReason, retry_at: Instant },
+    Deferred {
+        id: OutboundId,
+        reason: DeferReason,
+        retry_at: Instant,
+    },
     /// The peer acknowledged the last frame (or interrupted after it).
     Sent { id: OutboundId },
     /// Retransmissions exhausted; the message is handed back unchanged.
-    SendFailed { id: OutboundId, records: Vec<Vec<u8>> },
+    SendFailed {
+        id: OutboundId,
+        records: Vec<Vec<u8>>,
+    },
 }
 
 /// Coarse state, for status pages and tests.
@@ -271,7 +281,10 @@ enum Collect {
     /// After STX: FN, text, up to ETB/ETX.
     Body(Vec<u8>),
     /// After ETB/ETX: checksum, CR, LF.
-    Trailer { body: Vec<u8>, trailer: Vec<u8> },
+    Trailer {
+        body: Vec<u8>,
+        trailer: Vec<u8>,
+    },
 }
 
 /// What to restore if the commit of the message fails.
@@ -319,7 +332,11 @@ impl Rx {
         if self.records.is_empty() && self.record_buf.is_empty() && !self.too_large {
             return None;
         }
-        let reason = if self.too_large { IncompleteReason::TooLarge } else { reason };
+        let reason = if self.too_large {
+            IncompleteReason::TooLarge
+        } else {
+            reason
+        };
         self.size = 0;
         self.too_large = false;
         Some(IncompleteMessage {
@@ -541,7 +558,11 @@ impl Link {
         self.next_enq_at = Some(retry_at);
         if let Some(front) = self.queue.front() {
             let id = front.id;
-            self.event(Event::Deferred { id, reason, retry_at });
+            self.event(Event::Deferred {
+                id,
+                reason,
+                retry_at,
+            });
         }
     }
 
@@ -672,7 +693,11 @@ impl Link {
             // The receiver will discard the partial message, so it goes
             // again from H in a later session.
             self.queue.push_front(tx.out);
-            self.defer_front(now, DeferReason::Interrupted, self.config.timers.interrupt_retry);
+            self.defer_front(
+                now,
+                DeferReason::Interrupted,
+                self.config.timers.interrupt_retry,
+            );
         }
     }
 
@@ -837,7 +862,8 @@ impl Link {
         let mut text = std::mem::take(&mut rx.record_buf);
         text.extend_from_slice(&fr.text);
         let mut incompletes = Vec::new();
-        let mut complete: Option<(Vec<Vec<u8>>, Vec<Vec<u8>>)> = None;
+        // (the message up to L, records after L in the same frame)
+        let mut complete: Option<(Records, Records)> = None;
         for piece in text.split(|&c| c == CR).filter(|p| !p.is_empty()) {
             if let Some((_, carry)) = complete.as_mut() {
                 carry.push(piece.to_vec());

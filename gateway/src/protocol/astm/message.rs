@@ -21,8 +21,8 @@
 //! zone.
 
 use jiff::civil::DateTime;
-use jiff::tz::TimeZone;
-use jiff::Zoned;
+pub use jiff::tz::TimeZone;
+pub use jiff::Zoned;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -94,10 +94,7 @@ pub fn parse_timestamp(value: &str, tz: &TimeZone) -> Result<Option<Zoned>, Time
         return Err(TimeError::Format(value.to_string()));
     }
     let num = |range: std::ops::Range<usize>| -> i32 {
-        value
-            .get(range)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
+        value.get(range).and_then(|s| s.parse().ok()).unwrap_or(0)
     };
     let invalid = |e: jiff::Error| TimeError::Invalid {
         value: value.to_string(),
@@ -506,7 +503,10 @@ impl Message {
         let (first, rest) = records.split_first().ok_or(MessageError::Empty)?;
         let first_loc = Location {
             index: 1,
-            record_type: super::records::decode_text(first).chars().next().unwrap_or(' '),
+            record_type: super::records::decode_text(first)
+                .chars()
+                .next()
+                .unwrap_or(' '),
         };
         if first_loc.record_type != 'H' {
             return Err(MessageError::MissingHeader(first_loc));
@@ -555,10 +555,10 @@ impl Message {
                     comment_seq = 0;
                 }
                 RecordType::Order => {
-                    let patient = msg.patients.last_mut().ok_or(MessageError::Orphan {
-                        at,
-                        needs: "P",
-                    })?;
+                    let patient = msg
+                        .patients
+                        .last_mut()
+                        .ok_or(MessageError::Orphan { at, needs: "P" })?;
                     check_seq(&record, at, patient.orders.len() as u32 + 1, opts)?;
                     patient.orders.push(Order {
                         record,
@@ -744,18 +744,21 @@ fn components(values: &[String], d: &Delimiters) -> String {
 fn header_line(spec: &HeaderSpec, d: &Delimiters) -> Vec<u8> {
     let mut line = format!("H{}{}", d.field, d.header_text());
     let fields = [
-        String::new(),                              // H-3
-        String::new(),                              // H-4
-        components(&spec.sender, d),                // H-5
-        String::new(),                              // H-6
-        String::new(),                              // H-7
-        String::new(),                              // H-8
-        String::new(),                              // H-9
-        d.escape(&spec.receiver_id),                // H-10
-        String::new(),                              // H-11
-        d.escape(&spec.processing_id),              // H-12
-        d.escape(&spec.version),                    // H-13
-        spec.timestamp.as_ref().map(format_timestamp).unwrap_or_default(), // H-14
+        String::new(),                 // H-3
+        String::new(),                 // H-4
+        components(&spec.sender, d),   // H-5
+        String::new(),                 // H-6
+        String::new(),                 // H-7
+        String::new(),                 // H-8
+        String::new(),                 // H-9
+        d.escape(&spec.receiver_id),   // H-10
+        String::new(),                 // H-11
+        d.escape(&spec.processing_id), // H-12
+        d.escape(&spec.version),       // H-13
+        spec.timestamp
+            .as_ref()
+            .map(format_timestamp)
+            .unwrap_or_default(), // H-14
     ];
     let last = fields.iter().rposition(|f| !f.is_empty());
     if let Some(last) = last {
@@ -781,8 +784,16 @@ fn order_line(seq: usize, o: &OrderSpec, d: &Delimiters) -> Vec<u8> {
     f[2] = d.escape(&o.instrument_specimen_id);
     f[3] = tests;
     f[4] = d.escape(&o.priority);
-    f[5] = o.requested_at.as_ref().map(format_timestamp).unwrap_or_default();
-    f[6] = o.collected_at.as_ref().map(format_timestamp).unwrap_or_default();
+    f[5] = o
+        .requested_at
+        .as_ref()
+        .map(format_timestamp)
+        .unwrap_or_default();
+    f[6] = o
+        .collected_at
+        .as_ref()
+        .map(format_timestamp)
+        .unwrap_or_default();
     f[10] = d.escape(&o.action_code);
     f[14] = d.escape(&o.specimen_descriptor);
     f[24] = d.escape(&o.report_type);

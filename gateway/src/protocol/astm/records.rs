@@ -133,10 +133,7 @@ impl Delimiters {
                 Some(c) => {
                     out.push(c);
                     // code and closing escape: both single chars.
-                    let skip = after
-                        .char_indices()
-                        .nth(2)
-                        .map_or(after.len(), |(i, _)| i);
+                    let skip = after.char_indices().nth(2).map_or(after.len(), |(i, _)| i);
                     rest = &after[skip..];
                 }
                 None => {
@@ -343,7 +340,10 @@ mod tests {
         let d = Delimiters::from_header("H|\\^&|||cobas^1").unwrap();
         assert_eq!(d, Delimiters::default());
         let d = Delimiters::from_header("H!~@$").unwrap();
-        assert_eq!((d.field, d.repeat, d.component, d.escape), ('!', '~', '@', '$'));
+        assert_eq!(
+            (d.field, d.repeat, d.component, d.escape),
+            ('!', '~', '@', '$')
+        );
     }
 
     #[test]

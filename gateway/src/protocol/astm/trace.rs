@@ -97,6 +97,9 @@ mod tests {
 
     #[test]
     fn a_trace_line_carries_time_and_direction() {
-        assert_eq!(line("12:00:00.000", Direction::Out, &[0x06]), "12:00:00.000 -> <ACK>");
+        assert_eq!(
+            line("12:00:00.000", Direction::Out, &[0x06]),
+            "12:00:00.000 -> <ACK>"
+        );
     }
 }

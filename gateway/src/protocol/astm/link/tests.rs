@@ -122,7 +122,10 @@ fn a_bad_checksum_is_answered_with_nak() {
     frame[n - 3] = if frame[n - 3] == b'0' { b'1' } else { b'0' };
     let (w, e) = sim.feed(&frame);
     assert_eq!(w, vec![NAK]);
-    assert!(matches!(e[0], Event::FrameRejected(FrameError::BadChecksum { .. })));
+    assert!(matches!(
+        e[0],
+        Event::FrameRejected(FrameError::BadChecksum { .. })
+    ));
     // The good retransmission is accepted as frame 1.
     let (w, _) = sim.feed(&encode_frame(1, b"H|\\^&\r", true));
     assert_eq!(w, vec![ACK]);
@@ -136,7 +139,10 @@ fn a_wrong_frame_number_is_answered_with_nak() {
     assert_eq!(w, vec![NAK]);
     assert_eq!(
         e,
-        vec![Event::FrameRejected(FrameError::WrongFrameNumber { expected: 1, found: 2 })]
+        vec![Event::FrameRejected(FrameError::WrongFrameNumber {
+            expected: 1,
+            found: 2
+        })]
     );
 }
 
@@ -146,7 +152,10 @@ fn a_restricted_character_inside_text_is_answered_with_nak() {
     sim.open();
     let (w, e) = sim.feed(&encode_frame(1, b"H|\\^&\x11\r", true));
     assert_eq!(w, vec![NAK]);
-    assert_eq!(e, vec![Event::FrameRejected(FrameError::CharacterError(0x11))]);
+    assert_eq!(
+        e,
+        vec![Event::FrameRejected(FrameError::CharacterError(0x11))]
+    );
 }
 
 #[test]
@@ -291,7 +300,10 @@ fn an_enq_inside_a_session_is_not_answered() {
     assert_eq!(sim.feed(&frame).0, vec![NAK]);
     // A sender that really restarted finds the line free after the timer.
     let (_, e) = sim.advance(30.0);
-    assert_eq!(incomplete(&e).unwrap().reason, IncompleteReason::ReceiveTimeout);
+    assert_eq!(
+        incomplete(&e).unwrap().reason,
+        IncompleteReason::ReceiveTimeout
+    );
     assert_eq!(sim.feed(&[ENQ]).0, vec![ACK]);
 }
 
@@ -313,7 +325,11 @@ fn a_record_split_over_etb_frames_is_joined() {
     let mut sim = Sim::new();
     sim.open();
     let long = format!("C|1|I|{}|G", "x".repeat(600));
-    let records = vec![b"H|\\^&".to_vec(), long.clone().into_bytes(), b"L|1|N".to_vec()];
+    let records = vec![
+        b"H|\\^&".to_vec(),
+        long.clone().into_bytes(),
+        b"L|1|N".to_vec(),
+    ];
     let frames = encode_records(&records, 240);
     assert_eq!(frames.len(), 5);
     let mut events = Vec::new();
@@ -527,7 +543,10 @@ fn a_nak_to_enq_means_busy_and_enq_is_retried_after_ten_seconds() {
     let (w, e) = sim.feed(&[NAK]);
     assert!(w.is_empty());
     assert!(matches!(e[0], Event::Deferred { id: i, reason: DeferReason::Busy, .. } if i == id));
-    assert_eq!(sim.link.poll_timeout(), Some(sim.now + Duration::from_secs(10)));
+    assert_eq!(
+        sim.link.poll_timeout(),
+        Some(sim.now + Duration::from_secs(10))
+    );
     assert!(sim.advance(9.9).0.is_empty());
     assert_eq!(sim.advance(0.1).0, vec![ENQ]);
 }
@@ -540,7 +559,13 @@ fn contention_yields_to_the_instrument_and_retries_after_twenty_seconds() {
     // Both sides sent ENQ at once: we do not answer, we back off.
     let (w, e) = sim.feed(&[ENQ]);
     assert!(w.is_empty());
-    assert!(matches!(e[0], Event::Deferred { reason: DeferReason::Contention, .. }));
+    assert!(matches!(
+        e[0],
+        Event::Deferred {
+            reason: DeferReason::Contention,
+            ..
+        }
+    ));
     assert_eq!(sim.link.phase(), LinkPhase::Neutral);
     // The instrument repeats its ENQ after 1 s and gets the line.
     sim.advance(1.0);
@@ -581,7 +606,13 @@ fn an_unanswered_enq_ends_with_eot_and_is_retried() {
     sim.drain();
     let (w, e) = sim.advance(15.0);
     assert_eq!(w, vec![EOT]);
-    assert!(matches!(e[0], Event::Deferred { reason: DeferReason::NoAnswer, .. }));
+    assert!(matches!(
+        e[0],
+        Event::Deferred {
+            reason: DeferReason::NoAnswer,
+            ..
+        }
+    ));
     assert_eq!(sim.advance(10.0).0, vec![ENQ]);
 }
 
@@ -617,7 +648,11 @@ fn six_retransmissions_then_eot_and_the_message_is_handed_back() {
     sim.drain();
     let (first, _) = sim.feed(&[ACK]);
     for i in 0..6 {
-        let (w, e) = if i % 2 == 0 { sim.feed(&[NAK]) } else { sim.advance(15.0) };
+        let (w, e) = if i % 2 == 0 {
+            sim.feed(&[NAK])
+        } else {
+            sim.advance(15.0)
+        };
         assert_eq!(w, first, "retransmission {}", i + 1);
         assert!(e.is_empty());
     }
@@ -636,7 +671,9 @@ fn a_receiver_interrupt_ends_the_session_and_the_message_is_sent_again_later() {
     sim.feed(&[ACK]); // frame 1
     let (w, e) = sim.feed(&[EOT]); // interrupt instead of ACK
     assert_eq!(w, vec![EOT]);
-    assert!(matches!(e[0], Event::Deferred { id: i, reason: DeferReason::Interrupted, .. } if i == id));
+    assert!(
+        matches!(e[0], Event::Deferred { id: i, reason: DeferReason::Interrupted, .. } if i == id)
+    );
     assert_eq!(sim.link.phase(), LinkPhase::Neutral);
     // The peer may now send; we receive.
     assert_eq!(sim.feed(&[ENQ]).0, vec![ACK]);
@@ -800,7 +837,10 @@ fn lossy_line_run(seed: u64, count: usize, loss_percent: u32) {
     while sent.len() < count {
         steps += 1;
         assert!(steps < 200_000, "no progress");
-        assert!(now - now0 < Duration::from_secs(24 * 3600), "took a simulated day");
+        assert!(
+            now - now0 < Duration::from_secs(24 * 3600),
+            "took a simulated day"
+        );
         let mut moved = false;
         while let Some(out) = tx.poll_output() {
             moved = true;
@@ -853,7 +893,10 @@ fn lossy_line_run(seed: u64, count: usize, loss_percent: u32) {
             }
         }
         if !moved {
-            let next = [tx.poll_timeout(), rx.poll_timeout()].into_iter().flatten().min();
+            let next = [tx.poll_timeout(), rx.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             match next {
                 Some(at) => now = now.max(at),
                 None => panic!("both sides idle with {} of {count} sent", sent.len()),
@@ -869,6 +912,14 @@ fn lossy_line_run(seed: u64, count: usize, loss_percent: u32) {
     for hash in &hashes {
         assert!(journal.contains_key(hash), "message lost");
     }
+}
+
+/// Seeds that once broke delivery: an ENQ made of noise inside a session
+/// was answered, and the sender took that ACK for its last frame.
+#[test]
+fn a_noisy_line_that_once_lost_a_message_delivers_it() {
+    lossy_line_run(3518795371806354718, 2, 19);
+    lossy_line_run(3951507030185897, 3, 23);
 }
 
 #[test]
@@ -902,4 +953,3 @@ fn a_clean_line_delivers_each_message_exactly_once_without_deduplication() {
     assert_eq!(sent, 3);
     assert_eq!(delivered.len(), 3);
 }
-

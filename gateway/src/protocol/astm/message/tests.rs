@@ -54,7 +54,10 @@ fn result_fields_are_read_with_their_meaning() {
     assert_eq!(glu.verifier(), "SUP2");
     assert_eq!(glu.instrument_id(), "c311-01");
     assert_eq!(glu.comments.len(), 1);
-    assert_eq!(glu.comments[0].comment_text(), "Sample slightly lipemic LIP");
+    assert_eq!(
+        glu.comments[0].comment_text(),
+        "Sample slightly lipemic LIP"
+    );
     assert_eq!(glu.comments[0].comment_source(), "I");
     let na = &results[2];
     assert_eq!(na.comments.len(), 2);
@@ -81,7 +84,10 @@ fn short_and_empty_dates_are_accepted_and_garbage_is_an_error() {
     assert!(parse_timestamp("", &tz).unwrap().is_none());
     assert!(parse_timestamp("20260115", &tz).unwrap().is_some());
     assert!(parse_timestamp("202601150830", &tz).unwrap().is_some());
-    assert!(matches!(parse_timestamp("2026-01-15", &tz), Err(TimeError::Format(_))));
+    assert!(matches!(
+        parse_timestamp("2026-01-15", &tz),
+        Err(TimeError::Format(_))
+    ));
     assert!(matches!(
         parse_timestamp("20261345000000", &tz),
         Err(TimeError::Invalid { .. })
@@ -200,7 +206,10 @@ fn the_content_hash_ignores_framing_and_sees_every_record_byte() {
 #[test]
 fn an_order_download_parses_back_to_the_same_orders() {
     let tz = berlin();
-    let when = DateTime::new(2026, 1, 15, 9, 30, 0, 0).unwrap().to_zoned(tz.clone()).unwrap();
+    let when = DateTime::new(2026, 1, 15, 9, 30, 0, 0)
+        .unwrap()
+        .to_zoned(tz.clone())
+        .unwrap();
     let header = HeaderSpec {
         timestamp: Some(when.clone()),
         ..HeaderSpec::default()
@@ -231,7 +240,11 @@ fn an_order_download_parses_back_to_the_same_orders() {
     assert_eq!(p.practice_patient_id(), "PAT|1");
     let o = &p.orders[0];
     assert_eq!(o.specimen_id(), "SID4712");
-    let codes: Vec<String> = o.universal_test_ids().into_iter().map(|t| t.local_code).collect();
+    let codes: Vec<String> = o
+        .universal_test_ids()
+        .into_iter()
+        .map(|t| t.local_code)
+        .collect();
     assert_eq!(codes, vec!["GLU", "NA^K"]);
     assert_eq!(o.priority(), "S");
     assert_eq!(o.action_code(), "N");
