@@ -10,7 +10,26 @@
 //!   no-information answers.
 //! - [`trace`]: line traffic made readable for the field engineer.
 //!
-//! Nothing here does I/O; the ASTM sources drive [`link::Link`].
+//! Nothing here does I/O; the ASTM sources drive [`link::Link`]:
+//!
+//! ```text
+//! let mut link = Link::new(config);                 // one per line / TCP stream
+//! on bytes read:    link.handle_input(now, &bytes);
+//! on timer expiry:  link.handle_timeout(now);       // arm it at link.poll_timeout()
+//! after each call:  while let Some(out) = link.poll_output() {
+//!     Output::Write(bytes)                       => write them to the line, in order
+//!     Output::Event(MessageComplete { records }) => store in the journal, then
+//!                                                   link.commit_done(now, committed)
+//!     Output::Event(Incomplete(..))              => keep for inspection, never a result
+//!     Output::Event(Sent { id } | SendFailed { id, records } | Deferred { .. }) => orders
+//!     ...
+//! }
+//! to send:          let id = link.queue_message(now, records);  // records from message::build_*
+//! journal full:     link.set_ready(false);           // ENQ answered NAK
+//! ```
+//!
+//! Records are parsed with [`message::Message::parse`]; the journal's
+//! duplicate key is [`message::content_hash`].
 
 pub mod frame;
 pub mod link;
