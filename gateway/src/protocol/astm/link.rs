@@ -1,0 +1,944 @@
+//! The E1381 / LIS01-A2 link layer as a sans-I/O state machine.
+//!
+//! # Phases
+//!
+//! One serial line (or TCP stream) carries both directions, but only one
+//! side transmits at a time. The line is always in one of these phases:
+//!
+//! - **Neutral**: nobody owns the line. An `ENQ` from the analyzer is
+//!   answered `ACK` (we become receiver) or `NAK` when the caller said it
+//!   cannot take messages now ([`Link::set_ready`]). When the caller queued an
+//!   outbound message we send `ENQ` ourselves.
+//! - **Establishment** (we sent `ENQ`): `ACK` moves us to transfer, `NAK`
+//!   means "busy" and we try again after `busy_retry` (LIS01-A2: at least
+//!   10 s). An `ENQ` in answer is *contention*: the instrument has priority,
+//!   so the gateway, as the host, backs off for `contention_retry` (at least
+//!   20 s for the host, so the instrument's own re-`ENQ` after 1 s wins) and
+//!   waits for that `ENQ` in neutral. No answer within `answer` (15 s):
+//!   `EOT` and retry later.
+//! - **Transfer**: frames `<STX> FN text <ETB|ETX> C1 C2 <CR><LF>`, numbered
+//!   1..7, 0, 1 … from 1 in every session, each answered before the next.
+//! - **Termination**: the sender's `EOT`; the line returns to neutral. This
+//!   phase has no duration here, so [`LinkPhase`] does not list it.
+//!
+//! # Timers (all from [`Timers`], time is an input)
+//!
+//! The caller passes `now` to every call and asks [`Link::poll_timeout`] when
+//! to call [`Link::handle_timeout`]; nothing here reads a clock, so tests run
+//! simulated hours in microseconds.
+//!
+//! - receiver: `receive` (30 s) without a frame or `EOT` ends the session and
+//!   reports what arrived as an [`IncompleteMessage`] (never as a result).
+//! - sender: `answer` (15 s) to wait for `ACK`/`NAK`; a timeout counts like a
+//!   `NAK`. After `max_retransmissions` (6) failed retransmissions of one
+//!   frame the sender sends `EOT` and hands the message back
+//!   ([`Event::SendFailed`]); the caller decides when to try again.
+//!
+//! # Acknowledge after commit
+//!
+//! In ASTM a message is the records `H` … `L`. They are handed to the caller
+//! once per complete message ([`Event::MessageComplete`]), not per record,
+//! because the journal stores messages and the FHIR transform needs the
+//! whole tree. Every frame before the one that carries the `L` record is
+//! acknowledged at once (the analyzer cannot go on otherwise), but the frame
+//! carrying `L` is answered only when the caller calls
+//! [`Link::commit_done`]: `true` → `ACK`, `false` → `NAK`, so the analyzer
+//! keeps its copy and retransmits that frame, which completes the message
+//! again. While a commit is pending, the receive timer is stopped (our own
+//! slowness must not discard the message) and retransmissions of that frame
+//! are absorbed without an answer.
+//!
+//! Frames acknowledged before the `L` belong to no result until the `L`
+//! arrives: a session that ends (by `EOT`, timeout or a fresh `ENQ`), or a
+//! new `H` that starts before the `L`, turns them into an
+//! [`IncompleteMessage`] kept for inspection.
+//!
+//! A repeated previous frame (our `ACK` was lost) is acknowledged again and
+//! ignored. A message that was committed but whose final `ACK` was lost and
+//! whose sender then gave up will come again in a later session; the journal
+//! recognises it by [`super::message::content_hash`].
+//!
+//! # Raw mode
+//!
+//! Some analyzers on TCP skip E1381 framing entirely: records separated by a
+//! line terminator, a message ends at its `L` record, nothing is
+//! acknowledged on the wire. [`Framing::Raw`] covers them with the same
+//! events, so the source above does not care.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::frame::{self, FrameError, ACK, CR, ENQ, EOT, ETB, ETX, LF, NAK, STX};
+
+/// Records without their CR, in order.
+type Records = Vec<Vec<u8>>;
+
+/// How records travel on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// E1381 / LIS01-A2 frames, ENQ/ACK/EOT handshake.
+    E1381,
+    /// Records only, each followed by `terminator`; no handshake.
+    Raw { terminator: LineTerminator },
+}
+
+/// Record separator for [`Framing::Raw`]. On receipt CR, LF and CR LF are
+/// all accepted; this chooses what we send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineTerminator {
+    Cr,
+    CrLf,
+    Lf,
+}
+
+impl LineTerminator {
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            LineTerminator::Cr => b"\r",
+            LineTerminator::CrLf => b"\r\n",
+            LineTerminator::Lf => b"\n",
+        }
+    }
+}
+
+/// Per analyzer family deviations seen in the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub framing: Framing,
+    /// Text bytes per frame we send (LIS01-A2: 240). Received frames may be
+    /// longer: being strict there only loses results.
+    pub max_frame_text: usize,
+    /// `false` accepts frames with a missing or wrong checksum.
+    pub checksum_required: bool,
+    /// Bound on one received message, so a babbling line cannot exhaust
+    /// memory. Beyond it frames are refused and the message is incomplete.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            framing: Framing::E1381,
+            max_frame_text: frame::DEFAULT_MAX_TEXT,
+            checksum_required: true,
+            max_message_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// LIS01-A2 timers; defaults are the standard's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// Receiver: longest wait for the next frame or EOT (30 s).
+    pub receive: Duration,
+    /// Sender: longest wait for an answer to ENQ or a frame (15 s).
+    pub answer: Duration,
+    /// Wait after a NAK to our ENQ or an unanswered ENQ (>= 10 s).
+    pub busy_retry: Duration,
+    /// Wait after contention; the host must leave >= 20 s.
+    pub contention_retry: Duration,
+    /// Wait after a receiver interrupt before trying again (>= 15 s).
+    pub interrupt_retry: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            receive: Duration::from_secs(30),
+            answer: Duration::from_secs(15),
+            busy_retry: Duration::from_secs(10),
+            contention_retry: Duration::from_secs(20),
+            interrupt_retry: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Everything the link needs to know about its endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkConfig {
+    pub profile: Profile,
+    pub timers: Timers,
+    /// Retransmissions of one frame before giving up (LIS01-A2: 6).
+    pub max_retransmissions: u8,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            profile: Profile::default(),
+            timers: Timers::default(),
+            max_retransmissions: 6,
+        }
+    }
+}
+
+/// Handle for a queued outbound message, reported back in events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OutboundId(pub u64);
+
+/// What the caller must do next, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Bytes to write to the line, as they are.
+    Write(Vec<u8>),
+    /// Something happened that the caller must know.
+    Event(Event),
+}
+
+/// Why an outbound message is waiting although it was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeferReason {
+    /// The peer answered our ENQ with NAK.
+    Busy,
+    /// The peer sent ENQ at the same time; it goes first.
+    Contention,
+    /// Our ENQ got no answer in time.
+    NoAnswer,
+    /// The peer answered a frame with EOT (receiver interrupt) before the
+    /// last frame; the whole message is sent again in a new session.
+    Interrupted,
+}
+
+/// Why received content did not become a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncompleteReason {
+    /// No frame or EOT within the receive timer.
+    ReceiveTimeout,
+    /// EOT arrived before the L record.
+    EndedWithoutTerminator,
+    /// An H record started a new message before the L of the previous one.
+    NewHeaderBeforeTerminator,
+    /// The message exceeded [`Profile::max_message_bytes`].
+    TooLarge,
+}
+
+/// Records that arrived but never formed an H..L message. Kept for
+/// inspection only; it must never become a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncompleteMessage {
+    pub reason: IncompleteReason,
+    /// Complete records (without CR) received so far.
+    pub records: Vec<Vec<u8>>,
+    /// Text of a record whose ETB frames arrived but not its ETX frame.
+    pub partial: Vec<u8>,
+}
+
+/// Things the caller is told about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// We accepted the peer's ENQ.
+    SessionStarted,
+    /// We answered the peer's ENQ with NAK because we are not ready.
+    RefusedBusy,
+    /// A received frame was answered with NAK.
+    FrameRejected(FrameError),
+    /// A repeat of the previous frame was acknowledged and ignored.
+    DuplicateFrame { number: u8 },
+    /// A whole H..L message arrived (records without their CR). Its last
+    /// frame is answered only by [`Link::commit_done`].
+    MessageComplete { records: Vec<Vec<u8>> },
+    /// Content that will never be a result.
+    Incomplete(IncompleteMessage),
+    /// The peer ended its session with EOT.
+    SessionEnded,
+    /// An outbound message waits; we try again at `retry_at`.
+    Deferred {
+        id: OutboundId,
+        reason: DeferReason,
+        retry_at: Instant,
+    },
+    /// The peer acknowledged the last frame (or interrupted after it).
+    Sent { id: OutboundId },
+    /// Retransmissions exhausted; the message is handed back unchanged.
+    SendFailed {
+        id: OutboundId,
+        records: Vec<Vec<u8>>,
+    },
+}
+
+/// Coarse state, for status pages and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkPhase {
+    Neutral,
+    /// We sent ENQ and wait for the answer.
+    Establishing,
+    /// The peer owns the line and sends frames.
+    Receiving,
+    /// We own the line and send frames.
+    Sending,
+}
+
+#[derive(Debug)]
+struct Outbound {
+    id: OutboundId,
+    records: Vec<Vec<u8>>,
+}
+
+/// Where the byte collector is inside a frame.
+#[derive(Debug)]
+enum Collect {
+    Idle,
+    /// After STX: FN, text, up to ETB/ETX.
+    Body(Vec<u8>),
+    /// After ETB/ETX: checksum, CR, LF.
+    Trailer {
+        body: Vec<u8>,
+        trailer: Vec<u8>,
+    },
+}
+
+/// What to restore if the commit of the message fails.
+#[derive(Debug)]
+struct PendingCommit {
+    number: u8,
+    keep: usize,
+    record_buf: Vec<u8>,
+    /// Records after L in the same frame: start of the next message.
+    carry: Vec<Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct Rx {
+    expected: u8,
+    last_accepted: Option<u8>,
+    collect: Collect,
+    record_buf: Vec<u8>,
+    records: Vec<Vec<u8>>,
+    size: usize,
+    too_large: bool,
+    /// The frame being collected outgrew the message limit.
+    frame_too_long: bool,
+    deadline: Instant,
+    pending: Option<PendingCommit>,
+}
+
+impl Rx {
+    fn new(now: Instant, timers: &Timers) -> Self {
+        Rx {
+            expected: 1,
+            last_accepted: None,
+            collect: Collect::Idle,
+            record_buf: Vec::new(),
+            records: Vec::new(),
+            size: 0,
+            too_large: false,
+            frame_too_long: false,
+            deadline: now + timers.receive,
+            pending: None,
+        }
+    }
+
+    fn take_incomplete(&mut self, reason: IncompleteReason) -> Option<IncompleteMessage> {
+        if self.records.is_empty() && self.record_buf.is_empty() && !self.too_large {
+            return None;
+        }
+        let reason = if self.too_large {
+            IncompleteReason::TooLarge
+        } else {
+            reason
+        };
+        self.size = 0;
+        self.too_large = false;
+        Some(IncompleteMessage {
+            reason,
+            records: std::mem::take(&mut self.records),
+            partial: std::mem::take(&mut self.record_buf),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Tx {
+    out: Outbound,
+    frames: Vec<Vec<u8>>,
+    index: usize,
+    retransmissions: u8,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+enum State {
+    Neutral,
+    Establishing { deadline: Instant },
+    Receiving(Rx),
+    Sending(Tx),
+}
+
+#[derive(Debug, Default)]
+struct RawRx {
+    line: Vec<u8>,
+    records: Vec<Vec<u8>>,
+    size: usize,
+    deadline: Option<Instant>,
+}
+
+/// One ASTM line, both directions. See the module docs for the rules.
+#[derive(Debug)]
+pub struct Link {
+    config: LinkConfig,
+    state: State,
+    raw: RawRx,
+    ready: bool,
+    queue: VecDeque<Outbound>,
+    next_enq_at: Option<Instant>,
+    next_id: u64,
+    out: VecDeque<Output>,
+}
+
+impl Link {
+    pub fn new(config: LinkConfig) -> Self {
+        Link {
+            config,
+            state: State::Neutral,
+            raw: RawRx::default(),
+            ready: true,
+            queue: VecDeque::new(),
+            next_enq_at: None,
+            next_id: 1,
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &LinkConfig {
+        &self.config
+    }
+
+    pub fn phase(&self) -> LinkPhase {
+        match self.state {
+            State::Neutral => LinkPhase::Neutral,
+            State::Establishing { .. } => LinkPhase::Establishing,
+            State::Receiving(_) => LinkPhase::Receiving,
+            State::Sending(_) => LinkPhase::Sending,
+        }
+    }
+
+    /// Whether we accept new sessions; `false` answers ENQ with NAK (for
+    /// example when the journal is full).
+    pub fn set_ready(&mut self, ready: bool) {
+        self.ready = ready;
+    }
+
+    /// Number of outbound messages not yet sent (including the one in
+    /// flight).
+    pub fn queued(&self) -> usize {
+        self.queue.len() + usize::from(matches!(self.state, State::Sending(_)))
+    }
+
+    /// Next output to perform, in the order produced. Drain it after every
+    /// call.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Link::handle_timeout`] must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let state = match &self.state {
+            State::Neutral => None,
+            State::Establishing { deadline } => Some(*deadline),
+            State::Receiving(rx) if rx.pending.is_none() => Some(rx.deadline),
+            State::Receiving(_) => None,
+            State::Sending(tx) => Some(tx.deadline),
+        };
+        let send = match (&self.state, self.queue.is_empty(), self.next_enq_at) {
+            (State::Neutral, false, Some(at)) => Some(at),
+            _ => None,
+        };
+        [state, send, self.raw.deadline].into_iter().flatten().min()
+    }
+
+    /// Queues records (without CR) as one outbound message. It is sent when
+    /// the line is free; the id comes back in [`Event::Sent`],
+    /// [`Event::Deferred`] or [`Event::SendFailed`].
+    pub fn queue_message(&mut self, now: Instant, records: Vec<Vec<u8>>) -> OutboundId {
+        let id = OutboundId(self.next_id);
+        self.next_id += 1;
+        self.queue.push_back(Outbound { id, records });
+        self.maybe_start_send(now);
+        id
+    }
+
+    /// Bytes read from the line.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        match self.config.profile.framing {
+            Framing::E1381 => {
+                for &b in bytes {
+                    self.on_byte(now, b);
+                }
+            }
+            Framing::Raw { .. } => {
+                for &b in bytes {
+                    self.on_raw_byte(now, b);
+                }
+            }
+        }
+        self.maybe_start_send(now);
+    }
+
+    /// Fires whatever timer is due at `now`; harmless when none is.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &mut self.state {
+            State::Establishing { deadline } if now >= *deadline => {
+                self.write(vec![EOT]);
+                self.state = State::Neutral;
+                self.defer_front(now, DeferReason::NoAnswer, self.config.timers.busy_retry);
+            }
+            State::Receiving(rx) if rx.pending.is_none() && now >= rx.deadline => {
+                let incomplete = rx
+                    .take_incomplete(IncompleteReason::ReceiveTimeout)
+                    .unwrap_or(IncompleteMessage {
+                        reason: IncompleteReason::ReceiveTimeout,
+                        records: Vec::new(),
+                        partial: Vec::new(),
+                    });
+                self.state = State::Neutral;
+                self.event(Event::Incomplete(incomplete));
+            }
+            State::Sending(tx) if now >= tx.deadline => {
+                self.retransmit_or_fail(now);
+            }
+            _ => {}
+        }
+        if let Some(deadline) = self.raw.deadline {
+            if now >= deadline {
+                self.raw.deadline = None;
+                let records = std::mem::take(&mut self.raw.records);
+                let partial = std::mem::take(&mut self.raw.line);
+                self.raw.size = 0;
+                if !records.is_empty() || !partial.is_empty() {
+                    self.event(Event::Incomplete(IncompleteMessage {
+                        reason: IncompleteReason::ReceiveTimeout,
+                        records,
+                        partial,
+                    }));
+                }
+            }
+        }
+        self.maybe_start_send(now);
+    }
+
+    /// The caller's answer to [`Event::MessageComplete`]: `true` once the
+    /// message is durably stored (→ ACK), `false` if it could not be (→ NAK;
+    /// the peer keeps it and retransmits). Ignored when nothing waits, for
+    /// example because the peer ended the session meanwhile.
+    pub fn commit_done(&mut self, now: Instant, ok: bool) {
+        let receive = self.config.timers.receive;
+        let State::Receiving(rx) = &mut self.state else {
+            return;
+        };
+        let Some(pending) = rx.pending.take() else {
+            return;
+        };
+        rx.deadline = now + receive;
+        if ok {
+            rx.last_accepted = Some(pending.number);
+            rx.expected = frame::next_frame_number(pending.number);
+            rx.size = pending.carry.iter().map(Vec::len).sum();
+            rx.records = pending.carry;
+            rx.record_buf.clear();
+            self.write(vec![ACK]);
+        } else {
+            rx.records.truncate(pending.keep);
+            rx.record_buf = pending.record_buf;
+            rx.size = rx.records.iter().map(Vec::len).sum::<usize>() + rx.record_buf.len();
+            self.write(vec![NAK]);
+        }
+        self.maybe_start_send(now);
+    }
+
+    fn write(&mut self, bytes: Vec<u8>) {
+        self.out.push_back(Output::Write(bytes));
+    }
+
+    fn event(&mut self, event: Event) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    fn defer_front(&mut self, now: Instant, reason: DeferReason, wait: Duration) {
+        let retry_at = now + wait;
+        self.next_enq_at = Some(retry_at);
+        if let Some(front) = self.queue.front() {
+            let id = front.id;
+            self.event(Event::Deferred {
+                id,
+                reason,
+                retry_at,
+            });
+        }
+    }
+
+    fn maybe_start_send(&mut self, now: Instant) {
+        if !matches!(self.state, State::Neutral) || self.queue.is_empty() {
+            return;
+        }
+        if self.next_enq_at.is_some_and(|at| now < at) {
+            return;
+        }
+        self.next_enq_at = None;
+        match self.config.profile.framing {
+            Framing::E1381 => {
+                self.write(vec![ENQ]);
+                self.state = State::Establishing {
+                    deadline: now + self.config.timers.answer,
+                };
+            }
+            Framing::Raw { terminator } => {
+                // Nothing on the wire confirms receipt: written means sent.
+                while let Some(out) = self.queue.pop_front() {
+                    let mut bytes = Vec::new();
+                    for record in &out.records {
+                        bytes.extend_from_slice(record);
+                        bytes.extend_from_slice(terminator.bytes());
+                    }
+                    self.write(bytes);
+                    self.event(Event::Sent { id: out.id });
+                }
+            }
+        }
+    }
+
+    fn on_byte(&mut self, now: Instant, b: u8) {
+        match &mut self.state {
+            State::Neutral => {
+                if b == ENQ {
+                    self.accept_enq(now);
+                }
+                // LIS01-A2: in neutral everything but ENQ is ignored.
+            }
+            State::Establishing { .. } => match b {
+                ACK => self.start_transfer(now),
+                NAK => {
+                    self.state = State::Neutral;
+                    self.defer_front(now, DeferReason::Busy, self.config.timers.busy_retry);
+                }
+                ENQ => {
+                    // Contention: the instrument wins. We do not answer this
+                    // ENQ; the instrument repeats it after >= 1 s and finds
+                    // us neutral, while our own ENQ waits longer.
+                    self.state = State::Neutral;
+                    self.defer_front(
+                        now,
+                        DeferReason::Contention,
+                        self.config.timers.contention_retry,
+                    );
+                }
+                _ => {}
+            },
+            State::Sending(_) => match b {
+                ACK => self.frame_accepted(now, false),
+                EOT => self.frame_accepted(now, true),
+                // LIS01-A2: any answer other than ACK or EOT counts as NAK.
+                _ => self.retransmit_or_fail(now),
+            },
+            State::Receiving(_) => self.on_rx_byte(now, b),
+        }
+    }
+
+    fn accept_enq(&mut self, now: Instant) {
+        if self.ready {
+            self.state = State::Receiving(Rx::new(now, &self.config.timers));
+            self.write(vec![ACK]);
+            self.event(Event::SessionStarted);
+        } else {
+            self.state = State::Neutral;
+            self.write(vec![NAK]);
+            self.event(Event::RefusedBusy);
+        }
+    }
+
+    fn start_transfer(&mut self, now: Instant) {
+        let Some(out) = self.queue.pop_front() else {
+            // Queue emptied meanwhile: release the line properly.
+            self.write(vec![EOT]);
+            self.state = State::Neutral;
+            return;
+        };
+        let frames = frame::encode_records(&out.records, self.config.profile.max_frame_text);
+        if frames.is_empty() {
+            self.write(vec![EOT]);
+            self.state = State::Neutral;
+            self.event(Event::Sent { id: out.id });
+            return;
+        }
+        self.write(frames[0].clone());
+        self.state = State::Sending(Tx {
+            out,
+            frames,
+            index: 0,
+            retransmissions: 0,
+            deadline: now + self.config.timers.answer,
+        });
+    }
+
+    fn frame_accepted(&mut self, now: Instant, interrupt: bool) {
+        let answer = self.config.timers.answer;
+        let State::Sending(tx) = &mut self.state else {
+            return;
+        };
+        tx.index += 1;
+        tx.retransmissions = 0;
+        tx.deadline = now + answer;
+        let done = tx.index >= tx.frames.len();
+        if !done && !interrupt {
+            let next = tx.frames[tx.index].clone();
+            self.write(next);
+            return;
+        }
+        let State::Sending(tx) = std::mem::replace(&mut self.state, State::Neutral) else {
+            return;
+        };
+        self.write(vec![EOT]);
+        if done {
+            self.event(Event::Sent { id: tx.out.id });
+        } else {
+            // The receiver will discard the partial message, so it goes
+            // again from H in a later session.
+            self.queue.push_front(tx.out);
+            self.defer_front(
+                now,
+                DeferReason::Interrupted,
+                self.config.timers.interrupt_retry,
+            );
+        }
+    }
+
+    fn retransmit_or_fail(&mut self, now: Instant) {
+        let answer = self.config.timers.answer;
+        let max = self.config.max_retransmissions;
+        let State::Sending(tx) = &mut self.state else {
+            return;
+        };
+        if tx.retransmissions < max {
+            tx.retransmissions += 1;
+            tx.deadline = now + answer;
+            let again = tx.frames[tx.index].clone();
+            self.write(again);
+            return;
+        }
+        let State::Sending(tx) = std::mem::replace(&mut self.state, State::Neutral) else {
+            return;
+        };
+        self.write(vec![EOT]);
+        // Others in the queue must not hammer a line that just failed.
+        self.next_enq_at = Some(now + self.config.timers.busy_retry);
+        self.event(Event::SendFailed {
+            id: tx.out.id,
+            records: tx.out.records,
+        });
+    }
+
+    fn on_rx_byte(&mut self, now: Instant, b: u8) {
+        let cap = self.config.profile.max_message_bytes;
+        let receive = self.config.timers.receive;
+        let State::Receiving(rx) = &mut self.state else {
+            return;
+        };
+        let collect = std::mem::replace(&mut rx.collect, Collect::Idle);
+        match (collect, b) {
+            // STX always opens a new frame: a frame cut short by noise is
+            // dropped; its sender times out and repeats it.
+            // A frame starting shows the sender is alive even if the frame
+            // is lost later: the receive timer watches for a dead sender,
+            // not for a noisy line.
+            (_, STX) => {
+                rx.collect = Collect::Body(Vec::new());
+                rx.frame_too_long = false;
+                if rx.pending.is_none() {
+                    rx.deadline = now + receive;
+                }
+            }
+            (_, EOT) => self.end_session(),
+            // LIS01-A2 gives ENQ no meaning inside a session, and answering
+            // it would be fatal: the sender, waiting for the answer to a
+            // frame, would take our ACK for that frame. A sender that really
+            // restarted gets no answer, and the receive timer frees the line.
+            (Collect::Idle, _) => {}
+            (Collect::Body(mut body), ETX | ETB) => {
+                body.push(b);
+                rx.collect = Collect::Trailer {
+                    body,
+                    trailer: Vec::new(),
+                };
+            }
+            (Collect::Body(_), LF) => self.reject(now, FrameError::MissingEnd),
+            (Collect::Body(mut body), _) => {
+                if body.len() <= cap {
+                    body.push(b);
+                } else {
+                    rx.frame_too_long = true;
+                }
+                rx.collect = Collect::Body(body);
+            }
+            (Collect::Trailer { body, mut trailer }, _) => {
+                trailer.push(b);
+                if b == LF {
+                    self.on_frame(now, body, trailer);
+                } else if trailer.len() >= 4 {
+                    self.reject(now, FrameError::BadTrailer);
+                } else {
+                    rx.collect = Collect::Trailer { body, trailer };
+                }
+            }
+        }
+    }
+
+    fn end_session(&mut self) {
+        if let State::Receiving(rx) = &mut self.state {
+            // A commit still pending is simply forgotten here: the message
+            // will be stored, the peer thinks it failed and will send it
+            // again, and the content hash makes that a duplicate.
+            if let Some(inc) = rx.take_incomplete(IncompleteReason::EndedWithoutTerminator) {
+                self.event(Event::Incomplete(inc));
+            }
+        }
+        self.state = State::Neutral;
+        self.event(Event::SessionEnded);
+    }
+
+    fn reject(&mut self, now: Instant, err: FrameError) {
+        let receive = self.config.timers.receive;
+        if let State::Receiving(rx) = &mut self.state {
+            if rx.pending.is_some() {
+                // The answer to the pending frame comes from commit_done.
+                return;
+            }
+            rx.deadline = now + receive;
+        }
+        self.write(vec![NAK]);
+        self.event(Event::FrameRejected(err));
+    }
+
+    fn on_frame(&mut self, now: Instant, body: Vec<u8>, trailer: Vec<u8>) {
+        let profile = &self.config.profile;
+        let cap = profile.max_message_bytes;
+        let receive = self.config.timers.receive;
+        let decoded = frame::decode_frame(&body, &trailer, profile.checksum_required);
+        let State::Receiving(rx) = &mut self.state else {
+            return;
+        };
+        if rx.pending.is_some() {
+            // Retransmission of the frame whose commit is under way (our
+            // answer is late, not lost): absorb it.
+            return;
+        }
+        if rx.frame_too_long {
+            rx.too_large = true;
+            return self.reject(now, FrameError::TooLong);
+        }
+        let fr = match decoded {
+            Ok(fr) => fr,
+            Err(err) => return self.reject(now, err),
+        };
+        if Some(fr.number) == rx.last_accepted {
+            rx.deadline = now + receive;
+            self.write(vec![ACK]);
+            self.event(Event::DuplicateFrame { number: fr.number });
+            return;
+        }
+        if fr.number != rx.expected {
+            let expected = rx.expected;
+            return self.reject(
+                now,
+                FrameError::WrongFrameNumber {
+                    expected,
+                    found: fr.number,
+                },
+            );
+        }
+        if rx.size + fr.text.len() > cap {
+            rx.too_large = true;
+            return self.reject(now, FrameError::TooLong);
+        }
+        rx.deadline = now + receive;
+        rx.size += fr.text.len();
+        if !fr.last {
+            rx.record_buf.extend_from_slice(&fr.text);
+            rx.last_accepted = Some(fr.number);
+            rx.expected = frame::next_frame_number(fr.number);
+            self.write(vec![ACK]);
+            return;
+        }
+        let mut keep = rx.records.len();
+        let saved_buf = rx.record_buf.clone();
+        let mut text = std::mem::take(&mut rx.record_buf);
+        text.extend_from_slice(&fr.text);
+        let mut incompletes = Vec::new();
+        // (the message up to L, records after L in the same frame)
+        let mut complete: Option<(Records, Records)> = None;
+        for piece in text.split(|&c| c == CR).filter(|p| !p.is_empty()) {
+            if let Some((_, carry)) = complete.as_mut() {
+                carry.push(piece.to_vec());
+                continue;
+            }
+            if piece.first() == Some(&b'H') && !rx.records.is_empty() {
+                incompletes.push(IncompleteMessage {
+                    reason: IncompleteReason::NewHeaderBeforeTerminator,
+                    records: std::mem::take(&mut rx.records),
+                    partial: Vec::new(),
+                });
+                keep = 0;
+            }
+            rx.records.push(piece.to_vec());
+            if piece.first() == Some(&b'L') {
+                complete = Some((rx.records.clone(), Vec::new()));
+            }
+        }
+        match complete {
+            Some((message, carry)) => {
+                rx.pending = Some(PendingCommit {
+                    number: fr.number,
+                    keep,
+                    record_buf: saved_buf,
+                    carry,
+                });
+                for inc in incompletes {
+                    self.event(Event::Incomplete(inc));
+                }
+                self.event(Event::MessageComplete { records: message });
+            }
+            None => {
+                rx.last_accepted = Some(fr.number);
+                rx.expected = frame::next_frame_number(fr.number);
+                self.write(vec![ACK]);
+                for inc in incompletes {
+                    self.event(Event::Incomplete(inc));
+                }
+            }
+        }
+    }
+
+    fn on_raw_byte(&mut self, now: Instant, b: u8) {
+        let cap = self.config.profile.max_message_bytes;
+        self.raw.deadline = Some(now + self.config.timers.receive);
+        if b != CR && b != LF {
+            if self.raw.size < cap {
+                self.raw.line.push(b);
+                self.raw.size += 1;
+            }
+            return;
+        }
+        if self.raw.line.is_empty() {
+            return;
+        }
+        let record = std::mem::take(&mut self.raw.line);
+        let is_end = record.first() == Some(&b'L');
+        if record.first() == Some(&b'H') && !self.raw.records.is_empty() {
+            let records = std::mem::take(&mut self.raw.records);
+            self.event(Event::Incomplete(IncompleteMessage {
+                reason: IncompleteReason::NewHeaderBeforeTerminator,
+                records,
+                partial: Vec::new(),
+            }));
+            self.raw.size = record.len();
+        }
+        self.raw.records.push(record);
+        if is_end {
+            let records = std::mem::take(&mut self.raw.records);
+            self.raw.size = 0;
+            self.raw.deadline = None;
+            self.event(Event::MessageComplete { records });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
