@@ -51,3 +51,5 @@ pub use parse::{
     Value,
 };
 
+#[cfg(test)]
+mod tests;
