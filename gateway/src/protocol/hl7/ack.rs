@@ -246,8 +246,20 @@ struct Header {
 fn raw_field(msg: &Message, n: usize) -> String {
     msg.msh()
         .field(n)
-        .map(|v| v.raw().to_string())
+        .map(|v| one_line(v.raw(), msg.separators()))
         .unwrap_or_default()
+}
+
+/// A raw value copied into an ACK must not break its segment: a line break
+/// kept as data in the original (see the parse module note) is written as
+/// `\X0A\` / `\X0D\`, which decodes back to the same text.
+fn one_line(raw: &str, seps: &Separators) -> String {
+    if !raw.contains(['\r', '\n']) {
+        return raw.to_string();
+    }
+    let e = seps.escape;
+    raw.replace('\n', &format!("{e}X0A{e}"))
+        .replace('\r', &format!("{e}X0D{e}"))
 }
 
 /// Build the ACK for a parsed message, encoded in its character set.
@@ -264,12 +276,29 @@ pub fn build_ack(original: &Message, content: &AckContent<'_>) -> Vec<u8> {
             .msh()
             .field(9)
             .and_then(|f| f.component(2))
-            .map(|v| v.raw().to_string())
+            .map(|v| one_line(v.raw(), original.separators()))
             .unwrap_or_default(),
         control_id: raw_field(original, 10),
         msh11: raw_field(original, 11),
         msh12: raw_field(original, 12),
-        msh18: raw_field(original, 18),
+        msh18: {
+            // Copied only when it names the charset we decoded with, so the
+            // ACK's bytes and its MSH-18 always agree.
+            let msh18 = raw_field(original, 18);
+            let seps = original.separators();
+            let name = msh18
+                .split(seps.repetition)
+                .next()
+                .unwrap_or_default()
+                .split(seps.component)
+                .next()
+                .unwrap_or_default();
+            if Charset::from_hl7_name(name) == Some(original.charset()) {
+                msh18
+            } else {
+                String::new()
+            }
+        },
         version: id.version.clone(),
     };
     render(&header, content)
@@ -426,11 +455,13 @@ fn render(h: &Header, c: &AckContent<'_>) -> Vec<u8> {
     if let Some(err) = c.error {
         let code = err.code.code().to_string();
         let text = err.code.text();
+        // A location without a segment id cannot be written as ERL.
+        let located = err.location.as_ref().filter(|l| !l.segment_id.is_empty());
         out.push_str("ERR");
         out.push(f);
         if is_legacy_err(&h.version) {
             // ERR-1 ELD: segment^sequence^field^code&text&HL70357
-            if let Some(loc) = &err.location {
+            if let Some(loc) = located {
                 out.push_str(&escape(&loc.segment_id, s));
                 out.push(comp);
                 out.push_str(&loc.sequence.to_string());
@@ -451,7 +482,7 @@ fn render(h: &Header, c: &AckContent<'_>) -> Vec<u8> {
         } else {
             // ERR-1 empty, ERR-2 location.
             out.push(f);
-            if let Some(loc) = &err.location {
+            if let Some(loc) = located {
                 out.push_str(&escape(&loc.segment_id, s));
                 out.push(comp);
                 out.push_str(&loc.sequence.to_string());

@@ -524,14 +524,39 @@ pub(crate) fn trim_start(bytes: &[u8]) -> &[u8] {
 /// The raw fields of the MSH line, indexed by MSH position (index 0 is the
 /// segment id, 1 the field separator, 2 the encoding characters).
 pub(crate) fn raw_msh_fields<'a>(bytes: &'a [u8], seps: &Separators) -> Vec<&'a [u8]> {
-    let line_end = bytes
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(bytes.len());
-    let line = &bytes[..line_end];
+    let line = &bytes[..msh_line_end(bytes, seps.field as u8)];
     let mut out: Vec<&[u8]> = vec![b"MSH", b""];
     out.extend(line.split(|&b| b == seps.field as u8).skip(1));
     out
+}
+
+/// Where the MSH segment ends in raw bytes, by the same rule the splitter
+/// applies to decoded text: at a CR, or at an LF followed by a blank line or
+/// something that looks like a segment. Reading MSH-18 from the bytes and
+/// from the parsed message must agree.
+fn msh_line_end(bytes: &[u8], field_sep: u8) -> usize {
+    let is_break = |b: u8| b == b'\r' || b == b'\n';
+    let mut pos = 0;
+    while let Some(i) = bytes[pos..].iter().position(|&b| is_break(b)) {
+        let at = pos + i;
+        if bytes[at] == b'\r' {
+            return at;
+        }
+        let next = &bytes[at + 1..];
+        let piece_len = next.iter().position(|&b| is_break(b)).unwrap_or(next.len());
+        let piece = &next[..piece_len];
+        let looks_like_segment = piece.len() >= 3
+            && piece[0].is_ascii_uppercase()
+            && piece[1..3]
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            && piece.get(3).is_none_or(|&b| b == field_sep);
+        if looks_like_segment || piece.iter().all(|b| b.is_ascii_whitespace()) {
+            return at;
+        }
+        pos = at + 1;
+    }
+    bytes.len()
 }
 
 fn charset_from_raw_msh(
@@ -746,7 +771,9 @@ impl<'a> Value<'a> {
         self.raw
     }
 
-    /// The text with escape sequences decoded.
+    /// The text with escape sequences decoded. Separators inside a
+    /// composite value are left as they are: walk the components to keep
+    /// the structure.
     pub fn value(&self) -> Cow<'a, str> {
         if self.depth == Depth::Literal {
             return Cow::Borrowed(self.raw);
@@ -794,12 +821,9 @@ impl<'a> Value<'a> {
     /// All repetitions of a field.
     pub fn repetitions(&self) -> impl Iterator<Item = Value<'a>> + 'a {
         let this = *self;
-        let (sep, split) = match self.depth {
-            Depth::Field => (self.seps.repetition, true),
-            _ => (self.seps.repetition, false),
-        };
+        let split = this.depth == Depth::Field;
+        let mut parts = this.raw.split(this.seps.repetition);
         let mut single = Some(this);
-        let mut parts = this.raw.split(sep);
         std::iter::from_fn(move || {
             if split {
                 parts.next().map(|raw| this.child(raw, Depth::Repetition))

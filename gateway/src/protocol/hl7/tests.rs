@@ -945,3 +945,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_line_break_kept_as_data_inside_msh_does_not_hide_msh_18() {
+    // The LF is data (what follows is no segment), so MSH-18 is still read.
+    let bytes = b"MSH|^~\\&|A|B|C|D|1||ORU^R01|7|P|2.7|||AL|x\nyz||8859/1\rPID|1||7||M\xfcller\r";
+    let m = parse(bytes);
+    assert_eq!(m.charset(), Charset::Latin1);
+    assert_eq!(val(&m, "MSH", 16), "x\nyz");
+    assert_eq!(raw(&m, "PID", 5), "Müller");
+    let ts = now();
+    let ack = build_ack(&m, &content(AckCode::CA, &ts, None));
+    let a = parse(&ack);
+    assert_eq!(raw(&a, "MSH", 18), "8859/1");
+}
+
+#[test]
+fn an_ack_for_an_invalid_segment_names_the_error_without_a_fake_location() {
+    let bytes = b"MSH|^~\\&|LIS|LAB|ECKO|HOSP|1||ORU^R01|M5|P|2.5.1\rnot a segment\r";
+    let e = err_of(bytes);
+    let ts = now();
+    let error = AckError::from(&e);
+    let ack = build_ack_for_unreadable(bytes, &content(AckCode::AE, &ts, Some(&error)), &opts());
+    let a = parse(&ack);
+    assert_eq!(raw(&a, "MSA", 2), "M5");
+    assert_eq!(raw(&a, "ERR", 2), "");
+    assert_eq!(raw(&a, "ERR", 3), "100^Segment sequence error^HL70357");
+    assert_eq!(
+        val(&a, "ERR", 8),
+        "segment 2 does not start with a valid segment id"
+    );
+}
