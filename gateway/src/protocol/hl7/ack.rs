@@ -246,20 +246,8 @@ struct Header {
 fn raw_field(msg: &Message, n: usize) -> String {
     msg.msh()
         .field(n)
-        .map(|v| one_line(v.raw(), msg.separators()))
+        .map(|v| v.raw().to_string())
         .unwrap_or_default()
-}
-
-/// A raw value copied into an ACK must not break its segment: a line break
-/// kept as data in the original (see the parse module note) is written as
-/// `\X0A\` / `\X0D\`, which decodes back to the same text.
-fn one_line(raw: &str, seps: &Separators) -> String {
-    if !raw.contains(['\r', '\n']) {
-        return raw.to_string();
-    }
-    let e = seps.escape;
-    raw.replace('\n', &format!("{e}X0A{e}"))
-        .replace('\r', &format!("{e}X0D{e}"))
 }
 
 /// Build the ACK for a parsed message, encoded in its character set.
@@ -276,7 +264,7 @@ pub fn build_ack(original: &Message, content: &AckContent<'_>) -> Vec<u8> {
             .msh()
             .field(9)
             .and_then(|f| f.component(2))
-            .map(|v| one_line(v.raw(), original.separators()))
+            .map(|v| v.raw().to_string())
             .unwrap_or_default(),
         control_id: raw_field(original, 10),
         msh11: raw_field(original, 11),

@@ -17,7 +17,10 @@
 //!    lines are skipped, and a lone `\n` ends a segment only when what follows
 //!    looks like a segment (three-character id, then the field separator or
 //!    the end of the line). Otherwise the `\n` is kept as data, because some
-//!    systems put raw line breaks inside report text (OBX-5, NTE-3).
+//!    systems put raw line breaks inside report text (OBX-5, NTE-3). MSH is
+//!    the exception: a line break always ends it, so what MSH holds (MSH-18
+//!    above all) reads the same from raw bytes and from the parsed message,
+//!    and ACKs never copy a line break.
 //! 5. Every segment must start with a valid id (`[A-Z][A-Z0-9]{2}`); a line
 //!    that does not is an error rather than something silently dropped.
 //!
@@ -524,39 +527,16 @@ pub(crate) fn trim_start(bytes: &[u8]) -> &[u8] {
 /// The raw fields of the MSH line, indexed by MSH position (index 0 is the
 /// segment id, 1 the field separator, 2 the encoding characters).
 pub(crate) fn raw_msh_fields<'a>(bytes: &'a [u8], seps: &Separators) -> Vec<&'a [u8]> {
-    let line = &bytes[..msh_line_end(bytes, seps.field as u8)];
+    // MSH never holds a line break as data (see `split_segments`), so the
+    // raw MSH line ends where the parsed one does.
+    let line_end = bytes
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(bytes.len());
+    let line = &bytes[..line_end];
     let mut out: Vec<&[u8]> = vec![b"MSH", b""];
     out.extend(line.split(|&b| b == seps.field as u8).skip(1));
     out
-}
-
-/// Where the MSH segment ends in raw bytes, by the same rule the splitter
-/// applies to decoded text: at a CR, or at an LF followed by a blank line or
-/// something that looks like a segment. Reading MSH-18 from the bytes and
-/// from the parsed message must agree.
-fn msh_line_end(bytes: &[u8], field_sep: u8) -> usize {
-    let is_break = |b: u8| b == b'\r' || b == b'\n';
-    let mut pos = 0;
-    while let Some(i) = bytes[pos..].iter().position(|&b| is_break(b)) {
-        let at = pos + i;
-        if bytes[at] == b'\r' {
-            return at;
-        }
-        let next = &bytes[at + 1..];
-        let piece_len = next.iter().position(|&b| is_break(b)).unwrap_or(next.len());
-        let piece = &next[..piece_len];
-        let looks_like_segment = piece.len() >= 3
-            && piece[0].is_ascii_uppercase()
-            && piece[1..3]
-                .iter()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-            && piece.get(3).is_none_or(|&b| b == field_sep);
-        if looks_like_segment || piece.iter().all(|b| b.is_ascii_whitespace()) {
-            return at;
-        }
-        pos = at + 1;
-    }
-    bytes.len()
 }
 
 fn charset_from_raw_msh(
@@ -614,8 +594,13 @@ fn split_segments(text: &str, field_sep: char) -> Result<Vec<(usize, usize, usiz
         let mut cur: Option<(usize, usize)> = None;
         for piece in body.split('\n') {
             let end = start + piece.len();
-            let new_segment =
-                cur.is_none() || piece.trim().is_empty() || is_segment_start(piece, field_sep);
+            // MSH fields never carry line breaks, and MSH-18 must be
+            // readable from the raw bytes: a line break always ends MSH.
+            let in_msh = cur.is_some_and(|(s, _)| text[s..].starts_with("MSH"));
+            let new_segment = cur.is_none()
+                || in_msh
+                || piece.trim().is_empty()
+                || is_segment_start(piece, field_sep);
             match cur {
                 Some((s, _)) if !new_segment => cur = Some((s, end)),
                 Some(done) => {
