@@ -10,7 +10,8 @@ use crate::config::{Config, EndpointKind};
 use crate::journal::{Journal, JournalError, JournalOptions};
 use crate::router::Router;
 use crate::sinks::file::FileSink;
-use crate::sources::{file_drop, SourceContext};
+use crate::sinks::mllp::MllpSink;
+use crate::sources::{file_drop, mllp, SourceContext};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -20,6 +21,15 @@ use tokio_util::sync::CancellationToken;
 pub enum RunError {
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    Listen(#[from] mllp::ListenError),
+    #[error("endpoint `{endpoint}`: {source}")]
+    Tls {
+        endpoint: String,
+        source: crate::tls::TlsError,
+    },
+    #[error("[site]: unknown time zone `{0}`")]
+    TimeZone(String),
 }
 
 /// A started gateway.
@@ -38,17 +48,26 @@ impl Gateway {
         options.max_size = config.journal.max_size;
         options.min_free_disk = config.journal.min_free_disk;
         let journal = Journal::open(options)?;
-        Self::start_with(config, journal)
+        match Self::start_with(config, journal.clone()).await {
+            Ok(g) => Ok(g),
+            Err(e) => {
+                journal.close().await;
+                Err(e)
+            }
+        }
     }
 
     /// Starts every enabled endpoint on an already open journal.
-    pub fn start_with(config: &Config, journal: Journal) -> Result<Gateway, RunError> {
+    pub async fn start_with(config: &Config, journal: Journal) -> Result<Gateway, RunError> {
         let shutdown = CancellationToken::new();
         let router = Arc::new(Router::new(config));
+        let time_zone = jiff::tz::TimeZone::get(&config.site.time_zone)
+            .map_err(|_| RunError::TimeZone(config.site.time_zone.clone()))?;
         let cx = SourceContext {
             journal: journal.clone(),
             router,
             shutdown: shutdown.child_token(),
+            time_zone,
         };
         let mut sources = JoinSet::new();
         let mut workers = JoinSet::new();
@@ -68,6 +87,28 @@ impl Gateway {
                 }
                 EndpointKind::FileDrop(c) => {
                     sources.spawn(file_drop::run(endpoint.clone(), c.clone(), cx.clone()));
+                }
+                EndpointKind::Mllp(c) if c.listen.is_some() => {
+                    let listener = mllp::Listener::bind(endpoint, c, cx.clone()).await?;
+                    sources.spawn(listener.serve());
+                }
+                EndpointKind::Mllp(c) => {
+                    let sink =
+                        MllpSink::new(&endpoint.name, c, endpoint.timeout).map_err(|source| {
+                            RunError::Tls {
+                                endpoint: endpoint.name.clone(),
+                                source,
+                            }
+                        })?;
+                    let handle = crate::delivery::spawn(
+                        journal.clone(),
+                        endpoint,
+                        sink,
+                        worker_stop.clone(),
+                    );
+                    workers.spawn(async move {
+                        let _ = handle.await;
+                    });
                 }
             }
         }

@@ -14,4 +14,5 @@ pub mod protocol;
 pub mod router;
 pub mod sinks;
 pub mod sources;
+pub mod tls;
 pub mod transforms;

@@ -335,6 +335,7 @@ impl<'a> Loader<'a> {
         let kind = match common.kind.as_str() {
             "file" => EndpointKind::File(self.de(&specific, &context)?),
             "file-drop" => EndpointKind::FileDrop(self.de(&specific, &context)?),
+            "mllp" => EndpointKind::Mllp(self.de(&specific, &context)?),
             other => {
                 let at = table.get("type").map_or(span.start, |v| v.span().start);
                 self.error_at(
@@ -348,6 +349,13 @@ impl<'a> Loader<'a> {
             }
         };
         let at = |key: &str| table.get(key).map_or(span.start, |v| v.span().start);
+        let problems = kind.problems();
+        for (key, problem) in &problems {
+            self.error_at(at(key), format!("endpoint `{name}`: {problem}"));
+        }
+        if !problems.is_empty() {
+            return None;
+        }
         let direction = match (common.direction, kind.directions()) {
             (Some(d), allowed) if allowed.contains(&d) => d,
             (Some(d), allowed) => {

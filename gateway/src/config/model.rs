@@ -196,24 +196,187 @@ pub enum EndpointKind {
     File(FileSinkConfig),
     /// Takes each file dropped into a directory as a message.
     FileDrop(FileDropConfig),
+    /// HL7 v2 over MLLP: a listener (`listen`) or a sender (`connect`).
+    Mllp(MllpConfig),
 }
 
 impl EndpointKind {
-    pub const TYPES: &'static [&'static str] = &["file", "file-drop"];
+    pub const TYPES: &'static [&'static str] = &["file", "file-drop", "mllp"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             EndpointKind::File(_) => "file",
             EndpointKind::FileDrop(_) => "file-drop",
+            EndpointKind::Mllp(_) => "mllp",
         }
     }
 
-    /// The directions this type supports; the first is the default.
+    /// The directions this endpoint supports; the first is the default.
     pub fn directions(&self) -> &'static [Direction] {
         match self {
             EndpointKind::File(_) => &[Direction::Outbound],
             EndpointKind::FileDrop(_) => &[Direction::Inbound],
+            EndpointKind::Mllp(m) if m.listen.is_some() => &[Direction::Inbound],
+            EndpointKind::Mllp(_) => &[Direction::Outbound],
         }
+    }
+
+    /// Problems with the type's own settings: (key, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        match self {
+            EndpointKind::Mllp(m) => m.problems(),
+            EndpointKind::File(_) | EndpointKind::FileDrop(_) => Vec::new(),
+        }
+    }
+}
+
+/// Transport security of a listener or of an outgoing connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain we present (a listener's certificate, or a
+    /// client's for mutual TLS).
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// PEM CA bundle: a client verifies the server with it; a listener
+    /// verifies client certificates with it.
+    pub ca: Option<PathBuf>,
+    /// Listener only: refuse clients without a certificate signed by `ca`.
+    #[serde(default)]
+    pub require_client_cert: bool,
+    /// Client only: the name the server certificate must carry (default:
+    /// the host part of `connect`).
+    pub server_name: Option<String>,
+}
+
+/// What an `AE` from the far end means for a message we sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplicationErrorHandling {
+    /// The message is dead (kept, visible, retryable by a person).
+    #[default]
+    Permanent,
+    /// Try again with the retry policy.
+    Retry,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MllpConfig {
+    /// Listener: address to listen on, e.g. `"127.0.0.1:2575"` or `"[::]:2575"`.
+    pub listen: Option<String>,
+    /// Sender: `host:port` of the far end.
+    pub connect: Option<String>,
+    #[serde(default = "default_max_message")]
+    pub max_message_size: Size,
+    /// A frame that has started must end within this.
+    #[serde(default = "default_frame_timeout")]
+    pub frame_timeout: Span,
+    /// A connection with no traffic for this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Span,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Character set assumed when MSH-18 is empty: `"ASCII"`,
+    /// `"8859/1"`, `"UNICODE UTF-8"` or `"windows-1252"`.
+    #[serde(default = "default_charset")]
+    pub charset: String,
+    /// Sender: how long to wait for the far end's ACK.
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout: Span,
+    /// Sender: what an `AE` answer means.
+    #[serde(default)]
+    pub application_error: ApplicationErrorHandling,
+    pub tls: Option<TlsSettings>,
+}
+
+fn default_max_message() -> Size {
+    Size(16 << 20)
+}
+fn default_frame_timeout() -> Span {
+    Span(Duration::from_secs(60))
+}
+fn default_idle_timeout() -> Span {
+    Span(Duration::from_secs(600))
+}
+fn default_max_connections() -> usize {
+    64
+}
+fn default_charset() -> String {
+    "windows-1252".into()
+}
+fn default_ack_timeout() -> Span {
+    Span(Duration::from_secs(30))
+}
+
+impl MllpConfig {
+    /// The fallback character set, when the name is known.
+    pub fn fallback_charset(&self) -> Option<crate::protocol::hl7::Charset> {
+        use crate::protocol::hl7::Charset;
+        match self.charset.trim().to_ascii_lowercase().as_str() {
+            "windows-1252" | "cp1252" => Some(Charset::Windows1252),
+            other => {
+                Charset::from_hl7_name(other).or_else(|| Charset::from_hl7_name(&self.charset))
+            }
+        }
+    }
+
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        match (&self.listen, &self.connect) {
+            (Some(_), Some(_)) => out.push(("connect", "an mllp endpoint has either `listen` (a listener) or `connect` (a sender), not both".into())),
+            (None, None) => out.push(("type", "an mllp endpoint needs `listen` (a listener) or `connect` (a sender)".into())),
+            (Some(l), None) => {
+                if l.parse::<std::net::SocketAddr>().is_err() {
+                    out.push(("listen", format!("`{l}` is not an address to listen on (expected e.g. \"127.0.0.1:2575\" or \"[::]:2575\")")));
+                }
+            }
+            (None, Some(c)) => {
+                if c.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+                    out.push(("connect", format!("`{c}` is not host:port")));
+                }
+            }
+        }
+        if self.fallback_charset().is_none() {
+            out.push(("charset", format!("unknown character set `{}` (expected \"ASCII\", \"8859/1\", \"UNICODE UTF-8\" or \"windows-1252\")", self.charset)));
+        }
+        if self.max_connections == 0 {
+            out.push((
+                "max_connections",
+                "`max_connections` must be at least 1".into(),
+            ));
+        }
+        if self.max_message_size.0 < 1024 {
+            out.push((
+                "max_message_size",
+                "`max_message_size` must be at least 1 KiB".into(),
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            if self.listen.is_some() {
+                if tls.cert.is_none() || tls.key.is_none() {
+                    out.push(("tls", "a TLS listener needs `cert` and `key`".into()));
+                }
+                if tls.require_client_cert && tls.ca.is_none() {
+                    out.push((
+                        "tls",
+                        "`require_client_cert` needs `ca` to verify client certificates".into(),
+                    ));
+                }
+            } else {
+                if tls.ca.is_none() {
+                    out.push(("tls", "a TLS sender needs `ca` to verify the server".into()));
+                }
+                if tls.cert.is_some() != tls.key.is_some() {
+                    out.push((
+                        "tls",
+                        "a client certificate needs both `cert` and `key`".into(),
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 

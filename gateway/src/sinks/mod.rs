@@ -5,6 +5,7 @@
 //! records what the sink reports.
 
 pub mod file;
+pub mod mllp;
 
 use crate::journal::StoredMessage;
 use std::future::Future;

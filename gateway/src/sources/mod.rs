@@ -6,6 +6,7 @@
 //! one rule of the gateway.
 
 pub mod file_drop;
+pub mod mllp;
 
 use crate::journal::{IngestError, Journal, NewMessage, Receipt};
 use crate::router::Router;
@@ -19,6 +20,9 @@ pub struct SourceContext {
     pub router: Arc<Router>,
     /// Cancelled on shutdown: stop accepting, finish what is in flight.
     pub shutdown: CancellationToken,
+    /// The site's time zone, for times that carry no offset and for the
+    /// timestamps of acknowledgements.
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 impl SourceContext {

@@ -1,0 +1,470 @@
+use super::*;
+use crate::config::{Config, EndpointKind};
+use crate::journal::{Journal, JournalOptions, JournalReader};
+use crate::protocol::hl7::{ParseOptions, ReceivedAck};
+use crate::router::Router;
+use ecko_hal::storage::SimStorage;
+use tokio_util::sync::CancellationToken;
+
+const ORU: &[u8] = include_bytes!("../protocol/hl7/testdata/oru_r01_v251.hl7");
+const BATCH: &[u8] = include_bytes!("../protocol/hl7/testdata/oru_batch_v251.hl7");
+const LATIN1_ADT: &[u8] = include_bytes!("../protocol/hl7/testdata/adt_a08_latin1.hl7");
+
+struct Harness {
+    dir: tempfile::TempDir,
+    journal: Journal,
+    addr: SocketAddr,
+    disk: SimStorage,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+async fn harness(settings: &str) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[journal]
+path = "{d}/j.db"
+[[endpoint]]
+name = "lab"
+type = "mllp"
+listen = "127.0.0.1:0"
+{settings}
+[[endpoint]]
+name = "archive"
+type = "file"
+path = "{d}/out"
+[[route]]
+name = "results"
+from = ["lab"]
+message_types = ["ORU^*", "ADT^*"]
+to = ["archive"]
+"#,
+        d = dir.path().display()
+    );
+    let config = Config::parse(&text, "t.toml", |_| None).unwrap();
+    let disk = SimStorage::new(u64::MAX);
+    let mut options = JournalOptions::new(dir.path().join("j.db"));
+    options.storage = Arc::new(disk.clone());
+    options.min_free_disk = 1000;
+    let journal = Journal::open(options).unwrap();
+    let stop = CancellationToken::new();
+    let cx = SourceContext {
+        journal: journal.clone(),
+        router: Arc::new(Router::new(&config)),
+        shutdown: stop.clone(),
+        time_zone: jiff::tz::TimeZone::UTC,
+    };
+    let endpoint = config.endpoint("lab").unwrap();
+    let EndpointKind::Mllp(mllp) = &endpoint.kind else {
+        unreachable!()
+    };
+    let listener = Listener::bind(endpoint, mllp, cx).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(listener.serve());
+    Harness {
+        dir,
+        journal,
+        addr,
+        disk,
+        stop,
+        server,
+    }
+}
+
+/// Reads MLLP frames until `n` have arrived.
+async fn read_frames<S: AsyncRead + Unpin>(stream: &mut S, n: usize) -> Vec<Vec<u8>> {
+    let mut decoder = mllp::Decoder::default();
+    let mut frames = Vec::new();
+    let mut buf = [0u8; 4096];
+    while frames.len() < n {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("no answer within 5 s")
+            .unwrap();
+        assert!(
+            read > 0,
+            "connection closed after {} of {n} frames",
+            frames.len()
+        );
+        decoder.push(&buf[..read], Instant::now());
+        while let Some(e) = decoder.next_event() {
+            if let mllp::Event::Frame(f) = e {
+                frames.push(f);
+            }
+        }
+    }
+    frames
+}
+
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, message: &[u8]) -> ReceivedAck {
+    stream.write_all(&mllp::encode(message)).await.unwrap();
+    let frame = read_frames(stream, 1).await.remove(0);
+    ReceivedAck::parse(&frame, &ParseOptions::default()).unwrap()
+}
+
+fn with_control_id(message: &[u8], id: &str) -> Vec<u8> {
+    String::from_utf8(message.to_vec())
+        .unwrap()
+        .replace("XN20260314093015001", id)
+        .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_message_is_in_the_journal_before_its_aa_arrives() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let ack = send(&mut s, ORU).await;
+    assert_eq!(ack.code, AckCode::AA);
+    assert_eq!(ack.control_id, "XN20260314093015001");
+    // Read from another connection at once: the row must already be there.
+    let reader = JournalReader::open(&h.dir.path().join("j.db")).unwrap();
+    let id = reader
+        .find_by_key("lab", "XN20260314093015001")
+        .unwrap()
+        .expect("stored before AA");
+    let stored = reader.message(id).unwrap().unwrap();
+    assert_eq!(stored.payload, ORU);
+    assert_eq!(stored.message_type, "ORU^R01");
+    assert_eq!(stored.patient_id.as_deref(), Some("4711"));
+    assert!(stored
+        .ack
+        .unwrap()
+        .starts_with(b"MSH|^~\\&|LIS|ST-MARY|XN-1000^SYSMEX^L|HEMA-LAB|"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_message_gets_aa_again_and_is_not_queued_twice() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    assert_eq!(send(&mut s, ORU).await.code, AckCode::AA);
+    let mut again = TcpStream::connect(h.addr).await.unwrap();
+    assert_eq!(send(&mut again, ORU).await.code, AckCode::AA);
+    assert_eq!(h.journal.message_ids().await.unwrap().len(), 1);
+    assert_eq!(
+        h.journal.counts().await.unwrap()[0].queued + h.journal.counts().await.unwrap()[0].leased,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_messages_on_one_connection_are_answered_in_order() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let mut burst = Vec::new();
+    for i in 0..20 {
+        burst.extend(mllp::encode(&with_control_id(ORU, &format!("C{i}"))));
+    }
+    s.write_all(&burst).await.unwrap();
+    let acks = read_frames(&mut s, 20).await;
+    for (i, frame) in acks.iter().enumerate() {
+        let ack = ReceivedAck::parse(frame, &ParseOptions::default()).unwrap();
+        assert_eq!(
+            (ack.code, ack.control_id.as_str()),
+            (AckCode::AA, format!("C{i}").as_str())
+        );
+    }
+    assert_eq!(h.journal.message_ids().await.unwrap().len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framed_text_that_is_not_hl7_gets_ae_saying_why_and_nothing_is_stored() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(&mllp::encode(b"PID|1||4711\rOBX|1|NM|GLU||5"))
+        .await
+        .unwrap();
+    let frame = String::from_utf8(read_frames(&mut s, 1).await.remove(0)).unwrap();
+    assert!(frame.starts_with("MSH|^~\\&|"), "{frame}");
+    assert!(frame.contains("\rMSA|AE|"), "{frame}");
+    assert!(frame.to_lowercase().contains("msh"), "{frame}");
+    // Without MSH-10 there is nothing for MSA-2 to name; the AE still says why.
+    s.write_all(&mllp::encode(
+        b"MSH|^~\\&|A|B|C|D|20260101||ORU^R01||P|2.5.1\r",
+    ))
+    .await
+    .unwrap();
+    let frame = String::from_utf8(read_frames(&mut s, 1).await.remove(0)).unwrap();
+    assert!(frame.contains("\rMSA|AE|"), "{frame}");
+    assert!(frame.contains("\rERR||MSH^1^10|101"), "{frame}");
+    assert!(h.journal.message_ids().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_type_no_route_accepts_gets_ar_with_code_200() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let siu = String::from_utf8(ORU.to_vec())
+        .unwrap()
+        .replace("ORU^R01^ORU_R01", "SIU^S12^SIU_S12");
+    let ack = send(&mut s, siu.as_bytes()).await;
+    assert_eq!(ack.code, AckCode::AR);
+    assert_eq!(ack.errors[0].code, "200");
+    assert!(h.journal.message_ids().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_gets_ar_and_the_sender_keeps_its_copy() {
+    let h = harness("").await;
+    h.disk.set_available(10);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let ack = send(&mut s, ORU).await;
+    assert_eq!(ack.code, AckCode::AR);
+    assert!(ack.text.contains("disk"), "{}", ack.text);
+    assert!(h.journal.message_ids().await.unwrap().is_empty());
+    h.disk.set_available(u64::MAX);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        send(&mut s, ORU).await.code,
+        AckCode::AA,
+        "the resend after recovery is taken"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enhanced_mode_follows_msh_15() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let with_msh15 = |id: &str, msh15: &str| {
+        String::from_utf8(with_control_id(ORU, id))
+            .unwrap()
+            .replacen("|P|2.5.1", &format!("|P|2.5.1|||{msh15}|NE"), 1)
+            .into_bytes()
+    };
+    let ack = send(&mut s, &with_msh15("E1", "AL")).await;
+    assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::CA, "E1"));
+    // NE: no accept ACK; the next message's ACK is the next frame we read.
+    s.write_all(&mllp::encode(&with_msh15("E2", "NE")))
+        .await
+        .unwrap();
+    let ack = send(&mut s, &with_msh15("E3", "AL")).await;
+    assert_eq!(ack.control_id, "E3");
+    assert_eq!(h.journal.message_ids().await.unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_message_of_a_batch_is_journalled_and_acknowledged_on_its_own() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(&mllp::encode(BATCH)).await.unwrap();
+    let acks = read_frames(&mut s, 3).await;
+    for frame in acks {
+        assert_eq!(
+            ReceivedAck::parse(&frame, &ParseOptions::default())
+                .unwrap()
+                .code,
+            AckCode::AA
+        );
+    }
+    assert_eq!(h.journal.message_ids().await.unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latin1_message_is_stored_as_sent_and_answered_in_its_charset() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let ack = send(&mut s, LATIN1_ADT).await;
+    assert_eq!(ack.code, AckCode::AA);
+    let id = h.journal.message_ids().await.unwrap()[0];
+    assert_eq!(
+        h.journal.message(id).await.unwrap().unwrap().payload,
+        LATIN1_ADT
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_size_limit_gets_ar_without_being_buffered() {
+    let h = harness("max_message_size = \"4 KiB\"").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let mut big = with_control_id(ORU, "BIG1");
+    big.extend(std::iter::repeat_n(b'x', 64 * 1024));
+    let ack = send(&mut s, &big).await;
+    assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::AR, "BIG1"));
+    assert!(ack.text.contains("exceeds"), "{}", ack.text);
+    assert_eq!(
+        send(&mut s, ORU).await.code,
+        AckCode::AA,
+        "the connection stays usable"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_between_frames_is_dropped_and_does_not_disturb_the_next_message() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(b"\r\n garbage \x00\xff").await.unwrap();
+    assert_eq!(send(&mut s, ORU).await.code, AckCode::AA);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_frame_is_dropped_after_the_framing_timeout() {
+    let h = harness("frame_timeout = \"200ms\"").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(b"\x0bMSH|^~\\&|half a message").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(send(&mut s, ORU).await.code, AckCode::AA);
+    assert_eq!(h.journal.message_ids().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed() {
+    let h = harness("idle_timeout = \"200ms\"").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0, "the gateway closed the idle connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_closed_at_once_and_the_others_keep_working() {
+    let h = harness("max_connections = 1").await;
+    let mut first = TcpStream::connect(h.addr).await.unwrap();
+    assert_eq!(send(&mut first, ORU).await.code, AckCode::AA);
+    let mut second = TcpStream::connect(h.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(3), second.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(
+        send(&mut first, &with_control_id(ORU, "again")).await.code,
+        AckCode::AA
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_closed_connection_still_gets_its_acks() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(&mllp::encode(ORU)).await.unwrap();
+    s.shutdown().await.unwrap();
+    let frames = read_frames(&mut s, 1).await;
+    assert_eq!(
+        ReceivedAck::parse(&frames[0], &ParseOptions::default())
+            .unwrap()
+            .code,
+        AckCode::AA
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_connection_finish_and_stops_accepting() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    assert_eq!(send(&mut s, ORU).await.code, AckCode::AA);
+    h.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), h.server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(h.addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_on_ipv6_loopback_takes_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = harness("").await;
+    drop(dir);
+    // The harness binds IPv4; bind a second listener on [::1] with the same journal.
+    let text = format!(
+        "[journal]\npath = \"{d}/j.db\"\n[[endpoint]]\nname = \"lab\"\ntype = \"mllp\"\nlisten = \"[::1]:0\"\n[[endpoint]]\nname = \"archive\"\ntype = \"file\"\npath = \"{d}/out\"\n[[route]]\nname = \"r\"\nfrom = [\"lab\"]\nto = [\"archive\"]\n",
+        d = h.dir.path().display()
+    );
+    let config = Config::parse(&text, "t.toml", |_| None).unwrap();
+    let EndpointKind::Mllp(m) = &config.endpoints[0].kind else {
+        unreachable!()
+    };
+    let cx = SourceContext {
+        journal: h.journal.clone(),
+        router: Arc::new(Router::new(&config)),
+        shutdown: h.stop.clone(),
+        time_zone: jiff::tz::TimeZone::UTC,
+    };
+    let Ok(listener) = Listener::bind(&config.endpoints[0], m, cx).await else {
+        eprintln!("no IPv6 loopback on this machine");
+        return;
+    };
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(listener.serve());
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        send(&mut s, &with_control_id(ORU, "V6")).await.code,
+        AckCode::AA
+    );
+}
+
+mod tls {
+    use super::*;
+    use crate::tls::test_pki;
+    use rustls::pki_types::ServerName;
+
+    fn client(pki: &test_pki::Pki, with_cert: bool) -> tokio_rustls::TlsConnector {
+        let settings = crate::config::TlsSettings {
+            cert: with_cert.then(|| pki.client_cert.clone()),
+            key: with_cert.then(|| pki.client_key.clone()),
+            ca: Some(pki.ca.clone()),
+            require_client_cert: false,
+            server_name: None,
+        };
+        tokio_rustls::TlsConnector::from(crate::tls::client_config(&settings).unwrap())
+    }
+
+    async fn tls_harness(require: bool) -> (Harness, test_pki::Pki, tempfile::TempDir) {
+        let certs = tempfile::tempdir().unwrap();
+        let pki = test_pki::create(certs.path());
+        let settings = format!(
+            "[endpoint.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\nrequire_client_cert = {require}",
+            pki.server_cert.display(),
+            pki.server_key.display(),
+            pki.ca.display()
+        );
+        (harness(&settings).await, pki, certs)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tls_listener_acknowledges_over_tls() {
+        let (h, pki, _certs) = tls_harness(false).await;
+        let tcp = TcpStream::connect(h.addr).await.unwrap();
+        let mut s = client(&pki, false)
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        assert_eq!(send(&mut s, ORU).await.code, AckCode::AA);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mutual_tls_admits_a_client_with_a_certificate_from_the_ca_and_refuses_one_without() {
+        let (h, pki, _certs) = tls_harness(true).await;
+        let tcp = TcpStream::connect(h.addr).await.unwrap();
+        let mut s = client(&pki, true)
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        assert_eq!(send(&mut s, ORU).await.code, AckCode::AA);
+
+        let tcp = TcpStream::connect(h.addr).await.unwrap();
+        let refused = async {
+            let mut s = client(&pki, false)
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await?;
+            s.write_all(&mllp::encode(&with_control_id(ORU, "nocert")))
+                .await?;
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::Error::other("closed"));
+            }
+            Ok(())
+        };
+        assert!(
+            refused.await.is_err(),
+            "a client without a certificate was served"
+        );
+        assert_eq!(h.journal.message_ids().await.unwrap().len(), 1);
+    }
+}
