@@ -134,3 +134,64 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
     check()
 }
+
+/// Where `scripts/install-peers` put the third-party peers.
+pub fn peers_dir() -> PathBuf {
+    std::env::var_os("ECKO_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/ecko-peers")
+        })
+}
+
+/// The Python interpreter of one of the peers' virtual environments.
+pub fn peer_python(venv: &str) -> PathBuf {
+    let python = peers_dir().join(venv).join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-peers (scripts/test does)",
+        python.display()
+    );
+    python
+}
+
+/// A command-line tool installed into a peer virtual environment.
+pub fn peer_tool(venv: &str, tool: &str) -> PathBuf {
+    let path = peers_dir().join(venv).join("bin").join(tool);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-peers",
+        path.display()
+    );
+    path
+}
+
+/// A helper script of this crate under `tests/python`.
+pub fn python_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Sample messages shared with the gateway's unit tests.
+pub fn hl7_sample(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../gateway/src/protocol/hl7/testdata")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Waits until something listens on `port` (127.0.0.1).
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    eventually(timeout, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+}

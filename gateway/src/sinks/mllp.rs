@@ -197,21 +197,34 @@ impl Sink for MllpSink {
                     continue;
                 }
             };
-            let mut conn = match self.take_idle() {
-                Some(c) => c,
-                None => match self.open().await {
-                    Ok(c) => c,
-                    Err(error) => {
-                        outcomes.push(Outcome::Retryable {
-                            error,
-                            retry_after: None,
-                        });
-                        continue;
-                    }
-                },
+            // A kept connection may have been closed by the far end while idle
+            // (some servers take one message per connection): one failure on
+            // it is answered by trying once more on a fresh connection.
+            let reused = self.take_idle();
+            let was_reused = reused.is_some();
+            let mut result = match reused {
+                Some(mut conn) => self
+                    .exchange(&mut conn, &d.payload, &control_id)
+                    .await
+                    .map(|o| (o, conn)),
+                None => Err(String::new()),
             };
-            match self.exchange(&mut conn, &d.payload, &control_id).await {
-                Ok(outcome) => {
+            if result.is_err() {
+                if let Err(e) = &result {
+                    if was_reused {
+                        tracing::debug!(endpoint = %self.endpoint, error = %e, "kept connection failed; reconnecting");
+                    }
+                }
+                result = match self.open().await {
+                    Ok(mut conn) => self
+                        .exchange(&mut conn, &d.payload, &control_id)
+                        .await
+                        .map(|o| (o, conn)),
+                    Err(e) => Err(e),
+                };
+            }
+            match result {
+                Ok((outcome, conn)) => {
                     self.put_idle(conn);
                     outcomes.push(outcome);
                 }
@@ -227,3 +240,7 @@ impl Sink for MllpSink {
         outcomes
     }
 }
+
+#[cfg(test)]
+#[path = "mllp_tests.rs"]
+mod tests;
