@@ -9,6 +9,7 @@
 use crate::config::{Config, EndpointKind};
 use crate::journal::{Journal, JournalError, JournalOptions};
 use crate::router::Router;
+use crate::sinks::fhir::FhirSink;
 use crate::sinks::file::FileSink;
 use crate::sources::{file_drop, SourceContext};
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub enum RunError {
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error("endpoint `{name}` cannot start: {reason}")]
+    Endpoint { name: String, reason: String },
 }
 
 /// A started gateway.
@@ -43,6 +46,7 @@ impl Gateway {
 
     /// Starts every enabled endpoint on an already open journal.
     pub fn start_with(config: &Config, journal: Journal) -> Result<Gateway, RunError> {
+        crate::transforms::configure(&config.site.time_zone);
         let shutdown = CancellationToken::new();
         let router = Arc::new(Router::new(config));
         let cx = SourceContext {
@@ -60,6 +64,21 @@ impl Gateway {
                         journal.clone(),
                         endpoint,
                         FileSink::new(c),
+                        worker_stop.clone(),
+                    );
+                    workers.spawn(async move {
+                        let _ = handle.await;
+                    });
+                }
+                EndpointKind::Fhir(c) => {
+                    let sink = FhirSink::new(endpoint, c).map_err(|e| RunError::Endpoint {
+                        name: endpoint.name.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    let handle = crate::delivery::spawn(
+                        journal.clone(),
+                        endpoint,
+                        sink,
                         worker_stop.clone(),
                     );
                     workers.spawn(async move {

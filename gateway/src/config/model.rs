@@ -196,15 +196,18 @@ pub enum EndpointKind {
     File(FileSinkConfig),
     /// Takes each file dropped into a directory as a message.
     FileDrop(FileDropConfig),
+    /// Sends transaction Bundles to a FHIR R4 server over HTTP(S).
+    Fhir(FhirSinkConfig),
 }
 
 impl EndpointKind {
-    pub const TYPES: &'static [&'static str] = &["file", "file-drop"];
+    pub const TYPES: &'static [&'static str] = &["file", "file-drop", "fhir"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             EndpointKind::File(_) => "file",
             EndpointKind::FileDrop(_) => "file-drop",
+            EndpointKind::Fhir(_) => "fhir",
         }
     }
 
@@ -213,6 +216,7 @@ impl EndpointKind {
         match self {
             EndpointKind::File(_) => &[Direction::Outbound],
             EndpointKind::FileDrop(_) => &[Direction::Inbound],
+            EndpointKind::Fhir(_) => &[Direction::Outbound],
         }
     }
 }
@@ -253,6 +257,86 @@ fn default_content_type() -> String {
 }
 fn default_poll() -> Span {
     Span(Duration::from_millis(200))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirSinkConfig {
+    /// The server's base URL; transaction Bundles are POSTed to it.
+    pub url: String,
+    /// How the gateway proves who it is; none when absent.
+    #[serde(default)]
+    pub auth: FhirAuth,
+    /// PEM file of the CAs trusted for the server's certificate, instead of
+    /// the system's trust store.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file with the server's own certificate: only that certificate is
+    /// accepted (it replaces the chain check).
+    pub pinned_cert: Option<PathBuf>,
+    /// Queued messages merged into one transaction Bundle (1: no merging).
+    #[serde(default = "default_fhir_batch")]
+    pub max_batch: usize,
+    /// Local (analyzer or sender) code → LOINC code, added to every coding
+    /// that carries the local code.
+    #[serde(default)]
+    pub code_map: std::collections::BTreeMap<String, CodeMapEntry>,
+}
+
+fn default_fhir_batch() -> usize {
+    1
+}
+
+/// How a FHIR endpoint authenticates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum FhirAuth {
+    #[default]
+    None,
+    /// A fixed key in a request header.
+    ApiKey {
+        #[serde(default = "default_api_key_header")]
+        header: String,
+        key: String,
+    },
+    /// OAuth 2.0 client credentials; the token is cached until it expires.
+    #[serde(rename = "oauth2")]
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+    },
+    /// A client certificate (mutual TLS): PEM chain and PEM private key.
+    ClientCertificate { cert: PathBuf, key: PathBuf },
+}
+
+fn default_api_key_header() -> String {
+    "X-API-Key".into()
+}
+
+/// Where a local code maps to: a LOINC code, optionally with its display.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum CodeMapEntry {
+    Code(String),
+    Coding {
+        code: String,
+        display: Option<String>,
+    },
+}
+
+impl CodeMapEntry {
+    pub fn code(&self) -> &str {
+        match self {
+            CodeMapEntry::Code(c) | CodeMapEntry::Coding { code: c, .. } => c,
+        }
+    }
+    pub fn display(&self) -> Option<&str> {
+        match self {
+            CodeMapEntry::Code(_) => None,
+            CodeMapEntry::Coding { display, .. } => display.as_deref(),
+        }
+    }
 }
 
 /// When and how often a failed delivery is tried again.
@@ -376,5 +460,29 @@ impl MessageTypePattern {
                 .trigger
                 .as_deref()
                 .is_none_or(|t| t.eq_ignore_ascii_case(trigger))
+    }
+}
+
+impl FhirSinkConfig {
+    /// What is wrong with these settings beyond their shape, if anything.
+    pub fn problem(&self) -> Option<String> {
+        let url = self.url.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+            return Some(format!(
+                "`url` must be an http:// or https:// base URL, not {:?}",
+                self.url
+            ));
+        }
+        if self.max_batch == 0 {
+            return Some("`max_batch` must be at least 1".into());
+        }
+        if let FhirAuth::OAuth2 { token_url, .. } = &self.auth {
+            if !(token_url.starts_with("http://") || token_url.starts_with("https://")) {
+                return Some(format!(
+                    "`auth.token_url` must be an http:// or https:// URL, not {token_url:?}"
+                ));
+            }
+        }
+        None
     }
 }
