@@ -7,18 +7,21 @@
 //! - `none`: the payload as received.
 //! - `astm-fhir`: an ASTM result message → a FHIR R4 transaction Bundle
 //!   ([`astm`]).
+//! - `hl7v2-fhir`: an HL7 v2 ORU^R01 or OUL^R22 → a FHIR R4 transaction
+//!   Bundle ([`hl7v2`]).
 //!
 //! Times without an offset are read in the site's time zone, which
 //! [`configure`] sets from `[site] time_zone` when the gateway starts.
 
 pub mod astm;
 pub mod fhir;
+pub mod hl7v2;
 
 use crate::journal::StoredMessage;
 use std::sync::RwLock;
 
 /// Every transform a route may name.
-pub const NAMES: &[&str] = &["none", "astm-fhir"];
+pub const NAMES: &[&str] = &["none", "astm-fhir", "hl7v2-fhir"];
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TransformError {
@@ -54,6 +57,7 @@ pub fn site_time_zone() -> jiff::tz::TimeZone {
 pub fn apply(name: &str, message: &StoredMessage) -> Result<Vec<u8>, TransformError> {
     match name {
         "none" => Ok(message.payload.clone()),
+        "hl7v2-fhir" => to_json(&hl7v2::to_bundle(message, &site_time_zone())?),
         "astm-fhir" => to_json(&astm::to_bundle(message, &site_time_zone())?),
         other => Err(TransformError::Unknown(other.to_string())),
     }
