@@ -45,7 +45,7 @@ const ttl = Number(process.env.FHIR_OAUTH_TTL || '3600');
 
 function send(res, status, body, headers = {}) {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/fhir+json', ...headers });
+  res.writeHead(status, { 'content-type': 'application/fhir+json', 'content-length': Buffer.byteLength(text), ...headers });
   res.end(text);
 }
 

@@ -276,6 +276,14 @@ pub struct FhirSinkConfig {
     /// Queued messages merged into one transaction Bundle (1: no merging).
     #[serde(default = "default_fhir_batch")]
     pub max_batch: usize,
+    /// Send entries as conditional PUTs on their identifier (`true`), or as
+    /// PUTs on their deterministic id (`false`, the default: servers limit
+    /// how many conditional entries one transaction may hold).
+    #[serde(default)]
+    pub conditional_updates: bool,
+    /// Most entries in one merged transaction.
+    #[serde(default = "default_fhir_entries")]
+    pub max_entries: usize,
     /// Local (analyzer or sender) code → LOINC code, added to every coding
     /// that carries the local code.
     #[serde(default)]
@@ -284,6 +292,9 @@ pub struct FhirSinkConfig {
 
 fn default_fhir_batch() -> usize {
     1
+}
+fn default_fhir_entries() -> usize {
+    50
 }
 
 /// How a FHIR endpoint authenticates.

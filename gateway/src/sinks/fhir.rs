@@ -41,6 +41,8 @@ pub struct FhirSink {
     url: String,
     auth: Auth,
     max_batch: usize,
+    max_entries: usize,
+    conditional: bool,
     code_map: BTreeMap<String, CodeMapEntry>,
 }
 
@@ -96,6 +98,8 @@ impl FhirSink {
             url: config.url.trim().trim_end_matches('/').to_string(),
             auth,
             max_batch: config.max_batch,
+            max_entries: config.max_entries.max(1),
+            conditional: config.conditional_updates,
             code_map: config.code_map.clone(),
         })
     }
@@ -222,6 +226,9 @@ impl Sink for FhirSink {
                 Ok(v) if is_transaction(&v) => {
                     let mut v = v;
                     apply_code_map(&mut v, &self.code_map);
+                    if !self.conditional {
+                        to_id_updates(&mut v);
+                    }
                     bundles.push(v);
                 }
                 Ok(_) => {
@@ -234,8 +241,28 @@ impl Sink for FhirSink {
                 }
             }
         }
-        if !bundles.is_empty() {
-            outcomes = self.send_merged(&bundles).await;
+        // Consecutive bundles, merged while the entries fit one transaction.
+        let mut start = 0;
+        while start < bundles.len() {
+            let mut end = start + 1;
+            let mut entries = entry_count(&bundles[start]);
+            while end < bundles.len() && entries + entry_count(&bundles[end]) <= self.max_entries {
+                entries += entry_count(&bundles[end]);
+                end += 1;
+            }
+            let part = self.send_merged(&bundles[start..end]).await;
+            let failed = part
+                .iter()
+                .any(|o| !matches!(o, Outcome::Delivered { .. } | Outcome::Permanent { .. }));
+            outcomes.extend(part);
+            start = end;
+            if failed {
+                break;
+            }
+        }
+        if outcomes.len() < bundles.len() {
+            outcomes.resize(bundles.len(), Outcome::NotAttempted);
+            bad = None;
         }
         if let Some(error) = bad {
             if outcomes
@@ -249,6 +276,69 @@ impl Sink for FhirSink {
         }
         outcomes.resize(batch.len(), Outcome::NotAttempted);
         outcomes
+    }
+}
+
+fn entry_count(v: &Value) -> usize {
+    v.get("entry").and_then(Value::as_array).map_or(0, Vec::len)
+}
+
+/// Turns conditional `PUT Type?identifier=…` entries whose `fullUrl` is
+/// `urn:uuid:<id>` into `PUT Type/<id>` with that id, and points every
+/// reference to such an entry at `Type/<id>`.
+pub fn to_id_updates(bundle: &mut Value) {
+    let mut renamed: HashMap<String, String> = HashMap::new();
+    for e in bundle
+        .get_mut("entry")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        let Some(id) = e
+            .get("fullUrl")
+            .and_then(Value::as_str)
+            .and_then(|u| u.strip_prefix("urn:uuid:"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let Some(ty) = e
+            .pointer("/resource/resourceType")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let conditional = e.pointer("/request/method").and_then(Value::as_str) == Some("PUT")
+            && e.pointer("/request/url")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u.contains('?'));
+        if conditional {
+            e["request"]["url"] = Value::String(format!("{ty}/{id}"));
+            e["resource"]["id"] = Value::String(id.clone());
+        }
+        if e.pointer("/request/url").and_then(Value::as_str) == Some(&format!("{ty}/{id}")) {
+            renamed.insert(format!("urn:uuid:{id}"), format!("{ty}/{id}"));
+        }
+    }
+    fn walk(v: &mut Value, renamed: &HashMap<String, String>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::String(r)) = o.get_mut("reference") {
+                    if let Some(new) = renamed.get(r.as_str()) {
+                        *r = new.clone();
+                    }
+                }
+                for (_, child) in o.iter_mut() {
+                    walk(child, renamed);
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|c| walk(c, renamed)),
+            _ => {}
+        }
+    }
+    if let Some(entries) = bundle.get_mut("entry") {
+        walk(entries, &renamed);
     }
 }
 

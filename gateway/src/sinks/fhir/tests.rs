@@ -99,6 +99,8 @@ fn config(url: &str) -> FhirSinkConfig {
         ca_file: None,
         pinned_cert: None,
         max_batch: 1,
+        max_entries: 50,
+        conditional_updates: true,
         code_map: BTreeMap::new(),
     }
 }
@@ -403,4 +405,19 @@ fn retry_after_is_read_as_seconds_or_a_date() {
         Some(Duration::ZERO)
     );
     assert_eq!(parse_retry_after("soon"), None);
+}
+
+#[test]
+fn conditional_entries_become_puts_on_their_deterministic_ids() {
+    let mut v: Value = serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient"}, "request": {"method": "PUT", "url": "Patient?identifier=x|1"}},
+        {"fullUrl": "urn:uuid:o1", "resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:p1"}}, "request": {"method": "PUT", "url": "Observation?identifier=x|2"}}
+    ]});
+    to_id_updates(&mut v);
+    assert_eq!(v["entry"][0]["request"]["url"], "Patient/p1");
+    assert_eq!(v["entry"][0]["resource"]["id"], "p1");
+    assert_eq!(
+        v["entry"][1]["resource"]["subject"]["reference"],
+        "Patient/p1"
+    );
 }
