@@ -9,6 +9,7 @@
 use crate::config::{Config, EndpointKind};
 use crate::journal::{Journal, JournalError, JournalOptions};
 use crate::router::Router;
+use crate::sinks::fhir::FhirSink;
 use crate::sinks::file::FileSink;
 use crate::sinks::mllp::MllpSink;
 use crate::sources::{file_drop, mllp, SourceContext};
@@ -30,6 +31,8 @@ pub enum RunError {
     },
     #[error("[site]: unknown time zone `{0}`")]
     TimeZone(String),
+    #[error("endpoint `{name}` cannot start: {reason}")]
+    Endpoint { name: String, reason: String },
 }
 
 /// A started gateway.
@@ -59,6 +62,7 @@ impl Gateway {
 
     /// Starts every enabled endpoint on an already open journal.
     pub async fn start_with(config: &Config, journal: Journal) -> Result<Gateway, RunError> {
+        crate::transforms::configure(&config.site.time_zone);
         let shutdown = CancellationToken::new();
         let router = Arc::new(Router::new(config));
         let time_zone = jiff::tz::TimeZone::get(&config.site.time_zone)
@@ -79,6 +83,21 @@ impl Gateway {
                         journal.clone(),
                         endpoint,
                         FileSink::new(c),
+                        worker_stop.clone(),
+                    );
+                    workers.spawn(async move {
+                        let _ = handle.await;
+                    });
+                }
+                EndpointKind::Fhir(c) => {
+                    let sink = FhirSink::new(endpoint, c).map_err(|e| RunError::Endpoint {
+                        name: endpoint.name.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    let handle = crate::delivery::spawn(
+                        journal.clone(),
+                        endpoint,
+                        sink,
                         worker_stop.clone(),
                     );
                     workers.spawn(async move {

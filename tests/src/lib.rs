@@ -1,6 +1,8 @@
 //! End-to-end test support: start the real `ecko-gateway` binary on a
 //! configuration written by the test, wait for it, stop or kill it.
 
+pub mod fhir;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

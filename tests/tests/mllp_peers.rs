@@ -247,7 +247,7 @@ to = ["lis"]
         let got = std::fs::read_to_string(received.join(format!("FWD{i}.hl7"))).unwrap();
         assert!(
             got.replace('\n', "\r")
-                .starts_with(&format!("MSH|^~\\&|XN-1000^SYSMEX^L|HEMA-LAB|LIS|ST-MARY|")),
+                .starts_with("MSH|^~\\&|XN-1000^SYSMEX^L|HEMA-LAB|LIS|ST-MARY|"),
             "{got}"
         );
         assert!(got.contains(&format!("|FWD{i}|")));

@@ -336,6 +336,14 @@ impl<'a> Loader<'a> {
             "file" => EndpointKind::File(self.de(&specific, &context)?),
             "file-drop" => EndpointKind::FileDrop(self.de(&specific, &context)?),
             "mllp" => EndpointKind::Mllp(self.de(&specific, &context)?),
+            "fhir" => {
+                let c: FhirSinkConfig = self.de(&specific, &context)?;
+                if let Some(problem) = c.problem() {
+                    self.error_at(span.start, format!("{context}: {problem}"));
+                    return None;
+                }
+                EndpointKind::Fhir(c)
+            }
             other => {
                 let at = table.get("type").map_or(span.start, |v| v.span().start);
                 self.error_at(

@@ -198,16 +198,19 @@ pub enum EndpointKind {
     FileDrop(FileDropConfig),
     /// HL7 v2 over MLLP: a listener (`listen`) or a sender (`connect`).
     Mllp(MllpConfig),
+    /// Sends transaction Bundles to a FHIR R4 server over HTTP(S).
+    Fhir(FhirSinkConfig),
 }
 
 impl EndpointKind {
-    pub const TYPES: &'static [&'static str] = &["file", "file-drop", "mllp"];
+    pub const TYPES: &'static [&'static str] = &["file", "file-drop", "mllp", "fhir"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             EndpointKind::File(_) => "file",
             EndpointKind::FileDrop(_) => "file-drop",
             EndpointKind::Mllp(_) => "mllp",
+            EndpointKind::Fhir(_) => "fhir",
         }
     }
 
@@ -218,6 +221,7 @@ impl EndpointKind {
             EndpointKind::FileDrop(_) => &[Direction::Inbound],
             EndpointKind::Mllp(m) if m.listen.is_some() => &[Direction::Inbound],
             EndpointKind::Mllp(_) => &[Direction::Outbound],
+            EndpointKind::Fhir(_) => &[Direction::Outbound],
         }
     }
 
@@ -225,7 +229,7 @@ impl EndpointKind {
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         match self {
             EndpointKind::Mllp(m) => m.problems(),
-            EndpointKind::File(_) | EndpointKind::FileDrop(_) => Vec::new(),
+            EndpointKind::File(_) | EndpointKind::FileDrop(_) | EndpointKind::Fhir(_) => Vec::new(),
         }
     }
 }
@@ -418,6 +422,97 @@ fn default_poll() -> Span {
     Span(Duration::from_millis(200))
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirSinkConfig {
+    /// The server's base URL; transaction Bundles are POSTed to it.
+    pub url: String,
+    /// How the gateway proves who it is; none when absent.
+    #[serde(default)]
+    pub auth: FhirAuth,
+    /// PEM file of the CAs trusted for the server's certificate, instead of
+    /// the system's trust store.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file with the server's own certificate: only that certificate is
+    /// accepted (it replaces the chain check).
+    pub pinned_cert: Option<PathBuf>,
+    /// Queued messages merged into one transaction Bundle (1: no merging).
+    #[serde(default = "default_fhir_batch")]
+    pub max_batch: usize,
+    /// Send entries as conditional PUTs on their identifier (`true`), or as
+    /// PUTs on their deterministic id (`false`, the default: servers limit
+    /// how many conditional entries one transaction may hold).
+    #[serde(default)]
+    pub conditional_updates: bool,
+    /// Most entries in one merged transaction.
+    #[serde(default = "default_fhir_entries")]
+    pub max_entries: usize,
+    /// Local (analyzer or sender) code → LOINC code, added to every coding
+    /// that carries the local code.
+    #[serde(default)]
+    pub code_map: std::collections::BTreeMap<String, CodeMapEntry>,
+}
+
+fn default_fhir_batch() -> usize {
+    1
+}
+fn default_fhir_entries() -> usize {
+    50
+}
+
+/// How a FHIR endpoint authenticates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum FhirAuth {
+    #[default]
+    None,
+    /// A fixed key in a request header.
+    ApiKey {
+        #[serde(default = "default_api_key_header")]
+        header: String,
+        key: String,
+    },
+    /// OAuth 2.0 client credentials; the token is cached until it expires.
+    #[serde(rename = "oauth2")]
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+    },
+    /// A client certificate (mutual TLS): PEM chain and PEM private key.
+    ClientCertificate { cert: PathBuf, key: PathBuf },
+}
+
+fn default_api_key_header() -> String {
+    "X-API-Key".into()
+}
+
+/// Where a local code maps to: a LOINC code, optionally with its display.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum CodeMapEntry {
+    Code(String),
+    Coding {
+        code: String,
+        display: Option<String>,
+    },
+}
+
+impl CodeMapEntry {
+    pub fn code(&self) -> &str {
+        match self {
+            CodeMapEntry::Code(c) | CodeMapEntry::Coding { code: c, .. } => c,
+        }
+    }
+    pub fn display(&self) -> Option<&str> {
+        match self {
+            CodeMapEntry::Code(_) => None,
+            CodeMapEntry::Coding { display, .. } => display.as_deref(),
+        }
+    }
+}
+
 /// When and how often a failed delivery is tried again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -539,5 +634,29 @@ impl MessageTypePattern {
                 .trigger
                 .as_deref()
                 .is_none_or(|t| t.eq_ignore_ascii_case(trigger))
+    }
+}
+
+impl FhirSinkConfig {
+    /// What is wrong with these settings beyond their shape, if anything.
+    pub fn problem(&self) -> Option<String> {
+        let url = self.url.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+            return Some(format!(
+                "`url` must be an http:// or https:// base URL, not {:?}",
+                self.url
+            ));
+        }
+        if self.max_batch == 0 {
+            return Some("`max_batch` must be at least 1".into());
+        }
+        if let FhirAuth::OAuth2 { token_url, .. } = &self.auth {
+            if !(token_url.starts_with("http://") || token_url.starts_with("https://")) {
+                return Some(format!(
+                    "`auth.token_url` must be an http:// or https:// URL, not {token_url:?}"
+                ));
+            }
+        }
+        None
     }
 }

@@ -1,0 +1,423 @@
+use super::*;
+use crate::config::{Direction, RetryPolicy};
+use crate::journal::StoredMessage;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// One request as the scripted server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    head: String,
+    body: String,
+}
+
+/// An HTTP/1.1 server on 127.0.0.1:0 that answers each request with the
+/// next scripted (status, extra headers, body), and records what it got.
+async fn scripted(answers: Vec<(u16, &'static str, String)>) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let answers = Arc::new(Mutex::new(answers.into_iter()));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 8192];
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + len {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                    buf.drain(..end + 4 + len);
+                    log.lock().unwrap().push(Seen { head, body });
+                    let (status, headers, text) =
+                        answers
+                            .lock()
+                            .unwrap()
+                            .next()
+                            .unwrap_or((500, "", "script ended".into()));
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/fhir+json\r\ncontent-length: {}\r\n{headers}\r\n{text}",
+                        text.len()
+                    );
+                    if sock.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+fn endpoint() -> Endpoint {
+    Endpoint {
+        name: "hub".into(),
+        direction: Direction::Outbound,
+        enabled: true,
+        timeout: Duration::from_secs(5),
+        retry: RetryPolicy::default(),
+        partition_by: None,
+        lanes: 1,
+        kind: crate::config::EndpointKind::Fhir(config("http://unused")),
+        line: 1,
+    }
+}
+
+fn config(url: &str) -> FhirSinkConfig {
+    FhirSinkConfig {
+        url: url.into(),
+        auth: FhirAuth::None,
+        ca_file: None,
+        pinned_cert: None,
+        max_batch: 1,
+        max_entries: 50,
+        conditional_updates: true,
+        code_map: BTreeMap::new(),
+    }
+}
+
+fn bundle(entries: &[(&str, &str)]) -> Vec<u8> {
+    let entries: Vec<Value> = entries
+        .iter()
+        .map(|(url, code)| {
+            serde_json::json!({
+                "fullUrl": url,
+                "resource": {"resourceType": "Observation", "status": "final",
+                             "code": {"coding": [{"system": "urn:ecko-edge:lab:code", "code": code}]}},
+                "request": {"method": "PUT", "url": format!("Observation?identifier=x|{url}")}
+            })
+        })
+        .collect();
+    serde_json::to_vec(
+        &serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+    )
+    .unwrap()
+}
+
+fn delivery(id: i64, payload: Vec<u8>) -> Delivery {
+    Delivery {
+        outbox_id: id,
+        attempt: 1,
+        lane: String::new(),
+        message: Arc::new(StoredMessage {
+            id,
+            source: "lab".into(),
+            dedup_key: None,
+            message_type: "ORU^R01".into(),
+            content_type: "x".into(),
+            control_id: None,
+            patient_id: None,
+            received_at: 0,
+            payload: Vec::new(),
+            ack: None,
+        }),
+        payload,
+    }
+}
+
+const OUTCOME_400: &str = r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invariant","diagnostics":"Missing required property Observation.code"}]}"#;
+
+#[tokio::test]
+async fn a_2xx_answer_is_delivered_with_where_the_entries_went() {
+    let ok = r#"{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201","location":"Observation/1"}}]}"#;
+    let (url, seen) = scripted(vec![(200, "", ok.into())]).await;
+    let sink = FhirSink::new(&endpoint(), &config(&url)).unwrap();
+    let out = sink
+        .deliver(&[delivery(1, bundle(&[("urn:uuid:a", "GLU")]))])
+        .await;
+    assert_eq!(
+        out,
+        [Outcome::Delivered {
+            response: Some("HTTP 200; 201 Observation/1".into())
+        }]
+    );
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen[0].head.starts_with("POST / HTTP/1.1"),
+        "{}",
+        seen[0].head
+    );
+    assert!(seen[0]
+        .head
+        .to_ascii_lowercase()
+        .contains("content-type: application/fhir+json"));
+}
+
+#[tokio::test]
+async fn busy_and_server_errors_are_retried_after_the_servers_wish() {
+    let (url, _) = scripted(vec![
+        (503, "retry-after: 7\r\n", "down".into()),
+        (429, "", "slow".into()),
+        (408, "", "".into()),
+    ])
+    .await;
+    let sink = FhirSink::new(&endpoint(), &config(&url)).unwrap();
+    let d = [delivery(1, bundle(&[("urn:uuid:a", "GLU")]))];
+    assert_eq!(
+        sink.deliver(&d).await,
+        [Outcome::Retryable {
+            error: "HTTP 503: down".into(),
+            retry_after: Some(Duration::from_secs(7))
+        }]
+    );
+    assert!(
+        matches!(&sink.deliver(&d).await[0], Outcome::Retryable { error, retry_after: None } if error == "HTTP 429: slow")
+    );
+    assert!(matches!(
+        &sink.deliver(&d).await[0],
+        Outcome::Retryable { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_refused_bundle_is_permanent_and_keeps_the_operation_outcome() {
+    let (url, _) = scripted(vec![(400, "", OUTCOME_400.into())]).await;
+    let sink = FhirSink::new(&endpoint(), &config(&url)).unwrap();
+    let out = sink
+        .deliver(&[delivery(1, bundle(&[("urn:uuid:a", "GLU")]))])
+        .await;
+    assert_eq!(
+        out,
+        [Outcome::Permanent {
+            error: format!("HTTP 400: {OUTCOME_400}")
+        }]
+    );
+}
+
+#[tokio::test]
+async fn nobody_listening_is_retryable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let sink = FhirSink::new(&endpoint(), &config(&url)).unwrap();
+    let out = sink
+        .deliver(&[delivery(1, bundle(&[("urn:uuid:a", "GLU")]))])
+        .await;
+    assert!(matches!(&out[0], Outcome::Retryable { .. }), "{out:?}");
+}
+
+#[tokio::test]
+async fn queued_messages_merge_into_one_transaction_and_the_same_resource_appears_once() {
+    let (url, seen) = scripted(vec![(200, "", "{}".into())]).await;
+    let mut c = config(&url);
+    c.max_batch = 10;
+    let sink = FhirSink::new(&endpoint(), &c).unwrap();
+    assert_eq!(sink.max_batch(), 10);
+    let out = sink
+        .deliver(&[
+            delivery(1, bundle(&[("urn:uuid:p", "P1"), ("urn:uuid:a", "GLU")])),
+            delivery(2, bundle(&[("urn:uuid:p", "P2"), ("urn:uuid:b", "NA")])),
+        ])
+        .await;
+    assert!(out.iter().all(|o| matches!(o, Outcome::Delivered { .. })));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    let sent: Value = serde_json::from_str(&seen[0].body).unwrap();
+    let urls: Vec<_> = sent["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["fullUrl"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(urls, ["urn:uuid:p", "urn:uuid:a", "urn:uuid:b"]);
+    // The later message's content wins.
+    assert_eq!(
+        sent["entry"][0]["resource"]["code"]["coding"][0]["code"],
+        "P2"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_merge_is_split_so_only_the_bad_message_goes_dead() {
+    let (url, seen) = scripted(vec![
+        (400, "", OUTCOME_400.into()),
+        (200, "", "{}".into()),
+        (400, "", OUTCOME_400.into()),
+        (200, "", "{}".into()),
+    ])
+    .await;
+    let mut c = config(&url);
+    c.max_batch = 10;
+    let sink = FhirSink::new(&endpoint(), &c).unwrap();
+    let out = sink
+        .deliver(&[
+            delivery(1, bundle(&[("urn:uuid:a", "A")])),
+            delivery(2, bundle(&[("urn:uuid:b", "B")])),
+            delivery(3, bundle(&[("urn:uuid:c", "C")])),
+        ])
+        .await;
+    assert!(matches!(out[0], Outcome::Delivered { .. }));
+    assert!(matches!(out[1], Outcome::Permanent { .. }));
+    assert!(matches!(out[2], Outcome::Delivered { .. }));
+    assert_eq!(seen.lock().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn a_payload_that_is_not_a_bundle_is_permanent_after_the_ones_before_it() {
+    let (url, _) = scripted(vec![(200, "", "{}".into())]).await;
+    let mut c = config(&url);
+    c.max_batch = 10;
+    let sink = FhirSink::new(&endpoint(), &c).unwrap();
+    let out = sink
+        .deliver(&[
+            delivery(1, bundle(&[("urn:uuid:a", "A")])),
+            delivery(2, b"MSH|^~\\&|".to_vec()),
+            delivery(3, bundle(&[("urn:uuid:c", "C")])),
+        ])
+        .await;
+    assert!(matches!(out[0], Outcome::Delivered { .. }));
+    assert!(matches!(out[1], Outcome::Permanent { .. }));
+    assert_eq!(out[2], Outcome::NotAttempted);
+}
+
+#[tokio::test]
+async fn the_api_key_travels_in_its_header() {
+    let (url, seen) = scripted(vec![(200, "", "{}".into())]).await;
+    let mut c = config(&url);
+    c.auth = FhirAuth::ApiKey {
+        header: "X-Hub-Key".into(),
+        key: "s3cret".into(),
+    };
+    let sink = FhirSink::new(&endpoint(), &c).unwrap();
+    sink.deliver(&[delivery(1, bundle(&[("urn:uuid:a", "A")]))])
+        .await;
+    assert!(seen.lock().unwrap()[0]
+        .head
+        .to_ascii_lowercase()
+        .contains("x-hub-key: s3cret"));
+}
+
+#[tokio::test]
+async fn an_oauth_token_is_cached_and_refreshed_once_after_a_401() {
+    let token =
+        |t: &str| format!(r#"{{"access_token":"{t}","token_type":"Bearer","expires_in":3600}}"#);
+    let (url, seen) = scripted(vec![
+        (200, "", token("T1")),      // token
+        (200, "", "{}".into()),      // bundle 1 with T1
+        (200, "", "{}".into()),      // bundle 2 with cached T1
+        (401, "", "expired".into()), // bundle 3 with T1: refused
+        (200, "", token("T2")),      // new token
+        (200, "", "{}".into()),      // bundle 3 again with T2
+    ])
+    .await;
+    let mut c = config(&format!("{url}/fhir"));
+    c.auth = FhirAuth::OAuth2 {
+        token_url: format!("{url}/token"),
+        client_id: "gw".into(),
+        client_secret: "pw".into(),
+        scope: Some("system/*.write".into()),
+    };
+    let sink = FhirSink::new(&endpoint(), &c).unwrap();
+    for i in 1..=3 {
+        let out = sink
+            .deliver(&[delivery(i, bundle(&[("urn:uuid:a", "A")]))])
+            .await;
+        assert!(matches!(out[0], Outcome::Delivered { .. }), "{i}: {out:?}");
+    }
+    let seen = seen.lock().unwrap();
+    let heads: Vec<_> = seen
+        .iter()
+        .map(|s| s.head.lines().next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        heads,
+        [
+            "POST /token HTTP/1.1",
+            "POST /fhir HTTP/1.1",
+            "POST /fhir HTTP/1.1",
+            "POST /fhir HTTP/1.1",
+            "POST /token HTTP/1.1",
+            "POST /fhir HTTP/1.1"
+        ]
+    );
+    assert!(
+        seen[0].body.contains("grant_type=client_credentials")
+            && seen[0].body.contains("scope=system%2F*.write"),
+        "{}",
+        seen[0].body
+    );
+    assert!(seen[2].head.contains("Bearer T1"));
+    assert!(seen[5].head.contains("Bearer T2"));
+}
+
+#[test]
+fn the_code_map_puts_loinc_first_and_keeps_the_local_code() {
+    let mut v: Value =
+        serde_json::from_slice(&bundle(&[("urn:uuid:a", "GLU"), ("urn:uuid:b", "XYZ")])).unwrap();
+    let mut map = BTreeMap::new();
+    map.insert(
+        "GLU".to_string(),
+        CodeMapEntry::Coding {
+            code: "2345-7".into(),
+            display: Some("Glucose".into()),
+        },
+    );
+    apply_code_map(&mut v, &map);
+    let codings = &v["entry"][0]["resource"]["code"]["coding"];
+    assert_eq!(
+        codings[0],
+        serde_json::json!({"system": "http://loinc.org", "code": "2345-7", "display": "Glucose"})
+    );
+    assert_eq!(codings[1]["code"], "GLU");
+    assert_eq!(
+        v["entry"][1]["resource"]["code"]["coding"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn retry_after_is_read_as_seconds_or_a_date() {
+    assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(parse_retry_after("soon"), None);
+}
+
+#[test]
+fn conditional_entries_become_puts_on_their_deterministic_ids() {
+    let mut v: Value = serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient"}, "request": {"method": "PUT", "url": "Patient?identifier=x|1"}},
+        {"fullUrl": "urn:uuid:o1", "resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:p1"}}, "request": {"method": "PUT", "url": "Observation?identifier=x|2"}}
+    ]});
+    to_id_updates(&mut v);
+    assert_eq!(v["entry"][0]["request"]["url"], "Patient/p1");
+    assert_eq!(v["entry"][0]["resource"]["id"], "p1");
+    assert_eq!(
+        v["entry"][1]["resource"]["subject"]["reference"],
+        "Patient/p1"
+    );
+}

@@ -1,0 +1,281 @@
+//! The R4 (4.0.1) resources and data types the gateway emits, as plain serde
+//! structs. Only the elements the maps fill are modelled; every optional
+//! element is left out of the JSON when absent, so a blank HL7 or ASTM field
+//! never becomes an empty string or an empty object.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! fhir_struct {
+    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $name {
+            $(
+                $(#[$fm])*
+                #[serde(default, skip_serializing_if = "Skip::skip")]
+                pub $field: $ty,
+            )*
+        }
+        impl Skip for $name {
+            fn skip(&self) -> bool {
+                *self == $name::default()
+            }
+        }
+    };
+}
+
+/// Whether a value is absent and left out of the JSON.
+pub trait Skip {
+    fn skip(&self) -> bool;
+}
+impl<T> Skip for Option<T> {
+    fn skip(&self) -> bool {
+        self.is_none()
+    }
+}
+impl<T> Skip for Vec<T> {
+    fn skip(&self) -> bool {
+        self.is_empty()
+    }
+}
+impl Skip for String {
+    fn skip(&self) -> bool {
+        self.is_empty()
+    }
+}
+impl Skip for serde_json::Number {
+    fn skip(&self) -> bool {
+        false
+    }
+}
+
+fhir_struct!(Coding { system: Option<String>, code: Option<String>, display: Option<String> });
+fhir_struct!(CodeableConcept { coding: Vec<Coding>, text: Option<String> });
+fhir_struct!(Identifier {
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    #[serde(rename = "type")]
+    type_: Option<CodeableConcept>,
+    system: Option<String>,
+    value: Option<String>,
+});
+fhir_struct!(Reference { reference: Option<String>, display: Option<String> });
+fhir_struct!(Quantity {
+    value: Option<serde_json::Number>,
+    comparator: Option<String>,
+    unit: Option<String>,
+    system: Option<String>,
+    code: Option<String>,
+});
+fhir_struct!(Range { low: Option<Quantity>, high: Option<Quantity> });
+fhir_struct!(Ratio { numerator: Option<Quantity>, denominator: Option<Quantity> });
+fhir_struct!(Period { start: Option<String>, end: Option<String> });
+fhir_struct!(HumanName {
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    family: Option<String>,
+    given: Vec<String>,
+    prefix: Vec<String>,
+    suffix: Vec<String>,
+});
+fhir_struct!(Address {
+    line: Vec<String>,
+    city: Option<String>,
+    state: Option<String>,
+    postal_code: Option<String>,
+    country: Option<String>,
+});
+fhir_struct!(ContactPoint {
+    system: Option<String>,
+    value: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+});
+fhir_struct!(Annotation { text: String, time: Option<String> });
+fhir_struct!(ReferenceRange { low: Option<Quantity>, high: Option<Quantity>, text: Option<String> });
+fhir_struct!(Meta { source: Option<String> });
+
+fhir_struct!(Patient {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    active: Option<bool>,
+    name: Vec<HumanName>,
+    telecom: Vec<ContactPoint>,
+    gender: Option<String>,
+    birth_date: Option<String>,
+    deceased_date_time: Option<String>,
+    address: Vec<Address>,
+    link: Vec<PatientLink>,
+});
+fhir_struct!(PatientLink {
+    other: Reference,
+    #[serde(rename = "type")]
+    type_: String,
+});
+
+fhir_struct!(Encounter {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    status: String,
+    class: Coding,
+    subject: Option<Reference>,
+    period: Option<Period>,
+    location: Vec<EncounterLocation>,
+});
+fhir_struct!(EncounterLocation { location: Reference, status: Option<String> });
+
+fhir_struct!(Device {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    serial_number: Option<String>,
+    device_name: Vec<DeviceName>,
+    version: Vec<DeviceVersion>,
+});
+fhir_struct!(DeviceName {
+    name: String,
+    #[serde(rename = "type")]
+    type_: String,
+});
+fhir_struct!(DeviceVersion { value: String });
+
+fhir_struct!(Specimen {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    accession_identifier: Option<Identifier>,
+    #[serde(rename = "type")]
+    type_: Option<CodeableConcept>,
+    subject: Option<Reference>,
+    received_time: Option<String>,
+    request: Vec<Reference>,
+    collection: Option<SpecimenCollection>,
+    note: Vec<Annotation>,
+});
+fhir_struct!(SpecimenCollection { collected_date_time: Option<String>, body_site: Option<CodeableConcept> });
+
+fhir_struct!(ServiceRequest {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    status: String,
+    intent: String,
+    priority: Option<String>,
+    code: Option<CodeableConcept>,
+    subject: Reference,
+    encounter: Option<Reference>,
+    authored_on: Option<String>,
+    requester: Option<Reference>,
+    specimen: Vec<Reference>,
+    note: Vec<Annotation>,
+});
+
+fhir_struct!(DiagnosticReport {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    based_on: Vec<Reference>,
+    status: String,
+    category: Vec<CodeableConcept>,
+    code: CodeableConcept,
+    subject: Option<Reference>,
+    effective_date_time: Option<String>,
+    issued: Option<String>,
+    performer: Vec<Reference>,
+    specimen: Vec<Reference>,
+    result: Vec<Reference>,
+});
+
+fhir_struct!(Observation {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    based_on: Vec<Reference>,
+    status: String,
+    category: Vec<CodeableConcept>,
+    code: CodeableConcept,
+    subject: Option<Reference>,
+    effective_date_time: Option<String>,
+    issued: Option<String>,
+    performer: Vec<Reference>,
+    value_quantity: Option<Quantity>,
+    value_codeable_concept: Option<CodeableConcept>,
+    value_string: Option<String>,
+    value_range: Option<Range>,
+    value_ratio: Option<Ratio>,
+    value_date_time: Option<String>,
+    data_absent_reason: Option<CodeableConcept>,
+    interpretation: Vec<CodeableConcept>,
+    note: Vec<Annotation>,
+    method: Option<CodeableConcept>,
+    specimen: Option<Reference>,
+    device: Option<Reference>,
+    reference_range: Vec<ReferenceRange>,
+});
+
+fhir_struct!(Provenance {
+    id: Option<String>,
+    target: Vec<Reference>,
+    recorded: String,
+    activity: Option<CodeableConcept>,
+    agent: Vec<ProvenanceAgent>,
+    entity: Vec<ProvenanceEntity>,
+});
+fhir_struct!(ProvenanceAgent {
+    #[serde(rename = "type")]
+    type_: Option<CodeableConcept>,
+    who: Reference,
+});
+fhir_struct!(ProvenanceEntity {
+    role: String,
+    what: Reference
+});
+
+/// Every resource type a map may put into a Bundle.
+// Built once per entry and serialised at once: boxing buys nothing here.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "resourceType")]
+pub enum Resource {
+    Patient(Patient),
+    Encounter(Encounter),
+    Device(Device),
+    Specimen(Specimen),
+    ServiceRequest(ServiceRequest),
+    DiagnosticReport(DiagnosticReport),
+    Observation(Observation),
+    Provenance(Provenance),
+}
+
+impl Resource {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Resource::Patient(_) => "Patient",
+            Resource::Encounter(_) => "Encounter",
+            Resource::Device(_) => "Device",
+            Resource::Specimen(_) => "Specimen",
+            Resource::ServiceRequest(_) => "ServiceRequest",
+            Resource::DiagnosticReport(_) => "DiagnosticReport",
+            Resource::Observation(_) => "Observation",
+            Resource::Provenance(_) => "Provenance",
+        }
+    }
+}
+
+fhir_struct!(BundleRequest {
+    method: String,
+    url: String,
+    if_none_exist: Option<String>,
+});
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleEntry {
+    pub full_url: String,
+    pub resource: Resource,
+    pub request: BundleRequest,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "resourceType", rename = "Bundle")]
+pub struct Bundle {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub entry: Vec<BundleEntry>,
+}

@@ -1,0 +1,153 @@
+//! Every FHIR Bundle the transforms make from realistic messages matches its
+//! golden file, is valid R4 for fhir.resources 6.4.0, is accepted by a real
+//! FHIR server (Medplum's router, which checks the R4 StructureDefinitions),
+//! and changes nothing when it is sent again.
+//!
+//! `ECKO_UPDATE_GOLDEN=1` rewrites the golden files from the current output.
+
+use ecko_gateway::journal::StoredMessage;
+use ecko_tests::fhir::{count, http, validate_with_fhir_resources, FhirServer};
+use std::path::PathBuf;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// (sample file, source endpoint, message type, transform)
+const SAMPLES: &[(&str, &str, &str, &str)] = &[
+    (
+        "gateway/src/protocol/hl7/testdata/oru_r01_v251.hl7",
+        "hema-lis",
+        "ORU^R01",
+        "hl7v2-fhir",
+    ),
+    (
+        "tests/data/fhir/oru_r01_chemistry_v25.hl7",
+        "chem-lis",
+        "ORU^R01",
+        "hl7v2-fhir",
+    ),
+    (
+        "gateway/src/protocol/hl7/testdata/oul_r22_v27.hl7",
+        "micro-lis",
+        "OUL^R22",
+        "hl7v2-fhir",
+    ),
+    (
+        "gateway/src/protocol/astm/testdata/chemistry_results.astm",
+        "c311",
+        "ASTM",
+        "astm-fhir",
+    ),
+    (
+        "tests/data/fhir/hematology_results.astm",
+        "xs500",
+        "ASTM",
+        "astm-fhir",
+    ),
+];
+
+fn bundles() -> Vec<(PathBuf, serde_json::Value)> {
+    ecko_gateway::transforms::configure("Europe/Berlin");
+    SAMPLES
+        .iter()
+        .map(|(file, source, ty, transform)| {
+            let payload = std::fs::read(root().join(file)).unwrap();
+            let msg = StoredMessage {
+                id: 7,
+                source: source.to_string(),
+                dedup_key: Some(format!("{source}-key")),
+                message_type: ty.to_string(),
+                content_type: "text/plain".into(),
+                control_id: None,
+                patient_id: None,
+                received_at: 1_773_000_000_000,
+                payload,
+                ack: None,
+            };
+            let out = ecko_gateway::transforms::apply(transform, &msg)
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let name = PathBuf::from(file)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            let golden = root()
+                .join("tests/data/fhir/golden")
+                .join(format!("{name}.bundle.json"));
+            (golden, serde_json::from_slice(&out).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn each_sample_maps_to_its_golden_bundle() {
+    let update = std::env::var_os("ECKO_UPDATE_GOLDEN").is_some();
+    for (golden, bundle) in bundles() {
+        let pretty = serde_json::to_string_pretty(&bundle).unwrap() + "\n";
+        if update {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &pretty).unwrap();
+        }
+        let expected = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+            panic!(
+                "{} missing; run with ECKO_UPDATE_GOLDEN=1",
+                golden.display()
+            )
+        });
+        assert_eq!(pretty, expected, "{} differs", golden.display());
+    }
+}
+
+#[test]
+fn every_bundle_is_valid_for_fhir_resources_and_for_a_real_server_and_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    let all = bundles();
+    for (i, (_, b)) in all.iter().enumerate() {
+        let f = dir.path().join(format!("{i}.json"));
+        std::fs::write(&f, serde_json::to_vec(b).unwrap()).unwrap();
+        files.push(f);
+    }
+    validate_with_fhir_resources(&files).unwrap();
+
+    // As the sink sends them by default: PUTs on the deterministic ids.
+    let server = FhirServer::start(0, &[]);
+    for (golden, b) in &all {
+        let mut b = b.clone();
+        ecko_gateway::sinks::fhir::to_id_updates(&mut b);
+        let body = serde_json::to_vec(&b).unwrap();
+        let (status, text) = http("POST", &server.base, Some(&body));
+        assert_eq!(status, 200, "{}: {text}", golden.display());
+    }
+    let types = [
+        "Patient",
+        "Observation",
+        "DiagnosticReport",
+        "Specimen",
+        "ServiceRequest",
+        "Device",
+        "Provenance",
+    ];
+    let before: Vec<u64> = types.iter().map(|t| count(&server.base, t)).collect();
+    let expected_obs: u64 = all
+        .iter()
+        .map(|(_, b)| {
+            b["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["resource"]["resourceType"] == "Observation")
+                .count() as u64
+        })
+        .sum();
+    assert_eq!(before[1], expected_obs);
+    for (_, b) in &all {
+        let mut b = b.clone();
+        ecko_gateway::sinks::fhir::to_id_updates(&mut b);
+        let (status, _) = http("POST", &server.base, Some(&serde_json::to_vec(&b).unwrap()));
+        assert_eq!(status, 200);
+    }
+    let after: Vec<u64> = types.iter().map(|t| count(&server.base, t)).collect();
+    assert_eq!(before, after, "a second delivery must not add resources");
+}
