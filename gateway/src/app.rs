@@ -10,7 +10,9 @@ use crate::config::{Config, EndpointKind};
 use crate::journal::{Journal, JournalError, JournalOptions};
 use crate::router::Router;
 use crate::sinks::file::FileSink;
-use crate::sources::{file_drop, SourceContext};
+use crate::sources::astm::LineTracer;
+use crate::sources::{astm, file_drop, SourceContext};
+use ecko_hal::SerialPorts;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -20,6 +22,23 @@ use tokio_util::sync::CancellationToken;
 pub enum RunError {
     #[error(transparent)]
     Journal(#[from] JournalError),
+}
+
+/// The hardware and hooks a gateway runs with; tests swap them.
+#[derive(Clone)]
+pub struct StartOptions {
+    pub serial: Arc<dyn SerialPorts>,
+    /// Receives ASTM line traffic (`ecko-gateway trace`).
+    pub astm_tracer: Option<LineTracer>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            serial: Arc::new(ecko_hal::LinuxSerial),
+            astm_tracer: None,
+        }
+    }
 }
 
 /// A started gateway.
@@ -34,15 +53,33 @@ pub struct Gateway {
 impl Gateway {
     /// Opens the journal and starts every enabled endpoint.
     pub async fn start(config: &Config) -> Result<Gateway, RunError> {
+        Self::start_with_options(config, StartOptions::default()).await
+    }
+
+    /// Like [`Gateway::start`], with other hardware or hooks.
+    pub async fn start_with_options(
+        config: &Config,
+        start: StartOptions,
+    ) -> Result<Gateway, RunError> {
         let mut options = JournalOptions::new(crate::config::resolve(&config.journal.path));
         options.max_size = config.journal.max_size;
         options.min_free_disk = config.journal.min_free_disk;
         let journal = Journal::open(options)?;
-        Self::start_with(config, journal)
+        Self::start_on(config, journal, start)
     }
 
     /// Starts every enabled endpoint on an already open journal.
     pub fn start_with(config: &Config, journal: Journal) -> Result<Gateway, RunError> {
+        Self::start_on(config, journal, StartOptions::default())
+    }
+
+    /// Starts every enabled endpoint on an already open journal, with other
+    /// hardware or hooks.
+    pub fn start_on(
+        config: &Config,
+        journal: Journal,
+        start: StartOptions,
+    ) -> Result<Gateway, RunError> {
         let shutdown = CancellationToken::new();
         let router = Arc::new(Router::new(config));
         let cx = SourceContext {
@@ -68,6 +105,23 @@ impl Gateway {
                 }
                 EndpointKind::FileDrop(c) => {
                     sources.spawn(file_drop::run(endpoint.clone(), c.clone(), cx.clone()));
+                }
+                EndpointKind::AstmTcp(c) => {
+                    sources.spawn(astm::run_tcp(
+                        endpoint.clone(),
+                        c.clone(),
+                        cx.clone(),
+                        start.astm_tracer.clone(),
+                    ));
+                }
+                EndpointKind::AstmSerial(c) => {
+                    sources.spawn(astm::run_serial(
+                        endpoint.clone(),
+                        c.clone(),
+                        start.serial.clone(),
+                        cx.clone(),
+                        start.astm_tracer.clone(),
+                    ));
                 }
             }
         }

@@ -196,15 +196,21 @@ pub enum EndpointKind {
     File(FileSinkConfig),
     /// Takes each file dropped into a directory as a message.
     FileDrop(FileDropConfig),
+    /// An ASTM analyzer on a serial line: results in, orders out.
+    AstmSerial(super::AstmSerialConfig),
+    /// An ASTM analyzer over TCP (server or client): results in, orders out.
+    AstmTcp(super::AstmTcpConfig),
 }
 
 impl EndpointKind {
-    pub const TYPES: &'static [&'static str] = &["file", "file-drop"];
+    pub const TYPES: &'static [&'static str] = &["file", "file-drop", "astm-serial", "astm-tcp"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             EndpointKind::File(_) => "file",
             EndpointKind::FileDrop(_) => "file-drop",
+            EndpointKind::AstmSerial(_) => "astm-serial",
+            EndpointKind::AstmTcp(_) => "astm-tcp",
         }
     }
 
@@ -213,6 +219,8 @@ impl EndpointKind {
         match self {
             EndpointKind::File(_) => &[Direction::Outbound],
             EndpointKind::FileDrop(_) => &[Direction::Inbound],
+            // Orders reach the analyzer from the journal, not through routes.
+            EndpointKind::AstmSerial(_) | EndpointKind::AstmTcp(_) => &[Direction::Inbound],
         }
     }
 }
