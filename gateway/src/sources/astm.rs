@@ -54,6 +54,24 @@ use tokio::task::JoinSet;
 /// the traffic goes to the debug log (target `ecko_gateway::astm::line`).
 pub type LineTracer = Arc<dyn Fn(&str, trace::Direction, &[u8]) + Send + Sync>;
 
+/// A tracer that prints one endpoint's traffic to standard output, one
+/// line per chunk: `12:00:01.250 <- <ENQ>` (`<-` from the analyzer, `->`
+/// to it), local time with milliseconds.
+pub fn stdout_tracer(endpoint: String) -> LineTracer {
+    Arc::new(move |name, direction, bytes| {
+        if name != endpoint {
+            return;
+        }
+        let now = jiff::Zoned::now()
+            .strftime("%Y-%m-%d %H:%M:%S%.3f")
+            .to_string();
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", trace::line(&now, direction, bytes));
+        let _ = out.flush();
+    })
+}
+
 /// What a session needs to know about its endpoint.
 pub struct Setup {
     pub name: String,
