@@ -261,3 +261,21 @@ fn impossible_astm_line_settings_are_reported_at_their_endpoint() {
     let errs = messages(parse(&text).unwrap_err());
     assert!(errs[0].contains("buad"), "{errs:?}");
 }
+
+#[test]
+fn every_example_configuration_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let name = path.display().to_string();
+            if let Err(e) = Config::parse(&text, &name, |_| None) {
+                panic!("{e}");
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 4, "{seen} examples");
+}

@@ -389,3 +389,100 @@ pub async fn add_order_at(path: &Path, order: NewOrder) -> Result<i64, JournalEr
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(analyzer: &str, specimen: &str) -> NewOrder {
+        NewOrder {
+            analyzer: analyzer.into(),
+            specimen_id: specimen.into(),
+            patient_id: "P1".into(),
+            patient_name: vec!["Doe".into(), "Jane".into()],
+            tests: vec!["GLU".into(), "NA".into()],
+            priority: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn orders_are_pending_until_marked_sent_and_queries_still_find_sent_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(JournalOptions::new(dir.path().join("j.db"))).unwrap();
+        let a = j.add_order(order("chem", "S1")).await.unwrap();
+        j.add_order(order("chem", "S3")).await.unwrap();
+        j.add_order(order("haem", "S1")).await.unwrap();
+        let pending = j.pending_orders("chem").await.unwrap();
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[0].tests, ["GLU", "NA"]);
+        assert_eq!(pending[0].patient_name, ["Doe", "Jane"]);
+        assert_eq!(pending[0].priority, "R");
+        j.mark_orders_sent(vec![a]).await.unwrap();
+        assert_eq!(j.pending_orders("chem").await.unwrap().len(), 1);
+        let asked = j
+            .orders_for("chem", OrderSelection::Specimens(vec!["S1".into()]))
+            .await
+            .unwrap();
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0].state, OrderState::Sent);
+        assert_eq!(asked[0].send_count, 1);
+        let range = j
+            .orders_for("chem", OrderSelection::Range("S0".into(), "S9".into()))
+            .await
+            .unwrap();
+        assert_eq!(range.len(), 2);
+        j.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_order_can_be_added_while_a_gateway_holds_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let j = Journal::open(JournalOptions::new(&path)).unwrap();
+        let id = add_order_at(&path, order("chem", "S1")).await.unwrap();
+        let seen = j.pending_orders("chem").await.unwrap();
+        assert_eq!(seen.iter().map(|o| o.id).collect::<Vec<_>>(), [id]);
+        j.close().await;
+        // And without one, the journal is opened (and created) for it.
+        let other = dir.path().join("new.db");
+        add_order_at(&other, order("chem", "S2")).await.unwrap();
+        assert_eq!(read_orders(&other, Some("chem")).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_order_without_tests_or_with_a_line_break_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(JournalOptions::new(dir.path().join("j.db"))).unwrap();
+        let mut o = order("chem", "S1");
+        o.tests.clear();
+        assert!(j.add_order(o).await.is_err());
+        let mut o = order("chem", "S1");
+        o.tests = vec!["GL\nU".into()];
+        assert!(j.add_order(o).await.is_err());
+        assert!(j.orders(None).await.unwrap().is_empty());
+        j.close().await;
+    }
+
+    #[tokio::test]
+    async fn incomplete_transmissions_are_kept_per_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let j = Journal::open(JournalOptions::new(&path)).unwrap();
+        j.record_incomplete(
+            "chem",
+            "ReceiveTimeout",
+            &[b"H|\\^&".to_vec()],
+            b"P|1".to_vec(),
+        )
+        .await
+        .unwrap();
+        let kept = j.incomplete_transmissions("chem").await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].records, b"H|\\^&\r");
+        assert_eq!(kept[0].partial, b"P|1");
+        assert!(j.incomplete_transmissions("haem").await.unwrap().is_empty());
+        assert_eq!(read_incomplete(&path, "chem").unwrap().len(), 1);
+        assert!(j.accepts_messages().await.unwrap());
+        j.close().await;
+    }
+}
