@@ -7,7 +7,7 @@ use crate::protocol::astm::link::{Event, Link, OutboundId, Output};
 use crate::protocol::astm::message::{Message, ParseOptions};
 use crate::protocol::astm::trace::Direction;
 use crate::sources::SourceContext;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -49,7 +49,9 @@ where
     let name = setup.name.as_str();
     let mut link = Link::new(setup.link.clone());
     let mut buf = vec![0u8; 4096];
-    let mut commit: Option<Commit> = None;
+    // Raw framing can complete several messages in one read; they are
+    // committed (and answered) one after the other, in order.
+    let mut commits: VecDeque<Commit> = VecDeque::new();
     let mut ready = true;
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let mut in_flight: HashMap<OutboundId, Outgoing> = HashMap::new();
@@ -106,7 +108,8 @@ where
                                     parsed.as_ref().ok(),
                                 );
                                 let cx = cx.clone();
-                                commit = Some(Box::pin(async move { cx.ingest(message).await }));
+                                commits
+                                    .push_back(Box::pin(async move { cx.ingest(message).await }));
                             }
                         }
                     }
@@ -179,16 +182,16 @@ where
         let deadline = link.poll_timeout();
         let idle = link.phase() == crate::protocol::astm::link::LinkPhase::Neutral
             && link.queued() == 0
-            && commit.is_none();
+            && commits.is_empty();
         tokio::select! {
-            _ = cx.shutdown.cancelled(), if commit.is_none() => return End::Shutdown,
+            _ = cx.shutdown.cancelled(), if commits.is_empty() => return End::Shutdown,
             result = async {
-                match commit.as_mut() {
+                match commits.front_mut() {
                     Some(c) => c.await,
                     None => std::future::pending().await,
                 }
             } => {
-                commit = None;
+                commits.pop_front();
                 let now = Instant::now();
                 match result {
                     Ok(receipt) => {

@@ -422,3 +422,79 @@ async fn the_serial_line_is_opened_again_after_the_device_comes_back() {
         .unwrap()
         .unwrap();
 }
+
+fn tcp_endpoint(extra: &str) -> (Endpoint, AstmTcpConfig) {
+    let text = CONFIG.replace("address = \"127.0.0.1:0\"", extra);
+    let config = Config::parse(&text, "t.toml", |_| None).unwrap();
+    let crate::config::EndpointKind::AstmTcp(c) = config.endpoints[0].kind.clone() else {
+        panic!("astm-tcp expected")
+    };
+    (config.endpoints[0].clone(), c)
+}
+
+#[tokio::test]
+async fn as_a_tcp_client_the_gateway_connects_and_reconnects_after_the_analyzer_drops() {
+    let f = fixture();
+    let analyzer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = analyzer.local_addr().unwrap();
+    let (endpoint, c) = tcp_endpoint(&format!(
+        "role = \"client\"\naddress = \"{address}\"\nreconnect_max = \"200ms\""
+    ));
+    let task = tokio::spawn(run_tcp(endpoint, c, f.cx.clone(), None));
+    for (i, result) in [RESULT.to_string(), RESULT.replace("5.4", "7.7")]
+        .iter()
+        .enumerate()
+    {
+        let (mut stream, _) = tokio::time::timeout(Duration::from_secs(5), analyzer.accept())
+            .await
+            .expect("the gateway connects")
+            .unwrap();
+        let mut answers = Vec::new();
+        stream.write_all(&[ENQ]).await.unwrap();
+        let mut b = [0u8; 1];
+        stream.read_exact(&mut b).await.unwrap();
+        answers.push(b[0]);
+        for frame in encode_records(&records(result), 240) {
+            stream.write_all(&frame).await.unwrap();
+            stream.read_exact(&mut b).await.unwrap();
+            answers.push(b[0]);
+        }
+        stream.write_all(&[EOT]).await.unwrap();
+        assert!(answers.iter().all(|&a| a == ACK), "{answers:?}");
+        assert_eq!(f.stored().len(), i + 1);
+        drop(stream); // the analyzer restarts
+    }
+    f.cx.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn raw_framing_takes_bare_records_ending_in_crlf() {
+    let f = fixture();
+    let mut profile = f.setup.profile.clone();
+    profile.framing = crate::config::AstmFraming::Raw;
+    let raw = Fixture {
+        setup: Arc::new(Setup::new("chem", profile, None)),
+        ..f
+    };
+    let (mut line, _task) = raw.connect();
+    // Two messages in one write: both are stored, in order.
+    let second = RESULT.replace("5.4", "8.8");
+    line.write_all(format!("{RESULT}{second}").replace('\r', "\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut stored = Vec::new();
+    for _ in 0..100 {
+        stored = raw.stored();
+        if stored.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].payload, RESULT.as_bytes());
+    assert_eq!(stored[1].payload, second.as_bytes());
+}
