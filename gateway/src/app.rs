@@ -12,7 +12,9 @@ use crate::router::Router;
 use crate::sinks::fhir::FhirSink;
 use crate::sinks::file::FileSink;
 use crate::sinks::mllp::MllpSink;
-use crate::sources::{file_drop, mllp, SourceContext};
+use crate::sources::astm::LineTracer;
+use crate::sources::{astm, file_drop, mllp, SourceContext};
+use ecko_hal::SerialPorts;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -35,6 +37,23 @@ pub enum RunError {
     Endpoint { name: String, reason: String },
 }
 
+/// The hardware and hooks a gateway runs with; tests swap them.
+#[derive(Clone)]
+pub struct StartOptions {
+    pub serial: Arc<dyn SerialPorts>,
+    /// Receives ASTM line traffic (`ecko-gateway trace`).
+    pub astm_tracer: Option<LineTracer>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            serial: Arc::new(ecko_hal::LinuxSerial),
+            astm_tracer: None,
+        }
+    }
+}
+
 /// A started gateway.
 pub struct Gateway {
     pub journal: Journal,
@@ -47,11 +66,19 @@ pub struct Gateway {
 impl Gateway {
     /// Opens the journal and starts every enabled endpoint.
     pub async fn start(config: &Config) -> Result<Gateway, RunError> {
+        Self::start_with_options(config, StartOptions::default()).await
+    }
+
+    /// Like [`Gateway::start`], with other hardware or hooks.
+    pub async fn start_with_options(
+        config: &Config,
+        start: StartOptions,
+    ) -> Result<Gateway, RunError> {
         let mut options = JournalOptions::new(crate::config::resolve(&config.journal.path));
         options.max_size = config.journal.max_size;
         options.min_free_disk = config.journal.min_free_disk;
         let journal = Journal::open(options)?;
-        match Self::start_with(config, journal.clone()).await {
+        match Self::start_on(config, journal.clone(), start).await {
             Ok(g) => Ok(g),
             Err(e) => {
                 journal.close().await;
@@ -62,6 +89,16 @@ impl Gateway {
 
     /// Starts every enabled endpoint on an already open journal.
     pub async fn start_with(config: &Config, journal: Journal) -> Result<Gateway, RunError> {
+        Self::start_on(config, journal, StartOptions::default()).await
+    }
+
+    /// Starts every enabled endpoint on an already open journal, with other
+    /// hardware or hooks.
+    pub async fn start_on(
+        config: &Config,
+        journal: Journal,
+        start: StartOptions,
+    ) -> Result<Gateway, RunError> {
         crate::transforms::configure(&config.site.time_zone);
         let shutdown = CancellationToken::new();
         let router = Arc::new(Router::new(config));
@@ -128,6 +165,23 @@ impl Gateway {
                     workers.spawn(async move {
                         let _ = handle.await;
                     });
+                }
+                EndpointKind::AstmTcp(c) => {
+                    sources.spawn(astm::run_tcp(
+                        endpoint.clone(),
+                        c.clone(),
+                        cx.clone(),
+                        start.astm_tracer.clone(),
+                    ));
+                }
+                EndpointKind::AstmSerial(c) => {
+                    sources.spawn(astm::run_serial(
+                        endpoint.clone(),
+                        c.clone(),
+                        start.serial.clone(),
+                        cx.clone(),
+                        start.astm_tracer.clone(),
+                    ));
                 }
             }
         }

@@ -2,9 +2,9 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ecko_gateway::app::{shutdown_signal, Gateway};
-use ecko_gateway::config::Config;
-use ecko_gateway::journal::JournalReader;
+use ecko_gateway::app::{shutdown_signal, Gateway, StartOptions};
+use ecko_gateway::config::{Config, EndpointKind};
+use ecko_gateway::journal::{orders, JournalReader, NewOrder};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,6 +31,51 @@ enum Command {
     Status {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
+    },
+    /// Run the gateway and print one ASTM endpoint's line traffic with
+    /// timestamps and control characters made visible.
+    Trace {
+        #[arg(value_name = "ENDPOINT")]
+        endpoint: String,
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Orders kept for ASTM analyzers (host query, download).
+    Order {
+        #[command(subcommand)]
+        command: OrderCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrderCommand {
+    /// Add an order for an analyzer; works while the gateway runs.
+    Add {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// The ASTM endpoint the order is for.
+        #[arg(long)]
+        analyzer: String,
+        #[arg(long)]
+        specimen: String,
+        /// A test code as the analyzer knows it; repeat for several.
+        #[arg(long = "test", required = true)]
+        tests: Vec<String>,
+        #[arg(long, default_value = "")]
+        patient: String,
+        /// Patient name as `family^given`.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// `R` routine, `S` stat.
+        #[arg(long, default_value = "R")]
+        priority: String,
+    },
+    /// List orders (of one analyzer, or all).
+    List {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        analyzer: Option<String>,
     },
 }
 
@@ -75,23 +120,118 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Status { config } => match status(&config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("ecko-gateway: {e:#}");
-                ExitCode::FAILURE
+        Command::Status { config } => report(status(&config)),
+        Command::Trace { endpoint, config } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::from(2);
+                }
+            };
+            if !matches!(
+                config.endpoint(&endpoint).map(|e| &e.kind),
+                Some(EndpointKind::AstmSerial(_) | EndpointKind::AstmTcp(_))
+            ) {
+                eprintln!(
+                    "ecko-gateway: `{endpoint}` is not an ASTM endpoint of this configuration"
+                );
+                return ExitCode::from(2);
             }
-        },
+            let options = StartOptions {
+                astm_tracer: Some(ecko_gateway::sources::astm::stdout_tracer(endpoint)),
+                ..StartOptions::default()
+            };
+            report(run_with(config, options))
+        }
+        Command::Order { command } => report(order(command)),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ecko-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn order(command: OrderCommand) -> anyhow::Result<()> {
+    let load = |path: &std::path::Path| Config::load(path).map_err(|e| anyhow::anyhow!("{e}"));
+    match command {
+        OrderCommand::Add {
+            config,
+            analyzer,
+            specimen,
+            tests,
+            patient,
+            name,
+            priority,
+        } => {
+            let config = load(&config)?;
+            if !matches!(
+                config.endpoint(&analyzer).map(|e| &e.kind),
+                Some(EndpointKind::AstmSerial(_) | EndpointKind::AstmTcp(_))
+            ) {
+                anyhow::bail!("`{analyzer}` is not an ASTM endpoint of this configuration");
+            }
+            let path = ecko_gateway::config::resolve(&config.journal.path);
+            let order = NewOrder {
+                analyzer,
+                specimen_id: specimen,
+                patient_id: patient,
+                patient_name: name
+                    .split('^')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                tests,
+                priority,
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let id = runtime.block_on(orders::add_order_at(&path, order))?;
+            println!("order {id} added");
+            Ok(())
+        }
+        OrderCommand::List { config, analyzer } => {
+            let config = load(&config)?;
+            let path = ecko_gateway::config::resolve(&config.journal.path);
+            println!(
+                "{:>6} {:<16} {:<16} {:<10} {:<9} tests",
+                "id", "analyzer", "specimen", "patient", "state"
+            );
+            for o in orders::read_orders(&path, analyzer.as_deref())? {
+                println!(
+                    "{:>6} {:<16} {:<16} {:<10} {:<9} {}",
+                    o.id,
+                    o.analyzer,
+                    o.specimen_id,
+                    o.patient_id,
+                    o.state.as_str(),
+                    o.tests.join(",")
+                );
+            }
+            Ok(())
+        }
     }
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
+    run_with(config, StartOptions::default())
+}
+
+fn run_with(config: Config, options: StartOptions) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let gateway = Gateway::start(&config).await?;
+        let gateway = Gateway::start_with_options(&config, options).await?;
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             journal = %gateway.journal.path().display(),

@@ -6,6 +6,11 @@
 //! hardware, including the failures the hardware produces (a full disk, a
 //! USB-serial adapter that disappears).
 
+pub mod serial;
 pub mod storage;
 
+pub use serial::{
+    FlowControl, LinuxSerial, Parity, SerialError, SerialErrorKind, SerialLine, SerialPorts,
+    SerialSettings, SimSerial,
+};
 pub use storage::{Storage, StorageError};

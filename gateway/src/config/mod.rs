@@ -10,10 +10,12 @@
 //! `timeout`, `retry`, `partition_by`, `lanes`); every other key belongs to the
 //! endpoint's type and is checked against that type's own settings struct.
 
+mod astm;
 mod env;
 mod model;
 mod units;
 
+pub use astm::*;
 pub use model::*;
 pub use units::{parse_duration, parse_size, Size, Span};
 
@@ -343,6 +345,22 @@ impl<'a> Loader<'a> {
                     return None;
                 }
                 EndpointKind::Fhir(c)
+            }
+            "astm-serial" => {
+                let c: AstmSerialConfig = self.de(&specific, &context)?;
+                if let Some(p) = c.problem() {
+                    self.error_at(span.start, format!("{context}: {p}"));
+                    return None;
+                }
+                EndpointKind::AstmSerial(c)
+            }
+            "astm-tcp" => {
+                let c: AstmTcpConfig = self.de(&specific, &context)?;
+                if let Some(p) = c.problem() {
+                    self.error_at(span.start, format!("{context}: {p}"));
+                    return None;
+                }
+                EndpointKind::AstmTcp(c)
             }
             other => {
                 let at = table.get("type").map_or(span.start, |v| v.span().start);

@@ -200,10 +200,21 @@ pub enum EndpointKind {
     Mllp(MllpConfig),
     /// Sends transaction Bundles to a FHIR R4 server over HTTP(S).
     Fhir(FhirSinkConfig),
+    /// An ASTM analyzer on a serial line: results in, orders out.
+    AstmSerial(super::AstmSerialConfig),
+    /// An ASTM analyzer over TCP (server or client): results in, orders out.
+    AstmTcp(super::AstmTcpConfig),
 }
 
 impl EndpointKind {
-    pub const TYPES: &'static [&'static str] = &["file", "file-drop", "mllp", "fhir"];
+    pub const TYPES: &'static [&'static str] = &[
+        "file",
+        "file-drop",
+        "mllp",
+        "fhir",
+        "astm-serial",
+        "astm-tcp",
+    ];
 
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -211,6 +222,8 @@ impl EndpointKind {
             EndpointKind::FileDrop(_) => "file-drop",
             EndpointKind::Mllp(_) => "mllp",
             EndpointKind::Fhir(_) => "fhir",
+            EndpointKind::AstmSerial(_) => "astm-serial",
+            EndpointKind::AstmTcp(_) => "astm-tcp",
         }
     }
 
@@ -222,6 +235,8 @@ impl EndpointKind {
             EndpointKind::Mllp(m) if m.listen.is_some() => &[Direction::Inbound],
             EndpointKind::Mllp(_) => &[Direction::Outbound],
             EndpointKind::Fhir(_) => &[Direction::Outbound],
+            // Orders reach the analyzer from the journal, not through routes.
+            EndpointKind::AstmSerial(_) | EndpointKind::AstmTcp(_) => &[Direction::Inbound],
         }
     }
 
@@ -229,7 +244,11 @@ impl EndpointKind {
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         match self {
             EndpointKind::Mllp(m) => m.problems(),
-            EndpointKind::File(_) | EndpointKind::FileDrop(_) | EndpointKind::Fhir(_) => Vec::new(),
+            EndpointKind::File(_)
+            | EndpointKind::FileDrop(_)
+            | EndpointKind::Fhir(_)
+            | EndpointKind::AstmSerial(_)
+            | EndpointKind::AstmTcp(_) => Vec::new(),
         }
     }
 }

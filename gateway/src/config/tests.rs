@@ -201,3 +201,81 @@ fn message_type_patterns_match_codes_and_triggers() {
     assert!(MessageTypePattern::parse("*").unwrap().matches("anything"));
     assert!(MessageTypePattern::parse("OR U").is_err());
 }
+
+const ASTM: &str = r#"
+[journal]
+path = "/tmp/j.db"
+
+[[endpoint]]
+name = "chem"
+type = "astm-serial"
+device = "/dev/ttyUSB0"
+baud = 19200
+parity = "even"
+data_bits = 7
+flow_control = "software"
+
+[[endpoint]]
+name = "haem"
+type = "astm-tcp"
+role = "client"
+address = "10.0.0.5:5000"
+framing = "raw"
+line_terminator = "crlf"
+checksum_required = false
+orders = "broadcast"
+"#;
+
+#[test]
+fn astm_endpoints_load_with_their_line_and_profile_settings() {
+    let c = parse(ASTM).unwrap();
+    let EndpointKind::AstmSerial(s) = &c.endpoints[0].kind else {
+        panic!("astm-serial expected")
+    };
+    assert_eq!((s.baud, s.data_bits, s.stop_bits), (19200, 7, 1));
+    assert_eq!(s.parity, SerialParity::Even);
+    assert_eq!(s.flow_control, SerialFlowControl::Software);
+    assert_eq!(s.profile().max_frame_text, 240);
+    assert!(s.profile().checksum_required);
+    assert_eq!(c.endpoints[0].direction, Direction::Inbound);
+    let EndpointKind::AstmTcp(t) = &c.endpoints[1].kind else {
+        panic!("astm-tcp expected")
+    };
+    assert_eq!(t.role, TcpRole::Client);
+    assert_eq!(t.framing, AstmFraming::Raw);
+    assert_eq!(t.line_terminator, AstmLineTerminator::Crlf);
+    assert!(!t.checksum_required);
+    assert_eq!(t.orders, AstmOrderMode::Broadcast);
+}
+
+#[test]
+fn impossible_astm_line_settings_are_reported_at_their_endpoint() {
+    let text = ASTM.replace("data_bits = 7", "data_bits = 9");
+    let errs = messages(parse(&text).unwrap_err());
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains("`data_bits` 9"), "{errs:?}");
+    let text = ASTM.replace("role = \"client\"", "role = \"peer\"");
+    let errs = messages(parse(&text).unwrap_err());
+    assert!(errs[0].contains("haem"), "{errs:?}");
+    let text = ASTM.replace("baud = 19200", "baud = 19200\nbuad = 1");
+    let errs = messages(parse(&text).unwrap_err());
+    assert!(errs[0].contains("buad"), "{errs:?}");
+}
+
+#[test]
+fn every_example_configuration_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let name = path.display().to_string();
+            if let Err(e) = Config::parse(&text, &name, |_| None) {
+                panic!("{e}");
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 4, "{seen} examples");
+}

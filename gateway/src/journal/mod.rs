@@ -52,6 +52,7 @@
 //! `auto_vacuum=INCREMENTAL`). Dead and queued messages are never purged.
 
 mod ingest;
+pub mod orders;
 mod outbox;
 mod query;
 mod retention;
@@ -59,6 +60,7 @@ mod schema;
 mod writer;
 
 pub use ingest::{Destination, IngestError, NewMessage, Receipt};
+pub use orders::{IncompleteTransmission, NewOrder, OrderSelection, OrderState, StoredOrder};
 pub use outbox::{Lease, LeaseBatch, Settlement};
 pub use query::{
     DestinationCounts, EventRecord, JournalReader, OutboxRecord, OutboxState, StoredMessage,

@@ -63,6 +63,35 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX event_message ON event(message_id);
     CREATE INDEX event_at ON event(at);
     ",
+    // ASTM: orders kept for analyzers (host query, download) and
+    // transmissions that never became a message, kept for inspection.
+    "
+    CREATE TABLE astm_order (
+        id            INTEGER PRIMARY KEY,
+        analyzer      TEXT    NOT NULL,
+        specimen_id   TEXT    NOT NULL,
+        patient_id    TEXT    NOT NULL DEFAULT '',
+        patient_name  TEXT    NOT NULL DEFAULT '',
+        tests         TEXT    NOT NULL,
+        priority      TEXT    NOT NULL DEFAULT 'R',
+        state         TEXT    NOT NULL DEFAULT 'pending',
+        created_at    INTEGER NOT NULL,
+        sent_at       INTEGER,
+        send_count    INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX astm_order_pending ON astm_order(analyzer, state, id);
+    CREATE INDEX astm_order_specimen ON astm_order(analyzer, specimen_id);
+
+    CREATE TABLE astm_incomplete (
+        id          INTEGER PRIMARY KEY,
+        endpoint    TEXT    NOT NULL,
+        at          INTEGER NOT NULL,
+        reason      TEXT    NOT NULL,
+        records     BLOB    NOT NULL,
+        partial     BLOB    NOT NULL
+    );
+    CREATE INDEX astm_incomplete_endpoint ON astm_incomplete(endpoint, id);
+    ",
 ];
 
 /// The schema version this build writes.

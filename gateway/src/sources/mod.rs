@@ -5,6 +5,7 @@
 //! acknowledges its sender only once the returned receipt has resolved: the
 //! one rule of the gateway.
 
+pub mod astm;
 pub mod file_drop;
 pub mod mllp;
 

@@ -1,0 +1,303 @@
+//! ASTM analyzers over TCP (`astm-tcp`, server or client) and serial lines
+//! (`astm-serial`): results in, orders out.
+//!
+//! Each connected line runs one [`Link`](crate::protocol::astm::Link) in
+//! [`session::drive`]; this module only gets lines (accepts, connects, opens
+//! the device, and again with backoff when it goes away).
+//!
+//! # What is stored, and when the analyzer hears about it
+//!
+//! - A complete `H`..`L` result message is journalled as message type
+//!   `ASTM`, content type `application/x-astm`, payload = the records, each
+//!   followed by CR; duplicate key = [`content_hash`] of the records; control
+//!   id = H's message control id; patient id = the first P's P-3 (else P-4,
+//!   P-5). The frame carrying `L` is acknowledged only when the receipt
+//!   resolves. A refusal (journal full, disk low) answers that frame `NAK`
+//!   (the analyzer keeps its copy and retries) and answers new `ENQ`s `NAK`
+//!   until the journal takes messages again. A resend of a stored message
+//!   gets its `ACK` and is not queued twice.
+//! - A message whose records do not parse is stored all the same (the
+//!   analyzer's copy must not be lost); the transform reports it downstream.
+//! - A host query (Q records, no patients) is acknowledged at once and
+//!   answered in a new session from the orders in the journal (matching `O`
+//!   records, or the no-information answer), so it works while the uplink is
+//!   down. It is also offered to the routes as `ASTM-QUERY` (a code of its own, so a
+//!   route for `ASTM` results does not take it); a configuration
+//!   without a route for it simply does not keep it.
+//! - Records that never became a message (no `L` before `EOT`, the receive
+//!   timer, too large) are kept in the journal's `astm_incomplete` table and
+//!   logged, never routed: they must never turn into results, and a route
+//!   filter on `ASTM` would also match an `ASTM^…` type.
+//! - Orders are marked sent only after the analyzer acknowledged the last
+//!   frame of the message that carried them. With `orders = "broadcast"`,
+//!   pending orders are downloaded whenever the line is idle.
+//!
+//! [`content_hash`]: crate::protocol::astm::message::content_hash
+
+pub mod answer;
+pub mod session;
+
+use super::SourceContext;
+use crate::config::{
+    AstmFraming, AstmLineTerminator, AstmOrderMode, AstmProfile, AstmSerialConfig, AstmTcpConfig,
+    Endpoint, TcpRole,
+};
+use crate::protocol::astm::link::{Framing, LineTerminator, LinkConfig, Profile};
+use crate::protocol::astm::trace;
+use ecko_hal::{SerialErrorKind, SerialPorts};
+use session::End;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// Receives every chunk of line traffic of every ASTM endpoint (endpoint
+/// name, direction, bytes): `ecko-gateway trace` prints them. Without one,
+/// the traffic goes to the debug log (target `ecko_gateway::astm::line`).
+pub type LineTracer = Arc<dyn Fn(&str, trace::Direction, &[u8]) + Send + Sync>;
+
+/// A tracer that prints one endpoint's traffic to standard output, one
+/// line per chunk: `12:00:01.250 <- <ENQ>` (`<-` from the analyzer, `->`
+/// to it), local time with milliseconds.
+pub fn stdout_tracer(endpoint: String) -> LineTracer {
+    Arc::new(move |name, direction, bytes| {
+        if name != endpoint {
+            return;
+        }
+        let now = jiff::Zoned::now()
+            .strftime("%Y-%m-%d %H:%M:%S%.3f")
+            .to_string();
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", trace::line(&now, direction, bytes));
+        let _ = out.flush();
+    })
+}
+
+/// What a session needs to know about its endpoint.
+pub struct Setup {
+    pub name: String,
+    pub link: LinkConfig,
+    pub profile: AstmProfile,
+    pub tracer: Option<LineTracer>,
+}
+
+impl Setup {
+    pub fn new(name: &str, profile: AstmProfile, tracer: Option<LineTracer>) -> Self {
+        let framing = match profile.framing {
+            AstmFraming::E1381 => Framing::E1381,
+            AstmFraming::Raw => Framing::Raw {
+                terminator: match profile.line_terminator {
+                    AstmLineTerminator::Cr => LineTerminator::Cr,
+                    AstmLineTerminator::Crlf => LineTerminator::CrLf,
+                    AstmLineTerminator::Lf => LineTerminator::Lf,
+                },
+            },
+        };
+        let link = LinkConfig {
+            profile: Profile {
+                framing,
+                max_frame_text: profile.max_frame_text,
+                checksum_required: profile.checksum_required,
+                max_message_bytes: usize::try_from(profile.max_message_size).unwrap_or(usize::MAX),
+            },
+            ..LinkConfig::default()
+        };
+        Setup {
+            name: name.to_string(),
+            link,
+            profile,
+            tracer,
+        }
+    }
+
+    fn broadcast(&self) -> bool {
+        self.profile.orders == AstmOrderMode::Broadcast
+    }
+
+    fn trace(&self, direction: trace::Direction, bytes: &[u8]) {
+        match &self.tracer {
+            Some(t) => t(&self.name, direction, bytes),
+            None => tracing::debug!(
+                target: "ecko_gateway::astm::line",
+                endpoint = %self.name,
+                "{}",
+                trace::line("", direction, bytes).trim_start()
+            ),
+        }
+    }
+}
+
+/// Exponential backoff between attempts to get a line.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(250);
+
+    fn new(max: Duration) -> Self {
+        Backoff {
+            next: Self::FIRST.min(max),
+            max,
+        }
+    }
+    fn reset(&mut self) {
+        self.next = Self::FIRST.min(self.max);
+    }
+    /// Sleeps the current backoff (or until shutdown: then `false`).
+    async fn wait(&mut self, cx: &SourceContext) -> bool {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        tokio::select! {
+            _ = cx.shutdown.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
+        }
+    }
+}
+
+fn log_end(name: &str, end: &End, what: &str) {
+    match end {
+        End::Closed => tracing::info!(endpoint = name, "ASTM {what} closed"),
+        End::Shutdown => {}
+        End::Io(e) => tracing::warn!(endpoint = name, error = %e, "ASTM {what} failed"),
+    }
+}
+
+/// Runs an `astm-tcp` endpoint until shutdown.
+pub async fn run_tcp(
+    endpoint: Endpoint,
+    config: AstmTcpConfig,
+    cx: SourceContext,
+    tracer: Option<LineTracer>,
+) {
+    let setup = Arc::new(Setup::new(&endpoint.name, config.profile(), tracer));
+    match config.role {
+        TcpRole::Server => serve(setup, &config.address, cx).await,
+        TcpRole::Client => connect(setup, &config.address, cx).await,
+    }
+}
+
+async fn serve(setup: Arc<Setup>, address: &str, cx: SourceContext) {
+    let name = setup.name.clone();
+    let mut backoff = Backoff::new(setup.profile.reconnect_max);
+    let listener = loop {
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(l) => break l,
+            Err(e) => {
+                tracing::error!(endpoint = %name, address, error = %e, "cannot listen for ASTM connections; trying again");
+                if !backoff.wait(&cx).await {
+                    return;
+                }
+            }
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| address.to_string(), |a| a.to_string());
+    tracing::info!(endpoint = %name, address = %local, "ASTM endpoint listening");
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = cx.shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tracing::info!(endpoint = %name, %peer, "ASTM analyzer connected");
+                    let setup = setup.clone();
+                    let cx = cx.clone();
+                    sessions.spawn(async move {
+                        let end = session::drive(stream, &setup, &cx).await;
+                        log_end(&setup.name, &end, "connection");
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(endpoint = %name, error = %e, "accepting an ASTM connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        }
+    }
+    // Sessions finish the commit they started, then return.
+    while sessions.join_next().await.is_some() {}
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn connect(setup: Arc<Setup>, address: &str, cx: SourceContext) {
+    let name = setup.name.clone();
+    let mut backoff = Backoff::new(setup.profile.reconnect_max);
+    loop {
+        let attempt = tokio::select! {
+            _ = cx.shutdown.cancelled() => return,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address)) => r,
+        };
+        match attempt {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                tracing::info!(endpoint = %name, address, "connected to ASTM analyzer");
+                backoff.reset();
+                let end = session::drive(stream, &setup, &cx).await;
+                log_end(&name, &end, "connection");
+                if matches!(end, End::Shutdown) {
+                    return;
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(endpoint = %name, address, error = %e, "cannot connect to ASTM analyzer")
+            }
+            Err(_) => {
+                tracing::debug!(endpoint = %name, address, "connecting to ASTM analyzer timed out")
+            }
+        }
+        if !backoff.wait(&cx).await {
+            return;
+        }
+    }
+}
+
+/// Runs an `astm-serial` endpoint until shutdown: opens the device, drives
+/// it, and opens it again with backoff whenever it goes away.
+pub async fn run_serial(
+    endpoint: Endpoint,
+    config: AstmSerialConfig,
+    ports: Arc<dyn SerialPorts>,
+    cx: SourceContext,
+    tracer: Option<LineTracer>,
+) {
+    let setup = Setup::new(&endpoint.name, config.profile(), tracer);
+    let settings = config.serial_settings();
+    let name = setup.name.clone();
+    let mut backoff = Backoff::new(setup.profile.reconnect_max);
+    let mut last_error: Option<SerialErrorKind> = None;
+    loop {
+        if cx.shutdown.is_cancelled() {
+            return;
+        }
+        match ports.open(&settings) {
+            Ok(line) => {
+                tracing::info!(endpoint = %name, device = %settings.path.display(), baud = settings.baud, "ASTM serial line open");
+                backoff.reset();
+                last_error = None;
+                let end = session::drive(line, &setup, &cx).await;
+                if matches!(end, End::Shutdown) {
+                    return;
+                }
+                log_end(&name, &end, "serial line");
+            }
+            Err(e) => {
+                if last_error != Some(e.kind) {
+                    tracing::warn!(endpoint = %name, error = %e, "cannot open the serial device; trying again");
+                    last_error = Some(e.kind);
+                }
+            }
+        }
+        if !backoff.wait(&cx).await {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,238 @@
+//! Pure mappings between ASTM messages and the journal: what a received
+//! message is stored as, which orders a host query asks for, and the records
+//! that answer it or download orders.
+
+use crate::journal::{NewMessage, OrderSelection, StoredOrder};
+use crate::protocol::astm::frame::ACK;
+use crate::protocol::astm::message::{
+    build_no_information, build_order_message, content_hash, HeaderSpec, Message, OrderSpec,
+    PatientSpec, Query,
+};
+
+/// Message type of a result message in the journal.
+pub const RESULT_TYPE: &str = "ASTM";
+/// Message type of a host query in the journal.
+pub const QUERY_TYPE: &str = "ASTM-QUERY";
+pub const CONTENT_TYPE: &str = "application/x-astm";
+
+/// The records as the journal keeps them: each record's text followed by
+/// CR, exactly what the record parser takes back.
+pub fn payload(records: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum());
+    for r in records {
+        out.extend_from_slice(r);
+        out.push(b'\r');
+    }
+    out
+}
+
+/// The journal row for a complete message. `parsed` is `None` when the
+/// records did not parse: the message is still stored (the analyzer's copy
+/// must not be lost) and the transform reports the problem downstream.
+pub fn new_message(
+    source: &str,
+    message_type: &str,
+    records: &[Vec<u8>],
+    parsed: Option<&Message>,
+) -> NewMessage {
+    let control_id = parsed
+        .map(|m| m.header.message_control_id())
+        .filter(|s| !s.is_empty());
+    let patient_id = parsed.and_then(|m| m.patients.first()).and_then(|p| {
+        [
+            p.practice_patient_id(),
+            p.laboratory_patient_id(),
+            p.patient_id_3(),
+        ]
+        .into_iter()
+        .find(|id| !id.is_empty())
+    });
+    NewMessage {
+        source: source.to_string(),
+        dedup_key: Some(content_hash(records)),
+        message_type: message_type.to_string(),
+        content_type: CONTENT_TYPE.to_string(),
+        control_id,
+        patient_id,
+        payload: payload(records),
+        ack: Some(vec![ACK]),
+    }
+}
+
+/// Whether a message is a host query rather than results: it has Q records
+/// and no patients.
+pub fn is_query(message: &Message) -> bool {
+    !message.queries.is_empty() && message.patients.is_empty()
+}
+
+/// The orders one Q record asks for. Q-3 (and Q-4 for a range) carry
+/// `patient id ^ specimen id`; analyzers that put the specimen id in the
+/// first component are understood too. `ALL` asks for every pending order.
+pub fn selection(query: &Query) -> OrderSelection {
+    let start = query.starting_range();
+    let end = query.ending_range();
+    if start.is_all() {
+        return OrderSelection::AllPending;
+    }
+    let pick = |r: &crate::protocol::astm::message::QueryRange| {
+        if r.specimen_id.is_empty() {
+            r.patient_id.clone()
+        } else {
+            r.specimen_id.clone()
+        }
+    };
+    let from = pick(&start);
+    let to = pick(&end);
+    if to.is_empty() || to == from {
+        OrderSelection::Specimens(vec![from])
+    } else {
+        OrderSelection::Range(from, to)
+    }
+}
+
+/// Records carrying `orders` (grouped by patient, in order), or the
+/// no-information answer when there are none.
+pub fn order_records(orders: &[StoredOrder]) -> Vec<Vec<u8>> {
+    let header = HeaderSpec::default();
+    if orders.is_empty() {
+        return build_no_information(&header);
+    }
+    let mut patients: Vec<PatientSpec> = Vec::new();
+    for o in orders {
+        let spec = OrderSpec {
+            specimen_id: o.specimen_id.clone(),
+            tests: o.tests.clone(),
+            priority: o.priority.clone(),
+            ..OrderSpec::default()
+        };
+        match patients.last_mut() {
+            Some(p) if p.practice_patient_id == o.patient_id && p.name == o.patient_name => {
+                p.orders.push(spec)
+            }
+            _ => patients.push(PatientSpec {
+                practice_patient_id: o.patient_id.clone(),
+                name: o.patient_name.clone(),
+                orders: vec![spec],
+                ..PatientSpec::default()
+            }),
+        }
+    }
+    build_order_message(&header, &patients)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::OrderState;
+    use crate::protocol::astm::message::ParseOptions;
+
+    fn records(text: &str) -> Vec<Vec<u8>> {
+        text.split('\r')
+            .filter(|r| !r.is_empty())
+            .map(|r| r.as_bytes().to_vec())
+            .collect()
+    }
+
+    fn order(id: i64, specimen: &str, patient: &str, tests: &[&str]) -> StoredOrder {
+        StoredOrder {
+            id,
+            analyzer: "a".into(),
+            specimen_id: specimen.into(),
+            patient_id: patient.into(),
+            patient_name: vec!["Doe".into(), "Jane".into()],
+            tests: tests.iter().map(|t| t.to_string()).collect(),
+            priority: "R".into(),
+            state: OrderState::Pending,
+            created_at: 0,
+            sent_at: None,
+            send_count: 0,
+        }
+    }
+
+    #[test]
+    fn a_result_message_is_stored_with_its_control_id_patient_and_content_hash() {
+        let r = records(
+            "H|\\^&|MSG42||CHEM^1.0\rP|1||PID7\rO|1|S1||^^^GLU\rR|1|^^^GLU|5.1|mmol/L\rL|1|N\r",
+        );
+        let m = Message::parse(&r, &ParseOptions::default()).unwrap();
+        let n = new_message("chem", RESULT_TYPE, &r, Some(&m));
+        assert_eq!(n.control_id.as_deref(), Some("MSG42"));
+        assert_eq!(n.patient_id.as_deref(), Some("PID7"));
+        assert_eq!(n.dedup_key, Some(content_hash(&r)));
+        assert_eq!(n.message_type, "ASTM");
+        assert_eq!(n.content_type, "application/x-astm");
+        assert_eq!(n.payload, payload(&r));
+        assert!(n.payload.ends_with(b"L|1|N\r"));
+    }
+
+    #[test]
+    fn the_patient_id_falls_back_from_p3_to_p4_and_p5() {
+        let r = records("H|\\^&\rP|1|||LAB9\rL|1|N\r");
+        let m = Message::parse(&r, &ParseOptions::default()).unwrap();
+        assert_eq!(
+            new_message("a", "ASTM", &r, Some(&m)).patient_id.as_deref(),
+            Some("LAB9")
+        );
+        let r = records("H|\\^&\rL|1|N\r");
+        let m = Message::parse(&r, &ParseOptions::default()).unwrap();
+        let n = new_message("a", "ASTM", &r, Some(&m));
+        assert_eq!((n.patient_id, n.control_id), (None, None));
+    }
+
+    #[test]
+    fn a_query_selects_one_specimen_a_range_or_everything() {
+        let q = |text: &str| {
+            let r = records(text);
+            Message::parse(&r, &ParseOptions::default())
+                .unwrap()
+                .queries[0]
+                .clone()
+        };
+        assert!(is_query(
+            &Message::parse(
+                &records("H|\\^&\rQ|1|^S1||^^^ALL\rL|1|N\r"),
+                &ParseOptions::default()
+            )
+            .unwrap()
+        ));
+        assert_eq!(
+            selection(&q("H|\\^&\rQ|1|^S1||^^^ALL\rL|1|N\r")),
+            OrderSelection::Specimens(vec!["S1".into()])
+        );
+        assert_eq!(
+            selection(&q("H|\\^&\rQ|1|S2\rL|1|N\r")),
+            OrderSelection::Specimens(vec!["S2".into()])
+        );
+        assert_eq!(
+            selection(&q("H|\\^&\rQ|1|^S1|^S5\rL|1|N\r")),
+            OrderSelection::Range("S1".into(), "S5".into())
+        );
+        assert_eq!(
+            selection(&q("H|\\^&\rQ|1|ALL\rL|1|N\r")),
+            OrderSelection::AllPending
+        );
+    }
+
+    #[test]
+    fn orders_are_grouped_by_patient_and_none_gives_no_information() {
+        let r = order_records(&[
+            order(1, "S1", "P1", &["GLU", "NA"]),
+            order(2, "S2", "P1", &["K"]),
+            order(3, "S3", "P2", &["CL"]),
+        ]);
+        let m = Message::parse(&r, &ParseOptions::default()).unwrap();
+        assert_eq!(m.patients.len(), 2);
+        assert_eq!(m.patients[0].orders.len(), 2);
+        assert_eq!(m.patients[0].orders[0].specimen_id(), "S1");
+        let codes: Vec<String> = m.patients[0].orders[0]
+            .universal_test_ids()
+            .iter()
+            .map(|t| t.code().to_string())
+            .collect();
+        assert_eq!(codes, ["GLU", "NA"]);
+        let none = order_records(&[]);
+        let m = Message::parse(&none, &ParseOptions::default()).unwrap();
+        assert!(m.patients.is_empty());
+        assert_eq!(m.termination_code(), "I");
+    }
+}

@@ -1,0 +1,501 @@
+//! The ASTM source against a scripted analyzer on an in-memory line, with a
+//! real journal underneath.
+
+use super::*;
+use crate::config::Config;
+use crate::journal::{Journal, JournalOptions, JournalReader, NewOrder, OrderState};
+use crate::protocol::astm::frame::{encode_records, ACK, ENQ, EOT, NAK, STX};
+use crate::protocol::astm::message::{content_hash, Message, ParseOptions};
+use crate::router::Router;
+use ecko_hal::storage::SimStorage;
+use ecko_hal::{SerialSettings, SimSerial};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio_util::sync::CancellationToken;
+
+const CONFIG: &str = r#"
+[journal]
+path = "unused.db"
+
+[[endpoint]]
+name = "chem"
+type = "astm-tcp"
+address = "127.0.0.1:0"
+orders = "broadcast"
+order_poll = "100ms"
+
+[[endpoint]]
+name = "archive"
+type = "file"
+path = "/tmp/unused"
+
+[[route]]
+name = "astm-results"
+from = ["chem"]
+message_types = ["ASTM"]
+to = ["archive"]
+"#;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    journal: Journal,
+    disk: SimStorage,
+    cx: SourceContext,
+    setup: Arc<Setup>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let disk = SimStorage::new(u64::MAX);
+    let mut o = JournalOptions::new(&path);
+    o.storage = Arc::new(disk.clone());
+    o.min_free_disk = 1000;
+    let journal = Journal::open(o).unwrap();
+    let config = Config::parse(CONFIG, "t.toml", |_| None).unwrap();
+    let crate::config::EndpointKind::AstmTcp(c) = &config.endpoints[0].kind else {
+        panic!("astm-tcp expected")
+    };
+    let setup = Arc::new(Setup::new("chem", c.profile(), None));
+    let cx = SourceContext {
+        journal: journal.clone(),
+        router: Arc::new(Router::new(&config)),
+        shutdown: CancellationToken::new(),
+        time_zone: jiff::tz::TimeZone::UTC,
+    };
+    Fixture {
+        _dir: dir,
+        path,
+        journal,
+        disk,
+        cx,
+        setup,
+    }
+}
+
+impl Fixture {
+    /// Starts a session on an in-memory line; returns the analyzer's end.
+    fn connect(&self) -> (DuplexStream, tokio::task::JoinHandle<End>) {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let setup = self.setup.clone();
+        let cx = self.cx.clone();
+        let task = tokio::spawn(async move { session::drive(ours, &setup, &cx).await });
+        (theirs, task)
+    }
+
+    fn stored(&self) -> Vec<crate::journal::StoredMessage> {
+        let r = JournalReader::open(&self.path).unwrap();
+        r.message_ids()
+            .unwrap()
+            .into_iter()
+            .filter_map(|id| r.message(id).unwrap())
+            .collect()
+    }
+}
+
+fn records(text: &str) -> Vec<Vec<u8>> {
+    text.split('\r')
+        .filter(|r| !r.is_empty())
+        .map(|r| r.as_bytes().to_vec())
+        .collect()
+}
+
+const RESULT: &str = "H|\\^&|||CHEM-9^1.0|||||||P|LIS2-A2|20240102030405\rP|1||PID1||Doe^Jane\rO|1|SPEC1||^^^GLU|R\rR|1|^^^GLU|5.4|mmol/L|3.9-6.1|N||F\rL|1|N\r";
+
+async fn read_byte(line: &mut DuplexStream) -> u8 {
+    let mut b = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(5), line.read_exact(&mut b))
+        .await
+        .expect("an answer within 5 s")
+        .expect("the line is open");
+    b[0]
+}
+
+/// Sends a whole session as the analyzer: ENQ, every frame, EOT; returns
+/// the answer to each (ENQ first, then per frame).
+async fn send_session(line: &mut DuplexStream, recs: &[Vec<u8>]) -> Vec<u8> {
+    let mut answers = Vec::new();
+    line.write_all(&[ENQ]).await.unwrap();
+    answers.push(read_byte(line).await);
+    for frame in encode_records(recs, 240) {
+        line.write_all(&frame).await.unwrap();
+        answers.push(read_byte(line).await);
+    }
+    line.write_all(&[EOT]).await.unwrap();
+    answers
+}
+
+/// Receives one session from the gateway as the analyzer: answers its ENQ
+/// and every frame with ACK; returns the records.
+async fn receive_session(line: &mut DuplexStream) -> Vec<Vec<u8>> {
+    assert_eq!(read_byte(line).await, ENQ);
+    line.write_all(&[ACK]).await.unwrap();
+    let mut text = Vec::new();
+    loop {
+        match read_byte(line).await {
+            STX => {
+                let mut frame = Vec::new();
+                loop {
+                    let b = read_byte(line).await;
+                    frame.push(b);
+                    if b == b'\n' {
+                        break;
+                    }
+                }
+                // FN, text, ETX/ETB, C1, C2, CR, LF
+                text.extend_from_slice(&frame[1..frame.len() - 5]);
+                line.write_all(&[ACK]).await.unwrap();
+            }
+            EOT => break,
+            other => panic!("unexpected byte {other:#04x}"),
+        }
+    }
+    records(&String::from_utf8(text).unwrap())
+}
+
+#[tokio::test]
+async fn a_result_is_journalled_once_and_its_last_frame_acknowledged_after_the_commit() {
+    let f = fixture();
+    let (mut line, _task) = f.connect();
+    let recs = records(RESULT);
+    let answers = send_session(&mut line, &recs).await;
+    assert!(answers.iter().all(|&a| a == ACK), "{answers:?}");
+    // The last ACK came after the commit: the row is there now.
+    let stored = f.stored();
+    assert_eq!(stored.len(), 1);
+    let m = &stored[0];
+    assert_eq!(m.source, "chem");
+    assert_eq!(m.message_type, "ASTM");
+    assert_eq!(m.content_type, "application/x-astm");
+    assert_eq!(m.payload, RESULT.as_bytes());
+    assert_eq!(m.dedup_key.as_deref(), Some(content_hash(&recs).as_str()));
+    assert_eq!(m.patient_id.as_deref(), Some("PID1"));
+    let reparsed = Message::parse(
+        &records(std::str::from_utf8(&m.payload).unwrap()),
+        &ParseOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(reparsed.patients[0].orders[0].results[0].value(), "5.4");
+}
+
+#[tokio::test]
+async fn a_resent_message_is_acknowledged_and_not_queued_twice() {
+    let f = fixture();
+    let (mut line, _task) = f.connect();
+    let recs = records(RESULT);
+    send_session(&mut line, &recs).await;
+    let again = send_session(&mut line, &recs).await;
+    assert!(again.iter().all(|&a| a == ACK), "{again:?}");
+    assert_eq!(f.stored().len(), 1);
+    let r = JournalReader::open(&f.path).unwrap();
+    assert_eq!(r.outbox_of(f.stored()[0].id).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_full_disk_naks_the_last_frame_and_refuses_sessions_until_there_is_room() {
+    let f = fixture();
+    let (mut line, _task) = f.connect();
+    f.disk.set_available(10);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the journal re-measures
+    let recs = records(RESULT);
+    let answers = send_session(&mut line, &recs).await;
+    assert_eq!(*answers.last().unwrap(), NAK, "{answers:?}");
+    assert!(answers[..answers.len() - 1].iter().all(|&a| a == ACK));
+    assert!(f.stored().is_empty());
+    // While the journal refuses, a new session is refused.
+    line.write_all(&[ENQ]).await.unwrap();
+    assert_eq!(read_byte(&mut line).await, NAK);
+
+    f.disk.set_available(u64::MAX);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let answers = send_session(&mut line, &recs).await;
+    assert!(answers.iter().all(|&a| a == ACK), "{answers:?}");
+    assert_eq!(f.stored().len(), 1);
+}
+
+#[tokio::test]
+async fn a_transmission_without_its_terminator_is_kept_for_inspection_not_as_a_result() {
+    let f = fixture();
+    let (mut line, _task) = f.connect();
+    let recs = records(RESULT);
+    let answers = send_session(&mut line, &recs[..3]).await;
+    assert!(answers.iter().all(|&a| a == ACK));
+    let mut kept = Vec::new();
+    for _ in 0..100 {
+        kept = f.journal.incomplete_transmissions("chem").await.unwrap();
+        if !kept.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].reason, "EndedWithoutTerminator");
+    assert!(kept[0].records.starts_with(b"H|\\^&"));
+    assert!(f.stored().is_empty());
+}
+
+fn order(specimen: &str, tests: &[&str]) -> NewOrder {
+    NewOrder {
+        analyzer: "chem".into(),
+        specimen_id: specimen.into(),
+        patient_id: "PID1".into(),
+        patient_name: vec!["Doe".into(), "Jane".into()],
+        tests: tests.iter().map(|t| t.to_string()).collect(),
+        priority: "R".into(),
+    }
+}
+
+/// The same fixture without broadcast: orders only on query.
+fn query_only() -> Fixture {
+    let mut f = fixture();
+    let mut profile = f.setup.profile.clone();
+    profile.orders = crate::config::AstmOrderMode::Query;
+    f.setup = Arc::new(Setup::new("chem", profile, None));
+    f
+}
+
+#[tokio::test]
+async fn a_host_query_is_answered_in_a_new_session_with_the_matching_orders() {
+    let f = query_only();
+    f.journal
+        .add_order(order("SPEC7", &["GLU", "NA"]))
+        .await
+        .unwrap();
+    f.journal.add_order(order("OTHER", &["K"])).await.unwrap();
+    let (mut line, _task) = f.connect();
+    let query = records("H|\\^&|||CHEM-9\rQ|1|^SPEC7||^^^ALL||||||||O\rL|1|N\r");
+    let answers = send_session(&mut line, &query).await;
+    assert!(answers.iter().all(|&a| a == ACK));
+    let answer = receive_session(&mut line).await;
+    let m = Message::parse(&answer, &ParseOptions::default()).unwrap();
+    assert_eq!(m.patients.len(), 1);
+    assert_eq!(m.patients[0].orders.len(), 1);
+    assert_eq!(m.patients[0].orders[0].specimen_id(), "SPEC7");
+    let tests: Vec<String> = m.patients[0].orders[0]
+        .universal_test_ids()
+        .iter()
+        .map(|t| t.code().to_string())
+        .collect();
+    assert_eq!(tests, ["GLU", "NA"]);
+    // Acknowledged, so marked sent; the other order is untouched.
+    let mut states = Vec::new();
+    for _ in 0..100 {
+        states = f.journal.orders(Some("chem")).await.unwrap();
+        if states[0].state == OrderState::Sent {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(states[0].state, OrderState::Sent);
+    assert_eq!(states[1].state, OrderState::Pending);
+    // A query is not a result.
+    assert!(f.stored().iter().all(|m| m.message_type != "ASTM"));
+}
+
+#[tokio::test]
+async fn a_host_query_for_an_unknown_specimen_gets_the_no_information_answer() {
+    let f = query_only();
+    let (mut line, _task) = f.connect();
+    let query = records("H|\\^&\rQ|1|^NOPE||^^^ALL\rL|1|N\r");
+    send_session(&mut line, &query).await;
+    let answer = receive_session(&mut line).await;
+    let m = Message::parse(&answer, &ParseOptions::default()).unwrap();
+    assert!(m.patients.is_empty());
+    assert_eq!(m.termination_code(), "I");
+}
+
+#[tokio::test]
+async fn broadcast_orders_are_marked_sent_only_after_the_last_frame_is_acknowledged() {
+    let f = fixture();
+    let (mut line, _task) = f.connect();
+    f.journal.add_order(order("B1", &["GLU"])).await.unwrap();
+    assert_eq!(read_byte(&mut line).await, ENQ);
+    line.write_all(&[ACK]).await.unwrap();
+    // Acknowledge every frame but the last; the last gets NAK until the
+    // sender gives up, so the order stays pending.
+    let frames = encode_records(
+        &answer::order_records(&f.journal.pending_orders("chem").await.unwrap()),
+        240,
+    );
+    for (i, _) in frames.iter().enumerate() {
+        let mut frame = Vec::new();
+        loop {
+            let b = read_byte(&mut line).await;
+            frame.push(b);
+            if b == b'\n' {
+                break;
+            }
+        }
+        let last = i + 1 == frames.len();
+        line.write_all(&[if last { EOT } else { ACK }])
+            .await
+            .unwrap();
+    }
+    // EOT on the last frame is a receiver interrupt after it: LIS01-A2
+    // counts the frame as taken, so the order is sent.
+    let mut states = Vec::new();
+    for _ in 0..100 {
+        states = f.journal.orders(Some("chem")).await.unwrap();
+        if states[0].state == OrderState::Sent {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(states[0].state, OrderState::Sent);
+    assert_eq!(states[0].send_count, 1);
+}
+
+#[tokio::test]
+async fn a_broadcast_that_is_never_acknowledged_leaves_the_order_pending() {
+    let f = fixture();
+    f.journal.add_order(order("B2", &["GLU"])).await.unwrap();
+    let (mut line, task) = f.connect();
+    assert_eq!(read_byte(&mut line).await, ENQ);
+    line.write_all(&[ACK]).await.unwrap();
+    // Read the first frame and hang up without answering.
+    let mut frame = Vec::new();
+    loop {
+        let b = read_byte(&mut line).await;
+        frame.push(b);
+        if b == b'\n' {
+            break;
+        }
+    }
+    drop(line);
+    let end = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(end, End::Closed | End::Io(_)), "{end:?}");
+    let orders = f.journal.orders(Some("chem")).await.unwrap();
+    assert_eq!(orders[0].state, OrderState::Pending);
+}
+
+#[tokio::test]
+async fn the_serial_line_is_opened_again_after_the_device_comes_back() {
+    let f = fixture();
+    let sim = SimSerial::new();
+    let text = CONFIG.replace(
+        "type = \"astm-tcp\"\naddress = \"127.0.0.1:0\"",
+        "type = \"astm-serial\"\ndevice = \"/dev/ttySIM0\"\nbaud = 19200\nparity = \"even\"\ndata_bits = 7\nreconnect_max = \"200ms\"",
+    );
+    let config = Config::parse(&text, "t.toml", |_| None).unwrap();
+    let crate::config::EndpointKind::AstmSerial(c) = config.endpoints[0].kind.clone() else {
+        panic!("astm-serial expected")
+    };
+    let task = tokio::spawn(run_serial(
+        config.endpoints[0].clone(),
+        c,
+        Arc::new(sim.clone()),
+        f.cx.clone(),
+        None,
+    ));
+    let mut line = sim.next_peer().await.unwrap();
+    let s = sim.last_settings().unwrap();
+    assert_eq!(
+        (s.baud, s.data_bits, s.parity, s.path),
+        (
+            19200,
+            7,
+            ecko_hal::Parity::Even,
+            SerialSettings::new("/dev/ttySIM0").path
+        )
+    );
+    send_session(&mut line, &records(RESULT)).await;
+
+    // The adapter is pulled, stays away a while, and comes back.
+    sim.unplug();
+    drop(line);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sim.opened(), 1);
+    sim.plug();
+    let mut line = tokio::time::timeout(Duration::from_secs(5), sim.next_peer())
+        .await
+        .unwrap()
+        .unwrap();
+    let other = RESULT.replace("5.4", "6.0");
+    let answers = send_session(&mut line, &records(&other)).await;
+    assert!(answers.iter().all(|&a| a == ACK));
+    assert_eq!(f.stored().len(), 2);
+    f.cx.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+fn tcp_endpoint(extra: &str) -> (Endpoint, AstmTcpConfig) {
+    let text = CONFIG.replace("address = \"127.0.0.1:0\"", extra);
+    let config = Config::parse(&text, "t.toml", |_| None).unwrap();
+    let crate::config::EndpointKind::AstmTcp(c) = config.endpoints[0].kind.clone() else {
+        panic!("astm-tcp expected")
+    };
+    (config.endpoints[0].clone(), c)
+}
+
+#[tokio::test]
+async fn as_a_tcp_client_the_gateway_connects_and_reconnects_after_the_analyzer_drops() {
+    let f = fixture();
+    let analyzer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = analyzer.local_addr().unwrap();
+    let (endpoint, c) = tcp_endpoint(&format!(
+        "role = \"client\"\naddress = \"{address}\"\nreconnect_max = \"200ms\""
+    ));
+    let task = tokio::spawn(run_tcp(endpoint, c, f.cx.clone(), None));
+    for (i, result) in [RESULT.to_string(), RESULT.replace("5.4", "7.7")]
+        .iter()
+        .enumerate()
+    {
+        let (mut stream, _) = tokio::time::timeout(Duration::from_secs(5), analyzer.accept())
+            .await
+            .expect("the gateway connects")
+            .unwrap();
+        let mut answers = Vec::new();
+        stream.write_all(&[ENQ]).await.unwrap();
+        let mut b = [0u8; 1];
+        stream.read_exact(&mut b).await.unwrap();
+        answers.push(b[0]);
+        for frame in encode_records(&records(result), 240) {
+            stream.write_all(&frame).await.unwrap();
+            stream.read_exact(&mut b).await.unwrap();
+            answers.push(b[0]);
+        }
+        stream.write_all(&[EOT]).await.unwrap();
+        assert!(answers.iter().all(|&a| a == ACK), "{answers:?}");
+        assert_eq!(f.stored().len(), i + 1);
+        drop(stream); // the analyzer restarts
+    }
+    f.cx.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn raw_framing_takes_bare_records_ending_in_crlf() {
+    let f = fixture();
+    let mut profile = f.setup.profile.clone();
+    profile.framing = crate::config::AstmFraming::Raw;
+    let raw = Fixture {
+        setup: Arc::new(Setup::new("chem", profile, None)),
+        ..f
+    };
+    let (mut line, _task) = raw.connect();
+    // Two messages in one write: both are stored, in order.
+    let second = RESULT.replace("5.4", "8.8");
+    line.write_all(format!("{RESULT}{second}").replace('\r', "\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut stored = Vec::new();
+    for _ in 0..100 {
+        stored = raw.stored();
+        if stored.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].payload, RESULT.as_bytes());
+    assert_eq!(stored[1].payload, second.as_bytes());
+}

@@ -1,0 +1,74 @@
+//! The ASTM serial endpoint on a pseudo-terminal: socat bridges the pty to
+//! TCP, python-astm's client is the analyzer on the other side.
+
+mod astm_common;
+
+use astm_common::*;
+use ecko_tests::{eventually, Gateway};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// `socat PTY,link=<tty>,raw,echo=0 TCP-LISTEN:<port>`: the pty exists at
+/// once; socat serves one TCP connection, then exits and the pty vanishes,
+/// as a pulled USB-serial adapter would.
+fn socat(tty: &Path, port: u16) -> Child {
+    let child = Command::new("socat")
+        .arg(format!("PTY,link={},raw,echo=0", tty.display()))
+        .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat (run scripts/install-peers)");
+    assert!(
+        eventually(Duration::from_secs(5), || tty.exists()),
+        "socat made no pty"
+    );
+    child
+}
+
+fn log_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Results reach the journal exactly once over the serial endpoint; when the
+/// line's device disappears (socat exits) the gateway opens it again once
+/// it is back, and a resend over the new line is not queued twice.
+#[test]
+fn python_astm_over_a_socat_pty_pair_reaches_the_serial_endpoint_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let tty = dir.path().join("tty");
+    let port = free_port();
+    let endpoint = format!(
+        "[[endpoint]]\nname = \"astm\"\ntype = \"astm-serial\"\ndevice = \"{}\"\nbaud = 9600\nreconnect_max = \"500ms\"",
+        tty.display()
+    );
+    let config = config(dir.path(), &endpoint);
+    let mut first = socat(&tty, port);
+    let log = dir.path().join("gw.log");
+    let mut gw = Gateway::start(&config, &log, &[]);
+    gw.wait_for_log("ASTM serial line open", 0, Duration::from_secs(10));
+
+    let m1 = message_file(dir.path(), "m1.astm", RESULT_1);
+    let m2 = message_file(dir.path(), "m2.astm", RESULT_2);
+    analyzer(&["send", &port.to_string(), &m1]);
+    let _ = first.wait();
+
+    // The device is gone; bring it back under the same name.
+    let from = log_len(&log);
+    let mut second = socat(&tty, port);
+    gw.wait_for_log("ASTM serial line open", from, Duration::from_secs(10));
+    analyzer(&["send", &port.to_string(), &m1, &m2]);
+    let _ = second.wait();
+
+    let outbox = dir.path().join("outbox");
+    assert!(eventually(Duration::from_secs(10), || {
+        std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0) == 2
+    }));
+    assert_eq!(gw.terminate(), Some(0));
+    let stored = results(&dir.path().join("journal.db"));
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(stored[0].payload, RESULT_1.as_bytes());
+    assert_eq!(stored[1].payload, RESULT_2.as_bytes());
+}
