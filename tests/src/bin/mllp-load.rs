@@ -1,0 +1,192 @@
+//! MLLP load generator: N connections send realistic ORU^R01 messages, each
+//! waiting for its ACK like a real sender, and the figures are printed.
+//!
+//! ```text
+//! mllp-load --port 2575 [--host 127.0.0.1] [--connections 32] [--messages 100000]
+//!           [--rate 0 (msg/s in total, 0 = as fast as ACKs come)] [--pid PID]
+//! ```
+//!
+//! With `--pid`, the gateway's peak resident memory (VmHWM) is read from
+//! /proc after the run. Every ACK is checked: a non-AA answer or one for
+//! another control id counts as an error.
+
+use ecko_gateway::protocol::hl7::{AckCode, ParseOptions, ReceivedAck};
+use ecko_gateway::protocol::mllp;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Args {
+    host: String,
+    port: u16,
+    connections: usize,
+    messages: usize,
+    rate: f64,
+    pid: Option<u32>,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args {
+        host: "127.0.0.1".into(),
+        port: 2575,
+        connections: 32,
+        messages: 100_000,
+        rate: 0.0,
+        pid: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("bad value for {flag}: {value} ({e})");
+        match flag.as_str() {
+            "--host" => a.host = value.clone(),
+            "--port" => a.port = value.parse().map_err(|e| bad(&e))?,
+            "--connections" => a.connections = value.parse().map_err(|e| bad(&e))?,
+            "--messages" => a.messages = value.parse().map_err(|e| bad(&e))?,
+            "--rate" => a.rate = value.parse().map_err(|e| bad(&e))?,
+            "--pid" => a.pid = Some(value.parse().map_err(|e| bad(&e))?),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(a)
+}
+
+/// A lab result as analyzers send it: ~1.5 KB, eight OBX rows.
+fn oru(connection: usize, n: usize, run: u128) -> Vec<u8> {
+    let mut m = format!(
+        "MSH|^~\\&|XN-1000^SYSMEX^L|HEMA-LAB|LIS|ST-MARY|20260314093015+0100||ORU^R01^ORU_R01|L{run}-{connection}-{n}|P|2.5.1\r\
+         PID|1||{patient}^^^ST-MARY^MR||Doe^John^^^^^L||19650412|M\r\
+         PV1|1|I|ICU^12^1\r\
+         ORC|RE|ORD{n}^LIS|SPC{n}^XN-1000\r\
+         OBR|1|ORD{n}^LIS|SPC{n}^XN-1000|58410-2^CBC panel - Blood by Automated count^LN|||20260314090000+0100|||||||||||||||20260314093000+0100||HM|F\r",
+        patient = 1000 + (n % 500)
+    );
+    for (i, (code, name, value, unit, range)) in [
+        ("6690-2", "Leukocytes [#/volume] in Blood by Automated count", "7.8", "10*3/uL", "4.0-10.0"),
+        ("789-8", "Erythrocytes [#/volume] in Blood by Automated count", "4.52", "10*6/uL", "4.50-5.90"),
+        ("718-7", "Hemoglobin [Mass/volume] in Blood", "14.1", "g/dL", "13.5-17.5"),
+        ("4544-3", "Hematocrit [Volume Fraction] of Blood by Automated count", "42.0", "%", "41-53"),
+        ("787-2", "MCV [Entitic volume] by Automated count", "92.9", "fL", "80-100"),
+        ("785-6", "MCH [Entitic mass] by Automated count", "31.2", "pg", "26-34"),
+        ("786-4", "MCHC [Mass/volume] by Automated count", "33.6", "g/dL", "31-37"),
+        ("777-3", "Platelets [#/volume] in Blood by Automated count", "250", "10*3/uL", "150-400"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        m.push_str(&format!(
+            "OBX|{}|NM|{code}^{name}^LN||{value}|{unit}^{unit}^UCUM|{range}|N|||F|||20260314092900+0100||XN-1000^SYSMEX\r",
+            i + 1
+        ));
+    }
+    m.into_bytes()
+}
+
+async fn connection(a: std::sync::Arc<Args>, id: usize, count: usize, run: u128) -> Result<(Vec<Duration>, usize), String> {
+    let mut s = TcpStream::connect((a.host.as_str(), a.port)).await.map_err(|e| format!("connect: {e}"))?;
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut decoder = mllp::Decoder::default();
+    let mut buf = vec![0u8; 8192];
+    let mut latencies = Vec::with_capacity(count);
+    let mut errors = 0;
+    let interval = (a.rate > 0.0).then(|| Duration::from_secs_f64(a.connections as f64 / a.rate));
+    let start = Instant::now();
+    for n in 0..count {
+        if let Some(i) = interval {
+            let due = start + i * n as u32;
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let message = oru(id, n, run);
+        let control_id = format!("L{run}-{id}-{n}");
+        let t = Instant::now();
+        s.write_all(&mllp::encode(&message)).await.map_err(|e| format!("send: {e}"))?;
+        let frame = loop {
+            if let Some(mllp::Event::Frame(f)) = decoder.next_event() {
+                break f;
+            }
+            let got = s.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+            if got == 0 {
+                return Err("connection closed by the gateway".into());
+            }
+            decoder.push(&buf[..got], Instant::now());
+        };
+        latencies.push(t.elapsed());
+        match ReceivedAck::parse(&frame, &ParseOptions::default()) {
+            Ok(ack) if ack.code == AckCode::AA && ack.acknowledges(&control_id) => {}
+            _ => errors += 1,
+        }
+    }
+    Ok((latencies, errors))
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::main]
+async fn main() {
+    let a = match args() {
+        Ok(a) => std::sync::Arc::new(a),
+        Err(e) => {
+            eprintln!("mllp-load: {e}");
+            std::process::exit(2);
+        }
+    };
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let per = a.messages.div_ceil(a.connections);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in 0..a.connections {
+        tasks.spawn(connection(a.clone(), id, per, run));
+    }
+    let mut all = Vec::with_capacity(per * a.connections);
+    let mut errors = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Ok((l, e))) => {
+                all.extend(l);
+                errors += e;
+            }
+            Ok(Err(e)) => {
+                eprintln!("mllp-load: connection failed: {e}");
+                std::process::exit(1);
+            }
+            Err(e) => {
+                eprintln!("mllp-load: task failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    all.sort();
+    let pct = |p: f64| all.get(((all.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default();
+    println!(
+        "{} messages over {} connections in {:.2} s: {:.0} msg/s; ACK latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} bad ACKs",
+        all.len(),
+        a.connections,
+        elapsed.as_secs_f64(),
+        all.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        all.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        errors
+    );
+    if let Some(pid) = a.pid {
+        match peak_rss_kib(pid) {
+            Some(kib) => println!("gateway peak RSS (VmHWM): {:.1} MB", kib as f64 / 1024.0),
+            None => println!("gateway peak RSS: cannot read /proc/{pid}/status"),
+        }
+    }
+    if errors > 0 {
+        std::process::exit(1);
+    }
+}
