@@ -22,7 +22,7 @@
 //!   repeated failures.
 //! - Every response carries a CSP without inline script, `frame-ancestors
 //!   'none'`, `X-Frame-Options: DENY`, `nosniff`, `Referrer-Policy:
-//!   no-referrer` and `Cache-Control: no-store` (pages show patient data).
+//!   same-origin` and `Cache-Control: no-store` (pages show patient data).
 //! - Roles: viewer (read), operator (retry, discard), admin (users, tokens,
 //!   audit log, settings). Every change and every view of a payload is
 //!   written to the audit log.

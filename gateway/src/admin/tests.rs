@@ -336,7 +336,7 @@ async fn every_response_carries_the_security_headers() {
         assert!(csp.contains("frame-ancestors 'none'"), "{p}");
         assert_eq!(r.headers.get("x-frame-options").unwrap(), "DENY");
         assert_eq!(r.headers.get("x-content-type-options").unwrap(), "nosniff");
-        assert_eq!(r.headers.get("referrer-policy").unwrap(), "no-referrer");
+        assert_eq!(r.headers.get("referrer-policy").unwrap(), "same-origin");
     }
 }
 
