@@ -57,6 +57,8 @@ impl Default for StartOptions {
 /// A started gateway.
 pub struct Gateway {
     pub journal: Journal,
+    /// Where the admin page listens, when it runs.
+    pub admin_addr: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
     sources: JoinSet<()>,
     workers: JoinSet<()>,
@@ -186,6 +188,25 @@ impl Gateway {
             }
         }
         let mut housekeeping = JoinSet::new();
+        // The admin page is a window on the journal: if it cannot start (a
+        // busy port, an unreadable certificate) the gateway keeps moving
+        // messages and says so loudly.
+        let mut admin_addr = None;
+        if config.admin.enabled {
+            match crate::admin::start(
+                Arc::new(config.clone()),
+                journal.clone(),
+                shutdown.child_token(),
+            ) {
+                Ok(server) => {
+                    admin_addr = Some(server.addr);
+                    housekeeping.spawn(async move {
+                        let _ = server.task.await;
+                    });
+                }
+                Err(e) => tracing::error!(error = %e, "the admin page is not available"),
+            }
+        }
         housekeeping.spawn(purge_on_schedule(
             journal.clone(),
             config.journal.retention,
@@ -201,6 +222,7 @@ impl Gateway {
         });
         Ok(Gateway {
             journal,
+            admin_addr,
             shutdown,
             sources,
             workers,

@@ -6,6 +6,7 @@
 //! uses; `config` turns the one TOML file into the typed model everything
 //! else reads; `app` wires it together and `main.rs` only parses arguments.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod delivery;

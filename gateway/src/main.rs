@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: OrderCommand,
     },
+    /// Manage the admin page's users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -76,6 +81,19 @@ enum OrderCommand {
         config: PathBuf,
         #[arg(long)]
         analyzer: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from standard input (asked for,
+    /// without echo, on a terminal).
+    Add {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long, default_value = "viewer", value_parser = ["admin", "operator", "viewer"])]
+        role: String,
+        name: String,
     },
 }
 
@@ -120,6 +138,9 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::User {
+            command: UserCommand::Add { config, role, name },
+        } => report(user_add(&config, &role, &name)),
         Command::Status { config } => report(status(&config)),
         Command::Trace { endpoint, config } => {
             let config = match Config::load(&config) {
@@ -264,4 +285,37 @@ fn status(config: &std::path::Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn user_add(config: &std::path::Path, role: &str, name: &str) -> anyhow::Result<()> {
+    let config = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let password = read_password()?;
+    ecko_gateway::admin::add_user(&config, name, role, &password)?;
+    println!("user {name} added with role {role}");
+    Ok(())
+}
+
+/// One line from stdin; on a terminal, asked for without echo.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    if stdin.is_terminal() {
+        use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+        eprint!("password: ");
+        let saved = tcgetattr(&stdin).context("reading terminal settings")?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&stdin, SetArg::TCSANOW, &quiet).context("turning echo off")?;
+        let read = stdin.lock().read_line(&mut line);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+        eprintln!();
+        read.context("reading the password")?;
+    } else {
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+    }
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }

@@ -86,22 +86,69 @@ fn default_time_zone() -> String {
     "UTC".into()
 }
 
+/// The local admin web page.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Address and port; loopback by default.
     #[serde(default = "default_admin_listen")]
     pub listen: String,
+    /// HTTPS (the default). Plain HTTP only when set to `false`, and then
+    /// only on a loopback address unless `plain_http_on_network` is set.
+    #[serde(default = "yes")]
+    pub tls: bool,
+    #[serde(default)]
+    pub plain_http_on_network: bool,
+    /// Operator-supplied certificate chain and key (PEM). Without them a
+    /// self-signed device certificate is generated on first start and kept
+    /// beside the journal.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// How long a login lasts.
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl: Span,
+    /// Failed logins in a row that lock an account, and for how long.
+    #[serde(default = "default_lockout_after")]
+    pub lockout_after: u32,
+    #[serde(default = "default_lockout")]
+    pub lockout: Span,
+    /// Login attempts one client address may make per minute.
+    #[serde(default = "default_login_rate")]
+    pub login_attempts_per_minute: u32,
 }
 
+/// Without an `[admin]` section the page is off; with one it is on unless
+/// `enabled = false`.
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: false,
             listen: default_admin_listen(),
+            tls: true,
+            plain_http_on_network: false,
+            cert: None,
+            key: None,
+            session_ttl: default_session_ttl(),
+            lockout_after: default_lockout_after(),
+            lockout: default_lockout(),
+            login_attempts_per_minute: default_login_rate(),
         }
     }
+}
+
+fn default_session_ttl() -> Span {
+    Span(Duration::from_secs(8 * 3600))
+}
+fn default_lockout_after() -> u32 {
+    5
+}
+fn default_lockout() -> Span {
+    Span(Duration::from_secs(15 * 60))
+}
+fn default_login_rate() -> u32 {
+    20
 }
 
 fn default_admin_listen() -> String {

@@ -51,6 +51,7 @@
 //! the filesystem with `incremental_vacuum` (the file is created with
 //! `auto_vacuum=INCREMENTAL`). Dead and queued messages are never purged.
 
+pub mod admin;
 mod ingest;
 pub mod orders;
 mod outbox;

@@ -92,6 +92,54 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX astm_incomplete_endpoint ON astm_incomplete(endpoint, id);
     ",
+    // admin page: users, sessions, API tokens, the audit log, discarded
+    // outbox rows, and the indexes its filters and keyset paging need.
+    "
+    CREATE TABLE admin_user (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT    NOT NULL UNIQUE,
+        role          TEXT    NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+        password_hash TEXT    NOT NULL,
+        created_at    INTEGER NOT NULL,
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        locked_until  INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE admin_session (
+        token_hash  TEXT    PRIMARY KEY,
+        user_id     INTEGER NOT NULL REFERENCES admin_user(id) ON DELETE CASCADE,
+        csrf        TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    );
+    CREATE INDEX admin_session_expiry ON admin_session(expires_at);
+    CREATE TABLE admin_token (
+        token_hash  TEXT    PRIMARY KEY,
+        user_id     INTEGER NOT NULL REFERENCES admin_user(id) ON DELETE CASCADE,
+        label       TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE audit (
+        id      INTEGER PRIMARY KEY,
+        at      INTEGER NOT NULL,
+        actor   TEXT    NOT NULL,
+        action  TEXT    NOT NULL,
+        target  TEXT,
+        detail  TEXT
+    );
+    CREATE TABLE outbox_discard (
+        outbox_id INTEGER PRIMARY KEY,
+        at        INTEGER NOT NULL,
+        actor     TEXT    NOT NULL,
+        reason    TEXT    NOT NULL
+    );
+    CREATE INDEX message_source ON message(source);
+    CREATE INDEX message_source_received ON message(source, received_at);
+    CREATE INDEX message_type ON message(message_type);
+    CREATE INDEX message_control ON message(control_id) WHERE control_id IS NOT NULL;
+    CREATE INDEX message_patient ON message(patient_id) WHERE patient_id IS NOT NULL;
+    CREATE INDEX outbox_state_message ON outbox(state, message_id);
+    CREATE INDEX event_outbox ON event(outbox_id) WHERE outbox_id IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.

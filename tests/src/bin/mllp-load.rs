@@ -62,14 +62,62 @@ fn oru(connection: usize, n: usize, run: u128) -> Vec<u8> {
         patient = 1000 + (n % 500)
     );
     for (i, (code, name, value, unit, range)) in [
-        ("6690-2", "Leukocytes [#/volume] in Blood by Automated count", "7.8", "10*3/uL", "4.0-10.0"),
-        ("789-8", "Erythrocytes [#/volume] in Blood by Automated count", "4.52", "10*6/uL", "4.50-5.90"),
-        ("718-7", "Hemoglobin [Mass/volume] in Blood", "14.1", "g/dL", "13.5-17.5"),
-        ("4544-3", "Hematocrit [Volume Fraction] of Blood by Automated count", "42.0", "%", "41-53"),
-        ("787-2", "MCV [Entitic volume] by Automated count", "92.9", "fL", "80-100"),
-        ("785-6", "MCH [Entitic mass] by Automated count", "31.2", "pg", "26-34"),
-        ("786-4", "MCHC [Mass/volume] by Automated count", "33.6", "g/dL", "31-37"),
-        ("777-3", "Platelets [#/volume] in Blood by Automated count", "250", "10*3/uL", "150-400"),
+        (
+            "6690-2",
+            "Leukocytes [#/volume] in Blood by Automated count",
+            "7.8",
+            "10*3/uL",
+            "4.0-10.0",
+        ),
+        (
+            "789-8",
+            "Erythrocytes [#/volume] in Blood by Automated count",
+            "4.52",
+            "10*6/uL",
+            "4.50-5.90",
+        ),
+        (
+            "718-7",
+            "Hemoglobin [Mass/volume] in Blood",
+            "14.1",
+            "g/dL",
+            "13.5-17.5",
+        ),
+        (
+            "4544-3",
+            "Hematocrit [Volume Fraction] of Blood by Automated count",
+            "42.0",
+            "%",
+            "41-53",
+        ),
+        (
+            "787-2",
+            "MCV [Entitic volume] by Automated count",
+            "92.9",
+            "fL",
+            "80-100",
+        ),
+        (
+            "785-6",
+            "MCH [Entitic mass] by Automated count",
+            "31.2",
+            "pg",
+            "26-34",
+        ),
+        (
+            "786-4",
+            "MCHC [Mass/volume] by Automated count",
+            "33.6",
+            "g/dL",
+            "31-37",
+        ),
+        (
+            "777-3",
+            "Platelets [#/volume] in Blood by Automated count",
+            "250",
+            "10*3/uL",
+            "150-400",
+        ),
     ]
     .iter()
     .enumerate()
@@ -82,8 +130,15 @@ fn oru(connection: usize, n: usize, run: u128) -> Vec<u8> {
     m.into_bytes()
 }
 
-async fn connection(a: std::sync::Arc<Args>, id: usize, count: usize, run: u128) -> Result<(Vec<Duration>, usize), String> {
-    let mut s = TcpStream::connect((a.host.as_str(), a.port)).await.map_err(|e| format!("connect: {e}"))?;
+async fn connection(
+    a: std::sync::Arc<Args>,
+    id: usize,
+    count: usize,
+    run: u128,
+) -> Result<(Vec<Duration>, usize), String> {
+    let mut s = TcpStream::connect((a.host.as_str(), a.port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     s.set_nodelay(true).map_err(|e| e.to_string())?;
     let mut decoder = mllp::Decoder::default();
     let mut buf = vec![0u8; 8192];
@@ -99,7 +154,9 @@ async fn connection(a: std::sync::Arc<Args>, id: usize, count: usize, run: u128)
         let message = oru(id, n, run);
         let control_id = format!("L{run}-{id}-{n}");
         let t = Instant::now();
-        s.write_all(&mllp::encode(&message)).await.map_err(|e| format!("send: {e}"))?;
+        s.write_all(&mllp::encode(&message))
+            .await
+            .map_err(|e| format!("send: {e}"))?;
         let frame = loop {
             if let Some(mllp::Event::Frame(f)) = decoder.next_event() {
                 break f;
@@ -168,7 +225,11 @@ async fn main() {
     }
     let elapsed = start.elapsed();
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
     println!(
         "{} messages over {} connections in {:.2} s: {:.0} msg/s; ACK latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} bad ACKs",
         all.len(),

@@ -1,0 +1,510 @@
+//! The JSON API under `/api/v1`: what the pages show, for scripts and the
+//! hub. Same roles, same audit as the pages.
+
+use super::auth::{new_token, token_hash, Caller, Role};
+use super::Shared;
+use crate::journal::admin::{MessageFilter, Selection};
+use crate::journal::JournalError;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::json;
+
+pub fn bad_request(why: impl Into<String>) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": why.into() })),
+    )
+        .into_response()
+}
+
+pub fn journal_error(e: JournalError) -> Response {
+    tracing::error!(error = %e, "admin API: journal error");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({ "error": "journal error" })),
+    )
+        .into_response()
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": "no such message" })),
+    )
+        .into_response()
+}
+
+/// Filters as they arrive in a query string or form: all text, validated
+/// here so that a bad value is a 400 with a reason, not a silent default.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(default)]
+pub struct FilterParams {
+    pub endpoint: Option<String>,
+    pub status: Option<String>,
+    pub message_type: Option<String>,
+    pub control_id: Option<String>,
+    pub patient_id: Option<String>,
+    /// Unix ms, RFC 3339, or `YYYY-MM-DDTHH:MM` in the site's time zone.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub before: Option<String>,
+    pub limit: Option<String>,
+}
+
+impl FilterParams {
+    pub fn filter(&self, tz: &jiff::tz::TimeZone) -> Result<MessageFilter, String> {
+        let clean = |s: &Option<String>| {
+            s.as_ref()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let status = clean(&self.status);
+        if let Some(s) = &status {
+            if !MessageFilter::STATUSES.contains(&s.as_str()) {
+                return Err(format!(
+                    "status: `{s}` is not one of {}",
+                    MessageFilter::STATUSES.join(", ")
+                ));
+            }
+        }
+        let from = clean(&self.from)
+            .map(|v| parse_time(&v, tz).map_err(|e| format!("from: {e}")))
+            .transpose()?;
+        let to = clean(&self.to)
+            .map(|v| parse_time(&v, tz).map_err(|e| format!("to: {e}")))
+            .transpose()?;
+        if let (Some(f), Some(t)) = (from, to) {
+            if f >= t {
+                return Err("from must be before to".into());
+            }
+        }
+        Ok(MessageFilter {
+            endpoint: clean(&self.endpoint),
+            status,
+            message_type: clean(&self.message_type),
+            control_id: clean(&self.control_id),
+            patient_id: clean(&self.patient_id),
+            from,
+            to,
+        })
+    }
+
+    pub fn paging(&self) -> Result<(Option<i64>, usize), String> {
+        let before = match self.before.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(b) => Some(
+                b.parse::<i64>()
+                    .map_err(|_| format!("before: `{b}` is not a message id"))?,
+            ),
+        };
+        let limit = match self.limit.as_deref().map(str::trim) {
+            None | Some("") => 50,
+            Some(l) => match l.parse::<usize>() {
+                Ok(n) if (1..=500).contains(&n) => n,
+                _ => return Err(format!("limit: `{l}` is not a number from 1 to 500")),
+            },
+        };
+        Ok((before, limit))
+    }
+}
+
+/// Unix ms, an RFC 3339 timestamp, or a civil date-time in `tz`.
+pub fn parse_time(v: &str, tz: &jiff::tz::TimeZone) -> Result<i64, String> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(t) = v.parse::<jiff::Timestamp>() {
+        return Ok(t.as_millisecond());
+    }
+    v.parse::<jiff::civil::DateTime>()
+        .ok()
+        .and_then(|dt| dt.to_zoned(tz.clone()).ok())
+        .map(|z| z.timestamp().as_millisecond())
+        .ok_or_else(|| format!("`{v}` is not a time (Unix ms, RFC 3339 or YYYY-MM-DDTHH:MM)"))
+}
+
+pub fn site_tz(state: &Shared) -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get(&state.config.site.time_zone).unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
+/// Start of today in the site's time zone, Unix ms.
+pub fn start_of_today(state: &Shared) -> i64 {
+    let now = state.journal.now_ms();
+    jiff::Timestamp::from_millisecond(now)
+        .ok()
+        .and_then(|t| t.to_zoned(site_tz(state)).start_of_day().ok())
+        .map_or(now - now.rem_euclid(86_400_000), |z| {
+            z.timestamp().as_millisecond()
+        })
+}
+
+/// One endpoint as the dashboard and `/api/v1/endpoints` show it.
+#[derive(Debug, serde::Serialize)]
+pub struct EndpointView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub direction: String,
+    pub enabled: bool,
+    /// `up`, `degraded`, `down` or `disabled`.
+    pub status: &'static str,
+    pub since: Option<i64>,
+    pub last_message_at: Option<i64>,
+    pub queue_depth: u64,
+    pub in_flight: u64,
+    pub dead: u64,
+    pub messages_today: u64,
+    pub alert: Option<String>,
+}
+
+pub async fn endpoint_views(state: &Shared) -> Result<Vec<EndpointView>, JournalError> {
+    let names: Vec<String> = state
+        .config
+        .endpoints
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    let activity = state
+        .journal
+        .endpoint_activity(names, start_of_today(state))
+        .await?;
+    Ok(state
+        .config
+        .endpoints
+        .iter()
+        .zip(activity)
+        .map(|(e, a)| {
+            let sends = e.direction.sends();
+            let status = if !e.enabled {
+                "disabled"
+            } else if a.failing > 0 && a.delivered_since == 0 {
+                "down"
+            } else if a.failing > 0 || a.dead > 0 {
+                "degraded"
+            } else {
+                "up"
+            };
+            let alert = if a.dead > 0 {
+                Some(format!(
+                    "{} dead deliveries{}",
+                    a.dead,
+                    a.last_error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ))
+            } else if a.failing > 0 {
+                Some(format!(
+                    "{} deliveries failing{}",
+                    a.failing,
+                    a.last_error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ))
+            } else {
+                None
+            };
+            EndpointView {
+                name: e.name.clone(),
+                kind: e.kind.type_name(),
+                direction: e.direction.to_string(),
+                enabled: e.enabled,
+                status,
+                since: a.failing_since,
+                last_message_at: if sends {
+                    a.last_delivered_at.max(a.last_received_at)
+                } else {
+                    a.last_received_at
+                },
+                queue_depth: a.queued,
+                in_flight: a.in_flight,
+                dead: a.dead,
+                messages_today: a.received_since + a.delivered_since,
+                alert,
+            }
+        })
+        .collect())
+}
+
+pub async fn endpoints(State(state): State<Shared>) -> Response {
+    match endpoint_views(&state).await {
+        Ok(v) => Json(json!({ "endpoints": v })).into_response(),
+        Err(e) => journal_error(e),
+    }
+}
+
+pub async fn messages(State(state): State<Shared>, Query(p): Query<FilterParams>) -> Response {
+    let filter = match p.filter(&site_tz(&state)) {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
+    };
+    let (before, limit) = match p.paging() {
+        Ok(x) => x,
+        Err(e) => return bad_request(e),
+    };
+    match state.journal.list_messages(filter, before, limit).await {
+        Ok(page) => Json(page).into_response(),
+        Err(e) => journal_error(e),
+    }
+}
+
+/// One message with its payload: audited as a view of patient data.
+pub async fn message(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Response {
+    let j = &state.journal;
+    let m = match j.message(id).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return not_found(),
+        Err(e) => return journal_error(e),
+    };
+    let (outbox, events, discards) =
+        match tokio::try_join!(j.outbox_of(id), j.events_of(id), j.discards_of(id)) {
+            Ok(x) => x,
+            Err(e) => return journal_error(e),
+        };
+    if let Err(e) = j
+        .audit(
+            caller.name(),
+            "message.view",
+            Some(&format!("message {id}")),
+            Some("api"),
+        )
+        .await
+    {
+        return journal_error(e);
+    }
+    let outbox: Vec<_> = outbox
+        .iter()
+        .map(|o| {
+            let discard = discards.get(&o.id);
+            json!({
+                "id": o.id,
+                "destination": o.destination,
+                "transform": o.transform,
+                "lane": o.lane,
+                "state": crate::journal::admin::state_name(
+                    match o.state {
+                        crate::journal::OutboxState::Queued => 0,
+                        crate::journal::OutboxState::Leased => 1,
+                        crate::journal::OutboxState::Delivered => 2,
+                        crate::journal::OutboxState::Dead => 3,
+                    },
+                    o.attempts,
+                    discard.is_some(),
+                ),
+                "attempts": o.attempts,
+                "next_attempt_at": o.next_attempt_at,
+                "last_error": o.last_error,
+                "discarded": discard.map(|(at, actor, reason)| json!({"at": at, "by": actor, "reason": reason})),
+            })
+        })
+        .collect();
+    let events: Vec<_> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id, "at": e.at, "outbox_id": e.outbox_id, "kind": e.kind,
+                "outcome": e.outcome, "duration_ms": e.duration_ms, "detail": e.detail, "actor": e.actor,
+            })
+        })
+        .collect();
+    Json(json!({
+        "id": m.id,
+        "source": m.source,
+        "message_type": m.message_type,
+        "content_type": m.content_type,
+        "control_id": m.control_id,
+        "patient_id": m.patient_id,
+        "received_at": m.received_at,
+        "payload": String::from_utf8_lossy(&m.payload),
+        "ack": m.ack.as_deref().map(String::from_utf8_lossy),
+        "outbox": outbox,
+        "events": events,
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct StatsParams {
+    pub window: Option<String>,
+}
+
+/// `1h`, `24h` or `7d` → (ms, buckets).
+pub fn window(w: Option<&str>) -> Result<(&'static str, i64, usize), String> {
+    match w.unwrap_or("24h") {
+        "1h" => Ok(("1h", 3_600_000, 12)),
+        "24h" | "1d" => Ok(("24h", 86_400_000, 24)),
+        "7d" => Ok(("7d", 7 * 86_400_000, 28)),
+        other => Err(format!("window: `{other}` is not one of 1h, 24h, 7d")),
+    }
+}
+
+pub async fn stats(State(state): State<Shared>, Query(p): Query<StatsParams>) -> Response {
+    let (name, span, buckets) = match window(p.window.as_deref()) {
+        Ok(w) => w,
+        Err(e) => return bad_request(e),
+    };
+    let names = state
+        .config
+        .endpoints
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    let since = state.journal.now_ms() - span;
+    match state.journal.endpoint_stats(names, since, buckets).await {
+        Ok(s) => Json(json!({ "window": name, "since": since, "endpoints": s })).into_response(),
+        Err(e) => journal_error(e),
+    }
+}
+
+pub async fn retry_one(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Operator) {
+        return r;
+    }
+    match state.journal.message(id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return not_found(),
+        Err(e) => return journal_error(e),
+    }
+    match state
+        .journal
+        .admin_retry(Selection::Message(id), caller.name())
+        .await
+    {
+        Ok(n) => Json(json!({ "retried": n })).into_response(),
+        Err(e) => journal_error(e),
+    }
+}
+
+pub async fn retry_matching(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Json(p): Json<FilterParams>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Operator) {
+        return r;
+    }
+    let filter = match p.filter(&site_tz(&state)) {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
+    };
+    match state
+        .journal
+        .admin_retry(Selection::Matching(filter), caller.name())
+        .await
+    {
+        Ok(n) => Json(json!({ "retried": n })).into_response(),
+        Err(e) => journal_error(e),
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct DiscardBody {
+    pub reason: String,
+}
+
+pub fn check_reason(reason: &str) -> Result<String, String> {
+    let r = reason.trim();
+    if r.is_empty() {
+        return Err("reason: say why the message is discarded".into());
+    }
+    if r.len() > 500 {
+        return Err("reason: at most 500 characters".into());
+    }
+    Ok(r.to_string())
+}
+
+pub async fn discard_one(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+    Json(body): Json<DiscardBody>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Operator) {
+        return r;
+    }
+    let reason = match check_reason(&body.reason) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    match state.journal.message(id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return not_found(),
+        Err(e) => return journal_error(e),
+    }
+    match state
+        .journal
+        .admin_discard(Selection::Message(id), &reason, caller.name())
+        .await
+    {
+        Ok(n) => Json(json!({ "discarded": n })).into_response(),
+        Err(e) => journal_error(e),
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct AuditParams {
+    pub before: Option<i64>,
+}
+
+pub async fn audit(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Query<AuditParams>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    match state.journal.audit_log(p.before, 200).await {
+        Ok(rows) => Json(json!({ "audit": rows })).into_response(),
+        Err(e) => journal_error(e),
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct TokenBody {
+    pub label: String,
+}
+
+/// Creates an API token acting as the calling administrator; the token is
+/// shown once and only its hash is kept.
+pub async fn create_token(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<TokenBody>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    let label = body.label.trim();
+    if label.is_empty() || label.len() > 100 {
+        return bad_request("label: 1 to 100 characters");
+    }
+    let token = new_token();
+    match state
+        .journal
+        .admin_create_token(caller.user.id, &token_hash(&token), label, caller.name())
+        .await
+    {
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(json!({ "token": token, "label": label })),
+        )
+            .into_response(),
+        Err(e) => journal_error(e),
+    }
+}

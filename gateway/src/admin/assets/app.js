@@ -1,0 +1,59 @@
+// Ecko Edge admin page: progressive enhancement only. Every page works
+// without this script; it adds the live log and confirmations.
+(function () {
+  "use strict";
+  function text(s) { return s === null || s === undefined ? "" : String(s); }
+  function cell(row, value, cls) {
+    var td = document.createElement("td");
+    td.textContent = text(value);
+    if (cls) { td.className = cls; }
+    row.appendChild(td);
+    return td;
+  }
+  function pad(n) { return n < 10 ? "0" + n : "" + n; }
+  function when(ms) {
+    var d = new Date(ms);
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+  function liveLog() {
+    var table = document.getElementById("live-log");
+    if (!table || !window.EventSource) { return; }
+    var body = table.tBodies[0];
+    var state = document.getElementById("live-state");
+    var source = new EventSource("/logs/stream");
+    source.addEventListener("open", function () { if (state) { state.textContent = "live"; } });
+    source.addEventListener("error", function () { if (state) { state.textContent = "reconnecting…"; } });
+    source.addEventListener("log", function (e) {
+      var ev;
+      try { ev = JSON.parse(e.data); } catch (_) { return; }
+      var row = document.createElement("tr");
+      row.className = "event";
+      row.setAttribute("data-message", text(ev.message_id));
+      cell(row, when(ev.at));
+      cell(row, ev.kind + (ev.outcome ? " " + ev.outcome : ""), ev.outcome ? "st-" + ev.outcome : "");
+      cell(row, ev.destination || ev.source);
+      cell(row, ev.message_type);
+      cell(row, ev.control_id);
+      cell(row, ev.duration_ms === null || ev.duration_ms === undefined ? "" : ev.duration_ms + " ms");
+      var link = cell(row, "");
+      if (ev.message_id) {
+        var a = document.createElement("a");
+        a.href = "/messages/" + ev.message_id;
+        a.textContent = "#" + ev.message_id;
+        link.appendChild(a);
+      }
+      body.insertBefore(row, body.firstChild);
+      while (body.rows.length > 200) { body.deleteRow(body.rows.length - 1); }
+    });
+  }
+  function confirmations() {
+    var forms = document.querySelectorAll("form[data-confirm]");
+    Array.prototype.forEach.call(forms, function (f) {
+      f.addEventListener("submit", function (e) {
+        if (!window.confirm(f.getAttribute("data-confirm"))) { e.preventDefault(); }
+      });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { liveLog(); confirmations(); });
+})();

@@ -1,0 +1,414 @@
+//! Who is asking: passwords, sessions, API tokens, CSRF, login rate limits,
+//! roles, and the security headers every response carries.
+
+use super::{ClientAddr, Shared};
+use crate::journal::admin::AdminUser;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use sha2::{Digest, Sha256};
+use std::net::{IpAddr, Ipv4Addr};
+
+pub const SESSION_COOKIE: &str = "ecko_session";
+/// Largest form body read while looking for its CSRF field.
+const FORM_LIMIT: usize = 64 * 1024;
+
+/// What a user may do; each role may do everything the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub const NAMES: &'static [&'static str] = &["admin", "operator", "viewer"];
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The authenticated caller of a protected route.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: AdminUser,
+    pub role: Role,
+    /// The session's CSRF token; `None` for API-token callers.
+    pub csrf: Option<String>,
+    pub session_hash: Option<String>,
+}
+
+impl Caller {
+    pub fn name(&self) -> &str {
+        &self.user.name
+    }
+    /// `Ok` when the caller has at least `role`; else the 403 to send.
+    #[allow(clippy::result_large_err)]
+    pub fn require(&self, role: Role) -> Result<(), Response> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err((
+                StatusCode::FORBIDDEN,
+                format!("this needs the {} role", role.as_str()),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// An argon2id hash in PHC string form.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// What a password must be.
+pub fn check_password(password: &str) -> Result<(), &'static str> {
+    if password.chars().count() < 10 {
+        return Err("at least 10 characters");
+    }
+    if password.len() > 1024 {
+        return Err("at most 1024 bytes");
+    }
+    Ok(())
+}
+
+/// What a user name must be.
+pub fn check_user_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("1 to 64 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+    {
+        return Err("letters, digits and - _ . @ only");
+    }
+    Ok(())
+}
+
+/// A fresh random token, hex encoded.
+pub fn new_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub fn session_cookie(token: &str, max_age_s: u64) -> String {
+    format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age_s}"
+    )
+}
+
+pub fn clear_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0")
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(|t| t.trim().to_string())
+}
+
+pub fn is_api(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
+fn refuse(path: &str, status: StatusCode, why: &str) -> Response {
+    if is_api(path) {
+        (status, axum::Json(serde_json::json!({ "error": why }))).into_response()
+    } else {
+        (status, why.to_string()).into_response()
+    }
+}
+
+/// Finds the caller of a protected route, or refuses: API routes answer
+/// 401, pages redirect to the login (or, before any user exists, to the
+/// setup). State-changing requests with a session must carry its CSRF token.
+pub async fn require_caller(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let headers = request.headers().clone();
+    let journal = &state.journal;
+    let mut caller = None;
+    if let Some(token) = bearer(&headers) {
+        match journal.admin_token_user(&token_hash(&token)).await {
+            Ok(Some(user)) => {
+                if let Some(role) = Role::parse(&user.role) {
+                    caller = Some(Caller {
+                        user,
+                        role,
+                        csrf: None,
+                        session_hash: None,
+                    });
+                }
+            }
+            Ok(None) => return refuse(&path, StatusCode::UNAUTHORIZED, "unknown API token"),
+            Err(e) => return internal(&path, &e.to_string()),
+        }
+    } else if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+        let hash = token_hash(&token);
+        match journal.admin_session(&hash).await {
+            Ok(Some(s)) => {
+                if let Some(role) = Role::parse(&s.user.role) {
+                    caller = Some(Caller {
+                        user: s.user,
+                        role,
+                        csrf: Some(s.csrf),
+                        session_hash: Some(hash),
+                    });
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return internal(&path, &e.to_string()),
+        }
+    }
+    let Some(caller) = caller else {
+        if is_api(&path) {
+            return refuse(
+                &path,
+                StatusCode::UNAUTHORIZED,
+                "log in or send an API token",
+            );
+        }
+        let first_run = matches!(journal.admin_user_count().await, Ok(0));
+        return Redirect::to(if first_run { "/setup" } else { "/login" }).into_response();
+    };
+    let request = if changes_state(request.method()) {
+        match check_csrf(&caller, request).await {
+            Ok(r) => r,
+            Err(why) => return refuse(&path, StatusCode::FORBIDDEN, why),
+        }
+    } else {
+        request
+    };
+    let mut request = request;
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Checks the CSRF token of a session caller: the `X-CSRF-Token` header, or
+/// the `csrf` field of a form body (which is read and put back).
+async fn check_csrf(caller: &Caller, request: Request) -> Result<Request, &'static str> {
+    let Some(expected) = &caller.csrf else {
+        return Ok(request); // API tokens are not sent by browsers by themselves
+    };
+    if let Some(given) = request
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+    {
+        return if constant_eq(given, expected) {
+            Ok(request)
+        } else {
+            Err("CSRF token does not match")
+        };
+    }
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err("missing CSRF token");
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, FORM_LIMIT)
+        .await
+        .map_err(|_| "form too large")?;
+    let given = form_field(&bytes, "csrf");
+    match given {
+        Some(g) if constant_eq(&g, expected) => Ok(Request::from_parts(parts, Body::from(bytes))),
+        Some(_) => Err("CSRF token does not match"),
+        None => Err("missing CSRF token"),
+    }
+}
+
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded_pairs(body);
+    pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+/// Decodes `application/x-www-form-urlencoded` pairs.
+fn serde_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes(body).unwrap_or_default()
+}
+
+fn constant_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn internal(path: &str, why: &str) -> Response {
+    tracing::error!(error = why, "admin page: journal error");
+    refuse(path, StatusCode::INTERNAL_SERVER_ERROR, "journal error")
+}
+
+/// For login and setup, which have no session to carry a CSRF token: refuse
+/// requests a browser marks as cross-site, and any whose `Origin` is not
+/// this server.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    // Browsers that send Sec-Fetch-Site say it directly.
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return site == "same-origin" || site == "none";
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .unwrap_or("");
+    !host.is_empty() && origin_host == host
+}
+
+/// The client's address (unknown in tests that call the router directly).
+pub fn client_ip(request_ext: Option<&ClientAddr>) -> IpAddr {
+    request_ext.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// Counts a login attempt from `ip`; `false` when over the limit.
+pub fn allow_login_attempt(state: &Shared, ip: IpAddr) -> bool {
+    let limit = state.config.admin.login_attempts_per_minute.max(1);
+    let mut map = state
+        .logins
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let now = std::time::Instant::now();
+    if map.len() > 10_000 {
+        map.retain(|_, (start, _)| now.duration_since(*start).as_secs() < 60);
+    }
+    let entry = map.entry(ip).or_insert((now, 0));
+    if now.duration_since(entry.0).as_secs() >= 60 {
+        *entry = (now, 0);
+    }
+    entry.1 += 1;
+    entry.1 <= limit
+}
+
+/// Security headers on every response.
+pub async fn security_headers(
+    State(state): State<Shared>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if state.config.admin.tls {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_against_its_own_hash_only() {
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery", &h));
+        assert!(!verify_password("correct horse battery!", &h));
+        assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn form_fields_are_percent_decoded() {
+        let pairs = serde_urlencoded_pairs(b"csrf=a%2Bb&reason=no+longer+needed&x=%25");
+        assert_eq!(pairs[0], ("csrf".into(), "a+b".into()));
+        assert_eq!(pairs[1].1, "no longer needed");
+        assert_eq!(pairs[2].1, "%");
+    }
+
+    #[test]
+    fn a_foreign_origin_is_not_the_same_origin() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("gw:8443"));
+        assert!(same_origin(&h));
+        h.insert(header::ORIGIN, HeaderValue::from_static("https://gw:8443"));
+        assert!(same_origin(&h));
+        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil"));
+        assert!(!same_origin(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h));
+    }
+}

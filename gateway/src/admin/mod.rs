@@ -1,0 +1,307 @@
+//! The local admin web page: server-rendered HTML pages and a JSON API under
+//! `/api/v1`, both read from the journal (the only source of truth) and both
+//! served by axum over HTTPS.
+//!
+//! # Security
+//!
+//! - HTTPS by default with the operator's certificate or a self-signed device
+//!   certificate kept beside the journal ([`tls`]); plain HTTP only when
+//!   configured, and then only on loopback unless explicitly allowed.
+//! - No default password: until the first administrator exists, every page
+//!   leads to `/setup`, which creates it once (decided inside the journal's
+//!   write transaction, so two racing requests cannot both win).
+//! - Passwords are argon2id hashes. A session is a random token in an
+//!   `HttpOnly; Secure; SameSite=Strict` cookie; the journal keeps only its
+//!   SHA-256 and an expiry. API clients may use `Authorization: Bearer` with a
+//!   token made by an administrator.
+//! - Every state-changing request with a session cookie carries the session's
+//!   CSRF token (form field `csrf` or header `X-CSRF-Token`); login and setup,
+//!   which have no session yet, refuse cross-site requests by `Origin` and
+//!   `Sec-Fetch-Site`.
+//! - Logins are rate limited per client address, and an account locks after
+//!   repeated failures.
+//! - Every response carries a CSP without inline script, `frame-ancestors
+//!   'none'`, `X-Frame-Options: DENY`, `nosniff`, `Referrer-Policy:
+//!   same-origin` and `Cache-Control: no-store` (pages show patient data).
+//! - Roles: viewer (read), operator (retry, discard), admin (users, tokens,
+//!   audit log, settings). Every change and every view of a payload is
+//!   written to the audit log.
+
+mod api;
+mod auth;
+mod pages;
+mod render;
+pub mod tls;
+
+#[cfg(test)]
+mod tests;
+
+pub use auth::{hash_password, Role};
+
+use crate::config::Config;
+use crate::journal::Journal;
+use axum::routing::{get, post};
+use axum::Router;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("admin page TLS: {0}")]
+    Tls(String),
+    #[error("admin page: cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+}
+
+/// Everything a handler may use.
+pub struct AdminState {
+    pub journal: Journal,
+    pub config: Arc<Config>,
+    pub shutdown: CancellationToken,
+    /// Login attempts per client address in the current minute.
+    logins: Mutex<HashMap<IpAddr, (std::time::Instant, u32)>>,
+    /// A hash to verify against for unknown user names, so that their
+    /// answer takes as long as a wrong password.
+    dummy_hash: String,
+}
+
+pub type Shared = Arc<AdminState>;
+
+impl AdminState {
+    pub fn new(journal: Journal, config: Arc<Config>, shutdown: CancellationToken) -> Shared {
+        Arc::new(AdminState {
+            journal,
+            config,
+            shutdown,
+            logins: Mutex::new(HashMap::new()),
+            dummy_hash: hash_password("not a password of anyone").unwrap_or_default(),
+        })
+    }
+}
+
+/// All routes, public and protected.
+pub fn router(state: Shared) -> Router {
+    let protected = Router::new()
+        .route("/", get(pages::dashboard))
+        .route("/logs", get(pages::logs))
+        .route("/logs/stream", get(pages::log_stream))
+        .route("/messages/{id}", get(pages::message))
+        .route("/messages/{id}/retry", post(pages::retry_one))
+        .route("/messages/{id}/discard", post(pages::discard_one))
+        .route("/errors", get(pages::errors))
+        .route("/errors/retry", post(pages::retry_matching))
+        .route("/stats", get(pages::stats))
+        .route("/settings", get(pages::settings))
+        .route("/users", get(pages::users).post(pages::create_user))
+        .route("/audit", get(pages::audit))
+        .route("/logout", post(pages::logout))
+        .route("/api/v1/endpoints", get(api::endpoints))
+        .route("/api/v1/messages", get(api::messages))
+        .route("/api/v1/messages/retry", post(api::retry_matching))
+        .route("/api/v1/messages/{id}", get(api::message))
+        .route("/api/v1/messages/{id}/retry", post(api::retry_one))
+        .route("/api/v1/messages/{id}/discard", post(api::discard_one))
+        .route("/api/v1/stats", get(api::stats))
+        .route("/api/v1/audit", get(api::audit))
+        .route("/api/v1/tokens", post(api::create_token))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_caller,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/setup", get(pages::setup_form).post(pages::setup))
+        .route("/assets/app.css", get(render::css))
+        .route("/assets/app.js", get(render::js))
+        .merge(protected)
+        .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::security_headers,
+        ))
+        .with_state(state)
+}
+
+/// Why `user add` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AddUserError {
+    #[error("user name: {0}")]
+    Name(&'static str),
+    #[error("password: {0}")]
+    Password(&'static str),
+    #[error("role must be admin, operator or viewer")]
+    Role,
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+    #[error(transparent)]
+    User(#[from] crate::journal::admin::UserError),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+}
+
+/// Adds a user to the configured journal, beside a running gateway or not
+/// (`ecko-gateway user add`).
+pub fn add_user(
+    config: &Config,
+    name: &str,
+    role: &str,
+    password: &str,
+) -> Result<(), AddUserError> {
+    auth::check_user_name(name).map_err(AddUserError::Name)?;
+    auth::check_password(password).map_err(AddUserError::Password)?;
+    Role::parse(role).ok_or(AddUserError::Role)?;
+    let path = crate::config::resolve(&config.journal.path);
+    if !path.exists() {
+        // A new journal: create it with its schema first.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| crate::journal::JournalError::Storage(e.to_string()))?;
+        runtime.block_on(async {
+            let j = Journal::open(crate::journal::JournalOptions::new(&path))?;
+            j.close().await;
+            Ok::<(), crate::journal::JournalError>(())
+        })?;
+    }
+    let hash = hash_password(password).map_err(AddUserError::Hash)?;
+    crate::journal::admin::add_user_offline(
+        &path,
+        name,
+        role,
+        &hash,
+        jiff::Timestamp::now().as_millisecond(),
+    )?;
+    Ok(())
+}
+
+/// The client address of a connection, set by the server per connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// A running admin server.
+pub struct AdminServer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// The directory of the journal: where the device certificate lives.
+pub fn data_dir(config: &Config) -> PathBuf {
+    crate::config::resolve(&config.journal.path)
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Binds the configured address and serves until `shutdown`.
+pub fn start(
+    config: Arc<Config>,
+    journal: Journal,
+    shutdown: CancellationToken,
+) -> Result<AdminServer, AdminError> {
+    let admin = &config.admin;
+    let listen_err = |reason: String| AdminError::Listen {
+        addr: admin.listen.clone(),
+        reason,
+    };
+    let addr: SocketAddr = admin
+        .listen
+        .parse()
+        .map_err(|e| listen_err(format!("not an address:port ({e})")))?;
+    if !admin.tls && !addr.ip().is_loopback() && !admin.plain_http_on_network {
+        return Err(listen_err(
+            "plain HTTP (tls = false) is served on loopback only; set plain_http_on_network = true to allow it"
+                .into(),
+        ));
+    }
+    let acceptor = if admin.tls {
+        Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
+            admin,
+            &data_dir(&config),
+        )?))
+    } else {
+        None
+    };
+    let std_listener = std::net::TcpListener::bind(addr).map_err(|e| listen_err(e.to_string()))?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| listen_err(e.to_string()))?;
+    let listener =
+        tokio::net::TcpListener::from_std(std_listener).map_err(|e| listen_err(e.to_string()))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| listen_err(e.to_string()))?;
+    let tls = acceptor.is_some();
+    let app = router(AdminState::new(journal, config.clone(), shutdown.clone()));
+    let task = tokio::spawn(accept_loop(listener, acceptor, app, shutdown));
+    tracing::info!(addr = %local, tls, "admin page listening");
+    Ok(AdminServer {
+        addr: local,
+        tls,
+        task,
+    })
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    app: Router,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin page: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let app = app.clone().layer(axum::Extension(ClientAddr(peer)));
+        let acceptor = acceptor.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            match acceptor {
+                Some(acceptor) => {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(s)) => serve_connection(s, app, stop).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "admin page: TLS handshake failed")
+                        }
+                        Err(_) => {
+                            tracing::debug!(peer = %peer, "admin page: TLS handshake timed out")
+                        }
+                    }
+                }
+                None => serve_connection(stream, app, stop).await,
+            }
+        });
+    }
+}
+
+async fn serve_connection<S>(stream: S, app: Router, stop: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let conn =
+        builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
+}

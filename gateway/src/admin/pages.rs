@@ -1,0 +1,1073 @@
+//! The HTML pages. Each reads the journal, renders on the server, and works
+//! without script; `app.js` adds the live log.
+
+use super::api::{
+    bad_request, check_reason, endpoint_views, journal_error, site_tz, window, FilterParams,
+    StatsParams,
+};
+use super::auth::{
+    allow_login_attempt, check_password, check_user_name, clear_cookie, client_ip, hash_password,
+    new_token, same_origin, session_cookie, token_hash, verify_password, Caller, Role,
+};
+use super::render::{bars, csrf_field, esc, opt_time, page, payload, printable, time};
+use super::{ClientAddr, Shared};
+use crate::journal::admin::{MessageFilter, MessagePage, Selection, UserError};
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Extension;
+use std::fmt::Write;
+use std::time::Duration;
+
+fn html(status: StatusCode, body: String) -> Response {
+    (status, Html(body)).into_response()
+}
+
+fn problem(status: StatusCode, caller: Option<&Caller>, why: &str) -> Response {
+    html(
+        status,
+        page(
+            "Cannot do that",
+            caller,
+            &format!("<p class=\"error\">{}</p>", esc(why)),
+        ),
+    )
+}
+
+pub async fn not_found() -> Response {
+    problem(StatusCode::NOT_FOUND, None, "There is no such page.")
+}
+
+// ---- first run, login, logout ----
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct Credentials {
+    pub name: String,
+    pub password: String,
+    pub confirm: String,
+    pub role: String,
+    pub csrf: String,
+}
+
+fn setup_page(error: Option<&str>, name: &str) -> String {
+    page(
+        "Create the first administrator",
+        None,
+        &format!(
+            "<form method=\"post\" action=\"/setup\" class=\"card\"><p>This gateway has no users yet. The account made here can manage everything, including other users.</p>{}\
+             <label>User name <input name=\"name\" value=\"{}\" required autocomplete=\"username\"></label>\
+             <label>Password (at least 10 characters) <input type=\"password\" name=\"password\" required autocomplete=\"new-password\"></label>\
+             <label>Password again <input type=\"password\" name=\"confirm\" required autocomplete=\"new-password\"></label>\
+             <button id=\"create\">Create administrator</button></form>",
+            error.map(|e| format!("<p class=\"error\">{}</p>", esc(e))).unwrap_or_default(),
+            esc(name)
+        ),
+    )
+}
+
+pub async fn setup_form(State(state): State<Shared>) -> Response {
+    match state.journal.admin_user_count().await {
+        Ok(0) => html(StatusCode::OK, setup_page(None, "")),
+        Ok(_) => Redirect::to("/login").into_response(),
+        Err(e) => journal_error(e),
+    }
+}
+
+pub async fn setup(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Form(c): Form<Credentials>,
+) -> Response {
+    if !same_origin(&headers) {
+        return problem(StatusCode::FORBIDDEN, None, "cross-site request refused");
+    }
+    match state.journal.admin_user_count().await {
+        Ok(0) => {}
+        Ok(_) => {
+            return problem(
+                StatusCode::FORBIDDEN,
+                None,
+                "the first administrator exists already",
+            )
+        }
+        Err(e) => return journal_error(e),
+    }
+    let name = c.name.trim();
+    let invalid = check_user_name(name)
+        .map_err(|e| format!("User name: {e}."))
+        .and_then(|()| check_password(&c.password).map_err(|e| format!("Password: {e}.")))
+        .and_then(|()| {
+            if c.password == c.confirm {
+                Ok(())
+            } else {
+                Err("The two passwords differ.".into())
+            }
+        });
+    if let Err(e) = invalid {
+        return html(StatusCode::UNPROCESSABLE_ENTITY, setup_page(Some(&e), name));
+    }
+    let Ok(hash) = hash_password(&c.password) else {
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            "cannot hash the password",
+        );
+    };
+    match state
+        .journal
+        .admin_create_user(name, "admin", &hash, "setup", true)
+        .await
+    {
+        Ok(_) => Redirect::to("/login").into_response(),
+        Err(UserError::NotFirst) => problem(
+            StatusCode::FORBIDDEN,
+            None,
+            "the first administrator exists already",
+        ),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, None, &e.to_string()),
+    }
+}
+
+fn login_page(error: Option<&str>, name: &str) -> String {
+    page(
+        "Log in",
+        None,
+        &format!(
+            "<form method=\"post\" action=\"/login\" class=\"card\">{}\
+             <label>User name <input name=\"name\" value=\"{}\" required autocomplete=\"username\"></label>\
+             <label>Password <input type=\"password\" name=\"password\" required autocomplete=\"current-password\"></label>\
+             <button id=\"login\">Log in</button></form>",
+            error.map(|e| format!("<p class=\"error\">{}</p>", esc(e))).unwrap_or_default(),
+            esc(name)
+        ),
+    )
+}
+
+pub async fn login_form(State(state): State<Shared>) -> Response {
+    match state.journal.admin_user_count().await {
+        Ok(0) => Redirect::to("/setup").into_response(),
+        Ok(_) => html(StatusCode::OK, login_page(None, "")),
+        Err(e) => journal_error(e),
+    }
+}
+
+pub async fn login(
+    State(state): State<Shared>,
+    addr: Option<Extension<ClientAddr>>,
+    headers: HeaderMap,
+    Form(c): Form<Credentials>,
+) -> Response {
+    if !same_origin(&headers) {
+        return problem(StatusCode::FORBIDDEN, None, "cross-site request refused");
+    }
+    let ip = client_ip(addr.as_ref().map(|a| &a.0));
+    if !allow_login_attempt(&state, ip) {
+        return html(
+            StatusCode::TOO_MANY_REQUESTS,
+            login_page(Some("Too many attempts; wait a minute."), &c.name),
+        );
+    }
+    let j = &state.journal;
+    let name = c.name.trim().to_string();
+    let user = match j.admin_user(&name).await {
+        Ok(u) => u,
+        Err(e) => return journal_error(e),
+    };
+    let failed = || {
+        html(
+            StatusCode::UNAUTHORIZED,
+            login_page(Some("Wrong user name or password."), &name),
+        )
+    };
+    let Some(user) = user else {
+        let password = c.password.clone();
+        let dummy = state.dummy_hash.clone();
+        let _ = tokio::task::spawn_blocking(move || verify_password(&password, &dummy)).await;
+        return failed();
+    };
+    let now = j.now_ms();
+    if user.locked_until > now {
+        let _ = j
+            .audit(&name, "login.refused", None, Some("account locked"))
+            .await;
+        return html(
+            StatusCode::TOO_MANY_REQUESTS,
+            login_page(
+                Some("This account is locked after repeated failed logins; try again later."),
+                &name,
+            ),
+        );
+    }
+    let (password, hash) = (c.password.clone(), user.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        let admin = &state.config.admin;
+        if let Err(e) = j
+            .admin_login_failed(
+                user.id,
+                admin.lockout_after.max(1),
+                admin.lockout.0.as_millis() as i64,
+            )
+            .await
+        {
+            return journal_error(e);
+        }
+        return failed();
+    }
+    let token = new_token();
+    let ttl = state.config.admin.session_ttl.0;
+    if let Err(e) = j
+        .admin_open_session(
+            user.id,
+            &token_hash(&token),
+            &new_token(),
+            ttl.as_millis() as i64,
+        )
+        .await
+    {
+        return journal_error(e);
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, session_cookie(&token, ttl.as_secs())),
+            (header::LOCATION, "/".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+pub async fn logout(State(state): State<Shared>, Extension(caller): Extension<Caller>) -> Response {
+    if let Some(hash) = &caller.session_hash {
+        if let Err(e) = state.journal.admin_close_session(hash, caller.name()).await {
+            return journal_error(e);
+        }
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, clear_cookie()),
+            (header::LOCATION, "/login".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+// ---- dashboard ----
+
+pub async fn dashboard(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let views = match endpoint_views(&state).await {
+        Ok(v) => v,
+        Err(e) => return journal_error(e),
+    };
+    let tz = site_tz(&state);
+    let mut body = String::from(
+        "<table id=\"endpoints\"><thead><tr><th>Endpoint</th><th>Type</th><th>Direction</th><th>Status</th><th>Last message</th><th>Queue</th><th>Dead</th><th>Messages today</th><th>Alerts</th></tr></thead><tbody>",
+    );
+    for v in &views {
+        let since = v
+            .since
+            .map(|s| format!(" since {}", time(s, &tz)))
+            .unwrap_or_default();
+        let _ = write!(
+            body,
+            "<tr class=\"endpoint\"><td><a href=\"/logs?endpoint={n}\">{n}</a></td><td>{}</td><td>{}</td><td class=\"status {s}\">{s}{since}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{}</td></tr>",
+            v.kind,
+            esc(&v.direction),
+            opt_time(v.last_message_at, &tz),
+            v.queue_depth + v.in_flight,
+            v.dead,
+            v.messages_today,
+            esc(v.alert.as_deref().unwrap_or("")),
+            n = esc(&v.name),
+            s = v.status,
+        );
+    }
+    body.push_str("</tbody></table>");
+    html(StatusCode::OK, page("Dashboard", Some(&caller), &body))
+}
+
+// ---- logs ----
+
+fn filter_form(action: &str, p: &FilterParams, state: &Shared) -> String {
+    let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
+    let mut endpoints = String::from("<option value=\"\">any</option>");
+    for e in &state.config.endpoints {
+        let sel = if p.endpoint.as_deref() == Some(e.name.as_str()) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(endpoints, "<option{sel}>{}</option>", esc(&e.name));
+    }
+    let mut statuses = String::from("<option value=\"\">any</option>");
+    for s in MessageFilter::STATUSES {
+        let sel = if p.status.as_deref() == Some(s) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(statuses, "<option{sel}>{s}</option>");
+    }
+    format!(
+        "<form method=\"get\" action=\"{action}\" class=\"filters\">\
+         <label>Endpoint <select name=\"endpoint\">{endpoints}</select></label>\
+         <label>Status <select name=\"status\">{statuses}</select></label>\
+         <label>Message type <input name=\"message_type\" value=\"{}\" size=\"10\"></label>\
+         <label>Control id <input name=\"control_id\" value=\"{}\" size=\"12\"></label>\
+         <label>Patient id <input name=\"patient_id\" value=\"{}\" size=\"12\"></label>\
+         <label>From <input type=\"datetime-local\" name=\"from\" value=\"{}\"></label>\
+         <label>To <input type=\"datetime-local\" name=\"to\" value=\"{}\"></label>\
+         <button>Filter</button></form>",
+        v(&p.message_type),
+        v(&p.control_id),
+        v(&p.patient_id),
+        v(&p.from),
+        v(&p.to),
+    )
+}
+
+fn query_string(p: &FilterParams, before: Option<i64>) -> String {
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    for (k, v) in [
+        ("endpoint", &p.endpoint),
+        ("status", &p.status),
+        ("message_type", &p.message_type),
+        ("control_id", &p.control_id),
+        ("patient_id", &p.patient_id),
+        ("from", &p.from),
+        ("to", &p.to),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            pairs.push((k, v.to_string()));
+        }
+    }
+    if let Some(b) = before {
+        pairs.push(("before", b.to_string()));
+    }
+    serde_urlencoded::to_string(&pairs).unwrap_or_default()
+}
+
+fn message_table(page_: &MessagePage, tz: &jiff::tz::TimeZone, actions: Option<&Caller>) -> String {
+    let mut body = String::from(
+        "<table id=\"messages\"><thead><tr><th>Received</th><th>Id</th><th>Source</th><th>Type</th><th>Control id</th><th>Patient</th><th>Status</th><th>Destinations</th>",
+    );
+    if actions.is_some() {
+        body.push_str("<th>Actions</th>");
+    }
+    body.push_str("</tr></thead><tbody>");
+    for m in &page_.messages {
+        let mut dests = String::new();
+        for d in &m.deliveries {
+            let _ = write!(
+                dests,
+                "<div><span class=\"st-{s}\">{}: {s}</span>{}</div>",
+                esc(&d.destination),
+                d.last_error
+                    .as_deref()
+                    .filter(|_| d.state != "delivered")
+                    .map(|e| format!(" <span class=\"error\">{}</span>", esc(e)))
+                    .unwrap_or_default(),
+                s = d.state,
+            );
+        }
+        let _ = write!(
+            body,
+            "<tr class=\"message st-{s}\" data-id=\"{id}\"><td>{}</td><td><a href=\"/messages/{id}\">#{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"st-{s}\">{s}</td><td>{dests}</td>",
+            time(m.received_at, tz),
+            esc(&m.source),
+            esc(&m.message_type),
+            esc(m.control_id.as_deref().unwrap_or("")),
+            esc(m.patient_id.as_deref().unwrap_or("")),
+            id = m.id,
+            s = m.status,
+        );
+        if let Some(c) = actions {
+            let _ = write!(body, "<td>{}</td>", action_forms(c, m.id));
+        }
+        body.push_str("</tr>");
+    }
+    body.push_str("</tbody></table>");
+    body
+}
+
+fn action_forms(c: &Caller, id: i64) -> String {
+    if c.role < Role::Operator {
+        return String::new();
+    }
+    format!(
+        "<form method=\"post\" action=\"/messages/{id}/retry\" class=\"inline\">{csrf}<button class=\"retry\">Retry</button></form> \
+         <form method=\"post\" action=\"/messages/{id}/discard\" class=\"inline\" data-confirm=\"Discard this message's undelivered deliveries?\">{csrf}<input name=\"reason\" placeholder=\"reason\" required size=\"14\"><button class=\"discard\">Discard</button></form>",
+        csrf = csrf_field(c)
+    )
+}
+
+async fn message_list(
+    state: &Shared,
+    p: &FilterParams,
+) -> Result<(MessageFilter, MessagePage), Response> {
+    let filter = p
+        .filter(&site_tz(state))
+        .map_err(|e| problem(StatusCode::BAD_REQUEST, None, &e))?;
+    let (before, limit) = p
+        .paging()
+        .map_err(|e| problem(StatusCode::BAD_REQUEST, None, &e))?;
+    let page_ = state
+        .journal
+        .list_messages(filter.clone(), before, limit)
+        .await
+        .map_err(journal_error)?;
+    Ok((filter, page_))
+}
+
+pub async fn logs(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Query<FilterParams>,
+) -> Response {
+    let (_, page_) = match message_list(&state, &p).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let tz = site_tz(&state);
+    let mut body = filter_form("/logs", &p, &state);
+    body.push_str(
+        "<h2>Live <span id=\"live-state\" class=\"live\"></span></h2>\
+         <table id=\"live-log\"><thead><tr><th>Time</th><th>Event</th><th>Endpoint</th><th>Type</th><th>Control id</th><th>Duration</th><th>Message</th></tr></thead><tbody></tbody></table>\
+         <h2>Messages</h2>",
+    );
+    body.push_str(&message_table(&page_, &tz, None));
+    if let Some(b) = page_.next_before {
+        let _ = write!(
+            body,
+            "<p class=\"pager\"><a id=\"older\" href=\"/logs?{}\">Older messages →</a></p>",
+            esc(&query_string(&p, Some(b)))
+        );
+    }
+    html(StatusCode::OK, page("Logs", Some(&caller), &body))
+}
+
+/// Server-Sent Events: every journal event after the client's last one.
+pub async fn log_stream(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let start = match headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        Some(id) => id,
+        None => match state.journal.last_event_id().await {
+            Ok(id) => id,
+            Err(e) => return journal_error(e),
+        },
+    };
+    let stream = futures_util::stream::unfold(
+        (state, start, Vec::<Event>::new()),
+        |(state, mut after, mut pending)| async move {
+            loop {
+                if let Some(ev) = pending.pop() {
+                    return Some((
+                        Ok::<Event, std::convert::Infallible>(ev),
+                        (state, after, pending),
+                    ));
+                }
+                if state.shutdown.is_cancelled() {
+                    return None;
+                }
+                match state.journal.events_after(after, 200).await {
+                    Ok(events) if !events.is_empty() => {
+                        for e in events.iter().rev() {
+                            let data = serde_json::to_string(e).unwrap_or_default();
+                            pending.push(
+                                Event::default()
+                                    .event("log")
+                                    .id(e.id.to_string())
+                                    .data(data),
+                            );
+                        }
+                        after = events.last().map_or(after, |e| e.id);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+                tokio::select! {
+                    _ = state.shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+// ---- message viewer ----
+
+pub async fn message(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Response {
+    let j = &state.journal;
+    let m = match j.message(id).await {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                Some(&caller),
+                "There is no such message.",
+            )
+        }
+        Err(e) => return journal_error(e),
+    };
+    let (outbox, events, discards) =
+        match tokio::try_join!(j.outbox_of(id), j.events_of(id), j.discards_of(id)) {
+            Ok(x) => x,
+            Err(e) => return journal_error(e),
+        };
+    if let Err(e) = j
+        .audit(
+            caller.name(),
+            "message.view",
+            Some(&format!("message {id}")),
+            Some("page"),
+        )
+        .await
+    {
+        return journal_error(e);
+    }
+    let tz = site_tz(&state);
+    let mut body = format!(
+        "<table class=\"facts\"><tr><th>Received</th><td>{}</td></tr><tr><th>Source</th><td>{}</td></tr><tr><th>Type</th><td>{}</td></tr>\
+         <tr><th>Control id</th><td>{}</td></tr><tr><th>Patient id</th><td>{}</td></tr><tr><th>Content type</th><td>{}</td></tr><tr><th>Size</th><td>{} bytes</td></tr></table>",
+        time(m.received_at, &tz),
+        esc(&m.source),
+        esc(&m.message_type),
+        esc(m.control_id.as_deref().unwrap_or("")),
+        esc(m.patient_id.as_deref().unwrap_or("")),
+        esc(&m.content_type),
+        m.payload.len(),
+    );
+    body.push_str(&action_forms(&caller, id));
+    body.push_str("<h2>Deliveries</h2><table id=\"deliveries\"><thead><tr><th>Destination</th><th>Transform</th><th>State</th><th>Attempts</th><th>Last error</th><th>Discarded</th></tr></thead><tbody>");
+    for o in &outbox {
+        let d = discards.get(&o.id);
+        let state_name = match (o.state, d.is_some()) {
+            (crate::journal::OutboxState::Dead, true) => "discarded",
+            (crate::journal::OutboxState::Dead, false) => "dead",
+            (crate::journal::OutboxState::Delivered, _) => "delivered",
+            (crate::journal::OutboxState::Leased, _) => "in-flight",
+            (crate::journal::OutboxState::Queued, _) if o.attempts > 0 => "failing",
+            (crate::journal::OutboxState::Queued, _) => "queued",
+        };
+        let _ = write!(
+            body,
+            "<tr class=\"delivery st-{s}\"><td>{}</td><td>{}</td><td class=\"st-{s}\">{s}</td><td>{}</td><td class=\"error\">{}</td><td>{}</td></tr>",
+            esc(&o.destination),
+            esc(&o.transform),
+            o.attempts,
+            esc(o.last_error.as_deref().unwrap_or("")),
+            d.map(|(at, by, why)| format!("{} by {}: {}", time(*at, &tz), esc(by), esc(why)))
+                .unwrap_or_default(),
+            s = state_name,
+        );
+    }
+    body.push_str("</tbody></table><h2>History</h2><table id=\"history\"><thead><tr><th>Time</th><th>Event</th><th>Destination</th><th>Outcome</th><th>Duration</th><th>Response or error</th><th>By</th></tr></thead><tbody>");
+    for e in &events {
+        let dest = e
+            .outbox_id
+            .and_then(|oid| outbox.iter().find(|o| o.id == oid))
+            .map(|o| o.destination.as_str())
+            .unwrap_or("");
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"st-{o}\">{o}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            time(e.at, &tz),
+            esc(&e.kind),
+            esc(dest),
+            e.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
+            esc(e.detail.as_deref().unwrap_or("")),
+            esc(e.actor.as_deref().unwrap_or("")),
+            o = esc(e.outcome.as_deref().unwrap_or("")),
+        );
+    }
+    body.push_str("</tbody></table><h2>Payload</h2>");
+    body.push_str(&payload(&m.content_type, &m.payload));
+    body.push_str("<h2>Acknowledgement sent</h2>");
+    match &m.ack {
+        Some(ack) => {
+            let _ = write!(
+                body,
+                "<pre class=\"ack\">{}</pre>",
+                esc(&printable(&String::from_utf8_lossy(ack)))
+            );
+        }
+        None => body.push_str("<p>None (this source does not acknowledge).</p>"),
+    }
+    let _ = write!(
+        body,
+        "<h2>Raw</h2><pre class=\"raw\">{}</pre>",
+        esc(&printable(&String::from_utf8_lossy(&m.payload)))
+    );
+    html(
+        StatusCode::OK,
+        page(&format!("Message #{id}"), Some(&caller), &body),
+    )
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ActionForm {
+    pub csrf: String,
+    pub reason: String,
+}
+
+pub async fn retry_one(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Operator) {
+        return r;
+    }
+    match state.journal.message(id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                Some(&caller),
+                "There is no such message.",
+            )
+        }
+        Err(e) => return journal_error(e),
+    }
+    match state
+        .journal
+        .admin_retry(Selection::Message(id), caller.name())
+        .await
+    {
+        Ok(_) => back(&headers, "/errors"),
+        Err(e) => journal_error(e),
+    }
+}
+
+pub async fn discard_one(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Operator) {
+        return r;
+    }
+    let reason = match check_reason(&f.reason) {
+        Ok(r) => r,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&caller), &e),
+    };
+    match state.journal.message(id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                Some(&caller),
+                "There is no such message.",
+            )
+        }
+        Err(e) => return journal_error(e),
+    }
+    match state
+        .journal
+        .admin_discard(Selection::Message(id), &reason, caller.name())
+        .await
+    {
+        Ok(_) => back(&headers, "/errors"),
+        Err(e) => journal_error(e),
+    }
+}
+
+/// Back to the page the form was on (same origin only), else `fallback`.
+fn back(headers: &HeaderMap, fallback: &str) -> Response {
+    let _ = headers;
+    Redirect::to(fallback).into_response()
+}
+
+// ---- errors ----
+
+pub async fn errors(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Query(mut p): Query<FilterParams>,
+) -> Response {
+    if p.status.as_deref().is_none_or(str::is_empty) {
+        p.status = Some("errors".into());
+    }
+    let (_, page_) = match message_list(&state, &p).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let tz = site_tz(&state);
+    let mut body = filter_form("/errors", &p, &state);
+    if caller.role >= Role::Operator && !page_.messages.is_empty() {
+        let mut hidden = csrf_field(&caller);
+        for (k, v) in [
+            ("endpoint", &p.endpoint),
+            ("status", &p.status),
+            ("message_type", &p.message_type),
+            ("control_id", &p.control_id),
+            ("patient_id", &p.patient_id),
+            ("from", &p.from),
+            ("to", &p.to),
+        ] {
+            if let Some(v) = v {
+                let _ = write!(
+                    hidden,
+                    "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
+                    esc(v)
+                );
+            }
+        }
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"/errors/retry\" data-confirm=\"Retry every message matching this filter?\">{hidden}<button id=\"retry-all\">Retry all matching</button></form>"
+        );
+    }
+    if page_.messages.is_empty() {
+        body.push_str("<p id=\"no-errors\">No failed or dead messages match.</p>");
+    } else {
+        body.push_str(&message_table(&page_, &tz, Some(&caller)));
+    }
+    if let Some(b) = page_.next_before {
+        let _ = write!(
+            body,
+            "<p class=\"pager\"><a href=\"/errors?{}\">Older →</a></p>",
+            esc(&query_string(&p, Some(b)))
+        );
+    }
+    html(StatusCode::OK, page("Errors", Some(&caller), &body))
+}
+
+pub async fn retry_matching(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    Form(p): Form<FilterParams>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Operator) {
+        return r;
+    }
+    let filter = match p.filter(&site_tz(&state)) {
+        Ok(f) => f,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&caller), &e),
+    };
+    match state
+        .journal
+        .admin_retry(Selection::Matching(filter), caller.name())
+        .await
+    {
+        Ok(_) => back(&headers, "/errors"),
+        Err(e) => journal_error(e),
+    }
+}
+
+// ---- statistics ----
+
+pub async fn stats(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Query<StatsParams>,
+) -> Response {
+    let (chosen, _, buckets) = match window(p.window.as_deref()) {
+        Ok(w) => w,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&caller), &e),
+    };
+    let names: Vec<String> = state
+        .config
+        .endpoints
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    let now = state.journal.now_ms();
+    let mut body = String::from("<p>Window: ");
+    for w in ["1h", "24h", "7d"] {
+        if w == chosen {
+            let _ = write!(body, "<strong>{w}</strong> ");
+        } else {
+            let _ = write!(body, "<a href=\"/stats?window={w}\">{w}</a> ");
+        }
+    }
+    body.push_str("</p>");
+    let mut tables = Vec::new();
+    for w in ["1h", "24h", "7d"] {
+        let Ok((_, span, b)) = window(Some(w)) else {
+            continue;
+        };
+        match state
+            .journal
+            .endpoint_stats(
+                names.clone(),
+                now - span,
+                if w == chosen { buckets } else { b },
+            )
+            .await
+        {
+            Ok(s) => tables.push((w, s)),
+            Err(e) => return journal_error(e),
+        }
+    }
+    body.push_str("<table id=\"stats\"><thead><tr><th>Endpoint</th><th>Window</th><th>Received</th><th>Delivered</th><th>Failed attempts</th><th>Success rate</th><th>Avg time</th><th>p95 time</th></tr></thead><tbody>");
+    for name in &names {
+        for (w, s) in &tables {
+            let Some(s) = s.iter().find(|s| &s.name == name) else {
+                continue;
+            };
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{w}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(name),
+                s.received,
+                s.delivered,
+                s.failed,
+                s.success_rate.map(|r| format!("{:.1} %", r * 100.0)).unwrap_or_else(|| "—".into()),
+                s.avg_ms.map(|a| format!("{a:.0} ms")).unwrap_or_else(|| "—".into()),
+                s.p95_ms.map(|a| format!("{a} ms")).unwrap_or_else(|| "—".into()),
+            );
+        }
+    }
+    body.push_str("</tbody></table><h2>Volume</h2>");
+    if let Some((_, s)) = tables.iter().find(|(w, _)| *w == chosen) {
+        for e in s {
+            let _ = write!(
+                body,
+                "<figure><figcaption>{} — messages per {} over {chosen}</figcaption>{}</figure>",
+                esc(&e.name),
+                match chosen {
+                    "1h" => "5 minutes",
+                    "24h" => "hour",
+                    _ => "6 hours",
+                },
+                bars(&e.buckets, 360, 60, &format!("{} volume", e.name))
+            );
+        }
+    }
+    html(StatusCode::OK, page("Statistics", Some(&caller), &body))
+}
+
+// ---- settings, users, audit ----
+
+pub async fn settings(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let c = &state.config;
+    let mut body = format!(
+        "<table id=\"settings\"><tr><th>Configuration file</th><td>{}</td></tr><tr><th>Journal</th><td>{}</td></tr>\
+         <tr><th>Retention</th><td>{} days</td></tr><tr><th>Journal size cap</th><td>{} MiB</td></tr><tr><th>Free disk kept</th><td>{} MiB</td></tr>\
+         <tr><th>Time zone</th><td>{}</td></tr><tr><th>Admin page</th><td>{} ({})</td></tr></table>",
+        esc(&c.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded".into())),
+        esc(&c.journal.path.display().to_string()),
+        c.journal.retention.as_secs() / 86_400,
+        c.journal.max_size >> 20,
+        c.journal.min_free_disk >> 20,
+        esc(&c.site.time_zone),
+        esc(&c.admin.listen),
+        if c.admin.tls { "HTTPS" } else { "plain HTTP" },
+    );
+    body.push_str("<h2>Endpoints</h2><table><thead><tr><th>Name</th><th>Type</th><th>Direction</th><th>Enabled</th><th>Timeout</th><th>Retry</th></tr></thead><tbody>");
+    for e in &c.endpoints {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:?}</td><td>{:?} … {:?}, ×{}{}</td></tr>",
+            esc(&e.name),
+            e.kind.type_name(),
+            e.direction,
+            if e.enabled { "yes" } else { "no" },
+            e.timeout,
+            e.retry.initial,
+            e.retry.max,
+            e.retry.multiplier,
+            e.retry.max_attempts.map(|n| format!(", at most {n} attempts")).unwrap_or_default(),
+        );
+    }
+    body.push_str("</tbody></table><h2>Routes</h2><table><thead><tr><th>Name</th><th>From</th><th>Message types</th><th>Transform</th><th>To</th></tr></thead><tbody>");
+    for r in &c.routes {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.name),
+            esc(&r.from.join(", ")),
+            esc(&format!("{:?}", r.message_types)),
+            esc(&r.transform),
+            esc(&r.to.join(", ")),
+        );
+    }
+    body.push_str("</tbody></table><p>Settings are changed in the configuration file.</p>");
+    html(StatusCode::OK, page("Settings", Some(&caller), &body))
+}
+
+async fn users_page(
+    state: &Shared,
+    caller: &Caller,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    let users = match state.journal.admin_users().await {
+        Ok(u) => u,
+        Err(e) => return journal_error(e),
+    };
+    let tz = site_tz(state);
+    let mut body = String::from("<table id=\"users\"><thead><tr><th>Name</th><th>Role</th><th>Created</th><th>Locked until</th></tr></thead><tbody>");
+    let now = state.journal.now_ms();
+    for u in &users {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&u.name),
+            esc(&u.role),
+            time(u.created_at, &tz),
+            if u.locked_until > now {
+                time(u.locked_until, &tz)
+            } else {
+                String::new()
+            }
+        );
+    }
+    let mut roles = String::new();
+    for r in Role::NAMES {
+        let _ = write!(roles, "<option>{r}</option>");
+    }
+    let _ = write!(
+        body,
+        "</tbody></table><h2>Add a user</h2><form method=\"post\" action=\"/users\" class=\"card\">{}{}\
+         <label>User name <input name=\"name\" required></label><label>Role <select name=\"role\">{roles}</select></label>\
+         <label>Password <input type=\"password\" name=\"password\" required autocomplete=\"new-password\"></label>\
+         <label>Password again <input type=\"password\" name=\"confirm\" required autocomplete=\"new-password\"></label><button>Add user</button></form>",
+        csrf_field(caller),
+        error.map(|e| format!("<p class=\"error\">{}</p>", esc(e))).unwrap_or_default(),
+    );
+    html(status, page("Users", Some(caller), &body))
+}
+
+pub async fn users(State(state): State<Shared>, Extension(caller): Extension<Caller>) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    users_page(&state, &caller, StatusCode::OK, None).await
+}
+
+pub async fn create_user(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Form(c): Form<Credentials>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    let name = c.name.trim();
+    let invalid = check_user_name(name)
+        .map_err(|e| format!("User name: {e}."))
+        .and_then(|()| {
+            Role::parse(&c.role)
+                .map(|_| ())
+                .ok_or_else(|| format!("Role: `{}` is not admin, operator or viewer.", c.role))
+        })
+        .and_then(|()| check_password(&c.password).map_err(|e| format!("Password: {e}.")))
+        .and_then(|()| {
+            if c.password == c.confirm {
+                Ok(())
+            } else {
+                Err("The two passwords differ.".into())
+            }
+        });
+    if let Err(e) = invalid {
+        return users_page(&state, &caller, StatusCode::UNPROCESSABLE_ENTITY, Some(&e)).await;
+    }
+    let Ok(hash) = hash_password(&c.password) else {
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(&caller),
+            "cannot hash the password",
+        );
+    };
+    match state
+        .journal
+        .admin_create_user(name, &c.role, &hash, caller.name(), false)
+        .await
+    {
+        Ok(_) => Redirect::to("/users").into_response(),
+        Err(UserError::Exists(n)) => {
+            users_page(
+                &state,
+                &caller,
+                StatusCode::CONFLICT,
+                Some(&format!("A user named {n} exists already.")),
+            )
+            .await
+        }
+        Err(e) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(&caller),
+            &e.to_string(),
+        ),
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct AuditQuery {
+    pub before: Option<String>,
+}
+
+pub async fn audit(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    let before = match q.before.as_deref().filter(|b| !b.is_empty()) {
+        None => None,
+        Some(b) => match b.parse::<i64>() {
+            Ok(b) => Some(b),
+            Err(_) => return bad_request("before: not an audit entry id"),
+        },
+    };
+    let rows = match state.journal.audit_log(before, 100).await {
+        Ok(r) => r,
+        Err(e) => return journal_error(e),
+    };
+    let tz = site_tz(&state);
+    let mut body = String::from("<table id=\"audit\"><thead><tr><th>Time</th><th>Who</th><th>What</th><th>On</th><th>Detail</th></tr></thead><tbody>");
+    for r in &rows {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            time(r.at, &tz),
+            esc(&r.actor),
+            esc(&r.action),
+            esc(r.target.as_deref().unwrap_or("")),
+            esc(r.detail.as_deref().unwrap_or("")),
+        );
+    }
+    body.push_str("</tbody></table>");
+    if rows.len() == 100 {
+        if let Some(last) = rows.last() {
+            let _ = write!(
+                body,
+                "<p class=\"pager\"><a href=\"/audit?before={}\">Older →</a></p>",
+                last.id
+            );
+        }
+    }
+    html(StatusCode::OK, page("Audit log", Some(&caller), &body))
+}

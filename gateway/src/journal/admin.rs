@@ -1,0 +1,1137 @@
+//! What the admin page reads and writes: users, sessions, API tokens, the
+//! audit log, message listing with filters and keyset paging, statistics,
+//! the live event feed, and the retry and discard a person asks for.
+//!
+//! Message lists page by id (newest first, `id < before`), never by offset,
+//! so page 10,000 costs what page 1 costs. A status filter is answered from
+//! the outbox side (`outbox(state, message_id)`), a source, type, control id
+//! or patient filter from its own index on `message`; each of those indexes
+//! ends in the rowid, so the newest-first walk needs no sort. A time range is
+//! turned into an id range first (ids grow with `received_at`).
+//!
+//! Every change made here writes an `audit` row in the same transaction as
+//! the change; so does every view of a payload (see [`Journal::audit`]).
+
+use super::schema::{DEAD, DELIVERED, LEASED, QUEUED};
+use super::{Journal, JournalError};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A person who may use the admin page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminUser {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    pub password_hash: String,
+    pub created_at: i64,
+    pub failed_logins: u32,
+    pub locked_until: i64,
+}
+
+/// A live session, found by the hash of its cookie.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub user: AdminUser,
+    pub csrf: String,
+    pub expires_at: i64,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// What a message list may be narrowed to. Empty fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct MessageFilter {
+    /// Source endpoint, or a destination the message was routed to.
+    pub endpoint: Option<String>,
+    /// `queued`, `delivered`, `dead`, `failing` (queued after a failed
+    /// attempt) or `errors` (dead or failing).
+    pub status: Option<String>,
+    pub message_type: Option<String>,
+    pub control_id: Option<String>,
+    pub patient_id: Option<String>,
+    /// Unix ms, inclusive.
+    pub from: Option<i64>,
+    /// Unix ms, exclusive.
+    pub to: Option<i64>,
+}
+
+impl MessageFilter {
+    pub const STATUSES: &'static [&'static str] =
+        &["queued", "delivered", "dead", "failing", "errors"];
+
+    fn normalized(mut self) -> Self {
+        for f in [
+            &mut self.endpoint,
+            &mut self.status,
+            &mut self.message_type,
+            &mut self.control_id,
+            &mut self.patient_id,
+        ] {
+            if f.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                *f = None;
+            }
+        }
+        self
+    }
+}
+
+/// One destination's state for one message, as a list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryState {
+    pub outbox_id: i64,
+    pub destination: String,
+    pub state: &'static str,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub discarded: bool,
+}
+
+/// One row of a message list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MessageSummary {
+    pub id: i64,
+    pub received_at: i64,
+    pub source: String,
+    pub message_type: String,
+    pub control_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub size: i64,
+    /// `delivered`, `queued`, `failing`, `dead` or `discarded`: the worst
+    /// state among its destinations.
+    pub status: &'static str,
+    pub deliveries: Vec<DeliveryState>,
+}
+
+/// A page of messages, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MessagePage {
+    pub messages: Vec<MessageSummary>,
+    /// Pass as `before` for the next (older) page; `None` on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// Activity of one endpoint, for the dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EndpointActivity {
+    pub name: String,
+    pub last_received_at: Option<i64>,
+    pub received_since: u64,
+    pub queued: u64,
+    pub in_flight: u64,
+    pub failing: u64,
+    pub dead: u64,
+    pub delivered_since: u64,
+    pub last_delivered_at: Option<i64>,
+    /// Since when the head of its queue keeps failing, if it does.
+    pub failing_since: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// Statistics of one endpoint over a window.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct EndpointStats {
+    pub name: String,
+    pub received: u64,
+    pub attempts: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    /// Delivered attempts / all attempts, 0..1; `None` without attempts.
+    pub success_rate: Option<f64>,
+    /// Queued to delivered, in ms.
+    pub avg_ms: Option<f64>,
+    pub p95_ms: Option<i64>,
+    /// Messages (received or delivered) per bucket, oldest first.
+    pub buckets: Vec<u64>,
+}
+
+/// One entry of the live log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LiveEvent {
+    pub id: i64,
+    pub at: i64,
+    pub kind: String,
+    pub outcome: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub message_id: Option<i64>,
+    pub source: Option<String>,
+    pub destination: Option<String>,
+    pub message_type: Option<String>,
+    pub control_id: Option<String>,
+    pub actor: Option<String>,
+}
+
+/// Which messages a retry or discard applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    Message(i64),
+    Matching(MessageFilter),
+}
+
+/// Most rows one "retry all" or "discard all" touches.
+pub const BULK_LIMIT: usize = 10_000;
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AdminUser> {
+    Ok(AdminUser {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: r.get(2)?,
+        password_hash: r.get(3)?,
+        created_at: r.get(4)?,
+        failed_logins: r.get(5)?,
+        locked_until: r.get(6)?,
+    })
+}
+
+const USER_COLUMNS: &str =
+    "u.id, u.name, u.role, u.password_hash, u.created_at, u.failed_logins, u.locked_until";
+
+fn insert_audit(
+    conn: &Connection,
+    now: i64,
+    actor: &str,
+    action: &str,
+    target: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT INTO audit (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![now, actor, action, target, detail])?;
+    Ok(())
+}
+
+/// Why a user could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("a user named `{0}` exists already")]
+    Exists(String),
+    #[error("the first administrator has been created already")]
+    NotFirst,
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+fn create_user(
+    conn: &Connection,
+    now: i64,
+    name: &str,
+    role: &str,
+    hash: &str,
+    actor: &str,
+    first_only: bool,
+) -> Result<i64, UserError> {
+    if first_only {
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM admin_user", [], |r| r.get(0))
+            .map_err(JournalError::from)?;
+        if n > 0 {
+            return Err(UserError::NotFirst);
+        }
+    }
+    let exists: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM admin_user WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )
+        .map_err(JournalError::from)?;
+    if exists {
+        return Err(UserError::Exists(name.to_string()));
+    }
+    conn.execute(
+        "INSERT INTO admin_user (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![name, role, hash, now],
+    )
+    .map_err(JournalError::from)?;
+    let id = conn.last_insert_rowid();
+    insert_audit(
+        conn,
+        now,
+        actor,
+        "user.create",
+        Some(name),
+        Some(&format!("role {role}")),
+    )?;
+    Ok(id)
+}
+
+/// Adds a user to the journal at `path` from outside the running gateway (the
+/// `user add` command). SQLite's own locking makes this safe beside a running
+/// gateway; the journal must already have this build's schema, which opening
+/// it once with [`Journal::open`] gives.
+pub fn add_user_offline(
+    path: &Path,
+    name: &str,
+    role: &str,
+    hash: &str,
+    now: i64,
+) -> Result<i64, UserError> {
+    let conn = Connection::open(path).map_err(JournalError::from)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(JournalError::from)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(JournalError::from)?;
+    if version != super::schema::VERSION {
+        return Err(JournalError::Storage(format!(
+            "the journal has schema version {version}, this gateway writes {}",
+            super::schema::VERSION
+        ))
+        .into());
+    }
+    let tx = conn.unchecked_transaction().map_err(JournalError::from)?;
+    let id = create_user(&tx, now, name, role, hash, "cli", false)?;
+    tx.commit().map_err(JournalError::from)?;
+    Ok(id)
+}
+
+impl Journal {
+    pub async fn admin_user_count(&self) -> Result<u64, JournalError> {
+        self.read(|c| {
+            Ok(c.query_row("SELECT count(*) FROM admin_user", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+        })
+        .await
+    }
+
+    pub async fn admin_user(&self, name: &str) -> Result<Option<AdminUser>, JournalError> {
+        let name = name.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM admin_user u WHERE u.name = ?1"
+            ))?
+            .query_row([name], user_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    pub async fn admin_users(&self) -> Result<Vec<AdminUser>, JournalError> {
+        self.read(|c| {
+            let mut s = c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM admin_user u ORDER BY u.name"
+            ))?;
+            let rows = s.query_map([], user_row)?.collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Creates a user; with `first_only`, only while there is no user at all
+    /// (the first-run setup), decided inside the writing transaction.
+    pub async fn admin_create_user(
+        &self,
+        name: &str,
+        role: &str,
+        password_hash: &str,
+        actor: &str,
+        first_only: bool,
+    ) -> Result<i64, UserError> {
+        let (name, role, hash, actor) = (
+            name.to_string(),
+            role.to_string(),
+            password_hash.to_string(),
+            actor.to_string(),
+        );
+        self.write_with(move |conn, cx| {
+            create_user(conn, cx.now, &name, &role, &hash, &actor, first_only)
+        })
+        .await?
+    }
+
+    /// Counts a failed login; at `lock_after` failures in a row the account
+    /// is locked until `lock_ms` from now. Returns the failures so far.
+    pub async fn admin_login_failed(
+        &self,
+        user_id: i64,
+        lock_after: u32,
+        lock_ms: i64,
+    ) -> Result<u32, JournalError> {
+        self.write(move |conn, cx| {
+            let n: u32 = conn.query_row(
+                "UPDATE admin_user SET failed_logins = failed_logins + 1 WHERE id = ?1 RETURNING failed_logins",
+                [user_id],
+                |r| r.get(0),
+            )?;
+            if n >= lock_after {
+                conn.execute(
+                    "UPDATE admin_user SET locked_until = ?2, failed_logins = 0 WHERE id = ?1",
+                    params![user_id, cx.now + lock_ms],
+                )?;
+                insert_audit(conn, cx.now, "system", "user.lock", None, Some(&format!("user id {user_id} after {n} failed logins")))?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Records a successful login and opens a session.
+    pub async fn admin_open_session(
+        &self,
+        user_id: i64,
+        token_hash: &str,
+        csrf: &str,
+        ttl_ms: i64,
+    ) -> Result<(), JournalError> {
+        let (token_hash, csrf) = (token_hash.to_string(), csrf.to_string());
+        self.write(move |conn, cx| {
+            conn.execute(
+                "UPDATE admin_user SET failed_logins = 0, locked_until = 0 WHERE id = ?1",
+                [user_id],
+            )?;
+            conn.execute("DELETE FROM admin_session WHERE expires_at <= ?1", [cx.now])?;
+            conn.execute(
+                "INSERT INTO admin_session (token_hash, user_id, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![token_hash, user_id, csrf, cx.now, cx.now + ttl_ms],
+            )?;
+            let name: String = conn.query_row("SELECT name FROM admin_user WHERE id = ?1", [user_id], |r| r.get(0))?;
+            insert_audit(conn, cx.now, &name, "login", None, None)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The unexpired session whose cookie hashes to `token_hash`.
+    pub async fn admin_session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<SessionRecord>, JournalError> {
+        let token_hash = token_hash.to_string();
+        let now = self.now_ms();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS}, s.csrf, s.expires_at FROM admin_session s JOIN admin_user u ON u.id = s.user_id
+                 WHERE s.token_hash = ?1 AND s.expires_at > ?2"
+            ))?
+            .query_row(params![token_hash, now], |r| {
+                Ok(SessionRecord {
+                    user: user_row(r)?,
+                    csrf: r.get(7)?,
+                    expires_at: r.get(8)?,
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    pub async fn admin_close_session(
+        &self,
+        token_hash: &str,
+        actor: &str,
+    ) -> Result<(), JournalError> {
+        let (token_hash, actor) = (token_hash.to_string(), actor.to_string());
+        self.write(move |conn, cx| {
+            conn.execute(
+                "DELETE FROM admin_session WHERE token_hash = ?1",
+                [token_hash],
+            )?;
+            insert_audit(conn, cx.now, &actor, "logout", None, None)
+        })
+        .await
+    }
+
+    /// Stores an API token (by its hash) for `user_id`.
+    pub async fn admin_create_token(
+        &self,
+        user_id: i64,
+        token_hash: &str,
+        label: &str,
+        actor: &str,
+    ) -> Result<(), JournalError> {
+        let (token_hash, label, actor) =
+            (token_hash.to_string(), label.to_string(), actor.to_string());
+        self.write(move |conn, cx| {
+            conn.execute(
+                "INSERT INTO admin_token (token_hash, user_id, label, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![token_hash, user_id, label, cx.now],
+            )?;
+            insert_audit(conn, cx.now, &actor, "token.create", Some(&label), None)
+        })
+        .await
+    }
+
+    /// The user an API token belongs to.
+    pub async fn admin_token_user(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<AdminUser>, JournalError> {
+        let token_hash = token_hash.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM admin_token t JOIN admin_user u ON u.id = t.user_id WHERE t.token_hash = ?1"
+            ))?
+            .query_row([token_hash], user_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Records that `actor` did (or saw) something.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<(), JournalError> {
+        let (actor, action) = (actor.to_string(), action.to_string());
+        let (target, detail) = (target.map(str::to_string), detail.map(str::to_string));
+        self.write(move |conn, cx| {
+            insert_audit(
+                conn,
+                cx.now,
+                &actor,
+                &action,
+                target.as_deref(),
+                detail.as_deref(),
+            )
+        })
+        .await
+    }
+
+    /// Audit entries older than `before` (all when `None`), newest first.
+    pub async fn audit_log(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, JournalError> {
+        self.read(move |c| {
+            let mut s = c.prepare_cached(
+                "SELECT id, at, actor, action, target, detail FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = s
+                .query_map(params![before.unwrap_or(i64::MAX), limit as i64], |r| {
+                    Ok(AuditRecord {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        target: r.get(4)?,
+                        detail: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// A page of messages matching `filter`, newest first, older than
+    /// `before`.
+    pub async fn list_messages(
+        &self,
+        filter: MessageFilter,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<MessagePage, JournalError> {
+        let now = self.now_ms();
+        self.read(move |c| list_messages(c, &filter.normalized(), before, limit.clamp(1, 500), now))
+            .await
+    }
+
+    /// Activity per endpoint since `since` (e.g. the start of today).
+    pub async fn endpoint_activity(
+        &self,
+        names: Vec<String>,
+        since: i64,
+    ) -> Result<Vec<EndpointActivity>, JournalError> {
+        let now = self.now_ms();
+        self.read(move |c| {
+            names
+                .iter()
+                .map(|n| endpoint_activity(c, n, since, now))
+                .collect()
+        })
+        .await
+    }
+
+    /// Statistics per endpoint since `since`, with `buckets` equal buckets up
+    /// to now for the charts.
+    pub async fn endpoint_stats(
+        &self,
+        names: Vec<String>,
+        since: i64,
+        buckets: usize,
+    ) -> Result<Vec<EndpointStats>, JournalError> {
+        let now = self.now_ms();
+        self.read(move |c| endpoint_stats(c, &names, since, now, buckets.max(1)))
+            .await
+    }
+
+    /// Events after `after_id`, oldest first, with what the live log shows.
+    pub async fn events_after(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<LiveEvent>, JournalError> {
+        self.read(move |c| {
+            let mut s = c.prepare_cached(
+                "SELECT e.id, e.at, e.kind, e.outcome, e.duration_ms, e.message_id, m.source, o.destination, m.message_type, m.control_id, e.actor
+                 FROM event e LEFT JOIN message m ON m.id = e.message_id LEFT JOIN outbox o ON o.id = e.outbox_id
+                 WHERE e.id > ?1 ORDER BY e.id LIMIT ?2",
+            )?;
+            let rows = s
+                .query_map(params![after_id, limit as i64], |r| {
+                    Ok(LiveEvent {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        kind: r.get(2)?,
+                        outcome: r.get(3)?,
+                        duration_ms: r.get(4)?,
+                        message_id: r.get(5)?,
+                        source: r.get(6)?,
+                        destination: r.get(7)?,
+                        message_type: r.get(8)?,
+                        control_id: r.get(9)?,
+                        actor: r.get(10)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// The newest event id (0 for an empty journal).
+    pub async fn last_event_id(&self) -> Result<i64, JournalError> {
+        self.read(|c| Ok(c.query_row("SELECT coalesce(max(id), 0) FROM event", [], |r| r.get(0))?))
+            .await
+    }
+
+    /// Puts the dead or failing outbox rows of the selection back in the
+    /// queue, due now, with a fresh attempt budget. Returns the rows retried.
+    pub async fn admin_retry(
+        &self,
+        selection: Selection,
+        actor: &str,
+    ) -> Result<usize, JournalError> {
+        let actor = actor.to_string();
+        let now = self.now_ms();
+        let destinations = self
+            .write(move |conn, cx| {
+                let rows = selected_rows(conn, &selection, now)?;
+                let mut destinations = Vec::new();
+                for (outbox_id, destination, state) in &rows {
+                    if *state == DELIVERED || *state == LEASED {
+                        continue;
+                    }
+                    conn.prepare_cached(
+                        "UPDATE outbox SET state = ?2, attempts = 0, next_attempt_at = ?3, updated_at = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![outbox_id, QUEUED, cx.now])?;
+                    conn.prepare_cached("DELETE FROM outbox_discard WHERE outbox_id = ?1")?
+                        .execute([outbox_id])?;
+                    conn.prepare_cached(
+                        "INSERT INTO event (at, message_id, outbox_id, kind, actor)
+                         VALUES (?1, (SELECT message_id FROM outbox WHERE id = ?2), ?2, 'retried', ?3)",
+                    )?
+                    .execute(params![cx.now, outbox_id, actor])?;
+                    destinations.push(destination.clone());
+                }
+                insert_audit(
+                    conn,
+                    cx.now,
+                    &actor,
+                    "message.retry",
+                    Some(&describe(&selection)),
+                    Some(&format!("{} deliveries queued again", destinations.len())),
+                )?;
+                Ok(destinations)
+            })
+            .await?;
+        let n = destinations.len();
+        let mut unique = destinations;
+        unique.sort();
+        unique.dedup();
+        self.wake(unique);
+        Ok(n)
+    }
+
+    /// Gives up on the undelivered outbox rows of the selection: they become
+    /// dead and are marked discarded with `reason`, so the errors page no
+    /// longer lists them. They stay in the journal and can still be retried.
+    pub async fn admin_discard(
+        &self,
+        selection: Selection,
+        reason: &str,
+        actor: &str,
+    ) -> Result<usize, JournalError> {
+        let (actor, reason) = (actor.to_string(), reason.to_string());
+        let now = self.now_ms();
+        self.write(move |conn, cx| {
+            let rows = selected_rows(conn, &selection, now)?;
+            let mut n = 0;
+            for (outbox_id, _, state) in &rows {
+                if *state == DELIVERED || *state == LEASED {
+                    continue;
+                }
+                conn.prepare_cached(
+                    "UPDATE outbox SET state = ?2, updated_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![outbox_id, DEAD, cx.now])?;
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO outbox_discard (outbox_id, at, actor, reason) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![outbox_id, cx.now, actor, reason])?;
+                conn.prepare_cached(
+                    "INSERT INTO event (at, message_id, outbox_id, kind, detail, actor)
+                     VALUES (?1, (SELECT message_id FROM outbox WHERE id = ?2), ?2, 'discarded', ?3, ?4)",
+                )?
+                .execute(params![cx.now, outbox_id, reason, actor])?;
+                n += 1;
+            }
+            insert_audit(
+                conn,
+                cx.now,
+                &actor,
+                "message.discard",
+                Some(&describe(&selection)),
+                Some(&format!("{n} deliveries discarded: {reason}")),
+            )?;
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Whether each outbox row of a message was discarded, and why.
+    pub async fn discards_of(
+        &self,
+        message_id: i64,
+    ) -> Result<BTreeMap<i64, (i64, String, String)>, JournalError> {
+        self.read(move |c| {
+            let mut s = c.prepare_cached(
+                "SELECT d.outbox_id, d.at, d.actor, d.reason FROM outbox_discard d JOIN outbox o ON o.id = d.outbox_id WHERE o.message_id = ?1",
+            )?;
+            let rows = s
+                .query_map([message_id], |r| {
+                    Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}
+
+fn describe(selection: &Selection) -> String {
+    match selection {
+        Selection::Message(id) => format!("message {id}"),
+        Selection::Matching(f) => format!(
+            "messages matching {}",
+            serde_json::to_string(f).unwrap_or_default()
+        ),
+    }
+}
+
+/// (outbox id, destination, state) of the selection's rows that a person may
+/// act on: all rows of one message; for a filter, the dead or failing rows of
+/// up to [`BULK_LIMIT`] matching messages.
+fn selected_rows(
+    conn: &Connection,
+    selection: &Selection,
+    now: i64,
+) -> Result<Vec<(i64, String, i64)>, JournalError> {
+    let message_ids: Vec<i64> = match selection {
+        Selection::Message(id) => vec![*id],
+        Selection::Matching(filter) => {
+            let mut filter = filter.clone().normalized();
+            if filter.status.is_none() {
+                filter.status = Some("errors".into());
+            }
+            let mut ids = Vec::new();
+            let mut before = None;
+            while ids.len() < BULK_LIMIT {
+                let page = list_messages(conn, &filter, before, 500, now)?;
+                ids.extend(page.messages.iter().map(|m| m.id));
+                match page.next_before {
+                    Some(b) => before = Some(b),
+                    None => break,
+                }
+            }
+            ids
+        }
+    };
+    let mut out = Vec::new();
+    let mut s = conn.prepare_cached(
+        "SELECT id, destination, state FROM outbox WHERE message_id = ?1 AND (?2 OR state = 3 OR (state = 0 AND attempts > 0)) ORDER BY id",
+    )?;
+    let whole = matches!(selection, Selection::Message(_));
+    for id in message_ids {
+        let rows = s
+            .query_map(params![id, whole], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+fn list_messages(
+    c: &Connection,
+    f: &MessageFilter,
+    before: Option<i64>,
+    limit: usize,
+    now: i64,
+) -> Result<MessagePage, JournalError> {
+    let _ = now;
+    let mut upper = before.unwrap_or(i64::MAX);
+    let mut lower = 0i64;
+    // A time range becomes an id range: ids grow with received_at.
+    if let Some(from) = f.from {
+        let first: Option<i64> = c
+            .prepare_cached(
+                "SELECT id FROM message WHERE received_at >= ?1 ORDER BY received_at, id LIMIT 1",
+            )?
+            .query_row([from], |r| r.get(0))
+            .optional()?;
+        match first {
+            Some(id) => lower = id,
+            None => {
+                return Ok(MessagePage {
+                    messages: Vec::new(),
+                    next_before: None,
+                })
+            }
+        }
+    }
+    if let Some(to) = f.to {
+        let last: Option<i64> = c
+            .prepare_cached(
+                "SELECT id FROM message WHERE received_at < ?1 ORDER BY received_at DESC, id DESC LIMIT 1",
+            )?
+            .query_row([to], |r| r.get(0))
+            .optional()?;
+        match last {
+            Some(id) => upper = upper.min(id + 1),
+            None => {
+                return Ok(MessagePage {
+                    messages: Vec::new(),
+                    next_before: None,
+                })
+            }
+        }
+    }
+
+    let mut conditions: Vec<String> = vec!["m.id < ?".into(), "m.id >= ?".into()];
+    let mut args: Vec<rusqlite::types::Value> = vec![upper.into(), lower.into()];
+    if let Some(from) = f.from {
+        conditions.push("m.received_at >= ?".into());
+        args.push(from.into());
+    }
+    if let Some(to) = f.to {
+        conditions.push("m.received_at < ?".into());
+        args.push(to.into());
+    }
+    if let Some(e) = &f.endpoint {
+        conditions.push(
+            "(m.source = ? OR EXISTS (SELECT 1 FROM outbox x WHERE x.message_id = m.id AND x.destination = ?))".into(),
+        );
+        args.push(e.clone().into());
+        args.push(e.clone().into());
+    }
+    if let Some(t) = &f.message_type {
+        conditions.push("m.message_type = ?".into());
+        args.push(t.clone().into());
+    }
+    if let Some(t) = &f.control_id {
+        conditions.push("m.control_id = ?".into());
+        args.push(t.clone().into());
+    }
+    if let Some(t) = &f.patient_id {
+        conditions.push("m.patient_id = ?".into());
+        args.push(t.clone().into());
+    }
+    // The status filter drives the walk from the outbox side.
+    let status_rows = match f.status.as_deref() {
+        None => None,
+        Some("queued") => Some(format!("o.state IN ({QUEUED}, {LEASED})")),
+        Some("delivered") => Some(format!("o.state = {DELIVERED}")),
+        Some("dead") => Some(format!(
+            "o.state = {DEAD} AND NOT EXISTS (SELECT 1 FROM outbox_discard d WHERE d.outbox_id = o.id)"
+        )),
+        Some("failing") => Some(format!("o.state = {QUEUED} AND o.attempts > 0")),
+        Some("errors") => Some(format!(
+            "((o.state = {DEAD} AND NOT EXISTS (SELECT 1 FROM outbox_discard d WHERE d.outbox_id = o.id)) OR (o.state = {QUEUED} AND o.attempts > 0))"
+        )),
+        Some(other) => {
+            return Err(JournalError::Storage(format!(
+                "unknown status `{other}`"
+            )))
+        }
+    };
+    let raw_limit = limit + 1;
+    let sql = match &status_rows {
+        None => format!(
+            "SELECT m.id FROM message m WHERE {} ORDER BY m.id DESC LIMIT {raw_limit}",
+            conditions.join(" AND ")
+        ),
+        Some(rows) => {
+            let conditions: Vec<String> = conditions
+                .iter()
+                .map(|c| c.replacen("m.id", "o.message_id", 2))
+                .collect();
+            format!(
+                "SELECT o.message_id FROM outbox o JOIN message m ON m.id = o.message_id
+                 WHERE {rows} AND {} ORDER BY o.message_id DESC LIMIT {}",
+                conditions.join(" AND "),
+                raw_limit * 4
+            )
+        }
+    };
+    let mut ids: Vec<i64> = c
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(args.iter()), |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let scanned = ids.len();
+    ids.dedup();
+    let more = if status_rows.is_some() {
+        ids.len() > limit || scanned == raw_limit * 4
+    } else {
+        ids.len() > limit
+    };
+    ids.truncate(limit);
+    let mut messages = Vec::with_capacity(ids.len());
+    let mut head = c.prepare_cached(
+        "SELECT id, received_at, source, message_type, control_id, patient_id, length(payload) FROM message WHERE id = ?1",
+    )?;
+    let mut deliveries = c.prepare_cached(
+        "SELECT o.id, o.destination, o.state, o.attempts, o.last_error, d.outbox_id IS NOT NULL
+         FROM outbox o LEFT JOIN outbox_discard d ON d.outbox_id = o.id WHERE o.message_id = ?1 ORDER BY o.id",
+    )?;
+    for id in &ids {
+        let Some(mut m) = head
+            .query_row([id], |r| {
+                Ok(MessageSummary {
+                    id: r.get(0)?,
+                    received_at: r.get(1)?,
+                    source: r.get(2)?,
+                    message_type: r.get(3)?,
+                    control_id: r.get(4)?,
+                    patient_id: r.get(5)?,
+                    size: r.get(6)?,
+                    status: "delivered",
+                    deliveries: Vec::new(),
+                })
+            })
+            .optional()?
+        else {
+            continue;
+        };
+        m.deliveries = deliveries
+            .query_map([id], |r| {
+                let state: i64 = r.get(2)?;
+                let attempts: u32 = r.get(3)?;
+                let discarded: bool = r.get(5)?;
+                Ok(DeliveryState {
+                    outbox_id: r.get(0)?,
+                    destination: r.get(1)?,
+                    state: state_name(state, attempts, discarded),
+                    attempts,
+                    last_error: r.get(4)?,
+                    discarded,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        m.status = worst(m.deliveries.iter().map(|d| d.state));
+        messages.push(m);
+    }
+    let next_before = if more {
+        messages.last().map(|m| m.id)
+    } else {
+        None
+    };
+    Ok(MessagePage {
+        messages,
+        next_before,
+    })
+}
+
+/// The name the admin page uses for an outbox state.
+pub fn state_name(state: i64, attempts: u32, discarded: bool) -> &'static str {
+    match state {
+        QUEUED if attempts > 0 => "failing",
+        QUEUED => "queued",
+        LEASED => "in-flight",
+        DELIVERED => "delivered",
+        _ if discarded => "discarded",
+        _ => "dead",
+    }
+}
+
+fn worst<'a>(states: impl Iterator<Item = &'a str>) -> &'static str {
+    let rank = |s: &str| match s {
+        "dead" => 5,
+        "failing" => 4,
+        "in-flight" => 3,
+        "queued" => 2,
+        "discarded" => 1,
+        _ => 0,
+    };
+    let names = [
+        "delivered",
+        "discarded",
+        "queued",
+        "in-flight",
+        "failing",
+        "dead",
+    ];
+    names[states.map(rank).max().unwrap_or(0)]
+}
+
+fn endpoint_activity(
+    c: &Connection,
+    name: &str,
+    since: i64,
+    now: i64,
+) -> Result<EndpointActivity, JournalError> {
+    let _ = now;
+    let mut a = EndpointActivity {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    a.last_received_at = c
+        .prepare_cached(
+            "SELECT received_at FROM message WHERE source = ?1 ORDER BY source DESC, received_at DESC LIMIT 1",
+        )?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    a.received_since = c
+        .prepare_cached("SELECT count(*) FROM message WHERE source = ?1 AND received_at >= ?2")?
+        .query_row(params![name, since], |r| r.get::<_, i64>(0))? as u64;
+    let mut s = c.prepare_cached(
+        "SELECT state, attempts > 0, count(*) FROM outbox WHERE destination = ?1 AND state IN (0, 1, 3) GROUP BY state, attempts > 0",
+    )?;
+    let rows = s.query_map([name], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, bool>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (state, tried, n) = row?;
+        let n = n as u64;
+        match state {
+            QUEUED if tried => {
+                a.queued += n;
+                a.failing += n;
+            }
+            QUEUED => a.queued += n,
+            LEASED => a.in_flight += n,
+            _ => a.dead += n,
+        }
+    }
+    let (delivered, last): (i64, Option<i64>) = c
+        .prepare_cached(
+            "SELECT count(*), max(e.at) FROM event e JOIN outbox o ON o.id = e.outbox_id
+             WHERE e.at >= ?2 AND e.kind = 'attempt' AND e.outcome = 'delivered' AND o.destination = ?1",
+        )?
+        .query_row(params![name, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    a.delivered_since = delivered as u64;
+    a.last_delivered_at = last;
+    if a.failing > 0 || a.dead > 0 {
+        let head: Option<(i64, Option<String>)> = c
+            .prepare_cached(
+                "SELECT updated_at, last_error FROM outbox WHERE destination = ?1 AND state IN (0, 3) AND attempts > 0 ORDER BY state, id LIMIT 1",
+            )?
+            .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((_, error)) = head {
+            a.last_error = error;
+        }
+        a.failing_since = c
+            .prepare_cached(
+                "SELECT min(e.at) FROM event e JOIN outbox o ON o.id = e.outbox_id
+                 WHERE o.destination = ?1 AND o.state = 0 AND o.attempts > 0 AND e.kind = 'attempt'",
+            )?
+            .query_row([name], |r| r.get(0))?;
+    }
+    Ok(a)
+}
+
+fn endpoint_stats(
+    c: &Connection,
+    names: &[String],
+    since: i64,
+    now: i64,
+    buckets: usize,
+) -> Result<Vec<EndpointStats>, JournalError> {
+    let width = ((now - since).max(1) as f64) / buckets as f64;
+    let bucket =
+        |at: i64| -> usize { (((at - since).max(0) as f64 / width) as usize).min(buckets - 1) };
+    let mut out: Vec<EndpointStats> = names
+        .iter()
+        .map(|n| EndpointStats {
+            name: n.clone(),
+            buckets: vec![0; buckets],
+            ..Default::default()
+        })
+        .collect();
+    let index = |name: &str| names.iter().position(|n| n == name);
+    let mut received =
+        c.prepare_cached("SELECT source, received_at FROM message WHERE received_at >= ?1")?;
+    let rows = received.query_map([since], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (source, at) = row?;
+        if let Some(i) = index(&source) {
+            out[i].received += 1;
+            out[i].buckets[bucket(at)] += 1;
+        }
+    }
+    let mut attempts = c.prepare_cached(
+        "SELECT o.destination, e.outcome, e.at, e.at - o.created_at FROM event e JOIN outbox o ON o.id = e.outbox_id
+         WHERE e.at >= ?1 AND e.kind = 'attempt'",
+    )?;
+    let rows = attempts.query_map([since], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut times: Vec<Vec<i64>> = vec![Vec::new(); names.len()];
+    for row in rows {
+        let (destination, outcome, at, took) = row?;
+        let Some(i) = index(&destination) else {
+            continue;
+        };
+        out[i].attempts += 1;
+        if outcome.as_deref() == Some("delivered") {
+            out[i].delivered += 1;
+            out[i].buckets[bucket(at)] += 1;
+            times[i].push(took.max(0));
+        } else {
+            out[i].failed += 1;
+        }
+    }
+    for (s, mut t) in out.iter_mut().zip(times) {
+        if s.attempts > 0 {
+            s.success_rate = Some(s.delivered as f64 / s.attempts as f64);
+        }
+        if !t.is_empty() {
+            t.sort_unstable();
+            s.avg_ms = Some(t.iter().sum::<i64>() as f64 / t.len() as f64);
+            let rank = ((t.len() as f64) * 0.95).ceil() as usize;
+            s.p95_ms = t.get(rank.saturating_sub(1)).copied();
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,388 @@
+//! The admin page in a real headless Chromium, driven over WebDriver
+//! (Debian's `chromium` and `chromium-driver`, installed by
+//! scripts/install-peers): first-run setup, login, the dashboard, a dropped
+//! message appearing in the live log, the message viewer, and a failed
+//! delivery retried from the errors page until it is delivered. Screenshots
+//! of each page go to `<target tmp>/admin_browser/`.
+
+use ecko_tests::{eventually, Gateway};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const PASSWORD: &str = "browser test secret";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A small WebDriver client: one HTTP/1.1 request per connection.
+struct Driver {
+    port: u16,
+    session: String,
+    process: Child,
+}
+
+fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("chromedriver");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // Read the head, then exactly Content-Length bytes (or chunks until
+    // the last one): the driver may keep the connection open.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    let head_end = loop {
+        let n = s.read(&mut buf).expect("reply from chromedriver");
+        assert!(n > 0, "chromedriver closed the connection");
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    loop {
+        let body = &raw[head_end..];
+        let done = match length {
+            Some(n) => body.len() >= n,
+            None => body.ends_with(b"0\r\n\r\n"),
+        };
+        if done {
+            break;
+        }
+        let n = s.read(&mut buf).expect("reply from chromedriver");
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let rest = String::from_utf8_lossy(&raw[head_end..]).into_owned();
+    let rest = if length.is_none() && head.contains("transfer-encoding: chunked") {
+        dechunk(&rest)
+    } else {
+        rest
+    };
+    serde_json::from_str(&rest).unwrap_or_else(|e| panic!("{e}: {head}\n{rest}"))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+impl Driver {
+    fn start(profile: &Path) -> Driver {
+        let port = free_port();
+        let process = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        assert!(
+            eventually(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "chromedriver did not listen"
+        );
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--window-size=1280,900", format!("--user-data-dir={}", profile.display())]
+            }
+        }}});
+        let v = http(port, "POST", "/session", Some(&caps));
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_string();
+        Driver {
+            port,
+            session,
+            process,
+        }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let v = http(
+            self.port,
+            method,
+            &format!("/session/{}{path}", self.session),
+            body.as_ref(),
+        );
+        if v["value"].get("error").is_some() {
+            panic!("{method} {path}: {v}");
+        }
+        v["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+    fn url(&self) -> String {
+        self.cmd("GET", "/url", None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+    fn source(&self) -> String {
+        self.cmd("GET", "/source", None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+    fn find(&self, css: &str) -> String {
+        let v = self.cmd(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}"))
+            .to_string()
+    }
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.cmd(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+    fn click(&self, css: &str) {
+        let e = self.find(css);
+        self.cmd("POST", &format!("/element/{e}/click"), Some(json!({})));
+    }
+    fn screenshot(&self, dir: &Path, name: &str) {
+        let b64 = self.cmd("GET", "/screenshot", None);
+        let png = base64_decode(b64.as_str().unwrap_or(""));
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = http(
+            self.port,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        );
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => continue,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+fn wait_for(d: &Driver, what: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = d.source();
+        if check(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not seen within {timeout:?}; page {}:\n{s}",
+            d.url()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn an_operator_sets_up_logs_in_watches_a_message_arrive_and_retries_its_failed_delivery() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        panic!("chromium and chromedriver are missing: run scripts/install-peers");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin_browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let d = dir.path();
+    let inbox = d.join("inbox");
+    let outbox = d.join("outbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    // A regular file where the outbox directory should be: deliveries fail.
+    std::fs::write(&outbox, b"in the way").unwrap();
+    let port = free_port();
+    let config = d.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[journal]
+path = "{d}/journal.db"
+[[endpoint]]
+name = "lab-inbox"
+type = "file-drop"
+path = "{inbox}"
+message_type = "ORU^R01"
+content_type = "x-application/hl7-v2+er7"
+poll_interval = "100ms"
+[[endpoint]]
+name = "archive"
+type = "file"
+path = "{outbox}"
+[endpoint.retry]
+max_attempts = 1
+[[route]]
+name = "all"
+from = ["lab-inbox"]
+to = ["archive"]
+[admin]
+listen = "127.0.0.1:{port}"
+"#,
+            d = d.display(),
+            inbox = inbox.display(),
+            outbox = outbox.display()
+        ),
+    )
+    .unwrap();
+    let mut gw = Gateway::start(&config, &d.join("gateway.log"), &[]);
+    gw.wait_for_log("admin page listening", 0, Duration::from_secs(10));
+    let base = format!("https://127.0.0.1:{port}");
+    let profile = tempfile::tempdir().unwrap();
+    let b = Driver::start(profile.path());
+
+    // First run: every page leads to the setup.
+    b.go(&format!("{base}/"));
+    assert!(b.url().ends_with("/setup"), "{}", b.url());
+    b.screenshot(&shots, "1-setup");
+    b.type_into("input[name=name]", "admin");
+    b.type_into("input[name=password]", PASSWORD);
+    b.type_into("input[name=confirm]", PASSWORD);
+    b.click("#create");
+    wait_for(&b, "the login page", Duration::from_secs(5), |s| {
+        s.contains("id=\"login\"")
+    });
+    b.type_into("input[name=name]", "admin");
+    b.type_into("input[name=password]", PASSWORD);
+    b.click("#login");
+    let dash = wait_for(&b, "the dashboard", Duration::from_secs(5), |s| {
+        s.contains("id=\"endpoints\"")
+    });
+    assert!(dash.contains(">lab-inbox</a>") && dash.contains(">archive</a>"));
+    b.screenshot(&shots, "2-dashboard");
+
+    // The live log shows a dropped message within a second.
+    b.go(&format!("{base}/logs"));
+    wait_for(&b, "the live stream", Duration::from_secs(5), |s| {
+        s.contains(">live<")
+    });
+    let msg = "MSH|^~\\&|ANALYZER|LAB|GW|HOSP|20240301120000||ORU^R01|BROWSER-1|P|2.5\rPID|||PAT-42||Doe^Jane\rOBR|1||S-1|GLU^Glucose\rOBX|1|NM|GLU^Glucose||5.4|mmol/L|||||F\r";
+    std::fs::write(inbox.join(".r1.tmp"), msg).unwrap();
+    let dropped = Instant::now();
+    std::fs::rename(inbox.join(".r1.tmp"), inbox.join("result-1.hl7")).unwrap();
+    wait_for(
+        &b,
+        "the message in the live log",
+        Duration::from_secs(1),
+        |s| s.contains("<td>result-1.hl7</td>") && s.contains("received"),
+    );
+    let seen_after = dropped.elapsed();
+    eprintln!("live log showed the dropped message after {seen_after:?}");
+    b.screenshot(&shots, "3-live-log");
+
+    // The viewer shows its segments and fields.
+    wait_for(&b, "the failed attempt", Duration::from_secs(5), |s| {
+        s.contains("attempt dead")
+    });
+    b.click("#live-log a[href^='/messages/']");
+    let viewer = wait_for(&b, "the viewer", Duration::from_secs(5), |s| {
+        s.contains("Message #")
+    });
+    for needle in ["MSH-10", "BROWSER-1", "PID-3", "PAT-42", "OBX-5", "dead"] {
+        assert!(viewer.contains(needle), "viewer lacks {needle}");
+    }
+    b.screenshot(&shots, "4-viewer");
+
+    // Clear the way and retry from the errors page.
+    std::fs::remove_file(&outbox).unwrap();
+    std::fs::create_dir_all(&outbox).unwrap();
+    b.go(&format!("{base}/errors"));
+    let errors = b.source();
+    assert!(
+        errors.contains("result-1.hl7"),
+        "errors page lacks the message"
+    );
+    b.screenshot(&shots, "5-errors");
+    b.click("button.retry");
+    wait_for(&b, "an empty errors page", Duration::from_secs(5), |s| {
+        s.contains("id=\"no-errors\"")
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::read_dir(&outbox)
+            .map(|d| d.count() == 1)
+            .unwrap_or(false)),
+        "the retried message was not delivered"
+    );
+    b.go(&format!("{base}/logs"));
+    b.click("#messages a[href^='/messages/']");
+    let viewer = wait_for(&b, "the viewer", Duration::from_secs(5), |s| {
+        s.contains("Message #")
+    });
+    assert!(viewer.contains("class=\"delivery st-delivered\""));
+    assert!(viewer.contains("retried"));
+    b.screenshot(&shots, "6-delivered");
+    b.go(&format!("{base}/stats"));
+    b.screenshot(&shots, "7-stats");
+    assert!(
+        seen_after < Duration::from_secs(1),
+        "live log took {seen_after:?}"
+    );
+}
