@@ -146,7 +146,7 @@ fn flush_patient(b: &mut BundleBuilder, pending: &mut Option<(Patient, Identifie
     }
 }
 
-fn encounter(
+pub(super) fn encounter(
     pv1: &Segment<'_>,
     pv2: Option<&Segment<'_>>,
     event: &str,

@@ -34,6 +34,10 @@ pub(super) fn system(name: &str, source: &str) -> String {
         "LN" | "LOINC" => LOINC.into(),
         "SCT" | "SNM" | "SNOMED" => SNOMED.into(),
         "UCUM" => UCUM.into(),
+        "I10" | "ICD10" => "http://hl7.org/fhir/sid/icd-10".into(),
+        n if n.len() == 7 && n.starts_with("HL7") && n[3..].bytes().all(|b| b.is_ascii_digit()) => {
+            format!("http://terminology.hl7.org/CodeSystem/v2-{}", &n[3..])
+        }
         n if n.len() == 8 && n.starts_with("HL7") && n[3..].bytes().all(|b| b.is_ascii_digit()) => {
             format!("http://terminology.hl7.org/CodeSystem/v2-{}", &n[4..])
         }

@@ -118,3 +118,30 @@ fn an_hl7_null_in_a_field_creates_nothing() {
     assert_eq!((p.birth_date.as_ref(), p.gender.as_ref()), (None, None));
     assert!(p.address.is_empty());
 }
+
+#[test]
+fn order_control_and_order_status_set_the_request_and_medication_status() {
+    let status = |orc: &str, rx: bool| {
+        let detail = if rx {
+            "RXO|ASA^Aspirin^L|100||mg"
+        } else {
+            "OBR|1|P1^HIS||CRP^CRP^L"
+        };
+        let text = format!(
+            "MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ORM^O01|9|P|2.3\rPID|||77^^^H\r{orc}\r{detail}\r"
+        );
+        let b = to_bundle(&stored("his", text.as_bytes()), &TimeZone::UTC).unwrap();
+        match &b.entry[1].resource {
+            Resource::ServiceRequest(sr) => sr.status.clone(),
+            Resource::MedicationRequest(mr) => mr.status.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(status("ORC|NW|P1^HIS", false), "active");
+    assert_eq!(status("ORC|CA|P1^HIS", false), "revoked");
+    assert_eq!(status("ORC|XO|P1^HIS", false), "active");
+    assert_eq!(status("ORC|SC|P1^HIS|F1^LIS||CM", false), "completed");
+    assert_eq!(status("ORC|HD|P1^HIS", false), "on-hold");
+    assert_eq!(status("ORC|CA|P1^HIS", true), "cancelled");
+    assert_eq!(status("ORC|DC|P1^HIS", true), "stopped");
+}
