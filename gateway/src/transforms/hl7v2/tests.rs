@@ -145,3 +145,25 @@ fn order_control_and_order_status_set_the_request_and_medication_status() {
     assert_eq!(status("ORC|CA|P1^HIS", true), "cancelled");
     assert_eq!(status("ORC|DC|P1^HIS", true), "stopped");
 }
+
+#[test]
+fn a_cancelled_appointment_keeps_its_times_and_gets_an_end_from_the_duration() {
+    let s15 = b"MSH|^~\\&|HIS|H|ECKO|L|20260405100000||SIU^S15|9|P|2.3\rSCH|A-1||||||||20|MIN|^^^20260417113000\rPID|||77^^^H\r";
+    let b = to_bundle(&stored("his", s15), &TimeZone::UTC).unwrap();
+    let [Resource::Appointment(a)] = resources(&b, "Appointment")[..] else {
+        panic!()
+    };
+    assert_eq!(a.status, "cancelled");
+    assert_eq!(a.end.as_deref(), Some("2026-04-17T11:50:00+00:00"));
+}
+
+#[test]
+fn an_ft1_without_a_code_takes_its_description_and_one_with_neither_is_skipped() {
+    let dft = b"MSH|^~\\&|HIS|H|ECKO|L|20260405100000||DFT^P03|9|P|2.3\rPID|||77^^^H\rFT1|1|||||||Cast\rFT1|2\r";
+    let b = to_bundle(&stored("his", dft), &TimeZone::UTC).unwrap();
+    let charges = resources(&b, "ChargeItem");
+    let [Resource::ChargeItem(c)] = charges[..] else {
+        panic!("{charges:?}")
+    };
+    assert_eq!(c.code.text.as_deref(), Some("Cast"));
+}
