@@ -7,8 +7,9 @@
 //! - `none`: the payload as received.
 //! - `astm-fhir`: an ASTM result message → a FHIR R4 transaction Bundle
 //!   ([`astm`]).
-//! - `hl7v2-fhir`: an HL7 v2 ORU^R01 or OUL^R22 → a FHIR R4 transaction
-//!   Bundle ([`hl7v2`]).
+//! - `hl7v2-fhir`: an HL7 v2 message → a FHIR R4 transaction Bundle
+//!   ([`hl7v2`]): ORU^R01, OUL^R22, ADT, ORM^O01, OML^O21, RDE^O11,
+//!   SIU^S12–S15, DFT^P03.
 //!
 //! Times without an offset are read in the site's time zone, which
 //! [`configure`] sets from `[site] time_zone` when the gateway starts.

@@ -122,8 +122,20 @@ fhir_struct!(Encounter {
     subject: Option<Reference>,
     period: Option<Period>,
     location: Vec<EncounterLocation>,
+    participant: Vec<EncounterParticipant>,
+    hospitalization: Option<EncounterHospitalization>,
 });
 fhir_struct!(EncounterLocation { location: Reference, status: Option<String> });
+fhir_struct!(EncounterParticipant {
+    #[serde(rename = "type")]
+    type_: Vec<CodeableConcept>,
+    individual: Option<Reference>,
+});
+fhir_struct!(EncounterHospitalization {
+    pre_admission_identifier: Option<Identifier>,
+    admit_source: Option<CodeableConcept>,
+    discharge_disposition: Option<CodeableConcept>,
+});
 
 fhir_struct!(Device {
     id: Option<String>,
@@ -166,7 +178,88 @@ fhir_struct!(ServiceRequest {
     requester: Option<Reference>,
     specimen: Vec<Reference>,
     note: Vec<Annotation>,
+    requisition: Option<Identifier>,
+    occurrence_date_time: Option<String>,
+    reason_code: Vec<CodeableConcept>,
 });
+
+fhir_struct!(Money { value: Option<serde_json::Number>, currency: Option<String> });
+
+fhir_struct!(MedicationRequest {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    status: String,
+    intent: String,
+    priority: Option<String>,
+    medication_codeable_concept: Option<CodeableConcept>,
+    subject: Reference,
+    encounter: Option<Reference>,
+    authored_on: Option<String>,
+    requester: Option<Reference>,
+    reason_code: Vec<CodeableConcept>,
+    note: Vec<Annotation>,
+    dosage_instruction: Vec<Dosage>,
+    dispense_request: Option<DispenseRequest>,
+});
+fhir_struct!(Dosage {
+    text: Option<String>,
+    timing: Option<Timing>,
+    route: Option<CodeableConcept>,
+    dose_and_rate: Vec<DoseAndRate>,
+});
+fhir_struct!(Timing { event: Vec<String>, repeat: Option<TimingRepeat>, code: Option<CodeableConcept> });
+fhir_struct!(TimingRepeat {
+    bounds_period: Option<Period>,
+    frequency: Option<u32>,
+    period: Option<serde_json::Number>,
+    period_unit: Option<String>,
+    when: Vec<String>,
+});
+fhir_struct!(DoseAndRate { dose_quantity: Option<Quantity>, dose_range: Option<Range> });
+fhir_struct!(DispenseRequest { quantity: Option<Quantity>, number_of_repeats_allowed: Option<u32> });
+
+fhir_struct!(Appointment {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    status: String,
+    cancelation_reason: Option<CodeableConcept>,
+    service_type: Vec<CodeableConcept>,
+    appointment_type: Option<CodeableConcept>,
+    reason_code: Vec<CodeableConcept>,
+    description: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    minutes_duration: Option<u32>,
+    comment: Option<String>,
+    participant: Vec<AppointmentParticipant>,
+});
+fhir_struct!(AppointmentParticipant {
+    #[serde(rename = "type")]
+    type_: Vec<CodeableConcept>,
+    actor: Option<Reference>,
+    required: Option<String>,
+    status: String,
+});
+
+fhir_struct!(ChargeItem {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    status: String,
+    code: CodeableConcept,
+    subject: Reference,
+    context: Option<Reference>,
+    occurrence_date_time: Option<String>,
+    occurrence_period: Option<Period>,
+    performer: Vec<ChargeItemPerformer>,
+    quantity: Option<Quantity>,
+    price_override: Option<Money>,
+    override_reason: Option<String>,
+    enterer: Option<Reference>,
+    entered_date: Option<String>,
+    reason: Vec<CodeableConcept>,
+    note: Vec<Annotation>,
+});
+fhir_struct!(ChargeItemPerformer { function: Option<CodeableConcept>, actor: Reference });
 
 fhir_struct!(DiagnosticReport {
     id: Option<String>,
@@ -240,6 +333,9 @@ pub enum Resource {
     ServiceRequest(ServiceRequest),
     DiagnosticReport(DiagnosticReport),
     Observation(Observation),
+    MedicationRequest(MedicationRequest),
+    Appointment(Appointment),
+    ChargeItem(ChargeItem),
     Provenance(Provenance),
 }
 
@@ -253,6 +349,9 @@ impl Resource {
             Resource::ServiceRequest(_) => "ServiceRequest",
             Resource::DiagnosticReport(_) => "DiagnosticReport",
             Resource::Observation(_) => "Observation",
+            Resource::MedicationRequest(_) => "MedicationRequest",
+            Resource::Appointment(_) => "Appointment",
+            Resource::ChargeItem(_) => "ChargeItem",
             Resource::Provenance(_) => "Provenance",
         }
     }

@@ -12,218 +12,12 @@
 //!
 //! Blank fields create nothing. Times without an offset get the site's.
 
-use super::fhir::*;
-use super::TransformError;
+use super::super::fhir::*;
+use super::super::TransformError;
+use super::common::*;
 use crate::journal::StoredMessage;
-use crate::protocol::hl7::{Message, ParseOptions, Segment, Value};
+use crate::protocol::hl7::{Message, Segment};
 use jiff::tz::TimeZone;
-
-/// Text of field `f`, first repetition, component `c` (1-based), trimmed.
-fn get(seg: &Segment<'_>, f: usize, c: usize) -> String {
-    seg.field(f)
-        .and_then(|v| v.component(c))
-        .map(|v| first_sub(&v))
-        .unwrap_or_default()
-}
-
-fn first_sub(v: &Value<'_>) -> String {
-    v.subcomponent(1)
-        .map(|s| s.value().trim().to_string())
-        .unwrap_or_default()
-}
-
-fn comp(v: &Value<'_>, c: usize) -> String {
-    v.component(c).map(|v| first_sub(&v)).unwrap_or_default()
-}
-
-/// A coding system named in a v2 message (CWE-3) as a FHIR system URI.
-fn system(name: &str, source: &str) -> String {
-    match name.trim() {
-        "LN" | "LOINC" => LOINC.into(),
-        "SCT" | "SNM" | "SNOMED" => SNOMED.into(),
-        "UCUM" => UCUM.into(),
-        n if n.len() == 8 && n.starts_with("HL7") && n[3..].bytes().all(|b| b.is_ascii_digit()) => {
-            format!("http://terminology.hl7.org/CodeSystem/v2-{}", &n[4..])
-        }
-        _ => local_system(source, "code"),
-    }
-}
-
-/// A CWE/CE/CNE value: both triplets become codings.
-fn cwe(v: &Value<'_>, source: &str) -> Option<CodeableConcept> {
-    let mut cc = CodeableConcept::default();
-    for base in [1, 4] {
-        let code = comp(v, base);
-        if code.is_empty() {
-            continue;
-        }
-        let display = comp(v, base + 1);
-        cc.coding.push(Coding {
-            system: Some(system(&comp(v, base + 2), source)),
-            code: Some(code),
-            display: Some(display).filter(|d| !d.is_empty()),
-        });
-    }
-    let original = comp(v, 9);
-    if !original.is_empty() {
-        cc.text = Some(original);
-    } else if cc.coding.is_empty() {
-        let text = comp(v, 2);
-        if text.is_empty() {
-            return None;
-        }
-        cc.text = Some(text);
-    }
-    Some(cc)
-}
-
-/// An entity identifier (EI): value and its namespace's system.
-fn ei(v: Option<Value<'_>>, source: &str, kind: &str) -> Option<Identifier> {
-    let v = v?;
-    let id = comp(&v, 1);
-    if id.is_empty() {
-        return None;
-    }
-    let ns = comp(&v, 2);
-    let universal = comp(&v, 3);
-    let sys = if !universal.is_empty() && comp(&v, 4) == "ISO" {
-        format!("urn:oid:{universal}")
-    } else if !ns.is_empty() {
-        format!("urn:ecko-edge:assigner:{}:{kind}", urn_part(&ns))
-    } else {
-        local_system(source, kind)
-    };
-    Some(identifier(sys, id))
-}
-
-/// A CX patient identifier.
-fn cx(v: &Value<'_>, source: &str) -> Option<Identifier> {
-    let id = comp(v, 1);
-    if id.is_empty() {
-        return None;
-    }
-    let authority = v.component(4);
-    let ns = authority
-        .and_then(|a| a.subcomponent(1))
-        .map(|s| s.value().trim().to_string())
-        .unwrap_or_default();
-    let universal = authority
-        .and_then(|a| a.subcomponent(2))
-        .map(|s| s.value().trim().to_string())
-        .unwrap_or_default();
-    let ty = authority
-        .and_then(|a| a.subcomponent(3))
-        .map(|s| s.value().trim().to_string())
-        .unwrap_or_default();
-    let sys = if !universal.is_empty() && ty == "ISO" {
-        format!("urn:oid:{universal}")
-    } else if !ns.is_empty() {
-        format!("urn:ecko-edge:assigner:{}:patient", urn_part(&ns))
-    } else {
-        local_system(source, "patient")
-    };
-    let mut ident = identifier(sys, id);
-    let type_code = comp(v, 5);
-    if !type_code.is_empty() {
-        ident.type_ = Some(concept(
-            Some("http://terminology.hl7.org/CodeSystem/v2-0203"),
-            &type_code,
-            None,
-        ));
-    }
-    Some(ident)
-}
-
-fn patient(pid: &Segment<'_>, source: &str, tz: &TimeZone) -> Option<(Patient, Identifier)> {
-    let identifiers: Vec<Identifier> = pid
-        .field(3)
-        .map(|f| f.repetitions().filter_map(|r| cx(&r, source)).collect())
-        .unwrap_or_default();
-    let key = identifiers.first()?.clone();
-    let names = pid
-        .field(5)
-        .map(|f| {
-            f.repetitions()
-                .filter_map(|r| {
-                    let family = comp(&r, 1);
-                    let given: Vec<String> = [comp(&r, 2), comp(&r, 3)]
-                        .into_iter()
-                        .filter(|s| !s.is_empty())
-                        .collect();
-                    let n = HumanName {
-                        use_: match comp(&r, 7).as_str() {
-                            "L" => Some("official".into()),
-                            "D" => Some("usual".into()),
-                            "M" | "B" => Some("maiden".into()),
-                            "N" | "A" => Some("nickname".into()),
-                            _ => None,
-                        },
-                        family: Some(family).filter(|s| !s.is_empty()),
-                        given,
-                        suffix: Some(comp(&r, 4))
-                            .filter(|s| !s.is_empty())
-                            .into_iter()
-                            .collect(),
-                        prefix: Some(comp(&r, 5))
-                            .filter(|s| !s.is_empty())
-                            .into_iter()
-                            .collect(),
-                    };
-                    (n.family.is_some() || !n.given.is_empty()).then_some(n)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let address = pid
-        .field(11)
-        .map(|f| {
-            f.repetitions()
-                .filter_map(|r| {
-                    let a = Address {
-                        line: [comp(&r, 1), comp(&r, 2)]
-                            .into_iter()
-                            .filter(|s| !s.is_empty())
-                            .collect(),
-                        city: Some(comp(&r, 3)).filter(|s| !s.is_empty()),
-                        state: Some(comp(&r, 4)).filter(|s| !s.is_empty()),
-                        postal_code: Some(comp(&r, 5)).filter(|s| !s.is_empty()),
-                        country: Some(comp(&r, 6)).filter(|s| !s.is_empty()),
-                    };
-                    (a != Address::default()).then_some(a)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let telecom = pid
-        .field(13)
-        .map(|f| {
-            f.repetitions()
-                .filter_map(|r| {
-                    let number = Some(comp(&r, 1))
-                        .filter(|s| !s.is_empty())
-                        .or_else(|| Some(comp(&r, 12)).filter(|s| !s.is_empty()))?;
-                    Some(ContactPoint {
-                        system: Some("phone".into()),
-                        value: Some(number),
-                        use_: Some("home".into()),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let birth = get(pid, 7, 1);
-    let p = Patient {
-        identifier: identifiers,
-        name: names,
-        telecom,
-        gender: gender(&get(pid, 8, 1)),
-        birth_date: birth.get(..8).and_then(|d| date_time(d, tz)),
-        deceased_date_time: date_time(&get(pid, 29, 1), tz),
-        address,
-        ..Default::default()
-    };
-    Some((p, key))
-}
 
 fn obx_status(s: &str) -> &'static str {
     match s.trim() {
@@ -335,11 +129,12 @@ struct Order {
 }
 
 /// Maps one stored ORU^R01 or OUL^R22 message.
-pub fn to_bundle(message: &StoredMessage, tz: &TimeZone) -> Result<Bundle, TransformError> {
-    let parsed = Message::parse(&message.payload, &ParseOptions::default())
-        .map_err(|e| TransformError::Unreadable(e.to_string()))?;
+pub(super) fn to_bundle(
+    parsed: &Message,
+    message: &StoredMessage,
+    tz: &TimeZone,
+) -> Result<Bundle, TransformError> {
     let source = message.source.as_str();
-    let id = parsed.identity().clone();
     let mut b = BundleBuilder::new();
     let mut subject: Option<Reference> = None;
     let mut encounter: Option<Reference> = None;
@@ -358,7 +153,7 @@ pub fn to_bundle(message: &StoredMessage, tz: &TimeZone) -> Result<Bundle, Trans
                 note_target = 0;
             }
             "PV1" => {
-                if let Some(key) = ei(seg.field(19), source, "visit") {
+                if let Some(key) = visit_number(&seg, source) {
                     let class = match get(&seg, 2, 1).as_str() {
                         "I" => ("IMP", "inpatient encounter"),
                         "E" => ("EMER", "emergency"),
@@ -393,39 +188,7 @@ pub fn to_bundle(message: &StoredMessage, tz: &TimeZone) -> Result<Bundle, Trans
             }
             "ORC" => orc = Some(seg),
             "SPM" => {
-                let key = seg.field(2).and_then(|f| f.component(1)).and_then(|c| {
-                    let id = c
-                        .subcomponent(1)
-                        .map(|s| s.value().trim().to_string())
-                        .unwrap_or_default();
-                    let ns = c
-                        .subcomponent(2)
-                        .map(|s| s.value().trim().to_string())
-                        .unwrap_or_default();
-                    (!id.is_empty()).then(|| {
-                        let sys = if ns.is_empty() {
-                            local_system(source, "specimen")
-                        } else {
-                            format!("urn:ecko-edge:assigner:{}:specimen", urn_part(&ns))
-                        };
-                        identifier(sys, id)
-                    })
-                });
-                if let Some(key) = key {
-                    let s = Specimen {
-                        identifier: vec![key.clone()],
-                        type_: seg
-                            .field(4)
-                            .and_then(|f| f.repetition(1))
-                            .and_then(|r| cwe(&r, source)),
-                        subject: subject.clone(),
-                        collection: date_time(&get(&seg, 17, 1), tz).map(|t| SpecimenCollection {
-                            collected_date_time: Some(t),
-                            body_site: None,
-                        }),
-                        received_time: date_time(&get(&seg, 18, 1), tz),
-                        ..Default::default()
-                    };
+                if let Some((s, key)) = spm(&seg, source, subject.clone(), tz) {
                     specimen = Some(reference(&b.put(Resource::Specimen(s), &key)));
                 }
             }
@@ -594,21 +357,8 @@ pub fn to_bundle(message: &StoredMessage, tz: &TimeZone) -> Result<Bundle, Trans
                 note_target = 1;
             }
             "NTE" => {
-                let text: Vec<String> = seg
-                    .field(3)
-                    .map(|f| {
-                        f.repetitions()
-                            .map(|r| r.value().trim().to_string())
-                            .filter(|s| !s.is_empty())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if text.is_empty() {
+                let Some(note) = nte(&seg) else {
                     continue;
-                }
-                let note = Annotation {
-                    text: text.join("\n"),
-                    time: None,
                 };
                 match (note_target, orders.last_mut()) {
                     (1, Some(o)) => {
@@ -647,28 +397,5 @@ pub fn to_bundle(message: &StoredMessage, tz: &TimeZone) -> Result<Bundle, Trans
     if results == 0 && b.is_empty() {
         return Err(TransformError::Empty("no PID, OBR or OBX to map".into()));
     }
-    let label = format!(
-        "HL7 v2 {}^{} {} from {}",
-        id.message_code,
-        id.trigger_event,
-        id.control_id,
-        if id.sending_application.is_empty() {
-            source
-        } else {
-            &id.sending_application
-        }
-    );
-    let key = if id.control_id.is_empty() {
-        message
-            .dedup_key
-            .clone()
-            .unwrap_or_else(|| message.id.to_string())
-    } else {
-        id.control_id.clone()
-    };
-    add_provenance(&mut b, source, &key, &label, message.received_at);
-    Ok(b.finish())
+    Ok(finish(b, parsed.identity(), message))
 }
-
-#[cfg(test)]
-mod tests;

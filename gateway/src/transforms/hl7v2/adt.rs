@@ -1,0 +1,276 @@
+//! ADT (admit, discharge, transfer) → Patient and Encounter.
+//!
+//! PID maps to Patient as in every family ([`super::common::patient`]); PV1
+//! with a visit number (PV1-19) maps to Encounter, whose status, period and
+//! location depend on the trigger event (MSH-9.2, else EVN-1):
+//!
+//! | event | Encounter.status | period | PV1-3 location |
+//! | --- | --- | --- | --- |
+//! | A01 admit, A04 register | in-progress | start PV1-44, else EVN-6 | active |
+//! | A02 transfer | in-progress | start PV1-44 | PV1-3 active, prior PV1-6 completed |
+//! | A03 discharge | finished | end PV1-45, else EVN-6 | completed |
+//! | A05 pre-admit | planned | start PV2-8 (expected admit) | planned |
+//! | A08 update | finished when PV1-45 is valued, else in-progress | PV1-44/45 | active |
+//! | A11 cancel admit | cancelled | PV1-44 | — |
+//! | A13 cancel discharge | in-progress (the end is removed) | start PV1-44 | active |
+//!
+//! A31 (update person) maps Patient only. A40 (merge) maps each PID/MRG
+//! pair to the surviving Patient (`link` type `replaces`) and the merged
+//! record (MRG-1, `active: false`, `link` type `replaced-by`).
+//!
+//! Participants: PV1-7 attender, PV1-8 referrer, PV1-17 admitter (v3
+//! ParticipationType). Hospitalization: PV1-5 pre-admission number, PV1-14
+//! admit source (table 0023), PV1-36 discharge disposition (table 0112).
+
+use super::super::fhir::*;
+use super::super::TransformError;
+use super::common::*;
+use crate::journal::StoredMessage;
+use crate::protocol::hl7::{Message, Segment};
+use jiff::tz::TimeZone;
+
+const PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
+
+pub(super) fn to_bundle(
+    parsed: &Message,
+    message: &StoredMessage,
+    tz: &TimeZone,
+) -> Result<Bundle, TransformError> {
+    let source = message.source.as_str();
+    let id = parsed.identity();
+    let evn = parsed.segment("EVN");
+    let event = if id.trigger_event.is_empty() {
+        evn.as_ref().map(|e| get(e, 1, 1)).unwrap_or_default()
+    } else {
+        id.trigger_event.clone()
+    };
+    let event_time = evn
+        .as_ref()
+        .and_then(|e| date_time(&get(e, 6, 1), tz).or_else(|| date_time(&get(e, 2, 1), tz)));
+    let mut b = BundleBuilder::new();
+    let mut subject: Option<(Patient, Identifier)> = None;
+    let mut subject_ref: Option<Reference> = None;
+    let mut pv2: Option<Segment<'_>> = None;
+    let segments: Vec<Segment<'_>> = parsed.segments().collect();
+    for (i, seg) in segments.iter().enumerate() {
+        match seg.id() {
+            "PID" => {
+                flush_patient(&mut b, &mut subject);
+                subject_ref = None;
+                if let Some((p, key)) = patient(seg, source, tz) {
+                    subject_ref = Some(reference(&patient_url(&key)));
+                    subject = Some((p, key));
+                }
+            }
+            "MRG" => {
+                let Some((surviving, surviving_key)) = subject.as_mut() else {
+                    continue;
+                };
+                let prior_ids: Vec<Identifier> = seg
+                    .field(1)
+                    .map(|f| f.repetitions().filter_map(|r| cx(&r, source)).collect())
+                    .unwrap_or_default();
+                let Some(prior_key) = prior_ids.first().cloned() else {
+                    continue;
+                };
+                if prior_key == *surviving_key {
+                    continue;
+                }
+                surviving.link.push(PatientLink {
+                    other: reference(&patient_url(&prior_key)),
+                    type_: "replaces".into(),
+                });
+                let prior = Patient {
+                    identifier: prior_ids,
+                    active: Some(false),
+                    link: vec![PatientLink {
+                        other: reference(&patient_url(surviving_key)),
+                        type_: "replaced-by".into(),
+                    }],
+                    ..Default::default()
+                };
+                b.put(Resource::Patient(prior), &prior_key);
+            }
+            "PV2" => pv2 = Some(*seg),
+            "PV1" => {
+                if event == "A31" || event == "A40" {
+                    continue;
+                }
+                // PV2 follows PV1: look ahead for the one of this visit.
+                let next_pv2 = segments[i + 1..]
+                    .iter()
+                    .take_while(|s| !matches!(s.id(), "PV1" | "PID"))
+                    .find(|s| s.id() == "PV2")
+                    .copied()
+                    .or(pv2);
+                if let Some((e, key)) = encounter(
+                    seg,
+                    next_pv2.as_ref(),
+                    &event,
+                    event_time.as_deref(),
+                    subject_ref.clone(),
+                    source,
+                    tz,
+                ) {
+                    flush_patient(&mut b, &mut subject);
+                    b.put(Resource::Encounter(e), &key);
+                }
+            }
+            _ => {}
+        }
+    }
+    flush_patient(&mut b, &mut subject);
+    if b.is_empty() {
+        return Err(TransformError::Empty(format!(
+            "ADT^{event} without a patient identifier (PID-3)"
+        )));
+    }
+    Ok(finish(b, id, message))
+}
+
+fn patient_url(key: &Identifier) -> String {
+    format!(
+        "urn:uuid:{}",
+        resource_id(
+            "Patient",
+            key.system.as_deref().unwrap_or_default(),
+            key.value.as_deref().unwrap_or_default()
+        )
+    )
+}
+
+/// Puts the pending Patient (before what refers to it, so it comes first).
+fn flush_patient(b: &mut BundleBuilder, pending: &mut Option<(Patient, Identifier)>) {
+    if let Some((p, key)) = pending.take() {
+        b.put(Resource::Patient(p), &key);
+    }
+}
+
+pub(super) fn encounter(
+    pv1: &Segment<'_>,
+    pv2: Option<&Segment<'_>>,
+    event: &str,
+    event_time: Option<&str>,
+    subject: Option<Reference>,
+    source: &str,
+    tz: &TimeZone,
+) -> Option<(Encounter, Identifier)> {
+    let key = visit_number(pv1, source)?;
+    let admitted = date_time(&get(pv1, 44, 1), tz);
+    let discharged = date_time(&get(pv1, 45, 1), tz);
+    let (status, start, end, location_status) = match event {
+        "A01" | "A04" => (
+            "in-progress",
+            admitted.or(event_time.map(str::to_string)),
+            None,
+            Some("active"),
+        ),
+        "A02" => ("in-progress", admitted, None, Some("active")),
+        "A03" => (
+            "finished",
+            admitted,
+            discharged.or(event_time.map(str::to_string)),
+            Some("completed"),
+        ),
+        "A05" => (
+            "planned",
+            admitted.or_else(|| pv2.and_then(|p| date_time(&get(p, 8, 1), tz))),
+            None,
+            Some("planned"),
+        ),
+        "A11" => ("cancelled", admitted, None, None),
+        "A13" => ("in-progress", admitted, None, Some("active")),
+        _ => {
+            let status = if discharged.is_some() {
+                "finished"
+            } else {
+                "in-progress"
+            };
+            let loc = if discharged.is_some() {
+                "completed"
+            } else {
+                "active"
+            };
+            (status, admitted, discharged, Some(loc))
+        }
+    };
+    let class = match get(pv1, 2, 1).as_str() {
+        "I" => ("IMP", "inpatient encounter"),
+        "E" => ("EMER", "emergency"),
+        "P" => ("PRENC", "pre-admission"),
+        "R" | "B" | "C" | "O" => ("AMB", "ambulatory"),
+        _ => ("AMB", "ambulatory"),
+    };
+    let mut location = Vec::new();
+    if let (Some(status), Some(text)) = (
+        location_status,
+        pv1.field(3)
+            .and_then(|f| f.repetition(1))
+            .and_then(|v| location_text(&v)),
+    ) {
+        location.push(EncounterLocation {
+            location: display_reference(&text),
+            status: Some(status.into()),
+        });
+    }
+    if event == "A02" {
+        if let Some(text) = pv1
+            .field(6)
+            .and_then(|f| f.repetition(1))
+            .and_then(|v| location_text(&v))
+        {
+            location.push(EncounterLocation {
+                location: display_reference(&text),
+                status: Some("completed".into()),
+            });
+        }
+    }
+    let participant = [
+        (7, "ATND", "attender"),
+        (8, "REF", "referrer"),
+        (17, "ADM", "admitter"),
+    ]
+    .into_iter()
+    .filter_map(|(f, code, display)| {
+        Some(EncounterParticipant {
+            type_: vec![concept(Some(PARTICIPATION), code, Some(display))],
+            individual: Some(person(pv1, f)?),
+        })
+    })
+    .collect();
+    let hospitalization = EncounterHospitalization {
+        pre_admission_identifier: ei(pv1.field(5), source, "preadmit"),
+        admit_source: some(get(pv1, 14, 1)).map(|c| {
+            concept(
+                Some("http://terminology.hl7.org/CodeSystem/v2-0023"),
+                &c,
+                None,
+            )
+        }),
+        discharge_disposition: some(get(pv1, 36, 1)).map(|c| {
+            concept(
+                Some("http://terminology.hl7.org/CodeSystem/v2-0112"),
+                &c,
+                None,
+            )
+        }),
+    };
+    let period = Period { start, end };
+    let e = Encounter {
+        identifier: vec![key.clone()],
+        status: status.into(),
+        class: Coding {
+            system: Some(V3_ACT_CODE.into()),
+            code: Some(class.0.into()),
+            display: Some(class.1.into()),
+        },
+        subject,
+        period: (period != Period::default()).then_some(period),
+        location,
+        participant,
+        hospitalization: (hospitalization != EncounterHospitalization::default())
+            .then_some(hospitalization),
+        ..Default::default()
+    };
+    Some((e, key))
+}

@@ -1,0 +1,375 @@
+//! Field access and the data-type maps every HL7 v2 message family shares:
+//! CWE/CE → CodeableConcept, EI and CX → Identifier, XCN → a display
+//! reference, PID → Patient, SPM → Specimen, NTE → Annotation, and the
+//! Provenance that closes every Bundle.
+
+use super::super::fhir::*;
+use crate::journal::StoredMessage;
+use crate::protocol::hl7::{Identity, Segment, Value};
+use jiff::tz::TimeZone;
+
+/// Text of field `f`, first repetition, component `c` (1-based), trimmed.
+pub(super) fn get(seg: &Segment<'_>, f: usize, c: usize) -> String {
+    seg.field(f)
+        .and_then(|v| v.component(c))
+        .map(|v| first_sub(&v))
+        .unwrap_or_default()
+}
+
+/// The first subcomponent, trimmed; the HL7 null `""` reads as blank.
+pub(super) fn first_sub(v: &Value<'_>) -> String {
+    v.subcomponent(1)
+        .map(|s| s.value().trim().to_string())
+        .filter(|s| s != "\"\"")
+        .unwrap_or_default()
+}
+
+pub(super) fn comp(v: &Value<'_>, c: usize) -> String {
+    v.component(c).map(|v| first_sub(&v)).unwrap_or_default()
+}
+
+/// A coding system named in a v2 message (CWE-3) as a FHIR system URI.
+pub(super) fn system(name: &str, source: &str) -> String {
+    match name.trim() {
+        "LN" | "LOINC" => LOINC.into(),
+        "SCT" | "SNM" | "SNOMED" => SNOMED.into(),
+        "UCUM" => UCUM.into(),
+        "I10" | "ICD10" => "http://hl7.org/fhir/sid/icd-10".into(),
+        n if n.len() == 7 && n.starts_with("HL7") && n[3..].bytes().all(|b| b.is_ascii_digit()) => {
+            format!("http://terminology.hl7.org/CodeSystem/v2-{}", &n[3..])
+        }
+        n if n.len() == 8 && n.starts_with("HL7") && n[3..].bytes().all(|b| b.is_ascii_digit()) => {
+            format!("http://terminology.hl7.org/CodeSystem/v2-{}", &n[4..])
+        }
+        _ => local_system(source, "code"),
+    }
+}
+
+/// A CWE/CE/CNE value: both triplets become codings.
+pub(super) fn cwe(v: &Value<'_>, source: &str) -> Option<CodeableConcept> {
+    let mut cc = CodeableConcept::default();
+    for base in [1, 4] {
+        let code = comp(v, base);
+        if code.is_empty() {
+            continue;
+        }
+        let display = comp(v, base + 1);
+        cc.coding.push(Coding {
+            system: Some(system(&comp(v, base + 2), source)),
+            code: Some(code),
+            display: Some(display).filter(|d| !d.is_empty()),
+        });
+    }
+    let original = comp(v, 9);
+    if !original.is_empty() {
+        cc.text = Some(original);
+    } else if cc.coding.is_empty() {
+        let text = comp(v, 2);
+        if text.is_empty() {
+            return None;
+        }
+        cc.text = Some(text);
+    }
+    Some(cc)
+}
+
+/// An entity identifier (EI): value and its namespace's system.
+pub(super) fn ei(v: Option<Value<'_>>, source: &str, kind: &str) -> Option<Identifier> {
+    let v = v?;
+    let id = comp(&v, 1);
+    if id.is_empty() {
+        return None;
+    }
+    let ns = comp(&v, 2);
+    let universal = comp(&v, 3);
+    let sys = if !universal.is_empty() && comp(&v, 4) == "ISO" {
+        format!("urn:oid:{universal}")
+    } else if !ns.is_empty() {
+        format!("urn:ecko-edge:assigner:{}:{kind}", urn_part(&ns))
+    } else {
+        local_system(source, kind)
+    };
+    Some(identifier(sys, id))
+}
+
+/// A CX patient identifier.
+pub(super) fn cx(v: &Value<'_>, source: &str) -> Option<Identifier> {
+    cx_of(v, source, "patient")
+}
+
+/// A CX identifier of `kind` (`patient`, `visit`, ...): the assigning
+/// authority (CX-4) names its system.
+pub(super) fn cx_of(v: &Value<'_>, source: &str, kind: &str) -> Option<Identifier> {
+    let id = comp(v, 1);
+    if id.is_empty() {
+        return None;
+    }
+    let authority = v.component(4);
+    let ns = authority
+        .and_then(|a| a.subcomponent(1))
+        .map(|s| s.value().trim().to_string())
+        .unwrap_or_default();
+    let universal = authority
+        .and_then(|a| a.subcomponent(2))
+        .map(|s| s.value().trim().to_string())
+        .unwrap_or_default();
+    let ty = authority
+        .and_then(|a| a.subcomponent(3))
+        .map(|s| s.value().trim().to_string())
+        .unwrap_or_default();
+    let sys = if !universal.is_empty() && ty == "ISO" {
+        format!("urn:oid:{universal}")
+    } else if !ns.is_empty() {
+        format!("urn:ecko-edge:assigner:{}:{kind}", urn_part(&ns))
+    } else {
+        local_system(source, kind)
+    };
+    let mut ident = identifier(sys, id);
+    let type_code = comp(v, 5);
+    if !type_code.is_empty() {
+        ident.type_ = Some(concept(
+            Some("http://terminology.hl7.org/CodeSystem/v2-0203"),
+            &type_code,
+            None,
+        ));
+    }
+    Some(ident)
+}
+
+pub(super) fn patient(
+    pid: &Segment<'_>,
+    source: &str,
+    tz: &TimeZone,
+) -> Option<(Patient, Identifier)> {
+    let identifiers: Vec<Identifier> = pid
+        .field(3)
+        .map(|f| f.repetitions().filter_map(|r| cx(&r, source)).collect())
+        .unwrap_or_default();
+    let key = identifiers.first()?.clone();
+    let names = pid
+        .field(5)
+        .map(|f| {
+            f.repetitions()
+                .filter_map(|r| {
+                    let family = comp(&r, 1);
+                    let given: Vec<String> = [comp(&r, 2), comp(&r, 3)]
+                        .into_iter()
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                    let n = HumanName {
+                        use_: match comp(&r, 7).as_str() {
+                            "L" => Some("official".into()),
+                            "D" => Some("usual".into()),
+                            "M" | "B" => Some("maiden".into()),
+                            "N" | "A" => Some("nickname".into()),
+                            _ => None,
+                        },
+                        family: Some(family).filter(|s| !s.is_empty()),
+                        given,
+                        suffix: Some(comp(&r, 4))
+                            .filter(|s| !s.is_empty())
+                            .into_iter()
+                            .collect(),
+                        prefix: Some(comp(&r, 5))
+                            .filter(|s| !s.is_empty())
+                            .into_iter()
+                            .collect(),
+                    };
+                    (n.family.is_some() || !n.given.is_empty()).then_some(n)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let address = pid
+        .field(11)
+        .map(|f| {
+            f.repetitions()
+                .filter_map(|r| {
+                    let a = Address {
+                        line: [comp(&r, 1), comp(&r, 2)]
+                            .into_iter()
+                            .filter(|s| !s.is_empty())
+                            .collect(),
+                        city: Some(comp(&r, 3)).filter(|s| !s.is_empty()),
+                        state: Some(comp(&r, 4)).filter(|s| !s.is_empty()),
+                        postal_code: Some(comp(&r, 5)).filter(|s| !s.is_empty()),
+                        country: Some(comp(&r, 6)).filter(|s| !s.is_empty()),
+                    };
+                    (a != Address::default()).then_some(a)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let telecom = pid
+        .field(13)
+        .map(|f| {
+            f.repetitions()
+                .filter_map(|r| {
+                    let number = Some(comp(&r, 1))
+                        .filter(|s| !s.is_empty())
+                        .or_else(|| Some(comp(&r, 12)).filter(|s| !s.is_empty()))?;
+                    Some(ContactPoint {
+                        system: Some("phone".into()),
+                        value: Some(number),
+                        use_: Some("home".into()),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let birth = get(pid, 7, 1);
+    let p = Patient {
+        identifier: identifiers,
+        name: names,
+        telecom,
+        gender: gender(&get(pid, 8, 1)),
+        birth_date: birth.get(..8).and_then(|d| date_time(d, tz)),
+        deceased_date_time: date_time(&get(pid, 29, 1), tz),
+        address,
+        ..Default::default()
+    };
+    Some((p, key))
+}
+
+/// The visit number (PV1-19, a CX) as the Encounter's identifier.
+pub(super) fn visit_number(pv1: &Segment<'_>, source: &str) -> Option<Identifier> {
+    let mut id = cx_of(&pv1.field(19)?.repetition(1)?, source, "visit")?;
+    id.type_ = None;
+    Some(id)
+}
+
+/// `Some(s)` unless `s` is blank.
+pub(super) fn some(s: String) -> Option<String> {
+    Some(s).filter(|s| !s.is_empty())
+}
+
+/// An XCN (person and id) as a display reference: "Given Family", else the id.
+pub(super) fn xcn(v: &Value<'_>) -> Option<Reference> {
+    let name = [comp(v, 6), comp(v, 3), comp(v, 2)]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let name = if name.is_empty() { comp(v, 1) } else { name };
+    (!name.is_empty()).then(|| display_reference(&name))
+}
+
+/// The first person named in field `f` (XCN).
+pub(super) fn person(seg: &Segment<'_>, f: usize) -> Option<Reference> {
+    seg.field(f)?.repetitions().find_map(|r| xcn(&r))
+}
+
+/// A PL location (point of care^room^bed^facility^status^type^building^floor)
+/// as display text: "GENERAL ICU, room 101, bed A".
+pub(super) fn location_text(v: &Value<'_>) -> Option<String> {
+    let mut parts = Vec::new();
+    let facility = v
+        .component(4)
+        .and_then(|c| c.subcomponent(1))
+        .map(|s| s.value().trim().to_string())
+        .unwrap_or_default();
+    let unit = comp(v, 1);
+    let head = [facility, unit]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !head.is_empty() {
+        parts.push(head);
+    }
+    let room = comp(v, 2);
+    if !room.is_empty() {
+        parts.push(format!("room {room}"));
+    }
+    let bed = comp(v, 3);
+    if !bed.is_empty() {
+        parts.push(format!("bed {bed}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// The text of an NTE (NTE-3, repetitions on separate lines), if any.
+pub(super) fn nte(seg: &Segment<'_>) -> Option<Annotation> {
+    let text: Vec<String> = seg
+        .field(3)
+        .map(|f| {
+            f.repetitions()
+                .map(|r| r.value().trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    (!text.is_empty()).then(|| Annotation {
+        text: text.join("\n"),
+        time: None,
+    })
+}
+
+/// An SPM segment as a Specimen (SPM-2 id, SPM-4 type, SPM-17 collected,
+/// SPM-18 received) with its identifier.
+pub(super) fn spm(
+    seg: &Segment<'_>,
+    source: &str,
+    subject: Option<Reference>,
+    tz: &TimeZone,
+) -> Option<(Specimen, Identifier)> {
+    let key = seg.field(2).and_then(|f| f.component(1)).and_then(|c| {
+        let id = c
+            .subcomponent(1)
+            .map(|s| s.value().trim().to_string())
+            .unwrap_or_default();
+        let ns = c
+            .subcomponent(2)
+            .map(|s| s.value().trim().to_string())
+            .unwrap_or_default();
+        (!id.is_empty()).then(|| {
+            let sys = if ns.is_empty() {
+                local_system(source, "specimen")
+            } else {
+                format!("urn:ecko-edge:assigner:{}:specimen", urn_part(&ns))
+            };
+            identifier(sys, id)
+        })
+    })?;
+    let s = Specimen {
+        identifier: vec![key.clone()],
+        type_: seg
+            .field(4)
+            .and_then(|f| f.repetition(1))
+            .and_then(|r| cwe(&r, source)),
+        subject,
+        collection: date_time(&get(seg, 17, 1), tz).map(|t| SpecimenCollection {
+            collected_date_time: Some(t),
+            body_site: None,
+        }),
+        received_time: date_time(&get(seg, 18, 1), tz),
+        ..Default::default()
+    };
+    Some((s, key))
+}
+
+/// Adds the Provenance of the message and closes the Bundle.
+pub(super) fn finish(mut b: BundleBuilder, id: &Identity, message: &StoredMessage) -> Bundle {
+    let source = message.source.as_str();
+    let label = format!(
+        "HL7 v2 {}^{} {} from {}",
+        id.message_code,
+        id.trigger_event,
+        id.control_id,
+        if id.sending_application.is_empty() {
+            source
+        } else {
+            &id.sending_application
+        }
+    );
+    let key = if id.control_id.is_empty() {
+        message
+            .dedup_key
+            .clone()
+            .unwrap_or_else(|| message.id.to_string())
+    } else {
+        id.control_id.clone()
+    };
+    add_provenance(&mut b, source, &key, &label, message.received_at);
+    b.finish()
+}

@@ -1,0 +1,53 @@
+//! HL7 v2 → a FHIR R4 transaction Bundle, one module per message family,
+//! following the HL7 V2-to-FHIR implementation guide's segment maps:
+//!
+//! | message | module | resources |
+//! | --- | --- | --- |
+//! | ORU^R01, OUL^R22 | [`results`] | Patient, Encounter, Specimen, ServiceRequest, DiagnosticReport, Observation |
+//! | ADT^A01/A02/A03/A04/A05/A08/A11/A13/A31/A40 | [`adt`] | Patient, Encounter (status and period per event), Patient.link for merges |
+//! | ORM^O01, OML^O21, RDE^O11 | [`orders`] | ServiceRequest (status by ORC-1/ORC-5), Specimen, MedicationRequest ([`pharmacy`]) |
+//! | SIU^S12–S15 | [`scheduling`] | Appointment with participants |
+//! | DFT^P03 | [`financial`] | ChargeItem |
+//!
+//! Every map shares [`common`]: PID → Patient, CWE → CodeableConcept, EI/CX →
+//! Identifier, NTE → note, and the Provenance that closes every Bundle.
+//! Blank fields create nothing. Times without an offset get the site's.
+
+mod adt;
+mod common;
+mod financial;
+mod orders;
+mod pharmacy;
+mod results;
+mod scheduling;
+
+use super::fhir::Bundle;
+use super::TransformError;
+use crate::journal::StoredMessage;
+use crate::protocol::hl7::{Message, ParseOptions};
+use jiff::tz::TimeZone;
+
+/// The message codes (MSH-9.1) this transform maps.
+pub const MESSAGE_CODES: &[&str] = &["ORU", "OUL", "ADT", "ORM", "OML", "RDE", "SIU", "DFT"];
+
+/// Maps one stored HL7 v2 message by its type (MSH-9).
+pub fn to_bundle(message: &StoredMessage, tz: &TimeZone) -> Result<Bundle, TransformError> {
+    let parsed = Message::parse(&message.payload, &ParseOptions::default())
+        .map_err(|e| TransformError::Unreadable(e.to_string()))?;
+    let id = parsed.identity();
+    match id.message_code.as_str() {
+        "ORU" | "OUL" => results::to_bundle(&parsed, message, tz),
+        "ADT" => adt::to_bundle(&parsed, message, tz),
+        "ORM" | "OML" | "RDE" => orders::to_bundle(&parsed, message, tz),
+        "SIU" => scheduling::to_bundle(&parsed, message, tz),
+        "DFT" => financial::to_bundle(&parsed, message, tz),
+        other => Err(TransformError::Unreadable(format!(
+            "no FHIR map for HL7 v2 {other}^{} (mapped: {})",
+            id.trigger_event,
+            MESSAGE_CODES.join(", ")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests;
