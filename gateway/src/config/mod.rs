@@ -267,6 +267,14 @@ impl<'a> Loader<'a> {
                 None
             }
         };
+        if let (Some(h), Some(v)) = (&hub, root.get("hub")) {
+            if h.enabled {
+                self.error_at(
+                    v.span().start,
+                    "[hub]: the MQTT hub uplink is not part of this version; remove `enabled = true`".into(),
+                );
+            }
+        }
         if let (Some(site), Some(v)) = (&site, root.get("site")) {
             if jiff::tz::TimeZone::get(&site.time_zone).is_err() {
                 self.error_at(

@@ -279,3 +279,13 @@ fn every_example_configuration_is_valid() {
     }
     assert!(seen >= 4, "{seen} examples");
 }
+
+#[test]
+fn enabling_the_hub_uplink_is_refused_while_this_version_has_none() {
+    let text = format!("{MINIMAL}\n[hub]\nenabled = true\n");
+    let errs = messages(parse(&text).unwrap_err());
+    assert!(
+        errs[0].contains("[hub]: the MQTT hub uplink is not part of this version"),
+        "{errs:?}"
+    );
+}
