@@ -172,18 +172,20 @@ fn commit_batch(conn: &Connection, cx: &BatchContext, batch: impl Iterator<Item 
         }
         return;
     }
+    // Statements are cached: this loop runs once per message at full load.
+    let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([]));
     for job in batch {
-        if conn.execute_batch("SAVEPOINT job").is_err() {
+        if run("SAVEPOINT job").is_err() {
             completions.push(job_not_run(job).1);
             continue;
         }
         let (keep, completion) = job(conn, cx);
-        let end = if keep {
-            "RELEASE job"
+        let ended = if keep {
+            run("RELEASE job")
         } else {
-            "ROLLBACK TO job; RELEASE job"
+            run("ROLLBACK TO job").and_then(|_| run("RELEASE job"))
         };
-        if let Err(e) = conn.execute_batch(end) {
+        if let Err(e) = ended {
             tracing::error!(error = %e, "savepoint handling failed");
         }
         completions.push(completion);
