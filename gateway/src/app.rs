@@ -61,6 +61,9 @@ pub struct Gateway {
     pub admin_addr: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
     sources: JoinSet<()>,
+    /// Cancelled only after every source has finished, so ingests completing
+    /// during shutdown are not left waiting on a stopped engine.
+    worker_stop: CancellationToken,
     workers: JoinSet<()>,
     housekeeping: JoinSet<()>,
 }
@@ -213,18 +216,12 @@ impl Gateway {
             config.journal.purge_interval,
             shutdown.child_token(),
         ));
-        // Workers stop only after the sources, so ingests finishing during
-        // shutdown are not left waiting on a stopped engine.
-        let stop_workers = shutdown.clone();
-        housekeeping.spawn(async move {
-            stop_workers.cancelled().await;
-            worker_stop.cancel();
-        });
         Ok(Gateway {
             journal,
             admin_addr,
             shutdown,
             sources,
+            worker_stop,
             workers,
             housekeeping,
         })
@@ -234,6 +231,7 @@ impl Gateway {
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         while self.sources.join_next().await.is_some() {}
+        self.worker_stop.cancel();
         while self.workers.join_next().await.is_some() {}
         while self.housekeeping.join_next().await.is_some() {}
         self.journal.close().await;
