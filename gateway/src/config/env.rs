@@ -125,6 +125,21 @@ pub fn expand(
                 }
             }
         };
+        let value = value.and_then(|value| match string_at(input, i) {
+            // Inside a quoted value the variable's text is data, never TOML:
+            // a secret with a quote or a backslash must arrive unchanged.
+            Some('"') => Some(escape_basic(&value)),
+            Some(_) if value.contains('\'') => {
+                errors.push(EnvError {
+                    offset: i,
+                    message: format!(
+                        "the value of `{name}` contains `'`, which a '...' string cannot hold (use \"...\")"
+                    ),
+                });
+                None
+            }
+            _ => Some(value),
+        });
         if let Some(value) = value {
             if value.contains(['\n', '\r']) {
                 errors.push(EnvError {
@@ -160,8 +175,13 @@ fn is_variable_name(name: &str) -> bool {
 }
 
 /// Whether byte `at` lies inside a basic or literal string on its line.
-/// Multi-line strings are rare in this file and are treated as plain text.
 fn inside_string(input: &str, at: usize) -> bool {
+    string_at(input, at).is_some()
+}
+
+/// The quote of the string byte `at` lies in on its line, if any.
+/// Multi-line strings are rare in this file and are treated as plain text.
+fn string_at(input: &str, at: usize) -> Option<char> {
     let line_start = input[..at].rfind('\n').map_or(0, |n| n + 1);
     let mut quote: Option<char> = None;
     let mut escaped = false;
@@ -175,7 +195,24 @@ fn inside_string(input: &str, at: usize) -> bool {
             None => {}
         }
     }
-    quote.is_some()
+    quote
+}
+
+/// `value` written so that a TOML basic string reads it back unchanged.
+fn escape_basic(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() && c != '\n' && c != '\r' => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -187,6 +224,7 @@ mod tests {
             "PORT" => Some("2600".into()),
             "EMPTY" => Some(String::new()),
             "MULTI" => Some("a\nb".into()),
+            "SECRET" => Some(r#"p"a\ss'w"#.into()),
             _ => None,
         }
     }
@@ -232,6 +270,26 @@ mod tests {
     fn a_hash_inside_a_string_does_not_start_a_comment() {
         let e = expand("x = \"#${PORT}\"", env).unwrap();
         assert_eq!(e.text, "x = \"#2600\"");
+    }
+
+    #[test]
+    fn a_secret_with_quotes_and_backslashes_arrives_unchanged_in_a_quoted_value() {
+        let e = expand("key = \"${SECRET}\"\n", env).unwrap();
+        let table: toml::Table = toml::from_str(&e.text).unwrap();
+        assert_eq!(table["key"].as_str(), Some(r#"p"a\ss'w"#));
+    }
+
+    #[test]
+    fn a_quote_cannot_go_into_a_literal_string_and_says_so() {
+        let errs = expand("key = '${SECRET}'", env).unwrap_err();
+        assert!(errs[0].message.contains("'...'"), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn an_unquoted_reference_is_toml_text_so_a_port_stays_an_integer() {
+        let e = expand("port = ${PORT}", env).unwrap();
+        let table: toml::Table = toml::from_str(&e.text).unwrap();
+        assert_eq!(table["port"].as_integer(), Some(2600));
     }
 
     #[test]
