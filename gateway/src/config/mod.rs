@@ -20,7 +20,7 @@ pub use model::*;
 pub use units::{parse_duration, parse_size, Size, Span};
 
 use serde::de::DeserializeOwned;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue, ValueDeserializer};
@@ -198,6 +198,10 @@ impl<'a> Loader<'a> {
         // reported again as naming unknown endpoints.
         let mut broken = Vec::new();
         let mut routes = Vec::new();
+        // Where each accepted endpoint's and route's `name` is written, for
+        // duplicate-name errors that point at the name itself.
+        let mut endpoint_names_at = Vec::new();
+        let mut route_names_at = Vec::new();
         let mut ok = true;
 
         for (key, value) in root.iter() {
@@ -210,7 +214,10 @@ impl<'a> Loader<'a> {
                     Some(items) => {
                         for item in items.iter() {
                             match self.endpoint(item) {
-                                Some(e) => endpoints.push(e),
+                                Some(e) => {
+                                    endpoints.push(e);
+                                    endpoint_names_at.push(name_at(item));
+                                }
                                 None => {
                                     ok = false;
                                     if let Some(name) = item
@@ -236,7 +243,10 @@ impl<'a> Loader<'a> {
                     Some(items) => {
                         for item in items.iter() {
                             match self.route(item) {
-                                Some(r) => routes.push(r),
+                                Some(r) => {
+                                    routes.push(r);
+                                    route_names_at.push(name_at(item));
+                                }
                                 None => ok = false,
                             }
                         }
@@ -260,7 +270,7 @@ impl<'a> Loader<'a> {
         }
 
         let journal = match (journal, root.get("journal")) {
-            (Some(j), Some(v)) => self.journal(j, v.span().start),
+            (Some(j), Some(v)) => self.journal(j, v),
             (None, Some(_)) => None,
             (_, None) => {
                 self.error_at(0, "missing [journal] section (at least `path`)".into());
@@ -283,8 +293,8 @@ impl<'a> Loader<'a> {
                 );
             }
         }
-        self.check_endpoint_names(&endpoints);
-        self.check_routes(&routes, &endpoints, &broken);
+        self.check_endpoint_names(&endpoints, &endpoint_names_at);
+        self.check_routes(&routes, &route_names_at, &endpoints, &broken);
 
         Some(Config {
             source: None,
@@ -297,13 +307,37 @@ impl<'a> Loader<'a> {
         })
     }
 
-    fn journal(&mut self, file: JournalFile, at: usize) -> Option<JournalConfig> {
+    fn journal(&mut self, file: JournalFile, value: &Value<'_>) -> Option<JournalConfig> {
+        let at = |key: &str| {
+            value
+                .get_ref()
+                .as_table()
+                .and_then(|t| t.get(key))
+                .map_or(value.span().start, |v| v.span().start)
+        };
+        let mut ok = true;
         if file.retention_days == 0 {
-            self.error_at(at, "[journal]: `retention_days` must be at least 1".into());
-            return None;
+            self.error_at(
+                at("retention_days"),
+                "[journal]: `retention_days` must be at least 1".into(),
+            );
+            ok = false;
         }
         if file.max_size.0 < 1 << 20 {
-            self.error_at(at, "[journal]: `max_size` must be at least 1 MiB".into());
+            self.error_at(
+                at("max_size"),
+                "[journal]: `max_size` must be at least 1 MiB".into(),
+            );
+            ok = false;
+        }
+        if file.purge_interval.0.is_zero() {
+            self.error_at(
+                at("purge_interval"),
+                "[journal]: `purge_interval` must be longer than zero".into(),
+            );
+            ok = false;
+        }
+        if !ok {
             return None;
         }
         Some(JournalConfig {
@@ -423,6 +457,13 @@ impl<'a> Loader<'a> {
             Some(r) => self.retry(r, &name, at("retry"))?,
             None => RetryPolicy::default(),
         };
+        if common.timeout.is_some_and(|t| t.0.is_zero()) {
+            self.error_at(
+                at("timeout"),
+                format!("endpoint `{name}`: `timeout` must be longer than zero"),
+            );
+            return None;
+        }
         if common.lanes == Some(0) {
             self.error_at(
                 at("lanes"),
@@ -555,34 +596,38 @@ impl<'a> Loader<'a> {
         })
     }
 
-    fn check_endpoint_names(&mut self, endpoints: &[Endpoint]) {
+    fn check_endpoint_names(&mut self, endpoints: &[Endpoint], names_at: &[usize]) {
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-        for e in endpoints {
+        for (e, &at) in endpoints.iter().zip(names_at) {
             if let Some(first) = seen.insert(&e.name, e.line) {
-                let line = e.line;
-                self.errors.push(ConfigError {
-                    file: self.file.to_string(),
-                    line,
-                    column: 1,
-                    message: format!(
+                self.error_at(
+                    at,
+                    format!(
                         "duplicate endpoint name `{}` (first defined on line {first})",
                         e.name
                     ),
-                });
+                );
             }
         }
     }
 
-    fn check_routes(&mut self, routes: &[Route], endpoints: &[Endpoint], broken: &[String]) {
-        let mut names = HashSet::new();
-        for r in routes {
-            if !names.insert(r.name.as_str()) {
-                self.errors.push(ConfigError {
-                    file: self.file.to_string(),
-                    line: r.line,
-                    column: 1,
-                    message: format!("duplicate route name `{}`", r.name),
-                });
+    fn check_routes(
+        &mut self,
+        routes: &[Route],
+        names_at: &[usize],
+        endpoints: &[Endpoint],
+        broken: &[String],
+    ) {
+        let mut names = HashMap::new();
+        for (r, &at) in routes.iter().zip(names_at) {
+            if let Some(first) = names.insert(r.name.as_str(), r.line) {
+                self.error_at(
+                    at,
+                    format!(
+                        "duplicate route name `{}` (first defined on line {first})",
+                        r.name
+                    ),
+                );
             }
             if r.from.is_empty() || r.to.is_empty() {
                 self.error_at(
@@ -627,6 +672,14 @@ impl<'a> Loader<'a> {
             }
         }
     }
+}
+
+/// Where an endpoint's or route's `name` is written, else the table itself.
+fn name_at(item: &Value<'_>) -> usize {
+    item.get_ref()
+        .as_table()
+        .and_then(|t| t.get("name"))
+        .map_or(item.span().start, |v| v.span().start)
 }
 
 fn is_name(s: &str) -> bool {

@@ -76,8 +76,54 @@ fn a_duplicate_endpoint_name_points_at_the_second_definition() {
     let errs = messages(parse(&text).unwrap_err());
     assert!(
         errs.iter().any(|e| e
-            .starts_with("gw.toml:10:1: duplicate endpoint name `drop` (first defined on line 5)")),
+            .starts_with("gw.toml:11:8: duplicate endpoint name `drop` (first defined on line 5)")),
         "{errs:?}"
+    );
+}
+
+#[test]
+fn a_duplicate_route_name_points_at_the_second_name() {
+    let text =
+        format!("{MINIMAL}\n[[route]]\nname = \"all\"\nfrom = [\"drop\"]\nto = [\"archive\"]\n");
+    let errs = messages(parse(&text).unwrap_err());
+    assert_eq!(
+        errs,
+        vec!["gw.toml:21:8: duplicate route name `all` (first defined on line 15)"]
+    );
+}
+
+#[test]
+fn journal_limits_are_reported_at_their_own_keys() {
+    let text = MINIMAL.replace(
+        "[journal]",
+        "[journal]\nretention_days = 0\nmax_size = \"10KB\"\npurge_interval = \"0s\"",
+    );
+    let errs = messages(parse(&text).unwrap_err());
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs[0].starts_with("gw.toml:3:18: [journal]: `retention_days`"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("gw.toml:4:12: [journal]: `max_size`"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[2].starts_with("gw.toml:5:18: [journal]: `purge_interval`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_zero_endpoint_timeout_is_refused_at_its_key() {
+    let text = MINIMAL.replace(
+        "path = \"/tmp/out\"",
+        "path = \"/tmp/out\"\ntimeout = \"0s\"",
+    );
+    let errs = messages(parse(&text).unwrap_err());
+    assert_eq!(
+        errs,
+        vec!["gw.toml:14:11: endpoint `archive`: `timeout` must be longer than zero"]
     );
 }
 
