@@ -109,6 +109,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
+                let problems = ecko_gateway::preflight::check(&c);
+                if !problems.is_empty() {
+                    for p in problems {
+                        eprintln!("{}: {p}", file.display());
+                    }
+                    return ExitCode::from(2);
+                }
                 println!(
                     "{}: ok ({} endpoints, {} routes)",
                     file.display(),

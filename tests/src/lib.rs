@@ -100,10 +100,19 @@ impl Gateway {
     }
 
     /// SIGTERM, then wait for a graceful exit; returns its exit code.
-    pub fn terminate(mut self) -> Option<i32> {
-        use nix::sys::signal::{kill, Signal};
+    pub fn terminate(self) -> Option<i32> {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// SIGINT (Ctrl-C), then wait for a graceful exit; returns its exit code.
+    pub fn interrupt(self) -> Option<i32> {
+        self.stop_with(nix::sys::signal::Signal::SIGINT)
+    }
+
+    fn stop_with(mut self, signal: nix::sys::signal::Signal) -> Option<i32> {
+        use nix::sys::signal::kill;
         use nix::unistd::Pid;
-        let _ = kill(Pid::from_raw(self.pid()), Signal::SIGTERM);
+        let _ = kill(Pid::from_raw(self.pid()), signal);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -111,7 +120,7 @@ impl Gateway {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("ecko-gateway did not stop within 20 s of SIGTERM");
+                panic!("ecko-gateway did not stop within 20 s of {signal}");
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -1,5 +1,6 @@
 //! The command line as an operator meets it: version, configuration checks
-//! with locations, fast start on an empty journal, graceful stop on SIGTERM.
+//! with locations, fast start on an empty journal, graceful stop on SIGTERM
+//! and SIGINT.
 
 use ecko_tests::{gateway_binary, Gateway};
 use std::process::Command;
@@ -91,21 +92,34 @@ fn check_config_reports_a_missing_file_without_panicking() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
 }
 
+/// The default configuration on free ports, so a gateway already running on
+/// this machine does not get in the way.
+fn default_on_free_ports(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("ECKO_DATA_DIR", dir.join("var").display().to_string()),
+        ("ECKO_MLLP_PORT", ecko_tests::free_port().to_string()),
+        ("ECKO_ASTM_PORT", ecko_tests::free_port().to_string()),
+        ("ECKO_ADMIN_PORT", ecko_tests::free_port().to_string()),
+    ]
+}
+
 #[test]
-fn the_default_configuration_starts_fast_and_stops_gracefully_on_sigterm() {
+fn the_default_configuration_listens_within_a_fraction_of_a_second_and_stops_gracefully_on_sigterm()
+{
     let dir = tempfile::tempdir().unwrap();
     let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gateway.toml");
+    let env = default_on_free_ports(dir.path());
     let data = dir.path().join("var");
+    let mllp_port: u16 = env[1].1.parse().unwrap();
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let started = Instant::now();
-    let gw = Gateway::start(
-        &default,
-        &dir.path().join("log"),
-        &[("ECKO_DATA_DIR", data.to_str().unwrap())],
-    );
+    let gw = Gateway::start(&default, &dir.path().join("log"), &env_refs);
+    assert!(ecko_tests::wait_for_port(mllp_port, Duration::from_secs(5)));
     let startup = started.elapsed();
+    eprintln!("listening {startup:?} after the process was started");
     assert!(
-        startup < Duration::from_secs(2),
-        "took {startup:?} to start"
+        startup < Duration::from_secs(1),
+        "took {startup:?} to listen on an empty journal"
     );
     std::fs::write(data.join("inbox/hello.txt"), b"hello").unwrap();
     assert!(ecko_tests::eventually(Duration::from_secs(10), || {
@@ -121,4 +135,49 @@ fn the_default_configuration_starts_fast_and_stops_gracefully_on_sigterm() {
     // The WAL was checkpointed into the database on close.
     let wal = data.join("journal.db-wal");
     assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+}
+
+#[test]
+fn ctrl_c_stops_the_gateway_gracefully_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gateway.toml");
+    let env = default_on_free_ports(dir.path());
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let gw = Gateway::start(&default, &dir.path().join("log"), &env_refs);
+    let log = gw.log.clone();
+    assert_eq!(gw.interrupt(), Some(0));
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(text.contains("stopped"), "{text}");
+    let wal = dir.path().join("var/journal.db-wal");
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+}
+
+#[test]
+fn check_config_refuses_a_file_whose_certificate_cannot_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tls.toml");
+    std::fs::write(
+        &file,
+        r#"[journal]
+path = "j.db"
+
+[[endpoint]]
+name = "hub"
+type = "fhir"
+url = "https://hub.example/fhir"
+ca_file = "/nonexistent/hub-ca.pem"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(gateway_binary())
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("endpoint `hub`") && stderr.contains("/nonexistent/hub-ca.pem"),
+        "{stderr}"
+    );
 }
