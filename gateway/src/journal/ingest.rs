@@ -90,9 +90,20 @@ impl Journal {
             });
         }
         let woken: Vec<String> = destinations.iter().map(|d| d.endpoint.clone()).collect();
-        let receipt = self
+        let receipt = match self
             .write_with(move |conn, cx| insert(conn, cx, &message, &destinations))
-            .await??;
+            .await
+        {
+            Ok(inserted) => inserted?,
+            // The disk may fill between the insert and the commit.
+            Err(JournalError::DiskFull) => {
+                return Err(IngestError::DiskFull {
+                    available: 0,
+                    reserve: 0,
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
         if !receipt.duplicate {
             self.wake(woken);
         }

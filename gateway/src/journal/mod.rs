@@ -84,6 +84,8 @@ pub enum JournalError {
     Open { path: String, reason: String },
     #[error("journal storage error: {0}")]
     Storage(String),
+    #[error("the disk holding the journal is full")]
+    DiskFull,
     #[error("the journal is closed")]
     Closed,
     #[error("no outbox row {0}")]
@@ -92,7 +94,12 @@ pub enum JournalError {
 
 impl From<rusqlite::Error> for JournalError {
     fn from(e: rusqlite::Error) -> Self {
-        JournalError::Storage(e.to_string())
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+                JournalError::DiskFull
+            }
+            _ => JournalError::Storage(e.to_string()),
+        }
     }
 }
 
@@ -167,6 +174,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     wakeups: Mutex<HashMap<String, Arc<Notify>>>,
     writer_done: Mutex<Option<oneshot::Receiver<()>>>,
+    counters: Arc<writer::WriterCounters>,
     /// Held while open: a second gateway on the same journal would return
     /// this one's leased rows to the queue and deliver them twice.
     lock: Mutex<Option<nix::fcntl::Flock<std::fs::File>>>,
@@ -207,10 +215,21 @@ impl Journal {
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let (done_tx, done_rx) = oneshot::channel();
         let clock = options.clock.clone();
+        let counters = Arc::new(writer::WriterCounters::default());
+        let writer_counters = counters.clone();
         std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || {
-                writer::run(conn, rx, admission, clock);
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    writer::run(conn, rx, admission, clock, writer_counters)
+                }));
+                if ran.is_err() {
+                    // Without its writer the gateway could only refuse every
+                    // message; exiting lets the service manager restart it on
+                    // a journal that is consistent as of its last commit.
+                    tracing::error!("the journal writer failed; exiting so the service restarts");
+                    std::process::exit(70);
+                }
                 let _ = done_tx.send(());
             })
             .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
@@ -223,6 +242,7 @@ impl Journal {
                 clock: options.clock,
                 wakeups: Mutex::new(HashMap::new()),
                 writer_done: Mutex::new(Some(done_rx)),
+                counters,
                 lock: Mutex::new(Some(lock)),
             }),
         })
@@ -234,6 +254,15 @@ impl Journal {
 
     pub fn now_ms(&self) -> i64 {
         self.inner.clock.now_ms()
+    }
+
+    /// Transactions committed and jobs run in them since the journal opened.
+    pub fn commit_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (
+            self.inner.counters.commits.load(Ordering::Relaxed),
+            self.inner.counters.jobs.load(Ordering::Relaxed),
+        )
     }
 
     /// Finishes every job already submitted, checkpoints the WAL and closes

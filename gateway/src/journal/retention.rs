@@ -51,8 +51,11 @@ impl Journal {
         Ok(purged)
     }
 
-    /// Returns free pages to the filesystem, a chunk per transaction.
+    /// Returns free pages to the filesystem, a chunk per transaction. Stops
+    /// when the free list no longer shrinks: a file made without incremental
+    /// auto-vacuum keeps its free pages, and that must not spin the writer.
     pub async fn shrink(&self) -> Result<(), JournalError> {
+        let mut before = i64::MAX;
         loop {
             let remaining = self
                 .write(|conn, _| {
@@ -60,9 +63,16 @@ impl Journal {
                     Ok(conn.query_row("PRAGMA freelist_count", [], |r| r.get::<_, i64>(0))?)
                 })
                 .await?;
-            if remaining == 0 {
+            if remaining == 0 || remaining >= before {
+                if remaining > 0 {
+                    tracing::warn!(
+                        free_pages = remaining,
+                        "the journal file cannot give free pages back (auto_vacuum is not incremental)"
+                    );
+                }
                 return self.checkpoint().await;
             }
+            before = remaining;
         }
     }
 }

@@ -129,6 +129,92 @@ async fn concurrent_ingests_all_commit_and_get_distinct_ids() {
     assert_eq!(ids.len(), 500);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ingests_share_commits() {
+    let f = fixture();
+    let (commits_before, _) = f.journal.commit_counts();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..400 {
+        let j = f.journal.clone();
+        tasks.spawn(async move { j.ingest(msg(&i.to_string()), to(&["a"])).await.unwrap() });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let (commits, jobs) = f.journal.commit_counts();
+    let commits = commits - commits_before;
+    assert!(jobs >= 400);
+    // One fsync'd commit per message would be 400.
+    assert!(
+        commits <= 100,
+        "{commits} commits for 400 concurrent ingests: group commit is not grouping"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_job_is_rolled_back_alone_and_the_rest_of_its_batch_commits() {
+    let f = fixture();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let j = f.journal.clone();
+        tasks.spawn(async move { (i, j.ingest(msg(&i.to_string()), to(&["a"])).await) });
+    }
+    let failing = f.journal.clone();
+    let failed = tokio::spawn(async move {
+        failing
+            .write_with(|conn, _| -> Result<(), rusqlite::Error> {
+                conn.execute(
+                    "INSERT INTO event (at, kind, detail, actor) VALUES (0, 'x', 'rolled back', 't')",
+                    [],
+                )?;
+                conn.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+                Ok(())
+            })
+            .await
+    });
+    while let Some(r) = tasks.join_next().await {
+        let (i, receipt) = r.unwrap();
+        assert!(receipt.is_ok(), "message {i}: {receipt:?}");
+    }
+    assert!(matches!(failed.await.unwrap(), Ok(Err(_))));
+    let kept = f
+        .journal
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM event WHERE detail = 'rolled back'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        kept, 0,
+        "the failing job's first insert must be rolled back"
+    );
+    let stored = f
+        .journal
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM message", [], |r| r.get::<_, i64>(0))?))
+        .await
+        .unwrap();
+    assert_eq!(stored, 50);
+}
+
+#[tokio::test]
+async fn a_panicking_job_does_not_take_the_writer_down() {
+    let f = fixture();
+    let panicked = f
+        .journal
+        .write_with(|_, _| -> Result<(), JournalError> { panic!("a defect in one job") })
+        .await;
+    assert!(
+        matches!(panicked, Err(JournalError::Closed)),
+        "{panicked:?}"
+    );
+    let receipt = f.journal.ingest(msg("after"), to(&["a"])).await.unwrap();
+    assert!(!receipt.duplicate);
+}
+
 #[tokio::test]
 async fn a_low_disk_refuses_new_messages_but_still_answers_resends() {
     let f = fixture();
@@ -471,10 +557,57 @@ fn the_journal_runs_in_wal_mode_with_full_sync() {
     assert_eq!(mode, "wal");
     let auto: i64 = c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
     assert_eq!(auto, 2, "incremental auto_vacuum");
-    // synchronous is per connection: check the writer's setting via configure().
-    configure(&c, false).unwrap();
-    let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+}
+
+#[tokio::test]
+async fn the_writer_commits_with_full_sync() {
+    let f = fixture();
+    // synchronous is per connection: ask the writer's own.
+    let sync = f
+        .journal
+        .write(|conn, _| Ok(conn.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?))
+        .await
+        .unwrap();
     assert_eq!(sync, 2, "FULL");
+}
+
+#[tokio::test]
+async fn shrinking_a_file_without_incremental_vacuum_ends() {
+    let f = fixture();
+    for i in 0..200 {
+        f.journal
+            .ingest(msg(&i.to_string()), to(&["a"]))
+            .await
+            .unwrap();
+    }
+    // A file whose auto_vacuum was switched off elsewhere keeps its free
+    // pages; shrink must give up rather than loop.
+    f.journal
+        .write(|conn, _| {
+            conn.execute_batch("DELETE FROM event; DELETE FROM outbox; DELETE FROM message;")?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    f.journal.close().await;
+    {
+        let c = Connection::open(&f.path).unwrap();
+        c.execute_batch("PRAGMA auto_vacuum = NONE; VACUUM;")
+            .unwrap();
+    }
+    let journal = open_at(&f.path, f.clock.clone(), f.disk.clone(), 1 << 30);
+    journal
+        .write(|conn, _| {
+            conn.execute_batch("CREATE TABLE filler(x); INSERT INTO filler SELECT zeroblob(4000) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100) SELECT i FROM n); DROP TABLE filler;")?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), journal.shrink())
+        .await
+        .expect("shrink must end")
+        .unwrap();
+    journal.close().await;
 }
 
 #[tokio::test]

@@ -3,7 +3,9 @@
 use super::{Clock, JournalError};
 use ecko_hal::Storage;
 use rusqlite::Connection;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -50,6 +52,16 @@ where
         });
         (keep, completion)
     })
+}
+
+/// What the writer has done since the journal was opened: the evidence that
+/// group commit groups, and figures for the admin page.
+#[derive(Debug, Default)]
+pub struct WriterCounters {
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Jobs that ran inside those transactions.
+    pub jobs: AtomicU64,
 }
 
 /// Largest number of jobs in one transaction: bounds the time one commit
@@ -122,6 +134,7 @@ pub(super) fn run(
     mut jobs: mpsc::Receiver<Work>,
     mut admission: Admission,
     clock: Arc<dyn Clock>,
+    counters: Arc<WriterCounters>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
@@ -144,7 +157,7 @@ pub(super) fn run(
                 now: clock.now_ms(),
                 refusal: admission.check(&conn),
             };
-            commit_batch(&conn, &cx, batch.drain(..));
+            commit_batch(&conn, &cx, batch.drain(..), &counters);
         }
         if let Some(reply) = checkpoint {
             let result = conn
@@ -161,7 +174,12 @@ pub(super) fn run(
     }
 }
 
-fn commit_batch(conn: &Connection, cx: &BatchContext, batch: impl Iterator<Item = Job>) {
+fn commit_batch(
+    conn: &Connection,
+    cx: &BatchContext,
+    batch: impl Iterator<Item = Job>,
+    counters: &WriterCounters,
+) {
     let mut completions: Vec<Completion> = Vec::new();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = JournalError::from(e);
@@ -179,7 +197,17 @@ fn commit_batch(conn: &Connection, cx: &BatchContext, batch: impl Iterator<Item 
             completions.push(job_not_run(job).1);
             continue;
         }
-        let (keep, completion) = job(conn, cx);
+        // A job that panics must not take the writer (and with it every
+        // later ACK) down: its savepoint is rolled back and its caller sees
+        // the journal as closed for that one request.
+        let (keep, completion) = match std::panic::catch_unwind(AssertUnwindSafe(|| job(conn, cx)))
+        {
+            Ok(ran) => ran,
+            Err(_) => {
+                tracing::error!("a journal job panicked; its changes are rolled back");
+                (false, Box::new(|_| {}) as Completion)
+            }
+        };
         let ended = if keep {
             run("RELEASE job")
         } else {
@@ -190,9 +218,13 @@ fn commit_batch(conn: &Connection, cx: &BatchContext, batch: impl Iterator<Item 
         }
         completions.push(completion);
     }
+    let jobs = completions.len() as u64;
     let committed = conn.execute_batch("COMMIT").map_err(JournalError::from);
     if committed.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
+    } else {
+        counters.commits.fetch_add(1, Ordering::Relaxed);
+        counters.jobs.fetch_add(jobs, Ordering::Relaxed);
     }
     for completion in completions {
         completion(committed.clone());
