@@ -156,24 +156,6 @@ fn insert(
     })
     .map_err(storage)?;
     let message_id = conn.last_insert_rowid();
-    let mut outbox = conn
-        .prepare_cached(
-            "INSERT INTO outbox (message_id, destination, transform, lane, state, next_attempt_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
-        )
-        .map_err(storage)?;
-    for d in destinations {
-        outbox
-            .execute(params![
-                message_id,
-                d.endpoint,
-                d.transform,
-                d.lane,
-                schema::QUEUED,
-                cx.now
-            ])
-            .map_err(storage)?;
-    }
     let routed: Vec<&str> = destinations.iter().map(|d| d.endpoint.as_str()).collect();
     conn.prepare_cached(
         "INSERT INTO event (at, message_id, kind, detail) VALUES (?1, ?2, 'received', ?3)",
@@ -191,6 +173,41 @@ fn insert(
         ])
     })
     .map_err(storage)?;
+    let mut outbox = conn
+        .prepare_cached(
+            "INSERT INTO outbox (message_id, destination, transform, lane, state, next_attempt_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
+        )
+        .map_err(storage)?;
+    let mut routed_event = conn
+        .prepare_cached(
+            "INSERT INTO event (at, message_id, outbox_id, kind, detail) VALUES (?1, ?2, ?3, 'routed', ?4)",
+        )
+        .map_err(storage)?;
+    for d in destinations {
+        outbox
+            .execute(params![
+                message_id,
+                d.endpoint,
+                d.transform,
+                d.lane,
+                schema::QUEUED,
+                cx.now
+            ])
+            .map_err(storage)?;
+        let outbox_id = conn.last_insert_rowid();
+        let detail = if d.lane.is_empty() {
+            format!("to {} (transform {})", d.endpoint, d.transform)
+        } else {
+            format!(
+                "to {} (transform {}, lane {})",
+                d.endpoint, d.transform, d.lane
+            )
+        };
+        routed_event
+            .execute(params![cx.now, message_id, outbox_id, detail])
+            .map_err(storage)?;
+    }
     Ok(Receipt {
         message_id,
         duplicate: false,

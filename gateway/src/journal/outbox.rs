@@ -350,8 +350,19 @@ fn record(
 /// After a crash nothing is in flight: every leased row goes back to the
 /// queue, due now, and will be delivered again.
 pub(super) fn release_all_leases(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
-    conn.execute(
+    let tx = conn.unchecked_transaction()?;
+    // These rows may have reached their destination before the previous run
+    // ended, so the next attempt can be a redelivery: say so in the history.
+    tx.execute(
+        "INSERT INTO event (at, message_id, outbox_id, kind, detail, actor)
+         SELECT ?1, message_id, id, 'requeued', 'leased when the previous run ended; delivering again', 'startup'
+         FROM outbox WHERE state = ?2",
+        params![now, LEASED],
+    )?;
+    let released = tx.execute(
         "UPDATE outbox SET state = ?1, lease_token = NULL, next_attempt_at = MIN(next_attempt_at, ?2), updated_at = ?2 WHERE state = ?3",
         params![QUEUED, now, LEASED],
-    )
+    )?;
+    tx.commit()?;
+    Ok(released)
 }

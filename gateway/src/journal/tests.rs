@@ -80,6 +80,13 @@ async fn an_ingested_message_is_readable_with_one_outbox_row_per_destination() {
         .as_deref()
         .unwrap()
         .contains("routed to a, b"));
+    let routed: Vec<_> = events.iter().filter(|e| e.kind == "routed").collect();
+    assert_eq!(
+        routed.len(),
+        2,
+        "one routing record per destination: {events:?}"
+    );
+    assert!(routed[0].detail.as_deref().unwrap().starts_with("to a "));
 }
 
 #[tokio::test]
@@ -414,6 +421,12 @@ async fn reopening_after_a_crash_returns_leased_rows_to_the_queue() {
     let j = open_at(&f.path, f.clock.clone(), f.disk.clone(), 1 << 30);
     let again = j.lease("a", 1, 1).await.unwrap();
     assert_eq!(again.lanes.len(), 1, "a crash must re-deliver, never skip");
+    let message_id = again.lanes[0][0].message.id;
+    let events = j.events_of(message_id).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "requeued"),
+        "the redelivery is explained in the history: {events:?}"
+    );
 }
 
 #[tokio::test]
