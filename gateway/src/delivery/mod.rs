@@ -15,13 +15,15 @@ pub mod retry;
 use crate::config::Endpoint;
 use crate::journal::{Journal, JournalError, Lease, Settlement};
 use crate::sinks::{Delivery, Outcome, Sink};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 /// The longest a worker sleeps without looking at the journal, so work queued
-/// by another process (the CLI's retry) is picked up.
+/// by another process (`ecko-gateway retry`) is picked up.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// Starts the worker for `endpoint`, delivering through `sink`.
@@ -102,7 +104,16 @@ async fn deliver_lane<S: Sink>(
     let mut deliveries = Vec::with_capacity(batch.len());
     let mut delivered_leases = Vec::with_capacity(batch.len());
     for lease in batch {
-        match crate::transforms::apply(&lease.transform, &lease.message) {
+        // A transform that panics on one message is a defect that must not
+        // block its lane: the message goes dead, visible and retryable.
+        let transformed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            crate::transforms::apply(&lease.transform, &lease.message).map_err(|e| e.to_string())
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!(endpoint = %endpoint.name, outbox = lease.outbox_id, "transform panicked");
+            Err("it failed unexpectedly (internal error)".to_string())
+        });
+        match transformed {
             Ok(payload) => {
                 deliveries.push(Delivery {
                     outbox_id: lease.outbox_id,
@@ -124,9 +135,19 @@ async fn deliver_lane<S: Sink>(
     }
     if !deliveries.is_empty() {
         let started = Instant::now();
-        let outcomes = match tokio::time::timeout(endpoint.timeout, sink.deliver(&deliveries)).await
-        {
-            Ok(outcomes) => outcomes,
+        let attempt = AssertUnwindSafe(sink.deliver(&deliveries)).catch_unwind();
+        let outcomes = match tokio::time::timeout(endpoint.timeout, attempt).await {
+            Ok(Ok(outcomes)) => outcomes,
+            Ok(Err(_)) => {
+                tracing::error!(endpoint = %endpoint.name, "sink panicked; the batch will be retried");
+                vec![
+                    Outcome::Retryable {
+                        error: "the sink failed unexpectedly (internal error)".into(),
+                        retry_after: None,
+                    };
+                    deliveries.len()
+                ]
+            }
             Err(_) => vec![
                 Outcome::Retryable {
                     error: format!("no answer within {:?}", endpoint.timeout),
@@ -167,9 +188,28 @@ async fn deliver_lane<S: Sink>(
             settlements.push((lease, settlement));
         }
     }
-    if let Err(e) = journal.settle(settlements).await {
-        // The rows stay leased; the next start delivers them again.
-        tracing::error!(endpoint = %endpoint.name, error = %e, "cannot record delivery outcomes");
+    settle_until_recorded(&journal, &endpoint.name, settlements).await;
+}
+
+/// Outcomes must be recorded before the lane moves on: a delivered row that
+/// is not marked would be delivered again, and a row left leased blocks its
+/// lane. Journal errors (a full disk) are usually brief, so keep trying; if
+/// the journal closes, the rows stay leased and the next start delivers them.
+async fn settle_until_recorded(
+    journal: &Journal,
+    endpoint: &str,
+    settlements: Vec<(Lease, Settlement)>,
+) {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match journal.settle(settlements.clone()).await {
+            Ok(_) | Err(JournalError::Closed) => return,
+            Err(e) => {
+                tracing::error!(%endpoint, error = %e, retry_in = ?wait, "cannot record delivery outcomes");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 

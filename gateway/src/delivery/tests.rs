@@ -284,3 +284,47 @@ impl Sink for SharedSink {
         self.0.deliver(batch).await
     }
 }
+
+/// A destination whose first call panics, as a defective sink would.
+#[derive(Default)]
+struct PanickingOnceSink {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Sink for PanickingOnceSink {
+    async fn deliver(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            panic!("a defect in the sink");
+        }
+        vec![Outcome::Delivered { response: None }; batch.len()]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_panics_does_not_block_its_lane_and_the_message_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let stop = CancellationToken::new();
+    let worker = spawn(
+        j.clone(),
+        &endpoint(fast_retry(), 1, Duration::from_secs(5)),
+        PanickingOnceSink::default(),
+        stop.clone(),
+    );
+    let first = ingest(&j, 1, "").await;
+    let second = ingest(&j, 2, "").await;
+    let row = wait_for_state(&j, first, OutboxState::Delivered).await;
+    assert_eq!(row.attempts, 2, "the panicking attempt counts as a failure");
+    wait_for_state(&j, second, OutboxState::Delivered).await;
+    let errors: Vec<_> = j
+        .events_of(first)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.detail)
+        .filter(|d| d.contains("internal error"))
+        .collect();
+    assert_eq!(errors.len(), 1, "the failure is visible in the history");
+    stop.cancel();
+    worker.await.unwrap();
+}

@@ -10,6 +10,7 @@ use crate::config::FileSinkConfig;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+#[derive(Clone)]
 pub struct FileSink {
     dir: PathBuf,
     extension: String,
@@ -54,13 +55,34 @@ impl Sink for FileSink {
     }
 
     async fn deliver(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        // File writes and fsyncs block: they run on the blocking pool, not
+        // on the threads that serve connections.
+        let sink = self.clone();
+        let batch = batch.to_vec();
+        let count = batch.len();
+        tokio::task::spawn_blocking(move || sink.write_all(&batch))
+            .await
+            .unwrap_or_else(|e| {
+                vec![
+                    Outcome::Retryable {
+                        error: format!("file writer failed: {e}"),
+                        retry_after: None,
+                    };
+                    count
+                ]
+            })
+    }
+}
+
+impl FileSink {
+    fn write_all(&self, batch: &[Delivery]) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(batch.len());
         for d in batch {
             if matches!(outcomes.last(), Some(o) if !matches!(o, Outcome::Delivered { .. })) {
                 outcomes.push(Outcome::NotAttempted);
                 continue;
             }
-            let outcome = match tokio::task::block_in_place(|| self.write(d)) {
+            let outcome = match self.write(d) {
                 Ok(path) => Outcome::Delivered {
                     response: Some(format!("written to {}", path.display())),
                 },
@@ -102,7 +124,7 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn each_payload_becomes_one_file_and_a_redelivery_overwrites_it() {
         let dir = tempfile::tempdir().unwrap();
         let sink = FileSink::new(&FileSinkConfig {
@@ -126,7 +148,7 @@ mod tests {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread")]
+    #[tokio::test]
     async fn an_unwritable_directory_is_a_retryable_failure_and_stops_the_batch() {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("file");
