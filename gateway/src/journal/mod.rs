@@ -147,6 +147,9 @@ pub struct JournalOptions {
     pub min_free_disk: u64,
     pub clock: Arc<dyn Clock>,
     pub storage: Arc<dyn Storage>,
+    /// How often the writer asks the disk for its free space; free space
+    /// changes slowly compared to commits.
+    pub disk_check_interval: std::time::Duration,
 }
 
 impl JournalOptions {
@@ -154,9 +157,10 @@ impl JournalOptions {
         Self {
             path: path.into(),
             max_size: 8 << 30,
-            min_free_disk: 64 << 20,
+            min_free_disk: 256 << 20,
             clock: Arc::new(SystemClock),
             storage: Arc::new(ecko_hal::storage::LinuxStorage),
+            disk_check_interval: std::time::Duration::from_millis(250),
         }
     }
 }
@@ -211,6 +215,7 @@ impl Journal {
             options.min_free_disk,
             options.storage,
             dir,
+            options.disk_check_interval,
         );
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let (done_tx, done_rx) = oneshot::channel();

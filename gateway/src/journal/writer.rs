@@ -69,7 +69,7 @@ pub struct WriterCounters {
 const MAX_BATCH: usize = 2048;
 
 /// Measures live size and free disk; the disk is asked at most every
-/// `DISK_CHECK_EVERY`, since free space changes slowly compared to commits.
+/// `disk_check_every`, since free space changes slowly compared to commits.
 pub(super) struct Admission {
     max_size: u64,
     min_free_disk: u64,
@@ -77,13 +77,19 @@ pub(super) struct Admission {
     dir: PathBuf,
     last_disk_check: Option<Instant>,
     last_available: u64,
+    disk_check_every: Duration,
 }
 
-const DISK_CHECK_EVERY: Duration = Duration::from_millis(250);
-
 impl Admission {
-    pub fn new(max_size: u64, min_free_disk: u64, storage: Arc<dyn Storage>, dir: PathBuf) -> Self {
+    pub fn new(
+        max_size: u64,
+        min_free_disk: u64,
+        storage: Arc<dyn Storage>,
+        dir: PathBuf,
+        disk_check_every: Duration,
+    ) -> Self {
         Self {
+            disk_check_every,
             max_size,
             min_free_disk,
             storage,
@@ -103,7 +109,7 @@ impl Admission {
         }
         if self
             .last_disk_check
-            .is_none_or(|t| t.elapsed() >= DISK_CHECK_EVERY)
+            .is_none_or(|t| t.elapsed() >= self.disk_check_every)
         {
             self.last_available = match self.storage.available_bytes(&self.dir) {
                 Ok(bytes) => bytes,
