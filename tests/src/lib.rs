@@ -39,6 +39,15 @@ impl Gateway {
     /// Starts `ecko-gateway run --config <config>` with its log in `log`,
     /// and waits until it reports that it is running.
     pub fn start(config: &Path, log: &Path, env: &[(&str, &str)]) -> Gateway {
+        let started = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+        let mut gw = Self::spawn(config, log, env);
+        gw.wait_for_log("gateway running", started, Duration::from_secs(10));
+        gw
+    }
+
+    /// Starts `ecko-gateway run --config <config>` without waiting for it to
+    /// be ready: for killing it while it opens the journal and its ports.
+    pub fn spawn(config: &Path, log: &Path, env: &[(&str, &str)]) -> Gateway {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -56,14 +65,10 @@ impl Gateway {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let started = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
-        let child = cmd.spawn().expect("start ecko-gateway");
-        let mut gw = Gateway {
-            child,
+        Gateway {
+            child: cmd.spawn().expect("start ecko-gateway"),
             log: log.to_path_buf(),
-        };
-        gw.wait_for_log("gateway running", started, Duration::from_secs(10));
-        gw
+        }
     }
 
     /// Waits until the log, from byte `from` on, contains `needle`.
