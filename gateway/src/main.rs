@@ -40,6 +40,20 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Put dead deliveries back in the queue; works while the gateway runs.
+    Retry {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// Only deliveries to this destination endpoint.
+        #[arg(long, value_name = "ENDPOINT")]
+        destination: Option<String>,
+        /// Only this message's deliveries (its id in the journal).
+        #[arg(long, value_name = "ID")]
+        message: Option<i64>,
+        /// List what would be requeued; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Orders kept for ASTM analyzers (host query, download).
     Order {
         #[command(subcommand)]
@@ -173,6 +187,12 @@ fn main() -> ExitCode {
             report(run_with(config, options))
         }
         Command::Order { command } => report(order(command)),
+        Command::Retry {
+            config,
+            destination,
+            message,
+            dry_run,
+        } => report(retry(&config, destination, message, dry_run)),
     }
 }
 
@@ -247,6 +267,46 @@ fn order(command: OrderCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn retry(
+    config: &std::path::Path,
+    destination: Option<String>,
+    message_id: Option<i64>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let config = Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(d) = &destination {
+        anyhow::ensure!(
+            config.endpoint(d).is_some_and(|e| e.direction.sends()),
+            "`{d}` is not a destination endpoint of this configuration"
+        );
+    }
+    let actor = format!(
+        "cli:{}",
+        std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "unknown".into())
+    );
+    let selection = ecko_gateway::journal::external::DeadSelection {
+        destination,
+        message_id,
+    };
+    let path = ecko_gateway::config::resolve(&config.journal.path);
+    let rows = ecko_gateway::journal::external::retry_dead_at(&path, &selection, &actor, dry_run)?;
+    for r in &rows {
+        println!(
+            "message {:>8}  delivery {:>8}  to {}",
+            r.message_id, r.outbox_id, r.destination
+        );
+    }
+    let verb = if dry_run {
+        "would be requeued"
+    } else {
+        "requeued"
+    };
+    println!("{} dead deliveries {verb}", rows.len());
+    Ok(())
 }
 
 fn run(config: Config) -> anyhow::Result<()> {

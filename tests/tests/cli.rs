@@ -181,3 +181,104 @@ ca_file = "/nonexistent/hub-ca.pem"
         "{stderr}"
     );
 }
+
+#[test]
+fn retry_puts_dead_deliveries_back_while_the_gateway_runs_and_they_are_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The destination directory is blocked by a file, so every delivery
+    // fails and, with one attempt allowed, goes dead.
+    std::fs::write(d.join("blocked"), b"not a directory").unwrap();
+    let cfg = d.join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[journal]
+path = "{d}/journal.db"
+
+[[endpoint]]
+name = "inbox"
+type = "file-drop"
+path = "{d}/inbox"
+poll_interval = "20ms"
+
+[[endpoint]]
+name = "archive"
+type = "file"
+path = "{d}/blocked/out"
+retry = {{ max_attempts = 1 }}
+
+[[route]]
+name = "all"
+from = ["inbox"]
+to = ["archive"]
+"#,
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start(&cfg, &d.join("log"), &[]);
+    std::fs::write(d.join("inbox/result.hl7"), b"MSH|^~\\&|A").unwrap();
+    let status = || {
+        let out = Command::new(gateway_binary())
+            .args(["status", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        ecko_tests::eventually(Duration::from_secs(10), || {
+            ecko_gateway::journal::JournalReader::open(&d.join("journal.db"))
+                .and_then(|r| r.counts())
+                .is_ok_and(|c| c.iter().any(|c| c.dead == 1))
+        }),
+        "the delivery never went dead: {}",
+        status()
+    );
+
+    let dry = Command::new(gateway_binary())
+        .args(["retry", "--dry-run", "--destination", "archive", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("1 dead deliveries would be requeued"));
+
+    std::fs::remove_file(d.join("blocked")).unwrap();
+    let out = Command::new(gateway_binary())
+        .args(["retry", "--destination", "archive", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 dead deliveries requeued"));
+    assert!(
+        ecko_tests::eventually(Duration::from_secs(10), || {
+            std::fs::read_dir(d.join("blocked/out")).is_ok_and(|mut e| e.next().is_some())
+        }),
+        "the requeued delivery was not made: {}",
+        status()
+    );
+    assert_eq!(gw.terminate(), Some(0));
+}
+
+#[test]
+fn retry_refuses_an_endpoint_that_is_not_a_destination() {
+    let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gateway.toml");
+    let out = Command::new(gateway_binary())
+        .args(["retry", "--destination", "mllp-in", "--config"])
+        .arg(&default)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a destination endpoint"));
+}

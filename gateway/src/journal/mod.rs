@@ -52,6 +52,7 @@
 //! `auto_vacuum=INCREMENTAL`). Dead and queued messages are never purged.
 
 pub mod admin;
+pub mod external;
 mod ingest;
 pub mod orders;
 mod outbox;

@@ -321,7 +321,7 @@ fn settle(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn record(
+pub(super) fn record(
     conn: &Connection,
     now: i64,
     outbox_id: i64,
