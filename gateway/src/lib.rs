@@ -14,6 +14,7 @@ pub mod journal;
 pub mod preflight;
 pub mod protocol;
 pub mod router;
+pub mod send;
 pub mod sinks;
 pub mod sources;
 pub mod tls;

@@ -40,6 +40,31 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Send HL7 v2 messages from files to an MLLP receiver and show each
+    /// answer, exactly as the gateway's MLLP sender would deliver them.
+    Send {
+        /// The receiver, `host:port`.
+        #[arg(long, value_name = "HOST:PORT")]
+        to: String,
+        /// Use TLS, verifying the receiver against this CA bundle (PEM).
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Client certificate (PEM) for mutual TLS; needs `--key` and `--ca`.
+        #[arg(long, value_name = "FILE", requires_all = ["key", "ca"])]
+        cert: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
+        /// The name the receiver's certificate must carry (default: the host).
+        #[arg(long, requires = "ca")]
+        server_name: Option<String>,
+        /// How long to wait to connect and for each answer, e.g. `10s`.
+        #[arg(long, default_value = "30s", value_parser = parse_span)]
+        timeout: std::time::Duration,
+        /// Files of one or more messages (MSH-delimited; MLLP frames and
+        /// batch envelopes are tolerated).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Put dead deliveries back in the queue; works while the gateway runs.
     Retry {
         #[arg(long, short, value_name = "FILE")]
@@ -187,6 +212,36 @@ fn main() -> ExitCode {
             report(run_with(config, options))
         }
         Command::Order { command } => report(order(command)),
+        Command::Send {
+            to,
+            ca,
+            cert,
+            key,
+            server_name,
+            timeout,
+            files,
+        } => {
+            let tls = ca.map(|ca| ecko_gateway::config::TlsSettings {
+                cert,
+                key,
+                ca: Some(ca),
+                require_client_cert: false,
+                server_name,
+            });
+            let target = ecko_gateway::send::Target {
+                connect: to,
+                tls,
+                timeout,
+            };
+            match send(&target, &files) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("ecko-gateway: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Retry {
             config,
             destination,
@@ -267,6 +322,55 @@ fn order(command: OrderCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn parse_span(s: &str) -> Result<std::time::Duration, String> {
+    ecko_gateway::config::parse_duration(s)
+}
+
+/// Sends every message of `files`; `Ok(true)` when all were accepted.
+fn send(target: &ecko_gateway::send::Target, files: &[PathBuf]) -> anyhow::Result<bool> {
+    use ecko_gateway::sinks::Outcome;
+    let mut messages = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let found = ecko_gateway::send::split_messages(&bytes);
+        anyhow::ensure!(
+            !found.is_empty(),
+            "{}: no MSH segment, no message",
+            f.display()
+        );
+        messages.extend(found);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let sent = runtime.block_on(ecko_gateway::send::send(target, messages))?;
+    let mut accepted = 0;
+    for s in &sent {
+        let (verdict, text) = match &s.outcome {
+            Outcome::Delivered { response } => {
+                accepted += 1;
+                ("accepted", response.clone().unwrap_or_default())
+            }
+            Outcome::Retryable { error, .. } => ("not accepted", error.clone()),
+            Outcome::Permanent { error } => ("refused", error.clone()),
+            Outcome::NotAttempted => ("not sent", String::new()),
+        };
+        println!(
+            "{:<20} {:<12} {:>6} ms  {text}",
+            s.control_id,
+            verdict,
+            s.took.as_millis()
+        );
+    }
+    println!(
+        "{accepted} of {} messages accepted by {}",
+        sent.len(),
+        target.connect
+    );
+    Ok(accepted == sent.len())
 }
 
 fn retry(

@@ -282,3 +282,66 @@ fn retry_refuses_an_endpoint_that_is_not_a_destination() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a destination endpoint"));
 }
+
+#[test]
+fn send_delivers_a_file_of_messages_to_a_running_gateway_and_shows_each_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gateway.toml");
+    let env = default_on_free_ports(dir.path());
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mllp_port = &env[1].1;
+    let gw = Gateway::start(&default, &dir.path().join("log"), &env_refs);
+    let file = dir.path().join("results.hl7");
+    std::fs::write(
+        &file,
+        "MSH|^~\\&|LAB|A|LIS|H|20261201120000||ORU^R01|SEND-1|P|2.5.1\nPID|1||P1\nOBX|1|NM|GLU||5.4|mmol/L\n\
+         MSH|^~\\&|LAB|A|LIS|H|20261201120001||ORU^R01|SEND-2|P|2.5.1\nPID|1||P2\nOBX|1|NM|GLU||6.1|mmol/L\n",
+    )
+    .unwrap();
+    let out = Command::new(gateway_binary())
+        .args(["send", "--to", &format!("127.0.0.1:{mllp_port}")])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("SEND-1") && stdout.contains("SEND-2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 of 2 messages accepted"), "{stdout}");
+    assert!(stdout.contains("AA"), "{stdout}");
+    let reader =
+        ecko_gateway::journal::JournalReader::open(&dir.path().join("var/journal.db")).unwrap();
+    assert_eq!(reader.message_ids().unwrap().len(), 2);
+    assert_eq!(gw.terminate(), Some(0));
+}
+
+#[test]
+fn send_to_a_port_where_nobody_listens_fails_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.hl7");
+    std::fs::write(&file, "MSH|^~\\&|A|B|||x||ORU^R01|1|P|2.5.1\rPID|1\r").unwrap();
+    let port = ecko_tests::free_port();
+    let out = Command::new(gateway_binary())
+        .args([
+            "send",
+            "--timeout",
+            "2s",
+            "--to",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("cannot connect") && stdout.contains("0 of 1"),
+        "{stdout}"
+    );
+}
