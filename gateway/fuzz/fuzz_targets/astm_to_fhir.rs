@@ -1,0 +1,27 @@
+//! Fuzz the ASTM → FHIR transform: whatever an analyzer put in a message
+//! that was accepted, the transform answers with a Bundle or an error,
+//! never a panic, and a Bundle is valid JSON.
+
+#![no_main]
+
+use ecko_gateway::journal::StoredMessage;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let message = StoredMessage {
+        id: 1,
+        source: "fuzz".into(),
+        dedup_key: None,
+        message_type: "ASTM".into(),
+        content_type: "application/x-astm".into(),
+        control_id: None,
+        patient_id: None,
+        received_at: 0,
+        payload: data.to_vec(),
+        ack: None,
+    };
+    if let Ok(json) = ecko_gateway::transforms::apply("astm-fhir", &message) {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&json);
+        assert!(parsed.is_ok(), "the transform wrote invalid JSON");
+    }
+});
