@@ -74,6 +74,10 @@ enum OrderCommand {
         /// `R` routine, `S` stat.
         #[arg(long, default_value = "R")]
         priority: String,
+        /// Only for the analyzer whose H record names this sender (H-5),
+        /// when several share the endpoint.
+        #[arg(long)]
+        sender: Option<String>,
     },
     /// List orders (of one analyzer, or all).
     List {
@@ -190,6 +194,7 @@ fn order(command: OrderCommand) -> anyhow::Result<()> {
             patient,
             name,
             priority,
+            sender,
         } => {
             let config = load(&config)?;
             if !matches!(
@@ -210,6 +215,7 @@ fn order(command: OrderCommand) -> anyhow::Result<()> {
                     .collect(),
                 tests,
                 priority,
+                sender,
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -223,14 +229,15 @@ fn order(command: OrderCommand) -> anyhow::Result<()> {
             let config = load(&config)?;
             let path = ecko_gateway::config::resolve(&config.journal.path);
             println!(
-                "{:>6} {:<16} {:<16} {:<10} {:<9} tests",
-                "id", "analyzer", "specimen", "patient", "state"
+                "{:>6} {:<16} {:<16} {:<16} {:<10} {:<9} tests",
+                "id", "analyzer", "sender", "specimen", "patient", "state"
             );
             for o in orders::read_orders(&path, analyzer.as_deref())? {
                 println!(
-                    "{:>6} {:<16} {:<16} {:<10} {:<9} {}",
+                    "{:>6} {:<16} {:<16} {:<16} {:<10} {:<9} {}",
                     o.id,
                     o.analyzer,
+                    o.sender.as_deref().unwrap_or("*"),
                     o.specimen_id,
                     o.patient_id,
                     o.state.as_str(),

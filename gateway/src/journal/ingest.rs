@@ -100,7 +100,7 @@ impl Journal {
     }
 }
 
-fn insert(
+pub(super) fn insert(
     conn: &Connection,
     cx: &BatchContext,
     m: &NewMessage,

@@ -42,13 +42,19 @@ use crate::config::{
     AstmFraming, AstmLineTerminator, AstmOrderMode, AstmProfile, AstmSerialConfig, AstmTcpConfig,
     Endpoint, TcpRole,
 };
-use crate::protocol::astm::link::{Framing, LineTerminator, LinkConfig, Profile};
+use crate::journal::StoredOrder;
+use crate::protocol::astm::link::{Framing, LineTerminator, LinkConfig, Profile, Timers};
 use crate::protocol::astm::trace;
 use ecko_hal::{SerialErrorKind, SerialPorts};
 use session::End;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Receives every chunk of line traffic of every ASTM endpoint (endpoint
 /// name, direction, bytes): `ecko-gateway trace` prints them. Without one,
@@ -73,12 +79,20 @@ pub fn stdout_tracer(endpoint: String) -> LineTracer {
     })
 }
 
-/// What a session needs to know about its endpoint.
+/// What a session needs to know about its endpoint, and what the lines of
+/// one endpoint share.
 pub struct Setup {
     pub name: String,
     pub link: LinkConfig,
     pub profile: AstmProfile,
     pub tracer: Option<LineTracer>,
+    /// Several lines at once (a TCP server several analyzers connect to).
+    shared: bool,
+    /// Orders in a message queued on some line, until their `sent` mark
+    /// has committed or the message failed: a broadcast leaves them out.
+    claimed: Mutex<HashSet<i64>>,
+    /// Host-query answers whose line closed before they were taken.
+    held: Mutex<Vec<session::Outgoing>>,
 }
 
 impl Setup {
@@ -100,18 +114,70 @@ impl Setup {
                 checksum_required: profile.checksum_required,
                 max_message_bytes: usize::try_from(profile.max_message_size).unwrap_or(usize::MAX),
             },
-            ..LinkConfig::default()
+            timers: Timers {
+                receive: profile.receive_timeout,
+                answer: profile.answer_timeout,
+                busy_retry: profile.busy_retry,
+                contention_retry: profile.contention_retry,
+                interrupt_retry: profile.interrupt_retry,
+            },
+            max_retransmissions: profile.max_retransmissions,
         };
         Setup {
             name: name.to_string(),
             link,
             profile,
             tracer,
+            shared: false,
+            claimed: Mutex::new(HashSet::new()),
+            held: Mutex::new(Vec::new()),
         }
+    }
+
+    /// For an endpoint whose lines run side by side (TCP server).
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
+        self
     }
 
     fn broadcast(&self) -> bool {
         self.profile.orders == AstmOrderMode::Broadcast
+    }
+
+    fn claim(&self, orders: &[i64]) {
+        lock(&self.claimed).extend(orders);
+    }
+
+    fn release(&self, orders: &[i64]) {
+        let mut claimed = lock(&self.claimed);
+        for id in orders {
+            claimed.remove(id);
+        }
+    }
+
+    fn unclaimed(&self, orders: Vec<StoredOrder>) -> Vec<StoredOrder> {
+        let claimed = lock(&self.claimed);
+        orders
+            .into_iter()
+            .filter(|o| !claimed.contains(&o.id))
+            .collect()
+    }
+
+    fn hold(&self, answer: session::Outgoing) {
+        lock(&self.held).push(answer);
+    }
+
+    /// Held answers a line may send: on an endpoint with one line at a time
+    /// all of them; on a shared one those for the analyzer `sender` the
+    /// line identified (or, before that, those for no analyzer in
+    /// particular).
+    fn take_held(&self, sender: Option<&str>) -> Vec<session::Outgoing> {
+        let mut held = lock(&self.held);
+        let (take, keep) = std::mem::take(&mut *held)
+            .into_iter()
+            .partition(|a| !self.shared || a.sender.as_deref() == sender);
+        *held = keep;
+        take
     }
 
     fn trace(&self, direction: trace::Direction, bytes: &[u8]) {
@@ -171,7 +237,11 @@ pub async fn run_tcp(
     cx: SourceContext,
     tracer: Option<LineTracer>,
 ) {
-    let setup = Arc::new(Setup::new(&endpoint.name, config.profile(), tracer));
+    let setup = Setup::new(&endpoint.name, config.profile(), tracer);
+    let setup = Arc::new(match config.role {
+        TcpRole::Server => setup.shared(),
+        TcpRole::Client => setup,
+    });
     match config.role {
         TcpRole::Server => serve(setup, &config.address, cx).await,
         TcpRole::Client => connect(setup, &config.address, cx).await,

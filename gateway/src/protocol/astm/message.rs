@@ -11,8 +11,8 @@
 //!
 //! Sequence numbers (field 2) are checked per level: `P` counts 1, 2, … in
 //! the message, `O` restarts under each `P`, `R` under each `O`, `C` under
-//! each record it annotates, `Q` counts in the message, and `L` is always
-//! 1. A `C` annotates the `H`, `P`, `O`, `R` or `Q` before it; after an `M`,
+//! each record it annotates, `Q` counts in the message, and `L` is numbered
+//! one. A `C` annotates the `H`, `P`, `O`, `R` or `Q` before it; after an `M`,
 //! `S` or unknown record it annotates none of those and is kept, in order,
 //! with the other records. A break is a
 //! [`MessageError::Sequence`] with the record's position, unless
@@ -847,6 +847,17 @@ pub fn build_no_information(header: &HeaderSpec) -> Vec<Vec<u8>> {
     vec![
         header_line(header, &d),
         record_line('L', vec!["1".into(), "I".into()], &d),
+    ]
+}
+
+/// The answer to a host query that could not be understood: `H` and
+/// `L|1|Q` (LIS02-A2 termination code Q, "error in last request for
+/// information").
+pub fn build_query_error(header: &HeaderSpec) -> Vec<Vec<u8>> {
+    let d = Delimiters::default();
+    vec![
+        header_line(header, &d),
+        record_line('L', vec!["1".into(), "Q".into()], &d),
     ]
 }
 

@@ -741,7 +741,8 @@ fn an_unanswered_enq_ends_with_eot_and_is_retried() {
 }
 
 #[test]
-fn a_frame_without_an_answer_in_fifteen_seconds_ends_the_transfer_and_the_message_goes_again_whole() {
+fn a_frame_without_an_answer_in_fifteen_seconds_ends_the_transfer_and_the_message_goes_again_whole()
+{
     let mut sim = Sim::new();
     let records = recs(&["H|\\^&", "L|1|N"]);
     let id = sim.link.queue_message(sim.now, records.clone());
