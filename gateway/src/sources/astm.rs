@@ -35,6 +35,7 @@
 //! [`content_hash`]: crate::protocol::astm::message::content_hash
 
 pub mod answer;
+pub mod live_trace;
 pub mod session;
 
 use super::SourceContext;
@@ -46,6 +47,7 @@ use crate::journal::StoredOrder;
 use crate::protocol::astm::link::{Framing, LineTerminator, LinkConfig, Profile, Timers};
 use crate::protocol::astm::trace;
 use ecko_hal::{SerialErrorKind, SerialPorts};
+pub use live_trace::TraceHub;
 use session::End;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -56,36 +58,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Receives every chunk of line traffic of every ASTM endpoint (endpoint
-/// name, direction, bytes): `ecko-gateway trace` prints them. Without one,
-/// the traffic goes to the debug log (target `ecko_gateway::astm::line`).
-pub type LineTracer = Arc<dyn Fn(&str, trace::Direction, &[u8]) + Send + Sync>;
-
-/// A tracer that prints one endpoint's traffic to standard output, one
-/// line per chunk: `12:00:01.250 <- <ENQ>` (`<-` from the analyzer, `->`
-/// to it), local time with milliseconds.
-pub fn stdout_tracer(endpoint: String) -> LineTracer {
-    Arc::new(move |name, direction, bytes| {
-        if name != endpoint {
-            return;
-        }
-        let now = jiff::Zoned::now()
-            .strftime("%Y-%m-%d %H:%M:%S%.3f")
-            .to_string();
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", trace::line(&now, direction, bytes));
-        let _ = out.flush();
-    })
-}
-
 /// What a session needs to know about its endpoint, and what the lines of
 /// one endpoint share.
 pub struct Setup {
     pub name: String,
     pub link: LinkConfig,
     pub profile: AstmProfile,
-    pub tracer: Option<LineTracer>,
+    /// Where the line traffic goes for `ecko-gateway trace`.
+    trace: TraceHub,
     /// Several lines at once (a TCP server several analyzers connect to).
     shared: bool,
     /// Orders in a message queued on some line, until their `sent` mark
@@ -96,7 +76,7 @@ pub struct Setup {
 }
 
 impl Setup {
-    pub fn new(name: &str, profile: AstmProfile, tracer: Option<LineTracer>) -> Self {
+    pub fn new(name: &str, profile: AstmProfile) -> Self {
         let framing = match profile.framing {
             AstmFraming::E1381 => Framing::E1381,
             AstmFraming::Raw => Framing::Raw {
@@ -127,11 +107,18 @@ impl Setup {
             name: name.to_string(),
             link,
             profile,
-            tracer,
+            trace: TraceHub::default(),
             shared: false,
             claimed: Mutex::new(HashSet::new()),
             held: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Publishes the line traffic to `hub` (the gateway's, which
+    /// `ecko-gateway trace` reads).
+    pub fn traced_to(mut self, hub: TraceHub) -> Self {
+        self.trace = hub;
+        self
     }
 
     /// For an endpoint whose lines run side by side (TCP server).
@@ -181,15 +168,13 @@ impl Setup {
     }
 
     fn trace(&self, direction: trace::Direction, bytes: &[u8]) {
-        match &self.tracer {
-            Some(t) => t(&self.name, direction, bytes),
-            None => tracing::debug!(
-                target: "ecko_gateway::astm::line",
-                endpoint = %self.name,
-                "{}",
-                trace::line("", direction, bytes).trim_start()
-            ),
-        }
+        self.trace.publish(&self.name, direction, bytes);
+        tracing::debug!(
+            target: "ecko_gateway::astm::line",
+            endpoint = %self.name,
+            "{}",
+            trace::line("", direction, bytes).trim_start()
+        );
     }
 }
 
@@ -235,9 +220,9 @@ pub async fn run_tcp(
     endpoint: Endpoint,
     config: AstmTcpConfig,
     cx: SourceContext,
-    tracer: Option<LineTracer>,
+    trace: TraceHub,
 ) {
-    let setup = Setup::new(&endpoint.name, config.profile(), tracer);
+    let setup = Setup::new(&endpoint.name, config.profile()).traced_to(trace);
     let setup = Arc::new(match config.role {
         TcpRole::Server => setup.shared(),
         TcpRole::Client => setup,
@@ -334,9 +319,9 @@ pub async fn run_serial(
     config: AstmSerialConfig,
     ports: Arc<dyn SerialPorts>,
     cx: SourceContext,
-    tracer: Option<LineTracer>,
+    trace: TraceHub,
 ) {
-    let setup = Setup::new(&endpoint.name, config.profile(), tracer);
+    let setup = Setup::new(&endpoint.name, config.profile()).traced_to(trace);
     let settings = config.serial_settings();
     let name = setup.name.clone();
     let mut backoff = Backoff::new(setup.profile.reconnect_max);

@@ -59,7 +59,7 @@ fn fixture() -> Fixture {
     let crate::config::EndpointKind::AstmTcp(c) = &config.endpoints[0].kind else {
         panic!("astm-tcp expected")
     };
-    let setup = Arc::new(Setup::new("chem", c.profile(), None));
+    let setup = Arc::new(Setup::new("chem", c.profile()));
     let cx = SourceContext {
         journal: journal.clone(),
         router: Arc::new(Router::new(&config)),
@@ -254,7 +254,7 @@ fn query_only() -> Fixture {
     let mut f = fixture();
     let mut profile = f.setup.profile.clone();
     profile.orders = crate::config::AstmOrderMode::Query;
-    f.setup = Arc::new(Setup::new("chem", profile, None));
+    f.setup = Arc::new(Setup::new("chem", profile));
     f
 }
 
@@ -513,7 +513,7 @@ async fn the_serial_line_is_opened_again_after_the_device_comes_back() {
         c,
         Arc::new(sim.clone()),
         f.cx.clone(),
-        None,
+        TraceHub::default(),
     ));
     let mut line = sim.next_peer().await.unwrap();
     let s = sim.last_settings().unwrap();
@@ -566,7 +566,7 @@ async fn as_a_tcp_client_the_gateway_connects_and_reconnects_after_the_analyzer_
     let (endpoint, c) = tcp_endpoint(&format!(
         "role = \"client\"\naddress = \"{address}\"\nreconnect_max = \"200ms\""
     ));
-    let task = tokio::spawn(run_tcp(endpoint, c, f.cx.clone(), None));
+    let task = tokio::spawn(run_tcp(endpoint, c, f.cx.clone(), TraceHub::default()));
     for (i, result) in [RESULT.to_string(), RESULT.replace("5.4", "7.7")]
         .iter()
         .enumerate()
@@ -603,7 +603,7 @@ async fn raw_framing_takes_bare_records_ending_in_crlf() {
     let mut profile = f.setup.profile.clone();
     profile.framing = crate::config::AstmFraming::Raw;
     let raw = Fixture {
-        setup: Arc::new(Setup::new("chem", profile, None)),
+        setup: Arc::new(Setup::new("chem", profile)),
         ..f
     };
     let (mut line, _task) = raw.connect();
@@ -631,7 +631,7 @@ fn raw() -> Fixture {
     let mut profile = f.setup.profile.clone();
     profile.framing = crate::config::AstmFraming::Raw;
     profile.orders = crate::config::AstmOrderMode::Query;
-    f.setup = Arc::new(Setup::new("chem", profile, None));
+    f.setup = Arc::new(Setup::new("chem", profile));
     f
 }
 
@@ -822,7 +822,7 @@ fn shared(broadcast: bool) -> Fixture {
     if !broadcast {
         profile.orders = crate::config::AstmOrderMode::Query;
     }
-    f.setup = Arc::new(Setup::new("chem", profile, None).shared());
+    f.setup = Arc::new(Setup::new("chem", profile).shared());
     f
 }
 
