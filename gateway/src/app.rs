@@ -211,7 +211,12 @@ impl Gateway {
             .endpoints
             .iter()
             .filter(|e| e.enabled)
-            .filter(|e| matches!(e.kind, EndpointKind::AstmTcp(_) | EndpointKind::AstmSerial(_)))
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EndpointKind::AstmTcp(_) | EndpointKind::AstmSerial(_)
+                )
+            })
             .map(|e| e.name.clone())
             .collect();
         if !traced.is_empty() {

@@ -260,7 +260,11 @@ fn trace(config: Config, endpoint: &str) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     eprintln!("tracing `{endpoint}` (Ctrl-C to stop)");
-    match runtime.block_on(live_trace::follow(&socket, endpoint, &mut tokio::io::stdout())) {
+    match runtime.block_on(live_trace::follow(
+        &socket,
+        endpoint,
+        &mut tokio::io::stdout(),
+    )) {
         Ok(()) => {
             eprintln!("the gateway stopped");
             Ok(())
@@ -286,7 +290,9 @@ fn run_with(config: Config, trace: Option<String>) -> anyhow::Result<()> {
         if let Some(endpoint) = trace {
             let socket = live_trace::socket_path(gateway.journal.path());
             tokio::spawn(async move {
-                if let Err(e) = live_trace::follow(&socket, &endpoint, &mut tokio::io::stdout()).await {
+                if let Err(e) =
+                    live_trace::follow(&socket, &endpoint, &mut tokio::io::stdout()).await
+                {
                     tracing::error!(error = %e, "cannot show the line trace");
                 }
             });

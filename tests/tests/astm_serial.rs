@@ -102,7 +102,8 @@ fn a_host_query_over_the_pty_pair_gets_its_orders_back() {
     assert_eq!(answer[2][4][0][3], "GLU");
     assert_eq!(answer[2][4][1][3], "K");
     assert!(
-        eventually(Duration::from_secs(5), || listed_orders(&config).contains("sent")),
+        eventually(Duration::from_secs(5), || listed_orders(&config)
+            .contains("sent")),
         "{}",
         listed_orders(&config)
     );

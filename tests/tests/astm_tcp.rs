@@ -77,7 +77,8 @@ fn a_host_query_gets_its_orders_back_from_the_local_copy() {
     assert_eq!(none[1][2], "I");
 
     assert!(
-        eventually(Duration::from_secs(5), || listed_orders(&config).contains("sent")),
+        eventually(Duration::from_secs(5), || listed_orders(&config)
+            .contains("sent")),
         "{}",
         listed_orders(&config)
     );
@@ -115,7 +116,11 @@ fn python_astm_etb_split_and_bulk_frames_are_stored_exactly_once() {
     let payloads: Vec<&[u8]> = stored.iter().map(|m| m.payload.as_slice()).collect();
     assert_eq!(
         payloads,
-        [RESULT_1.as_bytes(), RESULT_2.as_bytes(), result_3.as_bytes()]
+        [
+            RESULT_1.as_bytes(),
+            RESULT_2.as_bytes(),
+            result_3.as_bytes()
+        ]
     );
     // The line really carried ETB frames and several records per frame.
     let text = std::fs::read_to_string(&log).unwrap();
@@ -136,7 +141,11 @@ fn the_trace_command_attaches_to_the_running_gateway_in_site_time() {
     let port = free_port();
     let config = config(dir.path(), &tcp_endpoint(port));
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("[site]\ntime_zone = \"Asia/Kolkata\"\n{text}")).unwrap();
+    std::fs::write(
+        &config,
+        format!("[site]\ntime_zone = \"Asia/Kolkata\"\n{text}"),
+    )
+    .unwrap();
     let mut gw = Gateway::start(&config, &dir.path().join("gw.log"), &[]);
     gw.wait_for_log("ASTM endpoint listening", 0, Duration::from_secs(10));
     let out_path = dir.path().join("trace.out");

@@ -359,7 +359,10 @@ mod tests {
         ));
         match follow(&path, "mllp-in", &mut sink).await {
             Err(TraceError::Refused(reason)) => {
-                assert!(reason.contains("`mllp-in` is not an ASTM endpoint"), "{reason}");
+                assert!(
+                    reason.contains("`mllp-in` is not an ASTM endpoint"),
+                    "{reason}"
+                );
                 assert!(reason.contains("chem"), "{reason}");
             }
             other => panic!("{other:?}"),
