@@ -6,8 +6,10 @@
 //! A line ends by end of file, an I/O error or shutdown. Before [`drive`]
 //! returns, [`Session::finish`]:
 //!
-//! 1. awaits every commit already started, in order; on shutdown, while the
-//!    line is still there, the analyzer gets the `ACK` (or `NAK`) of each;
+//! 1. handles what the link already produced (a write that failed midway
+//!    leaves events behind: a completed message among them is committed),
+//!    then awaits every commit, in order; on shutdown, while the line is
+//!    still there, the analyzer gets the `ACK` (or `NAK`) of each;
 //! 2. closes the link ([`Link::close`]): records that never formed a message
 //!    become incomplete transmissions, messages not yet sent are handed back;
 //! 3. awaits every journal write in the background (incomplete
@@ -219,19 +221,21 @@ impl<'a> Session<'a> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let line_open = cause == CloseCause::Shutdown;
-        while let Some(result) = self.commits.next().await {
-            self.committed(result);
-            if line_open {
-                // The analyzer still hears the outcome of its message.
-                if self.perform(io).await.is_err() {
-                    break;
-                }
+        // On shutdown the line is still there: the analyzer hears the
+        // outcome of its message. After a failed write (or EOF) the events
+        // the link produced still count, the bytes cannot be sent.
+        let mut line_open = cause == CloseCause::Shutdown;
+        loop {
+            if line_open && self.perform(io).await.is_err() {
+                line_open = false;
             }
-        }
-        // Commits that did not get their answer written still complete.
-        while let Some(result) = self.commits.next().await {
-            self.committed(result);
+            if !line_open {
+                self.discard_writes_and_handle_events();
+            }
+            match self.commits.next().await {
+                Some(result) => self.committed(result),
+                None => break,
+            }
         }
         self.finishing = true;
         self.link.close(cause);

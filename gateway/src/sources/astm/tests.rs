@@ -900,3 +900,47 @@ async fn a_broadcast_on_a_shared_endpoint_downloads_only_the_lines_own_orders() 
     assert_eq!(eventually_sent(&f, "SA").await, (OrderState::Sent, 1));
     assert_eq!(order_state(&f, "SB").await, (OrderState::Pending, 0));
 }
+
+#[tokio::test]
+async fn an_enq_followed_by_silence_keeps_nothing_and_the_line_works_after_the_receive_timer() {
+    let mut f = query_only();
+    let mut profile = f.setup.profile.clone();
+    profile.receive_timeout = Duration::from_millis(200);
+    f.setup = Arc::new(Setup::new("chem", profile));
+    let (mut line, _task) = f.connect();
+    line.write_all(&[ENQ]).await.unwrap();
+    assert_eq!(read_byte(&mut line).await, ACK);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let answers = send_session(&mut line, &records(RESULT)).await;
+    assert!(answers.iter().all(|&a| a == ACK), "{answers:?}");
+    assert_eq!(f.stored().len(), 1);
+    assert!(f
+        .journal
+        .incomplete_transmissions("chem")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_message_whose_sender_gives_up_during_the_commit_is_stored_once_and_not_kept_as_incomplete(
+) {
+    let f = query_only();
+    let (mut line, task) = f.connect();
+    line.write_all(&[ENQ]).await.unwrap();
+    assert_eq!(read_byte(&mut line).await, ACK);
+    // All frames at once, then EOT without waiting for the last ACK.
+    for frame in encode_records(&records(RESULT), 240) {
+        line.write_all(&frame).await.unwrap();
+    }
+    line.write_all(&[EOT]).await.unwrap();
+    drop(line);
+    ended(task).await;
+    assert_eq!(f.stored().len(), 1);
+    assert!(f
+        .journal
+        .incomplete_transmissions("chem")
+        .await
+        .unwrap()
+        .is_empty());
+}
