@@ -18,12 +18,16 @@
 //!   gets its `ACK` and is not queued twice.
 //! - A message whose records do not parse is stored all the same (the
 //!   analyzer's copy must not be lost); the transform reports it downstream.
-//! - A host query (Q records, no patients) is acknowledged at once and
-//!   answered in a new session from the orders in the journal (matching `O`
-//!   records, or the no-information answer), so it works while the uplink is
-//!   down. It is also offered to the routes as `ASTM-QUERY` (a code of its own, so a
-//!   route for `ASTM` results does not take it); a configuration
-//!   without a route for it simply does not keep it.
+//!   The analyzer's sender name (H-5) is kept beside it: the analyzer is the
+//!   endpoint plus that name, and orders may be aimed at one.
+//! - A host query (Q records, no patients; judged by record types alone when
+//!   the message does not parse) is acknowledged at once and answered in a
+//!   new session from the orders in the journal (matching `O` records, or
+//!   the no-information answer; `L|1|Q` when it cannot be read), so it works
+//!   while the uplink is down. It is also offered to the routes as
+//!   `ASTM-QUERY` (a code of its own, so a route for `ASTM` results does not
+//!   take it); a configuration without a route for it simply does not keep
+//!   it.
 //! - Records that never became a message (no `L` before `EOT`, the receive
 //!   timer, too large) are kept in the journal's `astm_incomplete` table and
 //!   logged, never routed: they must never turn into results, and a route
@@ -31,6 +35,7 @@
 //! - Orders are marked sent only after the analyzer acknowledged the last
 //!   frame of the message that carried them. With `orders = "broadcast"`,
 //!   pending orders are downloaded whenever the line is idle.
+//! - A line that ends settles first: see [`session`] for what that means.
 //!
 //! [`content_hash`]: crate::protocol::astm::message::content_hash
 

@@ -4,7 +4,7 @@
 //! # Nothing is dropped when the line ends
 //!
 //! A line ends by end of file, an I/O error or shutdown. Before [`drive`]
-//! returns, [`Session::finish`]:
+//! returns, `Session::finish`:
 //!
 //! 1. handles what the link already produced (a write that failed midway
 //!    leaves events behind: a completed message among them is committed),
@@ -15,11 +15,11 @@
 //! 3. awaits every journal write in the background (incomplete
 //!    transmissions, orders marked sent, host-query lookups, queries kept);
 //! 4. keeps host-query answers that could not be sent with the endpoint
-//!    ([`Setup::hold`]): the next line to the same analyzer sends them.
+//!    (`Setup::hold`): the next line to the same analyzer sends them.
 //!
 //! # Orders are never downloaded twice
 //!
-//! An order is *claimed* on its endpoint ([`Setup::claim`]) from the moment a
+//! An order is *claimed* on its endpoint (`Setup::claim`) from the moment a
 //! message carrying it is queued until its `sent` mark has committed (or the
 //! message failed). A broadcast leaves claimed orders out, and a new
 //! broadcast starts only when no mark of this line is still being written:
