@@ -12,7 +12,6 @@ use crate::router::Router;
 use crate::sinks::fhir::FhirSink;
 use crate::sinks::file::FileSink;
 use crate::sinks::mllp::MllpSink;
-use crate::sources::astm::LineTracer;
 use crate::sources::{astm, file_drop, mllp, SourceContext};
 use ecko_hal::SerialPorts;
 use std::sync::Arc;
@@ -41,15 +40,12 @@ pub enum RunError {
 #[derive(Clone)]
 pub struct StartOptions {
     pub serial: Arc<dyn SerialPorts>,
-    /// Receives ASTM line traffic (`ecko-gateway trace`).
-    pub astm_tracer: Option<LineTracer>,
 }
 
 impl Default for StartOptions {
     fn default() -> Self {
         Self {
             serial: Arc::new(ecko_hal::LinuxSerial),
-            astm_tracer: None,
         }
     }
 }
@@ -118,6 +114,7 @@ impl Gateway {
         let mut sources = JoinSet::new();
         let mut workers = JoinSet::new();
         let worker_stop = CancellationToken::new();
+        let astm_trace = astm::TraceHub::default();
         for endpoint in config.endpoints.iter().filter(|e| e.enabled) {
             match &endpoint.kind {
                 EndpointKind::File(c) => {
@@ -176,7 +173,7 @@ impl Gateway {
                         endpoint.clone(),
                         c.clone(),
                         cx.clone(),
-                        start.astm_tracer.clone(),
+                        astm_trace.clone(),
                     ));
                 }
                 EndpointKind::AstmSerial(c) => {
@@ -185,7 +182,7 @@ impl Gateway {
                         c.clone(),
                         start.serial.clone(),
                         cx.clone(),
-                        start.astm_tracer.clone(),
+                        astm_trace.clone(),
                     ));
                 }
             }
@@ -208,6 +205,35 @@ impl Gateway {
                     });
                 }
                 Err(e) => tracing::error!(error = %e, "the admin page is not available"),
+            }
+        }
+        let traced: Vec<String> = config
+            .endpoints
+            .iter()
+            .filter(|e| e.enabled)
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EndpointKind::AstmTcp(_) | EndpointKind::AstmSerial(_)
+                )
+            })
+            .map(|e| e.name.clone())
+            .collect();
+        if !traced.is_empty() {
+            // A window for `ecko-gateway trace`; the gateway runs without it.
+            let path = astm::live_trace::socket_path(journal.path());
+            match astm::live_trace::bind(&path).await {
+                Ok(listener) => {
+                    housekeeping.spawn(astm::live_trace::serve(
+                        listener,
+                        path,
+                        astm_trace,
+                        cx.time_zone.clone(),
+                        traced,
+                        shutdown.child_token(),
+                    ));
+                }
+                Err(e) => tracing::warn!(error = %e, "ASTM line traces are not available"),
             }
         }
         housekeeping.spawn(purge_on_schedule(

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use ecko_gateway::app::{shutdown_signal, Gateway, StartOptions};
 use ecko_gateway::config::{Config, EndpointKind};
 use ecko_gateway::journal::{orders, JournalReader, NewOrder};
+use ecko_gateway::sources::astm::live_trace;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,8 +33,9 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Run the gateway and print one ASTM endpoint's line traffic with
-    /// timestamps and control characters made visible.
+    /// Print one ASTM endpoint's line traffic, with timestamps in the site's
+    /// time zone and control characters made visible: attaches to the
+    /// running gateway, or runs one when none is running.
     Trace {
         #[arg(value_name = "ENDPOINT")]
         endpoint: String,
@@ -113,6 +115,10 @@ enum OrderCommand {
         /// `R` routine, `S` stat.
         #[arg(long, default_value = "R")]
         priority: String,
+        /// Only for the analyzer whose H record names this sender (H-5),
+        /// when several share the endpoint.
+        #[arg(long)]
+        sender: Option<String>,
     },
     /// List orders (of one analyzer, or all).
     List {
@@ -205,11 +211,7 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
-            let options = StartOptions {
-                astm_tracer: Some(ecko_gateway::sources::astm::stdout_tracer(endpoint)),
-                ..StartOptions::default()
-            };
-            report(run_with(config, options))
+            report(trace(config, &endpoint))
         }
         Command::Order { command } => report(order(command)),
         Command::Send {
@@ -272,6 +274,7 @@ fn order(command: OrderCommand) -> anyhow::Result<()> {
             patient,
             name,
             priority,
+            sender,
         } => {
             let config = load(&config)?;
             if !matches!(
@@ -292,6 +295,7 @@ fn order(command: OrderCommand) -> anyhow::Result<()> {
                     .collect(),
                 tests,
                 priority,
+                sender,
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -305,14 +309,15 @@ fn order(command: OrderCommand) -> anyhow::Result<()> {
             let config = load(&config)?;
             let path = ecko_gateway::config::resolve(&config.journal.path);
             println!(
-                "{:>6} {:<16} {:<16} {:<10} {:<9} tests",
-                "id", "analyzer", "specimen", "patient", "state"
+                "{:>6} {:<16} {:<16} {:<16} {:<10} {:<9} tests",
+                "id", "analyzer", "sender", "specimen", "patient", "state"
             );
             for o in orders::read_orders(&path, analyzer.as_deref())? {
                 println!(
-                    "{:>6} {:<16} {:<16} {:<10} {:<9} {}",
+                    "{:>6} {:<16} {:<16} {:<16} {:<10} {:<9} {}",
                     o.id,
                     o.analyzer,
+                    o.sender.as_deref().unwrap_or("*"),
                     o.specimen_id,
                     o.patient_id,
                     o.state.as_str(),
@@ -414,16 +419,55 @@ fn retry(
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
-    run_with(config, StartOptions::default())
+    run_with(config, None)
 }
 
-fn run_with(config: Config, options: StartOptions) -> anyhow::Result<()> {
+/// `trace`: attach to the running gateway's line trace; without one, run a
+/// gateway here and print its trace.
+fn trace(config: Config, endpoint: &str) -> anyhow::Result<()> {
+    let socket = live_trace::socket_path(&ecko_gateway::config::resolve(&config.journal.path));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    eprintln!("tracing `{endpoint}` (Ctrl-C to stop)");
+    match runtime.block_on(live_trace::follow(
+        &socket,
+        endpoint,
+        &mut tokio::io::stdout(),
+    )) {
+        Ok(()) => {
+            eprintln!("the gateway stopped");
+            Ok(())
+        }
+        Err(live_trace::TraceError::NoGateway(_)) => {
+            drop(runtime);
+            eprintln!("no gateway is running on this journal; starting one to trace `{endpoint}`");
+            run_with(config, Some(endpoint.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs the gateway until a signal; `trace` also prints that endpoint's
+/// line trace to standard output.
+fn run_with(config: Config, trace: Option<String>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let gateway = Gateway::start_with_options(&config, options).await?;
+        let gateway = Gateway::start_with_options(&config, StartOptions::default()).await?;
+        if let Some(endpoint) = trace {
+            let socket = live_trace::socket_path(gateway.journal.path());
+            tokio::spawn(async move {
+                if let Err(e) =
+                    live_trace::follow(&socket, &endpoint, &mut tokio::io::stdout()).await
+                {
+                    tracing::error!(error = %e, "cannot show the line trace");
+                }
+            });
+        }
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             journal = %gateway.journal.path().display(),

@@ -111,6 +111,17 @@ pub struct LinuxSerial;
 
 impl SerialPorts for LinuxSerial {
     fn open(&self, s: &SerialSettings) -> Result<Box<dyn SerialLine>, SerialError> {
+        Ok(Box::new(self.open_stream(s)?))
+    }
+}
+
+impl LinuxSerial {
+    /// Opens the device as a tokio-serial stream (what [`SerialPorts::open`]
+    /// hands out, boxed).
+    pub fn open_stream(
+        &self,
+        s: &SerialSettings,
+    ) -> Result<tokio_serial::SerialStream, SerialError> {
         use tokio_serial::SerialPortBuilderExt;
         let invalid = |m: String| SerialError::new(SerialErrorKind::InvalidSettings, &s.path, m);
         let data_bits = match s.data_bits {
@@ -163,7 +174,7 @@ impl SerialPorts for LinuxSerial {
                 };
                 SerialError::new(kind, &s.path, e.description)
             })?;
-        Ok(Box::new(stream))
+        Ok(stream)
     }
 }
 
@@ -302,6 +313,98 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(one, [6]);
+    }
+
+    /// The termios the kernel holds for a pseudo-terminal opened through
+    /// [`LinuxSerial`] with `settings`, read back from the very descriptor
+    /// the gateway would use, and its output speed (tokio-serial sets any
+    /// speed through `termios2`, so it is read the same way).
+    ///
+    /// Linux's pty driver keeps stop bits, flow control and the parity
+    /// flags but forces `CS8` and clears `PARENB` whatever was asked
+    /// (drivers/tty/pty.c, `pty_set_termios`): on a pty, seven data bits
+    /// and the parity bit itself can be seen only through `INPCK` and
+    /// `PARODD`, which tokio-serial sets with them.
+    fn applied(settings: impl FnOnce(&mut SerialSettings)) -> (nix::sys::termios::Termios, u32) {
+        use std::os::fd::{AsRawFd, BorrowedFd};
+        use tokio_serial::SerialPort;
+        let (_master, slave) = tokio_serial::SerialStream::pair().unwrap();
+        let name = slave.name().unwrap();
+        drop(slave);
+        let mut s = SerialSettings::new(&name);
+        settings(&mut s);
+        let line = LinuxSerial.open_stream(&s).unwrap();
+        // SAFETY: `line` owns the descriptor and outlives the borrow.
+        let fd = unsafe { BorrowedFd::borrow_raw(line.as_raw_fd()) };
+        let termios = nix::sys::termios::tcgetattr(fd).unwrap();
+        // SAFETY: TCGETS2 fills a termios2 the size libc declares.
+        let speed = unsafe {
+            let mut t2: nix::libc::termios2 = std::mem::zeroed();
+            assert_eq!(
+                nix::libc::ioctl(line.as_raw_fd(), nix::libc::TCGETS2, &mut t2),
+                0
+            );
+            t2.c_ospeed
+        };
+        (termios, speed)
+    }
+
+    #[tokio::test]
+    async fn a_7e2_rts_cts_line_gets_even_parity_two_stop_bits_rts_cts_and_its_speed_on_the_tty() {
+        use nix::sys::termios::{ControlFlags, InputFlags};
+        let (t, speed) = applied(|s| {
+            s.baud = 19200;
+            s.data_bits = 7;
+            s.parity = Parity::Even;
+            s.stop_bits = 2;
+            s.flow_control = FlowControl::Hardware;
+        });
+        let c = t.control_flags;
+        assert!(c.contains(ControlFlags::CSTOPB), "{c:?}");
+        assert!(c.contains(ControlFlags::CRTSCTS), "{c:?}");
+        // Parity on (input checking), and even, not odd.
+        assert!(
+            t.input_flags.contains(InputFlags::INPCK),
+            "{:?}",
+            t.input_flags
+        );
+        assert!(!c.contains(ControlFlags::PARODD), "{c:?}");
+        assert!(!t
+            .input_flags
+            .intersects(InputFlags::IXON | InputFlags::IXOFF));
+        assert_eq!(speed, 19200);
+    }
+
+    #[tokio::test]
+    async fn an_8o1_xon_xoff_line_gets_odd_parity_one_stop_bit_xon_xoff_and_its_speed_on_the_tty() {
+        use nix::sys::termios::{ControlFlags, InputFlags};
+        let (t, speed) = applied(|s| {
+            s.baud = 9600;
+            s.data_bits = 8;
+            s.parity = Parity::Odd;
+            s.stop_bits = 1;
+            s.flow_control = FlowControl::Software;
+        });
+        let c = t.control_flags;
+        assert!(c.contains(ControlFlags::PARODD), "{c:?}");
+        assert!(t.input_flags.contains(InputFlags::INPCK));
+        assert!(!c.contains(ControlFlags::CSTOPB), "{c:?}");
+        assert!(!c.contains(ControlFlags::CRTSCTS), "{c:?}");
+        assert!(t.input_flags.contains(InputFlags::IXON | InputFlags::IXOFF));
+        assert_eq!(speed, 9600);
+    }
+
+    #[tokio::test]
+    async fn no_parity_and_no_flow_control_leave_the_tty_plain() {
+        use nix::sys::termios::{ControlFlags, InputFlags};
+        let (t, speed) = applied(|s| s.baud = 115_200);
+        let c = t.control_flags;
+        assert!(!t.input_flags.contains(InputFlags::INPCK));
+        assert!(!c.intersects(ControlFlags::PARODD | ControlFlags::CSTOPB | ControlFlags::CRTSCTS));
+        assert!(!t
+            .input_flags
+            .intersects(InputFlags::IXON | InputFlags::IXOFF));
+        assert_eq!(speed, 115_200);
     }
 
     #[tokio::test]

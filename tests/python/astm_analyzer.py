@@ -1,8 +1,13 @@
 """An ASTM analyzer for the end-to-end tests, built on python-astm 0.5.0.
 
-    astm_analyzer.py send PORT FILE...   send each file (one H..L message,
+    astm_analyzer.py send PORT [--chunk-size N] [--bulk] FILE...
+                                         send each file (one H..L message,
                                          records one per line) with
-                                         python-astm's client, one connection
+                                         python-astm's client, one connection;
+                                         --chunk-size splits frames longer
+                                         than N bytes with ETB, --bulk sends
+                                         each message's records in one frame
+                                         (python-astm's bulk mode)
     astm_analyzer.py query PORT SPECIMEN send a host query (H, Q, L), then
                                          receive the host's answer session and
                                          print its records as JSON
@@ -30,7 +35,19 @@ def read_records(path):
     return [codec.decode_record(line, ENCODING) for line in text.split(b"\n") if line.strip()]
 
 
-def send(port, files):
+def send(port, args):
+    chunk_size = None
+    bulk = False
+    files = []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--chunk-size":
+            chunk_size = int(rest.pop(0))
+        elif arg == "--bulk":
+            bulk = True
+        else:
+            files.append(arg)
     messages = [read_records(p) for p in files]
 
     def emitter():
@@ -41,7 +58,16 @@ def send(port, files):
                     sys.stderr.write("record %r was rejected\n" % record[0])
 
     flow = dict(DEFAULT_RECORDS_FLOW_MAP)
-    client = Client(emitter, "127.0.0.1", port, encoding=ENCODING, timeout=15, flow_map=flow)
+    client = Client(
+        emitter,
+        "127.0.0.1",
+        port,
+        encoding=ENCODING,
+        timeout=15,
+        flow_map=flow,
+        chunk_size=chunk_size,
+        bulk_mode=bulk,
+    )
     client.run(timeout=0.2)
     print("sent %d messages" % len(messages))
 

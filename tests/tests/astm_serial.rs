@@ -72,3 +72,40 @@ fn python_astm_over_a_socat_pty_pair_reaches_the_serial_endpoint_exactly_once() 
     assert_eq!(stored[0].payload, RESULT_1.as_bytes());
     assert_eq!(stored[1].payload, RESULT_2.as_bytes());
 }
+
+/// A host query over the pty pair gets its orders back (kept in the
+/// journal, added with the CLI while the gateway runs) in a new session
+/// whose frames python-astm's codec decodes and checksums; acknowledged,
+/// the order is marked sent.
+#[test]
+fn a_host_query_over_the_pty_pair_gets_its_orders_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let tty = dir.path().join("tty");
+    let port = free_port();
+    let endpoint = format!(
+        "[[endpoint]]\nname = \"astm\"\ntype = \"astm-serial\"\ndevice = \"{}\"\nbaud = 9600\nreconnect_max = \"500ms\"",
+        tty.display()
+    );
+    let config = config(dir.path(), &endpoint);
+    let mut bridge = socat(&tty, port);
+    let log = dir.path().join("gw.log");
+    let mut gw = Gateway::start(&config, &log, &[]);
+    gw.wait_for_log("ASTM serial line open", 0, Duration::from_secs(10));
+    add_order(&config, "SPECP", &["GLU", "K"]);
+
+    let answer: serde_json::Value =
+        serde_json::from_str(&analyzer(&["query", &port.to_string(), "SPECP"])).unwrap();
+    let _ = bridge.wait();
+    assert_eq!(kinds(&answer), ["H", "P", "O", "L"], "{answer}");
+    assert_eq!(answer[1][2], "P9");
+    assert_eq!(answer[2][2], "SPECP");
+    assert_eq!(answer[2][4][0][3], "GLU");
+    assert_eq!(answer[2][4][1][3], "K");
+    assert!(
+        eventually(Duration::from_secs(5), || listed_orders(&config)
+            .contains("sent")),
+        "{}",
+        listed_orders(&config)
+    );
+    assert_eq!(gw.terminate(), Some(0));
+}

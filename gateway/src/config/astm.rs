@@ -91,6 +91,15 @@ pub struct AstmProfile {
     pub order_poll: Duration,
     /// Longest wait between attempts to (re)open the line.
     pub reconnect_max: Duration,
+    /// H-5 of the messages we send, components separated by `^`.
+    pub sender_name: String,
+    /// LIS01-A2 timers and the retransmission limit.
+    pub receive_timeout: Duration,
+    pub answer_timeout: Duration,
+    pub busy_retry: Duration,
+    pub contention_retry: Duration,
+    pub interrupt_retry: Duration,
+    pub max_retransmissions: u8,
 }
 
 fn default_max_frame_text() -> usize {
@@ -107,6 +116,27 @@ fn default_order_poll() -> Span {
 }
 fn default_reconnect_max() -> Span {
     Span(Duration::from_secs(30))
+}
+fn default_sender_name() -> String {
+    "ECKO-EDGE".to_string()
+}
+fn default_receive_timeout() -> Span {
+    Span(Duration::from_secs(30))
+}
+fn default_answer_timeout() -> Span {
+    Span(Duration::from_secs(15))
+}
+fn default_busy_retry() -> Span {
+    Span(Duration::from_secs(10))
+}
+fn default_contention_retry() -> Span {
+    Span(Duration::from_secs(20))
+}
+fn default_interrupt_retry() -> Span {
+    Span(Duration::from_secs(15))
+}
+fn default_max_retransmissions() -> u8 {
+    6
 }
 fn default_baud() -> u32 {
     9600
@@ -144,6 +174,20 @@ pub struct AstmTcpConfig {
     pub order_poll: Span,
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max: Span,
+    #[serde(default = "default_sender_name")]
+    pub sender_name: String,
+    #[serde(default = "default_receive_timeout")]
+    pub receive_timeout: Span,
+    #[serde(default = "default_answer_timeout")]
+    pub answer_timeout: Span,
+    #[serde(default = "default_busy_retry")]
+    pub busy_retry: Span,
+    #[serde(default = "default_contention_retry")]
+    pub contention_retry: Span,
+    #[serde(default = "default_interrupt_retry")]
+    pub interrupt_retry: Span,
+    #[serde(default = "default_max_retransmissions")]
+    pub max_retransmissions: u8,
 }
 
 /// ASTM over a serial line (RS-232 or a USB-serial adapter).
@@ -180,6 +224,20 @@ pub struct AstmSerialConfig {
     pub order_poll: Span,
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max: Span,
+    #[serde(default = "default_sender_name")]
+    pub sender_name: String,
+    #[serde(default = "default_receive_timeout")]
+    pub receive_timeout: Span,
+    #[serde(default = "default_answer_timeout")]
+    pub answer_timeout: Span,
+    #[serde(default = "default_busy_retry")]
+    pub busy_retry: Span,
+    #[serde(default = "default_contention_retry")]
+    pub contention_retry: Span,
+    #[serde(default = "default_interrupt_retry")]
+    pub interrupt_retry: Span,
+    #[serde(default = "default_max_retransmissions")]
+    pub max_retransmissions: u8,
 }
 
 macro_rules! profile_of {
@@ -194,6 +252,13 @@ macro_rules! profile_of {
             orders: $c.orders,
             order_poll: $c.order_poll.0,
             reconnect_max: $c.reconnect_max.0,
+            sender_name: $c.sender_name.clone(),
+            receive_timeout: $c.receive_timeout.0,
+            answer_timeout: $c.answer_timeout.0,
+            busy_retry: $c.busy_retry.0,
+            contention_retry: $c.contention_retry.0,
+            interrupt_retry: $c.interrupt_retry.0,
+            max_retransmissions: $c.max_retransmissions,
         }
     };
 }
@@ -268,6 +333,117 @@ impl AstmProfile {
         if self.order_poll.is_zero() || self.reconnect_max.is_zero() {
             return Some("`order_poll` and `reconnect_max` must be longer than zero".into());
         }
+        let timers = [
+            ("receive_timeout", self.receive_timeout),
+            ("answer_timeout", self.answer_timeout),
+            ("busy_retry", self.busy_retry),
+            ("contention_retry", self.contention_retry),
+            ("interrupt_retry", self.interrupt_retry),
+        ];
+        for (key, value) in timers {
+            if value < MIN_TIMER || value > MAX_TIMER {
+                return Some(format!(
+                    "`{key}` {value:?} must be between 100ms and 1h (LIS01-A2: receive 30s, answer 15s, busy 10s, contention 20s, interrupt 15s)"
+                ));
+            }
+        }
+        if self.max_retransmissions > 20 {
+            return Some(format!(
+                "`max_retransmissions` {} must be at most 20 (LIS01-A2: 6)",
+                self.max_retransmissions
+            ));
+        }
+        let name = self.sender_name.trim();
+        if name.is_empty() || name.len() > 200 || self.sender_name.chars().any(char::is_control) {
+            return Some(
+                "`sender_name` must be 1 to 200 printable characters (components separated by `^`)"
+                    .into(),
+            );
+        }
         None
+    }
+
+    /// H-5 components of the messages we send.
+    pub fn sender_components(&self) -> Vec<String> {
+        self.sender_name
+            .trim()
+            .split('^')
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Bounds on the link timers: shorter would make a slow but healthy
+/// analyzer fail, longer would hold a dead line for hours.
+const MIN_TIMER: Duration = Duration::from_millis(100);
+const MAX_TIMER: Duration = Duration::from_secs(3600);
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, EndpointKind};
+    use std::time::Duration;
+
+    const BASE: &str = r#"
+[journal]
+path = "/tmp/j.db"
+
+[[endpoint]]
+name = "chem"
+type = "astm-tcp"
+address = "127.0.0.1:5100"
+"#;
+
+    fn profile(extra: &str) -> Result<super::AstmProfile, String> {
+        let text = format!("{BASE}{extra}\n");
+        match Config::parse(&text, "t.toml", |_| None) {
+            Ok(c) => match &c.endpoints[0].kind {
+                EndpointKind::AstmTcp(t) => Ok(t.profile()),
+                _ => Err("not astm-tcp".into()),
+            },
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn link_timers_retransmissions_and_the_sender_name_default_to_lis01_a2() {
+        let p = profile("").unwrap();
+        assert_eq!(p.receive_timeout, Duration::from_secs(30));
+        assert_eq!(p.answer_timeout, Duration::from_secs(15));
+        assert_eq!(p.busy_retry, Duration::from_secs(10));
+        assert_eq!(p.contention_retry, Duration::from_secs(20));
+        assert_eq!(p.interrupt_retry, Duration::from_secs(15));
+        assert_eq!(p.max_retransmissions, 6);
+        assert_eq!(p.sender_components(), ["ECKO-EDGE"]);
+    }
+
+    #[test]
+    fn link_timers_retransmissions_and_the_sender_name_can_be_set_per_endpoint() {
+        let p = profile(
+            "receive_timeout = \"45s\"\nanswer_timeout = \"20s\"\nbusy_retry = \"2s\"\ncontention_retry = \"25s\"\ninterrupt_retry = \"30s\"\nmax_retransmissions = 3\nsender_name = \"LAB-LIS^2.1\"",
+        )
+        .unwrap();
+        assert_eq!(p.receive_timeout, Duration::from_secs(45));
+        assert_eq!(p.answer_timeout, Duration::from_secs(20));
+        assert_eq!(p.busy_retry, Duration::from_secs(2));
+        assert_eq!(p.contention_retry, Duration::from_secs(25));
+        assert_eq!(p.interrupt_retry, Duration::from_secs(30));
+        assert_eq!(p.max_retransmissions, 3);
+        assert_eq!(p.sender_components(), ["LAB-LIS", "2.1"]);
+    }
+
+    #[test]
+    fn impossible_link_timers_and_sender_names_are_refused() {
+        let err = profile("answer_timeout = \"0s\"").unwrap_err();
+        assert!(err.contains("`answer_timeout`"), "{err}");
+        let err = profile("receive_timeout = \"2h\"").unwrap_err();
+        assert!(err.contains("`receive_timeout`"), "{err}");
+        let err = profile("max_retransmissions = 50").unwrap_err();
+        assert!(err.contains("`max_retransmissions` 50"), "{err}");
+        let err = profile("max_retransmissions = -1").unwrap_err();
+        assert!(err.contains("integer `-1`"), "{err}");
+        let err = profile("sender_name = \"  \"").unwrap_err();
+        assert!(err.contains("`sender_name`"), "{err}");
+        let err = profile("sender_name = \"A\\rB\"").unwrap_err();
+        assert!(err.contains("`sender_name`"), "{err}");
     }
 }

@@ -111,7 +111,7 @@ impl Journal {
     }
 }
 
-fn insert(
+pub(super) fn insert(
     conn: &Connection,
     cx: &BatchContext,
     m: &NewMessage,

@@ -16,6 +16,17 @@
 //! `order add` uses [`add_order_at`], which also works while a gateway has
 //! the journal open).
 //!
+//! # Analyzer identity
+//!
+//! An analyzer is its endpoint plus the sender name of its `H` record
+//! (H-5, first component). Several analyzers may share one endpoint (a TCP
+//! server they all connect to), so an order may also name a `sender`: it is
+//! then given only to a line whose analyzer called itself that (exact,
+//! case-sensitive match). An order without a sender goes to any analyzer on
+//! its endpoint. Stored ASTM messages keep their sender name beside them
+//! (table `astm_sender`, written in the message's own transaction by
+//! [`Journal::ingest_astm`]).
+//!
 //! # Incomplete transmissions
 //!
 //! Records that arrived but never formed an H..L message (the analyzer
@@ -23,6 +34,7 @@
 //! too large) are kept in `astm_incomplete` for inspection. They are not
 //! messages: no route sees them, no transform turns them into results.
 
+use super::ingest::{self, Destination, IngestError, NewMessage, Receipt};
 use super::{
     configure, lock_exclusively, open_reader, schema, Journal, JournalError, JournalOptions,
 };
@@ -42,6 +54,9 @@ pub struct NewOrder {
     pub tests: Vec<String>,
     /// `R` routine, `S` stat.
     pub priority: String,
+    /// The analyzer's H-5 sender name when several share the endpoint;
+    /// `None`: any analyzer on the endpoint.
+    pub sender: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +98,8 @@ pub struct StoredOrder {
     pub sent_at: Option<i64>,
     /// How many times an analyzer acknowledged a message carrying it.
     pub send_count: u32,
+    /// See [`NewOrder::sender`].
+    pub sender: Option<String>,
 }
 
 /// Which specimens a host query asks for.
@@ -109,7 +126,7 @@ pub struct IncompleteTransmission {
     pub partial: Vec<u8>,
 }
 
-const ORDER_COLUMNS: &str = "id, analyzer, specimen_id, patient_id, patient_name, tests, priority, state, created_at, sent_at, send_count";
+const ORDER_COLUMNS: &str = "id, analyzer, specimen_id, patient_id, patient_name, tests, priority, state, created_at, sent_at, send_count, sender";
 
 fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredOrder> {
     let name: String = r.get(4)?;
@@ -127,6 +144,7 @@ fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredOrder> {
         created_at: r.get(8)?,
         sent_at: r.get(9)?,
         send_count: r.get::<_, i64>(10)?.max(0) as u32,
+        sender: r.get(11)?,
     })
 }
 
@@ -157,6 +175,11 @@ fn check(order: &NewOrder) -> Result<(), JournalError> {
     if all.clone().any(|t| t.contains(['\n', '\r'])) || all.clone().any(String::is_empty) {
         return bad("test codes and name parts must be non-empty single lines");
     }
+    if let Some(sender) = &order.sender {
+        if sender.trim().is_empty() || sender.chars().any(char::is_control) {
+            return bad("the sender name must be printable text");
+        }
+    }
     Ok(())
 }
 
@@ -168,8 +191,8 @@ fn insert_order(conn: &Connection, now: i64, o: &NewOrder) -> Result<i64, Journa
         &o.priority
     };
     conn.prepare_cached(
-        "INSERT INTO astm_order (analyzer, specimen_id, patient_id, patient_name, tests, priority, state, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+        "INSERT INTO astm_order (analyzer, specimen_id, patient_id, patient_name, tests, priority, state, created_at, sender)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
     )?
     .execute(params![
         o.analyzer,
@@ -178,41 +201,46 @@ fn insert_order(conn: &Connection, now: i64, o: &NewOrder) -> Result<i64, Journa
         join_list(&o.patient_name),
         join_list(&o.tests),
         priority,
-        now
+        now,
+        o.sender.as_deref().map(str::trim)
     ])?;
     Ok(conn.last_insert_rowid())
 }
 
+/// Orders of `analyzer` for a line whose analyzer called itself `sender`
+/// (`None`: not known yet, so only orders for any analyzer qualify).
 fn select_orders(
     conn: &Connection,
     analyzer: &str,
+    sender: Option<&str>,
     selection: &OrderSelection,
 ) -> Result<Vec<StoredOrder>, JournalError> {
+    const FOR_LINE: &str = "analyzer = ?1 AND (sender IS NULL OR sender = ?2)";
     let mut out = Vec::new();
     match selection {
         OrderSelection::AllPending => {
             let mut s = conn.prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM astm_order WHERE analyzer = ?1 AND state = 'pending' ORDER BY id"
+                "SELECT {ORDER_COLUMNS} FROM astm_order WHERE {FOR_LINE} AND state = 'pending' ORDER BY id"
             ))?;
-            for row in s.query_map(params![analyzer], order_row)? {
+            for row in s.query_map(params![analyzer, sender], order_row)? {
                 out.push(row?);
             }
         }
         OrderSelection::Specimens(ids) => {
             let mut s = conn.prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM astm_order WHERE analyzer = ?1 AND specimen_id = ?2 AND state != 'cancelled' ORDER BY id"
+                "SELECT {ORDER_COLUMNS} FROM astm_order WHERE {FOR_LINE} AND specimen_id = ?3 AND state != 'cancelled' ORDER BY id"
             ))?;
             for id in ids {
-                for row in s.query_map(params![analyzer, id], order_row)? {
+                for row in s.query_map(params![analyzer, sender, id], order_row)? {
                     out.push(row?);
                 }
             }
         }
         OrderSelection::Range(from, to) => {
             let mut s = conn.prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM astm_order WHERE analyzer = ?1 AND specimen_id BETWEEN ?2 AND ?3 AND state != 'cancelled' ORDER BY id"
+                "SELECT {ORDER_COLUMNS} FROM astm_order WHERE {FOR_LINE} AND specimen_id BETWEEN ?3 AND ?4 AND state != 'cancelled' ORDER BY id"
             ))?;
-            for row in s.query_map(params![analyzer, from, to], order_row)? {
+            for row in s.query_map(params![analyzer, sender, from, to], order_row)? {
                 out.push(row?);
             }
         }
@@ -255,20 +283,71 @@ impl Journal {
             .await
     }
 
-    /// Orders a host query asks for (see [`OrderSelection`]).
+    /// Orders a host query asks for (see [`OrderSelection`]), for the
+    /// analyzer `sender` on endpoint `analyzer` (see the module notes on
+    /// identity).
     pub async fn orders_for(
         &self,
         analyzer: &str,
+        sender: Option<&str>,
         selection: OrderSelection,
     ) -> Result<Vec<StoredOrder>, JournalError> {
         let analyzer = analyzer.to_string();
-        self.read(move |conn| select_orders(conn, &analyzer, &selection))
+        let sender = sender.map(str::to_string);
+        self.read(move |conn| select_orders(conn, &analyzer, sender.as_deref(), &selection))
             .await
     }
 
-    /// Orders not yet sent to `analyzer`, oldest first.
-    pub async fn pending_orders(&self, analyzer: &str) -> Result<Vec<StoredOrder>, JournalError> {
-        self.orders_for(analyzer, OrderSelection::AllPending).await
+    /// Orders not yet sent to analyzer `sender` on endpoint `analyzer`,
+    /// oldest first.
+    pub async fn pending_orders(
+        &self,
+        analyzer: &str,
+        sender: Option<&str>,
+    ) -> Result<Vec<StoredOrder>, JournalError> {
+        self.orders_for(analyzer, sender, OrderSelection::AllPending)
+            .await
+    }
+
+    /// Like [`Journal::ingest`] for an ASTM message, keeping the analyzer's
+    /// sender name (H-5) beside it in the same transaction. A duplicate
+    /// keeps the sender name of its first copy.
+    pub async fn ingest_astm(
+        &self,
+        message: NewMessage,
+        destinations: Vec<Destination>,
+        sender: Option<String>,
+    ) -> Result<Receipt, IngestError> {
+        if destinations.is_empty() {
+            return Err(IngestError::NoRoute {
+                source_endpoint: message.source,
+                message_type: message.message_type,
+            });
+        }
+        let woken: Vec<String> = destinations.iter().map(|d| d.endpoint.clone()).collect();
+        let sender = sender.filter(|s| !s.trim().is_empty());
+        let receipt = self
+            .write_with(move |conn, cx| {
+                let receipt = ingest::insert(conn, cx, &message, &destinations)?;
+                if let (Some(sender), false) = (&sender, receipt.duplicate) {
+                    conn.prepare_cached(
+                        "INSERT INTO astm_sender (message_id, sender) VALUES (?1, ?2)",
+                    )
+                    .and_then(|mut s| s.execute(params![receipt.message_id, sender.trim()]))
+                    .map_err(|e| IngestError::Journal(JournalError::from(e)))?;
+                }
+                Ok::<_, IngestError>(receipt)
+            })
+            .await??;
+        if !receipt.duplicate {
+            self.wake(woken);
+        }
+        Ok(receipt)
+    }
+
+    /// The ASTM sender name kept with a message, if any.
+    pub async fn astm_sender(&self, message_id: i64) -> Result<Option<String>, JournalError> {
+        self.read(move |conn| sender_of(conn, message_id)).await
     }
 
     /// Every order (of one analyzer, or all), oldest first.
@@ -334,6 +413,19 @@ impl Journal {
     pub async fn accepts_messages(&self) -> Result<bool, JournalError> {
         self.write(|_, cx| Ok(cx.refusal.is_none())).await
     }
+}
+
+fn sender_of(conn: &Connection, message_id: i64) -> Result<Option<String>, JournalError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .prepare_cached("SELECT sender FROM astm_sender WHERE message_id = ?1")?
+        .query_row([message_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// The ASTM sender name kept with a message in the journal file at `path`.
+pub fn read_astm_sender(path: &Path, message_id: i64) -> Result<Option<String>, JournalError> {
+    sender_of(&open_reader(path)?, message_id)
 }
 
 /// Every order (of one analyzer, or all) in the journal file at `path`,
@@ -402,6 +494,7 @@ mod tests {
             patient_name: vec!["Doe".into(), "Jane".into()],
             tests: vec!["GLU".into(), "NA".into()],
             priority: String::new(),
+            sender: None,
         }
     }
 
@@ -412,22 +505,26 @@ mod tests {
         let a = j.add_order(order("chem", "S1")).await.unwrap();
         j.add_order(order("chem", "S3")).await.unwrap();
         j.add_order(order("haem", "S1")).await.unwrap();
-        let pending = j.pending_orders("chem").await.unwrap();
+        let pending = j.pending_orders("chem", None).await.unwrap();
         assert_eq!(pending.len(), 2);
         assert_eq!(pending[0].tests, ["GLU", "NA"]);
         assert_eq!(pending[0].patient_name, ["Doe", "Jane"]);
         assert_eq!(pending[0].priority, "R");
         j.mark_orders_sent(vec![a]).await.unwrap();
-        assert_eq!(j.pending_orders("chem").await.unwrap().len(), 1);
+        assert_eq!(j.pending_orders("chem", None).await.unwrap().len(), 1);
         let asked = j
-            .orders_for("chem", OrderSelection::Specimens(vec!["S1".into()]))
+            .orders_for("chem", None, OrderSelection::Specimens(vec!["S1".into()]))
             .await
             .unwrap();
         assert_eq!(asked.len(), 1);
         assert_eq!(asked[0].state, OrderState::Sent);
         assert_eq!(asked[0].send_count, 1);
         let range = j
-            .orders_for("chem", OrderSelection::Range("S0".into(), "S9".into()))
+            .orders_for(
+                "chem",
+                None,
+                OrderSelection::Range("S0".into(), "S9".into()),
+            )
             .await
             .unwrap();
         assert_eq!(range.len(), 2);
@@ -440,7 +537,7 @@ mod tests {
         let path = dir.path().join("j.db");
         let j = Journal::open(JournalOptions::new(&path)).unwrap();
         let id = add_order_at(&path, order("chem", "S1")).await.unwrap();
-        let seen = j.pending_orders("chem").await.unwrap();
+        let seen = j.pending_orders("chem", None).await.unwrap();
         assert_eq!(seen.iter().map(|o| o.id).collect::<Vec<_>>(), [id]);
         j.close().await;
         // And without one, the journal is opened (and created) for it.
@@ -483,6 +580,101 @@ mod tests {
         assert!(j.incomplete_transmissions("haem").await.unwrap().is_empty());
         assert_eq!(read_incomplete(&path, "chem").unwrap().len(), 1);
         assert!(j.accepts_messages().await.unwrap());
+        j.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_order_for_one_sender_is_given_only_to_that_analyzer_on_a_shared_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(JournalOptions::new(dir.path().join("j.db"))).unwrap();
+        let for_a = NewOrder {
+            sender: Some("ANALYZER-A".into()),
+            ..order("shared", "SA")
+        };
+        let for_b = NewOrder {
+            sender: Some("ANALYZER-B".into()),
+            ..order("shared", "SB")
+        };
+        let a = j.add_order(for_a).await.unwrap();
+        let b = j.add_order(for_b).await.unwrap();
+        let any = j.add_order(order("shared", "SX")).await.unwrap();
+        let ids = |orders: Vec<StoredOrder>| orders.iter().map(|o| o.id).collect::<Vec<_>>();
+        let pending = |sender: Option<&'static str>| {
+            let j = j.clone();
+            async move { ids(j.pending_orders("shared", sender).await.unwrap()) }
+        };
+        assert_eq!(pending(Some("ANALYZER-A")).await, [a, any]);
+        assert_eq!(pending(Some("ANALYZER-B")).await, [b, any]);
+        // A line whose analyzer has not said who it is gets only the orders
+        // meant for any analyzer.
+        assert_eq!(pending(None).await, [any]);
+        let asked = j
+            .orders_for(
+                "shared",
+                Some("ANALYZER-B"),
+                OrderSelection::Specimens(vec!["SA".into(), "SB".into()]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ids(asked), [b]);
+        let all = j.orders(Some("shared")).await.unwrap();
+        assert_eq!(all[0].sender.as_deref(), Some("ANALYZER-A"));
+        assert_eq!(all[2].sender, None);
+        j.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_astm_message_keeps_its_sender_name_and_loses_it_with_the_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let j = Journal::open(JournalOptions::new(&path)).unwrap();
+        let message = |payload: &[u8]| NewMessage {
+            source: "chem".into(),
+            dedup_key: Some(hex::encode(payload)),
+            message_type: "ASTM".into(),
+            content_type: "application/x-astm".into(),
+            payload: payload.to_vec(),
+            ..NewMessage::default()
+        };
+        let to = || {
+            vec![Destination {
+                endpoint: "archive".into(),
+                transform: "none".into(),
+                lane: String::new(),
+            }]
+        };
+        let first = j
+            .ingest_astm(message(b"one"), to(), Some("cobas c311".into()))
+            .await
+            .unwrap();
+        let again = j
+            .ingest_astm(message(b"one"), to(), Some("renamed".into()))
+            .await
+            .unwrap();
+        assert!(again.duplicate);
+        let unnamed = j.ingest_astm(message(b"two"), to(), None).await.unwrap();
+        assert_eq!(
+            j.astm_sender(first.message_id).await.unwrap().as_deref(),
+            Some("cobas c311")
+        );
+        assert_eq!(j.astm_sender(unnamed.message_id).await.unwrap(), None);
+        assert_eq!(
+            read_astm_sender(&path, first.message_id)
+                .unwrap()
+                .as_deref(),
+            Some("cobas c311")
+        );
+        // Retention deletes messages; the sender row goes with its message.
+        let id = first.message_id;
+        j.write(move |conn, _| {
+            conn.execute("DELETE FROM event WHERE message_id = ?1", [id])?;
+            conn.execute("DELETE FROM outbox WHERE message_id = ?1", [id])?;
+            conn.execute("DELETE FROM message WHERE id = ?1", [id])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(j.astm_sender(id).await.unwrap(), None);
         j.close().await;
     }
 }

@@ -140,6 +140,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_state_message ON outbox(state, message_id);
     CREATE INDEX event_outbox ON event(outbox_id) WHERE outbox_id IS NOT NULL;
     ",
+    // ASTM analyzer identity (endpoint + H-5 sender name): the sender name
+    // of each stored ASTM message, and orders aimed at one analyzer among
+    // several sharing an endpoint (NULL: any analyzer on the endpoint).
+    "
+    CREATE TABLE astm_sender (
+        message_id  INTEGER PRIMARY KEY REFERENCES message(id) ON DELETE CASCADE,
+        sender      TEXT    NOT NULL
+    );
+    ALTER TABLE astm_order ADD COLUMN sender TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -18,12 +18,16 @@
 //!   gets its `ACK` and is not queued twice.
 //! - A message whose records do not parse is stored all the same (the
 //!   analyzer's copy must not be lost); the transform reports it downstream.
-//! - A host query (Q records, no patients) is acknowledged at once and
-//!   answered in a new session from the orders in the journal (matching `O`
-//!   records, or the no-information answer), so it works while the uplink is
-//!   down. It is also offered to the routes as `ASTM-QUERY` (a code of its own, so a
-//!   route for `ASTM` results does not take it); a configuration
-//!   without a route for it simply does not keep it.
+//!   The analyzer's sender name (H-5) is kept beside it: the analyzer is the
+//!   endpoint plus that name, and orders may be aimed at one.
+//! - A host query (Q records, no patients; judged by record types alone when
+//!   the message does not parse) is acknowledged at once and answered in a
+//!   new session from the orders in the journal (matching `O` records, or
+//!   the no-information answer; `L|1|Q` when it cannot be read), so it works
+//!   while the uplink is down. It is also offered to the routes as
+//!   `ASTM-QUERY` (a code of its own, so a route for `ASTM` results does not
+//!   take it); a configuration without a route for it simply does not keep
+//!   it.
 //! - Records that never became a message (no `L` before `EOT`, the receive
 //!   timer, too large) are kept in the journal's `astm_incomplete` table and
 //!   logged, never routed: they must never turn into results, and a route
@@ -31,10 +35,12 @@
 //! - Orders are marked sent only after the analyzer acknowledged the last
 //!   frame of the message that carried them. With `orders = "broadcast"`,
 //!   pending orders are downloaded whenever the line is idle.
+//! - A line that ends settles first: see [`session`] for what that means.
 //!
 //! [`content_hash`]: crate::protocol::astm::message::content_hash
 
 pub mod answer;
+pub mod live_trace;
 pub mod session;
 
 use super::SourceContext;
@@ -42,47 +48,40 @@ use crate::config::{
     AstmFraming, AstmLineTerminator, AstmOrderMode, AstmProfile, AstmSerialConfig, AstmTcpConfig,
     Endpoint, TcpRole,
 };
-use crate::protocol::astm::link::{Framing, LineTerminator, LinkConfig, Profile};
+use crate::journal::StoredOrder;
+use crate::protocol::astm::link::{Framing, LineTerminator, LinkConfig, Profile, Timers};
 use crate::protocol::astm::trace;
 use ecko_hal::{SerialErrorKind, SerialPorts};
+pub use live_trace::TraceHub;
 use session::End;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
 
-/// Receives every chunk of line traffic of every ASTM endpoint (endpoint
-/// name, direction, bytes): `ecko-gateway trace` prints them. Without one,
-/// the traffic goes to the debug log (target `ecko_gateway::astm::line`).
-pub type LineTracer = Arc<dyn Fn(&str, trace::Direction, &[u8]) + Send + Sync>;
-
-/// A tracer that prints one endpoint's traffic to standard output, one
-/// line per chunk: `12:00:01.250 <- <ENQ>` (`<-` from the analyzer, `->`
-/// to it), local time with milliseconds.
-pub fn stdout_tracer(endpoint: String) -> LineTracer {
-    Arc::new(move |name, direction, bytes| {
-        if name != endpoint {
-            return;
-        }
-        let now = jiff::Zoned::now()
-            .strftime("%Y-%m-%d %H:%M:%S%.3f")
-            .to_string();
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", trace::line(&now, direction, bytes));
-        let _ = out.flush();
-    })
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// What a session needs to know about its endpoint.
+/// What a session needs to know about its endpoint, and what the lines of
+/// one endpoint share.
 pub struct Setup {
     pub name: String,
     pub link: LinkConfig,
     pub profile: AstmProfile,
-    pub tracer: Option<LineTracer>,
+    /// Where the line traffic goes for `ecko-gateway trace`.
+    trace: TraceHub,
+    /// Several lines at once (a TCP server several analyzers connect to).
+    shared: bool,
+    /// Orders in a message queued on some line, until their `sent` mark
+    /// has committed or the message failed: a broadcast leaves them out.
+    claimed: Mutex<HashSet<i64>>,
+    /// Host-query answers whose line closed before they were taken.
+    held: Mutex<Vec<session::Outgoing>>,
 }
 
 impl Setup {
-    pub fn new(name: &str, profile: AstmProfile, tracer: Option<LineTracer>) -> Self {
+    pub fn new(name: &str, profile: AstmProfile) -> Self {
         let framing = match profile.framing {
             AstmFraming::E1381 => Framing::E1381,
             AstmFraming::Raw => Framing::Raw {
@@ -100,30 +99,87 @@ impl Setup {
                 checksum_required: profile.checksum_required,
                 max_message_bytes: usize::try_from(profile.max_message_size).unwrap_or(usize::MAX),
             },
-            ..LinkConfig::default()
+            timers: Timers {
+                receive: profile.receive_timeout,
+                answer: profile.answer_timeout,
+                busy_retry: profile.busy_retry,
+                contention_retry: profile.contention_retry,
+                interrupt_retry: profile.interrupt_retry,
+            },
+            max_retransmissions: profile.max_retransmissions,
         };
         Setup {
             name: name.to_string(),
             link,
             profile,
-            tracer,
+            trace: TraceHub::default(),
+            shared: false,
+            claimed: Mutex::new(HashSet::new()),
+            held: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Publishes the line traffic to `hub` (the gateway's, which
+    /// `ecko-gateway trace` reads).
+    pub fn traced_to(mut self, hub: TraceHub) -> Self {
+        self.trace = hub;
+        self
+    }
+
+    /// For an endpoint whose lines run side by side (TCP server).
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
+        self
     }
 
     fn broadcast(&self) -> bool {
         self.profile.orders == AstmOrderMode::Broadcast
     }
 
-    fn trace(&self, direction: trace::Direction, bytes: &[u8]) {
-        match &self.tracer {
-            Some(t) => t(&self.name, direction, bytes),
-            None => tracing::debug!(
-                target: "ecko_gateway::astm::line",
-                endpoint = %self.name,
-                "{}",
-                trace::line("", direction, bytes).trim_start()
-            ),
+    fn claim(&self, orders: &[i64]) {
+        lock(&self.claimed).extend(orders);
+    }
+
+    fn release(&self, orders: &[i64]) {
+        let mut claimed = lock(&self.claimed);
+        for id in orders {
+            claimed.remove(id);
         }
+    }
+
+    fn unclaimed(&self, orders: Vec<StoredOrder>) -> Vec<StoredOrder> {
+        let claimed = lock(&self.claimed);
+        orders
+            .into_iter()
+            .filter(|o| !claimed.contains(&o.id))
+            .collect()
+    }
+
+    fn hold(&self, answer: session::Outgoing) {
+        lock(&self.held).push(answer);
+    }
+
+    /// Held answers a line may send: on an endpoint with one line at a time
+    /// all of them; on a shared one those for the analyzer `sender` the
+    /// line identified (or, before that, those for no analyzer in
+    /// particular).
+    fn take_held(&self, sender: Option<&str>) -> Vec<session::Outgoing> {
+        let mut held = lock(&self.held);
+        let (take, keep) = std::mem::take(&mut *held)
+            .into_iter()
+            .partition(|a| !self.shared || a.sender.as_deref() == sender);
+        *held = keep;
+        take
+    }
+
+    fn trace(&self, direction: trace::Direction, bytes: &[u8]) {
+        self.trace.publish(&self.name, direction, bytes);
+        tracing::debug!(
+            target: "ecko_gateway::astm::line",
+            endpoint = %self.name,
+            "{}",
+            trace::line("", direction, bytes).trim_start()
+        );
     }
 }
 
@@ -169,9 +225,13 @@ pub async fn run_tcp(
     endpoint: Endpoint,
     config: AstmTcpConfig,
     cx: SourceContext,
-    tracer: Option<LineTracer>,
+    trace: TraceHub,
 ) {
-    let setup = Arc::new(Setup::new(&endpoint.name, config.profile(), tracer));
+    let setup = Setup::new(&endpoint.name, config.profile()).traced_to(trace);
+    let setup = Arc::new(match config.role {
+        TcpRole::Server => setup.shared(),
+        TcpRole::Client => setup,
+    });
     match config.role {
         TcpRole::Server => serve(setup, &config.address, cx).await,
         TcpRole::Client => connect(setup, &config.address, cx).await,
@@ -264,9 +324,9 @@ pub async fn run_serial(
     config: AstmSerialConfig,
     ports: Arc<dyn SerialPorts>,
     cx: SourceContext,
-    tracer: Option<LineTracer>,
+    trace: TraceHub,
 ) {
-    let setup = Setup::new(&endpoint.name, config.profile(), tracer);
+    let setup = Setup::new(&endpoint.name, config.profile()).traced_to(trace);
     let settings = config.serial_settings();
     let name = setup.name.clone();
     let mut backoff = Backoff::new(setup.profile.reconnect_max);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use ecko_gateway::journal::{JournalReader, StoredMessage};
+use ecko_tests::gateway_binary;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -96,4 +97,42 @@ to = ["archive"]
     );
     std::fs::write(&path, text).expect("write config");
     path
+}
+
+/// `ecko-gateway order add` for endpoint `astm`, patient P9 Doe^John.
+pub fn add_order(config: &Path, specimen: &str, tests: &[&str]) {
+    let mut cmd = Command::new(gateway_binary());
+    cmd.args(["order", "add", "--config"])
+        .arg(config)
+        .args(["--analyzer", "astm", "--specimen", specimen])
+        .args(["--patient", "P9", "--name", "Doe^John"]);
+    for t in tests {
+        cmd.args(["--test", t]);
+    }
+    let added = cmd.output().expect("run ecko-gateway order add");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+}
+
+/// `ecko-gateway order list` as printed.
+pub fn listed_orders(config: &Path) -> String {
+    let out = Command::new(gateway_binary())
+        .args(["order", "list", "--config"])
+        .arg(config)
+        .output()
+        .expect("run ecko-gateway order list");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The record types of a host-query answer printed by the helper.
+pub fn kinds(answer: &serde_json::Value) -> Vec<String> {
+    answer
+        .as_array()
+        .expect("a list of records")
+        .iter()
+        .map(|r| r[0].as_str().unwrap_or("").to_string())
+        .collect()
 }

@@ -29,10 +29,15 @@
 //!
 //! - receiver: `receive` (30 s) without a frame or `EOT` ends the session and
 //!   reports what arrived as an [`IncompleteMessage`] (never as a result).
-//! - sender: `answer` (15 s) to wait for `ACK`/`NAK`; a timeout counts like a
-//!   `NAK`. After `max_retransmissions` (6) failed retransmissions of one
-//!   frame the sender sends `EOT` and hands the message back
-//!   ([`Event::SendFailed`]); the caller decides when to try again.
+//! - sender: `answer` (15 s) to wait for the answer to `ENQ` or to a frame.
+//!   E1381 / LIS01-A2 treat a missing answer during transfer differently
+//!   from a `NAK`: the sender does not retransmit but aborts the transfer
+//!   by entering termination (`EOT`), keeping the message to repeat it
+//!   whole later. After a `NAK` the frame is retransmitted, up to
+//!   `max_retransmissions` (6) times; then the same: `EOT`. In both cases
+//!   the message is handed back ([`Event::SendFailed`] with its
+//!   [`SendFailure`]) and the next `ENQ` waits `busy_retry`; the caller
+//!   decides whether and when to queue it again.
 //!
 //! # Acknowledge after commit
 //!
@@ -49,9 +54,12 @@
 //! are absorbed without an answer.
 //!
 //! Frames acknowledged before the `L` belong to no result until the `L`
-//! arrives: a session that ends (by `EOT`, timeout or a fresh `ENQ`), or a
-//! new `H` that starts before the `L`, turns them into an
-//! [`IncompleteMessage`] kept for inspection.
+//! arrives: a session that ends (by `EOT`, the receive timer, or the line
+//! going away: [`Link::close`]), or a new `H` that starts before the `L`,
+//! turns them into an [`IncompleteMessage`] kept for inspection. A message
+//! whose commit is under way when the session ends is the caller's (its
+//! commit goes on); only records after its `L` are incomplete. A session
+//! in which nothing arrived leaves nothing to inspect.
 //!
 //! A repeated previous frame (our `ACK` was lost) is acknowledged again and
 //! ignored. A message that was committed but whose final `ACK` was lost and
@@ -63,7 +71,9 @@
 //! Some analyzers on TCP skip E1381 framing entirely: records separated by a
 //! line terminator, a message ends at its `L` record, nothing is
 //! acknowledged on the wire. [`Framing::Raw`] covers them with the same
-//! events, so the source above does not care.
+//! events, so the source above does not care. A raw message that outgrows
+//! [`Profile::max_message_bytes`] is reported incomplete (`TooLarge`) at its
+//! `L`, never cut short and passed on as a result.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -210,6 +220,30 @@ pub enum IncompleteReason {
     NewHeaderBeforeTerminator,
     /// The message exceeded [`Profile::max_message_bytes`].
     TooLarge,
+    /// The line went away (end of file, I/O error) mid-message.
+    LineClosed,
+    /// The gateway shut down mid-message.
+    Shutdown,
+}
+
+/// Why an outbound message was handed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFailure {
+    /// A frame was refused more than `max_retransmissions` times.
+    Retransmissions,
+    /// No answer to a frame within the answer timer.
+    NoAnswer,
+    /// The line closed (or the gateway stopped) before it was sent.
+    LineClosed,
+}
+
+/// Why [`Link::close`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// End of file or an I/O error on the line.
+    LineClosed,
+    /// The gateway is stopping.
+    Shutdown,
 }
 
 /// Records that arrived but never formed an H..L message. Kept for
@@ -241,6 +275,9 @@ pub enum Event {
     Incomplete(IncompleteMessage),
     /// The peer ended its session with EOT.
     SessionEnded,
+    /// The receive timer ended the peer's session (no frame and no EOT in
+    /// time); anything received is reported as [`Event::Incomplete`].
+    ReceiveTimedOut,
     /// An outbound message waits; we try again at `retry_at`.
     Deferred {
         id: OutboundId,
@@ -249,10 +286,12 @@ pub enum Event {
     },
     /// The peer acknowledged the last frame (or interrupted after it).
     Sent { id: OutboundId },
-    /// Retransmissions exhausted; the message is handed back unchanged.
+    /// The transfer was aborted (see [`SendFailure`]); the message is
+    /// handed back unchanged.
     SendFailed {
         id: OutboundId,
         records: Vec<Vec<u8>>,
+        reason: SendFailure,
     },
 }
 
@@ -329,6 +368,12 @@ impl Rx {
     }
 
     fn take_incomplete(&mut self, reason: IncompleteReason) -> Option<IncompleteMessage> {
+        if let Some(pending) = self.pending.take() {
+            // The message up to L is the caller's commit, whatever its
+            // outcome; only what followed its L is left here.
+            self.records = pending.carry;
+            self.record_buf.clear();
+        }
         if self.records.is_empty() && self.record_buf.is_empty() && !self.too_large {
             return None;
         }
@@ -366,10 +411,39 @@ enum State {
 
 #[derive(Debug, Default)]
 struct RawRx {
+    /// The record being received, as far as the size limit lets it grow.
     line: Vec<u8>,
+    /// First byte of the record being received, even when `line` is full:
+    /// it decides whether the record is an H or an L.
+    first: Option<u8>,
     records: Vec<Vec<u8>>,
     size: usize,
+    /// Bytes were dropped: the message can only end incomplete.
+    too_large: bool,
     deadline: Option<Instant>,
+}
+
+impl RawRx {
+    fn take_incomplete(&mut self, reason: IncompleteReason) -> Option<IncompleteMessage> {
+        let records = std::mem::take(&mut self.records);
+        let partial = std::mem::take(&mut self.line);
+        let too_large = std::mem::take(&mut self.too_large);
+        self.first = None;
+        self.size = 0;
+        self.deadline = None;
+        if records.is_empty() && partial.is_empty() && !too_large {
+            return None;
+        }
+        Some(IncompleteMessage {
+            reason: if too_large {
+                IncompleteReason::TooLarge
+            } else {
+                reason
+            },
+            records,
+            partial,
+        })
+    }
 }
 
 /// One ASTM line, both directions. See the module docs for the rules.
@@ -483,37 +557,59 @@ impl Link {
                 self.defer_front(now, DeferReason::NoAnswer, self.config.timers.busy_retry);
             }
             State::Receiving(rx) if rx.pending.is_none() && now >= rx.deadline => {
-                let incomplete = rx
-                    .take_incomplete(IncompleteReason::ReceiveTimeout)
-                    .unwrap_or(IncompleteMessage {
-                        reason: IncompleteReason::ReceiveTimeout,
-                        records: Vec::new(),
-                        partial: Vec::new(),
-                    });
+                let incomplete = rx.take_incomplete(IncompleteReason::ReceiveTimeout);
                 self.state = State::Neutral;
-                self.event(Event::Incomplete(incomplete));
+                self.event(Event::ReceiveTimedOut);
+                if let Some(incomplete) = incomplete {
+                    self.event(Event::Incomplete(incomplete));
+                }
             }
             State::Sending(tx) if now >= tx.deadline => {
-                self.retransmit_or_fail(now);
+                // LIS01-A2: no answer in time aborts the transfer; the
+                // message is repeated whole later, never frame by frame.
+                self.abort_send(now, SendFailure::NoAnswer);
             }
             _ => {}
         }
-        if let Some(deadline) = self.raw.deadline {
-            if now >= deadline {
-                self.raw.deadline = None;
-                let records = std::mem::take(&mut self.raw.records);
-                let partial = std::mem::take(&mut self.raw.line);
-                self.raw.size = 0;
-                if !records.is_empty() || !partial.is_empty() {
-                    self.event(Event::Incomplete(IncompleteMessage {
-                        reason: IncompleteReason::ReceiveTimeout,
-                        records,
-                        partial,
-                    }));
-                }
+        if self.raw.deadline.is_some_and(|deadline| now >= deadline) {
+            if let Some(incomplete) = self.raw.take_incomplete(IncompleteReason::ReceiveTimeout) {
+                self.event(Event::Incomplete(incomplete));
             }
         }
         self.maybe_start_send(now);
+    }
+
+    /// The line is gone (or the gateway stops): whatever was received but
+    /// not completed is reported [`Event::Incomplete`], and every outbound
+    /// message not yet sent, the one in flight included, is handed back as
+    /// [`Event::SendFailed`] with [`SendFailure::LineClosed`]. A commit
+    /// still pending stays the caller's. Nothing is written: the line is
+    /// gone. The link is neutral and empty afterwards.
+    pub fn close(&mut self, cause: CloseCause) {
+        let reason = match cause {
+            CloseCause::LineClosed => IncompleteReason::LineClosed,
+            CloseCause::Shutdown => IncompleteReason::Shutdown,
+        };
+        match std::mem::replace(&mut self.state, State::Neutral) {
+            State::Receiving(mut rx) => {
+                if let Some(incomplete) = rx.take_incomplete(reason) {
+                    self.event(Event::Incomplete(incomplete));
+                }
+            }
+            State::Sending(tx) => self.queue.push_front(tx.out),
+            State::Neutral | State::Establishing { .. } => {}
+        }
+        if let Some(incomplete) = self.raw.take_incomplete(reason) {
+            self.event(Event::Incomplete(incomplete));
+        }
+        self.next_enq_at = None;
+        while let Some(out) = self.queue.pop_front() {
+            self.event(Event::SendFailed {
+                id: out.id,
+                records: out.records,
+                reason: SendFailure::LineClosed,
+            });
+        }
     }
 
     /// The caller's answer to [`Event::MessageComplete`]: `true` once the
@@ -714,6 +810,12 @@ impl Link {
             self.write(again);
             return;
         }
+        self.abort_send(now, SendFailure::Retransmissions);
+    }
+
+    /// Termination phase after a failed transfer: EOT, the message back to
+    /// the caller.
+    fn abort_send(&mut self, now: Instant, reason: SendFailure) {
         let State::Sending(tx) = std::mem::replace(&mut self.state, State::Neutral) else {
             return;
         };
@@ -723,6 +825,7 @@ impl Link {
         self.event(Event::SendFailed {
             id: tx.out.id,
             records: tx.out.records,
+            reason,
         });
     }
 
@@ -783,9 +886,9 @@ impl Link {
 
     fn end_session(&mut self) {
         if let State::Receiving(rx) = &mut self.state {
-            // A commit still pending is simply forgotten here: the message
-            // will be stored, the peer thinks it failed and will send it
-            // again, and the content hash makes that a duplicate.
+            // A commit still pending goes on without us: the message will
+            // be stored, the peer thinks it failed and will send it again,
+            // and the content hash makes that a duplicate.
             if let Some(inc) = rx.take_incomplete(IncompleteReason::EndedWithoutTerminator) {
                 self.event(Event::Incomplete(inc));
             }
@@ -908,35 +1011,54 @@ impl Link {
 
     fn on_raw_byte(&mut self, now: Instant, b: u8) {
         let cap = self.config.profile.max_message_bytes;
-        self.raw.deadline = Some(now + self.config.timers.receive);
+        let deadline = Some(now + self.config.timers.receive);
+        self.raw.deadline = deadline;
         if b != CR && b != LF {
-            if self.raw.size < cap {
-                self.raw.line.push(b);
-                self.raw.size += 1;
+            if self.raw.first.is_none() {
+                let unfinished = !self.raw.records.is_empty() || self.raw.too_large;
+                if b == b'H' && unfinished {
+                    // A new message starts; the unfinished one is kept
+                    // aside, and the size limit starts over.
+                    let kept = self
+                        .raw
+                        .take_incomplete(IncompleteReason::NewHeaderBeforeTerminator);
+                    self.raw.deadline = deadline;
+                    if let Some(incomplete) = kept {
+                        self.event(Event::Incomplete(incomplete));
+                    }
+                }
+                self.raw.first = Some(b);
+            }
+            let raw = &mut self.raw;
+            if raw.size < cap {
+                raw.line.push(b);
+                raw.size += 1;
+            } else {
+                raw.too_large = true;
             }
             return;
         }
-        if self.raw.line.is_empty() {
+        let raw = &mut self.raw;
+        let Some(first) = raw.first.take() else {
+            return;
+        };
+        let record = std::mem::take(&mut raw.line);
+        if !record.is_empty() {
+            raw.records.push(record);
+        }
+        if first != b'L' {
             return;
         }
-        let record = std::mem::take(&mut self.raw.line);
-        let is_end = record.first() == Some(&b'L');
-        if record.first() == Some(&b'H') && !self.raw.records.is_empty() {
-            let records = std::mem::take(&mut self.raw.records);
-            self.event(Event::Incomplete(IncompleteMessage {
-                reason: IncompleteReason::NewHeaderBeforeTerminator,
-                records,
-                partial: Vec::new(),
-            }));
-            self.raw.size = record.len();
+        if raw.too_large {
+            if let Some(incomplete) = raw.take_incomplete(IncompleteReason::TooLarge) {
+                self.event(Event::Incomplete(incomplete));
+            }
+            return;
         }
-        self.raw.records.push(record);
-        if is_end {
-            let records = std::mem::take(&mut self.raw.records);
-            self.raw.size = 0;
-            self.raw.deadline = None;
-            self.event(Event::MessageComplete { records });
-        }
+        let records = std::mem::take(&mut raw.records);
+        raw.size = 0;
+        raw.deadline = None;
+        self.event(Event::MessageComplete { records });
     }
 }
 

@@ -11,7 +11,10 @@
 //!
 //! Sequence numbers (field 2) are checked per level: `P` counts 1, 2, … in
 //! the message, `O` restarts under each `P`, `R` under each `O`, `C` under
-//! each record it annotates, `Q` counts in the message. A break is a
+//! each record it annotates, `Q` counts in the message, and `L` is numbered
+//! one. A `C` annotates the `H`, `P`, `O`, `R` or `Q` before it; after an `M`,
+//! `S` or unknown record it annotates none of those and is kept, in order,
+//! with the other records. A break is a
 //! [`MessageError::Sequence`] with the record's position, unless
 //! [`ParseOptions::check_sequence`] is off for analyzers known to number
 //! loosely.
@@ -473,6 +476,8 @@ enum Anchor {
     Order,
     Result,
     Query,
+    /// An `M`, `S` or unknown record: its comments stay in `other`.
+    Other,
 }
 
 fn check_seq(
@@ -609,6 +614,7 @@ impl Message {
                             .and_then(|o| o.results.last_mut())
                             .map(|r| &mut r.comments),
                         Anchor::Query => msg.queries.last_mut().map(|q| &mut q.comments),
+                        Anchor::Other => None,
                     };
                     match list {
                         Some(list) => list.push(record),
@@ -616,6 +622,7 @@ impl Message {
                     }
                 }
                 RecordType::Terminator => {
+                    check_seq(&record, at, 1, opts)?;
                     msg.terminator = Some(record);
                 }
                 RecordType::Header => {
@@ -623,6 +630,8 @@ impl Message {
                 }
                 RecordType::Manufacturer | RecordType::Scientific | RecordType::Unknown(_) => {
                     msg.other.push(record);
+                    anchor = Anchor::Other;
+                    comment_seq = 0;
                 }
             }
         }
@@ -838,6 +847,17 @@ pub fn build_no_information(header: &HeaderSpec) -> Vec<Vec<u8>> {
     vec![
         header_line(header, &d),
         record_line('L', vec!["1".into(), "I".into()], &d),
+    ]
+}
+
+/// The answer to a host query that could not be understood: `H` and
+/// `L|1|Q` (LIS02-A2 termination code Q, "error in last request for
+/// information").
+pub fn build_query_error(header: &HeaderSpec) -> Vec<Vec<u8>> {
+    let d = Delimiters::default();
+    vec![
+        header_line(header, &d),
+        record_line('L', vec!["1".into(), "Q".into()], &d),
     ]
 }
 

@@ -21,9 +21,11 @@
 //!     Output::Event(MessageComplete { records }) => store in the journal, then
 //!                                                   link.commit_done(now, committed)
 //!     Output::Event(Incomplete(..))              => keep for inspection, never a result
-//!     Output::Event(Sent { id } | SendFailed { id, records } | Deferred { .. }) => orders
+//!     Output::Event(Sent { id } | SendFailed { id, records, reason } | Deferred { .. }) => orders
 //!     ...
 //! }
+//! on end of file, error or shutdown: link.close(cause), then drain the outputs
+//!                   (partial messages → Incomplete, unsent messages → SendFailed)
 //! to send:          let id = link.queue_message(now, records);  // records from message::build_*
 //! journal full:     link.set_ready(false);           // ENQ answered NAK
 //! ```
@@ -37,4 +39,4 @@ pub mod message;
 pub mod records;
 pub mod trace;
 
-pub use link::{Event, Link, LinkConfig, Output};
+pub use link::{CloseCause, Event, Link, LinkConfig, Output, SendFailure};

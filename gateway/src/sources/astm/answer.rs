@@ -5,9 +5,10 @@
 use crate::journal::{NewMessage, OrderSelection, StoredOrder};
 use crate::protocol::astm::frame::ACK;
 use crate::protocol::astm::message::{
-    build_no_information, build_order_message, content_hash, HeaderSpec, Message, OrderSpec,
-    PatientSpec, Query,
+    build_no_information, build_order_message, build_query_error, content_hash, Header, HeaderSpec,
+    Message, OrderSpec, PatientSpec, Query, TimeZone,
 };
+use crate::protocol::astm::records::{Delimiters, Record};
 
 /// Message type of a result message in the journal.
 pub const RESULT_TYPE: &str = "ASTM";
@@ -65,6 +66,48 @@ pub fn is_query(message: &Message) -> bool {
     !message.queries.is_empty() && message.patients.is_empty()
 }
 
+/// The same judgement from the record types alone, for a message that
+/// does not parse: a `Q` record and no `P`, `O` or `R` record. Such a
+/// message must be answered (or kept visibly), never stored as results.
+pub fn looks_like_query(records: &[Vec<u8>]) -> bool {
+    let kind = |r: &Vec<u8>| r.first().map(u8::to_ascii_uppercase);
+    records.iter().any(|r| kind(r) == Some(b'Q'))
+        && !records
+            .iter()
+            .any(|r| matches!(kind(r), Some(b'P' | b'O' | b'R')))
+}
+
+/// The analyzer's name from the H record (H-5, first component), even when
+/// the rest of the message does not parse.
+pub fn sender_name(records: &[Vec<u8>]) -> Option<String> {
+    let first = records.first()?;
+    let record = Record::parse(first, &Delimiters::default()).ok()?;
+    if record.kind().letter() != 'H' {
+        return None;
+    }
+    let header = Header {
+        record,
+        comments: Vec::new(),
+    };
+    Some(header.sender().name.trim().to_string()).filter(|n| !n.is_empty())
+}
+
+/// The H record of what we send: our sender name, and the message's time
+/// in the site's zone (ASTM times carry no offset).
+pub fn header(sender: Vec<String>, tz: &TimeZone) -> HeaderSpec {
+    HeaderSpec {
+        sender,
+        timestamp: Some(jiff::Timestamp::now().to_zoned(tz.clone())),
+        ..HeaderSpec::default()
+    }
+}
+
+/// The answer to a host query that could not be read: `L|1|Q` (query
+/// error), so the analyzer knows rather than waits.
+pub fn query_error_records(header: &HeaderSpec) -> Vec<Vec<u8>> {
+    build_query_error(header)
+}
+
 /// The orders one Q record asks for. Q-3 (and Q-4 for a range) carry
 /// `patient id ^ specimen id`; analyzers that put the specimen id in the
 /// first component are understood too. `ALL` asks for every pending order.
@@ -91,11 +134,11 @@ pub fn selection(query: &Query) -> OrderSelection {
 }
 
 /// Records carrying `orders` (grouped by patient, in order), or the
-/// no-information answer when there are none.
-pub fn order_records(orders: &[StoredOrder]) -> Vec<Vec<u8>> {
-    let header = HeaderSpec::default();
+/// no-information answer when there are none. O-7 (requested) is when the
+/// order reached the journal, in the site's zone.
+pub fn order_records(orders: &[StoredOrder], header: &HeaderSpec, tz: &TimeZone) -> Vec<Vec<u8>> {
     if orders.is_empty() {
-        return build_no_information(&header);
+        return build_no_information(header);
     }
     let mut patients: Vec<PatientSpec> = Vec::new();
     for o in orders {
@@ -103,6 +146,9 @@ pub fn order_records(orders: &[StoredOrder]) -> Vec<Vec<u8>> {
             specimen_id: o.specimen_id.clone(),
             tests: o.tests.clone(),
             priority: o.priority.clone(),
+            requested_at: jiff::Timestamp::from_millisecond(o.created_at)
+                .ok()
+                .map(|t| t.to_zoned(tz.clone())),
             ..OrderSpec::default()
         };
         match patients.last_mut() {
@@ -117,7 +163,7 @@ pub fn order_records(orders: &[StoredOrder]) -> Vec<Vec<u8>> {
             }),
         }
     }
-    build_order_message(&header, &patients)
+    build_order_message(header, &patients)
 }
 
 #[cfg(test)]
@@ -146,6 +192,7 @@ mod tests {
             created_at: 0,
             sent_at: None,
             send_count: 0,
+            sender: None,
         }
     }
 
@@ -215,11 +262,17 @@ mod tests {
 
     #[test]
     fn orders_are_grouped_by_patient_and_none_gives_no_information() {
-        let r = order_records(&[
-            order(1, "S1", "P1", &["GLU", "NA"]),
-            order(2, "S2", "P1", &["K"]),
-            order(3, "S3", "P2", &["CL"]),
-        ]);
+        let tz = TimeZone::UTC;
+        let header = HeaderSpec::default();
+        let r = order_records(
+            &[
+                order(1, "S1", "P1", &["GLU", "NA"]),
+                order(2, "S2", "P1", &["K"]),
+                order(3, "S3", "P2", &["CL"]),
+            ],
+            &header,
+            &tz,
+        );
         let m = Message::parse(&r, &ParseOptions::default()).unwrap();
         assert_eq!(m.patients.len(), 2);
         assert_eq!(m.patients[0].orders.len(), 2);
@@ -230,9 +283,50 @@ mod tests {
             .map(|t| t.code().to_string())
             .collect();
         assert_eq!(codes, ["GLU", "NA"]);
-        let none = order_records(&[]);
+        let none = order_records(&[], &header, &tz);
         let m = Message::parse(&none, &ParseOptions::default()).unwrap();
         assert!(m.patients.is_empty());
         assert_eq!(m.termination_code(), "I");
+    }
+
+    #[test]
+    fn the_header_we_send_names_our_sender_and_the_site_time() {
+        let tz = TimeZone::get("Asia/Kolkata").unwrap();
+        let header = header(vec!["LAB-LIS".into(), "2.1".into()], &tz);
+        let mut o = order(1, "S1", "P1", &["GLU"]);
+        o.created_at = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        let r = order_records(&[o], &header, &tz);
+        let m = Message::parse(&r, &ParseOptions::default()).unwrap();
+        let sender = m.header.sender();
+        assert_eq!(
+            (sender.name.as_str(), sender.software_version.as_str()),
+            ("LAB-LIS", "2.1")
+        );
+        let sent_at = m.header.timestamp(&tz).unwrap().expect("H-14 is filled");
+        let age = jiff::Timestamp::now().as_second() - sent_at.timestamp().as_second();
+        assert!(
+            (0..=2).contains(&age),
+            "H-14 {sent_at} is now in the site zone"
+        );
+        // O-7: 05:30 in Kolkata on the day the order arrived.
+        let o7 = m.patients[0].orders[0].record.field(7).text();
+        assert_eq!(o7, "20260101053000");
+    }
+
+    #[test]
+    fn a_query_is_recognised_by_its_record_types_even_when_it_does_not_parse() {
+        assert!(looks_like_query(&records(
+            "H|\\^&\rQ|2|^S1||^^^ALL\rL|1|N\r"
+        )));
+        assert!(!looks_like_query(&records("H|\\^&\rP|1\rQ|1|^S1\rL|1|N\r")));
+        assert!(!looks_like_query(&records("H|\\^&\rL|1|N\r")));
+        assert_eq!(
+            sender_name(&records("H|\\^&|||cobas c311^1.05\rQ|2\rL|1|N\r")).as_deref(),
+            Some("cobas c311")
+        );
+        assert_eq!(sender_name(&records("H|\\^&\rL|1|N\r")), None);
+        let err = query_error_records(&HeaderSpec::default());
+        let m = Message::parse(&err, &ParseOptions::default()).unwrap();
+        assert_eq!(m.termination_code(), "Q");
     }
 }

@@ -5,6 +5,7 @@ use super::*;
 use crate::config::Config;
 use crate::journal::{Journal, JournalOptions, JournalReader, NewOrder, OrderState};
 use crate::protocol::astm::frame::{encode_records, ACK, ENQ, EOT, NAK, STX};
+use crate::protocol::astm::link::IncompleteReason;
 use crate::protocol::astm::message::{content_hash, Message, ParseOptions};
 use crate::router::Router;
 use ecko_hal::storage::SimStorage;
@@ -22,6 +23,8 @@ type = "astm-tcp"
 address = "127.0.0.1:0"
 orders = "broadcast"
 order_poll = "100ms"
+busy_retry = "300ms"
+sender_name = "LAB-LIS^2.1"
 
 [[endpoint]]
 name = "archive"
@@ -56,7 +59,7 @@ fn fixture() -> Fixture {
     let crate::config::EndpointKind::AstmTcp(c) = &config.endpoints[0].kind else {
         panic!("astm-tcp expected")
     };
-    let setup = Arc::new(Setup::new("chem", c.profile(), None));
+    let setup = Arc::new(Setup::new("chem", c.profile()));
     let cx = SourceContext {
         journal: journal.clone(),
         router: Arc::new(Router::new(&config)),
@@ -242,6 +245,7 @@ fn order(specimen: &str, tests: &[&str]) -> NewOrder {
         patient_name: vec!["Doe".into(), "Jane".into()],
         tests: tests.iter().map(|t| t.to_string()).collect(),
         priority: "R".into(),
+        sender: None,
     }
 }
 
@@ -250,7 +254,7 @@ fn query_only() -> Fixture {
     let mut f = fixture();
     let mut profile = f.setup.profile.clone();
     profile.orders = crate::config::AstmOrderMode::Query;
-    f.setup = Arc::new(Setup::new("chem", profile, None));
+    f.setup = Arc::new(Setup::new("chem", profile));
     f
 }
 
@@ -304,45 +308,166 @@ async fn a_host_query_for_an_unknown_specimen_gets_the_no_information_answer() {
     assert_eq!(m.termination_code(), "I");
 }
 
+/// Reads one frame after its STX: FN, text, ETB/ETX, checksum, CR LF.
+async fn read_frame(line: &mut DuplexStream) -> Vec<u8> {
+    assert_eq!(read_byte(line).await, STX);
+    let mut frame = Vec::new();
+    loop {
+        let b = read_byte(line).await;
+        frame.push(b);
+        if b == b'\n' {
+            return frame;
+        }
+    }
+}
+
+async fn order_state(f: &Fixture, specimen: &str) -> (OrderState, u32) {
+    let orders = f.journal.orders(Some("chem")).await.unwrap();
+    let o = orders.iter().find(|o| o.specimen_id == specimen).unwrap();
+    (o.state, o.send_count)
+}
+
+async fn eventually_sent(f: &Fixture, specimen: &str) -> (OrderState, u32) {
+    let mut state = order_state(f, specimen).await;
+    for _ in 0..100 {
+        if state.0 == OrderState::Sent {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        state = order_state(f, specimen).await;
+    }
+    state
+}
+
+/// The frames of the download the gateway is about to send for `orders`.
+fn frames_of(f: &Fixture, orders: &[crate::journal::StoredOrder]) -> usize {
+    let header = answer::header(
+        f.setup.profile.sender_components(),
+        &jiff::tz::TimeZone::UTC,
+    );
+    encode_records(
+        &answer::order_records(orders, &header, &jiff::tz::TimeZone::UTC),
+        240,
+    )
+    .len()
+}
+
 #[tokio::test]
 async fn broadcast_orders_are_marked_sent_only_after_the_last_frame_is_acknowledged() {
     let f = fixture();
     let (mut line, _task) = f.connect();
     f.journal.add_order(order("B1", &["GLU"])).await.unwrap();
+    let frames = frames_of(&f, &f.journal.pending_orders("chem", None).await.unwrap());
+    assert!(frames >= 4, "H, P, O, L");
     assert_eq!(read_byte(&mut line).await, ENQ);
     line.write_all(&[ACK]).await.unwrap();
-    // Acknowledge every frame but the last; the last gets NAK until the
-    // sender gives up, so the order stays pending.
-    let frames = encode_records(
-        &answer::order_records(&f.journal.pending_orders("chem").await.unwrap()),
-        240,
-    );
-    for (i, _) in frames.iter().enumerate() {
-        let mut frame = Vec::new();
-        loop {
-            let b = read_byte(&mut line).await;
-            frame.push(b);
-            if b == b'\n' {
-                break;
-            }
+    for _ in 0..frames - 1 {
+        read_frame(&mut line).await;
+        line.write_all(&[ACK]).await.unwrap();
+    }
+    let last = read_frame(&mut line).await;
+    assert_eq!(&last[last.len() - 5..last.len() - 4], [0x03], "ETX");
+    // Every frame but the last is acknowledged: still pending.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(order_state(&f, "B1").await, (OrderState::Pending, 0));
+    line.write_all(&[ACK]).await.unwrap();
+    assert_eq!(read_byte(&mut line).await, EOT);
+    assert_eq!(eventually_sent(&f, "B1").await, (OrderState::Sent, 1));
+}
+
+#[tokio::test]
+async fn a_broadcast_whose_last_frame_is_refused_seven_times_leaves_the_order_pending() {
+    let f = fixture();
+    let (mut line, _task) = f.connect();
+    f.journal.add_order(order("B3", &["GLU"])).await.unwrap();
+    let frames = frames_of(&f, &f.journal.pending_orders("chem", None).await.unwrap());
+    assert_eq!(read_byte(&mut line).await, ENQ);
+    line.write_all(&[ACK]).await.unwrap();
+    for _ in 0..frames - 1 {
+        read_frame(&mut line).await;
+        line.write_all(&[ACK]).await.unwrap();
+    }
+    let last = read_frame(&mut line).await;
+    // The first transmission and six retransmissions, all refused.
+    for i in 0..7 {
+        line.write_all(&[NAK]).await.unwrap();
+        if i < 6 {
+            assert_eq!(
+                read_frame(&mut line).await,
+                last,
+                "retransmission {}",
+                i + 1
+            );
         }
-        let last = i + 1 == frames.len();
-        line.write_all(&[if last { EOT } else { ACK }])
+    }
+    assert_eq!(read_byte(&mut line).await, EOT);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(order_state(&f, "B3").await, (OrderState::Pending, 0));
+}
+
+#[tokio::test]
+async fn an_acknowledged_broadcast_is_not_downloaded_again_when_the_analyzer_answers_the_next_enq()
+{
+    let f = fixture();
+    let (mut line, _task) = f.connect();
+    // The race between the `sent` mark and the next look for pending
+    // orders, run several times: the last frame is acknowledged only after
+    // the order timer came due, so the next look for orders follows the
+    // ACK at once.
+    for round in 0..4 {
+        let specimen = format!("B4-{round}");
+        f.journal
+            .add_order(order(&specimen, &["GLU"]))
             .await
             .unwrap();
-    }
-    // EOT on the last frame is a receiver interrupt after it: LIS01-A2
-    // counts the frame as taken, so the order is sent.
-    let mut states = Vec::new();
-    for _ in 0..100 {
-        states = f.journal.orders(Some("chem")).await.unwrap();
-        if states[0].state == OrderState::Sent {
-            break;
+        let frames = frames_of(&f, &f.journal.pending_orders("chem", None).await.unwrap());
+        assert_eq!(read_byte(&mut line).await, ENQ);
+        line.write_all(&[ACK]).await.unwrap();
+        let mut first = Vec::new();
+        for i in 0..frames {
+            let frame = read_frame(&mut line).await;
+            first.extend_from_slice(&frame[1..frame.len() - 5]);
+            if i + 1 == frames {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            line.write_all(&[ACK]).await.unwrap();
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(read_byte(&mut line).await, EOT);
+        let first = records(&String::from_utf8(first).unwrap());
+        let o = format!("O|1|{specimen}|");
+        assert!(
+            first.iter().any(|r| r.starts_with(o.as_bytes())),
+            "{first:?}"
+        );
+        // An analyzer that takes every session offered: whatever comes now
+        // would carry the order again.
+        let mut b = [0u8; 1];
+        if tokio::time::timeout(Duration::from_millis(500), line.read_exact(&mut b))
+            .await
+            .is_ok()
+        {
+            assert_eq!(b[0], ENQ);
+            line.write_all(&[ACK]).await.unwrap();
+            let mut text = Vec::new();
+            while read_byte(&mut line).await == STX {
+                let mut frame = Vec::new();
+                loop {
+                    let c = read_byte(&mut line).await;
+                    frame.push(c);
+                    if c == b'\n' {
+                        break;
+                    }
+                }
+                text.extend_from_slice(&frame[1..frame.len() - 5]);
+                line.write_all(&[ACK]).await.unwrap();
+            }
+            panic!(
+                "round {round}: downloaded again: {}",
+                String::from_utf8_lossy(&text).replace('\r', "\n")
+            );
+        }
+        assert_eq!(eventually_sent(&f, &specimen).await, (OrderState::Sent, 1));
     }
-    assert_eq!(states[0].state, OrderState::Sent);
-    assert_eq!(states[0].send_count, 1);
 }
 
 #[tokio::test]
@@ -388,7 +513,7 @@ async fn the_serial_line_is_opened_again_after_the_device_comes_back() {
         c,
         Arc::new(sim.clone()),
         f.cx.clone(),
-        None,
+        TraceHub::default(),
     ));
     let mut line = sim.next_peer().await.unwrap();
     let s = sim.last_settings().unwrap();
@@ -441,7 +566,7 @@ async fn as_a_tcp_client_the_gateway_connects_and_reconnects_after_the_analyzer_
     let (endpoint, c) = tcp_endpoint(&format!(
         "role = \"client\"\naddress = \"{address}\"\nreconnect_max = \"200ms\""
     ));
-    let task = tokio::spawn(run_tcp(endpoint, c, f.cx.clone(), None));
+    let task = tokio::spawn(run_tcp(endpoint, c, f.cx.clone(), TraceHub::default()));
     for (i, result) in [RESULT.to_string(), RESULT.replace("5.4", "7.7")]
         .iter()
         .enumerate()
@@ -478,7 +603,7 @@ async fn raw_framing_takes_bare_records_ending_in_crlf() {
     let mut profile = f.setup.profile.clone();
     profile.framing = crate::config::AstmFraming::Raw;
     let raw = Fixture {
-        setup: Arc::new(Setup::new("chem", profile, None)),
+        setup: Arc::new(Setup::new("chem", profile)),
         ..f
     };
     let (mut line, _task) = raw.connect();
@@ -498,4 +623,324 @@ async fn raw_framing_takes_bare_records_ending_in_crlf() {
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0].payload, RESULT.as_bytes());
     assert_eq!(stored[1].payload, second.as_bytes());
+}
+
+/// The same fixture with raw framing.
+fn raw() -> Fixture {
+    let mut f = fixture();
+    let mut profile = f.setup.profile.clone();
+    profile.framing = crate::config::AstmFraming::Raw;
+    profile.orders = crate::config::AstmOrderMode::Query;
+    f.setup = Arc::new(Setup::new("chem", profile));
+    f
+}
+
+async fn ended(task: tokio::task::JoinHandle<End>) -> End {
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the session ends")
+        .expect("the session does not panic")
+}
+
+#[tokio::test]
+async fn a_raw_analyzer_that_sends_a_result_and_hangs_up_at_once_has_it_stored() {
+    let f = raw();
+    for i in 0..10 {
+        let (mut line, task) = f.connect();
+        let result = RESULT.replace("5.4", &format!("5.{i}"));
+        line.write_all(result.replace('\r', "\r\n").as_bytes())
+            .await
+            .unwrap();
+        drop(line);
+        assert!(matches!(ended(task).await, End::Closed));
+        // The session returned only after the commit: no waiting here.
+        assert_eq!(f.stored().len(), i + 1, "message {i} lost");
+    }
+}
+
+#[tokio::test]
+async fn a_line_that_drops_after_h_and_p_frames_leaves_an_incomplete_row() {
+    let f = query_only();
+    let (mut line, task) = f.connect();
+    line.write_all(&[ENQ]).await.unwrap();
+    assert_eq!(read_byte(&mut line).await, ACK);
+    for frame in encode_records(&records(RESULT)[..2], 240) {
+        line.write_all(&frame).await.unwrap();
+        assert_eq!(read_byte(&mut line).await, ACK);
+    }
+    drop(line);
+    assert!(matches!(ended(task).await, End::Closed));
+    let kept = f.journal.incomplete_transmissions("chem").await.unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        kept[0].reason,
+        format!("{:?}", IncompleteReason::LineClosed)
+    );
+    assert!(kept[0].records.starts_with(b"H|\\^&"));
+    assert!(kept[0].records.ends_with(b"P|1||PID1||Doe^Jane\r"));
+    assert!(f.stored().is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_keeps_a_partial_transmission_and_stored_results_stay_stored() {
+    let f = raw();
+    let (mut line, task) = f.connect();
+    let partial = "H|\\^&|||CHEM-9\r\nP|1||PID2\r\nO|1|SP";
+    line.write_all(format!("{}{partial}", RESULT.replace('\r', "\r\n")).as_bytes())
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if f.stored().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(f.stored().len(), 1);
+    f.cx.shutdown.cancel();
+    assert!(matches!(ended(task).await, End::Shutdown));
+    let kept = f.journal.incomplete_transmissions("chem").await.unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].reason, "Shutdown");
+    assert_eq!(kept[0].records, b"H|\\^&|||CHEM-9\rP|1||PID2\r");
+    assert_eq!(kept[0].partial, b"O|1|SP");
+}
+
+#[tokio::test]
+async fn a_host_query_answer_refused_seven_times_is_sent_again_and_taken() {
+    let f = query_only();
+    f.journal.add_order(order("SPEC7", &["GLU"])).await.unwrap();
+    let (mut line, _task) = f.connect();
+    send_session(
+        &mut line,
+        &records("H|\\^&|||CHEM-9\rQ|1|^SPEC7||^^^ALL\rL|1|N\r"),
+    )
+    .await;
+    assert_eq!(read_byte(&mut line).await, ENQ);
+    line.write_all(&[ACK]).await.unwrap();
+    let first = read_frame(&mut line).await;
+    for i in 0..7 {
+        line.write_all(&[NAK]).await.unwrap();
+        if i < 6 {
+            assert_eq!(read_frame(&mut line).await, first);
+        }
+    }
+    assert_eq!(read_byte(&mut line).await, EOT);
+    // After the busy delay the whole answer comes again.
+    let answer = receive_session(&mut line).await;
+    let m = Message::parse(&answer, &ParseOptions::default()).unwrap();
+    assert_eq!(m.patients[0].orders[0].specimen_id(), "SPEC7");
+    assert_eq!(eventually_sent(&f, "SPEC7").await, (OrderState::Sent, 1));
+}
+
+#[tokio::test]
+async fn a_host_query_answer_whose_line_closes_is_sent_on_the_next_line() {
+    let f = query_only();
+    f.journal.add_order(order("SPEC8", &["NA"])).await.unwrap();
+    let (mut line, task) = f.connect();
+    send_session(
+        &mut line,
+        &records("H|\\^&|||CHEM-9\rQ|1|^SPEC8||^^^ALL\rL|1|N\r"),
+    )
+    .await;
+    assert_eq!(read_byte(&mut line).await, ENQ);
+    drop(line); // the cable is pulled before the answer
+    ended(task).await;
+    assert_eq!(order_state(&f, "SPEC8").await, (OrderState::Pending, 0));
+    let (mut line, _task) = f.connect();
+    let answer = receive_session(&mut line).await;
+    let m = Message::parse(&answer, &ParseOptions::default()).unwrap();
+    assert_eq!(m.patients[0].orders[0].specimen_id(), "SPEC8");
+    assert_eq!(eventually_sent(&f, "SPEC8").await, (OrderState::Sent, 1));
+}
+
+#[tokio::test]
+async fn a_host_query_with_a_numbering_error_is_answered_not_stored_as_a_result() {
+    let f = query_only();
+    f.journal.add_order(order("SPEC5", &["K"])).await.unwrap();
+    let (mut line, _task) = f.connect();
+    // Q numbered 2: the strict parser refuses it.
+    let query = records("H|\\^&|||CHEM-9\rQ|2|^SPEC5||^^^ALL\rL|1|N\r");
+    assert!(Message::parse(&query, &ParseOptions::default()).is_err());
+    let answers = send_session(&mut line, &query).await;
+    assert!(answers.iter().all(|&a| a == ACK));
+    let answer = receive_session(&mut line).await;
+    let m = Message::parse(&answer, &ParseOptions::default()).unwrap();
+    assert_eq!(m.patients[0].orders[0].specimen_id(), "SPEC5");
+    assert!(f.stored().iter().all(|m| m.message_type != "ASTM"));
+}
+
+#[tokio::test]
+async fn an_unreadable_host_query_gets_a_query_error_and_is_kept_for_inspection() {
+    let f = query_only();
+    let (mut line, _task) = f.connect();
+    // The header's delimiters are not four distinct characters.
+    let query = records("H|||||\rQ|1|^SPEC5||^^^ALL\rL|1|N\r");
+    let answers = send_session(&mut line, &query).await;
+    assert!(answers.iter().all(|&a| a == ACK));
+    let answer = receive_session(&mut line).await;
+    let m = Message::parse(&answer, &ParseOptions::default()).unwrap();
+    assert_eq!(m.termination_code(), "Q");
+    let mut kept = Vec::new();
+    for _ in 0..100 {
+        kept = f.journal.incomplete_transmissions("chem").await.unwrap();
+        if !kept.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].reason, "UnreadableQuery");
+    assert!(f.stored().iter().all(|m| m.message_type != "ASTM"));
+}
+
+#[tokio::test]
+async fn the_answer_names_the_configured_sender_and_the_site_time() {
+    let mut f = query_only();
+    f.cx.time_zone = jiff::tz::TimeZone::get("Asia/Kolkata").unwrap();
+    let (mut line, _task) = f.connect();
+    send_session(&mut line, &records("H|\\^&\rQ|1|^NONE||^^^ALL\rL|1|N\r")).await;
+    let answer = receive_session(&mut line).await;
+    let m = Message::parse(&answer, &ParseOptions::default()).unwrap();
+    let sender = m.header.sender();
+    assert_eq!(
+        (sender.name.as_str(), sender.software_version.as_str()),
+        ("LAB-LIS", "2.1")
+    );
+    let h14 = m.header.record.field(14).text();
+    let now = jiff::Timestamp::now().to_zoned(f.cx.time_zone.clone());
+    let expected = now.strftime("%Y%m%d%H").to_string();
+    assert!(
+        h14.starts_with(&expected),
+        "H-14 {h14} is not site time {now}"
+    );
+}
+
+/// Two analyzers on one TCP server endpoint, each identified by its H-5.
+fn shared(broadcast: bool) -> Fixture {
+    let mut f = fixture();
+    let mut profile = f.setup.profile.clone();
+    if !broadcast {
+        profile.orders = crate::config::AstmOrderMode::Query;
+    }
+    f.setup = Arc::new(Setup::new("chem", profile).shared());
+    f
+}
+
+fn order_for(specimen: &str, sender: Option<&str>) -> NewOrder {
+    NewOrder {
+        sender: sender.map(str::to_string),
+        ..order(specimen, &["GLU"])
+    }
+}
+
+fn specimens(answer: &[Vec<u8>]) -> Vec<String> {
+    let m = Message::parse(answer, &ParseOptions::default()).unwrap();
+    m.patients
+        .iter()
+        .flat_map(|p| p.orders.iter().map(|o| o.specimen_id()))
+        .collect()
+}
+
+#[tokio::test]
+async fn analyzers_sharing_an_endpoint_get_only_their_own_orders_on_query() {
+    let f = shared(false);
+    f.journal
+        .add_order(order_for("SA", Some("ANALYZER-A")))
+        .await
+        .unwrap();
+    f.journal
+        .add_order(order_for("SB", Some("ANALYZER-B")))
+        .await
+        .unwrap();
+    f.journal.add_order(order_for("SX", None)).await.unwrap();
+    let (mut a, _ta) = f.connect();
+    let (mut b, _tb) = f.connect();
+    // A range query: sent orders are found too, so the order of the two
+    // queries does not matter.
+    send_session(
+        &mut a,
+        &records("H|\\^&|||ANALYZER-A\rQ|1|^SA|^SX\rL|1|N\r"),
+    )
+    .await;
+    assert_eq!(specimens(&receive_session(&mut a).await), ["SA", "SX"]);
+    send_session(
+        &mut b,
+        &records("H|\\^&|||ANALYZER-B^2.0\rQ|1|^SA|^SX\rL|1|N\r"),
+    )
+    .await;
+    assert_eq!(specimens(&receive_session(&mut b).await), ["SB", "SX"]);
+    // A result keeps the name of the analyzer that sent it.
+    let result = RESULT.replace("CHEM-9^1.0", "ANALYZER-B^2.0");
+    send_session(&mut b, &records(&result)).await;
+    let stored = f.stored();
+    let id = stored.iter().find(|m| m.message_type == "ASTM").unwrap().id;
+    assert_eq!(
+        f.journal.astm_sender(id).await.unwrap().as_deref(),
+        Some("ANALYZER-B")
+    );
+}
+
+#[tokio::test]
+async fn a_broadcast_on_a_shared_endpoint_downloads_only_the_lines_own_orders() {
+    let f = shared(true);
+    let (mut a, _ta) = f.connect();
+    // The analyzer says who it is with its first message.
+    let result = RESULT.replace("CHEM-9^1.0", "ANALYZER-A");
+    let answers = send_session(&mut a, &records(&result)).await;
+    assert!(answers.iter().all(|&x| x == ACK));
+    f.journal
+        .add_order(order_for("SA", Some("ANALYZER-A")))
+        .await
+        .unwrap();
+    f.journal
+        .add_order(order_for("SB", Some("ANALYZER-B")))
+        .await
+        .unwrap();
+    assert_eq!(specimens(&receive_session(&mut a).await), ["SA"]);
+    assert_eq!(eventually_sent(&f, "SA").await, (OrderState::Sent, 1));
+    assert_eq!(order_state(&f, "SB").await, (OrderState::Pending, 0));
+}
+
+#[tokio::test]
+async fn an_enq_followed_by_silence_keeps_nothing_and_the_line_works_after_the_receive_timer() {
+    let mut f = query_only();
+    let mut profile = f.setup.profile.clone();
+    profile.receive_timeout = Duration::from_millis(200);
+    f.setup = Arc::new(Setup::new("chem", profile));
+    let (mut line, _task) = f.connect();
+    line.write_all(&[ENQ]).await.unwrap();
+    assert_eq!(read_byte(&mut line).await, ACK);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let answers = send_session(&mut line, &records(RESULT)).await;
+    assert!(answers.iter().all(|&a| a == ACK), "{answers:?}");
+    assert_eq!(f.stored().len(), 1);
+    assert!(f
+        .journal
+        .incomplete_transmissions("chem")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_message_whose_sender_gives_up_during_the_commit_is_stored_once_and_not_kept_as_incomplete(
+) {
+    let f = query_only();
+    let (mut line, task) = f.connect();
+    line.write_all(&[ENQ]).await.unwrap();
+    assert_eq!(read_byte(&mut line).await, ACK);
+    // All frames at once, then EOT without waiting for the last ACK.
+    for frame in encode_records(&records(RESULT), 240) {
+        line.write_all(&frame).await.unwrap();
+    }
+    line.write_all(&[EOT]).await.unwrap();
+    drop(line);
+    ended(task).await;
+    assert_eq!(f.stored().len(), 1);
+    assert!(f
+        .journal
+        .incomplete_transmissions("chem")
+        .await
+        .unwrap()
+        .is_empty());
 }

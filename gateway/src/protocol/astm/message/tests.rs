@@ -169,6 +169,48 @@ fn unknown_and_manufacturer_records_are_kept_not_fatal() {
 }
 
 #[test]
+fn the_terminator_is_numbered_one() {
+    let bad = sample("H|\\^&\nP|1\nL|2|N");
+    assert_eq!(
+        Message::parse(&bad, &ParseOptions::default()),
+        Err(MessageError::Sequence {
+            at: Location {
+                index: 3,
+                record_type: 'L'
+            },
+            expected: 1,
+            found: "2".into()
+        })
+    );
+    let lenient = ParseOptions {
+        check_sequence: false,
+    };
+    assert_eq!(
+        Message::parse(&bad, &lenient).unwrap().termination_code(),
+        "N"
+    );
+}
+
+#[test]
+fn a_comment_after_a_manufacturer_record_annotates_no_result() {
+    let records = sample(
+        "H|\\^&\nP|1\nO|1|S1\nR|1|^^^GLU|5\nM|1|vendor\nC|1|I|after M|G\nS|1|sci\nC|1|I|after S|G\nL|1|N",
+    );
+    let msg = Message::parse(&records, &ParseOptions::default()).unwrap();
+    let result = &msg.patients[0].orders[0].results[0];
+    assert!(result.comments.is_empty(), "{:?}", result.comments);
+    let kinds: Vec<char> = msg.other.iter().map(|r| r.kind().letter()).collect();
+    assert_eq!(kinds, ['M', 'C', 'S', 'C']);
+    assert_eq!(msg.other[1].comment_text(), "after M");
+    // Numbering of comments restarts after each of them.
+    let bad = sample("H|\\^&\nM|1|v\nC|2|I|x|G\nL|1|N");
+    assert!(matches!(
+        Message::parse(&bad, &ParseOptions::default()),
+        Err(MessageError::Sequence { expected: 1, .. })
+    ));
+}
+
+#[test]
 fn delimiters_declared_in_the_header_are_used_for_the_whole_message() {
     let records = sample("H!~@$\nP!1\nO!1!S1!!@@@GLU~@@@NA!R\nR!1!@@@GLU!5$F$1!mmol\nL!1!N");
     let msg = Message::parse(&records, &ParseOptions::default()).unwrap();
