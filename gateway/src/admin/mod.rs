@@ -38,6 +38,7 @@ mod tests;
 
 pub use auth::{hash_password, Role};
 
+use crate::app::Supervisor;
 use crate::config::Config;
 use crate::journal::Journal;
 use axum::routing::{get, post};
@@ -60,8 +61,11 @@ pub enum AdminError {
 /// Everything a handler may use.
 pub struct AdminState {
     pub journal: Journal,
-    pub config: Arc<Config>,
+    live: LiveConfig,
     pub shutdown: CancellationToken,
+    /// Held from reading the configuration file to applying its edit, so
+    /// two edits never build on the same version.
+    pub(crate) edits: tokio::sync::Mutex<()>,
     /// Login attempts per client address in the current minute.
     logins: Mutex<HashMap<IpAddr, (std::time::Instant, u32)>>,
     /// A hash to verify against for unknown user names, so that their
@@ -71,15 +75,54 @@ pub struct AdminState {
 
 pub type Shared = Arc<AdminState>;
 
+/// Where the configuration shown comes from.
+enum LiveConfig {
+    /// A fixed configuration: the page can show it but not change it.
+    Fixed(Arc<Config>),
+    /// The running gateway's: edits are applied through its supervisor.
+    Supervised(Arc<Supervisor>),
+}
+
 impl AdminState {
+    /// A page over `config` that cannot change the running gateway.
     pub fn new(journal: Journal, config: Arc<Config>, shutdown: CancellationToken) -> Shared {
+        Self::with(journal, LiveConfig::Fixed(config), shutdown)
+    }
+
+    /// A page on a running gateway, able to apply configuration edits.
+    pub fn supervised(supervisor: Arc<Supervisor>, shutdown: CancellationToken) -> Shared {
+        Self::with(
+            supervisor.journal().clone(),
+            LiveConfig::Supervised(supervisor),
+            shutdown,
+        )
+    }
+
+    fn with(journal: Journal, live: LiveConfig, shutdown: CancellationToken) -> Shared {
         Arc::new(AdminState {
             journal,
-            config,
+            live,
             shutdown,
+            edits: tokio::sync::Mutex::new(()),
             logins: Mutex::new(HashMap::new()),
             dummy_hash: hash_password("not a password of anyone").unwrap_or_default(),
         })
+    }
+
+    /// The configuration in force now (it changes when an edit is applied).
+    pub fn config(&self) -> Arc<Config> {
+        match &self.live {
+            LiveConfig::Fixed(c) => c.clone(),
+            LiveConfig::Supervised(s) => s.config(),
+        }
+    }
+
+    /// The running gateway's supervisor, when the page can change it.
+    pub fn supervisor(&self) -> Option<&Arc<Supervisor>> {
+        match &self.live {
+            LiveConfig::Fixed(_) => None,
+            LiveConfig::Supervised(s) => Some(s),
+        }
     }
 }
 
@@ -196,10 +239,31 @@ pub fn data_dir(config: &Config) -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// Binds the configured address and serves until `shutdown`.
+/// Binds the configured address and serves a page that shows `config`
+/// until `shutdown`.
 pub fn start(
     config: Arc<Config>,
     journal: Journal,
+    shutdown: CancellationToken,
+) -> Result<AdminServer, AdminError> {
+    let state = AdminState::new(journal, config.clone(), shutdown.clone());
+    serve(state, &config, shutdown)
+}
+
+/// Binds the configured address and serves the page of a running gateway,
+/// able to apply configuration edits, until `shutdown`.
+pub fn start_supervised(
+    supervisor: Arc<Supervisor>,
+    shutdown: CancellationToken,
+) -> Result<AdminServer, AdminError> {
+    let config = supervisor.config();
+    let state = AdminState::supervised(supervisor, shutdown.clone());
+    serve(state, &config, shutdown)
+}
+
+fn serve(
+    state: Shared,
+    config: &Config,
     shutdown: CancellationToken,
 ) -> Result<AdminServer, AdminError> {
     let admin = &config.admin;
@@ -220,7 +284,7 @@ pub fn start(
     let acceptor = if admin.tls {
         Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
             admin,
-            &data_dir(&config),
+            &data_dir(config),
         )?))
     } else {
         None
@@ -235,7 +299,7 @@ pub fn start(
         .local_addr()
         .map_err(|e| listen_err(e.to_string()))?;
     let tls = acceptor.is_some();
-    let app = router(AdminState::new(journal, config.clone(), shutdown.clone()));
+    let app = router(state);
     let task = tokio::spawn(accept_loop(listener, acceptor, app, shutdown));
     tracing::info!(addr = %local, tls, "admin page listening");
     Ok(AdminServer {

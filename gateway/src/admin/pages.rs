@@ -205,7 +205,8 @@ pub async fn login(
         .await
         .unwrap_or(false);
     if !ok {
-        let admin = &state.config.admin;
+        let config = state.config();
+        let admin = &config.admin;
         if let Err(e) = j
             .admin_login_failed(
                 user.id,
@@ -219,7 +220,7 @@ pub async fn login(
         return failed();
     }
     let token = new_token();
-    let ttl = state.config.admin.session_ttl.0;
+    let ttl = state.config().admin.session_ttl.0;
     if let Err(e) = j
         .admin_open_session(
             user.id,
@@ -299,7 +300,7 @@ pub async fn dashboard(
 fn filter_form(action: &str, p: &FilterParams, state: &Shared) -> String {
     let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
     let mut endpoints = String::from("<option value=\"\">any</option>");
-    for e in &state.config.endpoints {
+    for e in &state.config().endpoints {
         let sel = if p.endpoint.as_deref() == Some(e.name.as_str()) {
             " selected"
         } else {
@@ -791,7 +792,7 @@ pub async fn stats(
         Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&caller), &e),
     };
     let names: Vec<String> = state
-        .config
+        .config()
         .endpoints
         .iter()
         .map(|e| e.name.clone())
@@ -868,7 +869,7 @@ pub async fn settings(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
 ) -> Response {
-    let c = &state.config;
+    let c = &*state.config();
     let mut body = format!(
         "<table id=\"settings\"><tr><th>Configuration file</th><td>{}</td></tr><tr><th>Journal</th><td>{}</td></tr>\
          <tr><th>Retention</th><td>{} days</td></tr><tr><th>Journal size cap</th><td>{} MiB</td></tr><tr><th>Free disk kept</th><td>{} MiB</td></tr>\

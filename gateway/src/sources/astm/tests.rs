@@ -61,7 +61,7 @@ fn fixture() -> Fixture {
         journal: journal.clone(),
         router: Arc::new(Router::new(&config)),
         shutdown: CancellationToken::new(),
-        time_zone: jiff::tz::TimeZone::UTC,
+        time_zone: jiff::tz::TimeZone::UTC.into(),
     };
     Fixture {
         _dir: dir,
