@@ -161,11 +161,7 @@ pub struct EndpointView {
 
 pub async fn endpoint_views(state: &Shared) -> Result<Vec<EndpointView>, JournalError> {
     let config = state.config();
-    let names: Vec<String> = config
-        .endpoints
-        .iter()
-        .map(|e| e.name.clone())
-        .collect();
+    let names: Vec<String> = config.endpoints.iter().map(|e| e.name.clone()).collect();
     let activity = state
         .journal
         .endpoint_activity(names, start_of_today(state))

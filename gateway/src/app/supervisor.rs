@@ -96,15 +96,19 @@ fn is_worker(endpoint: &Endpoint) -> bool {
     match &endpoint.kind {
         EndpointKind::File(_) | EndpointKind::Fhir(_) => true,
         EndpointKind::Mllp(c) => c.listen.is_none(),
-        EndpointKind::FileDrop(_) | EndpointKind::AstmTcp(_) | EndpointKind::AstmSerial(_) => {
-            false
-        }
+        EndpointKind::FileDrop(_) | EndpointKind::AstmTcp(_) | EndpointKind::AstmSerial(_) => false,
     }
 }
 
 /// The same settings, wherever in the file they are written.
 fn same_settings(a: &Endpoint, b: &Endpoint) -> bool {
-    Endpoint { line: 0, ..a.clone() } == Endpoint { line: 0, ..b.clone() }
+    Endpoint {
+        line: 0,
+        ..a.clone()
+    } == Endpoint {
+        line: 0,
+        ..b.clone()
+    }
 }
 
 struct Unit {
@@ -260,12 +264,13 @@ impl Supervisor {
                 Box::new(move |stop| crate::delivery::spawn(journal, &e, sink, stop))
             }
             EndpointKind::Mllp(c) => {
-                let sink = MllpSink::new(&endpoint.name, c, endpoint.timeout).map_err(|source| {
-                    RunError::Tls {
-                        endpoint: endpoint.name.clone(),
-                        source,
-                    }
-                })?;
+                let sink =
+                    MllpSink::new(&endpoint.name, c, endpoint.timeout).map_err(|source| {
+                        RunError::Tls {
+                            endpoint: endpoint.name.clone(),
+                            source,
+                        }
+                    })?;
                 Box::new(move |stop| crate::delivery::spawn(journal, &e, sink, stop))
             }
             _ => return Err(cannot("not a destination".into())),

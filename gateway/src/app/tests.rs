@@ -56,7 +56,10 @@ fn oru(control: &str) -> Vec<u8> {
 
 /// Sends one message on an open connection and returns its ACK's text.
 async fn exchange(stream: &mut TcpStream, control: &str) -> String {
-    stream.write_all(&mllp::encode(&oru(control))).await.unwrap();
+    stream
+        .write_all(&mllp::encode(&oru(control)))
+        .await
+        .unwrap();
     let mut decoder = mllp::Decoder::default();
     let mut buf = [0u8; 4096];
     loop {
@@ -152,10 +155,7 @@ async fn a_disabled_destination_keeps_its_queue_and_delivers_it_once_enabled_aga
         .unwrap()
         .counts()
         .unwrap();
-    let archive = counts
-        .iter()
-        .find(|c| c.destination == "archive")
-        .unwrap();
+    let archive = counts.iter().find(|c| c.destination == "archive").unwrap();
     assert_eq!((archive.queued, archive.delivered), (1, 1));
 
     let report = gw

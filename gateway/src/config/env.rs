@@ -161,7 +161,7 @@ fn is_variable_name(name: &str) -> bool {
 
 /// Whether byte `at` lies inside a basic or literal string on its line.
 /// Multi-line strings are rare in this file and are treated as plain text.
-fn inside_string(input: &str, at: usize) -> bool {
+pub(super) fn inside_string(input: &str, at: usize) -> bool {
     let line_start = input[..at].rfind('\n').map_or(0, |n| n + 1);
     let mut quote: Option<char> = None;
     let mut escaped = false;

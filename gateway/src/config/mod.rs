@@ -11,7 +11,9 @@
 //! endpoint's type and is checked against that type's own settings struct.
 
 mod astm;
+pub mod edit;
 mod env;
+pub mod history;
 mod model;
 mod units;
 

@@ -203,11 +203,7 @@ impl Journal {
             max_size: AtomicU64::new(options.max_size),
             min_free_disk: AtomicU64::new(options.min_free_disk),
         });
-        let admission = Admission::new(
-            limits.clone(),
-            options.storage,
-            dir,
-        );
+        let admission = Admission::new(limits.clone(), options.storage, dir);
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let (done_tx, done_rx) = oneshot::channel();
         let clock = options.clock.clone();
@@ -244,7 +240,10 @@ impl Journal {
     /// Changes the size cap and the free-disk reserve; the next batch is
     /// admitted against the new values.
     pub fn set_limits(&self, max_size: u64, min_free_disk: u64) {
-        self.inner.limits.max_size.store(max_size, Ordering::Relaxed);
+        self.inner
+            .limits
+            .max_size
+            .store(max_size, Ordering::Relaxed);
         self.inner
             .limits
             .min_free_disk

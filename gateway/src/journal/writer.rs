@@ -92,7 +92,10 @@ impl Admission {
         let used = live_bytes(conn).unwrap_or(0);
         let max_size = self.limits.max_size.load(Ordering::Relaxed);
         if used > max_size {
-            return Some(Refusal::OverCap { used, cap: max_size });
+            return Some(Refusal::OverCap {
+                used,
+                cap: max_size,
+            });
         }
         if self
             .last_disk_check
