@@ -11,6 +11,7 @@ pub mod app;
 pub mod config;
 pub mod delivery;
 pub mod journal;
+pub mod probe;
 pub mod protocol;
 pub mod router;
 pub mod sinks;
