@@ -23,16 +23,30 @@
 //! - Every response carries a CSP without inline script, `frame-ancestors
 //!   'none'`, `X-Frame-Options: DENY`, `nosniff`, `Referrer-Policy:
 //!   same-origin` and `Cache-Control: no-store` (pages show patient data).
-//! - Roles: viewer (read), operator (retry, discard), admin (users, tokens,
-//!   audit log, settings). Every change and every view of a payload is
+//! - Roles: viewer (read), operator (retry, discard, enable/disable and test
+//!   endpoints), admin (users, tokens, audit log, settings, endpoint and
+//!   route edits, rollback). Every change and every view of a payload is
 //!   written to the audit log.
+//!
+//! # Configuration changes
+//!
+//! Endpoint, route and settings edits are written back to the configuration
+//! file in place (comments and `${ENV}` references kept), validated exactly
+//! as the file is at start, applied to the running gateway without a
+//! restart, and kept as versions for rollback ([`config_change`]).
 
 mod api;
 mod auth;
+mod config_change;
+mod config_pages;
+mod endpoint_form;
+mod endpoints;
 mod pages;
 mod render;
 pub mod tls;
 
+#[cfg(test)]
+mod endpoint_tests;
 #[cfg(test)]
 mod tests;
 
@@ -138,11 +152,70 @@ pub fn router(state: Shared) -> Router {
         .route("/errors", get(pages::errors))
         .route("/errors/retry", post(pages::retry_matching))
         .route("/stats", get(pages::stats))
-        .route("/settings", get(pages::settings))
+        .route(
+            "/settings",
+            get(config_pages::settings).post(config_pages::save),
+        )
+        .route("/endpoints", get(endpoints::list))
+        .route("/endpoints/{name}", get(endpoints::show))
+        .route(
+            "/endpoints/{name}/edit",
+            get(endpoints::edit_form).post(endpoints::edit),
+        )
+        .route("/endpoints/{name}/enable", post(endpoints::enable))
+        .route("/endpoints/{name}/disable", post(endpoints::disable))
+        .route("/endpoints/{name}/test", post(endpoints::test))
+        .route(
+            "/new-endpoint",
+            get(endpoints::new_form).post(endpoints::create),
+        )
+        .route(
+            "/routes",
+            get(config_pages::routes).post(config_pages::save_routes_form),
+        )
+        .route("/config/versions", get(config_pages::versions))
+        .route("/config/versions/{id}", get(config_pages::version))
+        .route(
+            "/config/versions/{id}/rollback",
+            post(config_pages::rollback),
+        )
         .route("/users", get(pages::users).post(pages::create_user))
         .route("/audit", get(pages::audit))
         .route("/logout", post(pages::logout))
-        .route("/api/v1/endpoints", get(api::endpoints))
+        .route(
+            "/api/v1/endpoints",
+            get(api::endpoints).post(endpoints::api_create),
+        )
+        .route(
+            "/api/v1/endpoints/{name}",
+            get(endpoints::api_show).put(endpoints::api_edit),
+        )
+        .route(
+            "/api/v1/endpoints/{name}/enable",
+            post(endpoints::api_enable),
+        )
+        .route(
+            "/api/v1/endpoints/{name}/disable",
+            post(endpoints::api_disable),
+        )
+        .route("/api/v1/endpoints/{name}/test", post(endpoints::api_test))
+        .route(
+            "/api/v1/settings",
+            get(config_pages::api_settings).put(config_pages::api_save),
+        )
+        .route(
+            "/api/v1/routes",
+            get(config_pages::api_routes).put(config_pages::api_save_routes),
+        )
+        .route("/api/v1/config/versions", get(config_pages::api_versions))
+        .route(
+            "/api/v1/config/versions/{id}",
+            get(config_pages::api_version),
+        )
+        .route(
+            "/api/v1/config/versions/{id}/rollback",
+            post(config_pages::api_rollback),
+        )
         .route("/api/v1/messages", get(api::messages))
         .route("/api/v1/messages/retry", post(api::retry_matching))
         .route("/api/v1/messages/{id}", get(api::message))

@@ -865,56 +865,6 @@ pub async fn stats(
 
 // ---- settings, users, audit ----
 
-pub async fn settings(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-) -> Response {
-    let c = &*state.config();
-    let mut body = format!(
-        "<table id=\"settings\"><tr><th>Configuration file</th><td>{}</td></tr><tr><th>Journal</th><td>{}</td></tr>\
-         <tr><th>Retention</th><td>{} days</td></tr><tr><th>Journal size cap</th><td>{} MiB</td></tr><tr><th>Free disk kept</th><td>{} MiB</td></tr>\
-         <tr><th>Time zone</th><td>{}</td></tr><tr><th>Admin page</th><td>{} ({})</td></tr></table>",
-        esc(&c.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded".into())),
-        esc(&c.journal.path.display().to_string()),
-        c.journal.retention.as_secs() / 86_400,
-        c.journal.max_size >> 20,
-        c.journal.min_free_disk >> 20,
-        esc(&c.site.time_zone),
-        esc(&c.admin.listen),
-        if c.admin.tls { "HTTPS" } else { "plain HTTP" },
-    );
-    body.push_str("<h2>Endpoints</h2><table><thead><tr><th>Name</th><th>Type</th><th>Direction</th><th>Enabled</th><th>Timeout</th><th>Retry</th></tr></thead><tbody>");
-    for e in &c.endpoints {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:?}</td><td>{:?} … {:?}, ×{}{}</td></tr>",
-            esc(&e.name),
-            e.kind.type_name(),
-            e.direction,
-            if e.enabled { "yes" } else { "no" },
-            e.timeout,
-            e.retry.initial,
-            e.retry.max,
-            e.retry.multiplier,
-            e.retry.max_attempts.map(|n| format!(", at most {n} attempts")).unwrap_or_default(),
-        );
-    }
-    body.push_str("</tbody></table><h2>Routes</h2><table><thead><tr><th>Name</th><th>From</th><th>Message types</th><th>Transform</th><th>To</th></tr></thead><tbody>");
-    for r in &c.routes {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.name),
-            esc(&r.from.join(", ")),
-            esc(&format!("{:?}", r.message_types)),
-            esc(&r.transform),
-            esc(&r.to.join(", ")),
-        );
-    }
-    body.push_str("</tbody></table><p>Settings are changed in the configuration file.</p>");
-    html(StatusCode::OK, page("Settings", Some(&caller), &body))
-}
-
 async fn users_page(
     state: &Shared,
     caller: &Caller,

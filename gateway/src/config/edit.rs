@@ -485,22 +485,35 @@ fn protect(text: &str, marker: &str) -> (String, Vec<String>) {
     (out, references)
 }
 
-/// Where each key of the endpoint `name` is written in `text`: keys of
-/// nested tables dotted (`tls.cert`). Empty when the text does not parse
-/// or has no such endpoint.
-pub fn endpoint_key_spans(text: &str, name: &str) -> Vec<KeySpan> {
+/// Which table of the file a list of key positions is about.
+#[derive(Debug, Clone, Copy)]
+pub enum TablePath<'a> {
+    /// The `[[endpoint]]` with this name.
+    Endpoint(&'a str),
+    /// A top-level section such as `[journal]`.
+    Section(&'a str),
+}
+
+/// Where each key of one table is written in `text`: keys of nested tables
+/// dotted (`tls.cert`). Empty when the text does not parse or has no such
+/// table.
+pub fn key_spans(text: &str, path: TablePath<'_>) -> Vec<KeySpan> {
     let (protected, _) = protect(text, "__ecko_span_");
     let Ok(doc) = toml_edit::Document::parse(protected.as_str()) else {
         return Vec::new();
     };
-    let Some(table) = doc
-        .get("endpoint")
-        .and_then(Item::as_array_of_tables)
-        .and_then(|a| {
-            a.iter()
-                .find(|t| t.get("name").and_then(Item::as_str) == Some(name))
-        })
-    else {
+    let table: Option<&dyn TableLike> = match path {
+        TablePath::Endpoint(name) => doc
+            .get("endpoint")
+            .and_then(Item::as_array_of_tables)
+            .and_then(|a| {
+                a.iter()
+                    .find(|t| t.get("name").and_then(Item::as_str) == Some(name))
+            })
+            .map(|t| t as &dyn TableLike),
+        TablePath::Section(name) => doc.get(name).and_then(Item::as_table_like),
+    };
+    let Some(table) = table else {
         return Vec::new();
     };
     let position = |offset: usize| {
@@ -536,6 +549,11 @@ pub fn endpoint_key_spans(text: &str, name: &str) -> Vec<KeySpan> {
         }
     }
     out
+}
+
+/// [`key_spans`] of the endpoint `name`.
+pub fn endpoint_key_spans(text: &str, name: &str) -> Vec<KeySpan> {
+    key_spans(text, TablePath::Endpoint(name))
 }
 
 #[cfg(test)]

@@ -638,6 +638,20 @@ fn is_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// `text` with its `${NAME:-default}` references expanded from the process
+/// environment (what the running gateway reads), or why it cannot be.
+pub fn expand_references(text: &str) -> Result<String, String> {
+    env::expand(text, |name| std::env::var(name).ok())
+        .map(|e| e.text)
+        .map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+}
+
 /// Where relative paths in the configuration are resolved: the working
 /// directory, as the operator's shell would.
 pub fn resolve(path: &Path) -> PathBuf {

@@ -703,6 +703,16 @@ impl MessageTypePattern {
     }
 }
 
+impl fmt::Display for MessageTypePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.code, &self.trigger) {
+            (None, _) => f.write_str("*"),
+            (Some(c), None) => write!(f, "{c}^*"),
+            (Some(c), Some(t)) => write!(f, "{c}^{t}"),
+        }
+    }
+}
+
 impl FhirSinkConfig {
     /// What is wrong with these settings beyond their shape, if anything.
     pub fn problem(&self) -> Option<String> {
