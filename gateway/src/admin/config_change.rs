@@ -3,6 +3,9 @@
 //! is validated at start, apply it to the running gateway, then write it
 //! (atomically, keeping the version) and audit it.
 //!
+//! A change that leaves the file's text as it is (enabling an enabled
+//! endpoint) writes no version but is still applied and audited.
+//!
 //! The order makes every failure harmless: a validation error or an
 //! endpoint that cannot start changes neither the file nor the running
 //! gateway; a file that cannot be written puts the previous configuration
@@ -66,7 +69,8 @@ impl std::fmt::Display for ChangeError {
 /// A change made.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Applied {
-    pub version: Version,
+    /// The version written; `None` when the file's text did not change.
+    pub version: Option<Version>,
     pub report: ApplyReport,
 }
 
@@ -146,16 +150,21 @@ pub async fn change_text(
     config.source = Some(path.clone());
     let previous = state.config();
     let report = supervisor.apply(config).await.map_err(ChangeError::Apply)?;
-    let version = match history.commit(&path, &text, intent.action, user, state.journal.now_ms()) {
-        Ok(v) => v,
-        Err(e) => {
-            if let Err(again) = supervisor.apply(previous.as_ref().clone()).await {
-                tracing::error!(error = %again, "cannot go back to the previous configuration after a failed write");
+    let version = if text == current {
+        None
+    } else {
+        match history.commit(&path, &text, intent.action, user, state.journal.now_ms()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                if let Err(again) = supervisor.apply(previous.as_ref().clone()).await {
+                    tracing::error!(error = %again, "cannot go back to the previous configuration after a failed write");
+                }
+                return Err(ChangeError::Write(e));
             }
-            return Err(ChangeError::Write(e));
         }
     };
-    let detail = format!("{} (version {})", report.summary(), version.id);
+    let id = version.as_ref().map_or("unchanged", |v| v.id.as_str());
+    let detail = format!("{} (version {id})", report.summary());
     if let Err(e) = state
         .journal
         .audit(user, intent.action, Some(intent.target), Some(&detail))
@@ -163,7 +172,14 @@ pub async fn change_text(
     {
         tracing::error!(error = %e, "a configuration change could not be audited");
     }
-    tracing::info!(user, action = intent.action, target = intent.target, version = %version.id, "configuration changed: {}", report.summary());
+    tracing::info!(
+        user,
+        action = intent.action,
+        target = intent.target,
+        version = id,
+        "configuration changed: {}",
+        report.summary()
+    );
     Ok(Applied { version, report })
 }
 

@@ -427,6 +427,62 @@ async fn an_operator_disables_and_enables_a_destination_live_written_and_audited
         s.post("/endpoints/nope/disable", &o, &[]).await.status,
         StatusCode::NOT_FOUND
     );
+    // Enabling what is enabled changes no text and keeps no new version.
+    let r = s
+        .json(
+            "POST",
+            "/api/v1/endpoints/archive/enable",
+            &o,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json()["version"].is_null());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_never_shown_and_an_empty_secret_field_keeps_the_secret() {
+    let s = site().await;
+    let a = s.login("ada", "admin").await;
+    let r = s
+        .json(
+            "POST",
+            "/api/v1/endpoints",
+            &a,
+            serde_json::json!({ "name": "hub", "type": "fhir", "settings": {
+                "url": "http://127.0.0.1:9/fhir", "auth.type": "api-key", "auth.key": "very-secret-key" } }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let v = s.login("vera", "viewer").await;
+    for page in [
+        s.get("/endpoints/hub", &v).await,
+        s.get("/api/v1/endpoints/hub", &v).await,
+        s.get("/endpoints/hub/edit", &a).await,
+    ] {
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(!page.body.contains("very-secret-key"), "{}", page.body);
+    }
+    let r = s
+        .post(
+            "/endpoints/hub/edit",
+            &a,
+            &[
+                ("type", "fhir"),
+                ("url", "http://127.0.0.1:9/fhir"),
+                ("auth.type", "api-key"),
+                ("auth.api_key", ""),
+                ("max_batch", "5"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let text = s.file();
+    assert!(
+        text.contains("very-secret-key") && text.contains("max_batch = 5"),
+        "{text}"
+    );
     s.stop().await;
 }
 

@@ -429,13 +429,13 @@ async fn set_enabled(
 }
 
 fn after_change(name: &str, applied: &Applied) -> Response {
+    let saved = match &applied.version {
+        Some(v) => format!("Saved as version {}", v.id),
+        None => "The file already said so".to_string(),
+    };
     let q = serde_urlencoded::to_string([(
         "applied",
-        format!(
-            "Saved as version {}; {}",
-            applied.version.id,
-            applied.report.summary()
-        ),
+        format!("{saved}; {}", applied.report.summary()),
     )])
     .unwrap_or_default();
     Redirect::to(&format!("/endpoints/{name}?{q}")).into_response()
