@@ -241,8 +241,8 @@ impl Site {
             .collect()
     }
 
-    async fn running(&self) -> Vec<String> {
-        self.gw().supervisor.running().await
+    fn running(&self) -> Vec<String> {
+        self.gw().supervisor.running()
     }
 }
 
@@ -388,7 +388,7 @@ async fn a_change_without_the_sessions_csrf_token_is_refused() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(s.file(), s.original);
-    assert!(s.running().await.contains(&"archive".to_string()));
+    assert!(s.running().contains(&"archive".to_string()));
     s.stop().await;
 }
 
@@ -400,7 +400,7 @@ async fn an_operator_disables_and_enables_a_destination_live_written_and_audited
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(r.location().starts_with("/endpoints/archive?applied="));
     assert!(s.file().contains("path = \"") && s.file().contains("enabled = false"));
-    assert!(!s.running().await.contains(&"archive".to_string()));
+    assert!(!s.running().contains(&"archive".to_string()));
     let page = s.get(r.location(), &o).await;
     assert!(page.body.contains("stopped archive"), "{}", page.body);
     assert!(page.body.contains("status disabled"));
@@ -416,7 +416,7 @@ async fn an_operator_disables_and_enables_a_destination_live_written_and_audited
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["applied"]["started"][0], "archive");
     assert!(s.file().contains("enabled = true"));
-    assert!(s.running().await.contains(&"archive".to_string()));
+    assert!(s.running().contains(&"archive".to_string()));
     let audit = s.audit_actions().await;
     assert!(
         audit.contains(&"otto endpoint.disable archive".to_string()),
@@ -637,7 +637,7 @@ async fn an_admin_creates_an_endpoint_that_joins_a_route_and_starts_at_once() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    assert!(s.running().await.contains(&"copy".to_string()));
+    assert!(s.running().contains(&"copy".to_string()));
     let route = s.gw().supervisor.config().routes[0].clone();
     assert_eq!(route.to, ["archive", "copy"]);
     assert!(
@@ -896,7 +896,7 @@ async fn an_admin_rolls_back_to_a_kept_version_with_its_diff_shown_first() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(s.file(), s.original);
-    assert!(s.running().await.contains(&"archive".to_string()));
+    assert!(s.running().contains(&"archive".to_string()));
     assert!(s
         .audit_actions()
         .await

@@ -129,7 +129,7 @@ async fn detail(state: &Shared, name: &str) -> Result<Option<Detail>, Response> 
         .cloned()
         .collect();
     let running = match state.supervisor() {
-        Some(s) => Some(s.running().await.iter().any(|n| n == name)),
+        Some(s) => Some(s.running().iter().any(|n| n == name)),
         None => None,
     };
     let recent = state

@@ -32,6 +32,7 @@ use crate::sinks::file::FileSink;
 use crate::sinks::mllp::MllpSink;
 use crate::sources::{astm, file_drop, mllp, SiteTimeZone, SourceContext};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -116,6 +117,31 @@ struct Unit {
     worker: bool,
     stop: CancellationToken,
     task: JoinHandle<()>,
+    /// False once the task has ended.
+    alive: Arc<AtomicBool>,
+}
+
+impl Unit {
+    fn new(
+        endpoint: &Endpoint,
+        worker: bool,
+        stop: CancellationToken,
+        task: JoinHandle<()>,
+    ) -> Unit {
+        let alive = Arc::new(AtomicBool::new(true));
+        let flag = alive.clone();
+        let task = tokio::spawn(async move {
+            let _ = task.await;
+            flag.store(false, Ordering::Relaxed);
+        });
+        Unit {
+            endpoint: endpoint.clone(),
+            worker,
+            stop,
+            task,
+            alive,
+        }
+    }
 }
 
 impl Unit {
@@ -156,6 +182,9 @@ pub struct Supervisor {
     /// left waiting on a stopped engine.
     workers_stop: CancellationToken,
     running: tokio::sync::Mutex<Running>,
+    /// Which units exist and whether each still runs, readable while an
+    /// apply holds `running`.
+    alive: RwLock<BTreeMap<String, Arc<AtomicBool>>>,
     current: RwLock<Arc<Config>>,
 }
 
@@ -182,6 +211,7 @@ impl Supervisor {
                 purge: None,
                 closed: false,
             }),
+            alive: RwLock::new(BTreeMap::new()),
             current: RwLock::new(Arc::new(config.clone())),
         });
         {
@@ -199,6 +229,7 @@ impl Supervisor {
                 }
             }
             running.purge = Some(supervisor.start_purge(config));
+            supervisor.publish(&running);
         }
         Ok(supervisor)
     }
@@ -220,15 +251,28 @@ impl Supervisor {
         &self.journal
     }
 
-    /// Names of the endpoints whose unit runs now.
-    pub async fn running(&self) -> Vec<String> {
-        let running = self.running.lock().await;
-        running
-            .units
+    /// Names of the endpoints whose unit runs now; does not wait for an
+    /// apply in progress.
+    pub fn running(&self) -> Vec<String> {
+        self.alive
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
-            .filter(|(_, u)| !u.task.is_finished())
+            .filter(|(_, alive)| alive.load(Ordering::Relaxed))
             .map(|(n, _)| n.clone())
             .collect()
+    }
+
+    fn publish(&self, running: &Running) {
+        let view = running
+            .units
+            .iter()
+            .map(|(n, u)| (n.clone(), u.alive.clone()))
+            .collect();
+        *self
+            .alive
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = view;
     }
 
     fn start_purge(&self, config: &Config) -> Purge {
@@ -291,12 +335,7 @@ impl Supervisor {
             };
             let stop = self.workers_stop.child_token();
             let task = spawn(stop.clone());
-            return Ok(Unit {
-                endpoint: endpoint.clone(),
-                worker: true,
-                stop,
-                task,
-            });
+            return Ok(Unit::new(endpoint, true, stop, task));
         }
         let stop = self.sources_stop.child_token();
         let cx = SourceContext {
@@ -328,12 +367,7 @@ impl Supervisor {
             )),
             EndpointKind::File(_) | EndpointKind::Fhir(_) => unreachable_source(endpoint)?,
         };
-        Ok(Unit {
-            endpoint: endpoint.clone(),
-            worker: false,
-            stop,
-            task,
-        })
+        Ok(Unit::new(endpoint, false, stop, task))
     }
 
     /// Makes `config` the running configuration, touching only the endpoints
@@ -414,6 +448,7 @@ impl Supervisor {
                             }
                         }
                     }
+                    self.publish(&running);
                     return Err(err.into());
                 }
             }
@@ -457,6 +492,7 @@ impl Supervisor {
             .current
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(config);
+        self.publish(&running);
         Ok(report)
     }
 
@@ -476,6 +512,7 @@ impl Supervisor {
         running.closed = true;
         self.sources_stop.cancel();
         let units = std::mem::take(&mut running.units);
+        self.publish(&running);
         let (workers, sources): (Vec<_>, Vec<_>) = units.into_values().partition(|u| u.worker);
         for unit in sources {
             let _ = unit.task.await;

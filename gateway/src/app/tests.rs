@@ -145,7 +145,7 @@ async fn a_disabled_destination_keeps_its_queue_and_delivers_it_once_enabled_aga
         .await
         .unwrap();
     assert_eq!(report.stopped, ["archive"]);
-    assert!(!gw.supervisor.running().await.contains(&"archive".into()));
+    assert!(!gw.supervisor.running().contains(&"archive".into()));
 
     std::fs::write(inbox.join("2.hl7"), oru("F2")).unwrap();
     wait_for("the second file journalled", || files_in(&inbox) == 0).await;
