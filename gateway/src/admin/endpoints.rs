@@ -128,10 +128,9 @@ async fn detail(state: &Shared, name: &str) -> Result<Option<Detail>, Response> 
         .filter(|r| r.from.iter().chain(&r.to).any(|n| n == name))
         .cloned()
         .collect();
-    let running = match state.supervisor() {
-        Some(s) => Some(s.running().iter().any(|n| n == name)),
-        None => None,
-    };
+    let running = state
+        .supervisor()
+        .map(|s| s.running().iter().any(|n| n == name));
     let recent = state
         .journal
         .list_messages(
