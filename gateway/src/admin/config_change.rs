@@ -109,8 +109,8 @@ pub struct Intent<'a> {
     pub action: &'a str,
     /// Audit target, e.g. the endpoint's name.
     pub target: &'a str,
-    /// The table whose keys errors are placed on.
-    pub table: Option<TablePath<'a>>,
+    /// The tables whose keys errors are placed on.
+    pub tables: &'a [TablePath<'a>],
 }
 
 /// Edits the file with `edit`, then validates, applies, writes and audits.
@@ -146,7 +146,7 @@ pub async fn change_text(
     let text = make(&current)?;
     let file = path.display().to_string();
     let mut config = Config::parse(&text, &file, |name| std::env::var(name).ok())
-        .map_err(|errors| ChangeError::Invalid(place(&text, intent.table, &errors.0)))?;
+        .map_err(|errors| ChangeError::Invalid(place(&text, intent.tables, &errors.0)))?;
     config.source = Some(path.clone());
     let previous = state.config();
     let report = supervisor.apply(config).await.map_err(ChangeError::Apply)?;
@@ -183,36 +183,50 @@ pub async fn change_text(
     Ok(Applied { version, report })
 }
 
-/// Places each error on the key of `table` it points at (or names).
-pub fn place(text: &str, table: Option<TablePath<'_>>, errors: &[ConfigError]) -> Vec<FieldError> {
-    let spans = table.map_or_else(Vec::new, |t| key_spans(text, t));
+/// Places each error on the key of one of `tables` it points at (or
+/// names).
+pub fn place(text: &str, tables: &[TablePath<'_>], errors: &[ConfigError]) -> Vec<FieldError> {
+    let per_table: Vec<_> = tables.iter().map(|t| key_spans(text, *t)).collect();
     errors
         .iter()
         .map(|e| {
-            let at = (e.line, e.column);
-            // The innermost key whose text holds the error's position.
-            let by_position = spans
+            per_table
                 .iter()
-                .filter(|s| s.start <= at && at <= s.end)
-                .min_by_key(|s| (s.end.0 - s.start.0, s.key.contains('.') as u8 ^ 1))
-                .map(|s| s.key.clone());
-            let in_table = spans.first().is_some_and(|first| {
-                let header = first.start.0.saturating_sub(1);
-                let last = spans.iter().map(|s| s.end.0).max().unwrap_or(0);
-                (header..=last).contains(&e.line)
-            });
-            let by_name = if in_table || by_position.is_some() {
-                named_key(&e.message, &spans)
-            } else {
-                None
-            };
-            FieldError {
-                field: by_position.or(by_name),
-                message: e.message.clone(),
-                line: e.line,
-            }
+                .find_map(|spans| place_in(spans, e))
+                .unwrap_or_else(|| FieldError {
+                    field: None,
+                    message: e.message.clone(),
+                    line: e.line,
+                })
         })
         .collect()
+}
+
+/// The error placed on a key of one table, if it is about one.
+fn place_in(spans: &[crate::config::edit::KeySpan], e: &ConfigError) -> Option<FieldError> {
+    let at = (e.line, e.column);
+    // The innermost key whose text holds the error's position.
+    let by_position = spans
+        .iter()
+        .filter(|s| s.start <= at && at <= s.end)
+        .min_by_key(|s| (s.end.0 - s.start.0, !s.key.contains('.')))
+        .map(|s| s.key.clone());
+    // Errors about a whole table point at its start; they name the key.
+    let in_table = spans.first().is_some_and(|first| {
+        let header = first.start.0.saturating_sub(1);
+        let last = spans.iter().map(|s| s.end.0).max().unwrap_or(0);
+        (header..=last).contains(&e.line)
+    });
+    let by_name = if in_table {
+        named_key(&e.message, spans)
+    } else {
+        None
+    };
+    by_position.or(by_name).map(|field| FieldError {
+        field: Some(field),
+        message: e.message.clone(),
+        line: e.line,
+    })
 }
 
 /// A key of the table the message names in backquotes (`` `url` must

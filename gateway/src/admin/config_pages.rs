@@ -197,16 +197,13 @@ async fn save_settings(
         };
         changes.push((*section, *key, c));
     }
-    // Errors are placed on the keys of the section the first change is in;
-    // the other section's keys are found by name.
-    let section = changes.first().map_or("journal", |(s, _, _)| *s);
     change(
         state,
         caller.name(),
         Intent {
             action: "settings.edit",
             target: "settings",
-            table: Some(TablePath::Section(section)),
+            tables: &[TablePath::Section("journal"), TablePath::Section("site")],
         },
         |doc| {
             for (section, key, c) in &changes {
@@ -336,7 +333,7 @@ async fn save_routes(
         Intent {
             action: "routes.edit",
             target: "routes",
-            table: None,
+            tables: &[],
         },
         |doc| doc.replace_routes(fragment),
     )
@@ -514,7 +511,7 @@ async fn roll_back(
         Intent {
             action: "config.rollback",
             target: id,
-            table: None,
+            tables: &[],
         },
         |_| Ok(text),
     )

@@ -760,7 +760,7 @@ async fn settings_are_validated_beside_their_field_applied_live_and_written() {
         .post(
             "/settings",
             &a,
-            &[("retention_days", "90"), ("time_zone", "Mars/Olympus")],
+            &[("retention_days", "60"), ("time_zone", "Mars/Olympus")],
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
@@ -769,6 +769,7 @@ async fn settings_are_validated_beside_their_field_applied_live_and_written() {
         "{}",
         r.body
     );
+    assert!(!r.field("retention_days").contains("field-error"));
     assert_eq!(s.file(), s.original);
 
     let r = s

@@ -420,7 +420,7 @@ async fn set_enabled(
         Intent {
             action,
             target: name,
-            table: Some(TablePath::Endpoint(name)),
+            tables: &[TablePath::Endpoint(name)],
         },
         |doc| doc.set_enabled(name, enabled),
     )
@@ -613,7 +613,7 @@ async fn create_endpoint(
         Intent {
             action: "endpoint.create",
             target: name,
-            table: Some(TablePath::Endpoint(name)),
+            tables: &[TablePath::Endpoint(name)],
         },
         |doc: &mut ConfigDocument| {
             doc.add_endpoint(name, kind, &changes)?;
@@ -731,7 +731,7 @@ async fn edit_endpoint(
         Intent {
             action: "endpoint.edit",
             target: name,
-            table: Some(TablePath::Endpoint(name)),
+            tables: &[TablePath::Endpoint(name)],
         },
         |doc| doc.edit_endpoint(name, &changes),
     )
