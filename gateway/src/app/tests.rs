@@ -210,3 +210,46 @@ async fn new_settings_change_the_journal_limits_and_the_site_time_zone_live() {
     assert_eq!(gw.supervisor.time_zone().iana_name(), Some("Europe/Berlin"));
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shorter_retention_purges_on_the_new_schedule_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+    let clock = Arc::new(crate::journal::ManualClock::new(1_700_000_000_000));
+    let mut options = JournalOptions::new(dir.path().join("j.db"));
+    options.clock = clock.clone();
+    let journal = Journal::open(options).unwrap();
+    let (a, b) = (free_port(), free_port());
+    let gw = Gateway::start_with(&config(dir.path(), a, b, true), journal)
+        .await
+        .unwrap();
+    std::fs::write(dir.path().join("inbox/1.hl7"), oru("R1")).unwrap();
+    wait_for("the file delivered", || {
+        files_in(&dir.path().join("out")) == 1
+    })
+    .await;
+    // Settled rows are in the journal once the file exists; give the commit
+    // a moment before moving the clock.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let kept = |j: &Journal| {
+        let j = j.clone();
+        async move { j.message(1).await.unwrap().is_some() }
+    };
+    assert!(kept(&gw.journal).await);
+    clock.advance(2 * 86_400_000);
+    // 90 days of retention keep a two-day-old message.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(kept(&gw.journal).await);
+
+    let mut next = config(dir.path(), a, b, true);
+    next.journal.retention = Duration::from_secs(86_400);
+    gw.supervisor.apply(next).await.unwrap();
+    for _ in 0..250 {
+        if !kept(&gw.journal).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!kept(&gw.journal).await, "purged with the new retention");
+    gw.shutdown().await;
+}
