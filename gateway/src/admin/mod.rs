@@ -184,21 +184,21 @@ pub fn router(state: Shared) -> Router {
         .route("/logout", post(pages::logout))
         .route(
             "/api/v1/endpoints",
-            get(api::endpoints).post(endpoints::api_create),
+            get(api::endpoints).post(endpoints::json::create),
         )
         .route(
             "/api/v1/endpoints/{name}",
-            get(endpoints::api_show).put(endpoints::api_edit),
+            get(endpoints::json::show).put(endpoints::json::edit),
         )
         .route(
             "/api/v1/endpoints/{name}/enable",
-            post(endpoints::api_enable),
+            post(endpoints::json::enable),
         )
         .route(
             "/api/v1/endpoints/{name}/disable",
-            post(endpoints::api_disable),
+            post(endpoints::json::disable),
         )
-        .route("/api/v1/endpoints/{name}/test", post(endpoints::api_test))
+        .route("/api/v1/endpoints/{name}/test", post(endpoints::json::test))
         .route(
             "/api/v1/settings",
             get(config_pages::api_settings).put(config_pages::api_save),
