@@ -4,15 +4,16 @@
 //! Shutdown order matters for the one rule: sources stop accepting first and
 //! finish the commits they started (their senders get their ACKs); delivery
 //! workers finish their batches in flight; then the journal drains its queue,
-//! checkpoints and closes.
+//! checkpoints and closes. The [`Supervisor`] owns the running endpoints and
+//! applies an edited configuration to them without a restart.
 
-use crate::config::{Config, EndpointKind};
+mod supervisor;
+
+pub use supervisor::{ApplyError, ApplyReport, Supervisor};
+
+use crate::config::Config;
 use crate::journal::{Journal, JournalError, JournalOptions};
-use crate::router::Router;
-use crate::sinks::fhir::FhirSink;
-use crate::sinks::file::FileSink;
-use crate::sinks::mllp::MllpSink;
-use crate::sources::{astm, file_drop, mllp, SourceContext};
+use crate::sources::{astm, mllp};
 use ecko_hal::SerialPorts;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,12 +56,9 @@ pub struct Gateway {
     pub journal: Journal,
     /// Where the admin page listens, when it runs.
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// The running endpoints; applies edited configurations.
+    pub supervisor: Arc<Supervisor>,
     shutdown: CancellationToken,
-    sources: JoinSet<()>,
-    /// Cancelled only after every source has finished, so ingests completing
-    /// during shutdown are not left waiting on a stopped engine.
-    worker_stop: CancellationToken,
-    workers: JoinSet<()>,
     housekeeping: JoinSet<()>,
 }
 
@@ -100,104 +98,15 @@ impl Gateway {
         journal: Journal,
         start: StartOptions,
     ) -> Result<Gateway, RunError> {
-        crate::transforms::configure(&config.site.time_zone);
         let shutdown = CancellationToken::new();
-        let router = Arc::new(Router::new(config));
-        let time_zone = jiff::tz::TimeZone::get(&config.site.time_zone)
-            .map_err(|_| RunError::TimeZone(config.site.time_zone.clone()))?;
-        let cx = SourceContext {
-            journal: journal.clone(),
-            router,
-            shutdown: shutdown.child_token(),
-            time_zone,
-        };
-        let mut sources = JoinSet::new();
-        let mut workers = JoinSet::new();
-        let worker_stop = CancellationToken::new();
-        let astm_trace = astm::TraceHub::default();
-        for endpoint in config.endpoints.iter().filter(|e| e.enabled) {
-            match &endpoint.kind {
-                EndpointKind::File(c) => {
-                    let handle = crate::delivery::spawn(
-                        journal.clone(),
-                        endpoint,
-                        FileSink::new(c),
-                        worker_stop.clone(),
-                    );
-                    workers.spawn(async move {
-                        let _ = handle.await;
-                    });
-                }
-                EndpointKind::Fhir(c) => {
-                    let sink = FhirSink::new(endpoint, c).map_err(|e| RunError::Endpoint {
-                        name: endpoint.name.clone(),
-                        reason: e.to_string(),
-                    })?;
-                    let handle = crate::delivery::spawn(
-                        journal.clone(),
-                        endpoint,
-                        sink,
-                        worker_stop.clone(),
-                    );
-                    workers.spawn(async move {
-                        let _ = handle.await;
-                    });
-                }
-                EndpointKind::FileDrop(c) => {
-                    sources.spawn(file_drop::run(endpoint.clone(), c.clone(), cx.clone()));
-                }
-                EndpointKind::Mllp(c) if c.listen.is_some() => {
-                    let listener = mllp::Listener::bind(endpoint, c, cx.clone()).await?;
-                    sources.spawn(listener.serve());
-                }
-                EndpointKind::Mllp(c) => {
-                    let sink =
-                        MllpSink::new(&endpoint.name, c, endpoint.timeout).map_err(|source| {
-                            RunError::Tls {
-                                endpoint: endpoint.name.clone(),
-                                source,
-                            }
-                        })?;
-                    let handle = crate::delivery::spawn(
-                        journal.clone(),
-                        endpoint,
-                        sink,
-                        worker_stop.clone(),
-                    );
-                    workers.spawn(async move {
-                        let _ = handle.await;
-                    });
-                }
-                EndpointKind::AstmTcp(c) => {
-                    sources.spawn(astm::run_tcp(
-                        endpoint.clone(),
-                        c.clone(),
-                        cx.clone(),
-                        astm_trace.clone(),
-                    ));
-                }
-                EndpointKind::AstmSerial(c) => {
-                    sources.spawn(astm::run_serial(
-                        endpoint.clone(),
-                        c.clone(),
-                        start.serial.clone(),
-                        cx.clone(),
-                        astm_trace.clone(),
-                    ));
-                }
-            }
-        }
+        let supervisor = Supervisor::start(config, journal.clone(), start, &shutdown).await?;
         let mut housekeeping = JoinSet::new();
         // The admin page is a window on the journal: if it cannot start (a
         // busy port, an unreadable certificate) the gateway keeps moving
         // messages and says so loudly.
         let mut admin_addr = None;
         if config.admin.enabled {
-            match crate::admin::start(
-                Arc::new(config.clone()),
-                journal.clone(),
-                shutdown.child_token(),
-            ) {
+            match crate::admin::start_supervised(supervisor.clone(), shutdown.child_token()) {
                 Ok(server) => {
                     admin_addr = Some(server.addr);
                     housekeeping.spawn(async move {
@@ -207,48 +116,29 @@ impl Gateway {
                 Err(e) => tracing::error!(error = %e, "the admin page is not available"),
             }
         }
-        let traced: Vec<String> = config
-            .endpoints
-            .iter()
-            .filter(|e| e.enabled)
-            .filter(|e| {
-                matches!(
-                    e.kind,
-                    EndpointKind::AstmTcp(_) | EndpointKind::AstmSerial(_)
-                )
-            })
-            .map(|e| e.name.clone())
-            .collect();
-        if !traced.is_empty() {
+        if !supervisor.astm_endpoints().is_empty() {
             // A window for `ecko-gateway trace`; the gateway runs without it.
             let path = astm::live_trace::socket_path(journal.path());
             match astm::live_trace::bind(&path).await {
                 Ok(listener) => {
+                    let endpoints = supervisor.clone();
                     housekeeping.spawn(astm::live_trace::serve(
                         listener,
                         path,
-                        astm_trace,
-                        cx.time_zone.clone(),
-                        traced,
+                        supervisor.astm_trace(),
+                        supervisor.site_time_zone(),
+                        Arc::new(move || endpoints.astm_endpoints()),
                         shutdown.child_token(),
                     ));
                 }
                 Err(e) => tracing::warn!(error = %e, "ASTM line traces are not available"),
             }
         }
-        housekeeping.spawn(purge_on_schedule(
-            journal.clone(),
-            config.journal.retention,
-            config.journal.purge_interval,
-            shutdown.child_token(),
-        ));
         Ok(Gateway {
             journal,
             admin_addr,
+            supervisor,
             shutdown,
-            sources,
-            worker_stop,
-            workers,
             housekeeping,
         })
     }
@@ -256,9 +146,7 @@ impl Gateway {
     /// Stops accepting, lets in-flight work finish, closes the journal.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
-        while self.sources.join_next().await.is_some() {}
-        self.worker_stop.cancel();
-        while self.workers.join_next().await.is_some() {}
+        self.supervisor.shutdown().await;
         while self.housekeeping.join_next().await.is_some() {}
         self.journal.close().await;
     }
@@ -301,3 +189,6 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,7 @@ pub mod config;
 pub mod delivery;
 pub mod journal;
 pub mod preflight;
+pub mod probe;
 pub mod protocol;
 pub mod router;
 pub mod send;

@@ -1,19 +1,30 @@
 //! Which message goes to which destination, through which transform.
+//!
+//! The routes can be replaced while sources run (an edit on the admin page):
+//! each message is routed with one consistent table, the one current when
+//! it arrived.
 
 use crate::config::{Config, PartitionBy};
 use crate::journal::{Destination, NewMessage};
+use std::sync::{Arc, RwLock};
 
-/// The routes of one configuration, ready to answer per message.
-#[derive(Debug, Clone)]
+/// The routes of the running configuration, ready to answer per message.
+#[derive(Debug)]
 pub struct Router {
+    table: RwLock<Arc<RouteTable>>,
+}
+
+/// The routes of one configuration.
+#[derive(Debug)]
+struct RouteTable {
     routes: Vec<crate::config::Route>,
     /// Per destination endpoint: what splits its queue into lanes.
     partitions: Vec<(String, Option<PartitionBy>)>,
     disabled: Vec<String>,
 }
 
-impl Router {
-    pub fn new(config: &Config) -> Self {
+impl RouteTable {
+    fn new(config: &Config) -> Self {
         Self {
             routes: config.routes.clone(),
             partitions: config
@@ -29,13 +40,39 @@ impl Router {
                 .collect(),
         }
     }
+}
+
+impl Router {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            table: RwLock::new(Arc::new(RouteTable::new(config))),
+        }
+    }
+
+    /// Swaps in the routes of `config`; messages already being routed finish
+    /// with the table they started with.
+    pub fn replace(&self, config: &Config) {
+        let table = Arc::new(RouteTable::new(config));
+        *self
+            .table
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = table;
+    }
+
+    fn current(&self) -> Arc<RouteTable> {
+        self.table
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 
     /// The destinations of `message`, one per (route, to) pair, without
     /// duplicates; empty when no route accepts it. Disabled destinations
     /// still get their row: the message waits for them to be enabled.
     pub fn destinations(&self, message: &NewMessage) -> Vec<Destination> {
+        let table = self.current();
         let mut out: Vec<Destination> = Vec::new();
-        for route in &self.routes {
+        for route in &table.routes {
             if !route.from.iter().any(|f| f == &message.source) {
                 continue;
             }
@@ -56,7 +93,7 @@ impl Router {
                 out.push(Destination {
                     endpoint: to.clone(),
                     transform: route.transform.clone(),
-                    lane: self.lane(to, message),
+                    lane: table.lane(to, message),
                 });
             }
         }
@@ -65,9 +102,11 @@ impl Router {
 
     /// Whether the endpoint may take messages now.
     pub fn is_enabled(&self, endpoint: &str) -> bool {
-        !self.disabled.iter().any(|d| d == endpoint)
+        !self.current().disabled.iter().any(|d| d == endpoint)
     }
+}
 
+impl RouteTable {
     fn lane(&self, destination: &str, message: &NewMessage) -> String {
         let by = self
             .partitions
@@ -155,5 +194,17 @@ mod tests {
         let mut m = message("ORU^R01");
         m.source = "elsewhere".into();
         assert!(Router::new(&config()).destinations(&m).is_empty());
+    }
+
+    #[test]
+    fn replaced_routes_apply_to_the_next_message() {
+        let router = Router::new(&config());
+        let mut next = config();
+        next.routes.retain(|r| r.name == "results");
+        router.replace(&next);
+        let d = router.destinations(&message("ADT^A01"));
+        assert!(d.is_empty(), "{d:?}");
+        let d = router.destinations(&message("ORU^R01"));
+        assert_eq!(d.len(), 2);
     }
 }

@@ -385,4 +385,16 @@ listen = "127.0.0.1:{port}"
         seen_after < Duration::from_secs(1),
         "live log took {seen_after:?}"
     );
+
+    // The endpoints page and an endpoint's edit form.
+    b.go(&format!("{base}/endpoints"));
+    wait_for(&b, "the endpoints page", Duration::from_secs(5), |s| {
+        s.contains("id=\"endpoint-list\"")
+    });
+    b.screenshot(&shots, "8-endpoints");
+    b.go(&format!("{base}/endpoints/archive/edit"));
+    wait_for(&b, "the edit form", Duration::from_secs(5), |s| {
+        s.contains("id=\"endpoint-form\"")
+    });
+    b.screenshot(&shots, "9-endpoint-edit");
 }

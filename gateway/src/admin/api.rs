@@ -126,7 +126,7 @@ pub fn parse_time(v: &str, tz: &jiff::tz::TimeZone) -> Result<i64, String> {
 }
 
 pub fn site_tz(state: &Shared) -> jiff::tz::TimeZone {
-    jiff::tz::TimeZone::get(&state.config.site.time_zone).unwrap_or(jiff::tz::TimeZone::UTC)
+    jiff::tz::TimeZone::get(&state.config().site.time_zone).unwrap_or(jiff::tz::TimeZone::UTC)
 }
 
 /// Start of today in the site's time zone, Unix ms.
@@ -160,18 +160,13 @@ pub struct EndpointView {
 }
 
 pub async fn endpoint_views(state: &Shared) -> Result<Vec<EndpointView>, JournalError> {
-    let names: Vec<String> = state
-        .config
-        .endpoints
-        .iter()
-        .map(|e| e.name.clone())
-        .collect();
+    let config = state.config();
+    let names: Vec<String> = config.endpoints.iter().map(|e| e.name.clone()).collect();
     let activity = state
         .journal
         .endpoint_activity(names, start_of_today(state))
         .await?;
-    Ok(state
-        .config
+    Ok(config
         .endpoints
         .iter()
         .zip(activity)
@@ -352,7 +347,7 @@ pub async fn stats(State(state): State<Shared>, Query(p): Query<StatsParams>) ->
         Err(e) => return bad_request(e),
     };
     let names = state
-        .config
+        .config()
         .endpoints
         .iter()
         .map(|e| e.name.clone())

@@ -324,7 +324,7 @@ pub fn client_ip(request_ext: Option<&ClientAddr>) -> IpAddr {
 
 /// Counts a login attempt from `ip`; `false` when over the limit.
 pub fn allow_login_attempt(state: &Shared, ip: IpAddr) -> bool {
-    let limit = state.config.admin.login_attempts_per_minute.max(1);
+    let limit = state.config().admin.login_attempts_per_minute.max(1);
     let mut map = state
         .logins
         .lock()
@@ -367,7 +367,7 @@ pub async fn security_headers(
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    if state.config.admin.tls {
+    if state.config().admin.tls {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000"),

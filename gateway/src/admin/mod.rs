@@ -23,21 +23,36 @@
 //! - Every response carries a CSP without inline script, `frame-ancestors
 //!   'none'`, `X-Frame-Options: DENY`, `nosniff`, `Referrer-Policy:
 //!   same-origin` and `Cache-Control: no-store` (pages show patient data).
-//! - Roles: viewer (read), operator (retry, discard), admin (users, tokens,
-//!   audit log, settings). Every change and every view of a payload is
+//! - Roles: viewer (read), operator (retry, discard, enable/disable and test
+//!   endpoints), admin (users, tokens, audit log, settings, endpoint and
+//!   route edits, rollback). Every change and every view of a payload is
 //!   written to the audit log.
+//!
+//! # Configuration changes
+//!
+//! Endpoint, route and settings edits are written back to the configuration
+//! file in place (comments and `${ENV}` references kept), validated exactly
+//! as the file is at start, applied to the running gateway without a
+//! restart, and kept as versions for rollback ([`config_change`]).
 
 mod api;
 mod auth;
+mod config_change;
+mod config_pages;
+mod endpoint_form;
+mod endpoints;
 mod pages;
 mod render;
 pub mod tls;
 
 #[cfg(test)]
+mod endpoint_tests;
+#[cfg(test)]
 mod tests;
 
 pub use auth::{hash_password, Role};
 
+use crate::app::Supervisor;
 use crate::config::Config;
 use crate::journal::Journal;
 use axum::routing::{get, post};
@@ -60,8 +75,11 @@ pub enum AdminError {
 /// Everything a handler may use.
 pub struct AdminState {
     pub journal: Journal,
-    pub config: Arc<Config>,
+    live: LiveConfig,
     pub shutdown: CancellationToken,
+    /// Held from reading the configuration file to applying its edit, so
+    /// two edits never build on the same version.
+    pub(crate) edits: tokio::sync::Mutex<()>,
     /// Login attempts per client address in the current minute.
     logins: Mutex<HashMap<IpAddr, (std::time::Instant, u32)>>,
     /// A hash to verify against for unknown user names, so that their
@@ -71,15 +89,54 @@ pub struct AdminState {
 
 pub type Shared = Arc<AdminState>;
 
+/// Where the configuration shown comes from.
+enum LiveConfig {
+    /// A fixed configuration: the page can show it but not change it.
+    Fixed(Arc<Config>),
+    /// The running gateway's: edits are applied through its supervisor.
+    Supervised(Arc<Supervisor>),
+}
+
 impl AdminState {
+    /// A page over `config` that cannot change the running gateway.
     pub fn new(journal: Journal, config: Arc<Config>, shutdown: CancellationToken) -> Shared {
+        Self::with(journal, LiveConfig::Fixed(config), shutdown)
+    }
+
+    /// A page on a running gateway, able to apply configuration edits.
+    pub fn supervised(supervisor: Arc<Supervisor>, shutdown: CancellationToken) -> Shared {
+        Self::with(
+            supervisor.journal().clone(),
+            LiveConfig::Supervised(supervisor),
+            shutdown,
+        )
+    }
+
+    fn with(journal: Journal, live: LiveConfig, shutdown: CancellationToken) -> Shared {
         Arc::new(AdminState {
             journal,
-            config,
+            live,
             shutdown,
+            edits: tokio::sync::Mutex::new(()),
             logins: Mutex::new(HashMap::new()),
             dummy_hash: hash_password("not a password of anyone").unwrap_or_default(),
         })
+    }
+
+    /// The configuration in force now (it changes when an edit is applied).
+    pub fn config(&self) -> Arc<Config> {
+        match &self.live {
+            LiveConfig::Fixed(c) => c.clone(),
+            LiveConfig::Supervised(s) => s.config(),
+        }
+    }
+
+    /// The running gateway's supervisor, when the page can change it.
+    pub fn supervisor(&self) -> Option<&Arc<Supervisor>> {
+        match &self.live {
+            LiveConfig::Fixed(_) => None,
+            LiveConfig::Supervised(s) => Some(s),
+        }
     }
 }
 
@@ -95,11 +152,70 @@ pub fn router(state: Shared) -> Router {
         .route("/errors", get(pages::errors))
         .route("/errors/retry", post(pages::retry_matching))
         .route("/stats", get(pages::stats))
-        .route("/settings", get(pages::settings))
+        .route(
+            "/settings",
+            get(config_pages::settings).post(config_pages::save),
+        )
+        .route("/endpoints", get(endpoints::list))
+        .route("/endpoints/{name}", get(endpoints::show))
+        .route(
+            "/endpoints/{name}/edit",
+            get(endpoints::edit_form).post(endpoints::edit),
+        )
+        .route("/endpoints/{name}/enable", post(endpoints::enable))
+        .route("/endpoints/{name}/disable", post(endpoints::disable))
+        .route("/endpoints/{name}/test", post(endpoints::test))
+        .route(
+            "/new-endpoint",
+            get(endpoints::new_form).post(endpoints::create),
+        )
+        .route(
+            "/routes",
+            get(config_pages::routes).post(config_pages::save_routes_form),
+        )
+        .route("/config/versions", get(config_pages::versions))
+        .route("/config/versions/{id}", get(config_pages::version))
+        .route(
+            "/config/versions/{id}/rollback",
+            post(config_pages::rollback),
+        )
         .route("/users", get(pages::users).post(pages::create_user))
         .route("/audit", get(pages::audit))
         .route("/logout", post(pages::logout))
-        .route("/api/v1/endpoints", get(api::endpoints))
+        .route(
+            "/api/v1/endpoints",
+            get(api::endpoints).post(endpoints::json::create),
+        )
+        .route(
+            "/api/v1/endpoints/{name}",
+            get(endpoints::json::show).put(endpoints::json::edit),
+        )
+        .route(
+            "/api/v1/endpoints/{name}/enable",
+            post(endpoints::json::enable),
+        )
+        .route(
+            "/api/v1/endpoints/{name}/disable",
+            post(endpoints::json::disable),
+        )
+        .route("/api/v1/endpoints/{name}/test", post(endpoints::json::test))
+        .route(
+            "/api/v1/settings",
+            get(config_pages::api_settings).put(config_pages::api_save),
+        )
+        .route(
+            "/api/v1/routes",
+            get(config_pages::api_routes).put(config_pages::api_save_routes),
+        )
+        .route("/api/v1/config/versions", get(config_pages::api_versions))
+        .route(
+            "/api/v1/config/versions/{id}",
+            get(config_pages::api_version),
+        )
+        .route(
+            "/api/v1/config/versions/{id}/rollback",
+            post(config_pages::api_rollback),
+        )
         .route("/api/v1/messages", get(api::messages))
         .route("/api/v1/messages/retry", post(api::retry_matching))
         .route("/api/v1/messages/{id}", get(api::message))
@@ -196,10 +312,31 @@ pub fn data_dir(config: &Config) -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// Binds the configured address and serves until `shutdown`.
+/// Binds the configured address and serves a page that shows `config`
+/// until `shutdown`.
 pub fn start(
     config: Arc<Config>,
     journal: Journal,
+    shutdown: CancellationToken,
+) -> Result<AdminServer, AdminError> {
+    let state = AdminState::new(journal, config.clone(), shutdown.clone());
+    serve(state, &config, shutdown)
+}
+
+/// Binds the configured address and serves the page of a running gateway,
+/// able to apply configuration edits, until `shutdown`.
+pub fn start_supervised(
+    supervisor: Arc<Supervisor>,
+    shutdown: CancellationToken,
+) -> Result<AdminServer, AdminError> {
+    let config = supervisor.config();
+    let state = AdminState::supervised(supervisor, shutdown.clone());
+    serve(state, &config, shutdown)
+}
+
+fn serve(
+    state: Shared,
+    config: &Config,
     shutdown: CancellationToken,
 ) -> Result<AdminServer, AdminError> {
     let admin = &config.admin;
@@ -220,7 +357,7 @@ pub fn start(
     let acceptor = if admin.tls {
         Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
             admin,
-            &data_dir(&config),
+            &data_dir(config),
         )?))
     } else {
         None
@@ -235,7 +372,7 @@ pub fn start(
         .local_addr()
         .map_err(|e| listen_err(e.to_string()))?;
     let tls = acceptor.is_some();
-    let app = router(AdminState::new(journal, config.clone(), shutdown.clone()));
+    let app = router(state);
     let task = tokio::spawn(accept_loop(listener, acceptor, app, shutdown));
     tracing::info!(addr = %local, tls, "admin page listening");
     Ok(AdminServer {

@@ -205,7 +205,8 @@ pub async fn login(
         .await
         .unwrap_or(false);
     if !ok {
-        let admin = &state.config.admin;
+        let config = state.config();
+        let admin = &config.admin;
         if let Err(e) = j
             .admin_login_failed(
                 user.id,
@@ -219,7 +220,7 @@ pub async fn login(
         return failed();
     }
     let token = new_token();
-    let ttl = state.config.admin.session_ttl.0;
+    let ttl = state.config().admin.session_ttl.0;
     if let Err(e) = j
         .admin_open_session(
             user.id,
@@ -299,7 +300,7 @@ pub async fn dashboard(
 fn filter_form(action: &str, p: &FilterParams, state: &Shared) -> String {
     let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
     let mut endpoints = String::from("<option value=\"\">any</option>");
-    for e in &state.config.endpoints {
+    for e in &state.config().endpoints {
         let sel = if p.endpoint.as_deref() == Some(e.name.as_str()) {
             " selected"
         } else {
@@ -791,7 +792,7 @@ pub async fn stats(
         Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&caller), &e),
     };
     let names: Vec<String> = state
-        .config
+        .config()
         .endpoints
         .iter()
         .map(|e| e.name.clone())
@@ -863,56 +864,6 @@ pub async fn stats(
 }
 
 // ---- settings, users, audit ----
-
-pub async fn settings(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-) -> Response {
-    let c = &state.config;
-    let mut body = format!(
-        "<table id=\"settings\"><tr><th>Configuration file</th><td>{}</td></tr><tr><th>Journal</th><td>{}</td></tr>\
-         <tr><th>Retention</th><td>{} days</td></tr><tr><th>Journal size cap</th><td>{} MiB</td></tr><tr><th>Free disk kept</th><td>{} MiB</td></tr>\
-         <tr><th>Time zone</th><td>{}</td></tr><tr><th>Admin page</th><td>{} ({})</td></tr></table>",
-        esc(&c.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded".into())),
-        esc(&c.journal.path.display().to_string()),
-        c.journal.retention.as_secs() / 86_400,
-        c.journal.max_size >> 20,
-        c.journal.min_free_disk >> 20,
-        esc(&c.site.time_zone),
-        esc(&c.admin.listen),
-        if c.admin.tls { "HTTPS" } else { "plain HTTP" },
-    );
-    body.push_str("<h2>Endpoints</h2><table><thead><tr><th>Name</th><th>Type</th><th>Direction</th><th>Enabled</th><th>Timeout</th><th>Retry</th></tr></thead><tbody>");
-    for e in &c.endpoints {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:?}</td><td>{:?} … {:?}, ×{}{}</td></tr>",
-            esc(&e.name),
-            e.kind.type_name(),
-            e.direction,
-            if e.enabled { "yes" } else { "no" },
-            e.timeout,
-            e.retry.initial,
-            e.retry.max,
-            e.retry.multiplier,
-            e.retry.max_attempts.map(|n| format!(", at most {n} attempts")).unwrap_or_default(),
-        );
-    }
-    body.push_str("</tbody></table><h2>Routes</h2><table><thead><tr><th>Name</th><th>From</th><th>Message types</th><th>Transform</th><th>To</th></tr></thead><tbody>");
-    for r in &c.routes {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.name),
-            esc(&r.from.join(", ")),
-            esc(&format!("{:?}", r.message_types)),
-            esc(&r.transform),
-            esc(&r.to.join(", ")),
-        );
-    }
-    body.push_str("</tbody></table><p>Settings are changed in the configuration file.</p>");
-    html(StatusCode::OK, page("Settings", Some(&caller), &body))
-}
 
 async fn users_page(
     state: &Shared,

@@ -70,6 +70,7 @@ pub fn page(title: &str, caller: Option<&Caller>, body: &str) -> String {
     if let Some(c) = caller {
         let mut links = vec![
             ("/", "Dashboard"),
+            ("/endpoints", "Endpoints"),
             ("/logs", "Logs"),
             ("/errors", "Errors"),
             ("/stats", "Statistics"),

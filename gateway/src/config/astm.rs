@@ -149,7 +149,7 @@ fn default_stop_bits() -> u8 {
 }
 
 /// ASTM over TCP.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AstmTcpConfig {
     #[serde(default)]
@@ -191,7 +191,7 @@ pub struct AstmTcpConfig {
 }
 
 /// ASTM over a serial line (RS-232 or a USB-serial adapter).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AstmSerialConfig {
     /// Device path, e.g. `/dev/ttyUSB0` or a stable `/dev/serial/by-id/...`.

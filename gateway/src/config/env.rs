@@ -175,7 +175,7 @@ fn is_variable_name(name: &str) -> bool {
 }
 
 /// Whether byte `at` lies inside a basic or literal string on its line.
-fn inside_string(input: &str, at: usize) -> bool {
+pub(super) fn inside_string(input: &str, at: usize) -> bool {
     string_at(input, at).is_some()
 }
 

@@ -11,7 +11,9 @@
 //! endpoint's type and is checked against that type's own settings struct.
 
 mod astm;
+pub mod edit;
 mod env;
+pub mod history;
 mod model;
 mod units;
 
@@ -687,6 +689,20 @@ fn is_name(s: &str) -> bool {
         && s.len() <= 64
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// `text` with its `${NAME:-default}` references expanded from the process
+/// environment (what the running gateway reads), or why it cannot be.
+pub fn expand_references(text: &str) -> Result<String, String> {
+    env::expand(text, |name| std::env::var(name).ok())
+        .map(|e| e.text)
+        .map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
 }
 
 /// Where relative paths in the configuration are resolved: the working

@@ -66,7 +66,7 @@ fn default_purge_interval() -> Span {
 }
 
 /// Facts about the installation site.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
     /// IANA time zone used for times that carry no offset (ASTM, some HL7).
@@ -87,7 +87,7 @@ fn default_time_zone() -> String {
 }
 
 /// The local admin web page.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     #[serde(default = "yes")]
@@ -155,7 +155,7 @@ fn default_admin_listen() -> String {
     "127.0.0.1:8443".into()
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubConfig {
     #[serde(default)]
@@ -206,7 +206,7 @@ pub enum PartitionBy {
 }
 
 /// A configured connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
     pub name: String,
     pub direction: Direction,
@@ -237,7 +237,7 @@ pub(super) struct EndpointCommon {
 }
 
 /// The type of an endpoint and its type-specific settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EndpointKind {
     /// Writes each delivered payload as a file into a directory.
     File(FileSinkConfig),
@@ -301,7 +301,7 @@ impl EndpointKind {
 }
 
 /// Transport security of a listener or of an outgoing connection.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {
     /// PEM certificate chain we present (a listener's certificate, or a
@@ -331,7 +331,7 @@ pub enum ApplicationErrorHandling {
     Retry,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MllpConfig {
     /// Listener: address to listen on, e.g. `"127.0.0.1:2575"` or `"[::]:2575"`.
@@ -450,7 +450,7 @@ impl MllpConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
     /// Directory that receives one file per delivered message.
@@ -464,7 +464,7 @@ fn default_extension() -> String {
     "msg".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileDropConfig {
     /// Directory watched for new files; a file is removed once journalled.
@@ -488,7 +488,7 @@ fn default_poll() -> Span {
     Span(Duration::from_millis(200))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FhirSinkConfig {
     /// The server's base URL; transaction Bundles are POSTed to it.
@@ -527,7 +527,7 @@ fn default_fhir_entries() -> usize {
 }
 
 /// How a FHIR endpoint authenticates.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FhirAuth {
     #[default]
@@ -700,6 +700,16 @@ impl MessageTypePattern {
                 .trigger
                 .as_deref()
                 .is_none_or(|t| t.eq_ignore_ascii_case(trigger))
+    }
+}
+
+impl fmt::Display for MessageTypePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.code, &self.trigger) {
+            (None, _) => f.write_str("*"),
+            (Some(c), None) => write!(f, "{c}^*"),
+            (Some(c), Some(t)) => write!(f, "{c}^{t}"),
+        }
     }
 }
 

@@ -73,10 +73,10 @@ use ecko_hal::Storage;
 use rusqlite::{Connection, OpenFlags};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, Notify};
-use writer::{Admission, Work};
+use writer::{Admission, Limits, Work};
 
 /// What can go wrong inside the journal itself.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -183,6 +183,7 @@ struct Inner {
     /// Held while open: a second gateway on the same journal would return
     /// this one's leased rows to the queue and deliver them twice.
     lock: Mutex<Option<nix::fcntl::Flock<std::fs::File>>>,
+    limits: Arc<Limits>,
 }
 
 const JOB_QUEUE: usize = 16 * 1024;
@@ -211,9 +212,12 @@ impl Journal {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let limits = Arc::new(Limits {
+            max_size: AtomicU64::new(options.max_size),
+            min_free_disk: AtomicU64::new(options.min_free_disk),
+        });
         let admission = Admission::new(
-            options.max_size,
-            options.min_free_disk,
+            limits.clone(),
             options.storage,
             dir,
             options.disk_check_interval,
@@ -250,6 +254,7 @@ impl Journal {
                 writer_done: Mutex::new(Some(done_rx)),
                 counters,
                 lock: Mutex::new(Some(lock)),
+                limits,
             }),
         })
     }
@@ -264,10 +269,30 @@ impl Journal {
 
     /// Transactions committed and jobs run in them since the journal opened.
     pub fn commit_counts(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering;
         (
             self.inner.counters.commits.load(Ordering::Relaxed),
             self.inner.counters.jobs.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Changes the size cap and the free-disk reserve; the next batch is
+    /// admitted against the new values.
+    pub fn set_limits(&self, max_size: u64, min_free_disk: u64) {
+        self.inner
+            .limits
+            .max_size
+            .store(max_size, Ordering::Relaxed);
+        self.inner
+            .limits
+            .min_free_disk
+            .store(min_free_disk, Ordering::Relaxed);
+    }
+
+    /// The size cap and the free-disk reserve now in force.
+    pub fn limits(&self) -> (u64, u64) {
+        (
+            self.inner.limits.max_size.load(Ordering::Relaxed),
+            self.inner.limits.min_free_disk.load(Ordering::Relaxed),
         )
     }
 

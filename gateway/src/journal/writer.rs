@@ -71,8 +71,7 @@ const MAX_BATCH: usize = 2048;
 /// Measures live size and free disk; the disk is asked at most every
 /// `disk_check_every`, since free space changes slowly compared to commits.
 pub(super) struct Admission {
-    max_size: u64,
-    min_free_disk: u64,
+    limits: Arc<Limits>,
     storage: Arc<dyn Storage>,
     dir: PathBuf,
     last_disk_check: Option<Instant>,
@@ -80,18 +79,24 @@ pub(super) struct Admission {
     disk_check_every: Duration,
 }
 
+/// The admission limits; the running gateway may change them between
+/// batches (an edit of the settings).
+#[derive(Debug)]
+pub(super) struct Limits {
+    pub max_size: AtomicU64,
+    pub min_free_disk: AtomicU64,
+}
+
 impl Admission {
     pub fn new(
-        max_size: u64,
-        min_free_disk: u64,
+        limits: Arc<Limits>,
         storage: Arc<dyn Storage>,
         dir: PathBuf,
         disk_check_every: Duration,
     ) -> Self {
         Self {
             disk_check_every,
-            max_size,
-            min_free_disk,
+            limits,
             storage,
             dir,
             last_disk_check: None,
@@ -101,10 +106,11 @@ impl Admission {
 
     fn check(&mut self, conn: &Connection) -> Option<Refusal> {
         let used = live_bytes(conn).unwrap_or(0);
-        if used > self.max_size {
+        let max_size = self.limits.max_size.load(Ordering::Relaxed);
+        if used > max_size {
             return Some(Refusal::OverCap {
                 used,
-                cap: self.max_size,
+                cap: max_size,
             });
         }
         if self
@@ -120,9 +126,10 @@ impl Admission {
             };
             self.last_disk_check = Some(Instant::now());
         }
-        (self.last_available < self.min_free_disk).then_some(Refusal::DiskLow {
+        let min_free_disk = self.limits.min_free_disk.load(Ordering::Relaxed);
+        (self.last_available < min_free_disk).then_some(Refusal::DiskLow {
             available: self.last_available,
-            reserve: self.min_free_disk,
+            reserve: min_free_disk,
         })
     }
 }

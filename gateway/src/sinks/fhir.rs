@@ -16,6 +16,7 @@
 //! drops the token and tries once more with a fresh one.
 
 pub mod auth;
+mod probe;
 pub mod tls;
 
 use super::{Delivery, Outcome, Sink};

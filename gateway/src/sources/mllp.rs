@@ -338,7 +338,7 @@ impl Shared {
         text: Option<&str>,
         error: Option<&AckError>,
     ) -> Vec<u8> {
-        let now = jiff::Zoned::now().with_time_zone(self.cx.time_zone.clone());
+        let now = jiff::Zoned::now().with_time_zone(self.cx.time_zone.get());
         build_ack(
             message,
             &AckContent {
@@ -352,7 +352,7 @@ impl Shared {
     }
 
     fn unreadable(&self, raw: &[u8], e: &hl7::ParseError) -> Vec<u8> {
-        let now = jiff::Zoned::now().with_time_zone(self.cx.time_zone.clone());
+        let now = jiff::Zoned::now().with_time_zone(self.cx.time_zone.get());
         let error = AckError::from(e);
         let text = e.to_string();
         build_ack_for_unreadable(
@@ -369,7 +369,7 @@ impl Shared {
     }
 
     fn too_large(&self, head: &[u8], len: u64) -> Vec<u8> {
-        let now = jiff::Zoned::now().with_time_zone(self.cx.time_zone.clone());
+        let now = jiff::Zoned::now().with_time_zone(self.cx.time_zone.get());
         let text = format!(
             "message of {len} bytes exceeds the limit of {} bytes",
             self.max_message_size

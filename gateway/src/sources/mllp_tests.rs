@@ -53,7 +53,7 @@ to = ["archive"]
         journal: journal.clone(),
         router: Arc::new(Router::new(&config)),
         shutdown: stop.clone(),
-        time_zone: jiff::tz::TimeZone::UTC,
+        time_zone: jiff::tz::TimeZone::UTC.into(),
     };
     let endpoint = config.endpoint("lab").unwrap();
     let EndpointKind::Mllp(mllp) = &endpoint.kind else {
@@ -383,7 +383,7 @@ async fn a_listener_on_ipv6_loopback_takes_messages() {
         journal: h.journal.clone(),
         router: Arc::new(Router::new(&config)),
         shutdown: h.stop.clone(),
-        time_zone: jiff::tz::TimeZone::UTC,
+        time_zone: jiff::tz::TimeZone::UTC.into(),
     };
     let Ok(listener) = Listener::bind(&config.endpoints[0], m, cx).await else {
         eprintln!("no IPv6 loopback on this machine");

@@ -11,7 +11,7 @@ pub mod mllp;
 
 use crate::journal::{IngestError, Journal, NewMessage, Receipt};
 use crate::router::Router;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio_util::sync::CancellationToken;
 
 /// What every source is given.
@@ -22,8 +22,39 @@ pub struct SourceContext {
     /// Cancelled on shutdown: stop accepting, finish what is in flight.
     pub shutdown: CancellationToken,
     /// The site's time zone, for times that carry no offset and for the
-    /// timestamps of acknowledgements.
-    pub time_zone: jiff::tz::TimeZone,
+    /// timestamps of acknowledgements; changed live from the admin page.
+    pub time_zone: SiteTimeZone,
+}
+
+/// The site's time zone, shared by every source and replaceable while they
+/// run.
+#[derive(Clone, Debug)]
+pub struct SiteTimeZone(Arc<RwLock<jiff::tz::TimeZone>>);
+
+impl SiteTimeZone {
+    pub fn new(tz: jiff::tz::TimeZone) -> Self {
+        Self(Arc::new(RwLock::new(tz)))
+    }
+
+    pub fn get(&self) -> jiff::tz::TimeZone {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set(&self, tz: jiff::tz::TimeZone) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tz;
+    }
+}
+
+impl From<jiff::tz::TimeZone> for SiteTimeZone {
+    fn from(tz: jiff::tz::TimeZone) -> Self {
+        Self::new(tz)
+    }
 }
 
 impl SourceContext {

@@ -134,12 +134,16 @@ pub async fn bind(path: &Path) -> Result<UnixListener, TraceError> {
 
 /// Serves line traces of `endpoints` until `stop`; removes the socket file
 /// when done.
+/// The ASTM endpoints running now: asked at each client's hello, so an
+/// endpoint added by an edit can be traced without a restart.
+pub type RunningAstmEndpoints = std::sync::Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 pub async fn serve(
     listener: UnixListener,
     path: PathBuf,
     hub: TraceHub,
-    tz: jiff::tz::TimeZone,
-    endpoints: Vec<String>,
+    tz: crate::sources::SiteTimeZone,
+    endpoints: RunningAstmEndpoints,
     stop: CancellationToken,
 ) {
     tracing::info!(socket = %path.display(), "serving ASTM line traces (ecko-gateway trace)");
@@ -154,7 +158,7 @@ pub async fn serve(
                     let endpoints = endpoints.clone();
                     let stop = stop.clone();
                     clients.spawn(async move {
-                        if let Err(e) = watch(stream, &hub, &tz, &endpoints, &stop).await {
+                        if let Err(e) = watch(stream, &hub, &tz.get(), &endpoints(), &stop).await {
                             tracing::debug!(error = %e, "a line trace client went away");
                         }
                     });
@@ -292,8 +296,8 @@ mod tests {
             listener,
             path.clone(),
             hub.clone(),
-            tz,
-            vec!["chem".into(), "haem".into()],
+            tz.into(),
+            std::sync::Arc::new(|| vec!["chem".into(), "haem".into()]),
             stop.clone(),
         ));
         let (mut ours, mut theirs) = tokio::io::duplex(64 * 1024);
@@ -353,8 +357,8 @@ mod tests {
             listener,
             path.clone(),
             TraceHub::default(),
-            jiff::tz::TimeZone::UTC,
-            vec!["chem".into()],
+            jiff::tz::TimeZone::UTC.into(),
+            std::sync::Arc::new(|| vec!["chem".into()]),
             stop.clone(),
         ));
         match follow(&path, "mllp-in", &mut sink).await {

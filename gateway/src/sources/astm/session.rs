@@ -534,7 +534,10 @@ impl<'a> Session<'a> {
     }
 
     fn header(&self) -> crate::protocol::astm::message::HeaderSpec {
-        answer::header(self.setup.profile.sender_components(), &self.cx.time_zone)
+        answer::header(
+            self.setup.profile.sender_components(),
+            &self.cx.time_zone.get(),
+        )
     }
 
     fn answer_query(&mut self, records: Vec<Vec<u8>>, message: Message) {
@@ -544,7 +547,7 @@ impl<'a> Session<'a> {
         let name = self.name.to_string();
         let sender = self.sender.clone();
         let header = self.header();
-        let tz = self.cx.time_zone.clone();
+        let tz = self.cx.time_zone.get();
         self.background.spawn(async move {
             let mut orders: Vec<StoredOrder> = Vec::new();
             for selection in selections {
@@ -620,7 +623,7 @@ impl<'a> Session<'a> {
         let header = self.header();
         self.queue(Outgoing {
             purpose: Purpose::Broadcast,
-            records: answer::order_records(&orders, &header, &self.cx.time_zone),
+            records: answer::order_records(&orders, &header, &self.cx.time_zone.get()),
             orders: orders.iter().map(|o| o.id).collect(),
             sender: self.sender.clone(),
             failures: 0,

@@ -64,7 +64,7 @@ fn fixture() -> Fixture {
         journal: journal.clone(),
         router: Arc::new(Router::new(&config)),
         shutdown: CancellationToken::new(),
-        time_zone: jiff::tz::TimeZone::UTC,
+        time_zone: jiff::tz::TimeZone::UTC.into(),
     };
     Fixture {
         _dir: dir,
@@ -796,7 +796,7 @@ async fn an_unreadable_host_query_gets_a_query_error_and_is_kept_for_inspection(
 #[tokio::test]
 async fn the_answer_names_the_configured_sender_and_the_site_time() {
     let mut f = query_only();
-    f.cx.time_zone = jiff::tz::TimeZone::get("Asia/Kolkata").unwrap();
+    f.cx.time_zone = jiff::tz::TimeZone::get("Asia/Kolkata").unwrap().into();
     let (mut line, _task) = f.connect();
     send_session(&mut line, &records("H|\\^&\rQ|1|^NONE||^^^ALL\rL|1|N\r")).await;
     let answer = receive_session(&mut line).await;
@@ -807,7 +807,7 @@ async fn the_answer_names_the_configured_sender_and_the_site_time() {
         ("LAB-LIS", "2.1")
     );
     let h14 = m.header.record.field(14).text();
-    let now = jiff::Timestamp::now().to_zoned(f.cx.time_zone.clone());
+    let now = jiff::Timestamp::now().to_zoned(f.cx.time_zone.get());
     let expected = now.strftime("%Y%m%d%H").to_string();
     assert!(
         h14.starts_with(&expected),

@@ -1,0 +1,257 @@
+//! One change of the configuration, from the admin page to the running
+//! gateway: read the file, edit it, validate the result exactly as the file
+//! is validated at start, apply it to the running gateway, then write it
+//! (atomically, keeping the version) and audit it.
+//!
+//! A change that leaves the file's text as it is (enabling an enabled
+//! endpoint) writes no version but is still applied and audited.
+//!
+//! The order makes every failure harmless: a validation error or an
+//! endpoint that cannot start changes neither the file nor the running
+//! gateway; a file that cannot be written puts the previous configuration
+//! back into the running gateway. Edits are serialised, so two of them
+//! never build on the same version.
+
+use super::Shared;
+use crate::app::{ApplyError, ApplyReport};
+use crate::config::edit::{key_spans, ConfigDocument, EditError, TablePath};
+use crate::config::history::{History, HistoryError, Version};
+use crate::config::{Config, ConfigError};
+use std::path::PathBuf;
+
+/// How many versions of the file are kept.
+pub const KEPT_VERSIONS: usize = 50;
+
+/// One validation problem, placed on the field it is about when it can be.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// The configuration key (dotted for nested tables, e.g. `tls.cert`);
+    /// `None` when the problem is not about one key of the edited table.
+    pub field: Option<String>,
+    pub message: String,
+    /// Line in the candidate file.
+    pub line: usize,
+}
+
+/// Why a change was not made; in every case the file and the running
+/// gateway are as they were.
+#[derive(Debug)]
+pub enum ChangeError {
+    /// The page is not attached to a running gateway, or the configuration
+    /// did not come from a file.
+    NotEditable(String),
+    Edit(EditError),
+    Invalid(Vec<FieldError>),
+    Apply(ApplyError),
+    Write(HistoryError),
+}
+
+impl std::fmt::Display for ChangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChangeError::NotEditable(why) => f.write_str(why),
+            ChangeError::Edit(e) => write!(f, "{e}"),
+            ChangeError::Invalid(errors) => {
+                for (i, e) in errors.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    f.write_str(&e.message)?;
+                }
+                Ok(())
+            }
+            ChangeError::Apply(e) => write!(f, "not applied: {e}"),
+            ChangeError::Write(e) => write!(f, "not saved: {e}"),
+        }
+    }
+}
+
+/// A change made.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Applied {
+    /// The version written; `None` when the file's text did not change.
+    pub version: Option<Version>,
+    pub report: ApplyReport,
+}
+
+/// Where the configuration file is and where its versions are kept.
+pub fn store(state: &Shared) -> Result<(PathBuf, History), ChangeError> {
+    if state.supervisor().is_none() {
+        return Err(ChangeError::NotEditable(
+            "this page is not attached to a running gateway".into(),
+        ));
+    }
+    let config = state.config();
+    let Some(path) = config.source.clone() else {
+        return Err(ChangeError::NotEditable(
+            "the running configuration did not come from a file".into(),
+        ));
+    };
+    let history = History::new(
+        super::data_dir(&config).join("config-history"),
+        KEPT_VERSIONS,
+    );
+    Ok((path, history))
+}
+
+/// The configuration file's text, parsed for editing.
+pub fn read_document(state: &Shared) -> Result<(ConfigDocument, String), ChangeError> {
+    let (path, _) = store(state)?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ChangeError::NotEditable(format!("cannot read {}: {e}", path.display())))?;
+    let doc = ConfigDocument::parse(&text).map_err(ChangeError::Edit)?;
+    Ok((doc, text))
+}
+
+/// What a change is about, for errors and the audit log.
+pub struct Intent<'a> {
+    /// Audit action, e.g. `endpoint.edit`.
+    pub action: &'a str,
+    /// Audit target, e.g. the endpoint's name.
+    pub target: &'a str,
+    /// The tables whose keys errors are placed on.
+    pub tables: &'a [TablePath<'a>],
+}
+
+/// Edits the file with `edit`, then validates, applies, writes and audits.
+pub async fn change(
+    state: &Shared,
+    user: &str,
+    intent: Intent<'_>,
+    edit: impl FnOnce(&mut ConfigDocument) -> Result<(), EditError>,
+) -> Result<Applied, ChangeError> {
+    change_text(state, user, intent, |current| {
+        let mut doc = ConfigDocument::parse(current).map_err(ChangeError::Edit)?;
+        edit(&mut doc).map_err(ChangeError::Edit)?;
+        Ok(doc.to_text())
+    })
+    .await
+}
+
+/// Like [`change`] with the new text made by `make` from the current one
+/// (a rollback gives a kept version's text).
+pub async fn change_text(
+    state: &Shared,
+    user: &str,
+    intent: Intent<'_>,
+    make: impl FnOnce(&str) -> Result<String, ChangeError>,
+) -> Result<Applied, ChangeError> {
+    let _serial = state.edits.lock().await;
+    let (path, history) = store(state)?;
+    let Some(supervisor) = state.supervisor() else {
+        return Err(ChangeError::NotEditable("not attached".into()));
+    };
+    let current = std::fs::read_to_string(&path)
+        .map_err(|e| ChangeError::NotEditable(format!("cannot read {}: {e}", path.display())))?;
+    let text = make(&current)?;
+    let file = path.display().to_string();
+    let mut config = Config::parse(&text, &file, |name| std::env::var(name).ok())
+        .map_err(|errors| ChangeError::Invalid(place(&text, intent.tables, &errors.0)))?;
+    config.source = Some(path.clone());
+    let previous = state.config();
+    let report = supervisor.apply(config).await.map_err(ChangeError::Apply)?;
+    let version = if text == current {
+        None
+    } else {
+        match history.commit(&path, &text, intent.action, user, state.journal.now_ms()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                if let Err(again) = supervisor.apply(previous.as_ref().clone()).await {
+                    tracing::error!(error = %again, "cannot go back to the previous configuration after a failed write");
+                }
+                return Err(ChangeError::Write(e));
+            }
+        }
+    };
+    let id = version.as_ref().map_or("unchanged", |v| v.id.as_str());
+    let detail = format!("{} (version {id})", report.summary());
+    if let Err(e) = state
+        .journal
+        .audit(user, intent.action, Some(intent.target), Some(&detail))
+        .await
+    {
+        tracing::error!(error = %e, "a configuration change could not be audited");
+    }
+    tracing::info!(
+        user,
+        action = intent.action,
+        target = intent.target,
+        version = id,
+        "configuration changed: {}",
+        report.summary()
+    );
+    Ok(Applied { version, report })
+}
+
+/// Places each error on the key of one of `tables` it points at (or
+/// names).
+pub fn place(text: &str, tables: &[TablePath<'_>], errors: &[ConfigError]) -> Vec<FieldError> {
+    let per_table: Vec<_> = tables.iter().map(|t| key_spans(text, *t)).collect();
+    errors
+        .iter()
+        .map(|e| {
+            per_table
+                .iter()
+                .find_map(|spans| place_in(spans, e))
+                .unwrap_or_else(|| FieldError {
+                    field: None,
+                    message: e.message.clone(),
+                    line: e.line,
+                })
+        })
+        .collect()
+}
+
+/// The error placed on a key of one table, if it is about one.
+fn place_in(spans: &[crate::config::edit::KeySpan], e: &ConfigError) -> Option<FieldError> {
+    let at = (e.line, e.column);
+    // The innermost key whose text holds the error's position.
+    let by_position = spans
+        .iter()
+        .filter(|s| s.start <= at && at <= s.end)
+        .min_by_key(|s| (s.end.0 - s.start.0, !s.key.contains('.')))
+        .map(|s| s.key.clone());
+    // Errors about a whole table point at its start; they name the key.
+    let in_table = spans.first().is_some_and(|first| {
+        let header = first.start.0.saturating_sub(1);
+        let last = spans.iter().map(|s| s.end.0).max().unwrap_or(0);
+        (header..=last).contains(&e.line)
+    });
+    let by_name = if in_table {
+        named_key(&e.message, spans)
+    } else {
+        None
+    };
+    by_position.or(by_name).map(|field| FieldError {
+        field: Some(field),
+        message: e.message.clone(),
+        line: e.line,
+    })
+}
+
+/// A key of the table the message names in backquotes (`` `url` must
+/// be... ``), preferring the most specific.
+fn named_key(message: &str, spans: &[crate::config::edit::KeySpan]) -> Option<String> {
+    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    if message.contains("endpoint name `") {
+        return Some("name".into());
+    }
+    for q in &quoted {
+        if let Some(s) = spans.iter().find(|s| s.key == *q) {
+            return Some(s.key.clone());
+        }
+    }
+    for q in &quoted {
+        if let Some(s) = spans
+            .iter()
+            .find(|s| s.key.rsplit('.').next() == Some(q) && s.key.contains('.'))
+        {
+            return Some(s.key.clone());
+        }
+    }
+    // Named in words: `time_zone` as "time zone".
+    spans
+        .iter()
+        .find(|s| s.key.contains('_') && message.contains(&s.key.replace('_', " ")))
+        .map(|s| s.key.clone())
+}

@@ -1,0 +1,225 @@
+//! The endpoints' JSON twins under `/api/v1/endpoints`: the same reads
+//! and changes as the pages, with refusals as `{"errors": [{"field",
+//! "message", "line"}]}` (422) or `{"error"}`.
+
+use super::*;
+
+pub async fn show(State(state): State<Shared>, Path(name): Path<String>) -> Response {
+    let d = match detail(&state, &name).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return api_error(StatusCode::NOT_FOUND, "no such endpoint"),
+        Err(r) => return r,
+    };
+    let routes: Vec<_> = d
+        .routes
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name, "from": r.from, "to": r.to, "transform": r.transform,
+                "message_types": r.message_types.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({
+        "endpoint": d.view,
+        "type": d.kind,
+        "running": d.running,
+        "settings": d.settings,
+        "routes": routes,
+        "recent_messages": d.recent,
+    }))
+    .into_response()
+}
+
+/// An endpoint as the API takes it: settings under their configuration
+/// keys (dotted for nested tables), `null` to remove one.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct EndpointBody {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// Routes a new endpoint joins.
+    pub routes: Vec<String>,
+}
+
+/// API settings as changes: a key the form knows is typed as its field; any
+/// other key goes in as its JSON type, for the loader to judge.
+fn api_changes(
+    kind: &str,
+    settings: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<(String, Change)>, FieldError> {
+    use crate::config::edit::EditValue;
+    let fields = endpoint_form::fields(kind).unwrap_or_default();
+    let mut out = Vec::new();
+    for (key, v) in settings {
+        let bad = |why: &str| FieldError {
+            field: Some(key.clone()),
+            message: format!("`{key}`: {why}"),
+            line: 0,
+        };
+        if key == "name" || key == "type" {
+            return Err(bad("is not changed through settings"));
+        }
+        let change = match v {
+            serde_json::Value::Null => Change::Remove,
+            serde_json::Value::String(s) => {
+                let kind = fields
+                    .iter()
+                    .find(|f| f.key == key)
+                    .map_or(endpoint_form::Kind::Text, |f| f.kind);
+                Change::Set(endpoint_form::value(kind, s))
+            }
+            serde_json::Value::Bool(b) => Change::Set(EditValue::Bool(*b)),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Change::Set(EditValue::Integer(i)),
+                None => Change::Set(EditValue::Float(n.as_f64().unwrap_or(0.0))),
+            },
+            serde_json::Value::Array(items) => {
+                let strings: Option<Vec<String>> = items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_string))
+                    .collect();
+                match strings {
+                    Some(s) => Change::Set(EditValue::Strings(s)),
+                    None => return Err(bad("only lists of strings can be set here")),
+                }
+            }
+            serde_json::Value::Object(_) => {
+                return Err(bad("write nested settings as dotted keys (`tls.cert`)"))
+            }
+        };
+        out.push((key.clone(), change));
+    }
+    Ok(out)
+}
+
+fn unprocessable(errors: Vec<FieldError>) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({ "errors": errors })),
+    )
+        .into_response()
+}
+
+pub async fn create(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<EndpointBody>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    if !crate::config::EndpointKind::TYPES.contains(&body.kind.as_str()) {
+        return unprocessable(vec![FieldError {
+            field: Some("type".into()),
+            message: format!(
+                "`{}` is not an endpoint type (expected one of {})",
+                body.kind,
+                crate::config::EndpointKind::TYPES.join(", ")
+            ),
+            line: 0,
+        }]);
+    }
+    let changes = match api_changes(&body.kind, &body.settings) {
+        Ok(c) => c,
+        Err(e) => return unprocessable(vec![e]),
+    };
+    let listen: BTreeMap<String, String> = body
+        .settings
+        .get("listen")
+        .and_then(|l| l.as_str())
+        .map(|l| {
+            [("listen".to_string(), l.to_string())]
+                .into_iter()
+                .collect()
+        })
+        .unwrap_or_default();
+    let side = route_side(&body.kind, &listen);
+    let name = body.name.trim().to_string();
+    match create_endpoint(
+        &state,
+        &caller,
+        &name,
+        &body.kind,
+        changes,
+        &body.routes,
+        side,
+    )
+    .await
+    {
+        Ok(a) => (StatusCode::CREATED, Json(applied_json(&a))).into_response(),
+        Err(e) => api_change_error(&e),
+    }
+}
+
+pub async fn edit(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(body): Json<EndpointBody>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    let kind = match file_settings(&state, &name) {
+        Ok((kind, _)) => kind,
+        Err(e) => return api_change_error(&e),
+    };
+    let changes = match api_changes(&kind, &body.settings) {
+        Ok(c) => c,
+        Err(e) => return unprocessable(vec![e]),
+    };
+    match edit_endpoint(&state, &caller, &name, changes).await {
+        Ok(a) => Json(applied_json(&a)).into_response(),
+        Err(e) => api_change_error(&e),
+    }
+}
+
+pub async fn enable(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    toggle(state, caller, name, true).await
+}
+
+pub async fn disable(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    toggle(state, caller, name, false).await
+}
+
+async fn toggle(state: Shared, caller: Caller, name: String, enabled: bool) -> Response {
+    if let Err(r) = caller.require(Role::Operator) {
+        return r;
+    }
+    match set_enabled(&state, &caller, &name, enabled).await {
+        Ok(a) => Json(applied_json(&a)).into_response(),
+        Err(e) => api_change_error(&e),
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct TestQuery {
+    pub round_trip: Option<bool>,
+}
+
+pub async fn test(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<TestQuery>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Operator) {
+        return r;
+    }
+    match run_test(&state, &caller, &name, q.round_trip.unwrap_or(false)).await {
+        Some(report) => Json(report).into_response(),
+        None => api_error(StatusCode::NOT_FOUND, "no such endpoint"),
+    }
+}
