@@ -159,10 +159,12 @@ fn the_trace_command_attaches_to_the_running_gateway_in_site_time() {
         .unwrap();
     let m1 = message_file(dir.path(), "m1.astm", RESULT_1);
     let text = || std::fs::read_to_string(&out_path).unwrap_or_default();
-    // The trace attaches in its own time: send until it shows a session.
+    // The trace attaches in its own time, perhaps in the middle of a
+    // session: send until it shows a whole one, header frame to EOT.
     let seen = eventually(Duration::from_secs(15), || {
         analyzer(&["send", &port.to_string(), &m1]);
-        text().contains("<EOT>")
+        let t = text();
+        t.find("<STX>1H|").is_some_and(|h| t[h..].contains("<EOT>"))
     });
     let stopped = gw.terminate();
     let ended = eventually(Duration::from_secs(10), || {
