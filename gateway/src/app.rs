@@ -109,11 +109,13 @@ impl Gateway {
         let router = Arc::new(Router::new(config));
         let time_zone = jiff::tz::TimeZone::get(&config.site.time_zone)
             .map_err(|_| RunError::TimeZone(config.site.time_zone.clone()))?;
+        let health = crate::health::Health::new();
         let cx = SourceContext {
             journal: journal.clone(),
             router,
             shutdown: shutdown.child_token(),
             time_zone,
+            health: health.clone(),
         };
         let mut sources = JoinSet::new();
         let mut workers = JoinSet::new();
@@ -121,10 +123,11 @@ impl Gateway {
         for endpoint in config.endpoints.iter().filter(|e| e.enabled) {
             match &endpoint.kind {
                 EndpointKind::File(c) => {
-                    let handle = crate::delivery::spawn(
+                    let handle = crate::delivery::spawn_reporting(
                         journal.clone(),
                         endpoint,
                         FileSink::new(c),
+                        health.clone(),
                         worker_stop.clone(),
                     );
                     workers.spawn(async move {
@@ -136,10 +139,11 @@ impl Gateway {
                         name: endpoint.name.clone(),
                         reason: e.to_string(),
                     })?;
-                    let handle = crate::delivery::spawn(
+                    let handle = crate::delivery::spawn_reporting(
                         journal.clone(),
                         endpoint,
                         sink,
+                        health.clone(),
                         worker_stop.clone(),
                     );
                     workers.spawn(async move {
@@ -161,10 +165,11 @@ impl Gateway {
                                 source,
                             }
                         })?;
-                    let handle = crate::delivery::spawn(
+                    let handle = crate::delivery::spawn_reporting(
                         journal.clone(),
                         endpoint,
                         sink,
+                        health.clone(),
                         worker_stop.clone(),
                     );
                     workers.spawn(async move {
@@ -199,6 +204,7 @@ impl Gateway {
             match crate::admin::start(
                 Arc::new(config.clone()),
                 journal.clone(),
+                health.clone(),
                 shutdown.child_token(),
             ) {
                 Ok(server) => {

@@ -29,6 +29,7 @@
 
 mod api;
 mod auth;
+mod hl7_fields;
 mod pages;
 mod render;
 pub mod tls;
@@ -39,6 +40,7 @@ mod tests;
 pub use auth::{hash_password, Role};
 
 use crate::config::Config;
+use crate::health::Health;
 use crate::journal::Journal;
 use axum::routing::{get, post};
 use axum::Router;
@@ -62,6 +64,8 @@ pub struct AdminState {
     pub journal: Journal,
     pub config: Arc<Config>,
     pub shutdown: CancellationToken,
+    /// What the running endpoints report about their links.
+    pub health: Health,
     /// Login attempts per client address in the current minute.
     logins: Mutex<HashMap<IpAddr, (std::time::Instant, u32)>>,
     /// A hash to verify against for unknown user names, so that their
@@ -72,11 +76,23 @@ pub struct AdminState {
 pub type Shared = Arc<AdminState>;
 
 impl AdminState {
+    /// A state with a registry of its own, to which nothing reports (every
+    /// enabled endpoint shows `unknown`).
     pub fn new(journal: Journal, config: Arc<Config>, shutdown: CancellationToken) -> Shared {
+        Self::with_health(journal, config, shutdown, Health::new())
+    }
+
+    pub fn with_health(
+        journal: Journal,
+        config: Arc<Config>,
+        shutdown: CancellationToken,
+        health: Health,
+    ) -> Shared {
         Arc::new(AdminState {
             journal,
             config,
             shutdown,
+            health,
             logins: Mutex::new(HashMap::new()),
             dummy_hash: hash_password("not a password of anyone").unwrap_or_default(),
         })
@@ -97,6 +113,12 @@ pub fn router(state: Shared) -> Router {
         .route("/stats", get(pages::stats))
         .route("/settings", get(pages::settings))
         .route("/users", get(pages::users).post(pages::create_user))
+        .route("/users/{name}/role", post(pages::set_user_role))
+        .route("/users/{name}/password", post(pages::reset_password))
+        .route("/users/{name}/unlock", post(pages::unlock_user))
+        .route("/users/{name}/delete", post(pages::delete_user))
+        .route("/tokens", post(pages::create_token))
+        .route("/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/audit", get(pages::audit))
         .route("/logout", post(pages::logout))
         .route("/api/v1/endpoints", get(api::endpoints))
@@ -107,7 +129,11 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/messages/{id}/discard", post(api::discard_one))
         .route("/api/v1/stats", get(api::stats))
         .route("/api/v1/audit", get(api::audit))
-        .route("/api/v1/tokens", post(api::create_token))
+        .route("/api/v1/tokens", get(api::tokens).post(api::create_token))
+        .route(
+            "/api/v1/tokens/{id}",
+            axum::routing::delete(api::revoke_token),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_caller,
@@ -200,15 +226,16 @@ pub fn data_dir(config: &Config) -> PathBuf {
 pub fn start(
     config: Arc<Config>,
     journal: Journal,
+    health: Health,
     shutdown: CancellationToken,
 ) -> Result<AdminServer, AdminError> {
     let admin = &config.admin;
+    let listen = admin.listen_address();
     let listen_err = |reason: String| AdminError::Listen {
-        addr: admin.listen.clone(),
+        addr: listen.clone(),
         reason,
     };
-    let addr: SocketAddr = admin
-        .listen
+    let addr: SocketAddr = listen
         .parse()
         .map_err(|e| listen_err(format!("not an address:port ({e})")))?;
     if !admin.tls && !addr.ip().is_loopback() && !admin.plain_http_on_network {
@@ -235,7 +262,12 @@ pub fn start(
         .local_addr()
         .map_err(|e| listen_err(e.to_string()))?;
     let tls = acceptor.is_some();
-    let app = router(AdminState::new(journal, config.clone(), shutdown.clone()));
+    let app = router(AdminState::with_health(
+        journal,
+        config.clone(),
+        shutdown.clone(),
+        health,
+    ));
     let task = tokio::spawn(accept_loop(listener, acceptor, app, shutdown));
     tracing::info!(addr = %local, tls, "admin page listening");
     Ok(AdminServer {

@@ -13,6 +13,7 @@
 pub mod retry;
 
 use crate::config::Endpoint;
+use crate::health::Health;
 use crate::journal::{Journal, JournalError, Lease, Settlement};
 use crate::sinks::{Delivery, Outcome, Sink};
 use std::sync::Arc;
@@ -24,17 +25,31 @@ use tokio_util::sync::CancellationToken;
 /// by another process (the CLI's retry) is picked up.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// Starts the worker for `endpoint`, delivering through `sink`.
+/// Starts the worker for `endpoint`, delivering through `sink`, with
+/// outcomes reported to a registry of its own (nobody reads it).
 pub fn spawn<S: Sink>(
     journal: Journal,
     endpoint: &Endpoint,
     sink: S,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    spawn_reporting(journal, endpoint, sink, Health::new(), shutdown)
+}
+
+/// Starts the worker for `endpoint`, delivering through `sink` and
+/// reporting every outcome to `health` (delivered, failing, refusing).
+pub fn spawn_reporting<S: Sink>(
+    journal: Journal,
+    endpoint: &Endpoint,
+    sink: S,
+    health: Health,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
     let worker = Worker {
         journal,
         sink: Arc::new(sink),
         endpoint: Arc::new(endpoint.clone()),
+        health,
     };
     tokio::spawn(worker.run(shutdown))
 }
@@ -43,6 +58,7 @@ struct Worker<S> {
     journal: Journal,
     sink: Arc<S>,
     endpoint: Arc<Endpoint>,
+    health: Health,
 }
 
 impl<S: Sink> Worker<S> {
@@ -63,6 +79,7 @@ impl<S: Sink> Worker<S> {
                                 self.journal.clone(),
                                 self.sink.clone(),
                                 self.endpoint.clone(),
+                                self.health.clone(),
                                 batch,
                             ));
                         }
@@ -96,6 +113,7 @@ async fn deliver_lane<S: Sink>(
     journal: Journal,
     sink: Arc<S>,
     endpoint: Arc<Endpoint>,
+    health: Health,
     batch: Vec<Lease>,
 ) {
     let mut settlements = Vec::with_capacity(batch.len());
@@ -141,11 +159,15 @@ async fn deliver_lane<S: Sink>(
         for lease in delivered_leases {
             let outcome = outcomes.next().unwrap_or(Outcome::NotAttempted);
             let settlement = match outcome {
-                Outcome::Delivered { response } => Settlement::Delivered {
-                    response,
-                    duration_ms,
-                },
+                Outcome::Delivered { response } => {
+                    health.delivered(&endpoint.name, now);
+                    Settlement::Delivered {
+                        response,
+                        duration_ms,
+                    }
+                }
                 Outcome::Retryable { error, retry_after } => {
+                    health.failed(&endpoint.name, now, error.clone());
                     tracing::warn!(endpoint = %endpoint.name, outbox = lease.outbox_id, attempt = lease.attempts + 1, %error, "delivery failed; will retry");
                     retry::after_failure(
                         &endpoint.retry,
@@ -159,6 +181,7 @@ async fn deliver_lane<S: Sink>(
                     )
                 }
                 Outcome::Permanent { error } => {
+                    health.refused(&endpoint.name, now, error.clone());
                     tracing::warn!(endpoint = %endpoint.name, outbox = lease.outbox_id, %error, "delivery refused; message is dead");
                     Settlement::Dead { error, duration_ms }
                 }

@@ -54,6 +54,7 @@ to = ["archive"]
         router: Arc::new(Router::new(&config)),
         shutdown: stop.clone(),
         time_zone: jiff::tz::TimeZone::UTC,
+        health: crate::health::Health::new(),
     };
     let endpoint = config.endpoint("lab").unwrap();
     let EndpointKind::Mllp(mllp) = &endpoint.kind else {
@@ -384,6 +385,7 @@ async fn a_listener_on_ipv6_loopback_takes_messages() {
         router: Arc::new(Router::new(&config)),
         shutdown: h.stop.clone(),
         time_zone: jiff::tz::TimeZone::UTC,
+        health: crate::health::Health::new(),
     };
     let Ok(listener) = Listener::bind(&config.endpoints[0], m, cx).await else {
         eprintln!("no IPv6 loopback on this machine");

@@ -24,6 +24,8 @@ pub struct SourceContext {
     /// The site's time zone, for times that carry no offset and for the
     /// timestamps of acknowledgements.
     pub time_zone: jiff::tz::TimeZone,
+    /// Where the source reports whether it is bound, open or connected.
+    pub health: crate::health::Health,
 }
 
 impl SourceContext {

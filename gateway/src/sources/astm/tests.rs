@@ -62,6 +62,7 @@ fn fixture() -> Fixture {
         router: Arc::new(Router::new(&config)),
         shutdown: CancellationToken::new(),
         time_zone: jiff::tz::TimeZone::UTC,
+        health: crate::health::Health::new(),
     };
     Fixture {
         _dir: dir,
