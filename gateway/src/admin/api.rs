@@ -234,14 +234,21 @@ pub async fn overview(state: &Shared) -> Result<Overview, JournalError> {
                     "{} dead letter{}{}",
                     a.dead,
                     if a.dead == 1 { "" } else { "s" },
-                    a.last_error
+                    a.dead_error
                         .as_deref()
                         .map(|e| format!(": {e}"))
                         .unwrap_or_default()
                 ));
             }
-            if a.failing > 0 && status == Status::Up {
-                endpoint_alerts.push(format!("{} deliveries waiting to be retried", a.failing));
+            if a.failing > 0 && !matches!(status, Status::Down | Status::Degraded) {
+                endpoint_alerts.push(format!(
+                    "{} deliveries waiting to be retried{}",
+                    a.failing,
+                    a.last_error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ));
             }
             for alert in &endpoint_alerts {
                 alerts.push(format!("{}: {alert}", e.name));

@@ -178,6 +178,13 @@ pub async fn require_caller(State(state): State<Shared>, request: Request, next:
     let journal = &state.journal;
     let mut caller = None;
     if let Some(token) = bearer(&headers) {
+        if !is_api(&path) {
+            return refuse(
+                &path,
+                StatusCode::UNAUTHORIZED,
+                "API tokens are accepted under /api/v1 only",
+            );
+        }
         let hash = token_hash(&token);
         match journal.admin_token_user(&hash).await {
             Ok(Some((user, token_role))) => {

@@ -161,15 +161,76 @@ pub fn payload(content_type: &str, message_type: &str, bytes: &[u8]) -> String {
             }
         }
         Format::Json => {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(start) {
-                let pretty = serde_json::to_string_pretty(&v).unwrap_or_default();
-                return format!("<pre class=\"json\">{}</pre>", esc(&pretty));
+            if serde_json::from_str::<serde_json::Value>(start).is_ok() {
+                return format!("<pre class=\"json\">{}</pre>", esc(&pretty_json(start)));
             }
         }
         Format::Astm => return astm(start),
         _ => {}
     }
     format!("<pre class=\"raw\">{}</pre>", esc(&printable(&text)))
+}
+
+/// Valid JSON re-indented by two spaces, keys in the order they were sent
+/// (a parsed value would sort them).
+fn pretty_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = text.trim().chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        for _ in 0..depth {
+            out.push_str("  ");
+        }
+    };
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                // Skip whitespace to see whether the container is empty.
+                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                    chars.next();
+                }
+                if matches!(chars.peek(), Some('}') | Some(']')) {
+                    if let Some(close) = chars.next() {
+                        out.push(close);
+                    }
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Where the first header segment (`MSH`, or a batch's `FHS`/`BHS`) starts:
@@ -392,6 +453,15 @@ mod tests {
             format!("\r\n{hl7}").as_bytes(),
         );
         assert!(html.contains("MSH-9"), "{html}");
+    }
+
+    #[test]
+    fn json_is_indented_with_its_keys_in_the_order_sent() {
+        let text = r#"{"z":1,"a":{"s":"x, \"y\": [z]","e":[]},"l":[1,{}]}"#;
+        assert_eq!(
+            pretty_json(text),
+            "{\n  \"z\": 1,\n  \"a\": {\n    \"s\": \"x, \\\"y\\\": [z]\",\n    \"e\": []\n  },\n  \"l\": [\n    1,\n    {}\n  ]\n}"
+        );
     }
 
     #[test]

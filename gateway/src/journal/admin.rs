@@ -141,7 +141,10 @@ pub struct EndpointActivity {
     pub dead: u64,
     pub delivered_since: u64,
     pub last_delivered_at: Option<i64>,
+    /// The error of the oldest row waiting to be retried.
     pub last_error: Option<String>,
+    /// The error of the newest dead letter.
+    pub dead_error: Option<String>,
 }
 
 /// Statistics of one endpoint over a window.
@@ -891,10 +894,21 @@ impl Journal {
         selection: Selection,
         actor: &str,
     ) -> Result<BulkOutcome, JournalError> {
+        self.admin_retry_at_most(selection, actor, BULK_LIMIT).await
+    }
+
+    /// [`Journal::admin_retry`] touching at most `limit` messages of a
+    /// filter (the newest).
+    pub async fn admin_retry_at_most(
+        &self,
+        selection: Selection,
+        actor: &str,
+        limit: usize,
+    ) -> Result<BulkOutcome, JournalError> {
         let actor = actor.to_string();
         let (destinations, truncated) = self
             .write(move |conn, cx| {
-                let (rows, truncated) = selected_rows(conn, &selection)?;
+                let (rows, truncated) = selected_rows(conn, &selection, limit)?;
                 let mut destinations = Vec::new();
                 for (outbox_id, destination, state) in &rows {
                     if *state == DELIVERED || *state == LEASED {
@@ -922,7 +936,7 @@ impl Journal {
                     Some(&format!(
                         "{} deliveries queued again{}",
                         destinations.len(),
-                        if truncated { format!(" (stopped at {BULK_LIMIT} messages)") } else { String::new() }
+                        if truncated { format!(" (stopped at {limit} messages)") } else { String::new() }
                     )),
                 )?;
                 Ok((destinations, truncated))
@@ -947,7 +961,7 @@ impl Journal {
     ) -> Result<usize, JournalError> {
         let (actor, reason) = (actor.to_string(), reason.to_string());
         self.write(move |conn, cx| {
-            let (rows, _) = selected_rows(conn, &selection)?;
+            let (rows, _) = selected_rows(conn, &selection, BULK_LIMIT)?;
             let mut n = 0;
             for (outbox_id, _, state) in &rows {
                 if *state == DELIVERED || *state == LEASED {
@@ -1017,6 +1031,7 @@ fn describe(selection: &Selection) -> String {
 fn selected_rows(
     conn: &Connection,
     selection: &Selection,
+    limit: usize,
 ) -> Result<(Vec<(i64, String, i64)>, bool), JournalError> {
     let mut truncated = false;
     let message_ids: Vec<i64> = match selection {
@@ -1029,7 +1044,7 @@ fn selected_rows(
             let mut ids = Vec::new();
             let mut before = None;
             loop {
-                if ids.len() >= BULK_LIMIT {
+                if ids.len() >= limit {
                     truncated = true;
                     break;
                 }
@@ -1040,8 +1055,8 @@ fn selected_rows(
                     None => break,
                 }
             }
-            if ids.len() > BULK_LIMIT {
-                ids.truncate(BULK_LIMIT);
+            if ids.len() > limit {
+                ids.truncate(limit);
                 truncated = true;
             }
             ids
@@ -1364,10 +1379,20 @@ fn endpoint_activity(
             )?
             .query_row([name], |r| r.get::<_, i64>(0))? as u64;
     }
-    if a.failing > 0 || a.dead > 0 {
+    if a.failing > 0 {
         a.last_error = c
             .prepare_cached(
-                "SELECT last_error FROM outbox WHERE destination = ?1 AND state IN (0, 3) AND attempts > 0 ORDER BY state, id LIMIT 1",
+                "SELECT last_error FROM outbox WHERE destination = ?1 AND state = 0 AND attempts > 0 ORDER BY id LIMIT 1",
+            )?
+            .query_row([name], |r| r.get(0))
+            .optional()?
+            .flatten();
+    }
+    if a.dead > 0 {
+        a.dead_error = c
+            .prepare_cached(
+                "SELECT o.last_error FROM outbox o WHERE o.destination = ?1 AND o.state = 3
+                 AND NOT EXISTS (SELECT 1 FROM outbox_discard d WHERE d.outbox_id = o.id) ORDER BY o.id DESC LIMIT 1",
             )?
             .query_row([name], |r| r.get(0))
             .optional()?
