@@ -392,6 +392,15 @@ async fn the_serial_line_is_opened_again_after_the_device_comes_back() {
         None,
     ));
     let mut line = sim.next_peer().await.unwrap();
+    let health = f.cx.health.clone();
+    let condition = || health.get("chem").map(|s| s.condition);
+    eventually_true(|| condition() == Some(Condition::Up)).await;
+    assert!(health
+        .get("chem")
+        .unwrap()
+        .detail
+        .unwrap()
+        .contains("/dev/ttySIM0 open"));
     let s = sim.last_settings().unwrap();
     assert_eq!(
         (s.baud, s.data_bits, s.parity, s.path),
@@ -409,6 +418,7 @@ async fn the_serial_line_is_opened_again_after_the_device_comes_back() {
     drop(line);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sim.opened(), 1);
+    assert_eq!(condition(), Some(Condition::Down), "the port is closed");
     sim.plug();
     let mut line = tokio::time::timeout(Duration::from_secs(5), sim.next_peer())
         .await
@@ -451,6 +461,8 @@ async fn as_a_tcp_client_the_gateway_connects_and_reconnects_after_the_analyzer_
             .await
             .expect("the gateway connects")
             .unwrap();
+        let health = f.cx.health.clone();
+        eventually_true(|| health.get("chem").map(|s| s.condition) == Some(Condition::Up)).await;
         let mut answers = Vec::new();
         stream.write_all(&[ENQ]).await.unwrap();
         let mut b = [0u8; 1];
@@ -465,6 +477,14 @@ async fn as_a_tcp_client_the_gateway_connects_and_reconnects_after_the_analyzer_
         assert!(answers.iter().all(|&a| a == ACK), "{answers:?}");
         assert_eq!(f.stored().len(), i + 1);
         drop(stream); // the analyzer restarts
+        let health = f.cx.health.clone();
+        eventually_true(|| {
+            health.get("chem").is_some_and(|s| {
+                s.condition == Condition::Down
+                    && s.detail.unwrap_or_default().contains("disconnected")
+            })
+        })
+        .await;
     }
     f.cx.shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), task)
@@ -499,4 +519,17 @@ async fn raw_framing_takes_bare_records_ending_in_crlf() {
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0].payload, RESULT.as_bytes());
     assert_eq!(stored[1].payload, second.as_bytes());
+}
+
+use crate::health::Condition;
+
+/// Waits up to 5 s for `f` to hold.
+async fn eventually_true(f: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened");
 }
