@@ -36,6 +36,8 @@ pub mod tls;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
 pub use auth::{hash_password, Role};
 
