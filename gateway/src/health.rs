@@ -38,6 +38,8 @@ pub enum Condition {
     Failing,
     /// The far side answers but refuses messages (a permanent error).
     Refusing,
+    /// A delivery worker that has not attempted anything since it started.
+    Idle,
 }
 
 /// One endpoint's runtime state.
@@ -60,6 +62,8 @@ pub enum Status {
     Degraded,
     Down,
     Disabled,
+    /// Running, nothing to deliver yet since the start.
+    Idle,
     /// Nothing has reported yet (no traffic since the start, or the task
     /// has not started).
     Unknown,
@@ -72,6 +76,7 @@ impl Status {
             Status::Degraded => "degraded",
             Status::Down => "down",
             Status::Disabled => "disabled",
+            Status::Idle => "idle",
             Status::Unknown => "unknown",
         }
     }
@@ -84,6 +89,7 @@ impl LinkState {
             Condition::Up => (Status::Up, self.since),
             Condition::Down => (Status::Down, self.since),
             Condition::Refusing => (Status::Degraded, self.since),
+            Condition::Idle => (Status::Idle, self.since),
             Condition::Failing => {
                 let delivered_since = self.last_ok_at.is_some_and(|ok| ok >= self.since);
                 if !delivered_since && now - self.since > DOWN_AFTER_MS {
@@ -141,6 +147,19 @@ impl Health {
     /// Not bound, closed or disconnected, and why.
     pub fn down(&self, endpoint: &str, now: i64, reason: impl Into<String>) {
         self.transition(endpoint, now, Condition::Down, Some(reason.into()));
+    }
+
+    /// A delivery worker started; says nothing if something was reported
+    /// already (a restarted worker keeps its link's history).
+    pub fn started(&self, endpoint: &str, now: i64) {
+        self.update(endpoint, |prev| {
+            prev.cloned().unwrap_or(LinkState {
+                condition: Condition::Idle,
+                since: now,
+                detail: Some("no delivery attempted yet".into()),
+                last_ok_at: None,
+            })
+        });
     }
 
     /// A delivery succeeded.
@@ -212,6 +231,16 @@ mod tests {
         // A new failure starts a new failing period.
         h.failed("hub", 12 * DOWN_AFTER_MS, "timeout");
         assert_eq!(h.get("hub").unwrap().since, 12 * DOWN_AFTER_MS);
+    }
+
+    #[test]
+    fn a_started_worker_is_idle_until_its_first_attempt() {
+        let h = Health::new();
+        h.started("hub", 1_000);
+        assert_eq!(h.get("hub").unwrap().status(2_000), (Status::Idle, 1_000));
+        h.failed("hub", 3_000, "timeout");
+        h.started("hub", 4_000);
+        assert_eq!(h.get("hub").unwrap().condition, Condition::Failing);
     }
 
     #[test]

@@ -149,7 +149,8 @@ pub struct EndpointView {
     pub kind: &'static str,
     pub direction: String,
     pub enabled: bool,
-    /// `up`, `degraded`, `down`, `disabled`, or `unknown` until the
+    /// `up`, `degraded`, `down`, `disabled`, `idle` (a delivery worker with
+    /// nothing attempted since it started), or `unknown` until the
     /// endpoint's task has reported (see [`crate::health`]).
     pub status: &'static str,
     /// Since when the status holds (Unix ms).

@@ -1704,6 +1704,30 @@ async fn the_time_filter_holds_after_the_clock_stepped_back() {
         .await
         .json();
     assert_eq!(ids(v), [second]);
+    // A time range pages newest first by time, one at a time, none lost.
+    s.clock.advance(1);
+    let third = s.ingest("EARLY-2", "P").await;
+    let mut seen = Vec::new();
+    let mut before = String::new();
+    loop {
+        let v = s
+            .get(
+                &format!(
+                    "/api/v1/messages?from={}&to={}&limit=1{before}",
+                    t0 - 7_200_000,
+                    t0 + 1
+                ),
+                Some(&b),
+            )
+            .await
+            .json();
+        seen.extend(ids(v.clone()));
+        match v["next_before"].as_i64() {
+            Some(n) => before = format!("&before={n}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [first, third, second]);
 }
 
 #[tokio::test]

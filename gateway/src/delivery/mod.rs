@@ -65,6 +65,7 @@ impl<S: Sink> Worker<S> {
     async fn run(self, shutdown: CancellationToken) {
         let name = self.endpoint.name.clone();
         let wake = self.journal.wakeup(&name);
+        self.health.started(&name, self.journal.now_ms());
         let mut lanes: JoinSet<()> = JoinSet::new();
         tracing::info!(endpoint = %name, lanes = self.endpoint.lanes, "delivery worker started");
         loop {

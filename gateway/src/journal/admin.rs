@@ -10,7 +10,9 @@
 //! filter merges two such walks: messages from it (`message(source)`) and
 //! messages routed to it (`outbox(destination, message_id)`). A time range
 //! is checked on `received_at` itself, never assumed from ids (the clock can
-//! step back); its index drives the walk only when the range is narrow.
+//! step back). Alone, it walks `message(received_at)` newest first (the page
+//! is then in time order, `before` keyed on the time of that message); with
+//! other filters, its index drives the walk only when the range is narrow.
 //!
 //! Statistics come from `stats_minute` and `stats_duration`, per endpoint
 //! and minute, kept by triggers on the event history (see the schema), so a
@@ -1145,6 +1147,42 @@ fn list_messages(
     };
     let mut all_args: Vec<rusqlite::types::Value> = Vec::new();
     let sql = match (&f.endpoint, &status_rows) {
+        // A time range alone walks `message(received_at)` newest first,
+        // whatever the ids did: a page costs what it shows, however wide or
+        // old the range. `before` is still a message id; its time is the
+        // keyset.
+        (None, None)
+            if (f.from.is_some() || f.to.is_some())
+                && f.message_type.is_none()
+                && f.control_id.is_none()
+                && f.patient_id.is_none() =>
+        {
+            let before_at: Option<i64> = match before {
+                Some(id) => c
+                    .prepare_cached("SELECT received_at FROM message WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))
+                    .optional()?,
+                None => None,
+            };
+            let keyset = match before_at {
+                Some(at) => {
+                    all_args.push(at.into());
+                    all_args.push(at.into());
+                    all_args.push(upper.into());
+                    "(m.received_at < ? OR (m.received_at = ? AND m.id < ?))"
+                }
+                None => {
+                    all_args.push(upper.into());
+                    "m.id < ?"
+                }
+            };
+            all_args.extend(args);
+            let and = and.replace("+m.received_at", "m.received_at");
+            format!(
+                "SELECT m.id FROM message m INDEXED BY message_received WHERE {keyset}{and}
+                 ORDER BY m.received_at DESC, m.id DESC LIMIT {fetch}"
+            )
+        }
         (None, None) => {
             all_args.push(upper.into());
             all_args.extend(args);
