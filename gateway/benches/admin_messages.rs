@@ -130,6 +130,8 @@ fn main() {
         let mut over = Vec::new();
         for (name, uri) in cases {
             let mut times = Vec::new();
+            let mut rows = 0;
+            let mut bytes = 0;
             for _ in 0..20 {
                 let t = Instant::now();
                 let res = app
@@ -145,6 +147,11 @@ fn main() {
                 let status = res.status();
                 let body = res.into_body().collect().await.expect("body").to_bytes();
                 times.push(t.elapsed());
+                bytes = body.len();
+                let text = String::from_utf8_lossy(&body);
+                rows = text.matches("<tr class=\"message").count()
+                    + text.matches("\"id\":").count()
+                        * usize::from(uri.starts_with("/api/v1/messages"));
                 assert!(
                     status.is_success(),
                     "{uri}: {status} {}",
@@ -155,7 +162,7 @@ fn main() {
             let p50 = times[times.len() / 2];
             let p95 = times[(times.len() * 95).div_ceil(100) - 1];
             println!(
-                "{name:<34} p50 {:>8.2} ms  p95 {:>8.2} ms",
+                "{name:<34} p50 {:>8.2} ms  p95 {:>8.2} ms  ({bytes} bytes, {rows} message rows)",
                 ms(p50),
                 ms(p95)
             );

@@ -160,10 +160,8 @@ pub fn payload(content_type: &str, message_type: &str, bytes: &[u8]) -> String {
                 return hl7(&text[at..]);
             }
         }
-        Format::Json => {
-            if serde_json::from_str::<serde_json::Value>(start).is_ok() {
-                return format!("<pre class=\"json\">{}</pre>", esc(&pretty_json(start)));
-            }
+        Format::Json if serde_json::from_str::<serde_json::Value>(start).is_ok() => {
+            return format!("<pre class=\"json\">{}</pre>", esc(&pretty_json(start)));
         }
         Format::Astm => return astm(start),
         _ => {}

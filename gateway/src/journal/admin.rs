@@ -1030,11 +1030,14 @@ fn describe(selection: &Selection) -> String {
 /// (outbox id, destination, state) of the selection's rows that a person may
 /// act on: all rows of one message; for a filter, the dead or failing rows of
 /// up to [`BULK_LIMIT`] matching messages.
+/// (outbox id, destination, state).
+type SelectedRow = (i64, String, i64);
+
 fn selected_rows(
     conn: &Connection,
     selection: &Selection,
     limit: usize,
-) -> Result<(Vec<(i64, String, i64)>, bool), JournalError> {
+) -> Result<(Vec<SelectedRow>, bool), JournalError> {
     let mut truncated = false;
     let message_ids: Vec<i64> = match selection {
         Selection::Message(id) => vec![*id],
