@@ -313,7 +313,11 @@ async fn the_worker_reports_failing_since_the_first_failure_then_up_after_a_deli
     let id = ingest(&j, 1, "").await;
     let mut first = None;
     for _ in 0..200 {
-        if let Some(s) = health.get("dest") {
+        // Idle from the start, then failing after the first attempt.
+        if let Some(s) = health
+            .get("dest")
+            .filter(|s| s.condition != crate::health::Condition::Idle)
+        {
             first = Some(s);
             break;
         }
