@@ -1,11 +1,12 @@
 //! The admin page in a real headless Chromium, driven over WebDriver
 //! (Debian's `chromium` and `chromium-driver`, installed by
-//! scripts/install-peers): first-run setup, login, the dashboard, a dropped
-//! message appearing in the live log, the message viewer, and a failed
-//! delivery retried from the errors page until it is delivered. Screenshots
-//! of each page go to `<target tmp>/admin_browser/`.
+//! scripts/install-peers): first-run setup, login, the dashboard, a message
+//! sent by a real MLLP peer (python-hl7's `mllp_send`) appearing in the live
+//! log, the message viewer, and a failed delivery retried from the errors
+//! page until it is delivered. Screenshots of each page go to
+//! `<target tmp>/admin_browser/`.
 
-use ecko_tests::{eventually, Gateway};
+use ecko_tests::{eventually, peer_tool, Gateway};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -254,12 +255,11 @@ fn an_operator_sets_up_logs_in_watches_a_message_arrive_and_retries_its_failed_d
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin_browser");
     std::fs::create_dir_all(&shots).unwrap();
     let d = dir.path();
-    let inbox = d.join("inbox");
     let outbox = d.join("outbox");
-    std::fs::create_dir_all(&inbox).unwrap();
     // A regular file where the outbox directory should be: deliveries fail.
     std::fs::write(&outbox, b"in the way").unwrap();
     let port = free_port();
+    let mllp_port = free_port();
     let config = d.join("gateway.toml");
     std::fs::write(
         &config,
@@ -268,12 +268,9 @@ fn an_operator_sets_up_logs_in_watches_a_message_arrive_and_retries_its_failed_d
 [journal]
 path = "{d}/journal.db"
 [[endpoint]]
-name = "lab-inbox"
-type = "file-drop"
-path = "{inbox}"
-message_type = "ORU^R01"
-content_type = "x-application/hl7-v2+er7"
-poll_interval = "100ms"
+name = "lab-mllp"
+type = "mllp"
+listen = "127.0.0.1:{mllp_port}"
 [[endpoint]]
 name = "archive"
 type = "file"
@@ -282,13 +279,12 @@ path = "{outbox}"
 max_attempts = 1
 [[route]]
 name = "all"
-from = ["lab-inbox"]
+from = ["lab-mllp"]
 to = ["archive"]
 [admin]
 listen = "127.0.0.1:{port}"
 "#,
             d = d.display(),
-            inbox = inbox.display(),
             outbox = outbox.display()
         ),
     )
@@ -316,26 +312,58 @@ listen = "127.0.0.1:{port}"
     let dash = wait_for(&b, "the dashboard", Duration::from_secs(5), |s| {
         s.contains("id=\"endpoints\"")
     });
-    assert!(dash.contains(">lab-inbox</a>") && dash.contains(">archive</a>"));
+    assert!(dash.contains(">lab-mllp</a>") && dash.contains(">archive</a>"));
+    // The listener reported itself bound: the dashboard says so.
+    let row = dash
+        .split("<tr class=\"endpoint\" data-name=\"lab-mllp\">")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_default();
+    assert!(row.contains("class=\"status up\""), "{row}");
+    assert!(
+        dash.contains("class=\"status idle\""),
+        "the delivery worker runs"
+    );
     b.screenshot(&shots, "2-dashboard");
 
-    // The live log shows a dropped message within a second.
-    b.go(&format!("{base}/logs"));
+    // The live log, filtered to the MLLP endpoint, shows a message sent by
+    // a real MLLP peer within a second of the send.
+    b.go(&format!("{base}/logs?endpoint=lab-mllp"));
     wait_for(&b, "the live stream", Duration::from_secs(5), |s| {
         s.contains(">live<")
     });
-    let msg = "MSH|^~\\&|ANALYZER|LAB|GW|HOSP|20240301120000||ORU^R01|BROWSER-1|P|2.5\rPID|||PAT-42||Doe^Jane\rOBR|1||S-1|GLU^Glucose\rOBX|1|NM|GLU^Glucose||5.4|mmol/L|||||F\r";
-    std::fs::write(inbox.join(".r1.tmp"), msg).unwrap();
-    let dropped = Instant::now();
-    std::fs::rename(inbox.join(".r1.tmp"), inbox.join("result-1.hl7")).unwrap();
+    let msg = "MSH|^~\\&|ANALYZER|LAB|GW|HOSP|20240301120000||ORU^R01|BROWSER-1|P|2.5\nPID|||PAT-42||Doe^Jane\nOBR|1||S-1|GLU^Glucose\nOBX|1|NM|GLU^Glucose||5.4|mmol/L|||||F\n";
+    let file = d.join("message.hl7");
+    std::fs::write(&file, msg).unwrap();
+    let started = Instant::now();
+    let sender = std::thread::spawn(move || {
+        let out = Command::new(peer_tool("venv-hl7", "mllp_send"))
+            .args(["--loose", "-f"])
+            .arg(&file)
+            .args(["-p", &mllp_port.to_string(), "127.0.0.1"])
+            .output()
+            .expect("run mllp_send");
+        (Instant::now(), out)
+    });
     wait_for(
         &b,
         "the message in the live log",
-        Duration::from_secs(1),
-        |s| s.contains("<td>result-1.hl7</td>") && s.contains("received"),
+        Duration::from_secs(10),
+        |s| s.contains("<td>BROWSER-1</td>") && s.contains(">received<"),
     );
-    let seen_after = dropped.elapsed();
-    eprintln!("live log showed the dropped message after {seen_after:?}");
+    let seen = Instant::now();
+    let (acked, out) = sender.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("MSA|AA|BROWSER-1"),
+        "mllp_send: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after_ack = seen.saturating_duration_since(acked);
+    eprintln!(
+        "live log showed the MLLP message {after_ack:?} after mllp_send had its ACK ({:?} after starting it)",
+        seen - started
+    );
     b.screenshot(&shots, "3-live-log");
 
     // The viewer shows its segments and fields.
@@ -357,7 +385,7 @@ listen = "127.0.0.1:{port}"
     b.go(&format!("{base}/errors"));
     let errors = b.source();
     assert!(
-        errors.contains("result-1.hl7"),
+        errors.contains("BROWSER-1"),
         "errors page lacks the message"
     );
     b.screenshot(&shots, "5-errors");
@@ -382,8 +410,8 @@ listen = "127.0.0.1:{port}"
     b.go(&format!("{base}/stats"));
     b.screenshot(&shots, "7-stats");
     assert!(
-        seen_after < Duration::from_secs(1),
-        "live log took {seen_after:?}"
+        after_ack < Duration::from_secs(1),
+        "the live log took {after_ack:?} after the send"
     );
 
     // The endpoints page and an endpoint's edit form.

@@ -3,7 +3,8 @@
 
 use super::auth::{new_token, token_hash, Caller, Role};
 use super::Shared;
-use crate::journal::admin::{MessageFilter, Selection};
+use crate::health::Status;
+use crate::journal::admin::{BulkOutcome, MessageFilter, NewToken, Selection};
 use crate::journal::JournalError;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -148,85 +149,151 @@ pub struct EndpointView {
     pub kind: &'static str,
     pub direction: String,
     pub enabled: bool,
-    /// `up`, `degraded`, `down` or `disabled`.
+    /// `up`, `degraded`, `down`, `disabled`, `idle` (a delivery worker with
+    /// nothing attempted since it started), or `unknown` until the
+    /// endpoint's task has reported (see [`crate::health`]).
     pub status: &'static str,
+    /// Since when the status holds (Unix ms).
     pub since: Option<i64>,
+    /// What the endpoint's task last said: `listening on …`, the error.
+    pub detail: Option<String>,
     pub last_message_at: Option<i64>,
+    /// Rows waiting for this destination (queued and in flight).
     pub queue_depth: u64,
     pub in_flight: u64,
+    /// Rows waiting after a failed attempt.
+    pub failing: u64,
+    /// Dead letters not discarded.
     pub dead: u64,
+    /// Received from it plus delivered to it since midnight, site time.
     pub messages_today: u64,
-    pub alert: Option<String>,
+    pub alerts: Vec<String>,
 }
 
+/// Journal use above this share of its size cap raises an alert.
+const JOURNAL_ALERT_SHARE: f64 = 0.9;
+
+/// The dashboard: every endpoint, and alerts about the whole gateway.
+pub struct Overview {
+    pub endpoints: Vec<EndpointView>,
+    pub alerts: Vec<String>,
+}
+
+/// Every endpoint as the dashboard shows it.
 pub async fn endpoint_views(state: &Shared) -> Result<Vec<EndpointView>, JournalError> {
+    Ok(overview(state).await?.endpoints)
+}
+
+pub async fn overview(state: &Shared) -> Result<Overview, JournalError> {
     let config = state.config();
     let names: Vec<String> = config.endpoints.iter().map(|e| e.name.clone()).collect();
     let activity = state
         .journal
         .endpoint_activity(names, start_of_today(state))
         .await?;
-    Ok(config
+    let tz = site_tz(state);
+    let now = state.journal.now_ms();
+    let mut alerts = Vec::new();
+    let endpoints: Vec<EndpointView> = config
         .endpoints
         .iter()
         .zip(activity)
         .map(|(e, a)| {
-            let sends = e.direction.sends();
-            let status = if !e.enabled {
-                "disabled"
-            } else if a.failing > 0 && a.delivered_since == 0 {
-                "down"
-            } else if a.failing > 0 || a.dead > 0 {
-                "degraded"
-            } else {
-                "up"
+            let link = state.health.get(&e.name);
+            let (status, since) = match (&link, e.enabled) {
+                (_, false) => (Status::Disabled, None),
+                (Some(l), true) => {
+                    let (s, since) = l.status(now);
+                    (s, Some(since))
+                }
+                (None, true) => (Status::Unknown, None),
             };
-            let alert = if a.dead > 0 {
-                Some(format!(
-                    "{} dead deliveries{}",
+            let detail = link.as_ref().and_then(|l| l.detail.clone());
+            let mut endpoint_alerts = Vec::new();
+            let at = |ms: i64| super::render::time(ms, &tz);
+            match (status, since) {
+                (Status::Down, Some(t)) => endpoint_alerts.push(format!(
+                    "down since {}{}",
+                    at(t),
+                    detail
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                )),
+                (Status::Degraded, Some(t)) => endpoint_alerts.push(format!(
+                    "failing since {}{}",
+                    at(t),
+                    detail
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                )),
+                _ => {}
+            }
+            if a.dead > 0 {
+                endpoint_alerts.push(format!(
+                    "{} dead letter{}{}",
                     a.dead,
-                    a.last_error
+                    if a.dead == 1 { "" } else { "s" },
+                    a.dead_error
                         .as_deref()
                         .map(|e| format!(": {e}"))
                         .unwrap_or_default()
-                ))
-            } else if a.failing > 0 {
-                Some(format!(
-                    "{} deliveries failing{}",
+                ));
+            }
+            if a.failing > 0 && !matches!(status, Status::Down | Status::Degraded) {
+                endpoint_alerts.push(format!(
+                    "{} deliveries waiting to be retried{}",
                     a.failing,
                     a.last_error
                         .as_deref()
                         .map(|e| format!(": {e}"))
                         .unwrap_or_default()
-                ))
-            } else {
-                None
-            };
+                ));
+            }
+            for alert in &endpoint_alerts {
+                alerts.push(format!("{}: {alert}", e.name));
+            }
             EndpointView {
                 name: e.name.clone(),
                 kind: e.kind.type_name(),
                 direction: e.direction.to_string(),
                 enabled: e.enabled,
-                status,
-                since: a.failing_since,
-                last_message_at: if sends {
-                    a.last_delivered_at.max(a.last_received_at)
-                } else {
-                    a.last_received_at
+                status: status.as_str(),
+                since,
+                detail,
+                last_message_at: match (a.last_delivered_at, a.last_received_at) {
+                    (Some(d), Some(r)) => Some(d.max(r)),
+                    (d, r) => d.or(r),
                 },
-                queue_depth: a.queued,
+                queue_depth: a.queued + a.in_flight,
                 in_flight: a.in_flight,
+                failing: a.failing,
                 dead: a.dead,
                 messages_today: a.received_since + a.delivered_since,
-                alert,
+                alerts: endpoint_alerts,
             }
         })
-        .collect())
+        .collect();
+    let cap = state.config().journal.max_size;
+    let used = state.journal.live_size().await?;
+    if cap > 0 && used as f64 >= cap as f64 * JOURNAL_ALERT_SHARE {
+        alerts.insert(
+            0,
+            format!(
+                "journal at {:.0} % of its size cap ({} of {} MiB): new messages are refused at the cap",
+                used as f64 * 100.0 / cap as f64,
+                used >> 20,
+                cap >> 20
+            ),
+        );
+    }
+    Ok(Overview { endpoints, alerts })
 }
 
 pub async fn endpoints(State(state): State<Shared>) -> Response {
-    match endpoint_views(&state).await {
-        Ok(v) => Json(json!({ "endpoints": v })).into_response(),
+    match overview(&state).await {
+        Ok(o) => Json(json!({ "endpoints": o.endpoints, "alerts": o.alerts })).into_response(),
         Err(e) => journal_error(e),
     }
 }
@@ -377,7 +444,9 @@ pub async fn retry_one(
         .admin_retry(Selection::Message(id), caller.name())
         .await
     {
-        Ok(n) => Json(json!({ "retried": n })).into_response(),
+        Ok(BulkOutcome { rows, truncated }) => {
+            Json(json!({ "retried": rows, "truncated": truncated })).into_response()
+        }
         Err(e) => journal_error(e),
     }
 }
@@ -399,7 +468,9 @@ pub async fn retry_matching(
         .admin_retry(Selection::Matching(filter), caller.name())
         .await
     {
-        Ok(n) => Json(json!({ "retried": n })).into_response(),
+        Ok(BulkOutcome { rows, truncated }) => {
+            Json(json!({ "retried": rows, "truncated": truncated })).into_response()
+        }
         Err(e) => journal_error(e),
     }
 }
@@ -473,10 +544,47 @@ pub async fn audit(
 #[serde(default)]
 pub struct TokenBody {
     pub label: String,
+    /// `viewer`, `operator` or `admin`; default `viewer`. Never more than
+    /// the owner's role when used.
+    pub role: Option<String>,
+    /// Days until the token stops working; none: until revoked.
+    pub expires_in_days: Option<u32>,
 }
 
-/// Creates an API token acting as the calling administrator; the token is
-/// shown once and only its hash is kept.
+/// A token request checked: (label, role, expiry in Unix ms).
+pub fn check_token(
+    label: &str,
+    role: Option<&str>,
+    expires_in_days: Option<u32>,
+    caller: &Caller,
+    now: i64,
+) -> Result<(String, Role, Option<i64>), String> {
+    let label = label.trim();
+    if label.is_empty() || label.len() > 100 {
+        return Err("label: 1 to 100 characters".into());
+    }
+    let role = match role.map(str::trim).filter(|r| !r.is_empty()) {
+        None => Role::Viewer,
+        Some(r) => {
+            Role::parse(r).ok_or_else(|| format!("role: `{r}` is not admin, operator or viewer"))?
+        }
+    };
+    if role > caller.role {
+        return Err(format!(
+            "role: a token cannot have more than your role ({})",
+            caller.role.as_str()
+        ));
+    }
+    let expires_at = match expires_in_days {
+        None | Some(0) => None,
+        Some(d) if d <= 3650 => Some(now + i64::from(d) * 86_400_000),
+        Some(_) => return Err("expires_in_days: at most 3650".into()),
+    };
+    Ok((label.to_string(), role, expires_at))
+}
+
+/// Creates an API token for the calling administrator; the token is shown
+/// once and only its hash is kept.
 pub async fn create_token(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -485,19 +593,61 @@ pub async fn create_token(
     if let Err(r) = caller.require(Role::Admin) {
         return r;
     }
-    let label = body.label.trim();
-    if label.is_empty() || label.len() > 100 {
-        return bad_request("label: 1 to 100 characters");
-    }
+    let (label, role, expires_at) = match check_token(
+        &body.label,
+        body.role.as_deref(),
+        body.expires_in_days,
+        &caller,
+        state.journal.now_ms(),
+    ) {
+        Ok(t) => t,
+        Err(e) => return bad_request(e),
+    };
     let token = new_token();
     match state
         .journal
-        .admin_create_token(caller.user.id, &token_hash(&token), label, caller.name())
+        .admin_create_token(NewToken {
+            hash: token_hash(&token),
+            user_id: caller.user.id,
+            label: label.clone(),
+            role: role.as_str().into(),
+            expires_at,
+            actor: caller.name().into(),
+        })
         .await
     {
-        Ok(()) => (
+        Ok(id) => (
             StatusCode::CREATED,
-            Json(json!({ "token": token, "label": label })),
+            Json(json!({ "id": id, "token": token, "label": label, "role": role.as_str(), "expires_at": expires_at })),
+        )
+            .into_response(),
+        Err(e) => journal_error(e),
+    }
+}
+
+pub async fn tokens(State(state): State<Shared>, Extension(caller): Extension<Caller>) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    match state.journal.admin_tokens().await {
+        Ok(t) => Json(json!({ "tokens": t })).into_response(),
+        Err(e) => journal_error(e),
+    }
+}
+
+pub async fn revoke_token(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    match state.journal.admin_revoke_token(id, caller.name()).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such token" })),
         )
             .into_response(),
         Err(e) => journal_error(e),

@@ -53,6 +53,8 @@ pub struct Caller {
     /// The session's CSRF token; `None` for API-token callers.
     pub csrf: Option<String>,
     pub session_hash: Option<String>,
+    /// The hash of the API token used, for token callers.
+    pub token_hash: Option<String>,
 }
 
 impl Caller {
@@ -176,14 +178,26 @@ pub async fn require_caller(State(state): State<Shared>, request: Request, next:
     let journal = &state.journal;
     let mut caller = None;
     if let Some(token) = bearer(&headers) {
-        match journal.admin_token_user(&token_hash(&token)).await {
-            Ok(Some(user)) => {
-                if let Some(role) = Role::parse(&user.role) {
+        if !is_api(&path) {
+            return refuse(
+                &path,
+                StatusCode::UNAUTHORIZED,
+                "API tokens are accepted under /api/v1 only",
+            );
+        }
+        let hash = token_hash(&token);
+        match journal.admin_token_user(&hash).await {
+            Ok(Some((user, token_role))) => {
+                // A token acts with its own role, never above its owner's.
+                if let (Some(owner), Some(granted)) =
+                    (Role::parse(&user.role), Role::parse(&token_role))
+                {
                     caller = Some(Caller {
                         user,
-                        role,
+                        role: owner.min(granted),
                         csrf: None,
                         session_hash: None,
+                        token_hash: Some(hash),
                     });
                 }
             }
@@ -200,6 +214,7 @@ pub async fn require_caller(State(state): State<Shared>, request: Request, next:
                         role,
                         csrf: Some(s.csrf),
                         session_hash: Some(hash),
+                        token_hash: None,
                     });
                 }
             }
@@ -231,7 +246,20 @@ pub async fn require_caller(State(state): State<Shared>, request: Request, next:
     next.run(request).await
 }
 
-fn changes_state(method: &Method) -> bool {
+/// Whether the caller's session or token is still valid (not logged out,
+/// expired, revoked, or its user deleted): long-lived responses such as the
+/// live log ask this now and then.
+pub async fn still_valid(state: &Shared, caller: &Caller) -> bool {
+    if let Some(hash) = &caller.session_hash {
+        return matches!(state.journal.admin_session(hash).await, Ok(Some(_)));
+    }
+    if let Some(hash) = &caller.token_hash {
+        return matches!(state.journal.admin_token_user(hash).await, Ok(Some(_)));
+    }
+    false
+}
+
+pub fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 

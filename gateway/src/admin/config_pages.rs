@@ -112,7 +112,7 @@ fn settings_body(
         c.journal.max_size >> 20,
         c.journal.min_free_disk >> 20,
         esc(&c.site.time_zone),
-        esc(&c.admin.listen),
+        esc(&c.admin.listen_address()),
         if c.admin.tls { "HTTPS" } else { "plain HTTP" },
     );
     let editable = caller.role >= Role::Admin && config_change::store(state).is_ok();

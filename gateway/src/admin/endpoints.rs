@@ -283,7 +283,7 @@ async fn detail_page(
         },
         s = v.status,
     );
-    if let Some(alert) = &v.alert {
+    for alert in &v.alerts {
         let _ = write!(body, "<p class=\"error\">{}</p>", esc(alert));
     }
     body.push_str("<p class=\"actions\">");

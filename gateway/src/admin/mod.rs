@@ -41,6 +41,7 @@ mod config_change;
 mod config_pages;
 mod endpoint_form;
 mod endpoints;
+mod hl7_fields;
 mod pages;
 mod render;
 pub mod tls;
@@ -49,11 +50,14 @@ pub mod tls;
 mod endpoint_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
 pub use auth::{hash_password, Role};
 
 use crate::app::Supervisor;
 use crate::config::Config;
+use crate::health::Health;
 use crate::journal::Journal;
 use axum::routing::{get, post};
 use axum::Router;
@@ -80,6 +84,8 @@ pub struct AdminState {
     /// Held from reading the configuration file to applying its edit, so
     /// two edits never build on the same version.
     pub(crate) edits: tokio::sync::Mutex<()>,
+    /// What the running endpoints report about their links.
+    pub health: Health,
     /// Login attempts per client address in the current minute.
     logins: Mutex<HashMap<IpAddr, (std::time::Instant, u32)>>,
     /// A hash to verify against for unknown user names, so that their
@@ -98,26 +104,47 @@ enum LiveConfig {
 }
 
 impl AdminState {
-    /// A page over `config` that cannot change the running gateway.
+    /// A page over `config` that cannot change the running gateway, with a
+    /// registry of its own to which nothing reports (every enabled endpoint
+    /// shows `unknown`).
     pub fn new(journal: Journal, config: Arc<Config>, shutdown: CancellationToken) -> Shared {
-        Self::with(journal, LiveConfig::Fixed(config), shutdown)
+        Self::with_health(journal, config, shutdown, Health::new())
+    }
+
+    /// A page over `config` that cannot change the running gateway, showing
+    /// what `health` hears from the endpoints.
+    pub fn with_health(
+        journal: Journal,
+        config: Arc<Config>,
+        shutdown: CancellationToken,
+        health: Health,
+    ) -> Shared {
+        Self::with(journal, LiveConfig::Fixed(config), shutdown, health)
     }
 
     /// A page on a running gateway, able to apply configuration edits.
     pub fn supervised(supervisor: Arc<Supervisor>, shutdown: CancellationToken) -> Shared {
+        let health = supervisor.health();
         Self::with(
             supervisor.journal().clone(),
             LiveConfig::Supervised(supervisor),
             shutdown,
+            health,
         )
     }
 
-    fn with(journal: Journal, live: LiveConfig, shutdown: CancellationToken) -> Shared {
+    fn with(
+        journal: Journal,
+        live: LiveConfig,
+        shutdown: CancellationToken,
+        health: Health,
+    ) -> Shared {
         Arc::new(AdminState {
             journal,
             live,
             shutdown,
             edits: tokio::sync::Mutex::new(()),
+            health,
             logins: Mutex::new(HashMap::new()),
             dummy_hash: hash_password("not a password of anyone").unwrap_or_default(),
         })
@@ -180,6 +207,12 @@ pub fn router(state: Shared) -> Router {
             post(config_pages::rollback),
         )
         .route("/users", get(pages::users).post(pages::create_user))
+        .route("/users/{name}/role", post(pages::set_user_role))
+        .route("/users/{name}/password", post(pages::reset_password))
+        .route("/users/{name}/unlock", post(pages::unlock_user))
+        .route("/users/{name}/delete", post(pages::delete_user))
+        .route("/tokens", post(pages::create_token))
+        .route("/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/audit", get(pages::audit))
         .route("/logout", post(pages::logout))
         .route(
@@ -223,7 +256,11 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/messages/{id}/discard", post(api::discard_one))
         .route("/api/v1/stats", get(api::stats))
         .route("/api/v1/audit", get(api::audit))
-        .route("/api/v1/tokens", post(api::create_token))
+        .route("/api/v1/tokens", get(api::tokens).post(api::create_token))
+        .route(
+            "/api/v1/tokens/{id}",
+            axum::routing::delete(api::revoke_token),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_caller,
@@ -317,9 +354,10 @@ pub fn data_dir(config: &Config) -> PathBuf {
 pub fn start(
     config: Arc<Config>,
     journal: Journal,
+    health: Health,
     shutdown: CancellationToken,
 ) -> Result<AdminServer, AdminError> {
-    let state = AdminState::new(journal, config.clone(), shutdown.clone());
+    let state = AdminState::with_health(journal, config.clone(), shutdown.clone(), health);
     serve(state, &config, shutdown)
 }
 
@@ -340,12 +378,12 @@ fn serve(
     shutdown: CancellationToken,
 ) -> Result<AdminServer, AdminError> {
     let admin = &config.admin;
+    let listen = admin.listen_address();
     let listen_err = |reason: String| AdminError::Listen {
-        addr: admin.listen.clone(),
+        addr: listen.clone(),
         reason,
     };
-    let addr: SocketAddr = admin
-        .listen
+    let addr: SocketAddr = listen
         .parse()
         .map_err(|e| listen_err(format!("not an address:port ({e})")))?;
     if !admin.tls && !addr.ip().is_loopback() && !admin.plain_http_on_network {

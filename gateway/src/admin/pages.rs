@@ -2,16 +2,20 @@
 //! without script; `app.js` adds the live log.
 
 use super::api::{
-    bad_request, check_reason, endpoint_views, journal_error, site_tz, window, FilterParams,
+    bad_request, check_reason, check_token, journal_error, overview, site_tz, window, FilterParams,
     StatsParams,
 };
 use super::auth::{
     allow_login_attempt, check_password, check_user_name, clear_cookie, client_ip, hash_password,
-    new_token, same_origin, session_cookie, token_hash, verify_password, Caller, Role,
+    new_token, same_origin, session_cookie, still_valid, token_hash, verify_password, Caller, Role,
 };
-use super::render::{bars, csrf_field, esc, opt_time, page, payload, printable, time};
+use super::render::{
+    bars, csrf_field, esc, opt_time, page, payload, printable, query_value, safe_back, time,
+};
 use super::{ClientAddr, Shared};
-use crate::journal::admin::{MessageFilter, MessagePage, Selection, UserError};
+use crate::journal::admin::{
+    BulkOutcome, MessageFilter, MessagePage, NewToken, Selection, UserError, BULK_LIMIT,
+};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -264,30 +268,42 @@ pub async fn dashboard(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
 ) -> Response {
-    let views = match endpoint_views(&state).await {
+    let o = match overview(&state).await {
         Ok(v) => v,
         Err(e) => return journal_error(e),
     };
     let tz = site_tz(&state);
-    let mut body = String::from(
+    let mut body = String::new();
+    if o.alerts.is_empty() {
+        body.push_str("<p id=\"alerts\" class=\"ok\">No alerts.</p>");
+    } else {
+        body.push_str("<ul id=\"alerts\" class=\"alerts\">");
+        for a in &o.alerts {
+            let _ = write!(body, "<li class=\"error\">{}</li>", esc(a));
+        }
+        body.push_str("</ul>");
+    }
+    body.push_str(
         "<table id=\"endpoints\"><thead><tr><th>Endpoint</th><th>Type</th><th>Direction</th><th>Status</th><th>Last message</th><th>Queue</th><th>Dead</th><th>Messages today</th><th>Alerts</th></tr></thead><tbody>",
     );
-    for v in &views {
-        let since = v
-            .since
-            .map(|s| format!(" since {}", time(s, &tz)))
-            .unwrap_or_default();
+    for v in &o.endpoints {
+        let since = match (v.status, v.since) {
+            ("down" | "degraded", Some(s)) => format!(" since {}", time(s, &tz)),
+            _ => String::new(),
+        };
         let _ = write!(
             body,
-            "<tr class=\"endpoint\"><td><a href=\"/logs?endpoint={n}\">{n}</a></td><td>{}</td><td>{}</td><td class=\"status {s}\">{s}{since}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{}</td></tr>",
+            "<tr class=\"endpoint\" data-name=\"{n}\"><td><a href=\"/logs?endpoint={q}\">{n}</a></td><td>{}</td><td>{}</td><td class=\"status {s}\" title=\"{}\">{s}{since}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{}</td></tr>",
             v.kind,
             esc(&v.direction),
+            esc(v.detail.as_deref().unwrap_or("")),
             opt_time(v.last_message_at, &tz),
-            v.queue_depth + v.in_flight,
+            v.queue_depth,
             v.dead,
             v.messages_today,
-            esc(v.alert.as_deref().unwrap_or("")),
+            esc(&v.alerts.join("; ")),
             n = esc(&v.name),
+            q = esc(&query_value(&v.name)),
             s = v.status,
         );
     }
@@ -356,7 +372,13 @@ fn query_string(p: &FilterParams, before: Option<i64>) -> String {
     serde_urlencoded::to_string(&pairs).unwrap_or_default()
 }
 
-fn message_table(page_: &MessagePage, tz: &jiff::tz::TimeZone, actions: Option<&Caller>) -> String {
+/// The message list; with `actions`, each row gets retry and discard forms
+/// that come back to the given page.
+fn message_table(
+    page_: &MessagePage,
+    tz: &jiff::tz::TimeZone,
+    actions: Option<(&Caller, &str)>,
+) -> String {
     let mut body = String::from(
         "<table id=\"messages\"><thead><tr><th>Received</th><th>Id</th><th>Source</th><th>Type</th><th>Control id</th><th>Patient</th><th>Status</th><th>Destinations</th>",
     );
@@ -390,8 +412,8 @@ fn message_table(page_: &MessagePage, tz: &jiff::tz::TimeZone, actions: Option<&
             id = m.id,
             s = m.status,
         );
-        if let Some(c) = actions {
-            let _ = write!(body, "<td>{}</td>", action_forms(c, m.id));
+        if let Some((c, back)) = actions {
+            let _ = write!(body, "<td>{}</td>", action_forms(c, m.id, back));
         }
         body.push_str("</tr>");
     }
@@ -399,14 +421,24 @@ fn message_table(page_: &MessagePage, tz: &jiff::tz::TimeZone, actions: Option<&
     body
 }
 
-fn action_forms(c: &Caller, id: i64) -> String {
+/// Retry and discard forms for one message; `back` is the page (path and
+/// query) they return to.
+fn action_forms(c: &Caller, id: i64, back: &str) -> String {
     if c.role < Role::Operator {
         return String::new();
     }
     format!(
-        "<form method=\"post\" action=\"/messages/{id}/retry\" class=\"inline\">{csrf}<button class=\"retry\">Retry</button></form> \
-         <form method=\"post\" action=\"/messages/{id}/discard\" class=\"inline\" data-confirm=\"Discard this message's undelivered deliveries?\">{csrf}<input name=\"reason\" placeholder=\"reason\" required size=\"14\"><button class=\"discard\">Discard</button></form>",
-        csrf = csrf_field(c)
+        "<form method=\"post\" action=\"/messages/{id}/retry\" class=\"inline\">{csrf}{back}<button class=\"retry\">Retry</button></form> \
+         <form method=\"post\" action=\"/messages/{id}/discard\" class=\"inline\" data-confirm=\"Discard this message's undelivered deliveries?\">{csrf}{back}<input name=\"reason\" placeholder=\"reason\" required size=\"14\"><button class=\"discard\">Discard</button></form>",
+        csrf = csrf_field(c),
+        back = back_field(back),
+    )
+}
+
+fn back_field(back: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"back\" value=\"{}\">",
+        esc(back)
     )
 }
 
@@ -439,10 +471,18 @@ pub async fn logs(
     };
     let tz = site_tz(&state);
     let mut body = filter_form("/logs", &p, &state);
-    body.push_str(
+    // The live stream gets the same filters as the list below it.
+    let stream = match query_string(&p, None) {
+        q if q.is_empty() => "/logs/stream".to_string(),
+        q => format!("/logs/stream?{q}"),
+    };
+    let _ = write!(
+        body,
         "<h2>Live <span id=\"live-state\" class=\"live\"></span></h2>\
-         <table id=\"live-log\"><thead><tr><th>Time</th><th>Event</th><th>Endpoint</th><th>Type</th><th>Control id</th><th>Duration</th><th>Message</th></tr></thead><tbody></tbody></table>\
+         <table id=\"live-log\" data-stream=\"{}\"><thead><tr><th>Time ({})</th><th>Event</th><th>Endpoint</th><th>Type</th><th>Control id</th><th>Duration</th><th>Message</th></tr></thead><tbody></tbody></table>\
          <h2>Messages</h2>",
+        esc(&stream),
+        esc(&state.config().site.time_zone),
     );
     body.push_str(&message_table(&page_, &tz, None));
     if let Some(b) = page_.next_before {
@@ -455,8 +495,24 @@ pub async fn logs(
     html(StatusCode::OK, page("Logs", Some(&caller), &body))
 }
 
-/// Server-Sent Events: every journal event after the client's last one.
-pub async fn log_stream(State(state): State<Shared>, headers: HeaderMap) -> Response {
+/// How often a live log checks that its session (or token) still holds.
+const SESSION_RECHECK: Duration = Duration::from_secs(1);
+
+/// Server-Sent Events: every journal event after the client's last one
+/// that matches the filters, with its time written in the site's time zone.
+/// The stream ends when the session is logged out or expires, or the token
+/// is revoked (checked every [`SESSION_RECHECK`]).
+pub async fn log_stream(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Query<FilterParams>,
+    headers: HeaderMap,
+) -> Response {
+    let tz = site_tz(&state);
+    let filter = match p.filter(&tz) {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
+    };
     let start = match headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -468,43 +524,64 @@ pub async fn log_stream(State(state): State<Shared>, headers: HeaderMap) -> Resp
             Err(e) => return journal_error(e),
         },
     };
-    let stream = futures_util::stream::unfold(
-        (state, start, Vec::<Event>::new()),
-        |(state, mut after, mut pending)| async move {
-            loop {
-                if let Some(ev) = pending.pop() {
-                    return Some((
-                        Ok::<Event, std::convert::Infallible>(ev),
-                        (state, after, pending),
-                    ));
-                }
-                if state.shutdown.is_cancelled() {
+    struct Live {
+        state: Shared,
+        caller: Caller,
+        filter: MessageFilter,
+        tz: jiff::tz::TimeZone,
+        after: i64,
+        pending: std::collections::VecDeque<Event>,
+        checked: std::time::Instant,
+    }
+    let live = Live {
+        state,
+        caller,
+        filter,
+        tz,
+        after: start,
+        pending: std::collections::VecDeque::new(),
+        checked: std::time::Instant::now(),
+    };
+    let stream = futures_util::stream::unfold(live, |mut live| async move {
+        loop {
+            if live.checked.elapsed() >= SESSION_RECHECK {
+                if !still_valid(&live.state, &live.caller).await {
                     return None;
                 }
-                match state.journal.events_after(after, 200).await {
-                    Ok(events) if !events.is_empty() => {
-                        for e in events.iter().rev() {
-                            let data = serde_json::to_string(e).unwrap_or_default();
-                            pending.push(
-                                Event::default()
-                                    .event("log")
-                                    .id(e.id.to_string())
-                                    .data(data),
-                            );
-                        }
-                        after = events.last().map_or(after, |e| e.id);
+                live.checked = std::time::Instant::now();
+            }
+            if let Some(ev) = live.pending.pop_front() {
+                return Some((Ok::<Event, std::convert::Infallible>(ev), live));
+            }
+            if live.state.shutdown.is_cancelled() {
+                return None;
+            }
+            match live.state.journal.events_after(live.after, 200).await {
+                Ok(events) if !events.is_empty() => {
+                    live.after = events.last().map_or(live.after, |e| e.id);
+                    for e in events.iter().filter(|e| e.matches(&live.filter)) {
+                        let mut data = serde_json::to_value(e).unwrap_or_default();
+                        data["time"] = time(e.at, &live.tz).into();
+                        live.pending.push_back(
+                            Event::default()
+                                .event("log")
+                                .id(e.id.to_string())
+                                .data(data.to_string()),
+                        );
+                    }
+                    if !live.pending.is_empty() {
                         continue;
                     }
-                    Ok(_) => {}
-                    Err(_) => return None,
                 }
-                tokio::select! {
-                    _ = state.shutdown.cancelled() => return None,
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                }
+                Ok(_) => {}
+                Err(_) => return None,
             }
-        },
-    );
+            tokio::select! {
+                _ = live.state.shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+    });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
@@ -557,7 +634,7 @@ pub async fn message(
         esc(&m.content_type),
         m.payload.len(),
     );
-    body.push_str(&action_forms(&caller, id));
+    body.push_str(&action_forms(&caller, id, &format!("/messages/{id}")));
     body.push_str("<h2>Deliveries</h2><table id=\"deliveries\"><thead><tr><th>Destination</th><th>Transform</th><th>State</th><th>Attempts</th><th>Last error</th><th>Discarded</th></tr></thead><tbody>");
     for o in &outbox {
         let d = discards.get(&o.id);
@@ -601,7 +678,7 @@ pub async fn message(
         );
     }
     body.push_str("</tbody></table><h2>Payload</h2>");
-    body.push_str(&payload(&m.content_type, &m.payload));
+    body.push_str(&payload(&m.content_type, &m.message_type, &m.payload));
     body.push_str("<h2>Acknowledgement sent</h2>");
     match &m.ack {
         Some(ack) => {
@@ -629,13 +706,15 @@ pub async fn message(
 pub struct ActionForm {
     pub csrf: String,
     pub reason: String,
+    /// The page the form was on (see [`safe_back`]).
+    pub back: String,
 }
 
 pub async fn retry_one(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
+    Form(f): Form<ActionForm>,
 ) -> Response {
     if let Err(r) = caller.require(Role::Operator) {
         return r;
@@ -656,7 +735,7 @@ pub async fn retry_one(
         .admin_retry(Selection::Message(id), caller.name())
         .await
     {
-        Ok(_) => back(&headers, "/errors"),
+        Ok(_) => back(&f.back, "/errors", None),
         Err(e) => journal_error(e),
     }
 }
@@ -664,7 +743,6 @@ pub async fn retry_one(
 pub async fn discard_one(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
     Path(id): Path<i64>,
     Form(f): Form<ActionForm>,
 ) -> Response {
@@ -691,15 +769,29 @@ pub async fn discard_one(
         .admin_discard(Selection::Message(id), &reason, caller.name())
         .await
     {
-        Ok(_) => back(&headers, "/errors"),
+        Ok(_) => back(&f.back, "/errors", None),
         Err(e) => journal_error(e),
     }
 }
 
-/// Back to the page the form was on (same origin only), else `fallback`.
-fn back(headers: &HeaderMap, fallback: &str) -> Response {
-    let _ = headers;
-    Redirect::to(fallback).into_response()
+/// A 303 back to the page a form came from, named by its hidden `back`
+/// field when that is a safe path on this site (see [`safe_back`]), else
+/// to `fallback`; `notice` is added to its query.
+fn back(given: &str, fallback: &str, notice: Option<&str>) -> Response {
+    let mut to = safe_back(given).unwrap_or(fallback).to_string();
+    if let Some(n) = notice {
+        to.push(if to.contains('?') { '&' } else { '?' });
+        to.push_str(n);
+    }
+    Redirect::to(&to).into_response()
+}
+
+/// What the errors page says after "retry all matching".
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct RetryNotice {
+    pub retried: Option<String>,
+    pub truncated: Option<String>,
 }
 
 // ---- errors ----
@@ -708,6 +800,7 @@ pub async fn errors(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
     Query(mut p): Query<FilterParams>,
+    Query(notice): Query<RetryNotice>,
 ) -> Response {
     if p.status.as_deref().is_none_or(str::is_empty) {
         p.status = Some("errors".into());
@@ -717,9 +810,31 @@ pub async fn errors(
         Err(r) => return r,
     };
     let tz = site_tz(&state);
-    let mut body = filter_form("/errors", &p, &state);
+    let mut body = String::new();
+    if let Some(n) = notice
+        .retried
+        .as_deref()
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        let _ = write!(
+            body,
+            "<p id=\"retried\" class=\"notice\">{n} deliver{} queued again.{}</p>",
+            if n == 1 { "y" } else { "ies" },
+            if notice.truncated.is_some() {
+                format!(" More than {BULK_LIMIT} messages matched: only the newest {BULK_LIMIT} were retried; retry again for the rest.")
+            } else {
+                String::new()
+            }
+        );
+    }
+    body.push_str(&filter_form("/errors", &p, &state));
+    let here = match query_string(&p, None) {
+        q if q.is_empty() => "/errors".to_string(),
+        q => format!("/errors?{q}"),
+    };
     if caller.role >= Role::Operator && !page_.messages.is_empty() {
         let mut hidden = csrf_field(&caller);
+        hidden.push_str(&back_field(&here));
         for (k, v) in [
             ("endpoint", &p.endpoint),
             ("status", &p.status),
@@ -745,7 +860,7 @@ pub async fn errors(
     if page_.messages.is_empty() {
         body.push_str("<p id=\"no-errors\">No failed or dead messages match.</p>");
     } else {
-        body.push_str(&message_table(&page_, &tz, Some(&caller)));
+        body.push_str(&message_table(&page_, &tz, Some((&caller, &here))));
     }
     if let Some(b) = page_.next_before {
         let _ = write!(
@@ -757,16 +872,23 @@ pub async fn errors(
     html(StatusCode::OK, page("Errors", Some(&caller), &body))
 }
 
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct RetryAllForm {
+    #[serde(flatten)]
+    pub filter: FilterParams,
+    pub back: String,
+}
+
 pub async fn retry_matching(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    Form(p): Form<FilterParams>,
+    Form(form): Form<RetryAllForm>,
 ) -> Response {
     if let Err(r) = caller.require(Role::Operator) {
         return r;
     }
-    let filter = match p.filter(&site_tz(&state)) {
+    let filter = match form.filter.filter(&site_tz(&state)) {
         Ok(f) => f,
         Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&caller), &e),
     };
@@ -775,7 +897,18 @@ pub async fn retry_matching(
         .admin_retry(Selection::Matching(filter), caller.name())
         .await
     {
-        Ok(_) => back(&headers, "/errors"),
+        Ok(BulkOutcome { rows, truncated }) => {
+            // Without a back page, the errors page keeps the filter.
+            let fallback = match query_string(&form.filter, None) {
+                q if q.is_empty() => "/errors".to_string(),
+                q => format!("/errors?{q}"),
+            };
+            let notice = format!(
+                "retried={rows}{}",
+                if truncated { "&truncated=1" } else { "" }
+            );
+            back(&form.back, &fallback, Some(&notice))
+        }
         Err(e) => journal_error(e),
     }
 }
@@ -871,25 +1004,61 @@ async fn users_page(
     status: StatusCode,
     error: Option<&str>,
 ) -> Response {
-    let users = match state.journal.admin_users().await {
-        Ok(u) => u,
-        Err(e) => return journal_error(e),
-    };
+    users_page_with(state, caller, status, error, None).await
+}
+
+/// The users page: each user with role, lock and actions; API tokens; the
+/// forms to add either. `new_token` is shown once, right after creation.
+async fn users_page_with(
+    state: &Shared,
+    caller: &Caller,
+    status: StatusCode,
+    error: Option<&str>,
+    new_token: Option<&str>,
+) -> Response {
+    let (users, tokens) =
+        match tokio::try_join!(state.journal.admin_users(), state.journal.admin_tokens()) {
+            Ok(x) => x,
+            Err(e) => return journal_error(e),
+        };
     let tz = site_tz(state);
-    let mut body = String::from("<table id=\"users\"><thead><tr><th>Name</th><th>Role</th><th>Created</th><th>Locked until</th></tr></thead><tbody>");
-    let now = state.journal.now_ms();
-    for u in &users {
+    let csrf = csrf_field(caller);
+    let mut body = String::new();
+    if let Some(e) = error {
+        let _ = write!(body, "<p class=\"error\" id=\"users-error\">{}</p>", esc(e));
+    }
+    if let Some(t) = new_token {
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&u.name),
+            "<p class=\"notice\">New API token (shown only now; send it as <code>Authorization: Bearer …</code>):</p><pre id=\"new-token\">{}</pre>",
+            esc(t)
+        );
+    }
+    body.push_str("<table id=\"users\"><thead><tr><th>Name</th><th>Role</th><th>Created</th><th>Locked until</th><th>Actions</th></tr></thead><tbody>");
+    let now = state.journal.now_ms();
+    for u in &users {
+        let n = esc(&query_value(&u.name));
+        let mut roles = String::new();
+        for r in Role::NAMES {
+            let sel = if *r == u.role { " selected" } else { "" };
+            let _ = write!(roles, "<option{sel}>{r}</option>");
+        }
+        let locked = u.locked_until > now;
+        let _ = write!(
+            body,
+            "<tr class=\"user\" data-name=\"{name}\"><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>\
+             <form method=\"post\" action=\"/users/{n}/role\" class=\"inline\">{csrf}<select name=\"role\">{roles}</select><button>Change role</button></form> \
+             <form method=\"post\" action=\"/users/{n}/password\" class=\"inline\">{csrf}<input type=\"password\" name=\"password\" placeholder=\"new password\" required autocomplete=\"new-password\" size=\"14\"><input type=\"password\" name=\"confirm\" placeholder=\"again\" required autocomplete=\"new-password\" size=\"10\"><button>Reset password</button></form> \
+             {}<form method=\"post\" action=\"/users/{n}/delete\" class=\"inline\" data-confirm=\"Delete this user, their sessions and API tokens?\">{csrf}<button class=\"discard\">Delete</button></form></td></tr>",
             esc(&u.role),
             time(u.created_at, &tz),
-            if u.locked_until > now {
-                time(u.locked_until, &tz)
+            if locked { time(u.locked_until, &tz) } else { String::new() },
+            if locked {
+                format!("<form method=\"post\" action=\"/users/{n}/unlock\" class=\"inline\">{csrf}<button>Unlock</button></form> ")
             } else {
                 String::new()
-            }
+            },
+            name = esc(&u.name),
         );
     }
     let mut roles = String::new();
@@ -898,12 +1067,35 @@ async fn users_page(
     }
     let _ = write!(
         body,
-        "</tbody></table><h2>Add a user</h2><form method=\"post\" action=\"/users\" class=\"card\">{}{}\
+        "</tbody></table><h2>Add a user</h2><form method=\"post\" action=\"/users\" class=\"card\">{csrf}\
          <label>User name <input name=\"name\" required></label><label>Role <select name=\"role\">{roles}</select></label>\
          <label>Password <input type=\"password\" name=\"password\" required autocomplete=\"new-password\"></label>\
          <label>Password again <input type=\"password\" name=\"confirm\" required autocomplete=\"new-password\"></label><button>Add user</button></form>",
-        csrf_field(caller),
-        error.map(|e| format!("<p class=\"error\">{}</p>", esc(e))).unwrap_or_default(),
+    );
+    body.push_str("<h2>API tokens</h2><table id=\"tokens\"><thead><tr><th>Id</th><th>Label</th><th>Owner</th><th>Role</th><th>Created</th><th>Expires</th><th></th></tr></thead><tbody>");
+    for t in &tokens {
+        let expired = t.expires_at.is_some_and(|e| e <= now);
+        let _ = write!(
+            body,
+            "<tr class=\"token\"><td>{id}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td><form method=\"post\" action=\"/tokens/{id}/revoke\" class=\"inline\" data-confirm=\"Revoke this token?\">{csrf}<button class=\"discard\">Revoke</button></form></td></tr>",
+            esc(&t.label),
+            esc(&t.owner),
+            esc(&t.role),
+            time(t.created_at, &tz),
+            t.expires_at.map_or_else(|| "never".to_string(), |e| time(e, &tz)),
+            if expired { " (expired)" } else { "" },
+            id = t.id,
+        );
+    }
+    let mut token_roles = String::new();
+    for r in ["viewer", "operator", "admin"] {
+        let _ = write!(token_roles, "<option>{r}</option>");
+    }
+    let _ = write!(
+        body,
+        "</tbody></table><form method=\"post\" action=\"/tokens\" class=\"card\">{csrf}\
+         <label>Label <input name=\"label\" required placeholder=\"hub\"></label><label>Role <select name=\"role\">{token_roles}</select></label>\
+         <label>Expires after (days, empty: never) <input name=\"expires_in_days\" inputmode=\"numeric\" size=\"5\"></label><button>Create token</button></form>",
     );
     html(status, page("Users", Some(caller), &body))
 }
@@ -969,6 +1161,195 @@ pub async fn create_user(
             Some(&caller),
             &e.to_string(),
         ),
+    }
+}
+
+/// Runs a change to one user and answers like the users page does.
+async fn user_change(state: &Shared, caller: &Caller, done: Result<(), UserError>) -> Response {
+    match done {
+        Ok(()) => Redirect::to("/users").into_response(),
+        Err(e @ UserError::NoSuchUser(_)) => {
+            users_page(state, caller, StatusCode::NOT_FOUND, Some(&e.to_string())).await
+        }
+        Err(e @ UserError::LastAdmin) => {
+            users_page(state, caller, StatusCode::CONFLICT, Some(&e.to_string())).await
+        }
+        Err(e) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(caller),
+            &e.to_string(),
+        ),
+    }
+}
+
+pub async fn set_user_role(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Form(c): Form<Credentials>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    if Role::parse(&c.role).is_none() {
+        let why = format!("Role: `{}` is not admin, operator or viewer.", c.role);
+        return users_page(
+            &state,
+            &caller,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(&why),
+        )
+        .await;
+    }
+    let done = state
+        .journal
+        .admin_set_role(&name, &c.role, caller.name())
+        .await;
+    user_change(&state, &caller, done).await
+}
+
+pub async fn reset_password(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Form(c): Form<Credentials>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    let invalid = check_password(&c.password)
+        .map_err(|e| format!("Password: {e}."))
+        .and_then(|()| {
+            if c.password == c.confirm {
+                Ok(())
+            } else {
+                Err("The two passwords differ.".to_string())
+            }
+        });
+    if let Err(e) = invalid {
+        return users_page(&state, &caller, StatusCode::UNPROCESSABLE_ENTITY, Some(&e)).await;
+    }
+    let password = c.password.clone();
+    let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || hash_password(&password)).await else {
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(&caller),
+            "cannot hash the password",
+        );
+    };
+    let done = state
+        .journal
+        .admin_set_password(&name, &hash, caller.name())
+        .await;
+    user_change(&state, &caller, done).await
+}
+
+pub async fn unlock_user(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    let done = state.journal.admin_unlock(&name, caller.name()).await;
+    user_change(&state, &caller, done).await
+}
+
+pub async fn delete_user(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    let done = state.journal.admin_delete_user(&name, caller.name()).await;
+    user_change(&state, &caller, done).await
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct TokenForm {
+    pub label: String,
+    pub role: String,
+    pub expires_in_days: String,
+}
+
+pub async fn create_token(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Form(f): Form<TokenForm>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    let days = match f.expires_in_days.trim() {
+        "" => None,
+        d => match d.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                let why = format!("Expires after: `{d}` is not a number of days.");
+                return users_page(
+                    &state,
+                    &caller,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Some(&why),
+                )
+                .await;
+            }
+        },
+    };
+    let (label, role, expires_at) = match check_token(
+        &f.label,
+        Some(&f.role),
+        days,
+        &caller,
+        state.journal.now_ms(),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            return users_page(&state, &caller, StatusCode::UNPROCESSABLE_ENTITY, Some(&e)).await
+        }
+    };
+    let token = new_token();
+    match state
+        .journal
+        .admin_create_token(NewToken {
+            hash: token_hash(&token),
+            user_id: caller.user.id,
+            label,
+            role: role.as_str().into(),
+            expires_at,
+            actor: caller.name().into(),
+        })
+        .await
+    {
+        Ok(_) => users_page_with(&state, &caller, StatusCode::CREATED, None, Some(&token)).await,
+        Err(e) => journal_error(e),
+    }
+}
+
+pub async fn revoke_token(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    match state.journal.admin_revoke_token(id, caller.name()).await {
+        Ok(true) => Redirect::to("/users").into_response(),
+        Ok(false) => {
+            users_page(
+                &state,
+                &caller,
+                StatusCode::NOT_FOUND,
+                Some("There is no such token."),
+            )
+            .await
+        }
+        Err(e) => journal_error(e),
     }
 }
 

@@ -109,22 +109,168 @@ pub fn csrf_field(c: &Caller) -> String {
     )
 }
 
-/// A payload rendered for reading, by what it looks like.
-pub fn payload(content_type: &str, bytes: &[u8]) -> String {
+/// The format a payload is in, from what the journal recorded about it
+/// (content type, message type) and, failing that, from how it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Hl7,
+    Astm,
+    Json,
+    Other,
+}
+
+pub fn format_of(content_type: &str, message_type: &str, text: &str) -> Format {
+    let ct = content_type.to_ascii_lowercase();
+    let start =
+        text.trim_start_matches(|c: char| c.is_whitespace() || c.is_control() || c == '\u{feff}');
+    if ct.contains("hl7") || ct.contains("er7") {
+        return Format::Hl7;
+    }
+    if ct.contains("astm") {
+        return Format::Astm;
+    }
+    if ct.contains("json") {
+        return Format::Json;
+    }
+    // HL7 message types are `ORU^R01`; ASTM records start with `H|`.
+    let hl7_type = message_type.split_once('^').is_some_and(|(a, b)| {
+        a.len() == 3 && !b.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric())
+    });
+    if (hl7_type && hl7_header(text).is_some())
+        || ["MSH", "FHS", "BHS"].iter().any(|h| start.starts_with(h))
+    {
+        return Format::Hl7;
+    }
+    if is_astm(start) {
+        return Format::Astm;
+    }
+    if start.starts_with('{') || start.starts_with('[') {
+        return Format::Json;
+    }
+    Format::Other
+}
+
+/// A payload rendered for reading, by the format the journal recorded.
+pub fn payload(content_type: &str, message_type: &str, bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
-    if text.starts_with("MSH") && text.len() > 8 {
-        return hl7(&text);
-    }
-    if content_type.contains("json") || text.trim_start().starts_with('{') {
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
-            let pretty = serde_json::to_string_pretty(&v).unwrap_or_default();
-            return format!("<pre class=\"json\">{}</pre>", esc(&pretty));
+    let start =
+        text.trim_start_matches(|c: char| c.is_whitespace() || c.is_control() || c == '\u{feff}');
+    match format_of(content_type, message_type, &text) {
+        Format::Hl7 => {
+            if let Some(at) = hl7_header(&text).filter(|at| text.len() > at + 8) {
+                return hl7(&text[at..]);
+            }
         }
-    }
-    if is_astm(&text) {
-        return astm(&text);
+        Format::Json if serde_json::from_str::<serde_json::Value>(start).is_ok() => {
+            return format!("<pre class=\"json\">{}</pre>", esc(&pretty_json(start)));
+        }
+        Format::Astm => return astm(start),
+        _ => {}
     }
     format!("<pre class=\"raw\">{}</pre>", esc(&printable(&text)))
+}
+
+/// Valid JSON re-indented by two spaces, keys in the order they were sent
+/// (a parsed value would sort them).
+fn pretty_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = text.trim().chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        for _ in 0..depth {
+            out.push_str("  ");
+        }
+    };
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                // Skip whitespace to see whether the container is empty.
+                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                    chars.next();
+                }
+                if matches!(chars.peek(), Some('}') | Some(']')) {
+                    if let Some(close) = chars.next() {
+                        out.push(close);
+                    }
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Where the first header segment (`MSH`, or a batch's `FHS`/`BHS`) starts:
+/// at the beginning or at the start of a line.
+fn hl7_header(text: &str) -> Option<usize> {
+    let starts_segment =
+        |i: usize| i == 0 || matches!(text.as_bytes()[i - 1], b'\r' | b'\n' | 0x0b);
+    ["FHS", "BHS", "MSH"]
+        .iter()
+        .filter_map(|h| {
+            text.match_indices(h)
+                .map(|(i, _)| i)
+                .find(|i| starts_segment(*i))
+        })
+        .min()
+}
+
+/// `v` percent-encoded for a query string or a path segment.
+pub fn query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// `given` if it is a path on this site to return to after a form: starts
+/// with one `/`, no scheme or host (`//evil`, `/\\evil`), no control
+/// characters. Anything else is refused, so a form cannot send a person
+/// elsewhere.
+pub fn safe_back(given: &str) -> Option<&str> {
+    let ok = given.starts_with('/')
+        && !given.starts_with("//")
+        && !given.contains('\\')
+        && given.len() <= 2048
+        && !given.chars().any(|c| c.is_control() || c.is_whitespace());
+    ok.then_some(given)
 }
 
 /// Control characters made visible (`<CR>`, `<0x1C>`...), lines kept.
@@ -194,84 +340,13 @@ pub fn hl7(text: &str) -> String {
                 out,
                 "<tr><th>{}-{pos}</th><td class=\"fname\">{}</td><td>{value}</td></tr>",
                 esc(name),
-                field_name(name, pos)
+                super::hl7_fields::field_name(name, pos).unwrap_or("")
             );
         }
         out.push_str("</table>");
     }
     out.push_str("</div>");
     out
-}
-
-fn field_name(segment: &str, pos: usize) -> &'static str {
-    const MSH: &[&str] = &[
-        "",
-        "Field Separator",
-        "Encoding Characters",
-        "Sending Application",
-        "Sending Facility",
-        "Receiving Application",
-        "Receiving Facility",
-        "Date/Time of Message",
-        "Security",
-        "Message Type",
-        "Message Control ID",
-        "Processing ID",
-        "Version ID",
-    ];
-    const PID: &[&str] = &[
-        "",
-        "Set ID",
-        "Patient ID",
-        "Patient Identifier List",
-        "Alternate Patient ID",
-        "Patient Name",
-        "Mother's Maiden Name",
-        "Date/Time of Birth",
-        "Administrative Sex",
-    ];
-    const OBR: &[&str] = &[
-        "",
-        "Set ID",
-        "Placer Order Number",
-        "Filler Order Number",
-        "Universal Service Identifier",
-        "Priority",
-        "Requested Date/Time",
-        "Observation Date/Time",
-    ];
-    const OBX: &[&str] = &[
-        "",
-        "Set ID",
-        "Value Type",
-        "Observation Identifier",
-        "Observation Sub-ID",
-        "Observation Value",
-        "Units",
-        "References Range",
-        "Abnormal Flags",
-        "Probability",
-        "Nature of Abnormal Test",
-        "Observation Result Status",
-        "Effective Date of Reference Range",
-        "User Defined Access Checks",
-        "Date/Time of the Observation",
-    ];
-    const MSA: &[&str] = &[
-        "",
-        "Acknowledgment Code",
-        "Message Control ID",
-        "Text Message",
-    ];
-    let table = match segment {
-        "MSH" => MSH,
-        "PID" => PID,
-        "OBR" => OBR,
-        "OBX" => OBX,
-        "MSA" => MSA,
-        _ => &[],
-    };
-    table.get(pos).copied().unwrap_or("")
 }
 
 fn is_astm(text: &str) -> bool {
@@ -346,8 +421,70 @@ mod tests {
     #[test]
     fn text_is_escaped() {
         assert_eq!(esc("<a href='x'>&"), "&lt;a href=&#39;x&#39;&gt;&amp;");
-        let html = payload("text/plain", b"<script>alert(1)</script>");
+        let html = payload("text/plain", "unknown", b"<script>alert(1)</script>");
         assert!(!html.contains("<script>"));
+    }
+
+    #[test]
+    fn the_format_comes_from_what_the_journal_recorded_first() {
+        let hl7 = "MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5\r";
+        assert_eq!(
+            format_of("x-application/hl7-v2+er7", "ORU^R01", hl7),
+            Format::Hl7
+        );
+        // A drop folder's octet-stream with an HL7 type and a leading newline.
+        assert_eq!(
+            format_of("application/octet-stream", "ORU^R01", &format!("\n{hl7}")),
+            Format::Hl7
+        );
+        assert_eq!(
+            format_of("application/x-astm", "ASTM", "1H|\\^&\r"),
+            Format::Astm
+        );
+        assert_eq!(
+            format_of("application/fhir+json", "Bundle", "{}"),
+            Format::Json
+        );
+        assert_eq!(format_of("text/plain", "note", "hello"), Format::Other);
+        let html = payload(
+            "application/octet-stream",
+            "ORU^R01",
+            format!("\r\n{hl7}").as_bytes(),
+        );
+        assert!(html.contains("MSH-9"), "{html}");
+    }
+
+    #[test]
+    fn json_is_indented_with_its_keys_in_the_order_sent() {
+        let text = r#"{"z":1,"a":{"s":"x, \"y\": [z]","e":[]},"l":[1,{}]}"#;
+        assert_eq!(
+            pretty_json(text),
+            "{\n  \"z\": 1,\n  \"a\": {\n    \"s\": \"x, \\\"y\\\": [z]\",\n    \"e\": []\n  },\n  \"l\": [\n    1,\n    {}\n  ]\n}"
+        );
+    }
+
+    #[test]
+    fn only_paths_on_this_site_are_places_to_go_back_to() {
+        for ok in ["/errors", "/errors?endpoint=hub&status=dead", "/messages/7"] {
+            assert_eq!(safe_back(ok), Some(ok));
+        }
+        for bad in [
+            "",
+            "errors",
+            "https://evil.example/",
+            "//evil.example",
+            "/\\evil.example",
+            "/a\nb",
+            "/a b",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(safe_back(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_query_value_is_percent_encoded() {
+        assert_eq!(query_value("lab 1&x=/"), "lab%201%26x%3D%2F");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use super::{hash_password, router, AdminState};
 use crate::config::Config;
-use crate::journal::{Destination, Journal, JournalOptions, NewMessage, Settlement};
+use crate::health::{Health, DOWN_AFTER_MS};
+use crate::journal::{Destination, Journal, JournalOptions, ManualClock, NewMessage, Settlement};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
@@ -17,6 +18,8 @@ const PASSWORD: &str = "a long enough secret";
 struct Site {
     app: Router,
     journal: Journal,
+    health: Health,
+    clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
 }
 
@@ -45,11 +48,19 @@ struct Browser {
 }
 
 async fn site_with(extra: &str) -> Site {
+    site_full("", "", extra).await
+}
+
+/// A site whose configuration has `journal` in `[journal]`, `more` after the
+/// endpoints and routes, and `admin` in `[admin]`; its journal runs on a
+/// manual clock starting now.
+async fn site_full(journal_keys: &str, more: &str, admin: &str) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let toml = format!(
         r#"
         [journal]
         path = "{d}/journal.db"
+        {journal_keys}
         [[endpoint]]
         name = "inbox"
         type = "file-drop"
@@ -62,22 +73,30 @@ async fn site_with(extra: &str) -> Site {
         name = "r"
         from = ["inbox"]
         to = ["archive"]
+        {more}
         [admin]
         listen = "127.0.0.1:0"
-        {extra}
+        {admin}
         "#,
         d = dir.path().display()
     );
     let config = Config::parse(&toml, "t.toml", |_| None).unwrap();
-    let journal = Journal::open(JournalOptions::new(dir.path().join("journal.db"))).unwrap();
-    let app = router(AdminState::new(
+    let clock = Arc::new(ManualClock::new(jiff::Timestamp::now().as_millisecond()));
+    let mut options = JournalOptions::new(dir.path().join("journal.db"));
+    options.clock = clock.clone();
+    let journal = Journal::open(options).unwrap();
+    let health = Health::new();
+    let app = router(AdminState::with_health(
         journal.clone(),
         Arc::new(config),
         CancellationToken::new(),
+        health.clone(),
     ));
     Site {
         app,
         journal,
+        health,
+        clock,
         _dir: dir,
     }
 }
@@ -460,7 +479,7 @@ async fn a_login_sets_a_secure_httponly_strict_cookie_and_the_dashboard_shows_ev
     let page = s.get("/", Some(&b)).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains(">inbox</a>") && page.body.contains(">archive</a>"));
-    assert!(!page.body.contains("<script>"), "no inline script");
+    assert_no_inline_script(&page.body);
 }
 
 #[tokio::test]
@@ -724,10 +743,14 @@ async fn the_errors_page_lists_dead_messages_and_retry_puts_them_back_in_the_que
         .post_form(
             &format!("/messages/{id}/retry"),
             Some(&b),
-            &[("csrf", &b.csrf)],
+            &[("csrf", &b.csrf), ("back", "/errors?endpoint=archive")],
         )
         .await;
-    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/errors"));
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, "/errors?endpoint=archive"),
+        "back to the page the form was on"
+    );
     s.attempt(Settlement::Delivered {
         response: None,
         duration_ms: 1,
@@ -904,6 +927,7 @@ async fn an_api_token_made_by_an_admin_reads_the_api_without_a_cookie_or_csrf() 
             .await;
         assert_eq!(r.status, StatusCode::OK, "{p}");
     }
+    // A token is a viewer unless made otherwise.
     let r = s
         .send(
             Request::post("/api/v1/messages/retry")
@@ -913,7 +937,7 @@ async fn an_api_token_made_by_an_admin_reads_the_api_without_a_cookie_or_csrf() 
                 .unwrap(),
         )
         .await;
-    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -1003,4 +1027,1344 @@ async fn logging_out_ends_the_session() {
         .unwrap()
         .contains("Max-Age=0"));
     assert_eq!(s.get("/", Some(&b)).await.location(), "/login");
+}
+
+/// Every `<script` tag in `body` loads a file (`src=`): the CSP forbids
+/// inline script, and a page must not depend on it.
+fn assert_no_inline_script(body: &str) {
+    let lower = body.to_ascii_lowercase();
+    for (at, _) in lower.match_indices("<script") {
+        let tag_end = lower[at..].find('>').map_or(lower.len(), |e| at + e);
+        let tag = &lower[at..tag_end];
+        assert!(tag.contains(" src="), "inline script at {at}: {tag}");
+    }
+}
+
+#[test]
+fn the_inline_script_check_catches_a_script_without_src() {
+    assert_no_inline_script("<script src=\"/assets/app.js\" defer></script>");
+    let caught =
+        std::panic::catch_unwind(|| assert_no_inline_script("<p><SCRIPT type=module>x</SCRIPT>"));
+    assert!(caught.is_err());
+}
+
+impl Site {
+    /// The status of a request without reading its body (the live log's
+    /// body never ends).
+    async fn status_of(&self, req: Request<Body>) -> (StatusCode, String) {
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let location = res
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        (res.status(), location)
+    }
+
+    /// A token made through the API by `admin`, with `role`.
+    async fn token(&self, admin: &Browser, role: &str, days: Option<u32>) -> String {
+        let mut body = serde_json::json!({"label": format!("{role} token"), "role": role});
+        if let Some(d) = days {
+            body["expires_in_days"] = d.into();
+        }
+        let r = self.post_json("/api/v1/tokens", Some(admin), body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.json()["token"].as_str().unwrap().to_string()
+    }
+
+    async fn api_as(&self, method: &str, uri: &str, token: &str, json: &str) -> Reply {
+        self.send(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(json.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn endpoint_view(&self, b: &Browser, name: &str) -> serde_json::Value {
+        let v = self.get("/api/v1/endpoints", Some(b)).await.json();
+        v["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no endpoint {name}: {v}"))
+            .clone()
+    }
+
+    /// Leases every due row of `archive` and settles them one by one with
+    /// the given outcomes (in lease order).
+    async fn attempt_each(&self, outcomes: Vec<Settlement>) {
+        let batch = self.journal.lease("archive", 8, 100).await.unwrap();
+        let leases: Vec<_> = batch.lanes.into_iter().flatten().collect();
+        assert_eq!(leases.len(), outcomes.len(), "rows leased");
+        self.journal
+            .settle(leases.into_iter().zip(outcomes).collect())
+            .await
+            .unwrap();
+    }
+
+    async fn ingest_as(&self, content_type: &str, message_type: &str, payload: &[u8]) -> i64 {
+        self.ingest_from("inbox", "archive", content_type, message_type, payload)
+            .await
+    }
+
+    async fn ingest_from(
+        &self,
+        source: &str,
+        destination: &str,
+        content_type: &str,
+        message_type: &str,
+        payload: &[u8],
+    ) -> i64 {
+        self.journal
+            .ingest(
+                NewMessage {
+                    source: source.into(),
+                    dedup_key: None,
+                    message_type: message_type.into(),
+                    content_type: content_type.into(),
+                    control_id: None,
+                    patient_id: None,
+                    payload: payload.to_vec(),
+                    ack: None,
+                },
+                vec![Destination {
+                    endpoint: destination.into(),
+                    transform: "none".into(),
+                    lane: String::new(),
+                }],
+            )
+            .await
+            .unwrap()
+            .message_id
+    }
+}
+
+// ---- dashboard: status from the health registry ----
+
+#[tokio::test]
+async fn the_dashboard_shows_up_degraded_down_since_disabled_and_unknown_from_what_endpoints_report(
+) {
+    let s = site_full(
+        "",
+        r#"[[endpoint]]
+        name = "old-lab"
+        type = "file-drop"
+        path = "/nonexistent/old"
+        enabled = false
+        [[endpoint]]
+        name = "spare"
+        type = "file"
+        path = "/nonexistent/spare""#,
+        "",
+    )
+    .await;
+    let b = s.login("ann", "viewer").await;
+    let now = s.journal.now_ms();
+    s.health.up("inbox", now - 60_000, "watching /var/inbox");
+    s.health
+        .failed("archive", now - 1_000, "connection refused");
+    let inbox = s.endpoint_view(&b, "inbox").await;
+    assert_eq!(inbox["status"], "up");
+    assert_eq!(inbox["since"], now - 60_000);
+    assert_eq!(inbox["detail"], "watching /var/inbox");
+    let archive = s.endpoint_view(&b, "archive").await;
+    assert_eq!(archive["status"], "degraded");
+    assert_eq!(archive["since"], now - 1_000);
+    assert!(archive["alerts"][0]
+        .as_str()
+        .unwrap()
+        .contains("failing since"));
+    assert_eq!(s.endpoint_view(&b, "old-lab").await["status"], "disabled");
+    assert_eq!(s.endpoint_view(&b, "spare").await["status"], "unknown");
+
+    // Failing for longer than the threshold with no delivery: down since the
+    // first failure.
+    s.clock.advance(DOWN_AFTER_MS);
+    let archive = s.endpoint_view(&b, "archive").await;
+    assert_eq!(archive["status"], "down");
+    assert_eq!(archive["since"], now - 1_000);
+    let page = s.get("/", Some(&b)).await;
+    let tz = jiff::tz::TimeZone::UTC;
+    assert!(
+        page.body.contains(&format!(
+            "down since {}",
+            super::render::time(now - 1_000, &tz)
+        )),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("archive: down since"));
+
+    // One delivery and it is up again; a listener that stops is down.
+    s.health.delivered("archive", s.journal.now_ms());
+    assert_eq!(s.endpoint_view(&b, "archive").await["status"], "up");
+    s.health
+        .down("inbox", s.journal.now_ms(), "cannot read /var/inbox: gone");
+    let inbox = s.endpoint_view(&b, "inbox").await;
+    assert_eq!(inbox["status"], "down");
+    assert!(inbox["alerts"][0].as_str().unwrap().contains("gone"));
+}
+
+#[tokio::test]
+async fn the_dashboard_counts_queue_depth_dead_letters_and_messages_today_and_raises_alerts() {
+    let s = site_full("max_size = \"1MiB\"", "", "").await;
+    let b = s.login("ann", "viewer").await;
+    let v = s.get("/api/v1/endpoints", Some(&b)).await.json();
+    assert!(v["alerts"].as_array().unwrap().is_empty(), "{v}");
+    s.ingest("C1", "P1").await;
+    s.attempt(Settlement::Dead {
+        error: "HTTP 400 from hub".into(),
+        duration_ms: 4,
+    })
+    .await;
+    s.ingest("C2", "P1").await;
+    s.ingest("C3", "P1").await;
+    s.attempt_each(vec![
+        Settlement::Delivered {
+            response: None,
+            duration_ms: 2,
+        },
+        Settlement::Retry {
+            error: "timeout".into(),
+            duration_ms: 2,
+            retry_at: 0,
+        },
+    ])
+    .await;
+    s.ingest("C4", "P1").await;
+    let archive = s.endpoint_view(&b, "archive").await;
+    assert_eq!(archive["queue_depth"], 2, "C3 failing and C4 queued");
+    assert_eq!(archive["failing"], 1);
+    assert_eq!(archive["dead"], 1);
+    assert_eq!(archive["messages_today"], 1, "one delivered today");
+    assert!(archive["alerts"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("1 dead letter: HTTP 400 from hub"));
+    let inbox = s.endpoint_view(&b, "inbox").await;
+    assert_eq!(inbox["messages_today"], 4);
+    assert_eq!(inbox["last_message_at"], s.journal.now_ms());
+    // A journal near its size cap.
+    s.ingest_as("text/plain", "blob", &vec![b'x'; 1 << 20])
+        .await;
+    let v = s.get("/api/v1/endpoints", Some(&b)).await.json();
+    assert!(
+        v["alerts"][0].as_str().unwrap().starts_with("journal at "),
+        "{v}"
+    );
+    let page = s.get("/", Some(&b)).await;
+    assert!(page.body.contains("of its size cap") && page.body.contains("dead letter"));
+}
+
+// ---- live log ----
+
+/// Reads SSE frames until `done` says so or `wait` passes; returns the text.
+async fn read_stream(
+    body: &mut axum::body::Body,
+    wait: std::time::Duration,
+    done: impl Fn(&str) -> bool,
+) -> (String, bool) {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut seen = String::new();
+    loop {
+        if done(&seen) {
+            return (seen, false);
+        }
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return (seen, false),
+            Ok(None) => return (seen, true),
+            Ok(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    seen.push_str(&String::from_utf8_lossy(d));
+                }
+            }
+            Ok(Some(Err(_))) => return (seen, true),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_live_log_applies_the_filters_and_writes_times_in_the_site_time_zone() {
+    let s = site_full("", "[site]\ntime_zone = \"Asia/Kolkata\"", "").await;
+    let b = s.login("ann", "viewer").await;
+    let res = s
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/logs/stream?patient_id=WANTED&status=queued")
+                .header(header::COOKIE, &b.cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    s.ingest("OTHER-1", "SOMEONE").await;
+    s.ingest("MINE-1", "WANTED").await;
+    s.attempt(Settlement::Delivered {
+        response: None,
+        duration_ms: 1,
+    })
+    .await;
+    s.ingest("OTHER-2", "SOMEONE").await;
+    let mut body = res.into_body();
+    let (seen, _) = read_stream(&mut body, std::time::Duration::from_secs(2), |t| {
+        t.contains("OTHER-2")
+    })
+    .await;
+    assert!(seen.contains("MINE-1"), "{seen}");
+    assert!(!seen.contains("OTHER-"), "{seen}");
+    assert_eq!(seen.matches("event: log").count(), 1, "{seen}");
+    let tz = jiff::tz::TimeZone::get("Asia/Kolkata").unwrap();
+    let expected = super::render::time(s.journal.now_ms(), &tz);
+    assert!(seen.contains(&format!("\"time\":\"{expected}\"")), "{seen}");
+    // The page names the stream with its filters.
+    let page = s.get("/logs?endpoint=archive&control_id=X", Some(&b)).await;
+    assert!(page
+        .body
+        .contains("data-stream=\"/logs/stream?endpoint=archive&amp;control_id=X\""));
+    let bad = s.get("/logs/stream?status=lost", Some(&b)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_live_log_stops_when_the_session_is_logged_out_or_expires() {
+    let s = site().await;
+    let b = s.login("ann", "viewer").await;
+    let open = |b: &Browser| {
+        Request::get("/logs/stream")
+            .header(header::COOKIE, &b.cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let res = s.app.clone().oneshot(open(&b)).await.unwrap();
+    let mut body = res.into_body();
+    s.ingest("BEFORE", "P").await;
+    let (seen, ended) = read_stream(&mut body, std::time::Duration::from_secs(2), |t| {
+        t.contains("BEFORE")
+    })
+    .await;
+    assert!(seen.contains("BEFORE") && !ended);
+    let r = s.post_form("/logout", Some(&b), &[("csrf", &b.csrf)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let (_, ended) = read_stream(&mut body, std::time::Duration::from_secs(4), |_| false).await;
+    assert!(ended, "the stream ends after logout");
+
+    let b = s.login("bob", "viewer").await;
+    let res = s.app.clone().oneshot(open(&b)).await.unwrap();
+    let mut body = res.into_body();
+    s.clock.advance(9 * 3_600_000); // past the 8 h session
+    let (_, ended) = read_stream(&mut body, std::time::Duration::from_secs(4), |_| false).await;
+    assert!(ended, "the stream ends when the session expires");
+}
+
+// ---- message viewer ----
+
+#[tokio::test]
+async fn the_viewer_names_and_numbers_the_fields_of_every_segment_of_an_order() {
+    let s = site().await;
+    let b = s.login("ann", "viewer").await;
+    let orm = "MSH|^~\\&|HIS|WARD|LAB|H|20240102030405||ORM^O01|ORD-1|P|2.5\r\
+               PID|1||P9^^^HOSP^MR||Doe^Jane||19800101|F\r\
+               PV1|1|I|WARD^12^1||||1234^House^Greg||||||||||||V77\r\
+               ORC|NW|PLC-1|||||||20240102030405|||1234^House^Greg\r\
+               OBR|1|PLC-1||GLU^Glucose^L|||20240102030000\r\
+               SPM|1|SPEC-1||BLD^Blood^HL70487\r\
+               NTE|1|L|fasting\r";
+    let id = s
+        .ingest_as(
+            "application/octet-stream",
+            "ORM^O01",
+            format!("\n{orm}").as_bytes(),
+        )
+        .await;
+    let r = s.get(&format!("/messages/{id}"), Some(&b)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for (pos, name, value) in [
+        ("MSH-9", "Message Type", "ORM"),
+        ("PID-3", "Patient Identifier List", "P9"),
+        ("PV1-3", "Assigned Patient Location", "WARD"),
+        ("PV1-19", "Visit Number", "V77"),
+        ("ORC-1", "Order Control", "NW"),
+        ("ORC-12", "Ordering Provider", "House"),
+        ("OBR-4", "Universal Service Identifier", "Glucose"),
+        ("SPM-2", "Specimen ID", "SPEC-1"),
+        ("SPM-4", "Specimen Type", "Blood"),
+        ("NTE-3", "Comment", "fasting"),
+    ] {
+        let row = format!("<th>{pos}</th><td class=\"fname\">{name}</td>");
+        let at = r.body.find(&row).unwrap_or_else(|| panic!("{row}"));
+        let line_end = r.body[at..].find("</tr>").unwrap() + at;
+        assert!(
+            r.body[at..line_end].contains(value),
+            "{pos}: {}",
+            &r.body[at..line_end]
+        );
+    }
+    assert_eq!(r.body.matches("<table class=\"segment\">").count(), 7);
+}
+
+#[tokio::test]
+async fn the_viewer_shows_astm_records_by_level_and_fhir_json_pretty_printed() {
+    let s = site().await;
+    let b = s.login("ann", "viewer").await;
+    let astm = s
+        .ingest_as(
+            "application/x-astm",
+            "ASTM",
+            b"H|\\^&|||Analyzer\rP|1||PAT-1\rO|1|SID-1||^^^GLU\rR|1|^^^GLU|5.2|mmol/L\rC|1|I|checked\rL|1|N\r",
+        )
+        .await;
+    let r = s.get(&format!("/messages/{astm}"), Some(&b)).await;
+    for (level, record) in [
+        (0, "H|"),
+        (1, "P|1"),
+        (2, "O|1"),
+        (3, "R|1"),
+        (3, "C|1"),
+        (0, "L|1"),
+    ] {
+        assert!(
+            r.body
+                .contains(&format!("<div class=\"rec l{level}\"><code>{record}")),
+            "{record} at level {level}"
+        );
+    }
+    let fhir = s
+        .ingest_as(
+            "application/fhir+json",
+            "Bundle",
+            br#"{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Observation","status":"final"}}]}"#,
+        )
+        .await;
+    let r = s.get(&format!("/messages/{fhir}"), Some(&b)).await;
+    assert!(
+        r.body
+            .contains("<pre class=\"json\">{\n  &quot;resourceType&quot;: &quot;Bundle&quot;,"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("\n      &quot;resource&quot;: {\n"));
+}
+
+// ---- errors: back, retry all ----
+
+#[tokio::test]
+async fn a_form_returns_to_its_own_page_and_never_to_another_site() {
+    let s = site().await;
+    let b = s.login("op", "operator").await;
+    let id = s.dead("C1").await;
+    for (given, expected) in [
+        (format!("/messages/{id}"), format!("/messages/{id}")),
+        ("https://evil.example/".into(), "/errors".into()),
+        ("//evil.example/x".into(), "/errors".into()),
+        (String::new(), "/errors".into()),
+    ] {
+        let r = s
+            .post_form(
+                &format!("/messages/{id}/retry"),
+                Some(&b),
+                &[("csrf", &b.csrf), ("back", &given)],
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.location()),
+            (StatusCode::SEE_OTHER, expected.as_str())
+        );
+    }
+    // A Referer naming another site is not followed either.
+    let r = s
+        .send(
+            Request::post(format!("/messages/{id}/discard"))
+                .header(header::COOKIE, &b.cookie)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::REFERER, "https://evil.example/")
+                .body(Body::from(format!("csrf={}&reason=test", b.csrf)))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.location(), "/errors");
+    // The errors page gives each form its own address to come back to.
+    s.post_form(
+        &format!("/messages/{id}/retry"),
+        Some(&b),
+        &[("csrf", &b.csrf)],
+    )
+    .await;
+    s.attempt(Settlement::Dead {
+        error: "x".into(),
+        duration_ms: 1,
+    })
+    .await;
+    let page = s.get("/errors?endpoint=archive", Some(&b)).await;
+    assert!(page
+        .body
+        .contains("name=\"back\" value=\"/errors?endpoint=archive&amp;status=errors\""));
+}
+
+#[tokio::test]
+async fn retry_all_matching_says_how_many_were_retried_and_when_the_bulk_limit_stopped_it() {
+    let s = site().await;
+    let b = s.login("op", "operator").await;
+    for c in ["A", "B", "C"] {
+        s.dead(c).await;
+    }
+    let r = s
+        .post_form(
+            "/errors/retry",
+            Some(&b),
+            &[
+                ("csrf", &b.csrf),
+                ("endpoint", "archive"),
+                ("back", "/errors?endpoint=archive"),
+            ],
+        )
+        .await;
+    assert_eq!(r.location(), "/errors?endpoint=archive&retried=3");
+    let page = s.get(r.location(), Some(&b)).await;
+    assert!(
+        page.body.contains("3 deliveries queued again."),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("only the newest"));
+    let page = s.get("/errors?retried=7&truncated=1", Some(&b)).await;
+    assert!(page
+        .body
+        .contains("7 deliveries queued again. More than 10000 messages matched"));
+
+    // The limit itself, at a size a test can reach.
+    s.attempt(Settlement::Dead {
+        error: "x".into(),
+        duration_ms: 1,
+    })
+    .await;
+    let done = s
+        .journal
+        .admin_retry_at_most(
+            crate::journal::admin::Selection::Matching(Default::default()),
+            "op",
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!((done.rows, done.truncated), (2, true));
+    let audit = s.journal.audit_log(None, 1).await.unwrap();
+    assert!(audit[0]
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("stopped at 2 messages"));
+    let r = s
+        .post_json("/api/v1/messages/retry", Some(&b), serde_json::json!({}))
+        .await;
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"retried": 1, "truncated": false})
+    );
+}
+
+// ---- statistics ----
+
+#[tokio::test]
+async fn the_stats_give_exact_volume_success_rate_average_and_p95_for_known_durations() {
+    let s = site().await;
+    let b = s.login("ann", "viewer").await;
+    for i in 0..20 {
+        s.ingest(&format!("S{i}"), "P").await;
+    }
+    // Every message fails once, then 19 take 10 ms and one 900 ms.
+    s.attempt(Settlement::Retry {
+        error: "busy".into(),
+        duration_ms: 3,
+        retry_at: 0,
+    })
+    .await;
+    let mut outcomes: Vec<Settlement> = (0..19)
+        .map(|_| Settlement::Delivered {
+            response: None,
+            duration_ms: 10,
+        })
+        .collect();
+    outcomes.push(Settlement::Delivered {
+        response: None,
+        duration_ms: 900,
+    });
+    s.attempt_each(outcomes).await;
+    s.journal
+        .record_incomplete("inbox", "no terminator", &[b"H|\\^&".to_vec()], Vec::new())
+        .await
+        .unwrap();
+    let v = s.get("/api/v1/stats?window=1h", Some(&b)).await.json();
+    let e = v["endpoints"].as_array().unwrap();
+    let inbox = e.iter().find(|e| e["name"] == "inbox").unwrap();
+    let archive = e.iter().find(|e| e["name"] == "archive").unwrap();
+    assert_eq!(inbox["received"], 20);
+    assert_eq!(inbox["rejected"], 1);
+    assert_eq!(inbox["rejection_rate"], 1.0 / 21.0);
+    assert_eq!(archive["attempts"], 40);
+    assert_eq!(archive["delivered"], 20);
+    assert_eq!(archive["failed"], 20);
+    assert_eq!(archive["success_rate"], 0.5);
+    assert_eq!(archive["avg_ms"], (19.0 * 10.0 + 900.0) / 20.0);
+    assert_eq!(archive["p95_ms"], 10, "the 19th of 20 durations");
+    assert_eq!(
+        archive["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_u64().unwrap())
+            .sum::<u64>(),
+        20
+    );
+    assert_eq!(inbox["buckets"].as_array().unwrap().len(), 12);
+
+    // One more slow delivery moves the p95 into its bucket, bounded by the
+    // longest duration seen.
+    s.ingest("S20", "P").await;
+    s.attempt_each(vec![Settlement::Delivered {
+        response: None,
+        duration_ms: 400,
+    }])
+    .await;
+    let v = s.get("/api/v1/stats?window=1h", Some(&b)).await.json();
+    let archive = v["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "archive")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        archive["p95_ms"], 500,
+        "the 20th of 21: 400 ms, in the 200-500 ms bucket"
+    );
+    let page = s.get("/stats?window=1h", Some(&b)).await;
+    assert!(page.body.contains("51.2 %"), "21 of 41 attempts");
+
+    // Outside the window: nothing.
+    s.clock.advance(2 * 3_600_000);
+    let v = s.get("/api/v1/stats?window=1h", Some(&b)).await.json();
+    let archive = v["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "archive")
+        .unwrap()
+        .clone();
+    assert_eq!(archive["attempts"], 0);
+    assert!(archive["p95_ms"].is_null());
+}
+
+// ---- message list: time filter after a clock step ----
+
+#[tokio::test]
+async fn the_time_filter_holds_after_the_clock_stepped_back() {
+    let s = site().await;
+    let b = s.login("ann", "viewer").await;
+    let t0 = s.journal.now_ms();
+    let first = s.ingest("LATE", "P").await; // at t0
+    s.clock.set(t0 - 3_600_000); // the clock steps back an hour
+    let second = s.ingest("EARLY", "P").await;
+    assert!(second > first);
+    let ids = |v: serde_json::Value| -> Vec<i64> {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_i64().unwrap())
+            .collect()
+    };
+    let v = s
+        .get(
+            &format!(
+                "/api/v1/messages?from={}&to={}",
+                t0 - 3_600_000,
+                t0 - 3_500_000
+            ),
+            Some(&b),
+        )
+        .await
+        .json();
+    assert_eq!(ids(v), [second]);
+    let v = s
+        .get(&format!("/api/v1/messages?from={}", t0), Some(&b))
+        .await
+        .json();
+    assert_eq!(ids(v), [first]);
+    let v = s
+        .get(&format!("/api/v1/messages?to={}", t0), Some(&b))
+        .await
+        .json();
+    assert_eq!(ids(v), [second]);
+    // A time range pages newest first by time, one at a time, none lost.
+    s.clock.advance(1);
+    let third = s.ingest("EARLY-2", "P").await;
+    let mut seen = Vec::new();
+    let mut before = String::new();
+    loop {
+        let v = s
+            .get(
+                &format!(
+                    "/api/v1/messages?from={}&to={}&limit=1{before}",
+                    t0 - 7_200_000,
+                    t0 + 1
+                ),
+                Some(&b),
+            )
+            .await
+            .json();
+        seen.extend(ids(v.clone()));
+        match v["next_before"].as_i64() {
+            Some(n) => before = format!("&before={n}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [first, third, second]);
+}
+
+#[tokio::test]
+async fn the_endpoint_filter_finds_messages_from_it_and_routed_to_it() {
+    let s = site().await;
+    let b = s.login("ann", "viewer").await;
+    let routed = s.ingest("R1", "P").await;
+    // From elsewhere, routed to `inbox`: found by `endpoint=inbox` too.
+    let unrouted = s
+        .ingest_from("lab2", "inbox", "text/plain", "note", b"hello")
+        .await;
+    let ids = |v: serde_json::Value| -> Vec<i64> {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        ids(s
+            .get("/api/v1/messages?endpoint=inbox", Some(&b))
+            .await
+            .json()),
+        [unrouted, routed]
+    );
+    assert_eq!(
+        ids(s
+            .get("/api/v1/messages?endpoint=archive", Some(&b))
+            .await
+            .json()),
+        [routed]
+    );
+    assert_eq!(
+        ids(s
+            .get(
+                "/api/v1/messages?endpoint=archive&limit=1&before=2",
+                Some(&b)
+            )
+            .await
+            .json()),
+        [routed]
+    );
+    s.attempt(Settlement::Dead {
+        error: "x".into(),
+        duration_ms: 1,
+    })
+    .await;
+    assert_eq!(
+        ids(s
+            .get("/api/v1/messages?endpoint=archive&status=dead", Some(&b))
+            .await
+            .json()),
+        [routed]
+    );
+    assert!(ids(s
+        .get(
+            "/api/v1/messages?endpoint=archive&status=delivered",
+            Some(&b)
+        )
+        .await
+        .json())
+    .is_empty());
+}
+
+// ---- users and tokens ----
+
+#[tokio::test]
+async fn an_admin_changes_roles_resets_passwords_unlocks_and_deletes_users_all_audited() {
+    let s = site_with("lockout_after = 2").await;
+    let a = s.login("ann", "admin").await;
+    let bob = s.login("bob", "viewer").await;
+    // Change role: bob's open session follows at once.
+    let r = s
+        .post_form(
+            "/users/bob/role",
+            Some(&a),
+            &[("csrf", &a.csrf), ("role", "operator")],
+        )
+        .await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/users"));
+    let bob_page = s.get("/errors", Some(&bob)).await;
+    assert!(bob_page.body.contains("bob (operator)"));
+    let r = s
+        .post_form(
+            "/users/bob/role",
+            Some(&a),
+            &[("csrf", &a.csrf), ("role", "root")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Lock bob out, unlock him.
+    for _ in 0..2 {
+        s.post_form(
+            "/login",
+            None,
+            &[("name", "bob"), ("password", "wrong password")],
+        )
+        .await;
+    }
+    assert!(
+        s.journal
+            .admin_user("bob")
+            .await
+            .unwrap()
+            .unwrap()
+            .locked_until
+            > s.journal.now_ms()
+    );
+    assert!(s
+        .get("/users", Some(&a))
+        .await
+        .body
+        .contains("/users/bob/unlock"));
+    let r = s
+        .post_form("/users/bob/unlock", Some(&a), &[("csrf", &a.csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        s.journal
+            .admin_user("bob")
+            .await
+            .unwrap()
+            .unwrap()
+            .locked_until,
+        0
+    );
+    // Reset the password: the old one stops working, bob's sessions end.
+    let new_password = "another long secret";
+    let r = s
+        .post_form(
+            "/users/bob/password",
+            Some(&a),
+            &[
+                ("csrf", &a.csrf),
+                ("password", "short"),
+                ("confirm", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = s
+        .post_form(
+            "/users/bob/password",
+            Some(&a),
+            &[
+                ("csrf", &a.csrf),
+                ("password", new_password),
+                ("confirm", new_password),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(s.get("/", Some(&bob)).await.location(), "/login");
+    let old = s
+        .post_form("/login", None, &[("name", "bob"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    let new = s
+        .post_form(
+            "/login",
+            None,
+            &[("name", "bob"), ("password", new_password)],
+        )
+        .await;
+    assert_eq!(new.status, StatusCode::SEE_OTHER);
+    // The last administrator stays.
+    let r = s
+        .post_form(
+            "/users/ann/role",
+            Some(&a),
+            &[("csrf", &a.csrf), ("role", "viewer")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = s
+        .post_form("/users/ann/delete", Some(&a), &[("csrf", &a.csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("last administrator"));
+    // Delete bob.
+    let r = s
+        .post_form("/users/bob/delete", Some(&a), &[("csrf", &a.csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(s.journal.admin_user("bob").await.unwrap().is_none());
+    let r = s
+        .post_form("/users/bob/delete", Some(&a), &[("csrf", &a.csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let actions: Vec<String> = s
+        .journal
+        .audit_log(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.actor == "ann")
+        .map(|e| format!("{} {}", e.action, e.target.unwrap_or_default()))
+        .collect();
+    for expected in [
+        "user.role bob",
+        "user.unlock bob",
+        "user.password bob",
+        "user.delete bob",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected}: {actions:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn api_tokens_carry_a_role_expire_and_can_be_listed_and_revoked() {
+    let s = site().await;
+    let a = s.login("ann", "admin").await;
+    let viewer = s.token(&a, "viewer", None).await;
+    let operator = s.token(&a, "operator", Some(30)).await;
+    let id = s.dead("T1").await;
+    // A viewer token reads but cannot retry; an operator token can.
+    assert_eq!(
+        s.api_as("GET", "/api/v1/messages", &viewer, "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let retry = format!("/api/v1/messages/{id}/retry");
+    assert_eq!(
+        s.api_as("POST", &retry, &viewer, "{}").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.api_as("POST", &retry, &operator, "{}").await.status,
+        StatusCode::OK
+    );
+    // Tokens are for the API only.
+    assert_eq!(
+        s.api_as("GET", "/errors", &operator, "").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Listed without their secrets.
+    let list = s.get("/api/v1/tokens", Some(&a)).await;
+    assert!(!list.body.contains(&viewer) && !list.body.contains(&operator));
+    let tokens = list.json()["tokens"].as_array().unwrap().clone();
+    assert_eq!(tokens.len(), 2);
+    let op = tokens.iter().find(|t| t["role"] == "operator").unwrap();
+    assert_eq!(op["expires_at"], s.journal.now_ms() + 30 * 86_400_000);
+    assert!(s
+        .get("/users", Some(&a))
+        .await
+        .body
+        .contains("operator token"));
+    // No token above its maker's role, and only admins make tokens.
+    let o = s.login("otto", "operator").await;
+    let r = s
+        .post_json(
+            "/api/v1/tokens",
+            Some(&o),
+            serde_json::json!({"label": "x"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = s
+        .post_json(
+            "/api/v1/tokens",
+            Some(&a),
+            serde_json::json!({"label": "x", "role": "root"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // Expiry.
+    s.clock.advance(31 * 86_400_000);
+    assert_eq!(
+        s.api_as("GET", "/api/v1/messages", &operator, "")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.api_as("GET", "/api/v1/messages", &viewer, "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Revocation, through the page.
+    let a = s.login("amy", "admin").await;
+    let viewer_id = tokens.iter().find(|t| t["role"] == "viewer").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let r = s
+        .post_form(
+            &format!("/tokens/{viewer_id}/revoke"),
+            Some(&a),
+            &[("csrf", &a.csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        s.api_as("GET", "/api/v1/messages", &viewer, "")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = s
+        .send(
+            Request::delete(format!("/api/v1/tokens/{viewer_id}"))
+                .header(header::COOKIE, &a.cookie)
+                .header("x-csrf-token", &a.csrf)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // A token made on the page is shown once.
+    let r = s
+        .post_form(
+            "/tokens",
+            Some(&a),
+            &[
+                ("csrf", &a.csrf),
+                ("label", "hub"),
+                ("role", "viewer"),
+                ("expires_in_days", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let at = r.body.find("<pre id=\"new-token\">").unwrap() + "<pre id=\"new-token\">".len();
+    let hub = &r.body[at..at + 64];
+    assert_eq!(
+        s.api_as("GET", "/api/v1/stats", hub, "").await.status,
+        StatusCode::OK
+    );
+    let actions: Vec<String> = s
+        .journal
+        .audit_log(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        actions.iter().filter(|a| *a == "token.create").count() == 3
+            && actions.contains(&"token.revoke".to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_token_never_acts_above_its_owners_current_role() {
+    let s = site().await;
+    let a = s.login("ann", "admin").await;
+    s.add_user("root2", "admin").await;
+    let token = s.token(&a, "admin", None).await;
+    assert_eq!(
+        s.api_as("GET", "/api/v1/audit", &token, "").await.status,
+        StatusCode::OK
+    );
+    s.journal
+        .admin_set_role("ann", "viewer", "root2")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.api_as("GET", "/api/v1/audit", &token, "").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.api_as("GET", "/api/v1/messages", &token, "").await.status,
+        StatusCode::OK
+    );
+}
+
+// ---- every route: roles and CSRF ----
+
+#[derive(Clone, Copy)]
+enum Who {
+    Nobody,
+    Viewer,
+    Operator,
+    Admin,
+    ViewerToken,
+    OperatorToken,
+    AdminToken,
+}
+
+/// Every protected route with the least role it needs.
+fn routes(msg: i64) -> Vec<(&'static str, String, super::auth::Role)> {
+    use super::auth::Role::*;
+    vec![
+        ("GET", "/".into(), Viewer),
+        ("GET", "/logs".into(), Viewer),
+        ("GET", "/logs/stream".into(), Viewer),
+        ("GET", format!("/messages/{msg}"), Viewer),
+        ("GET", "/errors".into(), Viewer),
+        ("GET", "/stats".into(), Viewer),
+        ("GET", "/settings".into(), Viewer),
+        ("GET", "/users".into(), Admin),
+        ("GET", "/audit".into(), Admin),
+        ("GET", "/endpoints".into(), Viewer),
+        ("GET", "/endpoints/archive".into(), Viewer),
+        ("GET", "/endpoints/archive/edit".into(), Admin),
+        ("GET", "/new-endpoint".into(), Admin),
+        ("GET", "/routes".into(), Viewer),
+        ("GET", "/config/versions".into(), Admin),
+        ("POST", "/endpoints/archive/edit".into(), Admin),
+        ("POST", "/endpoints/archive/enable".into(), Operator),
+        ("POST", "/endpoints/archive/disable".into(), Operator),
+        ("POST", "/endpoints/archive/test".into(), Operator),
+        ("POST", "/new-endpoint".into(), Admin),
+        ("POST", "/routes".into(), Admin),
+        ("POST", "/settings".into(), Admin),
+        ("POST", "/config/versions/1/rollback".into(), Admin),
+        ("POST", format!("/messages/{msg}/retry"), Operator),
+        ("POST", format!("/messages/{msg}/discard"), Operator),
+        ("POST", "/errors/retry".into(), Operator),
+        ("POST", "/users".into(), Admin),
+        ("POST", "/users/nobody/role".into(), Admin),
+        ("POST", "/users/nobody/password".into(), Admin),
+        ("POST", "/users/nobody/unlock".into(), Admin),
+        ("POST", "/users/nobody/delete".into(), Admin),
+        ("POST", "/tokens".into(), Admin),
+        ("POST", "/tokens/999/revoke".into(), Admin),
+        ("GET", "/api/v1/endpoints".into(), Viewer),
+        ("GET", "/api/v1/messages".into(), Viewer),
+        ("GET", format!("/api/v1/messages/{msg}"), Viewer),
+        ("GET", "/api/v1/stats".into(), Viewer),
+        ("GET", "/api/v1/audit".into(), Admin),
+        ("GET", "/api/v1/tokens".into(), Admin),
+        ("GET", "/api/v1/endpoints/archive".into(), Viewer),
+        ("GET", "/api/v1/settings".into(), Viewer),
+        ("GET", "/api/v1/routes".into(), Viewer),
+        ("GET", "/api/v1/config/versions".into(), Admin),
+        ("GET", "/api/v1/config/versions/1".into(), Admin),
+        ("POST", "/api/v1/endpoints".into(), Admin),
+        ("PUT", "/api/v1/endpoints/archive".into(), Admin),
+        ("POST", "/api/v1/endpoints/archive/enable".into(), Operator),
+        ("POST", "/api/v1/endpoints/archive/disable".into(), Operator),
+        ("POST", "/api/v1/endpoints/archive/test".into(), Operator),
+        ("PUT", "/api/v1/settings".into(), Admin),
+        ("PUT", "/api/v1/routes".into(), Admin),
+        ("POST", "/api/v1/config/versions/1/rollback".into(), Admin),
+        ("POST", "/api/v1/messages/retry".into(), Operator),
+        ("POST", format!("/api/v1/messages/{msg}/retry"), Operator),
+        ("POST", format!("/api/v1/messages/{msg}/discard"), Operator),
+        ("POST", "/api/v1/tokens".into(), Admin),
+        ("DELETE", "/api/v1/tokens/999".into(), Admin),
+        // Last: it ends the session.
+        ("POST", "/logout".into(), Viewer),
+    ]
+}
+
+const FORM: &[(&str, &str)] = &[
+    ("reason", "checked by hand"),
+    ("name", "zed"),
+    ("role", "viewer"),
+    ("password", PASSWORD),
+    ("confirm", PASSWORD),
+    ("label", "t"),
+];
+
+fn request(
+    method: &str,
+    path: &str,
+    who: Option<(&Browser, bool)>,
+    token: Option<&str>,
+) -> Request<Body> {
+    let api = path.starts_with("/api/");
+    let mut r = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, "gw");
+    if let Some(t) = token {
+        r = r.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let mut csrf = None;
+    if let Some((b, with_csrf)) = who {
+        r = r.header(header::COOKIE, &b.cookie);
+        if with_csrf {
+            csrf = Some(b.csrf.clone());
+        }
+    }
+    if method == "GET" {
+        return r.body(Body::empty()).unwrap();
+    }
+    if api {
+        if let Some(c) = &csrf {
+            r = r.header("x-csrf-token", c);
+        }
+        r.header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"reason":"checked by hand","label":"t"}"#))
+            .unwrap()
+    } else {
+        let mut form: Vec<(&str, &str)> = FORM.to_vec();
+        if let Some(c) = &csrf {
+            form.push(("csrf", c));
+        }
+        r.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(serde_urlencoded::to_string(&form).unwrap()))
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_each_role_session_and_token_as_the_role_table_says() {
+    use super::auth::Role;
+    let s = site().await;
+    let admin = s.login("ann", "admin").await;
+    let tokens = [
+        s.token(&admin, "viewer", None).await,
+        s.token(&admin, "operator", None).await,
+        s.token(&admin, "admin", None).await,
+    ];
+    let msg = s.dead("M1").await;
+    let mut sessions = Vec::new();
+    for (name, role) in [("vic", "viewer"), ("otto", "operator"), ("amy", "admin")] {
+        sessions.push(s.login(name, role).await);
+    }
+    let mut checked = 0;
+    for who in [
+        Who::Nobody,
+        Who::ViewerToken,
+        Who::OperatorToken,
+        Who::AdminToken,
+        Who::Viewer,
+        Who::Operator,
+        Who::Admin,
+    ] {
+        let (role, browser, token) = match who {
+            Who::Nobody => (None, None, None),
+            Who::Viewer => (Some(Role::Viewer), Some(&sessions[0]), None),
+            Who::Operator => (Some(Role::Operator), Some(&sessions[1]), None),
+            Who::Admin => (Some(Role::Admin), Some(&sessions[2]), None),
+            Who::ViewerToken => (Some(Role::Viewer), None, Some(tokens[0].as_str())),
+            Who::OperatorToken => (Some(Role::Operator), None, Some(tokens[1].as_str())),
+            Who::AdminToken => (Some(Role::Admin), None, Some(tokens[2].as_str())),
+        };
+        for (method, path, least) in routes(msg) {
+            let api = path.starts_with("/api/");
+            let (status, location) = s
+                .status_of(request(method, &path, browser.map(|b| (b, true)), token))
+                .await;
+            let case = format!("{method} {path} as {role:?} (token: {})", token.is_some());
+            match (role, token) {
+                (None, _) if api => assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}"),
+                (None, _) => {
+                    assert_eq!(
+                        (status, location.as_str()),
+                        (StatusCode::SEE_OTHER, "/login"),
+                        "{case}"
+                    )
+                }
+                (Some(_), Some(_)) if !api => {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}")
+                }
+                (Some(r), _) if r < least => assert_eq!(status, StatusCode::FORBIDDEN, "{case}"),
+                (Some(_), _) if path == "/logout" => {
+                    assert_eq!(
+                        (status, location.as_str()),
+                        (StatusCode::SEE_OTHER, "/login"),
+                        "{case}"
+                    )
+                }
+                (Some(_), _) => {
+                    assert!(
+                        !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+                            && !status.is_server_error()
+                            && location != "/login",
+                        "{case}: {status} {location}"
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 7 * routes(msg).len());
+    // Pages an admin sees load their script from a file, never inline.
+    let a = s.login("alma", "admin").await;
+    for (method, path, _) in routes(msg) {
+        if method == "GET" && !path.starts_with("/api/") && path != "/logs/stream" {
+            let r = s.get(&path, Some(&a)).await;
+            // This page is not attached to a running gateway: the edit form
+            // and the version history say so instead of offering changes.
+            let expected = if path.ends_with("/edit") || path == "/config/versions" {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(r.status, expected, "{path}");
+            assert_no_inline_script(&r.body);
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_state_changing_route_refuses_a_session_without_its_csrf_token_and_changes_nothing() {
+    let s = site().await;
+    let a = s.login("ann", "admin").await;
+    let msg = s.dead("M1").await;
+    s.add_user("bob", "viewer").await;
+    let audit_before = s.journal.audit_log(None, 1000).await.unwrap().len();
+    let wrong = Browser {
+        cookie: a.cookie.clone(),
+        csrf: "0".repeat(64),
+    };
+    let mut checked = 0;
+    for (method, path, _) in routes(msg).into_iter().filter(|(m, _, _)| *m != "GET") {
+        // The same routes aimed at a real user, so a slip would show.
+        let path = path.replace("/users/nobody/", "/users/bob/");
+        for (who, csrf) in [(&a, false), (&wrong, true)] {
+            let (status, _) = s
+                .status_of(request(method, &path, Some((who, csrf)), None))
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{method} {path} (csrf sent: {csrf})"
+            );
+            checked += 1;
+        }
+    }
+    let state_changing = routes(msg).iter().filter(|(m, _, _)| *m != "GET").count();
+    assert_eq!(checked, 2 * state_changing);
+    assert_eq!(
+        s.journal.audit_log(None, 1000).await.unwrap().len(),
+        audit_before,
+        "nothing audited, nothing done"
+    );
+    assert_eq!(
+        s.journal.outbox_of(msg).await.unwrap()[0].state,
+        crate::journal::OutboxState::Dead
+    );
+    assert_eq!(
+        s.journal.admin_user("bob").await.unwrap().unwrap().role,
+        "viewer"
+    );
+    assert_eq!(
+        s.get("/", Some(&a)).await.status,
+        StatusCode::OK,
+        "still logged in"
+    );
 }

@@ -59,16 +59,63 @@ pub fn server_config(
     Ok(Arc::new(server))
 }
 
+/// The names a browser on the LAN may use for this device: `localhost`,
+/// the host name (and its domain name when set), and every address of its
+/// network interfaces (loopback included).
+pub fn device_names() -> Vec<String> {
+    let mut names = vec!["localhost".to_string()];
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let host = read("/proc/sys/kernel/hostname").filter(|h| is_dns_name(h));
+    if let Some(h) = &host {
+        names.push(h.clone());
+        if let Some(domain) =
+            read("/proc/sys/kernel/domainname").filter(|d| is_dns_name(d) && d != "(none)")
+        {
+            names.push(format!("{h}.{domain}"));
+        }
+    }
+    let mut addresses = vec!["127.0.0.1".to_string(), "::1".to_string()];
+    if let Ok(interfaces) = nix::ifaddrs::getifaddrs() {
+        for i in interfaces {
+            let Some(addr) = i.address else { continue };
+            if let Some(v4) = addr.as_sockaddr_in() {
+                addresses.push(v4.ip().to_string());
+            } else if let Some(v6) = addr.as_sockaddr_in6() {
+                let ip = v6.ip();
+                // Link-local addresses need a zone, which a URL cannot carry.
+                if (ip.segments()[0] & 0xffc0) != 0xfe80 {
+                    addresses.push(ip.to_string());
+                }
+            }
+        }
+    }
+    names.extend(addresses);
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
+}
+
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 /// Generates a self-signed certificate for this device and writes it and its
 /// key (mode 0600) atomically.
 fn generate(cert_path: &Path, key_path: &Path) -> Result<(), AdminError> {
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        let host = host.trim();
-        if !host.is_empty() {
-            names.push(host.to_string());
-        }
-    }
+    let names = device_names();
+    tracing::info!(names = ?names, "admin page: certificate names");
     let issued = rcgen::generate_simple_self_signed(names)
         .map_err(|e| AdminError::Tls(format!("cannot generate a certificate: {e}")))?;
     let dir = cert_path.parent().unwrap_or(Path::new("."));

@@ -177,6 +177,8 @@ pub struct Supervisor {
     time_zone: SiteTimeZone,
     /// Where ASTM sources publish their line traffic (`ecko-gateway trace`).
     astm_trace: astm::TraceHub,
+    /// What every source and worker reports about its link.
+    health: crate::health::Health,
     /// Parent of every source's stop token.
     sources_stop: CancellationToken,
     /// Parent of every worker's stop token; cancelled only after every
@@ -207,6 +209,7 @@ impl Supervisor {
             router: Arc::new(Router::new(config)),
             time_zone: SiteTimeZone::new(time_zone),
             astm_trace: astm::TraceHub::default(),
+            health: crate::health::Health::new(),
             sources_stop: shutdown.child_token(),
             workers_stop: CancellationToken::new(),
             running: tokio::sync::Mutex::new(Running {
@@ -253,6 +256,11 @@ impl Supervisor {
     /// The site time zone as sources share it: follows every applied edit.
     pub fn site_time_zone(&self) -> SiteTimeZone {
         self.time_zone.clone()
+    }
+
+    /// What the running endpoints report about their links.
+    pub fn health(&self) -> crate::health::Health {
+        self.health.clone()
     }
 
     /// The line traffic of every ASTM endpoint this supervisor runs.
@@ -322,6 +330,7 @@ impl Supervisor {
 
     fn prepare_worker(&self, endpoint: &Endpoint) -> Result<PreparedWorker, RunError> {
         let journal = self.journal.clone();
+        let health = self.health.clone();
         let e = endpoint.clone();
         let cannot = |reason: String| RunError::Endpoint {
             name: endpoint.name.clone(),
@@ -330,11 +339,15 @@ impl Supervisor {
         Ok(match &endpoint.kind {
             EndpointKind::File(c) => {
                 let sink = FileSink::new(c);
-                Box::new(move |stop| crate::delivery::spawn(journal, &e, sink, stop))
+                Box::new(move |stop| {
+                    crate::delivery::spawn_reporting(journal, &e, sink, health, stop)
+                })
             }
             EndpointKind::Fhir(c) => {
                 let sink = FhirSink::new(endpoint, c).map_err(|err| cannot(err.to_string()))?;
-                Box::new(move |stop| crate::delivery::spawn(journal, &e, sink, stop))
+                Box::new(move |stop| {
+                    crate::delivery::spawn_reporting(journal, &e, sink, health, stop)
+                })
             }
             EndpointKind::Mllp(c) => {
                 let sink =
@@ -344,7 +357,9 @@ impl Supervisor {
                             source,
                         }
                     })?;
-                Box::new(move |stop| crate::delivery::spawn(journal, &e, sink, stop))
+                Box::new(move |stop| {
+                    crate::delivery::spawn_reporting(journal, &e, sink, health, stop)
+                })
             }
             _ => return Err(cannot("not a destination".into())),
         })
@@ -372,6 +387,7 @@ impl Supervisor {
             router: self.router.clone(),
             shutdown: stop.clone(),
             time_zone: self.time_zone.clone(),
+            health: self.health.clone(),
         };
         let task = match &endpoint.kind {
             EndpointKind::FileDrop(c) => {

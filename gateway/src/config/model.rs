@@ -92,9 +92,10 @@ fn default_time_zone() -> String {
 pub struct AdminConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Address and port; loopback by default.
-    #[serde(default = "default_admin_listen")]
-    pub listen: String,
+    /// Address and port. Unset: `0.0.0.0:8443` for HTTPS (reachable from
+    /// the LAN), `127.0.0.1:8443` for plain HTTP; see [`Self::listen_address`].
+    #[serde(default)]
+    pub listen: Option<String>,
     /// HTTPS (the default). Plain HTTP only when set to `false`, and then
     /// only on a loopback address unless `plain_http_on_network` is set.
     #[serde(default = "yes")]
@@ -125,7 +126,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            listen: default_admin_listen(),
+            listen: None,
             tls: true,
             plain_http_on_network: false,
             cert: None,
@@ -151,8 +152,16 @@ fn default_login_rate() -> u32 {
     20
 }
 
-fn default_admin_listen() -> String {
-    "127.0.0.1:8443".into()
+impl AdminConfig {
+    /// Where the page listens: `listen`, or by default every interface for
+    /// HTTPS and loopback only for plain HTTP.
+    pub fn listen_address(&self) -> String {
+        match &self.listen {
+            Some(l) => l.clone(),
+            None if self.tls => "0.0.0.0:8443".into(),
+            None => "127.0.0.1:8443".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]

@@ -13,6 +13,7 @@
 pub mod retry;
 
 use crate::config::Endpoint;
+use crate::health::Health;
 use crate::journal::{Journal, JournalError, Lease, Settlement};
 use crate::sinks::{Delivery, Outcome, Sink};
 use futures_util::FutureExt;
@@ -26,17 +27,31 @@ use tokio_util::sync::CancellationToken;
 /// by another process (`ecko-gateway retry`) is picked up.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// Starts the worker for `endpoint`, delivering through `sink`.
+/// Starts the worker for `endpoint`, delivering through `sink`, with
+/// outcomes reported to a registry of its own (nobody reads it).
 pub fn spawn<S: Sink>(
     journal: Journal,
     endpoint: &Endpoint,
     sink: S,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    spawn_reporting(journal, endpoint, sink, Health::new(), shutdown)
+}
+
+/// Starts the worker for `endpoint`, delivering through `sink` and
+/// reporting every outcome to `health` (delivered, failing, refusing).
+pub fn spawn_reporting<S: Sink>(
+    journal: Journal,
+    endpoint: &Endpoint,
+    sink: S,
+    health: Health,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
     let worker = Worker {
         journal,
         sink: Arc::new(sink),
         endpoint: Arc::new(endpoint.clone()),
+        health,
     };
     tokio::spawn(worker.run(shutdown))
 }
@@ -45,12 +60,14 @@ struct Worker<S> {
     journal: Journal,
     sink: Arc<S>,
     endpoint: Arc<Endpoint>,
+    health: Health,
 }
 
 impl<S: Sink> Worker<S> {
     async fn run(self, shutdown: CancellationToken) {
         let name = self.endpoint.name.clone();
         let wake = self.journal.wakeup(&name);
+        self.health.started(&name, self.journal.now_ms());
         let mut lanes: JoinSet<()> = JoinSet::new();
         tracing::info!(endpoint = %name, lanes = self.endpoint.lanes, "delivery worker started");
         loop {
@@ -65,6 +82,7 @@ impl<S: Sink> Worker<S> {
                                 self.journal.clone(),
                                 self.sink.clone(),
                                 self.endpoint.clone(),
+                                self.health.clone(),
                                 batch,
                             ));
                         }
@@ -98,6 +116,7 @@ async fn deliver_lane<S: Sink>(
     journal: Journal,
     sink: Arc<S>,
     endpoint: Arc<Endpoint>,
+    health: Health,
     batch: Vec<Lease>,
 ) {
     let mut settlements = Vec::with_capacity(batch.len());
@@ -162,11 +181,15 @@ async fn deliver_lane<S: Sink>(
         for lease in delivered_leases {
             let outcome = outcomes.next().unwrap_or(Outcome::NotAttempted);
             let settlement = match outcome {
-                Outcome::Delivered { response } => Settlement::Delivered {
-                    response,
-                    duration_ms,
-                },
+                Outcome::Delivered { response } => {
+                    health.delivered(&endpoint.name, now);
+                    Settlement::Delivered {
+                        response,
+                        duration_ms,
+                    }
+                }
                 Outcome::Retryable { error, retry_after } => {
+                    health.failed(&endpoint.name, now, error.clone());
                     tracing::warn!(endpoint = %endpoint.name, outbox = lease.outbox_id, attempt = lease.attempts + 1, %error, "delivery failed; will retry");
                     retry::after_failure(
                         &endpoint.retry,
@@ -180,6 +203,7 @@ async fn deliver_lane<S: Sink>(
                     )
                 }
                 Outcome::Permanent { error } => {
+                    health.refused(&endpoint.name, now, error.clone());
                     tracing::warn!(endpoint = %endpoint.name, outbox = lease.outbox_id, %error, "delivery refused; message is dead");
                     Settlement::Dead { error, duration_ms }
                 }

@@ -328,3 +328,74 @@ async fn a_sink_that_panics_does_not_block_its_lane_and_the_message_is_retried()
     stop.cancel();
     worker.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_reports_failing_since_the_first_failure_then_up_after_a_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let sink = ScriptedSink::default();
+    sink.script.lock().unwrap().push_back(Outcome::Retryable {
+        error: "503 from hub".into(),
+        retry_after: None,
+    });
+    sink.script.lock().unwrap().push_back(Outcome::Retryable {
+        error: "503 from hub".into(),
+        retry_after: None,
+    });
+    let health = Health::new();
+    let ep = endpoint(
+        RetryPolicy {
+            initial: Duration::from_millis(300),
+            max: Duration::from_millis(300),
+            ..fast_retry()
+        },
+        1,
+        Duration::from_secs(5),
+    );
+    let stop = CancellationToken::new();
+    let worker = spawn_reporting(j.clone(), &ep, sink, health.clone(), stop.clone());
+    let id = ingest(&j, 1, "").await;
+    let mut first = None;
+    for _ in 0..200 {
+        // Idle from the start, then failing after the first attempt.
+        if let Some(s) = health
+            .get("dest")
+            .filter(|s| s.condition != crate::health::Condition::Idle)
+        {
+            first = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let first = first.expect("a report after the first attempt");
+    assert_eq!(first.condition, crate::health::Condition::Failing);
+    assert_eq!(first.detail.as_deref(), Some("503 from hub"));
+    wait_for_state(&j, id, OutboxState::Delivered).await;
+    let last = health.get("dest").unwrap();
+    assert_eq!(last.condition, crate::health::Condition::Up);
+    assert!(last.since > first.since, "up since the delivery");
+    assert!(last.last_ok_at.is_some());
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_reports_a_permanent_refusal_as_refusing() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let sink = ScriptedSink::default();
+    sink.script.lock().unwrap().push_back(Outcome::Permanent {
+        error: "HTTP 422".into(),
+    });
+    let health = Health::new();
+    let ep = endpoint(fast_retry(), 1, Duration::from_secs(5));
+    let stop = CancellationToken::new();
+    let worker = spawn_reporting(j.clone(), &ep, sink, health.clone(), stop.clone());
+    let id = ingest(&j, 1, "").await;
+    wait_for_state(&j, id, OutboxState::Dead).await;
+    let s = health.get("dest").unwrap();
+    assert_eq!(s.condition, crate::health::Condition::Refusing);
+    assert_eq!(s.detail.as_deref(), Some("HTTP 422"));
+    stop.cancel();
+    worker.await.unwrap();
+}

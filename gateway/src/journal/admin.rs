@@ -4,15 +4,24 @@
 //!
 //! Message lists page by id (newest first, `id < before`), never by offset,
 //! so page 10,000 costs what page 1 costs. A status filter is answered from
-//! the outbox side (`outbox(state, message_id)`), a source, type, control id
-//! or patient filter from its own index on `message`; each of those indexes
-//! ends in the rowid, so the newest-first walk needs no sort. A time range is
-//! turned into an id range first (ids grow with `received_at`).
+//! the outbox side (`outbox(state, message_id)`), a type, control id or
+//! patient filter from its own index on `message`; each of those indexes
+//! ends in the rowid, so the newest-first walk needs no sort. An endpoint
+//! filter merges two such walks: messages from it (`message(source)`) and
+//! messages routed to it (`outbox(destination, message_id)`). A time range
+//! is checked on `received_at` itself, never assumed from ids (the clock can
+//! step back). Alone, it walks `message(received_at)` newest first (the page
+//! is then in time order, `before` keyed on the time of that message); with
+//! other filters, its index drives the walk only when the range is narrow.
+//!
+//! Statistics come from `stats_minute` and `stats_duration`, per endpoint
+//! and minute, kept by triggers on the event history (see the schema), so a
+//! week on a million-message journal is a few thousand rows to add up.
 //!
 //! Every change made here writes an `audit` row in the same transaction as
 //! the change; so does every view of a payload (see [`Journal::audit`]).
 
-use super::schema::{DEAD, DELIVERED, LEASED, QUEUED};
+use super::schema::{DEAD, DELIVERED, DURATION_BUCKETS_MS, LEASED, QUEUED};
 use super::{Journal, JournalError};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use std::collections::BTreeMap;
@@ -134,9 +143,10 @@ pub struct EndpointActivity {
     pub dead: u64,
     pub delivered_since: u64,
     pub last_delivered_at: Option<i64>,
-    /// Since when the head of its queue keeps failing, if it does.
-    pub failing_since: Option<i64>,
+    /// The error of the oldest row waiting to be retried.
     pub last_error: Option<String>,
+    /// The error of the newest dead letter.
+    pub dead_error: Option<String>,
 }
 
 /// Statistics of one endpoint over a window.
@@ -149,9 +159,16 @@ pub struct EndpointStats {
     pub failed: u64,
     /// Delivered attempts / all attempts, 0..1; `None` without attempts.
     pub success_rate: Option<f64>,
-    /// Queued to delivered, in ms.
+    /// Time a delivery attempt that succeeded took (the destination's
+    /// answer included), in ms: the mean, and the 95th percentile as the
+    /// upper bound of its duration bucket.
     pub avg_ms: Option<f64>,
     pub p95_ms: Option<i64>,
+    /// Inbound transmissions refused as incomplete (ASTM) in the window.
+    /// HL7 messages answered `AE`/`AR` are not journalled and not counted.
+    pub rejected: u64,
+    /// rejected / (received + rejected); `None` without traffic.
+    pub rejection_rate: Option<f64>,
     /// Messages (received or delivered) per bucket, oldest first.
     pub buckets: Vec<u64>,
 }
@@ -170,6 +187,46 @@ pub struct LiveEvent {
     pub message_type: Option<String>,
     pub control_id: Option<String>,
     pub actor: Option<String>,
+    /// For filtering only: the live log does not show it.
+    #[serde(skip)]
+    pub patient_id: Option<String>,
+}
+
+impl LiveEvent {
+    /// Whether the event belongs in a live log filtered by `f`. Statuses
+    /// map to events: `queued` is a message received; `delivered`, `dead`
+    /// and `failing` are attempts with that outcome; `errors` either
+    /// failure.
+    pub fn matches(&self, f: &MessageFilter) -> bool {
+        let same = |want: &Option<String>, have: &Option<String>| {
+            want.as_deref().is_none_or(|w| have.as_deref() == Some(w))
+        };
+        if let Some(e) = f.endpoint.as_deref() {
+            if self.source.as_deref() != Some(e) && self.destination.as_deref() != Some(e) {
+                return false;
+            }
+        }
+        if !same(&f.message_type, &self.message_type)
+            || !same(&f.control_id, &self.control_id)
+            || !same(&f.patient_id, &self.patient_id)
+        {
+            return false;
+        }
+        if f.from.is_some_and(|from| self.at < from) || f.to.is_some_and(|to| self.at >= to) {
+            return false;
+        }
+        let outcome = self.outcome.as_deref();
+        let attempt = self.kind == "attempt";
+        match f.status.as_deref() {
+            None => true,
+            Some("queued") => self.kind == "received",
+            Some("delivered") => attempt && outcome == Some("delivered"),
+            Some("dead") => attempt && outcome == Some("dead"),
+            Some("failing") => attempt && outcome == Some("retry"),
+            Some("errors") => attempt && matches!(outcome, Some("retry") | Some("dead")),
+            Some(_) => false,
+        }
+    }
 }
 
 /// Which messages a retry or discard applies to.
@@ -179,8 +236,17 @@ pub enum Selection {
     Matching(MessageFilter),
 }
 
-/// Most rows one "retry all" or "discard all" touches.
+/// Most messages one "retry all" or "discard all" touches.
 pub const BULK_LIMIT: usize = 10_000;
+
+/// What a retry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BulkOutcome {
+    /// Outbox rows queued again.
+    pub rows: usize,
+    /// More messages matched than [`BULK_LIMIT`]; the newest were retried.
+    pub truncated: bool,
+}
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AdminUser> {
     Ok(AdminUser {
@@ -197,6 +263,46 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AdminUser> {
 const USER_COLUMNS: &str =
     "u.id, u.name, u.role, u.password_hash, u.created_at, u.failed_logins, u.locked_until";
 
+fn find_user(conn: &Connection, name: &str) -> Result<AdminUser, UserError> {
+    conn.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM admin_user u WHERE u.name = ?1"
+    ))
+    .and_then(|mut s| s.query_row([name], user_row).optional())
+    .map_err(JournalError::from)?
+    .ok_or_else(|| UserError::NoSuchUser(name.to_string()))
+}
+
+fn admin_count(conn: &Connection) -> Result<i64, JournalError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM admin_user WHERE role = 'admin'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// An API token to store.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// SHA-256 of the secret, hex.
+    pub hash: String,
+    pub user_id: i64,
+    pub label: String,
+    pub role: String,
+    pub expires_at: Option<i64>,
+    pub actor: String,
+}
+
+/// An API token as the users page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub label: String,
+    pub owner: String,
+    pub role: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
 fn insert_audit(
     conn: &Connection,
     now: i64,
@@ -212,11 +318,15 @@ fn insert_audit(
     Ok(())
 }
 
-/// Why a user could not be created.
+/// Why a user could not be created or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
     #[error("a user named `{0}` exists already")]
     Exists(String),
+    #[error("there is no user named `{0}`")]
+    NoSuchUser(String),
+    #[error("the last administrator cannot be deleted or lose the admin role")]
+    LastAdmin,
     #[error("the first administrator has been created already")]
     NotFirst,
     #[error(transparent)]
@@ -444,40 +554,203 @@ impl Journal {
         .await
     }
 
-    /// Stores an API token (by its hash) for `user_id`.
-    pub async fn admin_create_token(
-        &self,
-        user_id: i64,
-        token_hash: &str,
-        label: &str,
-        actor: &str,
-    ) -> Result<(), JournalError> {
-        let (token_hash, label, actor) =
-            (token_hash.to_string(), label.to_string(), actor.to_string());
+    /// Stores an API token (by its hash) for `user_id`, acting with `role`
+    /// (never more than the user's own) until `expires_at` (Unix ms; `None`:
+    /// until revoked). Returns the token's id.
+    pub async fn admin_create_token(&self, token: NewToken) -> Result<i64, JournalError> {
         self.write(move |conn, cx| {
             conn.execute(
-                "INSERT INTO admin_token (token_hash, user_id, label, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![token_hash, user_id, label, cx.now],
+                "INSERT INTO admin_token (token_hash, user_id, label, role, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![token.hash, token.user_id, token.label, token.role, cx.now, token.expires_at],
             )?;
-            insert_audit(conn, cx.now, &actor, "token.create", Some(&label), None)
+            let id = conn.last_insert_rowid();
+            insert_audit(
+                conn,
+                cx.now,
+                &token.actor,
+                "token.create",
+                Some(&format!("token {id} ({})", token.label)),
+                Some(&format!(
+                    "role {}, {}",
+                    token.role,
+                    token
+                        .expires_at
+                        .map_or_else(|| "no expiry".to_string(), |e| format!("expires at {e}"))
+                )),
+            )?;
+            Ok(id)
         })
         .await
     }
 
-    /// The user an API token belongs to.
+    /// Every API token (not their secrets), newest first.
+    pub async fn admin_tokens(&self) -> Result<Vec<TokenRecord>, JournalError> {
+        self.read(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT t.id, t.label, u.name, t.role, t.created_at, t.expires_at FROM admin_token t JOIN admin_user u ON u.id = t.user_id ORDER BY t.id DESC",
+            )?;
+            let rows = s
+                .query_map([], |r| {
+                    Ok(TokenRecord {
+                        id: r.get(0)?,
+                        label: r.get(1)?,
+                        owner: r.get(2)?,
+                        role: r.get(3)?,
+                        created_at: r.get(4)?,
+                        expires_at: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Revokes a token; `false` if there was no such token.
+    pub async fn admin_revoke_token(&self, id: i64, actor: &str) -> Result<bool, JournalError> {
+        let actor = actor.to_string();
+        self.write(move |conn, cx| {
+            let label: Option<String> = conn
+                .query_row(
+                    "DELETE FROM admin_token WHERE id = ?1 RETURNING label",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(label) = &label {
+                insert_audit(
+                    conn,
+                    cx.now,
+                    &actor,
+                    "token.revoke",
+                    Some(&format!("token {id} ({label})")),
+                    None,
+                )?;
+            }
+            Ok(label.is_some())
+        })
+        .await
+    }
+
+    /// The user an unexpired API token belongs to, and the token's role.
     pub async fn admin_token_user(
         &self,
         token_hash: &str,
-    ) -> Result<Option<AdminUser>, JournalError> {
+    ) -> Result<Option<(AdminUser, String)>, JournalError> {
         let token_hash = token_hash.to_string();
+        let now = self.now_ms();
         self.read(move |c| {
             Ok(c.prepare_cached(&format!(
-                "SELECT {USER_COLUMNS} FROM admin_token t JOIN admin_user u ON u.id = t.user_id WHERE t.token_hash = ?1"
+                "SELECT {USER_COLUMNS}, t.role FROM admin_token t JOIN admin_user u ON u.id = t.user_id
+                 WHERE t.token_hash = ?1 AND (t.expires_at IS NULL OR t.expires_at > ?2)"
             ))?
-            .query_row([token_hash], user_row)
+            .query_row(params![token_hash, now], |r| Ok((user_row(r)?, r.get(7)?)))
             .optional()?)
         })
         .await
+    }
+
+    /// Deletes a user with their sessions and tokens. The last administrator
+    /// cannot be deleted.
+    pub async fn admin_delete_user(&self, name: &str, actor: &str) -> Result<(), UserError> {
+        let (name, actor) = (name.to_string(), actor.to_string());
+        self.write_with(move |conn, cx| {
+            let user = find_user(conn, &name)?;
+            if user.role == "admin" && admin_count(conn)? <= 1 {
+                return Err(UserError::LastAdmin);
+            }
+            conn.execute("DELETE FROM admin_session WHERE user_id = ?1", [user.id])
+                .map_err(JournalError::from)?;
+            conn.execute("DELETE FROM admin_token WHERE user_id = ?1", [user.id])
+                .map_err(JournalError::from)?;
+            conn.execute("DELETE FROM admin_user WHERE id = ?1", [user.id])
+                .map_err(JournalError::from)?;
+            insert_audit(
+                conn,
+                cx.now,
+                &actor,
+                "user.delete",
+                Some(&name),
+                Some(&format!("role {}", user.role)),
+            )?;
+            Ok(())
+        })
+        .await?
+    }
+
+    /// Changes a user's role; their open sessions follow at once. Tokens
+    /// keep their own role but never act above their owner's. The last
+    /// administrator keeps the admin role.
+    pub async fn admin_set_role(
+        &self,
+        name: &str,
+        role: &str,
+        actor: &str,
+    ) -> Result<(), UserError> {
+        let (name, role, actor) = (name.to_string(), role.to_string(), actor.to_string());
+        self.write_with(move |conn, cx| {
+            let user = find_user(conn, &name)?;
+            if user.role == role {
+                return Ok(());
+            }
+            if user.role == "admin" && admin_count(conn)? <= 1 {
+                return Err(UserError::LastAdmin);
+            }
+            conn.execute(
+                "UPDATE admin_user SET role = ?2 WHERE id = ?1",
+                params![user.id, role],
+            )
+            .map_err(JournalError::from)?;
+            insert_audit(
+                conn,
+                cx.now,
+                &actor,
+                "user.role",
+                Some(&name),
+                Some(&format!("{} → {role}", user.role)),
+            )?;
+            Ok(())
+        })
+        .await?
+    }
+
+    /// Sets a new password hash, unlocks the account and ends its sessions.
+    pub async fn admin_set_password(
+        &self,
+        name: &str,
+        hash: &str,
+        actor: &str,
+    ) -> Result<(), UserError> {
+        let (name, hash, actor) = (name.to_string(), hash.to_string(), actor.to_string());
+        self.write_with(move |conn, cx| {
+            let user = find_user(conn, &name)?;
+            conn.execute(
+                "UPDATE admin_user SET password_hash = ?2, failed_logins = 0, locked_until = 0 WHERE id = ?1",
+                params![user.id, hash],
+            )
+            .map_err(JournalError::from)?;
+            conn.execute("DELETE FROM admin_session WHERE user_id = ?1", [user.id])
+                .map_err(JournalError::from)?;
+            insert_audit(conn, cx.now, &actor, "user.password", Some(&name), Some("password reset; sessions ended"))?;
+            Ok(())
+        })
+        .await?
+    }
+
+    /// Lifts a lockout after failed logins.
+    pub async fn admin_unlock(&self, name: &str, actor: &str) -> Result<(), UserError> {
+        let (name, actor) = (name.to_string(), actor.to_string());
+        self.write_with(move |conn, cx| {
+            let user = find_user(conn, &name)?;
+            conn.execute(
+                "UPDATE admin_user SET failed_logins = 0, locked_until = 0 WHERE id = ?1",
+                [user.id],
+            )
+            .map_err(JournalError::from)?;
+            insert_audit(conn, cx.now, &actor, "user.unlock", Some(&name), None)?;
+            Ok(())
+        })
+        .await?
     }
 
     /// Records that `actor` did (or saw) something.
@@ -538,8 +811,7 @@ impl Journal {
         before: Option<i64>,
         limit: usize,
     ) -> Result<MessagePage, JournalError> {
-        let now = self.now_ms();
-        self.read(move |c| list_messages(c, &filter.normalized(), before, limit.clamp(1, 500), now))
+        self.read(move |c| list_messages(c, &filter.normalized(), before, limit.clamp(1, 500)))
             .await
     }
 
@@ -549,11 +821,10 @@ impl Journal {
         names: Vec<String>,
         since: i64,
     ) -> Result<Vec<EndpointActivity>, JournalError> {
-        let now = self.now_ms();
         self.read(move |c| {
             names
                 .iter()
-                .map(|n| endpoint_activity(c, n, since, now))
+                .map(|n| endpoint_activity(c, n, since))
                 .collect()
         })
         .await
@@ -580,7 +851,7 @@ impl Journal {
     ) -> Result<Vec<LiveEvent>, JournalError> {
         self.read(move |c| {
             let mut s = c.prepare_cached(
-                "SELECT e.id, e.at, e.kind, e.outcome, e.duration_ms, e.message_id, m.source, o.destination, m.message_type, m.control_id, e.actor
+                "SELECT e.id, e.at, e.kind, e.outcome, e.duration_ms, e.message_id, m.source, o.destination, m.message_type, m.control_id, e.actor, m.patient_id
                  FROM event e LEFT JOIN message m ON m.id = e.message_id LEFT JOIN outbox o ON o.id = e.outbox_id
                  WHERE e.id > ?1 ORDER BY e.id LIMIT ?2",
             )?;
@@ -598,12 +869,18 @@ impl Journal {
                         message_type: r.get(8)?,
                         control_id: r.get(9)?,
                         actor: r.get(10)?,
+                        patient_id: r.get(11)?,
                     })
                 })?
                 .collect::<Result<_, _>>()?;
             Ok(rows)
         })
         .await
+    }
+
+    /// Bytes of live data in the journal (what its size cap counts).
+    pub async fn live_size(&self) -> Result<u64, JournalError> {
+        self.read(|c| Ok(super::writer::live_bytes(c)?)).await
     }
 
     /// The newest event id (0 for an empty journal).
@@ -618,12 +895,22 @@ impl Journal {
         &self,
         selection: Selection,
         actor: &str,
-    ) -> Result<usize, JournalError> {
+    ) -> Result<BulkOutcome, JournalError> {
+        self.admin_retry_at_most(selection, actor, BULK_LIMIT).await
+    }
+
+    /// [`Journal::admin_retry`] touching at most `limit` messages of a
+    /// filter (the newest).
+    pub async fn admin_retry_at_most(
+        &self,
+        selection: Selection,
+        actor: &str,
+        limit: usize,
+    ) -> Result<BulkOutcome, JournalError> {
         let actor = actor.to_string();
-        let now = self.now_ms();
-        let destinations = self
+        let (destinations, truncated) = self
             .write(move |conn, cx| {
-                let rows = selected_rows(conn, &selection, now)?;
+                let (rows, truncated) = selected_rows(conn, &selection, limit)?;
                 let mut destinations = Vec::new();
                 for (outbox_id, destination, state) in &rows {
                     if *state == DELIVERED || *state == LEASED {
@@ -648,17 +935,21 @@ impl Journal {
                     &actor,
                     "message.retry",
                     Some(&describe(&selection)),
-                    Some(&format!("{} deliveries queued again", destinations.len())),
+                    Some(&format!(
+                        "{} deliveries queued again{}",
+                        destinations.len(),
+                        if truncated { format!(" (stopped at {limit} messages)") } else { String::new() }
+                    )),
                 )?;
-                Ok(destinations)
+                Ok((destinations, truncated))
             })
             .await?;
-        let n = destinations.len();
+        let rows = destinations.len();
         let mut unique = destinations;
         unique.sort();
         unique.dedup();
         self.wake(unique);
-        Ok(n)
+        Ok(BulkOutcome { rows, truncated })
     }
 
     /// Gives up on the undelivered outbox rows of the selection: they become
@@ -671,9 +962,8 @@ impl Journal {
         actor: &str,
     ) -> Result<usize, JournalError> {
         let (actor, reason) = (actor.to_string(), reason.to_string());
-        let now = self.now_ms();
         self.write(move |conn, cx| {
-            let rows = selected_rows(conn, &selection, now)?;
+            let (rows, _) = selected_rows(conn, &selection, BULK_LIMIT)?;
             let mut n = 0;
             for (outbox_id, _, state) in &rows {
                 if *state == DELIVERED || *state == LEASED {
@@ -740,11 +1030,15 @@ fn describe(selection: &Selection) -> String {
 /// (outbox id, destination, state) of the selection's rows that a person may
 /// act on: all rows of one message; for a filter, the dead or failing rows of
 /// up to [`BULK_LIMIT`] matching messages.
+/// (outbox id, destination, state).
+type SelectedRow = (i64, String, i64);
+
 fn selected_rows(
     conn: &Connection,
     selection: &Selection,
-    now: i64,
-) -> Result<Vec<(i64, String, i64)>, JournalError> {
+    limit: usize,
+) -> Result<(Vec<SelectedRow>, bool), JournalError> {
+    let mut truncated = false;
     let message_ids: Vec<i64> = match selection {
         Selection::Message(id) => vec![*id],
         Selection::Matching(filter) => {
@@ -754,13 +1048,21 @@ fn selected_rows(
             }
             let mut ids = Vec::new();
             let mut before = None;
-            while ids.len() < BULK_LIMIT {
-                let page = list_messages(conn, &filter, before, 500, now)?;
+            loop {
+                if ids.len() >= limit {
+                    truncated = true;
+                    break;
+                }
+                let page = list_messages(conn, &filter, before, 500)?;
                 ids.extend(page.messages.iter().map(|m| m.id));
                 match page.next_before {
                     Some(b) => before = Some(b),
                     None => break,
                 }
+            }
+            if ids.len() > limit {
+                ids.truncate(limit);
+                truncated = true;
             }
             ids
         }
@@ -778,7 +1080,7 @@ fn selected_rows(
             .collect::<Result<Vec<_>, _>>()?;
         out.extend(rows);
     }
-    Ok(out)
+    Ok((out, truncated))
 }
 
 fn list_messages(
@@ -786,63 +1088,27 @@ fn list_messages(
     f: &MessageFilter,
     before: Option<i64>,
     limit: usize,
-    now: i64,
 ) -> Result<MessagePage, JournalError> {
-    let _ = now;
-    let mut upper = before.unwrap_or(i64::MAX);
-    let mut lower = 0i64;
-    // A time range becomes an id range: ids grow with received_at.
+    let upper = before.unwrap_or(i64::MAX);
+    // Conditions on the message itself (alias `m`), whichever side drives.
+    let mut conditions: Vec<String> = Vec::new();
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    // The time range is checked on `received_at` itself (the clock may have
+    // stepped back, so ids need not grow with it). Whether its index drives
+    // the walk depends on how many rows the range roughly holds.
+    let narrow_range = (f.from.is_some() || f.to.is_some()) && range_is_narrow(c, f.from, f.to)?;
+    let at = if narrow_range {
+        "m.received_at"
+    } else {
+        "+m.received_at"
+    };
     if let Some(from) = f.from {
-        let first: Option<i64> = c
-            .prepare_cached(
-                "SELECT id FROM message WHERE received_at >= ?1 ORDER BY received_at, id LIMIT 1",
-            )?
-            .query_row([from], |r| r.get(0))
-            .optional()?;
-        match first {
-            Some(id) => lower = id,
-            None => {
-                return Ok(MessagePage {
-                    messages: Vec::new(),
-                    next_before: None,
-                })
-            }
-        }
-    }
-    if let Some(to) = f.to {
-        let last: Option<i64> = c
-            .prepare_cached(
-                "SELECT id FROM message WHERE received_at < ?1 ORDER BY received_at DESC, id DESC LIMIT 1",
-            )?
-            .query_row([to], |r| r.get(0))
-            .optional()?;
-        match last {
-            Some(id) => upper = upper.min(id + 1),
-            None => {
-                return Ok(MessagePage {
-                    messages: Vec::new(),
-                    next_before: None,
-                })
-            }
-        }
-    }
-
-    let mut conditions: Vec<String> = vec!["m.id < ?".into(), "m.id >= ?".into()];
-    let mut args: Vec<rusqlite::types::Value> = vec![upper.into(), lower.into()];
-    if let Some(from) = f.from {
-        conditions.push("m.received_at >= ?".into());
+        conditions.push(format!("{at} >= ?"));
         args.push(from.into());
     }
     if let Some(to) = f.to {
-        conditions.push("m.received_at < ?".into());
+        conditions.push(format!("{at} < ?"));
         args.push(to.into());
-    }
-    if let Some(e) = &f.endpoint {
-        conditions.push(
-            "(m.source = ? OR EXISTS (SELECT 1 FROM outbox x WHERE x.message_id = m.id AND x.destination = ?))".into(),
-        );
-        args.push(e.clone().into());
-        args.push(e.clone().into());
     }
     if let Some(t) = &f.message_type {
         conditions.push("m.message_type = ?".into());
@@ -856,7 +1122,6 @@ fn list_messages(
         conditions.push("m.patient_id = ?".into());
         args.push(t.clone().into());
     }
-    // The status filter drives the walk from the outbox side.
     let status_rows = match f.status.as_deref() {
         None => None,
         Some("queued") => Some(format!("o.state IN ({QUEUED}, {LEASED})")),
@@ -874,36 +1139,107 @@ fn list_messages(
             )))
         }
     };
+    let and: String = conditions.iter().map(|x| format!(" AND {x}")).collect();
     let raw_limit = limit + 1;
-    let sql = match &status_rows {
-        None => format!(
-            "SELECT m.id FROM message m WHERE {} ORDER BY m.id DESC LIMIT {raw_limit}",
-            conditions.join(" AND ")
-        ),
-        Some(rows) => {
-            let conditions: Vec<String> = conditions
-                .iter()
-                .map(|c| c.replacen("m.id", "o.message_id", 2))
-                .collect();
+    // The status filter may yield one message several times (one per
+    // matching outbox row): read a few pages' worth and de-duplicate.
+    let fetch = if status_rows.is_some() {
+        raw_limit * 4
+    } else {
+        raw_limit
+    };
+    let mut all_args: Vec<rusqlite::types::Value> = Vec::new();
+    let sql = match (&f.endpoint, &status_rows) {
+        // A time range alone walks `message(received_at)` newest first,
+        // whatever the ids did: a page costs what it shows, however wide or
+        // old the range. `before` is still a message id; its time is the
+        // keyset.
+        (None, None)
+            if (f.from.is_some() || f.to.is_some())
+                && f.message_type.is_none()
+                && f.control_id.is_none()
+                && f.patient_id.is_none() =>
+        {
+            let before_at: Option<i64> = match before {
+                Some(id) => c
+                    .prepare_cached("SELECT received_at FROM message WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))
+                    .optional()?,
+                None => None,
+            };
+            let keyset = match before_at {
+                Some(at) => {
+                    all_args.push(at.into());
+                    all_args.push(at.into());
+                    all_args.push(upper.into());
+                    "(m.received_at < ? OR (m.received_at = ? AND m.id < ?))"
+                }
+                None => {
+                    all_args.push(upper.into());
+                    "m.id < ?"
+                }
+            };
+            all_args.extend(args);
+            let and = and.replace("+m.received_at", "m.received_at");
+            format!(
+                "SELECT m.id FROM message m INDEXED BY message_received WHERE {keyset}{and}
+                 ORDER BY m.received_at DESC, m.id DESC LIMIT {fetch}"
+            )
+        }
+        (None, None) => {
+            all_args.push(upper.into());
+            all_args.extend(args);
+            format!(
+                "SELECT m.id FROM message m WHERE m.id < ?{and} ORDER BY m.id DESC LIMIT {fetch}"
+            )
+        }
+        (None, Some(rows)) => {
+            all_args.push(upper.into());
+            all_args.extend(args);
             format!(
                 "SELECT o.message_id FROM outbox o JOIN message m ON m.id = o.message_id
-                 WHERE {rows} AND {} ORDER BY o.message_id DESC LIMIT {}",
-                conditions.join(" AND "),
-                raw_limit * 4
+                 WHERE o.message_id < ? AND {rows}{and} ORDER BY o.message_id DESC LIMIT {fetch}"
+            )
+        }
+        // An endpoint is the message's source or one of its destinations:
+        // two walks newest first (by source on `message`, by destination on
+        // `outbox(destination, message_id)`), merged. With a status, the
+        // destination's own row must be in it; for the source, any row.
+        (Some(e), rows) => {
+            let from_source = rows
+                .as_ref()
+                .map(|r| {
+                    format!(
+                        " AND EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id AND {r})"
+                    )
+                })
+                .unwrap_or_default();
+            let to_destination = rows
+                .as_ref()
+                .map(|r| format!(" AND {r}"))
+                .unwrap_or_default();
+            all_args.push(e.clone().into());
+            all_args.push(upper.into());
+            all_args.extend(args.iter().cloned());
+            all_args.push(e.clone().into());
+            all_args.push(upper.into());
+            all_args.extend(args);
+            format!(
+                "SELECT m.id FROM message m WHERE m.source = ? AND m.id < ?{and}{from_source}
+                 UNION
+                 SELECT o.message_id FROM outbox o JOIN message m ON m.id = o.message_id
+                 WHERE o.destination = ? AND o.message_id < ?{and}{to_destination}
+                 ORDER BY 1 DESC LIMIT {fetch}"
             )
         }
     };
     let mut ids: Vec<i64> = c
         .prepare_cached(&sql)?
-        .query_map(params_from_iter(args.iter()), |r| r.get(0))?
+        .query_map(params_from_iter(all_args.iter()), |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let scanned = ids.len();
     ids.dedup();
-    let more = if status_rows.is_some() {
-        ids.len() > limit || scanned == raw_limit * 4
-    } else {
-        ids.len() > limit
-    };
+    let more = ids.len() > limit || scanned == fetch;
     ids.truncate(limit);
     let mut messages = Vec::with_capacity(ids.len());
     let mut head = c.prepare_cached(
@@ -961,6 +1297,39 @@ fn list_messages(
     })
 }
 
+/// Rows a time range may hold before its index stops being the cheaper
+/// walk (it needs a sort by id; the walk by id does not).
+const NARROW_RANGE: i64 = 50_000;
+
+/// Whether `[from, to)` holds few messages, estimated from the ids at its
+/// ends in `received_at` order. The estimate is exact while ids grow with
+/// time; after a clock step only the choice of walk can suffer, never the
+/// answer, which always checks `received_at` itself.
+fn range_is_narrow(
+    c: &Connection,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<bool, JournalError> {
+    let mut first = c.prepare_cached(
+        "SELECT id FROM message WHERE received_at >= ?1 ORDER BY received_at, id LIMIT 1",
+    )?;
+    let Some(start) = first
+        .query_row([from.unwrap_or(i64::MIN)], |r| r.get::<_, i64>(0))
+        .optional()?
+    else {
+        return Ok(true); // nothing at or after `from`
+    };
+    let end = match to {
+        Some(t) => first.query_row([t], |r| r.get::<_, i64>(0)).optional()?,
+        None => None,
+    };
+    let end = match end {
+        Some(e) => e,
+        None => c.query_row("SELECT coalesce(max(id), 0) FROM message", [], |r| r.get(0))?,
+    };
+    Ok((end - start).abs() <= NARROW_RANGE)
+}
+
 /// The name the admin page uses for an outbox state.
 pub fn state_name(state: i64, attempts: u32, discarded: bool) -> &'static str {
     match state {
@@ -997,9 +1366,7 @@ fn endpoint_activity(
     c: &Connection,
     name: &str,
     since: i64,
-    now: i64,
 ) -> Result<EndpointActivity, JournalError> {
-    let _ = now;
     let mut a = EndpointActivity {
         name: name.to_string(),
         ..Default::default()
@@ -1010,9 +1377,18 @@ fn endpoint_activity(
         )?
         .query_row([name], |r| r.get(0))
         .optional()?;
-    a.received_since = c
-        .prepare_cached("SELECT count(*) FROM message WHERE source = ?1 AND received_at >= ?2")?
-        .query_row(params![name, since], |r| r.get::<_, i64>(0))? as u64;
+    let (received, delivered, last_delivered): (i64, i64, i64) = c
+        .prepare_cached(
+            "SELECT coalesce(sum(received), 0), coalesce(sum(delivered), 0),
+                    (SELECT coalesce(max(last_delivered_at), 0) FROM stats_minute WHERE endpoint = ?1)
+             FROM stats_minute WHERE endpoint = ?1 AND minute >= ?2",
+        )?
+        .query_row(params![name, since.div_euclid(60_000)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    a.received_since = received as u64;
+    a.delivered_since = delivered as u64;
+    a.last_delivered_at = (last_delivered > 0).then_some(last_delivered);
     let mut s = c.prepare_cached(
         "SELECT state, attempts > 0, count(*) FROM outbox WHERE destination = ?1 AND state IN (0, 1, 3) GROUP BY state, attempts > 0",
     )?;
@@ -1036,30 +1412,32 @@ fn endpoint_activity(
             _ => a.dead += n,
         }
     }
-    let (delivered, last): (i64, Option<i64>) = c
-        .prepare_cached(
-            "SELECT count(*), max(e.at) FROM event e JOIN outbox o ON o.id = e.outbox_id
-             WHERE e.at >= ?2 AND e.kind = 'attempt' AND e.outcome = 'delivered' AND o.destination = ?1",
-        )?
-        .query_row(params![name, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    a.delivered_since = delivered as u64;
-    a.last_delivered_at = last;
-    if a.failing > 0 || a.dead > 0 {
-        let head: Option<(i64, Option<String>)> = c
+    if a.dead > 0 {
+        // Discarded rows are dead too, but nobody needs to look at them.
+        a.dead -= c
             .prepare_cached(
-                "SELECT updated_at, last_error FROM outbox WHERE destination = ?1 AND state IN (0, 3) AND attempts > 0 ORDER BY state, id LIMIT 1",
+                "SELECT count(*) FROM outbox o JOIN outbox_discard d ON d.outbox_id = o.id WHERE o.destination = ?1 AND o.state = 3",
             )?
-            .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        if let Some((_, error)) = head {
-            a.last_error = error;
-        }
-        a.failing_since = c
+            .query_row([name], |r| r.get::<_, i64>(0))? as u64;
+    }
+    if a.failing > 0 {
+        a.last_error = c
             .prepare_cached(
-                "SELECT min(e.at) FROM event e JOIN outbox o ON o.id = e.outbox_id
-                 WHERE o.destination = ?1 AND o.state = 0 AND o.attempts > 0 AND e.kind = 'attempt'",
+                "SELECT last_error FROM outbox WHERE destination = ?1 AND state = 0 AND attempts > 0 ORDER BY id LIMIT 1",
             )?
-            .query_row([name], |r| r.get(0))?;
+            .query_row([name], |r| r.get(0))
+            .optional()?
+            .flatten();
+    }
+    if a.dead > 0 {
+        a.dead_error = c
+            .prepare_cached(
+                "SELECT o.last_error FROM outbox o WHERE o.destination = ?1 AND o.state = 3
+                 AND NOT EXISTS (SELECT 1 FROM outbox_discard d WHERE d.outbox_id = o.id) ORDER BY o.id DESC LIMIT 1",
+            )?
+            .query_row([name], |r| r.get(0))
+            .optional()?
+            .flatten();
     }
     Ok(a)
 }
@@ -1071,67 +1449,89 @@ fn endpoint_stats(
     now: i64,
     buckets: usize,
 ) -> Result<Vec<EndpointStats>, JournalError> {
-    let width = ((now - since).max(1) as f64) / buckets as f64;
-    let bucket =
-        |at: i64| -> usize { (((at - since).max(0) as f64 / width) as usize).min(buckets - 1) };
-    let mut out: Vec<EndpointStats> = names
-        .iter()
-        .map(|n| EndpointStats {
-            name: n.clone(),
+    let first_minute = since.div_euclid(60_000);
+    let minutes = ((now - since).max(60_000) / 60_000).max(1) as f64;
+    let bucket = |minute: i64| -> usize {
+        ((((minute - first_minute).max(0) as f64) * buckets as f64 / minutes) as usize)
+            .min(buckets - 1)
+    };
+    let mut rows = c.prepare_cached(
+        "SELECT minute, received, rejected, attempts, delivered, failed, duration_sum, duration_max
+         FROM stats_minute WHERE endpoint = ?1 AND minute >= ?2",
+    )?;
+    let mut durations = c.prepare_cached(
+        "SELECT bucket, sum(n) FROM stats_duration WHERE endpoint = ?1 AND minute >= ?2 GROUP BY bucket ORDER BY bucket",
+    )?;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let mut s = EndpointStats {
+            name: name.clone(),
             buckets: vec![0; buckets],
             ..Default::default()
-        })
-        .collect();
-    let index = |name: &str| names.iter().position(|n| n == name);
-    let mut received =
-        c.prepare_cached("SELECT source, received_at FROM message WHERE received_at >= ?1")?;
-    let rows = received.query_map([since], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-    })?;
-    for row in rows {
-        let (source, at) = row?;
-        if let Some(i) = index(&source) {
-            out[i].received += 1;
-            out[i].buckets[bucket(at)] += 1;
-        }
-    }
-    let mut attempts = c.prepare_cached(
-        "SELECT o.destination, e.outcome, e.at, e.at - o.created_at FROM event e JOIN outbox o ON o.id = e.outbox_id
-         WHERE e.at >= ?1 AND e.kind = 'attempt'",
-    )?;
-    let rows = attempts.query_map([since], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, Option<String>>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
-    let mut times: Vec<Vec<i64>> = vec![Vec::new(); names.len()];
-    for row in rows {
-        let (destination, outcome, at, took) = row?;
-        let Some(i) = index(&destination) else {
-            continue;
         };
-        out[i].attempts += 1;
-        if outcome.as_deref() == Some("delivered") {
-            out[i].delivered += 1;
-            out[i].buckets[bucket(at)] += 1;
-            times[i].push(took.max(0));
-        } else {
-            out[i].failed += 1;
+        let mut duration_sum = 0i64;
+        let mut duration_max = 0i64;
+        let mut rejected = 0u64;
+        let found = rows.query_map(params![name, first_minute], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                [
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                ],
+            ))
+        })?;
+        for row in found {
+            let (minute, [received, refused, attempts, delivered, failed, sum, max]) = row?;
+            s.received += received as u64;
+            rejected += refused as u64;
+            s.attempts += attempts as u64;
+            s.delivered += delivered as u64;
+            s.failed += failed as u64;
+            duration_sum += sum;
+            duration_max = duration_max.max(max);
+            s.buckets[bucket(minute)] += (received + delivered) as u64;
         }
-    }
-    for (s, mut t) in out.iter_mut().zip(times) {
         if s.attempts > 0 {
             s.success_rate = Some(s.delivered as f64 / s.attempts as f64);
         }
-        if !t.is_empty() {
-            t.sort_unstable();
-            s.avg_ms = Some(t.iter().sum::<i64>() as f64 / t.len() as f64);
-            let rank = ((t.len() as f64) * 0.95).ceil() as usize;
-            s.p95_ms = t.get(rank.saturating_sub(1)).copied();
+        if s.delivered > 0 {
+            s.avg_ms = Some(duration_sum as f64 / s.delivered as f64);
+            let counts: Vec<(usize, i64)> = durations
+                .query_map(params![name, first_minute], |r| {
+                    Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            s.p95_ms = Some(percentile(&counts, 0.95, duration_max));
         }
+        if s.received + rejected > 0 {
+            s.rejected = rejected;
+            s.rejection_rate = Some(rejected as f64 / (s.received + rejected) as f64);
+        }
+        out.push(s);
     }
     Ok(out)
+}
+
+/// The `q` quantile of durations counted per bucket of
+/// [`DURATION_BUCKETS_MS`]: the upper bound of the bucket holding it, or the
+/// longest duration seen when that is shorter (or the bucket is unbounded).
+fn percentile(counts: &[(usize, i64)], q: f64, max: i64) -> i64 {
+    let total: i64 = counts.iter().map(|(_, n)| n).sum();
+    let rank = ((total as f64) * q).ceil().max(1.0) as i64;
+    let mut seen = 0;
+    for (bucket, n) in counts {
+        seen += n;
+        if seen >= rank {
+            return DURATION_BUCKETS_MS
+                .get(*bucket)
+                .map_or(max, |bound| (*bound).min(max));
+        }
+    }
+    max
 }

@@ -17,6 +17,16 @@ impl Journal {
     /// messages stay. Returns the number of messages purged.
     pub async fn purge_delivered_before(&self, cutoff_ms: i64) -> Result<u64, JournalError> {
         let mut purged = 0u64;
+        // Statistics older than the retention period go with the messages.
+        self.write(move |conn, _| {
+            let minute = cutoff_ms.div_euclid(60_000);
+            conn.prepare_cached("DELETE FROM stats_minute WHERE minute < ?1")?
+                .execute([minute])?;
+            conn.prepare_cached("DELETE FROM stats_duration WHERE minute < ?1")?
+                .execute([minute])?;
+            Ok(())
+        })
+        .await?;
         loop {
             let n = self
                 .write(move |conn, cx| {

@@ -150,6 +150,149 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE astm_order ADD COLUMN sender TEXT;
     ",
+    // admin page, second step:
+    // - the endpoint filter walks a destination's rows newest first;
+    // - API tokens get an id, a role of their own and an expiry;
+    // - statistics per endpoint and minute, kept by triggers on the event
+    //   history (and on ASTM transmissions refused as incomplete), so the
+    //   statistics page reads a few thousand rows instead of every message
+    //   in its window. Delivery durations are counted in buckets
+    //   (`stats_duration`) for the p95.
+    "
+    CREATE INDEX outbox_destination_message ON outbox(destination, message_id);
+
+    CREATE TABLE admin_token_v2 (
+        id           INTEGER PRIMARY KEY,
+        token_hash   TEXT    NOT NULL UNIQUE,
+        user_id      INTEGER NOT NULL REFERENCES admin_user(id) ON DELETE CASCADE,
+        label        TEXT    NOT NULL,
+        role         TEXT    NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER,
+        last_used_at INTEGER
+    );
+    INSERT INTO admin_token_v2 (token_hash, user_id, label, role, created_at)
+        SELECT t.token_hash, t.user_id, t.label, u.role, t.created_at
+        FROM admin_token t JOIN admin_user u ON u.id = t.user_id;
+    DROP TABLE admin_token;
+    ALTER TABLE admin_token_v2 RENAME TO admin_token;
+
+    CREATE TABLE stats_minute (
+        endpoint          TEXT    NOT NULL,
+        minute            INTEGER NOT NULL,
+        received          INTEGER NOT NULL DEFAULT 0,
+        rejected          INTEGER NOT NULL DEFAULT 0,
+        attempts          INTEGER NOT NULL DEFAULT 0,
+        delivered         INTEGER NOT NULL DEFAULT 0,
+        failed            INTEGER NOT NULL DEFAULT 0,
+        duration_sum      INTEGER NOT NULL DEFAULT 0,
+        duration_max      INTEGER NOT NULL DEFAULT 0,
+        last_received_at  INTEGER NOT NULL DEFAULT 0,
+        last_delivered_at INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (endpoint, minute)
+    ) WITHOUT ROWID;
+    CREATE TABLE stats_duration (
+        endpoint TEXT    NOT NULL,
+        minute   INTEGER NOT NULL,
+        bucket   INTEGER NOT NULL,
+        n        INTEGER NOT NULL,
+        PRIMARY KEY (endpoint, minute, bucket)
+    ) WITHOUT ROWID;
+
+    CREATE TRIGGER stats_received AFTER INSERT ON event WHEN NEW.kind = 'received' BEGIN
+        INSERT INTO stats_minute (endpoint, minute, received, last_received_at)
+            SELECT source, NEW.at / 60000, 1, NEW.at FROM message WHERE id = NEW.message_id
+        ON CONFLICT (endpoint, minute) DO UPDATE SET
+            received = received + 1,
+            last_received_at = max(last_received_at, excluded.last_received_at);
+    END;
+    CREATE TRIGGER stats_attempt AFTER INSERT ON event WHEN NEW.kind = 'attempt' BEGIN
+        INSERT INTO stats_minute (endpoint, minute, attempts, delivered, failed, duration_sum, duration_max, last_delivered_at)
+            SELECT destination, NEW.at / 60000, 1,
+                   NEW.outcome IS 'delivered', NEW.outcome IS NOT 'delivered',
+                   iif(NEW.outcome IS 'delivered', coalesce(NEW.duration_ms, 0), 0),
+                   iif(NEW.outcome IS 'delivered', coalesce(NEW.duration_ms, 0), 0),
+                   iif(NEW.outcome IS 'delivered', NEW.at, 0)
+            FROM outbox WHERE id = NEW.outbox_id
+        ON CONFLICT (endpoint, minute) DO UPDATE SET
+            attempts = attempts + 1,
+            delivered = delivered + excluded.delivered,
+            failed = failed + excluded.failed,
+            duration_sum = duration_sum + excluded.duration_sum,
+            duration_max = max(duration_max, excluded.duration_max),
+            last_delivered_at = max(last_delivered_at, excluded.last_delivered_at);
+        INSERT INTO stats_duration (endpoint, minute, bucket, n)
+            SELECT destination, NEW.at / 60000, CASE
+                WHEN coalesce(NEW.duration_ms, 0) <= 1 THEN 0
+                WHEN NEW.duration_ms <= 2 THEN 1
+                WHEN NEW.duration_ms <= 5 THEN 2
+                WHEN NEW.duration_ms <= 10 THEN 3
+                WHEN NEW.duration_ms <= 20 THEN 4
+                WHEN NEW.duration_ms <= 50 THEN 5
+                WHEN NEW.duration_ms <= 100 THEN 6
+                WHEN NEW.duration_ms <= 200 THEN 7
+                WHEN NEW.duration_ms <= 500 THEN 8
+                WHEN NEW.duration_ms <= 1000 THEN 9
+                WHEN NEW.duration_ms <= 2000 THEN 10
+                WHEN NEW.duration_ms <= 5000 THEN 11
+                WHEN NEW.duration_ms <= 10000 THEN 12
+                WHEN NEW.duration_ms <= 30000 THEN 13
+                WHEN NEW.duration_ms <= 60000 THEN 14
+                ELSE 15 END, 1
+            FROM outbox WHERE id = NEW.outbox_id AND NEW.outcome IS 'delivered'
+        ON CONFLICT (endpoint, minute, bucket) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER stats_rejected AFTER INSERT ON astm_incomplete BEGIN
+        INSERT INTO stats_minute (endpoint, minute, rejected) VALUES (NEW.endpoint, NEW.at / 60000, 1)
+        ON CONFLICT (endpoint, minute) DO UPDATE SET rejected = rejected + 1;
+    END;
+
+    INSERT INTO stats_minute (endpoint, minute, received, last_received_at)
+        SELECT m.source, e.at / 60000, count(*), max(e.at)
+        FROM event e JOIN message m ON m.id = e.message_id WHERE e.kind = 'received'
+        GROUP BY 1, 2;
+    INSERT INTO stats_minute (endpoint, minute, attempts, delivered, failed, duration_sum, duration_max, last_delivered_at)
+        SELECT o.destination, e.at / 60000, count(*),
+               sum(e.outcome IS 'delivered'), sum(e.outcome IS NOT 'delivered'),
+               sum(iif(e.outcome IS 'delivered', coalesce(e.duration_ms, 0), 0)),
+               max(iif(e.outcome IS 'delivered', coalesce(e.duration_ms, 0), 0)),
+               max(iif(e.outcome IS 'delivered', e.at, 0))
+        FROM event e JOIN outbox o ON o.id = e.outbox_id WHERE e.kind = 'attempt'
+        GROUP BY 1, 2
+    ON CONFLICT (endpoint, minute) DO UPDATE SET
+        attempts = excluded.attempts, delivered = excluded.delivered, failed = excluded.failed,
+        duration_sum = excluded.duration_sum, duration_max = excluded.duration_max,
+        last_delivered_at = excluded.last_delivered_at;
+    INSERT INTO stats_duration (endpoint, minute, bucket, n)
+        SELECT o.destination, e.at / 60000, CASE
+                WHEN coalesce(e.duration_ms, 0) <= 1 THEN 0
+                WHEN e.duration_ms <= 2 THEN 1
+                WHEN e.duration_ms <= 5 THEN 2
+                WHEN e.duration_ms <= 10 THEN 3
+                WHEN e.duration_ms <= 20 THEN 4
+                WHEN e.duration_ms <= 50 THEN 5
+                WHEN e.duration_ms <= 100 THEN 6
+                WHEN e.duration_ms <= 200 THEN 7
+                WHEN e.duration_ms <= 500 THEN 8
+                WHEN e.duration_ms <= 1000 THEN 9
+                WHEN e.duration_ms <= 2000 THEN 10
+                WHEN e.duration_ms <= 5000 THEN 11
+                WHEN e.duration_ms <= 10000 THEN 12
+                WHEN e.duration_ms <= 30000 THEN 13
+                WHEN e.duration_ms <= 60000 THEN 14
+                ELSE 15 END, count(*)
+        FROM event e JOIN outbox o ON o.id = e.outbox_id WHERE e.kind = 'attempt' AND e.outcome IS 'delivered'
+        GROUP BY 1, 2, 3;
+    INSERT INTO stats_minute (endpoint, minute, rejected)
+        SELECT endpoint, at / 60000, count(*) FROM astm_incomplete WHERE true GROUP BY 1, 2
+    ON CONFLICT (endpoint, minute) DO UPDATE SET rejected = excluded.rejected;
+    ",
+];
+
+/// Upper bounds (ms) of the delivery-duration buckets of `stats_duration`;
+/// the last bucket has no bound (the window's longest duration is used).
+pub const DURATION_BUCKETS_MS: &[i64] = &[
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000,
 ];
 
 /// The schema version this build writes.

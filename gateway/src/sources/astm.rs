@@ -245,6 +245,11 @@ async fn serve(setup: Arc<Setup>, address: &str, cx: SourceContext) {
         match tokio::net::TcpListener::bind(address).await {
             Ok(l) => break l,
             Err(e) => {
+                cx.health.down(
+                    &name,
+                    cx.journal.now_ms(),
+                    format!("cannot listen on {address}: {e}"),
+                );
                 tracing::error!(endpoint = %name, address, error = %e, "cannot listen for ASTM connections; trying again");
                 if !backoff.wait(&cx).await {
                     return;
@@ -256,6 +261,8 @@ async fn serve(setup: Arc<Setup>, address: &str, cx: SourceContext) {
         .local_addr()
         .map_or_else(|_| address.to_string(), |a| a.to_string());
     tracing::info!(endpoint = %name, address = %local, "ASTM endpoint listening");
+    cx.health
+        .up(&name, cx.journal.now_ms(), format!("listening on {local}"));
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
@@ -279,6 +286,8 @@ async fn serve(setup: Arc<Setup>, address: &str, cx: SourceContext) {
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
         }
     }
+    drop(listener);
+    cx.health.down(&name, cx.journal.now_ms(), "stopped");
     // Sessions finish the commit they started, then return.
     while sessions.join_next().await.is_some() {}
 }
@@ -297,17 +306,37 @@ async fn connect(setup: Arc<Setup>, address: &str, cx: SourceContext) {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 tracing::info!(endpoint = %name, address, "connected to ASTM analyzer");
+                cx.health.up(
+                    &name,
+                    cx.journal.now_ms(),
+                    format!("connected to {address}"),
+                );
                 backoff.reset();
                 let end = session::drive(stream, &setup, &cx).await;
                 log_end(&name, &end, "connection");
+                cx.health.down(
+                    &name,
+                    cx.journal.now_ms(),
+                    format!("disconnected from {address}"),
+                );
                 if matches!(end, End::Shutdown) {
                     return;
                 }
             }
             Ok(Err(e)) => {
+                cx.health.down(
+                    &name,
+                    cx.journal.now_ms(),
+                    format!("cannot connect to {address}: {e}"),
+                );
                 tracing::debug!(endpoint = %name, address, error = %e, "cannot connect to ASTM analyzer")
             }
             Err(_) => {
+                cx.health.down(
+                    &name,
+                    cx.journal.now_ms(),
+                    format!("connecting to {address} timed out"),
+                );
                 tracing::debug!(endpoint = %name, address, "connecting to ASTM analyzer timed out")
             }
         }
@@ -338,15 +367,30 @@ pub async fn run_serial(
         match ports.open(&settings) {
             Ok(line) => {
                 tracing::info!(endpoint = %name, device = %settings.path.display(), baud = settings.baud, "ASTM serial line open");
+                cx.health.up(
+                    &name,
+                    cx.journal.now_ms(),
+                    format!("{} open", settings.path.display()),
+                );
                 backoff.reset();
                 last_error = None;
                 let end = session::drive(line, &setup, &cx).await;
+                cx.health.down(
+                    &name,
+                    cx.journal.now_ms(),
+                    format!("{} closed", settings.path.display()),
+                );
                 if matches!(end, End::Shutdown) {
                     return;
                 }
                 log_end(&name, &end, "serial line");
             }
             Err(e) => {
+                cx.health.down(
+                    &name,
+                    cx.journal.now_ms(),
+                    format!("cannot open {}: {e}", settings.path.display()),
+                );
                 if last_error != Some(e.kind) {
                     tracing::warn!(endpoint = %name, error = %e, "cannot open the serial device; trying again");
                     last_error = Some(e.kind);

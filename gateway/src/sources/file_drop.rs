@@ -23,14 +23,28 @@ pub async fn run(endpoint: Endpoint, config: FileDropConfig, cx: SourceContext) 
     }
     tracing::info!(endpoint = %endpoint.name, dir = %dir.display(), "watching for dropped files");
     loop {
-        if let Err(e) = sweep(&endpoint, &config, &dir, &cx).await {
-            tracing::warn!(endpoint = %endpoint.name, error = %e, "cannot read the drop directory");
+        match sweep(&endpoint, &config, &dir, &cx).await {
+            Ok(()) => cx.health.up(
+                &endpoint.name,
+                cx.journal.now_ms(),
+                format!("watching {}", dir.display()),
+            ),
+            Err(e) => {
+                cx.health.down(
+                    &endpoint.name,
+                    cx.journal.now_ms(),
+                    format!("cannot read {}: {e}", dir.display()),
+                );
+                tracing::warn!(endpoint = %endpoint.name, error = %e, "cannot read the drop directory");
+            }
         }
         tokio::select! {
             _ = cx.shutdown.cancelled() => break,
             _ = tokio::time::sleep(config.poll_interval.0) => {}
         }
     }
+    cx.health
+        .down(&endpoint.name, cx.journal.now_ms(), "stopped");
 }
 
 async fn sweep(

@@ -102,7 +102,17 @@ impl Listener {
                 format!("{e}"),
             ))
         })?;
-        let tcp = TcpListener::bind(parsed).await.map_err(bind_err)?;
+        let tcp = match TcpListener::bind(parsed).await {
+            Ok(t) => t,
+            Err(e) => {
+                cx.health.down(
+                    &endpoint.name,
+                    cx.journal.now_ms(),
+                    format!("cannot listen on {addr}: {e}"),
+                );
+                return Err(bind_err(e));
+            }
+        };
         let tls = match &config.tls {
             Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(t).map_err(
                 |source| ListenError::Tls {
@@ -112,6 +122,12 @@ impl Listener {
             )?)),
             None => None,
         };
+        let bound = tcp.local_addr().map_or(addr.clone(), |a| a.to_string());
+        cx.health.up(
+            &endpoint.name,
+            cx.journal.now_ms(),
+            format!("listening on {bound}"),
+        );
         Ok(Listener {
             tcp,
             tls,
@@ -177,6 +193,10 @@ impl Listener {
                 drop(permit);
             });
         }
+        drop(self.tcp);
+        let cx = &self.shared.cx;
+        cx.health
+            .down(&self.shared.endpoint, cx.journal.now_ms(), "stopped");
         while connections.join_next().await.is_some() {}
         tracing::info!(endpoint = %self.shared.endpoint, "MLLP listener stopped");
     }

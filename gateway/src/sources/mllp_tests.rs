@@ -54,6 +54,7 @@ to = ["archive"]
         router: Arc::new(Router::new(&config)),
         shutdown: stop.clone(),
         time_zone: jiff::tz::TimeZone::UTC.into(),
+        health: crate::health::Health::new(),
     };
     let endpoint = config.endpoint("lab").unwrap();
     let EndpointKind::Mllp(mllp) = &endpoint.kind else {
@@ -384,6 +385,7 @@ async fn a_listener_on_ipv6_loopback_takes_messages() {
         router: Arc::new(Router::new(&config)),
         shutdown: h.stop.clone(),
         time_zone: jiff::tz::TimeZone::UTC.into(),
+        health: crate::health::Health::new(),
     };
     let Ok(listener) = Listener::bind(&config.endpoints[0], m, cx).await else {
         eprintln!("no IPv6 loopback on this machine");
@@ -467,4 +469,52 @@ mod tls {
         );
         assert_eq!(h.journal.message_ids().await.unwrap().len(), 1);
     }
+}
+
+#[tokio::test]
+async fn a_bound_listener_reports_up_and_down_once_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[journal]\npath = \"{d}/j.db\"\n[[endpoint]]\nname = \"lab\"\ntype = \"mllp\"\nlisten = \"127.0.0.1:0\"\n[[endpoint]]\nname = \"archive\"\ntype = \"file\"\npath = \"{d}/out\"\n[[route]]\nname = \"r\"\nfrom = [\"lab\"]\nto = [\"archive\"]\n",
+        d = dir.path().display()
+    );
+    let config = Config::parse(&text, "t.toml", |_| None).unwrap();
+    let EndpointKind::Mllp(m) = &config.endpoints[0].kind else {
+        unreachable!()
+    };
+    let journal = Journal::open(JournalOptions::new(dir.path().join("j.db"))).unwrap();
+    let health = crate::health::Health::new();
+    let stop = CancellationToken::new();
+    let cx = SourceContext {
+        journal: journal.clone(),
+        router: Arc::new(Router::new(&config)),
+        shutdown: stop.clone(),
+        time_zone: jiff::tz::TimeZone::UTC.into(),
+        health: health.clone(),
+    };
+    let listener = Listener::bind(&config.endpoints[0], m, cx.clone())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let up = health.get("lab").unwrap();
+    assert_eq!(up.condition, crate::health::Condition::Up);
+    assert_eq!(
+        up.detail.as_deref(),
+        Some(format!("listening on {addr}").as_str())
+    );
+    // A second listener on the same port cannot bind: down, with the reason.
+    let mut busy = m.clone();
+    busy.listen = Some(addr.to_string());
+    let mut other = config.endpoints[0].clone();
+    other.name = "lab-2".into();
+    assert!(Listener::bind(&other, &busy, cx).await.is_err());
+    let down = health.get("lab-2").unwrap();
+    assert_eq!(down.condition, crate::health::Condition::Down);
+    assert!(down.detail.unwrap().contains("cannot listen"));
+    let server = tokio::spawn(listener.serve());
+    stop.cancel();
+    server.await.unwrap();
+    let stopped = health.get("lab").unwrap();
+    assert_eq!(stopped.condition, crate::health::Condition::Down);
+    journal.close().await;
 }

@@ -24,6 +24,8 @@ pub struct SourceContext {
     /// The site's time zone, for times that carry no offset and for the
     /// timestamps of acknowledgements; changed live from the admin page.
     pub time_zone: SiteTimeZone,
+    /// Where the source reports whether it is bound, open or connected.
+    pub health: crate::health::Health,
 }
 
 /// The site's time zone, shared by every source and replaceable while they

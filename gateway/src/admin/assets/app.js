@@ -10,27 +10,25 @@
     row.appendChild(td);
     return td;
   }
-  function pad(n) { return n < 10 ? "0" + n : "" + n; }
-  function when(ms) {
-    var d = new Date(ms);
-    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
-      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
-  }
   function liveLog() {
     var table = document.getElementById("live-log");
     if (!table || !window.EventSource) { return; }
     var body = table.tBodies[0];
     var state = document.getElementById("live-state");
-    var source = new EventSource("/logs/stream");
+    // The page names the stream with its filters; times come written in
+    // the site's time zone by the server.
+    var source = new EventSource(table.getAttribute("data-stream") || "/logs/stream");
     source.addEventListener("open", function () { if (state) { state.textContent = "live"; } });
-    source.addEventListener("error", function () { if (state) { state.textContent = "reconnecting…"; } });
+    source.addEventListener("error", function () {
+      if (state) { state.textContent = source.readyState === 2 ? "stopped (log in again)" : "reconnecting…"; }
+    });
     source.addEventListener("log", function (e) {
       var ev;
       try { ev = JSON.parse(e.data); } catch (_) { return; }
       var row = document.createElement("tr");
       row.className = "event";
       row.setAttribute("data-message", text(ev.message_id));
-      cell(row, when(ev.at));
+      cell(row, ev.time);
       cell(row, ev.kind + (ev.outcome ? " " + ev.outcome : ""), ev.outcome ? "st-" + ev.outcome : "");
       cell(row, ev.destination || ev.source);
       cell(row, ev.message_type);

@@ -65,6 +65,7 @@ fn fixture() -> Fixture {
         router: Arc::new(Router::new(&config)),
         shutdown: CancellationToken::new(),
         time_zone: jiff::tz::TimeZone::UTC.into(),
+        health: crate::health::Health::new(),
     };
     Fixture {
         _dir: dir,
@@ -516,6 +517,15 @@ async fn the_serial_line_is_opened_again_after_the_device_comes_back() {
         TraceHub::default(),
     ));
     let mut line = sim.next_peer().await.unwrap();
+    let health = f.cx.health.clone();
+    let condition = || health.get("chem").map(|s| s.condition);
+    eventually_true(|| condition() == Some(Condition::Up)).await;
+    assert!(health
+        .get("chem")
+        .unwrap()
+        .detail
+        .unwrap()
+        .contains("/dev/ttySIM0 open"));
     let s = sim.last_settings().unwrap();
     assert_eq!(
         (s.baud, s.data_bits, s.parity, s.path),
@@ -533,6 +543,7 @@ async fn the_serial_line_is_opened_again_after_the_device_comes_back() {
     drop(line);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sim.opened(), 1);
+    assert_eq!(condition(), Some(Condition::Down), "the port is closed");
     sim.plug();
     let mut line = tokio::time::timeout(Duration::from_secs(5), sim.next_peer())
         .await
@@ -575,6 +586,8 @@ async fn as_a_tcp_client_the_gateway_connects_and_reconnects_after_the_analyzer_
             .await
             .expect("the gateway connects")
             .unwrap();
+        let health = f.cx.health.clone();
+        eventually_true(|| health.get("chem").map(|s| s.condition) == Some(Condition::Up)).await;
         let mut answers = Vec::new();
         stream.write_all(&[ENQ]).await.unwrap();
         let mut b = [0u8; 1];
@@ -589,6 +602,14 @@ async fn as_a_tcp_client_the_gateway_connects_and_reconnects_after_the_analyzer_
         assert!(answers.iter().all(|&a| a == ACK), "{answers:?}");
         assert_eq!(f.stored().len(), i + 1);
         drop(stream); // the analyzer restarts
+        let health = f.cx.health.clone();
+        eventually_true(|| {
+            health.get("chem").is_some_and(|s| {
+                s.condition == Condition::Down
+                    && s.detail.unwrap_or_default().contains("disconnected")
+            })
+        })
+        .await;
     }
     f.cx.shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), task)
@@ -943,4 +964,17 @@ async fn a_message_whose_sender_gives_up_during_the_commit_is_stored_once_and_no
         .await
         .unwrap()
         .is_empty());
+}
+
+use crate::health::Condition;
+
+/// Waits up to 5 s for `f` to hold.
+async fn eventually_true(f: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened");
 }
