@@ -389,3 +389,50 @@ fn every_bundle_is_valid_for_fhir_resources_and_for_a_real_server_and_idempotent
     let after: Vec<u64> = types.iter().map(|t| count(&server.base, t)).collect();
     assert_eq!(before, after, "a second delivery must not add resources");
 }
+
+/// The test server is a real validator, not a store: an Observation without
+/// its required `code` is refused with Medplum's OperationOutcome, alone and
+/// inside a transaction, and nothing of the transaction is stored.
+#[test]
+fn the_test_server_refuses_a_resource_that_breaks_the_r4_structure() {
+    let server = FhirServer::start(0, &[]);
+    let no_code = serde_json::json!({"resourceType": "Observation", "status": "final"});
+    let (status, text) = http(
+        "POST",
+        &format!("{}/Observation", server.base),
+        Some(&serde_json::to_vec(&no_code).unwrap()),
+    );
+    assert_eq!(status, 400, "{text}");
+    let outcome: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(outcome["issue"][0]["expression"][0], "Observation.code", "{text}");
+
+    let transaction = serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:8d3c1f4e-0a53-4a83-9d1e-5b8f0e1e2a01",
+         "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "1"}]},
+         "request": {"method": "PUT", "url": "Patient?identifier=urn:x|1"}},
+        {"fullUrl": "urn:uuid:8d3c1f4e-0a53-4a83-9d1e-5b8f0e1e2a02",
+         "resource": {"resourceType": "Observation", "status": "final",
+                      "subject": {"reference": "urn:uuid:8d3c1f4e-0a53-4a83-9d1e-5b8f0e1e2a01"}},
+         "request": {"method": "POST", "url": "Observation"}}
+    ]});
+    let (status, text) = http(
+        "POST",
+        &server.base,
+        Some(&serde_json::to_vec(&transaction).unwrap()),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("Bundle.entry[1].resource.code"), "{text}");
+    assert_eq!(count(&server.base, "Patient"), 0);
+    assert_eq!(count(&server.base, "Observation"), 0);
+
+    // An empty string is not a value in FHIR JSON either.
+    let blank = serde_json::json!({"resourceType": "Observation", "status": "final",
+                                   "code": {"text": "Glucose"}, "valueString": ""});
+    let (status, text) = http(
+        "POST",
+        &format!("{}/Observation", server.base),
+        Some(&serde_json::to_vec(&blank).unwrap()),
+    );
+    assert_eq!(status, 400, "{text}");
+}
