@@ -34,6 +34,24 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
         "hl7v2-fhir",
     ),
     (
+        "tests/data/fhir/oul_r22_coag_v251.hl7",
+        "coag-mw",
+        "OUL^R22",
+        "hl7v2-fhir",
+    ),
+    (
+        "tests/data/fhir/oru_r01_micro_two_orders_v251.hl7",
+        "micro-lis",
+        "ORU^R01",
+        "hl7v2-fhir",
+    ),
+    (
+        "tests/data/fhir/oru_r01_no_pid_poct_v24.hl7",
+        "poct",
+        "ORU^R01",
+        "hl7v2-fhir",
+    ),
+    (
         "tests/data/fhir/adt/adt_a01_orbis.hl7",
         "adt-orbis",
         "ADT^A01",
@@ -405,7 +423,10 @@ fn the_test_server_refuses_a_resource_that_breaks_the_r4_structure() {
     assert_eq!(status, 400, "{text}");
     let outcome: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(outcome["resourceType"], "OperationOutcome");
-    assert_eq!(outcome["issue"][0]["expression"][0], "Observation.code", "{text}");
+    assert_eq!(
+        outcome["issue"][0]["expression"][0], "Observation.code",
+        "{text}"
+    );
 
     let transaction = serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": "urn:uuid:8d3c1f4e-0a53-4a83-9d1e-5b8f0e1e2a01",
@@ -435,4 +456,44 @@ fn the_test_server_refuses_a_resource_that_breaks_the_r4_structure() {
         Some(&serde_json::to_vec(&blank).unwrap()),
     );
     assert_eq!(status, 400, "{text}");
+}
+
+/// Paths in `v` that hold `""`, `{}` or `[]`.
+fn blanks(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) if s.trim().is_empty() => out.push(format!("{path} = {v}")),
+        serde_json::Value::Object(o) if o.is_empty() => out.push(format!("{path} = {{}}")),
+        serde_json::Value::Array(a) if a.is_empty() => out.push(format!("{path} = []")),
+        serde_json::Value::Object(o) => {
+            for (k, child) in o {
+                blanks(child, &format!("{path}.{k}"), out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                blanks(child, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Blank fields create nothing: no Bundle from any sample holds an empty
+/// string, an empty object or an empty array anywhere.
+#[test]
+fn no_bundle_holds_an_empty_string_object_or_array() {
+    let mut found = Vec::new();
+    for (golden, bundle) in bundles() {
+        let name = golden.file_name().unwrap().to_string_lossy().to_string();
+        blanks(&bundle, &name, &mut found);
+    }
+    assert!(found.is_empty(), "blank values:\n{}", found.join("\n"));
+    // The scan itself finds what it looks for.
+    let mut probe = Vec::new();
+    blanks(
+        &serde_json::json!({"a": "", "b": {}, "c": [], "d": [{"e": " "}]}),
+        "probe",
+        &mut probe,
+    );
+    assert_eq!(probe.len(), 4, "{probe:?}");
 }

@@ -46,11 +46,77 @@ fn a_minimal_file_loads_with_documented_defaults() {
     assert!(c.routes[0].message_types[0].matches("ORU^R01"));
 }
 
+/// The default configuration loads, and routes every inbound MLLP and ASTM
+/// endpoint through the matching FHIR transform to the hub at
+/// `${ECKO_FHIR_URL}`; a sample of each kind transforms into a transaction
+/// Bundle through the transform its route names.
 #[test]
 fn the_shipped_default_configuration_is_valid() {
     let text = include_str!("../../../config/gateway.toml");
-    let c = Config::parse(text, "config/gateway.toml", |_| None).unwrap();
-    assert!(!c.endpoints.is_empty());
+    let hub_url = "https://hub.example/fhir/R4";
+    let c = Config::parse(text, "config/gateway.toml", |name| {
+        (name == "ECKO_FHIR_URL").then(|| hub_url.to_string())
+    })
+    .unwrap();
+    let hubs: Vec<&Endpoint> = c
+        .endpoints
+        .iter()
+        .filter(|e| matches!(&e.kind, EndpointKind::Fhir(f) if f.url == hub_url))
+        .collect();
+    let [hub] = hubs[..] else {
+        panic!("one FHIR endpoint at ECKO_FHIR_URL: {hubs:?}")
+    };
+    let router = crate::router::Router::new(&c);
+    let oru = include_bytes!("../protocol/hl7/testdata/oru_r01_v251.hl7");
+    let astm = include_bytes!("../protocol/astm/testdata/chemistry_results.astm");
+    let mut inbound = 0;
+    for e in &c.endpoints {
+        let (types, transform, sample): (&[&str], &str, &[u8]) = match &e.kind {
+            EndpointKind::Mllp(m) if m.listen.is_some() => (
+                &[
+                    "ORU^R01", "OUL^R22", "ADT^A01", "ADT^A40", "ORM^O01", "OML^O21", "RDE^O11",
+                    "SIU^S12", "DFT^P03",
+                ],
+                "hl7v2-fhir",
+                oru,
+            ),
+            EndpointKind::AstmTcp(_) | EndpointKind::AstmSerial(_) => {
+                (&["ASTM"], "astm-fhir", astm)
+            }
+            _ => continue,
+        };
+        inbound += 1;
+        for ty in types {
+            let message = crate::journal::NewMessage {
+                source: e.name.clone(),
+                message_type: ty.to_string(),
+                ..Default::default()
+            };
+            let to_hub: Vec<_> = router
+                .destinations(&message)
+                .into_iter()
+                .filter(|d| d.endpoint == hub.name)
+                .collect();
+            assert_eq!(to_hub.len(), 1, "{} {ty} reaches the hub once", e.name);
+            assert_eq!(to_hub[0].transform, transform, "{} {ty}", e.name);
+        }
+        let stored = crate::journal::StoredMessage {
+            id: 1,
+            source: e.name.clone(),
+            dedup_key: Some("k".into()),
+            message_type: types[0].into(),
+            content_type: String::new(),
+            control_id: None,
+            patient_id: None,
+            received_at: 0,
+            payload: sample.to_vec(),
+            ack: None,
+        };
+        let out = crate::transforms::apply(transform, &stored).unwrap();
+        let bundle: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(bundle["type"], "transaction", "{}", e.name);
+    }
+    assert!(inbound >= 2, "an MLLP listener and an ASTM endpoint");
 }
 
 #[test]

@@ -283,9 +283,14 @@ fn entry_count(v: &Value) -> usize {
     v.get("entry").and_then(Value::as_array).map_or(0, Vec::len)
 }
 
-/// Turns conditional `PUT Type?identifier=…` entries whose `fullUrl` is
-/// `urn:uuid:<id>` into `PUT Type/<id>` with that id, and points every
-/// reference to such an entry at `Type/<id>`.
+/// Turns conditional entries (`PUT Type?identifier=…`, `POST` with
+/// `If-None-Exist`) whose `fullUrl` is `urn:uuid:<id>` into `PUT Type/<id>`
+/// with that id, and points every reference to such an entry at `Type/<id>`.
+///
+/// The id is the UUID v5 of the same business identifier the condition
+/// searched for, so the update lands on the same resource every time. An
+/// `If-None-Exist` entry carries nothing but that identifier: rewriting it
+/// can only replace the bare resource an earlier message put there.
 pub fn to_id_updates(bundle: &mut Value) {
     let mut renamed: HashMap<String, String> = HashMap::new();
     for e in bundle
@@ -309,12 +314,17 @@ pub fn to_id_updates(bundle: &mut Value) {
         else {
             continue;
         };
-        let conditional = e.pointer("/request/method").and_then(Value::as_str) == Some("PUT")
-            && e.pointer("/request/url")
+        let method = e.pointer("/request/method").and_then(Value::as_str);
+        let conditional = match method {
+            Some("PUT") => e
+                .pointer("/request/url")
                 .and_then(Value::as_str)
-                .is_some_and(|u| u.contains('?'));
+                .is_some_and(|u| u.contains('?')),
+            Some("POST") => e.pointer("/request/ifNoneExist").is_some(),
+            _ => false,
+        };
         if conditional {
-            e["request"]["url"] = Value::String(format!("{ty}/{id}"));
+            e["request"] = serde_json::json!({"method": "PUT", "url": format!("{ty}/{id}")});
             e["resource"]["id"] = Value::String(id.clone());
         }
         if e.pointer("/request/url").and_then(Value::as_str) == Some(&format!("{ty}/{id}")) {
