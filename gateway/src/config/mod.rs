@@ -285,6 +285,7 @@ impl<'a> Loader<'a> {
         }
         self.check_endpoint_names(&endpoints);
         self.check_routes(&routes, &endpoints, &broken);
+        self.check_code_maps(&endpoints);
 
         Some(Config {
             source: None,
@@ -569,6 +570,31 @@ impl<'a> Loader<'a> {
                         e.name
                     ),
                 });
+            }
+        }
+    }
+
+    /// A per-source code map must name an endpoint that sends messages.
+    fn check_code_maps(&mut self, endpoints: &[Endpoint]) {
+        for e in endpoints {
+            let EndpointKind::Fhir(f) = &e.kind else {
+                continue;
+            };
+            for source in f.code_map_by_source.keys() {
+                if !endpoints
+                    .iter()
+                    .any(|s| &s.name == source && s.direction.receives())
+                {
+                    self.errors.push(ConfigError {
+                        file: self.file.to_string(),
+                        line: e.line,
+                        column: 1,
+                        message: format!(
+                            "endpoint `{}`: `code_map_by_source` names `{source}`, which is not an inbound endpoint",
+                            e.name
+                        ),
+                    });
+                }
             }
         }
     }

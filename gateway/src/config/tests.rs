@@ -355,3 +355,18 @@ fn enabling_the_hub_uplink_is_refused_while_this_version_has_none() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn a_code_map_for_an_unknown_source_is_refused() {
+    let text = format!(
+        "{MINIMAL}\n[[endpoint]]\nname = \"hub\"\ntype = \"fhir\"\nurl = \"https://hub.example/fhir\"\n[endpoint.code_map_by_source.c311]\nGLU = \"2345-7\"\n"
+    );
+    let errs = messages(parse(&text).unwrap_err());
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("`code_map_by_source` names `c311`")),
+        "{errs:?}"
+    );
+    let ok = text.replace("code_map_by_source.c311", "code_map_by_source.drop");
+    assert!(parse(&ok).is_ok());
+}

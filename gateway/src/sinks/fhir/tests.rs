@@ -102,6 +102,7 @@ fn config(url: &str) -> FhirSinkConfig {
         max_entries: 50,
         conditional_updates: true,
         code_map: BTreeMap::new(),
+        code_map_by_source: BTreeMap::new(),
     }
 }
 
@@ -369,19 +370,26 @@ async fn an_oauth_token_is_cached_and_refreshed_once_after_a_401() {
     assert!(seen[5].head.contains("Bearer T2"));
 }
 
+fn glucose() -> CodeMapEntry {
+    CodeMapEntry::Coding {
+        code: "2345-7".into(),
+        display: Some("Glucose".into()),
+    }
+}
+
 #[test]
-fn the_code_map_puts_loinc_first_and_keeps_the_local_code() {
+fn the_code_map_puts_loinc_first_and_touches_only_local_codes() {
     let mut v: Value =
         serde_json::from_slice(&bundle(&[("urn:uuid:a", "GLU"), ("urn:uuid:b", "XYZ")])).unwrap();
-    let mut map = BTreeMap::new();
-    map.insert(
-        "GLU".to_string(),
-        CodeMapEntry::Coding {
-            code: "2345-7".into(),
-            display: Some("Glucose".into()),
-        },
-    );
-    apply_code_map(&mut v, &map);
+    // The same letters in another system are not the analyzer's code.
+    v["entry"][1]["resource"]["code"]["coding"] = serde_json::json!([
+        {"system": "http://snomed.info/sct", "code": "GLU"}
+    ]);
+    let map = CodeMap {
+        all: BTreeMap::from([("GLU".to_string(), glucose())]),
+        by_source: BTreeMap::new(),
+    };
+    map.apply(&mut v, "lab");
     let codings = &v["entry"][0]["resource"]["code"]["coding"];
     assert_eq!(
         codings[0],
@@ -389,11 +397,136 @@ fn the_code_map_puts_loinc_first_and_keeps_the_local_code() {
     );
     assert_eq!(codings[1]["code"], "GLU");
     assert_eq!(
-        v["entry"][1]["resource"]["code"]["coding"]
+        v["entry"][1]["resource"]["code"]["coding"],
+        serde_json::json!([{"system": "http://snomed.info/sct", "code": "GLU"}])
+    );
+    // Another source's local system is another namespace.
+    let mut w: Value = serde_json::from_slice(&bundle(&[("urn:uuid:a", "GLU")])).unwrap();
+    map.apply(&mut w, "chem");
+    assert_eq!(
+        w["entry"][0]["resource"]["code"]["coding"]
             .as_array()
             .unwrap()
             .len(),
         1
+    );
+}
+
+/// `code_map` and `code_map_by_source`, read from the configuration file,
+/// reach the server in what the sink POSTs: ASTM results through the real
+/// transform get LOINC in front of the analyzer's code; the per-source table
+/// applies to its source only; codes nobody mapped stay local.
+#[tokio::test]
+async fn the_code_map_from_the_configuration_reaches_the_server_for_local_codes_only() {
+    let (url, seen) = scripted(vec![(200, "", "{}".into()), (200, "", "{}".into())]).await;
+    let toml = format!(
+        r#"
+[journal]
+path = "j.db"
+[[endpoint]]
+name = "c311"
+type = "file-drop"
+path = "in"
+[[endpoint]]
+name = "other"
+type = "file-drop"
+path = "in2"
+[[endpoint]]
+name = "hub"
+type = "fhir"
+url = "{url}"
+[endpoint.code_map]
+NA = "2951-2"
+[endpoint.code_map_by_source.c311]
+GLU = {{ code = "2345-7", display = "Glucose" }}
+[[route]]
+name = "r"
+from = ["c311", "other"]
+transform = "astm-fhir"
+to = ["hub"]
+"#
+    );
+    let config = crate::config::Config::parse(&toml, "gw.toml", |_| None).unwrap();
+    let hub = config.endpoint("hub").unwrap();
+    let crate::config::EndpointKind::Fhir(c) = &hub.kind else {
+        panic!()
+    };
+    let sink = FhirSink::new(hub, c).unwrap();
+    let astm = include_bytes!("../../protocol/astm/testdata/chemistry_results.astm");
+    let from = |source: &str| {
+        let message = StoredMessage {
+            id: 1,
+            source: source.into(),
+            dedup_key: Some("k".into()),
+            message_type: "ASTM".into(),
+            content_type: "application/x-astm".into(),
+            control_id: None,
+            patient_id: None,
+            received_at: 0,
+            payload: astm.to_vec(),
+            ack: None,
+        };
+        let payload = crate::transforms::apply("astm-fhir", &message).unwrap();
+        Delivery {
+            outbox_id: 1,
+            attempt: 1,
+            lane: String::new(),
+            message: Arc::new(message),
+            payload,
+        }
+    };
+    for source in ["c311", "other"] {
+        let out = sink.deliver(&[from(source)]).await;
+        assert!(matches!(out[0], Outcome::Delivered { .. }), "{out:?}");
+    }
+    let seen = seen.lock().unwrap();
+    let codings_of = |body: &str, local: &str| -> Vec<(String, String)> {
+        let sent: Value = serde_json::from_str(body).unwrap();
+        let obs = sent["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["resource"])
+            .find(|r| {
+                r["resourceType"] == "Observation"
+                    && r["code"]["coding"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|c| c["code"] == local)
+            })
+            .unwrap()
+            .clone();
+        obs["code"]["coding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["system"].as_str().unwrap().to_string(),
+                    c["code"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let loinc = |code: &str| ("http://loinc.org".to_string(), code.to_string());
+    let local =
+        |source: &str, code: &str| (format!("urn:ecko-edge:{source}:code"), code.to_string());
+    assert_eq!(
+        codings_of(&seen[0].body, "GLU"),
+        [loinc("2345-7"), local("c311", "GLU")]
+    );
+    assert_eq!(
+        codings_of(&seen[0].body, "NA"),
+        [loinc("2951-2"), local("c311", "NA")]
+    );
+    assert_eq!(codings_of(&seen[0].body, "K"), [local("c311", "K")]);
+    assert!(seen[0].body.contains(r#""display":"Glucose""#));
+    // From another analyzer: the c311 table does not apply, the shared one does.
+    assert_eq!(codings_of(&seen[1].body, "GLU"), [local("other", "GLU")]);
+    assert_eq!(
+        codings_of(&seen[1].body, "NA"),
+        [loinc("2951-2"), local("other", "NA")]
     );
 }
 
