@@ -11,10 +11,13 @@
 //! invalid, the messages are sent again one at a time so that only the
 //! message at fault goes dead.
 //!
-//! Outcomes: 2xx delivered; 408, 429, 5xx and network errors retryable
-//! (with the server's `Retry-After`); any other 4xx permanent, with the
-//! server's OperationOutcome kept as the attempt's error. A 401 with OAuth
-//! drops the token and tries once more with a fresh one.
+//! Outcomes: 2xx delivered; 408, 429, 5xx and network or TLS errors
+//! retryable (with the server's `Retry-After`); any other 4xx permanent, with
+//! the server's OperationOutcome kept as the attempt's error. A 401 with
+//! OAuth drops the token and tries once more with a fresh one; a 401 after
+//! that, and any 403, stay retryable with a message saying so: they are
+//! about the endpoint's credentials, and making them permanent would turn
+//! the whole queue dead on one rotated secret.
 
 pub mod auth;
 pub mod tls;
@@ -150,10 +153,26 @@ impl FhirSink {
                     refreshed = true;
                     continue;
                 }
-                401 | 403 => {
-                    // Credentials are the endpoint's problem, not the message's.
+                // Credentials and access policy are the endpoint's problem,
+                // not the message's: dead-lettering would empty the whole
+                // queue on one rotated secret. The messages wait (backoff)
+                // with the reason on every attempt until the operator fixes
+                // `[endpoint.auth]` or the hub's policy.
+                401 => {
                     return Sent::Retry(
-                        format!("HTTP {status}: {}", truncate(&text, KEEP_RESPONSE)),
+                        format!(
+                            "HTTP 401 even with fresh credentials: the server refuses this endpoint's authentication (check [endpoint.auth]); messages wait: {}",
+                            truncate(&text, KEEP_RESPONSE)
+                        ),
+                        retry_after,
+                    );
+                }
+                403 => {
+                    return Sent::Retry(
+                        format!(
+                            "HTTP 403: the server forbids this client (access policy or scopes); messages wait: {}",
+                            truncate(&text, KEEP_RESPONSE)
+                        ),
                         retry_after,
                     );
                 }
