@@ -286,6 +286,18 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
         "hl7v2-fhir",
     ),
     (
+        "tests/data/fhir/templates/oru_glucose_meter_v23.hl7",
+        "poc-glucose",
+        "ORU^R01",
+        "template:config/templates/hl7-glucose-meter.json.j2",
+    ),
+    (
+        "tests/data/fhir/templates/urinalysis_u2400.astm",
+        "u2400",
+        "ASTM",
+        "template:config/templates/astm-urinalysis.json.j2",
+    ),
+    (
         "gateway/src/protocol/astm/testdata/chemistry_results.astm",
         "c311",
         "ASTM",
@@ -317,7 +329,12 @@ fn bundles() -> Vec<(PathBuf, serde_json::Value)> {
                 payload,
                 ack: None,
             };
-            let out = ecko_gateway::transforms::apply(transform, &msg)
+            // Templates are named by path, as a route's `template` key is.
+            let transform = match transform.strip_prefix("template:") {
+                Some(path) => format!("template:{}", root().join(path).display()),
+                None => transform.to_string(),
+            };
+            let out = ecko_gateway::transforms::apply(&transform, &msg)
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
             let name = PathBuf::from(file)
                 .file_name()

@@ -532,7 +532,7 @@ impl<'a> Loader<'a> {
         if patterns.is_empty() {
             patterns.push(MessageTypePattern::any());
         }
-        let transform = file.transform.unwrap_or_else(|| "none".into());
+        let mut transform = file.transform.unwrap_or_else(|| "none".into());
         if !crate::transforms::NAMES.contains(&transform.as_str()) {
             self.error_at(
                 at("transform"),
@@ -543,6 +543,37 @@ impl<'a> Loader<'a> {
                 ),
             );
             return None;
+        }
+        match (transform.as_str(), &file.template) {
+            ("template", None) => {
+                self.error_at(
+                    at("transform"),
+                    format!(
+                        "route `{}`: transform \"template\" needs `template = \"<file>\"`",
+                        file.name
+                    ),
+                );
+                return None;
+            }
+            ("template", Some(path)) => {
+                let path = resolve(path);
+                if let Err(e) = crate::transforms::template::check_file(&path) {
+                    self.error_at(at("template"), format!("route `{}`: {e}", file.name));
+                    return None;
+                }
+                transform = format!("{}{}", crate::transforms::template::PREFIX, path.display());
+            }
+            (_, Some(_)) => {
+                self.error_at(
+                    at("template"),
+                    format!(
+                        "route `{}`: `template` is only read with transform = \"template\"",
+                        file.name
+                    ),
+                );
+                return None;
+            }
+            (_, None) => {}
         }
         Some(Route {
             name: file.name,

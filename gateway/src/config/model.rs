@@ -648,6 +648,8 @@ pub(super) struct RouteFile {
     #[serde(default)]
     pub message_types: Vec<String>,
     pub transform: Option<String>,
+    /// The template file of `transform = "template"`.
+    pub template: Option<PathBuf>,
     pub to: Vec<String>,
 }
 

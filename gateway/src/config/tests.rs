@@ -370,3 +370,60 @@ fn a_code_map_for_an_unknown_source_is_refused() {
     let ok = text.replace("code_map_by_source.c311", "code_map_by_source.drop");
     assert!(parse(&ok).is_ok());
 }
+
+fn template_route(extra: &str) -> String {
+    MINIMAL.replace(
+        "[[route]]\nname = \"all\"\nfrom = [\"drop\"]\nto = [\"archive\"]",
+        &format!("[[route]]\nname = \"all\"\nfrom = [\"drop\"]\nto = [\"archive\"]\n{extra}"),
+    )
+}
+
+#[test]
+fn a_template_route_names_a_readable_template_and_check_config_says_where_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.j2");
+    std::fs::write(&good, "{{ msg.id }}").unwrap();
+    let c = parse(&template_route(&format!(
+        "transform = \"template\"\ntemplate = \"{}\"",
+        good.display()
+    )))
+    .unwrap();
+    assert_eq!(
+        c.routes[0].transform,
+        format!("template:{}", good.display())
+    );
+
+    let missing = dir.path().join("missing.j2");
+    let errs = messages(
+        parse(&template_route(&format!(
+            "transform = \"template\"\ntemplate = \"{}\"",
+            missing.display()
+        )))
+        .unwrap_err(),
+    );
+    assert!(
+        errs[0].starts_with("gw.toml:20:12: route `all`: template "),
+        "{errs:?}"
+    );
+    assert!(errs[0].contains("missing.j2: cannot read"), "{errs:?}");
+
+    let broken = dir.path().join("broken.j2");
+    std::fs::write(&broken, "{\n  {% for x in msg %}\n").unwrap();
+    let errs = messages(
+        parse(&template_route(&format!(
+            "transform = \"template\"\ntemplate = \"{}\"",
+            broken.display()
+        )))
+        .unwrap_err(),
+    );
+    assert!(
+        errs[0].contains("route `all`: template `broken.j2` line "),
+        "{errs:?}"
+    );
+
+    let errs = messages(parse(&template_route("transform = \"template\"")).unwrap_err());
+    assert!(errs[0].contains("needs `template = "), "{errs:?}");
+    let errs =
+        messages(parse(&template_route("transform = \"none\"\ntemplate = \"x.j2\"")).unwrap_err());
+    assert!(errs[0].contains("only read with transform"), "{errs:?}");
+}

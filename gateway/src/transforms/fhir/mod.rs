@@ -45,6 +45,11 @@ pub fn resource_id(resource_type: &str, system: &str, value: &str) -> Uuid {
     )
 }
 
+/// A deterministic id for anything else a template names (same namespace).
+pub fn template_id(key: &str) -> Uuid {
+    Uuid::new_v5(&NAMESPACE, format!("template|{key}").as_bytes())
+}
+
 /// An identifier system private to this gateway, e.g.
 /// `urn:ecko-edge:lab-1:specimen`.
 pub fn local_system(source: &str, kind: &str) -> String {
@@ -65,7 +70,7 @@ pub fn urn_part(s: &str) -> String {
 }
 
 /// Percent-encodes a search parameter value (keeps unreserved characters).
-fn query_value(s: &str) -> String {
+pub fn query_value(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/') {
