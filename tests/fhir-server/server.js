@@ -20,7 +20,8 @@
 //   FHIR_TLS_CERT/KEY  serve HTTPS with this certificate chain and key
 //   FHIR_TLS_CA        CA for client certificates; with FHIR_REQUIRE_CLIENT_CERT=1 one is required
 //   FHIR_API_KEY       require header `X-API-Key: <value>`
-//   FHIR_OAUTH_CLIENT  `id:secret`: serve POST /oauth/token (client credentials)
+//   FHIR_OAUTH_CLIENT  `id:secret` (several separated by spaces): serve POST
+//                      /oauth/token (client credentials)
 //                      and require `Authorization: Bearer <token it issued>`
 //   FHIR_OAUTH_TTL     token lifetime in seconds (default 3600)
 //   FHIR_VALIDATE      0: store without validating (only for throughput runs)
@@ -105,6 +106,7 @@ const stats = {
 const tokens = new Set();
 const apiKey = process.env.FHIR_API_KEY || '';
 const oauth = process.env.FHIR_OAUTH_CLIENT || '';
+const oauthClients = new Set(oauth.split(/\s+/).filter(Boolean));
 const ttl = Number(process.env.FHIR_OAUTH_TTL || '3600');
 
 function send(res, status, body, headers = {}) {
@@ -149,7 +151,7 @@ async function handle(req, res, raw) {
     let [id, secret] = [form.get('client_id'), form.get('client_secret')];
     const basic = /^Basic (.+)$/.exec(req.headers['authorization'] || '');
     if (basic) [id, secret] = Buffer.from(basic[1], 'base64').toString().split(':');
-    if (!oauth || form.get('grant_type') !== 'client_credentials' || `${id}:${secret}` !== oauth) {
+    if (!oauth || form.get('grant_type') !== 'client_credentials' || !oauthClients.has(`${id}:${secret}`)) {
       stats.refused++;
       return send(res, 401, { error: 'invalid_client' }, { 'content-type': 'application/json' });
     }
