@@ -297,6 +297,7 @@ impl<'a> Loader<'a> {
         }
         self.check_endpoint_names(&endpoints, &endpoint_names_at);
         self.check_routes(&routes, &route_names_at, &endpoints, &broken);
+        self.check_code_maps(&endpoints);
 
         Some(Config {
             source: None,
@@ -574,7 +575,7 @@ impl<'a> Loader<'a> {
         if patterns.is_empty() {
             patterns.push(MessageTypePattern::any());
         }
-        let transform = file.transform.unwrap_or_else(|| "none".into());
+        let mut transform = file.transform.unwrap_or_else(|| "none".into());
         if !crate::transforms::NAMES.contains(&transform.as_str()) {
             self.error_at(
                 at("transform"),
@@ -585,6 +586,37 @@ impl<'a> Loader<'a> {
                 ),
             );
             return None;
+        }
+        match (transform.as_str(), &file.template) {
+            ("template", None) => {
+                self.error_at(
+                    at("transform"),
+                    format!(
+                        "route `{}`: transform \"template\" needs `template = \"<file>\"`",
+                        file.name
+                    ),
+                );
+                return None;
+            }
+            ("template", Some(path)) => {
+                let path = resolve(path);
+                if let Err(e) = crate::transforms::template::check_file(&path) {
+                    self.error_at(at("template"), format!("route `{}`: {e}", file.name));
+                    return None;
+                }
+                transform = format!("{}{}", crate::transforms::template::PREFIX, path.display());
+            }
+            (_, Some(_)) => {
+                self.error_at(
+                    at("template"),
+                    format!(
+                        "route `{}`: `template` is only read with transform = \"template\"",
+                        file.name
+                    ),
+                );
+                return None;
+            }
+            (_, None) => {}
         }
         Some(Route {
             name: file.name,
@@ -609,6 +641,31 @@ impl<'a> Loader<'a> {
                         e.name
                     ),
                 );
+            }
+        }
+    }
+
+    /// A per-source code map must name an endpoint that sends messages.
+    fn check_code_maps(&mut self, endpoints: &[Endpoint]) {
+        for e in endpoints {
+            let EndpointKind::Fhir(f) = &e.kind else {
+                continue;
+            };
+            for source in f.code_map_by_source.keys() {
+                if !endpoints
+                    .iter()
+                    .any(|s| &s.name == source && s.direction.receives())
+                {
+                    self.errors.push(ConfigError {
+                        file: self.file.to_string(),
+                        line: e.line,
+                        column: 1,
+                        message: format!(
+                            "endpoint `{}`: `code_map_by_source` names `{source}`, which is not an inbound endpoint",
+                            e.name
+                        ),
+                    });
+                }
             }
         }
     }

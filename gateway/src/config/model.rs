@@ -514,18 +514,29 @@ pub struct FhirSinkConfig {
     /// Queued messages merged into one transaction Bundle (1: no merging).
     #[serde(default = "default_fhir_batch")]
     pub max_batch: usize,
-    /// Send entries as conditional PUTs on their identifier (`true`), or as
-    /// PUTs on their deterministic id (`false`, the default: servers limit
-    /// how many conditional entries one transaction may hold).
+    /// Send entries as the transforms make them: conditional `PUT
+    /// Type?identifier=…` and `POST` with `If-None-Exist` (`true`); or as
+    /// `PUT Type/<id>` on the UUID v5 of the same identifier (`false`, the
+    /// default). Both are idempotent on the business identifier; the PUT by
+    /// id is an atomic upsert without a search, and servers bound
+    /// conditional transactions (Medplum refuses one that must create with
+    /// more than 8 entries). README, "Conditional or by id".
     #[serde(default)]
     pub conditional_updates: bool,
     /// Most entries in one merged transaction.
     #[serde(default = "default_fhir_entries")]
     pub max_entries: usize,
-    /// Local (analyzer or sender) code → LOINC code, added to every coding
-    /// that carries the local code.
+    /// Local (analyzer or sender) code → LOINC code, added to codings in
+    /// the gateway's local-code system (`urn:ecko-edge:<source>:code`, what
+    /// the transforms give codes no standard system claims), whatever the
+    /// source.
     #[serde(default)]
     pub code_map: std::collections::BTreeMap<String, CodeMapEntry>,
+    /// Per inbound endpoint: its local codes → LOINC; wins over `code_map`
+    /// for messages from that endpoint.
+    #[serde(default)]
+    pub code_map_by_source:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, CodeMapEntry>>,
 }
 
 fn default_fhir_batch() -> usize {
@@ -646,6 +657,8 @@ pub(super) struct RouteFile {
     #[serde(default)]
     pub message_types: Vec<String>,
     pub transform: Option<String>,
+    /// The template file of `transform = "template"`.
+    pub template: Option<PathBuf>,
     pub to: Vec<String>,
 }
 

@@ -46,11 +46,77 @@ fn a_minimal_file_loads_with_documented_defaults() {
     assert!(c.routes[0].message_types[0].matches("ORU^R01"));
 }
 
+/// The default configuration loads, and routes every inbound MLLP and ASTM
+/// endpoint through the matching FHIR transform to the hub at
+/// `${ECKO_FHIR_URL}`; a sample of each kind transforms into a transaction
+/// Bundle through the transform its route names.
 #[test]
 fn the_shipped_default_configuration_is_valid() {
     let text = include_str!("../../../config/gateway.toml");
-    let c = Config::parse(text, "config/gateway.toml", |_| None).unwrap();
-    assert!(!c.endpoints.is_empty());
+    let hub_url = "https://hub.example/fhir/R4";
+    let c = Config::parse(text, "config/gateway.toml", |name| {
+        (name == "ECKO_FHIR_URL").then(|| hub_url.to_string())
+    })
+    .unwrap();
+    let hubs: Vec<&Endpoint> = c
+        .endpoints
+        .iter()
+        .filter(|e| matches!(&e.kind, EndpointKind::Fhir(f) if f.url == hub_url))
+        .collect();
+    let [hub] = hubs[..] else {
+        panic!("one FHIR endpoint at ECKO_FHIR_URL: {hubs:?}")
+    };
+    let router = crate::router::Router::new(&c);
+    let oru = include_bytes!("../protocol/hl7/testdata/oru_r01_v251.hl7");
+    let astm = include_bytes!("../protocol/astm/testdata/chemistry_results.astm");
+    let mut inbound = 0;
+    for e in &c.endpoints {
+        let (types, transform, sample): (&[&str], &str, &[u8]) = match &e.kind {
+            EndpointKind::Mllp(m) if m.listen.is_some() => (
+                &[
+                    "ORU^R01", "OUL^R22", "ADT^A01", "ADT^A40", "ORM^O01", "OML^O21", "RDE^O11",
+                    "SIU^S12", "DFT^P03",
+                ],
+                "hl7v2-fhir",
+                oru,
+            ),
+            EndpointKind::AstmTcp(_) | EndpointKind::AstmSerial(_) => {
+                (&["ASTM"], "astm-fhir", astm)
+            }
+            _ => continue,
+        };
+        inbound += 1;
+        for ty in types {
+            let message = crate::journal::NewMessage {
+                source: e.name.clone(),
+                message_type: ty.to_string(),
+                ..Default::default()
+            };
+            let to_hub: Vec<_> = router
+                .destinations(&message)
+                .into_iter()
+                .filter(|d| d.endpoint == hub.name)
+                .collect();
+            assert_eq!(to_hub.len(), 1, "{} {ty} reaches the hub once", e.name);
+            assert_eq!(to_hub[0].transform, transform, "{} {ty}", e.name);
+        }
+        let stored = crate::journal::StoredMessage {
+            id: 1,
+            source: e.name.clone(),
+            dedup_key: Some("k".into()),
+            message_type: types[0].into(),
+            content_type: String::new(),
+            control_id: None,
+            patient_id: None,
+            received_at: 0,
+            payload: sample.to_vec(),
+            ack: None,
+        };
+        let out = crate::transforms::apply(transform, &stored).unwrap();
+        let bundle: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(bundle["type"], "transaction", "{}", e.name);
+    }
+    assert!(inbound >= 2, "an MLLP listener and an ASTM endpoint");
 }
 
 #[test]
@@ -334,4 +400,76 @@ fn enabling_the_hub_uplink_is_refused_while_this_version_has_none() {
         errs[0].contains("[hub]: the MQTT hub uplink is not part of this version"),
         "{errs:?}"
     );
+}
+
+#[test]
+fn a_code_map_for_an_unknown_source_is_refused() {
+    let text = format!(
+        "{MINIMAL}\n[[endpoint]]\nname = \"hub\"\ntype = \"fhir\"\nurl = \"https://hub.example/fhir\"\n[endpoint.code_map_by_source.c311]\nGLU = \"2345-7\"\n"
+    );
+    let errs = messages(parse(&text).unwrap_err());
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("`code_map_by_source` names `c311`")),
+        "{errs:?}"
+    );
+    let ok = text.replace("code_map_by_source.c311", "code_map_by_source.drop");
+    assert!(parse(&ok).is_ok());
+}
+
+fn template_route(extra: &str) -> String {
+    MINIMAL.replace(
+        "[[route]]\nname = \"all\"\nfrom = [\"drop\"]\nto = [\"archive\"]",
+        &format!("[[route]]\nname = \"all\"\nfrom = [\"drop\"]\nto = [\"archive\"]\n{extra}"),
+    )
+}
+
+#[test]
+fn a_template_route_names_a_readable_template_and_check_config_says_where_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.j2");
+    std::fs::write(&good, "{{ msg.id }}").unwrap();
+    let c = parse(&template_route(&format!(
+        "transform = \"template\"\ntemplate = \"{}\"",
+        good.display()
+    )))
+    .unwrap();
+    assert_eq!(
+        c.routes[0].transform,
+        format!("template:{}", good.display())
+    );
+
+    let missing = dir.path().join("missing.j2");
+    let errs = messages(
+        parse(&template_route(&format!(
+            "transform = \"template\"\ntemplate = \"{}\"",
+            missing.display()
+        )))
+        .unwrap_err(),
+    );
+    assert!(
+        errs[0].starts_with("gw.toml:20:12: route `all`: template "),
+        "{errs:?}"
+    );
+    assert!(errs[0].contains("missing.j2: cannot read"), "{errs:?}");
+
+    let broken = dir.path().join("broken.j2");
+    std::fs::write(&broken, "{\n  {% for x in msg %}\n").unwrap();
+    let errs = messages(
+        parse(&template_route(&format!(
+            "transform = \"template\"\ntemplate = \"{}\"",
+            broken.display()
+        )))
+        .unwrap_err(),
+    );
+    assert!(
+        errs[0].contains("route `all`: template `broken.j2` line "),
+        "{errs:?}"
+    );
+
+    let errs = messages(parse(&template_route("transform = \"template\"")).unwrap_err());
+    assert!(errs[0].contains("needs `template = "), "{errs:?}");
+    let errs =
+        messages(parse(&template_route("transform = \"none\"\ntemplate = \"x.j2\"")).unwrap_err());
+    assert!(errs[0].contains("only read with transform"), "{errs:?}");
 }

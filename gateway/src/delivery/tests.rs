@@ -399,3 +399,42 @@ async fn the_worker_reports_a_permanent_refusal_as_refusing() {
     stop.cancel();
     worker.await.unwrap();
 }
+
+/// A template that fails makes its message dead at once with the error,
+/// template name and line included, where the message viewer shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_template_makes_the_message_dead_with_the_template_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let template = dir.path().join("bad.json.j2");
+    std::fs::write(&template, "{\n  \"a\": {{ msg.nothing.deeper() }}\n}\n").unwrap();
+    let stop = CancellationToken::new();
+    let worker = spawn(
+        j.clone(),
+        &endpoint(fast_retry(), 1, Duration::from_secs(5)),
+        ScriptedSink::default(),
+        stop.clone(),
+    );
+    let m = NewMessage {
+        source: "src".into(),
+        dedup_key: Some("t1".into()),
+        message_type: "ORU^R01".into(),
+        content_type: "c".into(),
+        payload: b"MSH|^~\\&|A|B|C|D|20260101||ORU^R01|1|P|2.5\r".to_vec(),
+        ..Default::default()
+    };
+    let d = vec![Destination {
+        endpoint: "dest".into(),
+        transform: format!("template:{}", template.display()),
+        lane: String::new(),
+    }];
+    let id = j.ingest(m, d).await.unwrap().message_id;
+    let dead = wait_for_state(&j, id, OutboxState::Dead).await;
+    let error = dead.last_error.unwrap();
+    assert!(
+        error.starts_with("transform failed: template `bad.json.j2` line 2: "),
+        "{error}"
+    );
+    stop.cancel();
+    worker.await.unwrap();
+}

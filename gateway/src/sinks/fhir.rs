@@ -1,7 +1,8 @@
 //! Sends transformed messages to a FHIR R4 server as transaction Bundles.
 //!
 //! Each payload is a `transaction` Bundle (from the `hl7v2-fhir` or
-//! `astm-fhir` transform). The sink applies the endpoint's code map, and when
+//! `astm-fhir` transform). The sink applies the endpoint's code map (to
+//! codings in the source's local-code system only), and when
 //! the endpoint allows batches (`max_batch > 1`) merges the Bundles of
 //! several queued messages of one lane into one transaction: entries with
 //! the same `fullUrl` (the same resource, since ids are derived from business
@@ -10,10 +11,13 @@
 //! invalid, the messages are sent again one at a time so that only the
 //! message at fault goes dead.
 //!
-//! Outcomes: 2xx delivered; 408, 429, 5xx and network errors retryable
-//! (with the server's `Retry-After`); any other 4xx permanent, with the
-//! server's OperationOutcome kept as the attempt's error. A 401 with OAuth
-//! drops the token and tries once more with a fresh one.
+//! Outcomes: 2xx delivered; 408, 429, 5xx and network or TLS errors
+//! retryable (with the server's `Retry-After`); any other 4xx permanent, with
+//! the server's OperationOutcome kept as the attempt's error. A 401 with
+//! OAuth drops the token and tries once more with a fresh one; a 401 after
+//! that, and any 403, stay retryable with a message saying so: they are
+//! about the endpoint's credentials, and making them permanent would turn
+//! the whole queue dead on one rotated secret.
 
 pub mod auth;
 mod probe;
@@ -44,7 +48,7 @@ pub struct FhirSink {
     max_batch: usize,
     max_entries: usize,
     conditional: bool,
-    code_map: BTreeMap<String, CodeMapEntry>,
+    code_map: CodeMap,
 }
 
 /// The answer to one POST.
@@ -101,7 +105,10 @@ impl FhirSink {
             max_batch: config.max_batch,
             max_entries: config.max_entries.max(1),
             conditional: config.conditional_updates,
-            code_map: config.code_map.clone(),
+            code_map: CodeMap {
+                all: config.code_map.clone(),
+                by_source: config.code_map_by_source.clone(),
+            },
         })
     }
 
@@ -147,10 +154,26 @@ impl FhirSink {
                     refreshed = true;
                     continue;
                 }
-                401 | 403 => {
-                    // Credentials are the endpoint's problem, not the message's.
+                // Credentials and access policy are the endpoint's problem,
+                // not the message's: dead-lettering would empty the whole
+                // queue on one rotated secret. The messages wait (backoff)
+                // with the reason on every attempt until the operator fixes
+                // `[endpoint.auth]` or the hub's policy.
+                401 => {
                     return Sent::Retry(
-                        format!("HTTP {status}: {}", truncate(&text, KEEP_RESPONSE)),
+                        format!(
+                            "HTTP 401 even with fresh credentials: the server refuses this endpoint's authentication (check [endpoint.auth]); messages wait: {}",
+                            truncate(&text, KEEP_RESPONSE)
+                        ),
+                        retry_after,
+                    );
+                }
+                403 => {
+                    return Sent::Retry(
+                        format!(
+                            "HTTP 403: the server forbids this client (access policy or scopes); messages wait: {}",
+                            truncate(&text, KEEP_RESPONSE)
+                        ),
                         retry_after,
                     );
                 }
@@ -226,7 +249,7 @@ impl Sink for FhirSink {
             match serde_json::from_slice::<Value>(&d.payload) {
                 Ok(v) if is_transaction(&v) => {
                     let mut v = v;
-                    apply_code_map(&mut v, &self.code_map);
+                    self.code_map.apply(&mut v, &d.message.source);
                     if !self.conditional {
                         to_id_updates(&mut v);
                     }
@@ -284,9 +307,14 @@ fn entry_count(v: &Value) -> usize {
     v.get("entry").and_then(Value::as_array).map_or(0, Vec::len)
 }
 
-/// Turns conditional `PUT Type?identifier=…` entries whose `fullUrl` is
-/// `urn:uuid:<id>` into `PUT Type/<id>` with that id, and points every
-/// reference to such an entry at `Type/<id>`.
+/// Turns conditional entries (`PUT Type?identifier=…`, `POST` with
+/// `If-None-Exist`) whose `fullUrl` is `urn:uuid:<id>` into `PUT Type/<id>`
+/// with that id, and points every reference to such an entry at `Type/<id>`.
+///
+/// The id is the UUID v5 of the same business identifier the condition
+/// searched for, so the update lands on the same resource every time. An
+/// `If-None-Exist` entry carries nothing but that identifier: rewriting it
+/// can only replace the bare resource an earlier message put there.
 pub fn to_id_updates(bundle: &mut Value) {
     let mut renamed: HashMap<String, String> = HashMap::new();
     for e in bundle
@@ -310,12 +338,17 @@ pub fn to_id_updates(bundle: &mut Value) {
         else {
             continue;
         };
-        let conditional = e.pointer("/request/method").and_then(Value::as_str) == Some("PUT")
-            && e.pointer("/request/url")
+        let method = e.pointer("/request/method").and_then(Value::as_str);
+        let conditional = match method {
+            Some("PUT") => e
+                .pointer("/request/url")
                 .and_then(Value::as_str)
-                .is_some_and(|u| u.contains('?'));
+                .is_some_and(|u| u.contains('?')),
+            Some("POST") => e.pointer("/request/ifNoneExist").is_some(),
+            _ => false,
+        };
         if conditional {
-            e["request"]["url"] = Value::String(format!("{ty}/{id}"));
+            e["request"] = serde_json::json!({"method": "PUT", "url": format!("{ty}/{id}")});
             e["resource"]["id"] = Value::String(id.clone());
         }
         if e.pointer("/request/url").and_then(Value::as_str) == Some(&format!("{ty}/{id}")) {
@@ -379,46 +412,72 @@ pub fn merge(bundles: &[Value]) -> Value {
     serde_json::json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries })
 }
 
-/// Adds a LOINC coding in front of every coding whose code the map knows
-/// (and that is not LOINC already).
-pub fn apply_code_map(v: &mut Value, map: &BTreeMap<String, CodeMapEntry>) {
-    if map.is_empty() {
-        return;
+/// An endpoint's map from local codes to LOINC.
+#[derive(Debug, Clone, Default)]
+pub struct CodeMap {
+    /// For local codes from any source.
+    pub all: BTreeMap<String, CodeMapEntry>,
+    /// Per source endpoint; wins over `all`.
+    pub by_source: BTreeMap<String, BTreeMap<String, CodeMapEntry>>,
+}
+
+impl CodeMap {
+    /// Adds a LOINC coding in front of each coding of `bundle` that is in
+    /// the local-code system of `source` (the transforms' system for codes
+    /// no standard system claims) and whose code the map knows, unless the
+    /// concept has LOINC already. Codings in any other system are left as
+    /// they are: the same letters can mean something else in SNOMED or an
+    /// HL7 table.
+    pub fn apply(&self, bundle: &mut Value, source: &str) {
+        let specific = self.by_source.get(source);
+        if self.all.is_empty() && specific.is_none_or(BTreeMap::is_empty) {
+            return;
+        }
+        let local = crate::transforms::fhir::local_system(source, "code");
+        let lookup = |code: &str| {
+            specific
+                .and_then(|m| m.get(code))
+                .or_else(|| self.all.get(code))
+        };
+        walk_codings(bundle, &mut |codings| {
+            let loinc = crate::transforms::fhir::LOINC;
+            if codings
+                .iter()
+                .any(|c| c.get("system").and_then(Value::as_str) == Some(loinc))
+            {
+                return;
+            }
+            let found = codings.iter().find_map(|c| {
+                if c.get("system").and_then(Value::as_str) != Some(local.as_str()) {
+                    return None;
+                }
+                lookup(c.get("code").and_then(Value::as_str)?)
+            });
+            if let Some(entry) = found {
+                let mut coding = serde_json::json!({ "system": loinc, "code": entry.code() });
+                if let Some(d) = entry.display() {
+                    coding["display"] = Value::String(d.to_string());
+                }
+                codings.insert(0, coding);
+            }
+        });
     }
+}
+
+/// Calls `f` with every `coding` array in `v`.
+fn walk_codings(v: &mut Value, f: &mut impl FnMut(&mut Vec<Value>)) {
     match v {
         Value::Object(o) => {
             if let Some(Value::Array(codings)) = o.get_mut("coding") {
-                let mut add = Vec::new();
-                let has_loinc = codings.iter().any(|c| {
-                    c.get("system").and_then(Value::as_str) == Some(crate::transforms::fhir::LOINC)
-                });
-                if !has_loinc {
-                    for c in codings.iter() {
-                        if let Some(entry) = c
-                            .get("code")
-                            .and_then(Value::as_str)
-                            .and_then(|code| map.get(code))
-                        {
-                            let mut coding = serde_json::json!({ "system": crate::transforms::fhir::LOINC, "code": entry.code() });
-                            if let Some(d) = entry.display() {
-                                coding["display"] = Value::String(d.to_string());
-                            }
-                            add.push(coding);
-                            break;
-                        }
-                    }
-                }
-                for (i, c) in add.into_iter().enumerate() {
-                    codings.insert(i, c);
-                }
+                f(codings);
             }
             for (_, child) in o.iter_mut() {
-                apply_code_map(child, map);
+                walk_codings(child, f);
             }
         }
         Value::Array(a) => {
             for child in a {
-                apply_code_map(child, map);
+                walk_codings(child, f);
             }
         }
         _ => {}

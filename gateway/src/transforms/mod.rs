@@ -10,6 +10,9 @@
 //! - `hl7v2-fhir`: an HL7 v2 message → a FHIR R4 transaction Bundle
 //!   ([`hl7v2`]): ORU^R01, OUL^R22, ADT, ORM^O01, OML^O21, RDE^O11,
 //!   SIU^S12–S15, DFT^P03.
+//! - `template`: a minijinja template file named by the route, for
+//!   integrations the built-in maps do not cover ([`template`]); queued as
+//!   `template:<path>`.
 //!
 //! Times without an offset are read in the site's time zone, which
 //! [`configure`] sets from `[site] time_zone` when the gateway starts.
@@ -17,12 +20,13 @@
 pub mod astm;
 pub mod fhir;
 pub mod hl7v2;
+pub mod template;
 
 use crate::journal::StoredMessage;
 use std::sync::RwLock;
 
-/// Every transform a route may name.
-pub const NAMES: &[&str] = &["none", "astm-fhir", "hl7v2-fhir"];
+/// Every transform a route may name (`template` with a `template` file).
+pub const NAMES: &[&str] = &["none", "astm-fhir", "hl7v2-fhir", "template"];
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TransformError {
@@ -32,6 +36,9 @@ pub enum TransformError {
     Unreadable(String),
     #[error("the message holds nothing to map: {0}")]
     Empty(String),
+    /// A custom template failed or produced something that cannot be sent.
+    #[error("{0}")]
+    Template(String),
 }
 
 static SITE_TIME_ZONE: RwLock<Option<jiff::tz::TimeZone>> = RwLock::new(None);
@@ -60,7 +67,10 @@ pub fn apply(name: &str, message: &StoredMessage) -> Result<Vec<u8>, TransformEr
         "none" => Ok(message.payload.clone()),
         "hl7v2-fhir" => to_json(&hl7v2::to_bundle(message, &site_time_zone())?),
         "astm-fhir" => to_json(&astm::to_bundle(message, &site_time_zone())?),
-        other => Err(TransformError::Unknown(other.to_string())),
+        other => match other.strip_prefix(template::PREFIX) {
+            Some(path) => template::apply(std::path::Path::new(path), message),
+            None => Err(TransformError::Unknown(other.to_string())),
+        },
     }
 }
 

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
-/// A token is renewed this long before the server said it expires.
+/// A token is renewed this long before the server said it expires (at most
+/// half its lifetime).
 const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 /// Lifetime assumed when the token response names none.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
@@ -126,10 +127,12 @@ impl TokenSource {
         }
         let parsed: TokenResponse =
             serde_json::from_str(&body).map_err(|e| AuthError::Malformed(e.to_string()))?;
-        let lifetime = parsed
+        let granted = parsed
             .expires_in
-            .map_or(DEFAULT_LIFETIME, Duration::from_secs)
-            .saturating_sub(EXPIRY_MARGIN);
+            .map_or(DEFAULT_LIFETIME, Duration::from_secs);
+        // Renewed a little early, but never used for less than half its
+        // life (a 60 s token is not fetched for every request).
+        let lifetime = granted.saturating_sub(EXPIRY_MARGIN.min(granted / 2));
         tracing::debug!(lifetime = ?lifetime, "OAuth token fetched");
         *cached = Some((parsed.access_token.clone(), Instant::now() + lifetime));
         Ok(parsed.access_token)

@@ -1,6 +1,7 @@
 use super::*;
 use crate::config::{Direction, RetryPolicy};
 use crate::journal::StoredMessage;
+use rustls_pki_types::CertificateDer;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -12,6 +13,59 @@ struct Seen {
     body: String,
 }
 
+type Answers = Arc<Mutex<std::vec::IntoIter<(u16, &'static str, String)>>>;
+
+/// Serves one connection: each request gets the next scripted answer.
+async fn serve<S>(mut sock: S, log: Arc<Mutex<Vec<Seen>>>, answers: Answers)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 8192];
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            let n = sock.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        while buf.len() < end + 4 + len {
+            let n = sock.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+        buf.drain(..end + 4 + len);
+        log.lock().unwrap().push(Seen { head, body });
+        let (status, headers, text) =
+            answers
+                .lock()
+                .unwrap()
+                .next()
+                .unwrap_or((500, "", "script ended".into()));
+        let reply = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/fhir+json\r\ncontent-length: {}\r\n{headers}\r\n{text}",
+            text.len()
+        );
+        if sock.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// An HTTP/1.1 server on 127.0.0.1:0 that answers each request with the
 /// next scripted (status, extra headers, body), and records what it got.
 async fn scripted(answers: Vec<(u16, &'static str, String)>) -> (String, Arc<Mutex<Vec<Seen>>>) {
@@ -19,58 +73,49 @@ async fn scripted(answers: Vec<(u16, &'static str, String)>) -> (String, Arc<Mut
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
-    let answers = Arc::new(Mutex::new(answers.into_iter()));
+    let answers: Answers = Arc::new(Mutex::new(answers.into_iter()));
     tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let log = log.clone();
-            let answers = answers.clone();
+        while let Ok((sock, _)) = listener.accept().await {
+            tokio::spawn(serve(sock, log.clone(), answers.clone()));
+        }
+    });
+    (url, seen)
+}
+
+/// A self-signed certificate for 127.0.0.1: (certificate PEM, key PEM).
+fn self_signed() -> (String, String) {
+    let issued = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    (issued.cert.pem(), issued.signing_key.serialize_pem())
+}
+
+/// The scripted server behind a real rustls server with `cert`/`key`.
+async fn scripted_tls(
+    cert: &str,
+    key: &str,
+    answers: Vec<(u16, &'static str, String)>,
+) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    use rustls_pki_types::pem::PemObject;
+    let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let answers: Answers = Arc::new(Mutex::new(answers.into_iter()));
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let (acceptor, log, answers) = (acceptor.clone(), log.clone(), answers.clone());
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                loop {
-                    let mut chunk = [0u8; 8192];
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        let n = sock.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    while buf.len() < end + 4 + len {
-                        let n = sock.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
-                    buf.drain(..end + 4 + len);
-                    log.lock().unwrap().push(Seen { head, body });
-                    let (status, headers, text) =
-                        answers
-                            .lock()
-                            .unwrap()
-                            .next()
-                            .unwrap_or((500, "", "script ended".into()));
-                    let reply = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-type: application/fhir+json\r\ncontent-length: {}\r\n{headers}\r\n{text}",
-                        text.len()
-                    );
-                    if sock.write_all(reply.as_bytes()).await.is_err() {
-                        return;
-                    }
+                // A client that refuses the certificate ends the handshake.
+                if let Ok(tls) = acceptor.accept(sock).await {
+                    serve(tls, log, answers).await;
                 }
             });
         }
@@ -102,6 +147,7 @@ fn config(url: &str) -> FhirSinkConfig {
         max_entries: 50,
         conditional_updates: true,
         code_map: BTreeMap::new(),
+        code_map_by_source: BTreeMap::new(),
     }
 }
 
@@ -369,19 +415,26 @@ async fn an_oauth_token_is_cached_and_refreshed_once_after_a_401() {
     assert!(seen[5].head.contains("Bearer T2"));
 }
 
+fn glucose() -> CodeMapEntry {
+    CodeMapEntry::Coding {
+        code: "2345-7".into(),
+        display: Some("Glucose".into()),
+    }
+}
+
 #[test]
-fn the_code_map_puts_loinc_first_and_keeps_the_local_code() {
+fn the_code_map_puts_loinc_first_and_touches_only_local_codes() {
     let mut v: Value =
         serde_json::from_slice(&bundle(&[("urn:uuid:a", "GLU"), ("urn:uuid:b", "XYZ")])).unwrap();
-    let mut map = BTreeMap::new();
-    map.insert(
-        "GLU".to_string(),
-        CodeMapEntry::Coding {
-            code: "2345-7".into(),
-            display: Some("Glucose".into()),
-        },
-    );
-    apply_code_map(&mut v, &map);
+    // The same letters in another system are not the analyzer's code.
+    v["entry"][1]["resource"]["code"]["coding"] = serde_json::json!([
+        {"system": "http://snomed.info/sct", "code": "GLU"}
+    ]);
+    let map = CodeMap {
+        all: BTreeMap::from([("GLU".to_string(), glucose())]),
+        by_source: BTreeMap::new(),
+    };
+    map.apply(&mut v, "lab");
     let codings = &v["entry"][0]["resource"]["code"]["coding"];
     assert_eq!(
         codings[0],
@@ -389,11 +442,136 @@ fn the_code_map_puts_loinc_first_and_keeps_the_local_code() {
     );
     assert_eq!(codings[1]["code"], "GLU");
     assert_eq!(
-        v["entry"][1]["resource"]["code"]["coding"]
+        v["entry"][1]["resource"]["code"]["coding"],
+        serde_json::json!([{"system": "http://snomed.info/sct", "code": "GLU"}])
+    );
+    // Another source's local system is another namespace.
+    let mut w: Value = serde_json::from_slice(&bundle(&[("urn:uuid:a", "GLU")])).unwrap();
+    map.apply(&mut w, "chem");
+    assert_eq!(
+        w["entry"][0]["resource"]["code"]["coding"]
             .as_array()
             .unwrap()
             .len(),
         1
+    );
+}
+
+/// `code_map` and `code_map_by_source`, read from the configuration file,
+/// reach the server in what the sink POSTs: ASTM results through the real
+/// transform get LOINC in front of the analyzer's code; the per-source table
+/// applies to its source only; codes nobody mapped stay local.
+#[tokio::test]
+async fn the_code_map_from_the_configuration_reaches_the_server_for_local_codes_only() {
+    let (url, seen) = scripted(vec![(200, "", "{}".into()), (200, "", "{}".into())]).await;
+    let toml = format!(
+        r#"
+[journal]
+path = "j.db"
+[[endpoint]]
+name = "c311"
+type = "file-drop"
+path = "in"
+[[endpoint]]
+name = "other"
+type = "file-drop"
+path = "in2"
+[[endpoint]]
+name = "hub"
+type = "fhir"
+url = "{url}"
+[endpoint.code_map]
+NA = "2951-2"
+[endpoint.code_map_by_source.c311]
+GLU = {{ code = "2345-7", display = "Glucose" }}
+[[route]]
+name = "r"
+from = ["c311", "other"]
+transform = "astm-fhir"
+to = ["hub"]
+"#
+    );
+    let config = crate::config::Config::parse(&toml, "gw.toml", |_| None).unwrap();
+    let hub = config.endpoint("hub").unwrap();
+    let crate::config::EndpointKind::Fhir(c) = &hub.kind else {
+        panic!()
+    };
+    let sink = FhirSink::new(hub, c).unwrap();
+    let astm = include_bytes!("../../protocol/astm/testdata/chemistry_results.astm");
+    let from = |source: &str| {
+        let message = StoredMessage {
+            id: 1,
+            source: source.into(),
+            dedup_key: Some("k".into()),
+            message_type: "ASTM".into(),
+            content_type: "application/x-astm".into(),
+            control_id: None,
+            patient_id: None,
+            received_at: 0,
+            payload: astm.to_vec(),
+            ack: None,
+        };
+        let payload = crate::transforms::apply("astm-fhir", &message).unwrap();
+        Delivery {
+            outbox_id: 1,
+            attempt: 1,
+            lane: String::new(),
+            message: Arc::new(message),
+            payload,
+        }
+    };
+    for source in ["c311", "other"] {
+        let out = sink.deliver(&[from(source)]).await;
+        assert!(matches!(out[0], Outcome::Delivered { .. }), "{out:?}");
+    }
+    let seen = seen.lock().unwrap();
+    let codings_of = |body: &str, local: &str| -> Vec<(String, String)> {
+        let sent: Value = serde_json::from_str(body).unwrap();
+        let obs = sent["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["resource"])
+            .find(|r| {
+                r["resourceType"] == "Observation"
+                    && r["code"]["coding"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|c| c["code"] == local)
+            })
+            .unwrap()
+            .clone();
+        obs["code"]["coding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["system"].as_str().unwrap().to_string(),
+                    c["code"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let loinc = |code: &str| ("http://loinc.org".to_string(), code.to_string());
+    let local =
+        |source: &str, code: &str| (format!("urn:ecko-edge:{source}:code"), code.to_string());
+    assert_eq!(
+        codings_of(&seen[0].body, "GLU"),
+        [loinc("2345-7"), local("c311", "GLU")]
+    );
+    assert_eq!(
+        codings_of(&seen[0].body, "NA"),
+        [loinc("2951-2"), local("c311", "NA")]
+    );
+    assert_eq!(codings_of(&seen[0].body, "K"), [local("c311", "K")]);
+    assert!(seen[0].body.contains(r#""display":"Glucose""#));
+    // From another analyzer: the c311 table does not apply, the shared one does.
+    assert_eq!(codings_of(&seen[1].body, "GLU"), [local("other", "GLU")]);
+    assert_eq!(
+        codings_of(&seen[1].body, "NA"),
+        [loinc("2951-2"), local("other", "NA")]
     );
 }
 
@@ -419,5 +597,182 @@ fn conditional_entries_become_puts_on_their_deterministic_ids() {
     assert_eq!(
         v["entry"][1]["resource"]["subject"]["reference"],
         "Patient/p1"
+    );
+}
+
+/// A pinned server certificate is the only one accepted: the server that
+/// presents it gets the Bundle; another server, with a certificate that is
+/// just as valid but not the pinned one, gets nothing, and the message waits.
+#[tokio::test]
+async fn a_pinned_certificate_is_accepted_and_any_other_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pinned_cert, pinned_key) = self_signed();
+    let (other_cert, other_key) = self_signed();
+    let pin = dir.path().join("pinned.pem");
+    std::fs::write(&pin, &pinned_cert).unwrap();
+    let (url, seen) = scripted_tls(&pinned_cert, &pinned_key, vec![(200, "", "{}".into())]).await;
+    let mut c = config(&url);
+    c.pinned_cert = Some(pin.clone());
+    let sink = FhirSink::new(&endpoint(), &c).unwrap();
+    let out = sink
+        .deliver(&[delivery(1, bundle(&[("urn:uuid:a", "GLU")]))])
+        .await;
+    assert!(matches!(out[0], Outcome::Delivered { .. }), "{out:?}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    let (url, seen) = scripted_tls(&other_cert, &other_key, vec![(200, "", "{}".into())]).await;
+    let mut c = config(&url);
+    c.pinned_cert = Some(pin);
+    let sink = FhirSink::new(&endpoint(), &c).unwrap();
+    let out = sink
+        .deliver(&[delivery(1, bundle(&[("urn:uuid:a", "GLU")]))])
+        .await;
+    match &out[0] {
+        Outcome::Retryable { error, .. } => {
+            assert!(error.contains("not the pinned one"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
+
+    // Without a pin, the same self-signed server is not trusted either.
+    let (url, _) = scripted_tls(&other_cert, &other_key, vec![(200, "", "{}".into())]).await;
+    let sink = FhirSink::new(&endpoint(), &config(&url)).unwrap();
+    let out = sink
+        .deliver(&[delivery(1, bundle(&[("urn:uuid:a", "GLU")]))])
+        .await;
+    assert!(matches!(out[0], Outcome::Retryable { .. }), "{out:?}");
+}
+
+/// A token is used until shortly before the server said it expires, then
+/// fetched again before the next request, without a 401 in between.
+#[tokio::test]
+async fn an_oauth_token_that_expires_is_renewed_before_the_next_request() {
+    let token =
+        |t: &str| format!(r#"{{"access_token":"{t}","token_type":"Bearer","expires_in":2}}"#);
+    let (url, seen) = scripted(vec![
+        (200, "", token("T1")),
+        (200, "", "{}".into()),
+        (200, "", "{}".into()),
+        (200, "", token("T2")),
+        (200, "", "{}".into()),
+    ])
+    .await;
+    let mut c = config(&format!("{url}/fhir"));
+    c.auth = FhirAuth::OAuth2 {
+        token_url: format!("{url}/token"),
+        client_id: "gw".into(),
+        client_secret: "pw".into(),
+        scope: None,
+    };
+    let sink = FhirSink::new(&endpoint(), &c).unwrap();
+    let d = [delivery(1, bundle(&[("urn:uuid:a", "A")]))];
+    assert!(matches!(
+        sink.deliver(&d).await[0],
+        Outcome::Delivered { .. }
+    ));
+    assert!(matches!(
+        sink.deliver(&d).await[0],
+        Outcome::Delivered { .. }
+    ));
+    // Granted for 2 s, used for 1 s.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(matches!(
+        sink.deliver(&d).await[0],
+        Outcome::Delivered { .. }
+    ));
+    let seen = seen.lock().unwrap();
+    let lines: Vec<_> = seen
+        .iter()
+        .map(|s| s.head.lines().next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "POST /token HTTP/1.1",
+            "POST /fhir HTTP/1.1",
+            "POST /fhir HTTP/1.1",
+            "POST /token HTTP/1.1",
+            "POST /fhir HTTP/1.1"
+        ]
+    );
+    assert!(seen[2].head.contains("Bearer T1"));
+    assert!(seen[4].head.contains("Bearer T2"));
+}
+
+/// A 401 that a fresh token does not cure, and a 403, keep the message
+/// queued (they are about the endpoint's credentials, not the message) with
+/// an error that says what to fix.
+#[tokio::test]
+async fn refused_credentials_keep_messages_waiting_with_a_reason() {
+    let token = r#"{"access_token":"T","token_type":"Bearer","expires_in":3600}"#;
+    let (url, seen) = scripted(vec![
+        (200, "", token.into()),
+        (401, "", "bad token".into()),
+        (200, "", token.into()),
+        (401, "", "still bad".into()),
+        (403, "", "forbidden".into()),
+    ])
+    .await;
+    let mut c = config(&format!("{url}/fhir"));
+    c.auth = FhirAuth::OAuth2 {
+        token_url: format!("{url}/token"),
+        client_id: "gw".into(),
+        client_secret: "pw".into(),
+        scope: None,
+    };
+    let sink = FhirSink::new(&endpoint(), &c).unwrap();
+    let d = [delivery(1, bundle(&[("urn:uuid:a", "A")]))];
+    match &sink.deliver(&d).await[0] {
+        Outcome::Retryable { error, .. } => {
+            assert!(
+                error.starts_with("HTTP 401 even with fresh credentials"),
+                "{error}"
+            );
+            assert!(
+                error.contains("[endpoint.auth]") && error.contains("still bad"),
+                "{error}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(seen.lock().unwrap().len(), 4, "one refresh, not more");
+    match &sink.deliver(&d).await[0] {
+        Outcome::Retryable { error, .. } => {
+            assert!(error.starts_with("HTTP 403: the server forbids"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// By default the sink rewrites conditional entries to PUTs on their
+/// deterministic ids; with `conditional_updates` it sends them as made.
+#[tokio::test]
+async fn entries_go_by_id_unless_conditional_updates_are_asked_for() {
+    let (url, seen) = scripted(vec![(200, "", "{}".into()), (200, "", "{}".into())]).await;
+    let payload = bundle(&[("urn:uuid:6f1c2a8e-4b7d-4e0a-9c35-1d2e8f60a7b4", "A")]);
+    let mut c = config(&url);
+    c.conditional_updates = false;
+    FhirSink::new(&endpoint(), &c)
+        .unwrap()
+        .deliver(&[delivery(1, payload.clone())])
+        .await;
+    c.conditional_updates = true;
+    FhirSink::new(&endpoint(), &c)
+        .unwrap()
+        .deliver(&[delivery(1, payload)])
+        .await;
+    let seen = seen.lock().unwrap();
+    let sent: Vec<Value> = seen
+        .iter()
+        .map(|s| serde_json::from_str(&s.body).unwrap())
+        .collect();
+    assert_eq!(
+        sent[0]["entry"][0]["request"]["url"],
+        "Observation/6f1c2a8e-4b7d-4e0a-9c35-1d2e8f60a7b4"
+    );
+    assert_eq!(
+        sent[1]["entry"][0]["request"]["url"],
+        "Observation?identifier=x|urn:uuid:6f1c2a8e-4b7d-4e0a-9c35-1d2e8f60a7b4"
     );
 }

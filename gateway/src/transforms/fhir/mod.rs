@@ -11,10 +11,16 @@
 //! conditional `PUT Type?identifier=system|value`. The same message therefore
 //! always yields the same Bundle, a redelivery updates instead of
 //! duplicating, and Bundles of several messages can be merged by `fullUrl`.
-//! The Provenance, which has no identifier in R4, is a plain `PUT` by its v5
-//! id.
+//! A resource the message names by identifier alone (an OBX-18 device) is a
+//! `POST` with `If-None-Exist` instead, so it never overwrites what the
+//! server knows of it. The Provenance, which has no identifier in R4, is a
+//! plain `PUT` by its v5 id.
+//!
+//! The FHIR sink sends these entries as they are (`conditional_updates`) or,
+//! by default, rewrites them to `PUT Type/<v5 id>` (see `sinks::fhir`).
 
 pub mod model;
+pub mod ucum;
 
 pub use model::*;
 use uuid::Uuid;
@@ -39,6 +45,11 @@ pub fn resource_id(resource_type: &str, system: &str, value: &str) -> Uuid {
     )
 }
 
+/// A deterministic id for anything else a template names (same namespace).
+pub fn template_id(key: &str) -> Uuid {
+    Uuid::new_v5(&NAMESPACE, format!("template|{key}").as_bytes())
+}
+
 /// An identifier system private to this gateway, e.g.
 /// `urn:ecko-edge:lab-1:specimen`.
 pub fn local_system(source: &str, kind: &str) -> String {
@@ -59,7 +70,7 @@ pub fn urn_part(s: &str) -> String {
 }
 
 /// Percent-encodes a search parameter value (keeps unreserved characters).
-fn query_value(s: &str) -> String {
+pub fn query_value(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/') {
@@ -138,6 +149,35 @@ impl BundleBuilder {
                 query_value(&value)
             ),
             if_none_exist: None,
+        };
+        self.insert(BundleEntry {
+            full_url: full_url.clone(),
+            resource,
+            request,
+        });
+        full_url
+    }
+
+    /// Adds `resource`, which the message knows only by its identifier, as a
+    /// `POST` with `If-None-Exist`: created when the server has no resource
+    /// with that identifier, otherwise left as the server has it.
+    pub fn ensure(&mut self, resource: Resource, key: &Identifier) -> String {
+        let system = key.system.clone().unwrap_or_default();
+        let value = key.value.clone().unwrap_or_default();
+        let ty = resource.type_name();
+        let full_url = format!("urn:uuid:{}", resource_id(ty, &system, &value));
+        if self.entries.iter().any(|e| e.full_url == full_url) {
+            // Already in the Bundle, perhaps with more than the identifier.
+            return full_url;
+        }
+        let request = BundleRequest {
+            method: "POST".into(),
+            url: ty.to_string(),
+            if_none_exist: Some(format!(
+                "identifier={}|{}",
+                query_value(&system),
+                query_value(&value)
+            )),
         };
         self.insert(BundleEntry {
             full_url: full_url.clone(),
@@ -299,64 +339,6 @@ pub fn instant(value: &str, tz: &jiff::tz::TimeZone) -> Option<String> {
     date_time(value, tz).filter(|s| s.len() >= 20)
 }
 
-/// Units written the same way in UCUM, as lab analyzers commonly send them.
-const UCUM_UNITS: &[&str] = &[
-    "%",
-    "g/L",
-    "g/dL",
-    "mg/dL",
-    "mg/L",
-    "ug/L",
-    "ng/mL",
-    "ng/L",
-    "pg/mL",
-    "mmol/L",
-    "umol/L",
-    "nmol/L",
-    "pmol/L",
-    "mol/L",
-    "U/L",
-    "[IU]/L",
-    "m[IU]/L",
-    "u[IU]/mL",
-    "mL/min",
-    "fL",
-    "pg",
-    "10*3/uL",
-    "10*6/uL",
-    "10*9/L",
-    "10*12/L",
-    "/uL",
-    "s",
-    "min",
-    "h",
-    "mm/h",
-    "mm[Hg]",
-    "kg",
-    "g",
-    "cm",
-    "m",
-    "mEq/L",
-    "meq/L",
-    "mosm/kg",
-    "[pH]",
-    "Cel",
-    "L/L",
-    "mL",
-    "L",
-    "ratio",
-    "{ratio}",
-    "mg/g",
-    "ug/dL",
-    "umol/mmol",
-    "mg/mmol",
-    "mL/min/{1.73_m2}",
-    "kU/L",
-    "U/mL",
-    "/[HPF]",
-    "/[LPF]",
-];
-
 /// A Quantity for `value` in `unit`, with the UCUM system when the unit is
 /// UCUM; `None` when `value` is not a number.
 pub fn quantity(value: &str, unit: &str) -> Option<Quantity> {
@@ -368,9 +350,9 @@ pub fn quantity(value: &str, unit: &str) -> Option<Quantity> {
     };
     if !unit.is_empty() {
         q.unit = Some(unit.to_string());
-        if let Some(u) = UCUM_UNITS.iter().find(|u| **u == unit) {
+        if let Some(code) = ucum::code(unit) {
             q.system = Some(UCUM.into());
-            q.code = Some((*u).to_string());
+            q.code = Some(code.to_string());
         }
     }
     Some(q)

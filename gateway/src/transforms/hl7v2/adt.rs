@@ -16,7 +16,11 @@
 //!
 //! A31 (update person) maps Patient only. A40 (merge) maps each PID/MRG
 //! pair to the surviving Patient (`link` type `replaces`) and the merged
-//! record (MRG-1, `active: false`, `link` type `replaced-by`).
+//! record (MRG-1 identifiers, `active: false`, `link` type `replaced-by`).
+//! The merged record is the same person, so it is sent with the PID's
+//! demographics (and MRG-7 as its name when sent): a PUT of identifiers and
+//! links alone would erase its name, birth date and address on the server,
+//! and FHIR transactions offer no portable partial update short of PATCH.
 //!
 //! Participants: PV1-7 attender, PV1-8 referrer, PV1-17 admitter (v3
 //! ParticipationType). Hospitalization: PV1-5 pre-admission number, PV1-14
@@ -80,14 +84,27 @@ pub(super) fn to_bundle(
                     other: reference(&patient_url(&prior_key)),
                     type_: "replaces".into(),
                 });
+                // The merged record is the same person: it keeps the
+                // demographics (a PUT of identifiers alone would erase them
+                // on the server), under its own identifiers and, when MRG-7
+                // gives one, its own name.
+                let prior_names: Vec<HumanName> = seg
+                    .field(7)
+                    .map(|f| f.repetitions().filter_map(|r| human_name(&r)).collect())
+                    .unwrap_or_default();
                 let prior = Patient {
                     identifier: prior_ids,
                     active: Some(false),
+                    name: if prior_names.is_empty() {
+                        surviving.name.clone()
+                    } else {
+                        prior_names
+                    },
                     link: vec![PatientLink {
                         other: reference(&patient_url(surviving_key)),
                         type_: "replaced-by".into(),
                     }],
-                    ..Default::default()
+                    ..surviving.clone()
                 };
                 b.put(Resource::Patient(prior), &prior_key);
             }

@@ -1,7 +1,7 @@
 //! Field access and the data-type maps every HL7 v2 message family shares:
 //! CWE/CE → CodeableConcept, EI and CX → Identifier, XCN → a display
-//! reference, PID → Patient, SPM → Specimen, NTE → Annotation, and the
-//! Provenance that closes every Bundle.
+//! reference, XTN → ContactPoint, PID → Patient, SPM → Specimen, NTE →
+//! Annotation, and the Provenance that closes every Bundle.
 
 use super::super::fhir::*;
 use crate::journal::StoredMessage;
@@ -148,37 +148,7 @@ pub(super) fn patient(
     let key = identifiers.first()?.clone();
     let names = pid
         .field(5)
-        .map(|f| {
-            f.repetitions()
-                .filter_map(|r| {
-                    let family = comp(&r, 1);
-                    let given: Vec<String> = [comp(&r, 2), comp(&r, 3)]
-                        .into_iter()
-                        .filter(|s| !s.is_empty())
-                        .collect();
-                    let n = HumanName {
-                        use_: match comp(&r, 7).as_str() {
-                            "L" => Some("official".into()),
-                            "D" => Some("usual".into()),
-                            "M" | "B" => Some("maiden".into()),
-                            "N" | "A" => Some("nickname".into()),
-                            _ => None,
-                        },
-                        family: Some(family).filter(|s| !s.is_empty()),
-                        given,
-                        suffix: Some(comp(&r, 4))
-                            .filter(|s| !s.is_empty())
-                            .into_iter()
-                            .collect(),
-                        prefix: Some(comp(&r, 5))
-                            .filter(|s| !s.is_empty())
-                            .into_iter()
-                            .collect(),
-                    };
-                    (n.family.is_some() || !n.given.is_empty()).then_some(n)
-                })
-                .collect()
-        })
+        .map(|f| f.repetitions().filter_map(|r| human_name(&r)).collect())
         .unwrap_or_default();
     let address = pid
         .field(11)
@@ -200,23 +170,18 @@ pub(super) fn patient(
                 .collect()
         })
         .unwrap_or_default();
-    let telecom = pid
-        .field(13)
-        .map(|f| {
-            f.repetitions()
-                .filter_map(|r| {
-                    let number = Some(comp(&r, 1))
-                        .filter(|s| !s.is_empty())
-                        .or_else(|| Some(comp(&r, 12)).filter(|s| !s.is_empty()))?;
-                    Some(ContactPoint {
-                        system: Some("phone".into()),
-                        value: Some(number),
-                        use_: Some("home".into()),
-                    })
+    let telecom = [(13, Some("home")), (14, Some("work"))]
+        .into_iter()
+        .flat_map(|(f, default_use)| {
+            pid.field(f)
+                .map(|f| {
+                    f.repetitions()
+                        .filter_map(|r| xtn(&r, default_use))
+                        .collect::<Vec<_>>()
                 })
-                .collect()
+                .unwrap_or_default()
         })
-        .unwrap_or_default();
+        .collect();
     let birth = get(pid, 7, 1);
     let p = Patient {
         identifier: identifiers,
@@ -229,6 +194,83 @@ pub(super) fn patient(
         ..Default::default()
     };
     Some((p, key))
+}
+
+/// An XTN (PID-13 home, PID-14 business) as a ContactPoint: XTN-2 (table
+/// 0201) gives `use`, XTN-3 (table 0202) `system`; the value is the email
+/// (XTN-4) for internet addresses, else the unformatted number (XTN-12), else
+/// one composed of country, area, local number and extension (XTN-5..8),
+/// else the old formatted number (XTN-1).
+pub(super) fn xtn(v: &Value<'_>, default_use: Option<&str>) -> Option<ContactPoint> {
+    let equipment = comp(v, 3);
+    let email = comp(v, 4);
+    let (system, mobile) = match equipment.as_str() {
+        "PH" => ("phone", false),
+        "CP" => ("phone", true),
+        "FX" => ("fax", false),
+        "BP" => ("pager", false),
+        "Internet" | "X.400" => ("email", false),
+        "MD" | "TDD" | "TTY" => ("other", false),
+        _ if !email.is_empty() || comp(v, 2) == "NET" => ("email", false),
+        _ => ("phone", false),
+    };
+    let value = if system == "email" {
+        some(email)?
+    } else {
+        some(comp(v, 12))
+            .or_else(|| {
+                let mut parts: Vec<String> = Vec::new();
+                if let Some(c) = some(comp(v, 5)) {
+                    parts.push(format!("+{}", c.trim_start_matches('+')));
+                }
+                parts.extend(some(comp(v, 6)));
+                parts.push(some(comp(v, 7))?);
+                if let Some(x) = some(comp(v, 8)) {
+                    parts.push(format!("ext. {x}"));
+                }
+                Some(parts.join(" "))
+            })
+            .or_else(|| some(comp(v, 1)))?
+    };
+    let use_ = if mobile {
+        Some("mobile")
+    } else {
+        match comp(v, 2).as_str() {
+            "PRN" | "ORN" | "VHN" => Some("home"),
+            "WPN" => Some("work"),
+            "" => default_use,
+            _ => None,
+        }
+    };
+    Some(ContactPoint {
+        system: Some(system.into()),
+        value: Some(value),
+        use_: use_.map(str::to_string),
+    })
+}
+
+/// An XPN (family^given^second given^suffix^prefix^^type) as a HumanName;
+/// `None` without family and given names.
+pub(super) fn human_name(r: &Value<'_>) -> Option<HumanName> {
+    let family = comp(r, 1);
+    let given: Vec<String> = [comp(r, 2), comp(r, 3)]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
+    let n = HumanName {
+        use_: match comp(r, 7).as_str() {
+            "L" => Some("official".into()),
+            "D" => Some("usual".into()),
+            "M" | "B" => Some("maiden".into()),
+            "N" | "A" => Some("nickname".into()),
+            _ => None,
+        },
+        family: some(family),
+        given,
+        suffix: some(comp(r, 4)).into_iter().collect(),
+        prefix: some(comp(r, 5)).into_iter().collect(),
+    };
+    (n.family.is_some() || !n.given.is_empty()).then_some(n)
 }
 
 /// The visit number (PV1-19, a CX) as the Encounter's identifier.

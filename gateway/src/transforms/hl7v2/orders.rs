@@ -17,6 +17,10 @@
 //! | ORC-12, else OBR-16 | requester |
 //! | OBR-31 | reasonCode |
 //! | NTE | note |
+//!
+//! An RXO/RXE with a blank medication (RXO-1/RXE-2) makes no
+//! MedicationRequest (medication[x] is required in R4); a message left with
+//! no order at all is refused with what was missing, so it goes dead visibly.
 
 use super::super::fhir::*;
 use super::super::TransformError;
@@ -187,6 +191,8 @@ pub(super) fn to_bundle(
             "an order without a patient identifier (PID-3)".into(),
         ));
     };
+    let mut orders = 0;
+    let mut skipped: Vec<String> = Vec::new();
     for g in &groups {
         let placer = g.placer(source);
         let filler = g.filler(source);
@@ -223,7 +229,17 @@ pub(super) fn to_bundle(
                 // Both in one group: the ServiceRequest keeps the plain key.
                 rx_key.value = rx_key.value.map(|v| format!("{v}/rx"));
             }
-            b.put(Resource::MedicationRequest(mr), &rx_key);
+            // medication[x] is required in R4: a blank RXO-1/RXE-2 is not
+            // an order the hub could act on.
+            if mr.medication_codeable_concept.is_some() {
+                b.put(Resource::MedicationRequest(mr), &rx_key);
+                orders += 1;
+            } else {
+                skipped.push(format!(
+                    "order {}: no medication (RXO-1/RXE-2)",
+                    key.value.as_deref().unwrap_or_default()
+                ));
+            }
         }
         let Some(obr) = g.obr.as_ref() else {
             continue;
@@ -268,6 +284,11 @@ pub(super) fn to_bundle(
             ..Default::default()
         };
         b.put(Resource::ServiceRequest(sr), &key);
+        orders += 1;
+    }
+    if orders == 0 {
+        skipped.insert(0, "no order to map".into());
+        return Err(TransformError::Empty(skipped.join("; ")));
     }
     Ok(finish(b, parsed.identity(), message))
 }

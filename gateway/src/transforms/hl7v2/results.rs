@@ -6,11 +6,19 @@
 //! | PID | Patient (PID-3 identifiers, PID-5 names, PID-7 birth, PID-8 gender, PID-11 address, PID-13 phone, PID-29 death) |
 //! | PV1 with a visit number (PV1-19) | Encounter |
 //! | ORC/OBR | ServiceRequest (placer number) and DiagnosticReport (filler number; `result` = its OBX) |
-//! | SPM, or OBR-7 when there is no SPM | Specimen |
+//! | SPM (ORU: after its OBR; OUL: before the OBRs it belongs to), or OBR-7 when an order has no SPM | Specimen of that order only |
+//! | OBX in an OUL specimen group (before its OBR) | Observation about the specimen |
 //! | OBX | Observation, value[x] by OBX-2: NM → Quantity (UCUM when OBX-6 is UCUM), SN → Quantity with comparator, Range or Ratio, CE/CWE/CNE → CodeableConcept, ST/TX/FT → string, DT/TS/DTM → dateTime; OBX-7 referenceRange, OBX-8 interpretation, OBX-11 status, OBX-14 effective, OBX-16 performer, OBX-18 device |
 //! | NTE | `note` of the OBX (Observation) or OBR (ServiceRequest) before it |
 //!
-//! Blank fields create nothing. Times without an offset get the site's.
+//! Blank fields create nothing: a blank OBX-5, spaces or the HL7 null `""`
+//! give an Observation without value; an SN whose parts are not numbers is
+//! kept as a string, never an empty Range or Ratio. ServiceRequest.subject
+//! is required in R4, so without a PID an order's ServiceRequest is left out
+//! (its DiagnosticReport and Observations, whose subject is optional, still
+//! go). OBX-18 devices are known only by identifier: their entry is a
+//! `POST` with `If-None-Exist`, so a richer Device on the server is kept.
+//! Times without an offset get the site's.
 
 use super::super::fhir::*;
 use super::super::TransformError;
@@ -40,12 +48,21 @@ fn report_status(s: &str) -> &'static str {
     }
 }
 
-/// Sets value[x] from OBX-2/OBX-5/OBX-6.
+/// Whether OBX-5 (or one of its parts) holds nothing: blank, spaces, or the
+/// HL7 null `""`.
+fn is_null(text: &str) -> bool {
+    let t = text.trim();
+    t.is_empty() || t == "\"\""
+}
+
+/// Sets value[x] from OBX-2/OBX-5/OBX-6. A blank or null OBX-5 sets nothing;
+/// a value that does not fit its type is kept as a string rather than lost.
 fn set_value(obs: &mut Observation, obx: &Segment<'_>, source: &str, tz: &TimeZone) {
     let ty = get(obx, 2, 1);
-    let Some(field) = obx.field(5).filter(|f| !f.is_empty()) else {
+    let Some(field) = obx.field(5).filter(|f| !is_null(&f.value())) else {
         return;
     };
+    let as_text = || Some(field.value().trim().to_string()).filter(|s| !is_null(s));
     let unit_field = obx.field(6);
     let unit_code = unit_field.map(|u| comp(&u, 1)).unwrap_or_default();
     let unit_is_ucum = unit_field.map(|u| comp(&u, 3)).as_deref() == Some("UCUM");
@@ -53,7 +70,7 @@ fn set_value(obs: &mut Observation, obx: &Segment<'_>, source: &str, tz: &TimeZo
         let mut q = quantity(v, &unit_code)?;
         if unit_is_ucum && !unit_code.is_empty() {
             q.system = Some(UCUM.into());
-            q.code = Some(unit_code.clone());
+            q.code = Some(ucum::code(&unit_code).unwrap_or(&unit_code).to_string());
         }
         Some(q)
     };
@@ -62,7 +79,7 @@ fn set_value(obs: &mut Observation, obx: &Segment<'_>, source: &str, tz: &TimeZo
             let v = field.value().trim().to_string();
             match quantity_of(&v) {
                 Some(q) => obs.value_quantity = Some(q),
-                None => obs.value_string = Some(v),
+                None => obs.value_string = as_text(),
             }
         }
         "SN" => {
@@ -75,19 +92,37 @@ fn set_value(obs: &mut Observation, obx: &Segment<'_>, source: &str, tz: &TimeZo
                 comp(&first, 3),
                 comp(&first, 4),
             );
+            // What does not fit a number is kept as the sender wrote it.
+            let sn_text = || {
+                if is_null(&n1) && is_null(&n2) {
+                    return None;
+                }
+                Some(format!("{cmp}{n1}{sep}{n2}").trim().to_string())
+            };
             match sep.as_str() {
                 "-" => {
-                    obs.value_range = Some(Range {
+                    let range = Range {
                         low: quantity_of(&n1),
                         high: quantity_of(&n2),
-                    });
+                    };
+                    if range.low.is_some() || range.high.is_some() {
+                        obs.value_range = Some(range);
+                    } else {
+                        obs.value_string = sn_text();
+                    }
                 }
-                ":" | "/" => {
-                    obs.value_ratio = Some(Ratio {
-                        numerator: quantity(&n1, ""),
-                        denominator: quantity(&n2, ""),
-                    });
-                }
+                ":" | "/" => match (quantity(&n1, ""), quantity(&n2, "")) {
+                    // R4 rat-1: both parts or neither.
+                    (Some(numerator), Some(denominator)) => {
+                        obs.value_ratio = Some(Ratio {
+                            numerator: Some(numerator),
+                            denominator: Some(denominator),
+                        })
+                    }
+                    _ => obs.value_string = sn_text(),
+                },
+                // `2^+`: an ordinal ("2+"), not the number 2.
+                "+" => obs.value_string = sn_text(),
                 _ => {
                     if let Some(mut q) = quantity_of(&n1) {
                         if matches!(cmp.as_str(), "<" | ">" | "<=" | ">=") {
@@ -95,8 +130,7 @@ fn set_value(obs: &mut Observation, obx: &Segment<'_>, source: &str, tz: &TimeZo
                         }
                         obs.value_quantity = Some(q);
                     } else {
-                        obs.value_string =
-                            Some(field.value().trim().to_string()).filter(|s| !s.is_empty());
+                        obs.value_string = sn_text();
                     }
                 }
             }
@@ -106,12 +140,15 @@ fn set_value(obs: &mut Observation, obx: &Segment<'_>, source: &str, tz: &TimeZo
         }
         "DT" | "TS" | "DTM" => {
             obs.value_date_time = date_time(&comp(&field, 1), tz);
+            if obs.value_date_time.is_none() {
+                obs.value_string = as_text();
+            }
         }
         _ => {
             let text: Vec<String> = field
                 .repetitions()
                 .map(|r| r.value().trim_end().to_string())
-                .filter(|s| !s.is_empty())
+                .filter(|s| !is_null(s))
                 .collect();
             if !text.is_empty() {
                 obs.value_string = Some(text.join("\n"));
@@ -124,8 +161,100 @@ fn set_value(obs: &mut Observation, obx: &Segment<'_>, source: &str, tz: &TimeZo
 struct Order {
     report: DiagnosticReport,
     report_key: Identifier,
+    filler: Option<Identifier>,
     request: Option<(ServiceRequest, Identifier)>,
     observations: Vec<(Observation, Identifier)>,
+    /// Specimens of this order: from SPM (after the OBR in ORU, before it in
+    /// OUL), else none yet (OBR-7 may give one at the end).
+    specimens: Vec<Reference>,
+}
+
+/// Where an OBX or NTE belongs.
+#[derive(Clone, Copy, PartialEq)]
+enum Context {
+    None,
+    /// The OBR of the last order.
+    Order,
+    /// The last OBX of the last order.
+    Result,
+    /// An OUL specimen group, before its OBR: OBX describe the specimen.
+    Specimen,
+}
+
+/// The Observation of one OBX, without `basedOn` and `specimen` (set when
+/// its order is complete).
+fn observation(
+    seg: &Segment<'_>,
+    key_prefix: &str,
+    subject: Option<&Reference>,
+    fallback_time: Option<&String>,
+    b: &mut BundleBuilder,
+    source: &str,
+    tz: &TimeZone,
+) -> Option<(Observation, Identifier)> {
+    let code = seg
+        .field(3)
+        .and_then(|f| f.repetition(1))
+        .and_then(|r| cwe(&r, source))?;
+    let code_key = code
+        .coding
+        .first()
+        .and_then(|c| c.code.clone())
+        .or_else(|| code.text.clone())
+        .unwrap_or_default();
+    let key = ei(seg.field(21), source, "observation").unwrap_or_else(|| {
+        let sub = get(seg, 4, 1);
+        identifier(
+            local_system(source, "observation"),
+            format!(
+                "{key_prefix}/{code_key}{}",
+                if sub.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{sub}")
+                }
+            ),
+        )
+    });
+    let unit = seg.field(6).map(|u| comp(&u, 1)).unwrap_or_default();
+    let mut obs = Observation {
+        identifier: vec![key.clone()],
+        status: obx_status(&get(seg, 11, 1)).into(),
+        category: vec![laboratory()],
+        code,
+        subject: subject.cloned(),
+        effective_date_time: date_time(&get(seg, 14, 1), tz).or_else(|| fallback_time.cloned()),
+        interpretation: seg
+            .field(8)
+            .map(|f| {
+                f.repetitions()
+                    .filter_map(|r| interpretation(&comp(&r, 1)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        performer: seg
+            .field(16)
+            .map(|f| f.repetitions().filter_map(|r| xcn(&r)).collect())
+            .unwrap_or_default(),
+        reference_range: reference_range(&get(seg, 7, 1), &unit)
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    set_value(&mut obs, seg, source, tz);
+    // OBX-18 names the device by identifier alone: created when the server
+    // does not know it, never overwritten.
+    if let Some(dev_key) = seg
+        .field(18)
+        .and_then(|f| f.repetitions().find_map(|r| ei(Some(r), source, "device")))
+    {
+        let d = Device {
+            identifier: vec![dev_key.clone()],
+            ..Default::default()
+        };
+        obs.device = Some(reference(&b.ensure(Resource::Device(d), &dev_key)));
+    }
+    Some((obs, key))
 }
 
 /// Maps one stored ORU^R01 or OUL^R22 message.
@@ -135,22 +264,27 @@ pub(super) fn to_bundle(
     tz: &TimeZone,
 ) -> Result<Bundle, TransformError> {
     let source = message.source.as_str();
+    let specimen_first = parsed.identity().message_code == "OUL";
     let mut b = BundleBuilder::new();
     let mut subject: Option<Reference> = None;
     let mut encounter: Option<Reference> = None;
-    let mut specimen: Option<Reference> = None;
+    // OUL: the SPM whose OBRs follow.
+    let mut group_specimen: Option<(Reference, String)> = None;
     let mut orders: Vec<Order> = Vec::new();
     let mut orc: Option<Segment<'_>> = None;
-    // Where an NTE goes: 1 = the last OBX, 2 = the current OBR.
-    let mut note_target = 0;
+    let mut context = Context::None;
 
     for seg in parsed.segments() {
         match seg.id() {
             "PID" => {
+                subject = None;
                 if let Some((p, key)) = patient(&seg, source, tz) {
                     subject = Some(reference(&b.put(Resource::Patient(p), &key)));
                 }
-                note_target = 0;
+                encounter = None;
+                group_specimen = None;
+                orc = None;
+                context = Context::None;
             }
             "PV1" => {
                 if let Some(key) = visit_number(&seg, source) {
@@ -188,8 +322,21 @@ pub(super) fn to_bundle(
             }
             "ORC" => orc = Some(seg),
             "SPM" => {
-                if let Some((s, key)) = spm(&seg, source, subject.clone(), tz) {
-                    specimen = Some(reference(&b.put(Resource::Specimen(s), &key)));
+                let Some((s, key)) = spm(&seg, source, subject.clone(), tz) else {
+                    continue;
+                };
+                let id = key.value.clone().unwrap_or_default();
+                let r = reference(&b.put(Resource::Specimen(s), &key));
+                match orders.last_mut() {
+                    // ORU: the SPM of the order it follows.
+                    Some(order) if !specimen_first && context != Context::None => {
+                        order.specimens.push(r);
+                        context = Context::Order;
+                    }
+                    _ => {
+                        group_specimen = Some((r, id));
+                        context = Context::Specimen;
+                    }
                 }
             }
             "OBR" => {
@@ -198,34 +345,17 @@ pub(super) fn to_bundle(
                 let filler = ei(seg.field(3), source, "filler")
                     .or_else(|| orc.as_ref().and_then(|o| ei(o.field(3), source, "filler")));
                 let Some(report_key) = filler.clone().or_else(|| placer.clone()) else {
-                    note_target = 0;
+                    context = Context::None;
                     continue;
                 };
                 let code = seg
                     .field(4)
                     .and_then(|f| f.repetition(1))
                     .and_then(|r| cwe(&r, source));
-                let observed = date_time(&get(&seg, 7, 1), tz);
-                if specimen.is_none() {
-                    if let (Some(f), Some(t)) = (&filler, &observed) {
-                        let key = identifier(
-                            local_system(source, "specimen"),
-                            f.value.clone().unwrap_or_default(),
-                        );
-                        let s = Specimen {
-                            identifier: vec![key.clone()],
-                            subject: subject.clone(),
-                            collection: Some(SpecimenCollection {
-                                collected_date_time: Some(t.clone()),
-                                body_site: None,
-                            }),
-                            ..Default::default()
-                        };
-                        specimen = Some(reference(&b.put(Resource::Specimen(s), &key)));
-                    }
-                }
                 let status = report_status(&get(&seg, 25, 1));
-                let request = placer.map(|key| {
+                // ServiceRequest.subject is required in R4: without a
+                // patient the order is not sent, its results are.
+                let request = placer.filter(|_| subject.is_some()).map(|key| {
                     let sr = ServiceRequest {
                         identifier: vec![key.clone()],
                         status: if matches!(status, "final" | "corrected") {
@@ -244,13 +374,7 @@ pub(super) fn to_bundle(
                         subject: subject.clone().unwrap_or_default(),
                         encounter: encounter.clone(),
                         authored_on: orc.as_ref().and_then(|o| date_time(&get(o, 9, 1), tz)),
-                        requester: Some(get(&seg, 16, 2))
-                            .filter(|s| !s.is_empty())
-                            .map(|family| {
-                                let given = get(&seg, 16, 3);
-                                display_reference(format!("{given} {family}").trim())
-                            }),
-                        specimen: specimen.clone().into_iter().collect(),
+                        requester: person(&seg, 16),
                         ..Default::default()
                     };
                     (sr, key)
@@ -264,109 +388,65 @@ pub(super) fn to_bundle(
                             concept(Some(LOINC), "11502-2", Some("Laboratory report"))
                         }),
                         subject: subject.clone(),
-                        effective_date_time: observed,
+                        effective_date_time: date_time(&get(&seg, 7, 1), tz),
                         issued: instant(&get(&seg, 22, 1), tz),
-                        specimen: specimen.clone().into_iter().collect(),
                         ..Default::default()
                     },
                     report_key,
+                    filler,
                     request,
                     observations: Vec::new(),
+                    specimens: group_specimen.iter().map(|(r, _)| r.clone()).collect(),
                 });
-                note_target = 2;
+                context = Context::Order;
+            }
+            "OBX" if context == Context::Specimen => {
+                let Some((specimen, id)) = group_specimen.as_ref() else {
+                    continue;
+                };
+                if let Some((mut obs, key)) = observation(
+                    &seg,
+                    &format!("specimen/{id}"),
+                    subject.as_ref(),
+                    None,
+                    &mut b,
+                    source,
+                    tz,
+                ) {
+                    obs.specimen = Some(specimen.clone());
+                    b.put(Resource::Observation(obs), &key);
+                }
             }
             "OBX" => {
                 let Some(order) = orders.last_mut() else {
                     continue;
                 };
-                let Some(code) = seg
-                    .field(3)
-                    .and_then(|f| f.repetition(1))
-                    .and_then(|r| cwe(&r, source))
-                else {
+                let prefix = order.report_key.value.clone().unwrap_or_default();
+                let Some(found) = observation(
+                    &seg,
+                    &prefix,
+                    subject.as_ref(),
+                    order.report.effective_date_time.as_ref(),
+                    &mut b,
+                    source,
+                    tz,
+                ) else {
                     continue;
                 };
-                let code_key = code
-                    .coding
-                    .first()
-                    .and_then(|c| c.code.clone())
-                    .or_else(|| code.text.clone())
-                    .unwrap_or_default();
-                let key = ei(seg.field(21), source, "observation").unwrap_or_else(|| {
-                    let sub = get(&seg, 4, 1);
-                    identifier(
-                        local_system(source, "observation"),
-                        format!(
-                            "{}/{}{}",
-                            order.report_key.value.clone().unwrap_or_default(),
-                            code_key,
-                            if sub.is_empty() {
-                                String::new()
-                            } else {
-                                format!("/{sub}")
-                            }
-                        ),
-                    )
-                });
-                let unit = seg.field(6).map(|u| comp(&u, 1)).unwrap_or_default();
-                let mut obs = Observation {
-                    identifier: vec![key.clone()],
-                    status: obx_status(&get(&seg, 11, 1)).into(),
-                    category: vec![laboratory()],
-                    code,
-                    subject: subject.clone(),
-                    effective_date_time: date_time(&get(&seg, 14, 1), tz)
-                        .or_else(|| order.report.effective_date_time.clone()),
-                    interpretation: seg
-                        .field(8)
-                        .map(|f| {
-                            f.repetitions()
-                                .filter_map(|r| interpretation(&comp(&r, 1)))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    performer: seg
-                        .field(16)
-                        .map(|f| {
-                            f.repetitions()
-                                .filter_map(|r| {
-                                    let name = format!("{} {}", comp(&r, 3), comp(&r, 2))
-                                        .trim()
-                                        .to_string();
-                                    let name = if name.is_empty() { comp(&r, 1) } else { name };
-                                    (!name.is_empty()).then(|| display_reference(&name))
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    specimen: specimen.clone(),
-                    reference_range: reference_range(&get(&seg, 7, 1), &unit)
-                        .into_iter()
-                        .collect(),
-                    ..Default::default()
-                };
-                set_value(&mut obs, &seg, source, tz);
-                if let Some(dev_key) = ei(seg.field(18), source, "device") {
-                    let d = Device {
-                        identifier: vec![dev_key.clone()],
-                        ..Default::default()
-                    };
-                    obs.device = Some(reference(&b.put(Resource::Device(d), &dev_key)));
-                }
-                order.observations.push((obs, key));
-                note_target = 1;
+                order.observations.push(found);
+                context = Context::Result;
             }
             "NTE" => {
                 let Some(note) = nte(&seg) else {
                     continue;
                 };
-                match (note_target, orders.last_mut()) {
-                    (1, Some(o)) => {
+                match (context, orders.last_mut()) {
+                    (Context::Result, Some(o)) => {
                         if let Some((obs, _)) = o.observations.last_mut() {
                             obs.note.push(note);
                         }
                     }
-                    (2, Some(o)) => {
+                    (Context::Order, Some(o)) => {
                         if let Some((sr, _)) = o.request.as_mut() {
                             sr.note.push(note);
                         }
@@ -380,18 +460,42 @@ pub(super) fn to_bundle(
 
     let mut results = 0;
     for order in orders {
-        let based_on = order
-            .request
-            .map(|(sr, key)| reference(&b.put(Resource::ServiceRequest(sr), &key)));
         let mut report = order.report;
+        let mut specimens = order.specimens;
+        if specimens.is_empty() {
+            // No SPM for this order: the collection time (OBR-7) still
+            // names a specimen, keyed by the filler number.
+            if let (Some(f), Some(t)) = (&order.filler, &report.effective_date_time) {
+                let key = identifier(
+                    local_system(source, "specimen"),
+                    f.value.clone().unwrap_or_default(),
+                );
+                let s = Specimen {
+                    identifier: vec![key.clone()],
+                    subject: report.subject.clone(),
+                    collection: Some(SpecimenCollection {
+                        collected_date_time: Some(t.clone()),
+                        body_site: None,
+                    }),
+                    ..Default::default()
+                };
+                specimens.push(reference(&b.put(Resource::Specimen(s), &key)));
+            }
+        }
+        let based_on = order.request.map(|(mut sr, key)| {
+            sr.specimen = specimens.clone();
+            reference(&b.put(Resource::ServiceRequest(sr), &key))
+        });
         for (mut obs, key) in order.observations {
             obs.based_on = based_on.clone().into_iter().collect();
+            obs.specimen = specimens.first().cloned();
             report
                 .result
                 .push(reference(&b.put(Resource::Observation(obs), &key)));
             results += 1;
         }
         report.based_on = based_on.into_iter().collect();
+        report.specimen = specimens;
         b.put(Resource::DiagnosticReport(report), &order.report_key);
     }
     if results == 0 && b.is_empty() {

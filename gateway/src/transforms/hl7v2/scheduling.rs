@@ -14,6 +14,10 @@
 //! | AIS-3 | serviceType |
 //! | AIG-3, AIL-3, AIP-3 (AIP-4 role) | participants (resource, location, person) |
 //! | NTE | comment |
+//!
+//! An appointment without a start and an end (neither TQ1-7/8 nor SCH-11)
+//! becomes `proposed` unless it is cancelled or waitlisted: R4 (app-3)
+//! allows no other status without times.
 
 use super::super::fhir::*;
 use super::super::TransformError;
@@ -90,6 +94,10 @@ pub(super) fn to_bundle(
     if start.is_some() && end.is_some() {
         appt.start = start;
         appt.end = end;
+    } else if !matches!(appt.status.as_str(), "cancelled" | "waitlist") {
+        // R4 app-3: only proposed, cancelled and waitlisted appointments may
+        // lack start and end; one without a time is not booked yet.
+        appt.status = "proposed".into();
     }
     appt.minutes_duration = duration.filter(|d| *d > 0);
     let mut notes = Vec::new();

@@ -167,3 +167,189 @@ fn an_ft1_without_a_code_takes_its_description_and_one_with_neither_is_skipped()
     };
     assert_eq!(c.code.text.as_deref(), Some("Cast"));
 }
+
+fn oru(segments: &str) -> Bundle {
+    let text = format!(
+        "MSH|^~\\&|LAB|L|ECKO|H|20260405100000||ORU^R01|9|P|2.5\r{}\r",
+        segments.replace('\n', "\r")
+    );
+    to_bundle(&stored("lab", text.as_bytes()), &TimeZone::UTC).unwrap()
+}
+
+fn observations(b: &Bundle) -> Vec<&Observation> {
+    b.entry
+        .iter()
+        .filter_map(|e| match &e.resource {
+            Resource::Observation(o) => Some(o),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_blank_or_null_result_value_makes_an_observation_without_a_value() {
+    let b = oru("PID|||77^^^H\nOBR|1|P1|F1|CBC^CBC^L\nOBX|1|NM|K^K^L||\"\"|mmol/L||||X\nOBX|2|ST|C^C^L||   ||||||F\nOBX|3|TX|T^T^L||\"\"~  ||||||F\nOBX|4|NM|N^N^L||||||||F");
+    for o in observations(&b) {
+        let v = serde_json::to_value(o).unwrap();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert!(
+            !keys.iter().any(|k| k.starts_with("value")),
+            "no value[x] from a blank OBX-5: {v}"
+        );
+    }
+}
+
+#[test]
+fn a_structured_numeric_with_words_for_numbers_becomes_a_string_never_an_empty_range() {
+    let b = oru("PID|||77^^^H\nOBR|1|P1|F1|X^X^L\nOBX|1|SN|A^A^L||^low^-^high||||||F\nOBX|2|SN|B^B^L||^1^:^n.d.||||||F\nOBX|3|SN|C^C^L||^^-^||||||F\nOBX|4|SN|D^D^L||^2^+||||||F\nOBX|5|SN|E^E^L||^1^-^||||||F");
+    let obs = observations(&b);
+    assert_eq!(obs[0].value_string.as_deref(), Some("low-high"));
+    assert!(obs[0].value_range.is_none());
+    assert_eq!(obs[1].value_string.as_deref(), Some("1:n.d."));
+    assert!(obs[1].value_ratio.is_none());
+    assert!(obs[2].value_string.is_none() && obs[2].value_range.is_none());
+    assert_eq!(obs[3].value_string.as_deref(), Some("2+"));
+    let range = obs[4].value_range.as_ref().unwrap();
+    assert!(range.low.is_some() && range.high.is_none());
+}
+
+#[test]
+fn results_without_a_patient_keep_report_and_observations_but_no_service_request() {
+    let b = oru("OBR|1|P1|F1|X^X^L|||20260405090000\nOBX|1|NM|K^K^L||4.1|mmol/L|||||F");
+    assert!(resources(&b, "ServiceRequest").is_empty());
+    assert_eq!(resources(&b, "Patient").len(), 0);
+    let [Resource::DiagnosticReport(r)] = resources(&b, "DiagnosticReport")[..] else {
+        panic!()
+    };
+    assert!(r.subject.is_none() && r.based_on.is_empty());
+    assert_eq!(observations(&b).len(), 1);
+}
+
+#[test]
+fn a_second_order_without_its_own_specimen_does_not_take_the_first_ones() {
+    let b = oru("PID|||77^^^H\nOBR|1|P1|F1|A^A^L\nOBX|1|NM|K^K^L||4.1|mmol/L|||||F\nSPM|1|S1||BLD\nOBR|2|P2|F2|B^B^L\nOBX|1|NM|NA^NA^L||140|mmol/L|||||F\nOBR|3|P3|F3|C^C^L|||20260405090000\nOBX|1|NM|CL^CL^L||101|mmol/L|||||F");
+    let specimens: Vec<_> = b
+        .entry
+        .iter()
+        .filter(|e| e.resource.type_name() == "Specimen")
+        .map(|e| e.full_url.clone())
+        .collect();
+    assert_eq!(specimens.len(), 2, "S1 and the one OBR-7 of order 3 gives");
+    let obs = observations(&b);
+    assert_eq!(
+        obs[0].specimen.as_ref().unwrap().reference.as_deref(),
+        Some(specimens[0].as_str())
+    );
+    assert!(obs[1].specimen.is_none(), "order 2 has no specimen");
+    assert_eq!(
+        obs[2].specimen.as_ref().unwrap().reference.as_deref(),
+        Some(specimens[1].as_str())
+    );
+}
+
+#[test]
+fn an_oul_specimen_applies_to_the_orders_that_follow_it_and_its_own_obx_describe_it() {
+    let text = "MSH|^~\\&|LAB|L|ECKO|H|20260405100000||OUL^R22|9|P|2.5\rPID|||77^^^H\rSPM|1|S1||BLD\rOBX|1|NM|VOL^Volume^L||2|mL|||||F\rOBR|1|P1|F1|A^A^L\rOBX|1|NM|K^K^L||4.1|mmol/L|||||F\rSPM|2|S2||SER\rOBR|2|P2|F2|B^B^L\rOBX|1|NM|NA^NA^L||140|mmol/L|||||F\r";
+    let b = to_bundle(&stored("lab", text.as_bytes()), &TimeZone::UTC).unwrap();
+    let obs = observations(&b);
+    assert_eq!(obs.len(), 3);
+    let specimen_of = |o: &Observation| o.specimen.clone().unwrap().reference.unwrap();
+    assert_eq!(
+        obs[0].identifier[0].value.as_deref(),
+        Some("specimen/S1/VOL")
+    );
+    assert_eq!(specimen_of(obs[0]), specimen_of(obs[1]));
+    assert_ne!(specimen_of(obs[1]), specimen_of(obs[2]));
+    let [Resource::DiagnosticReport(first), _] = resources(&b, "DiagnosticReport")[..] else {
+        panic!()
+    };
+    assert_eq!(first.result.len(), 1, "the specimen's own OBX is no result");
+}
+
+#[test]
+fn an_obx_device_known_only_by_identifier_is_created_only_if_absent() {
+    let b = oru("PID|||77^^^H\nOBR|1|P1|F1|A^A^L\nOBX|1|NM|K^K^L||4.1|mmol/L|||||F|||||7^Roe^Ann||DEV-1^ACME\nOBX|2|NM|NA^NA^L||140|mmol/L|||||F|||||||DEV-1^ACME");
+    let devices: Vec<_> = b
+        .entry
+        .iter()
+        .filter(|e| e.resource.type_name() == "Device")
+        .collect();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].request.method, "POST");
+    assert_eq!(
+        devices[0].request.if_none_exist.as_deref(),
+        Some("identifier=urn:ecko-edge:assigner:ACME:device|DEV-1")
+    );
+    let obs = observations(&b);
+    assert_eq!(obs[0].performer[0].display.as_deref(), Some("Ann Roe"));
+    assert_eq!(
+        obs[1].device.as_ref().unwrap().reference.as_deref(),
+        Some(devices[0].full_url.as_str())
+    );
+}
+
+#[test]
+fn phone_numbers_and_emails_get_their_use_and_system_from_the_xtn() {
+    let a08 = b"MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A08|9|P|2.5\rPID|||77^^^H||Roe^Jo||||||||^PRN^PH^^49^30^1234567~^NET^Internet^jo@example.org~^ORN^CP^^^^0171 555|^WPN^FX^^^40^999^12\r";
+    let b = to_bundle(&stored("his", a08), &TimeZone::UTC).unwrap();
+    let [Resource::Patient(p)] = resources(&b, "Patient")[..] else {
+        panic!()
+    };
+    let t: Vec<_> = p
+        .telecom
+        .iter()
+        .map(|c| {
+            (
+                c.system.as_deref().unwrap(),
+                c.use_.as_deref(),
+                c.value.as_deref().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        t,
+        [
+            ("phone", Some("home"), "+49 30 1234567"),
+            ("email", None, "jo@example.org"),
+            ("phone", Some("mobile"), "0171 555"),
+            ("fax", Some("work"), "40 999 ext. 12"),
+        ]
+    );
+}
+
+#[test]
+fn the_merged_patient_keeps_the_persons_demographics_and_takes_the_prior_name() {
+    let a40 = b"MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A40|9|P|2.5\rEVN|A40|20260405100000\rPID|||77^^^H||Roe^Jo||19700101|F\rMRG|66^^^H||||||Smith^Jo\r";
+    let b = to_bundle(&stored("his", a40), &TimeZone::UTC).unwrap();
+    let [Resource::Patient(merged), Resource::Patient(surviving)] = resources(&b, "Patient")[..]
+    else {
+        panic!()
+    };
+    assert_eq!(merged.identifier[0].value.as_deref(), Some("66"));
+    assert_eq!(merged.birth_date.as_deref(), Some("1970-01-01"));
+    assert_eq!(merged.gender.as_deref(), Some("female"));
+    assert_eq!(merged.name[0].family.as_deref(), Some("Smith"));
+    assert_eq!(surviving.name[0].family.as_deref(), Some("Roe"));
+    assert_eq!(merged.link.len(), 1);
+}
+
+#[test]
+fn a_pharmacy_order_without_a_medication_is_not_sent_and_says_why() {
+    let text = "MSH|^~\\&|HIS|H|ECKO|L|20260405100000||RDE^O11|9|P|2.5\rPID|||77^^^H\rORC|NW|P1^HIS\rRXE|^^^20260405|\"\"|100||mg\r";
+    let err = to_bundle(&stored("his", text.as_bytes()), &TimeZone::UTC).unwrap_err();
+    assert!(err.to_string().contains("no medication"), "{err}");
+    let both = format!("{text}ORC|NW|P2^HIS\rRXE|^^^20260405|ASA^Aspirin^L|100||mg\r");
+    let b = to_bundle(&stored("his", both.as_bytes()), &TimeZone::UTC).unwrap();
+    assert_eq!(resources(&b, "MedicationRequest").len(), 1);
+}
+
+#[test]
+fn a_booked_appointment_without_times_is_only_proposed() {
+    let s12 = b"MSH|^~\\&|HIS|H|ECKO|L|20260405100000||SIU^S12|9|P|2.3\rSCH|A-1|||||||||||||||||||||||||Booked\rPID|||77^^^H\r";
+    let b = to_bundle(&stored("his", s12), &TimeZone::UTC).unwrap();
+    let [Resource::Appointment(a)] = resources(&b, "Appointment")[..] else {
+        panic!()
+    };
+    assert_eq!(a.status, "proposed");
+    assert!(a.start.is_none() && a.end.is_none());
+}
