@@ -82,6 +82,7 @@ impl Gateway {
         let mut options = JournalOptions::new(crate::config::resolve(&config.journal.path));
         options.max_size = config.journal.max_size;
         options.min_free_disk = config.journal.min_free_disk;
+        options.duplicate_window = Some(config.journal.retention);
         let journal = Journal::open(options)?;
         match Self::start_on(config, journal.clone(), start).await {
             Ok(g) => Ok(g),
@@ -118,7 +119,9 @@ impl Gateway {
         let mut sources = JoinSet::new();
         let mut workers = JoinSet::new();
         let worker_stop = CancellationToken::new();
-        for endpoint in config.endpoints.iter().filter(|e| e.enabled) {
+        for endpoint in
+            (config.endpoints.iter()).filter(|e| e.enabled || mllp::answers_while_disabled(e))
+        {
             match &endpoint.kind {
                 EndpointKind::File(c) => {
                     let handle = crate::delivery::spawn(
@@ -155,11 +158,9 @@ impl Gateway {
                 }
                 EndpointKind::Mllp(c) => {
                     let sink =
-                        MllpSink::new(&endpoint.name, c, endpoint.timeout).map_err(|source| {
-                            RunError::Tls {
-                                endpoint: endpoint.name.clone(),
-                                source,
-                            }
+                        MllpSink::new(&endpoint.name, c).map_err(|source| RunError::Tls {
+                            endpoint: endpoint.name.clone(),
+                            source,
                         })?;
                     let handle = crate::delivery::spawn(
                         journal.clone(),

@@ -184,6 +184,7 @@ impl Site {
                     endpoint: "archive".into(),
                     transform: "none".into(),
                     lane: String::new(),
+                    reply_to: None,
                 }],
             )
             .await

@@ -89,6 +89,7 @@ async fn ingest(j: &Journal, key: usize, lane: &str) -> i64 {
         endpoint: "dest".into(),
         transform: "none".into(),
         lane: lane.into(),
+        reply_to: None,
     }];
     j.ingest(m, d).await.unwrap().message_id
 }

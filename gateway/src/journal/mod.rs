@@ -4,11 +4,13 @@
 //! # Tables
 //!
 //! - `message`: one row per accepted inbound message: source endpoint,
-//!   duplicate key (MSH-10, an ASTM content hash, a file digest), type, the
-//!   raw payload and the acknowledgement the sender was given.
+//!   duplicate key (MSH-10, an ASTM content hash, a file digest) and the
+//!   payload's SHA-256, type, the raw payload and the acknowledgement the
+//!   sender was given.
 //! - `outbox`: one row per (message, destination) chosen by the routes, with
 //!   its lane (partition key), state (`queued`, `leased`, `delivered`, `dead`),
-//!   attempt count and the time of the next attempt.
+//!   attempt count, the time of the next attempt, and the reply endpoint that
+//!   gets an application acknowledgement once the row settles.
 //! - `event`: the history: received and routed, every delivery attempt (time,
 //!   duration, outcome, response or error), delivered, dead, retried and by
 //!   whom, purges. The admin page and the hub read only these tables.
@@ -62,7 +64,7 @@ mod writer;
 
 pub use ingest::{Destination, IngestError, NewMessage, Receipt};
 pub use orders::{IncompleteTransmission, NewOrder, OrderSelection, OrderState, StoredOrder};
-pub use outbox::{Lease, LeaseBatch, Settlement};
+pub use outbox::{Lease, LeaseBatch, Reply, Settlement};
 pub use query::{
     DestinationCounts, EventRecord, JournalReader, OutboxRecord, OutboxState, StoredMessage,
 };
@@ -140,6 +142,9 @@ pub struct JournalOptions {
     pub min_free_disk: u64,
     pub clock: Arc<dyn Clock>,
     pub storage: Arc<dyn Storage>,
+    /// How far back a resend is recognised as a duplicate (the retention
+    /// period); `None` looks at every stored message.
+    pub duplicate_window: Option<std::time::Duration>,
 }
 
 impl JournalOptions {
@@ -150,6 +155,7 @@ impl JournalOptions {
             min_free_disk: 64 << 20,
             clock: Arc::new(SystemClock),
             storage: Arc::new(ecko_hal::storage::LinuxStorage),
+            duplicate_window: None,
         }
     }
 }
@@ -165,6 +171,7 @@ struct Inner {
     jobs: Mutex<Option<mpsc::Sender<Work>>>,
     readers: Mutex<Vec<Connection>>,
     clock: Arc<dyn Clock>,
+    duplicate_window: Option<std::time::Duration>,
     wakeups: Mutex<HashMap<String, Arc<Notify>>>,
     writer_done: Mutex<Option<oneshot::Receiver<()>>>,
     /// Held while open: a second gateway on the same journal would return
@@ -221,6 +228,7 @@ impl Journal {
                 jobs: Mutex::new(Some(tx)),
                 readers: Mutex::new(Vec::new()),
                 clock: options.clock,
+                duplicate_window: options.duplicate_window,
                 wakeups: Mutex::new(HashMap::new()),
                 writer_done: Mutex::new(Some(done_rx)),
                 lock: Mutex::new(Some(lock)),

@@ -169,6 +169,7 @@ async fn run(ops: Vec<Op>) {
                         endpoint: DESTS[i].into(),
                         transform: "none".into(),
                         lane: String::new(),
+                        reply_to: None,
                     })
                     .collect();
                 let r = j.ingest(message, d).await.unwrap();

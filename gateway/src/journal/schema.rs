@@ -140,6 +140,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_state_message ON outbox(state, message_id);
     CREATE INDEX event_outbox ON event(outbox_id) WHERE outbox_id IS NOT NULL;
     ",
+    // Duplicates are recognised by key and content within a window, so a
+    // sender that reuses a control id for a different message is stored
+    // again instead of being told "already have it"; an outbox row may ask
+    // for an application acknowledgement to a reply endpoint once it settles.
+    "
+    ALTER TABLE message ADD COLUMN payload_hash BLOB;
+    DROP INDEX message_dedup;
+    CREATE INDEX message_dedup_recent ON message(source, dedup_key, received_at) WHERE dedup_key IS NOT NULL;
+    ALTER TABLE outbox ADD COLUMN reply_to TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

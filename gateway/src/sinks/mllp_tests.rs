@@ -81,7 +81,7 @@ async fn far_end(script: Vec<Answer>) -> (String, Arc<std::sync::atomic::AtomicU
 fn sink(addr: &str, settings: &str) -> MllpSink {
     let text = format!("connect = \"{addr}\"\nack_timeout = \"300ms\"\n{settings}");
     let config: MllpConfig = toml::from_str(&text).unwrap();
-    MllpSink::new("far", &config, Duration::from_secs(2)).unwrap()
+    MllpSink::new("far", &config).unwrap()
 }
 
 fn delivery(id: i64) -> Delivery {
