@@ -737,4 +737,6 @@ pub fn resolve(path: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
+mod mllp_tests;
+#[cfg(test)]
 mod tests;

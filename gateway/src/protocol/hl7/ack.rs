@@ -24,7 +24,8 @@
 //!
 //! An ACK reuses the original's separators, so MSH-3..6, MSH-10, MSH-11 and
 //! MSH-12 are copied raw (their escapes stay valid) and MSH-18 is copied so
-//! the bytes go back in the sender's character set. ERR follows v2.5+ (ERR-2
+//! the bytes go back in the sender's character set. MSA-2 is the original
+//! MSH-10, or the HL7 null `""` when none could be read. ERR follows v2.5+ (ERR-2
 //! location, ERR-3 table 0357 code, ERR-4 severity, ERR-8 user message); for
 //! v2.1..v2.4 senders ERR-1 (ELD) is written instead, since those versions
 //! have no ERR-2..8. MSH-9 is `ACK^<trigger>^ACK`, or `ACK^<trigger>` before
@@ -502,7 +503,13 @@ fn render(h: &Header, c: &AckContent<'_>) -> Vec<u8> {
     out.push(f);
     out.push_str(c.code.as_str());
     out.push(f);
-    out.push_str(&h.control_id);
+    if h.control_id.is_empty() {
+        // MSA-2 is required; input without a readable MSH-10 gets the HL7
+        // null, which says "none" rather than leaving the field out.
+        out.push_str("\"\"");
+    } else {
+        out.push_str(&h.control_id);
+    }
     if let Some(text) = c.text {
         out.push(f);
         out.push_str(&escape(text, s));
