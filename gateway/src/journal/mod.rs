@@ -373,6 +373,17 @@ fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     // need not reach the disk: a crash discards the whole uncommitted
     // transaction anyway. On a file they cost a write per touched page.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    if writer {
+        // The pages every commit touches (index leaves spread by control id
+        // and patient) stay cached instead of being read back from the file.
+        conn.pragma_update(None, "cache_size", -16384)?;
+        // Ingest, lease, settle, retention and admin jobs share the writer:
+        // room for all their statements, so none is prepared again per job.
+        conn.set_prepared_statement_cache_capacity(128);
+        // A page written by many commits between checkpoints is copied to
+        // the database file once: fewer, larger checkpoints copy less.
+        conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    }
     Ok(())
 }
 

@@ -500,6 +500,7 @@ mod tests {
             for c in cuts {
                 let n = if rest.is_empty() { 0 } else { c % rest.len() };
                 d.push(&rest[..n], Instant::now());
+                prop_assert!(d.buffered_len() <= max.max(TOO_LARGE_HEAD_LEN));
                 rest = &rest[n..];
                 while let Some(e) = d.next_event() {
                     if let Event::Frame(p) = e { prop_assert!(p.len() <= max); }
