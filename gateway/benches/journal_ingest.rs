@@ -37,6 +37,7 @@ fn destinations() -> Vec<Destination> {
         endpoint: "hub".into(),
         transform: "none".into(),
         lane: String::new(),
+        reply_to: None,
     }]
 }
 
