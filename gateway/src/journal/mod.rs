@@ -25,7 +25,8 @@
 //! acknowledges its sender only when its [`Receipt`] resolves, so an
 //! acknowledged message is always in a committed transaction. Throughput comes
 //! from that group commit: while one commit waits for the disk, the next batch
-//! gathers.
+//! gathers. Checkpoints (copying the WAL into the database file) run on a
+//! thread of their own, so no commit waits for one.
 //!
 //! # Admission
 //!
@@ -54,6 +55,7 @@
 //! `auto_vacuum=INCREMENTAL`). Dead and queued messages are never purged.
 
 pub mod admin;
+mod checkpoint;
 mod ingest;
 pub mod orders;
 mod outbox;
@@ -211,13 +213,22 @@ impl Journal {
             options.storage,
             dir,
         );
+        // Without its own checkpointer (it could not open the file a second
+        // time) the writer keeps SQLite's automatic checkpoints.
+        let checkpointer = match checkpoint::connect(&options.path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoints run on the writer thread");
+                None
+            }
+        };
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let (done_tx, done_rx) = oneshot::channel();
         let clock = options.clock.clone();
         std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || {
-                writer::run(conn, rx, admission, clock);
+                writer::run(conn, rx, admission, clock, checkpointer);
                 let _ = done_tx.send(());
             })
             .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;
@@ -380,9 +391,6 @@ fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
         // Ingest, lease, settle, retention and admin jobs share the writer:
         // room for all their statements, so none is prepared again per job.
         conn.set_prepared_statement_cache_capacity(128);
-        // A page written by many commits between checkpoints is copied to
-        // the database file once: fewer, larger checkpoints copy less.
-        conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
     }
     Ok(())
 }
