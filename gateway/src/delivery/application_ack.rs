@@ -224,4 +224,135 @@ mod tests {
         assert_eq!(ack.text.chars().count(), MSA3_MAX);
         assert!(!ack.text.contains('\r'));
     }
+
+    /// The delivery engine end to end: the verdict each kind of final
+    /// outcome gives, queued for the reply endpoint with the settlement.
+    mod engine {
+        use super::*;
+        use crate::config::{Direction, Endpoint, EndpointKind, FileSinkConfig, RetryPolicy};
+        use crate::journal::{Destination, Journal, JournalOptions, NewMessage, OutboxState};
+        use crate::sinks::{Delivery, Outcome as SinkOutcome, Sink};
+        use std::time::Duration;
+        use tokio_util::sync::CancellationToken;
+
+        struct Answers(std::sync::Mutex<Vec<SinkOutcome>>);
+
+        impl Sink for Answers {
+            async fn deliver(&self, batch: &[Delivery]) -> Vec<SinkOutcome> {
+                let mut script = self.0.lock().unwrap();
+                batch
+                    .iter()
+                    .map(|_| {
+                        if script.is_empty() {
+                            SinkOutcome::Delivered { response: None }
+                        } else {
+                            script.remove(0)
+                        }
+                    })
+                    .collect()
+            }
+        }
+
+        fn endpoint() -> Endpoint {
+            Endpoint {
+                name: "lis".into(),
+                direction: Direction::Outbound,
+                enabled: true,
+                timeout: Duration::from_secs(5),
+                retry: RetryPolicy {
+                    initial: Duration::from_millis(10),
+                    max: Duration::from_millis(10),
+                    multiplier: 1.0,
+                    jitter: 0.0,
+                    max_attempts: Some(2),
+                    max_age: None,
+                },
+                partition_by: None,
+                lanes: 1,
+                kind: EndpointKind::File(FileSinkConfig {
+                    path: "unused".into(),
+                    extension: "x".into(),
+                }),
+                line: 1,
+            }
+        }
+
+        /// Delivers one AL/AL message through `answers` and returns the
+        /// application ACK queued for `his`.
+        async fn application_ack_after(answers: Vec<SinkOutcome>) -> ReceivedAck {
+            let dir = tempfile::tempdir().unwrap();
+            let j = Journal::open(JournalOptions::new(dir.path().join("j.db"))).unwrap();
+            let stop = CancellationToken::new();
+            let worker = crate::delivery::spawn(
+                j.clone(),
+                &endpoint(),
+                Answers(std::sync::Mutex::new(answers)),
+                stop.clone(),
+            );
+            let message = NewMessage {
+                source: "lab".into(),
+                dedup_key: Some("1".into()),
+                message_type: "ORU^R01".into(),
+                content_type: HL7_CONTENT_TYPE.into(),
+                payload: lease("AL|AL", None).message.payload.clone(),
+                ..Default::default()
+            };
+            let d = vec![Destination {
+                endpoint: "lis".into(),
+                transform: "none".into(),
+                lane: String::new(),
+                reply_to: Some("his".into()),
+            }];
+            j.ingest(message, d).await.unwrap();
+            let mut found = None;
+            for _ in 0..300 {
+                let ids = j.message_ids().await.unwrap();
+                if ids.len() == 2 {
+                    found = Some(ids[1]);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            stop.cancel();
+            worker.await.unwrap();
+            let id = found.expect("an application ACK was queued");
+            let rows = j.outbox_of(id).await.unwrap();
+            assert_eq!(
+                (rows[0].destination.as_str(), rows[0].state),
+                ("his", OutboxState::Queued)
+            );
+            let ack = j.message(id).await.unwrap().unwrap();
+            j.close().await;
+            ReceivedAck::parse(&ack.payload, &ParseOptions::default()).unwrap()
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn delivered_gives_aa() {
+            let ack = application_ack_after(vec![]).await;
+            assert_eq!(ack.code, AckCode::AA);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_permanent_refusal_gives_ae_with_the_destinations_words() {
+            let ack = application_ack_after(vec![SinkOutcome::Permanent {
+                error: "AE: unknown test code".into(),
+            }])
+            .await;
+            assert_eq!(
+                (ack.code, ack.text.as_str()),
+                (AckCode::AE, "AE: unknown test code")
+            );
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_retry_budget_that_runs_out_gives_ar() {
+            let busy = || SinkOutcome::Retryable {
+                error: "AR: busy".into(),
+                retry_after: None,
+            };
+            let ack = application_ack_after(vec![busy(), busy()]).await;
+            assert_eq!(ack.code, AckCode::AR);
+            assert!(ack.text.contains("AR: busy"), "{}", ack.text);
+        }
+    }
 }

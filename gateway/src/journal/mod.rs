@@ -26,7 +26,7 @@
 //! acknowledged message is always in a committed transaction. Throughput comes
 //! from that group commit: while one commit waits for the disk, the next batch
 //! gathers. Checkpoints (copying the WAL into the database file) run on a
-//! thread of their own, so no commit waits for one.
+//! thread of their own, so no commit waits for one (see `checkpoint.rs`).
 //!
 //! # Admission
 //!
