@@ -42,11 +42,8 @@ pub(super) fn connect(path: &Path) -> rusqlite::Result<Connection> {
 
 /// Checkpoints until `stop` says so (or its sender is gone).
 pub(super) fn run(conn: Connection, stop: Receiver<()>) {
-    loop {
-        match stop.recv_timeout(INTERVAL) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-        }
+    // A message or a dropped sender both mean stop.
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(INTERVAL) {
         match checkpoint(&conn, "PASSIVE") {
             Ok((_, frames, _)) if frames > RESTART_FRAMES => {
                 if let Err(e) = checkpoint(&conn, "RESTART") {

@@ -140,7 +140,8 @@ impl MllpSink {
     /// ACK) go to its decoder.
     async fn still_open(&self, conn: &mut Connection) -> bool {
         let mut buf = [0u8; 4096];
-        loop {
+        // Bounded, so a far end that keeps sending cannot hold us here.
+        for _ in 0..16 {
             // A zero timeout polls the read once: ready data or a closed
             // connection show, a live idle one is Pending.
             match tokio::time::timeout(Duration::ZERO, conn.stream.read(&mut buf)).await {
@@ -149,6 +150,7 @@ impl MllpSink {
                 Ok(Ok(n)) => conn.decoder.push(&buf[..n], std::time::Instant::now()),
             }
         }
+        true
     }
 
     /// Sends one message and waits for its ACK. `Err` means the connection
