@@ -25,8 +25,7 @@
 //! acknowledges its sender only when its [`Receipt`] resolves, so an
 //! acknowledged message is always in a committed transaction. Throughput comes
 //! from that group commit: while one commit waits for the disk, the next batch
-//! gathers. Checkpoints (copying the WAL into the database file) run on a
-//! thread of their own, so no commit waits for one (see `checkpoint.rs`).
+//! gathers.
 //!
 //! # Admission
 //!
@@ -55,7 +54,6 @@
 //! `auto_vacuum=INCREMENTAL`). Dead and queued messages are never purged.
 
 pub mod admin;
-mod checkpoint;
 mod ingest;
 pub mod orders;
 mod outbox;
@@ -213,22 +211,13 @@ impl Journal {
             options.storage,
             dir,
         );
-        // Without its own checkpointer (it could not open the file a second
-        // time) the writer keeps SQLite's automatic checkpoints.
-        let checkpointer = match checkpoint::connect(&options.path) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "checkpoints run on the writer thread");
-                None
-            }
-        };
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let (done_tx, done_rx) = oneshot::channel();
         let clock = options.clock.clone();
         std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || {
-                writer::run(conn, rx, admission, clock, checkpointer);
+                writer::run(conn, rx, admission, clock);
                 let _ = done_tx.send(());
             })
             .map_err(|e| open_err(format!("cannot start the writer thread: {e}")))?;

@@ -122,25 +122,7 @@ pub(super) fn run(
     mut jobs: mpsc::Receiver<Work>,
     mut admission: Admission,
     clock: Arc<dyn Clock>,
-    checkpointer: Option<Connection>,
 ) {
-    let checkpoints = checkpointer.and_then(|c| {
-        let (stop, stopped) = std::sync::mpsc::channel();
-        let handle = std::thread::Builder::new()
-            .name("journal-checkpoint".into())
-            .spawn(move || super::checkpoint::run(c, stopped))
-            .map_err(|e| tracing::warn!(error = %e, "checkpoints run on the writer thread"))
-            .ok()?;
-        match conn.pragma_update(None, "wal_autocheckpoint", 0) {
-            Ok(()) => Some((stop, handle)),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot turn automatic checkpoints off");
-                let _ = stop.send(());
-                let _ = handle.join();
-                None
-            }
-        }
-    });
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
         let mut checkpoint = None;
@@ -165,33 +147,18 @@ pub(super) fn run(
             commit_batch(&conn, &cx, batch.drain(..));
         }
         if let Some(reply) = checkpoint {
-            let _ = reply.send(truncate_wal(&conn).map_err(JournalError::from));
+            let result = conn
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(JournalError::from);
+            let _ = reply.send(result);
         }
     }
-    if let Some((stop, handle)) = checkpoints {
-        let _ = stop.send(());
-        let _ = handle.join();
-    }
-    if let Err(e) = truncate_wal(&conn) {
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %e, "final checkpoint failed; the WAL will be replayed on next open");
     }
     if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "closing the journal failed");
     }
-}
-
-/// Copies the whole WAL into the database file and truncates it. A pass of
-/// the checkpoint thread running at that moment makes SQLite answer "busy"
-/// at once; such a pass is short, so this waits for it a little.
-fn truncate_wal(conn: &Connection) -> rusqlite::Result<()> {
-    for _ in 0..200 {
-        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-        if busy == 0 {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Ok(())
 }
 
 fn commit_batch(conn: &Connection, cx: &BatchContext, batch: impl Iterator<Item = Job>) {
