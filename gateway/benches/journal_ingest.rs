@@ -39,6 +39,7 @@ fn destinations() -> Vec<Destination> {
         endpoint: "hub".into(),
         transform: "none".into(),
         lane: String::new(),
+        reply_to: None,
     }]
 }
 

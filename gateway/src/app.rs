@@ -76,6 +76,7 @@ impl Gateway {
         let mut options = JournalOptions::new(crate::config::resolve(&config.journal.path));
         options.max_size = config.journal.max_size;
         options.min_free_disk = config.journal.min_free_disk;
+        options.duplicate_window = Some(config.journal.retention);
         let journal = Journal::open(options)?;
         match Self::start_on(config, journal.clone(), start).await {
             Ok(g) => Ok(g),

@@ -35,11 +35,9 @@ pub fn check(config: &Config) -> Vec<Problem> {
                 .as_ref()
                 .and_then(|t| crate::tls::server_config(t).err())
                 .map(|e| e.to_string()),
-            EndpointKind::Mllp(c) => {
-                crate::sinks::mllp::MllpSink::new(&endpoint.name, c, endpoint.timeout)
-                    .err()
-                    .map(|e| e.to_string())
-            }
+            EndpointKind::Mllp(c) => crate::sinks::mllp::MllpSink::new(&endpoint.name, c)
+                .err()
+                .map(|e| e.to_string()),
             EndpointKind::File(_)
             | EndpointKind::FileDrop(_)
             | EndpointKind::AstmTcp(_)

@@ -68,7 +68,9 @@ impl Router {
 
     /// The destinations of `message`, one per (route, to) pair, without
     /// duplicates; empty when no route accepts it. Disabled destinations
-    /// still get their row: the message waits for them to be enabled.
+    /// still get their row: the message waits for them to be enabled. A
+    /// route's `application_ack` endpoint rides along as `reply_to`; whether
+    /// the message asked for one (MSH-16) is decided when the row settles.
     pub fn destinations(&self, message: &NewMessage) -> Vec<Destination> {
         let table = self.current();
         let mut out: Vec<Destination> = Vec::new();
@@ -84,16 +86,20 @@ impl Router {
                 continue;
             }
             for to in &route.to {
-                if out
-                    .iter()
-                    .any(|d| &d.endpoint == to && d.transform == route.transform)
+                if let Some(same) = out
+                    .iter_mut()
+                    .find(|d| &d.endpoint == to && d.transform == route.transform)
                 {
+                    if same.reply_to.is_none() {
+                        same.reply_to = route.application_ack.clone();
+                    }
                     continue;
                 }
                 out.push(Destination {
                     endpoint: to.clone(),
                     transform: route.transform.clone(),
                     lane: table.lane(to, message),
+                    reply_to: route.application_ack.clone(),
                 });
             }
         }

@@ -69,7 +69,7 @@ pub fn split_messages(bytes: &[u8]) -> Vec<Vec<u8>> {
 /// Sends each message and waits for its answer before the next.
 pub async fn send(target: &Target, messages: Vec<Vec<u8>>) -> Result<Vec<Sent>, SendError> {
     let config = sender_config(target)?;
-    let sink = MllpSink::new("send", &config, target.timeout)?;
+    let sink = MllpSink::new("send", &config)?;
     let mut results = Vec::with_capacity(messages.len());
     for (n, payload) in messages.into_iter().enumerate() {
         let control_id = control_id(&payload).unwrap_or_else(|| format!("#{}", n + 1));
@@ -116,10 +116,10 @@ pub async fn send(target: &Target, messages: Vec<Vec<u8>>) -> Result<Vec<Sent>, 
 fn sender_config(target: &Target) -> Result<MllpConfig, SendError> {
     let mut table = toml::Table::new();
     table.insert("connect".into(), target.connect.clone().into());
-    table.insert(
-        "ack_timeout".into(),
-        format!("{}ms", target.timeout.as_millis()).into(),
-    );
+    let timeout = format!("{}ms", target.timeout.as_millis());
+    for key in ["connect_timeout", "send_timeout", "ack_timeout"] {
+        table.insert(key.into(), timeout.clone().into());
+    }
     let mut config: MllpConfig = toml::Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| SendError::Settings(e.message().to_string()))?;

@@ -64,6 +64,7 @@ fn fill(db: &Path, messages: usize) {
                     endpoint: "hub".into(),
                     transform: "hl7v2-fhir".into(),
                     lane,
+                    reply_to: None,
                 }],
             )
             .await

@@ -3,8 +3,10 @@
 Usage: hl7apy_server.py PORT OUTDIR [ACK_CODE]
 
 Every message received is checked with hl7apy's parser, stored as
-OUTDIR/<MSH-10>.hl7 (a second copy as <MSH-10>.<n>.hl7) and answered with an
-ACK carrying ACK_CODE (default AA). Prints "ready" once listening.
+OUTDIR/<MSH-10>.hl7 (a second copy as <MSH-10>.<n>.hl7), its MSH-10 appended
+to OUTDIR/order.log (the order of arrival), and answered with an ACK carrying
+ACK_CODE (default AA; AE comes with the text "rejected by the far end").
+Prints "ready" once listening.
 """
 import os
 import sys
@@ -44,7 +46,9 @@ class Store(AbstractHandler):
                 n += 1
             with open(path, "w", newline="") as f:
                 f.write(raw)
-        return ack_for(msh, code)
+            with open(os.path.join(outdir, "order.log"), "a") as f:
+                f.write(control_id + "\n")
+        return ack_for(msh, code, "rejected by the far end" if code == "AE" else "")
 
 
 class Error(AbstractErrorHandler):

@@ -30,7 +30,12 @@ fn decode(input: &[u8], max: usize, chunk: usize, now: Instant) -> Vec<Event> {
             }
             out.push(e);
         }
-        assert!(d.pending_len() <= max as u64 || d.is_pending());
+        // The memory bound: a peer cannot make the decoder hold more than
+        // one frame's worth, or the head of an oversized one.
+        assert!(d.buffered_len() <= max.max(TOO_LARGE_HEAD_LEN));
+        if !d.is_pending() {
+            assert_eq!(d.buffered_len(), 0);
+        }
     }
     if d.is_pending() {
         assert!(d.pending_since().is_some());

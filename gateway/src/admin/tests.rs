@@ -203,6 +203,7 @@ impl Site {
                     endpoint: "archive".into(),
                     transform: "none".into(),
                     lane: String::new(),
+                    reply_to: None,
                 }],
             )
             .await
@@ -1138,6 +1139,7 @@ impl Site {
                     endpoint: destination.into(),
                     transform: "none".into(),
                     lane: String::new(),
+                    reply_to: None,
                 }],
             )
             .await

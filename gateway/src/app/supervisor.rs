@@ -101,6 +101,13 @@ fn is_worker(endpoint: &Endpoint) -> bool {
     }
 }
 
+/// Whether the endpoint has a running unit: every enabled one, and a
+/// disabled MLLP listener, which stays bound to answer `AR` rather than
+/// leave its senders with a refused connection.
+fn runs(endpoint: &Endpoint) -> bool {
+    endpoint.enabled || mllp::answers_while_disabled(endpoint)
+}
+
 /// The same settings, wherever in the file they are written.
 fn same_settings(a: &Endpoint, b: &Endpoint) -> bool {
     Endpoint {
@@ -222,7 +229,7 @@ impl Supervisor {
         });
         {
             let mut running = supervisor.running.lock().await;
-            for endpoint in config.endpoints.iter().filter(|e| e.enabled) {
+            for endpoint in config.endpoints.iter().filter(|e| runs(e)) {
                 match supervisor.start_unit(endpoint, None).await {
                     Ok(unit) => {
                         running.units.insert(endpoint.name.clone(), unit);
@@ -350,13 +357,10 @@ impl Supervisor {
                 })
             }
             EndpointKind::Mllp(c) => {
-                let sink =
-                    MllpSink::new(&endpoint.name, c, endpoint.timeout).map_err(|source| {
-                        RunError::Tls {
-                            endpoint: endpoint.name.clone(),
-                            source,
-                        }
-                    })?;
+                let sink = MllpSink::new(&endpoint.name, c).map_err(|source| RunError::Tls {
+                    endpoint: endpoint.name.clone(),
+                    source,
+                })?;
                 Box::new(move |stop| {
                     crate::delivery::spawn_reporting(journal, &e, sink, health, stop)
                 })
@@ -426,7 +430,7 @@ impl Supervisor {
         let wanted: BTreeMap<&str, &Endpoint> = config
             .endpoints
             .iter()
-            .filter(|e| e.enabled)
+            .filter(|e| runs(e))
             .map(|e| (e.name.as_str(), e))
             .collect();
         let to_stop: Vec<String> = running

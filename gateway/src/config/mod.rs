@@ -481,11 +481,23 @@ impl<'a> Loader<'a> {
             );
             return None;
         }
+        let timeout = match (&kind, common.timeout) {
+            (EndpointKind::Mllp(m), t) if m.connect.is_some() => {
+                match mllp_sender_timeout(m, t.map(|t| t.0)) {
+                    Ok(t) => t,
+                    Err(problem) => {
+                        self.error_at(at("timeout"), format!("endpoint `{name}`: {problem}"));
+                        return None;
+                    }
+                }
+            }
+            (_, t) => t.map_or(DEFAULT_TIMEOUT, |t| t.0),
+        };
         Some(Endpoint {
             name: common.name,
             direction,
             enabled: common.enabled,
-            timeout: common.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+            timeout,
             retry,
             partition_by: common.partition_by,
             lanes: common
@@ -624,9 +636,11 @@ impl<'a> Loader<'a> {
             message_types: patterns,
             transform,
             to: file.to,
+            application_ack: file.application_ack,
             line: self.line_of(item.span().start),
             from_at: at("from"),
             to_at: at("to"),
+            application_ack_at: at("application_ack"),
         })
     }
 
@@ -713,6 +727,9 @@ impl<'a> Loader<'a> {
                     Some(_) => {}
                 }
             }
+            if let Some(reply) = &r.application_ack {
+                self.check_application_ack(r, reply, endpoints, broken);
+            }
             for to in r.to.iter().filter(|n| !broken.contains(n)) {
                 match endpoints.iter().find(|e| &e.name == to) {
                     None => self.error_at(
@@ -739,6 +756,79 @@ fn name_at(item: &Value<'_>) -> usize {
         .as_table()
         .and_then(|t| t.get("name"))
         .map_or(item.span().start, |v| v.span().start)
+}
+
+impl Loader<'_> {
+    /// A route's `application_ack` names an enabled-or-not MLLP sender, and
+    /// the route has one destination whose outcome the acknowledgement
+    /// reports.
+    fn check_application_ack(
+        &mut self,
+        r: &Route,
+        reply: &str,
+        endpoints: &[Endpoint],
+        broken: &[String],
+    ) {
+        let at = r.application_ack_at;
+        if r.to.len() != 1 {
+            self.error_at(
+                at,
+                format!(
+                    "route `{}`: `application_ack` reports one destination's outcome; the route has {} in `to`",
+                    r.name,
+                    r.to.len()
+                ),
+            );
+        }
+        if broken.iter().any(|b| b == reply) {
+            return;
+        }
+        match endpoints.iter().find(|e| e.name == reply) {
+            None => self.error_at(
+                at,
+                format!(
+                    "route `{}`: `application_ack` names unknown endpoint `{reply}`",
+                    r.name
+                ),
+            ),
+            Some(e) if !matches!(&e.kind, EndpointKind::Mllp(m) if m.connect.is_some()) => self
+                .error_at(
+                    at,
+                    format!(
+                        "route `{}`: `application_ack` must name an MLLP sender (an mllp endpoint with `connect`); `{reply}` is not one",
+                        r.name
+                    ),
+                ),
+            Some(_) => {}
+        }
+    }
+}
+
+/// An MLLP sender's endpoint `timeout`: longer than its own connect, send
+/// and ACK timeouts together (default: those plus 5 s, at least the common
+/// default).
+fn mllp_sender_timeout(
+    m: &MllpConfig,
+    given: Option<std::time::Duration>,
+) -> Result<std::time::Duration, String> {
+    let budget = m.sender_budget();
+    match given {
+        None => Ok((budget + std::time::Duration::from_secs(5)).max(DEFAULT_TIMEOUT)),
+        Some(t) if t > budget => Ok(t),
+        Some(t) => Err(format!(
+            "`timeout` ({}) must be longer than `connect_timeout` + `send_timeout` + `ack_timeout` ({}), or the sender's own timeout errors are never seen",
+            humantime(t),
+            humantime(budget)
+        )),
+    }
+}
+
+fn humantime(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 fn is_name(s: &str) -> bool {
@@ -772,5 +862,7 @@ pub fn resolve(path: &Path) -> PathBuf {
     }
 }
 
+#[cfg(test)]
+mod mllp_tests;
 #[cfg(test)]
 mod tests;

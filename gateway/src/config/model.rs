@@ -361,6 +361,16 @@ pub struct MllpConfig {
     /// `"8859/1"`, `"UNICODE UTF-8"` or `"windows-1252"`.
     #[serde(default = "default_charset")]
     pub charset: String,
+    /// Listener: TCP keepalive probes, so a peer that vanished without a
+    /// FIN (power cut, cable pulled) frees its connection slot.
+    #[serde(default)]
+    pub keepalive: Keepalive,
+    /// Sender: how long connecting (and the TLS handshake) may take.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Span,
+    /// Sender: how long writing one message may take.
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout: Span,
     /// Sender: how long to wait for the far end's ACK.
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout: Span,
@@ -388,8 +398,59 @@ fn default_charset() -> String {
 fn default_ack_timeout() -> Span {
     Span(Duration::from_secs(30))
 }
+fn default_connect_timeout() -> Span {
+    Span(Duration::from_secs(10))
+}
+fn default_send_timeout() -> Span {
+    Span(Duration::from_secs(10))
+}
+
+/// TCP keepalive of a listener's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keepalive {
+    /// Probe at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Silence before the first probe.
+    #[serde(default = "default_keepalive_idle")]
+    pub idle: Span,
+    /// Between probes.
+    #[serde(default = "default_keepalive_interval")]
+    pub interval: Span,
+    /// Unanswered probes before the connection is dropped.
+    #[serde(default = "default_keepalive_probes")]
+    pub probes: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            enabled: true,
+            idle: default_keepalive_idle(),
+            interval: default_keepalive_interval(),
+            probes: default_keepalive_probes(),
+        }
+    }
+}
+fn default_keepalive_idle() -> Span {
+    Span(Duration::from_secs(60))
+}
+fn default_keepalive_interval() -> Span {
+    Span(Duration::from_secs(15))
+}
+fn default_keepalive_probes() -> u32 {
+    4
+}
 
 impl MllpConfig {
+    /// A sender's longest exchange: connect, send, wait for the ACK. The
+    /// endpoint's `timeout` must be longer, so the sender's own, more
+    /// telling error is what gets recorded.
+    pub fn sender_budget(&self) -> Duration {
+        self.connect_timeout.0 + self.send_timeout.0 + self.ack_timeout.0
+    }
+
     /// The fallback character set, when the name is known.
     pub fn fallback_charset(&self) -> Option<crate::protocol::hl7::Charset> {
         use crate::protocol::hl7::Charset;
@@ -425,6 +486,29 @@ impl MllpConfig {
                 "max_connections",
                 "`max_connections` must be at least 1".into(),
             ));
+        }
+        let k = &self.keepalive;
+        if k.enabled
+            && (k.idle.0 < Duration::from_secs(1)
+                || k.interval.0 < Duration::from_secs(1)
+                || k.probes == 0)
+        {
+            out.push((
+                "keepalive",
+                "`keepalive` needs `idle` and `interval` of at least 1s and `probes` of at least 1"
+                    .into(),
+            ));
+        }
+        if self.connect.is_some() {
+            for (key, t) in [
+                ("connect_timeout", self.connect_timeout),
+                ("send_timeout", self.send_timeout),
+                ("ack_timeout", self.ack_timeout),
+            ] {
+                if t.0.is_zero() {
+                    out.push((key, format!("`{key}` must be longer than 0s")));
+                }
+            }
         }
         if self.max_message_size.0 < 1024 {
             out.push((
@@ -644,9 +728,14 @@ pub struct Route {
     pub message_types: Vec<MessageTypePattern>,
     pub transform: String,
     pub to: Vec<String>,
+    /// Outbound MLLP endpoint that receives an HL7 application
+    /// acknowledgement (per the message's MSH-16) once the route's one
+    /// destination has delivered the message or given up on it.
+    pub application_ack: Option<String>,
     pub line: usize,
     pub(super) from_at: usize,
     pub(super) to_at: usize,
+    pub(super) application_ack_at: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -660,6 +749,7 @@ pub(super) struct RouteFile {
     /// The template file of `transform = "template"`.
     pub template: Option<PathBuf>,
     pub to: Vec<String>,
+    pub application_ack: Option<String>,
 }
 
 /// `ORU^R01`, `ORU^*`, `ADT`, or `*`: a message type with optional wildcard

@@ -9,13 +9,19 @@
 //! finish (bounded by the endpoint timeout) so their outcomes are recorded;
 //! anything still leased when the process dies is delivered again on the
 //! next start.
+//!
+//! A row whose route asked for HL7 application acknowledgements settles
+//! together with the acknowledgement for its sender, in one journal
+//! transaction ([`application_ack`]).
 
+pub mod application_ack;
 pub mod retry;
 
 use crate::config::Endpoint;
 use crate::health::Health;
-use crate::journal::{Journal, JournalError, Lease, Settlement};
+use crate::journal::{Journal, JournalError, Lease, Reply, Settlement};
 use crate::sinks::{Delivery, Outcome, Sink};
+use application_ack::Verdict;
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -119,7 +125,7 @@ async fn deliver_lane<S: Sink>(
     health: Health,
     batch: Vec<Lease>,
 ) {
-    let mut settlements = Vec::with_capacity(batch.len());
+    let mut settlements: Vec<(Lease, Settlement, Option<Reply>)> = Vec::with_capacity(batch.len());
     let mut deliveries = Vec::with_capacity(batch.len());
     let mut delivered_leases = Vec::with_capacity(batch.len());
     for lease in batch {
@@ -143,13 +149,19 @@ async fn deliver_lane<S: Sink>(
                 });
                 delivered_leases.push(lease);
             }
-            Err(e) => settlements.push((
-                lease,
-                Settlement::Dead {
-                    error: format!("transform failed: {e}"),
-                    duration_ms: 0,
-                },
-            )),
+            Err(e) => {
+                let error = format!("transform failed: {e}");
+                let reply =
+                    application_ack::reply_for(&lease, Verdict::Failed(&error), journal.now_ms());
+                settlements.push((
+                    lease,
+                    Settlement::Dead {
+                        error,
+                        duration_ms: 0,
+                    },
+                    reply,
+                ))
+            }
         }
     }
     if !deliveries.is_empty() {
@@ -205,11 +217,24 @@ async fn deliver_lane<S: Sink>(
                 Outcome::Permanent { error } => {
                     health.refused(&endpoint.name, now, error.clone());
                     tracing::warn!(endpoint = %endpoint.name, outbox = lease.outbox_id, %error, "delivery refused; message is dead");
-                    Settlement::Dead { error, duration_ms }
+                    // Marked so the application ACK tells a refusal from a
+                    // retry budget that ran out.
+                    let reply = application_ack::reply_for(&lease, Verdict::Failed(&error), now);
+                    settlements.push((lease, Settlement::Dead { error, duration_ms }, reply));
+                    continue;
                 }
                 Outcome::NotAttempted => Settlement::Release,
             };
-            settlements.push((lease, settlement));
+            let reply = match &settlement {
+                Settlement::Delivered { .. } => {
+                    application_ack::reply_for(&lease, Verdict::Delivered, now)
+                }
+                Settlement::Dead { error, .. } => {
+                    application_ack::reply_for(&lease, Verdict::GaveUp(error), now)
+                }
+                Settlement::Retry { .. } | Settlement::Release => None,
+            };
+            settlements.push((lease, settlement, reply));
         }
     }
     settle_until_recorded(&journal, &endpoint.name, settlements).await;
@@ -222,11 +247,11 @@ async fn deliver_lane<S: Sink>(
 async fn settle_until_recorded(
     journal: &Journal,
     endpoint: &str,
-    settlements: Vec<(Lease, Settlement)>,
+    settlements: Vec<(Lease, Settlement, Option<Reply>)>,
 ) {
     let mut wait = Duration::from_millis(100);
     loop {
-        match journal.settle(settlements.clone()).await {
+        match journal.settle_with_replies(settlements.clone()).await {
             Ok(_) | Err(JournalError::Closed) => return,
             Err(e) => {
                 tracing::error!(%endpoint, error = %e, retry_in = ?wait, "cannot record delivery outcomes");

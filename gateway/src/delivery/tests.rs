@@ -89,6 +89,7 @@ async fn ingest(j: &Journal, key: usize, lane: &str) -> i64 {
         endpoint: "dest".into(),
         transform: "none".into(),
         lane: lane.into(),
+        reply_to: None,
     }];
     j.ingest(m, d).await.unwrap().message_id
 }
@@ -427,6 +428,7 @@ async fn a_failing_template_makes_the_message_dead_with_the_template_line() {
         endpoint: "dest".into(),
         transform: format!("template:{}", template.display()),
         lane: String::new(),
+        reply_to: None,
     }];
     let id = j.ingest(m, d).await.unwrap().message_id;
     let dead = wait_for_state(&j, id, OutboxState::Dead).await;

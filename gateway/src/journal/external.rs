@@ -119,6 +119,7 @@ mod tests {
             endpoint: dest.into(),
             transform: "none".into(),
             lane: String::new(),
+            reply_to: None,
         }];
         let id = j.ingest(m, d).await.unwrap().message_id;
         let lease = j.lease(dest, 1, 1).await.unwrap().lanes.remove(0).remove(0);

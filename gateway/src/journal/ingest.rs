@@ -1,9 +1,23 @@
 //! Accepting a message: one transaction holds the message, its outbox rows
 //! and the event that records both.
+//!
+//! # Duplicates
+//!
+//! A resend is the same duplicate key (MSH-10, an ASTM content hash, a file
+//! digest) from the same source with the same content (SHA-256 of the
+//! payload), received within the duplicate window (the retention period):
+//! it gets the original's receipt and nothing is queued. The same key with
+//! different content is not a resend but a sender that reused a control id
+//! (an analyzer whose counter restarted): it is stored as a new message,
+//! logged at `warn` and recorded in its `received` event, so nothing is lost
+//! behind a positive acknowledgement. A sender that changes any byte on a
+//! resend (a fresh MSH-7, say) is therefore stored twice; downstream
+//! deliveries are idempotent, a lost message would not be.
 
 use super::writer::{BatchContext, Refusal};
 use super::{schema, Journal, JournalError};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
+use sha2::{Digest, Sha256};
 
 /// A message as a source hands it to the journal.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +45,9 @@ pub struct Destination {
     pub transform: String,
     /// Partition key: FIFO holds within a lane; `""` is the single lane.
     pub lane: String,
+    /// Outbound MLLP endpoint that gets an application acknowledgement once
+    /// this destination's delivery settles (a route's `application_ack`).
+    pub reply_to: Option<String>,
 }
 
 /// Proof that a message is on stable storage.
@@ -83,6 +100,21 @@ impl Journal {
         message: NewMessage,
         destinations: Vec<Destination>,
     ) -> Result<Receipt, IngestError> {
+        self.ingest_then(message, destinations, |_, _| Ok(())).await
+    }
+
+    /// Like [`Journal::ingest`], with `then` run in the same transaction
+    /// once a new (not duplicate) message is stored: what a source keeps
+    /// beside the message commits with it or not at all.
+    pub(super) async fn ingest_then<F>(
+        &self,
+        message: NewMessage,
+        destinations: Vec<Destination>,
+        then: F,
+    ) -> Result<Receipt, IngestError>
+    where
+        F: FnOnce(&Connection, &Receipt) -> Result<(), IngestError> + Send + 'static,
+    {
         if destinations.is_empty() {
             return Err(IngestError::NoRoute {
                 source_endpoint: message.source,
@@ -90,8 +122,21 @@ impl Journal {
             });
         }
         let woken: Vec<String> = destinations.iter().map(|d| d.endpoint.clone()).collect();
+        // Hashed here, on the sender's task, not on the writer thread.
+        let hash = Sha256::digest(&message.payload).to_vec();
+        let window = self.inner.duplicate_window;
         let receipt = match self
-            .write_with(move |conn, cx| insert(conn, cx, &message, &destinations))
+            .write_with(move |conn, cx| {
+                let since = window.map_or(i64::MIN, |w| {
+                    cx.now
+                        .saturating_sub(i64::try_from(w.as_millis()).unwrap_or(i64::MAX))
+                });
+                let receipt = insert(conn, cx, &message, &hash, since, &destinations)?;
+                if !receipt.duplicate {
+                    then(conn, &receipt)?;
+                }
+                Ok::<_, IngestError>(receipt)
+            })
             .await
         {
             Ok(inserted) => inserted?,
@@ -115,20 +160,40 @@ pub(super) fn insert(
     conn: &Connection,
     cx: &BatchContext,
     m: &NewMessage,
+    hash: &[u8],
+    since: i64,
     destinations: &[Destination],
 ) -> Result<Receipt, IngestError> {
+    let mut reused_by: Option<i64> = None;
     if let Some(key) = &m.dedup_key {
-        let earlier = conn
-            .prepare_cached("SELECT id, (SELECT count(*) FROM outbox WHERE message_id = message.id) FROM message WHERE source = ?1 AND dedup_key = ?2")
-            .and_then(|mut s| s.query_row(params![m.source, key], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).optional())
+        // Rows from before content hashes were kept compare their payload.
+        let earlier: Vec<(i64, bool, i64)> = conn
+            .prepare_cached(
+                "SELECT id,
+                        CASE WHEN payload_hash IS NULL THEN payload = ?4 ELSE payload_hash = ?3 END,
+                        (SELECT count(*) FROM outbox WHERE message_id = message.id)
+                 FROM message WHERE source = ?1 AND dedup_key = ?2 AND received_at >= ?5
+                 ORDER BY id DESC",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![m.source, key, hash, m.payload, since], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get::<_, Option<bool>>(1)?.unwrap_or(false),
+                        r.get(2)?,
+                    ))
+                })?
+                .collect()
+            })
             .map_err(storage)?;
-        if let Some((message_id, count)) = earlier {
+        if let Some(&(message_id, _, count)) = earlier.iter().find(|(_, same, _)| *same) {
             return Ok(Receipt {
                 message_id,
                 duplicate: true,
                 destinations: count as usize,
             });
         }
+        reused_by = earlier.first().map(|(id, _, _)| *id);
     }
     match cx.refusal {
         Some(Refusal::OverCap { used, cap }) => return Err(IngestError::JournalFull { used, cap }),
@@ -138,8 +203,8 @@ pub(super) fn insert(
         None => {}
     }
     conn.prepare_cached(
-        "INSERT INTO message (source, dedup_key, message_type, content_type, control_id, patient_id, received_at, payload, ack)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO message (source, dedup_key, message_type, content_type, control_id, patient_id, received_at, payload, ack, payload_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -151,32 +216,39 @@ pub(super) fn insert(
             m.patient_id,
             cx.now,
             m.payload,
-            m.ack
+            m.ack,
+            hash
         ])
     })
     .map_err(storage)?;
     let message_id = conn.last_insert_rowid();
     let routed: Vec<&str> = destinations.iter().map(|d| d.endpoint.as_str()).collect();
+    let mut detail = format!(
+        "{} bytes {}; routed to {}",
+        m.payload.len(),
+        m.message_type,
+        routed.join(", ")
+    );
+    if let Some(earlier) = reused_by {
+        tracing::warn!(
+            source = %m.source,
+            message_id,
+            earlier_message_id = earlier,
+            "duplicate key reused with different content; stored as a new message"
+        );
+        detail.push_str(&format!(
+            "; its duplicate key was already used by message {earlier} with different content"
+        ));
+    }
     conn.prepare_cached(
         "INSERT INTO event (at, message_id, kind, detail) VALUES (?1, ?2, 'received', ?3)",
     )
-    .and_then(|mut s| {
-        s.execute(params![
-            cx.now,
-            message_id,
-            format!(
-                "{} bytes {}; routed to {}",
-                m.payload.len(),
-                m.message_type,
-                routed.join(", ")
-            )
-        ])
-    })
+    .and_then(|mut s| s.execute(params![cx.now, message_id, detail]))
     .map_err(storage)?;
     let mut outbox = conn
         .prepare_cached(
-            "INSERT INTO outbox (message_id, destination, transform, lane, state, next_attempt_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
+            "INSERT INTO outbox (message_id, destination, transform, lane, state, next_attempt_at, created_at, updated_at, reply_to)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6, ?7)",
         )
         .map_err(storage)?;
     let mut routed_event = conn
@@ -192,7 +264,8 @@ pub(super) fn insert(
                 d.transform,
                 d.lane,
                 schema::QUEUED,
-                cx.now
+                cx.now,
+                d.reply_to
             ])
             .map_err(storage)?;
         let outbox_id = conn.last_insert_rowid();

@@ -4,11 +4,13 @@
 //! # Tables
 //!
 //! - `message`: one row per accepted inbound message: source endpoint,
-//!   duplicate key (MSH-10, an ASTM content hash, a file digest), type, the
-//!   raw payload and the acknowledgement the sender was given.
+//!   duplicate key (MSH-10, an ASTM content hash, a file digest) and the
+//!   payload's SHA-256, type, the raw payload and the acknowledgement the
+//!   sender was given.
 //! - `outbox`: one row per (message, destination) chosen by the routes, with
 //!   its lane (partition key), state (`queued`, `leased`, `delivered`, `dead`),
-//!   attempt count and the time of the next attempt.
+//!   attempt count, the time of the next attempt, and the reply endpoint that
+//!   gets an application acknowledgement once the row settles.
 //! - `event`: the history: received and routed, every delivery attempt (time,
 //!   duration, outcome, response or error), delivered, dead, retried and by
 //!   whom, purges. The admin page and the hub read only these tables.
@@ -63,7 +65,7 @@ mod writer;
 
 pub use ingest::{Destination, IngestError, NewMessage, Receipt};
 pub use orders::{IncompleteTransmission, NewOrder, OrderSelection, OrderState, StoredOrder};
-pub use outbox::{Lease, LeaseBatch, Settlement};
+pub use outbox::{Lease, LeaseBatch, Reply, Settlement};
 pub use query::{
     DestinationCounts, EventRecord, JournalReader, OutboxRecord, OutboxState, StoredMessage,
 };
@@ -151,6 +153,9 @@ pub struct JournalOptions {
     /// How often the writer asks the disk for its free space; free space
     /// changes slowly compared to commits.
     pub disk_check_interval: std::time::Duration,
+    /// How far back a resend is recognised as a duplicate (the retention
+    /// period); `None` looks at every stored message.
+    pub duplicate_window: Option<std::time::Duration>,
 }
 
 impl JournalOptions {
@@ -162,6 +167,7 @@ impl JournalOptions {
             clock: Arc::new(SystemClock),
             storage: Arc::new(ecko_hal::storage::LinuxStorage),
             disk_check_interval: std::time::Duration::from_millis(250),
+            duplicate_window: None,
         }
     }
 }
@@ -177,6 +183,7 @@ struct Inner {
     jobs: Mutex<Option<mpsc::Sender<Work>>>,
     readers: Mutex<Vec<Connection>>,
     clock: Arc<dyn Clock>,
+    duplicate_window: Option<std::time::Duration>,
     wakeups: Mutex<HashMap<String, Arc<Notify>>>,
     writer_done: Mutex<Option<oneshot::Receiver<()>>>,
     counters: Arc<writer::WriterCounters>,
@@ -250,6 +257,7 @@ impl Journal {
                 jobs: Mutex::new(Some(tx)),
                 readers: Mutex::new(Vec::new()),
                 clock: options.clock,
+                duplicate_window: options.duplicate_window,
                 wakeups: Mutex::new(HashMap::new()),
                 writer_done: Mutex::new(Some(done_rx)),
                 counters,
@@ -421,6 +429,18 @@ fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Each job runs in a savepoint; its undo pages (the statement journal)
+    // need not reach the disk: a crash discards the whole uncommitted
+    // transaction anyway. On a file they cost a write per touched page.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    if writer {
+        // The pages every commit touches (index leaves spread by control id
+        // and patient) stay cached instead of being read back from the file.
+        conn.pragma_update(None, "cache_size", -16384)?;
+        // Ingest, lease, settle, retention and admin jobs share the writer:
+        // room for all their statements, so none is prepared again per job.
+        conn.set_prepared_statement_cache_capacity(128);
+    }
     Ok(())
 }
 

@@ -236,6 +236,7 @@ async fn run(ops: Vec<Op>) {
                         endpoint: DESTS[i].into(),
                         transform: "none".into(),
                         lane: LANES[lane].into(),
+                        reply_to: None,
                     })
                     .collect();
                 let known = m.msgs.iter().any(|x| x.key == key);

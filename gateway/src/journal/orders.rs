@@ -34,7 +34,7 @@
 //! too large) are kept in `astm_incomplete` for inspection. They are not
 //! messages: no route sees them, no transform turns them into results.
 
-use super::ingest::{self, Destination, IngestError, NewMessage, Receipt};
+use super::ingest::{Destination, IngestError, NewMessage, Receipt};
 use super::{
     configure, lock_exclusively, open_reader, schema, Journal, JournalError, JournalOptions,
 };
@@ -318,31 +318,16 @@ impl Journal {
         destinations: Vec<Destination>,
         sender: Option<String>,
     ) -> Result<Receipt, IngestError> {
-        if destinations.is_empty() {
-            return Err(IngestError::NoRoute {
-                source_endpoint: message.source,
-                message_type: message.message_type,
-            });
-        }
-        let woken: Vec<String> = destinations.iter().map(|d| d.endpoint.clone()).collect();
         let sender = sender.filter(|s| !s.trim().is_empty());
-        let receipt = self
-            .write_with(move |conn, cx| {
-                let receipt = ingest::insert(conn, cx, &message, &destinations)?;
-                if let (Some(sender), false) = (&sender, receipt.duplicate) {
-                    conn.prepare_cached(
-                        "INSERT INTO astm_sender (message_id, sender) VALUES (?1, ?2)",
-                    )
+        self.ingest_then(message, destinations, move |conn, receipt| {
+            if let Some(sender) = &sender {
+                conn.prepare_cached("INSERT INTO astm_sender (message_id, sender) VALUES (?1, ?2)")
                     .and_then(|mut s| s.execute(params![receipt.message_id, sender.trim()]))
                     .map_err(|e| IngestError::Journal(JournalError::from(e)))?;
-                }
-                Ok::<_, IngestError>(receipt)
-            })
-            .await??;
-        if !receipt.duplicate {
-            self.wake(woken);
-        }
-        Ok(receipt)
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// The ASTM sender name kept with a message, if any.
@@ -641,6 +626,7 @@ mod tests {
                 endpoint: "archive".into(),
                 transform: "none".into(),
                 lane: String::new(),
+                reply_to: None,
             }]
         };
         let first = j

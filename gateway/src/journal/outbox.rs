@@ -22,7 +22,26 @@ pub struct Lease {
     pub attempts: u32,
     /// When the row was queued: the start of its retry age.
     pub queued_at: i64,
+    /// Where an application acknowledgement goes once this row settles.
+    pub reply_to: Option<String>,
     pub message: Arc<StoredMessage>,
+}
+
+/// A message queued in the same transaction as a settlement: the application
+/// acknowledgement a sender asked for, so it is journalled (and survives a
+/// restart) exactly when the outcome it reports is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The outbound endpoint that delivers it (the lease's `reply_to`).
+    pub endpoint: String,
+    /// E.g. `ACK^R01`.
+    pub message_type: String,
+    pub content_type: String,
+    /// The reply's own control id.
+    pub control_id: String,
+    pub payload: Vec<u8>,
+    /// For the history, e.g. `AA`.
+    pub summary: String,
 }
 
 /// What a lease call found.
@@ -76,22 +95,41 @@ impl Journal {
     /// settlement after a restart, or twice) is left alone; the returned
     /// count says how many were recorded.
     pub async fn settle(&self, outcomes: Vec<(Lease, Settlement)>) -> Result<usize, JournalError> {
-        let mut requeued = Vec::new();
-        for (lease, s) in &outcomes {
+        self.settle_with_replies(outcomes.into_iter().map(|(l, s)| (l, s, None)).collect())
+            .await
+    }
+
+    /// Like [`Journal::settle`]; a row that is recorded also queues its
+    /// reply, if any, in the same transaction. A stale lease queues nothing.
+    pub async fn settle_with_replies(
+        &self,
+        outcomes: Vec<(Lease, Settlement, Option<Reply>)>,
+    ) -> Result<usize, JournalError> {
+        let mut woken = Vec::new();
+        for (lease, s, reply) in &outcomes {
             if matches!(s, Settlement::Release | Settlement::Retry { .. }) {
-                requeued.push(lease.destination.clone());
+                woken.push(lease.destination.clone());
+            }
+            if let Some(r) = reply {
+                woken.push(r.endpoint.clone());
             }
         }
         let n = self
             .write(move |conn, cx| {
                 let mut n = 0;
-                for (lease, s) in &outcomes {
-                    n += usize::from(settle(conn, cx.now, lease, s)?);
+                for (lease, s, reply) in &outcomes {
+                    let recorded = settle(conn, cx.now, lease, s)?;
+                    if recorded {
+                        if let Some(reply) = reply {
+                            queue_reply(conn, cx.now, lease, reply)?;
+                        }
+                    }
+                    n += usize::from(recorded);
                 }
                 Ok(n)
             })
             .await?;
-        self.wake(requeued);
+        self.wake(woken);
         Ok(n)
     }
 
@@ -188,7 +226,7 @@ fn lease(
 
     let token: i64 = rand::random::<i64>() & i64::MAX;
     let mut rows = conn.prepare_cached(
-        "SELECT id, next_attempt_at, transform, attempts, created_at, message_id FROM outbox
+        "SELECT id, next_attempt_at, transform, attempts, created_at, message_id, reply_to FROM outbox
          WHERE destination = ?1 AND lane = ?2 AND state = 0 AND id >= ?3
          ORDER BY id LIMIT ?4",
     )?;
@@ -196,7 +234,8 @@ fn lease(
         "UPDATE outbox SET state = ?2, lease_token = ?3, updated_at = ?4 WHERE id = ?1",
     )?;
     for (lane, head_id) in due_lanes {
-        let candidates: Vec<(i64, i64, String, u32, i64, i64)> = rows
+        type Row = (i64, i64, String, u32, i64, i64, Option<String>);
+        let candidates: Vec<Row> = rows
             .query_map(params![destination, lane, head_id, max_batch as i64], |r| {
                 Ok((
                     r.get(0)?,
@@ -205,11 +244,12 @@ fn lease(
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
+                    r.get(6)?,
                 ))
             })?
             .collect::<Result<_, _>>()?;
         let mut batch = Vec::new();
-        for (id, next, transform, attempts, created_at, message_id) in candidates {
+        for (id, next, transform, attempts, created_at, message_id, reply_to) in candidates {
             if next > now {
                 // A later row still in backoff: FIFO stops the batch here.
                 break;
@@ -226,6 +266,7 @@ fn lease(
                 lane: lane.clone(),
                 attempts,
                 queued_at: created_at,
+                reply_to,
                 message: Arc::new(message),
             });
         }
@@ -318,6 +359,62 @@ fn settle(
         }
     }
     Ok(true)
+}
+
+/// Stores `reply` as a message of the settled row's source with one outbox
+/// row to the reply endpoint, and notes it in both histories.
+fn queue_reply(
+    conn: &Connection,
+    now: i64,
+    lease: &Lease,
+    reply: &Reply,
+) -> Result<(), JournalError> {
+    conn.prepare_cached(
+        "INSERT INTO message (source, message_type, content_type, control_id, patient_id, received_at, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        lease.message.source,
+        reply.message_type,
+        reply.content_type,
+        reply.control_id,
+        lease.message.patient_id,
+        now,
+        reply.payload
+    ])?;
+    let reply_id = conn.last_insert_rowid();
+    conn.prepare_cached(
+        "INSERT INTO outbox (message_id, destination, transform, lane, state, next_attempt_at, created_at, updated_at)
+         VALUES (?1, ?2, 'none', '', ?3, ?4, ?4, ?4)",
+    )?
+    .execute(params![reply_id, reply.endpoint, QUEUED, now])?;
+    let mut event = conn.prepare_cached(
+        "INSERT INTO event (at, message_id, outbox_id, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    event.execute(params![
+        now,
+        reply_id,
+        Option::<i64>::None,
+        "received",
+        format!(
+            "application acknowledgement {} of message {} ({} bytes); routed to {}",
+            reply.summary,
+            lease.message.id,
+            reply.payload.len(),
+            reply.endpoint
+        )
+    ])?;
+    event.execute(params![
+        now,
+        lease.message.id,
+        lease.outbox_id,
+        "reply",
+        format!(
+            "application acknowledgement {} queued for {} as message {reply_id}",
+            reply.summary, reply.endpoint
+        )
+    ])?;
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -206,7 +206,9 @@ fn message_ids(conn: &Connection) -> Result<Vec<i64>, JournalError> {
 
 fn find_by_key(conn: &Connection, source: &str, key: &str) -> Result<Option<i64>, JournalError> {
     Ok(conn
-        .prepare_cached("SELECT id FROM message WHERE source = ?1 AND dedup_key = ?2")?
+        .prepare_cached(
+            "SELECT id FROM message WHERE source = ?1 AND dedup_key = ?2 ORDER BY id DESC LIMIT 1",
+        )?
         .query_row(params![source, key], |r| r.get(0))
         .optional()?)
 }

@@ -287,6 +287,19 @@ const MIGRATIONS: &[&str] = &[
         SELECT endpoint, at / 60000, count(*) FROM astm_incomplete WHERE true GROUP BY 1, 2
     ON CONFLICT (endpoint, minute) DO UPDATE SET rejected = excluded.rejected;
     ",
+    // Duplicates are recognised by key and content within a window, so a
+    // sender that reuses a control id for a different message is stored
+    // again instead of being told "already have it"; an outbox row may ask
+    // for an application acknowledgement to a reply endpoint once it settles.
+    "
+    ALTER TABLE message ADD COLUMN payload_hash BLOB;
+    DROP INDEX message_dedup;
+    CREATE INDEX message_dedup_recent ON message(source, dedup_key, received_at) WHERE dedup_key IS NOT NULL;
+    ALTER TABLE outbox ADD COLUMN reply_to TEXT;
+    -- message_source_received(source, received_at) serves every lookup by
+    -- source; one index fewer to update per message.
+    DROP INDEX message_source;
+    ",
 ];
 
 /// Upper bounds (ms) of the delivery-duration buckets of `stats_duration`;

@@ -51,6 +51,7 @@ fn to(names: &[&str]) -> Vec<Destination> {
             endpoint: n.to_string(),
             transform: "none".into(),
             lane: String::new(),
+            reply_to: None,
         })
         .collect()
 }
@@ -341,6 +342,7 @@ async fn partitioned_lanes_are_leased_in_parallel_and_stay_fifo_inside() {
             endpoint: "a".into(),
             transform: "none".into(),
             lane: lane.into(),
+            reply_to: None,
         }];
         f.journal.ingest(msg(key), d).await.unwrap();
     }
@@ -633,4 +635,187 @@ async fn a_second_writer_on_the_same_journal_is_refused_until_the_first_closes()
         .unwrap()
         .close()
         .await;
+}
+
+fn with_payload(key: &str, payload: &str) -> NewMessage {
+    NewMessage {
+        payload: payload.as_bytes().to_vec(),
+        ..msg(key)
+    }
+}
+
+#[tokio::test]
+async fn the_same_key_with_different_content_is_stored_as_a_new_message_and_says_so() {
+    let f = fixture();
+    let first = f
+        .journal
+        .ingest(with_payload("1", "MSH|first"), to(&["a"]))
+        .await
+        .unwrap();
+    // An analyzer whose counter restarted: same MSH-10, another result.
+    let reused = f
+        .journal
+        .ingest(with_payload("1", "MSH|second"), to(&["a"]))
+        .await
+        .unwrap();
+    assert!(!reused.duplicate);
+    assert_ne!(reused.message_id, first.message_id);
+    assert_eq!(
+        f.journal.outbox_of(reused.message_id).await.unwrap().len(),
+        1
+    );
+    let received = &f.journal.events_of(reused.message_id).await.unwrap()[0];
+    assert!(
+        received
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains(&format!("already used by message {}", first.message_id)),
+        "{received:?}"
+    );
+    // A resend of either is recognised as that one.
+    for (payload, id) in [
+        ("MSH|first", first.message_id),
+        ("MSH|second", reused.message_id),
+    ] {
+        let again = f
+            .journal
+            .ingest(with_payload("1", payload), to(&["a"]))
+            .await
+            .unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.message_id, id);
+    }
+    assert_eq!(f.journal.message_ids().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_resend_after_the_duplicate_window_is_stored_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let mut o = JournalOptions::new(dir.path().join("j.db"));
+    o.clock = clock.clone();
+    o.storage = Arc::new(SimStorage::new(u64::MAX));
+    o.min_free_disk = 1000;
+    o.duplicate_window = Some(std::time::Duration::from_secs(3600));
+    let j = Journal::open(o).unwrap();
+    let first = j.ingest(msg("1"), to(&["a"])).await.unwrap();
+    clock.advance(3_599_000);
+    assert!(j.ingest(msg("1"), to(&["a"])).await.unwrap().duplicate);
+    clock.advance(2_000);
+    let later = j.ingest(msg("1"), to(&["a"])).await.unwrap();
+    assert!(!later.duplicate, "outside the window it is a new message");
+    assert_ne!(later.message_id, first.message_id);
+}
+
+#[tokio::test]
+async fn a_message_stored_before_content_hashes_is_still_recognised_by_its_bytes() {
+    let f = fixture();
+    let first = f.journal.ingest(msg("1"), to(&["a"])).await.unwrap();
+    f.journal
+        .write(move |conn, _| {
+            conn.execute("UPDATE message SET payload_hash = NULL", [])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let again = f.journal.ingest(msg("1"), to(&["a"])).await.unwrap();
+    assert_eq!(
+        (again.duplicate, again.message_id),
+        (true, first.message_id)
+    );
+    let other = f
+        .journal
+        .ingest(with_payload("1", "MSH|other"), to(&["a"]))
+        .await
+        .unwrap();
+    assert!(!other.duplicate);
+}
+
+fn reply(endpoint: &str) -> Reply {
+    Reply {
+        endpoint: endpoint.into(),
+        message_type: "ACK^R01".into(),
+        content_type: "x-application/hl7-v2+er7".into(),
+        control_id: "ACK1".into(),
+        payload: b"MSH|^~\\&|ACK\rMSA|AA|1\r".to_vec(),
+        summary: "AA".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_settlement_with_a_reply_queues_the_reply_in_the_same_transaction() {
+    let f = fixture();
+    let mut d = to(&["a"]);
+    d[0].reply_to = Some("his".into());
+    let r = f.journal.ingest(msg("1"), d).await.unwrap();
+    let lease = f
+        .journal
+        .lease("a", 1, 1)
+        .await
+        .unwrap()
+        .lanes
+        .remove(0)
+        .remove(0);
+    assert_eq!(lease.reply_to.as_deref(), Some("his"));
+    let wake = f.journal.wakeup("his");
+    let n = f
+        .journal
+        .settle_with_replies(vec![(lease.clone(), delivered(), Some(reply("his")))])
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    tokio::time::timeout(std::time::Duration::from_secs(1), wake.notified())
+        .await
+        .expect("the reply endpoint's worker is woken");
+    let ids = f.journal.message_ids().await.unwrap();
+    assert_eq!(ids.len(), 2);
+    let ack = f.journal.message(ids[1]).await.unwrap().unwrap();
+    assert_eq!(ack.message_type, "ACK^R01");
+    assert_eq!(ack.control_id.as_deref(), Some("ACK1"));
+    assert_eq!(ack.source, "lab");
+    let rows = f.journal.outbox_of(ids[1]).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].destination.as_str(), rows[0].state),
+        ("his", OutboxState::Queued)
+    );
+    let history = f.journal.events_of(r.message_id).await.unwrap();
+    assert!(
+        history.iter().any(
+            |e| e.kind == "reply" && e.detail.as_deref().unwrap().contains("AA queued for his")
+        ),
+        "{history:?}"
+    );
+    // Settling the same lease again records nothing and queues nothing.
+    let n = f
+        .journal
+        .settle_with_replies(vec![(lease, delivered(), Some(reply("his")))])
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(f.journal.message_ids().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_reply_queued_before_a_crash_is_there_after_reopening() {
+    let f = fixture();
+    f.journal.ingest(msg("1"), to(&["a"])).await.unwrap();
+    let lease = f
+        .journal
+        .lease("a", 1, 1)
+        .await
+        .unwrap()
+        .lanes
+        .remove(0)
+        .remove(0);
+    f.journal
+        .settle_with_replies(vec![(lease, delivered(), Some(reply("his")))])
+        .await
+        .unwrap();
+    f.journal.close().await;
+    let j = open_at(&f.path, f.clock.clone(), f.disk.clone(), 1 << 30);
+    let due = j.lease("his", 1, 1).await.unwrap();
+    assert_eq!(due.lanes.len(), 1);
+    assert_eq!(due.lanes[0][0].message.payload, reply("his").payload);
 }

@@ -7,8 +7,15 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 fn endpoint(settings: &str) -> Endpoint {
+    // An MLLP sender's endpoint timeout must cover its own three timeouts.
+    let sender_timeouts = if settings.contains("type = \"mllp\"") && settings.contains("connect =")
+    {
+        "connect_timeout = \"500ms\"\nsend_timeout = \"500ms\"\nack_timeout = \"500ms\"\n"
+    } else {
+        ""
+    };
     let text = format!(
-        "[journal]\npath = \"j.db\"\n[[endpoint]]\nname = \"far\"\ntimeout = \"2s\"\n{settings}\n"
+        "[journal]\npath = \"j.db\"\n[[endpoint]]\nname = \"far\"\ntimeout = \"2s\"\n{sender_timeouts}{settings}\n"
     );
     let config = Config::parse(&text, "t.toml", |_| None).unwrap();
     config.endpoints[0].clone()

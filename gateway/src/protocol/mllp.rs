@@ -247,6 +247,14 @@ impl Decoder {
         }
     }
 
+    /// Payload bytes held for the frame in progress: at most the maximum
+    /// frame length while it may still fit, at most
+    /// [`TOO_LARGE_HEAD_LEN`] once it is known to be too large. Events not
+    /// yet taken are not counted.
+    pub fn buffered_len(&self) -> usize {
+        self.buf.len() + self.head.len()
+    }
+
     /// Drop the frame in progress (framing timeout, or the peer closed its
     /// side mid-frame). Returns how many payload bytes were dropped, or `None`
     /// when no frame was pending.
@@ -417,9 +425,11 @@ mod tests {
             d.push(&chunk, Instant::now());
             assert!(d.buf.capacity() <= 64 * 1024 + 1024);
             assert!(d.head.len() <= TOO_LARGE_HEAD_LEN);
+            assert!(d.buffered_len() <= TOO_LARGE_HEAD_LEN);
         }
         assert_eq!(d.pending_len(), 64 * 64 * 1024);
         d.push(b"\x1c\r", Instant::now());
+        assert_eq!(d.buffered_len(), 0);
         match drain(&mut d).as_slice() {
             [Event::TooLarge { len, head, ended }] => {
                 assert_eq!(*len, 64 * 64 * 1024);
@@ -490,6 +500,7 @@ mod tests {
             for c in cuts {
                 let n = if rest.is_empty() { 0 } else { c % rest.len() };
                 d.push(&rest[..n], Instant::now());
+                prop_assert!(d.buffered_len() <= max.max(TOO_LARGE_HEAD_LEN));
                 rest = &rest[n..];
                 while let Some(e) = d.next_event() {
                     if let Event::Frame(p) = e { prop_assert!(p.len() <= max); }

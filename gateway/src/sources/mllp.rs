@@ -15,8 +15,16 @@
 //!   or when it exceeds the maximum message size. The sender keeps its copy.
 //!
 //! In enhanced mode MSH-15 decides whether an accept acknowledgement is sent
-//! at all. A batch (FHS/BHS ... BTS/FTS) is split and each message journalled
-//! and answered on its own, one ACK frame per message, in order.
+//! at all, also for a frame that does not parse or is too large, as far as
+//! MSH-15/16 can be read from its raw MSH. A batch (FHS/BHS ... BTS/FTS) is
+//! split and each message journalled and answered on its own, one ACK frame
+//! per message, in order. The application acknowledgement (MSH-16) is not
+//! sent here: a route with `application_ack` has the delivery engine queue
+//! it once the destination has answered.
+//!
+//! A disabled listener is still bound, in refuse-only mode: it answers every
+//! message `AR` ("endpoint is disabled") and stores nothing, so a sender
+//! hears why instead of seeing its connection refused.
 //!
 //! # Connections
 //!
@@ -30,15 +38,15 @@
 //! and each connection finishes the message it is handling.
 
 use super::SourceContext;
-use crate::config::{Endpoint, MllpConfig};
+use crate::config::{Endpoint, EndpointKind, Keepalive, MllpConfig};
 use crate::journal::{IngestError, NewMessage};
 use crate::protocol::hl7::{
-    self, accept_ack_code, build_ack, build_ack_for_unreadable, AckCode, AckContent, AckError,
-    Charset, ErrorCode, Message, Outcome, ParseOptions,
+    self, accept_ack_code, build_ack, build_ack_for_unreadable, fresh_control_id,
+    unreadable_ack_code, AckCode, AckContent, AckError, Charset, ErrorCode, Message, Outcome,
+    ParseOptions,
 };
 use crate::protocol::mllp;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -67,6 +75,13 @@ pub struct Listener {
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
     max_connections: usize,
+    keepalive: Keepalive,
+}
+
+/// Whether `endpoint` is started even when disabled: an MLLP listener is,
+/// to answer `AR` rather than leave senders with a refused connection.
+pub fn answers_while_disabled(endpoint: &Endpoint) -> bool {
+    matches!(&endpoint.kind, EndpointKind::Mllp(c) if c.listen.is_some())
 }
 
 struct Shared {
@@ -76,6 +91,7 @@ struct Shared {
     max_message_size: usize,
     frame_timeout: Duration,
     idle_timeout: Duration,
+    disabled: bool,
 }
 
 /// How long writing an ACK may take before the connection is given up.
@@ -132,6 +148,7 @@ impl Listener {
             tcp,
             tls,
             max_connections: config.max_connections,
+            keepalive: config.keepalive,
             shared: Arc::new(Shared {
                 endpoint: endpoint.name.clone(),
                 cx,
@@ -141,6 +158,7 @@ impl Listener {
                 max_message_size: usize::try_from(config.max_message_size.0).unwrap_or(usize::MAX),
                 frame_timeout: config.frame_timeout.0,
                 idle_timeout: config.idle_timeout.0,
+                disabled: !endpoint.enabled,
             }),
         })
     }
@@ -155,7 +173,12 @@ impl Listener {
         let limit = Arc::new(Semaphore::new(self.max_connections));
         let mut connections = tokio::task::JoinSet::new();
         let shutdown = self.shared.cx.shutdown.clone();
-        tracing::info!(endpoint = %self.shared.endpoint, addr = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = self.tls.is_some(), "MLLP listener ready");
+        let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        if self.shared.disabled {
+            tracing::info!(endpoint = %self.shared.endpoint, %addr, tls = self.tls.is_some(), "MLLP listener ready, disabled: every message is answered AR");
+        } else {
+            tracing::info!(endpoint = %self.shared.endpoint, %addr, tls = self.tls.is_some(), "MLLP listener ready");
+        }
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -176,7 +199,7 @@ impl Listener {
                 drop(stream);
                 continue;
             };
-            set_keepalive(&stream);
+            set_keepalive(&stream, &self.keepalive);
             let shared = self.shared.clone();
             let tls = self.tls.clone();
             connections.spawn(async move {
@@ -202,13 +225,16 @@ impl Listener {
     }
 }
 
-fn set_keepalive(stream: &TcpStream) {
+fn set_keepalive(stream: &TcpStream, k: &Keepalive) {
     use nix::sys::socket::{setsockopt, sockopt};
     let _ = stream.set_nodelay(true);
-    let _ = setsockopt(stream, sockopt::KeepAlive, &true);
-    let _ = setsockopt(stream, sockopt::TcpKeepIdle, &60);
-    let _ = setsockopt(stream, sockopt::TcpKeepInterval, &15);
-    let _ = setsockopt(stream, sockopt::TcpKeepCount, &4);
+    let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    let _ = setsockopt(stream, sockopt::KeepAlive, &k.enabled);
+    if k.enabled {
+        let _ = setsockopt(stream, sockopt::TcpKeepIdle, &secs(k.idle.0));
+        let _ = setsockopt(stream, sockopt::TcpKeepInterval, &secs(k.interval.0));
+        let _ = setsockopt(stream, sockopt::TcpKeepCount, &k.probes);
+    }
 }
 
 impl Shared {
@@ -231,7 +257,7 @@ impl Shared {
                     mllp::Event::TooLarge { len, head, ended } => {
                         tracing::warn!(endpoint = %self.endpoint, %peer, bytes = len, limit = self.max_message_size, "message larger than the limit refused");
                         if ended {
-                            vec![self.too_large(&head, len)]
+                            self.too_large(&head, len).into_iter().collect()
                         } else {
                             Vec::new()
                         }
@@ -304,7 +330,7 @@ impl Shared {
                 }
                 acks
             }
-            Err(e) => vec![self.unreadable(payload, &e)],
+            Err(e) => self.unreadable(payload, &e).into_iter().collect(),
         }
     }
 
@@ -312,8 +338,8 @@ impl Shared {
         let message = match Message::parse(raw, &self.options) {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(endpoint = %self.endpoint, error = %e, "message is not valid HL7; answered AE");
-                return Some(self.unreadable(raw, &e));
+                tracing::warn!(endpoint = %self.endpoint, error = %e, "message is not valid HL7; answered AE (CE in enhanced mode)");
+                return self.unreadable(raw, &e);
             }
         };
         let id = message.identity();
@@ -371,24 +397,28 @@ impl Shared {
         )
     }
 
-    fn unreadable(&self, raw: &[u8], e: &hl7::ParseError) -> Vec<u8> {
+    /// `AE` (`CE`, or nothing, as MSH-15 asks) for a frame that is not HL7.
+    fn unreadable(&self, raw: &[u8], e: &hl7::ParseError) -> Option<Vec<u8>> {
+        let code = unreadable_ack_code(raw, Outcome::Error)?;
         let now = jiff::Zoned::now().with_time_zone(self.cx.time_zone.get());
         let error = AckError::from(e);
         let text = e.to_string();
-        build_ack_for_unreadable(
+        Some(build_ack_for_unreadable(
             raw,
             &AckContent {
-                code: AckCode::AE,
+                code,
                 control_id: &next_control_id(),
                 timestamp: &now,
                 text: Some(&text),
                 error: Some(&error),
             },
             &self.options,
-        )
+        ))
     }
 
-    fn too_large(&self, head: &[u8], len: u64) -> Vec<u8> {
+    /// `AR` (`CR`, or nothing, as MSH-15 asks) for a frame over the limit.
+    fn too_large(&self, head: &[u8], len: u64) -> Option<Vec<u8>> {
+        let code = unreadable_ack_code(head, Outcome::Rejected)?;
         let now = jiff::Zoned::now().with_time_zone(self.cx.time_zone.get());
         let text = format!(
             "message of {len} bytes exceeds the limit of {} bytes",
@@ -399,17 +429,17 @@ impl Shared {
             location: None,
             message: text.clone(),
         };
-        build_ack_for_unreadable(
+        Some(build_ack_for_unreadable(
             head,
             &AckContent {
-                code: AckCode::AR,
+                code,
                 control_id: &next_control_id(),
                 timestamp: &now,
                 text: Some(&text),
                 error: Some(&error),
             },
             &self.options,
-        )
+        ))
     }
 }
 
@@ -430,15 +460,9 @@ fn patient_id(m: &Message) -> Option<String> {
     (!first.is_empty()).then_some(first)
 }
 
-/// A fresh MSH-10 for an ACK: 20 characters at most, as HL7 v2.5 allows,
-/// unique within this process and across restarts (time-based prefix).
+/// A fresh MSH-10 for an ACK.
 fn next_control_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 10_000_000;
-    let ms = jiff::Timestamp::now()
-        .as_millisecond()
-        .rem_euclid(10_000_000_000_000);
-    format!("{ms:013}{n:07}")
+    fresh_control_id(jiff::Timestamp::now().as_millisecond())
 }
 
 #[cfg(test)]

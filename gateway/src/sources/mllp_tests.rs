@@ -20,6 +20,11 @@ struct Harness {
 }
 
 async fn harness(settings: &str) -> Harness {
+    harness_with(settings, 1 << 30).await
+}
+
+/// A listener whose journal refuses new messages above `max_size` bytes.
+async fn harness_with(settings: &str, max_size: u64) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         r#"
@@ -47,6 +52,7 @@ to = ["archive"]
     let mut options = JournalOptions::new(dir.path().join("j.db"));
     options.storage = Arc::new(disk.clone());
     options.min_free_disk = 1000;
+    options.max_size = max_size;
     let journal = Journal::open(options).unwrap();
     let stop = CancellationToken::new();
     let cx = SourceContext {
@@ -302,8 +308,21 @@ async fn noise_between_frames_is_dropped_and_does_not_disturb_the_next_message()
 async fn an_unfinished_frame_is_dropped_after_the_framing_timeout() {
     let h = harness("frame_timeout = \"200ms\"").await;
     let mut s = TcpStream::connect(h.addr).await.unwrap();
-    s.write_all(b"\x0bMSH|^~\\&|half a message").await.unwrap();
+    let message = with_control_id(ORU, "SLOW1");
+    let (first, rest) = message.split_at(message.len() / 2);
+    s.write_all(b"\x0b").await.unwrap();
+    s.write_all(first).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
+    // Without the timeout this tail would complete a valid message.
+    s.write_all(rest).await.unwrap();
+    s.write_all(b"\x1c\r").await.unwrap();
+    let mut buf = [0u8; 256];
+    let answer = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await;
+    assert!(
+        answer.is_err(),
+        "no answer for the dropped frame: {answer:?}"
+    );
+    assert!(h.journal.message_ids().await.unwrap().is_empty());
     assert_eq!(send(&mut s, ORU).await.code, AckCode::AA);
     assert_eq!(h.journal.message_ids().await.unwrap().len(), 1);
 }
@@ -387,9 +406,17 @@ async fn a_listener_on_ipv6_loopback_takes_messages() {
         time_zone: jiff::tz::TimeZone::UTC.into(),
         health: crate::health::Health::new(),
     };
-    let Ok(listener) = Listener::bind(&config.endpoints[0], m, cx).await else {
-        eprintln!("no IPv6 loopback on this machine");
-        return;
+    let has_v6_loopback = std::fs::read_to_string("/proc/net/if_inet6").is_ok_and(|t| {
+        t.lines()
+            .any(|l| l.starts_with("00000000000000000000000000000001"))
+    });
+    let listener = match Listener::bind(&config.endpoints[0], m, cx).await {
+        Ok(l) => l,
+        Err(e) if !has_v6_loopback => {
+            eprintln!("no ::1 in /proc/net/if_inet6, skipped: {e}");
+            return;
+        }
+        Err(e) => panic!("::1 is configured but the listener cannot bind it: {e}"),
     };
     let addr = listener.local_addr().unwrap();
     tokio::spawn(listener.serve());
@@ -398,6 +425,150 @@ async fn a_listener_on_ipv6_loopback_takes_messages() {
         send(&mut s, &with_control_id(ORU, "V6")).await.code,
         AckCode::AA
     );
+}
+
+fn enhanced(message: &[u8], id: &str, msh15_16: &str) -> Vec<u8> {
+    String::from_utf8(with_control_id(message, id))
+        .unwrap()
+        .replacen("|P|2.5.1", &format!("|P|2.5.1|||{msh15_16}"), 1)
+        .into_bytes()
+}
+
+/// Reads one frame, or `None` when nothing comes within `ms`.
+async fn maybe_frame(s: &mut TcpStream, ms: u64) -> Option<Vec<u8>> {
+    tokio::time::timeout(Duration::from_millis(ms), read_frames(s, 1))
+        .await
+        .ok()
+        .map(|mut f| f.remove(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_input_in_enhanced_mode_gets_ce_or_nothing_as_msh_15_asks() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    // MSH-9 is missing: not valid HL7, but MSH-15/16 can still be read.
+    let broken = |id: &str, msh15: &str| {
+        format!("MSH|^~\\&|A|B|C|D|20260101|||{id}|P|2.5.1|||{msh15}|AL\rPID|1\r").into_bytes()
+    };
+    let ack = send(&mut s, &broken("U1", "AL")).await;
+    assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::CE, "U1"));
+    assert_eq!(ack.errors[0].location, "MSH^1^9");
+    let ack = send(&mut s, &broken("U2", "ER")).await;
+    assert_eq!(ack.code, AckCode::CE);
+    for never in ["NE", "SU"] {
+        s.write_all(&mllp::encode(&broken("U3", never)))
+            .await
+            .unwrap();
+        assert!(
+            maybe_frame(&mut s, 300).await.is_none(),
+            "{never}: no accept ACK"
+        );
+    }
+    // Original mode stays AE.
+    let original = b"MSH|^~\\&|A|B|C|D|20260101|||U4|P|2.5.1\r".to_vec();
+    assert_eq!(send(&mut s, &original).await.code, AckCode::AE);
+    assert!(h.journal.message_ids().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_in_enhanced_mode_gets_cr_or_nothing_as_msh_15_asks() {
+    let h = harness("max_message_size = \"4 KiB\"").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let big = |id: &str, msh15: &str| {
+        let mut m = enhanced(ORU, id, &format!("{msh15}|NE"));
+        m.extend(std::iter::repeat_n(b'x', 64 * 1024));
+        m
+    };
+    let ack = send(&mut s, &big("BIG2", "AL")).await;
+    assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::CR, "BIG2"));
+    s.write_all(&mllp::encode(&big("BIG3", "NE")))
+        .await
+        .unwrap();
+    assert!(
+        maybe_frame(&mut s, 300).await.is_none(),
+        "NE: no accept ACK"
+    );
+    let ack = send(&mut s, &big("BIG4", "ER")).await;
+    assert_eq!(ack.code, AckCode::CR);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_listener_answers_ar_saying_so_and_stores_nothing() {
+    let h = harness("enabled = false").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let ack = send(&mut s, ORU).await;
+    assert_eq!(ack.code, AckCode::AR);
+    assert!(ack.text.contains("disabled"), "{}", ack.text);
+    let ack = send(&mut s, &enhanced(ORU, "D2", "AL|NE")).await;
+    assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::CR, "D2"));
+    assert!(h.journal.message_ids().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_over_its_size_cap_gets_ar_and_the_sender_keeps_its_copy() {
+    let h = harness_with("", 1).await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let ack = send(&mut s, ORU).await;
+    assert_eq!(ack.code, AckCode::AR);
+    assert!(ack.text.contains("size cap"), "{}", ack.text);
+    assert_eq!(ack.errors[0].code, "207");
+    let ack = send(&mut s, &enhanced(ORU, "J2", "AL|NE")).await;
+    assert_eq!(ack.code, AckCode::CR);
+    assert!(h.journal.message_ids().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_control_id_with_other_content_is_stored_too_and_a_true_resend_is_not() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let first = with_control_id(ORU, "RESET1");
+    let other = String::from_utf8(first.clone())
+        .unwrap()
+        .replace("4711^^^ST-MARY^MR", "4712^^^ST-MARY^MR")
+        .into_bytes();
+    assert_eq!(send(&mut s, &first).await.code, AckCode::AA);
+    assert_eq!(send(&mut s, &other).await.code, AckCode::AA);
+    assert_eq!(send(&mut s, &first).await.code, AckCode::AA);
+    assert_eq!(send(&mut s, &other).await.code, AckCode::AA);
+    let ids = h.journal.message_ids().await.unwrap();
+    assert_eq!(ids.len(), 2, "both results kept, neither twice");
+    let mut payloads = Vec::new();
+    for id in ids {
+        payloads.push(h.journal.message(id).await.unwrap().unwrap().payload);
+    }
+    assert_eq!(payloads, [first, other]);
+}
+
+#[test]
+fn keepalive_settings_reach_the_socket() {
+    use nix::sys::socket::{getsockopt, sockopt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let k = Keepalive {
+            enabled: true,
+            idle: crate::config::Span(Duration::from_secs(7)),
+            interval: crate::config::Span(Duration::from_secs(3)),
+            probes: 2,
+        };
+        set_keepalive(&c, &k);
+        assert!(getsockopt(&c, sockopt::KeepAlive).unwrap());
+        assert_eq!(getsockopt(&c, sockopt::TcpKeepIdle).unwrap(), 7);
+        assert_eq!(getsockopt(&c, sockopt::TcpKeepInterval).unwrap(), 3);
+        assert_eq!(getsockopt(&c, sockopt::TcpKeepCount).unwrap(), 2);
+        set_keepalive(
+            &c,
+            &Keepalive {
+                enabled: false,
+                ..k
+            },
+        );
+        assert!(!getsockopt(&c, sockopt::KeepAlive).unwrap());
+    });
 }
 
 mod tls {

@@ -6,9 +6,11 @@
 //!           [--rate 0 (msg/s in total, 0 = as fast as ACKs come)] [--pid PID]
 //! ```
 //!
-//! With `--pid`, the gateway's peak resident memory (VmHWM) is read from
-//! /proc after the run. Every ACK is checked: a non-AA answer or one for
-//! another control id counts as an error.
+//! With `--pid`, the gateway's peak resident memory (VmHWM) and the CPU time
+//! it used during the run (per message: a figure that holds even when other
+//! work shares the machine) are read from /proc. The 1-minute load average
+//! at the start is printed too. Every ACK is checked: a non-AA answer or one
+//! for another control id counts as an error.
 
 use ecko_gateway::protocol::hl7::{AckCode, ParseOptions, ReceivedAck};
 use ecko_gateway::protocol::mllp;
@@ -176,6 +178,25 @@ async fn connection(
     Ok((latencies, errors))
 }
 
+/// User + system CPU time of `pid` so far.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -200,6 +221,8 @@ async fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let per = a.messages.div_ceil(a.connections);
+    let load = load_average();
+    let cpu_before = a.pid.and_then(cpu_time);
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for id in 0..a.connections {
@@ -241,7 +264,16 @@ async fn main() {
         all.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         errors
     );
+    println!("load average (1 min) at the start: {load}");
     if let Some(pid) = a.pid {
+        if let (Some(before), Some(after)) = (cpu_before, cpu_time(pid)) {
+            let used = after.saturating_sub(before);
+            println!(
+                "gateway CPU time: {:.2} s, {:.1} µs per message",
+                used.as_secs_f64(),
+                used.as_secs_f64() * 1e6 / all.len().max(1) as f64
+            );
+        }
         match peak_rss_kib(pid) {
             Some(kib) => println!("gateway peak RSS (VmHWM): {:.1} MB", kib as f64 / 1024.0),
             None => println!("gateway peak RSS: cannot read /proc/{pid}/status"),

@@ -7,15 +7,25 @@
 //!   its content) or `AR` (cannot take it now, or not accepted by any route).
 //! - Enhanced mode, when either is valued: an accept (commit) acknowledgement
 //!   `CA`/`CE`/`CR` is sent according to MSH-15 (`AL` always, `NE` never,
-//!   `ER` only on error or reject, `SU` only on success); an application
-//!   acknowledgement `AA`/`AE`/`AR` follows later according to MSH-16. An
-//!   empty or unknown MSH-15 in enhanced mode is read as `AL` (a sender that
-//!   did not ask for one ignores it; one that did would otherwise wait
-//!   forever); an empty or unknown MSH-16 as `NE`.
+//!   `ER` only on error or reject, `SU` only on success). An empty or unknown
+//!   MSH-15 in enhanced mode is read as `AL` (a sender that did not ask for
+//!   one ignores it; one that did would otherwise wait forever). The same
+//!   holds for input too broken to parse, as far as MSH-15/16 can still be
+//!   read from its raw MSH ([`unreadable_ack_code`]).
+//! - The application acknowledgement `AA`/`AE`/`AR` (MSH-16; empty or
+//!   unknown reads as `NE`) is sent only for messages taken by a route with
+//!   `application_ack`, once the route's destination has delivered the
+//!   message (`AA`), refused it for good (`AE`) or never taken it before the
+//!   retry budget ran out (`AR`). It is a new message
+//!   ([`build_application_ack`]): its own MSH-10, MSA-2 naming the
+//!   original, and MSH-15 `AL` / MSH-16 `NE` so the receiver answers it with
+//!   a `CA`. The gateway journals it and delivers it to the route's reply
+//!   endpoint like any other message; nothing here sends it.
 //!
 //! An ACK reuses the original's separators, so MSH-3..6, MSH-10, MSH-11 and
 //! MSH-12 are copied raw (their escapes stay valid) and MSH-18 is copied so
-//! the bytes go back in the sender's character set. ERR follows v2.5+ (ERR-2
+//! the bytes go back in the sender's character set. MSA-2 is the original
+//! MSH-10, or the HL7 null `""` when none could be read. ERR follows v2.5+ (ERR-2
 //! location, ERR-3 table 0357 code, ERR-4 severity, ERR-8 user message); for
 //! v2.1..v2.4 senders ERR-1 (ELD) is written instead, since those versions
 //! have no ERR-2..8. MSH-9 is `ACK^<trigger>^ACK`, or `ACK^<trigger>` before
@@ -185,6 +195,43 @@ pub fn application_ack_code(identity: &Identity, outcome: Outcome) -> Option<Ack
     })
 }
 
+/// [`accept_ack_code`] for bytes that did not parse (or were too large to
+/// read whole): MSH-15 and MSH-16 are read from the raw MSH when its
+/// separators can be, so a sender in enhanced mode gets `CE`/`CR` (or
+/// nothing, for `NE` and `SU`) rather than an `AE`/`AR` it does not expect.
+/// `outcome` is `Error` or `Rejected`.
+pub fn unreadable_ack_code(raw: &[u8], outcome: Outcome) -> Option<AckCode> {
+    let mut identity = Identity::default();
+    let bytes = trim_start(raw);
+    if bytes.starts_with(b"MSH") {
+        if let Ok(seps) = Separators::from_msh_bytes(bytes) {
+            let fields = raw_msh_fields(bytes, &seps);
+            let get = |n: usize| {
+                let text = salvage(fields.get(n).copied().unwrap_or_default(), &seps);
+                text.split(seps.component)
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            identity.accept_ack_type = get(15);
+            identity.application_ack_type = get(16);
+        }
+    }
+    accept_ack_code(&identity, outcome)
+}
+
+/// A fresh MSH-10 for an acknowledgement the gateway builds: 20 characters
+/// (13 digits of Unix milliseconds, 7 of a process-wide counter), within
+/// HL7 v2.5's limit and unique across restarts as long as fewer than ten
+/// million are made in one millisecond.
+pub fn fresh_control_id(now_ms: i64) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 10_000_000;
+    format!("{:013}{n:07}", now_ms.rem_euclid(10_000_000_000_000))
+}
+
 /// The ERR segment content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AckError {
@@ -241,6 +288,9 @@ struct Header {
     msh12: String,
     msh18: String,
     version: String,
+    /// MSH-15/16 of the ACK itself: `AL`/`NE` for an application ACK, so
+    /// the receiver commits it; empty otherwise.
+    ack_types: Option<(&'static str, &'static str)>,
 }
 
 fn raw_field(msg: &Message, n: usize) -> String {
@@ -252,8 +302,21 @@ fn raw_field(msg: &Message, n: usize) -> String {
 
 /// Build the ACK for a parsed message, encoded in its character set.
 pub fn build_ack(original: &Message, content: &AckContent<'_>) -> Vec<u8> {
+    render(&header_of(original), content)
+}
+
+/// Build an enhanced-mode application acknowledgement (`AA`/`AE`/`AR`) for
+/// a message: like [`build_ack`], with MSH-15 `AL` and MSH-16 `NE`, since it
+/// travels as a message of its own and its receiver should commit it.
+pub fn build_application_ack(original: &Message, content: &AckContent<'_>) -> Vec<u8> {
+    let mut header = header_of(original);
+    header.ack_types = Some(("AL", "NE"));
+    render(&header, content)
+}
+
+fn header_of(original: &Message) -> Header {
     let id = original.identity();
-    let header = Header {
+    Header {
         seps: *original.separators(),
         charset: original.charset(),
         msh3: raw_field(original, 3),
@@ -288,8 +351,8 @@ pub fn build_ack(original: &Message, content: &AckContent<'_>) -> Vec<u8> {
             }
         },
         version: id.version.clone(),
-    };
-    render(&header, content)
+        ack_types: None,
+    }
 }
 
 /// Build an ACK for bytes that did not parse: whatever of MSH can be read
@@ -315,6 +378,7 @@ pub fn build_ack_for_unreadable(
         msh12: "2.5.1".into(),
         msh18: String::new(),
         version: "2.5.1".into(),
+        ack_types: None,
     };
     let bytes = trim_start(raw);
     if bytes.starts_with(b"MSH") {
@@ -420,12 +484,18 @@ fn render(h: &Header, c: &AckContent<'_>) -> Vec<u8> {
     out.push_str(&h.msh11);
     out.push(f);
     out.push_str(&h.msh12);
-    if !h.msh18.is_empty() {
-        // MSH-13..17 empty, then MSH-18.
-        for _ in 0..6 {
+    if h.ack_types.is_some() || !h.msh18.is_empty() {
+        // MSH-13 and 14 empty, MSH-15 and 16, MSH-17 empty, MSH-18.
+        let (accept, application) = h.ack_types.unwrap_or_default();
+        for v in ["", "", accept, application] {
             out.push(f);
+            out.push_str(v);
         }
-        out.push_str(&h.msh18);
+        if !h.msh18.is_empty() {
+            out.push(f);
+            out.push(f);
+            out.push_str(&h.msh18);
+        }
     }
     out.push('\r');
 
@@ -433,7 +503,13 @@ fn render(h: &Header, c: &AckContent<'_>) -> Vec<u8> {
     out.push(f);
     out.push_str(c.code.as_str());
     out.push(f);
-    out.push_str(&h.control_id);
+    if h.control_id.is_empty() {
+        // MSA-2 is required; input without a readable MSH-10 gets the HL7
+        // null, which says "none" rather than leaving the field out.
+        out.push_str("\"\"");
+    } else {
+        out.push_str(&h.control_id);
+    }
     if let Some(text) = c.text {
         out.push(f);
         out.push_str(&escape(text, s));

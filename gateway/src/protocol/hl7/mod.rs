@@ -39,8 +39,9 @@ pub mod escape;
 pub mod parse;
 
 pub use ack::{
-    accept_ack_code, application_ack_code, build_ack, build_ack_for_unreadable, hl7_timestamp,
-    AckCode, AckCondition, AckContent, AckError, AckMode, AckParseError, Outcome, ReceivedAck,
+    accept_ack_code, application_ack_code, build_ack, build_ack_for_unreadable,
+    build_application_ack, fresh_control_id, hl7_timestamp, unreadable_ack_code, AckCode,
+    AckCondition, AckContent, AckError, AckMode, AckParseError, Outcome, ReceivedAck,
     ReceivedError,
 };
 pub use batch::{is_batch, split_batch, Batch};
