@@ -465,7 +465,9 @@ fn render(h: &Header, c: &AckContent<'_>) -> Vec<u8> {
         out.push_str(v);
     }
     out.push(f);
-    out.push_str(&hl7_timestamp(c.timestamp));
+    // A sender may choose `+` (or `-`) as a separator; the offset's sign
+    // must then be escaped like any other data.
+    out.push_str(&escape(&hl7_timestamp(c.timestamp), s));
     out.push(f); // MSH-8 security
     out.push(f);
     out.push_str("ACK");

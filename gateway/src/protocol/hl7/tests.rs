@@ -750,6 +750,31 @@ fn an_ack_for_a_message_missing_msh_10_salvages_what_msh_holds() {
 }
 
 #[test]
+fn a_plus_sign_as_field_separator_does_not_split_the_acks_timestamp() {
+    // The time zone's offset sign is data: with `+` as the field separator
+    // it must be escaped, or MSH-7 would spill into MSH-8 and push MSH-9 out.
+    let ts = jiff::civil::date(2026, 3, 14)
+        .at(9, 30, 0, 0)
+        .in_tz("Europe/Berlin")
+        .unwrap();
+    let m = parse(b"MSH+^~\\&+A+B+C+D+1++ORU^R01+X1+P+2.5.1\r");
+    let ack = build_ack(&m, &content(AckCode::AA, &ts, None));
+    let a = parse(&ack);
+    assert_eq!(a.identity().message_code, "ACK");
+    assert_eq!(a.identity().control_id, "ECKO-1");
+    assert_eq!(val(&a, "MSH", 7), "20260314093000+0100");
+    let unreadable = b"MSH+^~\\&+A+B+C+D+1++ORU^R01++P+2.5.1\r";
+    let e = err_of(unreadable);
+    let error = AckError::from(&e);
+    let ack = build_ack_for_unreadable(
+        unreadable,
+        &content(AckCode::AE, &ts, Some(&error)),
+        &opts(),
+    );
+    assert_eq!(parse(&ack).identity().message_code, "ACK");
+}
+
+#[test]
 fn an_ack_for_unreadable_garbage_is_still_valid_hl7() {
     let ts = now();
     for bytes in [
