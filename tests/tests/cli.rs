@@ -121,6 +121,8 @@ fn the_default_configuration_listens_within_a_fraction_of_a_second_and_stops_gra
         startup < Duration::from_secs(1),
         "took {startup:?} to listen on an empty journal"
     );
+    // The drop folder may still be being created by its source.
+    std::fs::create_dir_all(data.join("inbox")).unwrap();
     std::fs::write(data.join("inbox/hello.txt"), b"hello").unwrap();
     assert!(ecko_tests::eventually(Duration::from_secs(10), || {
         std::fs::read_dir(data.join("outbox")).is_ok_and(|mut d| d.next().is_some())
@@ -217,6 +219,7 @@ to = ["archive"]
         ),
     )
     .unwrap();
+    std::fs::create_dir_all(d.join("inbox")).unwrap();
     let gw = Gateway::start(&cfg, &d.join("log"), &[]);
     std::fs::write(d.join("inbox/result.hl7"), b"MSH|^~\\&|A").unwrap();
     let status = || {
