@@ -147,7 +147,12 @@ async fn connection(
     let mut latencies = Vec::with_capacity(count);
     let mut errors = 0;
     let interval = (a.rate > 0.0).then(|| Duration::from_secs_f64(a.connections as f64 / a.rate));
-    let start = Instant::now();
+    // Connections are spread evenly over the interval, so a total rate is a
+    // steady stream, not every connection sending in the same instant.
+    let phase = interval.map_or(Duration::ZERO, |i| {
+        i.mul_f64(id as f64 / a.connections.max(1) as f64)
+    });
+    let start = Instant::now() + phase;
     for n in 0..count {
         if let Some(i) = interval {
             let due = start + i * n as u32;
