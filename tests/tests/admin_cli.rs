@@ -13,7 +13,9 @@ fn user_add(config: &std::path::Path, role: &str, name: &str, password: &str) ->
         .stderr(Stdio::piped())
         .spawn()
         .expect("start ecko-gateway");
-    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write password");
+    // A refused argument ends the process before it reads: a closed pipe
+    // here is part of that answer, not a failure of the test.
+    let _ = writeln!(child.stdin.take().expect("stdin"), "{password}");
     let out = child.wait_with_output().expect("wait");
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
