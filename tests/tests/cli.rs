@@ -155,6 +155,22 @@ fn ctrl_c_stops_the_gateway_gracefully_too() {
 }
 
 #[test]
+fn a_log_that_is_not_a_terminal_carries_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gateway.toml");
+    let env = default_on_free_ports(dir.path());
+    let mut env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // The harness sets NO_COLOR; a service manager does not.
+    env_refs.push(("NO_COLOR", ""));
+    let gw = Gateway::start(&default, &dir.path().join("log"), &env_refs);
+    let log = gw.log.clone();
+    assert_eq!(gw.interrupt(), Some(0));
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(text.contains("stopped"), "{text}");
+    assert!(!text.contains('\u{1b}'), "escape sequences in:\n{text}");
+}
+
+#[test]
 fn check_config_refuses_a_file_whose_certificate_cannot_be_read() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tls.toml");
