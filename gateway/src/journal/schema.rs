@@ -300,6 +300,13 @@ const MIGRATIONS: &[&str] = &[
     -- source; one index fewer to update per message.
     DROP INDEX message_source;
     ",
+    // ... except the log page's filter by source, which walks one source's
+    // messages newest first by id: (source, received_at) holds them in
+    // time order, so every match had to be read and sorted (a whole
+    // source of a million-message journal for one page).
+    "
+    CREATE INDEX message_source ON message(source);
+    ",
 ];
 
 /// Upper bounds (ms) of the delivery-duration buckets of `stats_duration`;
