@@ -33,6 +33,12 @@
 //! stopped before the L record, the receive timer ran out, the message was
 //! too large) are kept in `astm_incomplete` for inspection. They are not
 //! messages: no route sees them, no transform turns them into results.
+//!
+//! # Retention
+//!
+//! Incomplete transmissions, and orders that were sent (or cancelled), go
+//! with the retention period like delivered messages; pending orders stay
+//! until they are sent.
 
 use super::ingest::{Destination, IngestError, NewMessage, Receipt};
 use super::{

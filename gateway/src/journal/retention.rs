@@ -17,13 +17,25 @@ impl Journal {
     /// messages stay. Returns the number of messages purged.
     pub async fn purge_delivered_before(&self, cutoff_ms: i64) -> Result<u64, JournalError> {
         let mut purged = 0u64;
-        // Statistics older than the retention period go with the messages.
+        // Statistics, ASTM transmissions kept for inspection, settled orders
+        // and the purges' own records go with the messages; pending orders
+        // wait for their analyzer however old they are.
         self.write(move |conn, _| {
             let minute = cutoff_ms.div_euclid(60_000);
             conn.prepare_cached("DELETE FROM stats_minute WHERE minute < ?1")?
                 .execute([minute])?;
             conn.prepare_cached("DELETE FROM stats_duration WHERE minute < ?1")?
                 .execute([minute])?;
+            conn.prepare_cached("DELETE FROM astm_incomplete WHERE at < ?1")?
+                .execute([cutoff_ms])?;
+            conn.prepare_cached(
+                "DELETE FROM astm_order WHERE state != 'pending' AND coalesce(sent_at, created_at) < ?1",
+            )?
+            .execute([cutoff_ms])?;
+            conn.prepare_cached(
+                "DELETE FROM event WHERE message_id IS NULL AND kind = 'purged' AND at < ?1",
+            )?
+            .execute([cutoff_ms])?;
             Ok(())
         })
         .await?;

@@ -533,6 +533,41 @@ async fn retention_purges_only_old_fully_delivered_messages_and_the_file_shrinks
 }
 
 #[tokio::test]
+async fn retention_takes_old_incomplete_transmissions_and_sent_orders_but_keeps_pending_orders() {
+    let f = fixture();
+    let day = 86_400_000;
+    let order = |specimen: &str| orders::NewOrder {
+        analyzer: "lab".into(),
+        specimen_id: specimen.into(),
+        tests: vec!["GLU".into()],
+        priority: "R".into(),
+        ..Default::default()
+    };
+    let j = &f.journal;
+    j.record_incomplete("lab", "no L record", &[b"H|\\^&".to_vec()], Vec::new())
+        .await
+        .unwrap();
+    let old_sent = j.add_order(order("S1")).await.unwrap();
+    let old_pending = j.add_order(order("S2")).await.unwrap();
+    j.mark_orders_sent(vec![old_sent]).await.unwrap();
+    f.clock.advance(60 * day);
+    let recent_sent = j.add_order(order("S3")).await.unwrap();
+    j.mark_orders_sent(vec![recent_sent]).await.unwrap();
+    j.record_incomplete("lab", "receive timer", &[b"H|\\^&".to_vec()], Vec::new())
+        .await
+        .unwrap();
+    f.clock.advance(31 * day);
+    j.purge_delivered_before(f.clock.now_ms() - 90 * day)
+        .await
+        .unwrap();
+    let kept: Vec<i64> = j.orders(None).await.unwrap().iter().map(|o| o.id).collect();
+    assert_eq!(kept, vec![old_pending, recent_sent]);
+    let incomplete = j.incomplete_transmissions("lab").await.unwrap();
+    assert_eq!(incomplete.len(), 1);
+    assert_eq!(incomplete[0].reason, "receive timer");
+}
+
+#[tokio::test]
 async fn closing_finishes_submitted_work_and_later_calls_fail_cleanly() {
     let f = fixture();
     let j = f.journal.clone();
