@@ -14,7 +14,6 @@ pub mod health;
 pub mod journal;
 pub mod preflight;
 pub mod probe;
-pub mod protocol;
 pub mod router;
 pub mod send;
 pub mod sinks;

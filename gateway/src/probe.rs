@@ -22,8 +22,8 @@
 //!   lines: the device exists.
 
 use crate::config::{Endpoint, EndpointKind, FhirAuth, FhirSinkConfig, MllpConfig};
-use crate::protocol::hl7::{ParseOptions, ReceivedAck};
-use crate::protocol::mllp;
+use ecko_protocol::hl7::{ParseOptions, ReceivedAck};
+use ecko_protocol::mllp;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -230,7 +230,7 @@ async fn mllp_sender(c: &MllpConfig, steps: &mut Steps, round_trip: bool) -> Opt
     let options = ParseOptions {
         fallback_charset: c
             .fallback_charset()
-            .unwrap_or(crate::protocol::hl7::Charset::Windows1252),
+            .unwrap_or(ecko_protocol::hl7::Charset::Windows1252),
     };
     let max = usize::try_from(c.max_message_size.0).unwrap_or(usize::MAX);
     steps

@@ -200,7 +200,7 @@ pub fn free_port() -> u16 {
 /// Sample messages shared with the gateway's unit tests.
 pub fn hl7_sample(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../gateway/src/protocol/hl7/testdata")
+        .join("../protocol/src/hl7/testdata")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

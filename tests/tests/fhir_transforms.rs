@@ -16,7 +16,7 @@ fn root() -> PathBuf {
 /// (sample file, source endpoint, message type, transform)
 const SAMPLES: &[(&str, &str, &str, &str)] = &[
     (
-        "gateway/src/protocol/hl7/testdata/oru_r01_v251.hl7",
+        "protocol/src/hl7/testdata/oru_r01_v251.hl7",
         "hema-lis",
         "ORU^R01",
         "hl7v2-fhir",
@@ -28,7 +28,7 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
         "hl7v2-fhir",
     ),
     (
-        "gateway/src/protocol/hl7/testdata/oul_r22_v27.hl7",
+        "protocol/src/hl7/testdata/oul_r22_v27.hl7",
         "micro-lis",
         "OUL^R22",
         "hl7v2-fhir",
@@ -298,7 +298,7 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
         "template:config/templates/astm-urinalysis.json.j2",
     ),
     (
-        "gateway/src/protocol/astm/testdata/chemistry_results.astm",
+        "protocol/src/astm/testdata/chemistry_results.astm",
         "c311",
         "ASTM",
         "astm-fhir",

@@ -3,8 +3,8 @@
 //! strict validator.
 
 use ecko_gateway::journal::{JournalReader, OutboxState};
-use ecko_gateway::protocol::hl7::{Message, ParseOptions};
-use ecko_gateway::protocol::mllp;
+use ecko_protocol::hl7::{Message, ParseOptions};
+use ecko_protocol::mllp;
 use ecko_tests::*;
 use std::io::{Read, Write};
 use std::path::Path;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use ecko_gateway::protocol::astm::link::{Framing, LineTerminator, Link, LinkConfig, Profile};
+use ecko_protocol::astm::link::{Framing, LineTerminator, Link, LinkConfig, Profile};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! every accessor exercised.
 #![no_main]
 
-use ecko_gateway::protocol::astm::message::{
+use ecko_protocol::astm::message::{
     content_hash, CommentExt, Message, ParseOptions, TimeZone,
 };
 use libfuzzer_sys::fuzz_target;

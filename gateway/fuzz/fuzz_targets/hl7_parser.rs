@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use ecko_gateway::protocol::hl7::{
+use ecko_protocol::hl7::{
     build_ack, build_ack_for_unreadable, split_batch, AckCode, AckContent, AckError, Charset,
     Message, ParseOptions, ReceivedAck,
 };

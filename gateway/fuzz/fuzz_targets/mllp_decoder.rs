@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use ecko_gateway::protocol::mllp::{encode, Decoder, Event, TOO_LARGE_HEAD_LEN};
+use ecko_protocol::mllp::{encode, Decoder, Event, TOO_LARGE_HEAD_LEN};
 use libfuzzer_sys::fuzz_target;
 
 /// Frames and oversized frames, in order (noise reports depend on the cuts).

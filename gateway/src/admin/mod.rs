@@ -41,7 +41,6 @@ mod config_change;
 mod config_pages;
 mod endpoint_form;
 mod endpoints;
-mod hl7_fields;
 mod pages;
 mod render;
 pub mod tls;

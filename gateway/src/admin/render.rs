@@ -340,7 +340,7 @@ pub fn hl7(text: &str) -> String {
                 out,
                 "<tr><th>{}-{pos}</th><td class=\"fname\">{}</td><td>{value}</td></tr>",
                 esc(name),
-                super::hl7_fields::field_name(name, pos).unwrap_or("")
+                ecko_protocol::hl7::fields::field_name(name, pos).unwrap_or("")
             );
         }
         out.push_str("</table>");

@@ -4,7 +4,7 @@
 use super::*;
 use crate::config::Config;
 use crate::journal::JournalReader;
-use crate::protocol::mllp;
+use ecko_protocol::mllp;
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

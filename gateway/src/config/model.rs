@@ -452,8 +452,8 @@ impl MllpConfig {
     }
 
     /// The fallback character set, when the name is known.
-    pub fn fallback_charset(&self) -> Option<crate::protocol::hl7::Charset> {
-        use crate::protocol::hl7::Charset;
+    pub fn fallback_charset(&self) -> Option<ecko_protocol::hl7::Charset> {
+        use ecko_protocol::hl7::Charset;
         match self.charset.trim().to_ascii_lowercase().as_str() {
             "windows-1252" | "cp1252" => Some(Charset::Windows1252),
             other => {

@@ -67,8 +67,8 @@ fn the_shipped_default_configuration_is_valid() {
         panic!("one FHIR endpoint at ECKO_FHIR_URL: {hubs:?}")
     };
     let router = crate::router::Router::new(&c);
-    let oru = include_bytes!("../protocol/hl7/testdata/oru_r01_v251.hl7");
-    let astm = include_bytes!("../protocol/astm/testdata/chemistry_results.astm");
+    let oru = include_bytes!("../../../protocol/src/hl7/testdata/oru_r01_v251.hl7");
+    let astm = include_bytes!("../../../protocol/src/astm/testdata/chemistry_results.astm");
     let mut inbound = 0;
     for e in &c.endpoints {
         let (types, transform, sample): (&[&str], &str, &[u8]) = match &e.kind {

@@ -21,7 +21,7 @@
 //! disk, never before.
 
 use crate::journal::{Lease, Reply};
-use crate::protocol::hl7::{
+use ecko_protocol::hl7::{
     application_ack_code, build_application_ack, fresh_control_id, AckContent, AckError, ErrorCode,
     Message, Outcome, ParseOptions,
 };
@@ -104,10 +104,10 @@ fn cut(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use crate::journal::StoredMessage;
-    use crate::protocol::hl7::{AckCode, ReceivedAck};
+    use ecko_protocol::hl7::{AckCode, ReceivedAck};
     use std::sync::Arc;
 
-    const ORU: &[u8] = include_bytes!("../protocol/hl7/testdata/oru_r01_v251.hl7");
+    const ORU: &[u8] = include_bytes!("../../../protocol/src/hl7/testdata/oru_r01_v251.hl7");
 
     fn lease(msh15_16: &str, reply_to: Option<&str>) -> Lease {
         let payload = String::from_utf8(ORU.to_vec())

@@ -32,8 +32,8 @@
 
 use super::{Delivery, Outcome, Sink};
 use crate::config::{ApplicationErrorHandling, MllpConfig};
-use crate::protocol::hl7::{AckCode, Charset, Message, ParseOptions, ReceivedAck};
-use crate::protocol::mllp;
+use ecko_protocol::hl7::{AckCode, Charset, Message, ParseOptions, ReceivedAck};
+use ecko_protocol::mllp;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;

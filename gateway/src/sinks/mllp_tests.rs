@@ -1,10 +1,10 @@
 use super::*;
 use crate::journal::StoredMessage;
-use crate::protocol::hl7::{build_ack, AckContent};
+use ecko_protocol::hl7::{build_ack, AckContent};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-const ORU: &[u8] = include_bytes!("../protocol/hl7/testdata/oru_r01_v251.hl7");
+const ORU: &[u8] = include_bytes!("../../../protocol/src/hl7/testdata/oru_r01_v251.hl7");
 
 /// How the fake far end answers each message it receives.
 #[derive(Clone, Copy)]

@@ -1,7 +1,7 @@
 //! ASTM analyzers over TCP (`astm-tcp`, server or client) and serial lines
 //! (`astm-serial`): results in, orders out.
 //!
-//! Each connected line runs one [`Link`](crate::protocol::astm::Link) in
+//! Each connected line runs one [`Link`](ecko_protocol::astm::Link) in
 //! [`session::drive`]; this module only gets lines (accepts, connects, opens
 //! the device, and again with backoff when it goes away).
 //!
@@ -37,7 +37,7 @@
 //!   pending orders are downloaded whenever the line is idle.
 //! - A line that ends settles first: see [`session`] for what that means.
 //!
-//! [`content_hash`]: crate::protocol::astm::message::content_hash
+//! [`content_hash`]: ecko_protocol::astm::message::content_hash
 
 pub mod answer;
 pub mod live_trace;
@@ -49,9 +49,9 @@ use crate::config::{
     Endpoint, TcpRole,
 };
 use crate::journal::StoredOrder;
-use crate::protocol::astm::link::{Framing, LineTerminator, LinkConfig, Profile, Timers};
-use crate::protocol::astm::trace;
 use ecko_hal::{SerialErrorKind, SerialPorts};
+use ecko_protocol::astm::link::{Framing, LineTerminator, LinkConfig, Profile, Timers};
+use ecko_protocol::astm::trace;
 pub use live_trace::TraceHub;
 use session::End;
 use std::collections::HashSet;

@@ -40,12 +40,12 @@
 use super::SourceContext;
 use crate::config::{Endpoint, EndpointKind, Keepalive, MllpConfig};
 use crate::journal::{IngestError, NewMessage};
-use crate::protocol::hl7::{
+use ecko_protocol::hl7::{
     self, accept_ack_code, build_ack, build_ack_for_unreadable, fresh_control_id,
     unreadable_ack_code, AckCode, AckContent, AckError, Charset, ErrorCode, Message, Outcome,
     ParseOptions,
 };
-use crate::protocol::mllp;
+use ecko_protocol::mllp;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,14 +1,14 @@
 use super::*;
 use crate::config::{Config, EndpointKind};
 use crate::journal::{Journal, JournalOptions, JournalReader};
-use crate::protocol::hl7::{ParseOptions, ReceivedAck};
 use crate::router::Router;
 use ecko_hal::storage::SimStorage;
+use ecko_protocol::hl7::{ParseOptions, ReceivedAck};
 use tokio_util::sync::CancellationToken;
 
-const ORU: &[u8] = include_bytes!("../protocol/hl7/testdata/oru_r01_v251.hl7");
-const BATCH: &[u8] = include_bytes!("../protocol/hl7/testdata/oru_batch_v251.hl7");
-const LATIN1_ADT: &[u8] = include_bytes!("../protocol/hl7/testdata/adt_a08_latin1.hl7");
+const ORU: &[u8] = include_bytes!("../../../protocol/src/hl7/testdata/oru_r01_v251.hl7");
+const BATCH: &[u8] = include_bytes!("../../../protocol/src/hl7/testdata/oru_batch_v251.hl7");
+const LATIN1_ADT: &[u8] = include_bytes!("../../../protocol/src/hl7/testdata/adt_a08_latin1.hl7");
 
 struct Harness {
     dir: tempfile::TempDir,

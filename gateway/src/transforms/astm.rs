@@ -18,8 +18,8 @@
 use super::fhir::*;
 use super::TransformError;
 use crate::journal::StoredMessage;
-use crate::protocol::astm::message::format_timestamp;
-use crate::protocol::astm::message::{CommentExt, Message, ParseOptions, ResultRecord};
+use ecko_protocol::astm::message::format_timestamp;
+use ecko_protocol::astm::message::{CommentExt, Message, ParseOptions, ResultRecord};
 use jiff::tz::TimeZone;
 
 /// The records of a stored ASTM message (one per line; CR, LF or CRLF).
@@ -31,7 +31,7 @@ fn records(payload: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn notes(comments: &[crate::protocol::astm::records::Record]) -> Vec<Annotation> {
+fn notes(comments: &[ecko_protocol::astm::records::Record]) -> Vec<Annotation> {
     comments
         .iter()
         .map(|c| c.comment_text())
@@ -143,7 +143,7 @@ pub fn to_bundle(message: &StoredMessage, tz: &TimeZone) -> Result<Bundle, Trans
         for order in &patient.orders {
             let specimen_id = order.specimen_id().trim().to_string();
             let order_key = if specimen_id.is_empty() {
-                crate::protocol::astm::message::content_hash(&[order
+                ecko_protocol::astm::message::content_hash(&[order
                     .record
                     .text()
                     .as_bytes()

@@ -12,8 +12,8 @@
 //! at the start is printed too. Every ACK is checked: a non-AA answer or one
 //! for another control id counts as an error.
 
-use ecko_gateway::protocol::hl7::{AckCode, ParseOptions, ReceivedAck};
-use ecko_gateway::protocol::mllp;
+use ecko_protocol::hl7::{AckCode, ParseOptions, ReceivedAck};
+use ecko_protocol::mllp;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

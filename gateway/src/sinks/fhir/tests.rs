@@ -497,7 +497,7 @@ to = ["hub"]
         panic!()
     };
     let sink = FhirSink::new(hub, c).unwrap();
-    let astm = include_bytes!("../../protocol/astm/testdata/chemistry_results.astm");
+    let astm = include_bytes!("../../../../protocol/src/astm/testdata/chemistry_results.astm");
     let from = |source: &str| {
         let message = StoredMessage {
             id: 1,

@@ -3,12 +3,12 @@
 //! that answer it or download orders.
 
 use crate::journal::{NewMessage, OrderSelection, StoredOrder};
-use crate::protocol::astm::frame::ACK;
-use crate::protocol::astm::message::{
+use ecko_protocol::astm::frame::ACK;
+use ecko_protocol::astm::message::{
     build_no_information, build_order_message, build_query_error, content_hash, Header, HeaderSpec,
     Message, OrderSpec, PatientSpec, Query, TimeZone,
 };
-use crate::protocol::astm::records::{Delimiters, Record};
+use ecko_protocol::astm::records::{Delimiters, Record};
 
 /// Message type of a result message in the journal.
 pub const RESULT_TYPE: &str = "ASTM";
@@ -117,7 +117,7 @@ pub fn selection(query: &Query) -> OrderSelection {
     if start.is_all() {
         return OrderSelection::AllPending;
     }
-    let pick = |r: &crate::protocol::astm::message::QueryRange| {
+    let pick = |r: &ecko_protocol::astm::message::QueryRange| {
         if r.specimen_id.is_empty() {
             r.patient_id.clone()
         } else {
@@ -170,7 +170,7 @@ pub fn order_records(orders: &[StoredOrder], header: &HeaderSpec, tz: &TimeZone)
 mod tests {
     use super::*;
     use crate::journal::OrderState;
-    use crate::protocol::astm::message::ParseOptions;
+    use ecko_protocol::astm::message::ParseOptions;
 
     fn records(text: &str) -> Vec<Vec<u8>> {
         text.split('\r')

@@ -14,14 +14,14 @@
 //!
 //! A line reads `2026-01-15 08:25:00.120+01:00 <- <ENQ>`: the time in the
 //! site's zone (`[site] time_zone`) with its offset, `<-` from the analyzer,
-//! `->` to it, control characters by name ([`crate::protocol::astm::trace`]).
+//! `->` to it, control characters by name ([`ecko_protocol::astm::trace`]).
 //!
 //! The traffic carries patient data: the socket is created with mode 0600,
 //! so only the gateway's own user (or root) can attach. A client that reads
 //! slower than the line loses chunks (and is told how many) rather than
 //! holding the line up.
 
-use crate::protocol::astm::trace::{self, Direction};
+use ecko_protocol::astm::trace::{self, Direction};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

@@ -35,12 +35,12 @@
 
 use super::{answer, Setup};
 use crate::journal::{IngestError, NewMessage, Receipt, StoredOrder};
-use crate::protocol::astm::link::{
+use crate::sources::SourceContext;
+use ecko_protocol::astm::link::{
     CloseCause, Event, Link, LinkPhase, OutboundId, Output, SendFailure,
 };
-use crate::protocol::astm::message::{Message, ParseOptions};
-use crate::protocol::astm::trace::Direction;
-use crate::sources::SourceContext;
+use ecko_protocol::astm::message::{Message, ParseOptions};
+use ecko_protocol::astm::trace::Direction;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use std::collections::HashMap;
 use std::future::Future;
@@ -533,7 +533,7 @@ impl<'a> Session<'a> {
         self.setup.hold(answer);
     }
 
-    fn header(&self) -> crate::protocol::astm::message::HeaderSpec {
+    fn header(&self) -> ecko_protocol::astm::message::HeaderSpec {
         answer::header(
             self.setup.profile.sender_components(),
             &self.cx.time_zone.get(),
@@ -645,7 +645,7 @@ impl<'a> Session<'a> {
     }
 }
 
-fn parsed_error(parsed: &Result<Message, crate::protocol::astm::message::MessageError>) -> String {
+fn parsed_error(parsed: &Result<Message, ecko_protocol::astm::message::MessageError>) -> String {
     parsed
         .as_ref()
         .err()

@@ -4,12 +4,12 @@
 use super::*;
 use crate::config::Config;
 use crate::journal::{Journal, JournalOptions, JournalReader, NewOrder, OrderState};
-use crate::protocol::astm::frame::{encode_records, ACK, ENQ, EOT, NAK, STX};
-use crate::protocol::astm::link::IncompleteReason;
-use crate::protocol::astm::message::{content_hash, Message, ParseOptions};
 use crate::router::Router;
 use ecko_hal::storage::SimStorage;
 use ecko_hal::{SerialSettings, SimSerial};
+use ecko_protocol::astm::frame::{encode_records, ACK, ENQ, EOT, NAK, STX};
+use ecko_protocol::astm::link::IncompleteReason;
+use ecko_protocol::astm::message::{content_hash, Message, ParseOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio_util::sync::CancellationToken;
 

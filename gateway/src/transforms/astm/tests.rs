@@ -18,7 +18,7 @@ pub(crate) fn stored(source: &str, payload: &[u8]) -> StoredMessage {
 
 #[test]
 fn chemistry_results_become_patient_specimen_report_and_one_observation_per_result() {
-    let text = include_bytes!("../../protocol/astm/testdata/chemistry_results.astm");
+    let text = include_bytes!("../../../../protocol/src/astm/testdata/chemistry_results.astm");
     let tz = TimeZone::get("Europe/Berlin").unwrap();
     let bundle = to_bundle(&stored("c311", text), &tz).unwrap();
     let kinds: Vec<_> = bundle

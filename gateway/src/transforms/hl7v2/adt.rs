@@ -30,7 +30,7 @@ use super::super::fhir::*;
 use super::super::TransformError;
 use super::common::*;
 use crate::journal::StoredMessage;
-use crate::protocol::hl7::{Message, Segment};
+use ecko_protocol::hl7::{Message, Segment};
 use jiff::tz::TimeZone;
 
 const PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";

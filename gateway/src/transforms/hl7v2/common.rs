@@ -5,7 +5,7 @@
 
 use super::super::fhir::*;
 use crate::journal::StoredMessage;
-use crate::protocol::hl7::{Identity, Segment, Value};
+use ecko_protocol::hl7::{Identity, Segment, Value};
 use jiff::tz::TimeZone;
 
 /// Text of field `f`, first repetition, component `c` (1-based), trimmed.

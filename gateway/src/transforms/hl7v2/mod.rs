@@ -24,7 +24,7 @@ mod scheduling;
 use super::fhir::Bundle;
 use super::TransformError;
 use crate::journal::StoredMessage;
-use crate::protocol::hl7::{Message, ParseOptions};
+use ecko_protocol::hl7::{Message, ParseOptions};
 use jiff::tz::TimeZone;
 
 /// The message codes (MSH-9.1) this transform maps.

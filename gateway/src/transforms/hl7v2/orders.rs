@@ -27,7 +27,7 @@ use super::super::TransformError;
 use super::common::*;
 use super::pharmacy;
 use crate::journal::StoredMessage;
-use crate::protocol::hl7::{Message, Segment};
+use ecko_protocol::hl7::{Message, Segment};
 use jiff::tz::TimeZone;
 
 /// The segments of one order (ORC and what follows it).

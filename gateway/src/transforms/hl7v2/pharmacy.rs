@@ -15,7 +15,7 @@
 use super::super::fhir::*;
 use super::common::*;
 use super::orders::OrderGroup;
-use crate::protocol::hl7::Segment;
+use ecko_protocol::hl7::Segment;
 use jiff::tz::TimeZone;
 
 const GTS: &str = "http://terminology.hl7.org/CodeSystem/v3-GTSAbbreviation";

@@ -24,7 +24,7 @@ use super::super::fhir::*;
 use super::super::TransformError;
 use super::common::*;
 use crate::journal::StoredMessage;
-use crate::protocol::hl7::{Message, Segment};
+use ecko_protocol::hl7::{Message, Segment};
 use jiff::tz::TimeZone;
 
 fn obx_status(s: &str) -> &'static str {

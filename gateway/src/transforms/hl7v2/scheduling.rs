@@ -23,7 +23,7 @@ use super::super::fhir::*;
 use super::super::TransformError;
 use super::common::*;
 use crate::journal::StoredMessage;
-use crate::protocol::hl7::Message;
+use ecko_protocol::hl7::Message;
 use jiff::tz::TimeZone;
 
 pub(super) fn to_bundle(

@@ -18,7 +18,7 @@ fn stored(source: &str, payload: &[u8]) -> StoredMessage {
 
 #[test]
 fn an_oru_r01_becomes_patient_request_report_and_one_observation_per_obx() {
-    let text = include_bytes!("../../protocol/hl7/testdata/oru_r01_v251.hl7");
+    let text = include_bytes!("../../../../protocol/src/hl7/testdata/oru_r01_v251.hl7");
     let bundle = to_bundle(&stored("lab", text), &TimeZone::UTC).unwrap();
     let kinds: Vec<_> = bundle
         .entry

@@ -181,7 +181,7 @@ impl Object for Repetition {
 }
 
 /// An HL7 v2 segment, decoded.
-fn hl7_node(seg: &crate::protocol::hl7::Segment<'_>) -> Node {
+fn hl7_node(seg: &ecko_protocol::hl7::Segment<'_>) -> Node {
     let mut fields = Vec::new();
     for n in 1..=seg.field_count() {
         let reps = seg
@@ -225,7 +225,7 @@ fn hl7_node(seg: &crate::protocol::hl7::Segment<'_>) -> Node {
 }
 
 /// An ASTM record, decoded (components have no subcomponents in ASTM).
-fn astm_node(record: &crate::protocol::astm::records::Record) -> Node {
+fn astm_node(record: &ecko_protocol::astm::records::Record) -> Node {
     let d = *record.delimiters();
     let fields = (1..=record.field_count())
         .map(|n| {
@@ -255,9 +255,9 @@ fn node(n: Node) -> Value {
     Value::from_object(n)
 }
 
-fn astm_tree(m: &crate::protocol::astm::message::Message) -> Value {
-    let with_comments = |record: &crate::protocol::astm::records::Record,
-                         comments: &[crate::protocol::astm::records::Record],
+fn astm_tree(m: &ecko_protocol::astm::message::Message) -> Value {
+    let with_comments = |record: &ecko_protocol::astm::records::Record,
+                         comments: &[ecko_protocol::astm::records::Record],
                          extra: Vec<(&str, Value)>| {
         let mut map: Vec<(&str, Value)> = vec![
             ("record", node(astm_node(record))),
@@ -326,9 +326,9 @@ impl Msg {
         let mut segments = Vec::new();
         let mut astm = None;
         if message.payload.starts_with(b"MSH") {
-            if let Ok(parsed) = crate::protocol::hl7::Message::parse(
+            if let Ok(parsed) = ecko_protocol::hl7::Message::parse(
                 &message.payload,
-                &crate::protocol::hl7::ParseOptions::default(),
+                &ecko_protocol::hl7::ParseOptions::default(),
             ) {
                 segments = parsed.segments().map(|s| Arc::new(hl7_node(&s))).collect();
             }
@@ -339,9 +339,9 @@ impl Msg {
                 .filter(|r| !r.is_empty())
                 .map(<[u8]>::to_vec)
                 .collect();
-            if let Ok(parsed) = crate::protocol::astm::message::Message::parse(
+            if let Ok(parsed) = ecko_protocol::astm::message::Message::parse(
                 &records,
-                &crate::protocol::astm::message::ParseOptions {
+                &ecko_protocol::astm::message::ParseOptions {
                     check_sequence: false,
                 },
             ) {

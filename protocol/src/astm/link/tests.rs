@@ -9,8 +9,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::protocol::astm::frame::{encode_frame, encode_records, ACK, ENQ, EOT, ETB, ETX, NAK};
-use crate::protocol::astm::message::content_hash;
+use crate::astm::frame::{encode_frame, encode_records, ACK, ENQ, EOT, ETB, ETX, NAK};
+use crate::astm::message::content_hash;
 
 struct Sim {
     link: Link,
@@ -68,7 +68,7 @@ fn recs(lines: &[&str]) -> Vec<Vec<u8>> {
 }
 
 fn chemistry() -> Vec<Vec<u8>> {
-    crate::protocol::astm::message::tests::sample(crate::protocol::astm::message::tests::CHEMISTRY)
+    crate::astm::message::tests::sample(crate::astm::message::tests::CHEMISTRY)
 }
 
 fn completed(events: &[Event]) -> Option<&Vec<Vec<u8>>> {

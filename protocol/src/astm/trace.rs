@@ -79,7 +79,7 @@ pub fn line(timestamp: &str, direction: Direction, bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::astm::frame::encode_frame;
+    use crate::astm::frame::encode_frame;
 
     #[test]
     fn control_characters_are_shown_by_name() {

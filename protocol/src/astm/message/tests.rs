@@ -1,5 +1,5 @@
 use super::*;
-use crate::protocol::astm::records::RecordType;
+use crate::astm::records::RecordType;
 use proptest::prelude::*;
 
 pub(crate) fn sample(text: &str) -> Vec<Vec<u8>> {

@@ -17,7 +17,7 @@
 //! A source typically does:
 //!
 //! ```
-//! use ecko_gateway::protocol::hl7::{self, AckContent, Message, Outcome, ParseOptions};
+//! use ecko_protocol::hl7::{self, AckContent, Message, Outcome, ParseOptions};
 //!
 //! let bytes = b"MSH|^~\\&|LIS|LAB|EHR|HOSP|20260101120000||ORU^R01^ORU_R01|42|P|2.5.1\rPID|1||123\r";
 //! let opts = ParseOptions::default();
@@ -36,6 +36,7 @@ pub mod ack;
 pub mod batch;
 pub mod charset;
 pub mod escape;
+pub mod fields;
 pub mod parse;
 
 pub use ack::{
