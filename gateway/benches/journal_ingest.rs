@@ -12,17 +12,18 @@
 //! fraction of the batched one. A temp directory on tmpfs makes fsync free and
 //! the figures meaningless for an appliance: the benchmark says so.
 
-use ecko_gateway::journal::{Destination, Journal, JournalOptions, NewMessage};
+use ecko_gateway::journal::{Destination, Journal, JournalOptions};
+use ecko_message::Envelope;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const MESSAGE_BYTES: usize = 1536;
 
-fn message(producer: usize, n: usize) -> NewMessage {
+fn message(producer: usize, n: usize) -> Envelope {
     let mut payload =
         format!("MSH|^~\\&|LAB|BENCH|||20261125||ORU^R01|{producer}-{n}|P|2.5.1\r").into_bytes();
     payload.resize(MESSAGE_BYTES, b'x');
-    NewMessage {
+    Envelope {
         source: "bench".into(),
         dedup_key: Some(format!("{producer}-{n}")),
         message_type: "ORU^R01".into(),
@@ -31,6 +32,7 @@ fn message(producer: usize, n: usize) -> NewMessage {
         patient_id: Some(format!("P{}", n % 100)),
         payload,
         ack: None,
+        ..Default::default()
     }
 }
 

@@ -17,6 +17,6 @@ pub mod probe;
 pub mod router;
 pub mod send;
 pub mod sinks;
+pub mod site;
 pub mod sources;
 pub mod tls;
-pub mod transforms;

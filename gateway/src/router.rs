@@ -5,7 +5,8 @@
 //! it arrived.
 
 use crate::config::{Config, PartitionBy};
-use crate::journal::{Destination, NewMessage};
+use crate::journal::Destination;
+use ecko_message::Envelope;
 use std::sync::{Arc, RwLock};
 
 /// The routes of the running configuration, ready to answer per message.
@@ -71,7 +72,7 @@ impl Router {
     /// still get their row: the message waits for them to be enabled. A
     /// route's `application_ack` endpoint rides along as `reply_to`; whether
     /// the message asked for one (MSH-16) is decided when the row settles.
-    pub fn destinations(&self, message: &NewMessage) -> Vec<Destination> {
+    pub fn destinations(&self, message: &Envelope) -> Vec<Destination> {
         let table = self.current();
         let mut out: Vec<Destination> = Vec::new();
         for route in &table.routes {
@@ -113,7 +114,7 @@ impl Router {
 }
 
 impl RouteTable {
-    fn lane(&self, destination: &str, message: &NewMessage) -> String {
+    fn lane(&self, destination: &str, message: &Envelope) -> String {
         let by = self
             .partitions
             .iter()
@@ -165,8 +166,8 @@ mod tests {
         .unwrap()
     }
 
-    fn message(kind: &str) -> NewMessage {
-        NewMessage {
+    fn message(kind: &str) -> Envelope {
+        Envelope {
             source: "in".into(),
             message_type: kind.into(),
             patient_id: Some("P7".into()),

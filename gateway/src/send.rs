@@ -7,9 +7,9 @@
 //! segments and optionally in MLLP frames or in an FHS/BHS batch envelope.
 
 use crate::config::MllpConfig;
-use crate::journal::StoredMessage;
 use crate::sinks::mllp::MllpSink;
 use crate::sinks::{Delivery, Outcome, Sink};
+use ecko_message::StoredMessage;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,15 +79,18 @@ pub async fn send(target: &Target, messages: Vec<Vec<u8>>) -> Result<Vec<Sent>, 
             lane: String::new(),
             message: Arc::new(StoredMessage {
                 id: n as i64 + 1,
-                source: "send".into(),
-                dedup_key: None,
-                message_type: String::new(),
-                content_type: "x-application/hl7-v2+er7".into(),
-                control_id: Some(control_id.clone()),
-                patient_id: None,
                 received_at: 0,
-                payload: payload.clone(),
-                ack: None,
+                envelope: ecko_message::Envelope {
+                    source: "send".into(),
+                    dedup_key: None,
+                    message_type: String::new(),
+                    content_type: "x-application/hl7-v2+er7".into(),
+                    control_id: Some(control_id.clone()),
+                    patient_id: None,
+                    payload: payload.clone(),
+                    ack: None,
+                    hints: Default::default(),
+                },
             }),
             payload,
         };

@@ -14,7 +14,8 @@
 //! The endpoint: 4 lanes by patient, 20 messages per lease merged into
 //! transactions of up to 50 entries (Medplum's limit), PUT by id.
 
-use ecko_gateway::journal::{Destination, Journal, JournalOptions, JournalReader, NewMessage};
+use ecko_gateway::journal::{Destination, Journal, JournalOptions, JournalReader};
+use ecko_message::Envelope;
 use ecko_tests::fhir::{count, FhirServer};
 use ecko_tests::{eventually, Gateway};
 use std::path::Path;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 const RESULTS: usize = 20;
 const PATIENTS: usize = 200;
 
-fn oru(seq: usize) -> NewMessage {
+fn oru(seq: usize) -> Envelope {
     let p = seq % PATIENTS;
     let mut m = format!(
         "MSH|^~\\&|XN-1000|HEMA|LIS|HOSP|20260314093015+0100||ORU^R01^ORU_R01|D{seq:07}|P|2.5.1\r\
@@ -39,7 +40,7 @@ OBR|1|ORD{seq:07}^LIS|F{seq:07}^XN|58410-2^CBC panel^LN|||20260314090000+0100|||
             d = i % 10
         ));
     }
-    NewMessage {
+    Envelope {
         source: "lab".into(),
         dedup_key: Some(format!("D{seq:07}")),
         message_type: "ORU^R01".into(),
@@ -48,6 +49,7 @@ OBR|1|ORD{seq:07}^LIS|F{seq:07}^XN|58410-2^CBC panel^LN|||20260314090000+0100|||
         patient_id: Some(format!("P{p:04}")),
         payload: m.into_bytes(),
         ack: None,
+        ..Default::default()
     }
 }
 

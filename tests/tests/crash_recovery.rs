@@ -158,7 +158,7 @@ fn assert_acknowledged_messages_are_journalled(dir: &Path, acknowledged: &Acknow
     for id in reader.message_ids().unwrap() {
         let m = reader.message(id).unwrap().unwrap();
         if m.source == "lis" {
-            stored.insert(m.control_id.unwrap_or_default());
+            stored.insert(m.envelope.control_id.unwrap_or_default());
         }
     }
     let missing: Vec<_> = snapshot.difference(&stored).collect();

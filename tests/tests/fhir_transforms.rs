@@ -5,7 +5,7 @@
 //!
 //! `ECKO_UPDATE_GOLDEN=1` rewrites the golden files from the current output.
 
-use ecko_gateway::journal::StoredMessage;
+use ecko_message::StoredMessage;
 use ecko_tests::fhir::{count, http, validate_with_fhir_resources, FhirServer};
 use std::path::PathBuf;
 
@@ -312,29 +312,34 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
 ];
 
 fn bundles() -> Vec<(PathBuf, serde_json::Value)> {
-    ecko_gateway::transforms::configure("Europe/Berlin");
+    let berlin = ecko_fhir::TransformContext::new(
+        jiff::tz::TimeZone::get("Europe/Berlin").expect("the time zone database"),
+    );
     SAMPLES
         .iter()
         .map(|(file, source, ty, transform)| {
             let payload = std::fs::read(root().join(file)).unwrap();
             let msg = StoredMessage {
                 id: 7,
-                source: source.to_string(),
-                dedup_key: Some(format!("{source}-key")),
-                message_type: ty.to_string(),
-                content_type: "text/plain".into(),
-                control_id: None,
-                patient_id: None,
                 received_at: 1_773_000_000_000,
-                payload,
-                ack: None,
+                envelope: ecko_message::Envelope {
+                    source: source.to_string(),
+                    dedup_key: Some(format!("{source}-key")),
+                    message_type: ty.to_string(),
+                    content_type: "text/plain".into(),
+                    control_id: None,
+                    patient_id: None,
+                    payload,
+                    ack: None,
+                    hints: Default::default(),
+                },
             };
             // Templates are named by path, as a route's `template` key is.
             let transform = match transform.strip_prefix("template:") {
                 Some(path) => format!("template:{}", root().join(path).display()),
                 None => transform.to_string(),
             };
-            let out = ecko_gateway::transforms::apply(&transform, &msg)
+            let out = ecko_fhir::apply(&transform, &msg, &berlin)
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
             let name = PathBuf::from(file)
                 .file_name()

@@ -4,23 +4,26 @@
 
 #![no_main]
 
-use ecko_gateway::journal::StoredMessage;
+use ecko_message::StoredMessage;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let message = StoredMessage {
         id: 1,
-        source: "fuzz".into(),
-        dedup_key: None,
-        message_type: "ASTM".into(),
-        content_type: "application/x-astm".into(),
-        control_id: None,
-        patient_id: None,
         received_at: 0,
-        payload: data.to_vec(),
-        ack: None,
+        envelope: ecko_message::Envelope {
+            source: "fuzz".into(),
+            dedup_key: None,
+            message_type: "ASTM".into(),
+            content_type: "application/x-astm".into(),
+            control_id: None,
+            patient_id: None,
+            payload: data.to_vec(),
+            ack: None,
+            hints: Default::default(),
+        },
     };
-    if let Ok(json) = ecko_gateway::transforms::apply("astm-fhir", &message) {
+    if let Ok(json) = ecko_fhir::apply("astm-fhir", &message, &ecko_fhir::TransformContext::default()) {
         let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&json);
         assert!(parsed.is_ok(), "the transform wrote invalid JSON");
     }

@@ -4,10 +4,11 @@
 use super::{hash_password, router, AdminState};
 use crate::config::Config;
 use crate::health::{Health, DOWN_AFTER_MS};
-use crate::journal::{Destination, Journal, JournalOptions, ManualClock, NewMessage, Settlement};
+use crate::journal::{Destination, Journal, JournalOptions, ManualClock, Settlement};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
+use ecko_message::Envelope;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -189,7 +190,7 @@ impl Site {
         );
         self.journal
             .ingest(
-                NewMessage {
+                Envelope {
                     source: "inbox".into(),
                     dedup_key: Some(control.into()),
                     message_type: "ORU^R01".into(),
@@ -198,6 +199,7 @@ impl Site {
                     patient_id: Some(patient.into()),
                     payload: payload.into_bytes(),
                     ack: Some(format!("MSH|^~\\&|GW\rMSA|AA|{control}\r").into_bytes()),
+                    ..Default::default()
                 },
                 vec![Destination {
                     endpoint: "archive".into(),
@@ -1125,7 +1127,7 @@ impl Site {
     ) -> i64 {
         self.journal
             .ingest(
-                NewMessage {
+                Envelope {
                     source: source.into(),
                     dedup_key: None,
                     message_type: message_type.into(),
@@ -1134,6 +1136,7 @@ impl Site {
                     patient_id: None,
                     payload: payload.to_vec(),
                     ack: None,
+                    ..Default::default()
                 },
                 vec![Destination {
                     endpoint: destination.into(),

@@ -182,6 +182,8 @@ pub struct Supervisor {
     start: StartOptions,
     router: Arc<Router>,
     time_zone: SiteTimeZone,
+    /// Custom templates compiled by any delivery worker, for all of them.
+    templates: Arc<ecko_fhir::template::Templates>,
     /// Where ASTM sources publish their line traffic (`ecko-gateway trace`).
     astm_trace: astm::TraceHub,
     /// What every source and worker reports about its link.
@@ -207,7 +209,6 @@ impl Supervisor {
         start: StartOptions,
         shutdown: &CancellationToken,
     ) -> Result<Arc<Supervisor>, RunError> {
-        crate::transforms::configure(&config.site.time_zone);
         let time_zone = jiff::tz::TimeZone::get(&config.site.time_zone)
             .map_err(|_| RunError::TimeZone(config.site.time_zone.clone()))?;
         let supervisor = Arc::new(Supervisor {
@@ -215,6 +216,7 @@ impl Supervisor {
             start,
             router: Arc::new(Router::new(config)),
             time_zone: SiteTimeZone::new(time_zone),
+            templates: Arc::default(),
             astm_trace: astm::TraceHub::default(),
             health: crate::health::Health::new(),
             sources_stop: shutdown.child_token(),
@@ -337,6 +339,10 @@ impl Supervisor {
 
     fn prepare_worker(&self, endpoint: &Endpoint) -> Result<PreparedWorker, RunError> {
         let journal = self.journal.clone();
+        let transforms = crate::delivery::Transforms {
+            time_zone: self.time_zone.clone(),
+            templates: self.templates.clone(),
+        };
         let health = self.health.clone();
         let e = endpoint.clone();
         let cannot = |reason: String| RunError::Endpoint {
@@ -347,13 +353,13 @@ impl Supervisor {
             EndpointKind::File(c) => {
                 let sink = FileSink::new(c);
                 Box::new(move |stop| {
-                    crate::delivery::spawn_reporting(journal, &e, sink, health, stop)
+                    crate::delivery::spawn_reporting(journal, &e, sink, health, transforms, stop)
                 })
             }
             EndpointKind::Fhir(c) => {
                 let sink = FhirSink::new(endpoint, c).map_err(|err| cannot(err.to_string()))?;
                 Box::new(move |stop| {
-                    crate::delivery::spawn_reporting(journal, &e, sink, health, stop)
+                    crate::delivery::spawn_reporting(journal, &e, sink, health, transforms, stop)
                 })
             }
             EndpointKind::Mllp(c) => {
@@ -362,7 +368,7 @@ impl Supervisor {
                     source,
                 })?;
                 Box::new(move |stop| {
-                    crate::delivery::spawn_reporting(journal, &e, sink, health, stop)
+                    crate::delivery::spawn_reporting(journal, &e, sink, health, transforms, stop)
                 })
             }
             _ => return Err(cannot("not a destination".into())),
@@ -546,7 +552,6 @@ impl Supervisor {
     }
 
     fn set_site(&self, config: &Config) {
-        crate::transforms::configure(&config.site.time_zone);
         if let Ok(tz) = jiff::tz::TimeZone::get(&config.site.time_zone) {
             self.time_zone.set(tz);
         }

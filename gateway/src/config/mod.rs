@@ -588,13 +588,13 @@ impl<'a> Loader<'a> {
             patterns.push(MessageTypePattern::any());
         }
         let mut transform = file.transform.unwrap_or_else(|| "none".into());
-        if !crate::transforms::NAMES.contains(&transform.as_str()) {
+        if !ecko_fhir::NAMES.contains(&transform.as_str()) {
             self.error_at(
                 at("transform"),
                 format!(
                     "route `{}`: unknown transform `{transform}`, expected one of {}",
                     file.name,
-                    crate::transforms::NAMES.join(", ")
+                    ecko_fhir::NAMES.join(", ")
                 ),
             );
             return None;
@@ -612,11 +612,11 @@ impl<'a> Loader<'a> {
             }
             ("template", Some(path)) => {
                 let path = resolve(path);
-                if let Err(e) = crate::transforms::template::check_file(&path) {
+                if let Err(e) = ecko_fhir::template::check_file(&path) {
                     self.error_at(at("template"), format!("route `{}`: {e}", file.name));
                     return None;
                 }
-                transform = format!("{}{}", crate::transforms::template::PREFIX, path.display());
+                transform = format!("{}{}", ecko_fhir::template::PREFIX, path.display());
             }
             (_, Some(_)) => {
                 self.error_at(

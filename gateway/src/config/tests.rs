@@ -87,7 +87,7 @@ fn the_shipped_default_configuration_is_valid() {
         };
         inbound += 1;
         for ty in types {
-            let message = crate::journal::NewMessage {
+            let message = ecko_message::Envelope {
                 source: e.name.clone(),
                 message_type: ty.to_string(),
                 ..Default::default()
@@ -100,19 +100,22 @@ fn the_shipped_default_configuration_is_valid() {
             assert_eq!(to_hub.len(), 1, "{} {ty} reaches the hub once", e.name);
             assert_eq!(to_hub[0].transform, transform, "{} {ty}", e.name);
         }
-        let stored = crate::journal::StoredMessage {
+        let stored = ecko_message::StoredMessage {
             id: 1,
-            source: e.name.clone(),
-            dedup_key: Some("k".into()),
-            message_type: types[0].into(),
-            content_type: String::new(),
-            control_id: None,
-            patient_id: None,
             received_at: 0,
-            payload: sample.to_vec(),
-            ack: None,
+            envelope: ecko_message::Envelope {
+                source: e.name.clone(),
+                dedup_key: Some("k".into()),
+                message_type: types[0].into(),
+                content_type: String::new(),
+                control_id: None,
+                patient_id: None,
+                payload: sample.to_vec(),
+                ack: None,
+                hints: Default::default(),
+            },
         };
-        let out = crate::transforms::apply(transform, &stored).unwrap();
+        let out = ecko_fhir::apply(transform, &stored, &Default::default()).unwrap();
         let bundle: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(bundle["type"], "transaction", "{}", e.name);
     }

@@ -21,9 +21,10 @@
 //! disk, never before.
 
 use crate::journal::{Lease, Reply};
+use ecko_fhir::TransformContext;
 use ecko_protocol::hl7::{
     application_ack_code, build_application_ack, fresh_control_id, AckContent, AckError, ErrorCode,
-    Message, Outcome, ParseOptions,
+    Message, Outcome,
 };
 
 /// The final outcome of one delivery, as the sender's application ACK sees it.
@@ -43,12 +44,18 @@ const ERR8_MAX: usize = 250;
 
 /// The application acknowledgement to queue for `lease`'s sender, if its
 /// route asked for one and its message's MSH-16 wants one for `verdict`.
-pub fn reply_for(lease: &Lease, verdict: Verdict<'_>, now_ms: i64) -> Option<Reply> {
+pub fn reply_for(
+    lease: &Lease,
+    verdict: Verdict<'_>,
+    now_ms: i64,
+    cx: &TransformContext,
+) -> Option<Reply> {
     let endpoint = lease.reply_to.as_ref()?;
     if lease.message.content_type != HL7_CONTENT_TYPE {
         return None;
     }
-    let original = match Message::parse(&lease.message.payload, &ParseOptions::default()) {
+    let options = ecko_fhir::hl7v2::parse_options(&lease.message);
+    let original = match Message::parse(&lease.message.payload, &options) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(message_id = lease.message.id, error = %e, "cannot read the message to build its application acknowledgement");
@@ -64,7 +71,7 @@ pub fn reply_for(lease: &Lease, verdict: Verdict<'_>, now_ms: i64) -> Option<Rep
     let control_id = fresh_control_id(now_ms);
     let timestamp = jiff::Timestamp::from_millisecond(now_ms)
         .unwrap_or_else(|_| jiff::Timestamp::now())
-        .to_zoned(crate::transforms::site_time_zone());
+        .to_zoned(cx.time_zone_of(&lease.message));
     let text = error.map(|e| cut(e, MSA3_MAX));
     let err = error.map(|e| AckError {
         code: ErrorCode::ApplicationInternalError,
@@ -103,7 +110,7 @@ fn cut(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::StoredMessage;
+    use ecko_message::{Envelope, StoredMessage};
     use ecko_protocol::hl7::{AckCode, ReceivedAck};
     use std::sync::Arc;
 
@@ -125,21 +132,24 @@ mod tests {
             reply_to: reply_to.map(String::from),
             message: Arc::new(StoredMessage {
                 id: 3,
-                source: "lab".into(),
-                dedup_key: None,
-                message_type: "ORU^R01".into(),
-                content_type: HL7_CONTENT_TYPE.into(),
-                control_id: None,
-                patient_id: None,
                 received_at: 0,
-                payload,
-                ack: None,
+                envelope: ecko_message::Envelope {
+                    source: "lab".into(),
+                    dedup_key: None,
+                    message_type: "ORU^R01".into(),
+                    content_type: HL7_CONTENT_TYPE.into(),
+                    control_id: None,
+                    patient_id: None,
+                    payload,
+                    ack: None,
+                    hints: Default::default(),
+                },
             }),
         }
     }
 
     fn read(reply: &Reply) -> ReceivedAck {
-        ReceivedAck::parse(&reply.payload, &ParseOptions::default()).unwrap()
+        ReceivedAck::parse(&reply.payload, &ecko_protocol::hl7::ParseOptions::default()).unwrap()
     }
 
     #[test]
@@ -148,6 +158,7 @@ mod tests {
             &lease("AL|AL", Some("his")),
             Verdict::Delivered,
             1_700_000_000_000,
+            &TransformContext::default(),
         )
         .unwrap();
         assert_eq!(r.endpoint, "his");
@@ -180,6 +191,7 @@ mod tests {
             &lease("AL|AL", Some("his")),
             Verdict::Failed("AE: unknown patient"),
             0,
+            &TransformContext::default(),
         )
         .unwrap();
         let ack = read(&r);
@@ -191,6 +203,7 @@ mod tests {
             &lease("AL|AL", Some("his")),
             Verdict::GaveUp("no acknowledgement within 30s"),
             0,
+            &TransformContext::default(),
         )
         .unwrap();
         assert_eq!(read(&r).code, AckCode::AR);
@@ -199,7 +212,9 @@ mod tests {
 
     #[test]
     fn msh_16_decides_whether_there_is_an_application_ack_at_all() {
-        let none = |msh: &str, v: Verdict<'_>| reply_for(&lease(msh, Some("his")), v, 0).is_none();
+        let none = |msh: &str, v: Verdict<'_>| {
+            reply_for(&lease(msh, Some("his")), v, 0, &TransformContext::default()).is_none()
+        };
         assert!(none("AL|NE", Verdict::Delivered));
         assert!(none("AL|", Verdict::Delivered), "empty MSH-16 reads as NE");
         assert!(
@@ -211,7 +226,13 @@ mod tests {
         assert!(none("AL|SU", Verdict::GaveUp("x")));
         assert!(!none("AL|SU", Verdict::Delivered));
         assert!(
-            reply_for(&lease("AL|AL", None), Verdict::Delivered, 0).is_none(),
+            reply_for(
+                &lease("AL|AL", None),
+                Verdict::Delivered,
+                0,
+                &TransformContext::default()
+            )
+            .is_none(),
             "no reply endpoint, no reply"
         );
     }
@@ -219,7 +240,13 @@ mod tests {
     #[test]
     fn a_long_or_multiline_error_is_cut_to_fit_msa_3() {
         let long = format!("line one\r\nline two {}", "x".repeat(300));
-        let r = reply_for(&lease("AL|AL", Some("his")), Verdict::Failed(&long), 0).unwrap();
+        let r = reply_for(
+            &lease("AL|AL", Some("his")),
+            Verdict::Failed(&long),
+            0,
+            &TransformContext::default(),
+        )
+        .unwrap();
         let ack = read(&r);
         assert_eq!(ack.text.chars().count(), MSA3_MAX);
         assert!(!ack.text.contains('\r'));
@@ -230,7 +257,7 @@ mod tests {
     mod engine {
         use super::*;
         use crate::config::{Direction, Endpoint, EndpointKind, FileSinkConfig, RetryPolicy};
-        use crate::journal::{Destination, Journal, JournalOptions, NewMessage, OutboxState};
+        use crate::journal::{Destination, Journal, JournalOptions, OutboxState};
         use crate::sinks::{Delivery, Outcome as SinkOutcome, Sink};
         use std::time::Duration;
         use tokio_util::sync::CancellationToken;
@@ -289,7 +316,7 @@ mod tests {
                 Answers(std::sync::Mutex::new(answers)),
                 stop.clone(),
             );
-            let message = NewMessage {
+            let message = Envelope {
                 source: "lab".into(),
                 dedup_key: Some("1".into()),
                 message_type: "ORU^R01".into(),
@@ -323,7 +350,7 @@ mod tests {
             );
             let ack = j.message(id).await.unwrap().unwrap();
             j.close().await;
-            ReceivedAck::parse(&ack.payload, &ParseOptions::default()).unwrap()
+            ReceivedAck::parse(&ack.payload, &ecko_protocol::hl7::ParseOptions::default()).unwrap()
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,10 @@ use crate::config::Endpoint;
 use crate::health::Health;
 use crate::journal::{Journal, JournalError, Lease, Reply, Settlement};
 use crate::sinks::{Delivery, Outcome, Sink};
+use crate::site::SiteTimeZone;
 use application_ack::Verdict;
+use ecko_fhir::template::Templates;
+use ecko_fhir::TransformContext;
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -41,7 +44,33 @@ pub fn spawn<S: Sink>(
     sink: S,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    spawn_reporting(journal, endpoint, sink, Health::new(), shutdown)
+    spawn_reporting(
+        journal,
+        endpoint,
+        sink,
+        Health::new(),
+        Transforms::default(),
+        shutdown,
+    )
+}
+
+/// What the transforms of every worker read besides the message: the site's
+/// zone (changed live from the admin page) and the compiled custom
+/// templates, shared by all workers.
+#[derive(Clone, Default)]
+pub struct Transforms {
+    pub time_zone: SiteTimeZone,
+    pub templates: Arc<Templates>,
+}
+
+impl Transforms {
+    /// The context for transforms starting now.
+    pub fn context(&self) -> TransformContext {
+        TransformContext {
+            site_time_zone: self.time_zone.get(),
+            templates: self.templates.clone(),
+        }
+    }
 }
 
 /// Starts the worker for `endpoint`, delivering through `sink` and
@@ -51,6 +80,7 @@ pub fn spawn_reporting<S: Sink>(
     endpoint: &Endpoint,
     sink: S,
     health: Health,
+    transforms: Transforms,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let worker = Worker {
@@ -58,6 +88,7 @@ pub fn spawn_reporting<S: Sink>(
         sink: Arc::new(sink),
         endpoint: Arc::new(endpoint.clone()),
         health,
+        transforms,
     };
     tokio::spawn(worker.run(shutdown))
 }
@@ -67,6 +98,7 @@ struct Worker<S> {
     sink: Arc<S>,
     endpoint: Arc<Endpoint>,
     health: Health,
+    transforms: Transforms,
 }
 
 impl<S: Sink> Worker<S> {
@@ -89,6 +121,7 @@ impl<S: Sink> Worker<S> {
                                 self.sink.clone(),
                                 self.endpoint.clone(),
                                 self.health.clone(),
+                                self.transforms.context(),
                                 batch,
                             ));
                         }
@@ -123,6 +156,7 @@ async fn deliver_lane<S: Sink>(
     sink: Arc<S>,
     endpoint: Arc<Endpoint>,
     health: Health,
+    transforms: TransformContext,
     batch: Vec<Lease>,
 ) {
     let mut settlements: Vec<(Lease, Settlement, Option<Reply>)> = Vec::with_capacity(batch.len());
@@ -132,7 +166,8 @@ async fn deliver_lane<S: Sink>(
         // A transform that panics on one message is a defect that must not
         // block its lane: the message goes dead, visible and retryable.
         let transformed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            crate::transforms::apply(&lease.transform, &lease.message).map_err(|e| e.to_string())
+            ecko_fhir::apply(&lease.transform, &lease.message, &transforms)
+                .map_err(|e| e.to_string())
         }))
         .unwrap_or_else(|_| {
             tracing::error!(endpoint = %endpoint.name, outbox = lease.outbox_id, "transform panicked");
@@ -151,8 +186,12 @@ async fn deliver_lane<S: Sink>(
             }
             Err(e) => {
                 let error = format!("transform failed: {e}");
-                let reply =
-                    application_ack::reply_for(&lease, Verdict::Failed(&error), journal.now_ms());
+                let reply = application_ack::reply_for(
+                    &lease,
+                    Verdict::Failed(&error),
+                    journal.now_ms(),
+                    &transforms,
+                );
                 settlements.push((
                     lease,
                     Settlement::Dead {
@@ -219,7 +258,12 @@ async fn deliver_lane<S: Sink>(
                     tracing::warn!(endpoint = %endpoint.name, outbox = lease.outbox_id, %error, "delivery refused; message is dead");
                     // Marked so the application ACK tells a refusal from a
                     // retry budget that ran out.
-                    let reply = application_ack::reply_for(&lease, Verdict::Failed(&error), now);
+                    let reply = application_ack::reply_for(
+                        &lease,
+                        Verdict::Failed(&error),
+                        now,
+                        &transforms,
+                    );
                     settlements.push((lease, Settlement::Dead { error, duration_ms }, reply));
                     continue;
                 }
@@ -227,10 +271,10 @@ async fn deliver_lane<S: Sink>(
             };
             let reply = match &settlement {
                 Settlement::Delivered { .. } => {
-                    application_ack::reply_for(&lease, Verdict::Delivered, now)
+                    application_ack::reply_for(&lease, Verdict::Delivered, now, &transforms)
                 }
                 Settlement::Dead { error, .. } => {
-                    application_ack::reply_for(&lease, Verdict::GaveUp(error), now)
+                    application_ack::reply_for(&lease, Verdict::GaveUp(error), now, &transforms)
                 }
                 Settlement::Retry { .. } | Settlement::Release => None,
             };

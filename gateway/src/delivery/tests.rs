@@ -1,6 +1,7 @@
 use super::*;
 use crate::config::{Direction, EndpointKind, FileSinkConfig, RetryPolicy};
-use crate::journal::{Destination, JournalOptions, NewMessage, OutboxState};
+use crate::journal::{Destination, JournalOptions, OutboxState};
+use ecko_message::Envelope;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
@@ -77,7 +78,7 @@ fn fast_retry() -> RetryPolicy {
 }
 
 async fn ingest(j: &Journal, key: usize, lane: &str) -> i64 {
-    let m = NewMessage {
+    let m = Envelope {
         source: "src".into(),
         dedup_key: Some(key.to_string()),
         message_type: "T".into(),
@@ -354,7 +355,14 @@ async fn the_worker_reports_failing_since_the_first_failure_then_up_after_a_deli
         Duration::from_secs(5),
     );
     let stop = CancellationToken::new();
-    let worker = spawn_reporting(j.clone(), &ep, sink, health.clone(), stop.clone());
+    let worker = spawn_reporting(
+        j.clone(),
+        &ep,
+        sink,
+        health.clone(),
+        Transforms::default(),
+        stop.clone(),
+    );
     let id = ingest(&j, 1, "").await;
     let mut first = None;
     for _ in 0..200 {
@@ -391,7 +399,14 @@ async fn the_worker_reports_a_permanent_refusal_as_refusing() {
     let health = Health::new();
     let ep = endpoint(fast_retry(), 1, Duration::from_secs(5));
     let stop = CancellationToken::new();
-    let worker = spawn_reporting(j.clone(), &ep, sink, health.clone(), stop.clone());
+    let worker = spawn_reporting(
+        j.clone(),
+        &ep,
+        sink,
+        health.clone(),
+        Transforms::default(),
+        stop.clone(),
+    );
     let id = ingest(&j, 1, "").await;
     wait_for_state(&j, id, OutboxState::Dead).await;
     let s = health.get("dest").unwrap();
@@ -416,7 +431,7 @@ async fn a_failing_template_makes_the_message_dead_with_the_template_line() {
         ScriptedSink::default(),
         stop.clone(),
     );
-    let m = NewMessage {
+    let m = Envelope {
         source: "src".into(),
         dedup_key: Some("t1".into()),
         message_type: "ORU^R01".into(),

@@ -104,10 +104,11 @@ fn open_existing(path: &Path) -> Result<Connection, JournalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{Destination, Journal, JournalOptions, NewMessage, Settlement};
+    use crate::journal::{Destination, Journal, JournalOptions, Settlement};
+    use ecko_message::Envelope;
 
     async fn dead_message(j: &Journal, key: &str, dest: &str) -> i64 {
-        let m = NewMessage {
+        let m = Envelope {
             source: "lab".into(),
             dedup_key: Some(key.into()),
             message_type: "ORU^R01".into(),

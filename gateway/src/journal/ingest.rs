@@ -16,27 +16,9 @@
 
 use super::writer::{BatchContext, Refusal};
 use super::{schema, Journal, JournalError};
+use ecko_message::Envelope;
 use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
-
-/// A message as a source hands it to the journal.
-#[derive(Debug, Clone, Default)]
-pub struct NewMessage {
-    /// The inbound endpoint's name.
-    pub source: String,
-    /// What identifies a resend from the same source (MSH-10, an ASTM content
-    /// hash); `None` disables duplicate detection for this message.
-    pub dedup_key: Option<String>,
-    /// `ORU^R01`, `ASTM`, `file`, ...: what routes filter on.
-    pub message_type: String,
-    pub content_type: String,
-    pub control_id: Option<String>,
-    pub patient_id: Option<String>,
-    pub payload: Vec<u8>,
-    /// The positive acknowledgement the source will send once this commits,
-    /// kept for the message viewer.
-    pub ack: Option<Vec<u8>>,
-}
 
 /// Where one message must go, as the router decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +79,7 @@ impl Journal {
     /// earlier copy of a resend. Resolves only after the commit.
     pub async fn ingest(
         &self,
-        message: NewMessage,
+        message: Envelope,
         destinations: Vec<Destination>,
     ) -> Result<Receipt, IngestError> {
         self.ingest_then(message, destinations, |_, _| Ok(())).await
@@ -108,7 +90,7 @@ impl Journal {
     /// beside the message commits with it or not at all.
     pub(super) async fn ingest_then<F>(
         &self,
-        message: NewMessage,
+        message: Envelope,
         destinations: Vec<Destination>,
         then: F,
     ) -> Result<Receipt, IngestError>
@@ -159,7 +141,7 @@ impl Journal {
 pub(super) fn insert(
     conn: &Connection,
     cx: &BatchContext,
-    m: &NewMessage,
+    m: &Envelope,
     hash: &[u8],
     since: i64,
     destinations: &[Destination],
@@ -203,8 +185,8 @@ pub(super) fn insert(
         None => {}
     }
     conn.prepare_cached(
-        "INSERT INTO message (source, dedup_key, message_type, content_type, control_id, patient_id, received_at, payload, ack, payload_hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO message (source, dedup_key, message_type, content_type, control_id, patient_id, received_at, payload, ack, payload_hash, charset, time_zone)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -217,7 +199,9 @@ pub(super) fn insert(
             cx.now,
             m.payload,
             m.ack,
-            hash
+            hash,
+            m.hints.charset,
+            m.hints.time_zone
         ])
     })
     .map_err(storage)?;

@@ -63,12 +63,10 @@ mod retention;
 mod schema;
 mod writer;
 
-pub use ingest::{Destination, IngestError, NewMessage, Receipt};
+pub use ingest::{Destination, IngestError, Receipt};
 pub use orders::{IncompleteTransmission, NewOrder, OrderSelection, OrderState, StoredOrder};
 pub use outbox::{Lease, LeaseBatch, Reply, Settlement};
-pub use query::{
-    DestinationCounts, EventRecord, JournalReader, OutboxRecord, OutboxState, StoredMessage,
-};
+pub use query::{DestinationCounts, EventRecord, JournalReader, OutboxRecord, OutboxState};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 use ecko_hal::Storage;

@@ -8,6 +8,7 @@
 
 use super::*;
 use ecko_hal::storage::SimStorage;
+use ecko_message::Envelope;
 use proptest::prelude::*;
 
 const DESTS: [&str; 2] = ["a", "b"];
@@ -222,7 +223,7 @@ async fn run(ops: Vec<Op>) {
         let now = clock.now_ms();
         match op {
             Op::Ingest { key, dests, lane } => {
-                let message = NewMessage {
+                let message = Envelope {
                     source: "s".into(),
                     dedup_key: Some(key.to_string()),
                     message_type: "T".into(),

@@ -40,10 +40,11 @@
 //! with the retention period like delivered messages; pending orders stay
 //! until they are sent.
 
-use super::ingest::{Destination, IngestError, NewMessage, Receipt};
+use super::ingest::{Destination, IngestError, Receipt};
 use super::{
     configure, lock_exclusively, open_reader, schema, Journal, JournalError, JournalOptions,
 };
+use ecko_message::Envelope;
 use rusqlite::{params, Connection};
 use std::path::Path;
 
@@ -320,7 +321,7 @@ impl Journal {
     /// keeps the sender name of its first copy.
     pub async fn ingest_astm(
         &self,
-        message: NewMessage,
+        message: Envelope,
         destinations: Vec<Destination>,
         sender: Option<String>,
     ) -> Result<Receipt, IngestError> {
@@ -619,13 +620,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.db");
         let j = Journal::open(JournalOptions::new(&path)).unwrap();
-        let message = |payload: &[u8]| NewMessage {
+        let message = |payload: &[u8]| Envelope {
             source: "chem".into(),
             dedup_key: Some(hex::encode(payload)),
             message_type: "ASTM".into(),
             content_type: "application/x-astm".into(),
             payload: payload.to_vec(),
-            ..NewMessage::default()
+            ..Envelope::default()
         };
         let to = || {
             vec![Destination {

@@ -4,9 +4,10 @@
 //! settled: one batch per lane at a time keeps the lane's order even when a
 //! person puts an older dead row back in the queue.
 
-use super::query::{load_message, StoredMessage};
+use super::query::load_message;
 use super::schema::{DEAD, DELIVERED, LEASED, QUEUED};
 use super::{Journal, JournalError};
+use ecko_message::StoredMessage;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::Arc;
 

@@ -2,23 +2,9 @@
 
 use super::schema::{DELIVERED, LEASED, QUEUED};
 use super::{open_reader, Journal, JournalError};
+use ecko_message::{DecodeHints, Envelope, StoredMessage};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
-
-/// A journalled message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredMessage {
-    pub id: i64,
-    pub source: String,
-    pub dedup_key: Option<String>,
-    pub message_type: String,
-    pub content_type: String,
-    pub control_id: Option<String>,
-    pub patient_id: Option<String>,
-    pub received_at: i64,
-    pub payload: Vec<u8>,
-    pub ack: Option<Vec<u8>>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OutboxState {
@@ -92,21 +78,27 @@ pub(super) fn load_message(
 ) -> Result<Option<StoredMessage>, JournalError> {
     Ok(conn
         .prepare_cached(
-            "SELECT id, source, dedup_key, message_type, content_type, control_id, patient_id, received_at, payload, ack
+            "SELECT id, source, dedup_key, message_type, content_type, control_id, patient_id, received_at, payload, ack, charset, time_zone
              FROM message WHERE id = ?1",
         )?
         .query_row([id], |r| {
             Ok(StoredMessage {
                 id: r.get(0)?,
-                source: r.get(1)?,
-                dedup_key: r.get(2)?,
-                message_type: r.get(3)?,
-                content_type: r.get(4)?,
-                control_id: r.get(5)?,
-                patient_id: r.get(6)?,
                 received_at: r.get(7)?,
-                payload: r.get(8)?,
-                ack: r.get(9)?,
+                envelope: Envelope {
+                    source: r.get(1)?,
+                    dedup_key: r.get(2)?,
+                    message_type: r.get(3)?,
+                    content_type: r.get(4)?,
+                    control_id: r.get(5)?,
+                    patient_id: r.get(6)?,
+                    payload: r.get(8)?,
+                    ack: r.get(9)?,
+                    hints: DecodeHints {
+                        charset: r.get(10)?,
+                        time_zone: r.get(11)?,
+                    },
+                },
             })
         })
         .optional()?)

@@ -307,6 +307,12 @@ const MIGRATIONS: &[&str] = &[
     "
     CREATE INDEX message_source ON message(source);
     ",
+    // What the source assumed to read a message (the envelope's decode
+    // hints), so a transform at delivery time reads it the same way.
+    "
+    ALTER TABLE message ADD COLUMN charset TEXT;
+    ALTER TABLE message ADD COLUMN time_zone TEXT;
+    ",
 ];
 
 /// Upper bounds (ms) of the delivery-duration buckets of `stats_duration`;

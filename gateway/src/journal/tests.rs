@@ -1,5 +1,6 @@
 use super::*;
 use ecko_hal::storage::SimStorage;
+use ecko_message::Envelope;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -33,8 +34,8 @@ fn fixture() -> Fixture {
     }
 }
 
-fn msg(key: &str) -> NewMessage {
-    NewMessage {
+fn msg(key: &str) -> Envelope {
+    Envelope {
         source: "lab".into(),
         dedup_key: Some(key.into()),
         message_type: "ORU^R01".into(),
@@ -672,8 +673,8 @@ async fn a_second_writer_on_the_same_journal_is_refused_until_the_first_closes()
         .await;
 }
 
-fn with_payload(key: &str, payload: &str) -> NewMessage {
-    NewMessage {
+fn with_payload(key: &str, payload: &str) -> Envelope {
+    Envelope {
         payload: payload.as_bytes().to_vec(),
         ..msg(key)
     }

@@ -433,14 +433,14 @@ impl CodeMap {
         if self.all.is_empty() && specific.is_none_or(BTreeMap::is_empty) {
             return;
         }
-        let local = crate::transforms::fhir::local_system(source, "code");
+        let local = ecko_fhir::r4::local_system(source, "code");
         let lookup = |code: &str| {
             specific
                 .and_then(|m| m.get(code))
                 .or_else(|| self.all.get(code))
         };
         walk_codings(bundle, &mut |codings| {
-            let loinc = crate::transforms::fhir::LOINC;
+            let loinc = ecko_fhir::r4::LOINC;
             if codings
                 .iter()
                 .any(|c| c.get("system").and_then(Value::as_str) == Some(loinc))

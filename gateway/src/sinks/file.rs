@@ -100,7 +100,7 @@ impl FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::StoredMessage;
+    use ecko_message::StoredMessage;
     use std::sync::Arc;
 
     fn delivery(id: i64, payload: &[u8]) -> Delivery {
@@ -110,15 +110,18 @@ mod tests {
             lane: String::new(),
             message: Arc::new(StoredMessage {
                 id,
-                source: "s".into(),
-                dedup_key: None,
-                message_type: "t".into(),
-                content_type: "c".into(),
-                control_id: None,
-                patient_id: None,
                 received_at: 0,
-                payload: payload.to_vec(),
-                ack: None,
+                envelope: ecko_message::Envelope {
+                    source: "s".into(),
+                    dedup_key: None,
+                    message_type: "t".into(),
+                    content_type: "c".into(),
+                    control_id: None,
+                    patient_id: None,
+                    payload: payload.to_vec(),
+                    ack: None,
+                    hints: Default::default(),
+                },
             }),
             payload: payload.to_vec(),
         }

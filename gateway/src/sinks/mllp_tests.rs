@@ -1,5 +1,5 @@
 use super::*;
-use crate::journal::StoredMessage;
+use ecko_message::StoredMessage;
 use ecko_protocol::hl7::{build_ack, AckContent};
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -170,15 +170,18 @@ fn delivery(id: i64) -> Delivery {
         lane: String::new(),
         message: Arc::new(StoredMessage {
             id,
-            source: "lab".into(),
-            dedup_key: None,
-            message_type: "ORU^R01".into(),
-            content_type: "x-application/hl7-v2+er7".into(),
-            control_id: None,
-            patient_id: None,
             received_at: 0,
-            payload: payload.clone(),
-            ack: None,
+            envelope: ecko_message::Envelope {
+                source: "lab".into(),
+                dedup_key: None,
+                message_type: "ORU^R01".into(),
+                content_type: "x-application/hl7-v2+er7".into(),
+                control_id: None,
+                patient_id: None,
+                payload: payload.clone(),
+                ack: None,
+                hints: Default::default(),
+            },
         }),
         payload,
     }

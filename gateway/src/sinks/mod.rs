@@ -8,7 +8,7 @@ pub mod fhir;
 pub mod file;
 pub mod mllp;
 
-use crate::journal::StoredMessage;
+use ecko_message::StoredMessage;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

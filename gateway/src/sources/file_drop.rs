@@ -12,7 +12,8 @@
 
 use super::SourceContext;
 use crate::config::{Endpoint, FileDropConfig};
-use crate::journal::{IngestError, NewMessage};
+use crate::journal::IngestError;
+use ecko_message::Envelope;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -101,7 +102,7 @@ async fn take(source: &str, config: &FileDropConfig, path: &Path, cx: &SourceCon
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let digest = hex::encode(Sha256::digest(&payload));
-    let message = NewMessage {
+    let message = Envelope {
         source: source.to_string(),
         dedup_key: Some(format!("{name}:{digest}")),
         message_type: config.message_type.clone(),
@@ -110,6 +111,7 @@ async fn take(source: &str, config: &FileDropConfig, path: &Path, cx: &SourceCon
         patient_id: None,
         payload,
         ack: None,
+        ..Default::default()
     };
     match cx.ingest(message).await {
         Ok(receipt) => {

@@ -39,7 +39,8 @@
 
 use super::SourceContext;
 use crate::config::{Endpoint, EndpointKind, Keepalive, MllpConfig};
-use crate::journal::{IngestError, NewMessage};
+use crate::journal::IngestError;
+use ecko_message::{DecodeHints, Envelope};
 use ecko_protocol::hl7::{
     self, accept_ack_code, build_ack, build_ack_for_unreadable, fresh_control_id,
     unreadable_ack_code, AckCode, AckContent, AckError, Charset, ErrorCode, Message, Outcome,
@@ -345,7 +346,7 @@ impl Shared {
         let id = message.identity();
         let accepted =
             accept_ack_code(id, Outcome::Accepted).map(|code| self.ack(&message, code, None, None));
-        let new = NewMessage {
+        let new = Envelope {
             source: self.endpoint.clone(),
             dedup_key: Some(id.control_id.clone()),
             message_type: message_type(&message),
@@ -354,6 +355,10 @@ impl Shared {
             patient_id: patient_id(&message),
             payload: raw.to_vec(),
             ack: accepted.clone(),
+            hints: DecodeHints {
+                charset: Some(self.options.fallback_charset.hl7_name().to_string()),
+                time_zone: None,
+            },
         };
         match self.cx.ingest(new).await {
             Ok(receipt) => {

@@ -135,6 +135,7 @@ async fn an_accepted_message_is_in_the_journal_before_its_aa_arrives() {
     assert_eq!(stored.message_type, "ORU^R01");
     assert_eq!(stored.patient_id.as_deref(), Some("4711"));
     assert!(stored
+        .envelope
         .ack
         .unwrap()
         .starts_with(b"MSH|^~\\&|LIS|ST-MARY|XN-1000^SYSMEX^L|HEMA-LAB|"));
@@ -534,7 +535,15 @@ async fn a_reused_control_id_with_other_content_is_stored_too_and_a_true_resend_
     assert_eq!(ids.len(), 2, "both results kept, neither twice");
     let mut payloads = Vec::new();
     for id in ids {
-        payloads.push(h.journal.message(id).await.unwrap().unwrap().payload);
+        payloads.push(
+            h.journal
+                .message(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .envelope
+                .payload,
+        );
     }
     assert_eq!(payloads, [first, other]);
 }
@@ -688,4 +697,22 @@ async fn a_bound_listener_reports_up_and_down_once_it_stops() {
     let stopped = health.get("lab").unwrap();
     assert_eq!(stopped.condition, crate::health::Condition::Down);
     journal.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_without_msh18_reaches_its_transform_in_the_listener_charset() {
+    let h = harness(r#"charset = "UNICODE UTF-8""#).await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let adt =
+        "MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A08|CS1|P|2.5\rPID|||77^^^H||Müller^Jürgen\r";
+    assert_eq!(send(&mut s, adt.as_bytes()).await.code, AckCode::AA);
+    let id = h.journal.message_ids().await.unwrap()[0];
+    let stored = h.journal.message(id).await.unwrap().unwrap();
+    assert_eq!(stored.hints.charset.as_deref(), Some("UNICODE UTF-8"));
+    assert_eq!(stored.hints.time_zone.as_deref(), Some("UTC"));
+    // The transform runs later, knowing nothing of the listener's settings.
+    let json = ecko_fhir::apply("hl7v2-fhir", &stored, &Default::default()).unwrap();
+    let text = String::from_utf8(json).unwrap();
+    assert!(text.contains("\"family\":\"Müller\""), "{text}");
+    assert!(!text.contains('Ã'), "{text}");
 }

@@ -9,9 +9,11 @@ pub mod astm;
 pub mod file_drop;
 pub mod mllp;
 
-use crate::journal::{IngestError, Journal, NewMessage, Receipt};
+use crate::journal::{IngestError, Journal, Receipt};
 use crate::router::Router;
-use std::sync::{Arc, RwLock};
+pub use crate::site::SiteTimeZone;
+use ecko_message::Envelope;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// What every source is given.
@@ -28,40 +30,16 @@ pub struct SourceContext {
     pub health: crate::health::Health,
 }
 
-/// The site's time zone, shared by every source and replaceable while they
-/// run.
-#[derive(Clone, Debug)]
-pub struct SiteTimeZone(Arc<RwLock<jiff::tz::TimeZone>>);
-
-impl SiteTimeZone {
-    pub fn new(tz: jiff::tz::TimeZone) -> Self {
-        Self(Arc::new(RwLock::new(tz)))
-    }
-
-    pub fn get(&self) -> jiff::tz::TimeZone {
-        self.0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    pub fn set(&self, tz: jiff::tz::TimeZone) {
-        *self
-            .0
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = tz;
-    }
-}
-
-impl From<jiff::tz::TimeZone> for SiteTimeZone {
-    fn from(tz: jiff::tz::TimeZone) -> Self {
-        Self::new(tz)
-    }
-}
-
 impl SourceContext {
     /// Routes and durably stores `message`. Resolves after the commit.
-    pub async fn ingest(&self, message: NewMessage) -> Result<Receipt, IngestError> {
+    ///
+    /// The site's zone at this moment goes with the message (unless the
+    /// source set one), so a transform days later reads times without an
+    /// offset as they were meant when the message arrived.
+    pub async fn ingest(&self, mut message: Envelope) -> Result<Receipt, IngestError> {
+        if message.hints.time_zone.is_none() {
+            message.hints.time_zone = self.time_zone.get().iana_name().map(str::to_string);
+        }
         if !self.router.is_enabled(&message.source) {
             return Err(IngestError::Disabled(message.source));
         }

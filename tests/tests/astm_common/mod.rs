@@ -2,7 +2,8 @@
 //! journal as the witness.
 #![allow(dead_code)]
 
-use ecko_gateway::journal::{JournalReader, StoredMessage};
+use ecko_gateway::journal::JournalReader;
+use ecko_message::StoredMessage;
 use ecko_tests::gateway_binary;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

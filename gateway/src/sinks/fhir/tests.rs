@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::{Direction, RetryPolicy};
-use crate::journal::StoredMessage;
+use ecko_message::StoredMessage;
 use rustls_pki_types::CertificateDer;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -176,15 +176,18 @@ fn delivery(id: i64, payload: Vec<u8>) -> Delivery {
         lane: String::new(),
         message: Arc::new(StoredMessage {
             id,
-            source: "lab".into(),
-            dedup_key: None,
-            message_type: "ORU^R01".into(),
-            content_type: "x".into(),
-            control_id: None,
-            patient_id: None,
             received_at: 0,
-            payload: Vec::new(),
-            ack: None,
+            envelope: ecko_message::Envelope {
+                source: "lab".into(),
+                dedup_key: None,
+                message_type: "ORU^R01".into(),
+                content_type: "x".into(),
+                control_id: None,
+                patient_id: None,
+                payload: Vec::new(),
+                ack: None,
+                hints: Default::default(),
+            },
         }),
         payload,
     }
@@ -501,17 +504,20 @@ to = ["hub"]
     let from = |source: &str| {
         let message = StoredMessage {
             id: 1,
-            source: source.into(),
-            dedup_key: Some("k".into()),
-            message_type: "ASTM".into(),
-            content_type: "application/x-astm".into(),
-            control_id: None,
-            patient_id: None,
             received_at: 0,
-            payload: astm.to_vec(),
-            ack: None,
+            envelope: ecko_message::Envelope {
+                source: source.into(),
+                dedup_key: Some("k".into()),
+                message_type: "ASTM".into(),
+                content_type: "application/x-astm".into(),
+                control_id: None,
+                patient_id: None,
+                payload: astm.to_vec(),
+                ack: None,
+                hints: Default::default(),
+            },
         };
-        let payload = crate::transforms::apply("astm-fhir", &message).unwrap();
+        let payload = ecko_fhir::apply("astm-fhir", &message, &Default::default()).unwrap();
         Delivery {
             outbox_id: 1,
             attempt: 1,

@@ -2,7 +2,8 @@
 //! message is stored as, which orders a host query asks for, and the records
 //! that answer it or download orders.
 
-use crate::journal::{NewMessage, OrderSelection, StoredOrder};
+use crate::journal::{OrderSelection, StoredOrder};
+use ecko_message::Envelope;
 use ecko_protocol::astm::frame::ACK;
 use ecko_protocol::astm::message::{
     build_no_information, build_order_message, build_query_error, content_hash, Header, HeaderSpec,
@@ -35,7 +36,7 @@ pub fn new_message(
     message_type: &str,
     records: &[Vec<u8>],
     parsed: Option<&Message>,
-) -> NewMessage {
+) -> Envelope {
     let control_id = parsed
         .map(|m| m.header.message_control_id())
         .filter(|s| !s.is_empty());
@@ -48,7 +49,7 @@ pub fn new_message(
         .into_iter()
         .find(|id| !id.is_empty())
     });
-    NewMessage {
+    Envelope {
         source: source.to_string(),
         dedup_key: Some(content_hash(records)),
         message_type: message_type.to_string(),
@@ -57,6 +58,7 @@ pub fn new_message(
         patient_id,
         payload: payload(records),
         ack: Some(vec![ACK]),
+        ..Default::default()
     }
 }
 

@@ -34,8 +34,9 @@
 //! next broadcast carries them.
 
 use super::{answer, Setup};
-use crate::journal::{IngestError, NewMessage, Receipt, StoredOrder};
+use crate::journal::{IngestError, Receipt, StoredOrder};
 use crate::sources::SourceContext;
+use ecko_message::Envelope;
 use ecko_protocol::astm::link::{
     CloseCause, Event, Link, LinkPhase, OutboundId, Output, SendFailure,
 };
@@ -655,7 +656,7 @@ fn parsed_error(parsed: &Result<Message, ecko_protocol::astm::message::MessageEr
 
 /// Routes and stores an ASTM message with the analyzer's sender name.
 /// Resolves after the commit.
-fn ingest(cx: &SourceContext, message: NewMessage, sender: Option<String>) -> Commit {
+fn ingest(cx: &SourceContext, message: Envelope, sender: Option<String>) -> Commit {
     if !cx.router.is_enabled(&message.source) {
         return Box::pin(std::future::ready(Err(IngestError::Disabled(
             message.source,

@@ -87,7 +87,7 @@ impl Fixture {
         (theirs, task)
     }
 
-    fn stored(&self) -> Vec<crate::journal::StoredMessage> {
+    fn stored(&self) -> Vec<ecko_message::StoredMessage> {
         let r = JournalReader::open(&self.path).unwrap();
         r.message_ids()
             .unwrap()

@@ -3,8 +3,9 @@
 //!
 //! A route with `transform = "template"` and `template = "<file>"` queues
 //! its messages with the transform `template:<absolute path>`. At delivery
-//! the file is compiled (kept until its modification time or size changes,
-//! so a corrected template applies to messages still queued), rendered with
+//! the file is compiled (kept in the caller's [`Templates`] until its
+//! modification time or size changes, so a corrected template applies to
+//! messages still queued), rendered with
 //! the message ([`context`] says what it sees), and its output checked
 //! ([`check`]) before anything is sent. Any failure is a [`TransformError`]
 //! naming the template and, for template errors, the line: the message goes
@@ -15,8 +16,8 @@
 pub mod check;
 pub mod context;
 
-use super::TransformError;
-use crate::journal::StoredMessage;
+use crate::{TransformContext, TransformError};
+use ecko_message::StoredMessage;
 use minijinja::Environment;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,15 @@ struct Compiled {
     name: String,
 }
 
-static CACHE: Mutex<Option<HashMap<PathBuf, Compiled>>> = Mutex::new(None);
+/// Compiled templates by path, shared by everything that renders them.
+///
+/// Compiling is the slow part of a template, and a file can change while
+/// messages for it are queued: an entry is reused only while the file's
+/// modification time and size are the ones it was compiled from.
+#[derive(Default)]
+pub struct Templates {
+    compiled: Mutex<HashMap<PathBuf, Compiled>>,
+}
 
 fn name_of(path: &Path) -> String {
     path.file_name().map_or_else(
@@ -71,37 +80,42 @@ pub fn check_file(path: &Path) -> Result<(), String> {
     compile(path).map(|_| ())
 }
 
-fn compiled(path: &Path) -> Result<(Arc<Environment<'static>>, String), String> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("template {}: cannot read: {e}", path.display()))?;
-    let stamp = (meta.modified().ok(), meta.len());
-    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    let cache = cache.get_or_insert_with(HashMap::new);
-    if let Some(c) = cache.get(path).filter(|c| c.stamp == stamp) {
-        return Ok((c.env.clone(), c.name.clone()));
+impl Templates {
+    fn compiled(&self, path: &Path) -> Result<(Arc<Environment<'static>>, String), String> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("template {}: cannot read: {e}", path.display()))?;
+        let stamp = (meta.modified().ok(), meta.len());
+        let mut cache = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(path).filter(|c| c.stamp == stamp) {
+            return Ok((c.env.clone(), c.name.clone()));
+        }
+        let (env, name) = compile(path)?;
+        let env = Arc::new(env);
+        cache.insert(
+            path.to_path_buf(),
+            Compiled {
+                stamp,
+                env: env.clone(),
+                name: name.clone(),
+            },
+        );
+        Ok((env, name))
     }
-    let (env, name) = compile(path)?;
-    let env = Arc::new(env);
-    cache.insert(
-        path.to_path_buf(),
-        Compiled {
-            stamp,
-            env: env.clone(),
-            name: name.clone(),
-        },
-    );
-    Ok((env, name))
 }
 
 /// Renders the template at `path` for `message`: the checked transaction
 /// Bundle as JSON.
-pub fn apply(path: &Path, message: &StoredMessage) -> Result<Vec<u8>, TransformError> {
+pub fn apply(
+    path: &Path,
+    message: &StoredMessage,
+    cx: &TransformContext,
+) -> Result<Vec<u8>, TransformError> {
     let fail = TransformError::Template;
-    let (env, name) = compiled(path).map_err(fail)?;
+    let (env, name) = cx.templates.compiled(path).map_err(fail)?;
     let template = env
         .get_template(&name)
         .map_err(|e| fail(describe(&name, &e)))?;
-    let msg = minijinja::Value::from_object(context::Msg::new(message));
+    let msg = minijinja::Value::from_object(context::Msg::new(message, cx));
     let out = template
         .render(minijinja::context! { msg => msg })
         .map_err(|e| fail(describe(&name, &e)))?;
@@ -149,9 +163,9 @@ fn add_provenance(bundle: &mut serde_json::Value, message: &StoredMessage, name:
         .clone()
         .or_else(|| message.control_id.clone())
         .unwrap_or_else(|| message.id.to_string());
-    let id = super::fhir::resource_id(
+    let id = crate::r4::resource_id(
         "Provenance",
-        &super::fhir::local_system(&message.source, "message"),
+        &crate::r4::local_system(&message.source, "message"),
         &key,
     );
     let recorded = jiff::Timestamp::from_millisecond(message.received_at)

@@ -3,8 +3,8 @@
 //! reference, XTN → ContactPoint, PID → Patient, SPM → Specimen, NTE →
 //! Annotation, and the Provenance that closes every Bundle.
 
-use super::super::fhir::*;
-use crate::journal::StoredMessage;
+use crate::r4::*;
+use ecko_message::StoredMessage;
 use ecko_protocol::hl7::{Identity, Segment, Value};
 use jiff::tz::TimeZone;
 

@@ -3,15 +3,18 @@ use super::*;
 fn message(payload: &[u8]) -> StoredMessage {
     StoredMessage {
         id: 3,
-        source: "lab".into(),
-        dedup_key: Some("k3".into()),
-        message_type: "ORU^R01".into(),
-        content_type: "x".into(),
-        control_id: Some("C3".into()),
-        patient_id: None,
         received_at: 1_773_000_000_000,
-        payload: payload.to_vec(),
-        ack: None,
+        envelope: ecko_message::Envelope {
+            source: "lab".into(),
+            dedup_key: Some("k3".into()),
+            message_type: "ORU^R01".into(),
+            content_type: "x".into(),
+            control_id: Some("C3".into()),
+            patient_id: None,
+            payload: payload.to_vec(),
+            ack: None,
+            hints: Default::default(),
+        },
     }
 }
 
@@ -22,9 +25,17 @@ fn template(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
 }
 
 fn render(text: &str, payload: &[u8]) -> Result<serde_json::Value, String> {
+    render_in(&TransformContext::default(), text, payload)
+}
+
+fn render_in(
+    cx: &TransformContext,
+    text: &str,
+    payload: &[u8],
+) -> Result<serde_json::Value, String> {
     let dir = tempfile::tempdir().unwrap();
     let path = template(&dir, "t.j2", text);
-    apply(&path, &message(payload))
+    apply(&path, &message(payload), cx)
         .map(|out| serde_json::from_slice(&out).unwrap())
         .map_err(|e| e.to_string())
 }
@@ -71,15 +82,16 @@ fn a_template_reads_the_astm_tree() {
 
 #[test]
 fn the_helpers_give_the_ids_times_and_units_of_the_built_in_maps() {
-    crate::transforms::configure("Europe/Berlin");
-    let out = render(
+    let berlin = TransformContext::new(jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
+    let out = render_in(
+        &berlin,
         &patient_with(
             r#"{{ [uuid("Patient", "urn:x", "1"), fhir_time("202603140930"), fhir_instant("20260314") or "-", ucum("mEq/L"), number("4.10") ~ "", msg.local_system("code")] | join(" ") | tojson }}"#,
         ),
         ORU,
     )
     .unwrap();
-    let id = crate::transforms::fhir::resource_id("Patient", "urn:x", "1");
+    let id = crate::r4::resource_id("Patient", "urn:x", "1");
     assert_eq!(
         out["entry"][0]["resource"]["name"][0]["text"],
         format!("{id} 2026-03-14T09:30:00+01:00 - meq/L 4.1 urn:ecko-edge:lab:code")
@@ -91,6 +103,7 @@ fn the_helpers_give_the_ids_times_and_units_of_the_built_in_maps() {
 
 #[test]
 fn template_errors_name_the_template_and_the_line() {
+    let cx = TransformContext::default();
     let dir = tempfile::tempdir().unwrap();
     let syntax = template(&dir, "broken.j2", "{\n\"a\": {{ msg.id \n}\n");
     let e = check_file(&syntax).unwrap_err();
@@ -102,7 +115,7 @@ fn template_errors_name_the_template_and_the_line() {
         "runtime.j2",
         "{\n\n{{ msg.segment(\"PID\").frobnicate() }}\n}\n",
     );
-    let e = apply(&runtime, &message(ORU)).unwrap_err().to_string();
+    let e = apply(&runtime, &message(ORU), &cx).unwrap_err().to_string();
     assert!(e.starts_with("template `runtime.j2` line 3: "), "{e}");
 
     let not_json = template(
@@ -110,7 +123,9 @@ fn template_errors_name_the_template_and_the_line() {
         "text.j2",
         "{\n  \"resourceType\": \"Patient\",\n  oops\n}\n",
     );
-    let e = apply(&not_json, &message(ORU)).unwrap_err().to_string();
+    let e = apply(&not_json, &message(ORU), &cx)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not JSON at output line 3"), "{e}");
     assert!(e.contains("oops"), "{e}");
 
@@ -119,7 +134,7 @@ fn template_errors_name_the_template_and_the_line() {
         "wrong.j2",
         r#"{"resourceType": "Observation", "status": "final"}"#,
     );
-    let e = apply(&wrong, &message(ORU)).unwrap_err().to_string();
+    let e = apply(&wrong, &message(ORU), &cx).unwrap_err().to_string();
     assert!(e.contains("needs `identifier[0]`"), "{e}");
 
     let missing = dir.path().join("nowhere.j2");
@@ -139,11 +154,14 @@ fn a_runaway_template_stops_instead_of_stalling_delivery() {
 
 #[test]
 fn an_edited_template_applies_to_the_next_message() {
+    // One context, so the second message meets the first one's compiled
+    // template in the cache and must notice the file changed.
+    let cx = TransformContext::default();
     let dir = tempfile::tempdir().unwrap();
     let path = template(&dir, "t.j2", &patient_with(r#""first""#));
     let name = |path: &Path| -> serde_json::Value {
         let out: serde_json::Value =
-            serde_json::from_slice(&apply(path, &message(ORU)).unwrap()).unwrap();
+            serde_json::from_slice(&apply(path, &message(ORU), &cx).unwrap()).unwrap();
         out["entry"][0]["resource"]["name"][0]["text"].clone()
     };
     assert_eq!(name(&path), "first");

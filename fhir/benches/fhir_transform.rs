@@ -7,21 +7,25 @@
 //! an HL7 v2 ORU^R01 with 4 results, one with 20 results (a full blood
 //! count with differential), and an ASTM chemistry message with 4 results.
 
-use ecko_gateway::journal::StoredMessage;
+use ecko_fhir::TransformContext;
+use ecko_message::StoredMessage;
 use std::time::{Duration, Instant};
 
 fn stored(source: &str, message_type: &str, payload: Vec<u8>) -> StoredMessage {
     StoredMessage {
         id: 1,
-        source: source.into(),
-        dedup_key: Some("bench".into()),
-        message_type: message_type.into(),
-        content_type: "x".into(),
-        control_id: None,
-        patient_id: None,
         received_at: 1_773_000_000_000,
-        payload,
-        ack: None,
+        envelope: ecko_message::Envelope {
+            source: source.into(),
+            dedup_key: Some("bench".into()),
+            message_type: message_type.into(),
+            content_type: "x".into(),
+            control_id: None,
+            patient_id: None,
+            payload,
+            ack: None,
+            hints: Default::default(),
+        },
     }
 }
 
@@ -60,8 +64,14 @@ L|1|N\r"
         .to_vec()
 }
 
-fn measure(name: &str, transform: &str, message: &StoredMessage, run: Duration) {
-    let out = ecko_gateway::transforms::apply(transform, message).expect("the sample maps");
+fn measure(
+    cx: &TransformContext,
+    name: &str,
+    transform: &str,
+    message: &StoredMessage,
+    run: Duration,
+) {
+    let out = ecko_fhir::apply(transform, message, cx).expect("the sample maps");
     let bundle: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let resources = bundle["entry"].as_array().map_or(0, Vec::len);
     let start = Instant::now();
@@ -69,7 +79,7 @@ fn measure(name: &str, transform: &str, message: &StoredMessage, run: Duration) 
     while start.elapsed() < run {
         for _ in 0..100 {
             std::hint::black_box(
-                ecko_gateway::transforms::apply(transform, std::hint::black_box(message)).unwrap(),
+                ecko_fhir::apply(transform, std::hint::black_box(message), cx).unwrap(),
             );
         }
         n += 100;
@@ -86,20 +96,23 @@ fn measure(name: &str, transform: &str, message: &StoredMessage, run: Duration) 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let run = Duration::from_millis(if quick { 300 } else { 3000 });
-    ecko_gateway::transforms::configure("Europe/Berlin");
+    let berlin = TransformContext::new(jiff::tz::TimeZone::get("Europe/Berlin").expect("tzdb"));
     measure(
+        &berlin,
         "HL7 ORU^R01, 4 results",
         "hl7v2-fhir",
         &stored("hema", "ORU^R01", oru(4)),
         run,
     );
     measure(
+        &berlin,
         "HL7 ORU^R01, 20 results",
         "hl7v2-fhir",
         &stored("hema", "ORU^R01", oru(20)),
         run,
     );
     measure(
+        &berlin,
         "ASTM chemistry, 4 results",
         "astm-fhir",
         &stored("c311", "ASTM", astm()),

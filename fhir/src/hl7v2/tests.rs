@@ -1,25 +1,28 @@
 use super::*;
-use crate::transforms::fhir::*;
+use crate::r4::*;
 
 fn stored(source: &str, payload: &[u8]) -> StoredMessage {
     StoredMessage {
         id: 1,
-        source: source.into(),
-        dedup_key: None,
-        message_type: "ORU^R01".into(),
-        content_type: "application/hl7-v2".into(),
-        control_id: None,
-        patient_id: None,
         received_at: 1_773_477_015_000,
-        payload: payload.to_vec(),
-        ack: None,
+        envelope: ecko_message::Envelope {
+            source: source.into(),
+            dedup_key: None,
+            message_type: "ORU^R01".into(),
+            content_type: "application/hl7-v2".into(),
+            control_id: None,
+            patient_id: None,
+            payload: payload.to_vec(),
+            ack: None,
+            hints: Default::default(),
+        },
     }
 }
 
 #[test]
 fn an_oru_r01_becomes_patient_request_report_and_one_observation_per_obx() {
-    let text = include_bytes!("../../../../protocol/src/hl7/testdata/oru_r01_v251.hl7");
-    let bundle = to_bundle(&stored("lab", text), &TimeZone::UTC).unwrap();
+    let text = include_bytes!("../../../protocol/src/hl7/testdata/oru_r01_v251.hl7");
+    let bundle = to_bundle(&stored("lab", text), &TransformContext::default()).unwrap();
     let kinds: Vec<_> = bundle
         .entry
         .iter()
@@ -70,7 +73,7 @@ fn resources<'a>(bundle: &'a Bundle, ty: &str) -> Vec<&'a Resource> {
 #[test]
 fn a_discharge_finishes_the_encounter_with_an_end_and_a_cancelled_discharge_reopens_it() {
     let a03 = b"MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A03|9|P|2.5\rEVN|A03|20260405100000\rPID|||77^^^H||Roe^Jo\rPV1||I|W1^3^^H||||||||||||||||V1^^^H|||||||||||||||||||||||||20260402221500\r";
-    let b = to_bundle(&stored("his", a03), &TimeZone::UTC).unwrap();
+    let b = to_bundle(&stored("his", a03), &TransformContext::default()).unwrap();
     let [Resource::Encounter(e)] = resources(&b, "Encounter")[..] else {
         panic!()
     };
@@ -80,7 +83,7 @@ fn a_discharge_finishes_the_encounter_with_an_end_and_a_cancelled_discharge_reop
     assert_eq!(e.location[0].status.as_deref(), Some("completed"));
 
     let a13 = String::from_utf8_lossy(a03).replace("A03", "A13");
-    let b = to_bundle(&stored("his", a13.as_bytes()), &TimeZone::UTC).unwrap();
+    let b = to_bundle(&stored("his", a13.as_bytes()), &TransformContext::default()).unwrap();
     let [Resource::Encounter(e)] = resources(&b, "Encounter")[..] else {
         panic!()
     };
@@ -91,7 +94,7 @@ fn a_discharge_finishes_the_encounter_with_an_end_and_a_cancelled_discharge_reop
 #[test]
 fn a_merge_links_the_surviving_and_the_merged_patient_both_ways() {
     let a40 = b"MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A40|9|P|2.5\rEVN|A40|20260405100000\rPID|||77^^^H||Roe^Jo\rMRG|66^^^H\r";
-    let b = to_bundle(&stored("his", a40), &TimeZone::UTC).unwrap();
+    let b = to_bundle(&stored("his", a40), &TransformContext::default()).unwrap();
     let patients = resources(&b, "Patient");
     let [Resource::Patient(merged), Resource::Patient(surviving)] = patients[..] else {
         panic!("{patients:?}")
@@ -111,7 +114,7 @@ fn a_merge_links_the_surviving_and_the_merged_patient_both_ways() {
 #[test]
 fn an_hl7_null_in_a_field_creates_nothing() {
     let a08 = b"MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A08|9|P|2.5\rPID|||77^^^H||Roe^Jo||\"\"|\"\"|||\"\"\r";
-    let b = to_bundle(&stored("his", a08), &TimeZone::UTC).unwrap();
+    let b = to_bundle(&stored("his", a08), &TransformContext::default()).unwrap();
     let [Resource::Patient(p)] = resources(&b, "Patient")[..] else {
         panic!()
     };
@@ -130,7 +133,11 @@ fn order_control_and_order_status_set_the_request_and_medication_status() {
         let text = format!(
             "MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ORM^O01|9|P|2.3\rPID|||77^^^H\r{orc}\r{detail}\r"
         );
-        let b = to_bundle(&stored("his", text.as_bytes()), &TimeZone::UTC).unwrap();
+        let b = to_bundle(
+            &stored("his", text.as_bytes()),
+            &TransformContext::default(),
+        )
+        .unwrap();
         match &b.entry[1].resource {
             Resource::ServiceRequest(sr) => sr.status.clone(),
             Resource::MedicationRequest(mr) => mr.status.clone(),
@@ -149,7 +156,7 @@ fn order_control_and_order_status_set_the_request_and_medication_status() {
 #[test]
 fn a_cancelled_appointment_keeps_its_times_and_gets_an_end_from_the_duration() {
     let s15 = b"MSH|^~\\&|HIS|H|ECKO|L|20260405100000||SIU^S15|9|P|2.3\rSCH|A-1||||||||20|MIN|^^^20260417113000\rPID|||77^^^H\r";
-    let b = to_bundle(&stored("his", s15), &TimeZone::UTC).unwrap();
+    let b = to_bundle(&stored("his", s15), &TransformContext::default()).unwrap();
     let [Resource::Appointment(a)] = resources(&b, "Appointment")[..] else {
         panic!()
     };
@@ -160,7 +167,7 @@ fn a_cancelled_appointment_keeps_its_times_and_gets_an_end_from_the_duration() {
 #[test]
 fn an_ft1_without_a_code_takes_its_description_and_one_with_neither_is_skipped() {
     let dft = b"MSH|^~\\&|HIS|H|ECKO|L|20260405100000||DFT^P03|9|P|2.3\rPID|||77^^^H\rFT1|1|||||||Cast\rFT1|2\r";
-    let b = to_bundle(&stored("his", dft), &TimeZone::UTC).unwrap();
+    let b = to_bundle(&stored("his", dft), &TransformContext::default()).unwrap();
     let charges = resources(&b, "ChargeItem");
     let [Resource::ChargeItem(c)] = charges[..] else {
         panic!("{charges:?}")
@@ -173,7 +180,11 @@ fn oru(segments: &str) -> Bundle {
         "MSH|^~\\&|LAB|L|ECKO|H|20260405100000||ORU^R01|9|P|2.5\r{}\r",
         segments.replace('\n', "\r")
     );
-    to_bundle(&stored("lab", text.as_bytes()), &TimeZone::UTC).unwrap()
+    to_bundle(
+        &stored("lab", text.as_bytes()),
+        &TransformContext::default(),
+    )
+    .unwrap()
 }
 
 fn observations(b: &Bundle) -> Vec<&Observation> {
@@ -250,7 +261,11 @@ fn a_second_order_without_its_own_specimen_does_not_take_the_first_ones() {
 #[test]
 fn an_oul_specimen_applies_to_the_orders_that_follow_it_and_its_own_obx_describe_it() {
     let text = "MSH|^~\\&|LAB|L|ECKO|H|20260405100000||OUL^R22|9|P|2.5\rPID|||77^^^H\rSPM|1|S1||BLD\rOBX|1|NM|VOL^Volume^L||2|mL|||||F\rOBR|1|P1|F1|A^A^L\rOBX|1|NM|K^K^L||4.1|mmol/L|||||F\rSPM|2|S2||SER\rOBR|2|P2|F2|B^B^L\rOBX|1|NM|NA^NA^L||140|mmol/L|||||F\r";
-    let b = to_bundle(&stored("lab", text.as_bytes()), &TimeZone::UTC).unwrap();
+    let b = to_bundle(
+        &stored("lab", text.as_bytes()),
+        &TransformContext::default(),
+    )
+    .unwrap();
     let obs = observations(&b);
     assert_eq!(obs.len(), 3);
     let specimen_of = |o: &Observation| o.specimen.clone().unwrap().reference.unwrap();
@@ -291,7 +306,7 @@ fn an_obx_device_known_only_by_identifier_is_created_only_if_absent() {
 #[test]
 fn phone_numbers_and_emails_get_their_use_and_system_from_the_xtn() {
     let a08 = b"MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A08|9|P|2.5\rPID|||77^^^H||Roe^Jo||||||||^PRN^PH^^49^30^1234567~^NET^Internet^jo@example.org~^ORN^CP^^^^0171 555|^WPN^FX^^^40^999^12\r";
-    let b = to_bundle(&stored("his", a08), &TimeZone::UTC).unwrap();
+    let b = to_bundle(&stored("his", a08), &TransformContext::default()).unwrap();
     let [Resource::Patient(p)] = resources(&b, "Patient")[..] else {
         panic!()
     };
@@ -320,7 +335,7 @@ fn phone_numbers_and_emails_get_their_use_and_system_from_the_xtn() {
 #[test]
 fn the_merged_patient_keeps_the_persons_demographics_and_takes_the_prior_name() {
     let a40 = b"MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A40|9|P|2.5\rEVN|A40|20260405100000\rPID|||77^^^H||Roe^Jo||19700101|F\rMRG|66^^^H||||||Smith^Jo\r";
-    let b = to_bundle(&stored("his", a40), &TimeZone::UTC).unwrap();
+    let b = to_bundle(&stored("his", a40), &TransformContext::default()).unwrap();
     let [Resource::Patient(merged), Resource::Patient(surviving)] = resources(&b, "Patient")[..]
     else {
         panic!()
@@ -336,20 +351,73 @@ fn the_merged_patient_keeps_the_persons_demographics_and_takes_the_prior_name() 
 #[test]
 fn a_pharmacy_order_without_a_medication_is_not_sent_and_says_why() {
     let text = "MSH|^~\\&|HIS|H|ECKO|L|20260405100000||RDE^O11|9|P|2.5\rPID|||77^^^H\rORC|NW|P1^HIS\rRXE|^^^20260405|\"\"|100||mg\r";
-    let err = to_bundle(&stored("his", text.as_bytes()), &TimeZone::UTC).unwrap_err();
+    let err = to_bundle(
+        &stored("his", text.as_bytes()),
+        &TransformContext::default(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("no medication"), "{err}");
     let both = format!("{text}ORC|NW|P2^HIS\rRXE|^^^20260405|ASA^Aspirin^L|100||mg\r");
-    let b = to_bundle(&stored("his", both.as_bytes()), &TimeZone::UTC).unwrap();
+    let b = to_bundle(
+        &stored("his", both.as_bytes()),
+        &TransformContext::default(),
+    )
+    .unwrap();
     assert_eq!(resources(&b, "MedicationRequest").len(), 1);
 }
 
 #[test]
 fn a_booked_appointment_without_times_is_only_proposed() {
     let s12 = b"MSH|^~\\&|HIS|H|ECKO|L|20260405100000||SIU^S12|9|P|2.3\rSCH|A-1|||||||||||||||||||||||||Booked\rPID|||77^^^H\r";
-    let b = to_bundle(&stored("his", s12), &TimeZone::UTC).unwrap();
+    let b = to_bundle(&stored("his", s12), &TransformContext::default()).unwrap();
     let [Resource::Appointment(a)] = resources(&b, "Appointment")[..] else {
         panic!()
     };
     assert_eq!(a.status, "proposed");
     assert!(a.start.is_none() && a.end.is_none());
+}
+
+fn family_name(b: &Bundle) -> String {
+    let [Resource::Patient(p)] = resources(b, "Patient")[..] else {
+        panic!("one Patient")
+    };
+    p.name[0].family.clone().unwrap_or_default()
+}
+
+#[test]
+fn a_message_without_msh18_is_read_in_the_charset_the_source_used() {
+    let a08 =
+        "MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A08|9|P|2.5\rPID|||77^^^H||Müller^Jürgen\r";
+    let mut m = stored("his", a08.as_bytes());
+    m.envelope.hints.charset = Some("UNICODE UTF-8".into());
+    assert_eq!(
+        family_name(&to_bundle(&m, &TransformContext::default()).unwrap()),
+        "Müller"
+    );
+    // Without the hint the parser's own fallback (windows-1252) applies:
+    // what every message was read as before the source recorded its charset.
+    m.envelope.hints.charset = None;
+    assert_eq!(
+        family_name(&to_bundle(&m, &TransformContext::default()).unwrap()),
+        "MÃ¼ller"
+    );
+}
+
+#[test]
+fn times_without_an_offset_are_read_in_the_zone_the_message_arrived_in() {
+    let oru = b"MSH|^~\\&|LIS|LAB|EHR|HOSP|20260314093000||ORU^R01|42|P|2.5.1\rPID|1||123^^^H^MR||Doe^J\rOBR|1|ORD1|SPC1|718-7^Hb^LN|||202603140900\rOBX|1|NM|718-7^Hb^LN||13.9|g/dL|||||F|||202603140929\r";
+    let mut m = stored("lab", oru);
+    let effective = |m: &StoredMessage| {
+        let b = to_bundle(m, &TransformContext::default()).unwrap();
+        let [Resource::Observation(o)] = resources(&b, "Observation")[..] else {
+            panic!("one Observation")
+        };
+        o.effective_date_time.clone().unwrap_or_default()
+    };
+    m.envelope.hints.time_zone = Some("Europe/Berlin".into());
+    assert_eq!(effective(&m), "2026-03-14T09:29:00+01:00");
+    // A message journalled before zones were recorded takes the site's
+    // zone now (UTC in this context).
+    m.envelope.hints.time_zone = None;
+    assert_eq!(effective(&m), "2026-03-14T09:29:00+00:00");
 }

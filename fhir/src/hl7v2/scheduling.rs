@@ -19,10 +19,10 @@
 //! becomes `proposed` unless it is cancelled or waitlisted: R4 (app-3)
 //! allows no other status without times.
 
-use super::super::fhir::*;
 use super::super::TransformError;
 use super::common::*;
-use crate::journal::StoredMessage;
+use crate::r4::*;
+use ecko_message::StoredMessage;
 use ecko_protocol::hl7::Message;
 use jiff::tz::TimeZone;
 

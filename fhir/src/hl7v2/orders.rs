@@ -22,11 +22,11 @@
 //! MedicationRequest (medication[x] is required in R4); a message left with
 //! no order at all is refused with what was missing, so it goes dead visibly.
 
-use super::super::fhir::*;
 use super::super::TransformError;
 use super::common::*;
 use super::pharmacy;
-use crate::journal::StoredMessage;
+use crate::r4::*;
+use ecko_message::StoredMessage;
 use ecko_protocol::hl7::{Message, Segment};
 use jiff::tz::TimeZone;
 

@@ -20,10 +20,10 @@
 //! `POST` with `If-None-Exist`, so a richer Device on the server is kept.
 //! Times without an offset get the site's.
 
-use super::super::fhir::*;
 use super::super::TransformError;
 use super::common::*;
-use crate::journal::StoredMessage;
+use crate::r4::*;
+use ecko_message::StoredMessage;
 use ecko_protocol::hl7::{Message, Segment};
 use jiff::tz::TimeZone;
 

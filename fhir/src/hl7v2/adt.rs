@@ -26,10 +26,10 @@
 //! ParticipationType). Hospitalization: PV1-5 pre-admission number, PV1-14
 //! admit source (table 0023), PV1-36 discharge disposition (table 0112).
 
-use super::super::fhir::*;
 use super::super::TransformError;
 use super::common::*;
-use crate::journal::StoredMessage;
+use crate::r4::*;
+use ecko_message::StoredMessage;
 use ecko_protocol::hl7::{Message, Segment};
 use jiff::tz::TimeZone;
 

@@ -21,19 +21,20 @@ mod pharmacy;
 mod results;
 mod scheduling;
 
-use super::fhir::Bundle;
-use super::TransformError;
-use crate::journal::StoredMessage;
-use ecko_protocol::hl7::{Message, ParseOptions};
-use jiff::tz::TimeZone;
+use crate::r4::Bundle;
+use crate::{TransformContext, TransformError};
+use ecko_message::StoredMessage;
+use ecko_protocol::hl7::{Charset, Message, ParseOptions};
 
 /// The message codes (MSH-9.1) this transform maps.
 pub const MESSAGE_CODES: &[&str] = &["ORU", "OUL", "ADT", "ORM", "OML", "RDE", "SIU", "DFT"];
 
-/// Maps one stored HL7 v2 message by its type (MSH-9).
-pub fn to_bundle(message: &StoredMessage, tz: &TimeZone) -> Result<Bundle, TransformError> {
-    let parsed = Message::parse(&message.payload, &ParseOptions::default())
+/// Maps one stored HL7 v2 message by its type (MSH-9), reading its bytes
+/// in the character set the source read them in.
+pub fn to_bundle(message: &StoredMessage, cx: &TransformContext) -> Result<Bundle, TransformError> {
+    let parsed = Message::parse(&message.payload, &parse_options(message))
         .map_err(|e| TransformError::Unreadable(e.to_string()))?;
+    let tz = &cx.time_zone_of(message);
     let id = parsed.identity();
     match id.message_code.as_str() {
         "ORU" | "OUL" => results::to_bundle(&parsed, message, tz),
@@ -47,6 +48,21 @@ pub fn to_bundle(message: &StoredMessage, tz: &TimeZone) -> Result<Bundle, Trans
             MESSAGE_CODES.join(", ")
         ))),
     }
+}
+
+/// How the source parsed `message`: its recorded fallback character set,
+/// else the parser's default (messages journalled before hints existed).
+pub fn parse_options(message: &StoredMessage) -> ParseOptions {
+    let mut options = ParseOptions::default();
+    if let Some(charset) = message
+        .hints
+        .charset
+        .as_deref()
+        .and_then(Charset::from_hl7_name)
+    {
+        options.fallback_charset = charset;
+    }
+    options
 }
 
 #[cfg(test)]

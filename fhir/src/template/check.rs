@@ -299,11 +299,11 @@ pub fn wrap(resource: Value) -> Result<Value, String> {
             "a single {ty} needs `identifier[0]` with system and value (the key a resend updates); otherwise produce a transaction Bundle"
         ));
     };
-    let id = crate::transforms::fhir::resource_id(&ty, system, value);
+    let id = crate::r4::resource_id(&ty, system, value);
     let url = format!(
         "{ty}?identifier={}|{}",
-        crate::transforms::fhir::query_value(system),
-        crate::transforms::fhir::query_value(value)
+        crate::r4::query_value(system),
+        crate::r4::query_value(value)
     );
     let mut entry = Map::new();
     entry.insert("fullUrl".into(), Value::String(format!("urn:uuid:{id}")));

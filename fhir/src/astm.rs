@@ -15,9 +15,9 @@
 //! (`urn:ecko-edge:<source>:code`); a FHIR endpoint's `code_map` adds LOINC.
 //! ASTM times carry no offset: they are read in the site time zone.
 
-use super::fhir::*;
-use super::TransformError;
-use crate::journal::StoredMessage;
+use crate::r4::*;
+use crate::{TransformContext, TransformError};
+use ecko_message::StoredMessage;
 use ecko_protocol::astm::message::format_timestamp;
 use ecko_protocol::astm::message::{CommentExt, Message, ParseOptions, ResultRecord};
 use jiff::tz::TimeZone;
@@ -56,7 +56,8 @@ fn status(r: &ResultRecord) -> &'static str {
 }
 
 /// Maps one stored ASTM message.
-pub fn to_bundle(message: &StoredMessage, tz: &TimeZone) -> Result<Bundle, TransformError> {
+pub fn to_bundle(message: &StoredMessage, cx: &TransformContext) -> Result<Bundle, TransformError> {
+    let tz = &cx.time_zone_of(message);
     let parsed = Message::parse(
         &records(&message.payload),
         &ParseOptions {

@@ -12,9 +12,9 @@
 //! | ORC-9, ORC-12 | authoredOn, requester |
 //! | NTE | note |
 
-use super::super::fhir::*;
 use super::common::*;
 use super::orders::OrderGroup;
+use crate::r4::*;
 use ecko_protocol::hl7::Segment;
 use jiff::tz::TimeZone;
 

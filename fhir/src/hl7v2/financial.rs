@@ -15,10 +15,10 @@
 //!
 //! Status is `billable`: a DFT reports charges to be billed.
 
-use super::super::fhir::*;
 use super::super::TransformError;
 use super::common::*;
-use crate::journal::StoredMessage;
+use crate::r4::*;
+use ecko_message::StoredMessage;
 use ecko_protocol::hl7::Message;
 use jiff::tz::TimeZone;
 

@@ -22,8 +22,9 @@
 //!   `ucum(unit)`: the UCUM code of a unit, or none; `number(text)`: a
 //!   number, or none. Filters: minijinja's, with `tojson` for JSON values.
 
-use crate::journal::StoredMessage;
-use crate::transforms::fhir;
+use crate::r4 as fhir;
+use crate::TransformContext;
+use ecko_message::StoredMessage;
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 use minijinja::{Environment, Error, ErrorKind, State};
 use std::sync::Arc;
@@ -318,19 +319,23 @@ pub struct Msg {
     text: String,
     segments: Vec<Arc<Node>>,
     astm: Option<Value>,
+    /// What `fhir_time` and `fhir_instant` read times without an offset in.
+    time_zone: jiff::tz::TimeZone,
 }
 
 impl Msg {
-    pub fn new(message: &StoredMessage) -> Msg {
-        let text = String::from_utf8_lossy(&message.payload).into_owned();
+    pub fn new(message: &StoredMessage, cx: &TransformContext) -> Msg {
+        let mut text = None;
         let mut segments = Vec::new();
         let mut astm = None;
         if message.payload.starts_with(b"MSH") {
-            if let Ok(parsed) = ecko_protocol::hl7::Message::parse(
-                &message.payload,
-                &ecko_protocol::hl7::ParseOptions::default(),
-            ) {
+            let options = crate::hl7v2::parse_options(message);
+            if let Ok(parsed) = ecko_protocol::hl7::Message::parse(&message.payload, &options) {
                 segments = parsed.segments().map(|s| Arc::new(hl7_node(&s))).collect();
+                let (decoded, _) = parsed
+                    .charset()
+                    .decode(&message.payload, options.fallback_charset);
+                text = Some(decoded.into_owned());
             }
         } else if message.payload.first() == Some(&b'H') {
             let records: Vec<Vec<u8>> = message
@@ -352,7 +357,9 @@ impl Msg {
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
             .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
             .to_string();
+        let text = text.unwrap_or_else(|| String::from_utf8_lossy(&message.payload).into_owned());
         Msg {
+            time_zone: cx.time_zone_of(message),
             source: message.source.clone(),
             id: message.id,
             message_type: message.message_type.clone(),
@@ -456,6 +463,18 @@ impl Object for Msg {
     }
 }
 
+/// The zone of the message being rendered: helpers are registered once per
+/// compiled template, the zone differs per message.
+fn message_zone(state: &State) -> jiff::tz::TimeZone {
+    state
+        .lookup("msg")
+        .and_then(|msg| {
+            msg.downcast_object_ref::<Msg>()
+                .map(|m| m.time_zone.clone())
+        })
+        .unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
 /// Registers the helper functions.
 pub fn add_helpers(env: &mut Environment<'static>) {
     env.add_function("uuid", |parts: minijinja::value::Rest<String>| -> String {
@@ -464,12 +483,18 @@ pub fn add_helpers(env: &mut Environment<'static>) {
             _ => fhir::template_id(&parts.join("|")).to_string(),
         }
     });
-    env.add_function("fhir_time", |v: Option<String>| -> Option<String> {
-        fhir::date_time(&v?, &crate::transforms::site_time_zone())
-    });
-    env.add_function("fhir_instant", |v: Option<String>| -> Option<String> {
-        fhir::instant(&v?, &crate::transforms::site_time_zone())
-    });
+    env.add_function(
+        "fhir_time",
+        |state: &State, v: Option<String>| -> Option<String> {
+            fhir::date_time(&v?, &message_zone(state))
+        },
+    );
+    env.add_function(
+        "fhir_instant",
+        |state: &State, v: Option<String>| -> Option<String> {
+            fhir::instant(&v?, &message_zone(state))
+        },
+    );
     env.add_function("ucum", |unit: Option<String>| -> Option<String> {
         fhir::ucum::code(&unit?).map(str::to_string)
     });

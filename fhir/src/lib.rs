@@ -1,0 +1,111 @@
+//! Ecko Edge's FHIR R4 model and transforms: what a journalled message
+//! becomes for a destination.
+//!
+//! A transform is a pure function of the message and an explicit
+//! [`TransformContext`]: the same message and context give the same bytes,
+//! whenever and wherever it runs. It runs at delivery time, not at ingest:
+//! the journal keeps the original bytes, so a corrected mapping applies to
+//! messages still queued, and a transform failure never loses the message.
+//!
+//! - `none`: the payload as received.
+//! - `astm-fhir`: an ASTM result message → a FHIR R4 transaction Bundle
+//!   ([`astm`]).
+//! - `hl7v2-fhir`: an HL7 v2 message → a FHIR R4 transaction Bundle
+//!   ([`hl7v2`]): ORU^R01, OUL^R22, ADT, ORM^O01, OML^O21, RDE^O11,
+//!   SIU^S12–S15, DFT^P03.
+//! - `template`: a minijinja template file named by the route, for
+//!   integrations the built-in maps do not cover ([`template`]); queued as
+//!   `template:<path>`.
+//!
+//! [`r4`] holds the hand-written R4 resources the maps emit (no Rust crate
+//! covers R4 well enough), deterministic ids and UCUM units.
+//!
+//! How the bytes are read is never guessed twice: the character set and the
+//! time zone the source assumed travel in the message's decode hints
+//! ([`ecko_message::DecodeHints`]); the context's site zone applies only to
+//! messages journalled before hints were recorded.
+
+pub mod astm;
+pub mod hl7v2;
+pub mod r4;
+pub mod template;
+
+use ecko_message::StoredMessage;
+use jiff::tz::TimeZone;
+use std::sync::Arc;
+
+/// Every transform a route may name (`template` with a `template` file).
+pub const NAMES: &[&str] = &["none", "astm-fhir", "hl7v2-fhir", "template"];
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransformError {
+    #[error("unknown transform `{0}`")]
+    Unknown(String),
+    #[error("cannot read the message: {0}")]
+    Unreadable(String),
+    #[error("the message holds nothing to map: {0}")]
+    Empty(String),
+    /// A custom template failed or produced something that cannot be sent.
+    #[error("{0}")]
+    Template(String),
+}
+
+/// Everything a transform may read besides the message itself. Cheap to
+/// clone: whoever runs transforms keeps one and hands out copies.
+#[derive(Clone)]
+pub struct TransformContext {
+    /// The site's zone now, for messages that carry no zone of their own.
+    pub site_time_zone: TimeZone,
+    /// Compiled custom templates, shared by every copy of the context.
+    pub templates: Arc<template::Templates>,
+}
+
+/// UTC, until the configuration names the site's zone.
+impl Default for TransformContext {
+    fn default() -> Self {
+        Self::new(TimeZone::UTC)
+    }
+}
+
+impl TransformContext {
+    /// A context for the site zone `site_time_zone` with no template
+    /// compiled yet.
+    pub fn new(site_time_zone: TimeZone) -> Self {
+        Self {
+            site_time_zone,
+            templates: Arc::default(),
+        }
+    }
+
+    /// The zone `message`'s times without an offset are read in: the site's
+    /// zone when it arrived, else the site's zone now.
+    pub fn time_zone_of(&self, message: &StoredMessage) -> TimeZone {
+        message
+            .hints
+            .time_zone
+            .as_deref()
+            .and_then(|name| TimeZone::get(name).ok())
+            .unwrap_or_else(|| self.site_time_zone.clone())
+    }
+}
+
+/// Applies the named transform; the result is the payload a sink delivers.
+pub fn apply(
+    name: &str,
+    message: &StoredMessage,
+    cx: &TransformContext,
+) -> Result<Vec<u8>, TransformError> {
+    match name {
+        "none" => Ok(message.payload.clone()),
+        "hl7v2-fhir" => to_json(&hl7v2::to_bundle(message, cx)?),
+        "astm-fhir" => to_json(&astm::to_bundle(message, cx)?),
+        other => match other.strip_prefix(template::PREFIX) {
+            Some(path) => template::apply(std::path::Path::new(path), message, cx),
+            None => Err(TransformError::Unknown(other.to_string())),
+        },
+    }
+}
+
+fn to_json(bundle: &r4::Bundle) -> Result<Vec<u8>, TransformError> {
+    serde_json::to_vec(bundle).map_err(|e| TransformError::Unreadable(e.to_string()))
+}
