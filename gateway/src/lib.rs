@@ -10,6 +10,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod delivery;
+pub mod endpoints;
 pub mod health;
 pub mod journal;
 pub mod preflight;

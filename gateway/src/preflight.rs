@@ -6,7 +6,7 @@
 //! `run` starts its endpoints. Nothing here binds a port, opens the journal
 //! or writes a file.
 
-use crate::config::{Config, EndpointKind};
+use crate::config::Config;
 
 /// One endpoint (or section) that would not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,23 +26,7 @@ impl std::fmt::Display for Problem {
 pub fn check(config: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
     for endpoint in config.endpoints.iter().filter(|e| e.enabled) {
-        let reason = match &endpoint.kind {
-            EndpointKind::Fhir(c) => crate::sinks::fhir::FhirSink::new(endpoint, c)
-                .err()
-                .map(|e| e.to_string()),
-            EndpointKind::Mllp(c) if c.listen.is_some() => c
-                .tls
-                .as_ref()
-                .and_then(|t| crate::tls::server_config(t).err())
-                .map(|e| e.to_string()),
-            EndpointKind::Mllp(c) => crate::sinks::mllp::MllpSink::new(&endpoint.name, c)
-                .err()
-                .map(|e| e.to_string()),
-            EndpointKind::File(_)
-            | EndpointKind::FileDrop(_)
-            | EndpointKind::AstmTcp(_)
-            | EndpointKind::AstmSerial(_) => None,
-        };
+        let reason = crate::endpoints::of(&endpoint.kind).preflight(endpoint);
         if let Some(reason) = reason {
             problems.push(Problem {
                 part: format!("endpoint `{}`", endpoint.name),

@@ -1,5 +1,8 @@
 //! "Test connection": can the gateway reach an endpoint's far end right now?
 //!
+//! The steps below are shared; which of them an endpoint runs is its type's
+//! choice (`EndpointType::probe` in `crate::endpoints`).
+//!
 //! Each check is a list of steps, each with its outcome, detail and time,
 //! stopped at the first failure and bounded by a short timeout per step:
 //!
@@ -21,7 +24,7 @@
 //!   endpoint would) and a file can be created in it and removed. Serial
 //!   lines: the device exists.
 
-use crate::config::{Endpoint, EndpointKind, FhirAuth, FhirSinkConfig, MllpConfig};
+use crate::config::{Endpoint, FhirAuth, FhirSinkConfig, MllpConfig};
 use ecko_protocol::hl7::{ParseOptions, ReceivedAck};
 use ecko_protocol::mllp;
 use std::time::{Duration, Instant};
@@ -67,14 +70,15 @@ pub struct ProbeReport {
     pub note: Option<String>,
 }
 
-struct Steps {
+/// The steps of one check so far; each endpoint type runs its own.
+pub struct Steps {
     steps: Vec<Step>,
     timeout: Duration,
 }
 
 impl Steps {
     /// Runs one step; `Err` carries its failure and ends the check.
-    async fn run<T, F>(&mut self, name: &str, f: F) -> Option<T>
+    pub async fn run<T, F>(&mut self, name: &str, f: F) -> Option<T>
     where
         F: std::future::Future<Output = Result<(T, String), String>>,
     {
@@ -113,48 +117,9 @@ pub async fn probe(endpoint: &Endpoint, options: ProbeOptions) -> ProbeReport {
         steps: Vec::new(),
         timeout: options.timeout,
     };
-    let note = match &endpoint.kind {
-        EndpointKind::Mllp(c) if c.connect.is_some() => {
-            mllp_sender(c, &mut steps, options.mllp_round_trip).await
-        }
-        EndpointKind::Mllp(c) => {
-            let addr = c.listen.clone().unwrap_or_default();
-            tcp(&mut steps, &local(&addr)).await;
-            Some("A listener is checked by connecting to it; no message is sent, since it would be journalled.".into())
-        }
-        EndpointKind::Fhir(c) => {
-            fhir(endpoint, c, &mut steps).await;
-            None
-        }
-        EndpointKind::AstmTcp(c) => {
-            let addr = match c.role {
-                crate::config::TcpRole::Server => local(&c.address),
-                crate::config::TcpRole::Client => c.address.clone(),
-            };
-            tcp(&mut steps, &addr).await;
-            Some("Only the TCP connection was checked; no ASTM session was opened.".into())
-        }
-        EndpointKind::AstmSerial(c) => {
-            let device = c.device.clone();
-            steps
-                .run("serial device", async move {
-                    match std::fs::metadata(&device) {
-                        Ok(_) => Ok(((), format!("{} exists", device.display()))),
-                        Err(e) => Err(format!("{}: {e}", device.display())),
-                    }
-                })
-                .await;
-            Some("Only the device's presence was checked; the line is not opened while the endpoint may hold it.".into())
-        }
-        EndpointKind::File(c) => {
-            directory(&mut steps, &crate::config::resolve(&c.path)).await;
-            None
-        }
-        EndpointKind::FileDrop(c) => {
-            directory(&mut steps, &crate::config::resolve(&c.path)).await;
-            None
-        }
-    };
+    let note = crate::endpoints::of(&endpoint.kind)
+        .probe(endpoint, &mut steps, options)
+        .await;
     ProbeReport {
         endpoint: endpoint.name.clone(),
         ok: steps.steps.iter().all(|s| s.ok) && !steps.steps.is_empty(),
@@ -164,7 +129,7 @@ pub async fn probe(endpoint: &Endpoint, options: ProbeOptions) -> ProbeReport {
 }
 
 /// Our own listener's address as a client reaches it.
-fn local(listen: &str) -> String {
+pub fn local(listen: &str) -> String {
     match listen.parse::<std::net::SocketAddr>() {
         Ok(a) if a.ip().is_unspecified() => {
             let ip: std::net::IpAddr = if a.is_ipv4() {
@@ -178,7 +143,7 @@ fn local(listen: &str) -> String {
     }
 }
 
-async fn tcp(steps: &mut Steps, addr: &str) -> Option<TcpStream> {
+pub async fn tcp(steps: &mut Steps, addr: &str) -> Option<TcpStream> {
     let addr = addr.to_string();
     steps
         .run("TCP connect", async move {
@@ -194,7 +159,7 @@ async fn tcp(steps: &mut Steps, addr: &str) -> Option<TcpStream> {
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-async fn mllp_sender(c: &MllpConfig, steps: &mut Steps, round_trip: bool) -> Option<String> {
+pub async fn mllp_sender(c: &MllpConfig, steps: &mut Steps, round_trip: bool) -> Option<String> {
     let connect = c.connect.clone().unwrap_or_default();
     let tcp_stream = tcp(steps, &connect).await?;
     let mut stream: Box<dyn Stream> = match &c.tls {
@@ -290,7 +255,7 @@ async fn mllp_sender(c: &MllpConfig, steps: &mut Steps, round_trip: bool) -> Opt
     None
 }
 
-async fn fhir(endpoint: &Endpoint, c: &FhirSinkConfig, steps: &mut Steps) {
+pub async fn fhir(endpoint: &Endpoint, c: &FhirSinkConfig, steps: &mut Steps) {
     let url = c.url.trim().to_string();
     let parsed = match reqwest::Url::parse(&url) {
         Ok(u) => u,
@@ -391,7 +356,7 @@ async fn fhir(endpoint: &Endpoint, c: &FhirSinkConfig, steps: &mut Steps) {
         .await;
 }
 
-async fn directory(steps: &mut Steps, dir: &std::path::Path) {
+pub async fn directory(steps: &mut Steps, dir: &std::path::Path) {
     let dir = dir.to_path_buf();
     steps
         .run("directory", async move {

@@ -73,7 +73,8 @@ const SETTINGS: &[(&str, &str, &str, &str)] = &[
 ];
 
 fn setting_value(name: &str, typed: &str) -> EditValue {
-    use super::endpoint_form::{value, Kind};
+    use super::endpoint_form::value;
+    use crate::endpoints::form::Kind;
     match name {
         "retention_days" => value(Kind::Integer, typed),
         "max_size" => value(Kind::Size, typed),

@@ -561,7 +561,7 @@ pub async fn new_form(
     }
     let Some(kind) = q.kind.filter(|k| endpoint_form::fields(k).is_some()) else {
         let mut body = String::from("<p>Which type of endpoint?</p><ul id=\"endpoint-types\">");
-        for t in crate::config::EndpointKind::TYPES {
+        for t in crate::endpoints::type_names() {
             let _ = write!(body, "<li><a href=\"/new-endpoint?type={t}\">{t}</a></li>");
         }
         body.push_str("</ul>");
@@ -644,7 +644,7 @@ pub async fn create(
             &caller,
             &format!(
                 "`{kind}` is not an endpoint type (expected one of {})",
-                crate::config::EndpointKind::TYPES.join(", ")
+                crate::endpoints::type_names().join(", ")
             ),
         );
     };

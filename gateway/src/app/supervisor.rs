@@ -25,12 +25,10 @@
 
 use super::{purge_on_schedule, RunError, StartOptions};
 use crate::config::{Config, Endpoint, EndpointKind};
+use crate::endpoints::{PreparedWorker, Role, SourceStart, WorkerStart};
 use crate::journal::Journal;
 use crate::router::Router;
-use crate::sinks::fhir::FhirSink;
-use crate::sinks::file::FileSink;
-use crate::sinks::mllp::MllpSink;
-use crate::sources::{astm, file_drop, mllp, SiteTimeZone, SourceContext};
+use crate::sources::{astm, SiteTimeZone, SourceContext};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -94,18 +92,14 @@ impl ApplyReport {
 
 /// Is this endpoint a delivery worker (a destination) or a source?
 fn is_worker(endpoint: &Endpoint) -> bool {
-    match &endpoint.kind {
-        EndpointKind::File(_) | EndpointKind::Fhir(_) => true,
-        EndpointKind::Mllp(c) => c.listen.is_none(),
-        EndpointKind::FileDrop(_) | EndpointKind::AstmTcp(_) | EndpointKind::AstmSerial(_) => false,
-    }
+    crate::endpoints::of(&endpoint.kind).role(&endpoint.kind) == Role::Destination
 }
 
 /// Whether the endpoint has a running unit: every enabled one, and a
 /// disabled MLLP listener, which stays bound to answer `AR` rather than
 /// leave its senders with a refused connection.
 fn runs(endpoint: &Endpoint) -> bool {
-    endpoint.enabled || mllp::answers_while_disabled(endpoint)
+    endpoint.enabled || crate::endpoints::of(&endpoint.kind).runs_while_disabled(endpoint)
 }
 
 /// The same settings, wherever in the file they are written.
@@ -158,9 +152,6 @@ impl Unit {
         self.endpoint
     }
 }
-
-/// A delivery worker whose sink is built, ready to spawn.
-type PreparedWorker = Box<dyn FnOnce(CancellationToken) -> JoinHandle<()> + Send>;
 
 struct Purge {
     retention: Duration,
@@ -338,41 +329,17 @@ impl Supervisor {
     }
 
     fn prepare_worker(&self, endpoint: &Endpoint) -> Result<PreparedWorker, RunError> {
-        let journal = self.journal.clone();
-        let transforms = crate::delivery::Transforms {
-            time_zone: self.time_zone.clone(),
-            templates: self.templates.clone(),
-        };
-        let health = self.health.clone();
-        let e = endpoint.clone();
-        let cannot = |reason: String| RunError::Endpoint {
-            name: endpoint.name.clone(),
-            reason,
-        };
-        Ok(match &endpoint.kind {
-            EndpointKind::File(c) => {
-                let sink = FileSink::new(c);
-                Box::new(move |stop| {
-                    crate::delivery::spawn_reporting(journal, &e, sink, health, transforms, stop)
-                })
-            }
-            EndpointKind::Fhir(c) => {
-                let sink = FhirSink::new(endpoint, c).map_err(|err| cannot(err.to_string()))?;
-                Box::new(move |stop| {
-                    crate::delivery::spawn_reporting(journal, &e, sink, health, transforms, stop)
-                })
-            }
-            EndpointKind::Mllp(c) => {
-                let sink = MllpSink::new(&endpoint.name, c).map_err(|source| RunError::Tls {
-                    endpoint: endpoint.name.clone(),
-                    source,
-                })?;
-                Box::new(move |stop| {
-                    crate::delivery::spawn_reporting(journal, &e, sink, health, transforms, stop)
-                })
-            }
-            _ => return Err(cannot("not a destination".into())),
-        })
+        crate::endpoints::of(&endpoint.kind).destination(
+            endpoint,
+            WorkerStart {
+                journal: self.journal.clone(),
+                health: self.health.clone(),
+                transforms: crate::delivery::Transforms {
+                    time_zone: self.time_zone.clone(),
+                    templates: self.templates.clone(),
+                },
+            },
+        )
     }
 
     /// Starts one endpoint: its worker (from `prepared` when built already)
@@ -399,29 +366,16 @@ impl Supervisor {
             time_zone: self.time_zone.clone(),
             health: self.health.clone(),
         };
-        let task = match &endpoint.kind {
-            EndpointKind::FileDrop(c) => {
-                tokio::spawn(file_drop::run(endpoint.clone(), c.clone(), cx))
-            }
-            EndpointKind::Mllp(c) => {
-                let listener = mllp::Listener::bind(endpoint, c, cx).await?;
-                tokio::spawn(listener.serve())
-            }
-            EndpointKind::AstmTcp(c) => tokio::spawn(astm::run_tcp(
-                endpoint.clone(),
-                c.clone(),
-                cx,
-                self.astm_trace.clone(),
-            )),
-            EndpointKind::AstmSerial(c) => tokio::spawn(astm::run_serial(
-                endpoint.clone(),
-                c.clone(),
-                self.start.serial.clone(),
-                cx,
-                self.astm_trace.clone(),
-            )),
-            EndpointKind::File(_) | EndpointKind::Fhir(_) => unreachable_source(endpoint)?,
-        };
+        let task = crate::endpoints::of(&endpoint.kind)
+            .source(
+                endpoint,
+                SourceStart {
+                    cx,
+                    astm_trace: self.astm_trace.clone(),
+                    serial: self.start.serial.clone(),
+                },
+            )
+            .await?;
         Ok(Unit::new(endpoint, false, stop, task))
     }
 
@@ -580,13 +534,6 @@ impl Supervisor {
             let _ = p.task.await;
         }
     }
-}
-
-fn unreachable_source(endpoint: &Endpoint) -> Result<JoinHandle<()>, RunError> {
-    Err(RunError::Endpoint {
-        name: endpoint.name.clone(),
-        reason: "not a source".into(),
-    })
 }
 
 fn same_routes(a: &Config, b: &Config) -> bool {

@@ -269,7 +269,7 @@ impl AstmTcpConfig {
     }
 
     /// A problem the types alone cannot catch.
-    pub(super) fn problem(&self) -> Option<String> {
+    pub(crate) fn problem(&self) -> Option<String> {
         if self.address.trim().is_empty() {
             return Some("`address` must be `host:port`".into());
         }
@@ -282,7 +282,7 @@ impl AstmSerialConfig {
         profile_of!(self)
     }
 
-    pub(super) fn problem(&self) -> Option<String> {
+    pub(crate) fn problem(&self) -> Option<String> {
         if !(5..=8).contains(&self.data_bits) {
             return Some(format!(
                 "`data_bits` {} must be 5, 6, 7 or 8",

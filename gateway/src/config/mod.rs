@@ -120,6 +120,34 @@ impl Config {
     }
 }
 
+/// An endpoint's type-specific settings as its type reads them: errors
+/// land at the endpoint, located in the file like every other.
+pub struct SettingsInput<'l, 'a> {
+    loader: &'l mut Loader<'a>,
+    value: &'l Value<'l>,
+    context: &'l str,
+    at: usize,
+}
+
+impl SettingsInput<'_, '_> {
+    /// The settings as `T`; `None` after reporting why not.
+    pub fn read<T: DeserializeOwned>(&mut self) -> Option<T> {
+        self.loader.de(self.value, self.context)
+    }
+
+    /// Reports `problem`, if any, and then gives `None`.
+    pub fn check(&mut self, problem: Option<String>) -> Option<()> {
+        match problem {
+            None => Some(()),
+            Some(p) => {
+                let message = format!("{}: {p}", self.context);
+                self.loader.error_at(self.at, message);
+                None
+            }
+        }
+    }
+}
+
 struct Loader<'a> {
     original: &'a str,
     file: &'a str,
@@ -379,55 +407,33 @@ impl<'a> Loader<'a> {
         )?;
         let specific = Spanned::new(span.clone(), DeValue::Table(specific));
         let context = format!("endpoint `{name}` (type {})", common.kind);
-        let kind = match common.kind.as_str() {
-            "file" => EndpointKind::File(self.de(&specific, &context)?),
-            "file-drop" => EndpointKind::FileDrop(self.de(&specific, &context)?),
-            "mllp" => EndpointKind::Mllp(self.de(&specific, &context)?),
-            "fhir" => {
-                let c: FhirSinkConfig = self.de(&specific, &context)?;
-                if let Some(problem) = c.problem() {
-                    self.error_at(span.start, format!("{context}: {problem}"));
-                    return None;
-                }
-                EndpointKind::Fhir(c)
-            }
-            "astm-serial" => {
-                let c: AstmSerialConfig = self.de(&specific, &context)?;
-                if let Some(p) = c.problem() {
-                    self.error_at(span.start, format!("{context}: {p}"));
-                    return None;
-                }
-                EndpointKind::AstmSerial(c)
-            }
-            "astm-tcp" => {
-                let c: AstmTcpConfig = self.de(&specific, &context)?;
-                if let Some(p) = c.problem() {
-                    self.error_at(span.start, format!("{context}: {p}"));
-                    return None;
-                }
-                EndpointKind::AstmTcp(c)
-            }
-            other => {
-                let at = table.get("type").map_or(span.start, |v| v.span().start);
-                self.error_at(
-                    at,
-                    format!(
-                        "endpoint `{name}`: unknown type `{other}`, expected one of {}",
-                        EndpointKind::TYPES.join(", ")
-                    ),
-                );
-                return None;
-            }
+        let Some(ty) = crate::endpoints::named(&common.kind) else {
+            let at = table.get("type").map_or(span.start, |v| v.span().start);
+            self.error_at(
+                at,
+                format!(
+                    "endpoint `{name}`: unknown type `{}`, expected one of {}",
+                    common.kind,
+                    crate::endpoints::type_names().join(", ")
+                ),
+            );
+            return None;
         };
+        let kind = ty.parse(&mut SettingsInput {
+            loader: self,
+            value: &specific,
+            context: &context,
+            at: span.start,
+        })?;
         let at = |key: &str| table.get(key).map_or(span.start, |v| v.span().start);
-        let problems = kind.problems();
+        let problems = ty.problems(&kind);
         for (key, problem) in &problems {
             self.error_at(at(key), format!("endpoint `{name}`: {problem}"));
         }
         if !problems.is_empty() {
             return None;
         }
-        let direction = match (common.direction, kind.directions()) {
+        let direction = match (common.direction, ty.directions(&kind)) {
             (Some(d), allowed) if allowed.contains(&d) => d,
             (Some(d), allowed) => {
                 self.error_at(
@@ -481,17 +487,12 @@ impl<'a> Loader<'a> {
             );
             return None;
         }
-        let timeout = match (&kind, common.timeout) {
-            (EndpointKind::Mllp(m), t) if m.connect.is_some() => {
-                match mllp_sender_timeout(m, t.map(|t| t.0)) {
-                    Ok(t) => t,
-                    Err(problem) => {
-                        self.error_at(at("timeout"), format!("endpoint `{name}`: {problem}"));
-                        return None;
-                    }
-                }
+        let timeout = match ty.timeout(&kind, common.timeout.map(|t| t.0)) {
+            Ok(t) => t,
+            Err(problem) => {
+                self.error_at(at("timeout"), format!("endpoint `{name}`: {problem}"));
+                return None;
             }
-            (_, t) => t.map_or(DEFAULT_TIMEOUT, |t| t.0),
         };
         Some(Endpoint {
             name: common.name,
@@ -807,7 +808,7 @@ impl Loader<'_> {
 /// An MLLP sender's endpoint `timeout`: longer than its own connect, send
 /// and ACK timeouts together (default: those plus 5 s, at least the common
 /// default).
-fn mllp_sender_timeout(
+pub(crate) fn mllp_sender_timeout(
     m: &MllpConfig,
     given: Option<std::time::Duration>,
 ) -> Result<std::time::Duration, String> {

@@ -263,15 +263,8 @@ pub enum EndpointKind {
 }
 
 impl EndpointKind {
-    pub const TYPES: &'static [&'static str] = &[
-        "file",
-        "file-drop",
-        "mllp",
-        "fhir",
-        "astm-serial",
-        "astm-tcp",
-    ];
-
+    /// The `type` of the file; the endpoint type's module is found by it
+    /// (`crate::endpoints::of`).
     pub fn type_name(&self) -> &'static str {
         match self {
             EndpointKind::File(_) => "file",
@@ -280,31 +273,6 @@ impl EndpointKind {
             EndpointKind::Fhir(_) => "fhir",
             EndpointKind::AstmSerial(_) => "astm-serial",
             EndpointKind::AstmTcp(_) => "astm-tcp",
-        }
-    }
-
-    /// The directions this endpoint supports; the first is the default.
-    pub fn directions(&self) -> &'static [Direction] {
-        match self {
-            EndpointKind::File(_) => &[Direction::Outbound],
-            EndpointKind::FileDrop(_) => &[Direction::Inbound],
-            EndpointKind::Mllp(m) if m.listen.is_some() => &[Direction::Inbound],
-            EndpointKind::Mllp(_) => &[Direction::Outbound],
-            EndpointKind::Fhir(_) => &[Direction::Outbound],
-            // Orders reach the analyzer from the journal, not through routes.
-            EndpointKind::AstmSerial(_) | EndpointKind::AstmTcp(_) => &[Direction::Inbound],
-        }
-    }
-
-    /// Problems with the type's own settings: (key, message).
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        match self {
-            EndpointKind::Mllp(m) => m.problems(),
-            EndpointKind::File(_)
-            | EndpointKind::FileDrop(_)
-            | EndpointKind::Fhir(_)
-            | EndpointKind::AstmSerial(_)
-            | EndpointKind::AstmTcp(_) => Vec::new(),
         }
     }
 }
@@ -462,7 +430,7 @@ impl MllpConfig {
         }
     }
 
-    fn problems(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         match (&self.listen, &self.connect) {
             (Some(_), Some(_)) => out.push(("connect", "an mllp endpoint has either `listen` (a listener) or `connect` (a sender), not both".into())),

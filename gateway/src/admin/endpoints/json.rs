@@ -68,7 +68,7 @@ fn api_changes(
                 let kind = fields
                     .iter()
                     .find(|f| f.key == key)
-                    .map_or(endpoint_form::Kind::Text, |f| f.kind);
+                    .map_or(crate::endpoints::form::Kind::Text, |f| f.kind);
                 Change::Set(endpoint_form::value(kind, s))
             }
             serde_json::Value::Bool(b) => Change::Set(EditValue::Bool(*b)),
@@ -111,13 +111,13 @@ pub async fn create(
     if let Err(r) = caller.require(Role::Admin) {
         return r;
     }
-    if !crate::config::EndpointKind::TYPES.contains(&body.kind.as_str()) {
+    if crate::endpoints::named(&body.kind).is_none() {
         return unprocessable(vec![FieldError {
             field: Some("type".into()),
             message: format!(
                 "`{}` is not an endpoint type (expected one of {})",
                 body.kind,
-                crate::config::EndpointKind::TYPES.join(", ")
+                crate::endpoints::type_names().join(", ")
             ),
             line: 0,
         }]);

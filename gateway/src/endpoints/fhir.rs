@@ -1,0 +1,161 @@
+//! `fhir`: transaction Bundles to a FHIR R4 server over HTTP(S).
+
+use super::form::{f, join, keyed, when, Field, Kind, DELIVERY, TIMEOUT};
+use super::{worker, EndpointType, PreparedWorker, Role, WorkerStart};
+use crate::app::RunError;
+use crate::config::{Direction, Endpoint, EndpointKind, FhirSinkConfig, SettingsInput};
+use crate::probe::{self, ProbeOptions, Steps};
+use crate::sinks::fhir::FhirSink;
+use futures_util::future::BoxFuture;
+
+pub struct Fhir;
+
+fn settings(kind: &EndpointKind) -> &FhirSinkConfig {
+    match kind {
+        EndpointKind::Fhir(c) => c,
+        _ => unreachable!("a fhir endpoint has fhir settings"),
+    }
+}
+
+const FHIR: &[Field] = &[
+    f("url", "Base URL", Kind::Text, ""),
+    f(
+        "auth.type",
+        "Authentication",
+        Kind::Choice(&["none", "api-key", "oauth2", "client-certificate"]),
+        "none",
+    ),
+    when(
+        f("auth.header", "API key header", Kind::Text, "X-API-Key"),
+        "auth.type",
+        "api-key",
+    ),
+    when(
+        keyed(f("auth.api_key", "API key", Kind::Secret, ""), "auth.key"),
+        "auth.type",
+        "api-key",
+    ),
+    when(
+        f("auth.token_url", "OAuth token URL", Kind::Text, ""),
+        "auth.type",
+        "oauth2",
+    ),
+    when(
+        f("auth.client_id", "OAuth client id", Kind::Text, ""),
+        "auth.type",
+        "oauth2",
+    ),
+    when(
+        f(
+            "auth.client_secret",
+            "OAuth client secret",
+            Kind::Secret,
+            "",
+        ),
+        "auth.type",
+        "oauth2",
+    ),
+    when(
+        f("auth.scope", "OAuth scope", Kind::Text, ""),
+        "auth.type",
+        "oauth2",
+    ),
+    when(
+        f("auth.cert", "Client certificate (PEM path)", Kind::Text, ""),
+        "auth.type",
+        "client-certificate",
+    ),
+    when(
+        keyed(
+            f("auth.key_file", "Client key (PEM path)", Kind::Text, ""),
+            "auth.key",
+        ),
+        "auth.type",
+        "client-certificate",
+    ),
+    f(
+        "ca_file",
+        "CA bundle (PEM path; empty: system)",
+        Kind::Text,
+        "",
+    ),
+    f(
+        "pinned_cert",
+        "Pinned server certificate (PEM path)",
+        Kind::Text,
+        "",
+    ),
+    f(
+        "max_batch",
+        "Messages merged per Bundle",
+        Kind::Integer,
+        "1",
+    ),
+    f(
+        "max_entries",
+        "Most entries per Bundle",
+        Kind::Integer,
+        "50",
+    ),
+    f(
+        "conditional_updates",
+        "Conditional updates",
+        Kind::Bool,
+        "false",
+    ),
+];
+
+impl EndpointType for Fhir {
+    fn name(&self) -> &'static str {
+        "fhir"
+    }
+
+    fn parse(&self, input: &mut SettingsInput<'_, '_>) -> Option<EndpointKind> {
+        let c: FhirSinkConfig = input.read()?;
+        input.check(c.problem())?;
+        Some(EndpointKind::Fhir(c))
+    }
+
+    fn directions(&self, _kind: &EndpointKind) -> &'static [Direction] {
+        &[Direction::Outbound]
+    }
+
+    fn form(&self) -> Vec<Field> {
+        join(&[FHIR, &[TIMEOUT], DELIVERY])
+    }
+
+    fn role(&self, _kind: &EndpointKind) -> Role {
+        Role::Destination
+    }
+
+    fn preflight(&self, endpoint: &Endpoint) -> Option<String> {
+        FhirSink::new(endpoint, settings(&endpoint.kind))
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    fn probe<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        steps: &'a mut Steps,
+        _options: ProbeOptions,
+    ) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            probe::fhir(endpoint, settings(&endpoint.kind), steps).await;
+            None
+        })
+    }
+
+    fn destination(
+        &self,
+        endpoint: &Endpoint,
+        start: WorkerStart,
+    ) -> Result<PreparedWorker, RunError> {
+        let sink =
+            FhirSink::new(endpoint, settings(&endpoint.kind)).map_err(|e| RunError::Endpoint {
+                name: endpoint.name.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(worker(endpoint, sink, start))
+    }
+}
