@@ -28,6 +28,7 @@
 pub mod astm;
 pub mod hl7v2;
 pub mod r4;
+pub mod shape;
 pub mod template;
 
 use ecko_message::StoredMessage;
@@ -58,6 +59,9 @@ pub struct TransformContext {
     pub site_time_zone: TimeZone,
     /// Compiled custom templates, shared by every copy of the context.
     pub templates: Arc<template::Templates>,
+    /// The FHIR destination the result is for, if it is one: then every
+    /// transform's result is a transaction Bundle shaped for it.
+    pub fhir: Option<Arc<shape::FhirDestination>>,
 }
 
 /// UTC, until the configuration names the site's zone.
@@ -74,6 +78,7 @@ impl TransformContext {
         Self {
             site_time_zone,
             templates: Arc::default(),
+            fhir: None,
         }
     }
 
@@ -89,7 +94,79 @@ impl TransformContext {
     }
 }
 
-/// Applies the named transform; the result is the payload a sink delivers.
+/// What a transform gives a sink.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// Bytes delivered as they are.
+    Bytes(Vec<u8>),
+    /// A transaction Bundle shaped for its FHIR destination
+    /// ([`TransformContext::fhir`]), kept as a tree so that merging a batch
+    /// needs no second parse.
+    Bundle(serde_json::Value),
+}
+
+impl Payload {
+    /// The bytes a sink writes (a Bundle as compact JSON).
+    pub fn to_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Payload::Bytes(b) => std::borrow::Cow::Borrowed(b),
+            // A JSON tree always serialises: its keys are strings.
+            Payload::Bundle(v) => {
+                std::borrow::Cow::Owned(serde_json::to_vec(v).unwrap_or_default())
+            }
+        }
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Payload::Bytes(b) => b,
+            Payload::Bundle(v) => serde_json::to_vec(&v).unwrap_or_default(),
+        }
+    }
+}
+
+/// Applies the named transform for the destination the context names.
+///
+/// For a FHIR destination every result is a transaction Bundle: the built-in
+/// maps' and templates' output, or the payload itself for `none` (which must
+/// then be one), shaped with the destination's code map and update mode.
+pub fn transform(
+    name: &str,
+    message: &StoredMessage,
+    cx: &TransformContext,
+) -> Result<Payload, TransformError> {
+    let Some(destination) = cx.fhir.as_deref() else {
+        return apply(name, message, cx).map(Payload::Bytes);
+    };
+    let mut bundle = match name {
+        "none" => {
+            let v: serde_json::Value = serde_json::from_slice(&message.payload)
+                .map_err(|e| TransformError::Unreadable(format!("the payload is not JSON: {e}")))?;
+            if !shape::is_transaction(&v) {
+                return Err(TransformError::Unreadable(
+                    "the payload is not a transaction Bundle (route it through a FHIR transform)"
+                        .into(),
+                ));
+            }
+            v
+        }
+        "hl7v2-fhir" => to_value(&hl7v2::to_bundle(message, cx)?)?,
+        "astm-fhir" => to_value(&astm::to_bundle(message, cx)?)?,
+        other => match other.strip_prefix(template::PREFIX) {
+            Some(path) => template::render(std::path::Path::new(path), message, cx)?,
+            None => return Err(TransformError::Unknown(other.to_string())),
+        },
+    };
+    destination.shape(&mut bundle, &message.source);
+    Ok(Payload::Bundle(bundle))
+}
+
+fn to_value(bundle: &r4::Bundle) -> Result<serde_json::Value, TransformError> {
+    serde_json::to_value(bundle).map_err(|e| TransformError::Unreadable(e.to_string()))
+}
+
+/// Applies the named transform: the bytes as the transform made them, for
+/// no destination in particular.
 pub fn apply(
     name: &str,
     message: &StoredMessage,

@@ -92,7 +92,7 @@ pub async fn send(target: &Target, messages: Vec<Vec<u8>>) -> Result<Vec<Sent>, 
                     hints: Default::default(),
                 },
             }),
-            payload,
+            payload: ecko_fhir::Payload::Bytes(payload),
         };
         let started = Instant::now();
         let outcome = match tokio::time::timeout(

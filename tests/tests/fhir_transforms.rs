@@ -389,7 +389,7 @@ fn every_bundle_is_valid_for_fhir_resources_and_for_a_real_server_and_idempotent
     let server = FhirServer::start(0, &[]);
     for (golden, b) in &all {
         let mut b = b.clone();
-        ecko_gateway::sinks::fhir::to_id_updates(&mut b);
+        ecko_fhir::shape::to_id_updates(&mut b);
         let body = serde_json::to_vec(&b).unwrap();
         let (status, text) = http("POST", &server.base, Some(&body));
         assert_eq!(status, 200, "{}: {text}", golden.display());
@@ -409,7 +409,7 @@ fn every_bundle_is_valid_for_fhir_resources_and_for_a_real_server_and_idempotent
     assert_eq!(before[1], expected_obs);
     for (_, b) in &all {
         let mut b = b.clone();
-        ecko_gateway::sinks::fhir::to_id_updates(&mut b);
+        ecko_fhir::shape::to_id_updates(&mut b);
         let (status, _) = http("POST", &server.base, Some(&serde_json::to_vec(&b).unwrap()));
         assert_eq!(status, 200);
     }
@@ -585,7 +585,7 @@ fn conditional_entries_find_the_resources_by_identifier_and_duplicate_nothing() 
     let ids = FhirServer::start(0, &[]);
     for (golden, b) in &all {
         let mut b = b.clone();
-        ecko_gateway::sinks::fhir::to_id_updates(&mut b);
+        ecko_fhir::shape::to_id_updates(&mut b);
         let (status, text) = post(&ids.base, &b);
         assert_eq!(status, 200, "{}: {text}", golden.display());
     }

@@ -110,6 +110,17 @@ pub fn apply(
     message: &StoredMessage,
     cx: &TransformContext,
 ) -> Result<Vec<u8>, TransformError> {
+    let bundle = render(path, message, cx)?;
+    serde_json::to_vec(&bundle).map_err(|e| TransformError::Template(e.to_string()))
+}
+
+/// Renders the template at `path` for `message`: the checked transaction
+/// Bundle.
+pub fn render(
+    path: &Path,
+    message: &StoredMessage,
+    cx: &TransformContext,
+) -> Result<serde_json::Value, TransformError> {
     let fail = TransformError::Template;
     let (env, name) = cx.templates.compiled(path).map_err(fail)?;
     let template = env
@@ -136,7 +147,7 @@ pub fn apply(
     };
     check::bundle(&bundle).map_err(|e| fail(format!("template `{name}`: {e}")))?;
     add_provenance(&mut bundle, message, &name);
-    serde_json::to_vec(&bundle).map_err(|e| fail(format!("template `{name}`: {e}")))
+    Ok(bundle)
 }
 
 /// The Provenance the built-in maps add, naming the template too.

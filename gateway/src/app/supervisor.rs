@@ -337,6 +337,7 @@ impl Supervisor {
                 transforms: crate::delivery::Transforms {
                     time_zone: self.time_zone.clone(),
                     templates: self.templates.clone(),
+                    fhir: None,
                 },
             },
         )

@@ -23,6 +23,7 @@ use crate::journal::{Journal, JournalError, Lease, Reply, Settlement};
 use crate::sinks::{Delivery, Outcome, Sink};
 use crate::site::SiteTimeZone;
 use application_ack::Verdict;
+use ecko_fhir::shape::FhirDestination;
 use ecko_fhir::template::Templates;
 use ecko_fhir::TransformContext;
 use futures_util::FutureExt;
@@ -61,6 +62,8 @@ pub fn spawn<S: Sink>(
 pub struct Transforms {
     pub time_zone: SiteTimeZone,
     pub templates: Arc<Templates>,
+    /// Set for a FHIR destination: what its Bundles must look like.
+    pub fhir: Option<Arc<FhirDestination>>,
 }
 
 impl Transforms {
@@ -69,6 +72,7 @@ impl Transforms {
         TransformContext {
             site_time_zone: self.time_zone.get(),
             templates: self.templates.clone(),
+            fhir: self.fhir.clone(),
         }
     }
 }
@@ -166,7 +170,7 @@ async fn deliver_lane<S: Sink>(
         // A transform that panics on one message is a defect that must not
         // block its lane: the message goes dead, visible and retryable.
         let transformed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            ecko_fhir::apply(&lease.transform, &lease.message, &transforms)
+            ecko_fhir::transform(&lease.transform, &lease.message, &transforms)
                 .map_err(|e| e.to_string())
         }))
         .unwrap_or_else(|_| {

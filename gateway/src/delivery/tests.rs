@@ -41,7 +41,7 @@ impl Sink for ScriptedSink {
                 self.seen
                     .lock()
                     .unwrap()
-                    .push((d.lane.clone(), d.payload.clone()));
+                    .push((d.lane.clone(), d.payload.to_bytes().into_owned()));
             }
             out.push(o);
         }

@@ -3,12 +3,42 @@
 use super::form::{f, join, keyed, when, Field, Kind, DELIVERY, TIMEOUT};
 use super::{worker, EndpointType, PreparedWorker, Role, WorkerStart};
 use crate::app::RunError;
-use crate::config::{Direction, Endpoint, EndpointKind, FhirSinkConfig, SettingsInput};
+use crate::config::{
+    CodeMapEntry, Direction, Endpoint, EndpointKind, FhirSinkConfig, SettingsInput,
+};
 use crate::probe::{self, ProbeOptions, Steps};
 use crate::sinks::fhir::FhirSink;
+use ecko_fhir::shape::{CodeMap, FhirDestination, LoincCoding};
 use futures_util::future::BoxFuture;
+use std::sync::Arc;
 
 pub struct Fhir;
+
+/// What the destination's settings ask of every Bundle sent to it.
+pub fn shaping(c: &FhirSinkConfig) -> FhirDestination {
+    let coding = |e: &CodeMapEntry| LoincCoding {
+        code: e.code().to_string(),
+        display: e.display().map(str::to_string),
+    };
+    FhirDestination {
+        code_map: CodeMap {
+            all: c
+                .code_map
+                .iter()
+                .map(|(k, v)| (k.clone(), coding(v)))
+                .collect(),
+            by_source: c
+                .code_map_by_source
+                .iter()
+                .map(|(source, map)| {
+                    let map = map.iter().map(|(k, v)| (k.clone(), coding(v))).collect();
+                    (source.clone(), map)
+                })
+                .collect(),
+        },
+        conditional_updates: c.conditional_updates,
+    }
+}
 
 fn settings(kind: &EndpointKind) -> &FhirSinkConfig {
     match kind {
@@ -149,8 +179,9 @@ impl EndpointType for Fhir {
     fn destination(
         &self,
         endpoint: &Endpoint,
-        start: WorkerStart,
+        mut start: WorkerStart,
     ) -> Result<PreparedWorker, RunError> {
+        start.transforms.fhir = Some(Arc::new(shaping(settings(&endpoint.kind))));
         let sink =
             FhirSink::new(endpoint, settings(&endpoint.kind)).map_err(|e| RunError::Endpoint {
                 name: endpoint.name.clone(),

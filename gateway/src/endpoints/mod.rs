@@ -16,7 +16,7 @@
 //! Adding a type is the steps in ARCHITECTURE.md, "Adding an endpoint type".
 
 mod astm;
-mod fhir;
+pub(crate) mod fhir;
 mod file;
 mod file_drop;
 pub mod form;

@@ -1,15 +1,13 @@
 //! Sends transformed messages to a FHIR R4 server as transaction Bundles.
 //!
-//! Each payload is a `transaction` Bundle (from the `hl7v2-fhir` or
-//! `astm-fhir` transform). The sink applies the endpoint's code map (to
-//! codings in the source's local-code system only), and when
-//! the endpoint allows batches (`max_batch > 1`) merges the Bundles of
-//! several queued messages of one lane into one transaction: entries with
-//! the same `fullUrl` (the same resource, since ids are derived from business
-//! identifiers) collapse into one, the later message's content winning, so
-//! order within the lane is kept. If the server refuses a merged Bundle as
-//! invalid, the messages are sent again one at a time so that only the
-//! message at fault goes dead.
+//! Each payload is a `transaction` Bundle already shaped for this
+//! destination by `ecko-fhir` (code map, updates by id; see
+//! `ecko_fhir::shape`). When the endpoint allows batches (`max_batch > 1`)
+//! the Bundles of several queued messages of one lane go as one transaction
+//! (`ecko_fhir::shape::merge`), as many as fit `max_entries`. If the server
+//! refuses a merged Bundle as invalid, the messages are sent again one at a
+//! time so that only the message at fault goes dead. The sink itself only
+//! authenticates, posts and classifies the answer.
 //!
 //! Outcomes: 2xx delivered; 408, 429, 5xx and network or TLS errors
 //! retryable (with the server's `Retry-After`); any other 4xx permanent, with
@@ -24,10 +22,11 @@ mod probe;
 pub mod tls;
 
 use super::{Delivery, Outcome, Sink};
-use crate::config::{CodeMapEntry, Endpoint, FhirAuth, FhirSinkConfig};
+use crate::config::{Endpoint, FhirAuth, FhirSinkConfig};
 use auth::{Auth, TokenSource};
+use ecko_fhir::shape::{entry_count, merge};
+use ecko_fhir::Payload;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// How much of a server's answer is kept on the attempt.
@@ -47,8 +46,6 @@ pub struct FhirSink {
     auth: Auth,
     max_batch: usize,
     max_entries: usize,
-    conditional: bool,
-    code_map: CodeMap,
 }
 
 /// The answer to one POST.
@@ -104,11 +101,6 @@ impl FhirSink {
             auth,
             max_batch: config.max_batch,
             max_entries: config.max_entries.max(1),
-            conditional: config.conditional_updates,
-            code_map: CodeMap {
-                all: config.code_map.clone(),
-                by_source: config.code_map_by_source.clone(),
-            },
         })
     }
 
@@ -194,9 +186,12 @@ impl FhirSink {
     }
 
     /// Sends `bundles` as one transaction; one outcome per bundle.
-    async fn send_merged(&self, bundles: &[Value]) -> Vec<Outcome> {
-        let merged = merge(bundles);
-        let body = match serde_json::to_vec(&merged) {
+    async fn send_merged(&self, bundles: &[&Value]) -> Vec<Outcome> {
+        let body = match bundles {
+            [one] => serde_json::to_vec(one),
+            _ => serde_json::to_vec(&merge(bundles)),
+        };
+        let body = match body {
             Ok(b) => b,
             Err(e) => {
                 return vec![
@@ -246,21 +241,12 @@ impl Sink for FhirSink {
         let mut bundles = Vec::with_capacity(batch.len());
         let mut bad = None;
         for d in batch {
-            match serde_json::from_slice::<Value>(&d.payload) {
-                Ok(v) if is_transaction(&v) => {
-                    let mut v = v;
-                    self.code_map.apply(&mut v, &d.message.source);
-                    if !self.conditional {
-                        to_id_updates(&mut v);
-                    }
-                    bundles.push(v);
-                }
-                Ok(_) => {
-                    bad = Some("the payload is not a transaction Bundle (route it through a FHIR transform)".to_string());
-                    break;
-                }
-                Err(e) => {
-                    bad = Some(format!("the payload is not JSON: {e}"));
+            match &d.payload {
+                Payload::Bundle(v) => bundles.push(v),
+                // The delivery worker shapes every payload for a FHIR
+                // destination into a Bundle; bytes here are a wiring defect.
+                Payload::Bytes(_) => {
+                    bad = Some("the payload was not shaped into a transaction Bundle".to_string());
                     break;
                 }
             }
@@ -269,9 +255,9 @@ impl Sink for FhirSink {
         let mut start = 0;
         while start < bundles.len() {
             let mut end = start + 1;
-            let mut entries = entry_count(&bundles[start]);
-            while end < bundles.len() && entries + entry_count(&bundles[end]) <= self.max_entries {
-                entries += entry_count(&bundles[end]);
+            let mut entries = entry_count(bundles[start]);
+            while end < bundles.len() && entries + entry_count(bundles[end]) <= self.max_entries {
+                entries += entry_count(bundles[end]);
                 end += 1;
             }
             let part = self.send_merged(&bundles[start..end]).await;
@@ -300,187 +286,6 @@ impl Sink for FhirSink {
         }
         outcomes.resize(batch.len(), Outcome::NotAttempted);
         outcomes
-    }
-}
-
-fn entry_count(v: &Value) -> usize {
-    v.get("entry").and_then(Value::as_array).map_or(0, Vec::len)
-}
-
-/// Turns conditional entries (`PUT Type?identifier=…`, `POST` with
-/// `If-None-Exist`) whose `fullUrl` is `urn:uuid:<id>` into `PUT Type/<id>`
-/// with that id, and points every reference to such an entry at `Type/<id>`.
-///
-/// The id is the UUID v5 of the same business identifier the condition
-/// searched for, so the update lands on the same resource every time. An
-/// `If-None-Exist` entry carries nothing but that identifier: rewriting it
-/// can only replace the bare resource an earlier message put there.
-pub fn to_id_updates(bundle: &mut Value) {
-    let mut renamed: HashMap<String, String> = HashMap::new();
-    for e in bundle
-        .get_mut("entry")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        let Some(id) = e
-            .get("fullUrl")
-            .and_then(Value::as_str)
-            .and_then(|u| u.strip_prefix("urn:uuid:"))
-            .map(str::to_string)
-        else {
-            continue;
-        };
-        let Some(ty) = e
-            .pointer("/resource/resourceType")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
-            continue;
-        };
-        let method = e.pointer("/request/method").and_then(Value::as_str);
-        let conditional = match method {
-            Some("PUT") => e
-                .pointer("/request/url")
-                .and_then(Value::as_str)
-                .is_some_and(|u| u.contains('?')),
-            Some("POST") => e.pointer("/request/ifNoneExist").is_some(),
-            _ => false,
-        };
-        if conditional {
-            e["request"] = serde_json::json!({"method": "PUT", "url": format!("{ty}/{id}")});
-            e["resource"]["id"] = Value::String(id.clone());
-        }
-        if e.pointer("/request/url").and_then(Value::as_str) == Some(&format!("{ty}/{id}")) {
-            renamed.insert(format!("urn:uuid:{id}"), format!("{ty}/{id}"));
-        }
-    }
-    fn walk(v: &mut Value, renamed: &HashMap<String, String>) {
-        match v {
-            Value::Object(o) => {
-                if let Some(Value::String(r)) = o.get_mut("reference") {
-                    if let Some(new) = renamed.get(r.as_str()) {
-                        *r = new.clone();
-                    }
-                }
-                for (_, child) in o.iter_mut() {
-                    walk(child, renamed);
-                }
-            }
-            Value::Array(a) => a.iter_mut().for_each(|c| walk(c, renamed)),
-            _ => {}
-        }
-    }
-    if let Some(entries) = bundle.get_mut("entry") {
-        walk(entries, &renamed);
-    }
-}
-
-fn is_transaction(v: &Value) -> bool {
-    v.get("resourceType").and_then(Value::as_str) == Some("Bundle")
-        && v.get("type").and_then(Value::as_str) == Some("transaction")
-        && v.get("entry").is_some_and(Value::is_array)
-}
-
-/// One transaction Bundle with the entries of all `bundles`, in order; a
-/// `fullUrl` seen before keeps its place and takes the later content.
-pub fn merge(bundles: &[Value]) -> Value {
-    if let [only] = bundles {
-        return only.clone();
-    }
-    let mut entries: Vec<Value> = Vec::new();
-    let mut at: HashMap<String, usize> = HashMap::new();
-    for b in bundles {
-        for e in b
-            .get("entry")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            match e.get("fullUrl").and_then(Value::as_str) {
-                Some(url) => match at.get(url) {
-                    Some(&i) => entries[i] = e.clone(),
-                    None => {
-                        at.insert(url.to_string(), entries.len());
-                        entries.push(e.clone());
-                    }
-                },
-                None => entries.push(e.clone()),
-            }
-        }
-    }
-    serde_json::json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries })
-}
-
-/// An endpoint's map from local codes to LOINC.
-#[derive(Debug, Clone, Default)]
-pub struct CodeMap {
-    /// For local codes from any source.
-    pub all: BTreeMap<String, CodeMapEntry>,
-    /// Per source endpoint; wins over `all`.
-    pub by_source: BTreeMap<String, BTreeMap<String, CodeMapEntry>>,
-}
-
-impl CodeMap {
-    /// Adds a LOINC coding in front of each coding of `bundle` that is in
-    /// the local-code system of `source` (the transforms' system for codes
-    /// no standard system claims) and whose code the map knows, unless the
-    /// concept has LOINC already. Codings in any other system are left as
-    /// they are: the same letters can mean something else in SNOMED or an
-    /// HL7 table.
-    pub fn apply(&self, bundle: &mut Value, source: &str) {
-        let specific = self.by_source.get(source);
-        if self.all.is_empty() && specific.is_none_or(BTreeMap::is_empty) {
-            return;
-        }
-        let local = ecko_fhir::r4::local_system(source, "code");
-        let lookup = |code: &str| {
-            specific
-                .and_then(|m| m.get(code))
-                .or_else(|| self.all.get(code))
-        };
-        walk_codings(bundle, &mut |codings| {
-            let loinc = ecko_fhir::r4::LOINC;
-            if codings
-                .iter()
-                .any(|c| c.get("system").and_then(Value::as_str) == Some(loinc))
-            {
-                return;
-            }
-            let found = codings.iter().find_map(|c| {
-                if c.get("system").and_then(Value::as_str) != Some(local.as_str()) {
-                    return None;
-                }
-                lookup(c.get("code").and_then(Value::as_str)?)
-            });
-            if let Some(entry) = found {
-                let mut coding = serde_json::json!({ "system": loinc, "code": entry.code() });
-                if let Some(d) = entry.display() {
-                    coding["display"] = Value::String(d.to_string());
-                }
-                codings.insert(0, coding);
-            }
-        });
-    }
-}
-
-/// Calls `f` with every `coding` array in `v`.
-fn walk_codings(v: &mut Value, f: &mut impl FnMut(&mut Vec<Value>)) {
-    match v {
-        Value::Object(o) => {
-            if let Some(Value::Array(codings)) = o.get_mut("coding") {
-                f(codings);
-            }
-            for (_, child) in o.iter_mut() {
-                walk_codings(child, f);
-            }
-        }
-        Value::Array(a) => {
-            for child in a {
-                walk_codings(child, f);
-            }
-        }
-        _ => {}
     }
 }
 

@@ -37,7 +37,7 @@ impl FileSink {
         let target = self.file_name(d);
         let tmp = self.dir.join(format!(".{}.tmp", d.outbox_id));
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&d.payload)?;
+        f.write_all(&d.payload.to_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, &target)?;
         sync_dir(&self.dir)?;
@@ -123,7 +123,7 @@ mod tests {
                     hints: Default::default(),
                 },
             }),
-            payload: payload.to_vec(),
+            payload: ecko_fhir::Payload::Bytes(payload.to_vec()),
         }
     }
 

@@ -298,7 +298,8 @@ impl Sink for MllpSink {
                 outcomes.push(Outcome::NotAttempted);
                 continue;
             }
-            let control_id = match Message::parse(&d.payload, &self.options) {
+            let payload = d.payload.to_bytes();
+            let control_id = match Message::parse(&payload, &self.options) {
                 Ok(m) => m.identity().control_id.clone(),
                 Err(e) => {
                     outcomes.push(Outcome::Permanent {
@@ -307,7 +308,7 @@ impl Sink for MllpSink {
                     continue;
                 }
             };
-            outcomes.push(self.deliver_one(&d.payload, &control_id).await);
+            outcomes.push(self.deliver_one(&payload, &control_id).await);
         }
         outcomes
     }

@@ -183,7 +183,7 @@ fn delivery(id: i64) -> Delivery {
                 hints: Default::default(),
             },
         }),
-        payload,
+        payload: ecko_fhir::Payload::Bytes(payload),
     }
 }
 
@@ -370,11 +370,11 @@ async fn a_far_end_that_stops_reading_hits_the_send_timeout() {
     });
     let s = sink(&addr, "send_timeout = \"300ms\"");
     let mut d = delivery(1);
-    let mut big = d.payload.clone();
+    let mut big = d.payload.to_bytes().into_owned();
     big.extend_from_slice(b"NTE|1||");
     big.extend(std::iter::repeat_n(b'x', 64 << 20));
     big.push(b'\r');
-    d.payload = big;
+    d.payload = ecko_fhir::Payload::Bytes(big);
     let started = std::time::Instant::now();
     let out = s.deliver(&[d]).await;
     assert!(
@@ -423,7 +423,7 @@ async fn an_unreachable_far_end_is_retryable() {
 async fn a_payload_that_is_not_hl7_is_permanent() {
     let far = far_end(vec![]).await;
     let mut d = delivery(1);
-    d.payload = b"not hl7".to_vec();
+    d.payload = ecko_fhir::Payload::Bytes(b"not hl7".to_vec());
     assert!(matches!(
         sink(&far.addr, "").deliver(&[d]).await[0],
         Outcome::Permanent { .. }

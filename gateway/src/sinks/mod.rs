@@ -8,6 +8,7 @@ pub mod fhir;
 pub mod file;
 pub mod mllp;
 
+use ecko_fhir::Payload;
 use ecko_message::StoredMessage;
 use std::future::Future;
 use std::sync::Arc;
@@ -21,7 +22,9 @@ pub struct Delivery {
     pub attempt: u32,
     pub lane: String,
     pub message: Arc<StoredMessage>,
-    pub payload: Vec<u8>,
+    /// What the route's transform made of the message for this
+    /// destination.
+    pub payload: Payload,
 }
 
 /// What became of one delivery attempt.

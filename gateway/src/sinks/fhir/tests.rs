@@ -1,7 +1,9 @@
 use super::*;
 use crate::config::{Direction, RetryPolicy};
+use ecko_fhir::shape::FhirDestination;
 use ecko_message::StoredMessage;
 use rustls_pki_types::CertificateDer;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -169,7 +171,25 @@ fn bundle(entries: &[(&str, &str)]) -> Vec<u8> {
     .unwrap()
 }
 
+/// A delivery of `payload` (a Bundle's JSON) as the delivery worker hands
+/// it over for a destination with the default shaping.
 fn delivery(id: i64, payload: Vec<u8>) -> Delivery {
+    shaped(id, payload, &FhirDestination::default())
+}
+
+/// A delivery of `payload` (a Bundle's JSON, routed with transform `none`)
+/// shaped by the worker for `destination`.
+fn shaped(id: i64, payload: Vec<u8>, destination: &FhirDestination) -> Delivery {
+    let mut d = unshaped(id, payload);
+    let cx = ecko_fhir::TransformContext {
+        fhir: Some(Arc::new(destination.clone())),
+        ..Default::default()
+    };
+    d.payload = ecko_fhir::transform("none", &d.message, &cx).unwrap();
+    d
+}
+
+fn unshaped(id: i64, payload: Vec<u8>) -> Delivery {
     Delivery {
         outbox_id: id,
         attempt: 1,
@@ -184,12 +204,12 @@ fn delivery(id: i64, payload: Vec<u8>) -> Delivery {
                 content_type: "x".into(),
                 control_id: None,
                 patient_id: None,
-                payload: Vec::new(),
+                payload: payload.clone(),
                 ack: None,
                 hints: Default::default(),
             },
         }),
-        payload,
+        payload: Payload::Bytes(payload),
     }
 }
 
@@ -331,7 +351,7 @@ async fn a_refused_merge_is_split_so_only_the_bad_message_goes_dead() {
 }
 
 #[tokio::test]
-async fn a_payload_that_is_not_a_bundle_is_permanent_after_the_ones_before_it() {
+async fn a_payload_not_shaped_into_a_bundle_is_permanent_after_the_ones_before_it() {
     let (url, _) = scripted(vec![(200, "", "{}".into())]).await;
     let mut c = config(&url);
     c.max_batch = 10;
@@ -339,7 +359,7 @@ async fn a_payload_that_is_not_a_bundle_is_permanent_after_the_ones_before_it() 
     let out = sink
         .deliver(&[
             delivery(1, bundle(&[("urn:uuid:a", "A")])),
-            delivery(2, b"MSH|^~\\&|".to_vec()),
+            unshaped(2, b"MSH|^~\\&|".to_vec()),
             delivery(3, bundle(&[("urn:uuid:c", "C")])),
         ])
         .await;
@@ -418,48 +438,6 @@ async fn an_oauth_token_is_cached_and_refreshed_once_after_a_401() {
     assert!(seen[5].head.contains("Bearer T2"));
 }
 
-fn glucose() -> CodeMapEntry {
-    CodeMapEntry::Coding {
-        code: "2345-7".into(),
-        display: Some("Glucose".into()),
-    }
-}
-
-#[test]
-fn the_code_map_puts_loinc_first_and_touches_only_local_codes() {
-    let mut v: Value =
-        serde_json::from_slice(&bundle(&[("urn:uuid:a", "GLU"), ("urn:uuid:b", "XYZ")])).unwrap();
-    // The same letters in another system are not the analyzer's code.
-    v["entry"][1]["resource"]["code"]["coding"] = serde_json::json!([
-        {"system": "http://snomed.info/sct", "code": "GLU"}
-    ]);
-    let map = CodeMap {
-        all: BTreeMap::from([("GLU".to_string(), glucose())]),
-        by_source: BTreeMap::new(),
-    };
-    map.apply(&mut v, "lab");
-    let codings = &v["entry"][0]["resource"]["code"]["coding"];
-    assert_eq!(
-        codings[0],
-        serde_json::json!({"system": "http://loinc.org", "code": "2345-7", "display": "Glucose"})
-    );
-    assert_eq!(codings[1]["code"], "GLU");
-    assert_eq!(
-        v["entry"][1]["resource"]["code"]["coding"],
-        serde_json::json!([{"system": "http://snomed.info/sct", "code": "GLU"}])
-    );
-    // Another source's local system is another namespace.
-    let mut w: Value = serde_json::from_slice(&bundle(&[("urn:uuid:a", "GLU")])).unwrap();
-    map.apply(&mut w, "chem");
-    assert_eq!(
-        w["entry"][0]["resource"]["code"]["coding"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
-}
-
 /// `code_map` and `code_map_by_source`, read from the configuration file,
 /// reach the server in what the sink POSTs: ASTM results through the real
 /// transform get LOINC in front of the analyzer's code; the per-source table
@@ -500,6 +478,10 @@ to = ["hub"]
         panic!()
     };
     let sink = FhirSink::new(hub, c).unwrap();
+    let cx = ecko_fhir::TransformContext {
+        fhir: Some(Arc::new(crate::endpoints::fhir::shaping(c))),
+        ..Default::default()
+    };
     let astm = include_bytes!("../../../../protocol/src/astm/testdata/chemistry_results.astm");
     let from = |source: &str| {
         let message = StoredMessage {
@@ -517,7 +499,7 @@ to = ["hub"]
                 hints: Default::default(),
             },
         };
-        let payload = ecko_fhir::apply("astm-fhir", &message, &Default::default()).unwrap();
+        let payload = ecko_fhir::transform("astm-fhir", &message, &cx).unwrap();
         Delivery {
             outbox_id: 1,
             attempt: 1,
@@ -589,21 +571,6 @@ fn retry_after_is_read_as_seconds_or_a_date() {
         Some(Duration::ZERO)
     );
     assert_eq!(parse_retry_after("soon"), None);
-}
-
-#[test]
-fn conditional_entries_become_puts_on_their_deterministic_ids() {
-    let mut v: Value = serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient"}, "request": {"method": "PUT", "url": "Patient?identifier=x|1"}},
-        {"fullUrl": "urn:uuid:o1", "resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:p1"}}, "request": {"method": "PUT", "url": "Observation?identifier=x|2"}}
-    ]});
-    to_id_updates(&mut v);
-    assert_eq!(v["entry"][0]["request"]["url"], "Patient/p1");
-    assert_eq!(v["entry"][0]["resource"]["id"], "p1");
-    assert_eq!(
-        v["entry"][1]["resource"]["subject"]["reference"],
-        "Patient/p1"
-    );
 }
 
 /// A pinned server certificate is the only one accepted: the server that
@@ -751,23 +718,18 @@ async fn refused_credentials_keep_messages_waiting_with_a_reason() {
     }
 }
 
-/// By default the sink rewrites conditional entries to PUTs on their
-/// deterministic ids; with `conditional_updates` it sends them as made.
+/// By default a FHIR destination gets conditional entries as PUTs on their
+/// deterministic ids; with `conditional_updates` they go as made.
 #[tokio::test]
 async fn entries_go_by_id_unless_conditional_updates_are_asked_for() {
     let (url, seen) = scripted(vec![(200, "", "{}".into()), (200, "", "{}".into())]).await;
     let payload = bundle(&[("urn:uuid:6f1c2a8e-4b7d-4e0a-9c35-1d2e8f60a7b4", "A")]);
-    let mut c = config(&url);
-    c.conditional_updates = false;
-    FhirSink::new(&endpoint(), &c)
-        .unwrap()
-        .deliver(&[delivery(1, payload.clone())])
+    let sink = FhirSink::new(&endpoint(), &config(&url)).unwrap();
+    let mut destination = FhirDestination::default();
+    sink.deliver(&[shaped(1, payload.clone(), &destination)])
         .await;
-    c.conditional_updates = true;
-    FhirSink::new(&endpoint(), &c)
-        .unwrap()
-        .deliver(&[delivery(1, payload)])
-        .await;
+    destination.conditional_updates = true;
+    sink.deliver(&[shaped(1, payload, &destination)]).await;
     let seen = seen.lock().unwrap();
     let sent: Vec<Value> = seen
         .iter()
