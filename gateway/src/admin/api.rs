@@ -4,8 +4,7 @@
 use super::auth::{new_token, token_hash, Caller, Role};
 use super::Shared;
 use crate::health::Status;
-use crate::journal::admin::{BulkOutcome, MessageFilter, NewToken, Selection};
-use crate::journal::JournalError;
+use crate::journal::{BulkOutcome, JournalError, MessageFilter, NewToken, Selection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -350,7 +349,7 @@ pub async fn message(
                 "destination": o.destination,
                 "transform": o.transform,
                 "lane": o.lane,
-                "state": crate::journal::admin::state_name(
+                "state": crate::journal::state_name(
                     match o.state {
                         crate::journal::OutboxState::Queued => 0,
                         crate::journal::OutboxState::Leased => 1,

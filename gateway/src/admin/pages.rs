@@ -13,7 +13,7 @@ use super::render::{
     bars, csrf_field, esc, opt_time, page, payload, printable, query_value, safe_back, time,
 };
 use super::{ClientAddr, Shared};
-use crate::journal::admin::{
+use crate::journal::{
     BulkOutcome, MessageFilter, MessagePage, NewToken, Selection, UserError, BULK_LIMIT,
 };
 use axum::extract::{Form, Path, Query, State};

@@ -53,21 +53,32 @@
 //! the filesystem with `incremental_vacuum` (the file is created with
 //! `auto_vacuum=INCREMENTAL`). Dead and queued messages are never purged.
 
-pub mod admin;
+mod audit;
+mod browse;
 pub mod external;
 mod ingest;
+mod live;
 pub mod orders;
 mod outbox;
 mod query;
 mod retention;
 mod schema;
+mod selection;
+mod stats;
+mod users;
 mod writer;
 
+pub use audit::AuditRecord;
+pub use browse::{state_name, DeliveryState, MessageFilter, MessagePage, MessageSummary};
 pub use ingest::{Destination, IngestError, Receipt};
+pub use live::LiveEvent;
 pub use orders::{IncompleteTransmission, NewOrder, OrderSelection, OrderState, StoredOrder};
 pub use outbox::{Lease, LeaseBatch, Reply, Settlement};
 pub use query::{DestinationCounts, EventRecord, JournalReader, OutboxRecord, OutboxState};
 pub use schema::VERSION as SCHEMA_VERSION;
+pub use selection::{BulkOutcome, Selection, BULK_LIMIT};
+pub use stats::{EndpointActivity, EndpointStats};
+pub use users::{add_user_offline, AdminUser, NewToken, SessionRecord, TokenRecord, UserError};
 
 use ecko_hal::Storage;
 use rusqlite::{Connection, OpenFlags};
