@@ -320,7 +320,7 @@ pub fn add_user(
         })?;
     }
     let hash = hash_password(password).map_err(AddUserError::Hash)?;
-    crate::journal::add_user_offline(
+    crate::journal::external::add_user_offline(
         &path,
         name,
         role,

@@ -78,10 +78,11 @@ pub use query::{DestinationCounts, EventRecord, JournalReader, OutboxRecord, Out
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use selection::{BulkOutcome, Selection, BULK_LIMIT};
 pub use stats::{EndpointActivity, EndpointStats};
-pub use users::{add_user_offline, AdminUser, NewToken, SessionRecord, TokenRecord, UserError};
+pub use users::{AdminUser, NewToken, SessionRecord, TokenRecord, UserError};
 
 use ecko_hal::Storage;
-use rusqlite::{Connection, OpenFlags};
+use external::open_reader;
+use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -451,17 +452,6 @@ fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
         conn.set_prepared_statement_cache_capacity(128);
     }
     Ok(())
-}
-
-fn open_reader(path: &Path) -> Result<Connection, JournalError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI,
-    )?;
-    configure(&conn, false)?;
-    Ok(conn)
 }
 
 #[cfg(test)]

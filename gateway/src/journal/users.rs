@@ -8,10 +8,10 @@
 //! writing transaction, so two racing requests cannot both pass the check.
 //!
 //! A user can also be added from the command line while a gateway runs
-//! ([`add_user_offline`]).
+//! ([`add_user_offline`]), through [`super::external`].
 
 use super::audit::insert_audit;
-use super::{Journal, JournalError};
+use super::{external, Journal, JournalError};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
@@ -149,10 +149,10 @@ fn create_user(
     Ok(id)
 }
 
-/// Adds a user to the journal at `path` from outside the running gateway (the
-/// `user add` command). SQLite's own locking makes this safe beside a running
-/// gateway; the journal must already have this build's schema, which opening
-/// it once with [`Journal::open`] gives.
+/// Adds a user to the journal at `path` from another process than the
+/// gateway's (the `user add` command), whether or not a gateway has it open.
+/// The journal must already have this build's schema, which opening it once
+/// with [`Journal::open`] gives.
 pub fn add_user_offline(
     path: &Path,
     name: &str,
@@ -160,23 +160,9 @@ pub fn add_user_offline(
     hash: &str,
     now: i64,
 ) -> Result<i64, UserError> {
-    let conn = Connection::open(path).map_err(JournalError::from)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(JournalError::from)?;
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(JournalError::from)?;
-    if version != super::schema::VERSION {
-        return Err(JournalError::Storage(format!(
-            "the journal has schema version {version}, this gateway writes {}",
-            super::schema::VERSION
-        ))
-        .into());
-    }
-    let tx = conn.unchecked_transaction().map_err(JournalError::from)?;
-    let id = create_user(&tx, now, name, role, hash, "cli", false)?;
-    tx.commit().map_err(JournalError::from)?;
-    Ok(id)
+    external::change(path, |tx| {
+        create_user(tx, now, name, role, hash, "cli", false)
+    })
 }
 
 impl Journal {
@@ -523,5 +509,38 @@ impl Journal {
             Ok(())
         })
         .await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalOptions;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_user_added_by_another_process_is_seen_by_the_running_gateway_and_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let j = Journal::open(JournalOptions::new(&path)).unwrap();
+
+        let id = add_user_offline(&path, "ann", "admin", "hash", 5).unwrap();
+        let ann = j.admin_user("ann").await.unwrap().unwrap();
+        assert_eq!(
+            (ann.id, ann.role.as_str(), ann.created_at),
+            (id, "admin", 5)
+        );
+        assert!(j
+            .audit_log(None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.actor == "cli"
+                && a.action == "user.create"
+                && a.target.as_deref() == Some("ann")));
+        assert!(matches!(
+            add_user_offline(&path, "ann", "viewer", "other", 6),
+            Err(UserError::Exists(name)) if name == "ann"
+        ));
+        j.close().await;
     }
 }
