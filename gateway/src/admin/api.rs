@@ -1,6 +1,8 @@
 //! The JSON API under `/api/v1`: what the pages show, for scripts and the
 //! hub. Same roles, same audit as the pages.
 
+pub mod json;
+
 use super::auth::{new_token, token_hash, Caller, Role};
 use super::Shared;
 use crate::health::Status;
@@ -307,7 +309,7 @@ pub async fn messages(State(state): State<Shared>, Query(p): Query<FilterParams>
         Err(e) => return bad_request(e),
     };
     match state.journal.list_messages(filter, before, limit).await {
-        Ok(page) => Json(page).into_response(),
+        Ok(page) => Json(json::Page::from(&page)).into_response(),
         Err(e) => journal_error(e),
     }
 }
@@ -420,7 +422,10 @@ pub async fn stats(State(state): State<Shared>, Query(p): Query<StatsParams>) ->
         .collect();
     let since = state.journal.now_ms() - span;
     match state.journal.endpoint_stats(names, since, buckets).await {
-        Ok(s) => Json(json!({ "window": name, "since": since, "endpoints": s })).into_response(),
+        Ok(s) => {
+            let endpoints: Vec<_> = s.iter().map(json::Stats::from).collect();
+            Json(json!({ "window": name, "since": since, "endpoints": endpoints })).into_response()
+        }
         Err(e) => journal_error(e),
     }
 }
@@ -534,7 +539,10 @@ pub async fn audit(
         return r;
     }
     match state.journal.audit_log(p.before, 200).await {
-        Ok(rows) => Json(json!({ "audit": rows })).into_response(),
+        Ok(rows) => {
+            let audit: Vec<_> = rows.iter().map(json::Audit::from).collect();
+            Json(json!({ "audit": audit })).into_response()
+        }
         Err(e) => journal_error(e),
     }
 }
@@ -629,7 +637,10 @@ pub async fn tokens(State(state): State<Shared>, Extension(caller): Extension<Ca
         return r;
     }
     match state.journal.admin_tokens().await {
-        Ok(t) => Json(json!({ "tokens": t })).into_response(),
+        Ok(t) => {
+            let tokens: Vec<_> = t.iter().map(json::Token::from).collect();
+            Json(json!({ "tokens": tokens })).into_response()
+        }
         Err(e) => journal_error(e),
     }
 }

@@ -11,7 +11,7 @@ use super::{Journal, JournalError};
 use rusqlite::{params, Connection};
 
 /// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
     pub id: i64,
     pub at: i64,

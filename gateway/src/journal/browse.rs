@@ -25,8 +25,7 @@ use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
 /// What a message list may be narrowed to. Empty fields do not filter.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageFilter {
     /// Source endpoint, or a destination the message was routed to.
     pub endpoint: Option<String>,
@@ -64,7 +63,7 @@ impl MessageFilter {
 }
 
 /// One destination's state for one message, as a list shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryState {
     pub outbox_id: i64,
     pub destination: String,
@@ -75,7 +74,7 @@ pub struct DeliveryState {
 }
 
 /// One row of a message list.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageSummary {
     pub id: i64,
     pub received_at: i64,
@@ -91,7 +90,7 @@ pub struct MessageSummary {
 }
 
 /// A page of messages, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessagePage {
     pub messages: Vec<MessageSummary>,
     /// Pass as `before` for the next (older) page; `None` on the last page.

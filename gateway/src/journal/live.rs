@@ -15,7 +15,7 @@ use super::{Journal, JournalError};
 use rusqlite::params;
 
 /// One entry of the live log.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveEvent {
     pub id: i64,
     pub at: i64,
@@ -29,7 +29,6 @@ pub struct LiveEvent {
     pub control_id: Option<String>,
     pub actor: Option<String>,
     /// For filtering only: the live log does not show it.
-    #[serde(skip)]
     pub patient_id: Option<String>,
 }
 

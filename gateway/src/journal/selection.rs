@@ -34,7 +34,7 @@ pub enum Selection {
 pub const BULK_LIMIT: usize = 10_000;
 
 /// What a retry did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BulkOutcome {
     /// Outbox rows queued again.
     pub rows: usize,
@@ -172,11 +172,26 @@ impl Journal {
 fn describe(selection: &Selection) -> String {
     match selection {
         Selection::Message(id) => format!("message {id}"),
-        Selection::Matching(f) => format!(
-            "messages matching {}",
-            serde_json::to_string(f).unwrap_or_default()
-        ),
+        Selection::Matching(f) => format!("messages matching {}", filter_json(f)),
     }
+}
+
+/// The filter as JSON with every field, in the order of [`MessageFilter`]:
+/// what the audit log has always recorded, so old and new rows read alike.
+fn filter_json(f: &MessageFilter) -> String {
+    use serde_json::Value;
+    let text = |v: &Option<String>| v.as_deref().map_or(Value::Null, Value::from).to_string();
+    let time = |v: Option<i64>| v.map_or(Value::Null, Value::from).to_string();
+    format!(
+        r#"{{"endpoint":{},"status":{},"message_type":{},"control_id":{},"patient_id":{},"from":{},"to":{}}}"#,
+        text(&f.endpoint),
+        text(&f.status),
+        text(&f.message_type),
+        text(&f.control_id),
+        text(&f.patient_id),
+        time(f.from),
+        time(f.to),
+    )
 }
 
 /// (outbox id, destination, state).
@@ -292,6 +307,24 @@ mod tests {
     use super::*;
     use crate::journal::{Destination, Journal, JournalOptions, Settlement};
     use ecko_message::Envelope;
+
+    #[test]
+    fn a_filter_is_described_in_the_audit_log_as_json_with_every_field() {
+        let f = MessageFilter {
+            message_type: Some("ORU^R01".into()),
+            patient_id: Some("say \"hi\"".into()),
+            from: Some(1_700_000_000_000),
+            ..Default::default()
+        };
+        assert_eq!(
+            describe(&Selection::Matching(f)),
+            concat!(
+                r#"messages matching {"endpoint":null,"status":null,"message_type":"ORU^R01","#,
+                r#""control_id":null,"patient_id":"say \"hi\"","from":1700000000000,"to":null}"#
+            )
+        );
+        assert_eq!(describe(&Selection::Message(7)), "message 7");
+    }
 
     async fn dead_message(j: &Journal, key: &str, dest: &str) -> i64 {
         let m = Envelope {

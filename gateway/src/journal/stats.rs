@@ -12,7 +12,7 @@ use super::{Journal, JournalError};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Activity of one endpoint, for the dashboard.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndpointActivity {
     pub name: String,
     pub last_received_at: Option<i64>,
@@ -30,7 +30,7 @@ pub struct EndpointActivity {
 }
 
 /// Statistics of one endpoint over a window.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct EndpointStats {
     pub name: String,
     pub received: u64,

@@ -48,7 +48,7 @@ pub struct NewToken {
 }
 
 /// An API token as the users page lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     pub id: i64,
     pub label: String,
