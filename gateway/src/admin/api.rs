@@ -277,7 +277,7 @@ pub async fn overview(state: &Shared) -> Result<Overview, JournalError> {
         })
         .collect();
     let cap = state.config().journal.max_size;
-    let used = state.journal.live_size().await?;
+    let used = state.journal.live_bytes().await?;
     if cap > 0 && used as f64 >= cap as f64 * JOURNAL_ALERT_SHARE {
         alerts.insert(
             0,

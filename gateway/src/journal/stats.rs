@@ -69,11 +69,6 @@ impl Journal {
         .await
     }
 
-    /// Bytes of live data in the journal (what its size cap counts).
-    pub async fn live_size(&self) -> Result<u64, JournalError> {
-        self.read(|c| Ok(super::writer::live_bytes(c)?)).await
-    }
-
     /// Statistics per endpoint since `since`, with `buckets` equal buckets up
     /// to now for the charts.
     pub async fn endpoint_stats(
