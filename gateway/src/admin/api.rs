@@ -1,11 +1,12 @@
 //! The JSON API under `/api/v1`: what the pages show, for scripts and the
 //! hub. Same roles, same audit as the pages.
 
+pub mod json;
+
 use super::auth::{new_token, token_hash, Caller, Role};
 use super::Shared;
 use crate::health::Status;
-use crate::journal::admin::{BulkOutcome, MessageFilter, NewToken, Selection};
-use crate::journal::JournalError;
+use crate::journal::{BulkOutcome, JournalError, MessageFilter, NewToken, Selection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -276,7 +277,7 @@ pub async fn overview(state: &Shared) -> Result<Overview, JournalError> {
         })
         .collect();
     let cap = state.config().journal.max_size;
-    let used = state.journal.live_size().await?;
+    let used = state.journal.live_bytes().await?;
     if cap > 0 && used as f64 >= cap as f64 * JOURNAL_ALERT_SHARE {
         alerts.insert(
             0,
@@ -308,7 +309,7 @@ pub async fn messages(State(state): State<Shared>, Query(p): Query<FilterParams>
         Err(e) => return bad_request(e),
     };
     match state.journal.list_messages(filter, before, limit).await {
-        Ok(page) => Json(page).into_response(),
+        Ok(page) => Json(json::Page::from(&page)).into_response(),
         Err(e) => journal_error(e),
     }
 }
@@ -350,7 +351,7 @@ pub async fn message(
                 "destination": o.destination,
                 "transform": o.transform,
                 "lane": o.lane,
-                "state": crate::journal::admin::state_name(
+                "state": crate::journal::state_name(
                     match o.state {
                         crate::journal::OutboxState::Queued => 0,
                         crate::journal::OutboxState::Leased => 1,
@@ -421,7 +422,10 @@ pub async fn stats(State(state): State<Shared>, Query(p): Query<StatsParams>) ->
         .collect();
     let since = state.journal.now_ms() - span;
     match state.journal.endpoint_stats(names, since, buckets).await {
-        Ok(s) => Json(json!({ "window": name, "since": since, "endpoints": s })).into_response(),
+        Ok(s) => {
+            let endpoints: Vec<_> = s.iter().map(json::Stats::from).collect();
+            Json(json!({ "window": name, "since": since, "endpoints": endpoints })).into_response()
+        }
         Err(e) => journal_error(e),
     }
 }
@@ -535,7 +539,10 @@ pub async fn audit(
         return r;
     }
     match state.journal.audit_log(p.before, 200).await {
-        Ok(rows) => Json(json!({ "audit": rows })).into_response(),
+        Ok(rows) => {
+            let audit: Vec<_> = rows.iter().map(json::Audit::from).collect();
+            Json(json!({ "audit": audit })).into_response()
+        }
         Err(e) => journal_error(e),
     }
 }
@@ -630,7 +637,10 @@ pub async fn tokens(State(state): State<Shared>, Extension(caller): Extension<Ca
         return r;
     }
     match state.journal.admin_tokens().await {
-        Ok(t) => Json(json!({ "tokens": t })).into_response(),
+        Ok(t) => {
+            let tokens: Vec<_> = t.iter().map(json::Token::from).collect();
+            Json(json!({ "tokens": tokens })).into_response()
+        }
         Err(e) => journal_error(e),
     }
 }

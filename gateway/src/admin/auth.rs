@@ -2,7 +2,7 @@
 //! roles, and the security headers every response carries.
 
 use super::{ClientAddr, Shared};
-use crate::journal::admin::AdminUser;
+use crate::journal::AdminUser;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::body::Body;

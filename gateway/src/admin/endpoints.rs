@@ -14,7 +14,7 @@ use super::render::{csrf_field, esc, opt_time, page, time};
 use super::Shared;
 use crate::config::edit::{Change, ConfigDocument, EditError, TablePath};
 use crate::config::{Config, EndpointKind};
-use crate::journal::admin::{MessageFilter, MessageSummary};
+use crate::journal::{MessageFilter, MessageSummary};
 use crate::probe::{probe, ProbeOptions, ProbeReport};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;

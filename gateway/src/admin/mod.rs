@@ -291,7 +291,7 @@ pub enum AddUserError {
     #[error("cannot hash the password: {0}")]
     Hash(String),
     #[error(transparent)]
-    User(#[from] crate::journal::admin::UserError),
+    User(#[from] crate::journal::UserError),
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
 }
@@ -320,7 +320,7 @@ pub fn add_user(
         })?;
     }
     let hash = hash_password(password).map_err(AddUserError::Hash)?;
-    crate::journal::admin::add_user_offline(
+    crate::journal::external::add_user_offline(
         &path,
         name,
         role,

@@ -1,6 +1,7 @@
 //! The HTML pages. Each reads the journal, renders on the server, and works
 //! without script; `app.js` adds the live log.
 
+use super::api::json;
 use super::api::{
     bad_request, check_reason, check_token, journal_error, overview, site_tz, window, FilterParams,
     StatsParams,
@@ -13,7 +14,7 @@ use super::render::{
     bars, csrf_field, esc, opt_time, page, payload, printable, query_value, safe_back, time,
 };
 use super::{ClientAddr, Shared};
-use crate::journal::admin::{
+use crate::journal::{
     BulkOutcome, MessageFilter, MessagePage, NewToken, Selection, UserError, BULK_LIMIT,
 };
 use axum::extract::{Form, Path, Query, State};
@@ -560,7 +561,8 @@ pub async fn log_stream(
                 Ok(events) if !events.is_empty() => {
                     live.after = events.last().map_or(live.after, |e| e.id);
                     for e in events.iter().filter(|e| e.matches(&live.filter)) {
-                        let mut data = serde_json::to_value(e).unwrap_or_default();
+                        let mut data =
+                            serde_json::to_value(json::Live::from(e)).unwrap_or_default();
                         data["time"] = time(e.at, &live.tz).into();
                         live.pending.push_back(
                             Event::default()

@@ -1554,7 +1554,7 @@ async fn retry_all_matching_says_how_many_were_retried_and_when_the_bulk_limit_s
     let done = s
         .journal
         .admin_retry_at_most(
-            crate::journal::admin::Selection::Matching(Default::default()),
+            crate::journal::Selection::Matching(Default::default()),
             "op",
             2,
         )

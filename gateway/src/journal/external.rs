@@ -1,85 +1,69 @@
-//! Changes made from another process (the command line) to a journal file
-//! that a running gateway may hold open.
+//! The journal file from a second process: the command line (`status`,
+//! `retry`, `order`, `user add`) while a gateway may have the file open.
+//! Every connection other than the gateway's writer is opened here.
 //!
-//! SQLite serialises the two writers: the change is one `IMMEDIATE`
-//! transaction beside the gateway's own, and the gateway's delivery workers
-//! see it on their next look at the queue (at most a second later). The file
-//! must already exist with this program's schema: a command never creates or
-//! migrates a journal behind a gateway's back.
+//! The rules for such a process:
+//!
+//! - It never creates, migrates or otherwise changes the schema. Only
+//!   [`super::Journal::open`] does, under the lock file that keeps a second
+//!   gateway out; a command that migrated behind a running gateway would
+//!   change tables under its prepared statements. A file that does not exist
+//!   or has another schema version is an error, and is left as it is.
+//! - It never takes the lock file or returns leased rows to the queue: that
+//!   is what a starting gateway does, and beside a running one it would
+//!   deliver those rows twice.
+//! - WAL is the file's own setting (the gateway set it when it created the
+//!   file): readers see the last commit without blocking the writer, and
+//!   nothing here changes the journal mode.
+//! - A change is one `IMMEDIATE` transaction. It takes the write lock before
+//!   reading, so waiting for the gateway's current group commit is a wait
+//!   under the busy timeout (10 s; a commit takes milliseconds). A deferred
+//!   transaction that read first would instead fail with `SQLITE_BUSY` when
+//!   the gateway committed in between: the busy timeout cannot help it.
+//! - The gateway cannot be woken from here: its delivery workers find a
+//!   change on their next look at the queue (at most a second later).
+//!
+//! The gateway's own pooled readers are opened the same way: a read-only
+//! connection obeys the same rules in either process.
+//!
+//! What the command line calls is defined with its concept and gathered
+//! below, so this module is the one list of what another process may do.
 
-use super::outbox::record;
-use super::schema::{self, DEAD, QUEUED};
-use super::{configure, JournalError};
-use rusqlite::{params, Connection, TransactionBehavior};
+use super::{configure, schema, JournalError};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::Path;
 
-/// Which dead deliveries to put back in the queue.
-#[derive(Debug, Clone, Default)]
-pub struct DeadSelection {
-    /// Only this destination endpoint.
-    pub destination: Option<String>,
-    /// Only this message's deliveries.
-    pub message_id: Option<i64>,
+pub use super::orders::{add_order_at, read_astm_sender, read_incomplete, read_orders};
+pub use super::query::JournalReader;
+pub use super::selection::{retry_dead_at, DeadSelection, Requeued};
+pub use super::users::add_user_offline;
+
+/// A read-only connection: it cannot write, and cannot create a missing
+/// file.
+pub(super) fn open_reader(path: &Path) -> Result<Connection, JournalError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    configure(&conn, false)?;
+    Ok(conn)
 }
 
-/// One delivery put back in the queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Requeued {
-    pub outbox_id: i64,
-    pub message_id: i64,
-    pub destination: String,
-}
-
-/// Puts the selected dead deliveries back in the queue, due now, with a
-/// fresh attempt budget, recording `actor` on each; returns what was
-/// requeued. With `dry_run` nothing changes and the same list comes back.
-pub fn retry_dead_at(
-    path: &Path,
-    selection: &DeadSelection,
-    actor: &str,
-    dry_run: bool,
-) -> Result<Vec<Requeued>, JournalError> {
+/// Runs `f` in one `IMMEDIATE` transaction on the existing journal at
+/// `path` and commits what it did; an error from `f` rolls it all back.
+pub(super) fn change<T, E>(path: &Path, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
+where
+    E: From<JournalError>,
+{
     let mut conn = open_existing(path)?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let rows: Vec<Requeued> = tx
-        .prepare(
-            "SELECT id, message_id, destination FROM outbox
-             WHERE state = ?1 AND (?2 IS NULL OR destination = ?2) AND (?3 IS NULL OR message_id = ?3)
-             ORDER BY id",
-        )?
-        .query_map(
-            params![DEAD, selection.destination, selection.message_id],
-            |r| {
-                Ok(Requeued {
-                    outbox_id: r.get(0)?,
-                    message_id: r.get(1)?,
-                    destination: r.get(2)?,
-                })
-            },
-        )?
-        .collect::<Result<_, _>>()?;
-    if dry_run {
-        return Ok(rows);
-    }
-    let now = jiff::Timestamp::now().as_millisecond();
-    for row in &rows {
-        tx.execute(
-            "UPDATE outbox SET state = ?2, attempts = 0, next_attempt_at = ?3, updated_at = ?3 WHERE id = ?1",
-            params![row.outbox_id, QUEUED, now],
-        )?;
-        record(
-            &tx,
-            now,
-            row.outbox_id,
-            "retried",
-            None,
-            None,
-            None,
-            Some(actor),
-        )?;
-    }
-    tx.commit()?;
-    Ok(rows)
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(JournalError::from)?;
+    let out = f(&tx)?;
+    tx.commit().map_err(JournalError::from)?;
+    Ok(out)
 }
 
 fn open_existing(path: &Path) -> Result<Connection, JournalError> {
@@ -89,7 +73,12 @@ fn open_existing(path: &Path) -> Result<Connection, JournalError> {
             reason: "no journal there".into(),
         });
     }
-    let conn = Connection::open(path)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
     configure(&conn, false)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version != schema::VERSION {
@@ -104,79 +93,6 @@ fn open_existing(path: &Path) -> Result<Connection, JournalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{Destination, Journal, JournalOptions, Settlement};
-    use ecko_message::Envelope;
-
-    async fn dead_message(j: &Journal, key: &str, dest: &str) -> i64 {
-        let m = Envelope {
-            source: "lab".into(),
-            dedup_key: Some(key.into()),
-            message_type: "ORU^R01".into(),
-            content_type: "x".into(),
-            payload: key.as_bytes().to_vec(),
-            ..Default::default()
-        };
-        let d = vec![Destination {
-            endpoint: dest.into(),
-            transform: "none".into(),
-            lane: String::new(),
-            reply_to: None,
-        }];
-        let id = j.ingest(m, d).await.unwrap().message_id;
-        let lease = j.lease(dest, 1, 1).await.unwrap().lanes.remove(0).remove(0);
-        j.settle(vec![(
-            lease,
-            Settlement::Dead {
-                error: "refused".into(),
-                duration_ms: 1,
-            },
-        )])
-        .await
-        .unwrap();
-        id
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn dead_deliveries_are_requeued_beside_a_running_gateway_and_the_actor_is_recorded() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.db");
-        let j = Journal::open(JournalOptions::new(&path)).unwrap();
-        let a = dead_message(&j, "1", "hub").await;
-        let b = dead_message(&j, "2", "archive").await;
-
-        let only_hub = DeadSelection {
-            destination: Some("hub".into()),
-            message_id: None,
-        };
-        let planned = retry_dead_at(&path, &only_hub, "cli:ann", true).unwrap();
-        assert_eq!(planned.len(), 1);
-        assert_eq!(
-            j.outbox_of(a).await.unwrap()[0].state,
-            crate::journal::OutboxState::Dead,
-            "a dry run changes nothing"
-        );
-
-        let done = retry_dead_at(&path, &only_hub, "cli:ann", false).unwrap();
-        assert_eq!(done, planned);
-        assert_eq!(done[0].message_id, a);
-        let row = &j.outbox_of(a).await.unwrap()[0];
-        assert_eq!(row.state, crate::journal::OutboxState::Queued);
-        assert_eq!(row.attempts, 0);
-        assert!(j
-            .events_of(a)
-            .await
-            .unwrap()
-            .iter()
-            .any(|e| e.kind == "retried" && e.actor.as_deref() == Some("cli:ann")));
-        assert_eq!(
-            j.outbox_of(b).await.unwrap()[0].state,
-            crate::journal::OutboxState::Dead,
-            "another destination's dead delivery stays dead"
-        );
-        // The running journal can lease it again.
-        assert_eq!(j.lease("hub", 1, 1).await.unwrap().lanes.len(), 1);
-        j.close().await;
-    }
 
     #[test]
     fn a_missing_journal_is_an_error_not_a_new_file() {
@@ -185,5 +101,71 @@ mod tests {
         let err = retry_dead_at(&path, &DeadSelection::default(), "cli", false).unwrap_err();
         assert!(err.to_string().contains("no journal there"), "{err}");
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_change_waits_for_a_commit_in_progress_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let j = super::super::Journal::open(super::super::JournalOptions::new(&path)).unwrap();
+            j.close().await;
+        });
+        // Stands in for the gateway's writer: it holds the write lock while
+        // the command starts, then commits a row, which makes any snapshot
+        // the command had read before stale.
+        let (started, wait) = std::sync::mpsc::channel();
+        let gateway_path = path.clone();
+        let gateway = std::thread::spawn(move || {
+            let mut c = Connection::open(&gateway_path).unwrap();
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .unwrap();
+            tx.execute(
+                "INSERT INTO audit (at, actor, action) VALUES (1, 'gateway', 'test')",
+                [],
+            )
+            .unwrap();
+            started.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            tx.commit().unwrap();
+        });
+        wait.recv().unwrap();
+
+        add_user_offline(&path, "ann", "admin", "hash", 2).unwrap();
+        gateway.join().unwrap();
+        let c = Connection::open(&path).unwrap();
+        let actors: Vec<String> = c
+            .prepare("SELECT actor FROM audit ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(actors, ["gateway", "cli"]);
+    }
+
+    #[test]
+    fn a_journal_of_another_schema_version_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).unwrap();
+        old.pragma_update(None, "user_version", 1).unwrap();
+        drop(old);
+
+        let err = add_user_offline(&path, "ann", "admin", "hash", 0).unwrap_err();
+        assert!(err.to_string().contains("schema version 1"), "{err}");
+        let old = Connection::open(&path).unwrap();
+        let version: i64 = old
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+        let tables: i64 = old
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 0, "nothing was created in it");
     }
 }

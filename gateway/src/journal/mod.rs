@@ -53,24 +53,36 @@
 //! the filesystem with `incremental_vacuum` (the file is created with
 //! `auto_vacuum=INCREMENTAL`). Dead and queued messages are never purged.
 
-pub mod admin;
+mod audit;
+mod browse;
 pub mod external;
 mod ingest;
+mod live;
 pub mod orders;
 mod outbox;
 mod query;
 mod retention;
 mod schema;
+mod selection;
+mod stats;
+mod users;
 mod writer;
 
+pub use audit::AuditRecord;
+pub use browse::{state_name, DeliveryState, MessageFilter, MessagePage, MessageSummary};
 pub use ingest::{Destination, IngestError, Receipt};
+pub use live::LiveEvent;
 pub use orders::{IncompleteTransmission, NewOrder, OrderSelection, OrderState, StoredOrder};
 pub use outbox::{Lease, LeaseBatch, Reply, Settlement};
 pub use query::{DestinationCounts, EventRecord, JournalReader, OutboxRecord, OutboxState};
 pub use schema::VERSION as SCHEMA_VERSION;
+pub use selection::{BulkOutcome, Selection, BULK_LIMIT};
+pub use stats::{EndpointActivity, EndpointStats};
+pub use users::{AdminUser, NewToken, SessionRecord, TokenRecord, UserError};
 
 use ecko_hal::Storage;
-use rusqlite::{Connection, OpenFlags};
+use external::open_reader;
+use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -440,17 +452,6 @@ fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
         conn.set_prepared_statement_cache_capacity(128);
     }
     Ok(())
-}
-
-fn open_reader(path: &Path) -> Result<Connection, JournalError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI,
-    )?;
-    configure(&conn, false)?;
-    Ok(conn)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //!
 //! Orders come from upstream through [`Journal::add_order`] (the CLI's
 //! `order add` uses [`add_order_at`], which also works while a gateway has
-//! the journal open).
+//! the journal open, through [`super::external`]).
 //!
 //! # Analyzer identity
 //!
@@ -41,9 +41,7 @@
 //! until they are sent.
 
 use super::ingest::{Destination, IngestError, Receipt};
-use super::{
-    configure, lock_exclusively, open_reader, schema, Journal, JournalError, JournalOptions,
-};
+use super::{external, lock_exclusively, open_reader, Journal, JournalError, JournalOptions};
 use ecko_message::Envelope;
 use rusqlite::{params, Connection};
 use std::path::Path;
@@ -446,20 +444,9 @@ pub async fn add_order_at(path: &Path, order: NewOrder) -> Result<i64, JournalEr
         Some(Err(_)) => {
             let path = path.to_path_buf();
             tokio::task::spawn_blocking(move || {
-                let mut conn = Connection::open(&path)?;
-                configure(&conn, false)?;
-                let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-                if version != schema::VERSION {
-                    return Err(JournalError::Storage(format!(
-                        "the running gateway's journal has schema version {version}, this program writes {}",
-                        schema::VERSION
-                    )));
-                }
-                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let now = jiff::Timestamp::now().as_millisecond();
-                let id = insert_order(&tx, now, &order)?;
-                tx.commit()?;
-                Ok(id)
+                external::change(&path, |tx| {
+                    insert_order(tx, jiff::Timestamp::now().as_millisecond(), &order)
+                })
             })
             .await
             .map_err(|e| JournalError::Storage(format!("order task failed: {e}")))?

@@ -3,6 +3,7 @@
 //! "message", "line"}]}` (422) or `{"error"}`.
 
 use super::*;
+use crate::admin::api;
 
 pub async fn show(State(state): State<Shared>, Path(name): Path<String>) -> Response {
     let d = match detail(&state, &name).await {
@@ -26,7 +27,7 @@ pub async fn show(State(state): State<Shared>, Path(name): Path<String>) -> Resp
         "running": d.running,
         "settings": d.settings,
         "routes": routes,
-        "recent_messages": d.recent,
+        "recent_messages": d.recent.iter().map(api::json::Summary::from).collect::<Vec<_>>(),
     }))
     .into_response()
 }

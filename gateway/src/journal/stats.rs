@@ -1,0 +1,258 @@
+//! Statistics for the dashboard and the statistics page: per endpoint,
+//! what arrived, what waits, what failed, and how long deliveries took.
+//!
+//! Counts over a window come from `stats_minute` and `stats_duration`, per
+//! endpoint and minute, kept by triggers on the event history (see the
+//! schema), so a week on a million-message journal is a few thousand rows
+//! to add up rather than a scan of the events. What waits right now (queued,
+//! in flight, failing, dead) is counted from the outbox itself.
+
+use super::schema::{DURATION_BUCKETS_MS, LEASED, QUEUED};
+use super::{Journal, JournalError};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Activity of one endpoint, for the dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointActivity {
+    pub name: String,
+    pub last_received_at: Option<i64>,
+    pub received_since: u64,
+    pub queued: u64,
+    pub in_flight: u64,
+    pub failing: u64,
+    pub dead: u64,
+    pub delivered_since: u64,
+    pub last_delivered_at: Option<i64>,
+    /// The error of the oldest row waiting to be retried.
+    pub last_error: Option<String>,
+    /// The error of the newest dead letter.
+    pub dead_error: Option<String>,
+}
+
+/// Statistics of one endpoint over a window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndpointStats {
+    pub name: String,
+    pub received: u64,
+    pub attempts: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    /// Delivered attempts / all attempts, 0..1; `None` without attempts.
+    pub success_rate: Option<f64>,
+    /// Time a delivery attempt that succeeded took (the destination's
+    /// answer included), in ms: the mean, and the 95th percentile as the
+    /// upper bound of its duration bucket.
+    pub avg_ms: Option<f64>,
+    pub p95_ms: Option<i64>,
+    /// Inbound transmissions refused as incomplete (ASTM) in the window.
+    /// HL7 messages answered `AE`/`AR` are not journalled and not counted.
+    pub rejected: u64,
+    /// rejected / (received + rejected); `None` without traffic.
+    pub rejection_rate: Option<f64>,
+    /// Messages (received or delivered) per bucket, oldest first.
+    pub buckets: Vec<u64>,
+}
+
+impl Journal {
+    /// Activity per endpoint since `since` (e.g. the start of today).
+    pub async fn endpoint_activity(
+        &self,
+        names: Vec<String>,
+        since: i64,
+    ) -> Result<Vec<EndpointActivity>, JournalError> {
+        self.read(move |c| {
+            names
+                .iter()
+                .map(|n| endpoint_activity(c, n, since))
+                .collect()
+        })
+        .await
+    }
+
+    /// Statistics per endpoint since `since`, with `buckets` equal buckets up
+    /// to now for the charts.
+    pub async fn endpoint_stats(
+        &self,
+        names: Vec<String>,
+        since: i64,
+        buckets: usize,
+    ) -> Result<Vec<EndpointStats>, JournalError> {
+        let now = self.now_ms();
+        self.read(move |c| endpoint_stats(c, &names, since, now, buckets.max(1)))
+            .await
+    }
+}
+
+fn endpoint_activity(
+    c: &Connection,
+    name: &str,
+    since: i64,
+) -> Result<EndpointActivity, JournalError> {
+    let mut a = EndpointActivity {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    a.last_received_at = c
+        .prepare_cached(
+            "SELECT received_at FROM message WHERE source = ?1 ORDER BY source DESC, received_at DESC LIMIT 1",
+        )?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    let (received, delivered, last_delivered): (i64, i64, i64) = c
+        .prepare_cached(
+            "SELECT coalesce(sum(received), 0), coalesce(sum(delivered), 0),
+                    (SELECT coalesce(max(last_delivered_at), 0) FROM stats_minute WHERE endpoint = ?1)
+             FROM stats_minute WHERE endpoint = ?1 AND minute >= ?2",
+        )?
+        .query_row(params![name, since.div_euclid(60_000)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    a.received_since = received as u64;
+    a.delivered_since = delivered as u64;
+    a.last_delivered_at = (last_delivered > 0).then_some(last_delivered);
+    let mut s = c.prepare_cached(
+        "SELECT state, attempts > 0, count(*) FROM outbox WHERE destination = ?1 AND state IN (0, 1, 3) GROUP BY state, attempts > 0",
+    )?;
+    let rows = s.query_map([name], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, bool>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (state, tried, n) = row?;
+        let n = n as u64;
+        match state {
+            QUEUED if tried => {
+                a.queued += n;
+                a.failing += n;
+            }
+            QUEUED => a.queued += n,
+            LEASED => a.in_flight += n,
+            _ => a.dead += n,
+        }
+    }
+    if a.dead > 0 {
+        // Discarded rows are dead too, but nobody needs to look at them.
+        a.dead -= c
+            .prepare_cached(
+                "SELECT count(*) FROM outbox o JOIN outbox_discard d ON d.outbox_id = o.id WHERE o.destination = ?1 AND o.state = 3",
+            )?
+            .query_row([name], |r| r.get::<_, i64>(0))? as u64;
+    }
+    if a.failing > 0 {
+        a.last_error = c
+            .prepare_cached(
+                "SELECT last_error FROM outbox WHERE destination = ?1 AND state = 0 AND attempts > 0 ORDER BY id LIMIT 1",
+            )?
+            .query_row([name], |r| r.get(0))
+            .optional()?
+            .flatten();
+    }
+    if a.dead > 0 {
+        a.dead_error = c
+            .prepare_cached(
+                "SELECT o.last_error FROM outbox o WHERE o.destination = ?1 AND o.state = 3
+                 AND NOT EXISTS (SELECT 1 FROM outbox_discard d WHERE d.outbox_id = o.id) ORDER BY o.id DESC LIMIT 1",
+            )?
+            .query_row([name], |r| r.get(0))
+            .optional()?
+            .flatten();
+    }
+    Ok(a)
+}
+
+fn endpoint_stats(
+    c: &Connection,
+    names: &[String],
+    since: i64,
+    now: i64,
+    buckets: usize,
+) -> Result<Vec<EndpointStats>, JournalError> {
+    let first_minute = since.div_euclid(60_000);
+    let minutes = ((now - since).max(60_000) / 60_000).max(1) as f64;
+    let bucket = |minute: i64| -> usize {
+        ((((minute - first_minute).max(0) as f64) * buckets as f64 / minutes) as usize)
+            .min(buckets - 1)
+    };
+    let mut rows = c.prepare_cached(
+        "SELECT minute, received, rejected, attempts, delivered, failed, duration_sum, duration_max
+         FROM stats_minute WHERE endpoint = ?1 AND minute >= ?2",
+    )?;
+    let mut durations = c.prepare_cached(
+        "SELECT bucket, sum(n) FROM stats_duration WHERE endpoint = ?1 AND minute >= ?2 GROUP BY bucket ORDER BY bucket",
+    )?;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let mut s = EndpointStats {
+            name: name.clone(),
+            buckets: vec![0; buckets],
+            ..Default::default()
+        };
+        let mut duration_sum = 0i64;
+        let mut duration_max = 0i64;
+        let mut rejected = 0u64;
+        let found = rows.query_map(params![name, first_minute], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                [
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                ],
+            ))
+        })?;
+        for row in found {
+            let (minute, [received, refused, attempts, delivered, failed, sum, max]) = row?;
+            s.received += received as u64;
+            rejected += refused as u64;
+            s.attempts += attempts as u64;
+            s.delivered += delivered as u64;
+            s.failed += failed as u64;
+            duration_sum += sum;
+            duration_max = duration_max.max(max);
+            s.buckets[bucket(minute)] += (received + delivered) as u64;
+        }
+        if s.attempts > 0 {
+            s.success_rate = Some(s.delivered as f64 / s.attempts as f64);
+        }
+        if s.delivered > 0 {
+            s.avg_ms = Some(duration_sum as f64 / s.delivered as f64);
+            let counts: Vec<(usize, i64)> = durations
+                .query_map(params![name, first_minute], |r| {
+                    Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            s.p95_ms = Some(percentile(&counts, 0.95, duration_max));
+        }
+        if s.received + rejected > 0 {
+            s.rejected = rejected;
+            s.rejection_rate = Some(rejected as f64 / (s.received + rejected) as f64);
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// The `q` quantile of durations counted per bucket of
+/// [`DURATION_BUCKETS_MS`]: the upper bound of the bucket holding it, or the
+/// longest duration seen when that is shorter (or the bucket is unbounded).
+fn percentile(counts: &[(usize, i64)], q: f64, max: i64) -> i64 {
+    let total: i64 = counts.iter().map(|(_, n)| n).sum();
+    let rank = ((total as f64) * q).ceil().max(1.0) as i64;
+    let mut seen = 0;
+    for (bucket, n) in counts {
+        seen += n;
+        if seen >= rank {
+            return DURATION_BUCKETS_MS
+                .get(*bucket)
+                .map_or(max, |bound| (*bound).min(max));
+        }
+    }
+    max
+}
