@@ -1,10 +1,34 @@
 //! Ecko Edge: the gateway daemon as a library.
 //!
 //! Messages flow `sources` → `journal` (one transaction, then the ACK) →
-//! `delivery` workers → `transforms` → `sinks`, as pictured in the project's
-//! design page. `protocol` holds the sans-I/O codecs every source and sink
-//! uses; `config` turns the one TOML file into the typed model everything
-//! else reads; `app` wires it together and `main.rs` only parses arguments.
+//! `delivery` workers (transforms from `ecko-fhir`) → `sinks`. The codecs
+//! are in `ecko-protocol`, the envelope every room shares in `ecko-message`,
+//! hardware in `ecko-hal`; `ARCHITECTURE.md` at the repository root is the
+//! map and its rules.
+//!
+//! # Layout
+//!
+//! - [`config`]: the one TOML file → typed, validated [`config::Config`],
+//!   with located errors; edits that keep comments; history and rollback.
+//! - [`endpoints`]: one module per endpoint type behind
+//!   [`endpoints::EndpointType`] (settings, form, probe, preflight, source
+//!   or delivery worker) and the registry [`endpoints::TYPES`].
+//! - [`journal`]: the only SQL. Ingest with group commit, the outbox and
+//!   leases, orders, retention, browsing, statistics, the live feed, users
+//!   and audit; `journal::external` for a second process.
+//! - [`sources`]: MLLP listener, ASTM (serial, TCP), file drop.
+//! - [`router`]: which message goes where, through which transform.
+//! - [`delivery`]: one worker per destination: lease, transform, send,
+//!   settle; HL7 application acknowledgements.
+//! - [`sinks`]: FHIR over HTTP(S), MLLP sender, file.
+//! - [`app`]: start-up, the supervisor that applies configuration live, the
+//!   orderly shutdown.
+//! - [`admin`]: the axum admin page and its JSON API.
+//! - [`probe`], [`preflight`]: "test connection" steps; start-up
+//!   preconditions that `check-config` reports.
+//! - [`tls`]: every rustls configuration.
+//! - [`site`], [`health`]: the site's live time zone; endpoint health.
+//! - [`send`]: the MLLP test sender behind `ecko-gateway send`.
 
 pub mod admin;
 pub mod app;
