@@ -113,8 +113,11 @@ struct Reader {
 
 impl Reader {
     fn get(&self, path: &str) -> Option<serde_json::Value> {
+        // A count searches every Observation of the in-memory server (about
+        // 50,000 after the outage): on a busy two-core machine that takes
+        // longer than 20 s.
         let out = Command::new("curl")
-            .args(["-s", "--max-time", "20"])
+            .args(["-s", "--max-time", "90"])
             .args(&self.args)
             .arg(format!("{}/{path}", self.base))
             .output()
