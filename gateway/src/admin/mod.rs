@@ -5,8 +5,9 @@
 //! # Security
 //!
 //! - HTTPS by default with the operator's certificate or a self-signed device
-//!   certificate kept beside the journal ([`tls`]); plain HTTP only when
-//!   configured, and then only on loopback unless explicitly allowed.
+//!   certificate kept beside the journal ([`crate::tls::certificates`]);
+//!   plain HTTP only when configured, and then only on loopback unless
+//!   explicitly allowed.
 //! - No default password: until the first administrator exists, every page
 //!   leads to `/setup`, which creates it once (decided inside the journal's
 //!   write transaction, so two racing requests cannot both win).
@@ -44,7 +45,6 @@ mod endpoints;
 mod hl7_fields;
 mod pages;
 mod render;
-pub mod tls;
 
 #[cfg(test)]
 mod endpoint_tests;
@@ -393,10 +393,9 @@ fn serve(
         ));
     }
     let acceptor = if admin.tls {
-        Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
-            admin,
-            &data_dir(config),
-        )?))
+        let tls = crate::tls::admin_server_config(admin, &data_dir(config))
+            .map_err(|e| AdminError::Tls(e.to_string()))?;
+        Some(tokio_rustls::TlsAcceptor::from(tls))
     } else {
         None
     };
