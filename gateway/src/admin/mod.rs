@@ -299,7 +299,7 @@ pub enum AddUserError {
 
 /// Adds a user to the configured journal, beside a running gateway or not
 /// (`ecko-gateway user add`).
-pub fn add_user(
+pub async fn add_user(
     config: &Config,
     name: &str,
     role: &str,
@@ -311,14 +311,8 @@ pub fn add_user(
     let path = crate::config::resolve(&config.journal.path);
     if !path.exists() {
         // A new journal: create it with its schema first.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(|e| crate::journal::JournalError::Storage(e.to_string()))?;
-        runtime.block_on(async {
-            let j = Journal::open(crate::journal::JournalOptions::new(&path))?;
-            j.close().await;
-            Ok::<(), crate::journal::JournalError>(())
-        })?;
+        let j = Journal::open(crate::journal::JournalOptions::new(&path))?;
+        j.close().await;
     }
     let hash = hash_password(password).map_err(AddUserError::Hash)?;
     crate::journal::admin::add_user_offline(
