@@ -1,6 +1,7 @@
 //! `ecko-gateway run`: the gateway, until a signal stops it.
 
-use crate::app::{shutdown_signal, Gateway, RunError, StartOptions};
+use crate::app::signals::{Request, Signals};
+use crate::app::{Gateway, RunError, StartOptions};
 use crate::config::Config;
 use crate::sources::astm::live_trace;
 use std::path::PathBuf;
@@ -15,6 +16,13 @@ pub struct Args {
 /// 2 when the configuration does not load, 1 when the gateway cannot
 /// start, 0 after a graceful stop.
 pub async fn run(args: &Args) -> ExitCode {
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            super::print_failure(&e);
+            return ExitCode::FAILURE;
+        }
+    };
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(errors) => {
@@ -22,12 +30,16 @@ pub async fn run(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    super::report(serve(config, None).await)
+    super::report(serve(config, None, signals).await)
 }
 
-/// Runs the gateway until a signal; with `trace`, that endpoint's line
-/// trace is printed on standard output.
-pub(super) async fn serve(config: Config, trace: Option<String>) -> Result<(), RunError> {
+/// Runs the gateway until `signals` ask it to stop; with `trace`, that
+/// endpoint's line trace is printed on standard output.
+pub(super) async fn serve(
+    config: Config,
+    trace: Option<String>,
+    mut signals: Signals,
+) -> Result<(), RunError> {
     let gateway = Gateway::start_with_options(&config, StartOptions::default()).await?;
     if let Some(endpoint) = trace {
         let socket = live_trace::socket_path(gateway.journal.path());
@@ -47,7 +59,9 @@ pub(super) async fn serve(config: Config, trace: Option<String>) -> Result<(), R
         "gateway running"
     );
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    shutdown_signal().await;
+    match signals.next().await {
+        Request::Stop => {}
+    }
     tracing::info!(target: "ecko_gateway", "shutting down");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     gateway.shutdown().await;

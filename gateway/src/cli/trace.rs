@@ -3,6 +3,7 @@
 //! Attaches to the gateway running on the configured journal, or runs one
 //! here when none is running.
 
+use crate::app::signals::{InstallError, Signals};
 use crate::app::RunError;
 use crate::config::Config;
 use crate::sources::astm::live_trace::{self, TraceError};
@@ -21,6 +22,8 @@ pub struct Args {
 enum Error {
     #[error(transparent)]
     Trace(#[from] TraceError),
+    #[error(transparent)]
+    Signals(#[from] InstallError),
     #[error(transparent)]
     Run(#[from] RunError),
 }
@@ -52,8 +55,10 @@ async fn follow_or_run(config: Config, endpoint: &str) -> Result<(), Error> {
             Ok(())
         }
         Err(TraceError::NoGateway(_)) => {
+            // Only now: while attached, Ctrl-C ends this process at once.
+            let signals = Signals::install()?;
             eprintln!("no gateway is running on this journal; starting one to trace `{endpoint}`");
-            super::run::serve(config, Some(endpoint.to_string())).await?;
+            super::run::serve(config, Some(endpoint.to_string()), signals).await?;
             Ok(())
         }
         Err(e) => Err(e.into()),
