@@ -1,9 +1,12 @@
 //! Signals to the running gateway: SIGTERM and SIGINT stop it in order
-//! whenever they arrive, even while it is still starting.
+//! whenever they arrive, even while it is still starting; SIGHUP reads the
+//! configuration file again and applies it without a restart, and a broken
+//! file leaves it running as it was.
 
 use ecko_tests::Gateway;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -70,4 +73,114 @@ fn sigint_right_after_the_first_listener_is_bound_stops_the_gateway_gracefully()
     for _ in 0..3 {
         stop_while_starting(Signal::SIGINT, "MLLP listener ready");
     }
+}
+
+const ORU: &str = "MSH|^~\\&|LAB|A|LIS|H|20261201120000||ORU^R01|HUP-1|P|2.5.1\rPID|1||P1\rOBX|1|NM|GLU||5.4|mmol/L\r";
+
+/// Sends one message over MLLP and returns the acknowledgement code
+/// (`AA`, `AR`, ...).
+fn ack_code(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("\x0b{ORU}\x1c\r").as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(b"\x1c\r") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the ACK");
+        out.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let msa = text
+        .split('\r')
+        .find(|s| s.trim_start_matches('\x0b').starts_with("MSA|"))
+        .unwrap_or_else(|| panic!("no MSA in {text:?}"));
+    msa.split('|').nth(1).unwrap_or_default().to_string()
+}
+
+fn listener(name: &str, port: u16, enabled: bool) -> String {
+    format!(
+        "[[endpoint]]\nname = \"{name}\"\ntype = \"mllp\"\nlisten = \"127.0.0.1:{port}\"\nenabled = {enabled}\n\n"
+    )
+}
+
+fn write_config(path: &Path, data: &Path, listeners: &[String], from: &[&str]) {
+    let from = from
+        .iter()
+        .map(|f| format!("\"{f}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = format!(
+        "[journal]\npath = \"{d}/journal.db\"\n\n{listeners}[[endpoint]]\nname = \"archive\"\ntype = \"file\"\npath = \"{d}/archive\"\n\n[[route]]\nname = \"results\"\nfrom = [{from}]\nto = [\"archive\"]\n\n[admin]\nenabled = false\n",
+        d = data.display(),
+        listeners = listeners.concat(),
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+fn log_len(log: &Path) -> u64 {
+    std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
+}
+
+#[test]
+fn sighup_applies_the_edited_file_and_a_broken_file_leaves_the_gateway_serving_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    let log = dir.path().join("log");
+    let (lab, ward) = (ecko_tests::free_port(), ecko_tests::free_port());
+    write_config(&config, dir.path(), &[listener("lab", lab, true)], &["lab"]);
+    let mut gw = Gateway::start(&config, &log, &[]);
+    let hup = |gw: &Gateway| kill(Pid::from_raw(gw.pid()), Signal::SIGHUP).unwrap();
+    assert_eq!(ack_code(lab), "AA");
+
+    // A new listener: its port answers after SIGHUP.
+    write_config(
+        &config,
+        dir.path(),
+        &[listener("lab", lab, true), listener("ward", ward, true)],
+        &["lab", "ward"],
+    );
+    let from = log_len(&log);
+    hup(&gw);
+    gw.wait_for_log("configuration changed", from, Duration::from_secs(10));
+    assert!(ecko_tests::wait_for_port(ward, Duration::from_secs(5)));
+    assert_eq!(ack_code(ward), "AA");
+    assert_eq!(ack_code(lab), "AA");
+
+    // A listener disabled in the file answers AR after SIGHUP.
+    write_config(
+        &config,
+        dir.path(),
+        &[listener("lab", lab, false), listener("ward", ward, true)],
+        &["lab", "ward"],
+    );
+    let from = log_len(&log);
+    hup(&gw);
+    gw.wait_for_log("configuration changed", from, Duration::from_secs(10));
+    assert!(ecko_tests::eventually(Duration::from_secs(5), || ack_code(
+        lab
+    ) == "AR"));
+    assert_eq!(ack_code(ward), "AA");
+
+    // A broken file: its errors are logged with their place, nothing
+    // changes, the gateway keeps serving.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("type = \"file\"", "type = \"fiel\""),
+    )
+    .unwrap();
+    let from = log_len(&log);
+    hup(&gw);
+    gw.wait_for_log("configuration not reloaded", from, Duration::from_secs(10));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let tail = &text[from as usize..];
+    assert!(
+        tail.contains(&format!("{}:", config.display())) && tail.contains("fiel"),
+        "the error and its place are not in the log:\n{tail}"
+    );
+    assert_eq!(ack_code(ward), "AA");
+    assert_eq!(ack_code(lab), "AR");
+    assert_eq!(gw.terminate(), Some(0));
 }

@@ -54,6 +54,7 @@ mod tests;
 mod tls_tests;
 
 pub use auth::{hash_password, Role};
+pub use config_change::{reload, Applied, ChangeError, FieldError};
 
 use crate::app::Supervisor;
 use crate::config::Config;
@@ -81,9 +82,6 @@ pub struct AdminState {
     pub journal: Journal,
     live: LiveConfig,
     pub shutdown: CancellationToken,
-    /// Held from reading the configuration file to applying its edit, so
-    /// two edits never build on the same version.
-    pub(crate) edits: tokio::sync::Mutex<()>,
     /// What the running endpoints report about their links.
     pub health: Health,
     /// Login attempts per client address in the current minute.
@@ -143,7 +141,6 @@ impl AdminState {
             journal,
             live,
             shutdown,
-            edits: tokio::sync::Mutex::new(()),
             health,
             logins: Mutex::new(HashMap::new()),
             dummy_hash: hash_password("not a password of anyone").unwrap_or_default(),

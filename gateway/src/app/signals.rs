@@ -1,4 +1,6 @@
-//! The signals the gateway answers: SIGTERM and SIGINT stop it in order.
+//! The signals the gateway answers: SIGTERM and SIGINT stop it in order;
+//! SIGHUP has it read its configuration file again and apply it without a
+//! restart, as an edit on the admin page is applied.
 //!
 //! Until a handler is installed the kernel's default action applies, which
 //! ends the process on the spot: listeners bound, senders waiting for their
@@ -18,12 +20,15 @@ pub struct InstallError(#[source] std::io::Error);
 pub enum Request {
     /// SIGTERM (the service manager) or SIGINT (Ctrl-C).
     Stop,
+    /// SIGHUP (`systemctl reload`, `kill -HUP`).
+    Reload,
 }
 
 /// The installed handlers; signals received are kept until [`Signals::next`].
 pub struct Signals {
     terminate: Signal,
     interrupt: Signal,
+    hangup: Signal,
 }
 
 impl Signals {
@@ -33,14 +38,19 @@ impl Signals {
         Ok(Signals {
             terminate: signal(SignalKind::terminate()).map_err(InstallError)?,
             interrupt: signal(SignalKind::interrupt()).map_err(InstallError)?,
+            hangup: signal(SignalKind::hangup()).map_err(InstallError)?,
         })
     }
 
-    /// Waits for the next signal, or returns the one received already.
+    /// Waits for the next signal, or returns one received already; a stop
+    /// comes before a reload received with it.
     pub async fn next(&mut self) -> Request {
         tokio::select! {
+            biased;
             _ = self.terminate.recv() => Request::Stop,
             _ = self.interrupt.recv() => Request::Stop,
+            // `None` only once the runtime is gone; the branch is then off.
+            Some(()) = self.hangup.recv() => Request::Reload,
         }
     }
 }

@@ -1,5 +1,9 @@
-//! `ecko-gateway run`: the gateway, until a signal stops it.
+//! `ecko-gateway run`: the gateway, until a signal stops it. SIGHUP
+//! applies the configuration file as it is now, through the same path as an
+//! edit on the admin page; a file that does not load, or an endpoint that
+//! cannot start with it, leaves the gateway running as it was.
 
+use crate::admin::ChangeError;
 use crate::app::signals::{Request, Signals};
 use crate::app::{Gateway, RunError, StartOptions};
 use crate::config::Config;
@@ -59,12 +63,45 @@ pub(super) async fn serve(
         "gateway running"
     );
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    match signals.next().await {
-        Request::Stop => {}
+    while signals.next().await == Request::Reload {
+        reload(&gateway).await;
     }
     tracing::info!(target: "ecko_gateway", "shutting down");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     gateway.shutdown().await;
     tracing::info!(target: "ecko_gateway", "stopped");
     Ok(())
+}
+
+/// Applies the configuration file as it is now and logs what came of it.
+async fn reload(gateway: &Gateway) {
+    // systemd (Type=notify-reload, or ExecReload sending SIGHUP) waits for
+    // READY=1 after RELOADING=1 before it calls the reload done.
+    let mut reloading = vec![sd_notify::NotifyState::Reloading];
+    reloading.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+    let _ = sd_notify::notify(false, &reloading);
+    let file = gateway
+        .supervisor
+        .config()
+        .source
+        .as_ref()
+        .map_or_else(String::new, |p| p.display().to_string());
+    tracing::info!(file, "SIGHUP: reloading the configuration file");
+    match crate::admin::reload(&gateway.supervisor, "SIGHUP").await {
+        // The change itself is logged (and audited) where it is applied.
+        Ok(_) => {}
+        Err(ChangeError::Invalid(errors)) => {
+            for e in &errors {
+                tracing::error!("{file}:{}: {}", e.line, e.message);
+            }
+            tracing::error!(
+                file,
+                "configuration not reloaded: the file has errors; running on as before"
+            );
+        }
+        Err(e) => {
+            tracing::error!(file, error = %e, "configuration not reloaded; running on as before")
+        }
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 }
