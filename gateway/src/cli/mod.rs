@@ -3,10 +3,12 @@
 //!
 //! Every subcommand runs on the one tokio runtime the process has, built
 //! once by `main`. It prints results on standard output and failures on
-//! standard error, and its exit code says how it went: 0 done, 1 failed,
-//! 2 refused (a configuration that does not load, an argument that does
-//! not fit it). A failure is printed as `ecko-gateway: ` and the error
-//! followed by its causes, each after `: `.
+//! standard error, as `ecko-gateway: ` and the error followed by its
+//! causes, each after `: `. The exit code is 0 when it did what was asked
+//! and 1 when it failed; `check-config`, `run` and `trace` answer 2 for a
+//! configuration that does not load (and `trace` for an endpoint that is
+//! not ASTM), `send` 2 when it could not send at all. Scripts rely on
+//! these codes, so each module keeps its own.
 
 pub mod check_config;
 pub mod logging;

@@ -1,5 +1,5 @@
-//! `ecko-gateway user add`: a user of the admin page without the page, for
-//! the first administrator or one locked out.
+//! `ecko-gateway user add`: a user of the admin page made without the page,
+//! e.g. the first administrator of a device nobody has opened it on yet.
 
 use crate::admin::AddUserError;
 use crate::config::{Config, ConfigErrors};
