@@ -1,5 +1,6 @@
 //! Running the gateway: open the journal, start delivery workers and
-//! sources, purge on schedule, and shut down in order on a signal.
+//! sources, purge on schedule, and shut down in order on a signal
+//! ([`signals`]).
 //!
 //! Shutdown order matters for the one rule: sources stop accepting first and
 //! finish the commits they started (their senders get their ACKs); delivery
@@ -7,6 +8,7 @@
 //! checkpoints and closes. The [`Supervisor`] owns the running endpoints and
 //! applies an edited configuration to them without a restart.
 
+pub mod signals;
 mod supervisor;
 
 pub use supervisor::{ApplyError, ApplyReport, Supervisor};
@@ -171,23 +173,6 @@ async fn purge_on_schedule(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-    }
-}
-
-/// Waits for SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

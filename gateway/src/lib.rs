@@ -32,6 +32,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod endpoints;

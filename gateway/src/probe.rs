@@ -279,7 +279,7 @@ pub async fn fhir(endpoint: &Endpoint, c: &FhirSinkConfig, steps: &mut Steps) {
         return;
     };
     if parsed.scheme() == "https" {
-        let settings = crate::sinks::fhir::tls::TlsSettings {
+        let trust = crate::tls::HttpsTrust {
             ca_file: c.ca_file.as_deref().map(crate::config::resolve),
             pinned_cert: c.pinned_cert.as_deref().map(crate::config::resolve),
             identity: match &c.auth {
@@ -295,10 +295,8 @@ pub async fn fhir(endpoint: &Endpoint, c: &FhirSinkConfig, steps: &mut Steps) {
             .to_string();
         let handshake = steps
             .run("TLS handshake", async move {
-                let config =
-                    crate::sinks::fhir::tls::client_config(&settings).map_err(|e| e.to_string())?;
-                let name = rustls::pki_types::ServerName::try_from(host.clone())
-                    .map_err(|_| format!("`{host}` is not a valid server name"))?;
+                let config = crate::tls::https_client_config(&trust).map_err(|e| e.to_string())?;
+                let name = crate::tls::client::host_name(&host).map_err(|e| e.to_string())?;
                 let s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
                     .connect(name, tcp_stream)
                     .await

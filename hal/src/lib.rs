@@ -8,9 +8,11 @@
 
 pub mod serial;
 pub mod storage;
+pub mod terminal;
 
 pub use serial::{
     FlowControl, LinuxSerial, Parity, SerialError, SerialErrorKind, SerialLine, SerialPorts,
     SerialSettings, SimSerial,
 };
 pub use storage::{Storage, StorageError};
+pub use terminal::{LinuxTerminal, SimTerminal, Terminal, TerminalError};

@@ -114,10 +114,16 @@ impl Gateway {
         self.stop_with(nix::sys::signal::Signal::SIGINT)
     }
 
-    fn stop_with(mut self, signal: nix::sys::signal::Signal) -> Option<i32> {
+    fn stop_with(self, signal: nix::sys::signal::Signal) -> Option<i32> {
         use nix::sys::signal::kill;
         use nix::unistd::Pid;
         let _ = kill(Pid::from_raw(self.pid()), signal);
+        self.wait_for_exit()
+    }
+
+    /// Waits up to 20 s for the process to end; its exit code, `None` when a
+    /// signal killed it.
+    pub fn wait_for_exit(mut self) -> Option<i32> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -125,7 +131,7 @@ impl Gateway {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("ecko-gateway did not stop within 20 s of {signal}");
+                panic!("ecko-gateway did not stop within 20 s");
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -4,16 +4,18 @@
 //! (atomically, keeping the version) and audit it.
 //!
 //! A change that leaves the file's text as it is (enabling an enabled
-//! endpoint) writes no version but is still applied and audited.
+//! endpoint) writes no version but is still applied and audited. So is a
+//! [`reload`] (SIGHUP): the file edited by hand is applied as it is, and
+//! the next change from the page keeps it as the `on_disk` version.
 //!
 //! The order makes every failure harmless: a validation error or an
 //! endpoint that cannot start changes neither the file nor the running
 //! gateway; a file that cannot be written puts the previous configuration
-//! back into the running gateway. Edits are serialised, so two of them
-//! never build on the same version.
+//! back into the running gateway. Edits are serialised by the supervisor,
+//! page and reload alike, so two of them never build on the same version.
 
 use super::Shared;
-use crate::app::{ApplyError, ApplyReport};
+use crate::app::{ApplyError, ApplyReport, Supervisor};
 use crate::config::edit::{key_spans, ConfigDocument, EditError, TablePath};
 use crate::config::history::{History, HistoryError, Version};
 use crate::config::{Config, ConfigError};
@@ -77,18 +79,23 @@ pub struct Applied {
 /// Where the configuration file is and where its versions are kept.
 pub fn store(state: &Shared) -> Result<(PathBuf, History), ChangeError> {
     if state.supervisor().is_none() {
-        return Err(ChangeError::NotEditable(
-            "this page is not attached to a running gateway".into(),
-        ));
+        return Err(not_attached());
     }
-    let config = state.config();
+    store_of(&state.config())
+}
+
+fn not_attached() -> ChangeError {
+    ChangeError::NotEditable("this page is not attached to a running gateway".into())
+}
+
+fn store_of(config: &Config) -> Result<(PathBuf, History), ChangeError> {
     let Some(path) = config.source.clone() else {
         return Err(ChangeError::NotEditable(
             "the running configuration did not come from a file".into(),
         ));
     };
     let history = History::new(
-        super::data_dir(&config).join("config-history"),
+        super::data_dir(config).join("config-history"),
         KEPT_VERSIONS,
     );
     Ok((path, history))
@@ -136,11 +143,40 @@ pub async fn change_text(
     intent: Intent<'_>,
     make: impl FnOnce(&str) -> Result<String, ChangeError>,
 ) -> Result<Applied, ChangeError> {
-    let _serial = state.edits.lock().await;
-    let (path, history) = store(state)?;
     let Some(supervisor) = state.supervisor() else {
-        return Err(ChangeError::NotEditable("not attached".into()));
+        return Err(not_attached());
     };
+    change_running(supervisor, user, intent, make).await
+}
+
+/// Reads the configuration file again and applies it as it is, validated
+/// and audited like a change from the page: what SIGHUP does after the
+/// file was edited by hand. On any error the gateway runs on as it was.
+pub async fn reload(supervisor: &Supervisor, user: &str) -> Result<Applied, ChangeError> {
+    let file = supervisor
+        .config()
+        .source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let intent = Intent {
+        action: "config.reload",
+        target: &file,
+        tables: &[],
+    };
+    change_running(supervisor, user, intent, |current| Ok(current.to_string())).await
+}
+
+/// [`change_text`] on the running gateway itself, with or without its page.
+async fn change_running(
+    supervisor: &Supervisor,
+    user: &str,
+    intent: Intent<'_>,
+    make: impl FnOnce(&str) -> Result<String, ChangeError>,
+) -> Result<Applied, ChangeError> {
+    let _serial = supervisor.lock_edits().await;
+    let (path, history) = store_of(&supervisor.config())?;
+    let journal = supervisor.journal();
     let current = std::fs::read_to_string(&path)
         .map_err(|e| ChangeError::NotEditable(format!("cannot read {}: {e}", path.display())))?;
     let text = make(&current)?;
@@ -148,12 +184,12 @@ pub async fn change_text(
     let mut config = Config::parse(&text, &file, |name| std::env::var(name).ok())
         .map_err(|errors| ChangeError::Invalid(place(&text, intent.tables, &errors.0)))?;
     config.source = Some(path.clone());
-    let previous = state.config();
+    let previous = supervisor.config();
     let report = supervisor.apply(config).await.map_err(ChangeError::Apply)?;
     let version = if text == current {
         None
     } else {
-        match history.commit(&path, &text, intent.action, user, state.journal.now_ms()) {
+        match history.commit(&path, &text, intent.action, user, journal.now_ms()) {
             Ok(v) => Some(v),
             Err(e) => {
                 if let Err(again) = supervisor.apply(previous.as_ref().clone()).await {
@@ -165,8 +201,7 @@ pub async fn change_text(
     };
     let id = version.as_ref().map_or("unchanged", |v| v.id.as_str());
     let detail = format!("{} (version {id})", report.summary());
-    if let Err(e) = state
-        .journal
+    if let Err(e) = journal
         .audit(user, intent.action, Some(intent.target), Some(&detail))
         .await
     {

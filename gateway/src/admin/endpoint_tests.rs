@@ -916,3 +916,50 @@ async fn an_admin_rolls_back_to_a_kept_version_with_its_diff_shown_first() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_a_hand_edit_audited_without_a_version_and_a_broken_edit_changes_nothing()
+{
+    let s = site().await;
+    let edited = s.original.replace(
+        "type = \"file-drop\"\n",
+        "type = \"file-drop\"\nenabled = false\n",
+    );
+    std::fs::write(&s.path, &edited).unwrap();
+    let applied = super::reload(&s.gw().supervisor, "SIGHUP").await.unwrap();
+    assert_eq!(applied.report.stopped, ["inbox"]);
+    assert!(applied.version.is_none());
+    assert!(!s.running().contains(&"inbox".to_string()));
+    assert_eq!(s.file(), edited, "the file is applied, not rewritten");
+    let file = s.path.display().to_string();
+    assert!(s
+        .audit_actions()
+        .await
+        .contains(&format!("SIGHUP config.reload {file}")));
+
+    let broken =
+        format!("{edited}\n[[route]]\nname = \"x\"\nfrom = [\"nowhere\"]\nto = [\"archive\"]\n");
+    std::fs::write(&s.path, &broken).unwrap();
+    match super::reload(&s.gw().supervisor, "SIGHUP").await {
+        Err(super::ChangeError::Invalid(errors)) => {
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.message.contains("nowhere") && e.line > 0),
+                "{errors:?}"
+            )
+        }
+        other => panic!("a broken file was not refused: {other:?}"),
+    }
+    assert!(s.running().contains(&"lab".to_string()));
+    assert!(!s.running().contains(&"inbox".to_string()));
+    assert!(
+        !s.gw()
+            .supervisor
+            .config()
+            .endpoint("inbox")
+            .unwrap()
+            .enabled
+    );
+    s.stop().await;
+}

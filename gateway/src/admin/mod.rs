@@ -5,8 +5,9 @@
 //! # Security
 //!
 //! - HTTPS by default with the operator's certificate or a self-signed device
-//!   certificate kept beside the journal ([`tls`]); plain HTTP only when
-//!   configured, and then only on loopback unless explicitly allowed.
+//!   certificate kept beside the journal ([`crate::tls::certificates`]);
+//!   plain HTTP only when configured, and then only on loopback unless
+//!   explicitly allowed.
 //! - No default password: until the first administrator exists, every page
 //!   leads to `/setup`, which creates it once (decided inside the journal's
 //!   write transaction, so two racing requests cannot both win).
@@ -43,7 +44,6 @@ mod endpoint_form;
 mod endpoints;
 mod pages;
 mod render;
-pub mod tls;
 
 #[cfg(test)]
 mod endpoint_tests;
@@ -53,6 +53,7 @@ mod tests;
 mod tls_tests;
 
 pub use auth::{hash_password, Role};
+pub use config_change::{reload, Applied, ChangeError, FieldError};
 
 use crate::app::Supervisor;
 use crate::config::Config;
@@ -80,9 +81,6 @@ pub struct AdminState {
     pub journal: Journal,
     live: LiveConfig,
     pub shutdown: CancellationToken,
-    /// Held from reading the configuration file to applying its edit, so
-    /// two edits never build on the same version.
-    pub(crate) edits: tokio::sync::Mutex<()>,
     /// What the running endpoints report about their links.
     pub health: Health,
     /// Login attempts per client address in the current minute.
@@ -142,7 +140,6 @@ impl AdminState {
             journal,
             live,
             shutdown,
-            edits: tokio::sync::Mutex::new(()),
             health,
             logins: Mutex::new(HashMap::new()),
             dummy_hash: hash_password("not a password of anyone").unwrap_or_default(),
@@ -298,7 +295,7 @@ pub enum AddUserError {
 
 /// Adds a user to the configured journal, beside a running gateway or not
 /// (`ecko-gateway user add`).
-pub fn add_user(
+pub async fn add_user(
     config: &Config,
     name: &str,
     role: &str,
@@ -310,14 +307,8 @@ pub fn add_user(
     let path = crate::config::resolve(&config.journal.path);
     if !path.exists() {
         // A new journal: create it with its schema first.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(|e| crate::journal::JournalError::Storage(e.to_string()))?;
-        runtime.block_on(async {
-            let j = Journal::open(crate::journal::JournalOptions::new(&path))?;
-            j.close().await;
-            Ok::<(), crate::journal::JournalError>(())
-        })?;
+        let j = Journal::open(crate::journal::JournalOptions::new(&path))?;
+        j.close().await;
     }
     let hash = hash_password(password).map_err(AddUserError::Hash)?;
     crate::journal::external::add_user_offline(
@@ -392,10 +383,9 @@ fn serve(
         ));
     }
     let acceptor = if admin.tls {
-        Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
-            admin,
-            &data_dir(config),
-        )?))
+        let tls = crate::tls::admin_server_config(admin, &data_dir(config))
+            .map_err(|e| AdminError::Tls(e.to_string()))?;
+        Some(tokio_rustls::TlsAcceptor::from(tls))
     } else {
         None
     };

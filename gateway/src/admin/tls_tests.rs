@@ -38,13 +38,11 @@ async fn get_over_tls(server: &AdminServer, root: &Path, name: &str) -> Result<S
     for c in CertificateDer::pem_file_iter(root).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let client = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.addr.port()))
         .await
@@ -81,7 +79,7 @@ async fn a_device_certificate_is_made_on_first_start_kept_private_and_reused_aft
     let journal = Journal::open(JournalOptions::new(dir.path().join("journal.db"))).unwrap();
     let (server, stop) = run(&c, &journal).unwrap();
     assert!(server.tls);
-    let (cert, key) = super::tls::device_paths(dir.path());
+    let (cert, key) = crate::tls::certificates::device_paths(dir.path());
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the key is readable by the gateway only");
     let first = std::fs::read(&cert).unwrap();
@@ -112,7 +110,7 @@ async fn a_device_certificate_is_made_on_first_start_kept_private_and_reused_aft
 
 #[test]
 fn the_device_certificate_names_the_host_and_its_addresses() {
-    let names = super::tls::device_names();
+    let names = crate::tls::certificates::device_names();
     assert_eq!(names[0], "localhost");
     assert!(names.contains(&"127.0.0.1".to_string()));
     if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
@@ -158,7 +156,9 @@ async fn an_operator_certificate_replaces_the_device_one() {
         .unwrap();
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(
-        !super::tls::device_paths(dir.path()).0.exists(),
+        !crate::tls::certificates::device_paths(dir.path())
+            .0
+            .exists(),
         "no device certificate made"
     );
     stop.cancel();

@@ -190,6 +190,10 @@ pub struct Supervisor {
     /// apply holds `running`.
     alive: RwLock<BTreeMap<String, Arc<AtomicBool>>>,
     current: RwLock<Arc<Config>>,
+    /// Held by a change of the configuration file from reading it to
+    /// applying it (the admin page's edits, SIGHUP's reload), so two
+    /// changes never build on the same version.
+    edits: tokio::sync::Mutex<()>,
 }
 
 impl Supervisor {
@@ -219,6 +223,7 @@ impl Supervisor {
             }),
             alive: RwLock::new(BTreeMap::new()),
             current: RwLock::new(Arc::new(config.clone())),
+            edits: tokio::sync::Mutex::new(()),
         });
         {
             let mut running = supervisor.running.lock().await;
@@ -238,6 +243,11 @@ impl Supervisor {
             supervisor.publish(&running);
         }
         Ok(supervisor)
+    }
+
+    /// Serialises changes of the configuration file; see the field.
+    pub(crate) async fn lock_edits(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.edits.lock().await
     }
 
     /// The configuration in force.

@@ -19,7 +19,6 @@
 
 pub mod auth;
 mod probe;
-pub mod tls;
 
 use super::{Delivery, Outcome, Sink};
 use crate::config::{Endpoint, FhirAuth, FhirSinkConfig};
@@ -35,7 +34,7 @@ const KEEP_RESPONSE: usize = 8 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum FhirSinkError {
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
 }
@@ -63,12 +62,12 @@ impl FhirSink {
             }
             _ => None,
         };
-        let settings = tls::TlsSettings {
+        let trust = crate::tls::HttpsTrust {
             ca_file: config.ca_file.as_deref().map(crate::config::resolve),
             pinned_cert: config.pinned_cert.as_deref().map(crate::config::resolve),
             identity,
         };
-        let tls = tls::client_config(&settings)?;
+        let tls = crate::tls::https_client_config(&trust)?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .timeout(endpoint.timeout)

@@ -1,15 +1,14 @@
-//! The admin page's TLS identity: the operator's certificate and key when
-//! configured, otherwise a self-signed device certificate generated on first
+//! The admin page's device certificate: self-signed, generated on first
 //! start and kept beside the journal (`admin-tls/`), so browsers that were
 //! told to trust it keep trusting it across restarts.
+//!
+//! It names every way a browser on the LAN may reach this device (host
+//! name, domain name, every interface address), so that trusting it once
+//! is enough whichever address the user types.
 
-use super::AdminError;
-use crate::config::AdminConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use super::TlsError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Where the generated device certificate and key live.
 pub fn device_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
@@ -17,46 +16,14 @@ pub fn device_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("cert.pem"), dir.join("key.pem"))
 }
 
-/// The rustls server configuration for the admin page.
-pub fn server_config(
-    config: &AdminConfig,
-    data_dir: &Path,
-) -> Result<Arc<rustls::ServerConfig>, AdminError> {
-    let (cert_path, key_path) = match (&config.cert, &config.key) {
-        (Some(c), Some(k)) => (crate::config::resolve(c), crate::config::resolve(k)),
-        (None, None) => {
-            let (c, k) = device_paths(data_dir);
-            if !c.exists() || !k.exists() {
-                generate(&c, &k)?;
-            }
-            (c, k)
-        }
-        _ => {
-            return Err(AdminError::Tls(
-                "[admin]: `cert` and `key` must be given together".into(),
-            ))
-        }
-    };
-    let certs = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| AdminError::Tls(format!("{}: {e}", cert_path.display())))?;
-    if certs.is_empty() {
-        return Err(AdminError::Tls(format!(
-            "{}: no certificate in the file",
-            cert_path.display()
-        )));
+/// The device certificate and key in `data_dir`, generated when either is
+/// missing.
+pub fn device_certificate(data_dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
+    let (cert, key) = device_paths(data_dir);
+    if !cert.exists() || !key.exists() {
+        generate(&cert, &key)?;
     }
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| AdminError::Tls(format!("{}: {e}", key_path.display())))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| AdminError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| AdminError::Tls(format!("certificate and key: {e}")))?;
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(server))
+    Ok((cert, key))
 }
 
 /// The names a browser on the LAN may use for this device: `localhost`,
@@ -113,14 +80,14 @@ fn is_dns_name(s: &str) -> bool {
 
 /// Generates a self-signed certificate for this device and writes it and its
 /// key (mode 0600) atomically.
-fn generate(cert_path: &Path, key_path: &Path) -> Result<(), AdminError> {
+fn generate(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
     let names = device_names();
     tracing::info!(names = ?names, "admin page: certificate names");
     let issued = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| AdminError::Tls(format!("cannot generate a certificate: {e}")))?;
+        .map_err(|e| TlsError::Config(format!("cannot generate a certificate: {e}")))?;
     let dir = cert_path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
-        .map_err(|e| AdminError::Tls(format!("cannot create {}: {e}", dir.display())))?;
+        .map_err(|e| TlsError::Config(format!("cannot create {}: {e}", dir.display())))?;
     write_atomically(
         key_path,
         issued.signing_key.serialize_pem().as_bytes(),
@@ -131,9 +98,9 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<(), AdminError> {
     Ok(())
 }
 
-fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<(), AdminError> {
+fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<(), TlsError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let err = |e: std::io::Error| AdminError::Tls(format!("cannot write {}: {e}", path.display()));
+    let err = |e: std::io::Error| TlsError::Config(format!("cannot write {}: {e}", path.display()));
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
