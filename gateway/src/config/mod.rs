@@ -14,10 +14,14 @@ mod astm;
 pub mod edit;
 mod env;
 pub mod history;
+mod load_endpoint;
+mod load_route;
 mod model;
 mod units;
 
 pub use astm::*;
+pub(crate) use load_endpoint::mllp_sender_timeout;
+pub use load_endpoint::SettingsInput;
 pub use model::*;
 pub use units::{parse_duration, parse_size, Size, Span};
 
@@ -120,34 +124,6 @@ impl Config {
     }
 }
 
-/// An endpoint's type-specific settings as its type reads them: errors
-/// land at the endpoint, located in the file like every other.
-pub struct SettingsInput<'l, 'a> {
-    loader: &'l mut Loader<'a>,
-    value: &'l Value<'l>,
-    context: &'l str,
-    at: usize,
-}
-
-impl SettingsInput<'_, '_> {
-    /// The settings as `T`; `None` after reporting why not.
-    pub fn read<T: DeserializeOwned>(&mut self) -> Option<T> {
-        self.loader.de(self.value, self.context)
-    }
-
-    /// Reports `problem`, if any, and then gives `None`.
-    pub fn check(&mut self, problem: Option<String>) -> Option<()> {
-        match problem {
-            None => Some(()),
-            Some(p) => {
-                let message = format!("{}: {p}", self.context);
-                self.loader.error_at(self.at, message);
-                None
-            }
-        }
-    }
-}
-
 struct Loader<'a> {
     original: &'a str,
     file: &'a str,
@@ -156,17 +132,6 @@ struct Loader<'a> {
 }
 
 type Value<'i> = Spanned<DeValue<'i>>;
-
-const ENDPOINT_COMMON_KEYS: &[&str] = &[
-    "name",
-    "type",
-    "direction",
-    "enabled",
-    "timeout",
-    "retry",
-    "partition_by",
-    "lanes",
-];
 
 impl<'a> Loader<'a> {
     fn finish(mut self) -> ConfigErrors {
@@ -380,269 +345,12 @@ impl<'a> Loader<'a> {
         })
     }
 
-    fn endpoint(&mut self, item: &Value<'_>) -> Option<Endpoint> {
-        let Some(table) = item.get_ref().as_table() else {
-            self.error_at(item.span().start, "an [[endpoint]] must be a table".into());
-            return None;
-        };
-        let name = table
-            .get("name")
-            .and_then(|v| v.get_ref().as_str())
-            .unwrap_or("?")
-            .to_string();
-        let mut common = DeTable::new();
-        let mut specific = DeTable::new();
-        for (k, v) in table.iter() {
-            if ENDPOINT_COMMON_KEYS.contains(&k.get_ref().as_ref()) {
-                common.insert(k.clone(), v.clone());
-            } else {
-                specific.insert(k.clone(), v.clone());
-            }
-        }
-        let span = item.span();
-        let context = format!("endpoint `{name}`");
-        let common: EndpointCommon = self.de(
-            &Spanned::new(span.clone(), DeValue::Table(common)),
-            &context,
-        )?;
-        let specific = Spanned::new(span.clone(), DeValue::Table(specific));
-        let context = format!("endpoint `{name}` (type {})", common.kind);
-        let Some(ty) = crate::endpoints::named(&common.kind) else {
-            let at = table.get("type").map_or(span.start, |v| v.span().start);
-            self.error_at(
-                at,
-                format!(
-                    "endpoint `{name}`: unknown type `{}`, expected one of {}",
-                    common.kind,
-                    crate::endpoints::type_names().join(", ")
-                ),
-            );
-            return None;
-        };
-        let kind = ty.parse(&mut SettingsInput {
-            loader: self,
-            value: &specific,
-            context: &context,
-            at: span.start,
-        })?;
-        let at = |key: &str| table.get(key).map_or(span.start, |v| v.span().start);
-        let problems = ty.problems(&kind);
-        for (key, problem) in &problems {
-            self.error_at(at(key), format!("endpoint `{name}`: {problem}"));
-        }
-        if !problems.is_empty() {
-            return None;
-        }
-        let direction = match (common.direction, ty.directions(&kind)) {
-            (Some(d), allowed) if allowed.contains(&d) => d,
-            (Some(d), allowed) => {
-                self.error_at(
-                    at("direction"),
-                    format!(
-                        "endpoint `{name}`: a {} endpoint cannot be {d}, expected {}",
-                        common.kind,
-                        allowed
-                            .iter()
-                            .map(|d| format!("`{d}`"))
-                            .collect::<Vec<_>>()
-                            .join(" or ")
-                    ),
-                );
-                return None;
-            }
-            (None, allowed) => allowed[0],
-        };
-        if !is_name(&common.name) {
-            self.error_at(
-                at("name"),
-                format!(
-                    "endpoint name `{}` must be 1-64 letters, digits, `-`, `_` or `.`",
-                    common.name
-                ),
-            );
-            return None;
-        }
-        let retry = match common.retry {
-            Some(r) => self.retry(r, &name, at("retry"))?,
-            None => RetryPolicy::default(),
-        };
-        if common.timeout.is_some_and(|t| t.0.is_zero()) {
-            self.error_at(
-                at("timeout"),
-                format!("endpoint `{name}`: `timeout` must be longer than zero"),
-            );
-            return None;
-        }
-        if common.lanes == Some(0) {
-            self.error_at(
-                at("lanes"),
-                format!("endpoint `{name}`: `lanes` must be at least 1"),
-            );
-            return None;
-        }
-        if common.lanes.is_some_and(|l| l > 1) && common.partition_by.is_none() {
-            self.error_at(
-                at("lanes"),
-                format!("endpoint `{name}`: several `lanes` need a `partition_by` key to keep order within each lane"),
-            );
-            return None;
-        }
-        let timeout = match ty.timeout(&kind, common.timeout.map(|t| t.0)) {
-            Ok(t) => t,
-            Err(problem) => {
-                self.error_at(at("timeout"), format!("endpoint `{name}`: {problem}"));
-                return None;
-            }
-        };
-        Some(Endpoint {
-            name: common.name,
-            direction,
-            enabled: common.enabled,
-            timeout,
-            retry,
-            partition_by: common.partition_by,
-            lanes: common
-                .lanes
-                .unwrap_or(if common.partition_by.is_some() { 8 } else { 1 }),
-            kind,
-            line: self.line_of(span.start),
-        })
-    }
-
     fn line_of(&self, expanded_offset: usize) -> usize {
         let offset = self
             .expanded
             .map_or(expanded_offset, |e| e.original_offset(expanded_offset))
             .min(self.original.len());
         self.original[..offset].matches('\n').count() + 1
-    }
-
-    fn retry(&mut self, r: RetryFile, name: &str, at: usize) -> Option<RetryPolicy> {
-        let policy = RetryPolicy {
-            initial: r.initial.map_or(RetryPolicy::default().initial, |s| s.0),
-            max: r.max.map_or(RetryPolicy::default().max, |s| s.0),
-            multiplier: r.multiplier.unwrap_or(RetryPolicy::default().multiplier),
-            jitter: r.jitter.unwrap_or(RetryPolicy::default().jitter),
-            max_attempts: r.max_attempts,
-            max_age: r.max_age.map(|s| s.0),
-        };
-        let problem = if policy.initial.is_zero() {
-            Some("`initial` must be longer than zero".to_string())
-        } else if policy.max < policy.initial {
-            Some(format!(
-                "`max` ({:?}) is shorter than `initial` ({:?})",
-                policy.max, policy.initial
-            ))
-        } else if !(1.0..=16.0).contains(&policy.multiplier) {
-            Some(format!(
-                "`multiplier` {} must be between 1 and 16",
-                policy.multiplier
-            ))
-        } else if !(0.0..=1.0).contains(&policy.jitter) {
-            Some(format!(
-                "`jitter` {} must be between 0 and 1",
-                policy.jitter
-            ))
-        } else if policy.max_attempts == Some(0) {
-            Some(
-                "`max_attempts` must be at least 1 (leave it out to retry without a count limit)"
-                    .into(),
-            )
-        } else if policy.max_age.is_some_and(|a| a < policy.initial) {
-            Some(
-                "`max_age` is shorter than the first backoff, so no retry could ever happen".into(),
-            )
-        } else {
-            None
-        };
-        match problem {
-            Some(p) => {
-                self.error_at(
-                    at,
-                    format!("endpoint `{name}`: impossible retry policy: {p}"),
-                );
-                None
-            }
-            None => Some(policy),
-        }
-    }
-
-    fn route(&mut self, item: &Value<'_>) -> Option<Route> {
-        let file: RouteFile = self.de(item, "[[route]]")?;
-        let table = item.get_ref().as_table();
-        let at = |key: &str| {
-            table
-                .and_then(|t| t.get(key))
-                .map_or(item.span().start, |v| v.span().start)
-        };
-        let mut patterns = Vec::new();
-        for p in &file.message_types {
-            match MessageTypePattern::parse(p) {
-                Ok(p) => patterns.push(p),
-                Err(e) => {
-                    self.error_at(at("message_types"), format!("route `{}`: {e}", file.name));
-                    return None;
-                }
-            }
-        }
-        if patterns.is_empty() {
-            patterns.push(MessageTypePattern::any());
-        }
-        let mut transform = file.transform.unwrap_or_else(|| "none".into());
-        if !ecko_fhir::NAMES.contains(&transform.as_str()) {
-            self.error_at(
-                at("transform"),
-                format!(
-                    "route `{}`: unknown transform `{transform}`, expected one of {}",
-                    file.name,
-                    ecko_fhir::NAMES.join(", ")
-                ),
-            );
-            return None;
-        }
-        match (transform.as_str(), &file.template) {
-            ("template", None) => {
-                self.error_at(
-                    at("transform"),
-                    format!(
-                        "route `{}`: transform \"template\" needs `template = \"<file>\"`",
-                        file.name
-                    ),
-                );
-                return None;
-            }
-            ("template", Some(path)) => {
-                let path = resolve(path);
-                if let Err(e) = ecko_fhir::template::check_file(&path) {
-                    self.error_at(at("template"), format!("route `{}`: {e}", file.name));
-                    return None;
-                }
-                transform = format!("{}{}", ecko_fhir::template::PREFIX, path.display());
-            }
-            (_, Some(_)) => {
-                self.error_at(
-                    at("template"),
-                    format!(
-                        "route `{}`: `template` is only read with transform = \"template\"",
-                        file.name
-                    ),
-                );
-                return None;
-            }
-            (_, None) => {}
-        }
-        Some(Route {
-            name: file.name,
-            from: file.from,
-            message_types: patterns,
-            transform,
-            to: file.to,
-            application_ack: file.application_ack,
-            line: self.line_of(item.span().start),
-            from_at: at("from"),
-            to_at: at("to"),
-            application_ack_at: at("application_ack"),
-        })
     }
 
     fn check_endpoint_names(&mut self, endpoints: &[Endpoint], names_at: &[usize]) {
@@ -684,71 +392,6 @@ impl<'a> Loader<'a> {
             }
         }
     }
-
-    fn check_routes(
-        &mut self,
-        routes: &[Route],
-        names_at: &[usize],
-        endpoints: &[Endpoint],
-        broken: &[String],
-    ) {
-        let mut names = HashMap::new();
-        for (r, &at) in routes.iter().zip(names_at) {
-            if let Some(first) = names.insert(r.name.as_str(), r.line) {
-                self.error_at(
-                    at,
-                    format!(
-                        "duplicate route name `{}` (first defined on line {first})",
-                        r.name
-                    ),
-                );
-            }
-            if r.from.is_empty() || r.to.is_empty() {
-                self.error_at(
-                    r.from_at,
-                    format!(
-                        "route `{}` needs at least one `from` and one `to` endpoint",
-                        r.name
-                    ),
-                );
-            }
-            for from in r.from.iter().filter(|n| !broken.contains(n)) {
-                match endpoints.iter().find(|e| &e.name == from) {
-                    None => self.error_at(
-                        r.from_at,
-                        format!("route `{}`: `from` names unknown endpoint `{from}`", r.name),
-                    ),
-                    Some(e) if !e.direction.receives() => self.error_at(
-                        r.from_at,
-                        format!(
-                            "route `{}`: endpoint `{from}` is {} and cannot be a route's source",
-                            r.name, e.direction
-                        ),
-                    ),
-                    Some(_) => {}
-                }
-            }
-            if let Some(reply) = &r.application_ack {
-                self.check_application_ack(r, reply, endpoints, broken);
-            }
-            for to in r.to.iter().filter(|n| !broken.contains(n)) {
-                match endpoints.iter().find(|e| &e.name == to) {
-                    None => self.error_at(
-                        r.to_at,
-                        format!("route `{}`: `to` names unknown endpoint `{to}`", r.name),
-                    ),
-                    Some(e) if !e.direction.sends() => self.error_at(
-                        r.to_at,
-                        format!(
-                            "route `{}`: endpoint `{to}` is {} and cannot be a route's destination",
-                            r.name, e.direction
-                        ),
-                    ),
-                    Some(_) => {}
-                }
-            }
-        }
-    }
 }
 
 /// Where an endpoint's or route's `name` is written, else the table itself.
@@ -757,71 +400,6 @@ fn name_at(item: &Value<'_>) -> usize {
         .as_table()
         .and_then(|t| t.get("name"))
         .map_or(item.span().start, |v| v.span().start)
-}
-
-impl Loader<'_> {
-    /// A route's `application_ack` names an enabled-or-not MLLP sender, and
-    /// the route has one destination whose outcome the acknowledgement
-    /// reports.
-    fn check_application_ack(
-        &mut self,
-        r: &Route,
-        reply: &str,
-        endpoints: &[Endpoint],
-        broken: &[String],
-    ) {
-        let at = r.application_ack_at;
-        if r.to.len() != 1 {
-            self.error_at(
-                at,
-                format!(
-                    "route `{}`: `application_ack` reports one destination's outcome; the route has {} in `to`",
-                    r.name,
-                    r.to.len()
-                ),
-            );
-        }
-        if broken.iter().any(|b| b == reply) {
-            return;
-        }
-        match endpoints.iter().find(|e| e.name == reply) {
-            None => self.error_at(
-                at,
-                format!(
-                    "route `{}`: `application_ack` names unknown endpoint `{reply}`",
-                    r.name
-                ),
-            ),
-            Some(e) if !matches!(&e.kind, EndpointKind::Mllp(m) if m.connect.is_some()) => self
-                .error_at(
-                    at,
-                    format!(
-                        "route `{}`: `application_ack` must name an MLLP sender (an mllp endpoint with `connect`); `{reply}` is not one",
-                        r.name
-                    ),
-                ),
-            Some(_) => {}
-        }
-    }
-}
-
-/// An MLLP sender's endpoint `timeout`: longer than its own connect, send
-/// and ACK timeouts together (default: those plus 5 s, at least the common
-/// default).
-pub(crate) fn mllp_sender_timeout(
-    m: &MllpConfig,
-    given: Option<std::time::Duration>,
-) -> Result<std::time::Duration, String> {
-    let budget = m.sender_budget();
-    match given {
-        None => Ok((budget + std::time::Duration::from_secs(5)).max(DEFAULT_TIMEOUT)),
-        Some(t) if t > budget => Ok(t),
-        Some(t) => Err(format!(
-            "`timeout` ({}) must be longer than `connect_timeout` + `send_timeout` + `ack_timeout` ({}), or the sender's own timeout errors are never seen",
-            humantime(t),
-            humantime(budget)
-        )),
-    }
 }
 
 fn humantime(d: std::time::Duration) -> String {
