@@ -217,3 +217,16 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     })
 }
+
+/// The environment that puts the shipped default configuration
+/// (`config/gateway.toml`) on free ports with its data under `dir/var`:
+/// `ECKO_DATA_DIR`, `ECKO_MLLP_PORT`, `ECKO_ASTM_PORT`, `ECKO_ADMIN_PORT`, in
+/// that order.
+pub fn default_on_free_ports(dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("ECKO_DATA_DIR", dir.join("var").display().to_string()),
+        ("ECKO_MLLP_PORT", free_port().to_string()),
+        ("ECKO_ASTM_PORT", free_port().to_string()),
+        ("ECKO_ADMIN_PORT", free_port().to_string()),
+    ]
+}

@@ -92,23 +92,12 @@ fn check_config_reports_a_missing_file_without_panicking() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
 }
 
-/// The default configuration on free ports, so a gateway already running on
-/// this machine does not get in the way.
-fn default_on_free_ports(dir: &std::path::Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("ECKO_DATA_DIR", dir.join("var").display().to_string()),
-        ("ECKO_MLLP_PORT", ecko_tests::free_port().to_string()),
-        ("ECKO_ASTM_PORT", ecko_tests::free_port().to_string()),
-        ("ECKO_ADMIN_PORT", ecko_tests::free_port().to_string()),
-    ]
-}
-
 #[test]
 fn the_default_configuration_listens_within_a_fraction_of_a_second_and_stops_gracefully_on_sigterm()
 {
     let dir = tempfile::tempdir().unwrap();
     let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gateway.toml");
-    let env = default_on_free_ports(dir.path());
+    let env = ecko_tests::default_on_free_ports(dir.path());
     let data = dir.path().join("var");
     let mllp_port: u16 = env[1].1.parse().unwrap();
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -143,7 +132,7 @@ fn the_default_configuration_listens_within_a_fraction_of_a_second_and_stops_gra
 fn ctrl_c_stops_the_gateway_gracefully_too() {
     let dir = tempfile::tempdir().unwrap();
     let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gateway.toml");
-    let env = default_on_free_ports(dir.path());
+    let env = ecko_tests::default_on_free_ports(dir.path());
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let gw = Gateway::start(&default, &dir.path().join("log"), &env_refs);
     let log = gw.log.clone();
@@ -158,7 +147,7 @@ fn ctrl_c_stops_the_gateway_gracefully_too() {
 fn a_log_that_is_not_a_terminal_carries_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
     let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gateway.toml");
-    let env = default_on_free_ports(dir.path());
+    let env = ecko_tests::default_on_free_ports(dir.path());
     let mut env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // The harness sets NO_COLOR; a service manager does not.
     env_refs.push(("NO_COLOR", ""));
@@ -306,7 +295,7 @@ fn retry_refuses_an_endpoint_that_is_not_a_destination() {
 fn send_delivers_a_file_of_messages_to_a_running_gateway_and_shows_each_answer() {
     let dir = tempfile::tempdir().unwrap();
     let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gateway.toml");
-    let env = default_on_free_ports(dir.path());
+    let env = ecko_tests::default_on_free_ports(dir.path());
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mllp_port = &env[1].1;
     let gw = Gateway::start(&default, &dir.path().join("log"), &env_refs);

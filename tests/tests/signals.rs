@@ -10,16 +10,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The default configuration on free ports, in a fresh data directory.
-fn default_on_free_ports(dir: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("ECKO_DATA_DIR", dir.join("var").display().to_string()),
-        ("ECKO_MLLP_PORT", ecko_tests::free_port().to_string()),
-        ("ECKO_ASTM_PORT", ecko_tests::free_port().to_string()),
-        ("ECKO_ADMIN_PORT", ecko_tests::free_port().to_string()),
-    ]
-}
-
 fn default_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gateway.toml")
 }
@@ -28,7 +18,7 @@ fn default_config() -> PathBuf {
 /// shows `moment`, and expects an orderly stop.
 fn stop_while_starting(signal: Signal, moment: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let env = default_on_free_ports(dir.path());
+    let env = ecko_tests::default_on_free_ports(dir.path());
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let log = dir.path().join("log");
     let mut gw = Gateway::spawn(&default_config(), &log, &env_refs);
