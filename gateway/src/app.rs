@@ -13,6 +13,30 @@ mod supervisor;
 
 pub use supervisor::{ApplyError, ApplyReport, Supervisor};
 
+impl crate::control::Gateway for Supervisor {
+    fn config(&self) -> Arc<Config> {
+        Supervisor::config(self)
+    }
+    fn apply(
+        &self,
+        config: Config,
+    ) -> futures_util::future::BoxFuture<'_, Result<ApplyReport, crate::control::ApplyFailed>> {
+        Box::pin(async move { Ok(Supervisor::apply(self, config).await?) })
+    }
+    fn running(&self) -> Vec<String> {
+        Supervisor::running(self)
+    }
+    fn journal(&self) -> &Journal {
+        Supervisor::journal(self)
+    }
+    fn health(&self) -> crate::health::Health {
+        Supervisor::health(self)
+    }
+    fn lock_edits(&self) -> futures_util::future::BoxFuture<'_, tokio::sync::MutexGuard<'_, ()>> {
+        Box::pin(Supervisor::lock_edits(self))
+    }
+}
+
 use crate::config::Config;
 use crate::journal::{Journal, JournalError, JournalOptions};
 use crate::sources::{astm, mllp};

@@ -23,6 +23,9 @@
 //! - [`sinks`]: FHIR over HTTP(S), MLLP sender, file.
 //! - [`app`]: start-up, the supervisor that applies configuration live, the
 //!   orderly shutdown.
+//! - [`control`]: every operator action once (retry, discard, endpoint and
+//!   configuration changes, users and tokens, orders), with its role and
+//!   audit record, for the admin page, its JSON API and the command line.
 //! - [`admin`]: the axum admin page and its JSON API.
 //! - [`probe`], [`preflight`]: "test connection" steps; start-up
 //!   preconditions that `check-config` reports.
@@ -34,6 +37,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod delivery;
 pub mod endpoints;
 pub mod health;

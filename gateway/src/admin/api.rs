@@ -1,12 +1,14 @@
 //! The JSON API under `/api/v1`: what the pages show, for scripts and the
-//! hub. Same roles, same audit as the pages.
+//! hub. Same roles, same audit as the pages: both call the services of
+//! [`crate::control`].
 
 pub mod json;
 
-use super::auth::{new_token, token_hash, Caller, Role};
+use super::auth::{refusal_json, Caller, Role};
 use super::Shared;
+use crate::control::{self, users::TokenRequest};
 use crate::health::Status;
-use crate::journal::{BulkOutcome, JournalError, MessageFilter, NewToken, Selection};
+use crate::journal::{BulkOutcome, JournalError, MessageFilter};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -435,23 +437,11 @@ pub async fn retry_one(
     Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Operator) {
-        return r;
-    }
-    match state.journal.message(id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return not_found(),
-        Err(e) => return journal_error(e),
-    }
-    match state
-        .journal
-        .admin_retry(Selection::Message(id), caller.name())
-        .await
-    {
+    match control::messages::retry_one(&state.ops, &caller.actor(), id).await {
         Ok(BulkOutcome { rows, truncated }) => {
             Json(json!({ "retried": rows, "truncated": truncated })).into_response()
         }
-        Err(e) => journal_error(e),
+        Err(e) => refusal_json(&e),
     }
 }
 
@@ -460,22 +450,15 @@ pub async fn retry_matching(
     Extension(caller): Extension<Caller>,
     Json(p): Json<FilterParams>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Operator) {
-        return r;
-    }
     let filter = match p.filter(&site_tz(&state)) {
         Ok(f) => f,
         Err(e) => return bad_request(e),
     };
-    match state
-        .journal
-        .admin_retry(Selection::Matching(filter), caller.name())
-        .await
-    {
+    match control::messages::retry_matching(&state.ops, &caller.actor(), filter).await {
         Ok(BulkOutcome { rows, truncated }) => {
             Json(json!({ "retried": rows, "truncated": truncated })).into_response()
         }
-        Err(e) => journal_error(e),
+        Err(e) => refusal_json(&e),
     }
 }
 
@@ -485,42 +468,15 @@ pub struct DiscardBody {
     pub reason: String,
 }
 
-pub fn check_reason(reason: &str) -> Result<String, String> {
-    let r = reason.trim();
-    if r.is_empty() {
-        return Err("reason: say why the message is discarded".into());
-    }
-    if r.len() > 500 {
-        return Err("reason: at most 500 characters".into());
-    }
-    Ok(r.to_string())
-}
-
 pub async fn discard_one(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
     Json(body): Json<DiscardBody>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Operator) {
-        return r;
-    }
-    let reason = match check_reason(&body.reason) {
-        Ok(r) => r,
-        Err(e) => return bad_request(e),
-    };
-    match state.journal.message(id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return not_found(),
-        Err(e) => return journal_error(e),
-    }
-    match state
-        .journal
-        .admin_discard(Selection::Message(id), &reason, caller.name())
-        .await
-    {
+    match control::messages::discard(&state.ops, &caller.actor(), id, &body.reason).await {
         Ok(n) => Json(json!({ "discarded": n })).into_response(),
-        Err(e) => journal_error(e),
+        Err(e) => refusal_json(&e),
     }
 }
 
@@ -558,38 +514,6 @@ pub struct TokenBody {
     pub expires_in_days: Option<u32>,
 }
 
-/// A token request checked: (label, role, expiry in Unix ms).
-pub fn check_token(
-    label: &str,
-    role: Option<&str>,
-    expires_in_days: Option<u32>,
-    caller: &Caller,
-    now: i64,
-) -> Result<(String, Role, Option<i64>), String> {
-    let label = label.trim();
-    if label.is_empty() || label.len() > 100 {
-        return Err("label: 1 to 100 characters".into());
-    }
-    let role = match role.map(str::trim).filter(|r| !r.is_empty()) {
-        None => Role::Viewer,
-        Some(r) => {
-            Role::parse(r).ok_or_else(|| format!("role: `{r}` is not admin, operator or viewer"))?
-        }
-    };
-    if role > caller.role {
-        return Err(format!(
-            "role: a token cannot have more than your role ({})",
-            caller.role.as_str()
-        ));
-    }
-    let expires_at = match expires_in_days {
-        None | Some(0) => None,
-        Some(d) if d <= 3650 => Some(now + i64::from(d) * 86_400_000),
-        Some(_) => return Err("expires_in_days: at most 3650".into()),
-    };
-    Ok((label.to_string(), role, expires_at))
-}
-
 /// Creates an API token for the calling administrator; the token is shown
 /// once and only its hash is kept.
 pub async fn create_token(
@@ -597,38 +521,18 @@ pub async fn create_token(
     Extension(caller): Extension<Caller>,
     Json(body): Json<TokenBody>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    let (label, role, expires_at) = match check_token(
-        &body.label,
-        body.role.as_deref(),
-        body.expires_in_days,
-        &caller,
-        state.journal.now_ms(),
-    ) {
-        Ok(t) => t,
-        Err(e) => return bad_request(e),
+    let request = TokenRequest {
+        label: body.label,
+        role: body.role,
+        expires_in_days: body.expires_in_days,
     };
-    let token = new_token();
-    match state
-        .journal
-        .admin_create_token(NewToken {
-            hash: token_hash(&token),
-            user_id: caller.user.id,
-            label: label.clone(),
-            role: role.as_str().into(),
-            expires_at,
-            actor: caller.name().into(),
-        })
-        .await
-    {
-        Ok(id) => (
+    match control::users::create_token(&state.ops, &caller.actor(), &request).await {
+        Ok(t) => (
             StatusCode::CREATED,
-            Json(json!({ "id": id, "token": token, "label": label, "role": role.as_str(), "expires_at": expires_at })),
+            Json(json!({ "id": t.id, "token": t.token, "label": t.label, "role": t.role.as_str(), "expires_at": t.expires_at })),
         )
             .into_response(),
-        Err(e) => journal_error(e),
+        Err(e) => refusal_json(&e),
     }
 }
 
@@ -650,16 +554,8 @@ pub async fn revoke_token(
     Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    match state.journal.admin_revoke_token(id, caller.name()).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": "no such token" })),
-        )
-            .into_response(),
-        Err(e) => journal_error(e),
+    match control::users::revoke_token(&state.ops, &caller.actor(), id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => refusal_json(&e),
     }
 }

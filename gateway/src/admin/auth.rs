@@ -2,48 +2,23 @@
 //! roles, and the security headers every response carries.
 
 use super::{ClientAddr, Shared};
+use crate::control::{Actor, Refusal};
 use crate::journal::AdminUser;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use sha2::{Digest, Sha256};
 use std::net::{IpAddr, Ipv4Addr};
 
 pub const SESSION_COOKIE: &str = "ecko_session";
 /// Largest form body read while looking for its CSRF field.
 const FORM_LIMIT: usize = 64 * 1024;
 
-/// What a user may do; each role may do everything the ones before it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Viewer,
-    Operator,
-    Admin,
-}
-
-impl Role {
-    pub const NAMES: &'static [&'static str] = &["admin", "operator", "viewer"];
-
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "viewer" => Some(Role::Viewer),
-            "operator" => Some(Role::Operator),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-}
+pub use crate::control::users::{new_token, token_hash};
+pub use crate::control::Role;
 
 /// The authenticated caller of a protected route.
 #[derive(Debug, Clone)]
@@ -61,6 +36,10 @@ impl Caller {
     pub fn name(&self) -> &str {
         &self.user.name
     }
+    /// The caller as the services see it.
+    pub fn actor(&self) -> Actor {
+        Actor::user(&self.user.name, self.role, self.user.id)
+    }
     /// `Ok` when the caller has at least `role`; else the 403 to send.
     #[allow(clippy::result_large_err)]
     pub fn require(&self, role: Role) -> Result<(), Response> {
@@ -76,13 +55,36 @@ impl Caller {
     }
 }
 
-/// An argon2id hash in PHC string form.
-pub fn hash_password(password: &str) -> Result<String, String> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+/// The answer to a caller whose role is below `role`: the same for pages
+/// and the API.
+pub fn forbidden(role: Role) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        format!("this needs the {} role", role.as_str()),
+    )
+        .into_response()
+}
+
+/// A refusal of a service as the JSON API answers it: `{"error": …}` with
+/// the status its kind means.
+pub fn refusal_json(e: &Refusal) -> Response {
+    use axum::Json;
+    let status = match e {
+        Refusal::Forbidden(role) => return forbidden(*role),
+        Refusal::Invalid { .. } => StatusCode::BAD_REQUEST,
+        Refusal::NotFound(_) => StatusCode::NOT_FOUND,
+        Refusal::Conflict(_) => StatusCode::CONFLICT,
+        Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Refusal::Journal(j) => {
+            tracing::error!(error = %j, "admin API: journal error");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({ "error": "journal error" })),
+            )
+                .into_response();
+        }
+    };
+    (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
@@ -91,40 +93,6 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
             .verify_password(password.as_bytes(), &h)
             .is_ok()
     })
-}
-
-/// What a password must be.
-pub fn check_password(password: &str) -> Result<(), &'static str> {
-    if password.chars().count() < 10 {
-        return Err("at least 10 characters");
-    }
-    if password.len() > 1024 {
-        return Err("at most 1024 bytes");
-    }
-    Ok(())
-}
-
-/// What a user name must be.
-pub fn check_user_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > 64 {
-        return Err("1 to 64 characters");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
-    {
-        return Err("letters, digits and - _ . @ only");
-    }
-    Ok(())
-}
-
-/// A fresh random token, hex encoded.
-pub fn new_token() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
-}
-
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 pub fn session_cookie(token: &str, max_age_s: u64) -> String {
@@ -407,6 +375,7 @@ pub async fn security_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::users::hash_password;
 
     #[test]
     fn a_password_verifies_against_its_own_hash_only() {

@@ -1,16 +1,15 @@
 //! Settings (retention, journal size cap, time zone), routes as TOML, and
 //! the kept versions of the configuration file with their diff and
-//! rollback; pages and JSON. Changes are admin-only and go through
-//! [`config_change`](super::config_change) like endpoint edits.
+//! rollback; pages and JSON. Changes are admin-only and are services of
+//! [`control::config`](crate::control::config) like endpoint edits.
 
 use super::api::site_tz;
-use super::auth::{Caller, Role};
-use super::config_change::{self, change, change_text, read_document, FieldError, Intent};
+use super::auth::{forbidden, Caller, Role};
 use super::endpoints::{errors_html, field_errors, routes_table};
 use super::render::{csrf_field, esc, page, time};
 use super::Shared;
-use crate::config::edit::{Change, EditValue, TablePath};
-use crate::config::history::{diff_lines, DiffLine};
+use crate::config::history::DiffLine;
+use crate::control::config::{self as config_change, ChangeError, FieldError};
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -34,9 +33,10 @@ fn problem(status: StatusCode, caller: &Caller, why: &str) -> Response {
     )
 }
 
-fn status_of(e: &config_change::ChangeError) -> StatusCode {
-    use config_change::ChangeError as C;
+fn status_of(e: &ChangeError) -> StatusCode {
+    use ChangeError as C;
     match e {
+        C::Forbidden(_) => StatusCode::FORBIDDEN,
         C::NotEditable(_) => StatusCode::CONFLICT,
         C::Write(crate::config::history::HistoryError::Unknown(_)) => StatusCode::NOT_FOUND,
         C::Write(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -44,7 +44,10 @@ fn status_of(e: &config_change::ChangeError) -> StatusCode {
     }
 }
 
-fn api_refusal(e: &config_change::ChangeError) -> Response {
+fn api_refusal(e: &ChangeError) -> Response {
+    if let ChangeError::Forbidden(role) = e {
+        return forbidden(*role);
+    }
     let status = status_of(e);
     if status == StatusCode::UNPROCESSABLE_ENTITY {
         (status, Json(json!({ "errors": field_errors(e) }))).into_response()
@@ -55,45 +58,18 @@ fn api_refusal(e: &config_change::ChangeError) -> Response {
 
 // ---- settings ----
 
-/// The editable settings: (form name, section, key, label, kind).
-const SETTINGS: &[(&str, &str, &str, &str)] = &[
-    (
-        "retention_days",
-        "journal",
-        "retention_days",
-        "Retention (days)",
-    ),
-    ("max_size", "journal", "max_size", "Journal size cap"),
-    (
-        "time_zone",
-        "site",
-        "time_zone",
-        "Site time zone (IANA name)",
-    ),
-];
-
-fn setting_value(name: &str, typed: &str) -> EditValue {
-    use super::endpoint_form::value;
-    use crate::endpoints::form::Kind;
+/// The labels of the settings of [`config_change::SETTINGS`], by name.
+fn label(name: &str) -> &'static str {
     match name {
-        "retention_days" => value(Kind::Integer, typed),
-        "max_size" => value(Kind::Size, typed),
-        _ => value(Kind::Text, typed),
+        "retention_days" => "Retention (days)",
+        "max_size" => "Journal size cap",
+        "time_zone" => "Site time zone (IANA name)",
+        _ => "",
     }
 }
 
-/// The settings as the file writes them, by form name.
 fn written_settings(state: &Shared) -> Option<BTreeMap<String, String>> {
-    let (doc, _) = read_document(state).ok()?;
-    Some(
-        SETTINGS
-            .iter()
-            .filter_map(|(name, section, key, _)| {
-                doc.section_value(section, key)
-                    .map(|v| (name.to_string(), v))
-            })
-            .collect(),
-    )
+    config_change::written_settings(&state.ops)
 }
 
 fn settings_body(
@@ -116,7 +92,7 @@ fn settings_body(
         esc(&c.admin.listen_address()),
         if c.admin.tls { "HTTPS" } else { "plain HTTP" },
     );
-    let editable = caller.role >= Role::Admin && config_change::store(state).is_ok();
+    let editable = caller.role >= Role::Admin && config_change::store(&state.ops).is_ok();
     if editable {
         let written = written_settings(state).unwrap_or_default();
         let values = values.unwrap_or(&written);
@@ -124,7 +100,7 @@ fn settings_body(
         let mut general = Vec::new();
         for e in errors {
             let field = e.field.as_deref().and_then(|f| {
-                SETTINGS
+                config_change::SETTINGS
                     .iter()
                     .find(|(name, _, key, _)| f == *key || f == *name)
                     .map(|(name, ..)| *name)
@@ -143,11 +119,11 @@ fn settings_body(
             "<form method=\"post\" action=\"/settings\" class=\"card\" id=\"settings-form\">{}",
             csrf_field(caller)
         );
-        for (name, _, _, label) in SETTINGS {
+        for (name, ..) in config_change::SETTINGS {
             let _ = write!(
                 body,
                 "<label data-field=\"{name}\">{} <input name=\"{name}\" value=\"{}\">{}</label>",
-                esc(label),
+                esc(label(name)),
                 esc(values.get(*name).map(String::as_str).unwrap_or("")),
                 placed
                     .get(*name)
@@ -176,56 +152,14 @@ pub async fn settings(
     html(StatusCode::OK, page("Settings", Some(&caller), &body))
 }
 
-async fn save_settings(
-    state: &Shared,
-    caller: &Caller,
-    submitted: &BTreeMap<String, String>,
-) -> Result<config_change::Applied, config_change::ChangeError> {
-    let written = written_settings(state).unwrap_or_default();
-    let mut changes = Vec::new();
-    for (name, section, key, _) in SETTINGS {
-        let Some(typed) = submitted.get(*name).map(|t| t.trim()) else {
-            continue;
-        };
-        let now = written.get(*name).map(String::as_str);
-        if Some(typed) == now || (typed.is_empty() && now.is_none()) {
-            continue;
-        }
-        let c = if typed.is_empty() {
-            Change::Remove
-        } else {
-            Change::Set(setting_value(name, typed))
-        };
-        changes.push((*section, *key, c));
-    }
-    change(
-        state,
-        caller.name(),
-        Intent {
-            action: "settings.edit",
-            target: "settings",
-            tables: &[TablePath::Section("journal"), TablePath::Section("site")],
-        },
-        |doc| {
-            for (section, key, c) in &changes {
-                doc.set_section_value(section, key, c)?;
-            }
-            Ok(())
-        },
-    )
-    .await
-}
-
 pub async fn save(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
     Form(values): Form<BTreeMap<String, String>>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    match save_settings(&state, &caller, &values).await {
+    match config_change::save_settings(&state.ops, &caller.actor(), &values).await {
         Ok(_) => Redirect::to("/settings").into_response(),
+        Err(ChangeError::Forbidden(role)) => forbidden(role),
         Err(e) => {
             let body = settings_body(&state, &caller, Some(&values), &field_errors(&e));
             html(status_of(&e), page("Settings", Some(&caller), &body))
@@ -255,7 +189,7 @@ pub async fn api_save(
     }
     let mut submitted = BTreeMap::new();
     for (k, v) in body {
-        if !SETTINGS.iter().any(|(name, ..)| *name == k) {
+        if !config_change::SETTINGS.iter().any(|(name, ..)| *name == k) {
             let errors = vec![FieldError {
                 field: Some(k.clone()),
                 message: format!(
@@ -276,7 +210,7 @@ pub async fn api_save(
         };
         submitted.insert(k, text);
     }
-    match save_settings(&state, &caller, &submitted).await {
+    match config_change::save_settings(&state.ops, &caller.actor(), &submitted).await {
         Ok(a) => Json(json!({ "version": a.version, "applied": a.report })).into_response(),
         Err(e) => api_refusal(&e),
     }
@@ -291,11 +225,11 @@ fn routes_body(
     errors: &[FieldError],
 ) -> String {
     let mut body = routes_table(&state.config());
-    let editable = caller.role >= Role::Admin && config_change::store(state).is_ok();
+    let editable = caller.role >= Role::Admin && config_change::store(&state.ops).is_ok();
     if !editable {
         return body;
     }
-    let current = read_document(state)
+    let current = config_change::read_document(&state.ops)
         .map(|(doc, _)| doc.routes_text())
         .unwrap_or_default();
     body.push_str("<h2>Edit routes</h2>");
@@ -323,34 +257,14 @@ pub struct RoutesForm {
     pub toml: String,
 }
 
-async fn save_routes(
-    state: &Shared,
-    caller: &Caller,
-    fragment: &str,
-) -> Result<config_change::Applied, config_change::ChangeError> {
-    change(
-        state,
-        caller.name(),
-        Intent {
-            action: "routes.edit",
-            target: "routes",
-            tables: &[],
-        },
-        |doc| doc.replace_routes(fragment),
-    )
-    .await
-}
-
 pub async fn save_routes_form(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
     Form(f): Form<RoutesForm>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    match save_routes(&state, &caller, &f.toml).await {
+    match config_change::save_routes(&state.ops, &caller.actor(), &f.toml).await {
         Ok(_) => Redirect::to("/routes").into_response(),
+        Err(ChangeError::Forbidden(role)) => forbidden(role),
         Err(e) => {
             let body = routes_body(&state, &caller, Some(&f.toml), &field_errors(&e));
             html(status_of(&e), page("Routes", Some(&caller), &body))
@@ -378,10 +292,7 @@ pub async fn api_save_routes(
     Extension(caller): Extension<Caller>,
     Json(body): Json<RoutesForm>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    match save_routes(&state, &caller, &body.toml).await {
+    match config_change::save_routes(&state.ops, &caller.actor(), &body.toml).await {
         Ok(a) => Json(json!({ "version": a.version, "applied": a.report })).into_response(),
         Err(e) => api_refusal(&e),
     }
@@ -393,15 +304,12 @@ pub async fn versions(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    let (_, history) = match config_change::store(&state) {
+    let (list, dir) = match config_change::versions(&state.ops, &caller.actor()) {
         Ok(s) => s,
+        Err(ChangeError::Forbidden(role)) => return forbidden(role),
         Err(e) => return problem(StatusCode::CONFLICT, &caller, &e.to_string()),
     };
     let tz = site_tz(&state);
-    let list = history.list();
     let mut body = String::new();
     if list.is_empty() {
         body.push_str("<p id=\"no-versions\">No change has been made from this page yet.</p>");
@@ -423,7 +331,7 @@ pub async fn versions(
         body,
         "<p class=\"hint\">The newest {} versions are kept in {}.</p>",
         config_change::KEPT_VERSIONS,
-        esc(&history.dir().display().to_string())
+        esc(&dir.display().to_string())
     );
     html(
         StatusCode::OK,
@@ -445,24 +353,18 @@ fn diff_html(lines: &[DiffLine]) -> String {
     out
 }
 
-/// A version's text and its diff to the file now.
+/// A version's text and its diff to the file now; refused: the status and
+/// why (`403` for a caller without the role).
 fn version_and_diff(
     state: &Shared,
+    caller: &Caller,
     id: &str,
 ) -> Result<(String, Vec<DiffLine>), (StatusCode, String)> {
-    let (path, history) =
-        config_change::store(state).map_err(|e| (StatusCode::CONFLICT, e.to_string()))?;
-    let text = history
-        .read(id)
-        .map_err(|e| (StatusCode::NOT_FOUND, e.to_string()))?;
-    let current = std::fs::read_to_string(&path).map_err(|e| {
-        (
-            StatusCode::CONFLICT,
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    let diff = diff_lines(&current, &text);
-    Ok((text, diff))
+    config_change::version(&state.ops, &caller.actor(), id).map_err(|e| match e {
+        e @ ChangeError::Forbidden(_) => (StatusCode::FORBIDDEN, e.to_string()),
+        ChangeError::Write(h) => (StatusCode::NOT_FOUND, h.to_string()),
+        e => (StatusCode::CONFLICT, e.to_string()),
+    })
 }
 
 pub async fn version(
@@ -470,11 +372,9 @@ pub async fn version(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    let (_, diff) = match version_and_diff(&state, &id) {
+    let (_, diff) = match version_and_diff(&state, &caller, &id) {
         Ok(x) => x,
+        Err((StatusCode::FORBIDDEN, _)) => return forbidden(Role::Admin),
         Err((status, why)) => return problem(status, &caller, &why),
     };
     let mut body = String::new();
@@ -497,38 +397,14 @@ pub async fn version(
     )
 }
 
-async fn roll_back(
-    state: &Shared,
-    caller: &Caller,
-    id: &str,
-) -> Result<config_change::Applied, config_change::ChangeError> {
-    let (_, history) = config_change::store(state)?;
-    let text = history
-        .read(id)
-        .map_err(config_change::ChangeError::Write)?;
-    change_text(
-        state,
-        caller.name(),
-        Intent {
-            action: "config.rollback",
-            target: id,
-            tables: &[],
-        },
-        |_| Ok(text),
-    )
-    .await
-}
-
 pub async fn rollback(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    match roll_back(&state, &caller, &id).await {
+    match config_change::roll_back(&state.ops, &caller.actor(), &id).await {
         Ok(_) => Redirect::to("/config/versions").into_response(),
+        Err(ChangeError::Forbidden(role)) => forbidden(role),
         Err(e) => {
             let mut body = errors_html(&field_errors(&e));
             body.push_str("<p><a href=\"/config/versions\">Back to the versions</a></p>");
@@ -541,11 +417,8 @@ pub async fn api_versions(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    match config_change::store(&state) {
-        Ok((_, history)) => Json(json!({ "versions": history.list() })).into_response(),
+    match config_change::versions(&state.ops, &caller.actor()) {
+        Ok((list, _)) => Json(json!({ "versions": list })).into_response(),
         Err(e) => api_refusal(&e),
     }
 }
@@ -555,10 +428,7 @@ pub async fn api_version(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    match version_and_diff(&state, &id) {
+    match version_and_diff(&state, &caller, &id) {
         Ok((text, diff)) => {
             let diff: Vec<_> = diff
                 .iter()
@@ -570,6 +440,7 @@ pub async fn api_version(
                 .collect();
             Json(json!({ "id": id, "text": text, "diff_from_current": diff })).into_response()
         }
+        Err((StatusCode::FORBIDDEN, _)) => forbidden(Role::Admin),
         Err((status, why)) => (status, Json(json!({ "error": why }))).into_response(),
     }
 }
@@ -579,10 +450,7 @@ pub async fn api_rollback(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    match roll_back(&state, &caller, &id).await {
+    match config_change::roll_back(&state.ops, &caller.actor(), &id).await {
         Ok(a) => Json(json!({ "version": a.version, "applied": a.report })).into_response(),
         Err(e) => api_refusal(&e),
     }

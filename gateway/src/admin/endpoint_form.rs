@@ -10,9 +10,9 @@
 //! kept as they are. Nothing is checked here that the configuration loader
 //! checks: values go into the file as typed and the loader judges them.
 
-use super::config_change::FieldError;
 use super::render::esc;
-use crate::config::edit::{Change, EditValue};
+use crate::config::edit::Change;
+use crate::control::config::FieldError;
 use crate::endpoints::form::{Field, Kind};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -26,29 +26,7 @@ pub fn fields(kind: &str) -> Option<Vec<Field>> {
 /// A value as typed, in the TOML type the field's kind asks for. A value
 /// that does not parse as that type goes in as a string, so that the
 /// loader's own message says what is wrong with it.
-pub fn value(kind: Kind, typed: &str) -> EditValue {
-    let v = typed.trim();
-    let bare_reference = v.starts_with("${") && v.ends_with('}') && v.matches("${").count() == 1;
-    match kind {
-        Kind::Integer | Kind::Float | Kind::Bool | Kind::Size if bare_reference => {
-            EditValue::Reference(v.to_string())
-        }
-        Kind::Integer | Kind::Size => v
-            .parse::<i64>()
-            .map_or_else(|_| EditValue::String(v.to_string()), EditValue::Integer),
-        Kind::Float => v
-            .parse::<f64>()
-            .map_or_else(|_| EditValue::String(v.to_string()), EditValue::Float),
-        Kind::Bool => match v {
-            "true" => EditValue::Bool(true),
-            "false" => EditValue::Bool(false),
-            other => EditValue::String(other.to_string()),
-        },
-        Kind::Text | Kind::Duration | Kind::Choice(_) | Kind::Secret => {
-            EditValue::String(v.to_string())
-        }
-    }
-}
+pub use crate::control::config::typed_value as value;
 
 /// Whether the field applies given the submitted values.
 fn applies(field: &Field, submitted: &BTreeMap<String, String>) -> bool {
@@ -340,6 +318,7 @@ pub fn values_from_settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::edit::EditValue;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -7,15 +7,17 @@
 //! to the running gateway and only then written and audited.
 
 use super::api::{endpoint_views, journal_error, site_tz, EndpointView};
-use super::auth::{Caller, Role};
-use super::config_change::{change, read_document, Applied, ChangeError, FieldError, Intent};
+use super::auth::{forbidden, Caller, Role};
 use super::endpoint_form::{self, FormView};
 use super::render::{csrf_field, esc, opt_time, page, time};
 use super::Shared;
-use crate::config::edit::{Change, ConfigDocument, EditError, TablePath};
+use crate::config::edit::{Change, EditError};
 use crate::config::{Config, EndpointKind};
+use crate::control::config::{read_document, Applied, ChangeError, FieldError};
+use crate::control::endpoints::{self as service, NewEndpoint};
+use crate::control::Refusal;
 use crate::journal::{MessageFilter, MessageSummary};
-use crate::probe::{probe, ProbeOptions, ProbeReport};
+use crate::probe::ProbeReport;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -48,6 +50,7 @@ fn api_error(status: StatusCode, why: impl Into<String>) -> Response {
 /// The HTTP status a refused change answers with.
 fn status_of(e: &ChangeError) -> StatusCode {
     match e {
+        ChangeError::Forbidden(_) => StatusCode::FORBIDDEN,
         ChangeError::NotEditable(_) | ChangeError::Edit(EditError::Unreadable(_)) => {
             StatusCode::CONFLICT
         }
@@ -77,6 +80,9 @@ pub fn field_errors(e: &ChangeError) -> Vec<FieldError> {
 }
 
 fn api_change_error(e: &ChangeError) -> Response {
+    if let ChangeError::Forbidden(role) = e {
+        return forbidden(*role);
+    }
     let status = status_of(e);
     if status == StatusCode::UNPROCESSABLE_ENTITY {
         (status, Json(json!({ "errors": field_errors(e) }))).into_response()
@@ -91,11 +97,7 @@ fn applied_json(a: &Applied) -> serde_json::Value {
 
 /// Where a new endpoint of this type joins routes, from its settings.
 fn route_side(kind: &str, values: &BTreeMap<String, String>) -> &'static str {
-    match kind {
-        "file" | "fhir" => "to",
-        "mllp" if values.get("listen").is_none_or(|l| l.trim().is_empty()) => "to",
-        _ => "from",
-    }
+    service::route_side(kind, values.get("listen").map(String::as_str))
 }
 
 // ---- shared reads ----
@@ -120,7 +122,7 @@ async fn detail(state: &Shared, name: &str) -> Result<Option<Detail>, Response> 
     let Some(view) = views.into_iter().find(|v| v.name == name) else {
         return Ok(None);
     };
-    let settings = read_document(state)
+    let settings = read_document(&state.ops)
         .ok()
         .and_then(|(doc, _)| doc.endpoint_settings(name))
         .map(|s| endpoint_form::masked(&s.into_iter().collect()));
@@ -131,8 +133,9 @@ async fn detail(state: &Shared, name: &str) -> Result<Option<Detail>, Response> 
         .cloned()
         .collect();
     let running = state
-        .supervisor()
-        .map(|s| s.running().iter().any(|n| n == name));
+        .ops
+        .running_endpoints()
+        .map(|r| r.iter().any(|n| n == name));
     let recent = state
         .journal
         .list_messages(
@@ -405,30 +408,6 @@ fn probe_html(r: &ProbeReport) -> String {
     out
 }
 
-async fn set_enabled(
-    state: &Shared,
-    caller: &Caller,
-    name: &str,
-    enabled: bool,
-) -> Result<Applied, ChangeError> {
-    let action = if enabled {
-        "endpoint.enable"
-    } else {
-        "endpoint.disable"
-    };
-    change(
-        state,
-        caller.name(),
-        Intent {
-            action,
-            target: name,
-            tables: &[TablePath::Endpoint(name)],
-        },
-        |doc| doc.set_enabled(name, enabled),
-    )
-    .await
-}
-
 fn after_change(name: &str, applied: &Applied) -> Response {
     let saved = match &applied.version {
         Some(v) => format!("Saved as version {}", v.id),
@@ -459,11 +438,9 @@ pub async fn disable(
 }
 
 async fn toggle(state: Shared, caller: Caller, name: String, enabled: bool) -> Response {
-    if let Err(r) = caller.require(Role::Operator) {
-        return r;
-    }
-    match set_enabled(&state, &caller, &name, enabled).await {
+    match service::set_enabled(&state.ops, &caller.actor(), &name, enabled).await {
         Ok(a) => after_change(&name, &a),
+        Err(ChangeError::Forbidden(role)) => forbidden(role),
         Err(e) => problem(status_of(&e), &caller, &e.to_string()),
     }
 }
@@ -474,58 +451,17 @@ pub struct TestForm {
     pub round_trip: Option<String>,
 }
 
-async fn run_test(
-    state: &Shared,
-    caller: &Caller,
-    name: &str,
-    round_trip: bool,
-) -> Option<ProbeReport> {
-    let endpoint = state.config().endpoint(name)?.clone();
-    let report = probe(
-        &endpoint,
-        ProbeOptions {
-            mllp_round_trip: round_trip,
-            ..ProbeOptions::default()
-        },
-    )
-    .await;
-    let detail = report
-        .steps
-        .iter()
-        .map(|s| format!("{} {}", s.name, if s.ok { "ok" } else { "failed" }))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if let Err(e) = state
-        .journal
-        .audit(
-            caller.name(),
-            "endpoint.test",
-            Some(name),
-            Some(&format!(
-                "{}: {detail}",
-                if report.ok { "passed" } else { "failed" }
-            )),
-        )
-        .await
-    {
-        tracing::error!(error = %e, "a connection test could not be audited");
-    }
-    Some(report)
-}
-
 pub async fn test(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Form(f): Form<TestForm>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Operator) {
-        return r;
-    }
     let round_trip = f.round_trip.is_some_and(|v| !v.is_empty());
-    match run_test(&state, &caller, &name, round_trip).await {
-        Some(report) => detail_page(&state, &caller, &name, None, Some(&report)).await,
-        None => problem(StatusCode::NOT_FOUND, &caller, "There is no such endpoint."),
+    match service::probe(&state.ops, &caller.actor(), &name, round_trip).await {
+        Ok(report) => detail_page(&state, &caller, &name, None, Some(&report)).await,
+        Err(Refusal::Forbidden(role)) => forbidden(role),
+        Err(_) => problem(StatusCode::NOT_FOUND, &caller, "There is no such endpoint."),
     }
 }
 
@@ -599,35 +535,6 @@ fn split_form(pairs: Vec<(String, String)>) -> (BTreeMap<String, String>, Vec<St
     (values, routes)
 }
 
-/// Creates an endpoint from typed values: the edit made on the file.
-async fn create_endpoint(
-    state: &Shared,
-    caller: &Caller,
-    name: &str,
-    kind: &str,
-    changes: Vec<(String, Change)>,
-    routes: &[String],
-    side: &str,
-) -> Result<Applied, ChangeError> {
-    change(
-        state,
-        caller.name(),
-        Intent {
-            action: "endpoint.create",
-            target: name,
-            tables: &[TablePath::Endpoint(name)],
-        },
-        |doc: &mut ConfigDocument| {
-            doc.add_endpoint(name, kind, &changes)?;
-            for r in routes {
-                doc.attach_to_route(r, side, name)?;
-            }
-            Ok(())
-        },
-    )
-    .await
-}
-
 pub async fn create(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -638,24 +545,26 @@ pub async fn create(
     }
     let (values, routes) = split_form(pairs);
     let kind = values.get("type").cloned().unwrap_or_default();
-    let Some(fields) = endpoint_form::fields(&kind) else {
-        return problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &caller,
-            &format!(
-                "`{kind}` is not an endpoint type (expected one of {})",
-                crate::endpoints::type_names().join(", ")
-            ),
-        );
-    };
+    if let Err(e) = service::check_type(&kind) {
+        return problem(StatusCode::UNPROCESSABLE_ENTITY, &caller, &e.message);
+    }
+    let fields = endpoint_form::fields(&kind).unwrap_or_default();
     let name = values
         .get("name")
         .map(|n| n.trim().to_string())
         .unwrap_or_default();
     let changes = endpoint_form::changes(&fields, &values, &BTreeMap::new());
     let side = route_side(&kind, &values);
-    match create_endpoint(&state, &caller, &name, &kind, changes, &routes, side).await {
+    let new = NewEndpoint {
+        name: &name,
+        kind: &kind,
+        settings: changes,
+        routes: &routes,
+        side,
+    };
+    match service::create(&state.ops, &caller.actor(), new).await {
         Ok(a) => after_change(&name, &a),
+        Err(ChangeError::Forbidden(role)) => forbidden(role),
         Err(e) => {
             let status = status_of(&e);
             let errors = field_errors(&e);
@@ -677,21 +586,6 @@ pub async fn create(
     }
 }
 
-/// The endpoint's type and the file's text of its keys.
-fn file_settings(
-    state: &Shared,
-    name: &str,
-) -> Result<(String, BTreeMap<String, String>), ChangeError> {
-    let (doc, _) = read_document(state)?;
-    let settings: BTreeMap<String, String> = doc
-        .endpoint_settings(name)
-        .ok_or_else(|| ChangeError::Edit(EditError::UnknownEndpoint(name.to_string())))?
-        .into_iter()
-        .collect();
-    let kind = settings.get("type").cloned().unwrap_or_default();
-    Ok((kind, settings))
-}
-
 pub async fn edit_form(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -700,8 +594,9 @@ pub async fn edit_form(
     if let Err(r) = caller.require(Role::Admin) {
         return r;
     }
-    let (kind, settings) = match file_settings(&state, &name) {
+    let (kind, settings) = match service::file_settings(&state.ops, &caller.actor(), &name) {
         Ok(x) => x,
+        Err(ChangeError::Forbidden(role)) => return forbidden(role),
         Err(e) => return problem(status_of(&e), &caller, &e.to_string()),
     };
     let values = endpoint_form::values_from_settings(&kind, &settings);
@@ -721,43 +616,23 @@ pub async fn edit_form(
     )
 }
 
-async fn edit_endpoint(
-    state: &Shared,
-    caller: &Caller,
-    name: &str,
-    changes: Vec<(String, Change)>,
-) -> Result<Applied, ChangeError> {
-    change(
-        state,
-        caller.name(),
-        Intent {
-            action: "endpoint.edit",
-            target: name,
-            tables: &[TablePath::Endpoint(name)],
-        },
-        |doc| doc.edit_endpoint(name, &changes),
-    )
-    .await
-}
-
 pub async fn edit(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
     let (values, _) = split_form(pairs);
-    let (kind, settings) = match file_settings(&state, &name) {
+    let (kind, settings) = match service::file_settings(&state.ops, &caller.actor(), &name) {
         Ok(x) => x,
+        Err(ChangeError::Forbidden(role)) => return forbidden(role),
         Err(e) => return problem(status_of(&e), &caller, &e.to_string()),
     };
     let fields = endpoint_form::fields(&kind).unwrap_or_default();
     let changes = endpoint_form::changes(&fields, &values, &settings);
-    match edit_endpoint(&state, &caller, &name, changes).await {
+    match service::edit(&state.ops, &caller.actor(), &name, changes).await {
         Ok(a) => after_change(&name, &a),
+        Err(ChangeError::Forbidden(role)) => forbidden(role),
         Err(e) => {
             let status = status_of(&e);
             let errors = field_errors(&e);

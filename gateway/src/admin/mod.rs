@@ -34,11 +34,18 @@
 //! Endpoint, route and settings edits are written back to the configuration
 //! file in place (comments and `${ENV}` references kept), validated exactly
 //! as the file is at start, applied to the running gateway without a
-//! restart, and kept as versions for rollback ([`config_change`]).
+//! restart, and kept as versions for rollback
+//! ([`control::config`](crate::control::config)).
+//!
+//! # Actions
+//!
+//! Every action (retry, discard, endpoint and configuration changes, users
+//! and tokens) is a service of [`crate::control`]: a handler decodes the
+//! request, calls it with the caller as [`Actor`](crate::control::Actor),
+//! and renders the result as HTML or JSON.
 
 mod api;
 mod auth;
-mod config_change;
 mod config_pages;
 mod endpoint_form;
 mod endpoints;
@@ -52,18 +59,19 @@ mod tests;
 #[cfg(test)]
 mod tls_tests;
 
-pub use auth::{hash_password, Role};
-pub use config_change::{reload, Applied, ChangeError, FieldError};
+pub use crate::control::config::data_dir;
+pub use crate::control::config::{reload, Applied, ChangeError, FieldError};
+pub use crate::control::users::hash_password;
+pub use crate::control::Role;
 
-use crate::app::Supervisor;
 use crate::config::Config;
+use crate::control::{Gateway, Operations};
 use crate::health::Health;
 use crate::journal::Journal;
 use axum::routing::{get, post};
 use axum::Router;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -79,7 +87,8 @@ pub enum AdminError {
 /// Everything a handler may use.
 pub struct AdminState {
     pub journal: Journal,
-    live: LiveConfig,
+    /// The services every action goes through.
+    pub ops: Operations,
     pub shutdown: CancellationToken,
     /// What the running endpoints report about their links.
     pub health: Health,
@@ -91,14 +100,6 @@ pub struct AdminState {
 }
 
 pub type Shared = Arc<AdminState>;
-
-/// Where the configuration shown comes from.
-enum LiveConfig {
-    /// A fixed configuration: the page can show it but not change it.
-    Fixed(Arc<Config>),
-    /// The running gateway's: edits are applied through its supervisor.
-    Supervised(Arc<Supervisor>),
-}
 
 impl AdminState {
     /// A page over `config` that cannot change the running gateway, with a
@@ -116,31 +117,20 @@ impl AdminState {
         shutdown: CancellationToken,
         health: Health,
     ) -> Shared {
-        Self::with(journal, LiveConfig::Fixed(config), shutdown, health)
+        Self::with(Operations::fixed(journal, config, health), shutdown)
     }
 
     /// A page on a running gateway, able to apply configuration edits.
-    pub fn supervised(supervisor: Arc<Supervisor>, shutdown: CancellationToken) -> Shared {
-        let health = supervisor.health();
-        Self::with(
-            supervisor.journal().clone(),
-            LiveConfig::Supervised(supervisor),
-            shutdown,
-            health,
-        )
+    pub fn supervised(gateway: Arc<dyn Gateway>, shutdown: CancellationToken) -> Shared {
+        Self::with(Operations::running(gateway), shutdown)
     }
 
-    fn with(
-        journal: Journal,
-        live: LiveConfig,
-        shutdown: CancellationToken,
-        health: Health,
-    ) -> Shared {
+    fn with(ops: Operations, shutdown: CancellationToken) -> Shared {
         Arc::new(AdminState {
-            journal,
-            live,
+            journal: ops.journal().clone(),
+            health: ops.health().clone(),
+            ops,
             shutdown,
-            health,
             logins: Mutex::new(HashMap::new()),
             dummy_hash: hash_password("not a password of anyone").unwrap_or_default(),
         })
@@ -148,18 +138,7 @@ impl AdminState {
 
     /// The configuration in force now (it changes when an edit is applied).
     pub fn config(&self) -> Arc<Config> {
-        match &self.live {
-            LiveConfig::Fixed(c) => c.clone(),
-            LiveConfig::Supervised(s) => s.config(),
-        }
-    }
-
-    /// The running gateway's supervisor, when the page can change it.
-    pub fn supervisor(&self) -> Option<&Arc<Supervisor>> {
-        match &self.live {
-            LiveConfig::Fixed(_) => None,
-            LiveConfig::Supervised(s) => Some(s),
-        }
+        self.ops.config()
     }
 }
 
@@ -276,51 +255,6 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-/// Why `user add` failed.
-#[derive(Debug, thiserror::Error)]
-pub enum AddUserError {
-    #[error("user name: {0}")]
-    Name(&'static str),
-    #[error("password: {0}")]
-    Password(&'static str),
-    #[error("role must be admin, operator or viewer")]
-    Role,
-    #[error("cannot hash the password: {0}")]
-    Hash(String),
-    #[error(transparent)]
-    User(#[from] crate::journal::UserError),
-    #[error(transparent)]
-    Journal(#[from] crate::journal::JournalError),
-}
-
-/// Adds a user to the configured journal, beside a running gateway or not
-/// (`ecko-gateway user add`).
-pub async fn add_user(
-    config: &Config,
-    name: &str,
-    role: &str,
-    password: &str,
-) -> Result<(), AddUserError> {
-    auth::check_user_name(name).map_err(AddUserError::Name)?;
-    auth::check_password(password).map_err(AddUserError::Password)?;
-    Role::parse(role).ok_or(AddUserError::Role)?;
-    let path = crate::config::resolve(&config.journal.path);
-    if !path.exists() {
-        // A new journal: create it with its schema first.
-        let j = Journal::open(crate::journal::JournalOptions::new(&path))?;
-        j.close().await;
-    }
-    let hash = hash_password(password).map_err(AddUserError::Hash)?;
-    crate::journal::external::add_user_offline(
-        &path,
-        name,
-        role,
-        &hash,
-        jiff::Timestamp::now().as_millisecond(),
-    )?;
-    Ok(())
-}
-
 /// The client address of a connection, set by the server per connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
@@ -330,13 +264,6 @@ pub struct AdminServer {
     pub addr: SocketAddr,
     pub tls: bool,
     pub task: tokio::task::JoinHandle<()>,
-}
-
-/// The directory of the journal: where the device certificate lives.
-pub fn data_dir(config: &Config) -> PathBuf {
-    crate::config::resolve(&config.journal.path)
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Binds the configured address and serves a page that shows `config`
@@ -354,11 +281,11 @@ pub fn start(
 /// Binds the configured address and serves the page of a running gateway,
 /// able to apply configuration edits, until `shutdown`.
 pub fn start_supervised(
-    supervisor: Arc<Supervisor>,
+    gateway: Arc<dyn Gateway>,
     shutdown: CancellationToken,
 ) -> Result<AdminServer, AdminError> {
-    let config = supervisor.config();
-    let state = AdminState::supervised(supervisor, shutdown.clone());
+    let config = gateway.config();
+    let state = AdminState::supervised(gateway, shutdown.clone());
     serve(state, &config, shutdown)
 }
 

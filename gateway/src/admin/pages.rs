@@ -3,20 +3,19 @@
 
 use super::api::json;
 use super::api::{
-    bad_request, check_reason, check_token, journal_error, overview, site_tz, window, FilterParams,
-    StatsParams,
+    bad_request, journal_error, overview, site_tz, window, FilterParams, StatsParams,
 };
 use super::auth::{
-    allow_login_attempt, check_password, check_user_name, clear_cookie, client_ip, hash_password,
-    new_token, same_origin, session_cookie, still_valid, token_hash, verify_password, Caller, Role,
+    allow_login_attempt, clear_cookie, client_ip, forbidden, new_token, same_origin,
+    session_cookie, still_valid, token_hash, verify_password, Caller, Role,
 };
 use super::render::{
     bars, csrf_field, esc, opt_time, page, payload, printable, query_value, safe_back, time,
 };
 use super::{ClientAddr, Shared};
-use crate::journal::{
-    BulkOutcome, MessageFilter, MessagePage, NewToken, Selection, UserError, BULK_LIMIT,
-};
+use crate::control::users::{NewUser, TokenRequest};
+use crate::control::{self, Refusal};
+use crate::journal::{BulkOutcome, MessageFilter, MessagePage, BULK_LIMIT};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -88,51 +87,55 @@ pub async fn setup(
     if !same_origin(&headers) {
         return problem(StatusCode::FORBIDDEN, None, "cross-site request refused");
     }
-    match state.journal.admin_user_count().await {
-        Ok(0) => {}
-        Ok(_) => {
-            return problem(
-                StatusCode::FORBIDDEN,
-                None,
-                "the first administrator exists already",
-            )
-        }
-        Err(e) => return journal_error(e),
-    }
-    let name = c.name.trim();
-    let invalid = check_user_name(name)
-        .map_err(|e| format!("User name: {e}."))
-        .and_then(|()| check_password(&c.password).map_err(|e| format!("Password: {e}.")))
-        .and_then(|()| {
-            if c.password == c.confirm {
-                Ok(())
-            } else {
-                Err("The two passwords differ.".into())
-            }
-        });
-    if let Err(e) = invalid {
-        return html(StatusCode::UNPROCESSABLE_ENTITY, setup_page(Some(&e), name));
-    }
-    let Ok(hash) = hash_password(&c.password) else {
-        return problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            None,
-            "cannot hash the password",
-        );
+    let user = NewUser {
+        name: c.name.clone(),
+        role: "admin".into(),
+        password: c.password.clone(),
+        confirm: Some(c.confirm.clone()),
     };
-    match state
-        .journal
-        .admin_create_user(name, "admin", &hash, "setup", true)
-        .await
-    {
+    match control::users::setup(&state.ops, &user).await {
         Ok(_) => Redirect::to("/login").into_response(),
-        Err(UserError::NotFirst) => problem(
-            StatusCode::FORBIDDEN,
-            None,
-            "the first administrator exists already",
+        Err(Refusal::Invalid { field, message }) => html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            setup_page(Some(&user_sentence(field, &message)), c.name.trim()),
         ),
-        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, None, &e.to_string()),
+        Err(e @ Refusal::Conflict(_)) => problem(StatusCode::FORBIDDEN, None, &e.to_string()),
+        Err(e) => refused(None, &e),
     }
+}
+
+/// A refused user field as the users and setup pages say it.
+fn user_sentence(field: &str, message: &str) -> String {
+    match field {
+        "name" => format!("User name: {message}."),
+        "role" => format!("Role: {message}."),
+        "password" => format!("Password: {message}."),
+        "confirm" => "The two passwords differ.".into(),
+        "expires_in_days" | "label" => format!("{field}: {message}"),
+        other => format!("{other}: {message}"),
+    }
+}
+
+/// A refusal of a service as a page says it.
+fn refused(caller: Option<&Caller>, e: &Refusal) -> Response {
+    let status = match e {
+        Refusal::Forbidden(role) => return forbidden(*role),
+        Refusal::Invalid { .. } => StatusCode::BAD_REQUEST,
+        Refusal::NotFound(_) => StatusCode::NOT_FOUND,
+        Refusal::Conflict(_) => StatusCode::CONFLICT,
+        Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Refusal::Journal(j) => return journal_problem(caller, j),
+    };
+    problem(status, caller, &e.to_string())
+}
+
+/// A journal error as a page (never a JSON body on an HTML route).
+pub(super) fn journal_problem(
+    caller: Option<&Caller>,
+    e: &crate::journal::JournalError,
+) -> Response {
+    tracing::error!(error = %e, "admin page: journal error");
+    problem(StatusCode::INTERNAL_SERVER_ERROR, caller, "journal error")
 }
 
 fn login_page(error: Option<&str>, name: &str) -> String {
@@ -718,27 +721,9 @@ pub async fn retry_one(
     Path(id): Path<i64>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Operator) {
-        return r;
-    }
-    match state.journal.message(id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return problem(
-                StatusCode::NOT_FOUND,
-                Some(&caller),
-                "There is no such message.",
-            )
-        }
-        Err(e) => return journal_error(e),
-    }
-    match state
-        .journal
-        .admin_retry(Selection::Message(id), caller.name())
-        .await
-    {
+    match control::messages::retry_one(&state.ops, &caller.actor(), id).await {
         Ok(_) => back(&f.back, "/errors", None),
-        Err(e) => journal_error(e),
+        Err(e) => message_refused(&caller, &e),
     }
 }
 
@@ -748,31 +733,20 @@ pub async fn discard_one(
     Path(id): Path<i64>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Operator) {
-        return r;
-    }
-    let reason = match check_reason(&f.reason) {
-        Ok(r) => r,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&caller), &e),
-    };
-    match state.journal.message(id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return problem(
-                StatusCode::NOT_FOUND,
-                Some(&caller),
-                "There is no such message.",
-            )
-        }
-        Err(e) => return journal_error(e),
-    }
-    match state
-        .journal
-        .admin_discard(Selection::Message(id), &reason, caller.name())
-        .await
-    {
+    match control::messages::discard(&state.ops, &caller.actor(), id, &f.reason).await {
         Ok(_) => back(&f.back, "/errors", None),
-        Err(e) => journal_error(e),
+        Err(e) => message_refused(&caller, &e),
+    }
+}
+
+fn message_refused(caller: &Caller, e: &Refusal) -> Response {
+    match e {
+        Refusal::NotFound(_) => problem(
+            StatusCode::NOT_FOUND,
+            Some(caller),
+            "There is no such message.",
+        ),
+        e => refused(Some(caller), e),
     }
 }
 
@@ -887,18 +861,11 @@ pub async fn retry_matching(
     Extension(caller): Extension<Caller>,
     Form(form): Form<RetryAllForm>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Operator) {
-        return r;
-    }
     let filter = match form.filter.filter(&site_tz(&state)) {
         Ok(f) => f,
         Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&caller), &e),
     };
-    match state
-        .journal
-        .admin_retry(Selection::Matching(filter), caller.name())
-        .await
-    {
+    match control::messages::retry_matching(&state.ops, &caller.actor(), filter).await {
         Ok(BulkOutcome { rows, truncated }) => {
             // Without a back page, the errors page keeps the filter.
             let fallback = match query_string(&form.filter, None) {
@@ -911,7 +878,7 @@ pub async fn retry_matching(
             );
             back(&form.back, &fallback, Some(&notice))
         }
-        Err(e) => journal_error(e),
+        Err(e) => refused(Some(&caller), &e),
     }
 }
 
@@ -1114,73 +1081,39 @@ pub async fn create_user(
     Extension(caller): Extension<Caller>,
     Form(c): Form<Credentials>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    let name = c.name.trim();
-    let invalid = check_user_name(name)
-        .map_err(|e| format!("User name: {e}."))
-        .and_then(|()| {
-            Role::parse(&c.role)
-                .map(|_| ())
-                .ok_or_else(|| format!("Role: `{}` is not admin, operator or viewer.", c.role))
-        })
-        .and_then(|()| check_password(&c.password).map_err(|e| format!("Password: {e}.")))
-        .and_then(|()| {
-            if c.password == c.confirm {
-                Ok(())
-            } else {
-                Err("The two passwords differ.".into())
-            }
-        });
-    if let Err(e) = invalid {
-        return users_page(&state, &caller, StatusCode::UNPROCESSABLE_ENTITY, Some(&e)).await;
-    }
-    let Ok(hash) = hash_password(&c.password) else {
-        return problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Some(&caller),
-            "cannot hash the password",
-        );
+    let user = NewUser {
+        name: c.name.clone(),
+        role: c.role.clone(),
+        password: c.password.clone(),
+        confirm: Some(c.confirm.clone()),
     };
-    match state
-        .journal
-        .admin_create_user(name, &c.role, &hash, caller.name(), false)
+    let done = control::users::add(&state.ops, &caller.actor(), &user)
         .await
-    {
-        Ok(_) => Redirect::to("/users").into_response(),
-        Err(UserError::Exists(n)) => {
-            users_page(
-                &state,
-                &caller,
-                StatusCode::CONFLICT,
-                Some(&format!("A user named {n} exists already.")),
-            )
-            .await
+        .map(|_| ());
+    match done {
+        Err(Refusal::Conflict(_)) => {
+            let why = format!("A user named {} exists already.", c.name.trim());
+            users_page(&state, &caller, StatusCode::CONFLICT, Some(&why)).await
         }
-        Err(e) => problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Some(&caller),
-            &e.to_string(),
-        ),
+        done => user_change(&state, &caller, done).await,
     }
 }
 
-/// Runs a change to one user and answers like the users page does.
-async fn user_change(state: &Shared, caller: &Caller, done: Result<(), UserError>) -> Response {
+/// Answers a change to one user like the users page does.
+async fn user_change(state: &Shared, caller: &Caller, done: Result<(), Refusal>) -> Response {
     match done {
         Ok(()) => Redirect::to("/users").into_response(),
-        Err(e @ UserError::NoSuchUser(_)) => {
+        Err(Refusal::Invalid { field, message }) => {
+            let why = user_sentence(field, &message);
+            users_page(state, caller, StatusCode::UNPROCESSABLE_ENTITY, Some(&why)).await
+        }
+        Err(e @ Refusal::NotFound(_)) => {
             users_page(state, caller, StatusCode::NOT_FOUND, Some(&e.to_string())).await
         }
-        Err(e @ UserError::LastAdmin) => {
+        Err(e @ Refusal::Conflict(_)) => {
             users_page(state, caller, StatusCode::CONFLICT, Some(&e.to_string())).await
         }
-        Err(e) => problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Some(caller),
-            &e.to_string(),
-        ),
+        Err(e) => refused(Some(caller), &e),
     }
 }
 
@@ -1190,23 +1123,7 @@ pub async fn set_user_role(
     Path(name): Path<String>,
     Form(c): Form<Credentials>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    if Role::parse(&c.role).is_none() {
-        let why = format!("Role: `{}` is not admin, operator or viewer.", c.role);
-        return users_page(
-            &state,
-            &caller,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some(&why),
-        )
-        .await;
-    }
-    let done = state
-        .journal
-        .admin_set_role(&name, &c.role, caller.name())
-        .await;
+    let done = control::users::set_role(&state.ops, &caller.actor(), &name, &c.role).await;
     user_change(&state, &caller, done).await
 }
 
@@ -1216,33 +1133,14 @@ pub async fn reset_password(
     Path(name): Path<String>,
     Form(c): Form<Credentials>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    let invalid = check_password(&c.password)
-        .map_err(|e| format!("Password: {e}."))
-        .and_then(|()| {
-            if c.password == c.confirm {
-                Ok(())
-            } else {
-                Err("The two passwords differ.".to_string())
-            }
-        });
-    if let Err(e) = invalid {
-        return users_page(&state, &caller, StatusCode::UNPROCESSABLE_ENTITY, Some(&e)).await;
-    }
-    let password = c.password.clone();
-    let Ok(Ok(hash)) = tokio::task::spawn_blocking(move || hash_password(&password)).await else {
-        return problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Some(&caller),
-            "cannot hash the password",
-        );
-    };
-    let done = state
-        .journal
-        .admin_set_password(&name, &hash, caller.name())
-        .await;
+    let done = control::users::set_password(
+        &state.ops,
+        &caller.actor(),
+        &name,
+        &c.password,
+        Some(&c.confirm),
+    )
+    .await;
     user_change(&state, &caller, done).await
 }
 
@@ -1251,10 +1149,7 @@ pub async fn unlock_user(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    let done = state.journal.admin_unlock(&name, caller.name()).await;
+    let done = control::users::unlock(&state.ops, &caller.actor(), &name).await;
     user_change(&state, &caller, done).await
 }
 
@@ -1263,10 +1158,7 @@ pub async fn delete_user(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    let done = state.journal.admin_delete_user(&name, caller.name()).await;
+    let done = control::users::remove(&state.ops, &caller.actor(), &name).await;
     user_change(&state, &caller, done).await
 }
 
@@ -1302,33 +1194,23 @@ pub async fn create_token(
             }
         },
     };
-    let (label, role, expires_at) = match check_token(
-        &f.label,
-        Some(&f.role),
-        days,
-        &caller,
-        state.journal.now_ms(),
-    ) {
-        Ok(t) => t,
-        Err(e) => {
-            return users_page(&state, &caller, StatusCode::UNPROCESSABLE_ENTITY, Some(&e)).await
-        }
+    let request = TokenRequest {
+        label: f.label,
+        role: Some(f.role),
+        expires_in_days: days,
     };
-    let token = new_token();
-    match state
-        .journal
-        .admin_create_token(NewToken {
-            hash: token_hash(&token),
-            user_id: caller.user.id,
-            label,
-            role: role.as_str().into(),
-            expires_at,
-            actor: caller.name().into(),
-        })
-        .await
-    {
-        Ok(_) => users_page_with(&state, &caller, StatusCode::CREATED, None, Some(&token)).await,
-        Err(e) => journal_error(e),
+    match control::users::create_token(&state.ops, &caller.actor(), &request).await {
+        Ok(t) => users_page_with(&state, &caller, StatusCode::CREATED, None, Some(&t.token)).await,
+        Err(e @ Refusal::Invalid { .. }) => {
+            users_page(
+                &state,
+                &caller,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&e.to_string()),
+            )
+            .await
+        }
+        Err(e) => refused(Some(&caller), &e),
     }
 }
 
@@ -1337,12 +1219,9 @@ pub async fn revoke_token(
     Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    match state.journal.admin_revoke_token(id, caller.name()).await {
-        Ok(true) => Redirect::to("/users").into_response(),
-        Ok(false) => {
+    match control::users::revoke_token(&state.ops, &caller.actor(), id).await {
+        Ok(()) => Redirect::to("/users").into_response(),
+        Err(Refusal::NotFound(_)) => {
             users_page(
                 &state,
                 &caller,
@@ -1351,7 +1230,7 @@ pub async fn revoke_token(
             )
             .await
         }
-        Err(e) => journal_error(e),
+        Err(e) => refused(Some(&caller), &e),
     }
 }
 

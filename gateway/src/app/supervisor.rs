@@ -46,49 +46,7 @@ pub enum ApplyError {
     ShuttingDown,
 }
 
-/// What an apply did.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct ApplyReport {
-    /// Endpoints started that were not running.
-    pub started: Vec<String>,
-    /// Endpoints stopped (removed or disabled).
-    pub stopped: Vec<String>,
-    /// Endpoints stopped and started again with new settings.
-    pub restarted: Vec<String>,
-    /// Whether the routes changed.
-    pub routes_changed: bool,
-    /// Settings saved but only in force after the next start.
-    pub needs_restart: Vec<String>,
-}
-
-impl ApplyReport {
-    pub fn summary(&self) -> String {
-        let mut parts = Vec::new();
-        for (label, names) in [
-            ("started", &self.started),
-            ("stopped", &self.stopped),
-            ("restarted", &self.restarted),
-        ] {
-            if !names.is_empty() {
-                parts.push(format!("{label} {}", names.join(", ")));
-            }
-        }
-        if self.routes_changed {
-            parts.push("routes replaced".into());
-        }
-        if !self.needs_restart.is_empty() {
-            parts.push(format!(
-                "after the next start: {}",
-                self.needs_restart.join(", ")
-            ));
-        }
-        if parts.is_empty() {
-            "nothing to change in the running gateway".into()
-        } else {
-            parts.join("; ")
-        }
-    }
-}
+pub use crate::control::ApplyReport;
 
 /// Is this endpoint a delivery worker (a destination) or a source?
 fn is_worker(endpoint: &Endpoint) -> bool {

@@ -51,6 +51,43 @@ pub(crate) fn report<E: Error>(result: Result<(), E>) -> ExitCode {
     }
 }
 
+/// Whoever runs the command line, as the journal records them: the person
+/// behind sudo, not root.
+pub(crate) fn actor() -> crate::control::Actor {
+    let login = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    crate::control::Actor::command_line(&login)
+}
+
+/// A refused action of [`crate::control`] as the command line says it.
+#[derive(Debug)]
+pub(crate) struct Refused(pub crate::control::Refusal);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::control::Refusal;
+        match &self.0 {
+            Refusal::Invalid { field, message } => match *field {
+                "name" => write!(f, "user name: {message}"),
+                "role" => f.write_str("role must be admin, operator or viewer"),
+                "destination" | "analyzer" => f.write_str(message),
+                field => write!(f, "{field}: {message}"),
+            },
+            other => write!(f, "{other}"),
+        }
+    }
+}
+
+impl Error for Refused {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match &self.0 {
+            crate::control::Refusal::Journal(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Whether `name` is an ASTM endpoint of `config`, for the subcommands
 /// about analyzers.
 pub(crate) fn is_astm(config: &crate::config::Config, name: &str) -> bool {

@@ -1,8 +1,10 @@
 //! `ecko-gateway order`: orders kept for ASTM analyzers (host query,
 //! download), added and listed beside a running gateway or not.
 
+use super::Refused;
 use crate::config::{Config, ConfigErrors};
-use crate::journal::{orders, JournalError, NewOrder};
+use crate::control::orders;
+use crate::journal::NewOrder;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,10 +54,8 @@ pub struct ListArgs {
 enum Error {
     #[error(transparent)]
     Config(#[from] ConfigErrors),
-    #[error("`{0}` is not an ASTM endpoint of this configuration")]
-    NotAnAnalyzer(String),
     #[error(transparent)]
-    Journal(#[from] JournalError),
+    Refused(#[from] Refused),
 }
 
 pub async fn order(command: &Command) -> ExitCode {
@@ -67,10 +67,6 @@ pub async fn order(command: &Command) -> ExitCode {
 
 async fn add(args: &AddArgs) -> Result<(), Error> {
     let config = Config::load(&args.config)?;
-    if !super::is_astm(&config, &args.analyzer) {
-        return Err(Error::NotAnAnalyzer(args.analyzer.clone()));
-    }
-    let path = crate::config::resolve(&config.journal.path);
     let order = NewOrder {
         analyzer: args.analyzer.clone(),
         specimen_id: args.specimen.clone(),
@@ -85,19 +81,22 @@ async fn add(args: &AddArgs) -> Result<(), Error> {
         priority: args.priority.clone(),
         sender: args.sender.clone(),
     };
-    let id = orders::add_order_at(&path, order).await?;
+    let id = orders::add(&config, &super::actor(), order)
+        .await
+        .map_err(Refused)?;
     println!("order {id} added");
     Ok(())
 }
 
 fn list(args: &ListArgs) -> Result<(), Error> {
     let config = Config::load(&args.config)?;
-    let path = crate::config::resolve(&config.journal.path);
+    let orders =
+        orders::list(&config, &super::actor(), args.analyzer.as_deref()).map_err(Refused)?;
     println!(
         "{:>6} {:<16} {:<16} {:<16} {:<10} {:<9} tests",
         "id", "analyzer", "sender", "specimen", "patient", "state"
     );
-    for o in orders::read_orders(&path, args.analyzer.as_deref())? {
+    for o in orders {
         println!(
             "{:>6} {:<16} {:<16} {:<16} {:<10} {:<9} {}",
             o.id,

@@ -1,9 +1,9 @@
 //! `ecko-gateway retry`: dead deliveries back in the queue, beside a
 //! running gateway (whose workers pick them up within a second) or not.
 
+use super::Refused;
 use crate::config::{Config, ConfigErrors};
-use crate::journal::external::{retry_dead_at, DeadSelection};
-use crate::journal::JournalError;
+use crate::control::messages::{retry_dead, RetryDead};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,10 +26,8 @@ pub struct Args {
 enum Error {
     #[error(transparent)]
     Config(#[from] ConfigErrors),
-    #[error("`{0}` is not a destination endpoint of this configuration")]
-    NotADestination(String),
     #[error(transparent)]
-    Journal(#[from] JournalError),
+    Refused(#[from] Refused),
 }
 
 pub fn retry(args: &Args) -> ExitCode {
@@ -38,25 +36,12 @@ pub fn retry(args: &Args) -> ExitCode {
 
 fn requeue(args: &Args) -> Result<(), Error> {
     let config = Config::load(&args.config)?;
-    if let Some(d) = &args.destination {
-        if !config.endpoint(d).is_some_and(|e| e.direction.sends()) {
-            return Err(Error::NotADestination(d.clone()));
-        }
-    }
-    // Recorded on each delivery: who put it back, as the audit of a
-    // command run with sudo should show the person, not root.
-    let actor = format!(
-        "cli:{}",
-        std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "unknown".into())
-    );
-    let selection = DeadSelection {
+    let input = RetryDead {
         destination: args.destination.clone(),
         message_id: args.message,
+        dry_run: args.dry_run,
     };
-    let path = crate::config::resolve(&config.journal.path);
-    let rows = retry_dead_at(&path, &selection, &actor, args.dry_run)?;
+    let rows = retry_dead(&config, &super::actor(), &input).map_err(Refused)?;
     for r in &rows {
         println!(
             "message {:>8}  delivery {:>8}  to {}",

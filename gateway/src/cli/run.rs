@@ -3,10 +3,10 @@
 //! edit on the admin page; a file that does not load, or an endpoint that
 //! cannot start with it, leaves the gateway running as it was.
 
-use crate::admin::ChangeError;
 use crate::app::signals::{Request, Signals};
 use crate::app::{Gateway, RunError, StartOptions};
 use crate::config::Config;
+use crate::control::config::ChangeError;
 use crate::sources::astm::live_trace;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,7 +87,7 @@ async fn reload(gateway: &Gateway) {
         .as_ref()
         .map_or_else(String::new, |p| p.display().to_string());
     tracing::info!(file, "SIGHUP: reloading the configuration file");
-    match crate::admin::reload(&gateway.supervisor, "SIGHUP").await {
+    match crate::control::config::reload(&gateway.supervisor, "SIGHUP").await {
         // The change itself is logged (and audited) where it is applied.
         Ok(_) => {}
         Err(ChangeError::Invalid(errors)) => {

@@ -1,8 +1,9 @@
 //! `ecko-gateway user add`: a user of the admin page made without the page,
 //! e.g. the first administrator of a device nobody has opened it on yet.
 
-use crate::admin::AddUserError;
+use super::Refused;
 use crate::config::{Config, ConfigErrors};
+use crate::control::users::{add_offline, NewUser};
 use ecko_hal::{Terminal, TerminalError};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,7 +31,7 @@ enum Error {
     #[error(transparent)]
     Password(#[from] TerminalError),
     #[error(transparent)]
-    Add(#[from] AddUserError),
+    Add(#[from] Refused),
 }
 
 pub async fn user(command: &Command, terminal: &dyn Terminal) -> ExitCode {
@@ -42,7 +43,15 @@ pub async fn user(command: &Command, terminal: &dyn Terminal) -> ExitCode {
 async fn add(args: &AddArgs, terminal: &dyn Terminal) -> Result<(), Error> {
     let config = Config::load(&args.config)?;
     let password = terminal.read_secret("password: ")?;
-    crate::admin::add_user(&config, &args.name, &args.role, &password).await?;
+    let user = NewUser {
+        name: args.name.clone(),
+        role: args.role.clone(),
+        password,
+        confirm: None,
+    };
+    add_offline(&config, &super::actor(), &user)
+        .await
+        .map_err(Refused)?;
     println!("user {} added with role {}", args.name, args.role);
     Ok(())
 }

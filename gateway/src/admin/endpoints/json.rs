@@ -112,44 +112,24 @@ pub async fn create(
     if let Err(r) = caller.require(Role::Admin) {
         return r;
     }
-    if crate::endpoints::named(&body.kind).is_none() {
-        return unprocessable(vec![FieldError {
-            field: Some("type".into()),
-            message: format!(
-                "`{}` is not an endpoint type (expected one of {})",
-                body.kind,
-                crate::endpoints::type_names().join(", ")
-            ),
-            line: 0,
-        }]);
+    if let Err(e) = service::check_type(&body.kind) {
+        return unprocessable(vec![e]);
     }
     let changes = match api_changes(&body.kind, &body.settings) {
         Ok(c) => c,
         Err(e) => return unprocessable(vec![e]),
     };
-    let listen: BTreeMap<String, String> = body
-        .settings
-        .get("listen")
-        .and_then(|l| l.as_str())
-        .map(|l| {
-            [("listen".to_string(), l.to_string())]
-                .into_iter()
-                .collect()
-        })
-        .unwrap_or_default();
-    let side = route_side(&body.kind, &listen);
+    let listen = body.settings.get("listen").and_then(|l| l.as_str());
+    let side = service::route_side(&body.kind, listen);
     let name = body.name.trim().to_string();
-    match create_endpoint(
-        &state,
-        &caller,
-        &name,
-        &body.kind,
-        changes,
-        &body.routes,
+    let new = NewEndpoint {
+        name: &name,
+        kind: &body.kind,
+        settings: changes,
+        routes: &body.routes,
         side,
-    )
-    .await
-    {
+    };
+    match service::create(&state.ops, &caller.actor(), new).await {
         Ok(a) => (StatusCode::CREATED, Json(applied_json(&a))).into_response(),
         Err(e) => api_change_error(&e),
     }
@@ -161,10 +141,7 @@ pub async fn edit(
     Path(name): Path<String>,
     Json(body): Json<EndpointBody>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    let kind = match file_settings(&state, &name) {
+    let kind = match service::file_settings(&state.ops, &caller.actor(), &name) {
         Ok((kind, _)) => kind,
         Err(e) => return api_change_error(&e),
     };
@@ -172,7 +149,7 @@ pub async fn edit(
         Ok(c) => c,
         Err(e) => return unprocessable(vec![e]),
     };
-    match edit_endpoint(&state, &caller, &name, changes).await {
+    match service::edit(&state.ops, &caller.actor(), &name, changes).await {
         Ok(a) => Json(applied_json(&a)).into_response(),
         Err(e) => api_change_error(&e),
     }
@@ -195,10 +172,7 @@ pub async fn disable(
 }
 
 async fn toggle(state: Shared, caller: Caller, name: String, enabled: bool) -> Response {
-    if let Err(r) = caller.require(Role::Operator) {
-        return r;
-    }
-    match set_enabled(&state, &caller, &name, enabled).await {
+    match service::set_enabled(&state.ops, &caller.actor(), &name, enabled).await {
         Ok(a) => Json(applied_json(&a)).into_response(),
         Err(e) => api_change_error(&e),
     }
@@ -216,11 +190,16 @@ pub async fn test(
     Path(name): Path<String>,
     Query(q): Query<TestQuery>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Operator) {
-        return r;
-    }
-    match run_test(&state, &caller, &name, q.round_trip.unwrap_or(false)).await {
-        Some(report) => Json(report).into_response(),
-        None => api_error(StatusCode::NOT_FOUND, "no such endpoint"),
+    match service::probe(
+        &state.ops,
+        &caller.actor(),
+        &name,
+        q.round_trip.unwrap_or(false),
+    )
+    .await
+    {
+        Ok(report) => Json(report).into_response(),
+        Err(Refusal::Forbidden(role)) => forbidden(role),
+        Err(_) => api_error(StatusCode::NOT_FOUND, "no such endpoint"),
     }
 }

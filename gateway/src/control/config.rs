@@ -1,5 +1,5 @@
-//! One change of the configuration, from the admin page to the running
-//! gateway: read the file, edit it, validate the result exactly as the file
+//! Configuration changes: one change of the file, from any front end to the
+//! running gateway: read the file, edit it, validate the result exactly as the file
 //! is validated at start, apply it to the running gateway, then write it
 //! (atomically, keeping the version) and audit it.
 //!
@@ -11,15 +11,17 @@
 //! The order makes every failure harmless: a validation error or an
 //! endpoint that cannot start changes neither the file nor the running
 //! gateway; a file that cannot be written puts the previous configuration
-//! back into the running gateway. Edits are serialised by the supervisor,
-//! page and reload alike, so two of them never build on the same version.
+//! back into the running gateway. Edits are serialised by the running
+//! gateway ([`Gateway::lock_edits`]), page and reload alike, so two of them
+//! never build on the same version.
 
-use super::Shared;
-use crate::app::{ApplyError, ApplyReport, Supervisor};
-use crate::config::edit::{key_spans, ConfigDocument, EditError, TablePath};
-use crate::config::history::{History, HistoryError, Version};
+use super::{Actor, ApplyFailed, ApplyReport, Gateway, Operations, Role};
+use crate::config::edit::{key_spans, Change, ConfigDocument, EditError, EditValue, TablePath};
+use crate::config::history::{diff_lines, DiffLine, History, HistoryError, Version};
 use crate::config::{Config, ConfigError};
-use std::path::PathBuf;
+use crate::endpoints::form::Kind;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// How many versions of the file are kept.
 pub const KEPT_VERSIONS: usize = 50;
@@ -39,18 +41,21 @@ pub struct FieldError {
 /// gateway are as they were.
 #[derive(Debug)]
 pub enum ChangeError {
+    /// The actor's role is below the one the change needs.
+    Forbidden(Role),
     /// The page is not attached to a running gateway, or the configuration
     /// did not come from a file.
     NotEditable(String),
     Edit(EditError),
     Invalid(Vec<FieldError>),
-    Apply(ApplyError),
+    Apply(ApplyFailed),
     Write(HistoryError),
 }
 
 impl std::fmt::Display for ChangeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            ChangeError::Forbidden(role) => write!(f, "this needs the {} role", role.as_str()),
             ChangeError::NotEditable(why) => f.write_str(why),
             ChangeError::Edit(e) => write!(f, "{e}"),
             ChangeError::Invalid(errors) => {
@@ -76,12 +81,20 @@ pub struct Applied {
     pub report: ApplyReport,
 }
 
+/// The directory of the journal: where the device certificate and the
+/// configuration's versions live.
+pub fn data_dir(config: &Config) -> PathBuf {
+    crate::config::resolve(&config.journal.path)
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
 /// Where the configuration file is and where its versions are kept.
-pub fn store(state: &Shared) -> Result<(PathBuf, History), ChangeError> {
-    if state.supervisor().is_none() {
+pub fn store(ops: &Operations) -> Result<(PathBuf, History), ChangeError> {
+    if ops.gateway().is_none() {
         return Err(not_attached());
     }
-    store_of(&state.config())
+    store_of(&ops.config())
 }
 
 fn not_attached() -> ChangeError {
@@ -94,16 +107,13 @@ fn store_of(config: &Config) -> Result<(PathBuf, History), ChangeError> {
             "the running configuration did not come from a file".into(),
         ));
     };
-    let history = History::new(
-        super::data_dir(config).join("config-history"),
-        KEPT_VERSIONS,
-    );
+    let history = History::new(data_dir(config).join("config-history"), KEPT_VERSIONS);
     Ok((path, history))
 }
 
 /// The configuration file's text, parsed for editing.
-pub fn read_document(state: &Shared) -> Result<(ConfigDocument, String), ChangeError> {
-    let (path, _) = store(state)?;
+pub fn read_document(ops: &Operations) -> Result<(ConfigDocument, String), ChangeError> {
+    let (path, _) = store(ops)?;
     let text = std::fs::read_to_string(&path)
         .map_err(|e| ChangeError::NotEditable(format!("cannot read {}: {e}", path.display())))?;
     let doc = ConfigDocument::parse(&text).map_err(ChangeError::Edit)?;
@@ -120,14 +130,17 @@ pub struct Intent<'a> {
     pub tables: &'a [TablePath<'a>],
 }
 
-/// Edits the file with `edit`, then validates, applies, writes and audits.
+/// Edits the file with `edit`, then validates, applies, writes and audits
+/// (`intent.action` on `intent.target`, with the apply's summary and the
+/// version). Needs `role`.
 pub async fn change(
-    state: &Shared,
-    user: &str,
+    ops: &Operations,
+    actor: &Actor,
+    role: Role,
     intent: Intent<'_>,
     edit: impl FnOnce(&mut ConfigDocument) -> Result<(), EditError>,
 ) -> Result<Applied, ChangeError> {
-    change_text(state, user, intent, |current| {
+    change_text(ops, actor, role, intent, |current| {
         let mut doc = ConfigDocument::parse(current).map_err(ChangeError::Edit)?;
         edit(&mut doc).map_err(ChangeError::Edit)?;
         Ok(doc.to_text())
@@ -138,22 +151,27 @@ pub async fn change(
 /// Like [`change`] with the new text made by `make` from the current one
 /// (a rollback gives a kept version's text).
 pub async fn change_text(
-    state: &Shared,
-    user: &str,
+    ops: &Operations,
+    actor: &Actor,
+    role: Role,
     intent: Intent<'_>,
     make: impl FnOnce(&str) -> Result<String, ChangeError>,
 ) -> Result<Applied, ChangeError> {
-    let Some(supervisor) = state.supervisor() else {
+    if actor.role < role {
+        return Err(ChangeError::Forbidden(role));
+    }
+    let Some(gateway) = ops.gateway() else {
         return Err(not_attached());
     };
-    change_running(supervisor, user, intent, make).await
+    change_running(gateway.as_ref(), &actor.name, intent, make).await
 }
 
 /// Reads the configuration file again and applies it as it is, validated
-/// and audited like a change from the page: what SIGHUP does after the
-/// file was edited by hand. On any error the gateway runs on as it was.
-pub async fn reload(supervisor: &Supervisor, user: &str) -> Result<Applied, ChangeError> {
-    let file = supervisor
+/// and audited (`config.reload` by `user`) like a change from the page:
+/// what SIGHUP does after the file was edited by hand. On any error the
+/// gateway runs on as it was.
+pub async fn reload<G: Gateway + ?Sized>(gateway: &G, user: &str) -> Result<Applied, ChangeError> {
+    let file = gateway
         .config()
         .source
         .as_ref()
@@ -164,12 +182,12 @@ pub async fn reload(supervisor: &Supervisor, user: &str) -> Result<Applied, Chan
         target: &file,
         tables: &[],
     };
-    change_running(supervisor, user, intent, |current| Ok(current.to_string())).await
+    change_running(gateway, user, intent, |current| Ok(current.to_string())).await
 }
 
 /// [`change_text`] on the running gateway itself, with or without its page.
-async fn change_running(
-    supervisor: &Supervisor,
+async fn change_running<G: Gateway + ?Sized>(
+    supervisor: &G,
     user: &str,
     intent: Intent<'_>,
     make: impl FnOnce(&str) -> Result<String, ChangeError>,
@@ -289,4 +307,171 @@ fn named_key(message: &str, spans: &[crate::config::edit::KeySpan]) -> Option<St
         .iter()
         .find(|s| s.key.contains('_') && message.contains(&s.key.replace('_', " ")))
         .map(|s| s.key.clone())
+}
+
+/// The text a form or the API gives for a setting of `kind`, as the value
+/// written to the file: a number where one is expected, a bare `${ENV}`
+/// reference kept as a reference, anything else as a string for the
+/// loader to judge.
+pub fn typed_value(kind: Kind, typed: &str) -> EditValue {
+    let v = typed.trim();
+    let bare_reference = v.starts_with("${") && v.ends_with('}') && v.matches("${").count() == 1;
+    match kind {
+        Kind::Integer | Kind::Float | Kind::Bool | Kind::Size if bare_reference => {
+            EditValue::Reference(v.to_string())
+        }
+        Kind::Integer | Kind::Size => v
+            .parse::<i64>()
+            .map_or_else(|_| EditValue::String(v.to_string()), EditValue::Integer),
+        Kind::Float => v
+            .parse::<f64>()
+            .map_or_else(|_| EditValue::String(v.to_string()), EditValue::Float),
+        Kind::Bool => match v {
+            "true" => EditValue::Bool(true),
+            "false" => EditValue::Bool(false),
+            other => EditValue::String(other.to_string()),
+        },
+        Kind::Text | Kind::Duration | Kind::Choice(_) | Kind::Secret => {
+            EditValue::String(v.to_string())
+        }
+    }
+}
+
+/// The settings changed here: (name, section, key, kind).
+pub const SETTINGS: &[(&str, &str, &str, Kind)] = &[
+    ("retention_days", "journal", "retention_days", Kind::Integer),
+    ("max_size", "journal", "max_size", Kind::Size),
+    ("time_zone", "site", "time_zone", Kind::Text),
+];
+
+/// The settings as the file writes them, by name; `None` when the file
+/// cannot be read or changed.
+pub fn written_settings(ops: &Operations) -> Option<BTreeMap<String, String>> {
+    let (doc, _) = read_document(ops).ok()?;
+    Some(
+        SETTINGS
+            .iter()
+            .filter_map(|(name, section, key, _)| {
+                doc.section_value(section, key)
+                    .map(|v| (name.to_string(), v))
+            })
+            .collect(),
+    )
+}
+
+/// Changes the settings of [`SETTINGS`] to `submitted` (by name; empty:
+/// back to the default; absent or as written: left alone); other names are
+/// ignored. Needs admin; audited as `settings.edit`.
+pub async fn save_settings(
+    ops: &Operations,
+    actor: &Actor,
+    submitted: &BTreeMap<String, String>,
+) -> Result<Applied, ChangeError> {
+    if actor.role < Role::Admin {
+        return Err(ChangeError::Forbidden(Role::Admin));
+    }
+    let written = written_settings(ops).unwrap_or_default();
+    let mut changes = Vec::new();
+    for (name, section, key, kind) in SETTINGS {
+        let Some(typed) = submitted.get(*name).map(|t| t.trim()) else {
+            continue;
+        };
+        let now = written.get(*name).map(String::as_str);
+        if Some(typed) == now || (typed.is_empty() && now.is_none()) {
+            continue;
+        }
+        let c = if typed.is_empty() {
+            Change::Remove
+        } else {
+            Change::Set(typed_value(*kind, typed))
+        };
+        changes.push((*section, *key, c));
+    }
+    change(
+        ops,
+        actor,
+        Role::Admin,
+        Intent {
+            action: "settings.edit",
+            target: "settings",
+            tables: &[TablePath::Section("journal"), TablePath::Section("site")],
+        },
+        |doc| {
+            for (section, key, c) in &changes {
+                doc.set_section_value(section, key, c)?;
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// Replaces every route with the TOML `fragment` (`[[route]]` tables).
+/// Needs admin; audited as `routes.edit`.
+pub async fn save_routes(
+    ops: &Operations,
+    actor: &Actor,
+    fragment: &str,
+) -> Result<Applied, ChangeError> {
+    change(
+        ops,
+        actor,
+        Role::Admin,
+        Intent {
+            action: "routes.edit",
+            target: "routes",
+            tables: &[],
+        },
+        |doc| doc.replace_routes(fragment),
+    )
+    .await
+}
+
+/// The kept versions, newest first, and where they are kept. Needs admin.
+pub fn versions(ops: &Operations, actor: &Actor) -> Result<(Vec<Version>, PathBuf), ChangeError> {
+    if actor.role < Role::Admin {
+        return Err(ChangeError::Forbidden(Role::Admin));
+    }
+    let (_, history) = store(ops)?;
+    Ok((history.list(), history.dir().to_path_buf()))
+}
+
+/// A kept version's text and its diff to the file now. Needs admin.
+pub fn version(
+    ops: &Operations,
+    actor: &Actor,
+    id: &str,
+) -> Result<(String, Vec<DiffLine>), ChangeError> {
+    if actor.role < Role::Admin {
+        return Err(ChangeError::Forbidden(Role::Admin));
+    }
+    let (path, history) = store(ops)?;
+    let text = history.read(id).map_err(ChangeError::Write)?;
+    let current = std::fs::read_to_string(&path)
+        .map_err(|e| ChangeError::NotEditable(format!("cannot read {}: {e}", path.display())))?;
+    let diff = diff_lines(&current, &text);
+    Ok((text, diff))
+}
+
+/// Makes kept version `id` the file and the running configuration again
+/// (itself kept as a new version). Needs admin; audited as
+/// `config.rollback`.
+pub async fn roll_back(ops: &Operations, actor: &Actor, id: &str) -> Result<Applied, ChangeError> {
+    if actor.role < Role::Admin {
+        return Err(ChangeError::Forbidden(Role::Admin));
+    }
+    let (_, history) = store(ops)?;
+    let text = history.read(id).map_err(ChangeError::Write)?;
+    change_text(
+        ops,
+        actor,
+        Role::Admin,
+        Intent {
+            action: "config.rollback",
+            target: id,
+            tables: &[],
+        },
+        |_| Ok(text),
+    )
+    .await
 }

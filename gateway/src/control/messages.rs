@@ -1,0 +1,120 @@
+//! Message actions: retry one message's deliveries, retry every message
+//! matching a filter, discard a dead letter with a reason; and the command
+//! line's retry of dead deliveries, beside a running gateway or not.
+
+use super::{Actor, Operations, Refusal, Role};
+use crate::config::Config;
+use crate::journal::external::{retry_dead_at, DeadSelection, Requeued};
+use crate::journal::{BulkOutcome, MessageFilter, Selection};
+
+/// The role retrying and discarding need.
+pub const RETRY_ROLE: Role = Role::Operator;
+
+/// Longest discard reason, in bytes.
+pub const REASON_MAX: usize = 500;
+
+async fn must_exist(ops: &Operations, id: i64) -> Result<(), Refusal> {
+    match ops.journal().message(id).await? {
+        Some(_) => Ok(()),
+        None => Err(Refusal::NotFound("no such message".into())),
+    }
+}
+
+/// Puts message `id`'s failed and dead deliveries back in the queue, due
+/// now. Needs operator; audited as `message.retry`.
+pub async fn retry_one(ops: &Operations, actor: &Actor, id: i64) -> Result<BulkOutcome, Refusal> {
+    actor.require(RETRY_ROLE)?;
+    must_exist(ops, id).await?;
+    Ok(ops
+        .journal()
+        .admin_retry(Selection::Message(id), &actor.name)
+        .await?)
+}
+
+/// Retries every message matching `filter` (at most
+/// [`BULK_LIMIT`](crate::journal::BULK_LIMIT), newest first). Needs
+/// operator; audited as `message.retry`.
+pub async fn retry_matching(
+    ops: &Operations,
+    actor: &Actor,
+    filter: MessageFilter,
+) -> Result<BulkOutcome, Refusal> {
+    actor.require(RETRY_ROLE)?;
+    Ok(ops
+        .journal()
+        .admin_retry(Selection::Matching(filter), &actor.name)
+        .await?)
+}
+
+/// A discard reason, trimmed; it must say something and stay short.
+pub fn check_reason(reason: &str) -> Result<String, Refusal> {
+    let r = reason.trim();
+    if r.is_empty() {
+        return Err(Refusal::invalid(
+            "reason",
+            "say why the message is discarded",
+        ));
+    }
+    if r.len() > REASON_MAX {
+        return Err(Refusal::invalid("reason", "at most 500 characters"));
+    }
+    Ok(r.to_string())
+}
+
+/// Discards message `id`'s dead deliveries, giving up on them for `reason`;
+/// returns how many. Needs operator; audited as `message.discard`.
+pub async fn discard(
+    ops: &Operations,
+    actor: &Actor,
+    id: i64,
+    reason: &str,
+) -> Result<usize, Refusal> {
+    actor.require(RETRY_ROLE)?;
+    let reason = check_reason(reason)?;
+    must_exist(ops, id).await?;
+    Ok(ops
+        .journal()
+        .admin_discard(Selection::Message(id), &reason, &actor.name)
+        .await?)
+}
+
+/// Which dead deliveries the command line puts back.
+#[derive(Debug, Clone, Default)]
+pub struct RetryDead {
+    /// Only this destination endpoint.
+    pub destination: Option<String>,
+    /// Only this message's deliveries.
+    pub message_id: Option<i64>,
+    /// Only say what would be requeued.
+    pub dry_run: bool,
+}
+
+/// Puts dead deliveries back in the queue through the journal's file,
+/// beside a running gateway or not (`ecko-gateway retry`). Needs operator;
+/// each requeued delivery gets an event naming the actor.
+pub fn retry_dead(
+    config: &Config,
+    actor: &Actor,
+    input: &RetryDead,
+) -> Result<Vec<Requeued>, Refusal> {
+    actor.require(Role::Operator)?;
+    if let Some(d) = &input.destination {
+        if !config.endpoint(d).is_some_and(|e| e.direction.sends()) {
+            return Err(Refusal::invalid(
+                "destination",
+                format!("`{d}` is not a destination endpoint of this configuration"),
+            ));
+        }
+    }
+    let selection = DeadSelection {
+        destination: input.destination.clone(),
+        message_id: input.message_id,
+    };
+    let path = crate::config::resolve(&config.journal.path);
+    Ok(retry_dead_at(
+        &path,
+        &selection,
+        &actor.name,
+        input.dry_run,
+    )?)
+}
