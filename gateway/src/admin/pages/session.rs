@@ -1,0 +1,239 @@
+//! First run, login and logout: the setup form that makes the first
+//! administrator, the login form with its rate limit and lock, and the
+//! session's end.
+
+use crate::admin::auth::{
+    allow_login_attempt, clear_cookie, client_ip, forbidden, new_token, same_origin,
+    session_cookie, token_hash, verify_password, Caller,
+};
+use crate::admin::render::{esc, page};
+use crate::admin::{ClientAddr, Shared};
+use crate::control::users::NewUser;
+use crate::control::{self, Refusal};
+use axum::extract::{Form, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
+
+use super::*;
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct Credentials {
+    pub name: String,
+    pub password: String,
+    pub confirm: String,
+    pub role: String,
+    pub csrf: String,
+}
+
+pub(super) fn setup_page(error: Option<&str>, name: &str) -> String {
+    page(
+        "Create the first administrator",
+        None,
+        &format!(
+            "<form method=\"post\" action=\"/setup\" class=\"card\"><p>This gateway has no users yet. The account made here can manage everything, including other users.</p>{}\
+             <label>User name <input name=\"name\" value=\"{}\" required autocomplete=\"username\"></label>\
+             <label>Password (at least 10 characters) <input type=\"password\" name=\"password\" required autocomplete=\"new-password\"></label>\
+             <label>Password again <input type=\"password\" name=\"confirm\" required autocomplete=\"new-password\"></label>\
+             <button id=\"create\">Create administrator</button></form>",
+            error.map(|e| format!("<p class=\"error\">{}</p>", esc(e))).unwrap_or_default(),
+            esc(name)
+        ),
+    )
+}
+
+pub async fn setup_form(State(state): State<Shared>) -> Response {
+    match state.journal.admin_user_count().await {
+        Ok(0) => html(StatusCode::OK, setup_page(None, "")),
+        Ok(_) => Redirect::to("/login").into_response(),
+        Err(e) => journal_error(e),
+    }
+}
+
+pub async fn setup(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Form(c): Form<Credentials>,
+) -> Response {
+    if !same_origin(&headers) {
+        return problem(StatusCode::FORBIDDEN, None, "cross-site request refused");
+    }
+    let user = NewUser {
+        name: c.name.clone(),
+        role: "admin".into(),
+        password: c.password.clone(),
+        confirm: Some(c.confirm.clone()),
+    };
+    match control::users::setup(&state.ops, &user).await {
+        Ok(_) => Redirect::to("/login").into_response(),
+        Err(Refusal::Invalid { field, message }) => html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            setup_page(Some(&user_sentence(field, &message)), c.name.trim()),
+        ),
+        Err(e @ Refusal::Conflict(_)) => problem(StatusCode::FORBIDDEN, None, &e.to_string()),
+        Err(e) => refused(None, &e),
+    }
+}
+
+/// A refused user field as the users and setup pages say it.
+pub(super) fn user_sentence(field: &str, message: &str) -> String {
+    match field {
+        "name" => format!("User name: {message}."),
+        "role" => format!("Role: {message}."),
+        "password" => format!("Password: {message}."),
+        "confirm" => "The two passwords differ.".into(),
+        "expires_in_days" | "label" => format!("{field}: {message}"),
+        other => format!("{other}: {message}"),
+    }
+}
+
+/// A refusal of a service as a page says it.
+pub(super) fn refused(caller: Option<&Caller>, e: &Refusal) -> Response {
+    let status = match e {
+        Refusal::Forbidden(role) => return forbidden(*role),
+        Refusal::Invalid { .. } => StatusCode::BAD_REQUEST,
+        Refusal::NotFound(_) => StatusCode::NOT_FOUND,
+        Refusal::Conflict(_) => StatusCode::CONFLICT,
+        Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Refusal::Journal(j) => return journal_problem(caller, j),
+    };
+    problem(status, caller, &e.to_string())
+}
+
+/// A journal error as a page (never a JSON body on an HTML route).
+pub(super) fn journal_problem(
+    caller: Option<&Caller>,
+    e: &crate::journal::JournalError,
+) -> Response {
+    tracing::error!(error = %e, "admin page: journal error");
+    problem(StatusCode::INTERNAL_SERVER_ERROR, caller, "journal error")
+}
+
+pub(super) fn login_page(error: Option<&str>, name: &str) -> String {
+    page(
+        "Log in",
+        None,
+        &format!(
+            "<form method=\"post\" action=\"/login\" class=\"card\">{}\
+             <label>User name <input name=\"name\" value=\"{}\" required autocomplete=\"username\"></label>\
+             <label>Password <input type=\"password\" name=\"password\" required autocomplete=\"current-password\"></label>\
+             <button id=\"login\">Log in</button></form>",
+            error.map(|e| format!("<p class=\"error\">{}</p>", esc(e))).unwrap_or_default(),
+            esc(name)
+        ),
+    )
+}
+
+pub async fn login_form(State(state): State<Shared>) -> Response {
+    match state.journal.admin_user_count().await {
+        Ok(0) => Redirect::to("/setup").into_response(),
+        Ok(_) => html(StatusCode::OK, login_page(None, "")),
+        Err(e) => journal_error(e),
+    }
+}
+
+pub async fn login(
+    State(state): State<Shared>,
+    addr: Option<Extension<ClientAddr>>,
+    headers: HeaderMap,
+    Form(c): Form<Credentials>,
+) -> Response {
+    if !same_origin(&headers) {
+        return problem(StatusCode::FORBIDDEN, None, "cross-site request refused");
+    }
+    let ip = client_ip(addr.as_ref().map(|a| &a.0));
+    if !allow_login_attempt(&state, ip) {
+        return html(
+            StatusCode::TOO_MANY_REQUESTS,
+            login_page(Some("Too many attempts; wait a minute."), &c.name),
+        );
+    }
+    let j = &state.journal;
+    let name = c.name.trim().to_string();
+    let user = match j.admin_user(&name).await {
+        Ok(u) => u,
+        Err(e) => return journal_error(e),
+    };
+    let failed = || {
+        html(
+            StatusCode::UNAUTHORIZED,
+            login_page(Some("Wrong user name or password."), &name),
+        )
+    };
+    let Some(user) = user else {
+        let password = c.password.clone();
+        let dummy = state.dummy_hash.clone();
+        let _ = tokio::task::spawn_blocking(move || verify_password(&password, &dummy)).await;
+        return failed();
+    };
+    let now = j.now_ms();
+    if user.locked_until > now {
+        let _ = j
+            .audit(&name, "login.refused", None, Some("account locked"))
+            .await;
+        return html(
+            StatusCode::TOO_MANY_REQUESTS,
+            login_page(
+                Some("This account is locked after repeated failed logins; try again later."),
+                &name,
+            ),
+        );
+    }
+    let (password, hash) = (c.password.clone(), user.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        let config = state.config();
+        let admin = &config.admin;
+        if let Err(e) = j
+            .admin_login_failed(
+                user.id,
+                admin.lockout_after.max(1),
+                admin.lockout.0.as_millis() as i64,
+            )
+            .await
+        {
+            return journal_error(e);
+        }
+        return failed();
+    }
+    let token = new_token();
+    let ttl = state.config().admin.session_ttl.0;
+    if let Err(e) = j
+        .admin_open_session(
+            user.id,
+            &token_hash(&token),
+            &new_token(),
+            ttl.as_millis() as i64,
+        )
+        .await
+    {
+        return journal_error(e);
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, session_cookie(&token, ttl.as_secs())),
+            (header::LOCATION, "/".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+pub async fn logout(State(state): State<Shared>, Extension(caller): Extension<Caller>) -> Response {
+    if let Some(hash) = &caller.session_hash {
+        if let Err(e) = state.journal.admin_close_session(hash, caller.name()).await {
+            return journal_error(e);
+        }
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, clear_cookie()),
+            (header::LOCATION, "/login".to_string()),
+        ],
+    )
+        .into_response()
+}
