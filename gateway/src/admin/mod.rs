@@ -51,6 +51,7 @@ mod endpoint_form;
 mod endpoints;
 mod pages;
 mod render;
+mod templates;
 
 #[cfg(test)]
 mod endpoint_tests;
@@ -97,6 +98,8 @@ pub struct AdminState {
     /// A hash to verify against for unknown user names, so that their
     /// answer takes as long as a wrong password.
     dummy_hash: String,
+    /// The pages' templates, loaded once.
+    templates: templates::Templates,
 }
 
 pub type Shared = Arc<AdminState>;
@@ -133,6 +136,8 @@ impl AdminState {
             shutdown,
             logins: Mutex::new(HashMap::new()),
             dummy_hash: hash_password("not a password of anyone").unwrap_or_default(),
+            templates: templates::Templates::load()
+                .expect("the embedded templates parse (see templates::tests)"),
         })
     }
 

@@ -2,13 +2,13 @@
 
 use crate::admin::api::site_tz;
 use crate::admin::auth::{Caller, Role};
-use crate::admin::render::{esc, page, time};
+use crate::admin::render::time;
 use crate::admin::Shared;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
-use std::fmt::Write;
+use minijinja::context;
 
 use super::*;
 
@@ -38,27 +38,26 @@ pub async fn audit(
         Err(e) => return journal_error(e),
     };
     let tz = site_tz(&state);
-    let mut body = String::from("<table id=\"audit\"><thead><tr><th>Time</th><th>Who</th><th>What</th><th>On</th><th>Detail</th></tr></thead><tbody>");
-    for r in &rows {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            time(r.at, &tz),
-            esc(&r.actor),
-            esc(&r.action),
-            esc(r.target.as_deref().unwrap_or("")),
-            esc(r.detail.as_deref().unwrap_or("")),
-        );
-    }
-    body.push_str("</tbody></table>");
-    if rows.len() == 100 {
-        if let Some(last) = rows.last() {
-            let _ = write!(
-                body,
-                "<p class=\"pager\"><a href=\"/audit?before={}\">Older →</a></p>",
-                last.id
-            );
-        }
-    }
-    html(StatusCode::OK, page("Audit log", Some(&caller), &body))
+    let entries: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            context! {
+                at => time(r.at, &tz),
+                actor => r.actor,
+                action => r.action,
+                target => r.target,
+                detail => r.detail,
+            }
+        })
+        .collect();
+    let older = (rows.len() == 100)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    state.templates.page(
+        StatusCode::OK,
+        "audit.html",
+        "Audit log",
+        Some(&caller),
+        context! { rows => entries, older },
+    )
 }

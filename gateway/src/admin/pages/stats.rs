@@ -2,13 +2,14 @@
 
 use crate::admin::api::{window, StatsParams};
 use crate::admin::auth::Caller;
-use crate::admin::render::{bars, esc, page};
+use crate::admin::render::bars;
+use crate::admin::templates::safe;
 use crate::admin::Shared;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
-use std::fmt::Write;
+use minijinja::context;
 
 use super::*;
 
@@ -28,15 +29,6 @@ pub async fn stats(
         .map(|e| e.name.clone())
         .collect();
     let now = state.journal.now_ms();
-    let mut body = String::from("<p>Window: ");
-    for w in ["1h", "24h", "7d"] {
-        if w == chosen {
-            let _ = write!(body, "<strong>{w}</strong> ");
-        } else {
-            let _ = write!(body, "<a href=\"/stats?window={w}\">{w}</a> ");
-        }
-    }
-    body.push_str("</p>");
     let mut tables = Vec::new();
     for w in ["1h", "24h", "7d"] {
         let Ok((_, span, b)) = window(Some(w)) else {
@@ -55,40 +47,49 @@ pub async fn stats(
             Err(e) => return journal_error(e),
         }
     }
-    body.push_str("<table id=\"stats\"><thead><tr><th>Endpoint</th><th>Window</th><th>Received</th><th>Delivered</th><th>Failed attempts</th><th>Success rate</th><th>Avg time</th><th>p95 time</th></tr></thead><tbody>");
+    let dash = || "—".to_string();
+    let mut rows = Vec::new();
     for name in &names {
         for (w, s) in &tables {
             let Some(s) = s.iter().find(|s| &s.name == name) else {
                 continue;
             };
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td>{w}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(name),
-                s.received,
-                s.delivered,
-                s.failed,
-                s.success_rate.map(|r| format!("{:.1} %", r * 100.0)).unwrap_or_else(|| "—".into()),
-                s.avg_ms.map(|a| format!("{a:.0} ms")).unwrap_or_else(|| "—".into()),
-                s.p95_ms.map(|a| format!("{a} ms")).unwrap_or_else(|| "—".into()),
-            );
+            rows.push(context! {
+                name,
+                window => w,
+                received => s.received,
+                delivered => s.delivered,
+                failed => s.failed,
+                success_rate => s.success_rate.map(|r| format!("{:.1} %", r * 100.0)).unwrap_or_else(dash),
+                avg => s.avg_ms.map(|a| format!("{a:.0} ms")).unwrap_or_else(dash),
+                p95 => s.p95_ms.map(|a| format!("{a} ms")).unwrap_or_else(dash),
+            });
         }
     }
-    body.push_str("</tbody></table><h2>Volume</h2>");
-    if let Some((_, s)) = tables.iter().find(|(w, _)| *w == chosen) {
-        for e in s {
-            let _ = write!(
-                body,
-                "<figure><figcaption>{} — messages per {} over {chosen}</figcaption>{}</figure>",
-                esc(&e.name),
-                match chosen {
-                    "1h" => "5 minutes",
-                    "24h" => "hour",
-                    _ => "6 hours",
-                },
-                bars(&e.buckets, 360, 60, &format!("{} volume", e.name))
-            );
-        }
-    }
-    html(StatusCode::OK, page("Statistics", Some(&caller), &body))
+    let charts: Vec<_> = tables
+        .iter()
+        .find(|(w, _)| *w == chosen)
+        .map(|(_, s)| {
+            s.iter()
+                .map(|e| {
+                    context! {
+                        name => e.name,
+                        bars => safe(bars(&e.buckets, 360, 60, &format!("{} volume", e.name))),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let per = match chosen {
+        "1h" => "5 minutes",
+        "24h" => "hour",
+        _ => "6 hours",
+    };
+    state.templates.page(
+        StatusCode::OK,
+        "stats.html",
+        "Statistics",
+        Some(&caller),
+        context! { windows => ["1h", "24h", "7d"], chosen, rows, charts, per },
+    )
 }

@@ -1,0 +1,186 @@
+//! The pages' templates: minijinja with HTML auto-escaping, embedded in the
+//! binary (`templates/*.html`) and loaded once into [`Templates`], which the
+//! admin state keeps. Every page extends `layout.html` (navigation by role,
+//! the CSRF token for the script). Values are escaped exactly as
+//! [`esc`] escapes them; only values marked safe (markup another part of the
+//! page built and escaped) pass as they are.
+
+use super::auth::{Caller, Role};
+use super::render::esc;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::{context, AutoEscape, Environment, Value};
+
+/// Every template, by name.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout.html", include_str!("templates/layout.html")),
+    ("audit.html", include_str!("templates/audit.html")),
+    ("stats.html", include_str!("templates/stats.html")),
+    ("dashboard.html", include_str!("templates/dashboard.html")),
+];
+
+/// The loaded templates.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Templates {
+    /// Loads every embedded template; an error is a template that does not
+    /// parse (the unit tests load them all).
+    pub fn load() -> Result<Templates, minijinja::Error> {
+        let mut env = Environment::new();
+        env.set_formatter(|out, state, value| {
+            if state.auto_escape() == AutoEscape::Html && !value.is_safe() {
+                if value.is_none() || value.is_undefined() {
+                    return Ok(());
+                }
+                out.write_str(&esc(&value.to_string()))
+                    .map_err(minijinja::Error::from)
+            } else {
+                minijinja::escape_formatter(out, state, value)
+            }
+        });
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)?;
+        }
+        Ok(Templates { env })
+    }
+
+    /// Renders template `name` (which extends `layout.html`) as the page
+    /// `title` for `caller`, with `values`.
+    pub fn render(
+        &self,
+        name: &str,
+        title: &str,
+        caller: Option<&Caller>,
+        values: Value,
+    ) -> Result<String, minijinja::Error> {
+        let user = caller.map(|c| {
+            context! {
+                name => c.name(),
+                role => c.role.as_str(),
+                admin => c.role >= Role::Admin,
+            }
+        });
+        let csrf = caller.and_then(|c| c.csrf.as_deref()).unwrap_or_default();
+        self.env.get_template(name)?.render(context! {
+            title,
+            user,
+            csrf,
+            ..values
+        })
+    }
+
+    /// The page as a response with `status`; a template that fails to
+    /// render is a 500 page.
+    pub fn page(
+        &self,
+        status: StatusCode,
+        name: &str,
+        title: &str,
+        caller: Option<&Caller>,
+        values: Value,
+    ) -> Response {
+        match self.render(name, title, caller, values) {
+            Ok(body) => (status, Html(body)).into_response(),
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "admin page: cannot render");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Html(super::render::page(
+                        "Cannot show this page",
+                        caller,
+                        "<p class=\"error\">The page could not be rendered.</p>",
+                    )),
+                )
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// Markup built (and escaped) elsewhere, to pass through a template as it
+/// is.
+pub fn safe(markup: String) -> Value {
+    Value::from_safe_string(markup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_embedded_template_parses() {
+        let t = Templates::load().unwrap();
+        for (name, _) in TEMPLATES {
+            assert!(t.env.get_template(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_layout_is_the_frame_every_other_page_has() {
+        let mut t = Templates::load().unwrap();
+        t.env
+            .add_template(
+                "probe.html",
+                "{% extends \"layout.html\" %}{% block body %}{{ body }}{% endblock %}",
+            )
+            .unwrap();
+        let body = "<p>x &amp; y</p>";
+        for role in [Role::Viewer, Role::Admin] {
+            let caller = Caller {
+                user: crate::journal::AdminUser {
+                    id: 1,
+                    name: "o'neil".into(),
+                    role: role.as_str().into(),
+                    password_hash: String::new(),
+                    created_at: 0,
+                    failed_logins: 0,
+                    locked_until: 0,
+                },
+                role,
+                csrf: Some("c\"s".into()),
+                session_hash: None,
+                token_hash: None,
+            };
+            let rendered = t
+                .render(
+                    "probe.html",
+                    "A & B",
+                    Some(&caller),
+                    context! { body => safe(body.into()) },
+                )
+                .unwrap();
+            assert_eq!(
+                rendered,
+                super::super::render::page("A & B", Some(&caller), body)
+            );
+        }
+        let rendered = t
+            .render(
+                "probe.html",
+                "Login",
+                None,
+                context! { body => safe(body.into()) },
+            )
+            .unwrap();
+        assert_eq!(rendered, super::super::render::page("Login", None, body));
+    }
+
+    #[test]
+    fn values_are_escaped_like_the_rest_of_the_page() {
+        let t = Templates::load().unwrap();
+        let html = t
+            .render(
+                "audit.html",
+                "Audit <log>",
+                None,
+                context! { rows => vec![context! { at => "t", actor => "<b>'x'</b>", action => "a/b", target => (), detail => "\"q\"" }], older => () },
+            )
+            .unwrap();
+        assert!(html.contains("<title>Audit &lt;log&gt; · Ecko Edge</title>"));
+        assert!(html.contains(
+            "<td>&lt;b&gt;&#39;x&#39;&lt;/b&gt;</td><td>a/b</td><td></td><td>&quot;q&quot;</td>"
+        ));
+    }
+}
