@@ -17,6 +17,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("audit.html", include_str!("templates/audit.html")),
     ("stats.html", include_str!("templates/stats.html")),
     ("dashboard.html", include_str!("templates/dashboard.html")),
+    ("users.html", include_str!("templates/users.html")),
 ];
 
 /// The loaded templates.

@@ -2,7 +2,7 @@
 
 use crate::admin::api::site_tz;
 use crate::admin::auth::{Caller, Role};
-use crate::admin::render::{csrf_field, esc, page, query_value, time};
+use crate::admin::render::{query_value, time};
 use crate::admin::Shared;
 use crate::control::users::{NewUser, TokenRequest};
 use crate::control::{self, Refusal};
@@ -10,7 +10,7 @@ use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
-use std::fmt::Write;
+use minijinja::context;
 
 use super::*;
 
@@ -38,82 +38,49 @@ pub(super) async fn users_page_with(
             Err(e) => return journal_error(e),
         };
     let tz = site_tz(state);
-    let csrf = csrf_field(caller);
-    let mut body = String::new();
-    if let Some(e) = error {
-        let _ = write!(body, "<p class=\"error\" id=\"users-error\">{}</p>", esc(e));
-    }
-    if let Some(t) = new_token {
-        let _ = write!(
-            body,
-            "<p class=\"notice\">New API token (shown only now; send it as <code>Authorization: Bearer …</code>):</p><pre id=\"new-token\">{}</pre>",
-            esc(t)
-        );
-    }
-    body.push_str("<table id=\"users\"><thead><tr><th>Name</th><th>Role</th><th>Created</th><th>Locked until</th><th>Actions</th></tr></thead><tbody>");
     let now = state.journal.now_ms();
-    for u in &users {
-        let n = esc(&query_value(&u.name));
-        let mut roles = String::new();
-        for r in Role::NAMES {
-            let sel = if *r == u.role { " selected" } else { "" };
-            let _ = write!(roles, "<option{sel}>{r}</option>");
-        }
-        let locked = u.locked_until > now;
-        let _ = write!(
-            body,
-            "<tr class=\"user\" data-name=\"{name}\"><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>\
-             <form method=\"post\" action=\"/users/{n}/role\" class=\"inline\">{csrf}<select name=\"role\">{roles}</select><button>Change role</button></form> \
-             <form method=\"post\" action=\"/users/{n}/password\" class=\"inline\">{csrf}<input type=\"password\" name=\"password\" placeholder=\"new password\" required autocomplete=\"new-password\" size=\"14\"><input type=\"password\" name=\"confirm\" placeholder=\"again\" required autocomplete=\"new-password\" size=\"10\"><button>Reset password</button></form> \
-             {}<form method=\"post\" action=\"/users/{n}/delete\" class=\"inline\" data-confirm=\"Delete this user, their sessions and API tokens?\">{csrf}<button class=\"discard\">Delete</button></form></td></tr>",
-            esc(&u.role),
-            time(u.created_at, &tz),
-            if locked { time(u.locked_until, &tz) } else { String::new() },
-            if locked {
-                format!("<form method=\"post\" action=\"/users/{n}/unlock\" class=\"inline\">{csrf}<button>Unlock</button></form> ")
-            } else {
-                String::new()
-            },
-            name = esc(&u.name),
-        );
-    }
-    let mut roles = String::new();
-    for r in Role::NAMES {
-        let _ = write!(roles, "<option>{r}</option>");
-    }
-    let _ = write!(
-        body,
-        "</tbody></table><h2>Add a user</h2><form method=\"post\" action=\"/users\" class=\"card\">{csrf}\
-         <label>User name <input name=\"name\" required></label><label>Role <select name=\"role\">{roles}</select></label>\
-         <label>Password <input type=\"password\" name=\"password\" required autocomplete=\"new-password\"></label>\
-         <label>Password again <input type=\"password\" name=\"confirm\" required autocomplete=\"new-password\"></label><button>Add user</button></form>",
-    );
-    body.push_str("<h2>API tokens</h2><table id=\"tokens\"><thead><tr><th>Id</th><th>Label</th><th>Owner</th><th>Role</th><th>Created</th><th>Expires</th><th></th></tr></thead><tbody>");
-    for t in &tokens {
-        let expired = t.expires_at.is_some_and(|e| e <= now);
-        let _ = write!(
-            body,
-            "<tr class=\"token\"><td>{id}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td><form method=\"post\" action=\"/tokens/{id}/revoke\" class=\"inline\" data-confirm=\"Revoke this token?\">{csrf}<button class=\"discard\">Revoke</button></form></td></tr>",
-            esc(&t.label),
-            esc(&t.owner),
-            esc(&t.role),
-            time(t.created_at, &tz),
-            t.expires_at.map_or_else(|| "never".to_string(), |e| time(e, &tz)),
-            if expired { " (expired)" } else { "" },
-            id = t.id,
-        );
-    }
-    let mut token_roles = String::new();
-    for r in ["viewer", "operator", "admin"] {
-        let _ = write!(token_roles, "<option>{r}</option>");
-    }
-    let _ = write!(
-        body,
-        "</tbody></table><form method=\"post\" action=\"/tokens\" class=\"card\">{csrf}\
-         <label>Label <input name=\"label\" required placeholder=\"hub\"></label><label>Role <select name=\"role\">{token_roles}</select></label>\
-         <label>Expires after (days, empty: never) <input name=\"expires_in_days\" inputmode=\"numeric\" size=\"5\"></label><button>Create token</button></form>",
-    );
-    html(status, page("Users", Some(caller), &body))
+    let users: Vec<_> = users
+        .iter()
+        .map(|u| {
+            let locked = u.locked_until > now;
+            context! {
+                name => u.name,
+                path => query_value(&u.name),
+                role => u.role,
+                created => time(u.created_at, &tz),
+                locked,
+                locked_until => if locked { time(u.locked_until, &tz) } else { String::new() },
+            }
+        })
+        .collect();
+    let tokens: Vec<_> = tokens
+        .iter()
+        .map(|t| {
+            context! {
+                id => t.id,
+                label => t.label,
+                owner => t.owner,
+                role => t.role,
+                created => time(t.created_at, &tz),
+                expires => t.expires_at.map_or_else(|| "never".to_string(), |e| time(e, &tz)),
+                expired => t.expires_at.is_some_and(|e| e <= now),
+            }
+        })
+        .collect();
+    state.templates.page(
+        status,
+        "users.html",
+        "Users",
+        Some(caller),
+        context! {
+            error,
+            new_token,
+            users,
+            tokens,
+            roles => Role::NAMES,
+            token_roles => ["viewer", "operator", "admin"],
+        },
+    )
 }
 
 pub async fn users(State(state): State<Shared>, Extension(caller): Extension<Caller>) -> Response {
