@@ -18,6 +18,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("stats.html", include_str!("templates/stats.html")),
     ("dashboard.html", include_str!("templates/dashboard.html")),
     ("users.html", include_str!("templates/users.html")),
+    ("setup.html", include_str!("templates/setup.html")),
+    ("login.html", include_str!("templates/login.html")),
 ];
 
 /// The loaded templates.
@@ -70,6 +72,20 @@ impl Templates {
             csrf,
             ..values
         })
+    }
+
+    /// The page's text; a template that fails to render gives a page that
+    /// says so.
+    pub fn text(&self, name: &str, title: &str, caller: Option<&Caller>, values: Value) -> String {
+        self.render(name, title, caller, values)
+            .unwrap_or_else(|e| {
+                tracing::error!(template = name, error = %e, "admin page: cannot render");
+                super::render::page(
+                    "Cannot show this page",
+                    caller,
+                    "<p class=\"error\">The page could not be rendered.</p>",
+                )
+            })
     }
 
     /// The page as a response with `status`; a template that fails to

@@ -6,7 +6,6 @@ use crate::admin::auth::{
     allow_login_attempt, clear_cookie, client_ip, forbidden, new_token, same_origin,
     session_cookie, token_hash, verify_password, Caller,
 };
-use crate::admin::render::{esc, page};
 use crate::admin::{ClientAddr, Shared};
 use crate::control::users::NewUser;
 use crate::control::{self, Refusal};
@@ -14,6 +13,7 @@ use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
+use minijinja::context;
 
 use super::*;
 
@@ -27,25 +27,18 @@ pub struct Credentials {
     pub csrf: String,
 }
 
-pub(super) fn setup_page(error: Option<&str>, name: &str) -> String {
-    page(
+pub(super) fn setup_page(state: &Shared, error: Option<&str>, name: &str) -> String {
+    state.templates.text(
+        "setup.html",
         "Create the first administrator",
         None,
-        &format!(
-            "<form method=\"post\" action=\"/setup\" class=\"card\"><p>This gateway has no users yet. The account made here can manage everything, including other users.</p>{}\
-             <label>User name <input name=\"name\" value=\"{}\" required autocomplete=\"username\"></label>\
-             <label>Password (at least 10 characters) <input type=\"password\" name=\"password\" required autocomplete=\"new-password\"></label>\
-             <label>Password again <input type=\"password\" name=\"confirm\" required autocomplete=\"new-password\"></label>\
-             <button id=\"create\">Create administrator</button></form>",
-            error.map(|e| format!("<p class=\"error\">{}</p>", esc(e))).unwrap_or_default(),
-            esc(name)
-        ),
+        context! { error, name },
     )
 }
 
 pub async fn setup_form(State(state): State<Shared>) -> Response {
     match state.journal.admin_user_count().await {
-        Ok(0) => html(StatusCode::OK, setup_page(None, "")),
+        Ok(0) => html(StatusCode::OK, setup_page(&state, None, "")),
         Ok(_) => Redirect::to("/login").into_response(),
         Err(e) => journal_error(e),
     }
@@ -69,7 +62,7 @@ pub async fn setup(
         Ok(_) => Redirect::to("/login").into_response(),
         Err(Refusal::Invalid { field, message }) => html(
             StatusCode::UNPROCESSABLE_ENTITY,
-            setup_page(Some(&user_sentence(field, &message)), c.name.trim()),
+            setup_page(&state, Some(&user_sentence(field, &message)), c.name.trim()),
         ),
         Err(e @ Refusal::Conflict(_)) => problem(StatusCode::FORBIDDEN, None, &e.to_string()),
         Err(e) => refused(None, &e),
@@ -110,25 +103,16 @@ pub(super) fn journal_problem(
     problem(StatusCode::INTERNAL_SERVER_ERROR, caller, "journal error")
 }
 
-pub(super) fn login_page(error: Option<&str>, name: &str) -> String {
-    page(
-        "Log in",
-        None,
-        &format!(
-            "<form method=\"post\" action=\"/login\" class=\"card\">{}\
-             <label>User name <input name=\"name\" value=\"{}\" required autocomplete=\"username\"></label>\
-             <label>Password <input type=\"password\" name=\"password\" required autocomplete=\"current-password\"></label>\
-             <button id=\"login\">Log in</button></form>",
-            error.map(|e| format!("<p class=\"error\">{}</p>", esc(e))).unwrap_or_default(),
-            esc(name)
-        ),
-    )
+pub(super) fn login_page(state: &Shared, error: Option<&str>, name: &str) -> String {
+    state
+        .templates
+        .text("login.html", "Log in", None, context! { error, name })
 }
 
 pub async fn login_form(State(state): State<Shared>) -> Response {
     match state.journal.admin_user_count().await {
         Ok(0) => Redirect::to("/setup").into_response(),
-        Ok(_) => html(StatusCode::OK, login_page(None, "")),
+        Ok(_) => html(StatusCode::OK, login_page(&state, None, "")),
         Err(e) => journal_error(e),
     }
 }
@@ -146,7 +130,7 @@ pub async fn login(
     if !allow_login_attempt(&state, ip) {
         return html(
             StatusCode::TOO_MANY_REQUESTS,
-            login_page(Some("Too many attempts; wait a minute."), &c.name),
+            login_page(&state, Some("Too many attempts; wait a minute."), &c.name),
         );
     }
     let j = &state.journal;
@@ -158,7 +142,7 @@ pub async fn login(
     let failed = || {
         html(
             StatusCode::UNAUTHORIZED,
-            login_page(Some("Wrong user name or password."), &name),
+            login_page(&state, Some("Wrong user name or password."), &name),
         )
     };
     let Some(user) = user else {
@@ -175,6 +159,7 @@ pub async fn login(
         return html(
             StatusCode::TOO_MANY_REQUESTS,
             login_page(
+                &state,
                 Some("This account is locked after repeated failed logins; try again later."),
                 &name,
             ),
