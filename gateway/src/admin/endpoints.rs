@@ -16,6 +16,7 @@ use crate::config::{Config, EndpointKind};
 use crate::control::config::{read_document, Applied, ChangeError, FieldError};
 use crate::control::endpoints::{self as service, NewEndpoint};
 use crate::control::Refusal;
+use crate::journal::JournalError;
 use crate::journal::{MessageFilter, MessageSummary};
 use crate::probe::ProbeReport;
 use axum::extract::{Form, Path, Query, State};
@@ -41,6 +42,12 @@ fn problem(status: StatusCode, caller: &Caller, why: &str) -> Response {
             &format!("<p class=\"error\">{}</p>", esc(why)),
         ),
     )
+}
+
+/// A journal error as a page, never a JSON body on an HTML route.
+fn journal_problem(caller: &Caller, e: &JournalError) -> Response {
+    tracing::error!(error = %e, "admin page: journal error");
+    problem(StatusCode::INTERNAL_SERVER_ERROR, caller, "journal error")
 }
 
 fn api_error(status: StatusCode, why: impl Into<String>) -> Response {
@@ -113,12 +120,12 @@ struct Detail {
     recent: Vec<MessageSummary>,
 }
 
-async fn detail(state: &Shared, name: &str) -> Result<Option<Detail>, Response> {
+async fn detail(state: &Shared, name: &str) -> Result<Option<Detail>, JournalError> {
     let config = state.config();
     let Some(endpoint) = config.endpoint(name) else {
         return Ok(None);
     };
-    let views = endpoint_views(state).await.map_err(journal_error)?;
+    let views = endpoint_views(state).await?;
     let Some(view) = views.into_iter().find(|v| v.name == name) else {
         return Ok(None);
     };
@@ -146,8 +153,7 @@ async fn detail(state: &Shared, name: &str) -> Result<Option<Detail>, Response> 
             None,
             20,
         )
-        .await
-        .map_err(journal_error)?
+        .await?
         .messages;
     Ok(Some(Detail {
         view,
@@ -180,7 +186,7 @@ fn route_row(r: &crate::config::Route) -> String {
 pub async fn list(State(state): State<Shared>, Extension(caller): Extension<Caller>) -> Response {
     let views = match endpoint_views(&state).await {
         Ok(v) => v,
-        Err(e) => return journal_error(e),
+        Err(e) => return journal_problem(&caller, &e),
     };
     let tz = site_tz(&state);
     let mut body = String::from("<p class=\"actions\">");
@@ -263,7 +269,7 @@ async fn detail_page(
     let d = match detail(state, name).await {
         Ok(Some(d)) => d,
         Ok(None) => return problem(StatusCode::NOT_FOUND, caller, "There is no such endpoint."),
-        Err(r) => return r,
+        Err(e) => return journal_problem(caller, &e),
     };
     let tz = site_tz(state);
     let v = &d.view;

@@ -9,7 +9,7 @@ pub async fn show(State(state): State<Shared>, Path(name): Path<String>) -> Resp
     let d = match detail(&state, &name).await {
         Ok(Some(d)) => d,
         Ok(None) => return api_error(StatusCode::NOT_FOUND, "no such endpoint"),
-        Err(r) => return r,
+        Err(e) => return journal_error(e),
     };
     let routes: Vec<_> = d
         .routes
