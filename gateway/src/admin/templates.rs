@@ -20,6 +20,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("users.html", include_str!("templates/users.html")),
     ("setup.html", include_str!("templates/setup.html")),
     ("login.html", include_str!("templates/login.html")),
+    ("_filters.html", include_str!("templates/_filters.html")),
+    ("_messages.html", include_str!("templates/_messages.html")),
+    ("logs.html", include_str!("templates/logs.html")),
+    ("errors.html", include_str!("templates/errors.html")),
 ];
 
 /// The loaded templates.

@@ -3,7 +3,7 @@
 
 use crate::admin::api::{site_tz, FilterParams};
 use crate::admin::auth::{Caller, Role};
-use crate::admin::render::{csrf_field, esc, page};
+
 use crate::admin::Shared;
 use crate::control::{self};
 use crate::journal::{BulkOutcome, BULK_LIMIT};
@@ -11,7 +11,7 @@ use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
-use std::fmt::Write;
+use minijinja::context;
 
 use super::*;
 
@@ -29,66 +29,46 @@ pub async fn errors(
         Err(r) => return r,
     };
     let tz = site_tz(&state);
-    let mut body = String::new();
-    if let Some(n) = notice
+    let retried = notice
         .retried
         .as_deref()
-        .and_then(|n| n.parse::<u64>().ok())
-    {
-        let _ = write!(
-            body,
-            "<p id=\"retried\" class=\"notice\">{n} deliver{} queued again.{}</p>",
-            if n == 1 { "y" } else { "ies" },
-            if notice.truncated.is_some() {
-                format!(" More than {BULK_LIMIT} messages matched: only the newest {BULK_LIMIT} were retried; retry again for the rest.")
-            } else {
-                String::new()
-            }
-        );
-    }
-    body.push_str(&filter_form("/errors", &p, &state));
+        .and_then(|n| n.parse::<u64>().ok());
     let here = match query_string(&p, None) {
         q if q.is_empty() => "/errors".to_string(),
         q => format!("/errors?{q}"),
     };
-    if caller.role >= Role::Operator && !page_.messages.is_empty() {
-        let mut hidden = csrf_field(&caller);
-        hidden.push_str(&back_field(&here));
-        for (k, v) in [
-            ("endpoint", &p.endpoint),
-            ("status", &p.status),
-            ("message_type", &p.message_type),
-            ("control_id", &p.control_id),
-            ("patient_id", &p.patient_id),
-            ("from", &p.from),
-            ("to", &p.to),
-        ] {
-            if let Some(v) = v {
-                let _ = write!(
-                    hidden,
-                    "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
-                    esc(v)
-                );
-            }
-        }
-        let _ = write!(
-            body,
-            "<form method=\"post\" action=\"/errors/retry\" data-confirm=\"Retry every message matching this filter?\">{hidden}<button id=\"retry-all\">Retry all matching</button></form>"
-        );
-    }
-    if page_.messages.is_empty() {
-        body.push_str("<p id=\"no-errors\">No failed or dead messages match.</p>");
-    } else {
-        body.push_str(&message_table(&page_, &tz, Some((&caller, &here))));
-    }
-    if let Some(b) = page_.next_before {
-        let _ = write!(
-            body,
-            "<p class=\"pager\"><a href=\"/errors?{}\">Older →</a></p>",
-            esc(&query_string(&p, Some(b)))
-        );
-    }
-    html(StatusCode::OK, page("Errors", Some(&caller), &body))
+    let kept: Vec<(&str, &String)> = [
+        ("endpoint", &p.endpoint),
+        ("status", &p.status),
+        ("message_type", &p.message_type),
+        ("control_id", &p.control_id),
+        ("patient_id", &p.patient_id),
+        ("from", &p.from),
+        ("to", &p.to),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .collect();
+    let operator = caller.role >= Role::Operator;
+    state.templates.page(
+        StatusCode::OK,
+        "errors.html",
+        "Errors",
+        Some(&caller),
+        context! {
+            retried,
+            truncated => notice.truncated.is_some(),
+            bulk_limit => BULK_LIMIT,
+            filter => filter_values("/errors", &p, &state),
+            retry_all => operator && !page_.messages.is_empty(),
+            back => here,
+            kept,
+            messages => message_values(&page_, &tz),
+            actions => true,
+            operator,
+            older => page_.next_before.map(|b| query_string(&p, Some(b))),
+        },
+    )
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

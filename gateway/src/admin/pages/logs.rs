@@ -13,47 +13,32 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use minijinja::{context, Value};
 use std::fmt::Write;
 use std::time::Duration;
 
 use super::*;
 
-pub(super) fn filter_form(action: &str, p: &FilterParams, state: &Shared) -> String {
-    let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
-    let mut endpoints = String::from("<option value=\"\">any</option>");
-    for e in &state.config().endpoints {
-        let sel = if p.endpoint.as_deref() == Some(e.name.as_str()) {
-            " selected"
-        } else {
-            ""
-        };
-        let _ = write!(endpoints, "<option{sel}>{}</option>", esc(&e.name));
+/// The filter form's values (`_filters.html`) for a page at `action`.
+pub(super) fn filter_values(action: &str, p: &FilterParams, state: &Shared) -> Value {
+    let endpoints: Vec<String> = state
+        .config()
+        .endpoints
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    context! {
+        action,
+        endpoints,
+        statuses => MessageFilter::STATUSES,
+        endpoint => p.endpoint,
+        status => p.status,
+        message_type => p.message_type,
+        control_id => p.control_id,
+        patient_id => p.patient_id,
+        from => p.from,
+        to => p.to,
     }
-    let mut statuses = String::from("<option value=\"\">any</option>");
-    for s in MessageFilter::STATUSES {
-        let sel = if p.status.as_deref() == Some(s) {
-            " selected"
-        } else {
-            ""
-        };
-        let _ = write!(statuses, "<option{sel}>{s}</option>");
-    }
-    format!(
-        "<form method=\"get\" action=\"{action}\" class=\"filters\">\
-         <label>Endpoint <select name=\"endpoint\">{endpoints}</select></label>\
-         <label>Status <select name=\"status\">{statuses}</select></label>\
-         <label>Message type <input name=\"message_type\" value=\"{}\" size=\"10\"></label>\
-         <label>Control id <input name=\"control_id\" value=\"{}\" size=\"12\"></label>\
-         <label>Patient id <input name=\"patient_id\" value=\"{}\" size=\"12\"></label>\
-         <label>From <input type=\"datetime-local\" name=\"from\" value=\"{}\"></label>\
-         <label>To <input type=\"datetime-local\" name=\"to\" value=\"{}\"></label>\
-         <button>Filter</button></form>",
-        v(&p.message_type),
-        v(&p.control_id),
-        v(&p.patient_id),
-        v(&p.from),
-        v(&p.to),
-    )
 }
 
 pub(super) fn query_string(p: &FilterParams, before: Option<i64>) -> String {
@@ -77,53 +62,35 @@ pub(super) fn query_string(p: &FilterParams, before: Option<i64>) -> String {
     serde_urlencoded::to_string(&pairs).unwrap_or_default()
 }
 
-/// The message list; with `actions`, each row gets retry and discard forms
-/// that come back to the given page.
-pub(super) fn message_table(
-    page_: &MessagePage,
-    tz: &jiff::tz::TimeZone,
-    actions: Option<(&Caller, &str)>,
-) -> String {
-    let mut body = String::from(
-        "<table id=\"messages\"><thead><tr><th>Received</th><th>Id</th><th>Source</th><th>Type</th><th>Control id</th><th>Patient</th><th>Status</th><th>Destinations</th>",
-    );
-    if actions.is_some() {
-        body.push_str("<th>Actions</th>");
-    }
-    body.push_str("</tr></thead><tbody>");
-    for m in &page_.messages {
-        let mut dests = String::new();
-        for d in &m.deliveries {
-            let _ = write!(
-                dests,
-                "<div><span class=\"st-{s}\">{}: {s}</span>{}</div>",
-                esc(&d.destination),
-                d.last_error
-                    .as_deref()
-                    .filter(|_| d.state != "delivered")
-                    .map(|e| format!(" <span class=\"error\">{}</span>", esc(e)))
-                    .unwrap_or_default(),
-                s = d.state,
-            );
-        }
-        let _ = write!(
-            body,
-            "<tr class=\"message st-{s}\" data-id=\"{id}\"><td>{}</td><td><a href=\"/messages/{id}\">#{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"st-{s}\">{s}</td><td>{dests}</td>",
-            time(m.received_at, tz),
-            esc(&m.source),
-            esc(&m.message_type),
-            esc(m.control_id.as_deref().unwrap_or("")),
-            esc(m.patient_id.as_deref().unwrap_or("")),
-            id = m.id,
-            s = m.status,
-        );
-        if let Some((c, back)) = actions {
-            let _ = write!(body, "<td>{}</td>", action_forms(c, m.id, back));
-        }
-        body.push_str("</tr>");
-    }
-    body.push_str("</tbody></table>");
-    body
+/// The message list's rows (`_messages.html`).
+pub(super) fn message_values(page_: &MessagePage, tz: &jiff::tz::TimeZone) -> Vec<Value> {
+    page_
+        .messages
+        .iter()
+        .map(|m| {
+            let deliveries: Vec<_> = m
+                .deliveries
+                .iter()
+                .map(|d| {
+                    context! {
+                        destination => d.destination,
+                        state => d.state,
+                        error => d.last_error.as_deref().filter(|_| d.state != "delivered"),
+                    }
+                })
+                .collect();
+            context! {
+                id => m.id,
+                received => time(m.received_at, tz),
+                source => m.source,
+                message_type => m.message_type,
+                control_id => m.control_id,
+                patient_id => m.patient_id,
+                status => m.status,
+                deliveries,
+            }
+        })
+        .collect()
 }
 
 /// Retry and discard forms for one message; `back` is the page (path and
@@ -175,29 +142,25 @@ pub async fn logs(
         Err(r) => return r,
     };
     let tz = site_tz(&state);
-    let mut body = filter_form("/logs", &p, &state);
     // The live stream gets the same filters as the list below it.
     let stream = match query_string(&p, None) {
         q if q.is_empty() => "/logs/stream".to_string(),
         q => format!("/logs/stream?{q}"),
     };
-    let _ = write!(
-        body,
-        "<h2>Live <span id=\"live-state\" class=\"live\"></span></h2>\
-         <table id=\"live-log\" data-stream=\"{}\"><thead><tr><th>Time ({})</th><th>Event</th><th>Endpoint</th><th>Type</th><th>Control id</th><th>Duration</th><th>Message</th></tr></thead><tbody></tbody></table>\
-         <h2>Messages</h2>",
-        esc(&stream),
-        esc(&state.config().site.time_zone),
-    );
-    body.push_str(&message_table(&page_, &tz, None));
-    if let Some(b) = page_.next_before {
-        let _ = write!(
-            body,
-            "<p class=\"pager\"><a id=\"older\" href=\"/logs?{}\">Older messages →</a></p>",
-            esc(&query_string(&p, Some(b)))
-        );
-    }
-    html(StatusCode::OK, page("Logs", Some(&caller), &body))
+    state.templates.page(
+        StatusCode::OK,
+        "logs.html",
+        "Logs",
+        Some(&caller),
+        context! {
+            filter => filter_values("/logs", &p, &state),
+            stream,
+            time_zone => state.config().site.time_zone,
+            messages => message_values(&page_, &tz),
+            actions => false,
+            older => page_.next_before.map(|b| query_string(&p, Some(b))),
+        },
+    )
 }
 
 /// How often a live log checks that its session (or token) still holds.
