@@ -6,7 +6,8 @@ pub mod json;
 
 use super::auth::{refusal_json, Caller, Role};
 use super::Shared;
-use crate::control::{self, users::TokenRequest};
+use crate::control::messages::{self, MessageView};
+use crate::control::{self, users::TokenRequest, Refusal};
 use crate::health::Status;
 use crate::journal::{BulkOutcome, JournalError, MessageFilter};
 use axum::extract::{Path, Query, State};
@@ -322,28 +323,18 @@ pub async fn message(
     Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
 ) -> Response {
-    let j = &state.journal;
-    let m = match j.message(id).await {
-        Ok(Some(m)) => m,
-        Ok(None) => return not_found(),
-        Err(e) => return journal_error(e),
+    let view = match messages::view(&state.ops, &caller.actor(), id, "api").await {
+        Ok(v) => v,
+        Err(Refusal::NotFound(_)) => return not_found(),
+        Err(Refusal::Journal(e)) => return journal_error(e),
+        Err(e) => return refusal_json(&e),
     };
-    let (outbox, events, discards) =
-        match tokio::try_join!(j.outbox_of(id), j.events_of(id), j.discards_of(id)) {
-            Ok(x) => x,
-            Err(e) => return journal_error(e),
-        };
-    if let Err(e) = j
-        .audit(
-            caller.name(),
-            "message.view",
-            Some(&format!("message {id}")),
-            Some("api"),
-        )
-        .await
-    {
-        return journal_error(e);
-    }
+    let MessageView {
+        message: m,
+        outbox,
+        events,
+        discards,
+    } = view;
     let outbox: Vec<_> = outbox
         .iter()
         .map(|o| {

@@ -1,11 +1,55 @@
-//! Message actions: retry one message's deliveries, retry every message
+//! Message actions: view one message with its payload (an audited read of
+//! patient data), retry one message's deliveries, retry every message
 //! matching a filter, discard a dead letter with a reason; and the command
 //! line's retry of dead deliveries, beside a running gateway or not.
 
 use super::{Actor, Operations, Refusal, Role};
 use crate::config::Config;
 use crate::journal::external::{retry_dead_at, DeadSelection, Requeued};
-use crate::journal::{BulkOutcome, MessageFilter, Selection};
+use crate::journal::{BulkOutcome, EventRecord, MessageFilter, OutboxRecord, Selection};
+use ecko_message::StoredMessage;
+use std::collections::BTreeMap;
+
+/// One message as the viewer shows it: the message with its payload and
+/// acknowledgement, its deliveries, their history, and which deliveries
+/// were discarded (at, by whom, why) by outbox id.
+#[derive(Debug)]
+pub struct MessageView {
+    pub message: StoredMessage,
+    pub outbox: Vec<OutboxRecord>,
+    pub events: Vec<EventRecord>,
+    pub discards: BTreeMap<i64, (i64, String, String)>,
+}
+
+/// Reads message `id` with everything the viewer shows. Any role; audited
+/// as `message.view` with `channel` (`page`, `api`), since it shows
+/// patient data. A message that does not exist is not audited.
+pub async fn view(
+    ops: &Operations,
+    actor: &Actor,
+    id: i64,
+    channel: &str,
+) -> Result<MessageView, Refusal> {
+    let j = ops.journal();
+    let Some(message) = j.message(id).await? else {
+        return Err(Refusal::NotFound("no such message".into()));
+    };
+    let (outbox, events, discards) =
+        tokio::try_join!(j.outbox_of(id), j.events_of(id), j.discards_of(id))?;
+    j.audit(
+        &actor.name,
+        "message.view",
+        Some(&format!("message {id}")),
+        Some(channel),
+    )
+    .await?;
+    Ok(MessageView {
+        message,
+        outbox,
+        events,
+        discards,
+    })
+}
 
 /// The role retrying and discarding need.
 pub const RETRY_ROLE: Role = Role::Operator;

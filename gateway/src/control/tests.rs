@@ -144,6 +144,24 @@ async fn an_operator_retry_requeues_the_delivery_and_writes_a_message_retry_reco
 }
 
 #[tokio::test]
+async fn viewing_a_message_is_audited_as_a_view_of_patient_data_and_a_missing_one_is_not() {
+    let f = fixture();
+    let id = f.dead_letter().await;
+    let v = messages::view(&f.ops, &viewer(), id, "page").await.unwrap();
+    assert_eq!(v.message.id, id);
+    assert_eq!(v.outbox.len(), 1);
+    assert!(!v.events.is_empty());
+    let audited = f.audit_actions().await;
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0].1, "message.view");
+    let e = messages::view(&f.ops, &viewer(), id + 1000, "api")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Refusal::NotFound(_)), "{e}");
+    assert_eq!(f.audit_actions().await.len(), 1, "a miss is not a view");
+}
+
+#[tokio::test]
 async fn a_retry_of_a_message_that_does_not_exist_is_not_found() {
     let f = fixture();
     let e = messages::retry_one(&f.ops, &operator(), 999)

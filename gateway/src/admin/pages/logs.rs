@@ -6,6 +6,7 @@ use crate::admin::api::{site_tz, FilterParams};
 use crate::admin::auth::{still_valid, Caller, Role};
 use crate::admin::render::{csrf_field, esc, page, payload, printable, time};
 use crate::admin::Shared;
+use crate::control::messages::{self, MessageView};
 use crate::control::{self, Refusal};
 use crate::journal::{MessageFilter, MessagePage};
 use axum::extract::{Form, Path, Query, State};
@@ -263,34 +264,30 @@ pub async fn message(
     Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
 ) -> Response {
-    let j = &state.journal;
-    let m = match j.message(id).await {
-        Ok(Some(m)) => m,
-        Ok(None) => {
+    let view = match messages::view(&state.ops, &caller.actor(), id, "page").await {
+        Ok(v) => v,
+        Err(Refusal::NotFound(_)) => {
             return problem(
                 StatusCode::NOT_FOUND,
                 Some(&caller),
                 "There is no such message.",
             )
         }
-        Err(e) => return journal_error(e),
+        Err(Refusal::Journal(e)) => return journal_error(e),
+        Err(e) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some(&caller),
+                &e.to_string(),
+            )
+        }
     };
-    let (outbox, events, discards) =
-        match tokio::try_join!(j.outbox_of(id), j.events_of(id), j.discards_of(id)) {
-            Ok(x) => x,
-            Err(e) => return journal_error(e),
-        };
-    if let Err(e) = j
-        .audit(
-            caller.name(),
-            "message.view",
-            Some(&format!("message {id}")),
-            Some("page"),
-        )
-        .await
-    {
-        return journal_error(e);
-    }
+    let MessageView {
+        message: m,
+        outbox,
+        events,
+        discards,
+    } = view;
     let tz = site_tz(&state);
     let mut body = format!(
         "<table class=\"facts\"><tr><th>Received</th><td>{}</td></tr><tr><th>Source</th><td>{}</td></tr><tr><th>Type</th><td>{}</td></tr>\
