@@ -6,31 +6,21 @@
 use super::api::site_tz;
 use super::auth::{forbidden, Caller, Role};
 use super::endpoints::{errors_html, field_errors, routes_table};
+use super::pages::html;
 use super::render::{csrf_field, esc, page, time};
 use super::Shared;
 use crate::config::history::DiffLine;
 use crate::control::config::{self as config_change, ChangeError, FieldError};
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-fn html(status: StatusCode, body: String) -> Response {
-    (status, Html(body)).into_response()
-}
-
 fn problem(status: StatusCode, caller: &Caller, why: &str) -> Response {
-    html(
-        status,
-        page(
-            "Cannot do that",
-            Some(caller),
-            &format!("<p class=\"error\">{}</p>", esc(why)),
-        ),
-    )
+    super::pages::problem(status, Some(caller), why)
 }
 
 fn status_of(e: &ChangeError) -> StatusCode {

@@ -9,6 +9,7 @@
 use super::api::{endpoint_views, journal_error, site_tz, EndpointView};
 use super::auth::{forbidden, Caller, Role};
 use super::endpoint_form::{self, FormView};
+use super::pages::html;
 use super::render::{csrf_field, esc, opt_time, page, time};
 use super::Shared;
 use crate::config::edit::{Change, EditError};
@@ -21,7 +22,7 @@ use crate::journal::{MessageFilter, MessageSummary};
 use crate::probe::ProbeReport;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -29,19 +30,8 @@ use std::fmt::Write;
 
 pub mod json;
 
-fn html(status: StatusCode, body: String) -> Response {
-    (status, Html(body)).into_response()
-}
-
 fn problem(status: StatusCode, caller: &Caller, why: &str) -> Response {
-    html(
-        status,
-        page(
-            "Cannot do that",
-            Some(caller),
-            &format!("<p class=\"error\">{}</p>", esc(why)),
-        ),
-    )
+    super::pages::problem(status, Some(caller), why)
 }
 
 /// A journal error as a page, never a JSON body on an HTML route.
