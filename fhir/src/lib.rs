@@ -85,12 +85,15 @@ impl TransformContext {
     /// The zone `message`'s times without an offset are read in: the site's
     /// zone when it arrived, else the site's zone now.
     pub fn time_zone_of(&self, message: &StoredMessage) -> TimeZone {
-        message
-            .hints
-            .time_zone
-            .as_deref()
-            .and_then(|name| TimeZone::get(name).ok())
-            .unwrap_or_else(|| self.site_time_zone.clone())
+        match message.hints.time_zone.as_deref() {
+            // Nearly every message arrived in the zone the site has now: no
+            // look-up in the zone database per message.
+            None => self.site_time_zone.clone(),
+            Some(name) if self.site_time_zone.iana_name() == Some(name) => {
+                self.site_time_zone.clone()
+            }
+            Some(name) => TimeZone::get(name).unwrap_or_else(|_| self.site_time_zone.clone()),
+        }
     }
 }
 

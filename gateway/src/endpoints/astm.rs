@@ -7,7 +7,7 @@ use super::form::{f, join, Field, Kind};
 use super::{EndpointType, Role, SourceStart};
 use crate::app::RunError;
 use crate::config::{
-    AstmSerialConfig, AstmTcpConfig, Direction, Endpoint, EndpointKind, SettingsInput, TcpRole,
+    AstmSerialConfig, AstmTcpConfig, Endpoint, EndpointKind, SettingsInput, TcpRole,
 };
 use crate::probe::{self, ProbeOptions, Steps};
 use futures_util::future::BoxFuture;
@@ -88,10 +88,6 @@ impl EndpointType for Serial {
         Some(EndpointKind::AstmSerial(c))
     }
 
-    fn directions(&self, _kind: &EndpointKind) -> &'static [Direction] {
-        &[Direction::Inbound]
-    }
-
     fn form(&self) -> Vec<Field> {
         join(&[ASTM_SERIAL, ASTM_LINE])
     }
@@ -153,10 +149,6 @@ impl EndpointType for Tcp {
         let c: AstmTcpConfig = input.read()?;
         input.check(c.problem())?;
         Some(EndpointKind::AstmTcp(c))
-    }
-
-    fn directions(&self, _kind: &EndpointKind) -> &'static [Direction] {
-        &[Direction::Inbound]
     }
 
     fn form(&self) -> Vec<Field> {

@@ -3,9 +3,7 @@
 use super::form::{f, join, keyed, when, Field, Kind, DELIVERY, TIMEOUT};
 use super::{worker, EndpointType, PreparedWorker, Role, WorkerStart};
 use crate::app::RunError;
-use crate::config::{
-    CodeMapEntry, Direction, Endpoint, EndpointKind, FhirSinkConfig, SettingsInput,
-};
+use crate::config::{CodeMapEntry, Endpoint, EndpointKind, FhirSinkConfig, SettingsInput};
 use crate::probe::{self, ProbeOptions, Steps};
 use crate::sinks::fhir::FhirSink;
 use ecko_fhir::shape::{CodeMap, FhirDestination, LoincCoding};
@@ -144,10 +142,6 @@ impl EndpointType for Fhir {
         let c: FhirSinkConfig = input.read()?;
         input.check(c.problem())?;
         Some(EndpointKind::Fhir(c))
-    }
-
-    fn directions(&self, _kind: &EndpointKind) -> &'static [Direction] {
-        &[Direction::Outbound]
     }
 
     fn form(&self) -> Vec<Field> {

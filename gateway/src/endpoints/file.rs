@@ -3,7 +3,7 @@
 use super::form::{f, join, Field, Kind, DELIVERY, TIMEOUT};
 use super::{worker, EndpointType, PreparedWorker, Role, WorkerStart};
 use crate::app::RunError;
-use crate::config::{Direction, Endpoint, EndpointKind, FileSinkConfig, SettingsInput};
+use crate::config::{Endpoint, EndpointKind, FileSinkConfig, SettingsInput};
 use crate::probe::{self, ProbeOptions, Steps};
 use futures_util::future::BoxFuture;
 
@@ -28,10 +28,6 @@ impl EndpointType for File {
 
     fn parse(&self, input: &mut SettingsInput<'_, '_>) -> Option<EndpointKind> {
         input.read().map(EndpointKind::File)
-    }
-
-    fn directions(&self, _kind: &EndpointKind) -> &'static [Direction] {
-        &[Direction::Outbound]
     }
 
     fn form(&self) -> Vec<Field> {

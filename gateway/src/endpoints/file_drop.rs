@@ -3,7 +3,7 @@
 use super::form::{f, Field, Kind};
 use super::{EndpointType, Role, SourceStart};
 use crate::app::RunError;
-use crate::config::{Direction, Endpoint, EndpointKind, FileDropConfig, SettingsInput};
+use crate::config::{Endpoint, EndpointKind, FileDropConfig, SettingsInput};
 use crate::probe::{self, ProbeOptions, Steps};
 use futures_util::future::BoxFuture;
 use tokio::task::JoinHandle;
@@ -36,10 +36,6 @@ impl EndpointType for FileDrop {
 
     fn parse(&self, input: &mut SettingsInput<'_, '_>) -> Option<EndpointKind> {
         input.read().map(EndpointKind::FileDrop)
-    }
-
-    fn directions(&self, _kind: &EndpointKind) -> &'static [Direction] {
-        &[Direction::Inbound]
     }
 
     fn form(&self) -> Vec<Field> {

@@ -3,7 +3,7 @@
 use super::form::{f, join, Field, Kind, DELIVERY, TIMEOUT};
 use super::{worker, EndpointType, PreparedWorker, Role, SourceStart, WorkerStart};
 use crate::app::RunError;
-use crate::config::{Direction, Endpoint, EndpointKind, MllpConfig, SettingsInput};
+use crate::config::{Endpoint, EndpointKind, MllpConfig, SettingsInput};
 use crate::probe::{self, ProbeOptions, Steps};
 use futures_util::future::BoxFuture;
 use std::time::Duration;
@@ -72,14 +72,6 @@ impl EndpointType for Mllp {
 
     fn parse(&self, input: &mut SettingsInput<'_, '_>) -> Option<EndpointKind> {
         input.read().map(EndpointKind::Mllp)
-    }
-
-    fn directions(&self, kind: &EndpointKind) -> &'static [Direction] {
-        if settings(kind).listen.is_some() {
-            &[Direction::Inbound]
-        } else {
-            &[Direction::Outbound]
-        }
     }
 
     fn problems(&self, kind: &EndpointKind) -> Vec<(&'static str, String)> {

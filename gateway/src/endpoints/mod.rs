@@ -107,8 +107,14 @@ pub trait EndpointType: Send + Sync {
     /// ones), reporting every problem at its key.
     fn parse(&self, input: &mut SettingsInput<'_, '_>) -> Option<EndpointKind>;
 
-    /// The directions the endpoint supports; the first is the default.
-    fn directions(&self, kind: &EndpointKind) -> &'static [Direction];
+    /// The directions the endpoint supports; the first is the default. A
+    /// source takes messages in, a destination delivers them.
+    fn directions(&self, kind: &EndpointKind) -> &'static [Direction] {
+        match self.role(kind) {
+            Role::Source => &[Direction::Inbound],
+            Role::Destination => &[Direction::Outbound],
+        }
+    }
 
     /// Problems with settings that parsed: (key, message).
     fn problems(&self, _kind: &EndpointKind) -> Vec<(&'static str, String)> {
