@@ -9,8 +9,7 @@ use crate::journal::NewOrder;
 use crate::journal::StoredOrder;
 
 /// Adds `order` for its analyzer, which must be an ASTM endpoint of
-/// `config`. Needs operator. Writes no audit record: the order row keeps
-/// when it was added and, once served, when it was sent.
+/// `config`. Needs operator; audited as `order.add`.
 pub async fn add(config: &Config, actor: &Actor, order: NewOrder) -> Result<i64, Refusal> {
     actor.require(Role::Operator)?;
     if !matches!(
@@ -26,7 +25,7 @@ pub async fn add(config: &Config, actor: &Actor, order: NewOrder) -> Result<i64,
         ));
     }
     let path = crate::config::resolve(&config.journal.path);
-    Ok(add_order_at(&path, order).await?)
+    Ok(add_order_at(&path, order, &actor.name).await?)
 }
 
 /// Every order, of one analyzer or all. Needs viewer.

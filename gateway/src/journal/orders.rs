@@ -40,6 +40,7 @@
 //! with the retention period like delivered messages; pending orders stay
 //! until they are sent.
 
+use super::audit::insert_audit;
 use super::ingest::{Destination, IngestError, Receipt};
 use super::{external, lock_exclusively, open_reader, Journal, JournalError, JournalOptions};
 use ecko_message::Envelope;
@@ -210,6 +211,30 @@ fn insert_order(conn: &Connection, now: i64, o: &NewOrder) -> Result<i64, Journa
         o.sender.as_deref().map(str::trim)
     ])?;
     Ok(conn.last_insert_rowid())
+}
+
+/// [`insert_order`] with the audit record of the person who added it, in
+/// the same transaction: an order nobody can account for is not kept.
+fn insert_order_audited(
+    conn: &Connection,
+    now: i64,
+    o: &NewOrder,
+    actor: &str,
+) -> Result<i64, JournalError> {
+    let id = insert_order(conn, now, o)?;
+    insert_audit(
+        conn,
+        now,
+        actor,
+        "order.add",
+        Some(&o.analyzer),
+        Some(&format!(
+            "order {id}: specimen {}, tests {}",
+            o.specimen_id,
+            o.tests.join(", ")
+        )),
+    )?;
+    Ok(id)
 }
 
 /// Orders of `analyzer` for a line whose analyzer called itself `sender`
@@ -436,16 +461,19 @@ pub fn read_incomplete(
 /// has it open: without a gateway the journal is opened (and created or
 /// migrated) as usual; with one, the order is written in a transaction of
 /// its own beside the gateway's writer (SQLite serialises the two), which
-/// picks it up on its next look for orders.
-pub async fn add_order_at(path: &Path, order: NewOrder) -> Result<i64, JournalError> {
+/// picks it up on its next look for orders. Audited as `order.add` by
+/// `actor`.
+pub async fn add_order_at(path: &Path, order: NewOrder, actor: &str) -> Result<i64, JournalError> {
     check(&order)?;
     let free = path.exists().then(|| lock_exclusively(path));
     match free {
         Some(Err(_)) => {
             let path = path.to_path_buf();
+            let actor = actor.to_string();
             tokio::task::spawn_blocking(move || {
                 external::change(&path, |tx| {
-                    insert_order(tx, jiff::Timestamp::now().as_millisecond(), &order)
+                    let now = jiff::Timestamp::now().as_millisecond();
+                    insert_order_audited(tx, now, &order, &actor)
                 })
             })
             .await
@@ -454,7 +482,10 @@ pub async fn add_order_at(path: &Path, order: NewOrder) -> Result<i64, JournalEr
         free => {
             drop(free);
             let journal = Journal::open(JournalOptions::new(path))?;
-            let id = journal.add_order(order).await;
+            let actor = actor.to_string();
+            let id = journal
+                .write(move |conn, cx| insert_order_audited(conn, cx.now, &order, &actor))
+                .await;
             journal.close().await;
             id
         }
@@ -515,14 +546,54 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.db");
         let j = Journal::open(JournalOptions::new(&path)).unwrap();
-        let id = add_order_at(&path, order("chem", "S1")).await.unwrap();
+        let id = add_order_at(&path, order("chem", "S1"), "cli:ann")
+            .await
+            .unwrap();
         let seen = j.pending_orders("chem", None).await.unwrap();
         assert_eq!(seen.iter().map(|o| o.id).collect::<Vec<_>>(), [id]);
         j.close().await;
         // And without one, the journal is opened (and created) for it.
         let other = dir.path().join("new.db");
-        add_order_at(&other, order("chem", "S2")).await.unwrap();
+        add_order_at(&other, order("chem", "S2"), "cli:ann")
+            .await
+            .unwrap();
         assert_eq!(read_orders(&other, Some("chem")).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_added_order_is_audited_with_who_added_it_with_or_without_a_gateway() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let j = Journal::open(JournalOptions::new(&path)).unwrap();
+        let beside = add_order_at(&path, order("chem", "S1"), "cli:ann")
+            .await
+            .unwrap();
+        let audit = j.audit_log(None, 10).await.unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(
+            (audit[0].actor.as_str(), audit[0].action.as_str()),
+            ("cli:ann", "order.add")
+        );
+        assert_eq!(audit[0].target.as_deref(), Some("chem"));
+        assert_eq!(
+            audit[0].detail.as_deref(),
+            Some(format!("order {beside}: specimen S1, tests GLU, NA").as_str())
+        );
+        j.close().await;
+
+        let alone = add_order_at(&path, order("chem", "S2"), "otto")
+            .await
+            .unwrap();
+        let j = Journal::open(JournalOptions::new(&path)).unwrap();
+        let audit = j.audit_log(None, 10).await.unwrap();
+        assert_eq!(audit.len(), 2);
+        assert_eq!(audit[0].actor, "otto");
+        assert!(audit[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("order {alone}:")));
+        j.close().await;
     }
 
     #[tokio::test]

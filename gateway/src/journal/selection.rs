@@ -250,8 +250,19 @@ fn selected_rows(
     Ok((out, truncated))
 }
 
+/// The audit log's words for a command-line selection of dead letters.
+fn describe_dead(selection: &DeadSelection) -> String {
+    match (&selection.destination, selection.message_id) {
+        (None, None) => "dead deliveries".to_string(),
+        (Some(d), None) => format!("dead deliveries to {d}"),
+        (None, Some(m)) => format!("dead deliveries of message {m}"),
+        (Some(d), Some(m)) => format!("dead deliveries of message {m} to {d}"),
+    }
+}
+
 /// Puts the selected dead deliveries back in the queue, due now, with a
-/// fresh attempt budget, recording `actor` on each; returns what was
+/// fresh attempt budget and without a discard mark, recording `actor` on
+/// each and in the audit log; returns what was
 /// requeued. With `dry_run` nothing changes and the same list comes back.
 /// Works beside a running gateway (the `retry` command).
 pub fn retry_dead_at(
@@ -287,6 +298,10 @@ pub fn retry_dead_at(
                 "UPDATE outbox SET state = ?2, attempts = 0, next_attempt_at = ?3, updated_at = ?3 WHERE id = ?1",
                 params![row.outbox_id, QUEUED, now],
             )?;
+            tx.execute(
+                "DELETE FROM outbox_discard WHERE outbox_id = ?1",
+                [row.outbox_id],
+            )?;
             record(
                 tx,
                 now,
@@ -298,6 +313,14 @@ pub fn retry_dead_at(
                 Some(actor),
             )?;
         }
+        insert_audit(
+            tx,
+            now,
+            actor,
+            "message.retry",
+            Some(&describe_dead(selection)),
+            Some(&format!("{} deliveries queued again", rows.len())),
+        )?;
         Ok(rows)
     })
 }
@@ -394,6 +417,36 @@ mod tests {
         );
         // The running journal can lease it again.
         assert_eq!(j.lease("hub", 1, 1).await.unwrap().lanes.len(), 1);
+        j.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_discarded_dead_letter_requeued_from_the_command_line_loses_its_discard_mark_and_is_audited(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let j = Journal::open(JournalOptions::new(&path)).unwrap();
+        let a = dead_message(&j, "1", "hub").await;
+        j.admin_discard(Selection::Message(a), "patient merged", "admin")
+            .await
+            .unwrap();
+        assert_eq!(j.discards_of(a).await.unwrap().len(), 1);
+
+        let all = DeadSelection::default();
+        retry_dead_at(&path, &all, "cli:ann", false).unwrap();
+
+        assert!(
+            j.discards_of(a).await.unwrap().is_empty(),
+            "a requeued delivery is no longer discarded"
+        );
+        let audit = j.audit_log(None, 10).await.unwrap();
+        let retry = audit
+            .iter()
+            .find(|r| r.action == "message.retry")
+            .expect("the command line's retry is audited");
+        assert_eq!(retry.actor, "cli:ann");
+        assert_eq!(retry.target.as_deref(), Some("dead deliveries"));
+        assert_eq!(retry.detail.as_deref(), Some("1 deliveries queued again"));
         j.close().await;
     }
 }
