@@ -35,6 +35,7 @@
 pub mod ack;
 pub mod batch;
 pub mod charset;
+mod error;
 pub mod escape;
 pub mod fields;
 pub mod parse;
