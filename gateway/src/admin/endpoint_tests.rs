@@ -918,8 +918,7 @@ async fn an_admin_rolls_back_to_a_kept_version_with_its_diff_shown_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_applies_a_hand_edit_audited_without_a_version_and_a_broken_edit_changes_nothing()
-{
+async fn a_reload_applies_a_hand_edit_keeps_it_as_a_version_and_a_broken_edit_changes_nothing() {
     let s = site().await;
     let edited = s.original.replace(
         "type = \"file-drop\"\n",
@@ -928,7 +927,8 @@ async fn a_reload_applies_a_hand_edit_audited_without_a_version_and_a_broken_edi
     std::fs::write(&s.path, &edited).unwrap();
     let applied = super::reload(&s.gw().supervisor, "SIGHUP").await.unwrap();
     assert_eq!(applied.report.stopped, ["inbox"]);
-    assert!(applied.version.is_none());
+    let version = applied.version.expect("a hand edit is kept as a version");
+    assert_eq!(version.action, "config.reload");
     assert!(!s.running().contains(&"inbox".to_string()));
     assert_eq!(s.file(), edited, "the file is applied, not rewritten");
     let file = s.path.display().to_string();
@@ -936,6 +936,11 @@ async fn a_reload_applies_a_hand_edit_audited_without_a_version_and_a_broken_edi
         .audit_actions()
         .await
         .contains(&format!("SIGHUP config.reload {file}")));
+    let again = super::reload(&s.gw().supervisor, "SIGHUP").await.unwrap();
+    assert!(
+        again.version.is_none(),
+        "reloading an unchanged file keeps no second copy"
+    );
 
     let broken =
         format!("{edited}\n[[route]]\nname = \"x\"\nfrom = [\"nowhere\"]\nto = [\"archive\"]\n");

@@ -161,6 +161,33 @@ impl History {
         Ok(version)
     }
 
+    /// Keeps `text`, already on disk and applied, as a version by `user`
+    /// unless the newest kept version holds it already: a file edited by
+    /// hand and reloaded becomes a version that can be compared and rolled
+    /// back to like any other. `None` when nothing new was kept.
+    pub fn keep_if_new(
+        &self,
+        text: &str,
+        action: &str,
+        user: &str,
+        now_ms: i64,
+    ) -> Result<Option<Version>, HistoryError> {
+        let newest = self.list().into_iter().next();
+        if newest
+            .and_then(|v| self.read(&v.id).ok())
+            .is_some_and(|t| t == text)
+        {
+            return Ok(None);
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|source| HistoryError::Write {
+            path: self.dir.display().to_string(),
+            source,
+        })?;
+        let version = self.keep_version(text, action, user, now_ms)?;
+        self.prune();
+        Ok(Some(version))
+    }
+
     fn keep_version(
         &self,
         text: &str,

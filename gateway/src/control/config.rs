@@ -166,10 +166,11 @@ pub async fn change_text(
     change_running(gateway.as_ref(), &actor.name, intent, make).await
 }
 
-/// Reads the configuration file again and applies it as it is, validated
-/// and audited (`config.reload` by `user`) like a change from the page:
-/// what SIGHUP does after the file was edited by hand. On any error the
-/// gateway runs on as it was.
+/// Reads the configuration file again and applies it as it is, validated,
+/// versioned and audited (`config.reload` by `user`) like a change from the
+/// page: what SIGHUP does after the file was edited by hand. The file is
+/// kept as a new version when it differs from the newest one. On any error
+/// the gateway runs on as it was.
 pub async fn reload<G: Gateway + ?Sized>(gateway: &G, user: &str) -> Result<Applied, ChangeError> {
     let file = gateway
         .config()
@@ -205,7 +206,16 @@ async fn change_running<G: Gateway + ?Sized>(
     let previous = supervisor.config();
     let report = supervisor.apply(config).await.map_err(ChangeError::Apply)?;
     let version = if text == current {
-        None
+        // A reload: the file is applied as it is, and a hand edit is kept
+        // as a version. The change is live and on disk already, so a
+        // history that cannot be written is a warning, not a reason to undo.
+        match history.keep_if_new(&text, intent.action, user, journal.now_ms()) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "the reloaded configuration could not be kept as a version");
+                None
+            }
+        }
     } else {
         match history.commit(&path, &text, intent.action, user, journal.now_ms()) {
             Ok(v) => Some(v),
