@@ -309,7 +309,7 @@ pub async fn revoke_token(ops: &Operations, actor: &Actor, id: i64) -> Result<()
 /// Adds a user to the configured journal through its file, beside a
 /// running gateway or not, creating the journal when there is none yet
 /// (`ecko-gateway user add`). Needs admin; audited as `user.create` by
-/// `cli`.
+/// the actor (`cli:<login>`), like every other command-line action.
 pub async fn add_offline(config: &Config, actor: &Actor, user: &NewUser) -> Result<i64, Refusal> {
     actor.require(Role::Admin)?;
     let (name, role) = check_new_user(user)?;
@@ -325,6 +325,7 @@ pub async fn add_offline(config: &Config, actor: &Actor, user: &NewUser) -> Resu
         &name,
         role.as_str(),
         &hash,
+        &actor.name,
         jiff::Timestamp::now().as_millisecond(),
     )
     .map_err(user_refusal)

@@ -135,7 +135,7 @@ mod tests {
         });
         wait.recv().unwrap();
 
-        add_user_offline(&path, "ann", "admin", "hash", 2).unwrap();
+        add_user_offline(&path, "ann", "admin", "hash", "cli", 2).unwrap();
         gateway.join().unwrap();
         let c = Connection::open(&path).unwrap();
         let actors: Vec<String> = c
@@ -156,7 +156,7 @@ mod tests {
         old.pragma_update(None, "user_version", 1).unwrap();
         drop(old);
 
-        let err = add_user_offline(&path, "ann", "admin", "hash", 0).unwrap_err();
+        let err = add_user_offline(&path, "ann", "admin", "hash", "cli", 0).unwrap_err();
         assert!(err.to_string().contains("schema version 1"), "{err}");
         let old = Connection::open(&path).unwrap();
         let version: i64 = old

@@ -158,10 +158,11 @@ pub fn add_user_offline(
     name: &str,
     role: &str,
     hash: &str,
+    actor: &str,
     now: i64,
 ) -> Result<i64, UserError> {
     external::change(path, |tx| {
-        create_user(tx, now, name, role, hash, "cli", false)
+        create_user(tx, now, name, role, hash, actor, false)
     })
 }
 
@@ -523,7 +524,7 @@ mod tests {
         let path = dir.path().join("j.db");
         let j = Journal::open(JournalOptions::new(&path)).unwrap();
 
-        let id = add_user_offline(&path, "ann", "admin", "hash", 5).unwrap();
+        let id = add_user_offline(&path, "ann", "admin", "hash", "cli:root", 5).unwrap();
         let ann = j.admin_user("ann").await.unwrap().unwrap();
         assert_eq!(
             (ann.id, ann.role.as_str(), ann.created_at),
@@ -534,11 +535,11 @@ mod tests {
             .await
             .unwrap()
             .iter()
-            .any(|a| a.actor == "cli"
+            .any(|a| a.actor == "cli:root"
                 && a.action == "user.create"
                 && a.target.as_deref() == Some("ann")));
         assert!(matches!(
-            add_user_offline(&path, "ann", "viewer", "other", 6),
+            add_user_offline(&path, "ann", "viewer", "other", "cli:root", 6),
             Err(UserError::Exists(name)) if name == "ann"
         ));
         j.close().await;
