@@ -6,13 +6,20 @@
 //! hardware, including the failures the hardware produces (a full disk, a
 //! USB-serial adapter that disappears).
 
+pub mod clock;
 pub mod serial;
 pub mod storage;
 pub mod terminal;
+pub mod watchdog;
 
+pub use clock::{Clock, ClockError, LinuxClock, SimClock};
 pub use serial::{
     FlowControl, LinuxSerial, Parity, SerialError, SerialErrorKind, SerialLine, SerialPorts,
     SerialSettings, SimSerial,
 };
 pub use storage::{Storage, StorageError};
 pub use terminal::{LinuxTerminal, SimTerminal, Terminal, TerminalError};
+pub use watchdog::{
+    DevWatchdog, SimWatchdog, SystemdNotify, Watchdog, WatchdogError, WatchdogErrorKind,
+    WatchdogEvent,
+};
