@@ -118,6 +118,10 @@ pub struct AdminConfig {
     /// Login attempts one client address may make per minute.
     #[serde(default = "default_login_rate")]
     pub login_attempts_per_minute: u32,
+    /// A bearer token a Prometheus may scrape `/metrics` with, besides the
+    /// page's own logins and API tokens; empty or unset: none.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
 }
 
 /// Without an `[admin]` section the page is off; with one it is on unless
@@ -135,6 +139,7 @@ impl Default for AdminConfig {
             lockout_after: default_lockout_after(),
             lockout: default_lockout(),
             login_attempts_per_minute: default_login_rate(),
+            metrics_token: None,
         }
     }
 }
@@ -153,6 +158,13 @@ fn default_login_rate() -> u32 {
 }
 
 impl AdminConfig {
+    /// The scrape token of `/metrics`, when one is set.
+    pub fn metrics_token(&self) -> Option<&str> {
+        self.metrics_token
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+    }
+
     /// Where the page listens: `listen`, or by default every interface for
     /// HTTPS and loopback only for plain HTTP.
     pub fn listen_address(&self) -> String {
