@@ -164,6 +164,27 @@ impl Gateway {
                 Err(e) => tracing::error!(error = %e, "the admin page is not available"),
             }
         }
+        let leds = config.service.leds.clone();
+        if leds.any() {
+            let service = supervisor.service();
+            let watched = supervisor.clone();
+            let readiness: crate::service::leds::ReadinessNow = Box::new(move || {
+                let watched = watched.clone();
+                Box::pin(async move {
+                    let config = watched.config();
+                    watched
+                        .service()
+                        .readiness(watched.journal(), &config, &watched.health())
+                        .await
+                })
+            });
+            housekeeping.spawn(crate::service::leds::follow(
+                service.leds.clone(),
+                leds,
+                readiness,
+                shutdown.child_token(),
+            ));
+        }
         if !supervisor.astm_endpoints().is_empty() {
             // A window for `ecko-gateway trace`; the gateway runs without it.
             let path = astm::live_trace::socket_path(journal.path());

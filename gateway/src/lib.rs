@@ -32,7 +32,8 @@
 //! - [`tls`]: every rustls configuration.
 //! - [`site`], [`health`]: the site's live time zone; endpoint health.
 //! - [`service`]: the gateway as an appliance service: task progress and
-//!   the watchdog it feeds, `/readyz` readiness, `/metrics`.
+//!   the watchdog it feeds, `/readyz` readiness, `/metrics`, the status
+//!   LEDs.
 //! - [`send`]: the MLLP test sender behind `ecko-gateway send`.
 
 pub mod admin;

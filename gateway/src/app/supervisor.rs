@@ -484,6 +484,9 @@ impl Supervisor {
         if config.hub != old.hub {
             report.needs_restart.push("[hub]".into());
         }
+        if config.service != old.service {
+            report.needs_restart.push("[service]".into());
+        }
         *self
             .current
             .write()

@@ -5,7 +5,7 @@
 
 use crate::app::signals::{Request, Signals};
 use crate::app::{Gateway, RunError, StartOptions};
-use crate::config::Config;
+use crate::config::{Config, ServiceConfig, WatchdogKind};
 use crate::control::config::ChangeError;
 use crate::endpoints::Role;
 use crate::service::watchdog;
@@ -55,7 +55,7 @@ pub(super) async fn serve(
     trace: Option<String>,
     mut signals: Signals,
 ) -> Result<(), RunError> {
-    let watchdog: Arc<dyn Watchdog> = Arc::new(ecko_hal::SystemdNotify::from_env());
+    let watchdog = watchdog_for(&config.service);
     let options = StartOptions::default();
     let progress = options.service.progress.clone();
     let gateway = Gateway::start_with_options(&config, options).await?;
@@ -107,6 +107,30 @@ pub(super) async fn serve(
     gateway.shutdown().await;
     tracing::info!(target: "ecko_gateway", "stopped");
     Ok(())
+}
+
+/// The watcher `[service] watchdog` names. A device that cannot be opened
+/// leaves the gateway running unwatched, and says so: the watchdog is
+/// there to restart a stuck gateway, not to keep a working one from
+/// starting.
+fn watchdog_for(service: &ServiceConfig) -> Arc<dyn Watchdog> {
+    match service.watchdog {
+        WatchdogKind::Systemd => Arc::new(ecko_hal::SystemdNotify::from_env()),
+        WatchdogKind::Device => {
+            match ecko_hal::DevWatchdog::open(&service.watchdog_device, service.watchdog_timeout.0)
+            {
+                Ok(device) => {
+                    tracing::info!(device = %service.watchdog_device.display(), timeout = ?device.timeout(), "hardware watchdog armed");
+                    Arc::new(device)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot arm the hardware watchdog; running without it");
+                    // Outside systemd this says nothing to anyone.
+                    Arc::new(ecko_hal::SystemdNotify::from_env())
+                }
+            }
+        }
+    }
 }
 
 /// The longest start-up waits for every source's first report before it

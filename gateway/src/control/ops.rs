@@ -120,7 +120,8 @@ impl Operations {
             journal,
             live: Live::Fixed(config),
             health,
-            service: Service::default(),
+            // Nothing runs here: no device to report on.
+            service: Service::simulated(),
         }
     }
 

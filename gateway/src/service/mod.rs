@@ -5,11 +5,13 @@
 //! - [`watchdog`]: `READY=1`, the keepalive fed only while every task makes
 //!   progress, the status line, `STOPPING=1`;
 //! - [`readiness`]: the per-component verdict of `/readyz`;
-//! - [`metrics`]: the Prometheus metrics of `/metrics`.
+//! - [`metrics`]: the Prometheus metrics of `/metrics`;
+//! - [`leds`]: the status LEDs, following readiness.
 //!
 //! [`Service`] is the one handle the supervisor, the endpoints' tasks and
 //! the admin page share.
 
+pub mod leds;
 pub mod metrics;
 pub mod progress;
 pub mod readiness;
@@ -24,7 +26,7 @@ use crate::endpoints::Role;
 use crate::health::Health;
 use crate::journal::Journal;
 use ecko_hal::Storage;
-use readiness::{EndpointFact, EndpointRole, Facts};
+use readiness::{DeviceFacts, EndpointFact, EndpointRole, Facts};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +43,10 @@ pub struct Service {
     pub storage: Arc<dyn Storage>,
     /// Whether the system clock is synchronised.
     pub clock: Arc<dyn ecko_hal::Clock>,
+    /// Flash wear and read-only remounts.
+    pub wear: Arc<dyn ecko_hal::StorageWear>,
+    /// The box's status LEDs.
+    pub leds: Arc<dyn ecko_hal::StatusLeds>,
     started: tokio::time::Instant,
 }
 
@@ -50,17 +56,38 @@ impl Default for Service {
         Self::new(
             Arc::new(ecko_hal::storage::LinuxStorage),
             Arc::new(ecko_hal::LinuxClock::default()),
+            Arc::new(ecko_hal::LinuxStorageWear::default()),
+            Arc::new(ecko_hal::LinuxLeds::default()),
         )
     }
 }
 
 impl Service {
-    pub fn new(storage: Arc<dyn Storage>, clock: Arc<dyn ecko_hal::Clock>) -> Self {
+    /// Devices that report all is well (a synchronised clock with an RTC,
+    /// room on the disk, unworn flash, LEDs nobody sees): for a page with no
+    /// running gateway behind it, and tests.
+    pub fn simulated() -> Self {
+        Self::new(
+            Arc::new(ecko_hal::storage::SimStorage::new(u64::MAX)),
+            Arc::new(ecko_hal::SimClock::new(true, true)),
+            Arc::new(ecko_hal::SimStorageWear::default()),
+            Arc::new(ecko_hal::SimLeds::default()),
+        )
+    }
+
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn ecko_hal::Clock>,
+        wear: Arc<dyn ecko_hal::StorageWear>,
+        leds: Arc<dyn ecko_hal::StatusLeds>,
+    ) -> Self {
         Self {
             metrics: Metrics::new(),
             progress: Progress::new(),
             storage,
             clock,
+            wear,
+            leds,
             started: tokio::time::Instant::now(),
         }
     }
@@ -95,12 +122,21 @@ impl Service {
             .collect();
         readiness::assess(&Facts {
             journal_answers,
-            disk_free: self.disk_free(journal),
-            disk_reserve: journal.limits().1,
-            clock_synchronised: self.clock.synchronised().ok(),
-            rtc_present: self.clock.rtc_present(),
+            device: self.device(journal),
             endpoints,
         })
+    }
+
+    /// What the box says about the journal's disk, its flash and the clock.
+    pub fn device(&self, journal: &Journal) -> DeviceFacts {
+        DeviceFacts {
+            disk_free: self.disk_free(journal),
+            disk_reserve: journal.limits().1,
+            read_only: self.wear.read_only(&journal_dir(journal)),
+            wear: self.wear.wear(),
+            clock_synchronised: self.clock.synchronised().ok(),
+            rtc_present: self.clock.rtc_present(),
+        }
     }
 
     /// `/metrics`: every metric, the states read from `journal` now; every
@@ -136,11 +172,17 @@ impl Service {
     }
 
     fn disk_free(&self, journal: &Journal) -> Option<u64> {
-        let dir = journal
-            .path()
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), PathBuf::from);
-        self.storage.available_bytes(&dir).ok()
+        self.storage.available_bytes(&journal_dir(journal)).ok()
     }
+}
+
+/// The directory holding the journal, absolute where it can be made so
+/// (mount points are).
+fn journal_dir(journal: &Journal) -> PathBuf {
+    let dir = journal
+        .path()
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    std::path::absolute(&dir).unwrap_or(dir)
 }

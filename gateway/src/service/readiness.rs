@@ -6,8 +6,11 @@
 //!
 //! - `journal`: the writer answers; otherwise nothing can be stored.
 //! - `disk`: failing below the journal's free-disk reserve (new messages
-//!   are refused there), a warning below twice the reserve, so the alert
-//!   comes before the refusals.
+//!   are refused there) or when the kernel remounted it read-only, a
+//!   warning below twice the reserve, so the alert comes before the
+//!   refusals.
+//! - `flash`: a warning when an eMMC card reports its pre-EOL warning or
+//!   urgent state, or 90 % or more of its rated life used.
 //! - `clock`: a warning only: an unsynchronised clock still moves messages,
 //!   but the times the gateway adds to them are suspect.
 //! - each enabled source: failing unless up (bound, open, connected,
@@ -77,15 +80,24 @@ pub struct EndpointFact {
     pub link: Option<LinkState>,
 }
 
+/// What the box itself says: disk, flash, clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceFacts {
+    pub disk_free: Option<u64>,
+    pub disk_reserve: u64,
+    /// The journal's filesystem is mounted read-only.
+    pub read_only: bool,
+    pub wear: Vec<ecko_hal::Wear>,
+    /// `None` when the clock's state could not be read.
+    pub clock_synchronised: Option<bool>,
+    pub rtc_present: bool,
+}
+
 /// The facts readiness is judged on, gathered by the caller.
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub journal_answers: bool,
-    pub disk_free: Option<u64>,
-    pub disk_reserve: u64,
-    /// `None` when the clock's state could not be read.
-    pub clock_synchronised: Option<bool>,
-    pub rtc_present: bool,
+    pub device: DeviceFacts,
     pub endpoints: Vec<EndpointFact>,
 }
 
@@ -95,6 +107,7 @@ pub struct Readiness {
     pub ready: bool,
     pub journal: Component,
     pub disk: Component,
+    pub flash: Component,
     pub clock: Component,
     pub sources: BTreeMap<String, Component>,
     pub destinations: BTreeMap<String, Component>,
@@ -127,6 +140,71 @@ fn destination(link: Option<&LinkState>) -> Component {
     c
 }
 
+fn disk(d: &DeviceFacts) -> Component {
+    let mut c = match d.disk_free {
+        _ if d.read_only => Component::new(Check::Failing, Some("mounted read-only")),
+        None => Component::new(Check::Warning, Some("free space unknown")),
+        Some(free) if free < d.disk_reserve => Component::new(
+            Check::Failing,
+            Some("below the reserve: messages are refused"),
+        ),
+        Some(free) if free < d.disk_reserve.saturating_mul(2) => {
+            Component::new(Check::Warning, Some("low: close to the reserve"))
+        }
+        Some(_) => Component::new(Check::Ok, None),
+    };
+    c.free_bytes = d.disk_free;
+    c
+}
+
+/// A card near the end of its life: pre-EOL warning or urgent, or 90 % or
+/// more of its rated erase cycles used (life time estimate 0x0A or above).
+fn worn(w: &ecko_hal::Wear) -> bool {
+    matches!(
+        w.pre_eol,
+        ecko_hal::PreEol::Warning | ecko_hal::PreEol::Urgent
+    ) || w.life_time.is_some_and(|(a, b)| a.max(b) >= 0x0A)
+}
+
+fn clock(d: &DeviceFacts) -> Component {
+    let mut c = match d.clock_synchronised {
+        Some(true) => Component::new(Check::Ok, None),
+        Some(false) => Component::new(Check::Warning, Some("not synchronised")),
+        None => Component::new(Check::Warning, Some("state unknown")),
+    };
+    c.rtc = Some(d.rtc_present);
+    c
+}
+
+/// What the dashboard says about the box itself, one line per problem.
+pub fn device_alerts(d: &DeviceFacts) -> Vec<String> {
+    let mut alerts = Vec::new();
+    if d.clock_synchronised == Some(false) {
+        alerts.push(
+            "the system clock is not synchronised: times the gateway adds to messages may be wrong"
+                .to_string(),
+        );
+    }
+    if d.read_only {
+        alerts.push("the journal's filesystem is mounted read-only: messages are refused".into());
+    }
+    match d.disk_free {
+        Some(free) if free < d.disk_reserve.saturating_mul(2) => alerts.push(format!(
+            "{} MiB free on the journal's disk; new messages are refused below {} MiB",
+            free >> 20,
+            d.disk_reserve >> 20
+        )),
+        _ => {}
+    }
+    for w in d.wear.iter().filter(|w| worn(w)) {
+        alerts.push(format!(
+            "flash {} is near the end of its life: plan to replace the device",
+            w.device
+        ));
+    }
+    alerts
+}
+
 /// Judges `facts`.
 pub fn assess(facts: &Facts) -> Readiness {
     let journal = if facts.journal_answers {
@@ -134,24 +212,11 @@ pub fn assess(facts: &Facts) -> Readiness {
     } else {
         Component::new(Check::Failing, Some("not answering"))
     };
-    let mut disk = match facts.disk_free {
-        None => Component::new(Check::Warning, Some("free space unknown")),
-        Some(free) if free < facts.disk_reserve => Component::new(
-            Check::Failing,
-            Some("below the reserve: messages are refused"),
-        ),
-        Some(free) if free < facts.disk_reserve.saturating_mul(2) => {
-            Component::new(Check::Warning, Some("low: close to the reserve"))
-        }
-        Some(_) => Component::new(Check::Ok, None),
+    let flash = if facts.device.wear.iter().any(worn) {
+        Component::new(Check::Warning, Some("near the end of its life"))
+    } else {
+        Component::new(Check::Ok, None)
     };
-    disk.free_bytes = facts.disk_free;
-    let mut clock = match facts.clock_synchronised {
-        Some(true) => Component::new(Check::Ok, None),
-        Some(false) => Component::new(Check::Warning, Some("not synchronised")),
-        None => Component::new(Check::Warning, Some("state unknown")),
-    };
-    clock.rtc = Some(facts.rtc_present);
     let mut sources = BTreeMap::new();
     let mut destinations = BTreeMap::new();
     for e in &facts.endpoints {
@@ -162,7 +227,9 @@ pub fn assess(facts: &Facts) -> Readiness {
             }
         };
     }
-    let ready = [&journal, &disk, &clock]
+    let disk = disk(&facts.device);
+    let clock = clock(&facts.device);
+    let ready = [&journal, &disk, &flash, &clock]
         .into_iter()
         .chain(sources.values())
         .chain(destinations.values())
@@ -171,6 +238,7 @@ pub fn assess(facts: &Facts) -> Readiness {
         ready,
         journal,
         disk,
+        flash,
         clock,
         sources,
         destinations,
@@ -190,13 +258,21 @@ mod tests {
         })
     }
 
+    fn device() -> DeviceFacts {
+        DeviceFacts {
+            disk_free: Some(10 << 30),
+            disk_reserve: 256 << 20,
+            read_only: false,
+            wear: Vec::new(),
+            clock_synchronised: Some(true),
+            rtc_present: true,
+        }
+    }
+
     fn facts(endpoints: Vec<EndpointFact>) -> Facts {
         Facts {
             journal_answers: true,
-            disk_free: Some(10 << 30),
-            disk_reserve: 256 << 20,
-            clock_synchronised: Some(true),
-            rtc_present: true,
+            device: device(),
             endpoints,
         }
     }
@@ -252,10 +328,23 @@ mod tests {
             ),
             (
                 Facts {
-                    disk_free: Some(1 << 20),
+                    device: DeviceFacts {
+                        disk_free: Some(1 << 20),
+                        ..device()
+                    },
                     ..facts(vec![])
                 },
                 "disk below the reserve",
+            ),
+            (
+                Facts {
+                    device: DeviceFacts {
+                        read_only: true,
+                        ..device()
+                    },
+                    ..facts(vec![])
+                },
+                "read-only filesystem",
             ),
         ] {
             assert!(!assess(&f).ready, "{what}");
@@ -265,8 +354,16 @@ mod tests {
     #[test]
     fn a_refusing_destination_a_low_disk_and_an_unsynchronised_clock_are_warnings() {
         let r = assess(&Facts {
-            disk_free: Some(300 << 20),
-            clock_synchronised: Some(false),
+            device: DeviceFacts {
+                disk_free: Some(300 << 20),
+                clock_synchronised: Some(false),
+                wear: vec![ecko_hal::Wear {
+                    device: "mmcblk0".into(),
+                    life_time: Some((0x03, 0x0A)),
+                    pre_eol: ecko_hal::PreEol::Normal,
+                }],
+                ..device()
+            },
             ..facts(vec![endpoint(
                 "hub",
                 EndpointRole::Destination,
@@ -276,7 +373,29 @@ mod tests {
         assert!(r.ready, "{r:?}");
         assert_eq!(r.disk.status, Check::Warning);
         assert_eq!(r.clock.status, Check::Warning);
+        assert_eq!(r.flash.status, Check::Warning);
         assert_eq!(r.destinations["hub"].status, Check::Warning);
+    }
+
+    #[test]
+    fn the_dashboard_hears_of_an_unsynchronised_clock_a_low_disk_a_read_only_mount_and_worn_flash()
+    {
+        assert!(device_alerts(&device()).is_empty());
+        let alerts = device_alerts(&DeviceFacts {
+            disk_free: Some(300 << 20),
+            clock_synchronised: Some(false),
+            read_only: true,
+            wear: vec![ecko_hal::Wear {
+                device: "mmcblk0".into(),
+                life_time: None,
+                pre_eol: ecko_hal::PreEol::Urgent,
+            }],
+            ..device()
+        });
+        assert_eq!(alerts.len(), 4, "{alerts:#?}");
+        assert!(alerts[0].contains("clock is not synchronised"));
+        assert!(alerts[2].contains("300 MiB free"));
+        assert!(alerts[3].contains("mmcblk0"));
     }
 
     #[test]
