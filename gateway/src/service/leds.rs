@@ -132,14 +132,7 @@ mod tests {
         };
         assess(&Facts {
             journal_answers: true,
-            device: DeviceFacts {
-                disk_free: Some(10 << 30),
-                disk_reserve: 256 << 20,
-                read_only: false,
-                wear: Vec::new(),
-                clock_synchronised: Some(true),
-                rtc_present: true,
-            },
+            device: DeviceFacts::all_well(),
             endpoints: vec![
                 EndpointFact {
                     name: "hub".into(),

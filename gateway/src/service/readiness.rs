@@ -93,6 +93,22 @@ pub struct DeviceFacts {
     pub rtc_present: bool,
 }
 
+#[cfg(test)]
+impl DeviceFacts {
+    /// A box with 10 GiB free over a 256 MiB reserve, unworn flash and a
+    /// synchronised clock.
+    pub(crate) fn all_well() -> Self {
+        DeviceFacts {
+            disk_free: Some(10 << 30),
+            disk_reserve: 256 << 20,
+            read_only: false,
+            wear: Vec::new(),
+            clock_synchronised: Some(true),
+            rtc_present: true,
+        }
+    }
+}
+
 /// The facts readiness is judged on, gathered by the caller.
 #[derive(Debug, Clone)]
 pub struct Facts {
@@ -259,14 +275,7 @@ mod tests {
     }
 
     fn device() -> DeviceFacts {
-        DeviceFacts {
-            disk_free: Some(10 << 30),
-            disk_reserve: 256 << 20,
-            read_only: false,
-            wear: Vec::new(),
-            clock_synchronised: Some(true),
-            rtc_present: true,
-        }
+        DeviceFacts::all_well()
     }
 
     fn facts(endpoints: Vec<EndpointFact>) -> Facts {
