@@ -35,10 +35,15 @@ impl crate::control::Gateway for Supervisor {
     fn lock_edits(&self) -> futures_util::future::BoxFuture<'_, tokio::sync::MutexGuard<'_, ()>> {
         Box::pin(Supervisor::lock_edits(self))
     }
+    fn service(&self) -> Service {
+        Supervisor::service(self)
+    }
 }
 
 use crate::config::Config;
 use crate::journal::{Journal, JournalError, JournalOptions};
+use crate::service::progress::DEADLINE;
+use crate::service::Service;
 use crate::sources::{astm, mllp};
 use ecko_hal::SerialPorts;
 use std::sync::Arc;
@@ -67,12 +72,15 @@ pub enum RunError {
 #[derive(Clone)]
 pub struct StartOptions {
     pub serial: Arc<dyn SerialPorts>,
+    /// Metrics, progress of the long-lived tasks, disk and clock.
+    pub service: Service,
 }
 
 impl Default for StartOptions {
     fn default() -> Self {
         Self {
             serial: Arc::new(ecko_hal::LinuxSerial),
+            service: Service::default(),
         }
     }
 }
@@ -103,6 +111,8 @@ impl Gateway {
         options.max_size = config.journal.max_size;
         options.min_free_disk = config.journal.min_free_disk;
         options.duplicate_window = Some(config.journal.retention);
+        options.storage = start.service.storage.clone();
+        options.commit_batch_sizes = start.service.metrics.commit_batch_sizes();
         let journal = Journal::open(options)?;
         match Self::start_on(config, journal.clone(), start).await {
             Ok(g) => Ok(g),
@@ -126,14 +136,25 @@ impl Gateway {
         start: StartOptions,
     ) -> Result<Gateway, RunError> {
         let shutdown = CancellationToken::new();
+        let progress = start.service.progress.clone();
         let supervisor = Supervisor::start(config, journal.clone(), start, &shutdown).await?;
         let mut housekeeping = JoinSet::new();
+        housekeeping.spawn(crate::service::watchdog::probe_journal_writer(
+            journal.clone(),
+            progress.register("journal writer", DEADLINE),
+            shutdown.child_token(),
+        ));
         // The admin page is a window on the journal: if it cannot start (a
         // busy port, an unreadable certificate) the gateway keeps moving
         // messages and says so loudly.
         let mut admin_addr = None;
         if config.admin.enabled {
-            match crate::admin::start_supervised(supervisor.clone(), shutdown.child_token()) {
+            let heartbeat = progress.register("admin page", DEADLINE);
+            match crate::admin::start_supervised(
+                supervisor.clone(),
+                heartbeat,
+                shutdown.child_token(),
+            ) {
                 Ok(server) => {
                     admin_addr = Some(server.addr);
                     housekeeping.spawn(async move {
@@ -142,6 +163,27 @@ impl Gateway {
                 }
                 Err(e) => tracing::error!(error = %e, "the admin page is not available"),
             }
+        }
+        let leds = config.service.leds.clone();
+        if leds.any() {
+            let service = supervisor.service();
+            let watched = supervisor.clone();
+            let readiness: crate::service::leds::ReadinessNow = Box::new(move || {
+                let watched = watched.clone();
+                Box::pin(async move {
+                    let config = watched.config();
+                    watched
+                        .service()
+                        .readiness(watched.journal(), &config, &watched.health())
+                        .await
+                })
+            });
+            housekeeping.spawn(crate::service::leds::follow(
+                service.leds.clone(),
+                leds,
+                readiness,
+                shutdown.child_token(),
+            ));
         }
         if !supervisor.astm_endpoints().is_empty() {
             // A window for `ecko-gateway trace`; the gateway runs without it.

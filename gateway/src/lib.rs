@@ -31,6 +31,9 @@
 //!   preconditions that `check-config` reports.
 //! - [`tls`]: every rustls configuration.
 //! - [`site`], [`health`]: the site's live time zone; endpoint health.
+//! - [`service`]: the gateway as an appliance service: task progress and
+//!   the watchdog it feeds, `/readyz` readiness, `/metrics`, the status
+//!   LEDs.
 //! - [`send`]: the MLLP test sender behind `ecko-gateway send`.
 
 pub mod admin;
@@ -46,6 +49,7 @@ pub mod preflight;
 pub mod probe;
 pub mod router;
 pub mod send;
+pub mod service;
 pub mod sinks;
 pub mod site;
 pub mod sources;

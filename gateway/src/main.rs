@@ -6,8 +6,12 @@ use ecko_gateway::cli;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ecko-gateway", version, about = "Ecko Edge hospital gateway")]
+#[command(name = "ecko-gateway", version = cli::VERSION, about = "Ecko Edge hospital gateway")]
 struct Cli {
+    /// How log lines look: `auto` is text on a terminal and
+    /// syslog-prefixed lines without timestamps for the service manager.
+    #[arg(long, global = true, value_enum, default_value_t = cli::logging::LogFormat::Auto)]
+    log_format: cli::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,8 +46,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    cli::logging::init(&ecko_hal::LinuxTerminal);
     let args = Cli::parse();
+    cli::logging::init(&ecko_hal::LinuxTerminal, args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,13 +6,28 @@
 //! hardware, including the failures the hardware produces (a full disk, a
 //! USB-serial adapter that disappears).
 
+pub mod clock;
+pub mod leds;
+pub mod net_links;
 pub mod serial;
 pub mod storage;
+pub mod storage_wear;
+pub mod sysfs;
 pub mod terminal;
+pub mod watchdog;
 
+pub use clock::{Clock, ClockError, LinuxClock, SimClock};
+pub use leds::{LedError, LedState, LinuxLeds, SimLeds, StatusLeds};
+pub use net_links::{LinuxNetLinks, NetLink, NetLinks, SimNetLinks};
 pub use serial::{
     FlowControl, LinuxSerial, Parity, SerialError, SerialErrorKind, SerialLine, SerialPorts,
     SerialSettings, SimSerial,
 };
 pub use storage::{Storage, StorageError};
+pub use storage_wear::{LinuxStorageWear, PreEol, SimStorageWear, StorageWear, Wear};
+pub use sysfs::Sysfs;
 pub use terminal::{LinuxTerminal, SimTerminal, Terminal, TerminalError};
+pub use watchdog::{
+    DevWatchdog, SimWatchdog, SystemdNotify, Watchdog, WatchdogError, WatchdogErrorKind,
+    WatchdogEvent,
+};

@@ -211,6 +211,32 @@ pub fn hl7_sample(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Sends one message over MLLP to 127.0.0.1:`port` and returns the code of
+/// its acknowledgement (MSA-1: `AA`, `AE`, `AR`, ...).
+pub fn mllp_ack_code(port: u16, message: &[u8]) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut framed = vec![0x0b];
+    framed.extend_from_slice(message);
+    framed.extend_from_slice(b"\x1c\r");
+    s.write_all(&framed).expect("send");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(b"\x1c\r") {
+        let n = s.read(&mut buf).expect("read the ACK");
+        assert!(n > 0, "closed before the ACK");
+        out.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.split('\r')
+        .find_map(|seg| seg.trim_start_matches('\x0b').strip_prefix("MSA|"))
+        .and_then(|msa| msa.split('|').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Waits until something listens on `port` (127.0.0.1).
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     eventually(timeout, || {

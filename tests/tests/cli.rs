@@ -6,17 +6,47 @@ use ecko_tests::{gateway_binary, Gateway};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// `ecko-gateway 0.1.0 (commit 1d285b4977c3, built 2026-12-02,
+/// x86_64-unknown-linux-gnu)`: the commit is the checkout's when it was
+/// built from one.
 #[test]
-fn version_prints_the_crate_version() {
+fn version_names_the_crate_version_the_commit_the_build_date_and_the_target() {
     let out = Command::new(gateway_binary())
         .arg("--version")
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("ecko-gateway {}", env!("CARGO_PKG_VERSION"))
+    let text = String::from_utf8(out.stdout).unwrap();
+    let text = text.trim();
+    let rest = text
+        .strip_prefix(&format!(
+            "ecko-gateway {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .unwrap_or_else(|| panic!("{text}"));
+    let (commit, rest) = rest
+        .split_once(", built ")
+        .unwrap_or_else(|| panic!("{text}"));
+    let (date, target) = rest.split_once(", ").unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        jiff::civil::Date::strptime("%Y-%m-%d", date).is_ok(),
+        "build date {date:?}"
     );
+    let target = target.strip_suffix(')').unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        target.contains("-linux-") && target.starts_with(std::env::consts::ARCH),
+        "target {target:?}"
+    );
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    match head {
+        Ok(h) if h.status.success() => {
+            assert_eq!(commit, String::from_utf8_lossy(&h.stdout).trim())
+        }
+        _ => println!("no git here: commit {commit} not compared"),
+    }
 }
 
 #[test]

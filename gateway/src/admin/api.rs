@@ -292,6 +292,13 @@ pub async fn overview(state: &Shared) -> Result<Overview, JournalError> {
             ),
         );
     }
+    let device = state.service.device(&state.journal);
+    for (i, alert) in crate::service::readiness::device_alerts(&device)
+        .into_iter()
+        .enumerate()
+    {
+        alerts.insert(i, alert);
+    }
     Ok(Overview { endpoints, alerts })
 }
 

@@ -51,6 +51,7 @@ mod endpoint_form;
 mod endpoints;
 mod pages;
 mod render;
+mod service;
 mod templates;
 
 #[cfg(test)]
@@ -69,6 +70,7 @@ use crate::config::Config;
 use crate::control::{Gateway, Operations};
 use crate::health::Health;
 use crate::journal::Journal;
+use crate::service::{Heartbeat, Service};
 use axum::routing::{get, post};
 use axum::Router;
 use std::collections::HashMap;
@@ -93,6 +95,8 @@ pub struct AdminState {
     pub shutdown: CancellationToken,
     /// What the running endpoints report about their links.
     pub health: Health,
+    /// Readiness and metrics of the gateway.
+    pub service: Service,
     /// Login attempts per client address in the current minute.
     logins: Mutex<HashMap<IpAddr, (std::time::Instant, u32)>>,
     /// A hash to verify against for unknown user names, so that their
@@ -132,6 +136,7 @@ impl AdminState {
         Arc::new(AdminState {
             journal: ops.journal().clone(),
             health: ops.health().clone(),
+            service: ops.service().clone(),
             ops,
             shutdown,
             logins: Mutex::new(HashMap::new()),
@@ -245,8 +250,16 @@ pub fn router(state: Shared) -> Router {
             state.clone(),
             auth::require_caller,
         ));
+    let scrape = Router::new()
+        .route("/metrics", get(service::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            service::require_scraper,
+        ));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(service::healthz))
+        .route("/readyz", get(service::readyz))
+        .merge(scrape)
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/setup", get(pages::setup_form).post(pages::setup))
         .route("/assets/app.css", get(render::css))
@@ -280,23 +293,26 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> Result<AdminServer, AdminError> {
     let state = AdminState::with_health(journal, config.clone(), shutdown.clone(), health);
-    serve(state, &config, shutdown)
+    serve(state, &config, Heartbeat::default(), shutdown)
 }
 
 /// Binds the configured address and serves the page of a running gateway,
 /// able to apply configuration edits, until `shutdown`.
+/// Its accept loop beats `heartbeat`.
 pub fn start_supervised(
     gateway: Arc<dyn Gateway>,
+    heartbeat: Heartbeat,
     shutdown: CancellationToken,
 ) -> Result<AdminServer, AdminError> {
     let config = gateway.config();
     let state = AdminState::supervised(gateway, shutdown.clone());
-    serve(state, &config, shutdown)
+    serve(state, &config, heartbeat, shutdown)
 }
 
 fn serve(
     state: Shared,
     config: &Config,
+    heartbeat: Heartbeat,
     shutdown: CancellationToken,
 ) -> Result<AdminServer, AdminError> {
     let admin = &config.admin;
@@ -332,7 +348,7 @@ fn serve(
         .map_err(|e| listen_err(e.to_string()))?;
     let tls = acceptor.is_some();
     let app = router(state);
-    let task = tokio::spawn(accept_loop(listener, acceptor, app, shutdown));
+    let task = tokio::spawn(accept_loop(listener, acceptor, app, heartbeat, shutdown));
     tracing::info!(addr = %local, tls, "admin page listening");
     Ok(AdminServer {
         addr: local,
@@ -345,11 +361,15 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
+    heartbeat: Heartbeat,
     shutdown: CancellationToken,
 ) {
+    let mut beat = tokio::time::interval(crate::service::progress::BEAT_EVERY);
     loop {
+        heartbeat.beat();
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = beat.tick() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {

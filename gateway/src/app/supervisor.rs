@@ -28,6 +28,7 @@ use crate::config::{Config, Endpoint, EndpointKind};
 use crate::endpoints::{PreparedWorker, Role, SourceStart, WorkerStart};
 use crate::journal::Journal;
 use crate::router::Router;
+use crate::service::progress::DEADLINE;
 use crate::sources::{astm, SiteTimeZone, SourceContext};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -231,6 +232,11 @@ impl Supervisor {
         self.health.clone()
     }
 
+    /// Metrics, progress, disk and clock of this gateway.
+    pub fn service(&self) -> crate::service::Service {
+        self.start.service.clone()
+    }
+
     /// The line traffic of every ASTM endpoint this supervisor runs.
     pub fn astm_trace(&self) -> astm::TraceHub {
         self.astm_trace.clone()
@@ -296,12 +302,22 @@ impl Supervisor {
         }
     }
 
+    /// A heartbeat for the task of endpoint `name`, watched with the
+    /// default deadline.
+    fn heartbeat(&self, name: &str) -> crate::service::Heartbeat {
+        self.start.service.progress.register(name, DEADLINE)
+    }
+
     fn prepare_worker(&self, endpoint: &Endpoint) -> Result<PreparedWorker, RunError> {
         crate::endpoints::of(&endpoint.kind).destination(
             endpoint,
             WorkerStart {
                 journal: self.journal.clone(),
-                health: self.health.clone(),
+                reports: crate::delivery::Reports {
+                    health: self.health.clone(),
+                    counters: self.start.service.metrics.destination(&endpoint.name),
+                    heartbeat: self.heartbeat(&endpoint.name),
+                },
                 transforms: crate::delivery::Transforms {
                     time_zone: self.time_zone.clone(),
                     templates: self.templates.clone(),
@@ -334,6 +350,8 @@ impl Supervisor {
             shutdown: stop.clone(),
             time_zone: self.time_zone.clone(),
             health: self.health.clone(),
+            counters: self.start.service.metrics.source(&endpoint.name),
+            heartbeat: self.heartbeat(&endpoint.name),
         };
         let task = crate::endpoints::of(&endpoint.kind)
             .source(
@@ -465,6 +483,9 @@ impl Supervisor {
         }
         if config.hub != old.hub {
             report.needs_restart.push("[hub]".into());
+        }
+        if config.service != old.service {
+            report.needs_restart.push("[service]".into());
         }
         *self
             .current

@@ -21,6 +21,19 @@ pub mod trace;
 pub mod user;
 
 use std::error::Error;
+
+/// What `--version` prints after the name: the version, the commit, the
+/// build date and the target triple (from `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ECKO_GIT_COMMIT"),
+    ", built ",
+    env!("ECKO_BUILD_DATE"),
+    ", ",
+    env!("ECKO_TARGET"),
+    ")"
+);
 use std::process::ExitCode;
 
 /// The error and every cause below it, `: ` between them.

@@ -5,11 +5,17 @@
 
 use crate::app::signals::{Request, Signals};
 use crate::app::{Gateway, RunError, StartOptions};
-use crate::config::Config;
+use crate::config::{Config, ServiceConfig, WatchdogKind};
 use crate::control::config::ChangeError;
+use crate::endpoints::Role;
+use crate::service::watchdog;
 use crate::sources::astm::live_trace;
+use ecko_hal::Watchdog;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,12 +45,20 @@ pub async fn run(args: &Args) -> ExitCode {
 
 /// Runs the gateway until `signals` ask it to stop; with `trace`, that
 /// endpoint's line trace is printed on standard output.
+///
+/// The service manager hears `READY=1` once the journal is open and every
+/// enabled source has started (listeners bound), the watchdog's keepalives
+/// while every long-lived task makes progress ([`crate::service::watchdog`]),
+/// and `STOPPING=1` before the orderly shutdown.
 pub(super) async fn serve(
     config: Config,
     trace: Option<String>,
     mut signals: Signals,
 ) -> Result<(), RunError> {
-    let gateway = Gateway::start_with_options(&config, StartOptions::default()).await?;
+    let watchdog = watchdog_for(&config.service);
+    let options = StartOptions::default();
+    let progress = options.service.progress.clone();
+    let gateway = Gateway::start_with_options(&config, options).await?;
     if let Some(endpoint) = trace {
         let socket = live_trace::socket_path(gateway.journal.path());
         tokio::spawn(async move {
@@ -53,33 +67,87 @@ pub(super) async fn serve(
             }
         });
     }
+    let sources: Vec<String> = config
+        .endpoints
+        .iter()
+        .filter(|e| e.enabled)
+        .filter(|e| crate::endpoints::of(&e.kind).role(&e.kind) == Role::Source)
+        .map(|e| e.name.clone())
+        .collect();
+    let silent =
+        watchdog::sources_reported(&gateway.supervisor.health(), &sources, SOURCES_START).await;
+    if !silent.is_empty() {
+        tracing::warn!(sources = ?silent, "sources still starting; ready anyway");
+    }
     // The target the binary logged these lines under, which operators'
     // log filters and searches know.
     tracing::info!(
         target: "ecko_gateway",
-        version = env!("CARGO_PKG_VERSION"),
+        version = crate::service::BUILD.version,
+        commit = crate::service::BUILD.commit,
         journal = %gateway.journal.path().display(),
         endpoints = config.endpoints.len(),
         "gateway running"
     );
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    notify("READY=1", watchdog.ready());
+    let keeper_stop = CancellationToken::new();
+    let keeper = tokio::spawn(watchdog::keep(
+        watchdog.clone(),
+        progress,
+        watchdog::queue_status(gateway.journal.clone()),
+        keeper_stop.clone(),
+    ));
     while signals.next().await == Request::Reload {
-        reload(&gateway).await;
+        reload(&gateway, watchdog.as_ref()).await;
     }
     tracing::info!(target: "ecko_gateway", "shutting down");
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    notify("STOPPING=1", watchdog.stopping());
+    keeper_stop.cancel();
+    let _ = keeper.await;
     gateway.shutdown().await;
     tracing::info!(target: "ecko_gateway", "stopped");
     Ok(())
 }
 
+/// The watcher `[service] watchdog` names. A device that cannot be opened
+/// leaves the gateway running unwatched, and says so: the watchdog is
+/// there to restart a stuck gateway, not to keep a working one from
+/// starting.
+fn watchdog_for(service: &ServiceConfig) -> Arc<dyn Watchdog> {
+    match service.watchdog {
+        WatchdogKind::Systemd => Arc::new(ecko_hal::SystemdNotify::from_env()),
+        WatchdogKind::Device => {
+            match ecko_hal::DevWatchdog::open(&service.watchdog_device, service.watchdog_timeout.0)
+            {
+                Ok(device) => {
+                    tracing::info!(device = %service.watchdog_device.display(), timeout = ?device.timeout(), "hardware watchdog armed");
+                    Arc::new(device)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot arm the hardware watchdog; running without it");
+                    // Outside systemd this says nothing to anyone.
+                    Arc::new(ecko_hal::SystemdNotify::from_env())
+                }
+            }
+        }
+    }
+}
+
+/// The longest start-up waits for every source's first report before it
+/// says ready anyway (and logs the silent ones).
+const SOURCES_START: Duration = Duration::from_secs(30);
+
+fn notify(what: &str, sent: Result<(), ecko_hal::WatchdogError>) {
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot tell the service manager {what}");
+    }
+}
+
 /// Applies the configuration file as it is now and logs what came of it.
-async fn reload(gateway: &Gateway) {
+async fn reload(gateway: &Gateway, watchdog: &dyn Watchdog) {
     // systemd (Type=notify-reload, or ExecReload sending SIGHUP) waits for
     // READY=1 after RELOADING=1 before it calls the reload done.
-    let mut reloading = vec![sd_notify::NotifyState::Reloading];
-    reloading.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
-    let _ = sd_notify::notify(false, &reloading);
+    notify("RELOADING=1", watchdog.reloading());
     let file = gateway
         .supervisor
         .config()
@@ -103,5 +171,5 @@ async fn reload(gateway: &Gateway) {
             tracing::error!(file, error = %e, "configuration not reloaded; running on as before")
         }
     }
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    notify("READY=1", watchdog.ready());
 }

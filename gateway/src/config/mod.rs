@@ -188,6 +188,7 @@ impl<'a> Loader<'a> {
         let mut admin = Some(AdminConfig::default());
         let mut hub = Some(HubConfig::default());
         let mut site = Some(SiteConfig::default());
+        let mut service = Some(ServiceConfig::default());
         let mut endpoints = Vec::new();
         // Endpoints with errors of their own: routes naming them are not
         // reported again as naming unknown endpoints.
@@ -205,6 +206,7 @@ impl<'a> Loader<'a> {
                 "admin" => admin = self.de::<AdminConfig>(value, "[admin]"),
                 "hub" => hub = self.de::<HubConfig>(value, "[hub]"),
                 "site" => site = self.de::<SiteConfig>(value, "[site]"),
+                "service" => service = self.de::<ServiceConfig>(value, "[service]"),
                 "endpoint" => match value.get_ref().as_array() {
                     Some(items) => {
                         for item in items.iter() {
@@ -257,7 +259,7 @@ impl<'a> Loader<'a> {
                 other => {
                     self.error_at(
                         key.span().start,
-                        format!("unknown section `{other}`, expected one of `journal`, `site`, `endpoint`, `route`, `admin`, `hub`"),
+                        format!("unknown section `{other}`, expected one of `journal`, `site`, `endpoint`, `route`, `admin`, `hub`, `service`"),
                     );
                     ok = false;
                 }
@@ -300,6 +302,7 @@ impl<'a> Loader<'a> {
             routes,
             admin: admin?,
             hub: hub?,
+            service: service?,
         })
     }
 

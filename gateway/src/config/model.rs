@@ -19,6 +19,7 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub admin: AdminConfig,
     pub hub: HubConfig,
+    pub service: ServiceConfig,
 }
 
 impl Config {
@@ -118,6 +119,10 @@ pub struct AdminConfig {
     /// Login attempts one client address may make per minute.
     #[serde(default = "default_login_rate")]
     pub login_attempts_per_minute: u32,
+    /// A bearer token a Prometheus may scrape `/metrics` with, besides the
+    /// page's own logins and API tokens; empty or unset: none.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
 }
 
 /// Without an `[admin]` section the page is off; with one it is on unless
@@ -135,6 +140,7 @@ impl Default for AdminConfig {
             lockout_after: default_lockout_after(),
             lockout: default_lockout(),
             login_attempts_per_minute: default_login_rate(),
+            metrics_token: None,
         }
     }
 }
@@ -153,6 +159,13 @@ fn default_login_rate() -> u32 {
 }
 
 impl AdminConfig {
+    /// The scrape token of `/metrics`, when one is set.
+    pub fn metrics_token(&self) -> Option<&str> {
+        self.metrics_token
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+    }
+
     /// Where the page listens: `listen`, or by default every interface for
     /// HTTPS and loopback only for plain HTTP.
     pub fn listen_address(&self) -> String {
@@ -169,6 +182,77 @@ impl AdminConfig {
 pub struct HubConfig {
     #[serde(default)]
     pub enabled: bool,
+}
+
+/// Who restarts the gateway when it stops making progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WatchdogKind {
+    /// systemd's notify socket (`WatchdogSec=` in the unit); outside
+    /// systemd nothing watches.
+    #[default]
+    Systemd,
+    /// A hardware watchdog device, for images without systemd.
+    Device,
+}
+
+/// `[service]`: how the gateway runs as a service.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    #[serde(default)]
+    pub watchdog: WatchdogKind,
+    /// The device of `watchdog = "device"`.
+    #[serde(default = "default_watchdog_device")]
+    pub watchdog_device: PathBuf,
+    /// The timeout asked of the device: it resets the machine when not fed
+    /// for this long.
+    #[serde(default = "default_watchdog_timeout")]
+    pub watchdog_timeout: Span,
+    /// Which kernel LED shows which state; none by default.
+    #[serde(default)]
+    pub leds: LedConfig,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            watchdog: WatchdogKind::default(),
+            watchdog_device: default_watchdog_device(),
+            watchdog_timeout: default_watchdog_timeout(),
+            leds: LedConfig::default(),
+        }
+    }
+}
+
+/// `[service.leds]`: kernel LED names (`/sys/class/leds/<name>`) per role.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedConfig {
+    /// On when ready, blinking while running but not ready.
+    pub ready: Option<String>,
+    /// On while every destination delivers, blinking when some fail.
+    pub uplink: Option<String>,
+    /// On while any source is bound, open or connected.
+    pub analyzer: Option<String>,
+    /// On while something fails or the disk or flash warn.
+    pub error: Option<String>,
+}
+
+impl LedConfig {
+    pub fn any(&self) -> bool {
+        self.ready.is_some()
+            || self.uplink.is_some()
+            || self.analyzer.is_some()
+            || self.error.is_some()
+    }
+}
+
+fn default_watchdog_device() -> PathBuf {
+    PathBuf::from("/dev/watchdog")
+}
+fn default_watchdog_timeout() -> Span {
+    Span(Duration::from_secs(30))
 }
 
 fn yes() -> bool {

@@ -476,3 +476,37 @@ fn a_template_route_names_a_readable_template_and_check_config_says_where_not() 
         messages(parse(&template_route("transform = \"none\"\ntemplate = \"x.j2\"")).unwrap_err());
     assert!(errs[0].contains("only read with transform"), "{errs:?}");
 }
+
+#[test]
+fn the_service_section_chooses_the_watchdog_and_defaults_to_systemd() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.service, ServiceConfig::default());
+    assert_eq!(c.service.watchdog, WatchdogKind::Systemd);
+    let c = parse(&format!(
+        "{MINIMAL}\n[service]\nwatchdog = \"device\"\nwatchdog_device = \"/dev/watchdog1\"\nwatchdog_timeout = \"20s\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.service.watchdog, WatchdogKind::Device);
+    assert_eq!(c.service.watchdog_device, PathBuf::from("/dev/watchdog1"));
+    assert_eq!(
+        c.service.watchdog_timeout.0,
+        std::time::Duration::from_secs(20)
+    );
+    let errors =
+        messages(parse(&format!("{MINIMAL}\n[service]\nwatchdog = \"cron\"\n")).unwrap_err());
+    assert!(errors[0].contains("[service]"), "{errors:?}");
+}
+
+#[test]
+fn the_metrics_scrape_token_counts_only_when_it_is_not_empty() {
+    let with = |token: &str| {
+        parse(&format!(
+            "{MINIMAL}\n[admin]\nmetrics_token = \"{token}\"\n"
+        ))
+        .unwrap()
+        .admin
+    };
+    assert_eq!(with("s3cret").metrics_token(), Some("s3cret"));
+    assert_eq!(with("").metrics_token(), None);
+    assert_eq!(parse(MINIMAL).unwrap().admin.metrics_token(), None);
+}

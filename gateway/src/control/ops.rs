@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::health::Health;
 use crate::journal::Journal;
+use crate::service::Service;
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ pub trait Gateway: Send + Sync {
     /// Held by a change of the configuration file from reading it to
     /// applying it, so two changes never build on the same version.
     fn lock_edits(&self) -> BoxFuture<'_, tokio::sync::MutexGuard<'_, ()>>;
+    /// Metrics, progress, disk and clock of the running gateway.
+    fn service(&self) -> Service;
 }
 
 impl<G: Gateway + ?Sized> Gateway for Arc<G> {
@@ -44,6 +47,9 @@ impl<G: Gateway + ?Sized> Gateway for Arc<G> {
     }
     fn lock_edits(&self) -> BoxFuture<'_, tokio::sync::MutexGuard<'_, ()>> {
         (**self).lock_edits()
+    }
+    fn service(&self) -> Service {
+        (**self).service()
     }
 }
 
@@ -103,6 +109,7 @@ pub struct Operations {
     journal: Journal,
     live: Live,
     health: Health,
+    service: Service,
 }
 
 impl Operations {
@@ -113,6 +120,8 @@ impl Operations {
             journal,
             live: Live::Fixed(config),
             health,
+            // Nothing runs here: no device to report on.
+            service: Service::simulated(),
         }
     }
 
@@ -121,6 +130,7 @@ impl Operations {
         Operations {
             journal: gateway.journal().clone(),
             health: gateway.health(),
+            service: gateway.service(),
             live: Live::Running(gateway),
         }
     }
@@ -132,6 +142,12 @@ impl Operations {
     /// What the running endpoints report about their links.
     pub fn health(&self) -> &Health {
         &self.health
+    }
+
+    /// Metrics, progress, disk and clock (of their own for a fixed
+    /// configuration).
+    pub fn service(&self) -> &Service {
+        &self.service
     }
 
     /// The configuration in force now (it changes when an edit is applied).

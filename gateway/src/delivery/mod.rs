@@ -20,6 +20,7 @@ pub mod retry;
 use crate::config::Endpoint;
 use crate::health::Health;
 use crate::journal::{Journal, JournalError, Lease, Reply, Settlement};
+use crate::service::{DeliveryCounters, DeliveryOutcome, Heartbeat};
 use crate::sinks::{Delivery, Outcome, Sink};
 use crate::site::SiteTimeZone;
 use application_ack::Verdict;
@@ -49,7 +50,7 @@ pub fn spawn<S: Sink>(
         journal,
         endpoint,
         sink,
-        Health::new(),
+        Reports::to(Health::new()),
         Transforms::default(),
         shutdown,
     )
@@ -77,13 +78,34 @@ impl Transforms {
     }
 }
 
+/// Where a worker reports: its link's health, its metrics, its progress.
+#[derive(Clone)]
+pub struct Reports {
+    pub health: Health,
+    pub counters: DeliveryCounters,
+    /// Beaten every time round the worker's loop (at least every
+    /// [`IDLE_POLL`]).
+    pub heartbeat: Heartbeat,
+}
+
+impl Reports {
+    /// To `health`, with metrics and progress nobody reads.
+    pub fn to(health: Health) -> Self {
+        Self {
+            health,
+            counters: DeliveryCounters::default(),
+            heartbeat: Heartbeat::default(),
+        }
+    }
+}
+
 /// Starts the worker for `endpoint`, delivering through `sink` and
-/// reporting every outcome to `health` (delivered, failing, refusing).
+/// reporting every outcome (delivered, failing, refusing) to `reports`.
 pub fn spawn_reporting<S: Sink>(
     journal: Journal,
     endpoint: &Endpoint,
     sink: S,
-    health: Health,
+    reports: Reports,
     transforms: Transforms,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
@@ -91,7 +113,9 @@ pub fn spawn_reporting<S: Sink>(
         journal,
         sink: Arc::new(sink),
         endpoint: Arc::new(endpoint.clone()),
-        health,
+        health: reports.health,
+        counters: reports.counters,
+        heartbeat: reports.heartbeat,
         transforms,
     };
     tokio::spawn(worker.run(shutdown))
@@ -102,6 +126,8 @@ struct Worker<S> {
     sink: Arc<S>,
     endpoint: Arc<Endpoint>,
     health: Health,
+    counters: DeliveryCounters,
+    heartbeat: Heartbeat,
     transforms: Transforms,
 }
 
@@ -113,6 +139,7 @@ impl<S: Sink> Worker<S> {
         let mut lanes: JoinSet<()> = JoinSet::new();
         tracing::info!(endpoint = %name, lanes = self.endpoint.lanes, "delivery worker started");
         loop {
+            self.heartbeat.beat();
             let mut next_due = None;
             let free = self.endpoint.lanes.saturating_sub(lanes.len());
             if free > 0 {
@@ -125,6 +152,7 @@ impl<S: Sink> Worker<S> {
                                 self.sink.clone(),
                                 self.endpoint.clone(),
                                 self.health.clone(),
+                                self.counters.clone(),
                                 self.transforms.context(),
                                 batch,
                             ));
@@ -160,6 +188,7 @@ async fn deliver_lane<S: Sink>(
     sink: Arc<S>,
     endpoint: Arc<Endpoint>,
     health: Health,
+    counters: DeliveryCounters,
     transforms: TransformContext,
     batch: Vec<Lease>,
 ) {
@@ -230,7 +259,9 @@ async fn deliver_lane<S: Sink>(
                 deliveries.len()
             ],
         };
-        let duration_ms = started.elapsed().as_millis() as i64;
+        let took = started.elapsed();
+        counters.attempt_took(took);
+        let duration_ms = took.as_millis() as i64;
         let now = journal.now_ms();
         let mut outcomes = outcomes.into_iter();
         for lease in delivered_leases {
@@ -284,6 +315,14 @@ async fn deliver_lane<S: Sink>(
             };
             settlements.push((lease, settlement, reply));
         }
+    }
+    for (_, settlement, _) in &settlements {
+        counters.outcome(match settlement {
+            Settlement::Delivered { .. } => DeliveryOutcome::Delivered,
+            Settlement::Retry { .. } => DeliveryOutcome::Retry,
+            Settlement::Dead { .. } => DeliveryOutcome::Dead,
+            Settlement::Release => DeliveryOutcome::Released,
+        });
     }
     settle_until_recorded(&journal, &endpoint.name, settlements).await;
 }

@@ -359,7 +359,7 @@ async fn the_worker_reports_failing_since_the_first_failure_then_up_after_a_deli
         j.clone(),
         &ep,
         sink,
-        health.clone(),
+        Reports::to(health.clone()),
         Transforms::default(),
         stop.clone(),
     );
@@ -403,7 +403,7 @@ async fn the_worker_reports_a_permanent_refusal_as_refusing() {
         j.clone(),
         &ep,
         sink,
-        health.clone(),
+        Reports::to(health.clone()),
         Transforms::default(),
         stop.clone(),
     );

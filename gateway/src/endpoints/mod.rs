@@ -24,8 +24,7 @@ mod mllp;
 
 use crate::app::RunError;
 use crate::config::{Direction, Endpoint, EndpointKind, SettingsInput, DEFAULT_TIMEOUT};
-use crate::delivery::Transforms;
-use crate::health::Health;
+use crate::delivery::{Reports, Transforms};
 use crate::journal::Journal;
 use crate::probe::{ProbeOptions, Steps};
 use crate::sources::{astm::TraceHub, SourceContext};
@@ -82,7 +81,8 @@ pub enum Role {
 /// What a destination's delivery worker is started with.
 pub struct WorkerStart {
     pub journal: Journal,
-    pub health: Health,
+    /// Its link's health, metrics and progress.
+    pub reports: Reports,
     pub transforms: Transforms,
 }
 
@@ -192,7 +192,7 @@ fn worker<S: crate::sinks::Sink>(
             start.journal,
             &endpoint,
             sink,
-            start.health,
+            start.reports,
             start.transforms,
             stop,
         )

@@ -74,7 +74,9 @@ pub use ingest::{Destination, IngestError, Receipt};
 pub use live::LiveEvent;
 pub use orders::{IncompleteTransmission, NewOrder, OrderSelection, OrderState, StoredOrder};
 pub use outbox::{Lease, LeaseBatch, Reply, Settlement};
-pub use query::{DestinationCounts, EventRecord, JournalReader, OutboxRecord, OutboxState};
+pub use query::{
+    DestinationCounts, EventRecord, JournalReader, OutboxRecord, OutboxState, QueueDepth,
+};
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use selection::{BulkOutcome, Selection, BULK_LIMIT};
 pub use stats::{EndpointActivity, EndpointStats};
@@ -166,6 +168,8 @@ pub struct JournalOptions {
     /// How far back a resend is recognised as a duplicate (the retention
     /// period); `None` looks at every stored message.
     pub duplicate_window: Option<std::time::Duration>,
+    /// Where each commit's number of jobs is recorded (the metrics').
+    pub commit_batch_sizes: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl JournalOptions {
@@ -178,6 +182,7 @@ impl JournalOptions {
             storage: Arc::new(ecko_hal::storage::LinuxStorage),
             disk_check_interval: std::time::Duration::from_millis(250),
             duplicate_window: None,
+            commit_batch_sizes: prometheus_client::metrics::histogram::Histogram::new([]),
         }
     }
 }
@@ -242,7 +247,7 @@ impl Journal {
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let (done_tx, done_rx) = oneshot::channel();
         let clock = options.clock.clone();
-        let counters = Arc::new(writer::WriterCounters::default());
+        let counters = Arc::new(writer::WriterCounters::new(options.commit_batch_sizes));
         let writer_counters = counters.clone();
         std::thread::Builder::new()
             .name("journal-writer".into())
@@ -383,6 +388,18 @@ impl Journal {
             .await
             .map_err(|_| JournalError::Closed)?;
         answer.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Resolves once the writer thread has taken this from its queue: it is
+    /// alive and not stuck in a commit.
+    pub async fn ping(&self) -> Result<(), JournalError> {
+        let (reply, answer) = oneshot::channel();
+        let sender = lock(&self.inner.jobs).clone().ok_or(JournalError::Closed)?;
+        sender
+            .send(Work::Ping(reply))
+            .await
+            .map_err(|_| JournalError::Closed)?;
+        answer.await.map_err(|_| JournalError::Closed)
     }
 
     /// Runs a read on a pooled read-only connection, off the async threads.

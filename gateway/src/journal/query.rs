@@ -62,6 +62,36 @@ pub struct EventRecord {
     pub actor: Option<String>,
 }
 
+/// What waits for one destination now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub destination: String,
+    /// Rows queued or in flight.
+    pub waiting: u64,
+    /// Unix ms the oldest of them was queued.
+    pub oldest_queued_at: i64,
+}
+
+/// Waiting rows per destination, through the pending index: the oldest row
+/// of a destination is its lowest id.
+fn queue_depths(conn: &Connection) -> Result<Vec<QueueDepth>, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.destination, p.n, o.created_at
+         FROM (SELECT destination, count(*) AS n, min(id) AS oldest
+               FROM outbox WHERE state IN (?1, ?2) GROUP BY destination) p
+         JOIN outbox o ON o.id = p.oldest
+         ORDER BY p.destination",
+    )?;
+    let rows = stmt.query_map(params![QUEUED, LEASED], |r| {
+        Ok(QueueDepth {
+            destination: r.get(0)?,
+            waiting: r.get::<_, i64>(1)? as u64,
+            oldest_queued_at: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Queue depth and totals of one destination.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DestinationCounts {
@@ -261,6 +291,17 @@ impl Journal {
     /// Bytes of live data in the journal file.
     pub async fn live_bytes(&self) -> Result<u64, JournalError> {
         self.read(|c| Ok(super::writer::live_bytes(c)?)).await
+    }
+    /// Rows waiting per destination that has any, and the age of the
+    /// oldest.
+    pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>, JournalError> {
+        self.read(queue_depths).await
+    }
+    /// Size of the write-ahead log beside the database file.
+    pub fn wal_bytes(&self) -> u64 {
+        let mut wal = self.path().as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(wal).map_or(0, |m| m.len())
     }
     /// Size of the database file on disk (without its WAL).
     pub fn file_bytes(&self) -> u64 {

@@ -21,6 +21,8 @@ pub(super) enum Work {
     /// Commit what came before, then copy the WAL into the database file and
     /// truncate both: the only point where freed pages leave the disk.
     Checkpoint(oneshot::Sender<Result<(), JournalError>>),
+    /// Answer at once: the writer's loop is turning (the watchdog asks).
+    Ping(oneshot::Sender<()>),
 }
 type Completion = Box<dyn FnOnce(Result<(), JournalError>) + Send>;
 
@@ -56,12 +58,24 @@ where
 
 /// What the writer has done since the journal was opened: the evidence that
 /// group commit groups, and figures for the admin page.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterCounters {
     /// Transactions committed.
     pub commits: AtomicU64,
     /// Jobs that ran inside those transactions.
     pub jobs: AtomicU64,
+    /// Jobs per committed transaction, for the metrics.
+    pub batch_sizes: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl WriterCounters {
+    pub fn new(batch_sizes: prometheus_client::metrics::histogram::Histogram) -> Self {
+        Self {
+            commits: AtomicU64::new(0),
+            jobs: AtomicU64::new(0),
+            batch_sizes,
+        }
+    }
 }
 
 /// Largest number of jobs in one transaction: bounds the time one commit
@@ -160,6 +174,9 @@ pub(super) fn run(
                     checkpoint = Some(reply);
                     break;
                 }
+                Work::Ping(reply) => {
+                    let _ = reply.send(());
+                }
             }
             if batch.len() < MAX_BATCH {
                 next = jobs.try_recv().ok();
@@ -238,6 +255,7 @@ fn commit_batch(
     } else {
         counters.commits.fetch_add(1, Ordering::Relaxed);
         counters.jobs.fetch_add(jobs, Ordering::Relaxed);
+        counters.batch_sizes.observe(jobs as f64);
     }
     for completion in completions {
         completion(committed.clone());

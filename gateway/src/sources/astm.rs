@@ -49,6 +49,7 @@ use crate::config::{
     Endpoint, TcpRole,
 };
 use crate::journal::StoredOrder;
+use crate::service::progress::BEAT_EVERY;
 use ecko_hal::{SerialErrorKind, SerialPorts};
 use ecko_protocol::astm::link::{Framing, LineTerminator, LinkConfig, Profile, Timers};
 use ecko_protocol::astm::trace;
@@ -207,7 +208,7 @@ impl Backoff {
         self.next = (self.next * 2).min(self.max);
         tokio::select! {
             _ = cx.shutdown.cancelled() => false,
-            _ = tokio::time::sleep(wait) => true,
+            _ = cx.heartbeat.sleep(wait) => true,
         }
     }
 }
@@ -264,9 +265,12 @@ async fn serve(setup: Arc<Setup>, address: &str, cx: SourceContext) {
     cx.health
         .up(&name, cx.journal.now_ms(), format!("listening on {local}"));
     let mut sessions = JoinSet::new();
+    let mut beat = tokio::time::interval(BEAT_EVERY);
     loop {
+        cx.heartbeat.beat();
         tokio::select! {
             _ = cx.shutdown.cancelled() => break,
+            _ = beat.tick() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);

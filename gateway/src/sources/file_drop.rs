@@ -41,7 +41,7 @@ pub async fn run(endpoint: Endpoint, config: FileDropConfig, cx: SourceContext) 
         }
         tokio::select! {
             _ = cx.shutdown.cancelled() => break,
-            _ = tokio::time::sleep(config.poll_interval.0) => {}
+            _ = cx.heartbeat.sleep(config.poll_interval.0) => {}
         }
     }
     cx.health
@@ -64,10 +64,11 @@ async fn sweep(
         }
         let name = endpoint.name.clone();
         let config = config.clone();
-        let cx = cx.clone();
-        tasks.spawn(async move { take(&name, &config, &path, &cx).await });
+        let task_cx = cx.clone();
+        tasks.spawn(async move { take(&name, &config, &path, &task_cx).await });
         while tasks.len() >= 256 {
             tasks.join_next().await;
+            cx.heartbeat.beat();
         }
     }
     while tasks.join_next().await.is_some() {}

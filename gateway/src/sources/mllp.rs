@@ -40,6 +40,7 @@
 use super::SourceContext;
 use crate::config::{Endpoint, EndpointKind, Keepalive, MllpConfig};
 use crate::journal::IngestError;
+use crate::service::progress::BEAT_EVERY;
 use ecko_message::{DecodeHints, Envelope};
 use ecko_protocol::hl7::{
     self, accept_ack_code, build_ack, build_ack_for_unreadable, fresh_control_id,
@@ -180,10 +181,14 @@ impl Listener {
         } else {
             tracing::info!(endpoint = %self.shared.endpoint, %addr, tls = self.tls.is_some(), "MLLP listener ready");
         }
+        let heartbeat = self.shared.cx.heartbeat.clone();
+        let mut beat = tokio::time::interval(BEAT_EVERY);
         loop {
+            heartbeat.beat();
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                _ = beat.tick() => continue,
                 a = self.tcp.accept() => a,
             };
             let (stream, peer) = match accepted {
@@ -404,6 +409,7 @@ impl Shared {
 
     /// `AE` (`CE`, or nothing, as MSH-15 asks) for a frame that is not HL7.
     fn unreadable(&self, raw: &[u8], e: &hl7::ParseError) -> Option<Vec<u8>> {
+        self.cx.refused_unreadable();
         let code = unreadable_ack_code(raw, Outcome::Error)?;
         let now = jiff::Zoned::now().with_time_zone(self.cx.time_zone.get());
         let error = AckError::from(e);

@@ -61,6 +61,8 @@ to = ["archive"]
         shutdown: stop.clone(),
         time_zone: jiff::tz::TimeZone::UTC.into(),
         health: crate::health::Health::new(),
+        counters: Default::default(),
+        heartbeat: Default::default(),
     };
     let endpoint = config.endpoint("lab").unwrap();
     let EndpointKind::Mllp(mllp) = &endpoint.kind else {
@@ -406,6 +408,8 @@ async fn a_listener_on_ipv6_loopback_takes_messages() {
         shutdown: h.stop.clone(),
         time_zone: jiff::tz::TimeZone::UTC.into(),
         health: crate::health::Health::new(),
+        counters: Default::default(),
+        heartbeat: Default::default(),
     };
     let has_v6_loopback = std::fs::read_to_string("/proc/net/if_inet6").is_ok_and(|t| {
         t.lines()
@@ -671,6 +675,8 @@ async fn a_bound_listener_reports_up_and_down_once_it_stops() {
         shutdown: stop.clone(),
         time_zone: jiff::tz::TimeZone::UTC.into(),
         health: health.clone(),
+        counters: Default::default(),
+        heartbeat: Default::default(),
     };
     let listener = Listener::bind(&config.endpoints[0], m, cx.clone())
         .await

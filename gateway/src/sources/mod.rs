@@ -11,6 +11,7 @@ pub mod mllp;
 
 use crate::journal::{IngestError, Journal, Receipt};
 use crate::router::Router;
+use crate::service::{Heartbeat, SourceCounters};
 pub use crate::site::SiteTimeZone;
 use ecko_message::Envelope;
 use std::sync::Arc;
@@ -28,6 +29,11 @@ pub struct SourceContext {
     pub time_zone: SiteTimeZone,
     /// Where the source reports whether it is bound, open or connected.
     pub health: crate::health::Health,
+    /// What it counts for `/metrics`, resolved for its endpoint.
+    pub counters: SourceCounters,
+    /// Beaten by its accept or read loop: the watchdog's evidence that it
+    /// still turns ([`crate::service::progress`]).
+    pub heartbeat: Heartbeat,
 }
 
 impl SourceContext {
@@ -36,7 +42,24 @@ impl SourceContext {
     /// The site's zone at this moment goes with the message (unless the
     /// source set one), so a transform days later reads times without an
     /// offset as they were meant when the message arrived.
-    pub async fn ingest(&self, mut message: Envelope) -> Result<Receipt, IngestError> {
+    pub async fn ingest(&self, message: Envelope) -> Result<Receipt, IngestError> {
+        self.counters.received.inc();
+        let stored = self.store(message).await;
+        match &stored {
+            Ok(_) => self.counters.acknowledged.inc(),
+            Err(_) => self.counters.refused.inc(),
+        };
+        stored
+    }
+
+    /// A message that could not be read (and so never reached the journal)
+    /// was answered negatively.
+    pub fn refused_unreadable(&self) {
+        self.counters.received.inc();
+        self.counters.refused.inc();
+    }
+
+    async fn store(&self, mut message: Envelope) -> Result<Receipt, IngestError> {
         if message.hints.time_zone.is_none() {
             message.hints.time_zone = self.time_zone.get().iana_name().map(str::to_string);
         }

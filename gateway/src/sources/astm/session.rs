@@ -35,6 +35,7 @@
 
 use super::{answer, Setup};
 use crate::journal::{IngestError, Receipt, StoredOrder};
+use crate::service::progress::BEAT_EVERY;
 use crate::sources::SourceContext;
 use ecko_message::Envelope;
 use ecko_protocol::astm::link::{
@@ -175,7 +176,10 @@ impl<'a> Session<'a> {
         for held in self.setup.take_held(None) {
             self.queue(held);
         }
+        let mut beat = tokio::time::interval(BEAT_EVERY);
+        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            self.cx.heartbeat.beat();
             if let Err(e) = self.perform(io).await {
                 return End::Io(e);
             }
@@ -190,6 +194,7 @@ impl<'a> Session<'a> {
                 && self.marking == 0;
             tokio::select! {
                 _ = self.cx.shutdown.cancelled() => return End::Shutdown,
+                _ = beat.tick() => {}
                 Some(result) = self.commits.next(), if !self.commits.is_empty() => {
                     self.committed(result);
                 }

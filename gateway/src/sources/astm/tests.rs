@@ -66,6 +66,8 @@ fn fixture() -> Fixture {
         shutdown: CancellationToken::new(),
         time_zone: jiff::tz::TimeZone::UTC.into(),
         health: crate::health::Health::new(),
+        counters: Default::default(),
+        heartbeat: Default::default(),
     };
     Fixture {
         _dir: dir,
