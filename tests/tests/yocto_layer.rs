@@ -1,7 +1,8 @@
 //! The Yocto layer, checked without bitbake: the recipes lint clean for
 //! every release the layer claims, the crates include is what `Cargo.lock`
 //! gives, the licence fields agree with the workspace, and every file the
-//! recipe installs from the source tree exists.
+//! recipe installs from the source tree exists, the third-party notices
+//! among them.
 
 use ecko_tests::peer_tool;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,26 @@ fn the_crates_include_is_what_cargo_lock_gives() {
         registry_packages
     );
     assert_eq!(include.matches(".sha256sum] = ").count(), registry_packages);
+}
+
+#[test]
+fn the_third_party_notices_are_what_the_dependencies_give() {
+    let out = Command::new(repo().join("scripts/third-party-notices"))
+        .arg("--check")
+        .output()
+        .expect("scripts/third-party-notices runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let notices = std::fs::read_to_string(repo().join("THIRD-PARTY-NOTICES")).unwrap();
+    for linked in ["rustls", "ring", "rusqlite", "tokio", "axum"] {
+        assert!(
+            notices.lines().any(|l| l.starts_with(&format!("{linked} "))),
+            "{linked} is linked into the binary and must be listed"
+        );
+    }
 }
 
 #[test]
