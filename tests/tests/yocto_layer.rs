@@ -45,7 +45,14 @@ fn the_recipes_have_no_lint_error_or_warning_for_any_release_the_layer_claims() 
     for release in releases {
         let out = Command::new(&lint)
             .current_dir(layer())
-            .args(["--quiet", "--mode", "all", "--relpaths", "--release", release])
+            .args([
+                "--quiet",
+                "--mode",
+                "all",
+                "--relpaths",
+                "--release",
+                release,
+            ])
             .args([
                 "recipes-ecko/ecko-gateway/ecko-gateway_git.bb",
                 "recipes-core/images/ecko-image.bb",
@@ -73,10 +80,9 @@ fn the_crates_include_is_what_cargo_lock_gives() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let include = std::fs::read_to_string(
-        layer().join("recipes-ecko/ecko-gateway/ecko-gateway-crates.inc"),
-    )
-    .unwrap();
+    let include =
+        std::fs::read_to_string(layer().join("recipes-ecko/ecko-gateway/ecko-gateway-crates.inc"))
+            .unwrap();
     let lock = std::fs::read_to_string(repo().join("Cargo.lock")).unwrap();
     let registry_packages = lock.matches("source = \"registry+").count();
     assert_eq!(
@@ -100,7 +106,9 @@ fn the_third_party_notices_are_what_the_dependencies_give() {
     let notices = std::fs::read_to_string(repo().join("THIRD-PARTY-NOTICES")).unwrap();
     for linked in ["rustls", "ring", "rusqlite", "tokio", "axum"] {
         assert!(
-            notices.lines().any(|l| l.starts_with(&format!("{linked} "))),
+            notices
+                .lines()
+                .any(|l| l.starts_with(&format!("{linked} "))),
             "{linked} is linked into the binary and must be listed"
         );
     }

@@ -46,7 +46,8 @@ pub async fn run(args: &Args) -> ExitCode {
 /// Runs the gateway until `signals` ask it to stop; with `trace`, that
 /// endpoint's line trace is printed on standard output.
 ///
-/// The service manager hears `READY=1` once the journal is open and every
+/// The service manager hears `EXTEND_TIMEOUT_USEC` while a start migrates
+/// the journal's schema, `READY=1` once the journal is open and every
 /// enabled source has started (listeners bound), the watchdog's keepalives
 /// while every long-lived task makes progress ([`crate::service::watchdog`]),
 /// and `STOPPING=1` before the orderly shutdown.
@@ -58,7 +59,15 @@ pub(super) async fn serve(
     let watchdog = watchdog_for(&config.service);
     let options = StartOptions::default();
     let progress = options.service.progress.clone();
-    let gateway = Gateway::start_with_options(&config, options).await?;
+    let journal = crate::config::resolve(&config.journal.path);
+    let gateway = match crate::journal::external::migrations_pending(&journal) {
+        Ok(n) if n > 0 => {
+            tracing::info!(target: "ecko_gateway", migrations = n, "the journal's schema is migrated before start");
+            let start = Gateway::start_with_options(&config, options);
+            watchdog::extend_start_during(watchdog.as_ref(), MIGRATION_LIMIT, start).await?
+        }
+        _ => Gateway::start_with_options(&config, options).await?,
+    };
     if let Some(endpoint) = trace {
         let socket = live_trace::socket_path(gateway.journal.path());
         tokio::spawn(async move {
@@ -132,6 +141,11 @@ fn watchdog_for(service: &ServiceConfig) -> Arc<dyn Watchdog> {
         }
     }
 }
+
+/// The longest the service manager is asked to wait for a start that
+/// migrates the journal (a large journal's index rebuild takes minutes on
+/// eMMC).
+const MIGRATION_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 /// The longest start-up waits for every source's first report before it
 /// says ready anyway (and logs the silent ones).

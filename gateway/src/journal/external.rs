@@ -66,6 +66,19 @@ where
     Ok(out)
 }
 
+/// How many schema migrations opening the journal at `path` will run,
+/// read without writing: none for a missing file (a new journal's schema
+/// is quick to create) or one already at this build's version. Start-up
+/// asks before it opens the journal, so the service manager can be told
+/// that a long migration is not a hang.
+pub fn migrations_pending(path: &Path) -> Result<i64, JournalError> {
+    if !path.exists() {
+        return Ok(0);
+    }
+    let version: i64 = open_reader(path)?.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok((schema::VERSION - version).max(0))
+}
+
 fn open_existing(path: &Path) -> Result<Connection, JournalError> {
     if !path.exists() {
         return Err(JournalError::Open {
@@ -93,6 +106,26 @@ fn open_existing(path: &Path) -> Result<Connection, JournalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_migrations_pending_are_counted_without_writing_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        assert_eq!(migrations_pending(&path).unwrap(), 0);
+        assert!(!path.exists(), "asking creates nothing");
+        drop(crate::journal::Journal::open(crate::journal::JournalOptions::new(&path)).unwrap());
+        assert_eq!(migrations_pending(&path).unwrap(), 0);
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", schema::VERSION - 2)
+            .unwrap();
+        drop(conn);
+        assert_eq!(migrations_pending(&path).unwrap(), 2);
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, schema::VERSION - 2, "still unmigrated");
+    }
 
     #[test]
     fn a_missing_journal_is_an_error_not_a_new_file() {

@@ -152,6 +152,36 @@ pub async fn probe_journal_writer(journal: Journal, heartbeat: Heartbeat, stop: 
     }
 }
 
+/// How long each extension of the start-up timeout asks for, and how
+/// often it is sent again while the step runs.
+pub const EXTEND_BY: Duration = Duration::from_secs(30);
+const EXTEND_EVERY: Duration = Duration::from_secs(10);
+
+/// Runs `step` (a start-up that migrates the journal's schema), telling the
+/// service manager every [`EXTEND_EVERY`] to wait [`EXTEND_BY`] more
+/// (`EXTEND_TIMEOUT_USEC`) until it is done, so a long migration on a large
+/// journal is not killed as a start that hangs. At most `limit` in all: a
+/// start that never ends still times out.
+pub async fn extend_start_during<T>(
+    watchdog: &dyn Watchdog,
+    limit: Duration,
+    step: impl std::future::Future<Output = T>,
+) -> T {
+    let until = tokio::time::Instant::now() + limit;
+    let mut step = std::pin::pin!(step);
+    loop {
+        if tokio::time::Instant::now() < until {
+            if let Err(e) = watchdog.extend_timeout(EXTEND_BY) {
+                tracing::debug!(error = %e, "cannot extend the start-up timeout");
+            }
+        }
+        tokio::select! {
+            out = &mut step => return out,
+            _ = tokio::time::sleep(EXTEND_EVERY) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +248,37 @@ mod tests {
         assert!(said_so, "{:?}", watchdog.events());
         stop.cancel();
         keeper.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_start_keeps_extending_its_timeout_until_it_is_done_and_no_longer() {
+        let watchdog = SimWatchdog::new(None);
+        let out = extend_start_during(&watchdog, Duration::from_secs(600), async {
+            tokio::time::sleep(Duration::from_secs(35)).await;
+            7
+        })
+        .await;
+        assert_eq!(out, 7);
+        let extensions = watchdog.events();
+        assert_eq!(
+            extensions,
+            vec![WatchdogEvent::ExtendTimeout(EXTEND_BY); 4],
+            "at 0, 10, 20 and 30 s"
+        );
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(watchdog.events().len(), 4, "none after the step");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_start_that_never_ends_stops_being_extended_at_the_limit() {
+        let watchdog = SimWatchdog::new(None);
+        let never = extend_start_during(&watchdog, Duration::from_secs(60), pending::<()>());
+        let _ = tokio::time::timeout(Duration::from_secs(600), never).await;
+        assert_eq!(
+            watchdog.events().len(),
+            6,
+            "at 0, 10, ... 50 s, then no more"
+        );
     }
 
     #[tokio::test(start_paused = true)]
