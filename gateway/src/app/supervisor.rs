@@ -82,16 +82,25 @@ struct Unit {
 }
 
 impl Unit {
+    /// Watches `task`, the running endpoint; one that panics is reported
+    /// to `progress`, which then stops the watchdog's keepalives.
     fn new(
         endpoint: &Endpoint,
         worker: bool,
         stop: CancellationToken,
         task: JoinHandle<()>,
+        progress: &crate::service::Progress,
     ) -> Unit {
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
+        let (progress, name) = (progress.clone(), endpoint.name.clone());
         let task = tokio::spawn(async move {
-            let _ = task.await;
+            if let Err(e) = task.await {
+                if e.is_panic() {
+                    tracing::error!(endpoint = %name, "the endpoint's task panicked");
+                    progress.panicked(&name);
+                }
+            }
             flag.store(false, Ordering::Relaxed);
         });
         Unit {
@@ -341,7 +350,13 @@ impl Supervisor {
             };
             let stop = self.workers_stop.child_token();
             let task = spawn(stop.clone());
-            return Ok(Unit::new(endpoint, true, stop, task));
+            return Ok(Unit::new(
+                endpoint,
+                true,
+                stop,
+                task,
+                &self.start.service.progress,
+            ));
         }
         let stop = self.sources_stop.child_token();
         let cx = SourceContext {
@@ -363,7 +378,13 @@ impl Supervisor {
                 },
             )
             .await?;
-        Ok(Unit::new(endpoint, false, stop, task))
+        Ok(Unit::new(
+            endpoint,
+            false,
+            stop,
+            task,
+            &self.start.service.progress,
+        ))
     }
 
     /// Makes `config` the running configuration, touching only the endpoints

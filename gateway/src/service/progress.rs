@@ -13,7 +13,11 @@
 //! A beat is one relaxed atomic store of a monotonic time: cheap enough for
 //! every iteration. When every clone of a heartbeat is dropped (the task
 //! ended: its endpoint was removed or changed) the registration goes with
-//! it. Time is tokio's, so tests run it paused and move it by hand.
+//! it. A task that panicked drops its heartbeat too, so whoever awaits it
+//! reports that with [`Progress::panicked`]: it then counts as late until a
+//! task of the same name registers again, because a source that died is no
+//! better than a hung one. Time is tokio's, so tests run it paused and move
+//! it by hand.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -100,6 +104,8 @@ pub struct Late {
 #[derive(Clone)]
 pub struct Progress {
     tasks: Arc<Mutex<Vec<Registered>>>,
+    /// Tasks that panicked, and when.
+    died: Arc<Mutex<Vec<(String, Instant)>>>,
     epoch: Instant,
 }
 
@@ -107,6 +113,7 @@ impl Default for Progress {
     fn default() -> Self {
         Self {
             tasks: Arc::default(),
+            died: Arc::default(),
             epoch: Instant::now(),
         }
     }
@@ -126,18 +133,34 @@ impl Progress {
         });
         let heartbeat = Heartbeat { beat };
         heartbeat.beat();
+        let name: String = task.into();
+        lock(&self.died).retain(|(task, _)| *task != name);
         self.lock().push(Registered {
-            name: task.into(),
+            name,
             deadline,
             beat: Arc::downgrade(&heartbeat.beat),
         });
         heartbeat
     }
 
+    /// Task `task` ended in a panic: it counts as late (with no deadline)
+    /// until a task of that name registers again.
+    pub fn panicked(&self, task: &str) {
+        lock(&self.died).push((task.to_string(), Instant::now()));
+    }
+
     /// The tasks silent for longer than their deadline now, in the order
-    /// they registered; forgets tasks that ended.
+    /// they registered, then those that panicked; forgets tasks that ended.
     pub fn late(&self) -> Vec<Late> {
         let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let died: Vec<Late> = lock(&self.died)
+            .iter()
+            .map(|(task, at)| Late {
+                task: task.clone(),
+                silent_for: at.elapsed(),
+                deadline: Duration::ZERO,
+            })
+            .collect();
         let mut tasks = self.lock();
         tasks.retain(|t| t.beat.strong_count() > 0);
         tasks
@@ -152,6 +175,7 @@ impl Progress {
                     deadline: t.deadline,
                 })
             })
+            .chain(died)
             .collect()
     }
 
@@ -163,8 +187,12 @@ impl Progress {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Registered>> {
-        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.tasks)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -184,6 +212,27 @@ mod tests {
         assert_eq!(late[0].silent_for, Duration::from_secs(11));
         source.beat();
         assert!(progress.late().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_panicked_is_late_until_one_of_its_name_registers_again() {
+        let progress = Progress::new();
+        let heartbeat = progress.register("mllp-in", DEADLINE);
+        let task = tokio::spawn(async move {
+            heartbeat.beat();
+            panic!("a bug in a source");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        assert!(progress.tasks().is_empty(), "its heartbeat went with it");
+        progress.panicked("mllp-in");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let late = progress.late();
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].task, "mllp-in");
+        assert_eq!(late[0].silent_for, Duration::from_secs(1));
+
+        let _again = progress.register("mllp-in", DEADLINE);
+        assert!(progress.late().is_empty(), "restarted, it is watched anew");
     }
 
     #[tokio::test(start_paused = true)]
