@@ -3,7 +3,10 @@
 //! script; `app.js` adds the live log.
 
 mod audit;
+pub mod config;
 mod dashboard;
+pub mod endpoint_form;
+pub mod endpoints;
 mod errors;
 mod logs;
 mod session;

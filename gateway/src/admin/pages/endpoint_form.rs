@@ -10,7 +10,7 @@
 //! kept as they are. Nothing is checked here that the configuration loader
 //! checks: values go into the file as typed and the loader judges them.
 
-use super::render::esc;
+use crate::admin::render::esc;
 use crate::config::edit::Change;
 use crate::control::config::FieldError;
 use crate::endpoints::form::{Field, Kind};

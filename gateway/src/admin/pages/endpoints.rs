@@ -2,16 +2,16 @@
 //! written, routes, queue, recent messages), create and edit (admin),
 //! enable/disable and test connection (operator).
 //!
-//! Every change goes through [`config_change`](super::config_change): the
+//! Every change goes through [`control::config`](crate::control::config): the
 //! file is edited in place, validated by the configuration loader, applied
 //! to the running gateway and only then written and audited.
 
-use super::api::{endpoint_views, journal_error, site_tz, EndpointView};
-use super::auth::{forbidden, Caller, Role};
 use super::endpoint_form::{self, FormView};
-use super::pages::html;
-use super::render::{csrf_field, esc, opt_time, page, time};
-use super::Shared;
+use super::html;
+use crate::admin::api::{endpoint_views, journal_error, site_tz, EndpointView};
+use crate::admin::auth::{forbidden, Caller, Role};
+use crate::admin::render::{csrf_field, esc, opt_time, page, time};
+use crate::admin::Shared;
 use crate::config::edit::{Change, EditError};
 use crate::config::{Config, EndpointKind};
 use crate::control::config::{read_document, Applied, ChangeError, FieldError};
@@ -31,7 +31,7 @@ use std::fmt::Write;
 pub mod json;
 
 fn problem(status: StatusCode, caller: &Caller, why: &str) -> Response {
-    super::pages::problem(status, Some(caller), why)
+    super::problem(status, Some(caller), why)
 }
 
 /// A journal error as a page, never a JSON body on an HTML route.

@@ -3,12 +3,12 @@
 //! rollback; pages and JSON. Changes are admin-only and are services of
 //! [`control::config`](crate::control::config) like endpoint edits.
 
-use super::api::site_tz;
-use super::auth::{forbidden, Caller, Role};
 use super::endpoints::{errors_html, field_errors, routes_table};
-use super::pages::html;
-use super::render::{csrf_field, esc, page, time};
-use super::Shared;
+use super::html;
+use crate::admin::api::site_tz;
+use crate::admin::auth::{forbidden, Caller, Role};
+use crate::admin::render::{csrf_field, esc, page, time};
+use crate::admin::Shared;
 use crate::config::history::DiffLine;
 use crate::control::config::{self as config_change, ChangeError, FieldError};
 use axum::extract::{Form, Path, State};
@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 fn problem(status: StatusCode, caller: &Caller, why: &str) -> Response {
-    super::pages::problem(status, Some(caller), why)
+    super::problem(status, Some(caller), why)
 }
 
 fn status_of(e: &ChangeError) -> StatusCode {
