@@ -24,6 +24,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("_messages.html", include_str!("templates/_messages.html")),
     ("logs.html", include_str!("templates/logs.html")),
     ("errors.html", include_str!("templates/errors.html")),
+    ("problem.html", include_str!("templates/problem.html")),
 ];
 
 /// The loaded templates.
@@ -82,14 +83,7 @@ impl Templates {
     /// says so.
     pub fn text(&self, name: &str, title: &str, caller: Option<&Caller>, values: Value) -> String {
         self.render(name, title, caller, values)
-            .unwrap_or_else(|e| {
-                tracing::error!(template = name, error = %e, "admin page: cannot render");
-                super::render::page(
-                    "Cannot show this page",
-                    caller,
-                    "<p class=\"error\">The page could not be rendered.</p>",
-                )
-            })
+            .unwrap_or_else(|e| self.unrendered(name, caller, &e))
     }
 
     /// The page as a response with `status`; a template that fails to
@@ -104,19 +98,25 @@ impl Templates {
     ) -> Response {
         match self.render(name, title, caller, values) {
             Ok(body) => (status, Html(body)).into_response(),
-            Err(e) => {
-                tracing::error!(template = name, error = %e, "admin page: cannot render");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Html(super::render::page(
-                        "Cannot show this page",
-                        caller,
-                        "<p class=\"error\">The page could not be rendered.</p>",
-                    )),
-                )
-                    .into_response()
-            }
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html(self.unrendered(name, caller, &e)),
+            )
+                .into_response(),
         }
+    }
+
+    /// The page that stands in for template `name`, which failed with `e`.
+    fn unrendered(&self, name: &str, caller: Option<&Caller>, e: &minijinja::Error) -> String {
+        tracing::error!(template = name, error = %e, "admin page: cannot render");
+        let why = "The page could not be rendered.";
+        self.render(
+            "problem.html",
+            "Cannot show this page",
+            caller,
+            context! { why },
+        )
+        .unwrap_or_else(|_| why.to_string())
     }
 }
 

@@ -1459,6 +1459,29 @@ async fn the_viewer_shows_astm_records_by_level_and_fhir_json_pretty_printed() {
     assert!(r.body.contains("\n      &quot;resource&quot;: {\n"));
 }
 
+#[tokio::test]
+async fn a_refusal_page_quotes_a_hostile_value_escaped() {
+    let s = site().await;
+    let b = s.login("ann", "viewer").await;
+    let r = s
+        .get("/logs?from=%3Cscript%3Ealert(1)%3C%2Fscript%3E", Some(&b))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("<h1>Cannot do that</h1>"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("`&lt;script&gt;alert(1)&lt;/script&gt;` is not a time"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("<script>alert"));
+    let r = s.get("/no/such/page", Some(&b)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r
+        .body
+        .contains("<p class=\"error\">There is no such page.</p>"));
+}
+
 // ---- errors: back, retry all ----
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use super::html;
 use crate::admin::api::site_tz;
 use crate::admin::auth::{forbidden, Caller, Role};
 use crate::admin::render::{csrf_field, esc, page, time};
-use crate::admin::Shared;
+use crate::admin::{AdminState, Shared};
 use crate::config::history::DiffLine;
 use crate::control::config::{self as config_change, ChangeError, FieldError};
 use axum::extract::{Form, Path, State};
@@ -19,8 +19,8 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-fn problem(status: StatusCode, caller: &Caller, why: &str) -> Response {
-    super::problem(status, Some(caller), why)
+fn problem(state: &AdminState, status: StatusCode, caller: &Caller, why: &str) -> Response {
+    super::problem(state, status, Some(caller), why)
 }
 
 fn status_of(e: &ChangeError) -> StatusCode {
@@ -297,7 +297,7 @@ pub async fn versions(
     let (list, dir) = match config_change::versions(&state.ops, &caller.actor()) {
         Ok(s) => s,
         Err(ChangeError::Forbidden(role)) => return forbidden(role),
-        Err(e) => return problem(StatusCode::CONFLICT, &caller, &e.to_string()),
+        Err(e) => return problem(&state, StatusCode::CONFLICT, &caller, &e.to_string()),
     };
     let tz = site_tz(&state);
     let mut body = String::new();
@@ -365,7 +365,7 @@ pub async fn version(
     let (_, diff) = match version_and_diff(&state, &caller, &id) {
         Ok(x) => x,
         Err((StatusCode::FORBIDDEN, _)) => return forbidden(Role::Admin),
-        Err((status, why)) => return problem(status, &caller, &why),
+        Err((status, why)) => return problem(&state, status, &caller, &why),
     };
     let mut body = String::new();
     let changed = diff.iter().any(|l| !matches!(l, DiffLine::Same(_)));

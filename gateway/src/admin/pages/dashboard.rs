@@ -18,7 +18,7 @@ pub async fn dashboard(
 ) -> Response {
     let o = match overview(&state).await {
         Ok(v) => v,
-        Err(e) => return journal_error(e),
+        Err(e) => return journal_error(&state, e),
     };
     let tz = site_tz(&state);
     let endpoints: Vec<_> = o

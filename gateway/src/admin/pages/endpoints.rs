@@ -11,7 +11,7 @@ use super::html;
 use crate::admin::api::{endpoint_views, journal_error, site_tz, EndpointView};
 use crate::admin::auth::{forbidden, Caller, Role};
 use crate::admin::render::{csrf_field, esc, opt_time, page, time};
-use crate::admin::Shared;
+use crate::admin::{AdminState, Shared};
 use crate::config::edit::{Change, EditError};
 use crate::config::{Config, EndpointKind};
 use crate::control::config::{read_document, Applied, ChangeError, FieldError};
@@ -30,14 +30,13 @@ use std::fmt::Write;
 
 pub mod json;
 
-fn problem(status: StatusCode, caller: &Caller, why: &str) -> Response {
-    super::problem(status, Some(caller), why)
+fn problem(state: &AdminState, status: StatusCode, caller: &Caller, why: &str) -> Response {
+    super::problem(state, status, Some(caller), why)
 }
 
 /// A journal error as a page, never a JSON body on an HTML route.
-fn journal_problem(caller: &Caller, e: &JournalError) -> Response {
-    tracing::error!(error = %e, "admin page: journal error");
-    problem(StatusCode::INTERNAL_SERVER_ERROR, caller, "journal error")
+fn journal_problem(state: &AdminState, caller: &Caller, e: &JournalError) -> Response {
+    super::journal_problem(state, Some(caller), e)
 }
 
 fn api_error(status: StatusCode, why: impl Into<String>) -> Response {
@@ -176,7 +175,7 @@ fn route_row(r: &crate::config::Route) -> String {
 pub async fn list(State(state): State<Shared>, Extension(caller): Extension<Caller>) -> Response {
     let views = match endpoint_views(&state).await {
         Ok(v) => v,
-        Err(e) => return journal_problem(&caller, &e),
+        Err(e) => return journal_problem(&state, &caller, &e),
     };
     let tz = site_tz(&state);
     let mut body = String::from("<p class=\"actions\">");
@@ -258,8 +257,15 @@ async fn detail_page(
 ) -> Response {
     let d = match detail(state, name).await {
         Ok(Some(d)) => d,
-        Ok(None) => return problem(StatusCode::NOT_FOUND, caller, "There is no such endpoint."),
-        Err(e) => return journal_problem(caller, &e),
+        Ok(None) => {
+            return problem(
+                &state,
+                StatusCode::NOT_FOUND,
+                caller,
+                "There is no such endpoint.",
+            )
+        }
+        Err(e) => return journal_problem(&state, caller, &e),
     };
     let tz = site_tz(state);
     let v = &d.view;
@@ -437,7 +443,7 @@ async fn toggle(state: Shared, caller: Caller, name: String, enabled: bool) -> R
     match service::set_enabled(&state.ops, &caller.actor(), &name, enabled).await {
         Ok(a) => after_change(&name, &a),
         Err(ChangeError::Forbidden(role)) => forbidden(role),
-        Err(e) => problem(status_of(&e), &caller, &e.to_string()),
+        Err(e) => problem(&state, status_of(&e), &caller, &e.to_string()),
     }
 }
 
@@ -457,7 +463,12 @@ pub async fn test(
     match service::probe(&state.ops, &caller.actor(), &name, round_trip).await {
         Ok(report) => detail_page(&state, &caller, &name, None, Some(&report)).await,
         Err(Refusal::Forbidden(role)) => forbidden(role),
-        Err(_) => problem(StatusCode::NOT_FOUND, &caller, "There is no such endpoint."),
+        Err(_) => problem(
+            &state,
+            StatusCode::NOT_FOUND,
+            &caller,
+            "There is no such endpoint.",
+        ),
     }
 }
 
@@ -542,7 +553,12 @@ pub async fn create(
     let (values, routes) = split_form(pairs);
     let kind = values.get("type").cloned().unwrap_or_default();
     if let Err(e) = service::check_type(&kind) {
-        return problem(StatusCode::UNPROCESSABLE_ENTITY, &caller, &e.message);
+        return problem(
+            &state,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &caller,
+            &e.message,
+        );
     }
     let fields = endpoint_form::fields(&kind).unwrap_or_default();
     let name = values
@@ -593,7 +609,7 @@ pub async fn edit_form(
     let (kind, settings) = match service::file_settings(&state.ops, &caller.actor(), &name) {
         Ok(x) => x,
         Err(ChangeError::Forbidden(role)) => return forbidden(role),
-        Err(e) => return problem(status_of(&e), &caller, &e.to_string()),
+        Err(e) => return problem(&state, status_of(&e), &caller, &e.to_string()),
     };
     let values = endpoint_form::values_from_settings(&kind, &settings);
     let form = endpoint_form::render(&FormView {
@@ -622,7 +638,7 @@ pub async fn edit(
     let (kind, settings) = match service::file_settings(&state.ops, &caller.actor(), &name) {
         Ok(x) => x,
         Err(ChangeError::Forbidden(role)) => return forbidden(role),
-        Err(e) => return problem(status_of(&e), &caller, &e.to_string()),
+        Err(e) => return problem(&state, status_of(&e), &caller, &e.to_string()),
     };
     let fields = endpoint_form::fields(&kind).unwrap_or_default();
     let changes = endpoint_form::changes(&fields, &values, &settings);

@@ -121,15 +121,15 @@ pub(super) async fn message_list(
 ) -> Result<(MessageFilter, MessagePage), Response> {
     let filter = p
         .filter(&site_tz(state))
-        .map_err(|e| problem(StatusCode::BAD_REQUEST, None, &e))?;
+        .map_err(|e| problem(state, StatusCode::BAD_REQUEST, None, &e))?;
     let (before, limit) = p
         .paging()
-        .map_err(|e| problem(StatusCode::BAD_REQUEST, None, &e))?;
+        .map_err(|e| problem(state, StatusCode::BAD_REQUEST, None, &e))?;
     let page_ = state
         .journal
         .list_messages(filter.clone(), before, limit)
         .await
-        .map_err(journal_error)?;
+        .map_err(|e| journal_error(state, e))?;
     Ok((filter, page_))
 }
 
@@ -180,7 +180,7 @@ pub async fn log_stream(
     let tz = site_tz(&state);
     let filter = match p.filter(&tz) {
         Ok(f) => f,
-        Err(e) => return bad_request(e),
+        Err(e) => return bad_request(&state, e),
     };
     let start = match headers
         .get("last-event-id")
@@ -190,7 +190,7 @@ pub async fn log_stream(
         Some(id) => id,
         None => match state.journal.last_event_id().await {
             Ok(id) => id,
-            Err(e) => return journal_error(e),
+            Err(e) => return journal_error(&state, e),
         },
     };
     struct Live {
@@ -268,14 +268,16 @@ pub async fn message(
         Ok(v) => v,
         Err(Refusal::NotFound(_)) => {
             return problem(
+                &state,
                 StatusCode::NOT_FOUND,
                 Some(&caller),
                 "There is no such message.",
             )
         }
-        Err(Refusal::Journal(e)) => return journal_error(e),
+        Err(Refusal::Journal(e)) => return journal_error(&state, e),
         Err(e) => {
             return problem(
+                &state,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Some(&caller),
                 &e.to_string(),
@@ -384,7 +386,7 @@ pub async fn retry_one(
 ) -> Response {
     match control::messages::retry_one(&state.ops, &caller.actor(), id).await {
         Ok(_) => back(&f.back, "/errors", None),
-        Err(e) => message_refused(&caller, &e),
+        Err(e) => message_refused(&state, &caller, &e),
     }
 }
 
@@ -396,17 +398,18 @@ pub async fn discard_one(
 ) -> Response {
     match control::messages::discard(&state.ops, &caller.actor(), id, &f.reason).await {
         Ok(_) => back(&f.back, "/errors", None),
-        Err(e) => message_refused(&caller, &e),
+        Err(e) => message_refused(&state, &caller, &e),
     }
 }
 
-pub(super) fn message_refused(caller: &Caller, e: &Refusal) -> Response {
+pub(super) fn message_refused(state: &AdminState, caller: &Caller, e: &Refusal) -> Response {
     match e {
         Refusal::NotFound(_) => problem(
+            &state,
             StatusCode::NOT_FOUND,
             Some(caller),
             "There is no such message.",
         ),
-        e => refused(Some(caller), e),
+        e => refused(state, Some(caller), e),
     }
 }

@@ -22,37 +22,50 @@ pub use stats::*;
 pub use users::*;
 
 use super::auth::Caller;
-use super::render::{esc, page, safe_back};
+use super::render::safe_back;
+use super::{AdminState, Shared};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use minijinja::context;
 
 pub(super) fn html(status: StatusCode, body: String) -> Response {
     (status, Html(body)).into_response()
 }
 
 /// A bad request (a filter that does not parse) as a page.
-pub(super) fn bad_request(why: impl Into<String>) -> Response {
-    problem(StatusCode::BAD_REQUEST, None, &why.into())
+pub(super) fn bad_request(state: &AdminState, why: impl Into<String>) -> Response {
+    problem(state, StatusCode::BAD_REQUEST, None, &why.into())
 }
 
 /// A journal error as a page, never a JSON body on an HTML route.
-pub(super) fn journal_error(e: crate::journal::JournalError) -> Response {
-    journal_problem(None, &e)
+pub(super) fn journal_error(state: &AdminState, e: crate::journal::JournalError) -> Response {
+    journal_problem(state, None, &e)
 }
 
-pub(super) fn problem(status: StatusCode, caller: Option<&Caller>, why: &str) -> Response {
-    html(
+/// What cannot be done, and why, as a page with `status`.
+pub(super) fn problem(
+    state: &AdminState,
+    status: StatusCode,
+    caller: Option<&Caller>,
+    why: &str,
+) -> Response {
+    state.templates.page(
         status,
-        page(
-            "Cannot do that",
-            caller,
-            &format!("<p class=\"error\">{}</p>", esc(why)),
-        ),
+        "problem.html",
+        "Cannot do that",
+        caller,
+        context! { why },
     )
 }
 
-pub async fn not_found() -> Response {
-    problem(StatusCode::NOT_FOUND, None, "There is no such page.")
+pub async fn not_found(State(state): State<Shared>) -> Response {
+    problem(
+        &state,
+        StatusCode::NOT_FOUND,
+        None,
+        "There is no such page.",
+    )
 }
 
 /// A 303 back to the page a form came from, named by its hidden `back`

@@ -20,7 +20,7 @@ pub async fn stats(
 ) -> Response {
     let (chosen, _, buckets) = match window(p.window.as_deref()) {
         Ok(w) => w,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&caller), &e),
+        Err(e) => return problem(&state, StatusCode::BAD_REQUEST, Some(&caller), &e),
     };
     let names: Vec<String> = state
         .config()
@@ -44,7 +44,7 @@ pub async fn stats(
             .await
         {
             Ok(s) => tables.push((w, s)),
-            Err(e) => return journal_error(e),
+            Err(e) => return journal_error(&state, e),
         }
     }
     let dash = || "—".to_string();
