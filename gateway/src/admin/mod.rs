@@ -47,6 +47,7 @@
 mod api;
 mod auth;
 mod pages;
+mod payload;
 mod render;
 mod templates;
 

@@ -25,6 +25,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("logs.html", include_str!("templates/logs.html")),
     ("errors.html", include_str!("templates/errors.html")),
     ("problem.html", include_str!("templates/problem.html")),
+    ("_actions.html", include_str!("templates/_actions.html")),
+    ("_payload.html", include_str!("templates/_payload.html")),
+    ("message.html", include_str!("templates/message.html")),
 ];
 
 /// The loaded templates.

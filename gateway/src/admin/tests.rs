@@ -1482,6 +1482,46 @@ async fn a_refusal_page_quotes_a_hostile_value_escaped() {
         .contains("<p class=\"error\">There is no such page.</p>"));
 }
 
+#[tokio::test]
+async fn the_viewer_escapes_a_hostile_payload_its_names_and_its_acknowledgement() {
+    let s = site().await;
+    let b = s.login("op", "operator").await;
+    let hl7 = s.ingest("<script>c</script>", "P<b>").await;
+    let r = s.get(&format!("/messages/{hl7}"), Some(&b)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for (section, escaped) in [
+        (
+            "facts",
+            "<th>Control id</th><td>&lt;script&gt;c&lt;/script&gt;</td>",
+        ),
+        ("HL7 field", "<td>&lt;script&gt;c&lt;/script&gt;</td></tr>"),
+        (
+            "acknowledgement",
+            "MSA|AA|&lt;script&gt;c&lt;/script&gt;&lt;CR&gt;",
+        ),
+        ("raw", "|&lt;script&gt;c&lt;/script&gt;|P|2.5&lt;CR&gt;"),
+    ] {
+        assert!(r.body.contains(escaped), "{section}: {}", r.body);
+    }
+    let text = s
+        .ingest_from(
+            "<in>",
+            "archive",
+            "text/plain",
+            "<t>",
+            b"<script>alert(1)</script>\x01",
+        )
+        .await;
+    let r = s.get(&format!("/messages/{text}"), Some(&b)).await;
+    assert!(r.body.contains("<td>&lt;in&gt;</td>"), "{}", r.body);
+    assert!(r.body.contains("<td>&lt;t&gt;</td>"));
+    assert!(r
+        .body
+        .contains("<pre class=\"raw\">&lt;script&gt;alert(1)&lt;/script&gt;&lt;0x01&gt;</pre>"));
+    assert!(!r.body.contains("<script>"), "{}", r.body);
+    assert!(!r.body.contains("<in>") && !r.body.contains("<t>"));
+}
+
 // ---- errors: back, retry all ----
 
 #[tokio::test]
