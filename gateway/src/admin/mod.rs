@@ -46,6 +46,7 @@
 
 mod api;
 mod auth;
+mod chart;
 mod pages;
 mod payload;
 mod render;

@@ -1,5 +1,4 @@
-//! HTML building blocks: escaping, the page frame and small inline SVG
-//! charts. The embedded stylesheet and script are served from `/assets`
+//! HTML building blocks: escaping and the page frame. The embedded stylesheet and script are served from `/assets`
 //! (the CSP forbids inline script).
 
 use super::auth::Caller;
@@ -134,34 +133,6 @@ pub fn safe_back(given: &str) -> Option<&str> {
     ok.then_some(given)
 }
 
-/// A bar chart of `values` as inline SVG, `w` × `h` pixels.
-pub fn bars(values: &[u64], w: u32, h: u32, label: &str) -> String {
-    let max = values.iter().copied().max().unwrap_or(0).max(1);
-    let n = values.len().max(1) as f64;
-    let bw = f64::from(w) / n;
-    let mut out = format!(
-        "<svg class=\"chart\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{}\"><title>{}</title>",
-        esc(label),
-        esc(label)
-    );
-    for (i, v) in values.iter().enumerate() {
-        let bh = (*v as f64 / max as f64) * f64::from(h - 2);
-        let _ = write!(
-            out,
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#3b82c4\"><title>{v}</title></rect>",
-            i as f64 * bw + 0.5,
-            f64::from(h) - bh,
-            (bw - 1.0).max(0.5),
-            bh
-        );
-    }
-    let _ = write!(
-        out,
-        "<line x1=\"0\" y1=\"{h}\" x2=\"{w}\" y2=\"{h}\" stroke=\"#888\"/></svg>"
-    );
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,11 +164,5 @@ mod tests {
     #[test]
     fn a_query_value_is_percent_encoded() {
         assert_eq!(query_value("lab 1&x=/"), "lab%201%26x%3D%2F");
-    }
-
-    #[test]
-    fn a_chart_has_one_bar_per_value() {
-        let svg = bars(&[1, 0, 5], 90, 30, "x");
-        assert_eq!(svg.matches("<rect").count(), 3);
     }
 }

@@ -2,14 +2,13 @@
 
 use crate::admin::api::{window, StatsParams};
 use crate::admin::auth::Caller;
-use crate::admin::render::bars;
-use crate::admin::templates::safe;
+use crate::admin::chart::bars;
 use crate::admin::Shared;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
-use minijinja::context;
+use minijinja::{context, Value};
 
 use super::*;
 
@@ -74,7 +73,7 @@ pub async fn stats(
                 .map(|e| {
                     context! {
                         name => e.name,
-                        bars => safe(bars(&e.buckets, 360, 60, &format!("{} volume", e.name))),
+                        chart => Value::from_serialize(bars(&e.buckets, 360, 60, &format!("{} volume", e.name))),
                     }
                 })
                 .collect()
