@@ -738,6 +738,81 @@ async fn a_connection_test_shows_each_step_on_the_page_and_in_json_and_is_audite
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_on_the_endpoint_pages_and_form_is_shown_escaped() {
+    let s = site().await;
+    let a = s.login("ada", "admin").await;
+    let notice = s
+        .get("/endpoints/lab?applied=%3Cscript%3Ex%3C%2Fscript%3E", &a)
+        .await;
+    assert!(
+        notice
+            .body
+            .contains("<p class=\"notice\" id=\"notice\">&lt;script&gt;x&lt;/script&gt;</p>"),
+        "{}",
+        notice.body
+    );
+    let r = s
+        .json(
+            "POST",
+            "/api/v1/endpoints",
+            &a,
+            serde_json::json!({ "name": "hub", "type": "fhir",
+                "settings": { "url": "http://127.0.0.1:9/fhir?a=<b>&c" } }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let detail = s.get("/endpoints/hub", &a).await;
+    assert!(
+        detail
+            .body
+            .contains("<code>http://127.0.0.1:9/fhir?a=&lt;b&gt;&amp;c</code>"),
+        "{}",
+        detail.body
+    );
+    let form = s.get("/endpoints/hub/edit", &a).await;
+    assert!(form
+        .field("url")
+        .contains("value=\"http://127.0.0.1:9/fhir?a=&lt;b&gt;&amp;c\""));
+    let sent_back = s
+        .post(
+            "/endpoints/lab/edit",
+            &a,
+            &[("type", "mllp"), ("idle_timeout", "\"><script>x</script>")],
+        )
+        .await;
+    assert_eq!(sent_back.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let field = sent_back.field("idle_timeout");
+    assert!(
+        field.contains("value=\"&quot;&gt;&lt;script&gt;x&lt;/script&gt;\""),
+        "{field}"
+    );
+    assert!(
+        field.contains("`&quot;&gt;&lt;script&gt;x&lt;/script&gt;`"),
+        "{field}"
+    );
+    let named = s
+        .post(
+            "/new-endpoint",
+            &a,
+            &[
+                ("type", "file"),
+                ("name", "<script>x</script>"),
+                ("path", "/x"),
+            ],
+        )
+        .await;
+    assert_eq!(named.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(named
+        .field("name")
+        .contains("value=\"&lt;script&gt;x&lt;/script&gt;\""));
+    for page in [&notice, &detail, &form, &sent_back, &named] {
+        assert!(!page.body.contains("<script>x"), "{}", page.body);
+        assert!(!page.body.contains("<b>&"), "{}", page.body);
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_are_validated_beside_their_field_applied_live_and_written() {
     let s = site().await;
     let a = s.login("ada", "admin").await;

@@ -29,6 +29,19 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("_actions.html", include_str!("templates/_actions.html")),
     ("_payload.html", include_str!("templates/_payload.html")),
     ("message.html", include_str!("templates/message.html")),
+    ("_form.html", include_str!("templates/_form.html")),
+    ("_routes.html", include_str!("templates/_routes.html")),
+    ("_endpoint.html", include_str!("templates/_endpoint.html")),
+    ("endpoints.html", include_str!("templates/endpoints.html")),
+    ("endpoint.html", include_str!("templates/endpoint.html")),
+    (
+        "endpoint_types.html",
+        include_str!("templates/endpoint_types.html"),
+    ),
+    (
+        "endpoint_form.html",
+        include_str!("templates/endpoint_form.html"),
+    ),
 ];
 
 /// The loaded templates.

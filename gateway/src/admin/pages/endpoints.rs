@@ -7,13 +7,12 @@
 //! to the running gateway and only then written and audited.
 
 use super::endpoint_form::{self, FormView};
-use super::html;
 use crate::admin::api::{endpoint_views, journal_error, site_tz, EndpointView};
 use crate::admin::auth::{forbidden, Caller, Role};
-use crate::admin::render::{csrf_field, esc, opt_time, page, time};
+use crate::admin::render::{esc, opt_time, time};
 use crate::admin::{AdminState, Shared};
 use crate::config::edit::{Change, EditError};
-use crate::config::{Config, EndpointKind};
+use crate::config::{Config, EndpointKind, Route};
 use crate::control::config::{read_document, Applied, ChangeError, FieldError};
 use crate::control::endpoints::{self as service, NewEndpoint};
 use crate::control::Refusal;
@@ -24,6 +23,8 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
+use minijinja::{context, Value};
+use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -104,7 +105,7 @@ struct Detail {
     /// The file's text of each key, secrets masked; `None` when the file
     /// cannot be read.
     settings: Option<BTreeMap<String, String>>,
-    routes: Vec<crate::config::Route>,
+    routes: Vec<Route>,
     running: Option<bool>,
     recent: Vec<MessageSummary>,
 }
@@ -154,20 +155,33 @@ async fn detail(state: &Shared, name: &str) -> Result<Option<Detail>, JournalErr
     }))
 }
 
-fn route_row(r: &crate::config::Route) -> String {
-    format!(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        esc(&r.name),
-        esc(&r.from.join(", ")),
-        esc(&r
-            .message_types
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")),
-        esc(&r.transform),
-        esc(&r.to.join(", ")),
-    )
+/// A route as the routes tables show it (`_routes.html`): its lists
+/// joined.
+#[derive(Debug, Serialize)]
+pub struct RouteRow {
+    name: String,
+    from: String,
+    message_types: String,
+    transform: String,
+    to: String,
+}
+
+pub fn route_rows(routes: &[Route]) -> Vec<RouteRow> {
+    routes
+        .iter()
+        .map(|r| RouteRow {
+            name: r.name.clone(),
+            from: r.from.join(", "),
+            message_types: r
+                .message_types
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            transform: r.transform.clone(),
+            to: r.to.join(", "),
+        })
+        .collect()
 }
 
 // ---- pages ----
@@ -178,58 +192,28 @@ pub async fn list(State(state): State<Shared>, Extension(caller): Extension<Call
         Err(e) => return journal_problem(&state, &caller, &e),
     };
     let tz = site_tz(&state);
-    let mut body = String::from("<p class=\"actions\">");
-    if caller.role >= Role::Admin {
-        body.push_str("<a href=\"/new-endpoint\" id=\"new-endpoint\">New endpoint</a> · <a href=\"/config/versions\">Configuration versions</a> · ");
-    }
-    body.push_str("<a href=\"/routes\">Routes</a></p>");
-    body.push_str("<table id=\"endpoint-list\"><thead><tr><th>Endpoint</th><th>Type</th><th>Direction</th><th>Status</th><th>Queue</th><th>Dead</th><th>Last message</th><th>Actions</th></tr></thead><tbody>");
-    for v in &views {
-        let _ = write!(
-            body,
-            "<tr class=\"endpoint\" data-name=\"{n}\"><td><a href=\"/endpoints/{n}\">{n}</a></td><td>{}</td><td>{}</td><td class=\"status {s}\">{s}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            v.kind,
-            esc(&v.direction),
-            v.queue_depth + v.in_flight,
-            v.dead,
-            opt_time(v.last_message_at, &tz),
-            actions(&caller, &v.name, v.enabled),
-            n = esc(&v.name),
-            s = v.status,
-        );
-    }
-    body.push_str("</tbody></table>");
-    html(StatusCode::OK, page("Endpoints", Some(&caller), &body))
-}
-
-fn actions(caller: &Caller, name: &str, enabled: bool) -> String {
-    let mut out = String::new();
-    if caller.role >= Role::Operator {
-        let (what, label) = if enabled {
-            ("disable", "Disable")
-        } else {
-            ("enable", "Enable")
-        };
-        let _ = write!(
-            out,
-            "<form method=\"post\" action=\"/endpoints/{n}/{what}\" class=\"inline\"{confirm}>{}<button class=\"{what}\">{label}</button></form>",
-            csrf_field(caller),
-            n = esc(name),
-            confirm = if enabled {
-                " data-confirm=\"Disable this endpoint? A source stops taking messages; a destination stops delivering and keeps its queue.\""
-            } else {
-                ""
-            },
-        );
-    }
-    if caller.role >= Role::Admin {
-        let _ = write!(
-            out,
-            " <a href=\"/endpoints/{n}/edit\" class=\"edit\">Edit</a>",
-            n = esc(name)
-        );
-    }
-    out
+    let endpoints: Vec<Value> = views
+        .iter()
+        .map(|v| {
+            context! {
+                name => v.name,
+                kind => v.kind,
+                direction => v.direction,
+                status => v.status,
+                enabled => v.enabled,
+                queue => v.queue_depth + v.in_flight,
+                dead => v.dead,
+                last_message => opt_time(v.last_message_at, &tz),
+            }
+        })
+        .collect();
+    state.templates.page(
+        StatusCode::OK,
+        "endpoints.html",
+        "Endpoints",
+        Some(&caller),
+        context! { endpoints, operator => caller.role >= Role::Operator },
+    )
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -259,155 +243,79 @@ async fn detail_page(
         Ok(Some(d)) => d,
         Ok(None) => {
             return problem(
-                &state,
+                state,
                 StatusCode::NOT_FOUND,
                 caller,
                 "There is no such endpoint.",
             )
         }
-        Err(e) => return journal_problem(&state, caller, &e),
+        Err(e) => return journal_problem(state, caller, &e),
     };
     let tz = site_tz(state);
     let v = &d.view;
-    let mut body = String::new();
-    if let Some(n) = notice.filter(|n| !n.is_empty()) {
-        let _ = write!(body, "<p class=\"notice\" id=\"notice\">{}</p>", esc(n));
-    }
-    let _ = write!(
-        body,
-        "<p id=\"endpoint-status\">{} · {} · <span class=\"status {s}\">{s}</span>{}{}</p>",
-        d.kind,
-        esc(&v.direction),
-        v.since
-            .map(|t| format!(" since {}", time(t, &tz)))
-            .unwrap_or_default(),
-        match d.running {
-            Some(true) => " · running",
-            Some(false) => " · not running",
-            None => "",
-        },
-        s = v.status,
+    // Only an MLLP sender can send a test query and wait for its ACK.
+    let round_trip = matches!(
+        state.config().endpoint(name).map(|e| &e.kind),
+        Some(EndpointKind::Mllp(c)) if c.connect.is_some()
     );
-    for alert in &v.alerts {
-        let _ = write!(body, "<p class=\"error\">{}</p>", esc(alert));
-    }
-    body.push_str("<p class=\"actions\">");
-    body.push_str(&actions(caller, name, v.enabled));
-    body.push_str("</p>");
-    if caller.role >= Role::Operator {
-        let round_trip = matches!(
-            state.config().endpoint(name).map(|e| &e.kind),
-            Some(EndpointKind::Mllp(c)) if c.connect.is_some()
-        );
-        let _ = write!(
-            body,
-            "<form method=\"post\" action=\"/endpoints/{n}/test\" class=\"inline\" id=\"test-form\">{}{}<button id=\"test\">Test connection</button></form>",
-            csrf_field(caller),
-            if round_trip {
-                "<label class=\"check\"><input type=\"checkbox\" name=\"round_trip\" value=\"1\"> also send an NMQ^N01 test query (processing id T) and wait for its ACK</label> "
-            } else {
-                ""
-            },
-            n = esc(name)
-        );
-    }
-    if let Some(r) = probed {
-        body.push_str(&probe_html(r));
-    }
-    body.push_str("<h2>Configuration</h2>");
-    match &d.settings {
-        Some(settings) => {
-            body.push_str("<table id=\"endpoint-settings\"><thead><tr><th>Setting</th><th>As written</th><th>In force</th></tr></thead><tbody>");
-            for (k, written) in settings {
+    let settings = d.settings.as_ref().map(|settings| {
+        settings
+            .iter()
+            .map(|(key, written)| {
+                // What a reference stands for now; a key without one is
+                // in force as written.
                 let in_force = if written.contains("${") {
                     crate::config::expand_references(written).unwrap_or_else(|e| e)
                 } else {
                     String::new()
                 };
-                let _ = write!(
-                    body,
-                    "<tr><th>{}</th><td><code>{}</code></td><td>{}</td></tr>",
-                    esc(k),
-                    esc(written),
-                    esc(&in_force)
-                );
+                context! { key, written, in_force }
+            })
+            .collect::<Vec<_>>()
+    });
+    let recent: Vec<Value> = d
+        .recent
+        .iter()
+        .map(|m| {
+            context! {
+                id => m.id,
+                received => time(m.received_at, &tz),
+                source => m.source,
+                message_type => m.message_type,
+                status => m.status,
             }
-            body.push_str(
-                "</tbody></table><p class=\"hint\">Settings not listed take their defaults.</p>",
-            );
-        }
-        None => body.push_str("<p>The configuration file cannot be read here.</p>"),
-    }
-    body.push_str("<h2>Routes</h2>");
-    if d.routes.is_empty() {
-        body.push_str("<p>No route names this endpoint.</p>");
-    } else {
-        body.push_str("<table id=\"endpoint-routes\"><thead><tr><th>Route</th><th>From</th><th>Message types</th><th>Transform</th><th>To</th></tr></thead><tbody>");
-        for r in &d.routes {
-            body.push_str(&route_row(r));
-        }
-        body.push_str("</tbody></table>");
-    }
-    let _ = write!(
-        body,
-        "<h2>Queue</h2><table id=\"endpoint-queue\"><tr><th>Queued</th><td>{}</td></tr><tr><th>In flight</th><td>{}</td></tr><tr><th>Dead</th><td>{}</td></tr><tr><th>Messages today</th><td>{}</td></tr><tr><th>Last message</th><td>{}</td></tr></table>",
-        v.queue_depth,
-        v.in_flight,
-        v.dead,
-        v.messages_today,
-        opt_time(v.last_message_at, &tz)
-    );
-    let _ = write!(
-        body,
-        "<h2>Recent messages</h2><p><a href=\"/logs?endpoint={n}\">All of this endpoint's messages in the log</a></p>",
-        n = esc(name)
-    );
-    if d.recent.is_empty() {
-        body.push_str("<p id=\"no-recent\">No messages yet.</p>");
-    } else {
-        body.push_str("<table id=\"recent\"><thead><tr><th>Received</th><th>Id</th><th>Source</th><th>Type</th><th>Status</th></tr></thead><tbody>");
-        for m in &d.recent {
-            let _ = write!(
-                body,
-                "<tr class=\"message st-{s}\"><td>{}</td><td><a href=\"/messages/{id}\">#{id}</a></td><td>{}</td><td>{}</td><td class=\"st-{s}\">{s}</td></tr>",
-                time(m.received_at, &tz),
-                esc(&m.source),
-                esc(&m.message_type),
-                id = m.id,
-                s = m.status
-            );
-        }
-        body.push_str("</tbody></table>");
-    }
-    html(
+        })
+        .collect();
+    state.templates.page(
         StatusCode::OK,
-        page(&format!("Endpoint {name}"), Some(caller), &body),
+        "endpoint.html",
+        &format!("Endpoint {name}"),
+        Some(caller),
+        context! {
+            name,
+            notice => notice.filter(|n| !n.is_empty()),
+            kind => d.kind,
+            direction => v.direction,
+            status => v.status,
+            since => v.since.map(|t| time(t, &tz)),
+            running => d.running,
+            alerts => v.alerts,
+            enabled => v.enabled,
+            operator => caller.role >= Role::Operator,
+            round_trip,
+            probe => probed,
+            settings,
+            routes => route_rows(&d.routes),
+            queue => context! {
+                queued => v.queue_depth,
+                in_flight => v.in_flight,
+                dead => v.dead,
+                today => v.messages_today,
+                last_message => opt_time(v.last_message_at, &tz),
+            },
+            recent,
+        },
     )
-}
-
-fn probe_html(r: &ProbeReport) -> String {
-    let mut out = format!(
-        "<div id=\"probe\" class=\"probe {}\"><h2>Connection test: {}</h2><table><thead><tr><th>Step</th><th>Result</th><th>Time</th><th>Detail</th></tr></thead><tbody>",
-        if r.ok { "ok" } else { "failed" },
-        if r.ok { "passed" } else { "failed" }
-    );
-    for s in &r.steps {
-        let _ = write!(
-            out,
-            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td></tr>",
-            if s.ok { "ok" } else { "failed" },
-            esc(&s.name),
-            if s.ok { "ok" } else { "failed" },
-            s.ms,
-            esc(&s.detail)
-        );
-    }
-    out.push_str("</tbody></table>");
-    if let Some(n) = &r.note {
-        let _ = write!(out, "<p class=\"hint\">{}</p>", esc(n));
-    }
-    out.push_str("</div>");
-    out
 }
 
 fn after_change(name: &str, applied: &Applied) -> Response {
@@ -481,10 +389,7 @@ pub struct NewQuery {
     pub kind: Option<String>,
 }
 
-fn csrf_of(caller: &Caller) -> &str {
-    caller.csrf.as_deref().unwrap_or_default()
-}
-
+/// The routes a new endpoint may join, with those in `checked` checked.
 fn route_choices(state: &Shared, checked: &[String]) -> Vec<(String, bool)> {
     state
         .config()
@@ -503,26 +408,39 @@ pub async fn new_form(
         return r;
     }
     let Some(kind) = q.kind.filter(|k| endpoint_form::fields(k).is_some()) else {
-        let mut body = String::from("<p>Which type of endpoint?</p><ul id=\"endpoint-types\">");
-        for t in crate::endpoints::type_names() {
-            let _ = write!(body, "<li><a href=\"/new-endpoint?type={t}\">{t}</a></li>");
-        }
-        body.push_str("</ul>");
-        return html(StatusCode::OK, page("New endpoint", Some(&caller), &body));
+        return state.templates.page(
+            StatusCode::OK,
+            "endpoint_types.html",
+            "New endpoint",
+            Some(&caller),
+            context! { types => crate::endpoints::type_names() },
+        );
     };
-    let form = endpoint_form::render(&FormView {
+    let view = FormView {
         action: "/new-endpoint",
         kind: &kind,
         name: "",
         new: true,
         values: &BTreeMap::new(),
         errors: &[],
-        csrf: csrf_of(&caller),
         routes: &route_choices(&state, &[]),
-    });
-    html(
-        StatusCode::OK,
-        page(&format!("New {kind} endpoint"), Some(&caller), &form),
+    };
+    form_page(&state, &caller, StatusCode::OK, &view)
+}
+
+/// The new or edit form as a page with `status`.
+fn form_page(state: &AdminState, caller: &Caller, status: StatusCode, view: &FormView) -> Response {
+    let title = if view.new {
+        format!("New {} endpoint", view.kind)
+    } else {
+        format!("Edit endpoint {}", view.name)
+    };
+    state.templates.page(
+        status,
+        "endpoint_form.html",
+        &title,
+        Some(caller),
+        endpoint_form::values(view),
     )
 }
 
@@ -578,22 +496,16 @@ pub async fn create(
         Ok(a) => after_change(&name, &a),
         Err(ChangeError::Forbidden(role)) => forbidden(role),
         Err(e) => {
-            let status = status_of(&e);
-            let errors = field_errors(&e);
-            let form = endpoint_form::render(&FormView {
+            let view = FormView {
                 action: "/new-endpoint",
                 kind: &kind,
                 name: &name,
                 new: true,
                 values: &values,
-                errors: &errors,
-                csrf: csrf_of(&caller),
+                errors: &field_errors(&e),
                 routes: &route_choices(&state, &routes),
-            });
-            html(
-                status,
-                page(&format!("New {kind} endpoint"), Some(&caller), &form),
-            )
+            };
+            form_page(&state, &caller, status_of(&e), &view)
         }
     }
 }
@@ -612,20 +524,16 @@ pub async fn edit_form(
         Err(e) => return problem(&state, status_of(&e), &caller, &e.to_string()),
     };
     let values = endpoint_form::values_from_settings(&kind, &settings);
-    let form = endpoint_form::render(&FormView {
+    let view = FormView {
         action: &format!("/endpoints/{name}/edit"),
         kind: &kind,
         name: &name,
         new: false,
         values: &values,
         errors: &[],
-        csrf: csrf_of(&caller),
         routes: &[],
-    });
-    html(
-        StatusCode::OK,
-        page(&format!("Edit endpoint {name}"), Some(&caller), &form),
-    )
+    };
+    form_page(&state, &caller, StatusCode::OK, &view)
 }
 
 pub async fn edit(
@@ -646,22 +554,16 @@ pub async fn edit(
         Ok(a) => after_change(&name, &a),
         Err(ChangeError::Forbidden(role)) => forbidden(role),
         Err(e) => {
-            let status = status_of(&e);
-            let errors = field_errors(&e);
-            let form = endpoint_form::render(&FormView {
+            let view = FormView {
                 action: &format!("/endpoints/{name}/edit"),
                 kind: &kind,
                 name: &name,
                 new: false,
                 values: &values,
-                errors: &errors,
-                csrf: csrf_of(&caller),
+                errors: &field_errors(&e),
                 routes: &[],
-            });
-            html(
-                status,
-                page(&format!("Edit endpoint {name}"), Some(&caller), &form),
-            )
+            };
+            form_page(&state, &caller, status_of(&e), &view)
         }
     }
 }
@@ -669,8 +571,16 @@ pub async fn edit(
 /// Used by the configuration pages: the routes of `config` as table rows.
 pub fn routes_table(config: &Config) -> String {
     let mut out = String::from("<table id=\"routes\"><thead><tr><th>Route</th><th>From</th><th>Message types</th><th>Transform</th><th>To</th></tr></thead><tbody>");
-    for r in &config.routes {
-        out.push_str(&route_row(r));
+    for r in route_rows(&config.routes) {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.name),
+            esc(&r.from),
+            esc(&r.message_types),
+            esc(&r.transform),
+            esc(&r.to)
+        );
     }
     out.push_str("</tbody></table>");
     out
