@@ -993,6 +993,59 @@ async fn an_admin_rolls_back_to_a_kept_version_with_its_diff_shown_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_on_the_configuration_pages_is_shown_escaped() {
+    let s = site().await;
+    let a = s.login("ada", "admin").await;
+    let settings = s
+        .post("/settings", &a, &[("time_zone", "\"><script>x</script>")])
+        .await;
+    assert_eq!(settings.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        settings
+            .field("time_zone")
+            .contains("value=\"&quot;&gt;&lt;script&gt;x&lt;/script&gt;\""),
+        "{}",
+        settings.body
+    );
+    let hostile = "# </textarea><script>x</script>\n[[route]]\nname = \"r\"\nfrom = [\"lab\"]\nto = [\"nowhere\"]\n";
+    let routes = s.post("/routes", &a, &[("toml", hostile)]).await;
+    assert_eq!(routes.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        routes.body.contains(
+            "spellcheck=\"false\"># &lt;/textarea&gt;&lt;script&gt;x&lt;/script&gt;\n[[route]]"
+        ),
+        "{}",
+        routes.body
+    );
+    let commented =
+        "[[route]]\nname = \"r\"\nfrom = [\"lab\"]\nto = [\"archive\"] # <b>all</b> & more\n";
+    let r = s.post("/routes", &a, &[("toml", commented)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let versions = s.get("/api/v1/config/versions", &a).await.json();
+    let before = versions["versions"][1]["id"].as_str().unwrap().to_string();
+    let diff = s.get(&format!("/config/versions/{before}"), &a).await;
+    assert!(
+        diff.body.contains(
+            "<span class=\"del\">- to = [&quot;archive&quot;] # &lt;b&gt;all&lt;/b&gt; &amp; more</span>"
+        ),
+        "{}",
+        diff.body
+    );
+    let unknown = s.get("/config/versions/%3Cscript%3Ex", &a).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(
+        unknown.body.contains("`&lt;script&gt;x`"),
+        "{}",
+        unknown.body
+    );
+    for page in [&settings, &routes, &diff, &unknown] {
+        assert!(!page.body.contains("<script>x"), "{}", page.body);
+        assert!(!page.body.contains("<b>all"), "{}", page.body);
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_applies_a_hand_edit_audited_without_a_version_and_a_broken_edit_changes_nothing()
 {
     let s = site().await;

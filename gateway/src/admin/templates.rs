@@ -42,6 +42,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         "endpoint_form.html",
         include_str!("templates/endpoint_form.html"),
     ),
+    ("settings.html", include_str!("templates/settings.html")),
+    ("routes.html", include_str!("templates/routes.html")),
+    ("versions.html", include_str!("templates/versions.html")),
+    ("version.html", include_str!("templates/version.html")),
+    ("rollback.html", include_str!("templates/rollback.html")),
 ];
 
 /// The loaded templates.
@@ -146,6 +151,18 @@ mod tests {
         let t = Templates::load().unwrap();
         for (name, _) in TEMPLATES {
             assert!(t.env.get_template(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_template_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/admin/templates");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(
+                TEMPLATES.iter().any(|(n, _)| *n == name),
+                "{name} is not in TEMPLATES"
+            );
         }
     }
 

@@ -9,10 +9,10 @@
 use super::endpoint_form::{self, FormView};
 use crate::admin::api::{endpoint_views, journal_error, site_tz, EndpointView};
 use crate::admin::auth::{forbidden, Caller, Role};
-use crate::admin::render::{esc, opt_time, time};
+use crate::admin::render::{opt_time, time};
 use crate::admin::{AdminState, Shared};
 use crate::config::edit::{Change, EditError};
-use crate::config::{Config, EndpointKind, Route};
+use crate::config::{EndpointKind, Route};
 use crate::control::config::{read_document, Applied, ChangeError, FieldError};
 use crate::control::endpoints::{self as service, NewEndpoint};
 use crate::control::Refusal;
@@ -27,7 +27,6 @@ use minijinja::{context, Value};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 pub mod json;
 
@@ -566,38 +565,4 @@ pub async fn edit(
             form_page(&state, &caller, status_of(&e), &view)
         }
     }
-}
-
-/// Used by the configuration pages: the routes of `config` as table rows.
-pub fn routes_table(config: &Config) -> String {
-    let mut out = String::from("<table id=\"routes\"><thead><tr><th>Route</th><th>From</th><th>Message types</th><th>Transform</th><th>To</th></tr></thead><tbody>");
-    for r in route_rows(&config.routes) {
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.name),
-            esc(&r.from),
-            esc(&r.message_types),
-            esc(&r.transform),
-            esc(&r.to)
-        );
-    }
-    out.push_str("</tbody></table>");
-    out
-}
-
-/// The fields of the configuration errors, for the configuration pages.
-pub fn errors_html(errors: &[FieldError]) -> String {
-    let mut out = String::from(
-        "<div class=\"error\" id=\"form-errors\"><p>The configuration was not changed:</p><ul>",
-    );
-    for e in errors {
-        if e.line > 0 {
-            let _ = write!(out, "<li>line {}: {}</li>", e.line, esc(&e.message));
-        } else {
-            let _ = write!(out, "<li>{}</li>", esc(&e.message));
-        }
-    }
-    out.push_str("</ul></div>");
-    out
 }
