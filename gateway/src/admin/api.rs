@@ -214,7 +214,7 @@ pub async fn overview(state: &Shared) -> Result<Overview, JournalError> {
             };
             let detail = link.as_ref().and_then(|l| l.detail.clone());
             let mut endpoint_alerts = Vec::new();
-            let at = |ms: i64| super::render::time(ms, &tz);
+            let at = |ms: i64| super::format::time(ms, &tz);
             match (status, since) {
                 (Status::Down, Some(t)) => endpoint_alerts.push(format!(
                     "down since {}{}",

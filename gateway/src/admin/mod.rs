@@ -45,11 +45,12 @@
 //! and renders the result as HTML or JSON.
 
 mod api;
+mod assets;
 mod auth;
 mod chart;
+mod format;
 mod pages;
 mod payload;
-mod render;
 mod templates;
 
 #[cfg(test)]
@@ -251,8 +252,8 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/setup", get(pages::setup_form).post(pages::setup))
-        .route("/assets/app.css", get(render::css))
-        .route("/assets/app.js", get(render::js))
+        .route("/assets/app.css", get(assets::css))
+        .route("/assets/app.js", get(assets::js))
         .merge(protected)
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -1,12 +1,15 @@
 //! The pages' templates: minijinja with HTML auto-escaping, embedded in the
 //! binary (`templates/*.html`) and loaded once into [`Templates`], which the
 //! admin state keeps. Every page extends `layout.html` (navigation by role,
-//! the CSRF token for the script). Values are escaped exactly as
-//! [`esc`] escapes them; only values marked safe (markup another part of the
-//! page built and escaped) pass as they are.
+//! the CSRF token for the script); pieces that pages share are macros in
+//! the `_*.html` templates. Rust code hands templates values, never markup.
+//!
+//! Every value is escaped for HTML text and quoted attributes alike
+//! (`& < > " '`, see [`write_escaped`]); `/` is left as it is, unlike
+//! minijinja's own escaping, so that links and paths read the same in the
+//! page source. Only a macro's output (itself escaped) passes unescaped.
 
 use super::auth::{Caller, Role};
-use super::render::esc;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::{context, AutoEscape, Environment, Value};
@@ -49,6 +52,26 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("rollback.html", include_str!("templates/rollback.html")),
 ];
 
+/// Writes `text` with the characters that could end HTML text or a quoted
+/// attribute value written as entities.
+fn write_escaped(out: &mut minijinja::Output, text: &str) -> std::fmt::Result {
+    let mut plain = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let entity = match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        out.write_str(&text[plain..at])?;
+        out.write_str(entity)?;
+        plain = at + 1;
+    }
+    out.write_str(&text[plain..])
+}
+
 /// The loaded templates.
 pub struct Templates {
     env: Environment<'static>,
@@ -64,8 +87,11 @@ impl Templates {
                 if value.is_none() || value.is_undefined() {
                     return Ok(());
                 }
-                out.write_str(&esc(&value.to_string()))
-                    .map_err(minijinja::Error::from)
+                match value.as_str() {
+                    Some(text) => write_escaped(out, text),
+                    None => write_escaped(out, &value.to_string()),
+                }
+                .map_err(minijinja::Error::from)
             } else {
                 minijinja::escape_formatter(out, state, value)
             }
@@ -166,8 +192,26 @@ mod tests {
         }
     }
 
+    fn caller(name: &str, role: Role, csrf: &str) -> Caller {
+        Caller {
+            user: crate::journal::AdminUser {
+                id: 1,
+                name: name.into(),
+                role: role.as_str().into(),
+                password_hash: String::new(),
+                created_at: 0,
+                failed_logins: 0,
+                locked_until: 0,
+            },
+            role,
+            csrf: Some(csrf.into()),
+            session_hash: None,
+            token_hash: None,
+        }
+    }
+
     #[test]
-    fn the_layout_is_the_frame_every_other_page_has() {
+    fn the_layout_frames_a_page_with_the_navigation_its_caller_may_use() {
         let mut t = Templates::load().unwrap();
         t.env
             .add_template(
@@ -176,34 +220,34 @@ mod tests {
             )
             .unwrap();
         let body = "<p>x &amp; y</p>";
-        for role in [Role::Viewer, Role::Admin] {
-            let caller = Caller {
-                user: crate::journal::AdminUser {
-                    id: 1,
-                    name: "o'neil".into(),
-                    role: role.as_str().into(),
-                    password_hash: String::new(),
-                    created_at: 0,
-                    failed_logins: 0,
-                    locked_until: 0,
-                },
-                role,
-                csrf: Some("c\"s".into()),
-                session_hash: None,
-                token_hash: None,
-            };
-            let rendered = t
-                .render("probe.html", "A & B", Some(&caller), context! { body })
+        let links = "<nav><a href=\"/\">Dashboard</a><a href=\"/endpoints\">Endpoints</a><a href=\"/logs\">Logs</a><a href=\"/errors\">Errors</a><a href=\"/stats\">Statistics</a><a href=\"/settings\">Settings</a>";
+        let admin_links = "<a href=\"/users\">Users</a><a href=\"/audit\">Audit log</a>";
+        for role in [Role::Viewer, Role::Operator, Role::Admin] {
+            let page = t
+                .render(
+                    "probe.html",
+                    "A & B",
+                    Some(&caller("o'neil", role, "c\"s")),
+                    context! { body },
+                )
                 .unwrap();
-            assert_eq!(
-                rendered,
-                super::super::render::page("A & B", Some(&caller), body)
+            assert!(
+                page.starts_with("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">")
             );
+            assert!(page.contains("<meta name=\"csrf\" content=\"c&quot;s\"><title>A &amp; B · Ecko Edge</title><link rel=\"stylesheet\" href=\"/assets/app.css\"><script src=\"/assets/app.js\" defer></script></head>"));
+            assert!(page.contains(links), "{page}");
+            assert_eq!(page.contains(admin_links), role == Role::Admin, "{page}");
+            assert!(page.contains(&format!(
+                "<form method=\"post\" action=\"/logout\" class=\"logout\"><input type=\"hidden\" name=\"csrf\" value=\"c&quot;s\"><span>o&#39;neil ({})</span> <button>Log out</button></form></nav></header>",
+                role.as_str()
+            )), "{page}");
+            assert!(page.ends_with("<main><h1>A &amp; B</h1><p>x &amp; y</p></main></body></html>"));
         }
-        let rendered = t
+        let page = t
             .render("probe.html", "Login", None, context! { body })
             .unwrap();
-        assert_eq!(rendered, super::super::render::page("Login", None, body));
+        assert!(page.contains("<meta name=\"csrf\" content=\"\"><title>Login · Ecko Edge</title>"));
+        assert!(page.contains("<header><strong>Ecko Edge</strong></header><main><h1>Login</h1>"));
     }
 
     #[test]

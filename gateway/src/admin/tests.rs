@@ -1200,7 +1200,7 @@ async fn the_dashboard_shows_up_degraded_down_since_disabled_and_unknown_from_wh
     assert!(
         page.body.contains(&format!(
             "down since {}",
-            super::render::time(now - 1_000, &tz)
+            super::format::time(now - 1_000, &tz)
         )),
         "{}",
         page.body
@@ -1328,7 +1328,7 @@ async fn the_live_log_applies_the_filters_and_writes_times_in_the_site_time_zone
     assert!(!seen.contains("OTHER-"), "{seen}");
     assert_eq!(seen.matches("event: log").count(), 1, "{seen}");
     let tz = jiff::tz::TimeZone::get("Asia/Kolkata").unwrap();
-    let expected = super::render::time(s.journal.now_ms(), &tz);
+    let expected = super::format::time(s.journal.now_ms(), &tz);
     assert!(seen.contains(&format!("\"time\":\"{expected}\"")), "{seen}");
     // The page names the stream with its filters.
     let page = s.get("/logs?endpoint=archive&control_id=X", Some(&b)).await;

@@ -2,7 +2,7 @@
 
 use crate::admin::api::site_tz;
 use crate::admin::auth::{Caller, Role};
-use crate::admin::render::time;
+use crate::admin::format::time;
 use crate::admin::Shared;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;

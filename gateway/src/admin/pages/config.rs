@@ -6,7 +6,7 @@
 use super::endpoints::{field_errors, route_rows};
 use crate::admin::api::site_tz;
 use crate::admin::auth::{forbidden, Caller, Role};
-use crate::admin::render::time;
+use crate::admin::format::time;
 use crate::admin::{AdminState, Shared};
 use crate::config::history::DiffLine;
 use crate::control::config::{self as config_change, ChangeError, FieldError};

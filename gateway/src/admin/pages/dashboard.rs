@@ -2,7 +2,7 @@
 
 use crate::admin::api::{overview, site_tz};
 use crate::admin::auth::Caller;
-use crate::admin::render::{opt_time, query_value, time};
+use crate::admin::format::{opt_time, query_value, time};
 use crate::admin::Shared;
 use axum::extract::State;
 use axum::http::StatusCode;

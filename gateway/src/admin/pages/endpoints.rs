@@ -9,7 +9,7 @@
 use super::endpoint_form::{self, FormView};
 use crate::admin::api::{endpoint_views, journal_error, site_tz, EndpointView};
 use crate::admin::auth::{forbidden, Caller, Role};
-use crate::admin::render::{opt_time, time};
+use crate::admin::format::{opt_time, time};
 use crate::admin::{AdminState, Shared};
 use crate::config::edit::{Change, EditError};
 use crate::config::{EndpointKind, Route};

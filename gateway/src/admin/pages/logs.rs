@@ -4,7 +4,7 @@
 use crate::admin::api::json;
 use crate::admin::api::{site_tz, FilterParams};
 use crate::admin::auth::{still_valid, Caller};
-use crate::admin::render::time;
+use crate::admin::format::time;
 use crate::admin::Shared;
 use crate::journal::{MessageFilter, MessagePage};
 use axum::extract::{Query, State};

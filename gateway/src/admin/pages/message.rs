@@ -5,8 +5,8 @@
 
 use crate::admin::api::site_tz;
 use crate::admin::auth::{Caller, Role};
+use crate::admin::format::time;
 use crate::admin::payload::{payload, printable};
-use crate::admin::render::time;
 use crate::admin::Shared;
 use crate::control::messages::{self, MessageView};
 use crate::control::{self, Refusal};
@@ -110,7 +110,7 @@ fn viewer_values(caller: &Caller, id: i64, view: MessageView, tz: &jiff::tz::Tim
 pub struct ActionForm {
     pub csrf: String,
     pub reason: String,
-    /// The page the form was on (see [`safe_back`](crate::admin::render::safe_back)).
+    /// The page the form was on (see [`safe_back`](super::safe_back)).
     pub back: String,
 }
 
