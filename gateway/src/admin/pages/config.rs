@@ -3,7 +3,7 @@
 //! rollback; pages and JSON. Changes are admin-only and are services of
 //! [`control::config`](crate::control::config) like endpoint edits.
 
-use super::endpoints::{field_errors, route_rows};
+use super::endpoints::{change_refused_json, field_errors, route_json, route_rows};
 use crate::admin::api::site_tz;
 use crate::admin::auth::{forbidden, Caller, Role};
 use crate::admin::format::time;
@@ -34,15 +34,7 @@ fn status_of(e: &ChangeError) -> StatusCode {
 }
 
 fn api_refusal(e: &ChangeError) -> Response {
-    if let ChangeError::Forbidden(role) = e {
-        return forbidden(*role);
-    }
-    let status = status_of(e);
-    if status == StatusCode::UNPROCESSABLE_ENTITY {
-        (status, Json(json!({ "errors": field_errors(e) }))).into_response()
-    } else {
-        (status, Json(json!({ "error": e.to_string() }))).into_response()
-    }
+    change_refused_json(e, status_of(e))
 }
 
 // ---- settings ----
@@ -258,17 +250,7 @@ pub async fn save_routes_form(
 }
 
 pub async fn api_routes(State(state): State<Shared>) -> Response {
-    let routes: Vec<_> = state
-        .config()
-        .routes
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name, "from": r.from, "to": r.to, "transform": r.transform,
-                "message_types": r.message_types.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let routes: Vec<_> = state.config().routes.iter().map(route_json).collect();
     Json(json!({ "routes": routes })).into_response()
 }
 

@@ -76,10 +76,16 @@ pub fn field_errors(e: &ChangeError) -> Vec<FieldError> {
 }
 
 fn api_change_error(e: &ChangeError) -> Response {
+    change_refused_json(e, status_of(e))
+}
+
+/// A refused change as the API answers it with `status`: its field errors
+/// when unprocessable, else `{"error"}`; below the role, the 403 every
+/// route gives.
+pub fn change_refused_json(e: &ChangeError, status: StatusCode) -> Response {
     if let ChangeError::Forbidden(role) = e {
         return forbidden(*role);
     }
-    let status = status_of(e);
     if status == StatusCode::UNPROCESSABLE_ENTITY {
         (status, Json(json!({ "errors": field_errors(e) }))).into_response()
     } else {
@@ -181,6 +187,14 @@ pub fn route_rows(routes: &[Route]) -> Vec<RouteRow> {
             to: r.to.join(", "),
         })
         .collect()
+}
+
+/// A route as the API shows it.
+pub fn route_json(r: &Route) -> serde_json::Value {
+    json!({
+        "name": r.name, "from": r.from, "to": r.to, "transform": r.transform,
+        "message_types": r.message_types.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+    })
 }
 
 // ---- pages ----

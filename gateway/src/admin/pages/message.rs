@@ -3,14 +3,13 @@
 //! out by format, the acknowledgement sent, the raw bytes), with the retry
 //! and discard forms.
 
-use crate::admin::api::site_tz;
+use crate::admin::api::{delivery_state, site_tz};
 use crate::admin::auth::{Caller, Role};
 use crate::admin::format::time;
 use crate::admin::payload::{payload, printable};
 use crate::admin::Shared;
 use crate::control::messages::{self, MessageView};
 use crate::control::{self, Refusal};
-use crate::journal::OutboxState;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -50,18 +49,10 @@ fn viewer_values(caller: &Caller, id: i64, view: MessageView, tz: &jiff::tz::Tim
         .iter()
         .map(|o| {
             let discard = discards.get(&o.id);
-            let state = match (o.state, discard.is_some()) {
-                (OutboxState::Dead, true) => "discarded",
-                (OutboxState::Dead, false) => "dead",
-                (OutboxState::Delivered, _) => "delivered",
-                (OutboxState::Leased, _) => "in-flight",
-                (OutboxState::Queued, _) if o.attempts > 0 => "failing",
-                (OutboxState::Queued, _) => "queued",
-            };
             context! {
                 destination => o.destination,
                 transform => o.transform,
-                state,
+                state => delivery_state(o, discard.is_some()),
                 attempts => o.attempts,
                 error => o.last_error,
                 discarded => discard.map(|(at, by, reason)| context! { at => time(*at, tz), by, reason }),
