@@ -214,7 +214,7 @@ pub async fn overview(state: &Shared) -> Result<Overview, JournalError> {
             };
             let detail = link.as_ref().and_then(|l| l.detail.clone());
             let mut endpoint_alerts = Vec::new();
-            let at = |ms: i64| super::render::time(ms, &tz);
+            let at = |ms: i64| super::format::time(ms, &tz);
             match (status, since) {
                 (Status::Down, Some(t)) => endpoint_alerts.push(format!(
                     "down since {}{}",
@@ -324,6 +324,20 @@ pub async fn messages(State(state): State<Shared>, Query(p): Query<FilterParams>
     }
 }
 
+/// A delivery's state as the viewer and the API name it (`failing`,
+/// `in-flight`, `discarded`...), the same names the message list uses.
+pub fn delivery_state(o: &crate::journal::OutboxRecord, discarded: bool) -> &'static str {
+    use crate::journal::OutboxState;
+    // `state_name` takes the journal's state codes.
+    let code = match o.state {
+        OutboxState::Queued => 0,
+        OutboxState::Leased => 1,
+        OutboxState::Delivered => 2,
+        OutboxState::Dead => 3,
+    };
+    crate::journal::state_name(code, o.attempts, discarded)
+}
+
 /// One message with its payload: audited as a view of patient data.
 pub async fn message(
     State(state): State<Shared>,
@@ -351,16 +365,7 @@ pub async fn message(
                 "destination": o.destination,
                 "transform": o.transform,
                 "lane": o.lane,
-                "state": crate::journal::state_name(
-                    match o.state {
-                        crate::journal::OutboxState::Queued => 0,
-                        crate::journal::OutboxState::Leased => 1,
-                        crate::journal::OutboxState::Delivered => 2,
-                        crate::journal::OutboxState::Dead => 3,
-                    },
-                    o.attempts,
-                    discard.is_some(),
-                ),
+                "state": delivery_state(o, discard.is_some()),
                 "attempts": o.attempts,
                 "next_attempt_at": o.next_attempt_at,
                 "last_error": o.last_error,

@@ -738,6 +738,81 @@ async fn a_connection_test_shows_each_step_on_the_page_and_in_json_and_is_audite
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_on_the_endpoint_pages_and_form_is_shown_escaped() {
+    let s = site().await;
+    let a = s.login("ada", "admin").await;
+    let notice = s
+        .get("/endpoints/lab?applied=%3Cscript%3Ex%3C%2Fscript%3E", &a)
+        .await;
+    assert!(
+        notice
+            .body
+            .contains("<p class=\"notice\" id=\"notice\">&lt;script&gt;x&lt;/script&gt;</p>"),
+        "{}",
+        notice.body
+    );
+    let r = s
+        .json(
+            "POST",
+            "/api/v1/endpoints",
+            &a,
+            serde_json::json!({ "name": "hub", "type": "fhir",
+                "settings": { "url": "http://127.0.0.1:9/fhir?a=<b>&c" } }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let detail = s.get("/endpoints/hub", &a).await;
+    assert!(
+        detail
+            .body
+            .contains("<code>http://127.0.0.1:9/fhir?a=&lt;b&gt;&amp;c</code>"),
+        "{}",
+        detail.body
+    );
+    let form = s.get("/endpoints/hub/edit", &a).await;
+    assert!(form
+        .field("url")
+        .contains("value=\"http://127.0.0.1:9/fhir?a=&lt;b&gt;&amp;c\""));
+    let sent_back = s
+        .post(
+            "/endpoints/lab/edit",
+            &a,
+            &[("type", "mllp"), ("idle_timeout", "\"><script>x</script>")],
+        )
+        .await;
+    assert_eq!(sent_back.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let field = sent_back.field("idle_timeout");
+    assert!(
+        field.contains("value=\"&quot;&gt;&lt;script&gt;x&lt;/script&gt;\""),
+        "{field}"
+    );
+    assert!(
+        field.contains("`&quot;&gt;&lt;script&gt;x&lt;/script&gt;`"),
+        "{field}"
+    );
+    let named = s
+        .post(
+            "/new-endpoint",
+            &a,
+            &[
+                ("type", "file"),
+                ("name", "<script>x</script>"),
+                ("path", "/x"),
+            ],
+        )
+        .await;
+    assert_eq!(named.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(named
+        .field("name")
+        .contains("value=\"&lt;script&gt;x&lt;/script&gt;\""));
+    for page in [&notice, &detail, &form, &sent_back, &named] {
+        assert!(!page.body.contains("<script>x"), "{}", page.body);
+        assert!(!page.body.contains("<b>&"), "{}", page.body);
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_are_validated_beside_their_field_applied_live_and_written() {
     let s = site().await;
     let a = s.login("ada", "admin").await;
@@ -914,6 +989,59 @@ async fn an_admin_rolls_back_to_a_kept_version_with_its_diff_shown_first() {
         .status,
         StatusCode::NOT_FOUND
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_on_the_configuration_pages_is_shown_escaped() {
+    let s = site().await;
+    let a = s.login("ada", "admin").await;
+    let settings = s
+        .post("/settings", &a, &[("time_zone", "\"><script>x</script>")])
+        .await;
+    assert_eq!(settings.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        settings
+            .field("time_zone")
+            .contains("value=\"&quot;&gt;&lt;script&gt;x&lt;/script&gt;\""),
+        "{}",
+        settings.body
+    );
+    let hostile = "# </textarea><script>x</script>\n[[route]]\nname = \"r\"\nfrom = [\"lab\"]\nto = [\"nowhere\"]\n";
+    let routes = s.post("/routes", &a, &[("toml", hostile)]).await;
+    assert_eq!(routes.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        routes.body.contains(
+            "spellcheck=\"false\"># &lt;/textarea&gt;&lt;script&gt;x&lt;/script&gt;\n[[route]]"
+        ),
+        "{}",
+        routes.body
+    );
+    let commented =
+        "[[route]]\nname = \"r\"\nfrom = [\"lab\"]\nto = [\"archive\"] # <b>all</b> & more\n";
+    let r = s.post("/routes", &a, &[("toml", commented)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let versions = s.get("/api/v1/config/versions", &a).await.json();
+    let before = versions["versions"][1]["id"].as_str().unwrap().to_string();
+    let diff = s.get(&format!("/config/versions/{before}"), &a).await;
+    assert!(
+        diff.body.contains(
+            "<span class=\"del\">- to = [&quot;archive&quot;] # &lt;b&gt;all&lt;/b&gt; &amp; more</span>"
+        ),
+        "{}",
+        diff.body
+    );
+    let unknown = s.get("/config/versions/%3Cscript%3Ex", &a).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(
+        unknown.body.contains("`&lt;script&gt;x`"),
+        "{}",
+        unknown.body
+    );
+    for page in [&settings, &routes, &diff, &unknown] {
+        assert!(!page.body.contains("<script>x"), "{}", page.body);
+        assert!(!page.body.contains("<b>all"), "{}", page.body);
+    }
     s.stop().await;
 }
 

@@ -45,12 +45,12 @@
 //! and renders the result as HTML or JSON.
 
 mod api;
+mod assets;
 mod auth;
-mod config_pages;
-mod endpoint_form;
-mod endpoints;
+mod chart;
+mod format;
 mod pages;
-mod render;
+mod payload;
 mod service;
 mod templates;
 
@@ -166,30 +166,30 @@ pub fn router(state: Shared) -> Router {
         .route("/stats", get(pages::stats))
         .route(
             "/settings",
-            get(config_pages::settings).post(config_pages::save),
+            get(pages::config::settings).post(pages::config::save),
         )
-        .route("/endpoints", get(endpoints::list))
-        .route("/endpoints/{name}", get(endpoints::show))
+        .route("/endpoints", get(pages::endpoints::list))
+        .route("/endpoints/{name}", get(pages::endpoints::show))
         .route(
             "/endpoints/{name}/edit",
-            get(endpoints::edit_form).post(endpoints::edit),
+            get(pages::endpoints::edit_form).post(pages::endpoints::edit),
         )
-        .route("/endpoints/{name}/enable", post(endpoints::enable))
-        .route("/endpoints/{name}/disable", post(endpoints::disable))
-        .route("/endpoints/{name}/test", post(endpoints::test))
+        .route("/endpoints/{name}/enable", post(pages::endpoints::enable))
+        .route("/endpoints/{name}/disable", post(pages::endpoints::disable))
+        .route("/endpoints/{name}/test", post(pages::endpoints::test))
         .route(
             "/new-endpoint",
-            get(endpoints::new_form).post(endpoints::create),
+            get(pages::endpoints::new_form).post(pages::endpoints::create),
         )
         .route(
             "/routes",
-            get(config_pages::routes).post(config_pages::save_routes_form),
+            get(pages::config::routes).post(pages::config::save_routes_form),
         )
-        .route("/config/versions", get(config_pages::versions))
-        .route("/config/versions/{id}", get(config_pages::version))
+        .route("/config/versions", get(pages::config::versions))
+        .route("/config/versions/{id}", get(pages::config::version))
         .route(
             "/config/versions/{id}/rollback",
-            post(config_pages::rollback),
+            post(pages::config::rollback),
         )
         .route("/users", get(pages::users).post(pages::create_user))
         .route("/users/{name}/role", post(pages::set_user_role))
@@ -202,37 +202,40 @@ pub fn router(state: Shared) -> Router {
         .route("/logout", post(pages::logout))
         .route(
             "/api/v1/endpoints",
-            get(api::endpoints).post(endpoints::json::create),
+            get(api::endpoints).post(pages::endpoints::json::create),
         )
         .route(
             "/api/v1/endpoints/{name}",
-            get(endpoints::json::show).put(endpoints::json::edit),
+            get(pages::endpoints::json::show).put(pages::endpoints::json::edit),
         )
         .route(
             "/api/v1/endpoints/{name}/enable",
-            post(endpoints::json::enable),
+            post(pages::endpoints::json::enable),
         )
         .route(
             "/api/v1/endpoints/{name}/disable",
-            post(endpoints::json::disable),
+            post(pages::endpoints::json::disable),
         )
-        .route("/api/v1/endpoints/{name}/test", post(endpoints::json::test))
+        .route(
+            "/api/v1/endpoints/{name}/test",
+            post(pages::endpoints::json::test),
+        )
         .route(
             "/api/v1/settings",
-            get(config_pages::api_settings).put(config_pages::api_save),
+            get(pages::config::api_settings).put(pages::config::api_save),
         )
         .route(
             "/api/v1/routes",
-            get(config_pages::api_routes).put(config_pages::api_save_routes),
+            get(pages::config::api_routes).put(pages::config::api_save_routes),
         )
-        .route("/api/v1/config/versions", get(config_pages::api_versions))
+        .route("/api/v1/config/versions", get(pages::config::api_versions))
         .route(
             "/api/v1/config/versions/{id}",
-            get(config_pages::api_version),
+            get(pages::config::api_version),
         )
         .route(
             "/api/v1/config/versions/{id}/rollback",
-            post(config_pages::api_rollback),
+            post(pages::config::api_rollback),
         )
         .route("/api/v1/messages", get(api::messages))
         .route("/api/v1/messages/retry", post(api::retry_matching))
@@ -262,8 +265,8 @@ pub fn router(state: Shared) -> Router {
         .merge(scrape)
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/setup", get(pages::setup_form).post(pages::setup))
-        .route("/assets/app.css", get(render::css))
-        .route("/assets/app.js", get(render::js))
+        .route("/assets/app.css", get(assets::css))
+        .route("/assets/app.js", get(assets::js))
         .merge(protected)
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(

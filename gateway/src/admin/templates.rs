@@ -1,12 +1,15 @@
 //! The pages' templates: minijinja with HTML auto-escaping, embedded in the
 //! binary (`templates/*.html`) and loaded once into [`Templates`], which the
 //! admin state keeps. Every page extends `layout.html` (navigation by role,
-//! the CSRF token for the script). Values are escaped exactly as
-//! [`esc`] escapes them; only values marked safe (markup another part of the
-//! page built and escaped) pass as they are.
+//! the CSRF token for the script); pieces that pages share are macros in
+//! the `_*.html` templates. Rust code hands templates values, never markup.
+//!
+//! Every value is escaped for HTML text and quoted attributes alike
+//! (`& < > " '`, see [`write_escaped`]); `/` is left as it is, unlike
+//! minijinja's own escaping, so that links and paths read the same in the
+//! page source. Only a macro's output (itself escaped) passes unescaped.
 
 use super::auth::{Caller, Role};
-use super::render::esc;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::{context, AutoEscape, Environment, Value};
@@ -15,6 +18,7 @@ use minijinja::{context, AutoEscape, Environment, Value};
 const TEMPLATES: &[(&str, &str)] = &[
     ("layout.html", include_str!("templates/layout.html")),
     ("audit.html", include_str!("templates/audit.html")),
+    ("_chart.html", include_str!("templates/_chart.html")),
     ("stats.html", include_str!("templates/stats.html")),
     ("dashboard.html", include_str!("templates/dashboard.html")),
     ("users.html", include_str!("templates/users.html")),
@@ -24,7 +28,49 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("_messages.html", include_str!("templates/_messages.html")),
     ("logs.html", include_str!("templates/logs.html")),
     ("errors.html", include_str!("templates/errors.html")),
+    ("problem.html", include_str!("templates/problem.html")),
+    ("_actions.html", include_str!("templates/_actions.html")),
+    ("_payload.html", include_str!("templates/_payload.html")),
+    ("message.html", include_str!("templates/message.html")),
+    ("_form.html", include_str!("templates/_form.html")),
+    ("_routes.html", include_str!("templates/_routes.html")),
+    ("_endpoint.html", include_str!("templates/_endpoint.html")),
+    ("endpoints.html", include_str!("templates/endpoints.html")),
+    ("endpoint.html", include_str!("templates/endpoint.html")),
+    (
+        "endpoint_types.html",
+        include_str!("templates/endpoint_types.html"),
+    ),
+    (
+        "endpoint_form.html",
+        include_str!("templates/endpoint_form.html"),
+    ),
+    ("settings.html", include_str!("templates/settings.html")),
+    ("routes.html", include_str!("templates/routes.html")),
+    ("versions.html", include_str!("templates/versions.html")),
+    ("version.html", include_str!("templates/version.html")),
+    ("rollback.html", include_str!("templates/rollback.html")),
 ];
+
+/// Writes `text` with the characters that could end HTML text or a quoted
+/// attribute value written as entities.
+fn write_escaped(out: &mut minijinja::Output, text: &str) -> std::fmt::Result {
+    let mut plain = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let entity = match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        out.write_str(&text[plain..at])?;
+        out.write_str(entity)?;
+        plain = at + 1;
+    }
+    out.write_str(&text[plain..])
+}
 
 /// The loaded templates.
 pub struct Templates {
@@ -41,8 +87,11 @@ impl Templates {
                 if value.is_none() || value.is_undefined() {
                     return Ok(());
                 }
-                out.write_str(&esc(&value.to_string()))
-                    .map_err(minijinja::Error::from)
+                match value.as_str() {
+                    Some(text) => write_escaped(out, text),
+                    None => write_escaped(out, &value.to_string()),
+                }
+                .map_err(minijinja::Error::from)
             } else {
                 minijinja::escape_formatter(out, state, value)
             }
@@ -82,14 +131,7 @@ impl Templates {
     /// says so.
     pub fn text(&self, name: &str, title: &str, caller: Option<&Caller>, values: Value) -> String {
         self.render(name, title, caller, values)
-            .unwrap_or_else(|e| {
-                tracing::error!(template = name, error = %e, "admin page: cannot render");
-                super::render::page(
-                    "Cannot show this page",
-                    caller,
-                    "<p class=\"error\">The page could not be rendered.</p>",
-                )
-            })
+            .unwrap_or_else(|e| self.unrendered(name, caller, &e))
     }
 
     /// The page as a response with `status`; a template that fails to
@@ -104,26 +146,26 @@ impl Templates {
     ) -> Response {
         match self.render(name, title, caller, values) {
             Ok(body) => (status, Html(body)).into_response(),
-            Err(e) => {
-                tracing::error!(template = name, error = %e, "admin page: cannot render");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Html(super::render::page(
-                        "Cannot show this page",
-                        caller,
-                        "<p class=\"error\">The page could not be rendered.</p>",
-                    )),
-                )
-                    .into_response()
-            }
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html(self.unrendered(name, caller, &e)),
+            )
+                .into_response(),
         }
     }
-}
 
-/// Markup built (and escaped) elsewhere, to pass through a template as it
-/// is.
-pub fn safe(markup: String) -> Value {
-    Value::from_safe_string(markup)
+    /// The page that stands in for template `name`, which failed with `e`.
+    fn unrendered(&self, name: &str, caller: Option<&Caller>, e: &minijinja::Error) -> String {
+        tracing::error!(template = name, error = %e, "admin page: cannot render");
+        let why = "The page could not be rendered.";
+        self.render(
+            "problem.html",
+            "Cannot show this page",
+            caller,
+            context! { why },
+        )
+        .unwrap_or_else(|_| why.to_string())
+    }
 }
 
 #[cfg(test)]
@@ -139,53 +181,73 @@ mod tests {
     }
 
     #[test]
-    fn the_layout_is_the_frame_every_other_page_has() {
+    fn every_template_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/admin/templates");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(
+                TEMPLATES.iter().any(|(n, _)| *n == name),
+                "{name} is not in TEMPLATES"
+            );
+        }
+    }
+
+    fn caller(name: &str, role: Role, csrf: &str) -> Caller {
+        Caller {
+            user: crate::journal::AdminUser {
+                id: 1,
+                name: name.into(),
+                role: role.as_str().into(),
+                password_hash: String::new(),
+                created_at: 0,
+                failed_logins: 0,
+                locked_until: 0,
+            },
+            role,
+            csrf: Some(csrf.into()),
+            session_hash: None,
+            token_hash: None,
+        }
+    }
+
+    #[test]
+    fn the_layout_frames_a_page_with_the_navigation_its_caller_may_use() {
         let mut t = Templates::load().unwrap();
         t.env
             .add_template(
                 "probe.html",
-                "{% extends \"layout.html\" %}{% block body %}{{ body }}{% endblock %}",
+                "{% extends \"layout.html\" %}{% block body %}{{ body|safe }}{% endblock %}",
             )
             .unwrap();
         let body = "<p>x &amp; y</p>";
-        for role in [Role::Viewer, Role::Admin] {
-            let caller = Caller {
-                user: crate::journal::AdminUser {
-                    id: 1,
-                    name: "o'neil".into(),
-                    role: role.as_str().into(),
-                    password_hash: String::new(),
-                    created_at: 0,
-                    failed_logins: 0,
-                    locked_until: 0,
-                },
-                role,
-                csrf: Some("c\"s".into()),
-                session_hash: None,
-                token_hash: None,
-            };
-            let rendered = t
+        let links = "<nav><a href=\"/\">Dashboard</a><a href=\"/endpoints\">Endpoints</a><a href=\"/logs\">Logs</a><a href=\"/errors\">Errors</a><a href=\"/stats\">Statistics</a><a href=\"/settings\">Settings</a>";
+        let admin_links = "<a href=\"/users\">Users</a><a href=\"/audit\">Audit log</a>";
+        for role in [Role::Viewer, Role::Operator, Role::Admin] {
+            let page = t
                 .render(
                     "probe.html",
                     "A & B",
-                    Some(&caller),
-                    context! { body => safe(body.into()) },
+                    Some(&caller("o'neil", role, "c\"s")),
+                    context! { body },
                 )
                 .unwrap();
-            assert_eq!(
-                rendered,
-                super::super::render::page("A & B", Some(&caller), body)
+            assert!(
+                page.starts_with("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">")
             );
+            assert!(page.contains("<meta name=\"csrf\" content=\"c&quot;s\"><title>A &amp; B · Ecko Edge</title><link rel=\"stylesheet\" href=\"/assets/app.css\"><script src=\"/assets/app.js\" defer></script></head>"));
+            assert!(page.contains(links), "{page}");
+            assert_eq!(page.contains(admin_links), role == Role::Admin, "{page}");
+            assert!(page.contains(&format!(
+                "<form method=\"post\" action=\"/logout\" class=\"logout\"><input type=\"hidden\" name=\"csrf\" value=\"c&quot;s\"><span>o&#39;neil ({})</span> <button>Log out</button></form></nav></header>",
+                role.as_str()
+            )), "{page}");
+            assert!(page.ends_with("<main><h1>A &amp; B</h1><p>x &amp; y</p></main></body></html>"));
         }
-        let rendered = t
-            .render(
-                "probe.html",
-                "Login",
-                None,
-                context! { body => safe(body.into()) },
-            )
+        let page = t
+            .render("probe.html", "Login", None, context! { body })
             .unwrap();
-        assert_eq!(rendered, super::super::render::page("Login", None, body));
+        assert!(page.contains("<meta name=\"csrf\" content=\"\"><title>Login · Ecko Edge</title>"));
+        assert!(page.contains("<header><strong>Ecko Edge</strong></header><main><h1>Login</h1>"));
     }
 
     #[test]

@@ -1200,7 +1200,7 @@ async fn the_dashboard_shows_up_degraded_down_since_disabled_and_unknown_from_wh
     assert!(
         page.body.contains(&format!(
             "down since {}",
-            super::render::time(now - 1_000, &tz)
+            super::format::time(now - 1_000, &tz)
         )),
         "{}",
         page.body
@@ -1328,7 +1328,7 @@ async fn the_live_log_applies_the_filters_and_writes_times_in_the_site_time_zone
     assert!(!seen.contains("OTHER-"), "{seen}");
     assert_eq!(seen.matches("event: log").count(), 1, "{seen}");
     let tz = jiff::tz::TimeZone::get("Asia/Kolkata").unwrap();
-    let expected = super::render::time(s.journal.now_ms(), &tz);
+    let expected = super::format::time(s.journal.now_ms(), &tz);
     assert!(seen.contains(&format!("\"time\":\"{expected}\"")), "{seen}");
     // The page names the stream with its filters.
     let page = s.get("/logs?endpoint=archive&control_id=X", Some(&b)).await;
@@ -1457,6 +1457,69 @@ async fn the_viewer_shows_astm_records_by_level_and_fhir_json_pretty_printed() {
         r.body
     );
     assert!(r.body.contains("\n      &quot;resource&quot;: {\n"));
+}
+
+#[tokio::test]
+async fn a_refusal_page_quotes_a_hostile_value_escaped() {
+    let s = site().await;
+    let b = s.login("ann", "viewer").await;
+    let r = s
+        .get("/logs?from=%3Cscript%3Ealert(1)%3C%2Fscript%3E", Some(&b))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("<h1>Cannot do that</h1>"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("`&lt;script&gt;alert(1)&lt;/script&gt;` is not a time"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("<script>alert"));
+    let r = s.get("/no/such/page", Some(&b)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r
+        .body
+        .contains("<p class=\"error\">There is no such page.</p>"));
+}
+
+#[tokio::test]
+async fn the_viewer_escapes_a_hostile_payload_its_names_and_its_acknowledgement() {
+    let s = site().await;
+    let b = s.login("op", "operator").await;
+    let hl7 = s.ingest("<script>c</script>", "P<b>").await;
+    let r = s.get(&format!("/messages/{hl7}"), Some(&b)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for (section, escaped) in [
+        (
+            "facts",
+            "<th>Control id</th><td>&lt;script&gt;c&lt;/script&gt;</td>",
+        ),
+        ("HL7 field", "<td>&lt;script&gt;c&lt;/script&gt;</td></tr>"),
+        (
+            "acknowledgement",
+            "MSA|AA|&lt;script&gt;c&lt;/script&gt;&lt;CR&gt;",
+        ),
+        ("raw", "|&lt;script&gt;c&lt;/script&gt;|P|2.5&lt;CR&gt;"),
+    ] {
+        assert!(r.body.contains(escaped), "{section}: {}", r.body);
+    }
+    let text = s
+        .ingest_from(
+            "<in>",
+            "archive",
+            "text/plain",
+            "<t>",
+            b"<script>alert(1)</script>\x01",
+        )
+        .await;
+    let r = s.get(&format!("/messages/{text}"), Some(&b)).await;
+    assert!(r.body.contains("<td>&lt;in&gt;</td>"), "{}", r.body);
+    assert!(r.body.contains("<td>&lt;t&gt;</td>"));
+    assert!(r
+        .body
+        .contains("<pre class=\"raw\">&lt;script&gt;alert(1)&lt;/script&gt;&lt;0x01&gt;</pre>"));
+    assert!(!r.body.contains("<script>"), "{}", r.body);
+    assert!(!r.body.contains("<in>") && !r.body.contains("<t>"));
 }
 
 // ---- errors: back, retry all ----

@@ -1,7 +1,7 @@
 //! What an endpoint type's admin form shows: its fields, how each is typed
 //! in and which configuration key it writes. Drawing the form and turning
 //! what was submitted into changes of the file is the admin page's work
-//! (`admin::endpoint_form`); the fields are the type's own knowledge.
+//! (`admin::pages::endpoint_form`); the fields are the type's own knowledge.
 
 /// How a field is typed in and written to TOML.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

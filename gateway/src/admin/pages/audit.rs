@@ -2,7 +2,7 @@
 
 use crate::admin::api::site_tz;
 use crate::admin::auth::{Caller, Role};
-use crate::admin::render::time;
+use crate::admin::format::time;
 use crate::admin::Shared;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -30,12 +30,12 @@ pub async fn audit(
         None => None,
         Some(b) => match b.parse::<i64>() {
             Ok(b) => Some(b),
-            Err(_) => return bad_request("before: not an audit entry id"),
+            Err(_) => return bad_request(&state, "before: not an audit entry id"),
         },
     };
     let rows = match state.journal.audit_log(before, 100).await {
         Ok(r) => r,
-        Err(e) => return journal_error(e),
+        Err(e) => return journal_error(&state, e),
     };
     let tz = site_tz(&state);
     let entries: Vec<_> = rows

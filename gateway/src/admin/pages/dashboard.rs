@@ -2,7 +2,7 @@
 
 use crate::admin::api::{overview, site_tz};
 use crate::admin::auth::Caller;
-use crate::admin::render::{opt_time, query_value, time};
+use crate::admin::format::{opt_time, query_value, time};
 use crate::admin::Shared;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,7 +18,7 @@ pub async fn dashboard(
 ) -> Response {
     let o = match overview(&state).await {
         Ok(v) => v,
-        Err(e) => return journal_error(e),
+        Err(e) => return journal_error(&state, e),
     };
     let tz = site_tz(&state);
     let endpoints: Vec<_> = o

@@ -86,7 +86,7 @@ pub async fn retry_matching(
 ) -> Response {
     let filter = match form.filter.filter(&site_tz(&state)) {
         Ok(f) => f,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&caller), &e),
+        Err(e) => return problem(&state, StatusCode::BAD_REQUEST, Some(&caller), &e),
     };
     match control::messages::retry_matching(&state.ops, &caller.actor(), filter).await {
         Ok(BulkOutcome { rows, truncated }) => {
@@ -101,6 +101,6 @@ pub async fn retry_matching(
             );
             back(&form.back, &fallback, Some(&notice))
         }
-        Err(e) => refused(Some(&caller), &e),
+        Err(e) => refused(&state, Some(&caller), &e),
     }
 }

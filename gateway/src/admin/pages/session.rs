@@ -40,7 +40,7 @@ pub async fn setup_form(State(state): State<Shared>) -> Response {
     match state.journal.admin_user_count().await {
         Ok(0) => html(StatusCode::OK, setup_page(&state, None, "")),
         Ok(_) => Redirect::to("/login").into_response(),
-        Err(e) => journal_error(e),
+        Err(e) => journal_error(&state, e),
     }
 }
 
@@ -50,7 +50,12 @@ pub async fn setup(
     Form(c): Form<Credentials>,
 ) -> Response {
     if !same_origin(&headers) {
-        return problem(StatusCode::FORBIDDEN, None, "cross-site request refused");
+        return problem(
+            &state,
+            StatusCode::FORBIDDEN,
+            None,
+            "cross-site request refused",
+        );
     }
     let user = NewUser {
         name: c.name.clone(),
@@ -64,8 +69,10 @@ pub async fn setup(
             StatusCode::UNPROCESSABLE_ENTITY,
             setup_page(&state, Some(&user_sentence(field, &message)), c.name.trim()),
         ),
-        Err(e @ Refusal::Conflict(_)) => problem(StatusCode::FORBIDDEN, None, &e.to_string()),
-        Err(e) => refused(None, &e),
+        Err(e @ Refusal::Conflict(_)) => {
+            problem(&state, StatusCode::FORBIDDEN, None, &e.to_string())
+        }
+        Err(e) => refused(&state, None, &e),
     }
 }
 
@@ -82,25 +89,31 @@ pub(super) fn user_sentence(field: &str, message: &str) -> String {
 }
 
 /// A refusal of a service as a page says it.
-pub(super) fn refused(caller: Option<&Caller>, e: &Refusal) -> Response {
+pub(super) fn refused(state: &AdminState, caller: Option<&Caller>, e: &Refusal) -> Response {
     let status = match e {
         Refusal::Forbidden(role) => return forbidden(*role),
         Refusal::Invalid { .. } => StatusCode::BAD_REQUEST,
         Refusal::NotFound(_) => StatusCode::NOT_FOUND,
         Refusal::Conflict(_) => StatusCode::CONFLICT,
         Refusal::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        Refusal::Journal(j) => return journal_problem(caller, j),
+        Refusal::Journal(j) => return journal_problem(state, caller, j),
     };
-    problem(status, caller, &e.to_string())
+    problem(state, status, caller, &e.to_string())
 }
 
 /// A journal error as a page (never a JSON body on an HTML route).
 pub(super) fn journal_problem(
+    state: &AdminState,
     caller: Option<&Caller>,
     e: &crate::journal::JournalError,
 ) -> Response {
     tracing::error!(error = %e, "admin page: journal error");
-    problem(StatusCode::INTERNAL_SERVER_ERROR, caller, "journal error")
+    problem(
+        state,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        caller,
+        "journal error",
+    )
 }
 
 pub(super) fn login_page(state: &Shared, error: Option<&str>, name: &str) -> String {
@@ -113,7 +126,7 @@ pub async fn login_form(State(state): State<Shared>) -> Response {
     match state.journal.admin_user_count().await {
         Ok(0) => Redirect::to("/setup").into_response(),
         Ok(_) => html(StatusCode::OK, login_page(&state, None, "")),
-        Err(e) => journal_error(e),
+        Err(e) => journal_error(&state, e),
     }
 }
 
@@ -124,7 +137,12 @@ pub async fn login(
     Form(c): Form<Credentials>,
 ) -> Response {
     if !same_origin(&headers) {
-        return problem(StatusCode::FORBIDDEN, None, "cross-site request refused");
+        return problem(
+            &state,
+            StatusCode::FORBIDDEN,
+            None,
+            "cross-site request refused",
+        );
     }
     let ip = client_ip(addr.as_ref().map(|a| &a.0));
     if !allow_login_attempt(&state, ip) {
@@ -137,7 +155,7 @@ pub async fn login(
     let name = c.name.trim().to_string();
     let user = match j.admin_user(&name).await {
         Ok(u) => u,
-        Err(e) => return journal_error(e),
+        Err(e) => return journal_error(&state, e),
     };
     let failed = || {
         html(
@@ -180,7 +198,7 @@ pub async fn login(
             )
             .await
         {
-            return journal_error(e);
+            return journal_error(&state, e);
         }
         return failed();
     }
@@ -195,7 +213,7 @@ pub async fn login(
         )
         .await
     {
-        return journal_error(e);
+        return journal_error(&state, e);
     }
     (
         StatusCode::SEE_OTHER,
@@ -210,7 +228,7 @@ pub async fn login(
 pub async fn logout(State(state): State<Shared>, Extension(caller): Extension<Caller>) -> Response {
     if let Some(hash) = &caller.session_hash {
         if let Err(e) = state.journal.admin_close_session(hash, caller.name()).await {
-            return journal_error(e);
+            return journal_error(&state, e);
         }
     }
     (

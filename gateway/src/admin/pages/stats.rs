@@ -2,14 +2,13 @@
 
 use crate::admin::api::{window, StatsParams};
 use crate::admin::auth::Caller;
-use crate::admin::render::bars;
-use crate::admin::templates::safe;
+use crate::admin::chart::bars;
 use crate::admin::Shared;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
-use minijinja::context;
+use minijinja::{context, Value};
 
 use super::*;
 
@@ -20,7 +19,7 @@ pub async fn stats(
 ) -> Response {
     let (chosen, _, buckets) = match window(p.window.as_deref()) {
         Ok(w) => w,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, Some(&caller), &e),
+        Err(e) => return problem(&state, StatusCode::BAD_REQUEST, Some(&caller), &e),
     };
     let names: Vec<String> = state
         .config()
@@ -44,7 +43,7 @@ pub async fn stats(
             .await
         {
             Ok(s) => tables.push((w, s)),
-            Err(e) => return journal_error(e),
+            Err(e) => return journal_error(&state, e),
         }
     }
     let dash = || "—".to_string();
@@ -74,7 +73,7 @@ pub async fn stats(
                 .map(|e| {
                     context! {
                         name => e.name,
-                        bars => safe(bars(&e.buckets, 360, 60, &format!("{} volume", e.name))),
+                        chart => Value::from_serialize(bars(&e.buckets, 360, 60, &format!("{} volume", e.name))),
                     }
                 })
                 .collect()

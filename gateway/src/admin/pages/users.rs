@@ -2,7 +2,7 @@
 
 use crate::admin::api::site_tz;
 use crate::admin::auth::{Caller, Role};
-use crate::admin::render::{query_value, time};
+use crate::admin::format::{query_value, time};
 use crate::admin::Shared;
 use crate::control::users::{NewUser, TokenRequest};
 use crate::control::{self, Refusal};
@@ -35,7 +35,7 @@ pub(super) async fn users_page_with(
     let (users, tokens) =
         match tokio::try_join!(state.journal.admin_users(), state.journal.admin_tokens()) {
             Ok(x) => x,
-            Err(e) => return journal_error(e),
+            Err(e) => return journal_error(state, e),
         };
     let tz = site_tz(state);
     let now = state.journal.now_ms();
@@ -131,7 +131,7 @@ pub(super) async fn user_change(
         Err(e @ Refusal::Conflict(_)) => {
             users_page(state, caller, StatusCode::CONFLICT, Some(&e.to_string())).await
         }
-        Err(e) => refused(Some(caller), &e),
+        Err(e) => refused(state, Some(caller), &e),
     }
 }
 
@@ -228,7 +228,7 @@ pub async fn create_token(
             )
             .await
         }
-        Err(e) => refused(Some(&caller), &e),
+        Err(e) => refused(&state, Some(&caller), &e),
     }
 }
 
@@ -248,6 +248,6 @@ pub async fn revoke_token(
             )
             .await
         }
-        Err(e) => refused(Some(&caller), &e),
+        Err(e) => refused(&state, Some(&caller), &e),
     }
 }

@@ -2,18 +2,17 @@
 //! written, routes, queue, recent messages), create and edit (admin),
 //! enable/disable and test connection (operator).
 //!
-//! Every change goes through [`config_change`](super::config_change): the
+//! Every change goes through [`control::config`](crate::control::config): the
 //! file is edited in place, validated by the configuration loader, applied
 //! to the running gateway and only then written and audited.
 
-use super::api::{endpoint_views, journal_error, site_tz, EndpointView};
-use super::auth::{forbidden, Caller, Role};
 use super::endpoint_form::{self, FormView};
-use super::pages::html;
-use super::render::{csrf_field, esc, opt_time, page, time};
-use super::Shared;
+use crate::admin::api::{endpoint_views, journal_error, site_tz, EndpointView};
+use crate::admin::auth::{forbidden, Caller, Role};
+use crate::admin::format::{opt_time, time};
+use crate::admin::{AdminState, Shared};
 use crate::config::edit::{Change, EditError};
-use crate::config::{Config, EndpointKind};
+use crate::config::{EndpointKind, Route};
 use crate::control::config::{read_document, Applied, ChangeError, FieldError};
 use crate::control::endpoints::{self as service, NewEndpoint};
 use crate::control::Refusal;
@@ -24,20 +23,20 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
+use minijinja::{context, Value};
+use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 pub mod json;
 
-fn problem(status: StatusCode, caller: &Caller, why: &str) -> Response {
-    super::pages::problem(status, Some(caller), why)
+fn problem(state: &AdminState, status: StatusCode, caller: &Caller, why: &str) -> Response {
+    super::problem(state, status, Some(caller), why)
 }
 
 /// A journal error as a page, never a JSON body on an HTML route.
-fn journal_problem(caller: &Caller, e: &JournalError) -> Response {
-    tracing::error!(error = %e, "admin page: journal error");
-    problem(StatusCode::INTERNAL_SERVER_ERROR, caller, "journal error")
+fn journal_problem(state: &AdminState, caller: &Caller, e: &JournalError) -> Response {
+    super::journal_problem(state, Some(caller), e)
 }
 
 fn api_error(status: StatusCode, why: impl Into<String>) -> Response {
@@ -77,10 +76,16 @@ pub fn field_errors(e: &ChangeError) -> Vec<FieldError> {
 }
 
 fn api_change_error(e: &ChangeError) -> Response {
+    change_refused_json(e, status_of(e))
+}
+
+/// A refused change as the API answers it with `status`: its field errors
+/// when unprocessable, else `{"error"}`; below the role, the 403 every
+/// route gives.
+pub fn change_refused_json(e: &ChangeError, status: StatusCode) -> Response {
     if let ChangeError::Forbidden(role) = e {
         return forbidden(*role);
     }
-    let status = status_of(e);
     if status == StatusCode::UNPROCESSABLE_ENTITY {
         (status, Json(json!({ "errors": field_errors(e) }))).into_response()
     } else {
@@ -105,7 +110,7 @@ struct Detail {
     /// The file's text of each key, secrets masked; `None` when the file
     /// cannot be read.
     settings: Option<BTreeMap<String, String>>,
-    routes: Vec<crate::config::Route>,
+    routes: Vec<Route>,
     running: Option<bool>,
     recent: Vec<MessageSummary>,
 }
@@ -155,20 +160,41 @@ async fn detail(state: &Shared, name: &str) -> Result<Option<Detail>, JournalErr
     }))
 }
 
-fn route_row(r: &crate::config::Route) -> String {
-    format!(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        esc(&r.name),
-        esc(&r.from.join(", ")),
-        esc(&r
-            .message_types
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")),
-        esc(&r.transform),
-        esc(&r.to.join(", ")),
-    )
+/// A route as the routes tables show it (`_routes.html`): its lists
+/// joined.
+#[derive(Debug, Serialize)]
+pub struct RouteRow {
+    name: String,
+    from: String,
+    message_types: String,
+    transform: String,
+    to: String,
+}
+
+pub fn route_rows(routes: &[Route]) -> Vec<RouteRow> {
+    routes
+        .iter()
+        .map(|r| RouteRow {
+            name: r.name.clone(),
+            from: r.from.join(", "),
+            message_types: r
+                .message_types
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            transform: r.transform.clone(),
+            to: r.to.join(", "),
+        })
+        .collect()
+}
+
+/// A route as the API shows it.
+pub fn route_json(r: &Route) -> serde_json::Value {
+    json!({
+        "name": r.name, "from": r.from, "to": r.to, "transform": r.transform,
+        "message_types": r.message_types.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+    })
 }
 
 // ---- pages ----
@@ -176,61 +202,31 @@ fn route_row(r: &crate::config::Route) -> String {
 pub async fn list(State(state): State<Shared>, Extension(caller): Extension<Caller>) -> Response {
     let views = match endpoint_views(&state).await {
         Ok(v) => v,
-        Err(e) => return journal_problem(&caller, &e),
+        Err(e) => return journal_problem(&state, &caller, &e),
     };
     let tz = site_tz(&state);
-    let mut body = String::from("<p class=\"actions\">");
-    if caller.role >= Role::Admin {
-        body.push_str("<a href=\"/new-endpoint\" id=\"new-endpoint\">New endpoint</a> · <a href=\"/config/versions\">Configuration versions</a> · ");
-    }
-    body.push_str("<a href=\"/routes\">Routes</a></p>");
-    body.push_str("<table id=\"endpoint-list\"><thead><tr><th>Endpoint</th><th>Type</th><th>Direction</th><th>Status</th><th>Queue</th><th>Dead</th><th>Last message</th><th>Actions</th></tr></thead><tbody>");
-    for v in &views {
-        let _ = write!(
-            body,
-            "<tr class=\"endpoint\" data-name=\"{n}\"><td><a href=\"/endpoints/{n}\">{n}</a></td><td>{}</td><td>{}</td><td class=\"status {s}\">{s}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            v.kind,
-            esc(&v.direction),
-            v.queue_depth + v.in_flight,
-            v.dead,
-            opt_time(v.last_message_at, &tz),
-            actions(&caller, &v.name, v.enabled),
-            n = esc(&v.name),
-            s = v.status,
-        );
-    }
-    body.push_str("</tbody></table>");
-    html(StatusCode::OK, page("Endpoints", Some(&caller), &body))
-}
-
-fn actions(caller: &Caller, name: &str, enabled: bool) -> String {
-    let mut out = String::new();
-    if caller.role >= Role::Operator {
-        let (what, label) = if enabled {
-            ("disable", "Disable")
-        } else {
-            ("enable", "Enable")
-        };
-        let _ = write!(
-            out,
-            "<form method=\"post\" action=\"/endpoints/{n}/{what}\" class=\"inline\"{confirm}>{}<button class=\"{what}\">{label}</button></form>",
-            csrf_field(caller),
-            n = esc(name),
-            confirm = if enabled {
-                " data-confirm=\"Disable this endpoint? A source stops taking messages; a destination stops delivering and keeps its queue.\""
-            } else {
-                ""
-            },
-        );
-    }
-    if caller.role >= Role::Admin {
-        let _ = write!(
-            out,
-            " <a href=\"/endpoints/{n}/edit\" class=\"edit\">Edit</a>",
-            n = esc(name)
-        );
-    }
-    out
+    let endpoints: Vec<Value> = views
+        .iter()
+        .map(|v| {
+            context! {
+                name => v.name,
+                kind => v.kind,
+                direction => v.direction,
+                status => v.status,
+                enabled => v.enabled,
+                queue => v.queue_depth + v.in_flight,
+                dead => v.dead,
+                last_message => opt_time(v.last_message_at, &tz),
+            }
+        })
+        .collect();
+    state.templates.page(
+        StatusCode::OK,
+        "endpoints.html",
+        "Endpoints",
+        Some(&caller),
+        context! { endpoints, operator => caller.role >= Role::Operator },
+    )
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -258,150 +254,81 @@ async fn detail_page(
 ) -> Response {
     let d = match detail(state, name).await {
         Ok(Some(d)) => d,
-        Ok(None) => return problem(StatusCode::NOT_FOUND, caller, "There is no such endpoint."),
-        Err(e) => return journal_problem(caller, &e),
+        Ok(None) => {
+            return problem(
+                state,
+                StatusCode::NOT_FOUND,
+                caller,
+                "There is no such endpoint.",
+            )
+        }
+        Err(e) => return journal_problem(state, caller, &e),
     };
     let tz = site_tz(state);
     let v = &d.view;
-    let mut body = String::new();
-    if let Some(n) = notice.filter(|n| !n.is_empty()) {
-        let _ = write!(body, "<p class=\"notice\" id=\"notice\">{}</p>", esc(n));
-    }
-    let _ = write!(
-        body,
-        "<p id=\"endpoint-status\">{} · {} · <span class=\"status {s}\">{s}</span>{}{}</p>",
-        d.kind,
-        esc(&v.direction),
-        v.since
-            .map(|t| format!(" since {}", time(t, &tz)))
-            .unwrap_or_default(),
-        match d.running {
-            Some(true) => " · running",
-            Some(false) => " · not running",
-            None => "",
-        },
-        s = v.status,
+    // Only an MLLP sender can send a test query and wait for its ACK.
+    let round_trip = matches!(
+        state.config().endpoint(name).map(|e| &e.kind),
+        Some(EndpointKind::Mllp(c)) if c.connect.is_some()
     );
-    for alert in &v.alerts {
-        let _ = write!(body, "<p class=\"error\">{}</p>", esc(alert));
-    }
-    body.push_str("<p class=\"actions\">");
-    body.push_str(&actions(caller, name, v.enabled));
-    body.push_str("</p>");
-    if caller.role >= Role::Operator {
-        let round_trip = matches!(
-            state.config().endpoint(name).map(|e| &e.kind),
-            Some(EndpointKind::Mllp(c)) if c.connect.is_some()
-        );
-        let _ = write!(
-            body,
-            "<form method=\"post\" action=\"/endpoints/{n}/test\" class=\"inline\" id=\"test-form\">{}{}<button id=\"test\">Test connection</button></form>",
-            csrf_field(caller),
-            if round_trip {
-                "<label class=\"check\"><input type=\"checkbox\" name=\"round_trip\" value=\"1\"> also send an NMQ^N01 test query (processing id T) and wait for its ACK</label> "
-            } else {
-                ""
-            },
-            n = esc(name)
-        );
-    }
-    if let Some(r) = probed {
-        body.push_str(&probe_html(r));
-    }
-    body.push_str("<h2>Configuration</h2>");
-    match &d.settings {
-        Some(settings) => {
-            body.push_str("<table id=\"endpoint-settings\"><thead><tr><th>Setting</th><th>As written</th><th>In force</th></tr></thead><tbody>");
-            for (k, written) in settings {
+    let settings = d.settings.as_ref().map(|settings| {
+        settings
+            .iter()
+            .map(|(key, written)| {
+                // What a reference stands for now; a key without one is
+                // in force as written.
                 let in_force = if written.contains("${") {
                     crate::config::expand_references(written).unwrap_or_else(|e| e)
                 } else {
                     String::new()
                 };
-                let _ = write!(
-                    body,
-                    "<tr><th>{}</th><td><code>{}</code></td><td>{}</td></tr>",
-                    esc(k),
-                    esc(written),
-                    esc(&in_force)
-                );
+                context! { key, written, in_force }
+            })
+            .collect::<Vec<_>>()
+    });
+    let recent: Vec<Value> = d
+        .recent
+        .iter()
+        .map(|m| {
+            context! {
+                id => m.id,
+                received => time(m.received_at, &tz),
+                source => m.source,
+                message_type => m.message_type,
+                status => m.status,
             }
-            body.push_str(
-                "</tbody></table><p class=\"hint\">Settings not listed take their defaults.</p>",
-            );
-        }
-        None => body.push_str("<p>The configuration file cannot be read here.</p>"),
-    }
-    body.push_str("<h2>Routes</h2>");
-    if d.routes.is_empty() {
-        body.push_str("<p>No route names this endpoint.</p>");
-    } else {
-        body.push_str("<table id=\"endpoint-routes\"><thead><tr><th>Route</th><th>From</th><th>Message types</th><th>Transform</th><th>To</th></tr></thead><tbody>");
-        for r in &d.routes {
-            body.push_str(&route_row(r));
-        }
-        body.push_str("</tbody></table>");
-    }
-    let _ = write!(
-        body,
-        "<h2>Queue</h2><table id=\"endpoint-queue\"><tr><th>Queued</th><td>{}</td></tr><tr><th>In flight</th><td>{}</td></tr><tr><th>Dead</th><td>{}</td></tr><tr><th>Messages today</th><td>{}</td></tr><tr><th>Last message</th><td>{}</td></tr></table>",
-        v.queue_depth,
-        v.in_flight,
-        v.dead,
-        v.messages_today,
-        opt_time(v.last_message_at, &tz)
-    );
-    let _ = write!(
-        body,
-        "<h2>Recent messages</h2><p><a href=\"/logs?endpoint={n}\">All of this endpoint's messages in the log</a></p>",
-        n = esc(name)
-    );
-    if d.recent.is_empty() {
-        body.push_str("<p id=\"no-recent\">No messages yet.</p>");
-    } else {
-        body.push_str("<table id=\"recent\"><thead><tr><th>Received</th><th>Id</th><th>Source</th><th>Type</th><th>Status</th></tr></thead><tbody>");
-        for m in &d.recent {
-            let _ = write!(
-                body,
-                "<tr class=\"message st-{s}\"><td>{}</td><td><a href=\"/messages/{id}\">#{id}</a></td><td>{}</td><td>{}</td><td class=\"st-{s}\">{s}</td></tr>",
-                time(m.received_at, &tz),
-                esc(&m.source),
-                esc(&m.message_type),
-                id = m.id,
-                s = m.status
-            );
-        }
-        body.push_str("</tbody></table>");
-    }
-    html(
+        })
+        .collect();
+    state.templates.page(
         StatusCode::OK,
-        page(&format!("Endpoint {name}"), Some(caller), &body),
+        "endpoint.html",
+        &format!("Endpoint {name}"),
+        Some(caller),
+        context! {
+            name,
+            notice => notice.filter(|n| !n.is_empty()),
+            kind => d.kind,
+            direction => v.direction,
+            status => v.status,
+            since => v.since.map(|t| time(t, &tz)),
+            running => d.running,
+            alerts => v.alerts,
+            enabled => v.enabled,
+            operator => caller.role >= Role::Operator,
+            round_trip,
+            probe => probed,
+            settings,
+            routes => route_rows(&d.routes),
+            queue => context! {
+                queued => v.queue_depth,
+                in_flight => v.in_flight,
+                dead => v.dead,
+                today => v.messages_today,
+                last_message => opt_time(v.last_message_at, &tz),
+            },
+            recent,
+        },
     )
-}
-
-fn probe_html(r: &ProbeReport) -> String {
-    let mut out = format!(
-        "<div id=\"probe\" class=\"probe {}\"><h2>Connection test: {}</h2><table><thead><tr><th>Step</th><th>Result</th><th>Time</th><th>Detail</th></tr></thead><tbody>",
-        if r.ok { "ok" } else { "failed" },
-        if r.ok { "passed" } else { "failed" }
-    );
-    for s in &r.steps {
-        let _ = write!(
-            out,
-            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td></tr>",
-            if s.ok { "ok" } else { "failed" },
-            esc(&s.name),
-            if s.ok { "ok" } else { "failed" },
-            s.ms,
-            esc(&s.detail)
-        );
-    }
-    out.push_str("</tbody></table>");
-    if let Some(n) = &r.note {
-        let _ = write!(out, "<p class=\"hint\">{}</p>", esc(n));
-    }
-    out.push_str("</div>");
-    out
 }
 
 fn after_change(name: &str, applied: &Applied) -> Response {
@@ -437,7 +364,7 @@ async fn toggle(state: Shared, caller: Caller, name: String, enabled: bool) -> R
     match service::set_enabled(&state.ops, &caller.actor(), &name, enabled).await {
         Ok(a) => after_change(&name, &a),
         Err(ChangeError::Forbidden(role)) => forbidden(role),
-        Err(e) => problem(status_of(&e), &caller, &e.to_string()),
+        Err(e) => problem(&state, status_of(&e), &caller, &e.to_string()),
     }
 }
 
@@ -457,7 +384,12 @@ pub async fn test(
     match service::probe(&state.ops, &caller.actor(), &name, round_trip).await {
         Ok(report) => detail_page(&state, &caller, &name, None, Some(&report)).await,
         Err(Refusal::Forbidden(role)) => forbidden(role),
-        Err(_) => problem(StatusCode::NOT_FOUND, &caller, "There is no such endpoint."),
+        Err(_) => problem(
+            &state,
+            StatusCode::NOT_FOUND,
+            &caller,
+            "There is no such endpoint.",
+        ),
     }
 }
 
@@ -470,10 +402,7 @@ pub struct NewQuery {
     pub kind: Option<String>,
 }
 
-fn csrf_of(caller: &Caller) -> &str {
-    caller.csrf.as_deref().unwrap_or_default()
-}
-
+/// The routes a new endpoint may join, with those in `checked` checked.
 fn route_choices(state: &Shared, checked: &[String]) -> Vec<(String, bool)> {
     state
         .config()
@@ -492,26 +421,39 @@ pub async fn new_form(
         return r;
     }
     let Some(kind) = q.kind.filter(|k| endpoint_form::fields(k).is_some()) else {
-        let mut body = String::from("<p>Which type of endpoint?</p><ul id=\"endpoint-types\">");
-        for t in crate::endpoints::type_names() {
-            let _ = write!(body, "<li><a href=\"/new-endpoint?type={t}\">{t}</a></li>");
-        }
-        body.push_str("</ul>");
-        return html(StatusCode::OK, page("New endpoint", Some(&caller), &body));
+        return state.templates.page(
+            StatusCode::OK,
+            "endpoint_types.html",
+            "New endpoint",
+            Some(&caller),
+            context! { types => crate::endpoints::type_names() },
+        );
     };
-    let form = endpoint_form::render(&FormView {
+    let view = FormView {
         action: "/new-endpoint",
         kind: &kind,
         name: "",
         new: true,
         values: &BTreeMap::new(),
         errors: &[],
-        csrf: csrf_of(&caller),
         routes: &route_choices(&state, &[]),
-    });
-    html(
-        StatusCode::OK,
-        page(&format!("New {kind} endpoint"), Some(&caller), &form),
+    };
+    form_page(&state, &caller, StatusCode::OK, &view)
+}
+
+/// The new or edit form as a page with `status`.
+fn form_page(state: &AdminState, caller: &Caller, status: StatusCode, view: &FormView) -> Response {
+    let title = if view.new {
+        format!("New {} endpoint", view.kind)
+    } else {
+        format!("Edit endpoint {}", view.name)
+    };
+    state.templates.page(
+        status,
+        "endpoint_form.html",
+        &title,
+        Some(caller),
+        endpoint_form::values(view),
     )
 }
 
@@ -542,7 +484,12 @@ pub async fn create(
     let (values, routes) = split_form(pairs);
     let kind = values.get("type").cloned().unwrap_or_default();
     if let Err(e) = service::check_type(&kind) {
-        return problem(StatusCode::UNPROCESSABLE_ENTITY, &caller, &e.message);
+        return problem(
+            &state,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &caller,
+            &e.message,
+        );
     }
     let fields = endpoint_form::fields(&kind).unwrap_or_default();
     let name = values
@@ -562,22 +509,16 @@ pub async fn create(
         Ok(a) => after_change(&name, &a),
         Err(ChangeError::Forbidden(role)) => forbidden(role),
         Err(e) => {
-            let status = status_of(&e);
-            let errors = field_errors(&e);
-            let form = endpoint_form::render(&FormView {
+            let view = FormView {
                 action: "/new-endpoint",
                 kind: &kind,
                 name: &name,
                 new: true,
                 values: &values,
-                errors: &errors,
-                csrf: csrf_of(&caller),
+                errors: &field_errors(&e),
                 routes: &route_choices(&state, &routes),
-            });
-            html(
-                status,
-                page(&format!("New {kind} endpoint"), Some(&caller), &form),
-            )
+            };
+            form_page(&state, &caller, status_of(&e), &view)
         }
     }
 }
@@ -593,23 +534,19 @@ pub async fn edit_form(
     let (kind, settings) = match service::file_settings(&state.ops, &caller.actor(), &name) {
         Ok(x) => x,
         Err(ChangeError::Forbidden(role)) => return forbidden(role),
-        Err(e) => return problem(status_of(&e), &caller, &e.to_string()),
+        Err(e) => return problem(&state, status_of(&e), &caller, &e.to_string()),
     };
     let values = endpoint_form::values_from_settings(&kind, &settings);
-    let form = endpoint_form::render(&FormView {
+    let view = FormView {
         action: &format!("/endpoints/{name}/edit"),
         kind: &kind,
         name: &name,
         new: false,
         values: &values,
         errors: &[],
-        csrf: csrf_of(&caller),
         routes: &[],
-    });
-    html(
-        StatusCode::OK,
-        page(&format!("Edit endpoint {name}"), Some(&caller), &form),
-    )
+    };
+    form_page(&state, &caller, StatusCode::OK, &view)
 }
 
 pub async fn edit(
@@ -622,7 +559,7 @@ pub async fn edit(
     let (kind, settings) = match service::file_settings(&state.ops, &caller.actor(), &name) {
         Ok(x) => x,
         Err(ChangeError::Forbidden(role)) => return forbidden(role),
-        Err(e) => return problem(status_of(&e), &caller, &e.to_string()),
+        Err(e) => return problem(&state, status_of(&e), &caller, &e.to_string()),
     };
     let fields = endpoint_form::fields(&kind).unwrap_or_default();
     let changes = endpoint_form::changes(&fields, &values, &settings);
@@ -630,48 +567,16 @@ pub async fn edit(
         Ok(a) => after_change(&name, &a),
         Err(ChangeError::Forbidden(role)) => forbidden(role),
         Err(e) => {
-            let status = status_of(&e);
-            let errors = field_errors(&e);
-            let form = endpoint_form::render(&FormView {
+            let view = FormView {
                 action: &format!("/endpoints/{name}/edit"),
                 kind: &kind,
                 name: &name,
                 new: false,
                 values: &values,
-                errors: &errors,
-                csrf: csrf_of(&caller),
+                errors: &field_errors(&e),
                 routes: &[],
-            });
-            html(
-                status,
-                page(&format!("Edit endpoint {name}"), Some(&caller), &form),
-            )
+            };
+            form_page(&state, &caller, status_of(&e), &view)
         }
     }
-}
-
-/// Used by the configuration pages: the routes of `config` as table rows.
-pub fn routes_table(config: &Config) -> String {
-    let mut out = String::from("<table id=\"routes\"><thead><tr><th>Route</th><th>From</th><th>Message types</th><th>Transform</th><th>To</th></tr></thead><tbody>");
-    for r in &config.routes {
-        out.push_str(&route_row(r));
-    }
-    out.push_str("</tbody></table>");
-    out
-}
-
-/// The fields of the configuration errors, for the configuration pages.
-pub fn errors_html(errors: &[FieldError]) -> String {
-    let mut out = String::from(
-        "<div class=\"error\" id=\"form-errors\"><p>The configuration was not changed:</p><ul>",
-    );
-    for e in errors {
-        if e.line > 0 {
-            let _ = write!(out, "<li>line {}: {}</li>", e.line, esc(&e.message));
-        } else {
-            let _ = write!(out, "<li>{}</li>", esc(&e.message));
-        }
-    }
-    out.push_str("</ul></div>");
-    out
 }

@@ -1,6 +1,6 @@
 //! The endpoint forms: which settings each endpoint type shows, how a
-//! submitted value becomes a TOML value, and how the form is drawn with each
-//! validation error beside its field.
+//! submitted value becomes a TOML value, and which validation error goes
+//! beside which field (`endpoint_form.html` draws the form).
 //!
 //! A form shows the file's own text of each setting (an environment
 //! reference stays a reference). A field sent back unchanged leaves its key
@@ -10,12 +10,11 @@
 //! kept as they are. Nothing is checked here that the configuration loader
 //! checks: values go into the file as typed and the loader judges them.
 
-use super::render::esc;
 use crate::config::edit::Change;
 use crate::control::config::FieldError;
 use crate::endpoints::form::{Field, Kind};
+use minijinja::{context, Value};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 /// The fields of an endpoint type, in form order; `None` for an unknown
 /// type.
@@ -140,13 +139,13 @@ pub struct FormView<'a> {
     pub new: bool,
     pub values: &'a BTreeMap<String, String>,
     pub errors: &'a [FieldError],
-    pub csrf: &'a str,
     /// (route name, checked) for a new endpoint.
     pub routes: &'a [(String, bool)],
 }
 
-/// The form, with each error under its field and the rest at the top.
-pub fn render(view: &FormView<'_>) -> String {
+/// The values `endpoint_form.html` draws: each field with its control and
+/// the errors that belong beside it, and the errors no field takes.
+pub fn values(view: &FormView<'_>) -> Value {
     let fields = fields(view.kind).unwrap_or_default();
     let mut placed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut general = Vec::new();
@@ -169,132 +168,43 @@ pub fn render(view: &FormView<'_>) -> String {
             None => general.push(e),
         }
     }
-    let mut out = format!(
-        "<form method=\"post\" action=\"{}\" class=\"card wide endpoint-form\" id=\"endpoint-form\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"type\" value=\"{}\">",
-        esc(view.action),
-        esc(view.csrf),
-        esc(view.kind)
-    );
-    if !general.is_empty() {
-        out.push_str(
-            "<div class=\"error\" id=\"form-errors\"><p>The configuration was not changed:</p><ul>",
-        );
-        for e in general {
-            let _ = write!(out, "<li>line {}: {}</li>", e.line, esc(&e.message));
-        }
-        out.push_str("</ul></div>");
+    let controls: Vec<Value> = fields
+        .iter()
+        .map(|field| {
+            let secret = field.kind == Kind::Secret;
+            let options: Option<&[&str]> = match field.kind {
+                Kind::Choice(options) => Some(options),
+                Kind::Bool => Some(&["true", "false"]),
+                _ => None,
+            };
+            context! {
+                name => field.name,
+                label => field.label,
+                default => field.default,
+                // A secret is never shown back.
+                value => if secret { "" } else { view.values.get(field.name).map_or("", String::as_str) },
+                options,
+                secret,
+                kept => view.values.contains_key(field.name) || !view.new,
+                errors => placed.get(field.name).cloned().unwrap_or_default(),
+            }
+        })
+        .collect();
+    let routes: Vec<Value> = view
+        .routes
+        .iter()
+        .map(|(name, checked)| context! { name, checked })
+        .collect();
+    context! {
+        action => view.action,
+        kind => view.kind,
+        name => view.name,
+        new => view.new,
+        general,
+        name_errors => placed.get("name").cloned().unwrap_or_default(),
+        fields => controls,
+        routes,
     }
-    let errors_of = |name: &str| {
-        placed
-            .get(name)
-            .map(|msgs| {
-                msgs.iter()
-                    .map(|m| format!("<span class=\"field-error\">{}</span>", esc(m)))
-                    .collect::<String>()
-            })
-            .unwrap_or_default()
-    };
-    let _ = write!(
-        out,
-        "<label data-field=\"name\">Name <input name=\"name\" value=\"{}\"{}>{}</label>",
-        esc(view.name),
-        if view.new { " required" } else { " readonly" },
-        errors_of("name")
-    );
-    for field in &fields {
-        let value = if field.kind == Kind::Secret {
-            ""
-        } else {
-            view.values
-                .get(field.name)
-                .map(String::as_str)
-                .unwrap_or("")
-        };
-        let class = if placed.contains_key(field.name) {
-            " class=\"invalid\""
-        } else {
-            ""
-        };
-        let control = match field.kind {
-            Kind::Choice(options) => select(field, value, options),
-            Kind::Bool => select(field, value, &["true", "false"]),
-            Kind::Secret => format!(
-                "<input type=\"password\" name=\"{}\" value=\"\" autocomplete=\"off\" placeholder=\"{}\">",
-                field.name,
-                if view.values.contains_key(field.name) || !view.new {
-                    "unchanged unless typed"
-                } else {
-                    ""
-                }
-            ),
-            _ => format!(
-                "<input name=\"{}\" value=\"{}\" placeholder=\"{}\">",
-                field.name,
-                esc(value),
-                esc(field.default)
-            ),
-        };
-        let _ = write!(
-            out,
-            "<label data-field=\"{n}\"{class}>{} {control}{}</label>",
-            esc(field.label),
-            errors_of(field.name),
-            n = field.name,
-        );
-    }
-    if view.new && !view.routes.is_empty() {
-        out.push_str("<fieldset><legend>Add to routes</legend>");
-        for (route, checked) in view.routes {
-            let _ = write!(
-                out,
-                "<label class=\"check\"><input type=\"checkbox\" name=\"route\" value=\"{r}\"{}> {r}</label>",
-                if *checked { " checked" } else { "" },
-                r = esc(route)
-            );
-        }
-        out.push_str("<p class=\"hint\">An inbound endpoint joins a route's <code>from</code>, a destination its <code>to</code>.</p></fieldset>");
-    }
-    out.push_str("<p class=\"hint\">Empty fields take the default shown. Values may use <code>${NAME:-default}</code>. Settings not shown here are kept as the file has them.</p>");
-    let _ = write!(
-        out,
-        "<button id=\"save\">{}</button></form>",
-        if view.new {
-            "Create endpoint"
-        } else {
-            "Save and apply"
-        }
-    );
-    out
-}
-
-fn select(field: &Field, value: &str, options: &[&str]) -> String {
-    let mut s = format!("<select name=\"{}\">", field.name);
-    let _ = write!(
-        s,
-        "<option value=\"\">default{}</option>",
-        if field.default.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", esc(field.default))
-        }
-    );
-    let mut known = false;
-    for o in options {
-        let sel = if *o == value {
-            known = true;
-            " selected"
-        } else {
-            ""
-        };
-        let _ = write!(s, "<option{sel}>{}</option>", esc(o));
-    }
-    if !known && !value.is_empty() {
-        // A value the file has that is not an option (a reference, a typo):
-        // shown so that saving does not silently change it.
-        let _ = write!(s, "<option selected>{}</option>", esc(value));
-    }
-    s.push_str("</select>");
-    s
 }
 
 /// The form's values from the file's settings: each field's key's text,

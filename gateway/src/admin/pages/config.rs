@@ -3,24 +3,23 @@
 //! rollback; pages and JSON. Changes are admin-only and are services of
 //! [`control::config`](crate::control::config) like endpoint edits.
 
-use super::api::site_tz;
-use super::auth::{forbidden, Caller, Role};
-use super::endpoints::{errors_html, field_errors, routes_table};
-use super::pages::html;
-use super::render::{csrf_field, esc, page, time};
-use super::Shared;
+use super::endpoints::{change_refused_json, field_errors, route_json, route_rows};
+use crate::admin::api::site_tz;
+use crate::admin::auth::{forbidden, Caller, Role};
+use crate::admin::format::time;
+use crate::admin::{AdminState, Shared};
 use crate::config::history::DiffLine;
 use crate::control::config::{self as config_change, ChangeError, FieldError};
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Json};
+use minijinja::{context, Value};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
-fn problem(status: StatusCode, caller: &Caller, why: &str) -> Response {
-    super::pages::problem(status, Some(caller), why)
+fn problem(state: &AdminState, status: StatusCode, caller: &Caller, why: &str) -> Response {
+    super::problem(state, status, Some(caller), why)
 }
 
 fn status_of(e: &ChangeError) -> StatusCode {
@@ -35,15 +34,7 @@ fn status_of(e: &ChangeError) -> StatusCode {
 }
 
 fn api_refusal(e: &ChangeError) -> Response {
-    if let ChangeError::Forbidden(role) = e {
-        return forbidden(*role);
-    }
-    let status = status_of(e);
-    if status == StatusCode::UNPROCESSABLE_ENTITY {
-        (status, Json(json!({ "errors": field_errors(e) }))).into_response()
-    } else {
-        (status, Json(json!({ "error": e.to_string() }))).into_response()
-    }
+    change_refused_json(e, status_of(e))
 }
 
 // ---- settings ----
@@ -62,31 +53,32 @@ fn written_settings(state: &Shared) -> Option<BTreeMap<String, String>> {
     config_change::written_settings(&state.ops)
 }
 
-fn settings_body(
+/// The settings page with `status`: the configuration in force and, for
+/// an admin when the file can be changed, the form with `values` (the
+/// file's when `None`) and each error beside its field.
+fn settings_page(
     state: &Shared,
     caller: &Caller,
+    status: StatusCode,
     values: Option<&BTreeMap<String, String>>,
     errors: &[FieldError],
-) -> String {
+) -> Response {
     let c = state.config();
-    let mut body = format!(
-        "<table id=\"settings\"><tr><th>Configuration file</th><td>{}</td></tr><tr><th>Journal</th><td>{}</td></tr>\
-         <tr><th>Retention</th><td>{} days</td></tr><tr><th>Journal size cap</th><td>{} MiB</td></tr><tr><th>Free disk kept</th><td>{} MiB</td></tr>\
-         <tr><th>Time zone</th><td>{}</td></tr><tr><th>Admin page</th><td>{} ({})</td></tr></table>",
-        esc(&c.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded".into())),
-        esc(&c.journal.path.display().to_string()),
-        c.journal.retention.as_secs() / 86_400,
-        c.journal.max_size >> 20,
-        c.journal.min_free_disk >> 20,
-        esc(&c.site.time_zone),
-        esc(&c.admin.listen_address()),
-        if c.admin.tls { "HTTPS" } else { "plain HTTP" },
-    );
+    let facts = context! {
+        file => c.source.as_ref().map_or_else(|| "embedded".into(), |p| p.display().to_string()),
+        journal => c.journal.path.display().to_string(),
+        retention_days => c.journal.retention.as_secs() / 86_400,
+        max_size_mib => c.journal.max_size >> 20,
+        min_free_disk_mib => c.journal.min_free_disk >> 20,
+        time_zone => c.site.time_zone,
+        admin_listen => c.admin.listen_address(),
+        admin_tls => c.admin.tls,
+    };
     let editable = caller.role >= Role::Admin && config_change::store(&state.ops).is_ok();
-    if editable {
+    let form = editable.then(|| {
         let written = written_settings(state).unwrap_or_default();
         let values = values.unwrap_or(&written);
-        let mut placed: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        let mut placed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut general = Vec::new();
         for e in errors {
             let field = e.field.as_deref().and_then(|f| {
@@ -96,50 +88,37 @@ fn settings_body(
                     .map(|(name, ..)| *name)
             });
             match field {
-                Some(f) => placed.entry(f.to_string()).or_default().push(&e.message),
-                None => general.push(e.clone()),
+                Some(f) => placed.entry(f).or_default().push(&e.message),
+                None => general.push(e),
             }
         }
-        body.push_str("<h2>Change settings</h2>");
-        if !general.is_empty() {
-            body.push_str(&errors_html(&general));
-        }
-        let _ = write!(
-            body,
-            "<form method=\"post\" action=\"/settings\" class=\"card\" id=\"settings-form\">{}",
-            csrf_field(caller)
-        );
-        for (name, ..) in config_change::SETTINGS {
-            let _ = write!(
-                body,
-                "<label data-field=\"{name}\">{} <input name=\"{name}\" value=\"{}\">{}</label>",
-                esc(label(name)),
-                esc(values.get(*name).map(String::as_str).unwrap_or("")),
-                placed
-                    .get(*name)
-                    .map(|m| m
-                        .iter()
-                        .map(|m| format!("<span class=\"field-error\">{}</span>", esc(m)))
-                        .collect::<String>())
-                    .unwrap_or_default()
-            );
-        }
-        body.push_str("<p class=\"hint\">Applied at once: the retention purge and the size cap in the running journal, the time zone for new messages. Empty: the default (90 days, 8 GiB, UTC).</p><button id=\"save-settings\">Save and apply</button></form>");
-    }
-    body.push_str("<h2>Endpoints and routes</h2><p><a href=\"/endpoints\">Endpoints</a> · <a href=\"/routes\">Routes</a>");
-    if caller.role >= Role::Admin {
-        body.push_str(" · <a href=\"/config/versions\">Configuration versions</a>");
-    }
-    body.push_str("</p>");
-    body
+        let fields: Vec<Value> = config_change::SETTINGS
+            .iter()
+            .map(|(name, ..)| {
+                context! {
+                    name,
+                    label => label(name),
+                    value => values.get(*name),
+                    errors => placed.get(name).cloned().unwrap_or_default(),
+                }
+            })
+            .collect();
+        context! { general, fields }
+    });
+    state.templates.page(
+        status,
+        "settings.html",
+        "Settings",
+        Some(caller),
+        context! { facts, form },
+    )
 }
 
 pub async fn settings(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
 ) -> Response {
-    let body = settings_body(&state, &caller, None, &[]);
-    html(StatusCode::OK, page("Settings", Some(&caller), &body))
+    settings_page(&state, &caller, StatusCode::OK, None, &[])
 }
 
 pub async fn save(
@@ -150,10 +129,13 @@ pub async fn save(
     match config_change::save_settings(&state.ops, &caller.actor(), &values).await {
         Ok(_) => Redirect::to("/settings").into_response(),
         Err(ChangeError::Forbidden(role)) => forbidden(role),
-        Err(e) => {
-            let body = settings_body(&state, &caller, Some(&values), &field_errors(&e));
-            html(status_of(&e), page("Settings", Some(&caller), &body))
-        }
+        Err(e) => settings_page(
+            &state,
+            &caller,
+            status_of(&e),
+            Some(&values),
+            &field_errors(&e),
+        ),
     }
 }
 
@@ -208,37 +190,39 @@ pub async fn api_save(
 
 // ---- routes ----
 
-fn routes_body(
+/// The routes page with `status`: the routes in force and, for an admin
+/// when the file can be changed, the file's routes as TOML (or `text` as
+/// sent) to edit, with the errors that refused it.
+fn routes_page(
     state: &Shared,
     caller: &Caller,
+    status: StatusCode,
     text: Option<&str>,
     errors: &[FieldError],
-) -> String {
-    let mut body = routes_table(&state.config());
+) -> Response {
     let editable = caller.role >= Role::Admin && config_change::store(&state.ops).is_ok();
-    if !editable {
-        return body;
-    }
-    let current = config_change::read_document(&state.ops)
-        .map(|(doc, _)| doc.routes_text())
-        .unwrap_or_default();
-    body.push_str("<h2>Edit routes</h2>");
-    if !errors.is_empty() {
-        body.push_str(&errors_html(errors));
-    }
-    let _ = write!(
-        body,
-        "<form method=\"post\" action=\"/routes\" class=\"card wide\" id=\"routes-form\">{}<textarea name=\"toml\" rows=\"24\" spellcheck=\"false\">{}</textarea>\
-         <p class=\"hint\">Every <code>[[route]]</code> of the file, comments included, validated like the file itself.</p><button id=\"save-routes\">Save and apply</button></form>",
-        csrf_field(caller),
-        esc(text.unwrap_or(&current))
-    );
-    body
+    let text = editable.then(|| match text {
+        Some(t) => t.to_string(),
+        None => config_change::read_document(&state.ops)
+            .map(|(doc, _)| doc.routes_text())
+            .unwrap_or_default(),
+    });
+    state.templates.page(
+        status,
+        "routes.html",
+        "Routes",
+        Some(caller),
+        context! {
+            routes => route_rows(&state.config().routes),
+            editable,
+            text,
+            errors,
+        },
+    )
 }
 
 pub async fn routes(State(state): State<Shared>, Extension(caller): Extension<Caller>) -> Response {
-    let body = routes_body(&state, &caller, None, &[]);
-    html(StatusCode::OK, page("Routes", Some(&caller), &body))
+    routes_page(&state, &caller, StatusCode::OK, None, &[])
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -255,25 +239,18 @@ pub async fn save_routes_form(
     match config_change::save_routes(&state.ops, &caller.actor(), &f.toml).await {
         Ok(_) => Redirect::to("/routes").into_response(),
         Err(ChangeError::Forbidden(role)) => forbidden(role),
-        Err(e) => {
-            let body = routes_body(&state, &caller, Some(&f.toml), &field_errors(&e));
-            html(status_of(&e), page("Routes", Some(&caller), &body))
-        }
+        Err(e) => routes_page(
+            &state,
+            &caller,
+            status_of(&e),
+            Some(&f.toml),
+            &field_errors(&e),
+        ),
     }
 }
 
 pub async fn api_routes(State(state): State<Shared>) -> Response {
-    let routes: Vec<_> = state
-        .config()
-        .routes
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name, "from": r.from, "to": r.to, "transform": r.transform,
-                "message_types": r.message_types.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let routes: Vec<_> = state.config().routes.iter().map(route_json).collect();
     Json(json!({ "routes": routes })).into_response()
 }
 
@@ -297,50 +274,39 @@ pub async fn versions(
     let (list, dir) = match config_change::versions(&state.ops, &caller.actor()) {
         Ok(s) => s,
         Err(ChangeError::Forbidden(role)) => return forbidden(role),
-        Err(e) => return problem(StatusCode::CONFLICT, &caller, &e.to_string()),
+        Err(e) => return problem(&state, StatusCode::CONFLICT, &caller, &e.to_string()),
     };
     let tz = site_tz(&state);
-    let mut body = String::new();
-    if list.is_empty() {
-        body.push_str("<p id=\"no-versions\">No change has been made from this page yet.</p>");
-    } else {
-        body.push_str("<table id=\"versions\"><thead><tr><th>When</th><th>Who</th><th>What</th><th></th></tr></thead><tbody>");
-        for v in &list {
-            let _ = write!(
-                body,
-                "<tr data-version=\"{id}\"><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/config/versions/{id}\">diff, roll back</a></td></tr>",
-                time(v.at, &tz),
-                esc(&v.user),
-                esc(&v.action),
-                id = esc(&v.id)
-            );
-        }
-        body.push_str("</tbody></table>");
-    }
-    let _ = write!(
-        body,
-        "<p class=\"hint\">The newest {} versions are kept in {}.</p>",
-        config_change::KEPT_VERSIONS,
-        esc(&dir.display().to_string())
-    );
-    html(
+    let versions: Vec<Value> = list
+        .iter()
+        .map(|v| context! { id => v.id, at => time(v.at, &tz), user => v.user, action => v.action })
+        .collect();
+    state.templates.page(
         StatusCode::OK,
-        page("Configuration versions", Some(&caller), &body),
+        "versions.html",
+        "Configuration versions",
+        Some(&caller),
+        context! {
+            versions,
+            kept => config_change::KEPT_VERSIONS,
+            dir => dir.display().to_string(),
+        },
     )
 }
 
-fn diff_html(lines: &[DiffLine]) -> String {
-    let mut out = String::from("<pre class=\"diff\" id=\"diff\">");
-    for l in lines {
-        let (class, mark, text) = match l {
-            DiffLine::Same(t) => ("same", ' ', t),
-            DiffLine::Removed(t) => ("del", '-', t),
-            DiffLine::Added(t) => ("add", '+', t),
-        };
-        let _ = writeln!(out, "<span class=\"{class}\">{mark} {}</span>", esc(text));
-    }
-    out.push_str("</pre>");
-    out
+/// A diff as `version.html` draws it: a class and a mark a line.
+fn diff_values(lines: &[DiffLine]) -> Vec<Value> {
+    lines
+        .iter()
+        .map(|l| {
+            let (class, mark, text) = match l {
+                DiffLine::Same(t) => ("same", " ", t),
+                DiffLine::Removed(t) => ("del", "-", t),
+                DiffLine::Added(t) => ("add", "+", t),
+            };
+            context! { class, mark, text }
+        })
+        .collect()
 }
 
 /// A version's text and its diff to the file now; refused: the status and
@@ -365,25 +331,18 @@ pub async fn version(
     let (_, diff) = match version_and_diff(&state, &caller, &id) {
         Ok(x) => x,
         Err((StatusCode::FORBIDDEN, _)) => return forbidden(Role::Admin),
-        Err((status, why)) => return problem(status, &caller, &why),
+        Err((status, why)) => return problem(&state, status, &caller, &why),
     };
-    let mut body = String::new();
-    let changed = diff.iter().any(|l| !matches!(l, DiffLine::Same(_)));
-    if changed {
-        body.push_str("<p>Rolling back makes the file this version again: lines marked - are in the file now and go, lines marked + come back.</p>");
-        let _ = write!(
-            body,
-            "<form method=\"post\" action=\"/config/versions/{}/rollback\" data-confirm=\"Make this version the running configuration?\">{}<button id=\"rollback\">Roll back to this version</button></form>",
-            esc(&id),
-            csrf_field(&caller)
-        );
-    } else {
-        body.push_str("<p id=\"same-as-now\">This version is the file as it is now.</p>");
-    }
-    body.push_str(&diff_html(&diff));
-    html(
+    state.templates.page(
         StatusCode::OK,
-        page(&format!("Version {id}"), Some(&caller), &body),
+        "version.html",
+        &format!("Version {id}"),
+        Some(&caller),
+        context! {
+            id,
+            changed => diff.iter().any(|l| !matches!(l, DiffLine::Same(_))),
+            diff => diff_values(&diff),
+        },
     )
 }
 
@@ -395,11 +354,13 @@ pub async fn rollback(
     match config_change::roll_back(&state.ops, &caller.actor(), &id).await {
         Ok(_) => Redirect::to("/config/versions").into_response(),
         Err(ChangeError::Forbidden(role)) => forbidden(role),
-        Err(e) => {
-            let mut body = errors_html(&field_errors(&e));
-            body.push_str("<p><a href=\"/config/versions\">Back to the versions</a></p>");
-            html(status_of(&e), page("Roll back", Some(&caller), &body))
-        }
+        Err(e) => state.templates.page(
+            status_of(&e),
+            "rollback.html",
+            "Roll back",
+            Some(&caller),
+            context! { errors => field_errors(&e) },
+        ),
     }
 }
 

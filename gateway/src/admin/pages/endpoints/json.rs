@@ -11,16 +11,7 @@ pub async fn show(State(state): State<Shared>, Path(name): Path<String>) -> Resp
         Ok(None) => return api_error(StatusCode::NOT_FOUND, "no such endpoint"),
         Err(e) => return journal_error(e),
     };
-    let routes: Vec<_> = d
-        .routes
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name, "from": r.from, "to": r.to, "transform": r.transform,
-                "message_types": r.message_types.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let routes: Vec<_> = d.routes.iter().map(route_json).collect();
     Json(json!({
         "endpoint": d.view,
         "type": d.kind,
