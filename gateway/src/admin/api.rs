@@ -2,6 +2,8 @@
 //! hub. Same roles, same audit as the pages: both call the services of
 //! [`crate::control`].
 
+pub mod config;
+pub mod endpoints;
 pub mod json;
 
 use super::auth::{refusal_json, Caller, Role};

@@ -202,40 +202,34 @@ pub fn router(state: Shared) -> Router {
         .route("/logout", post(pages::logout))
         .route(
             "/api/v1/endpoints",
-            get(api::endpoints).post(pages::endpoints::json::create),
+            get(api::endpoints).post(api::endpoints::create),
         )
         .route(
             "/api/v1/endpoints/{name}",
-            get(pages::endpoints::json::show).put(pages::endpoints::json::edit),
+            get(api::endpoints::show).put(api::endpoints::edit),
         )
         .route(
             "/api/v1/endpoints/{name}/enable",
-            post(pages::endpoints::json::enable),
+            post(api::endpoints::enable),
         )
         .route(
             "/api/v1/endpoints/{name}/disable",
-            post(pages::endpoints::json::disable),
+            post(api::endpoints::disable),
         )
-        .route(
-            "/api/v1/endpoints/{name}/test",
-            post(pages::endpoints::json::test),
-        )
+        .route("/api/v1/endpoints/{name}/test", post(api::endpoints::test))
         .route(
             "/api/v1/settings",
-            get(pages::config::api_settings).put(pages::config::api_save),
+            get(api::config::settings).put(api::config::save),
         )
         .route(
             "/api/v1/routes",
-            get(pages::config::api_routes).put(pages::config::api_save_routes),
+            get(api::config::routes).put(api::config::save_routes),
         )
-        .route("/api/v1/config/versions", get(pages::config::api_versions))
-        .route(
-            "/api/v1/config/versions/{id}",
-            get(pages::config::api_version),
-        )
+        .route("/api/v1/config/versions", get(api::config::versions))
+        .route("/api/v1/config/versions/{id}", get(api::config::version))
         .route(
             "/api/v1/config/versions/{id}/rollback",
-            post(pages::config::api_rollback),
+            post(api::config::rollback),
         )
         .route("/api/v1/messages", get(api::messages))
         .route("/api/v1/messages/retry", post(api::retry_matching))

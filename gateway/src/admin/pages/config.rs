@@ -3,7 +3,7 @@
 //! rollback; pages and JSON. Changes are admin-only and are services of
 //! [`control::config`](crate::control::config) like endpoint edits.
 
-use super::endpoints::{change_refused_json, field_errors, route_json, route_rows};
+use super::endpoints::{field_errors, route_rows};
 use crate::admin::api::site_tz;
 use crate::admin::auth::{forbidden, Caller, Role};
 use crate::admin::format::time;
@@ -13,16 +13,15 @@ use crate::control::config::{self as config_change, ChangeError, FieldError};
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Json};
+use axum::Extension;
 use minijinja::{context, Value};
-use serde_json::json;
 use std::collections::BTreeMap;
 
 fn problem(state: &AdminState, status: StatusCode, caller: &Caller, why: &str) -> Response {
     super::problem(state, status, Some(caller), why)
 }
 
-fn status_of(e: &ChangeError) -> StatusCode {
+pub(crate) fn status_of(e: &ChangeError) -> StatusCode {
     use ChangeError as C;
     match e {
         C::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -31,10 +30,6 @@ fn status_of(e: &ChangeError) -> StatusCode {
         C::Write(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
-}
-
-fn api_refusal(e: &ChangeError) -> Response {
-    change_refused_json(e, status_of(e))
 }
 
 // ---- settings ----
@@ -49,7 +44,7 @@ fn label(name: &str) -> &'static str {
     }
 }
 
-fn written_settings(state: &Shared) -> Option<BTreeMap<String, String>> {
+pub(crate) fn written_settings(state: &Shared) -> Option<BTreeMap<String, String>> {
     config_change::written_settings(&state.ops)
 }
 
@@ -139,55 +134,6 @@ pub async fn save(
     }
 }
 
-pub async fn api_settings(State(state): State<Shared>) -> Response {
-    let c = state.config();
-    Json(json!({
-        "retention_days": c.journal.retention.as_secs() / 86_400,
-        "max_size": c.journal.max_size,
-        "min_free_disk": c.journal.min_free_disk,
-        "time_zone": c.site.time_zone,
-        "written": written_settings(&state),
-    }))
-    .into_response()
-}
-
-pub async fn api_save(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Json(body): Json<serde_json::Map<String, serde_json::Value>>,
-) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
-        return r;
-    }
-    let mut submitted = BTreeMap::new();
-    for (k, v) in body {
-        if !config_change::SETTINGS.iter().any(|(name, ..)| *name == k) {
-            let errors = vec![FieldError {
-                field: Some(k.clone()),
-                message: format!(
-                    "`{k}` is not a setting changed here (expected retention_days, max_size, time_zone)"
-                ),
-                line: 0,
-            }];
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({ "errors": errors })),
-            )
-                .into_response();
-        }
-        let text = match v {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Null => String::new(),
-            other => other.to_string(),
-        };
-        submitted.insert(k, text);
-    }
-    match config_change::save_settings(&state.ops, &caller.actor(), &submitted).await {
-        Ok(a) => Json(json!({ "version": a.version, "applied": a.report })).into_response(),
-        Err(e) => api_refusal(&e),
-    }
-}
-
 // ---- routes ----
 
 /// The routes page with `status`: the routes in force and, for an admin
@@ -249,22 +195,6 @@ pub async fn save_routes_form(
     }
 }
 
-pub async fn api_routes(State(state): State<Shared>) -> Response {
-    let routes: Vec<_> = state.config().routes.iter().map(route_json).collect();
-    Json(json!({ "routes": routes })).into_response()
-}
-
-pub async fn api_save_routes(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Json(body): Json<RoutesForm>,
-) -> Response {
-    match config_change::save_routes(&state.ops, &caller.actor(), &body.toml).await {
-        Ok(a) => Json(json!({ "version": a.version, "applied": a.report })).into_response(),
-        Err(e) => api_refusal(&e),
-    }
-}
-
 // ---- versions and rollback ----
 
 pub async fn versions(
@@ -311,7 +241,7 @@ fn diff_values(lines: &[DiffLine]) -> Vec<Value> {
 
 /// A version's text and its diff to the file now; refused: the status and
 /// why (`403` for a caller without the role).
-fn version_and_diff(
+pub(crate) fn version_and_diff(
     state: &Shared,
     caller: &Caller,
     id: &str,
@@ -361,48 +291,5 @@ pub async fn rollback(
             Some(&caller),
             context! { errors => field_errors(&e) },
         ),
-    }
-}
-
-pub async fn api_versions(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-) -> Response {
-    match config_change::versions(&state.ops, &caller.actor()) {
-        Ok((list, _)) => Json(json!({ "versions": list })).into_response(),
-        Err(e) => api_refusal(&e),
-    }
-}
-
-pub async fn api_version(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> Response {
-    match version_and_diff(&state, &caller, &id) {
-        Ok((text, diff)) => {
-            let diff: Vec<_> = diff
-                .iter()
-                .filter_map(|l| match l {
-                    DiffLine::Same(_) => None,
-                    DiffLine::Removed(t) => Some(json!({ "op": "-", "line": t })),
-                    DiffLine::Added(t) => Some(json!({ "op": "+", "line": t })),
-                })
-                .collect();
-            Json(json!({ "id": id, "text": text, "diff_from_current": diff })).into_response()
-        }
-        Err((StatusCode::FORBIDDEN, _)) => forbidden(Role::Admin),
-        Err((status, why)) => (status, Json(json!({ "error": why }))).into_response(),
-    }
-}
-
-pub async fn api_rollback(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-) -> Response {
-    match config_change::roll_back(&state.ops, &caller.actor(), &id).await {
-        Ok(a) => Json(json!({ "version": a.version, "applied": a.report })).into_response(),
-        Err(e) => api_refusal(&e),
     }
 }

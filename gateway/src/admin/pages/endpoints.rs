@@ -7,11 +7,11 @@
 //! to the running gateway and only then written and audited.
 
 use super::endpoint_form::{self, FormView};
-use crate::admin::api::{endpoint_views, journal_error, site_tz, EndpointView};
+use crate::admin::api::{endpoint_views, site_tz, EndpointView};
 use crate::admin::auth::{forbidden, Caller, Role};
 use crate::admin::format::{opt_time, time};
 use crate::admin::{AdminState, Shared};
-use crate::config::edit::{Change, EditError};
+use crate::config::edit::EditError;
 use crate::config::{EndpointKind, Route};
 use crate::control::config::{read_document, Applied, ChangeError, FieldError};
 use crate::control::endpoints::{self as service, NewEndpoint};
@@ -28,8 +28,6 @@ use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-pub mod json;
-
 fn problem(state: &AdminState, status: StatusCode, caller: &Caller, why: &str) -> Response {
     super::problem(state, status, Some(caller), why)
 }
@@ -39,7 +37,7 @@ fn journal_problem(state: &AdminState, caller: &Caller, e: &JournalError) -> Res
     super::journal_problem(state, Some(caller), e)
 }
 
-fn api_error(status: StatusCode, why: impl Into<String>) -> Response {
+pub(crate) fn api_error(status: StatusCode, why: impl Into<String>) -> Response {
     (status, Json(json!({ "error": why.into() }))).into_response()
 }
 
@@ -75,7 +73,7 @@ pub fn field_errors(e: &ChangeError) -> Vec<FieldError> {
     }
 }
 
-fn api_change_error(e: &ChangeError) -> Response {
+pub(crate) fn api_change_error(e: &ChangeError) -> Response {
     change_refused_json(e, status_of(e))
 }
 
@@ -93,7 +91,7 @@ pub fn change_refused_json(e: &ChangeError, status: StatusCode) -> Response {
     }
 }
 
-fn applied_json(a: &Applied) -> serde_json::Value {
+pub(crate) fn applied_json(a: &Applied) -> serde_json::Value {
     json!({ "version": a.version, "applied": a.report, "summary": a.report.summary() })
 }
 
@@ -104,18 +102,19 @@ fn route_side(kind: &str, values: &BTreeMap<String, String>) -> &'static str {
 
 // ---- shared reads ----
 
-struct Detail {
-    view: EndpointView,
-    kind: &'static str,
+/// What the endpoint's page and its JSON twin show.
+pub(crate) struct Detail {
+    pub view: EndpointView,
+    pub kind: &'static str,
     /// The file's text of each key, secrets masked; `None` when the file
     /// cannot be read.
-    settings: Option<BTreeMap<String, String>>,
-    routes: Vec<Route>,
-    running: Option<bool>,
-    recent: Vec<MessageSummary>,
+    pub settings: Option<BTreeMap<String, String>>,
+    pub routes: Vec<Route>,
+    pub running: Option<bool>,
+    pub recent: Vec<MessageSummary>,
 }
 
-async fn detail(state: &Shared, name: &str) -> Result<Option<Detail>, JournalError> {
+pub(crate) async fn detail(state: &Shared, name: &str) -> Result<Option<Detail>, JournalError> {
     let config = state.config();
     let Some(endpoint) = config.endpoint(name) else {
         return Ok(None);

@@ -2,8 +2,22 @@
 //! and changes as the pages, with refusals as `{"errors": [{"field",
 //! "message", "line"}]}` (422) or `{"error"}`.
 
-use super::*;
-use crate::admin::api;
+use crate::admin::api::{self, journal_error};
+use crate::admin::auth::{forbidden, Caller, Role};
+use crate::admin::pages::endpoint_form;
+use crate::admin::pages::endpoints::{
+    api_change_error, api_error, applied_json, detail, route_json,
+};
+use crate::admin::Shared;
+use crate::config::edit::Change;
+use crate::control::config::FieldError;
+use crate::control::endpoints::{self as service, NewEndpoint};
+use crate::control::Refusal;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::json;
 
 pub async fn show(State(state): State<Shared>, Path(name): Path<String>) -> Response {
     let d = match detail(&state, &name).await {
