@@ -174,8 +174,14 @@ pub fn router(state: Shared) -> Router {
             "/endpoints/{name}/edit",
             get(pages::endpoints::edit_form).post(pages::endpoints::edit),
         )
-        .route("/endpoints/{name}/enable", post(pages::endpoints::enable))
-        .route("/endpoints/{name}/disable", post(pages::endpoints::disable))
+        .route(
+            "/endpoints/{name}/enable",
+            post(pages::endpoints::set_enabled::<true>),
+        )
+        .route(
+            "/endpoints/{name}/disable",
+            post(pages::endpoints::set_enabled::<false>),
+        )
         .route("/endpoints/{name}/test", post(pages::endpoints::test))
         .route(
             "/new-endpoint",
@@ -210,11 +216,11 @@ pub fn router(state: Shared) -> Router {
         )
         .route(
             "/api/v1/endpoints/{name}/enable",
-            post(api::endpoints::enable),
+            post(api::endpoints::set_enabled::<true>),
         )
         .route(
             "/api/v1/endpoints/{name}/disable",
-            post(api::endpoints::disable),
+            post(api::endpoints::set_enabled::<false>),
         )
         .route("/api/v1/endpoints/{name}/test", post(api::endpoints::test))
         .route(

@@ -160,24 +160,13 @@ pub async fn edit(
     }
 }
 
-pub async fn enable(
+/// Enables (`ON`) or disables the endpoint: `post(set_enabled::<true>)`.
+pub async fn set_enabled<const ON: bool>(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Response {
-    toggle(state, caller, name, true).await
-}
-
-pub async fn disable(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
-) -> Response {
-    toggle(state, caller, name, false).await
-}
-
-async fn toggle(state: Shared, caller: Caller, name: String, enabled: bool) -> Response {
-    match service::set_enabled(&state.ops, &caller.actor(), &name, enabled).await {
+    match service::set_enabled(&state.ops, &caller.actor(), &name, ON).await {
         Ok(a) => Json(applied_json(&a)).into_response(),
         Err(e) => api_change_error(&e),
     }

@@ -343,24 +343,13 @@ fn after_change(name: &str, applied: &Applied) -> Response {
     Redirect::to(&format!("/endpoints/{name}?{q}")).into_response()
 }
 
-pub async fn enable(
+/// Enables (`ON`) or disables the endpoint: `post(set_enabled::<true>)`.
+pub async fn set_enabled<const ON: bool>(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Response {
-    toggle(state, caller, name, true).await
-}
-
-pub async fn disable(
-    State(state): State<Shared>,
-    Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
-) -> Response {
-    toggle(state, caller, name, false).await
-}
-
-async fn toggle(state: Shared, caller: Caller, name: String, enabled: bool) -> Response {
-    match service::set_enabled(&state.ops, &caller.actor(), &name, enabled).await {
+    match service::set_enabled(&state.ops, &caller.actor(), &name, ON).await {
         Ok(a) => after_change(&name, &a),
         Err(ChangeError::Forbidden(role)) => forbidden(role),
         Err(e) => problem(&state, status_of(&e), &caller, &e.to_string()),
