@@ -185,6 +185,14 @@ impl Gateway {
                 shutdown.child_token(),
             ));
         }
+        // Like the admin page, the hub uplink is a window: the gateway runs
+        // on without it, its events wait in the journal.
+        if config.hub.enabled {
+            let task = crate::hub::start(supervisor.clone(), shutdown.child_token());
+            housekeeping.spawn(async move {
+                let _ = task.await;
+            });
+        }
         if !supervisor.astm_endpoints().is_empty() {
             // A window for `ecko-gateway trace`; the gateway runs without it.
             let path = astm::live_trace::socket_path(journal.path());

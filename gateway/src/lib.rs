@@ -27,6 +27,8 @@
 //!   configuration changes, users and tokens, orders), with its role and
 //!   audit record, for the admin page, its JSON API and the command line.
 //! - [`admin`]: the axum admin page and its JSON API.
+//! - [`hub`]: the uplink to the central hub over MQTT: retained status,
+//!   durable events from the journal, health and statistics.
 //! - [`probe`], [`preflight`]: "test connection" steps; start-up
 //!   preconditions that `check-config` reports.
 //! - [`tls`]: every rustls configuration.
@@ -44,6 +46,7 @@ pub mod control;
 pub mod delivery;
 pub mod endpoints;
 pub mod health;
+pub mod hub;
 pub mod journal;
 pub mod preflight;
 pub mod probe;

@@ -14,12 +14,14 @@ mod astm;
 pub mod edit;
 mod env;
 pub mod history;
+mod hub;
 mod load_endpoint;
 mod load_route;
 mod model;
 mod units;
 
 pub use astm::*;
+pub use hub::{BrokerAddress, PayloadFormat};
 pub(crate) use load_endpoint::mllp_sender_timeout;
 pub use load_endpoint::SettingsInput;
 pub use model::*;
@@ -275,11 +277,17 @@ impl<'a> Loader<'a> {
             }
         };
         if let (Some(h), Some(v)) = (&hub, root.get("hub")) {
-            if h.enabled {
-                self.error_at(
-                    v.span().start,
-                    "[hub]: the MQTT hub uplink is not part of this version; remove `enabled = true`".into(),
-                );
+            let problems = h.problems();
+            for (key, message) in &problems {
+                let at = v
+                    .get_ref()
+                    .as_table()
+                    .and_then(|t| t.get(*key))
+                    .map_or(v.span().start, |k| k.span().start);
+                self.error_at(at, format!("[hub]: {message}"));
+            }
+            if !problems.is_empty() {
+                hub = None;
             }
         }
         if let (Some(site), Some(v)) = (&site, root.get("site")) {

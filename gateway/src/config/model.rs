@@ -1,5 +1,6 @@
 //! The typed configuration, and the shapes the file is read into.
 
+pub use super::hub::HubConfig;
 use super::units::{Size, Span};
 use serde::Deserialize;
 use std::fmt;
@@ -175,13 +176,6 @@ impl AdminConfig {
             None => "127.0.0.1:8443".into(),
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HubConfig {
-    #[serde(default)]
-    pub enabled: bool,
 }
 
 /// Who restarts the gateway when it stops making progress.

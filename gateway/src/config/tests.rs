@@ -396,13 +396,51 @@ fn every_example_configuration_is_valid() {
 }
 
 #[test]
-fn enabling_the_hub_uplink_is_refused_while_this_version_has_none() {
-    let text = format!("{MINIMAL}\n[hub]\nenabled = true\n");
-    let errs = messages(parse(&text).unwrap_err());
-    assert!(
-        errs[0].contains("[hub]: the MQTT hub uplink is not part of this version"),
-        "{errs:?}"
+fn a_hub_section_turns_the_uplink_on_with_topics_under_its_site_and_device() {
+    let text = format!(
+        "{MINIMAL}\n[hub]\nurl = \"mqtt://broker.lan\"\nsite = \"north\"\ndevice = \"lab-1\"\n"
     );
+    let c = parse(&text).unwrap();
+    assert!(c.hub.enabled);
+    assert_eq!(c.hub.topic_prefix(), "ecko/north/lab-1/");
+    assert_eq!(c.hub.client_id(), "ecko-north-lab-1");
+    let b = c.hub.broker().unwrap();
+    assert_eq!(
+        (b.host.as_str(), b.port, b.tls),
+        ("broker.lan", 1883, false)
+    );
+    assert!(
+        !parse(MINIMAL).unwrap().hub.enabled,
+        "no section, no uplink"
+    );
+}
+
+#[test]
+fn hub_settings_that_cannot_work_are_refused_at_their_key() {
+    for (keys, expected) in [
+        ("url = \"http://broker\"", "mqtt:// or mqtts://"),
+        ("url = \"mqtt://broker:0\"", "bad port"),
+        ("site = \"a/b\"", "`site` must be a name"),
+        ("prefix = \"ecko/+/\"", "wildcards"),
+        (
+            "health_interval = \"0s\"",
+            "`health_interval` must be at least 1s",
+        ),
+        ("ca_file = \"ca.pem\"", "need an mqtts:// url"),
+        (
+            "url = \"mqtts://b\"\ncert = \"c.pem\"",
+            "`cert` and `key` go together",
+        ),
+        (
+            "reconnect_min = \"10s\"\nreconnect_max = \"5s\"",
+            "reconnect_max",
+        ),
+    ] {
+        let text = format!("{MINIMAL}\n[hub]\n{keys}\n");
+        let errs = messages(parse(&text).unwrap_err());
+        assert!(errs[0].contains(expected), "{keys}: {errs:?}");
+        assert!(errs[0].contains("[hub]"), "{errs:?}");
+    }
 }
 
 #[test]
@@ -509,4 +547,54 @@ fn the_metrics_scrape_token_counts_only_when_it_is_not_empty() {
     assert_eq!(with("s3cret").metrics_token(), Some("s3cret"));
     assert_eq!(with("").metrics_token(), None);
     assert_eq!(parse(MINIMAL).unwrap().admin.metrics_token(), None);
+}
+
+#[test]
+fn the_hub_example_is_the_shipped_default_plus_the_uplink_moved_by_its_environment() {
+    let shipped = include_str!("../../../config/gateway.toml");
+    let text = include_str!("../../../config/examples/hub.toml");
+    let plain = Config::parse(text, "hub.toml", |_| None).unwrap();
+    let default = Config::parse(shipped, "gateway.toml", |_| None).unwrap();
+    let names = |c: &Config| {
+        c.endpoints
+            .iter()
+            .map(|e| e.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&plain), names(&default));
+    assert_eq!(plain.routes.len(), default.routes.len());
+    assert!(plain.hub.enabled);
+    assert_eq!(plain.hub.url, "mqtt://127.0.0.1:1883");
+    assert_eq!(plain.hub.topic_prefix(), "ecko/site/gateway/");
+    assert_eq!(plain.hub.format, PayloadFormat::Cbor);
+    assert_eq!(
+        plain.hub.health_interval.0,
+        std::time::Duration::from_secs(30)
+    );
+
+    let moved = Config::parse(text, "hub.toml", |name| {
+        Some(
+            match name {
+                "ECKO_HUB_URL" => "mqtts://hub.example:8883",
+                "ECKO_SITE" => "north",
+                "ECKO_DEVICE" => "lab-1",
+                "ECKO_HUB_FORMAT" => "json",
+                "ECKO_HUB_HEALTH" => "5s",
+                _ => return None,
+            }
+            .to_string(),
+        )
+    })
+    .unwrap();
+    let b = moved.hub.broker().unwrap();
+    assert_eq!(
+        (b.host.as_str(), b.port, b.tls),
+        ("hub.example", 8883, true)
+    );
+    assert_eq!(moved.hub.topic_prefix(), "ecko/north/lab-1/");
+    assert_eq!(moved.hub.format, PayloadFormat::Json);
+    assert_eq!(
+        moved.hub.health_interval.0,
+        std::time::Duration::from_secs(5)
+    );
 }

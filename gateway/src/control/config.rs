@@ -235,6 +235,21 @@ async fn change_running<G: Gateway + ?Sized>(
     {
         tracing::error!(error = %e, "a configuration change could not be audited");
     }
+    // For the hub uplink: journalled, published once the broker is reached.
+    let event = serde_json::json!({
+        "action": intent.action,
+        "target": intent.target,
+        "version": id,
+        "by": user,
+        "summary": report.summary(),
+    })
+    .to_string();
+    if let Err(e) = journal
+        .record_hub_event("config.changed", Some(&file), Some(&event))
+        .await
+    {
+        tracing::error!(error = %e, "a configuration change could not be journalled for the hub");
+    }
     tracing::info!(
         user,
         action = intent.action,

@@ -14,6 +14,10 @@
 //! - `event`: the history: received and routed, every delivery attempt (time,
 //!   duration, outcome, response or error), delivered, dead, retried and by
 //!   whom, purges. The admin page and the hub read only these tables.
+//! - `hub_event`: the hub uplink's outbox of events (endpoint down and up,
+//!   dead letters, configuration changes, disk low), each row deleted once
+//!   the broker acknowledged its publication; `hub_meta` holds the epoch
+//!   that makes event ids unique beyond this journal.
 //!
 //! # Durability: store, then acknowledge
 //!
@@ -56,6 +60,7 @@
 mod audit;
 mod browse;
 pub mod external;
+mod hub_events;
 mod ingest;
 mod live;
 pub mod orders;
@@ -70,6 +75,7 @@ mod writer;
 
 pub use audit::AuditRecord;
 pub use browse::{state_name, DeliveryState, MessageFilter, MessagePage, MessageSummary};
+pub use hub_events::{Backlog, HubEvent, HUB_EVENTS_KEPT};
 pub use ingest::{Destination, IngestError, Receipt};
 pub use live::LiveEvent;
 pub use orders::{IncompleteTransmission, NewOrder, OrderSelection, OrderState, StoredOrder};

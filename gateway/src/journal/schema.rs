@@ -313,6 +313,33 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE message ADD COLUMN charset TEXT;
     ALTER TABLE message ADD COLUMN time_zone TEXT;
     ",
+    // The hub uplink's durable events: journalled when they happen, deleted
+    // once the broker has acknowledged their publication. AUTOINCREMENT:
+    // an id is never given twice, even after the newest row is deleted, so
+    // the hub can deduplicate by (epoch, id). The epoch tells this journal
+    // from one made afresh on the same device. A delivery given up on is an
+    // event in the same transaction that marks it dead.
+    "
+    CREATE TABLE hub_event (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at       INTEGER NOT NULL,
+        kind     TEXT    NOT NULL,
+        subject  TEXT,
+        detail   TEXT
+    );
+    CREATE TABLE hub_meta (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO hub_meta (key, value) VALUES ('epoch', lower(hex(randomblob(8))));
+    CREATE TRIGGER hub_event_dead AFTER UPDATE OF state ON outbox
+        WHEN NEW.state = 3 AND OLD.state <> 3 BEGIN
+        INSERT INTO hub_event (at, kind, subject, detail)
+            VALUES (NEW.updated_at, 'message.dead', NEW.destination,
+                    json_object('message_id', NEW.message_id, 'outbox_id', NEW.id,
+                                'attempts', NEW.attempts, 'error', NEW.last_error));
+    END;
+    ",
 ];
 
 /// Upper bounds (ms) of the delivery-duration buckets of `stats_duration`;

@@ -9,7 +9,10 @@
 //!   own CA bundle, or the system's trust store for a public hub, or exactly
 //!   one pinned certificate.
 //!
-//! Both present a certificate of their own for mutual TLS when configured.
+//! The hub uplink's MQTT client ([`broker_client_config`]) trusts its broker
+//! as an HTTPS client does.
+//!
+//! All present a certificate of their own for mutual TLS when configured.
 
 use super::{pem, pinned::Pinned, provider, TlsError};
 use crate::config::TlsSettings;
@@ -73,6 +76,19 @@ pub struct HttpsTrust {
 
 /// An HTTPS client's configuration (HTTP/1.1), by value as reqwest takes it.
 pub fn https_client_config(trust: &HttpsTrust) -> Result<ClientConfig, TlsError> {
+    let mut config = verified_client(trust)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The hub uplink's MQTT broker: trusted like an HTTPS server (its CA
+/// bundle or the system's store, or one pinned certificate), the device's
+/// certificate presented for mutual TLS; no ALPN.
+pub fn broker_client_config(trust: &HttpsTrust) -> Result<ClientConfig, TlsError> {
+    verified_client(trust)
+}
+
+fn verified_client(trust: &HttpsTrust) -> Result<ClientConfig, TlsError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -89,14 +105,12 @@ pub fn https_client_config(trust: &HttpsTrust) -> Result<ClientConfig, TlsError>
             None => system_roots(),
         }),
     };
-    let mut config = match &trust.identity {
+    match &trust.identity {
         Some((cert, key)) => builder
             .with_client_auth_cert(pem::certs(cert)?, pem::key(key)?)
-            .map_err(|e| TlsError::Config(format!("client certificate and key do not fit: {e}")))?,
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+            .map_err(|e| TlsError::Config(format!("client certificate and key do not fit: {e}"))),
+        None => Ok(builder.with_no_client_auth()),
+    }
 }
 
 /// The system's trust store; certificates it cannot read are skipped with

@@ -1,6 +1,6 @@
 //! Every TLS configuration of the gateway, built here and nowhere else:
-//! MLLP listeners and senders, the admin page, FHIR endpoints, `send` and
-//! `probe`.
+//! MLLP listeners and senders, the admin page, FHIR endpoints, the hub
+//! uplink's MQTT broker, `send` and `probe`.
 //!
 //! Only rustls with the ring provider ([`provider`]): OpenSSL and aws-lc are
 //! hard to build for the device, and one provider means one set of cipher
@@ -21,7 +21,9 @@ pub mod server;
 #[cfg(test)]
 pub(crate) mod test_pki;
 
-pub use client::{client_config, https_client_config, server_name, HttpsTrust};
+pub use client::{
+    broker_client_config, client_config, https_client_config, server_name, HttpsTrust,
+};
 pub use server::{admin_server_config, server_config};
 
 use std::sync::Arc;

@@ -1,0 +1,72 @@
+//! The uplink to the central Integration Hub over MQTT (`[hub]`).
+//!
+//! One connection per gateway to a standard MQTT broker (MQTT 3.1.1; see
+//! `connect`), under the topic prefix `ecko/{site}/{device}/`:
+//!
+//! - `status`, retained: online with version and uptime when connected,
+//!   offline when stopping and, through the Last Will, when the connection
+//!   dies;
+//! - `events`: durable. Journalled first (`watch`, the journal's own
+//!   trigger for dead letters, `control::config` for changes), published
+//!   from the journal's hub outbox, and released only on the PUBACK of the
+//!   packet that carried each (`inflight` holds the rule);
+//! - `health` and `stats`: telemetry, made fresh when due, never queued
+//!   (`telemetry`).
+//!
+//! `docs/hub-protocol.md` is the contract with the hub: every topic, its
+//! direction, QoS and retain flag, and the CDDL of each payload
+//! (`payload`: CBOR, or JSON for debugging).
+//!
+//! The rooms this one uses: `config` (its settings), `journal` (the hub
+//! outbox, queue depths, statistics), `health` (endpoint states), `tls` (the
+//! broker's client configuration), `control` (the running gateway behind
+//! `control::Gateway`), `ecko-hal` (free disk).
+
+mod backoff;
+mod connect;
+mod events;
+mod inflight;
+mod link;
+pub mod payload;
+mod status;
+pub mod telemetry;
+mod topics;
+mod uplink;
+mod watch;
+
+pub use connect::ConnectError;
+pub use topics::Topics;
+
+use crate::control::Gateway;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+}
+
+/// Starts the uplink of the running `gateway` (its `[hub]` as it is now)
+/// and the watcher that journals its events; both end on `stop`.
+pub fn start(gateway: Arc<dyn Gateway>, stop: CancellationToken) -> JoinHandle<()> {
+    let config = gateway.config().hub.clone();
+    let journalled = Arc::new(Notify::new());
+    let watcher = tokio::spawn(watch::run(
+        gateway.clone(),
+        Arc::new(ecko_hal::storage::LinuxStorage),
+        journalled.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(async move {
+        if let Err(e) = uplink::Uplink::run(config, gateway, journalled, stop.clone()).await {
+            tracing::error!(error = %e, "the hub uplink is not available");
+            stop.cancelled().await;
+        }
+        let _ = watcher.await;
+    })
+}

@@ -1,0 +1,272 @@
+//! The uplink's one task: everything it publishes is submitted here, in
+//! order, so `inflight` can tell which packet carried which event.
+//!
+//! Events are read from the journal's hub outbox a window at a time and
+//! published with QoS 1; their rows are deleted only after the PUBACK of
+//! their own packet (see `inflight` for the rule). Status is retained QoS 1;
+//! telemetry is QoS 0 and made fresh each time it is due, so nothing of it
+//! queues while the broker is away.
+
+use super::connect::options;
+use super::inflight::{Carried, Inflight};
+use super::link::{self, LinkEvent};
+use super::topics::Topics;
+use super::{backoff::Backoff, events, status, telemetry};
+use crate::config::HubConfig;
+use crate::control::Gateway;
+use crate::journal::{Journal, JournalError};
+use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Events published and not yet acknowledged, at most.
+pub const EVENT_WINDOW: usize = 64;
+
+/// Requests the client queues for the event loop; far more than the window
+/// and the few other publications ever need.
+const CLIENT_QUEUE: usize = 512;
+
+/// How often the hub outbox is looked at when nothing wakes the uplink.
+const FEED_EVERY: Duration = Duration::from_millis(250);
+
+/// How long a stopping gateway waits for its offline status to leave.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+pub struct Uplink {
+    config: HubConfig,
+    topics: Topics,
+    gateway: Arc<dyn Gateway>,
+    journal: Journal,
+    client: AsyncClient,
+    inflight: Inflight,
+    connected: bool,
+    /// The highest event id submitted; the next read starts after it.
+    cursor: i64,
+    epoch: String,
+    started_at: i64,
+    /// Acknowledged events whose rows are not deleted yet.
+    acked: Vec<i64>,
+    releases: JoinSet<Result<(), JournalError>>,
+    telemetry: telemetry::Telemetry,
+}
+
+impl Uplink {
+    /// Runs the uplink of `gateway` until `stop`.
+    pub async fn run(
+        config: HubConfig,
+        gateway: Arc<dyn Gateway>,
+        journalled: Arc<Notify>,
+        stop: CancellationToken,
+    ) -> Result<(), super::HubError> {
+        let topics = Topics::new(config.topic_prefix());
+        let mut eventloop_options = options(&config, &topics)?;
+        eventloop_options.set_request_channel_capacity(CLIENT_QUEUE);
+        let (client, mut eventloop) = AsyncClient::new(eventloop_options, CLIENT_QUEUE);
+        let mut network = eventloop.network_options();
+        network.set_connection_timeout(10);
+        eventloop.set_network_options(network);
+        let (to_uplink, mut from_link) = mpsc::channel(256);
+        let backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
+        let link = tokio::spawn(link::run(eventloop, backoff, to_uplink));
+        let journal = gateway.journal().clone();
+        let epoch = journal.hub_epoch().await?;
+        let started_at = journal.now_ms();
+        let mut uplink = Uplink {
+            telemetry: telemetry::Telemetry::new(&config),
+            topics,
+            journal,
+            client,
+            inflight: Inflight::default(),
+            connected: false,
+            cursor: 0,
+            epoch,
+            started_at,
+            acked: Vec::new(),
+            releases: JoinSet::new(),
+            gateway,
+            config,
+        };
+        tracing::info!(url = %uplink.config.url, prefix = %uplink.config.topic_prefix(), "hub uplink starting");
+        let mut feed = tokio::time::interval(FEED_EVERY);
+        let mut telemetry_tick = tokio::time::interval(telemetry::LOOK_EVERY);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                event = from_link.recv() => match event {
+                    Some(e) => uplink.on_link(e),
+                    None => break,
+                },
+                _ = journalled.notified() => {}
+                _ = feed.tick() => {}
+                _ = telemetry_tick.tick() => uplink.telemetry_due().await,
+            }
+            uplink.feed().await;
+            uplink.release();
+        }
+        uplink.stop(&mut from_link).await;
+        link.abort();
+        Ok(())
+    }
+
+    fn submit(
+        &mut self,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        payload: Vec<u8>,
+        carried: Carried,
+    ) -> bool {
+        match self.client.try_publish(topic, qos, retain, payload) {
+            Ok(()) => {
+                self.inflight.submitted(carried);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "a hub publication was not queued");
+                false
+            }
+        }
+    }
+
+    fn on_link(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Connected { session_present } => {
+                tracing::info!(session_present, "hub uplink connected");
+                self.connected = true;
+                let now = self.journal.now_ms();
+                let online = status::online(self.config.format, now, self.started_at);
+                self.submit(
+                    self.topics.status(),
+                    QoS::AtLeastOnce,
+                    true,
+                    online,
+                    Carried::Other,
+                );
+                self.telemetry.connected();
+            }
+            LinkEvent::Mqtt(Event::Outgoing(Outgoing::Publish(pkid))) => self.inflight.sent(pkid),
+            LinkEvent::Mqtt(Event::Outgoing(Outgoing::AwaitAck(pkid))) => {
+                self.inflight.waits_for(pkid)
+            }
+            LinkEvent::Mqtt(Event::Incoming(Packet::PubAck(ack))) => {
+                if let Some(id) = self.inflight.acked(ack.pkid) {
+                    self.acked.push(id);
+                }
+            }
+            LinkEvent::Mqtt(Event::Incoming(Packet::Publish(p))) => {
+                // Nothing is subscribed to yet; a stray delivery of an old
+                // session is acknowledged so the broker drops it.
+                let _ = self.client.try_ack(&p);
+            }
+            LinkEvent::Mqtt(_) => {}
+            LinkEvent::Lost { error, forgotten } => {
+                if self.connected {
+                    tracing::warn!(error, "hub uplink lost its connection; reconnecting");
+                } else {
+                    tracing::debug!(error, "hub broker not reachable");
+                }
+                self.connected = false;
+                if let Some(first) = self.inflight.lost().first() {
+                    self.cursor = self.cursor.min(first - 1);
+                }
+                let _ = forgotten.send(());
+            }
+        }
+    }
+
+    /// Publishes journalled events while the window has room.
+    async fn feed(&mut self) {
+        if !self.connected {
+            return;
+        }
+        let room = EVENT_WINDOW.saturating_sub(self.inflight.events_in_flight());
+        if room < EVENT_WINDOW / 2 {
+            return;
+        }
+        let batch = match self.journal.hub_events_after(self.cursor, room).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the hub's events");
+                return;
+            }
+        };
+        for event in batch {
+            let payload = events::payload(self.config.format, &self.epoch, &event);
+            if !self.submit(
+                self.topics.events(),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+                Carried::Event(event.id),
+            ) {
+                return;
+            }
+            self.cursor = event.id;
+        }
+    }
+
+    /// Deletes the rows of acknowledged events, without waiting for it.
+    fn release(&mut self) {
+        while let Some(done) = self.releases.try_join_next() {
+            if let Ok(Err(e)) = done {
+                tracing::warn!(error = %e, "acknowledged hub events could not be released; they will be published again");
+            }
+        }
+        if !self.acked.is_empty() {
+            let ids = std::mem::take(&mut self.acked);
+            let journal = self.journal.clone();
+            self.releases
+                .spawn(async move { journal.release_hub_events(ids).await });
+        }
+    }
+
+    async fn telemetry_due(&mut self) {
+        if !self.connected {
+            return;
+        }
+        let now = self.journal.now_ms();
+        for (which, payload) in self
+            .telemetry
+            .due(self.gateway.as_ref(), now, self.started_at)
+            .await
+        {
+            let topic = match which {
+                telemetry::Which::Health => self.topics.health(),
+                telemetry::Which::Stats => self.topics.stats(),
+            };
+            self.submit(topic, QoS::AtMostOnce, false, payload, Carried::Other);
+        }
+    }
+
+    /// Says offline (retained) and disconnects, then lets the releases of
+    /// events acknowledged meanwhile finish.
+    async fn stop(&mut self, from_link: &mut mpsc::Receiver<LinkEvent>) {
+        if self.connected {
+            let offline = status::offline(self.config.format, "stopped");
+            self.submit(
+                self.topics.status(),
+                QoS::AtLeastOnce,
+                true,
+                offline,
+                Carried::Other,
+            );
+            let _ = self.client.try_disconnect();
+            let _ = tokio::time::timeout(STOP_GRACE, async {
+                while let Some(event) = from_link.recv().await {
+                    match event {
+                        LinkEvent::Mqtt(Event::Outgoing(Outgoing::Disconnect)) => break,
+                        LinkEvent::Lost { .. } => break,
+                        other => self.on_link(other),
+                    }
+                }
+            })
+            .await;
+        }
+        self.release();
+        while self.releases.join_next().await.is_some() {}
+        tracing::info!("hub uplink stopped");
+    }
+}

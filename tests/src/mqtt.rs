@@ -1,0 +1,167 @@
+//! A mosquitto broker started by a test on a free port, and the hub's side
+//! written with paho-mqtt (`python/hub_listen.py`): what it received, read
+//! back from its file.
+
+use crate::{eventually, free_port, peer_python, python_script, wait_for_port};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A mosquitto process with its own configuration, persistence and log.
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    config: PathBuf,
+}
+
+impl Broker {
+    /// Plain MQTT on 127.0.0.1, sessions and subscriptions saved every
+    /// second under `dir` so that a killed broker comes back with them.
+    pub fn start(dir: &Path) -> Broker {
+        std::fs::create_dir_all(dir).expect("broker dir");
+        let port = free_port();
+        let config = dir.join("mosquitto.conf");
+        let mut f = std::fs::File::create(&config).expect("mosquitto.conf");
+        // As root mosquitto would become user mosquitto, who cannot write
+        // the test's directory.
+        writeln!(
+            f,
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+             persistence_location {d}/\nautosave_interval 1\nlog_dest file {d}/mosquitto.log\n\
+             log_type all\nuser root\nmax_queued_messages 100000",
+            d = dir.display()
+        )
+        .expect("mosquitto.conf");
+        let mut b = Broker {
+            child: None,
+            port,
+            config,
+        };
+        b.restart();
+        b
+    }
+
+    /// Starts the broker again on the same port and configuration.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the broker is running");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto (scripts/install-peers installs it)");
+        self.child = Some(child);
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(10)),
+            "mosquitto does not listen on {}",
+            self.port
+        );
+    }
+
+    /// SIGKILL: the broker saves nothing more.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One message the hub received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub retain: bool,
+    /// When the hub had it, in Unix seconds.
+    pub at: f64,
+    pub payload: Vec<u8>,
+}
+
+/// The hub's side: paho-mqtt subscribed to topic filters.
+pub struct HubListener {
+    child: Child,
+    out: PathBuf,
+}
+
+impl HubListener {
+    /// Subscribes `client_id` (a persistent session) to `filters` and waits
+    /// until the subscription is in place.
+    pub fn start(broker: &Broker, client_id: &str, filters: &[&str], out: &Path) -> HubListener {
+        let mut cmd = Command::new(peer_python("mqtt-venv"));
+        cmd.arg(python_script("hub_listen.py"))
+            .args(["--port", &broker.port.to_string(), "--client-id", client_id])
+            .arg("--out")
+            .arg(out);
+        for f in filters {
+            cmd.args(["--topic", f]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start hub_listen.py");
+        let l = HubListener {
+            child,
+            out: out.to_path_buf(),
+        };
+        assert!(
+            eventually(Duration::from_secs(15), || l.subscriptions() > 0),
+            "the hub listener did not subscribe"
+        );
+        l
+    }
+
+    /// How many times the subscriptions were made.
+    pub fn subscriptions(&self) -> usize {
+        self.lines()
+            .iter()
+            .filter(|l| l.get("subscribed").is_some())
+            .count()
+    }
+
+    fn lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Every message received so far, in order.
+    pub fn received(&self) -> Vec<Received> {
+        self.lines()
+            .iter()
+            .filter_map(|l| {
+                Some(Received {
+                    topic: l.get("topic")?.as_str()?.to_string(),
+                    retain: l.get("retain")?.as_bool()?,
+                    at: l.get("t")?.as_f64()?,
+                    payload: hex::decode(l.get("payload")?.as_str()?).ok()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Messages received on `topic`.
+    pub fn on(&self, topic: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.topic == topic)
+            .collect()
+    }
+}
+
+impl Drop for HubListener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
