@@ -320,7 +320,22 @@ pub fn client_ip(request_ext: Option<&ClientAddr>) -> IpAddr {
 
 /// Counts a login attempt from `ip`; `false` when over the limit.
 pub fn allow_login_attempt(state: &Shared, ip: IpAddr) -> bool {
-    let limit = state.config().admin.login_attempts_per_minute.max(1);
+    login_window(state, ip, 1) <= login_limit(state)
+}
+
+/// Whether `ip` has used this minute's login attempts up, without counting
+/// one: the setup counts only its wrong codes, with
+/// [`allow_login_attempt`].
+pub fn login_attempts_used_up(state: &Shared, ip: IpAddr) -> bool {
+    login_window(state, ip, 0) >= login_limit(state)
+}
+
+fn login_limit(state: &Shared) -> u32 {
+    state.config().admin.login_attempts_per_minute.max(1)
+}
+
+/// Adds `attempts` to `ip`'s count in the current minute; the count.
+fn login_window(state: &Shared, ip: IpAddr, attempts: u32) -> u32 {
     let mut map = state
         .logins
         .lock()
@@ -333,8 +348,8 @@ pub fn allow_login_attempt(state: &Shared, ip: IpAddr) -> bool {
     if now.duration_since(entry.0).as_secs() >= 60 {
         *entry = (now, 0);
     }
-    entry.1 += 1;
-    entry.1 <= limit
+    entry.1 = entry.1.saturating_add(attempts);
+    entry.1
 }
 
 /// Security headers on every response.

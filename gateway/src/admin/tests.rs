@@ -362,10 +362,43 @@ async fn every_response_carries_the_security_headers() {
     }
 }
 
+/// The setup form for `root` with `code`.
+fn setup_fields(code: &str) -> [(&str, &str); 4] {
+    [
+        ("setup_code", code),
+        ("name", "root"),
+        ("password", PASSWORD),
+        ("confirm", PASSWORD),
+    ]
+}
+
+impl Site {
+    /// This device's setup code, as an operator reads it from the file.
+    fn setup_code(&self) -> String {
+        crate::control::setup_code::issue(self._dir.path())
+            .unwrap()
+            .0
+    }
+
+    /// A setup form posted from `ip`, as the server marks each connection.
+    async fn setup_from(&self, ip: &str, form: &[(&str, &str)]) -> Reply {
+        let mut r = Request::post("/setup")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::HOST, "gw")
+            .body(Body::from(serde_urlencoded::to_string(form).unwrap()))
+            .unwrap();
+        let addr = std::net::SocketAddr::new(ip.parse().unwrap(), 50_000);
+        r.extensions_mut().insert(super::ClientAddr(addr));
+        self.send(r).await
+    }
+}
+
 #[tokio::test]
 async fn the_first_run_setup_creates_one_administrator_and_only_once() {
     let s = site().await;
+    let code = s.setup_code();
     let form = [
+        ("setup_code", code.as_str()),
         ("name", "root"),
         ("password", PASSWORD),
         ("confirm", PASSWORD),
@@ -380,6 +413,7 @@ async fn the_first_run_setup_creates_one_administrator_and_only_once() {
             "/setup",
             None,
             &[
+                ("setup_code", code.as_str()),
                 ("name", "eve"),
                 ("password", PASSWORD),
                 ("confirm", PASSWORD),
@@ -392,13 +426,152 @@ async fn the_first_run_setup_creates_one_administrator_and_only_once() {
 }
 
 #[tokio::test]
-async fn the_setup_refuses_a_short_password_or_a_mismatch_with_the_reason() {
+async fn the_setup_form_asks_for_the_setup_code_and_the_code_file_exists_once_it_is_shown() {
     let s = site().await;
+    let path = crate::control::setup_code::path(s._dir.path());
+    assert!(!path.exists());
+    let page = s.get("/setup", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("name=\"setup_code\""), "{}", page.body);
+    assert!(
+        path.exists(),
+        "the code is made before anyone is asked for it"
+    );
+}
+
+#[tokio::test]
+async fn the_setup_is_refused_without_the_setup_code_or_with_a_wrong_one_on_that_field() {
+    let s = site().await;
+    let code = s.setup_code();
+    let mut wrong = code.clone().into_bytes();
+    wrong[0] = if wrong[0] == b'A' { b'B' } else { b'A' };
+    let wrong = String::from_utf8(wrong).unwrap();
+    for given in ["", wrong.as_str()] {
+        let r = s
+            .post_form(
+                "/setup",
+                None,
+                &[
+                    ("setup_code", given),
+                    ("name", "root"),
+                    ("password", PASSWORD),
+                    ("confirm", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{given:?}: {}", r.body);
+        assert!(
+            r.body.contains("id=\"setup_code-error\">Setup code: "),
+            "{}",
+            r.body
+        );
+        assert!(r.body.contains("aria-invalid=\"true\""));
+    }
     let r = s
         .post_form(
             "/setup",
             None,
             &[
+                ("name", "root"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a form without the field"
+    );
+    assert_eq!(s.journal.admin_user_count().await.unwrap(), 0);
+    assert_eq!(s.setup_code(), code, "a refusal leaves the code as it was");
+    let audit = s.journal.audit_log(None, 10).await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.action == "setup.refused"),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_right_setup_code_typed_loosely_makes_the_administrator_and_is_consumed() {
+    let s = site().await;
+    let code = s.setup_code();
+    let typed = code.to_lowercase().replace('-', " ");
+    let form = [
+        ("setup_code", typed.as_str()),
+        ("name", "root"),
+        ("password", PASSWORD),
+        ("confirm", PASSWORD),
+    ];
+    let r = s.post_form("/setup", None, &form).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(s.journal.admin_user("root").await.unwrap().is_some());
+    assert!(!crate::control::setup_code::path(s._dir.path()).exists());
+}
+
+#[tokio::test]
+async fn wrong_setup_codes_count_toward_the_login_rate_limit() {
+    let s = site_with("login_attempts_per_minute = 2").await;
+    let code = s.setup_code();
+    for _ in 0..2 {
+        let r = s
+            .post_form("/setup", None, &setup_fields("AAAA-AAAA-AAAA"))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = s.post_form("/setup", None, &setup_fields(&code)).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert_eq!(s.journal.admin_user_count().await.unwrap(), 0);
+    let login = s
+        .post_form("/login", None, &[("name", "x"), ("password", "y")])
+        .await;
+    assert_eq!(
+        login.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the same limiter"
+    );
+}
+
+#[tokio::test]
+async fn with_loopback_only_setup_the_device_itself_needs_no_code_and_others_are_refused() {
+    let s = site_with("setup_from_loopback_only = true").await;
+    let form = [
+        ("name", "root"),
+        ("password", PASSWORD),
+        ("confirm", PASSWORD),
+    ];
+    for ip in ["192.168.1.20", "0.0.0.0", "fe80::1"] {
+        let r = s.setup_from(ip, &form).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{ip}");
+        assert!(r.body.contains("from the device itself only"), "{}", r.body);
+    }
+    let wrong_code = s.post_form("/setup", None, &form).await;
+    assert_eq!(
+        wrong_code.status,
+        StatusCode::FORBIDDEN,
+        "no address: not loopback"
+    );
+    assert_eq!(s.journal.admin_user_count().await.unwrap(), 0);
+    let r = s.setup_from("::1", &form).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(s.journal.admin_user("root").await.unwrap().is_some());
+    assert!(
+        !crate::control::setup_code::path(s._dir.path()).exists(),
+        "no code was made"
+    );
+}
+
+#[tokio::test]
+async fn the_setup_refuses_a_short_password_or_a_mismatch_with_the_reason() {
+    let s = site().await;
+    let code = s.setup_code();
+    let code = code.as_str();
+    let r = s
+        .post_form(
+            "/setup",
+            None,
+            &[
+                ("setup_code", code),
                 ("name", "root"),
                 ("password", "short"),
                 ("confirm", "short"),
@@ -412,6 +585,7 @@ async fn the_setup_refuses_a_short_password_or_a_mismatch_with_the_reason() {
             "/setup",
             None,
             &[
+                ("setup_code", code),
                 ("name", "root"),
                 ("password", PASSWORD),
                 ("confirm", "other password"),
@@ -425,6 +599,7 @@ async fn the_setup_refuses_a_short_password_or_a_mismatch_with_the_reason() {
             "/setup",
             None,
             &[
+                ("setup_code", code),
                 ("name", "ro ot<"),
                 ("password", PASSWORD),
                 ("confirm", PASSWORD),

@@ -115,12 +115,55 @@ pub async fn needs_setup(journal: &Journal) -> Result<bool, Refusal> {
 
 const FIRST_EXISTS: &str = "the first administrator exists already";
 
+/// How the maker of the first administrator is let in.
+#[derive(Debug, Clone)]
+pub enum Admission {
+    /// With the setup code they typed: it must be this device's
+    /// ([`super::setup_code`]).
+    Code(String),
+    /// From the device itself, where `setup_from_loopback_only` needs no
+    /// code; the front end has checked the address.
+    Loopback,
+}
+
 /// Makes the first administrator (its role is admin whatever `user.role`
-/// says); only an empty journal takes it, decided inside the write, so two
-/// racing requests cannot both win. Audited as `user.create` by `setup`.
-pub async fn setup(ops: &Operations, user: &NewUser) -> Result<i64, Refusal> {
+/// says) for whoever `admission` lets in; only an empty journal takes it,
+/// decided inside the write, so two racing requests cannot both win. The
+/// setup code is checked before anything else (a refusal names the field
+/// `setup_code`, so that a front end can count it as a failed login) and
+/// deleted once the administrator exists. Audited as `user.create` by
+/// `setup`.
+pub async fn setup(
+    ops: &Operations,
+    user: &NewUser,
+    admission: &Admission,
+) -> Result<i64, Refusal> {
     if !needs_setup(ops.journal()).await? {
         return Err(Refusal::Conflict(FIRST_EXISTS.into()));
+    }
+    let dir = super::config::data_dir(&ops.config());
+    if let Admission::Code(given) = admission {
+        // Read, or made now if it was never issued (a page started without
+        // the gateway's start-up, a file deleted by hand): either way the
+        // code that counts is the one in the file, and a new one is
+        // announced where the person with the device can read it.
+        let (expected, made) = super::setup_code::issue(&dir)
+            .map_err(|e| Refusal::Internal(format!("the setup code: {e}")))?;
+        if made {
+            super::setup_code::announce(&expected, &dir);
+        }
+        if given.trim().is_empty() {
+            return Err(Refusal::invalid(
+                "setup_code",
+                "needed; see the log, the console or `ecko-gateway setup-code`",
+            ));
+        }
+        if !super::setup_code::matches(given, &expected) {
+            return Err(Refusal::invalid(
+                "setup_code",
+                "not this device's setup code",
+            ));
+        }
     }
     let (name, _) = check_new_user(&NewUser {
         role: "admin".into(),
@@ -132,7 +175,14 @@ pub async fn setup(ops: &Operations, user: &NewUser) -> Result<i64, Refusal> {
         .admin_create_user(&name, "admin", &hash, "setup", true)
         .await
     {
-        Ok(id) => Ok(id),
+        Ok(id) => {
+            if let Err(e) = super::setup_code::consume(&dir) {
+                // The administrator exists, so no code admits anyone any
+                // more; the file left behind is deleted at the next start.
+                tracing::warn!(error = %e, "cannot delete the used setup code");
+            }
+            Ok(id)
+        }
         Err(UserError::NotFirst) => Err(Refusal::Conflict(FIRST_EXISTS.into())),
         Err(e) => Err(user_refusal(e)),
     }
@@ -320,7 +370,7 @@ pub async fn add_offline(config: &Config, actor: &Actor, user: &NewUser) -> Resu
         j.close().await;
     }
     let hash = hash_password(&user.password).map_err(Refusal::Internal)?;
-    crate::journal::external::add_user_offline(
+    let id = crate::journal::external::add_user_offline(
         &path,
         &name,
         role.as_str(),
@@ -328,5 +378,11 @@ pub async fn add_offline(config: &Config, actor: &Actor, user: &NewUser) -> Resu
         &actor.name,
         jiff::Timestamp::now().as_millisecond(),
     )
-    .map_err(user_refusal)
+    .map_err(user_refusal)?;
+    // A user exists: the first-run setup is over, and its code with it (a
+    // running gateway's page refuses the setup from now on).
+    if let Err(e) = super::setup_code::consume(&super::config::data_dir(config)) {
+        tracing::warn!(error = %e, "cannot delete the setup code");
+    }
+    Ok(id)
 }
