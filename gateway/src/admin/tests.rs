@@ -1033,6 +1033,20 @@ async fn a_discard_needs_a_reason_and_takes_the_message_off_the_errors_page() {
 }
 
 #[tokio::test]
+async fn the_add_a_user_form_offers_the_least_role_first_as_the_command_line_does() {
+    let s = site().await;
+    let b = s.login("ann", "admin").await;
+    let page = s.get("/users", Some(&b)).await.body;
+    let form = page
+        .split("<h2>Add a user</h2>")
+        .nth(1)
+        .and_then(|f| f.split("</form>").next())
+        .unwrap_or_default();
+    assert!(form.contains("<option selected>viewer</option>"), "{form}");
+    assert!(form.contains("<option>admin</option>"), "{form}");
+}
+
+#[tokio::test]
 async fn an_admin_adds_users_with_validation_and_sees_the_audit_log() {
     let s = site().await;
     let b = s.login("ann", "admin").await;
