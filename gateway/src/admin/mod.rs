@@ -10,7 +10,10 @@
 //!   explicitly allowed.
 //! - No default password: until the first administrator exists, every page
 //!   leads to `/setup`, which creates it once (decided inside the journal's
-//!   write transaction, so two racing requests cannot both win).
+//!   write transaction, so two racing requests cannot both win) for whoever
+//!   types the device's one-time setup code
+//!   ([`control::setup_code`](crate::control::setup_code)), or, with
+//!   `setup_from_loopback_only`, only from the device itself.
 //! - Passwords are argon2id hashes. A session is a random token in an
 //!   `HttpOnly; Secure; SameSite=Strict` cookie; the journal keeps only its
 //!   SHA-256 and an expiry. API clients may use `Authorization: Bearer` with a
