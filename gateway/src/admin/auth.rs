@@ -4,8 +4,6 @@
 use super::{ClientAddr, Shared};
 use crate::control::{Actor, Refusal};
 use crate::journal::AdminUser;
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
-use argon2::Argon2;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -17,7 +15,7 @@ pub const SESSION_COOKIE: &str = "ecko_session";
 /// Largest form body read while looking for its CSRF field.
 const FORM_LIMIT: usize = 64 * 1024;
 
-pub use crate::control::users::{new_token, token_hash};
+pub use crate::control::users::{new_token, token_hash, verify_password};
 pub use crate::control::Role;
 
 /// The authenticated caller of a protected route.
@@ -85,14 +83,6 @@ pub fn refusal_json(e: &Refusal) -> Response {
         }
     };
     (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
-}
-
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
 }
 
 pub fn session_cookie(token: &str, max_age_s: u64) -> String {

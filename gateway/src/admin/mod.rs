@@ -208,6 +208,7 @@ pub fn router(state: Shared) -> Router {
         .route("/tokens", post(pages::create_token))
         .route("/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/audit", get(pages::audit))
+        .route("/account", get(pages::account).post(pages::change_password))
         .route("/logout", post(pages::logout))
         .route(
             "/api/v1/endpoints",

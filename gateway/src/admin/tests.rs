@@ -2625,3 +2625,60 @@ async fn every_state_changing_route_refuses_a_session_without_its_csrf_token_and
         "still logged in"
     );
 }
+
+#[tokio::test]
+async fn every_role_changes_its_own_password_on_the_account_page_with_the_current_one() {
+    let s = site_with("login_attempts_per_minute = 3").await;
+    let b = s.login("vic", "viewer").await;
+    let home = s.get("/", Some(&b)).await;
+    assert!(
+        home.body.contains("href=\"/account\""),
+        "linked for a viewer"
+    );
+    let page = s.get("/account", Some(&b)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("name=\"current\""), "{}", page.body);
+    let new = "my own new password";
+    let form = |current: &'static str| {
+        vec![
+            ("csrf", b.csrf.clone()),
+            ("current", current.to_string()),
+            ("password", new.to_string()),
+            ("confirm", new.to_string()),
+        ]
+    };
+    let post = |f: Vec<(&'static str, String)>| {
+        let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let body = serde_urlencoded::to_string(&pairs).unwrap();
+        Request::post("/account")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, &b.cookie)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let r = s.send(post(form("not the password"))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r
+        .body
+        .contains("Current password: not your current password."));
+    let r = s.send(post(form(PASSWORD))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location(), "/account?changed=1");
+    let done = s.get("/account?changed=1", Some(&b)).await;
+    assert!(
+        done.body.contains("id=\"password-changed\""),
+        "the session stays"
+    );
+    let old = s
+        .post_form("/login", None, &[("name", "vic"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    let audit = s.journal.audit_log(None, 20).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "user.password" && a.actor == "vic"));
+    // The wrong current password counted: with the failed login, the
+    // address has used its three attempts.
+    let r = s.send(post(form(PASSWORD))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+}

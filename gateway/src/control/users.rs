@@ -8,7 +8,7 @@ use super::{Actor, Operations, Refusal, Role};
 use crate::config::Config;
 use crate::journal::{Journal, JournalOptions};
 use crate::journal::{NewToken, UserError};
-use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use sha2::{Digest, Sha256};
 
@@ -19,6 +19,15 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| e.to_string())
+}
+
+/// Whether `password` is the one `hash` was made of.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// What a password must be.
@@ -229,6 +238,50 @@ pub async fn set_password(
     let hash = hashed(password).await?;
     ops.journal()
         .admin_set_password(name, &hash, &actor.name)
+        .await
+        .map_err(user_refusal)
+}
+
+/// A user's change of their own password.
+#[derive(Debug, Clone, Default)]
+pub struct OwnPassword {
+    /// The password they log in with now: a session left open on a shared
+    /// bench computer must not be enough to take the account over.
+    pub current: String,
+    pub password: String,
+    pub confirm: Option<String>,
+}
+
+/// Changes the acting user's own password, once their current one is
+/// verified; their other sessions end, `keep_session` (the token hash of
+/// the session they are in) stays. Every role; audited as `user.password`.
+/// A wrong current password is refused on the field `current`.
+pub async fn change_own_password(
+    ops: &Operations,
+    actor: &Actor,
+    change: &OwnPassword,
+    keep_session: Option<&str>,
+) -> Result<(), Refusal> {
+    actor.require(Role::Viewer)?;
+    if actor.user_id.is_none() {
+        return Err(Refusal::Conflict(
+            "only a user of the admin page has a password here".into(),
+        ));
+    }
+    let Some(user) = ops.journal().admin_user(&actor.name).await? else {
+        return Err(Refusal::NotFound(format!("no user {}", actor.name)));
+    };
+    let (current, hash) = (change.current.clone(), user.password_hash.clone());
+    let verified = tokio::task::spawn_blocking(move || verify_password(&current, &hash))
+        .await
+        .unwrap_or(false);
+    if !verified {
+        return Err(Refusal::invalid("current", "not your current password"));
+    }
+    check_new_password(&change.password, change.confirm.as_deref())?;
+    let hash = hashed(&change.password).await?;
+    ops.journal()
+        .admin_change_own_password(&actor.name, &hash, keep_session)
         .await
         .map_err(user_refusal)
 }

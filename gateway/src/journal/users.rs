@@ -496,6 +496,34 @@ impl Journal {
         .await?
     }
 
+    /// A user's change of their own password: their other sessions end,
+    /// the one they changed it in (`keep_session`, a token hash) stays.
+    pub async fn admin_change_own_password(
+        &self,
+        name: &str,
+        hash: &str,
+        keep_session: Option<&str>,
+    ) -> Result<(), UserError> {
+        let (name, hash) = (name.to_string(), hash.to_string());
+        let keep = keep_session.unwrap_or_default().to_string();
+        self.write_with(move |conn, cx| {
+            let user = find_user(conn, &name)?;
+            conn.execute(
+                "UPDATE admin_user SET password_hash = ?2, failed_logins = 0, locked_until = 0 WHERE id = ?1",
+                params![user.id, hash],
+            )
+            .map_err(JournalError::from)?;
+            conn.execute(
+                "DELETE FROM admin_session WHERE user_id = ?1 AND token_hash <> ?2",
+                params![user.id, keep],
+            )
+            .map_err(JournalError::from)?;
+            insert_audit(conn, cx.now, &name, "user.password", Some(&name), Some("own password changed; other sessions ended"))?;
+            Ok(())
+        })
+        .await?
+    }
+
     /// Lifts a lockout after failed logins.
     pub async fn admin_unlock(&self, name: &str, actor: &str) -> Result<(), UserError> {
         let (name, actor) = (name.to_string(), actor.to_string());
