@@ -2682,3 +2682,41 @@ async fn every_role_changes_its_own_password_on_the_account_page_with_the_curren
     let r = s.send(post(form(PASSWORD))).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
 }
+
+#[tokio::test]
+async fn failed_logins_and_lockouts_are_on_the_audit_page_under_their_own_filter() {
+    let s = site_with("lockout_after = 2").await;
+    let admin = s.login("ada", "admin").await;
+    s.add_user("ann", "viewer").await;
+    for _ in 0..2 {
+        let r = s
+            .post_form(
+                "/login",
+                None,
+                &[("name", "ann"), ("password", "wrong one!")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = s
+        .post_form("/login", None, &[("name", "nobody"), ("password", "x")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let all = s.get("/audit", Some(&admin)).await;
+    assert!(all.body.contains("id=\"audit-filter\""), "{}", all.body);
+    assert!(all.body.contains("user.create"), "every entry by default");
+    let page = s.get("/audit?show=logins", Some(&admin)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let body = &page.body;
+    assert!(
+        body.contains("<option value=\"logins\" selected>"),
+        "{body}"
+    );
+    assert_eq!(body.matches("<td>login.failed</td>").count(), 3, "{body}");
+    assert!(body.contains("<td>user.lock</td><td>ann</td>"), "{body}");
+    assert!(
+        body.contains("<td>nobody</td><td>unknown user name"),
+        "{body}"
+    );
+    assert!(!body.contains("user.create"), "{body}");
+}

@@ -230,17 +230,17 @@ impl Journal {
         lock_ms: i64,
     ) -> Result<u32, JournalError> {
         self.write(move |conn, cx| {
-            let n: u32 = conn.query_row(
-                "UPDATE admin_user SET failed_logins = failed_logins + 1 WHERE id = ?1 RETURNING failed_logins",
+            let (n, name): (u32, String) = conn.query_row(
+                "UPDATE admin_user SET failed_logins = failed_logins + 1 WHERE id = ?1 RETURNING failed_logins, name",
                 [user_id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             if n >= lock_after {
                 conn.execute(
                     "UPDATE admin_user SET locked_until = ?2, failed_logins = 0 WHERE id = ?1",
                     params![user_id, cx.now + lock_ms],
                 )?;
-                insert_audit(conn, cx.now, "system", "user.lock", None, Some(&format!("user id {user_id} after {n} failed logins")))?;
+                insert_audit(conn, cx.now, "system", "user.lock", Some(&name), Some(&format!("user id {user_id} after {n} failed logins")))?;
             }
             Ok(n)
         })

@@ -262,6 +262,17 @@ pub async fn login(
         let password = c.password.clone();
         let dummy = state.dummy_hash.clone();
         let _ = tokio::task::spawn_blocking(move || verify_password(&password, &dummy)).await;
+        // The name as typed, cut short: the audit log is not a place an
+        // attacker may write pages into.
+        let typed: String = name.chars().take(64).collect();
+        let _ = j
+            .audit(
+                "unknown",
+                "login.failed",
+                Some(&typed),
+                Some(&format!("unknown user name, from {ip}")),
+            )
+            .await;
         return failed();
     };
     let now = j.now_ms();
@@ -285,6 +296,14 @@ pub async fn login(
     if !ok {
         let config = state.config();
         let admin = &config.admin;
+        let _ = j
+            .audit(
+                &name,
+                "login.failed",
+                Some(&name),
+                Some(&format!("wrong password, from {ip}")),
+            )
+            .await;
         if let Err(e) = j
             .admin_login_failed(
                 user.id,
