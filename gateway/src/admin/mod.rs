@@ -207,6 +207,7 @@ pub fn router(state: Shared) -> Router {
         .route("/users/{name}/delete", post(pages::delete_user))
         .route("/tokens", post(pages::create_token))
         .route("/tokens/{id}/revoke", post(pages::revoke_token))
+        .route("/sessions/{id}/revoke", post(pages::revoke_session))
         .route("/audit", get(pages::audit))
         .route("/account", get(pages::account).post(pages::change_password))
         .route("/logout", post(pages::logout))

@@ -2720,3 +2720,54 @@ async fn failed_logins_and_lockouts_are_on_the_audit_page_under_their_own_filter
     );
     assert!(!body.contains("user.create"), "{body}");
 }
+
+#[tokio::test]
+async fn an_admin_sees_every_open_session_and_ends_one_which_logs_its_browser_out() {
+    let s = site().await;
+    let admin = s.login("ada", "admin").await;
+    let vic = s.login("vic", "viewer").await;
+    assert_eq!(s.get("/", Some(&vic)).await.status, StatusCode::OK);
+    let page = s.get("/users", Some(&admin)).await.body;
+    assert_eq!(page.matches("<tr class=\"session\"").count(), 2, "{page}");
+    assert!(page.contains("(yours)"), "{page}");
+    let row = page
+        .split("<tr class=\"session\" data-id=\"")
+        .skip(1)
+        .find(|r| r.contains("<td>vic</td>"))
+        .unwrap();
+    let id = &row[..16];
+    let r = s
+        .post_form(
+            &format!("/sessions/{id}/revoke"),
+            Some(&admin),
+            &[("csrf", admin.csrf.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(s.get("/", Some(&vic)).await.location(), "/login");
+    assert_eq!(s.get("/", Some(&admin)).await.status, StatusCode::OK);
+    let audit = s.journal.audit_log(None, 10).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "session.revoke" && a.target.as_deref() == Some("vic")));
+    let again = s
+        .post_form(
+            &format!("/sessions/{id}/revoke"),
+            Some(&admin),
+            &[("csrf", admin.csrf.as_str())],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let val = s.login("val", "viewer").await;
+    let mine = s.journal.admin_open_sessions().await.unwrap();
+    let theirs = mine.iter().find(|x| x.user == "ada").unwrap();
+    let viewer_try = s
+        .post_form(
+            &format!("/sessions/{}/revoke", theirs.id),
+            Some(&val),
+            &[("csrf", val.csrf.as_str())],
+        )
+        .await;
+    assert_eq!(viewer_try.status, StatusCode::FORBIDDEN);
+    assert_eq!(s.get("/", Some(&admin)).await.status, StatusCode::OK);
+}

@@ -409,6 +409,26 @@ pub async fn revoke_token(ops: &Operations, actor: &Actor, id: i64) -> Result<()
     }
 }
 
+/// The sessions open now, every user's. Needs admin.
+pub async fn sessions(
+    ops: &Operations,
+    actor: &Actor,
+) -> Result<Vec<crate::journal::OpenSession>, Refusal> {
+    actor.require(Role::Admin)?;
+    Ok(ops.journal().admin_open_sessions().await?)
+}
+
+/// Ends session `id` (as [`sessions`] lists it): its browser is logged out
+/// at its next request. Needs admin; audited as `session.revoke`.
+pub async fn revoke_session(ops: &Operations, actor: &Actor, id: &str) -> Result<(), Refusal> {
+    actor.require(Role::Admin)?;
+    if ops.journal().admin_revoke_session(id, &actor.name).await? {
+        Ok(())
+    } else {
+        Err(Refusal::NotFound("no such session".into()))
+    }
+}
+
 /// Adds a user to the configured journal through its file, beside a
 /// running gateway or not, creating the journal when there is none yet
 /// (`ecko-gateway user add`). Needs admin; audited as `user.create` by
