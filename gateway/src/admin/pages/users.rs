@@ -254,18 +254,24 @@ pub async fn revoke_token(
     Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
 ) -> Response {
-    match control::users::revoke_token(&state.ops, &caller.actor(), id).await {
+    let done = control::users::revoke_token(&state.ops, &caller.actor(), id).await;
+    revoked(&state, &caller, done, "There is no such token.").await
+}
+
+/// The answer to a revocation: back to the users page, or the page with
+/// `missing` when there was nothing to revoke.
+async fn revoked(
+    state: &Shared,
+    caller: &Caller,
+    done: Result<(), Refusal>,
+    missing: &str,
+) -> Response {
+    match done {
         Ok(()) => Redirect::to("/users").into_response(),
         Err(Refusal::NotFound(_)) => {
-            users_page(
-                &state,
-                &caller,
-                StatusCode::NOT_FOUND,
-                Some("There is no such token."),
-            )
-            .await
+            users_page(state, caller, StatusCode::NOT_FOUND, Some(missing)).await
         }
-        Err(e) => refused(&state, Some(&caller), &e),
+        Err(e) => refused(state, Some(caller), &e),
     }
 }
 
@@ -274,17 +280,6 @@ pub async fn revoke_session(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
-    match control::users::revoke_session(&state.ops, &caller.actor(), &id).await {
-        Ok(()) => Redirect::to("/users").into_response(),
-        Err(Refusal::NotFound(_)) => {
-            users_page(
-                &state,
-                &caller,
-                StatusCode::NOT_FOUND,
-                Some("There is no such session."),
-            )
-            .await
-        }
-        Err(e) => refused(&state, Some(&caller), &e),
-    }
+    let done = control::users::revoke_session(&state.ops, &caller.actor(), &id).await;
+    revoked(&state, &caller, done, "There is no such session.").await
 }
