@@ -149,6 +149,11 @@ impl Gateway {
         // messages and says so loudly.
         let mut admin_addr = None;
         if config.admin.enabled {
+            // Before the page listens: the first-run setup code is in the
+            // log and on the console by the time anyone can be asked for it.
+            if let Err(e) = crate::control::setup_code::at_start(&journal, config).await {
+                tracing::error!(error = %e, "the first-run setup code is not available");
+            }
             let heartbeat = progress.register("admin page", DEADLINE);
             match crate::admin::start_supervised(
                 supervisor.clone(),

@@ -38,6 +38,9 @@ enum Command {
         #[command(subcommand)]
         command: cli::order::Command,
     },
+    /// Print the admin page's one-time first-run setup code (made at the
+    /// first start with no user; gone once the first administrator exists).
+    SetupCode(cli::setup_code::Args),
     /// Manage the admin page's users.
     User {
         #[command(subcommand)]
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
             Command::Trace(a) => cli::trace::trace(a).await,
             Command::Send(a) => cli::send::send(a).await,
             Command::Retry(a) => cli::retry::retry(a),
+            Command::SetupCode(a) => cli::setup_code::setup_code(a),
             Command::Order { command } => cli::order::order(command).await,
             Command::User { command } => cli::user::user(command, &ecko_hal::LinuxTerminal).await,
         }

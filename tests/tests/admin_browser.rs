@@ -1,6 +1,7 @@
 //! The admin page in a real headless Chromium, driven over WebDriver
 //! (Debian's `chromium` and `chromium-driver`, installed by
-//! scripts/install-peers): first-run setup, login, the dashboard, a message
+//! scripts/install-peers): first-run setup (refused with a wrong setup code,
+//! accepted with the one `ecko-gateway setup-code` prints), login, the dashboard, a message
 //! sent by a real MLLP peer (python-hl7's `mllp_send`) appearing in the live
 //! log, the message viewer, and a failed delivery retried from the errors
 //! page until it is delivered. Screenshots of each page go to
@@ -299,7 +300,41 @@ listen = "127.0.0.1:{port}"
     b.go(&format!("{base}/"));
     assert!(b.url().ends_with("/setup"), "{}", b.url());
     b.screenshot(&shots, "1-setup");
+    // The form asks for the device's setup code; the browser itself keeps
+    // an empty one from being sent, and the gateway refuses a wrong one on
+    // its field.
+    let form = b.source();
+    assert!(
+        form.contains("<input name=\"setup_code\" required"),
+        "{form}"
+    );
+    b.type_into("input[name=setup_code]", "AAAA-BBBB-CCCC");
     b.type_into("input[name=name]", "admin");
+    b.type_into("input[name=password]", PASSWORD);
+    b.type_into("input[name=confirm]", PASSWORD);
+    b.click("#create");
+    let refused = wait_for(&b, "the refused setup", Duration::from_secs(5), |s| {
+        s.contains("id=\"setup_code-error\"")
+    });
+    assert!(refused.contains("not this device"), "{refused}");
+    b.screenshot(&shots, "1-setup-refused");
+    // The code as the person at the device finds it: `ecko-gateway
+    // setup-code`, which reads the file beside the journal.
+    let out = Command::new(ecko_tests::gateway_binary())
+        .args(["setup-code", "--config"])
+        .arg(&config)
+        .output()
+        .expect("ecko-gateway setup-code");
+    assert!(out.status.success(), "{out:?}");
+    let code = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(
+        std::fs::read_to_string(d.join("setup-code"))
+            .unwrap()
+            .trim(),
+        code
+    );
+    // The name is kept on the refused form; the code and passwords are not.
+    b.type_into("input[name=setup_code]", &code);
     b.type_into("input[name=password]", PASSWORD);
     b.type_into("input[name=confirm]", PASSWORD);
     b.click("#create");

@@ -4,8 +4,6 @@
 use super::{ClientAddr, Shared};
 use crate::control::{Actor, Refusal};
 use crate::journal::AdminUser;
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
-use argon2::Argon2;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -17,7 +15,7 @@ pub const SESSION_COOKIE: &str = "ecko_session";
 /// Largest form body read while looking for its CSRF field.
 const FORM_LIMIT: usize = 64 * 1024;
 
-pub use crate::control::users::{new_token, token_hash};
+pub use crate::control::users::{new_token, token_hash, verify_password};
 pub use crate::control::Role;
 
 /// The authenticated caller of a protected route.
@@ -85,14 +83,6 @@ pub fn refusal_json(e: &Refusal) -> Response {
         }
     };
     (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
-}
-
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
 }
 
 pub fn session_cookie(token: &str, max_age_s: u64) -> String {
@@ -320,7 +310,22 @@ pub fn client_ip(request_ext: Option<&ClientAddr>) -> IpAddr {
 
 /// Counts a login attempt from `ip`; `false` when over the limit.
 pub fn allow_login_attempt(state: &Shared, ip: IpAddr) -> bool {
-    let limit = state.config().admin.login_attempts_per_minute.max(1);
+    login_window(state, ip, 1) <= login_limit(state)
+}
+
+/// Whether `ip` has used this minute's login attempts up, without counting
+/// one: the setup counts only its wrong codes, with
+/// [`allow_login_attempt`].
+pub fn login_attempts_used_up(state: &Shared, ip: IpAddr) -> bool {
+    login_window(state, ip, 0) >= login_limit(state)
+}
+
+fn login_limit(state: &Shared) -> u32 {
+    state.config().admin.login_attempts_per_minute.max(1)
+}
+
+/// Adds `attempts` to `ip`'s count in the current minute; the count.
+fn login_window(state: &Shared, ip: IpAddr, attempts: u32) -> u32 {
     let mut map = state
         .logins
         .lock()
@@ -333,8 +338,8 @@ pub fn allow_login_attempt(state: &Shared, ip: IpAddr) -> bool {
     if now.duration_since(entry.0).as_secs() >= 60 {
         *entry = (now, 0);
     }
-    entry.1 += 1;
-    entry.1 <= limit
+    entry.1 = entry.1.saturating_add(attempts);
+    entry.1
 }
 
 /// Security headers on every response.

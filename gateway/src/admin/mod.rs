@@ -10,7 +10,10 @@
 //!   explicitly allowed.
 //! - No default password: until the first administrator exists, every page
 //!   leads to `/setup`, which creates it once (decided inside the journal's
-//!   write transaction, so two racing requests cannot both win).
+//!   write transaction, so two racing requests cannot both win) for whoever
+//!   types the device's one-time setup code
+//!   ([`control::setup_code`](crate::control::setup_code)), or, with
+//!   `setup_from_loopback_only`, only from the device itself.
 //! - Passwords are argon2id hashes. A session is a random token in an
 //!   `HttpOnly; Secure; SameSite=Strict` cookie; the journal keeps only its
 //!   SHA-256 and an expiry. API clients may use `Authorization: Bearer` with a
@@ -204,7 +207,9 @@ pub fn router(state: Shared) -> Router {
         .route("/users/{name}/delete", post(pages::delete_user))
         .route("/tokens", post(pages::create_token))
         .route("/tokens/{id}/revoke", post(pages::revoke_token))
+        .route("/sessions/{id}/revoke", post(pages::revoke_session))
         .route("/audit", get(pages::audit))
+        .route("/account", get(pages::account).post(pages::change_password))
         .route("/logout", post(pages::logout))
         .route(
             "/api/v1/endpoints",

@@ -22,6 +22,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("stats.html", include_str!("templates/stats.html")),
     ("dashboard.html", include_str!("templates/dashboard.html")),
     ("users.html", include_str!("templates/users.html")),
+    ("account.html", include_str!("templates/account.html")),
     ("setup.html", include_str!("templates/setup.html")),
     ("login.html", include_str!("templates/login.html")),
     ("_filters.html", include_str!("templates/_filters.html")),
@@ -238,7 +239,7 @@ mod tests {
             assert!(page.contains(links), "{page}");
             assert_eq!(page.contains(admin_links), role == Role::Admin, "{page}");
             assert!(page.contains(&format!(
-                "<form method=\"post\" action=\"/logout\" class=\"logout\"><input type=\"hidden\" name=\"csrf\" value=\"c&quot;s\"><span>o&#39;neil ({})</span> <button>Log out</button></form></nav></header>",
+                "<form method=\"post\" action=\"/logout\" class=\"logout\"><input type=\"hidden\" name=\"csrf\" value=\"c&quot;s\"><a href=\"/account\" id=\"account\">o&#39;neil ({})</a> <button>Log out</button></form></nav></header>",
                 role.as_str()
             )), "{page}");
             assert!(page.ends_with("<main><h1>A &amp; B</h1><p>x &amp; y</p></main></body></html>"));

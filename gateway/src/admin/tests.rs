@@ -362,10 +362,43 @@ async fn every_response_carries_the_security_headers() {
     }
 }
 
+/// The setup form for `root` with `code`.
+fn setup_fields(code: &str) -> [(&str, &str); 4] {
+    [
+        ("setup_code", code),
+        ("name", "root"),
+        ("password", PASSWORD),
+        ("confirm", PASSWORD),
+    ]
+}
+
+impl Site {
+    /// This device's setup code, as an operator reads it from the file.
+    fn setup_code(&self) -> String {
+        crate::control::setup_code::issue(self._dir.path())
+            .unwrap()
+            .0
+    }
+
+    /// A setup form posted from `ip`, as the server marks each connection.
+    async fn setup_from(&self, ip: &str, form: &[(&str, &str)]) -> Reply {
+        let mut r = Request::post("/setup")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::HOST, "gw")
+            .body(Body::from(serde_urlencoded::to_string(form).unwrap()))
+            .unwrap();
+        let addr = std::net::SocketAddr::new(ip.parse().unwrap(), 50_000);
+        r.extensions_mut().insert(super::ClientAddr(addr));
+        self.send(r).await
+    }
+}
+
 #[tokio::test]
 async fn the_first_run_setup_creates_one_administrator_and_only_once() {
     let s = site().await;
+    let code = s.setup_code();
     let form = [
+        ("setup_code", code.as_str()),
         ("name", "root"),
         ("password", PASSWORD),
         ("confirm", PASSWORD),
@@ -380,6 +413,7 @@ async fn the_first_run_setup_creates_one_administrator_and_only_once() {
             "/setup",
             None,
             &[
+                ("setup_code", code.as_str()),
                 ("name", "eve"),
                 ("password", PASSWORD),
                 ("confirm", PASSWORD),
@@ -392,13 +426,152 @@ async fn the_first_run_setup_creates_one_administrator_and_only_once() {
 }
 
 #[tokio::test]
-async fn the_setup_refuses_a_short_password_or_a_mismatch_with_the_reason() {
+async fn the_setup_form_asks_for_the_setup_code_and_the_code_file_exists_once_it_is_shown() {
     let s = site().await;
+    let path = crate::control::setup_code::path(s._dir.path());
+    assert!(!path.exists());
+    let page = s.get("/setup", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("name=\"setup_code\""), "{}", page.body);
+    assert!(
+        path.exists(),
+        "the code is made before anyone is asked for it"
+    );
+}
+
+#[tokio::test]
+async fn the_setup_is_refused_without_the_setup_code_or_with_a_wrong_one_on_that_field() {
+    let s = site().await;
+    let code = s.setup_code();
+    let mut wrong = code.clone().into_bytes();
+    wrong[0] = if wrong[0] == b'A' { b'B' } else { b'A' };
+    let wrong = String::from_utf8(wrong).unwrap();
+    for given in ["", wrong.as_str()] {
+        let r = s
+            .post_form(
+                "/setup",
+                None,
+                &[
+                    ("setup_code", given),
+                    ("name", "root"),
+                    ("password", PASSWORD),
+                    ("confirm", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{given:?}: {}", r.body);
+        assert!(
+            r.body.contains("id=\"setup_code-error\">Setup code: "),
+            "{}",
+            r.body
+        );
+        assert!(r.body.contains("aria-invalid=\"true\""));
+    }
     let r = s
         .post_form(
             "/setup",
             None,
             &[
+                ("name", "root"),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a form without the field"
+    );
+    assert_eq!(s.journal.admin_user_count().await.unwrap(), 0);
+    assert_eq!(s.setup_code(), code, "a refusal leaves the code as it was");
+    let audit = s.journal.audit_log(None, 10).await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.action == "setup.refused"),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_right_setup_code_typed_loosely_makes_the_administrator_and_is_consumed() {
+    let s = site().await;
+    let code = s.setup_code();
+    let typed = code.to_lowercase().replace('-', " ");
+    let form = [
+        ("setup_code", typed.as_str()),
+        ("name", "root"),
+        ("password", PASSWORD),
+        ("confirm", PASSWORD),
+    ];
+    let r = s.post_form("/setup", None, &form).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(s.journal.admin_user("root").await.unwrap().is_some());
+    assert!(!crate::control::setup_code::path(s._dir.path()).exists());
+}
+
+#[tokio::test]
+async fn wrong_setup_codes_count_toward_the_login_rate_limit() {
+    let s = site_with("login_attempts_per_minute = 2").await;
+    let code = s.setup_code();
+    for _ in 0..2 {
+        let r = s
+            .post_form("/setup", None, &setup_fields("AAAA-AAAA-AAAA"))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = s.post_form("/setup", None, &setup_fields(&code)).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert_eq!(s.journal.admin_user_count().await.unwrap(), 0);
+    let login = s
+        .post_form("/login", None, &[("name", "x"), ("password", "y")])
+        .await;
+    assert_eq!(
+        login.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the same limiter"
+    );
+}
+
+#[tokio::test]
+async fn with_loopback_only_setup_the_device_itself_needs_no_code_and_others_are_refused() {
+    let s = site_with("setup_from_loopback_only = true").await;
+    let form = [
+        ("name", "root"),
+        ("password", PASSWORD),
+        ("confirm", PASSWORD),
+    ];
+    for ip in ["192.168.1.20", "0.0.0.0", "fe80::1"] {
+        let r = s.setup_from(ip, &form).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{ip}");
+        assert!(r.body.contains("from the device itself only"), "{}", r.body);
+    }
+    let wrong_code = s.post_form("/setup", None, &form).await;
+    assert_eq!(
+        wrong_code.status,
+        StatusCode::FORBIDDEN,
+        "no address: not loopback"
+    );
+    assert_eq!(s.journal.admin_user_count().await.unwrap(), 0);
+    let r = s.setup_from("::1", &form).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(s.journal.admin_user("root").await.unwrap().is_some());
+    assert!(
+        !crate::control::setup_code::path(s._dir.path()).exists(),
+        "no code was made"
+    );
+}
+
+#[tokio::test]
+async fn the_setup_refuses_a_short_password_or_a_mismatch_with_the_reason() {
+    let s = site().await;
+    let code = s.setup_code();
+    let code = code.as_str();
+    let r = s
+        .post_form(
+            "/setup",
+            None,
+            &[
+                ("setup_code", code),
                 ("name", "root"),
                 ("password", "short"),
                 ("confirm", "short"),
@@ -412,6 +585,7 @@ async fn the_setup_refuses_a_short_password_or_a_mismatch_with_the_reason() {
             "/setup",
             None,
             &[
+                ("setup_code", code),
                 ("name", "root"),
                 ("password", PASSWORD),
                 ("confirm", "other password"),
@@ -425,6 +599,7 @@ async fn the_setup_refuses_a_short_password_or_a_mismatch_with_the_reason() {
             "/setup",
             None,
             &[
+                ("setup_code", code),
                 ("name", "ro ot<"),
                 ("password", PASSWORD),
                 ("confirm", PASSWORD),
@@ -855,6 +1030,20 @@ async fn a_discard_needs_a_reason_and_takes_the_message_off_the_errors_page() {
         .status,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn the_add_a_user_form_offers_the_least_role_first_as_the_command_line_does() {
+    let s = site().await;
+    let b = s.login("ann", "admin").await;
+    let page = s.get("/users", Some(&b)).await.body;
+    let form = page
+        .split("<h2>Add a user</h2>")
+        .nth(1)
+        .and_then(|f| f.split("</form>").next())
+        .unwrap_or_default();
+    assert!(form.contains("<option selected>viewer</option>"), "{form}");
+    assert!(form.contains("<option>admin</option>"), "{form}");
 }
 
 #[tokio::test]
@@ -2435,4 +2624,150 @@ async fn every_state_changing_route_refuses_a_session_without_its_csrf_token_and
         StatusCode::OK,
         "still logged in"
     );
+}
+
+#[tokio::test]
+async fn every_role_changes_its_own_password_on_the_account_page_with_the_current_one() {
+    let s = site_with("login_attempts_per_minute = 3").await;
+    let b = s.login("vic", "viewer").await;
+    let home = s.get("/", Some(&b)).await;
+    assert!(
+        home.body.contains("href=\"/account\""),
+        "linked for a viewer"
+    );
+    let page = s.get("/account", Some(&b)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("name=\"current\""), "{}", page.body);
+    let new = "my own new password";
+    let form = |current: &'static str| {
+        vec![
+            ("csrf", b.csrf.clone()),
+            ("current", current.to_string()),
+            ("password", new.to_string()),
+            ("confirm", new.to_string()),
+        ]
+    };
+    let post = |f: Vec<(&'static str, String)>| {
+        let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let body = serde_urlencoded::to_string(&pairs).unwrap();
+        Request::post("/account")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, &b.cookie)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let r = s.send(post(form("not the password"))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r
+        .body
+        .contains("Current password: not your current password."));
+    let r = s.send(post(form(PASSWORD))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location(), "/account?changed=1");
+    let done = s.get("/account?changed=1", Some(&b)).await;
+    assert!(
+        done.body.contains("id=\"password-changed\""),
+        "the session stays"
+    );
+    let old = s
+        .post_form("/login", None, &[("name", "vic"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+    let audit = s.journal.audit_log(None, 20).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "user.password" && a.actor == "vic"));
+    // The wrong current password counted: with the failed login, the
+    // address has used its three attempts.
+    let r = s.send(post(form(PASSWORD))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+}
+
+#[tokio::test]
+async fn failed_logins_and_lockouts_are_on_the_audit_page_under_their_own_filter() {
+    let s = site_with("lockout_after = 2").await;
+    let admin = s.login("ada", "admin").await;
+    s.add_user("ann", "viewer").await;
+    for _ in 0..2 {
+        let r = s
+            .post_form(
+                "/login",
+                None,
+                &[("name", "ann"), ("password", "wrong one!")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = s
+        .post_form("/login", None, &[("name", "nobody"), ("password", "x")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let all = s.get("/audit", Some(&admin)).await;
+    assert!(all.body.contains("id=\"audit-filter\""), "{}", all.body);
+    assert!(all.body.contains("user.create"), "every entry by default");
+    let page = s.get("/audit?show=logins", Some(&admin)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let body = &page.body;
+    assert!(
+        body.contains("<option value=\"logins\" selected>"),
+        "{body}"
+    );
+    assert_eq!(body.matches("<td>login.failed</td>").count(), 3, "{body}");
+    assert!(body.contains("<td>user.lock</td><td>ann</td>"), "{body}");
+    assert!(
+        body.contains("<td>nobody</td><td>unknown user name"),
+        "{body}"
+    );
+    assert!(!body.contains("user.create"), "{body}");
+}
+
+#[tokio::test]
+async fn an_admin_sees_every_open_session_and_ends_one_which_logs_its_browser_out() {
+    let s = site().await;
+    let admin = s.login("ada", "admin").await;
+    let vic = s.login("vic", "viewer").await;
+    assert_eq!(s.get("/", Some(&vic)).await.status, StatusCode::OK);
+    let page = s.get("/users", Some(&admin)).await.body;
+    assert_eq!(page.matches("<tr class=\"session\"").count(), 2, "{page}");
+    assert!(page.contains("(yours)"), "{page}");
+    let row = page
+        .split("<tr class=\"session\" data-id=\"")
+        .skip(1)
+        .find(|r| r.contains("<td>vic</td>"))
+        .unwrap();
+    let id = &row[..16];
+    let r = s
+        .post_form(
+            &format!("/sessions/{id}/revoke"),
+            Some(&admin),
+            &[("csrf", admin.csrf.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(s.get("/", Some(&vic)).await.location(), "/login");
+    assert_eq!(s.get("/", Some(&admin)).await.status, StatusCode::OK);
+    let audit = s.journal.audit_log(None, 10).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "session.revoke" && a.target.as_deref() == Some("vic")));
+    let again = s
+        .post_form(
+            &format!("/sessions/{id}/revoke"),
+            Some(&admin),
+            &[("csrf", admin.csrf.as_str())],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let val = s.login("val", "viewer").await;
+    let mine = s.journal.admin_open_sessions().await.unwrap();
+    let theirs = mine.iter().find(|x| x.user == "ada").unwrap();
+    let viewer_try = s
+        .post_form(
+            &format!("/sessions/{}/revoke", theirs.id),
+            Some(&val),
+            &[("csrf", val.csrf.as_str())],
+        )
+        .await;
+    assert_eq!(viewer_try.status, StatusCode::FORBIDDEN);
+    assert_eq!(s.get("/", Some(&admin)).await.status, StatusCode::OK);
 }

@@ -7,8 +7,9 @@
 //! causes, each after `: `. The exit code is 0 when it did what was asked
 //! and 1 when it failed; `check-config`, `run` and `trace` answer 2 for a
 //! configuration that does not load (and `trace` for an endpoint that is
-//! not ASTM), `send` 2 when it could not send at all. Scripts rely on
-//! these codes, so each module keeps its own.
+//! not ASTM), `send` 2 when it could not send at all; `setup-code` 1 when
+//! there is no code to show. Scripts rely on these codes, so each module
+//! keeps its own.
 
 pub mod check_config;
 pub mod logging;
@@ -16,6 +17,7 @@ pub mod order;
 pub mod retry;
 pub mod run;
 pub mod send;
+pub mod setup_code;
 pub mod status;
 pub mod trace;
 pub mod user;

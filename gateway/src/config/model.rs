@@ -124,6 +124,11 @@ pub struct AdminConfig {
     /// page's own logins and API tokens; empty or unset: none.
     #[serde(default)]
     pub metrics_token: Option<String>,
+    /// First-run setup without a setup code, from the device itself
+    /// (127.0.0.1, ::1) only; other addresses are refused. Default: a
+    /// setup code is needed from everywhere.
+    #[serde(default)]
+    pub setup_from_loopback_only: bool,
 }
 
 /// Without an `[admin]` section the page is off; with one it is on unless
@@ -142,6 +147,7 @@ impl Default for AdminConfig {
             lockout: default_lockout(),
             login_attempts_per_minute: default_login_rate(),
             metrics_token: None,
+            setup_from_loopback_only: false,
         }
     }
 }

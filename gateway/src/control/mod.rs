@@ -13,7 +13,7 @@
 //! | [`messages`] | retry one delivery, retry every match, discard; dead letters from the command line |
 //! | [`endpoints`] | enable, disable, test ("probe"), create, edit |
 //! | [`config`] | one validated, versioned, live-applied change; settings, routes, rollback |
-//! | [`users`] | first administrator, add, remove, role, password, unlock, API tokens |
+//! | [`users`] | first administrator (admitted by the [`setup_code`]), add, remove, role, password, unlock, API tokens |
 //! | [`orders`] | add and list analyzer orders |
 //!
 //! The running gateway is reached through [`Gateway`], a trait the
@@ -25,6 +25,7 @@ pub mod endpoints;
 pub mod messages;
 mod ops;
 pub mod orders;
+pub mod setup_code;
 pub mod users;
 
 pub use ops::{ApplyFailed, ApplyReport, Gateway, Operations};

@@ -367,3 +367,99 @@ fn the_command_line_retry_refuses_a_source_as_destination() {
     .unwrap_err();
     assert!(e.to_string().contains("not a destination endpoint"), "{e}");
 }
+
+#[tokio::test]
+async fn a_viewer_changes_their_own_password_after_the_current_one_and_it_is_audited() {
+    let f = fixture();
+    let j = f.ops.journal();
+    let old = "the old long password";
+    let id = j
+        .admin_create_user(
+            "vera",
+            "viewer",
+            &users::hash_password(old).unwrap(),
+            "test",
+            false,
+        )
+        .await
+        .unwrap();
+    let vera = Actor::user("vera", Role::Viewer, id);
+    // Two sessions: the one the change is made in stays, the other ends.
+    j.admin_open_session(id, "here", "c1", 60_000)
+        .await
+        .unwrap();
+    j.admin_open_session(id, "elsewhere", "c2", 60_000)
+        .await
+        .unwrap();
+    let change = |current: &str, password: &str, confirm: &str| users::OwnPassword {
+        current: current.into(),
+        password: password.into(),
+        confirm: Some(confirm.into()),
+    };
+    let new = "a brand new password";
+    let e = users::change_own_password(&f.ops, &vera, &change("not it at all", new, new), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Refusal::Invalid {
+                field: "current",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = users::change_own_password(&f.ops, &vera, &change(old, "short", "short"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Refusal::Invalid {
+                field: "password",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = users::change_own_password(&f.ops, &vera, &change(old, new, "another one!"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Refusal::Invalid {
+                field: "confirm",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let hash = j.admin_user("vera").await.unwrap().unwrap().password_hash;
+    assert!(
+        users::verify_password(old, &hash),
+        "refusals change nothing"
+    );
+
+    users::change_own_password(&f.ops, &vera, &change(old, new, new), Some("here"))
+        .await
+        .unwrap();
+    let hash = j.admin_user("vera").await.unwrap().unwrap().password_hash;
+    assert!(users::verify_password(new, &hash) && !users::verify_password(old, &hash));
+    assert!(j.admin_session("here").await.unwrap().is_some());
+    assert!(j.admin_session("elsewhere").await.unwrap().is_none());
+    let audit = j.audit_log(None, 10).await.unwrap();
+    let record = audit
+        .iter()
+        .find(|a| a.action == "user.password")
+        .expect("audited");
+    assert_eq!(record.actor, "vera");
+    assert_eq!(record.target.as_deref(), Some("vera"));
+
+    let cli = Actor::command_line("root");
+    let e = users::change_own_password(&f.ops, &cli, &change(new, old, old), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Refusal::Conflict(_)), "{e:?}");
+}

@@ -8,7 +8,7 @@ use super::{Actor, Operations, Refusal, Role};
 use crate::config::Config;
 use crate::journal::{Journal, JournalOptions};
 use crate::journal::{NewToken, UserError};
-use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use sha2::{Digest, Sha256};
 
@@ -19,6 +19,15 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| e.to_string())
+}
+
+/// Whether `password` is the one `hash` was made of.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// What a password must be.
@@ -115,12 +124,55 @@ pub async fn needs_setup(journal: &Journal) -> Result<bool, Refusal> {
 
 const FIRST_EXISTS: &str = "the first administrator exists already";
 
+/// How the maker of the first administrator is let in.
+#[derive(Debug, Clone)]
+pub enum Admission {
+    /// With the setup code they typed: it must be this device's
+    /// ([`super::setup_code`]).
+    Code(String),
+    /// From the device itself, where `setup_from_loopback_only` needs no
+    /// code; the front end has checked the address.
+    Loopback,
+}
+
 /// Makes the first administrator (its role is admin whatever `user.role`
-/// says); only an empty journal takes it, decided inside the write, so two
-/// racing requests cannot both win. Audited as `user.create` by `setup`.
-pub async fn setup(ops: &Operations, user: &NewUser) -> Result<i64, Refusal> {
+/// says) for whoever `admission` lets in; only an empty journal takes it,
+/// decided inside the write, so two racing requests cannot both win. The
+/// setup code is checked before anything else (a refusal names the field
+/// `setup_code`, so that a front end can count it as a failed login) and
+/// deleted once the administrator exists. Audited as `user.create` by
+/// `setup`.
+pub async fn setup(
+    ops: &Operations,
+    user: &NewUser,
+    admission: &Admission,
+) -> Result<i64, Refusal> {
     if !needs_setup(ops.journal()).await? {
         return Err(Refusal::Conflict(FIRST_EXISTS.into()));
+    }
+    let dir = super::config::data_dir(&ops.config());
+    if let Admission::Code(given) = admission {
+        // Read, or made now if it was never issued (a page started without
+        // the gateway's start-up, a file deleted by hand): either way the
+        // code that counts is the one in the file, and a new one is
+        // announced where the person with the device can read it.
+        let (expected, made) = super::setup_code::issue(&dir)
+            .map_err(|e| Refusal::Internal(format!("the setup code: {e}")))?;
+        if made {
+            super::setup_code::announce(&expected, &dir);
+        }
+        if given.trim().is_empty() {
+            return Err(Refusal::invalid(
+                "setup_code",
+                "needed; see the log, the console or `ecko-gateway setup-code`",
+            ));
+        }
+        if !super::setup_code::matches(given, &expected) {
+            return Err(Refusal::invalid(
+                "setup_code",
+                "not this device's setup code",
+            ));
+        }
     }
     let (name, _) = check_new_user(&NewUser {
         role: "admin".into(),
@@ -132,7 +184,14 @@ pub async fn setup(ops: &Operations, user: &NewUser) -> Result<i64, Refusal> {
         .admin_create_user(&name, "admin", &hash, "setup", true)
         .await
     {
-        Ok(id) => Ok(id),
+        Ok(id) => {
+            if let Err(e) = super::setup_code::consume(&dir) {
+                // The administrator exists, so no code admits anyone any
+                // more; the file left behind is deleted at the next start.
+                tracing::warn!(error = %e, "cannot delete the used setup code");
+            }
+            Ok(id)
+        }
         Err(UserError::NotFirst) => Err(Refusal::Conflict(FIRST_EXISTS.into())),
         Err(e) => Err(user_refusal(e)),
     }
@@ -179,6 +238,50 @@ pub async fn set_password(
     let hash = hashed(password).await?;
     ops.journal()
         .admin_set_password(name, &hash, &actor.name)
+        .await
+        .map_err(user_refusal)
+}
+
+/// A user's change of their own password.
+#[derive(Debug, Clone, Default)]
+pub struct OwnPassword {
+    /// The password they log in with now: a session left open on a shared
+    /// bench computer must not be enough to take the account over.
+    pub current: String,
+    pub password: String,
+    pub confirm: Option<String>,
+}
+
+/// Changes the acting user's own password, once their current one is
+/// verified; their other sessions end, `keep_session` (the token hash of
+/// the session they are in) stays. Every role; audited as `user.password`.
+/// A wrong current password is refused on the field `current`.
+pub async fn change_own_password(
+    ops: &Operations,
+    actor: &Actor,
+    change: &OwnPassword,
+    keep_session: Option<&str>,
+) -> Result<(), Refusal> {
+    actor.require(Role::Viewer)?;
+    if actor.user_id.is_none() {
+        return Err(Refusal::Conflict(
+            "only a user of the admin page has a password here".into(),
+        ));
+    }
+    let Some(user) = ops.journal().admin_user(&actor.name).await? else {
+        return Err(Refusal::NotFound(format!("no user {}", actor.name)));
+    };
+    let (current, hash) = (change.current.clone(), user.password_hash.clone());
+    let verified = tokio::task::spawn_blocking(move || verify_password(&current, &hash))
+        .await
+        .unwrap_or(false);
+    if !verified {
+        return Err(Refusal::invalid("current", "not your current password"));
+    }
+    check_new_password(&change.password, change.confirm.as_deref())?;
+    let hash = hashed(&change.password).await?;
+    ops.journal()
+        .admin_change_own_password(&actor.name, &hash, keep_session)
         .await
         .map_err(user_refusal)
 }
@@ -306,6 +409,26 @@ pub async fn revoke_token(ops: &Operations, actor: &Actor, id: i64) -> Result<()
     }
 }
 
+/// The sessions open now, every user's. Needs admin.
+pub async fn sessions(
+    ops: &Operations,
+    actor: &Actor,
+) -> Result<Vec<crate::journal::OpenSession>, Refusal> {
+    actor.require(Role::Admin)?;
+    Ok(ops.journal().admin_open_sessions().await?)
+}
+
+/// Ends session `id` (as [`sessions`] lists it): its browser is logged out
+/// at its next request. Needs admin; audited as `session.revoke`.
+pub async fn revoke_session(ops: &Operations, actor: &Actor, id: &str) -> Result<(), Refusal> {
+    actor.require(Role::Admin)?;
+    if ops.journal().admin_revoke_session(id, &actor.name).await? {
+        Ok(())
+    } else {
+        Err(Refusal::NotFound("no such session".into()))
+    }
+}
+
 /// Adds a user to the configured journal through its file, beside a
 /// running gateway or not, creating the journal when there is none yet
 /// (`ecko-gateway user add`). Needs admin; audited as `user.create` by
@@ -320,7 +443,7 @@ pub async fn add_offline(config: &Config, actor: &Actor, user: &NewUser) -> Resu
         j.close().await;
     }
     let hash = hash_password(&user.password).map_err(Refusal::Internal)?;
-    crate::journal::external::add_user_offline(
+    let id = crate::journal::external::add_user_offline(
         &path,
         &name,
         role.as_str(),
@@ -328,5 +451,11 @@ pub async fn add_offline(config: &Config, actor: &Actor, user: &NewUser) -> Resu
         &actor.name,
         jiff::Timestamp::now().as_millisecond(),
     )
-    .map_err(user_refusal)
+    .map_err(user_refusal)?;
+    // A user exists: the first-run setup is over, and its code with it (a
+    // running gateway's page refuses the setup from now on).
+    if let Err(e) = super::setup_code::consume(&super::config::data_dir(config)) {
+        tracing::warn!(error = %e, "cannot delete the setup code");
+    }
+    Ok(id)
 }

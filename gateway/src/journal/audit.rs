@@ -67,12 +67,38 @@ impl Journal {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, JournalError> {
+        self.audit_log_of(before, limit, &[]).await
+    }
+
+    /// Like [`Journal::audit_log`], of the entries whose action is one of
+    /// `actions` (every entry when it is empty).
+    pub async fn audit_log_of(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+        actions: &[&str],
+    ) -> Result<Vec<AuditRecord>, JournalError> {
+        let actions: Vec<String> = actions.iter().map(|a| a.to_string()).collect();
         self.read(move |c| {
-            let mut s = c.prepare_cached(
-                "SELECT id, at, actor, action, target, detail FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
-            )?;
+            let only = if actions.is_empty() {
+                String::new()
+            } else {
+                let marks = (0..actions.len())
+                    .map(|i| format!("?{}", i + 3))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!(" AND action IN ({marks})")
+            };
+            let mut s = c.prepare_cached(&format!(
+                "SELECT id, at, actor, action, target, detail FROM audit WHERE id < ?1{only} ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let mut values: Vec<rusqlite::types::Value> = vec![
+                before.unwrap_or(i64::MAX).into(),
+                (limit as i64).into(),
+            ];
+            values.extend(actions.iter().cloned().map(rusqlite::types::Value::from));
             let rows = s
-                .query_map(params![before.unwrap_or(i64::MAX), limit as i64], |r| {
+                .query_map(rusqlite::params_from_iter(values), |r| {
                     Ok(AuditRecord {
                         id: r.get(0)?,
                         at: r.get(1)?,

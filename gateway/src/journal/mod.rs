@@ -86,7 +86,7 @@ pub use query::{
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use selection::{BulkOutcome, Selection, BULK_LIMIT};
 pub use stats::{EndpointActivity, EndpointStats};
-pub use users::{AdminUser, NewToken, SessionRecord, TokenRecord, UserError};
+pub use users::{AdminUser, NewToken, OpenSession, SessionRecord, TokenRecord, UserError};
 
 use ecko_hal::Storage;
 use external::open_reader;

@@ -265,6 +265,14 @@ impl JournalReader {
     pub fn counts(&self) -> Result<Vec<DestinationCounts>, JournalError> {
         counts(&self.conn)
     }
+    /// Users of the admin page: none until the first-run setup is done.
+    pub fn admin_user_count(&self) -> Result<u64, JournalError> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM admin_user", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
 }
 
 impl Journal {

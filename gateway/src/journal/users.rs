@@ -35,6 +35,17 @@ pub struct SessionRecord {
     pub expires_at: i64,
 }
 
+/// A live session as the users page lists it. `id` is the first 16 hex
+/// digits of the cookie's hash: stable for the session's life, and no
+/// use for logging in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenSession {
+    pub id: String,
+    pub user: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
 /// An API token to store.
 #[derive(Debug, Clone)]
 pub struct NewToken {
@@ -230,17 +241,17 @@ impl Journal {
         lock_ms: i64,
     ) -> Result<u32, JournalError> {
         self.write(move |conn, cx| {
-            let n: u32 = conn.query_row(
-                "UPDATE admin_user SET failed_logins = failed_logins + 1 WHERE id = ?1 RETURNING failed_logins",
+            let (n, name): (u32, String) = conn.query_row(
+                "UPDATE admin_user SET failed_logins = failed_logins + 1 WHERE id = ?1 RETURNING failed_logins, name",
                 [user_id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             if n >= lock_after {
                 conn.execute(
                     "UPDATE admin_user SET locked_until = ?2, failed_logins = 0 WHERE id = ?1",
                     params![user_id, cx.now + lock_ms],
                 )?;
-                insert_audit(conn, cx.now, "system", "user.lock", None, Some(&format!("user id {user_id} after {n} failed logins")))?;
+                insert_audit(conn, cx.now, "system", "user.lock", Some(&name), Some(&format!("user id {user_id} after {n} failed logins")))?;
             }
             Ok(n)
         })
@@ -361,6 +372,50 @@ impl Journal {
                 })?
                 .collect::<Result<_, _>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    /// Sessions not yet expired, newest first.
+    pub async fn admin_open_sessions(&self) -> Result<Vec<OpenSession>, JournalError> {
+        let now = self.now_ms();
+        self.read(move |c| {
+            let mut s = c.prepare_cached(
+                "SELECT substr(s.token_hash, 1, 16), u.name, s.created_at, s.expires_at FROM admin_session s JOIN admin_user u ON u.id = s.user_id WHERE s.expires_at > ?1 ORDER BY s.created_at DESC",
+            )?;
+            let rows = s
+                .query_map([now], |r| {
+                    Ok(OpenSession {
+                        id: r.get(0)?,
+                        user: r.get(1)?,
+                        created_at: r.get(2)?,
+                        expires_at: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Ends session `id` (see [`OpenSession`]); `false` if there was none.
+    pub async fn admin_revoke_session(&self, id: &str, actor: &str) -> Result<bool, JournalError> {
+        let (id, actor) = (id.to_string(), actor.to_string());
+        self.write(move |conn, cx| {
+            if id.len() != 16 {
+                return Ok(false);
+            }
+            let user: Option<String> = conn
+                .query_row(
+                    "DELETE FROM admin_session WHERE substr(token_hash, 1, 16) = ?1 RETURNING (SELECT name FROM admin_user u WHERE u.id = user_id)",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(user) = &user {
+                insert_audit(conn, cx.now, &actor, "session.revoke", Some(user), Some(&format!("session {id}")))?;
+            }
+            Ok(user.is_some())
         })
         .await
     }
@@ -491,6 +546,34 @@ impl Journal {
             conn.execute("DELETE FROM admin_session WHERE user_id = ?1", [user.id])
                 .map_err(JournalError::from)?;
             insert_audit(conn, cx.now, &actor, "user.password", Some(&name), Some("password reset; sessions ended"))?;
+            Ok(())
+        })
+        .await?
+    }
+
+    /// A user's change of their own password: their other sessions end,
+    /// the one they changed it in (`keep_session`, a token hash) stays.
+    pub async fn admin_change_own_password(
+        &self,
+        name: &str,
+        hash: &str,
+        keep_session: Option<&str>,
+    ) -> Result<(), UserError> {
+        let (name, hash) = (name.to_string(), hash.to_string());
+        let keep = keep_session.unwrap_or_default().to_string();
+        self.write_with(move |conn, cx| {
+            let user = find_user(conn, &name)?;
+            conn.execute(
+                "UPDATE admin_user SET password_hash = ?2, failed_logins = 0, locked_until = 0 WHERE id = ?1",
+                params![user.id, hash],
+            )
+            .map_err(JournalError::from)?;
+            conn.execute(
+                "DELETE FROM admin_session WHERE user_id = ?1 AND token_hash <> ?2",
+                params![user.id, keep],
+            )
+            .map_err(JournalError::from)?;
+            insert_audit(conn, cx.now, &name, "user.password", Some(&name), Some("own password changed; other sessions ended"))?;
             Ok(())
         })
         .await?

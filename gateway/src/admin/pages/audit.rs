@@ -1,4 +1,5 @@
-//! The audit log.
+//! The audit log, all of it or one kind of entry (`show`): failed logins
+//! and lockouts together, so a guessing attack reads as one list.
 
 use crate::admin::api::site_tz;
 use crate::admin::auth::{Caller, Role};
@@ -16,7 +17,18 @@ use super::*;
 #[serde(default)]
 pub struct AuditQuery {
     pub before: Option<String>,
+    /// `logins`: failed logins, refused logins, lockouts and wrong setup
+    /// codes; anything else: every entry.
+    pub show: Option<String>,
 }
+
+/// The actions `show=logins` lists.
+pub const LOGIN_FAILURES: &[&str] = &[
+    "login.failed",
+    "login.refused",
+    "user.lock",
+    "setup.refused",
+];
 
 pub async fn audit(
     State(state): State<Shared>,
@@ -33,7 +45,9 @@ pub async fn audit(
             Err(_) => return bad_request(&state, "before: not an audit entry id"),
         },
     };
-    let rows = match state.journal.audit_log(before, 100).await {
+    let logins = q.show.as_deref() == Some("logins");
+    let actions = if logins { LOGIN_FAILURES } else { &[] };
+    let rows = match state.journal.audit_log_of(before, 100, actions).await {
         Ok(r) => r,
         Err(e) => return journal_error(&state, e),
     };
@@ -58,6 +72,6 @@ pub async fn audit(
         "audit.html",
         "Audit log",
         Some(&caller),
-        context! { rows => entries, older },
+        context! { rows => entries, older, show => if logins { "logins" } else { "" } },
     )
 }

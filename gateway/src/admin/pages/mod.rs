@@ -2,6 +2,7 @@
 //! service of [`crate::control`], renders on the server, and works without
 //! script; `app.js` adds the live log.
 
+mod account;
 mod audit;
 pub mod config;
 mod dashboard;
@@ -14,6 +15,7 @@ mod session;
 mod stats;
 mod users;
 
+pub use account::*;
 pub use audit::*;
 pub use dashboard::*;
 pub use errors::*;

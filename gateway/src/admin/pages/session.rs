@@ -1,13 +1,19 @@
 //! First run, login and logout: the setup form that makes the first
 //! administrator, the login form with its rate limit and lock, and the
 //! session's end.
+//!
+//! The setup asks for the device's one-time setup code
+//! ([`control::setup_code`]); a wrong code counts as a failed login against
+//! the client address's limit, since guessing it is guessing a password.
+//! With `setup_from_loopback_only` no code is asked for, and only the
+//! device itself (127.0.0.1, ::1) may set up.
 
 use crate::admin::auth::{
-    allow_login_attempt, clear_cookie, client_ip, forbidden, new_token, same_origin,
-    session_cookie, token_hash, verify_password, Caller,
+    allow_login_attempt, clear_cookie, client_ip, forbidden, login_attempts_used_up, new_token,
+    same_origin, session_cookie, token_hash, verify_password, Caller,
 };
 use crate::admin::{ClientAddr, Shared};
-use crate::control::users::NewUser;
+use crate::control::users::{Admission, NewUser};
 use crate::control::{self, Refusal};
 use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -25,20 +31,66 @@ pub struct Credentials {
     pub confirm: String,
     pub role: String,
     pub csrf: String,
+    /// The first run's one-time code ([`control::setup_code`]).
+    pub setup_code: String,
 }
 
-pub(super) fn setup_page(state: &Shared, error: Option<&str>, name: &str) -> String {
+/// How the setup admits the client at `ip`: with the setup code, or (with
+/// `setup_from_loopback_only`) from the device itself without one; `None`
+/// when that option refuses the address.
+fn admission(state: &Shared, ip: std::net::IpAddr, code: &str) -> Option<Admission> {
+    if !state.config().admin.setup_from_loopback_only {
+        Some(Admission::Code(code.to_string()))
+    } else if ip.is_loopback() {
+        Some(Admission::Loopback)
+    } else {
+        None
+    }
+}
+
+const LOOPBACK_ONLY: &str =
+    "First-run setup is allowed from the device itself only (127.0.0.1 or ::1): open this page there.";
+
+/// The setup form; `error` shown beside the field it is about (`field`),
+/// or above the form.
+pub(super) fn setup_page(
+    state: &Shared,
+    admission: Option<&Admission>,
+    error: Option<&str>,
+    field: Option<&str>,
+    name: &str,
+) -> String {
+    let code_needed = matches!(admission, Some(Admission::Code(_)));
+    let refused = admission.is_none().then_some(LOOPBACK_ONLY);
     state.templates.text(
         "setup.html",
         "Create the first administrator",
         None,
-        context! { error, name },
+        context! { error, field, name, code_needed, refused },
     )
 }
 
-pub async fn setup_form(State(state): State<Shared>) -> Response {
+pub async fn setup_form(
+    State(state): State<Shared>,
+    addr: Option<Extension<ClientAddr>>,
+) -> Response {
     match state.journal.admin_user_count().await {
-        Ok(0) => html(StatusCode::OK, setup_page(&state, None, "")),
+        Ok(0) => {
+            let admission = admission(&state, client_ip(addr.as_ref().map(|a| &a.0)), "");
+            if matches!(admission, Some(Admission::Code(_))) {
+                // The code exists before anyone is asked for it.
+                let dir = control::config::data_dir(&state.config());
+                match control::setup_code::issue(&dir) {
+                    Ok((code, true)) => control::setup_code::announce(&code, &dir),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot make the setup code"),
+                }
+            }
+            html(
+                StatusCode::OK,
+                setup_page(&state, admission.as_ref(), None, None, ""),
+            )
+        }
         Ok(_) => Redirect::to("/login").into_response(),
         Err(e) => journal_error(&state, e),
     }
@@ -46,6 +98,7 @@ pub async fn setup_form(State(state): State<Shared>) -> Response {
 
 pub async fn setup(
     State(state): State<Shared>,
+    addr: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     Form(c): Form<Credentials>,
 ) -> Response {
@@ -57,17 +110,59 @@ pub async fn setup(
             "cross-site request refused",
         );
     }
+    let ip = client_ip(addr.as_ref().map(|a| &a.0));
+    let Some(admission) = admission(&state, ip, &c.setup_code) else {
+        return html(
+            StatusCode::FORBIDDEN,
+            setup_page(&state, None, None, None, c.name.trim()),
+        );
+    };
+    let page = |status, error: &str, field: Option<&str>| {
+        html(
+            status,
+            setup_page(&state, Some(&admission), Some(error), field, c.name.trim()),
+        )
+    };
+    // Guessing the code is guessing a password: the same limit per address.
+    if matches!(admission, Admission::Code(_)) && login_attempts_used_up(&state, ip) {
+        return page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts; wait a minute.",
+            None,
+        );
+    }
     let user = NewUser {
         name: c.name.clone(),
         role: "admin".into(),
         password: c.password.clone(),
         confirm: Some(c.confirm.clone()),
     };
-    match control::users::setup(&state.ops, &user).await {
+    match control::users::setup(&state.ops, &user, &admission).await {
         Ok(_) => Redirect::to("/login").into_response(),
-        Err(Refusal::Invalid { field, message }) => html(
+        Err(Refusal::Invalid {
+            field: "setup_code",
+            message,
+        }) => {
+            allow_login_attempt(&state, ip);
+            let _ = state
+                .journal
+                .audit(
+                    "setup",
+                    "setup.refused",
+                    None,
+                    Some(&format!("wrong setup code from {ip}")),
+                )
+                .await;
+            page(
+                StatusCode::UNAUTHORIZED,
+                &format!("Setup code: {message}."),
+                Some("setup_code"),
+            )
+        }
+        Err(Refusal::Invalid { field, message }) => page(
             StatusCode::UNPROCESSABLE_ENTITY,
-            setup_page(&state, Some(&user_sentence(field, &message)), c.name.trim()),
+            &user_sentence(field, &message),
+            Some(field),
         ),
         Err(e @ Refusal::Conflict(_)) => {
             problem(&state, StatusCode::FORBIDDEN, None, &e.to_string())
@@ -167,6 +262,17 @@ pub async fn login(
         let password = c.password.clone();
         let dummy = state.dummy_hash.clone();
         let _ = tokio::task::spawn_blocking(move || verify_password(&password, &dummy)).await;
+        // The name as typed, cut short: the audit log is not a place an
+        // attacker may write pages into.
+        let typed: String = name.chars().take(64).collect();
+        let _ = j
+            .audit(
+                "unknown",
+                "login.failed",
+                Some(&typed),
+                Some(&format!("unknown user name, from {ip}")),
+            )
+            .await;
         return failed();
     };
     let now = j.now_ms();
@@ -190,6 +296,14 @@ pub async fn login(
     if !ok {
         let config = state.config();
         let admin = &config.admin;
+        let _ = j
+            .audit(
+                &name,
+                "login.failed",
+                Some(&name),
+                Some(&format!("wrong password, from {ip}")),
+            )
+            .await;
         if let Err(e) = j
             .admin_login_failed(
                 user.id,

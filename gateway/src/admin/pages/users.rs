@@ -1,4 +1,4 @@
-//! Users and API tokens.
+//! Users, API tokens and open sessions.
 
 use crate::admin::api::site_tz;
 use crate::admin::auth::{Caller, Role};
@@ -32,11 +32,14 @@ pub(super) async fn users_page_with(
     error: Option<&str>,
     new_token: Option<&str>,
 ) -> Response {
-    let (users, tokens) =
-        match tokio::try_join!(state.journal.admin_users(), state.journal.admin_tokens()) {
-            Ok(x) => x,
-            Err(e) => return journal_error(state, e),
-        };
+    let (users, tokens, sessions) = match tokio::try_join!(
+        state.journal.admin_users(),
+        state.journal.admin_tokens(),
+        state.journal.admin_open_sessions()
+    ) {
+        Ok(x) => x,
+        Err(e) => return journal_error(state, e),
+    };
     let tz = site_tz(state);
     let now = state.journal.now_ms();
     let users: Vec<_> = users
@@ -67,6 +70,19 @@ pub(super) async fn users_page_with(
             }
         })
         .collect();
+    let mine = caller.session_hash.as_deref().unwrap_or_default();
+    let sessions: Vec<_> = sessions
+        .iter()
+        .map(|x| {
+            context! {
+                id => x.id,
+                user => x.user,
+                created => time(x.created_at, &tz),
+                expires => time(x.expires_at, &tz),
+                yours => mine.starts_with(&x.id),
+            }
+        })
+        .collect();
     state.templates.page(
         status,
         "users.html",
@@ -77,6 +93,7 @@ pub(super) async fn users_page_with(
             new_token,
             users,
             tokens,
+            sessions,
             roles => Role::NAMES,
             token_roles => ["viewer", "operator", "admin"],
         },
@@ -237,17 +254,32 @@ pub async fn revoke_token(
     Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
 ) -> Response {
-    match control::users::revoke_token(&state.ops, &caller.actor(), id).await {
+    let done = control::users::revoke_token(&state.ops, &caller.actor(), id).await;
+    revoked(&state, &caller, done, "There is no such token.").await
+}
+
+/// The answer to a revocation: back to the users page, or the page with
+/// `missing` when there was nothing to revoke.
+async fn revoked(
+    state: &Shared,
+    caller: &Caller,
+    done: Result<(), Refusal>,
+    missing: &str,
+) -> Response {
+    match done {
         Ok(()) => Redirect::to("/users").into_response(),
         Err(Refusal::NotFound(_)) => {
-            users_page(
-                &state,
-                &caller,
-                StatusCode::NOT_FOUND,
-                Some("There is no such token."),
-            )
-            .await
+            users_page(state, caller, StatusCode::NOT_FOUND, Some(missing)).await
         }
-        Err(e) => refused(&state, Some(&caller), &e),
+        Err(e) => refused(state, Some(caller), &e),
     }
+}
+
+pub async fn revoke_session(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let done = control::users::revoke_session(&state.ops, &caller.actor(), &id).await;
+    revoked(&state, &caller, done, "There is no such session.").await
 }
