@@ -43,8 +43,13 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// The dispatcher of `config`'s policy on the running `gateway`.
     pub fn new(config: &HubConfig, gateway: Arc<dyn Gateway>) -> Dispatcher {
+        Dispatcher::over(Operations::running(gateway), config)
+    }
+
+    /// The dispatcher of `config`'s policy acting through `ops`.
+    fn over(ops: Operations, config: &HubConfig) -> Dispatcher {
         Dispatcher {
-            ops: Operations::running(gateway),
+            ops,
             actor: command_policy::actor(&config.commands),
             policy: config.commands.clone(),
             format: config.format,
@@ -315,5 +320,147 @@ pub async fn serve(
         if answers.send(Answered { received, reply }).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::health::Health;
+    use crate::journal::{Journal, JournalOptions};
+    use ecko_message::Envelope;
+
+    const CONFIG: &str = r#"
+        [journal]
+        path = "journal.db"
+        [[endpoint]]
+        name = "inbox"
+        type = "file-drop"
+        path = "inbox"
+        [[endpoint]]
+        name = "archive"
+        type = "file"
+        path = "out"
+        [[route]]
+        name = "r"
+        from = ["inbox"]
+        to = ["archive"]
+        [hub]
+        "#;
+
+    /// A dispatcher over a journal holding one message, with the policy
+    /// `patient_data` as given; and that message's id.
+    async fn dispatcher(dir: &tempfile::TempDir, patient_data: bool) -> (Dispatcher, i64) {
+        let mut config = Config::parse(CONFIG, "t.toml", |_| None).unwrap();
+        config.hub.commands.patient_data = patient_data;
+        let journal = Journal::open(JournalOptions::new(dir.path().join("journal.db"))).unwrap();
+        let id = journal
+            .ingest(
+                Envelope {
+                    source: "inbox".into(),
+                    message_type: "ORU^R01".into(),
+                    content_type: "x-application/hl7-v2+er7".into(),
+                    patient_id: Some("P-0042".into()),
+                    payload: b"MSH|^~\\&|LAB\r".to_vec(),
+                    ..Default::default()
+                },
+                vec![crate::journal::Destination {
+                    endpoint: "archive".into(),
+                    transform: "none".into(),
+                    lane: String::new(),
+                    reply_to: None,
+                }],
+            )
+            .await
+            .unwrap()
+            .message_id;
+        let hub = config.hub.clone();
+        let ops = Operations::fixed(journal, Arc::new(config), Health::new());
+        (Dispatcher::over(ops, &hub), id)
+    }
+
+    async fn ask(d: &Dispatcher, id: &str, cmd: &str, body: Value) -> Value {
+        let now = d.ops.journal().now_ms();
+        let command = json!({"v": 1, "id": id, "issued_at": now, "cmd": cmd, "body": body});
+        let bytes = payload::encode(PayloadFormat::Cbor, &command);
+        payload::decode(PayloadFormat::Cbor, &d.answer(id, &bytes).await).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_message_s_metadata_leaves_without_its_payload_or_patient_id_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, id) = dispatcher(&dir, false).await;
+        let r = ask(&d, "c-1", "message.get", json!({"message_id": id})).await;
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["result"]["message_type"], "ORU^R01");
+        assert!(r["result"].get("patient_id").is_none(), "{r}");
+        assert!(r["result"].get("payload").is_none(), "{r}");
+
+        let r = ask(
+            &d,
+            "c-2",
+            "message.get",
+            json!({"message_id": id, "payload": true}),
+        )
+        .await;
+        assert_eq!(r["error"]["code"], "forbidden", "{r}");
+        d.ops.journal().close().await;
+    }
+
+    #[tokio::test]
+    async fn with_patient_data_allowed_the_payload_comes_as_base64() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, id) = dispatcher(&dir, true).await;
+        let r = ask(
+            &d,
+            "c-1",
+            "message.get",
+            json!({"message_id": id, "payload": true}),
+        )
+        .await;
+        assert_eq!(r["result"]["patient_id"], "P-0042", "{r}");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(r["result"]["payload"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(bytes, b"MSH|^~\\&|LAB\r");
+        d.ops.journal().close().await;
+    }
+
+    #[tokio::test]
+    async fn every_refusal_is_audited_and_a_seen_id_is_refused_as_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, id) = dispatcher(&dir, false).await;
+        let first = ask(&d, "c-1", "message.get", json!({"message_id": id})).await;
+        assert_eq!(first["ok"], true);
+        let again = ask(&d, "c-1", "message.get", json!({"message_id": id})).await;
+        assert_eq!(again["error"]["code"], "replayed");
+        let missing = ask(&d, "c-2", "message.get", json!({"message_id": id + 1})).await;
+        assert_eq!(missing["error"]["code"], "not_found");
+        let unknown = ask(&d, "c-3", "reboot", json!({})).await;
+        assert_eq!(unknown["error"]["code"], "not_supported");
+        let unreadable = d.answer("c-4", b"\xff\xff").await;
+        let unreadable = payload::decode(PayloadFormat::Cbor, &unreadable).unwrap();
+        assert_eq!(unreadable["error"]["code"], "invalid");
+
+        let audit = d.ops.journal().audit_log(None, 50).await.unwrap();
+        let refused: Vec<_> = audit
+            .iter()
+            .filter(|a| a.action == "hub.command.refused")
+            .map(|a| (a.actor.as_str(), a.target.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(refused.len(), 4, "{audit:?}");
+        assert!(refused.iter().all(|(actor, _)| *actor == "hub"));
+        for id in ["c-1", "c-2", "c-3", "c-4"] {
+            assert!(
+                refused.iter().any(|(_, t)| t == &format!("command {id}")),
+                "{id}"
+            );
+        }
+        // The read that ran is audited by the message service itself.
+        assert!(audit
+            .iter()
+            .any(|a| a.action == "message.view" && a.detail.as_deref() == Some("hub")));
+        d.ops.journal().close().await;
     }
 }
