@@ -74,7 +74,14 @@ impl Dispatcher {
         if let Err(e) = &outcome {
             self.audit_refusal(topic_id, name.as_deref(), e).await;
         }
-        reply::payload(self.format, topic_id, name.as_deref(), now, &outcome)
+        let answered_at = self.ops.journal().now_ms();
+        reply::payload(
+            self.format,
+            topic_id,
+            name.as_deref(),
+            answered_at,
+            &outcome,
+        )
     }
 
     async fn run(
