@@ -134,7 +134,13 @@ impl Uplink {
             uplink.release();
         }
         uplink.stop(&mut from_link).await;
-        worker.abort();
+        // A command half done (a configuration being applied) is let
+        // finish for a moment rather than cut off mid-way; no new one comes.
+        drop(uplink);
+        let mut worker = worker;
+        if tokio::time::timeout(STOP_GRACE, &mut worker).await.is_err() {
+            worker.abort();
+        }
         link.abort();
         Ok(())
     }
