@@ -1,6 +1,6 @@
 //! A mosquitto broker started by a test on a free port, and the hub's side
-//! written with paho-mqtt (`python/hub_listen.py`): what it received, read
-//! back from its file.
+//! written with paho-mqtt: what it received (`python/hub_listen.py`), read
+//! back from its file, and the commands it gives (`python/hub_command.py`).
 
 use crate::{eventually, free_port, peer_python, python_script, wait_for_port};
 use std::io::Write;
@@ -164,4 +164,17 @@ impl Drop for HubListener {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The hub publishes `payload` on `topic` (QoS 1), as paho-mqtt; returns
+/// once the broker has it.
+pub fn hub_publish(broker: &Broker, topic: &str, payload: &[u8]) {
+    let status = Command::new(peer_python("mqtt-venv"))
+        .arg(python_script("hub_command.py"))
+        .args(["--port", &broker.port.to_string(), "--topic", topic])
+        .args(["--payload-hex", &hex::encode(payload)])
+        .stdin(Stdio::null())
+        .status()
+        .expect("run hub_command.py");
+    assert!(status.success(), "the hub could not publish on {topic}");
 }

@@ -6,7 +6,9 @@
 //! Pausing or editing it through its own commands would cut the channel the
 //! commands come in on.
 
+use super::hub_commands::CommandPolicy;
 use super::units::Span;
+use base64::Engine;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,6 +69,12 @@ pub struct HubConfig {
     /// TLS.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// The hub's ed25519 public key (32 bytes, standard base64): a pushed
+    /// configuration is applied only with a valid signature by it.
+    pub config_key: Option<String>,
+    /// What the hub's commands may do (`[hub.commands]`).
+    #[serde(default)]
+    pub commands: CommandPolicy,
 }
 
 /// Without a `[hub]` section there is no uplink.
@@ -90,6 +98,8 @@ impl Default for HubConfig {
             ca_file: None,
             cert: None,
             key: None,
+            config_key: None,
+            commands: CommandPolicy::default(),
         }
     }
 }
@@ -194,6 +204,24 @@ impl HubConfig {
             .unwrap_or_else(|| format!("ecko-{}-{}", self.site, self.device))
     }
 
+    /// The public key of `config_key`; `None` when it is not set.
+    pub fn config_key_bytes(&self) -> Result<Option<[u8; 32]>, String> {
+        let Some(text) = &self.config_key else {
+            return Ok(None);
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| format!("`config_key` is not base64: {e}"))?;
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map(Some)
+            .map_err(|_| {
+                format!(
+                    "`config_key` must be an ed25519 public key of 32 bytes, not {}",
+                    bytes.len()
+                )
+            })
+    }
+
     /// Every problem with settings that parsed: (key, message).
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
@@ -257,6 +285,12 @@ impl HubConfig {
         }
         if self.password.is_some() && self.username.is_none() {
             out.push(("password", "`password` needs `username`".into()));
+        }
+        if let Err(e) = self.config_key_bytes() {
+            out.push(("config_key", e));
+        }
+        for message in self.commands.problems(self.config_key.is_some()) {
+            out.push(("commands", message));
         }
         out
     }

@@ -15,6 +15,7 @@ pub mod edit;
 mod env;
 pub mod history;
 mod hub;
+mod hub_commands;
 mod load_endpoint;
 mod load_route;
 mod model;
@@ -22,6 +23,7 @@ mod units;
 
 pub use astm::*;
 pub use hub::{BrokerAddress, PayloadFormat};
+pub use hub_commands::{CommandPolicy, COMMAND_NAMES, MAX_AGE_LIMIT};
 pub(crate) use load_endpoint::mllp_sender_timeout;
 pub use load_endpoint::SettingsInput;
 pub use model::*;

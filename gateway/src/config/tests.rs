@@ -444,6 +444,52 @@ fn hub_settings_that_cannot_work_are_refused_at_their_key() {
 }
 
 #[test]
+fn a_command_policy_that_cannot_work_is_refused_in_the_hub_section() {
+    for (keys, expected) in [
+        ("config_key = \"not base64!\"", "`config_key` is not base64"),
+        ("config_key = \"AAAA\"", "32 bytes, not 3"),
+        ("commands = { allow = [\"reboot\"] }", "`reboot` is not a command"),
+        ("commands = { role = \"root\" }", "`commands.role` must be one of"),
+        ("commands = { max_age = \"2d\" }", "between 1s and 24h"),
+        (
+            "commands = { allow = [\"config.push\"], role = \"admin\" }",
+            "needs `config_key`",
+        ),
+        (
+            "config_key = \"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\"\ncommands = { allow = [\"config.push\"] }",
+            "needs `commands.role = \"admin\"`",
+        ),
+    ] {
+        let text = format!("{MINIMAL}\n[hub]\n{keys}\n");
+        let errs = messages(parse(&text).unwrap_err());
+        assert!(errs[0].contains(expected), "{keys}: {errs:?}");
+        assert!(errs[0].contains("[hub]"), "{errs:?}");
+    }
+}
+
+#[test]
+fn a_hub_commands_table_sets_the_policy_and_its_absence_keeps_patient_data_off() {
+    let text = format!(
+        "{MINIMAL}\n[hub]\nconfig_key = \"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\"\n\
+         [hub.commands]\nallow = [\"config.push\", \"message.get\"]\nrole = \"admin\"\n\
+         actor = \"hub:central\"\nmax_age = \"1m\"\npatient_data = true\n"
+    );
+    let c = parse(&text).unwrap();
+    let p = &c.hub.commands;
+    assert!(p.allows("config.push") && !p.allows("messages.retry"));
+    assert_eq!(
+        (p.role.as_str(), p.actor.as_str()),
+        ("admin", "hub:central")
+    );
+    assert_eq!(p.max_age.0, std::time::Duration::from_secs(60));
+    assert!(p.patient_data);
+    assert_eq!(c.hub.config_key_bytes().unwrap().map(|k| k.len()), Some(32));
+    let default = parse(&format!("{MINIMAL}\n[hub]\n")).unwrap();
+    assert!(!default.hub.commands.patient_data);
+    assert!(!default.hub.commands.allows("config.push"));
+}
+
+#[test]
 fn a_code_map_for_an_unknown_source_is_refused() {
     let text = format!(
         "{MINIMAL}\n[[endpoint]]\nname = \"hub\"\ntype = \"fhir\"\nurl = \"https://hub.example/fhir\"\n[endpoint.code_map_by_source.c311]\nGLU = \"2345-7\"\n"

@@ -166,6 +166,41 @@ pub async fn change_text(
     change_running(gateway.as_ref(), &actor.name, intent, make).await
 }
 
+/// Replaces the whole file with `text`, checked exactly as `check-config`
+/// checks a file (the loader, then every enabled endpoint's start-up
+/// preconditions) before it is applied like any change: an endpoint that
+/// cannot start puts the running gateway back as it was and leaves the
+/// file alone. Needs admin; audited as `intent.action`.
+pub async fn replace_file(
+    ops: &Operations,
+    actor: &Actor,
+    intent: Intent<'_>,
+    text: String,
+) -> Result<Applied, ChangeError> {
+    let tables = intent.tables;
+    change_text(ops, actor, Role::Admin, intent, move |_| {
+        let config = Config::parse(&text, "pushed configuration", |name| {
+            std::env::var(name).ok()
+        })
+        .map_err(|errors| ChangeError::Invalid(place(&text, tables, &errors.0)))?;
+        let problems = crate::preflight::check(&config);
+        if !problems.is_empty() {
+            return Err(ChangeError::Invalid(
+                problems
+                    .iter()
+                    .map(|p| FieldError {
+                        field: None,
+                        message: p.to_string(),
+                        line: 0,
+                    })
+                    .collect(),
+            ));
+        }
+        Ok(text)
+    })
+    .await
+}
+
 /// Reads the configuration file again and applies it as it is, validated,
 /// versioned and audited (`config.reload` by `user`) like a change from the
 /// page: what SIGHUP does after the file was edited by hand. The file is

@@ -11,7 +11,13 @@
 //!   from the journal's hub outbox, and released only on the PUBACK of the
 //!   packet that carried each (`inflight` holds the rule);
 //! - `health` and `stats`: telemetry, made fresh when due, never queued
-//!   (`telemetry`).
+//!   (`telemetry`);
+//! - `cmd/+` in, `reply/{id}` out: commands, read (`commands`), checked
+//!   against the device's command policy for age, replay and permission
+//!   (`command_policy`), a pushed configuration's signature verified before
+//!   its text is parsed (`signature`), run through the same `control`
+//!   services as the admin page (`dispatch`) and answered with a result or
+//!   a typed error (`reply`).
 //!
 //! `docs/hub-protocol.md` is the contract with the hub: every topic, its
 //! direction, QoS and retain flag, and the CDDL of each payload
@@ -23,11 +29,16 @@
 //! `control::Gateway`), `ecko-hal` (free disk).
 
 mod backoff;
+mod command_policy;
+mod commands;
 mod connect;
+mod dispatch;
 mod events;
 mod inflight;
 mod link;
 pub mod payload;
+mod reply;
+mod signature;
 mod status;
 pub mod telemetry;
 mod topics;

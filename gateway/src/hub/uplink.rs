@@ -6,8 +6,16 @@
 //! their own packet (see `inflight` for the rule). Status is retained QoS 1;
 //! telemetry is QoS 0 and made fresh each time it is due, so nothing of it
 //! queues while the broker is away.
+//!
+//! Commands (`cmd/+`, QoS 1) are handed to one worker (`dispatch`) that
+//! answers them in order; the uplink publishes each reply on `reply/{id}`
+//! and only then acknowledges the command, so a command cut off by a crash
+//! or a lost connection comes again (and is refused as replayed, its first
+//! reply being the outcome). A command answered after its connection was
+//! lost is not acknowledged: its packet id belongs to that connection.
 
 use super::connect::options;
+use super::dispatch::{self, Answered, Dispatcher, Received};
 use super::inflight::{Carried, Inflight};
 use super::link::{self, LinkEvent};
 use super::topics::Topics;
@@ -32,6 +40,10 @@ const CLIENT_QUEUE: usize = 512;
 /// How often the hub outbox is looked at when nothing wakes the uplink.
 const FEED_EVERY: Duration = Duration::from_millis(250);
 
+/// Commands received and not yet answered, at most; more are left
+/// unacknowledged for the broker to send again.
+const COMMAND_QUEUE: usize = 32;
+
 /// How long a stopping gateway waits for its offline status to leave.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
@@ -51,6 +63,11 @@ pub struct Uplink {
     acked: Vec<i64>,
     releases: JoinSet<Result<(), JournalError>>,
     telemetry: telemetry::Telemetry,
+    /// To the command worker.
+    commands: mpsc::Sender<Received>,
+    /// Counts connections, so an answer knows whether its command's packet
+    /// id is still valid.
+    connection: u64,
 }
 
 impl Uplink {
@@ -74,7 +91,16 @@ impl Uplink {
         let journal = gateway.journal().clone();
         let epoch = journal.hub_epoch().await?;
         let started_at = journal.now_ms();
+        let (commands, to_worker) = mpsc::channel(COMMAND_QUEUE);
+        let (answers, mut answered) = mpsc::channel(COMMAND_QUEUE);
+        let worker = tokio::spawn(dispatch::serve(
+            Dispatcher::new(&config, gateway.clone()),
+            to_worker,
+            answers,
+        ));
         let mut uplink = Uplink {
+            commands,
+            connection: 0,
             telemetry: telemetry::Telemetry::new(&config),
             topics,
             journal,
@@ -102,11 +128,19 @@ impl Uplink {
                 _ = journalled.notified() => {}
                 _ = feed.tick() => {}
                 _ = telemetry_tick.tick() => uplink.telemetry_due().await,
+                Some(a) = answered.recv() => uplink.on_answer(a),
             }
             uplink.feed().await;
             uplink.release();
         }
         uplink.stop(&mut from_link).await;
+        // A command half done (a configuration being applied) is let
+        // finish for a moment rather than cut off mid-way; no new one comes.
+        drop(uplink);
+        let mut worker = worker;
+        if tokio::time::timeout(STOP_GRACE, &mut worker).await.is_err() {
+            worker.abort();
+        }
         link.abort();
         Ok(())
     }
@@ -136,6 +170,15 @@ impl Uplink {
             LinkEvent::Connected { session_present } => {
                 tracing::info!(session_present, "hub uplink connected");
                 self.connected = true;
+                self.connection += 1;
+                // The persistent session keeps the subscription; made again
+                // on every connection in case the broker lost the session.
+                if let Err(e) = self
+                    .client
+                    .try_subscribe(self.topics.commands(), QoS::AtLeastOnce)
+                {
+                    tracing::warn!(error = %e, "cannot subscribe to the hub's commands");
+                }
                 let now = self.journal.now_ms();
                 let online = status::online(self.config.format, now, self.started_at);
                 self.submit(
@@ -157,9 +200,23 @@ impl Uplink {
                 }
             }
             LinkEvent::Mqtt(Event::Incoming(Packet::Publish(p))) => {
-                // Nothing is subscribed to yet; a stray delivery of an old
-                // session is acknowledged so the broker drops it.
-                let _ = self.client.try_ack(&p);
+                match self.topics.command_id(&p.topic) {
+                    Some(id) => {
+                        let received = Received {
+                            id: id.to_string(),
+                            publish: p,
+                            connection: self.connection,
+                        };
+                        if self.commands.try_send(received).is_err() {
+                            tracing::warn!("hub commands are arriving faster than they are answered; one is left for the broker to send again");
+                        }
+                    }
+                    // Not a topic of ours: acknowledged so the broker
+                    // drops it.
+                    None => {
+                        let _ = self.client.try_ack(&p);
+                    }
+                }
             }
             LinkEvent::Mqtt(_) => {}
             LinkEvent::Lost { error, forgotten } => {
@@ -174,6 +231,26 @@ impl Uplink {
                 }
                 let _ = forgotten.send(());
             }
+        }
+    }
+
+    /// Publishes a command's reply, then acknowledges the command if it came
+    /// on this connection.
+    fn on_answer(&mut self, answered: Answered) {
+        let Answered { received, reply } = answered;
+        if !self.connected {
+            tracing::warn!(command = %received.id, "the reply to a hub command is lost with the connection");
+            return;
+        }
+        self.submit(
+            self.topics.reply(&received.id),
+            QoS::AtLeastOnce,
+            false,
+            reply,
+            Carried::Other,
+        );
+        if received.connection == self.connection {
+            let _ = self.client.try_ack(&received.publish);
         }
     }
 

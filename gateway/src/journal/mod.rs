@@ -18,6 +18,8 @@
 //!   dead letters, configuration changes, disk low), each row deleted once
 //!   the broker acknowledged its publication; `hub_meta` holds the epoch
 //!   that makes event ids unique beyond this journal.
+//! - `hub_command_seen`: the ids of the hub's commands seen, kept while a
+//!   replay of one could still be young enough to run.
 //!
 //! # Durability: store, then acknowledge
 //!
@@ -60,6 +62,7 @@
 mod audit;
 mod browse;
 pub mod external;
+mod hub_commands;
 mod hub_events;
 mod ingest;
 mod live;

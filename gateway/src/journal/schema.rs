@@ -340,6 +340,17 @@ const MIGRATIONS: &[&str] = &[
                                 'attempts', NEW.attempts, 'error', NEW.last_error));
     END;
     ",
+    // The ids of the hub's commands seen, so a replayed one is refused. A
+    // row is kept while a command of its issue time could still be young
+    // enough to run, then purged by `issued_at`.
+    "
+    CREATE TABLE hub_command_seen (
+        id         TEXT    PRIMARY KEY,
+        issued_at  INTEGER NOT NULL,
+        seen_at    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX hub_command_seen_issued ON hub_command_seen(issued_at);
+    ",
 ];
 
 /// Upper bounds (ms) of the delivery-duration buckets of `stats_duration`;
