@@ -257,3 +257,75 @@ pub fn default_on_free_ports(dir: &Path) -> Vec<(&'static str, String)> {
         ("ECKO_ADMIN_PORT", free_port().to_string()),
     ]
 }
+
+/// A gateway in `d` whose every delivery goes dead: a file-drop inbox
+/// (`d/inbox`) routed to a file sink whose directory `d/blocked` is a file,
+/// with one attempt allowed. Makes both directories' parents ready.
+pub fn dead_letter_config(d: &Path) -> String {
+    std::fs::create_dir_all(d.join("inbox")).unwrap();
+    std::fs::write(d.join("blocked"), b"not a directory").unwrap();
+    format!(
+        r#"[journal]
+path = "{d}/journal.db"
+
+[[endpoint]]
+name = "inbox"
+type = "file-drop"
+path = "{d}/inbox"
+poll_interval = "20ms"
+
+[[endpoint]]
+name = "archive"
+type = "file"
+path = "{d}/blocked/out"
+retry = {{ max_attempts = 1 }}
+
+[[route]]
+name = "all"
+from = ["inbox"]
+to = ["archive"]
+"#,
+        d = d.display()
+    )
+}
+
+/// One HTTP/1.1 exchange over plain TCP on 127.0.0.1: `request` is the
+/// whole request (it must ask `Connection: close`); (status, head, body),
+/// the body un-chunked when the answer was chunked.
+pub fn http_exchange(port: u16, request: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        unchunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, head.to_string(), body)
+}
+
+fn unchunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}

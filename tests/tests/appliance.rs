@@ -6,8 +6,10 @@
 //! SIGTERM.
 
 use ecko_tests::fhir::FhirServer;
-use ecko_tests::{free_port, hl7_sample, mllp_ack_code as send_mllp, wait_for_port, Gateway};
-use std::io::{Read, Write};
+use ecko_tests::{
+    free_port, hl7_sample, http_exchange, mllp_ack_code as send_mllp, wait_for_port, Gateway,
+};
+use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
@@ -15,45 +17,12 @@ use std::time::{Duration, Instant};
 
 /// One HTTP/1.1 GET on 127.0.0.1; (status, body).
 fn get(port: u16, path: &str, bearer: Option<&str>) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let auth = bearer.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        unchunk(body)
-    } else {
-        body.to_string()
-    };
+    let (status, _, body) = http_exchange(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"),
+    );
     (status, body)
-}
-
-fn unchunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 fn write_config(dir: &Path, mllp: u16, admin: u16, destination: &str) -> std::path::PathBuf {

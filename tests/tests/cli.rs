@@ -2,7 +2,7 @@
 //! with locations, fast start on an empty journal, graceful stop on SIGTERM
 //! and SIGINT.
 
-use ecko_tests::{gateway_binary, Gateway};
+use ecko_tests::{dead_letter_config, gateway_binary, Gateway};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -223,38 +223,8 @@ ca_file = "/nonexistent/hub-ca.pem"
 fn retry_puts_dead_deliveries_back_while_the_gateway_runs_and_they_are_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // The destination directory is blocked by a file, so every delivery
-    // fails and, with one attempt allowed, goes dead.
-    std::fs::write(d.join("blocked"), b"not a directory").unwrap();
     let cfg = d.join("gateway.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"[journal]
-path = "{d}/journal.db"
-
-[[endpoint]]
-name = "inbox"
-type = "file-drop"
-path = "{d}/inbox"
-poll_interval = "20ms"
-
-[[endpoint]]
-name = "archive"
-type = "file"
-path = "{d}/blocked/out"
-retry = {{ max_attempts = 1 }}
-
-[[route]]
-name = "all"
-from = ["inbox"]
-to = ["archive"]
-"#,
-            d = d.display()
-        ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(d.join("inbox")).unwrap();
+    std::fs::write(&cfg, dead_letter_config(d)).unwrap();
     let gw = Gateway::start(&cfg, &d.join("log"), &[]);
     std::fs::write(d.join("inbox/result.hl7"), b"MSH|^~\\&|A").unwrap();
     let status = || {

@@ -4,8 +4,7 @@
 //! `ecko-gateway setup-code` prints it, and the admin page's setup takes
 //! only that code — and none once the first administrator exists.
 
-use ecko_tests::{free_port, gateway_binary, Gateway};
-use std::io::{Read, Write};
+use ecko_tests::{free_port, gateway_binary, http_exchange, Gateway};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -17,24 +16,13 @@ fn post_form(port: u16, path: &str, form: &[(&str, &str)]) -> (u16, String, Stri
         .map(|(k, v)| format!("{k}={}", v.replace(' ', "+")))
         .collect::<Vec<_>>()
         .join("&");
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    http_exchange(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
     )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (status, head.to_string(), body.to_string())
 }
 
 /// `ecko-gateway setup-code --config <config>`: (success, stdout, stderr).

@@ -6,7 +6,7 @@ use ecko_gateway::config::PayloadFormat;
 use ecko_gateway::hub::payload::decode;
 use ecko_gateway::journal::JournalReader;
 use ecko_tests::mqtt::{Broker, HubListener};
-use ecko_tests::{eventually, hl7_sample, Gateway};
+use ecko_tests::{dead_letter_config, eventually, hl7_sample, Gateway};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -14,30 +14,10 @@ use std::time::{Duration, Instant};
 
 const PREFIX: &str = "ecko/north/lab-1/";
 
+/// [`dead_letter_config`] in `dir` plus the uplink to `broker`.
 fn config(dir: &Path, broker: &Broker, format: &str) -> String {
     format!(
-        r#"
-[journal]
-path = "{d}/journal.db"
-
-[[endpoint]]
-name = "inbox"
-type = "file-drop"
-path = "{d}/inbox"
-poll_interval = "20ms"
-
-# Blocked by a file: every delivery fails and, after one attempt, is dead.
-[[endpoint]]
-name = "archive"
-type = "file"
-path = "{d}/blocked/out"
-retry = {{ max_attempts = 1 }}
-
-[[route]]
-name = "all"
-from = ["inbox"]
-to = ["archive"]
-
+        r#"{base}
 [hub]
 url = "mqtt://127.0.0.1:{port}"
 site = "north"
@@ -48,15 +28,14 @@ reconnect_min = "1s"
 reconnect_max = "2s"
 keepalive = "5s"
 "#,
-        d = dir.display(),
+        base = dead_letter_config(dir),
         port = broker.port,
     )
 }
 
 fn gateway_dir(dir: &Path, broker: &Broker, format: &str) -> std::path::PathBuf {
     let d = dir.join("gw");
-    std::fs::create_dir_all(d.join("inbox")).unwrap();
-    std::fs::write(d.join("blocked"), b"not a directory").unwrap();
+    std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("gateway.toml"), config(&d, broker, format)).unwrap();
     d
 }

@@ -9,7 +9,7 @@ use ecko_gateway::config::PayloadFormat;
 use ecko_gateway::hub::payload::{decode, encode};
 use ecko_gateway::journal::JournalReader;
 use ecko_tests::mqtt::{hub_publish, Broker, HubListener};
-use ecko_tests::{eventually, hl7_sample, Gateway};
+use ecko_tests::{dead_letter_config, eventually, hl7_sample, Gateway};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -17,31 +17,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const PREFIX: &str = "ecko/north/lab-1/";
 
-/// A file-drop inbox routed to a file sink whose directory is blocked by a
-/// file, so every delivery is dead after one attempt until the file goes.
+/// [`dead_letter_config`] in `d` plus the uplink to `broker`, with
+/// `hub_extra` lines in `[hub]`.
 fn config(d: &Path, broker: &Broker, format: &str, hub_extra: &str) -> String {
     format!(
-        r#"
-[journal]
-path = "{d}/journal.db"
-
-[[endpoint]]
-name = "inbox"
-type = "file-drop"
-path = "{d}/inbox"
-poll_interval = "20ms"
-
-[[endpoint]]
-name = "archive"
-type = "file"
-path = "{d}/blocked/out"
-retry = {{ max_attempts = 1 }}
-
-[[route]]
-name = "all"
-from = ["inbox"]
-to = ["archive"]
-
+        r#"{base}
 [hub]
 url = "mqtt://127.0.0.1:{port}"
 site = "north"
@@ -51,7 +31,7 @@ reconnect_min = "1s"
 reconnect_max = "2s"
 {hub_extra}
 "#,
-        d = d.display(),
+        base = dead_letter_config(d),
         port = broker.port,
     )
 }
@@ -72,8 +52,7 @@ fn start(
     hub_extra: &str,
 ) -> (std::path::PathBuf, Gateway, HubListener) {
     let d = dir.join("gw");
-    std::fs::create_dir_all(d.join("inbox")).unwrap();
-    std::fs::write(d.join("blocked"), b"not a directory").unwrap();
+    std::fs::create_dir_all(&d).unwrap();
     std::fs::write(
         d.join("gateway.toml"),
         config(&d, broker, format, hub_extra),
