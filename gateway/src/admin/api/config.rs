@@ -16,6 +16,11 @@ use axum::{Extension, Json};
 use serde_json::json;
 use std::collections::BTreeMap;
 
+/// A change that was made: the version it was saved as and what it did.
+fn applied(a: &config_change::Applied) -> Response {
+    Json(json!({ "version": a.version, "applied": a.report })).into_response()
+}
+
 fn refusal(e: &ChangeError) -> Response {
     change_refused_json(e, status_of(e))
 }
@@ -64,7 +69,7 @@ pub async fn save(
         submitted.insert(k, text);
     }
     match config_change::save_settings(&state.ops, &caller.actor(), &submitted).await {
-        Ok(a) => Json(json!({ "version": a.version, "applied": a.report })).into_response(),
+        Ok(a) => applied(&a),
         Err(e) => refusal(&e),
     }
 }
@@ -80,7 +85,7 @@ pub async fn save_routes(
     Json(body): Json<RoutesForm>,
 ) -> Response {
     match config_change::save_routes(&state.ops, &caller.actor(), &body.toml).await {
-        Ok(a) => Json(json!({ "version": a.version, "applied": a.report })).into_response(),
+        Ok(a) => applied(&a),
         Err(e) => refusal(&e),
     }
 }
@@ -123,7 +128,7 @@ pub async fn rollback(
     Path(id): Path<String>,
 ) -> Response {
     match config_change::roll_back(&state.ops, &caller.actor(), &id).await {
-        Ok(a) => Json(json!({ "version": a.version, "applied": a.report })).into_response(),
+        Ok(a) => applied(&a),
         Err(e) => refusal(&e),
     }
 }
