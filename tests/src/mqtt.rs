@@ -13,6 +13,8 @@ pub struct Broker {
     child: Option<Child>,
     pub port: u16,
     config: PathBuf,
+    /// The file mosquitto saves its sessions to.
+    database: PathBuf,
 }
 
 impl Broker {
@@ -37,6 +39,7 @@ impl Broker {
             child: None,
             port,
             config,
+            database: dir.join("mosquitto.db"),
         };
         b.restart();
         b
@@ -58,6 +61,22 @@ impl Broker {
             wait_for_port(self.port, Duration::from_secs(10)),
             "mosquitto does not listen on {}",
             self.port
+        );
+    }
+
+    /// Waits until the broker has saved its sessions as they are now (its
+    /// next autosave), so that a SIGKILL after it loses none of them.
+    pub fn wait_until_saved(&self) {
+        let now = std::time::SystemTime::now();
+        let saved_after_now = || {
+            std::fs::metadata(&self.database)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > now)
+        };
+        assert!(
+            eventually(Duration::from_secs(20), saved_after_now),
+            "mosquitto did not save {}",
+            self.database.display()
         );
     }
 

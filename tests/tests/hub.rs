@@ -205,9 +205,9 @@ fn every_event_arrives_at_least_once_though_the_broker_and_the_gateway_are_kille
         &[&events],
         &dir.path().join("e.jsonl"),
     );
-    // Let the broker save the hub's session, so it keeps queueing for it
-    // across its own restart.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The broker keeps queueing for the hub across its own restart only
+    // once it has saved the hub's session.
+    broker.wait_until_saved();
     let d = gateway_dir(dir.path(), &broker, "cbor");
     let mut gw = start(&d);
 
@@ -250,7 +250,7 @@ fn events_journalled_while_the_broker_is_away_flow_out_at_a_measured_rate() {
     let mut broker = Broker::start(&dir.path().join("broker"));
     let events = format!("{PREFIX}events");
     let hub = HubListener::start(&broker, "hub-rate", &[&events], &dir.path().join("r.jsonl"));
-    std::thread::sleep(Duration::from_millis(1500));
+    broker.wait_until_saved();
     drop(hub);
     broker.kill();
     let d = gateway_dir(dir.path(), &broker, "cbor");
