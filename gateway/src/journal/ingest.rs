@@ -48,7 +48,7 @@ pub struct Receipt {
 pub enum IngestError {
     #[error("the journal is over its size cap ({used} of {cap} bytes in use)")]
     JournalFull { used: u64, cap: u64 },
-    #[error("the disk is almost full ({available} bytes free, {reserve} kept in reserve)")]
+    #[error("{}", disk_full(*available, *reserve))]
     DiskFull { available: u64, reserve: u64 },
     #[error("no route accepts message type `{message_type}` from `{source_endpoint}`")]
     NoRoute {
@@ -59,6 +59,15 @@ pub enum IngestError {
     Disabled(String),
     #[error(transparent)]
     Journal(#[from] JournalError),
+}
+
+/// A reserve of 0 means the disk itself said it was full.
+fn disk_full(available: u64, reserve: u64) -> String {
+    if reserve == 0 {
+        "the disk holding the journal is full".to_string()
+    } else {
+        format!("the disk is almost full ({available} bytes free, {reserve} kept in reserve)")
+    }
 }
 
 impl IngestError {

@@ -42,6 +42,19 @@
 //! never evicted to make room; duplicates of stored messages are still
 //! answered positively, since they are already safe.
 //!
+//! # A full disk at start
+//!
+//! Opening an existing journal writes nothing unless something needs
+//! writing: pragmas that would rewrite the header are set only on a new
+//! file, and an empty release of leases commits no page. What does need
+//! writing at start (migrations, leases of the previous run returned to the
+//! queue) may meet a full disk after a crash; the journal then opens all the
+//! same, unwritable: the writer refuses every batch (senders hear
+//! "disk full", the admin page and `/readyz` say why, reads go on) and
+//! retries those start-up writes every second. Until they succeed no job
+//! runs, so no new lease can be taken before the old ones are returned;
+//! once they do, normal service resumes by itself.
+//!
 //! # Delivery
 //!
 //! Delivery workers lease outbox rows (state `leased`, with a random token) and
@@ -96,7 +109,7 @@ use external::open_reader;
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, Notify};
 use writer::{Admission, Limits, Work};
@@ -215,6 +228,8 @@ struct Inner {
     /// this one's leased rows to the queue and deliver them twice.
     lock: Mutex<Option<nix::fcntl::Flock<std::fs::File>>>,
     limits: Arc<Limits>,
+    /// Set while the start-up writes wait for disk space.
+    unwritable: Arc<AtomicBool>,
 }
 
 const JOB_QUEUE: usize = 16 * 1024;
@@ -234,9 +249,18 @@ impl Journal {
         let lock = lock_exclusively(&options.path).map_err(open_err)?;
         let mut conn = Connection::open(&options.path).map_err(|e| open_err(e.to_string()))?;
         configure(&conn, true).map_err(|e| open_err(e.to_string()))?;
-        schema::migrate(&mut conn).map_err(|e| open_err(e.to_string()))?;
-        let now = options.clock.now_ms();
-        outbox::release_all_leases(&conn, now).map_err(|e| open_err(e.to_string()))?;
+        let unwritable = Arc::new(AtomicBool::new(false));
+        match writer::startup_writes(&mut conn, options.clock.now_ms()) {
+            Ok(()) => {}
+            Err(writer::StartupError::DiskFull) => {
+                tracing::error!(
+                    path = %options.path.display(),
+                    "the disk holding the journal is full: every message is refused until space is freed"
+                );
+                unwritable.store(true, Ordering::Relaxed);
+            }
+            Err(writer::StartupError::Other(reason)) => return Err(open_err(reason)),
+        }
 
         let dir = options
             .path
@@ -258,11 +282,19 @@ impl Journal {
         let clock = options.clock.clone();
         let counters = Arc::new(writer::WriterCounters::new(options.commit_batch_sizes));
         let writer_counters = counters.clone();
+        let writer_unwritable = unwritable.clone();
         std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || {
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    writer::run(conn, rx, admission, clock, writer_counters)
+                    writer::run(
+                        conn,
+                        rx,
+                        admission,
+                        clock,
+                        writer_counters,
+                        writer_unwritable,
+                    )
                 }));
                 if ran.is_err() {
                     // Without its writer the gateway could only refuse every
@@ -287,8 +319,15 @@ impl Journal {
                 counters,
                 lock: Mutex::new(Some(lock)),
                 limits,
+                unwritable,
             }),
         })
+    }
+
+    /// Whether the journal could not do its start-up writes for want of
+    /// disk space, and refuses every write until it can.
+    pub fn unwritable(&self) -> bool {
+        self.inner.unwritable.load(Ordering::Relaxed)
     }
 
     pub fn path(&self) -> &Path {
@@ -459,9 +498,17 @@ fn lock_exclusively(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Str
 fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     if writer {
-        // auto_vacuum only takes effect on a new, empty database file.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // auto_vacuum only takes effect on a new, empty database file; on
+        // an existing one setting it rewrites the header, which a full disk
+        // refuses.
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        if pages == 0 {
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        }
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

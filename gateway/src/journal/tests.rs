@@ -855,3 +855,69 @@ async fn a_reply_queued_before_a_crash_is_there_after_reopening() {
     assert_eq!(due.lanes.len(), 1);
     assert_eq!(due.lanes[0][0].message.payload, reply("his").payload);
 }
+
+fn admission(disk: &SimStorage, reserve: u64, every: std::time::Duration) -> writer::Admission {
+    let limits = Arc::new(writer::Limits {
+        max_size: AtomicU64::new(u64::MAX),
+        min_free_disk: AtomicU64::new(reserve),
+    });
+    writer::Admission::new(limits, Arc::new(disk.clone()), PathBuf::from("."), every)
+}
+
+#[test]
+fn a_batch_is_refused_when_what_it_may_write_would_reach_into_the_reserve() {
+    let conn = Connection::open_in_memory().unwrap();
+    let reserve = 1 << 20;
+    let disk = SimStorage::new(reserve + (20 << 10));
+    let mut a = admission(&disk, reserve, std::time::Duration::ZERO);
+    assert!(
+        a.check(&conn, 1).is_none(),
+        "one message fits above the reserve"
+    );
+    assert!(
+        matches!(a.check(&conn, 2), Some(writer::Refusal::DiskLow { .. })),
+        "two may not"
+    );
+}
+
+#[test]
+fn near_the_reserve_free_space_is_measured_before_every_batch() {
+    let conn = Connection::open_in_memory().unwrap();
+    let reserve = 1 << 20;
+    let hour = std::time::Duration::from_secs(3600);
+    let disk = SimStorage::new(reserve + (1 << 20));
+    let mut a = admission(&disk, reserve, hour);
+    assert!(a.check(&conn, 1).is_none());
+    disk.set_available(reserve - 1);
+    assert!(
+        a.check(&conn, 1).is_some(),
+        "a flood near the reserve is seen at the next batch, not an hour later"
+    );
+
+    let far = SimStorage::new(reserve + (1 << 30));
+    let mut a = admission(&far, reserve, hour);
+    assert!(a.check(&conn, 1).is_none());
+    far.set_available(reserve + (512 << 20));
+    assert!(a.check(&conn, 1).is_none());
+}
+
+#[tokio::test]
+async fn opening_an_existing_journal_writes_nothing_when_nothing_needs_writing() {
+    let f = fixture();
+    f.journal.ingest(msg("a"), to(&["hub"])).await.unwrap();
+    f.journal.close().await;
+    let wal = {
+        let mut p = f.path.as_os_str().to_owned();
+        p.push("-wal");
+        PathBuf::from(p)
+    };
+    let before = std::fs::read(&f.path).unwrap();
+    let again = open_at(&f.path, f.clock.clone(), f.disk.clone(), 1 << 30);
+    assert_eq!(
+        std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0),
+        0,
+        "a write at open would need space a full disk does not have"
+    );
+    assert_eq!(std::fs::read(&f.path).unwrap(), before);
+    drop(again);
+}

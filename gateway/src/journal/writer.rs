@@ -5,7 +5,7 @@ use ecko_hal::Storage;
 use rusqlite::Connection;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -118,7 +118,12 @@ impl Admission {
         }
     }
 
-    fn check(&mut self, conn: &Connection) -> Option<Refusal> {
+    /// Whether the batch of `jobs` about to run may store new messages.
+    /// Far from the reserve the disk is asked every `disk_check_every`;
+    /// near it, before every batch, and the batch must fit above the
+    /// reserve by what it may write, so a flood cannot eat the reserve
+    /// between two looks.
+    pub(super) fn check(&mut self, conn: &Connection, jobs: usize) -> Option<Refusal> {
         let used = live_bytes(conn).unwrap_or(0);
         let max_size = self.limits.max_size.load(Ordering::Relaxed);
         if used > max_size {
@@ -127,9 +132,12 @@ impl Admission {
                 cap: max_size,
             });
         }
-        if self
-            .last_disk_check
-            .is_none_or(|t| t.elapsed() >= self.disk_check_every)
+        let min_free_disk = self.limits.min_free_disk.load(Ordering::Relaxed);
+        let near = self.last_available.saturating_sub(min_free_disk) < NEAR_THE_RESERVE;
+        if near
+            || self
+                .last_disk_check
+                .is_none_or(|t| t.elapsed() >= self.disk_check_every)
         {
             self.last_available = match self.storage.available_bytes(&self.dir) {
                 Ok(bytes) => bytes,
@@ -140,13 +148,23 @@ impl Admission {
             };
             self.last_disk_check = Some(Instant::now());
         }
-        let min_free_disk = self.limits.min_free_disk.load(Ordering::Relaxed);
-        (self.last_available < min_free_disk).then_some(Refusal::DiskLow {
-            available: self.last_available,
-            reserve: min_free_disk,
-        })
+        let batch_bytes = (jobs as u64).saturating_mul(BYTES_PER_JOB);
+        (self.last_available < min_free_disk.saturating_add(batch_bytes)).then_some(
+            Refusal::DiskLow {
+                available: self.last_available,
+                reserve: min_free_disk,
+            },
+        )
     }
 }
+
+/// What one job may add to the files, at most as measured: a message with
+/// its outbox rows, events and indexes writes about 3.6 pages to the WAL.
+const BYTES_PER_JOB: u64 = 16 << 10;
+
+/// Closer than this to the reserve, free space is measured before every
+/// batch (a statvfs call, far cheaper than the commit it guards).
+const NEAR_THE_RESERVE: u64 = 64 << 20;
 
 /// Bytes of pages in use, not counting the free list.
 pub(super) fn live_bytes(conn: &Connection) -> rusqlite::Result<u64> {
@@ -156,13 +174,45 @@ pub(super) fn live_bytes(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(((pages - free).max(0) * size) as u64)
 }
 
+/// Why the writes a journal needs at start did not happen.
+#[derive(Debug)]
+pub(super) enum StartupError {
+    /// The disk is full: the journal opens unwritable and tries again.
+    DiskFull,
+    Other(String),
+}
+
+/// What must be written before any job runs: pending migrations, and the
+/// leases of a previous run returned to the queue (before this run can
+/// take leases of its own).
+pub(super) fn startup_writes(conn: &mut Connection, now: i64) -> Result<(), StartupError> {
+    let full = |e: &rusqlite::Error| matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull);
+    match super::schema::migrate(conn) {
+        Err(super::schema::MigrationError::Sqlite(e)) if full(&e) => {
+            return Err(StartupError::DiskFull)
+        }
+        Err(e) => return Err(StartupError::Other(e.to_string())),
+        Ok(()) => {}
+    }
+    match super::outbox::release_all_leases(conn, now) {
+        Err(e) if full(&e) => Err(StartupError::DiskFull),
+        Err(e) => Err(StartupError::Other(e.to_string())),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// How often an unwritable journal tries its start-up writes again.
+const STARTUP_RETRY: Duration = Duration::from_secs(1);
+
 pub(super) fn run(
-    conn: Connection,
+    mut conn: Connection,
     mut jobs: mpsc::Receiver<Work>,
     mut admission: Admission,
     clock: Arc<dyn Clock>,
     counters: Arc<WriterCounters>,
+    unwritable: Arc<AtomicBool>,
 ) {
+    let mut last_startup_try = Instant::now();
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
         let mut checkpoint = None;
@@ -182,12 +232,29 @@ pub(super) fn run(
                 next = jobs.try_recv().ok();
             }
         }
+        if unwritable.load(Ordering::Relaxed) && last_startup_try.elapsed() >= STARTUP_RETRY {
+            last_startup_try = Instant::now();
+            match startup_writes(&mut conn, clock.now_ms()) {
+                Ok(()) => {
+                    tracing::info!("the journal is writable again: normal service resumes");
+                    unwritable.store(false, Ordering::Relaxed);
+                }
+                Err(StartupError::DiskFull) => {}
+                Err(StartupError::Other(reason)) => {
+                    tracing::error!(reason, "the journal's start-up writes failed");
+                }
+            }
+        }
         if !batch.is_empty() {
             let cx = BatchContext {
                 now: clock.now_ms(),
-                refusal: admission.check(&conn),
+                refusal: admission.check(&conn, batch.len()),
             };
-            commit_batch(&conn, &cx, batch.drain(..), &counters);
+            if unwritable.load(Ordering::Relaxed) {
+                refuse_batch(&conn, &cx, batch.drain(..));
+            } else {
+                commit_batch(&conn, &cx, batch.drain(..), &counters);
+            }
         }
         if let Some(reply) = checkpoint {
             let result = conn
@@ -259,6 +326,37 @@ fn commit_batch(
     }
     for completion in completions {
         completion(committed.clone());
+    }
+}
+
+/// Runs `batch` in a transaction that is rolled back, and answers every job
+/// "disk full": what an unwritable journal does with all work, since a job
+/// gives its caller an answer only by running.
+fn refuse_batch(conn: &Connection, cx: &BatchContext, batch: impl Iterator<Item = Job>) {
+    let refused = BatchContext {
+        now: cx.now,
+        refusal: Some(cx.refusal.unwrap_or(Refusal::DiskLow {
+            available: 0,
+            reserve: 0,
+        })),
+    };
+    let began = conn.execute_batch("BEGIN").is_ok();
+    let mut completions: Vec<Completion> = Vec::new();
+    for job in batch {
+        if !began {
+            completions.push(job_not_run(job).1);
+            continue;
+        }
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job(conn, &refused))) {
+            Ok((_, completion)) => completions.push(completion),
+            Err(_) => tracing::error!("a journal job panicked; its changes are rolled back"),
+        }
+    }
+    if began {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for completion in completions {
+        completion(Err(JournalError::DiskFull));
     }
 }
 

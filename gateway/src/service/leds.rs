@@ -132,6 +132,7 @@ mod tests {
         };
         assess(&Facts {
             journal_answers: true,
+            journal_unwritable: false,
             device: DeviceFacts::all_well(),
             endpoints: vec![
                 EndpointFact {

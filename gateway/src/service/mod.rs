@@ -122,6 +122,7 @@ impl Service {
             .collect();
         readiness::assess(&Facts {
             journal_answers,
+            journal_unwritable: journal.unwritable(),
             device: self.device(journal),
             endpoints,
         })

@@ -113,6 +113,8 @@ impl DeviceFacts {
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub journal_answers: bool,
+    /// The journal could not do its start-up writes for want of space.
+    pub journal_unwritable: bool,
     pub device: DeviceFacts,
     pub endpoints: Vec<EndpointFact>,
 }
@@ -223,10 +225,15 @@ pub fn device_alerts(d: &DeviceFacts) -> Vec<String> {
 
 /// Judges `facts`.
 pub fn assess(facts: &Facts) -> Readiness {
-    let journal = if facts.journal_answers {
-        Component::new(Check::Ok, None)
-    } else {
+    let journal = if !facts.journal_answers {
         Component::new(Check::Failing, Some("not answering"))
+    } else if facts.journal_unwritable {
+        Component::new(
+            Check::Failing,
+            Some("cannot write: the disk is full; every message is refused until space is freed"),
+        )
+    } else {
+        Component::new(Check::Ok, None)
     };
     let flash = if facts.device.wear.iter().any(worn) {
         Component::new(Check::Warning, Some("near the end of its life"))
@@ -281,6 +288,7 @@ mod tests {
     fn facts(endpoints: Vec<EndpointFact>) -> Facts {
         Facts {
             journal_answers: true,
+            journal_unwritable: false,
             device: device(),
             endpoints,
         }
@@ -306,7 +314,8 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_destination_an_unbound_listener_or_a_silent_journal_make_it_not_ready() {
+    fn a_failing_destination_an_unbound_listener_or_a_silent_or_unwritable_journal_make_it_not_ready(
+    ) {
         for (f, what) in [
             (
                 facts(vec![endpoint(
@@ -334,6 +343,13 @@ mod tests {
                     ..facts(vec![])
                 },
                 "journal",
+            ),
+            (
+                Facts {
+                    journal_unwritable: true,
+                    ..facts(vec![])
+                },
+                "journal unwritable on a full disk",
             ),
             (
                 Facts {
