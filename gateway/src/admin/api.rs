@@ -301,6 +301,13 @@ pub async fn overview(state: &Shared) -> Result<Overview, JournalError> {
     {
         alerts.insert(i, alert);
     }
+    if state.journal.unwritable() {
+        alerts.insert(
+            0,
+            "the disk holding the journal is full: every message is refused and nothing can be changed until space is freed"
+                .to_string(),
+        );
+    }
     Ok(Overview { endpoints, alerts })
 }
 

@@ -1457,6 +1457,21 @@ async fn the_dashboard_counts_queue_depth_dead_letters_and_messages_today_and_ra
     assert!(page.body.contains("of its size cap") && page.body.contains("dead letter"));
 }
 
+#[tokio::test]
+async fn a_journal_left_unwritable_by_a_full_disk_is_the_dashboards_first_alert() {
+    let s = site_full("", "", "").await;
+    let b = s.login("ann", "viewer").await;
+    s.journal.mark_unwritable();
+    let v = s.get("/api/v1/endpoints", Some(&b)).await.json();
+    assert!(
+        v["alerts"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("the disk holding the journal is full"),
+        "{v}"
+    );
+}
+
 // ---- live log ----
 
 /// Reads SSE frames until `done` says so or `wait` passes; returns the text.

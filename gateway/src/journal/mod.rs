@@ -330,6 +330,12 @@ impl Journal {
         self.inner.unwritable.load(Ordering::Relaxed)
     }
 
+    /// What a full disk at start leaves, for the tests of those who show it.
+    #[cfg(test)]
+    pub(crate) fn mark_unwritable(&self) {
+        self.inner.unwritable.store(true, Ordering::Relaxed);
+    }
+
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
