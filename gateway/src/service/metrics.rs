@@ -111,7 +111,8 @@ pub struct SourceCounters {
     /// Stored (or a duplicate of a stored one) and so acknowledged.
     pub acknowledged: Counter,
     /// Answered negatively: the journal refused it, or it could not be
-    /// read or routed.
+    /// read or routed; for ASTM also a session refused (`NAK` to `ENQ`)
+    /// while the journal cannot take messages.
     pub refused: Counter,
 }
 

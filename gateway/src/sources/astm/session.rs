@@ -342,6 +342,9 @@ impl<'a> Session<'a> {
                 tracing::debug!(endpoint = name, error = %e, "ASTM frame rejected (NAK)");
             }
             Event::RefusedBusy => {
+                // The analyzer keeps what it wanted to send: a refusal the
+                // metrics count, though no message was read.
+                self.cx.counters.refused.inc();
                 tracing::debug!(
                     endpoint = name,
                     "ASTM session refused while the journal cannot take messages"
@@ -417,6 +420,7 @@ impl<'a> Session<'a> {
                 }
                 let message =
                     answer::new_message(name, answer::RESULT_TYPE, &records, parsed.as_ref().ok());
+                self.cx.counters.received.inc();
                 let commit = ingest(self.cx, message, self.sender.clone());
                 self.commits.push_back(commit);
             }
@@ -428,6 +432,7 @@ impl<'a> Session<'a> {
         let name = self.name;
         match result {
             Ok(receipt) => {
+                self.cx.counters.acknowledged.inc();
                 tracing::debug!(
                     endpoint = name,
                     message_id = receipt.message_id,
@@ -441,6 +446,7 @@ impl<'a> Session<'a> {
                 }
             }
             Err(e) => {
+                self.cx.counters.refused.inc();
                 tracing::warn!(endpoint = name, error = %e, "ASTM message not journalled; NAK, the analyzer keeps it");
                 self.link.commit_done(now, false);
                 if e.is_temporary() && self.ready {

@@ -208,15 +208,30 @@ async fn a_full_disk_naks_the_last_frame_and_refuses_sessions_until_there_is_roo
     assert_eq!(*answers.last().unwrap(), NAK, "{answers:?}");
     assert!(answers[..answers.len() - 1].iter().all(|&a| a == ACK));
     assert!(f.stored().is_empty());
+    assert_eq!(f.cx.counters.received.get(), 1);
+    assert_eq!(f.cx.counters.acknowledged.get(), 0);
     // While the journal refuses, a new session is refused.
     line.write_all(&[ENQ]).await.unwrap();
     assert_eq!(read_byte(&mut line).await, NAK);
+    for _ in 0..100 {
+        if f.cx.counters.refused.get() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        f.cx.counters.refused.get(),
+        2,
+        "the message NAKed and the session refused are both counted"
+    );
 
     f.disk.set_available(u64::MAX);
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let answers = send_session(&mut line, &recs).await;
     assert!(answers.iter().all(|&a| a == ACK), "{answers:?}");
     assert_eq!(f.stored().len(), 1);
+    assert_eq!(f.cx.counters.acknowledged.get(), 1);
+    assert_eq!(f.cx.counters.received.get(), 2);
 }
 
 #[tokio::test]
