@@ -252,9 +252,15 @@ impl MllpSink {
                 s.push_str(&ack.text);
             }
             for e in &ack.errors {
+                // An error about the message as a whole has no location.
+                let at = if e.location.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at {}", e.location)
+                };
                 s.push_str(&format!(
-                    " [ERR {} {} at {}: {}]",
-                    e.code, e.code_text, e.location, e.message
+                    " [ERR {} {}{at}: {}]",
+                    e.code, e.code_text, e.message
                 ));
             }
             s

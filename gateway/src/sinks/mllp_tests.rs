@@ -23,6 +23,8 @@ enum Answer {
     NoiseThenCode(AckCode),
     /// A frame larger than the sender's limit.
     Oversized,
+    /// `AR` with an ERR segment about the whole message (no location).
+    RefusedWithError,
 }
 
 /// A fake far end: what it accepted and received, in order.
@@ -114,6 +116,24 @@ async fn serve(
             };
             let written = match answer {
                 Answer::Code(code) => s.write_all(&ack(code)).await,
+                Answer::RefusedWithError => {
+                    let error = ecko_protocol::hl7::AckError {
+                        code: ecko_protocol::hl7::ErrorCode::ApplicationInternalError,
+                        location: None,
+                        message: "disk full".into(),
+                    };
+                    let refused = mllp::encode(&build_ack(
+                        &msg,
+                        &AckContent {
+                            code: AckCode::AR,
+                            control_id: "FAR1",
+                            timestamp: &now,
+                            text: Some("far end"),
+                            error: Some(&error),
+                        },
+                    ));
+                    s.write_all(&refused).await
+                }
                 Answer::WrongControlId => {
                     let wrong = String::from_utf8(ack(AckCode::AA))
                         .unwrap()
@@ -203,6 +223,20 @@ async fn an_aa_is_delivered_and_the_connection_is_kept_for_the_next_message() {
         );
     }
     assert_eq!(far.accepted(), 1);
+}
+
+#[tokio::test]
+async fn a_refusal_names_its_error_without_an_empty_location() {
+    let far = far_end(vec![Answer::RefusedWithError]).await;
+    let s = sink(&far.addr, "");
+    let out = s.deliver(&[delivery(1)]).await;
+    let Outcome::Retryable { error, .. } = &out[0] else {
+        panic!("{out:?}");
+    };
+    assert_eq!(
+        error,
+        "AR: far end [ERR 207 Application internal error: disk full]"
+    );
 }
 
 #[tokio::test]
