@@ -13,11 +13,15 @@
 //! or a lost connection comes again (and is refused as replayed, its first
 //! reply being the outcome). A command answered after its connection was
 //! lost is not acknowledged: its packet id belongs to that connection.
+//!
+//! Orders (`orders`, QoS 1) go the same way to their own worker
+//! (`order_intake`), acknowledged once journalled.
 
 use super::connect::options;
 use super::dispatch::{self, Answered, Dispatcher, Received};
 use super::inflight::{Carried, Inflight};
 use super::link::{self, LinkEvent};
+use super::order_intake::{self, Delivered, Handled, Intake};
 use super::topics::Topics;
 use super::{backoff::Backoff, events, status, telemetry};
 use crate::config::HubConfig;
@@ -65,6 +69,8 @@ pub struct Uplink {
     telemetry: telemetry::Telemetry,
     /// To the command worker.
     commands: mpsc::Sender<Received>,
+    /// To the order worker.
+    orders: mpsc::Sender<Delivered>,
     /// Counts connections, so an answer knows whether its command's packet
     /// id is still valid.
     connection: u64,
@@ -98,8 +104,16 @@ impl Uplink {
             to_worker,
             answers,
         ));
+        let (orders, to_intake) = mpsc::channel(COMMAND_QUEUE);
+        let (handled_tx, mut handled) = mpsc::channel(COMMAND_QUEUE);
+        let intake = tokio::spawn(order_intake::serve(
+            Intake::new(&config, gateway.clone()),
+            to_intake,
+            handled_tx,
+        ));
         let mut uplink = Uplink {
             commands,
+            orders,
             connection: 0,
             telemetry: telemetry::Telemetry::new(&config),
             topics,
@@ -129,6 +143,7 @@ impl Uplink {
                 _ = feed.tick() => {}
                 _ = telemetry_tick.tick() => uplink.telemetry_due().await,
                 Some(a) = answered.recv() => uplink.on_answer(a),
+                Some(h) = handled.recv() => uplink.on_order_handled(h),
             }
             uplink.feed().await;
             uplink.release();
@@ -140,6 +155,12 @@ impl Uplink {
         let mut worker = worker;
         if tokio::time::timeout(STOP_GRACE, &mut worker).await.is_err() {
             worker.abort();
+        }
+        // An order being journalled is let commit; it is acknowledged on
+        // the next connection's redelivery, as a duplicate.
+        let mut intake = intake;
+        if tokio::time::timeout(STOP_GRACE, &mut intake).await.is_err() {
+            intake.abort();
         }
         link.abort();
         Ok(())
@@ -179,6 +200,12 @@ impl Uplink {
                 {
                     tracing::warn!(error = %e, "cannot subscribe to the hub's commands");
                 }
+                if let Err(e) = self
+                    .client
+                    .try_subscribe(self.topics.orders(), QoS::AtLeastOnce)
+                {
+                    tracing::warn!(error = %e, "cannot subscribe to the hub's orders");
+                }
                 let now = self.journal.now_ms();
                 let online = status::online(self.config.format, now, self.started_at);
                 self.submit(
@@ -197,6 +224,15 @@ impl Uplink {
             LinkEvent::Mqtt(Event::Incoming(Packet::PubAck(ack))) => {
                 if let Some(id) = self.inflight.acked(ack.pkid) {
                     self.acked.push(id);
+                }
+            }
+            LinkEvent::Mqtt(Event::Incoming(Packet::Publish(p))) if p.topic == self.topics.orders() => {
+                let delivered = Delivered {
+                    publish: p,
+                    connection: self.connection,
+                };
+                if self.orders.try_send(delivered).is_err() {
+                    tracing::warn!("hub orders are arriving faster than they are journalled; one is left for the broker to send again");
                 }
             }
             LinkEvent::Mqtt(Event::Incoming(Packet::Publish(p))) => {
@@ -251,6 +287,16 @@ impl Uplink {
         );
         if received.connection == self.connection {
             let _ = self.client.try_ack(&received.publish);
+        }
+    }
+
+    /// Acknowledges an order once journalled, if it came on this
+    /// connection (otherwise the broker sends it again, and it is taken as
+    /// a duplicate).
+    fn on_order_handled(&mut self, handled: Handled) {
+        let Handled { delivered, ack } = handled;
+        if ack && self.connected && delivered.connection == self.connection {
+            let _ = self.client.try_ack(&delivered.publish);
         }
     }
 
