@@ -71,6 +71,9 @@ pub struct Uplink {
     commands: mpsc::Sender<Received>,
     /// To the order worker.
     orders: mpsc::Sender<Delivered>,
+    /// The last failure to connect logged, so a broker that keeps refusing
+    /// is reported once per reason rather than never or every attempt.
+    last_failure: Option<String>,
     /// Counts connections, so an answer knows whether its command's packet
     /// id is still valid.
     connection: u64,
@@ -115,6 +118,7 @@ impl Uplink {
             commands,
             orders,
             connection: 0,
+            last_failure: None,
             telemetry: telemetry::Telemetry::new(&config),
             topics,
             journal,
@@ -191,6 +195,7 @@ impl Uplink {
             LinkEvent::Connected { session_present } => {
                 tracing::info!(session_present, "hub uplink connected");
                 self.connected = true;
+                self.last_failure = None;
                 self.connection += 1;
                 // The persistent session keeps the subscription; made again
                 // on every connection in case the broker lost the session.
@@ -258,6 +263,11 @@ impl Uplink {
             LinkEvent::Lost { error, forgotten } => {
                 if self.connected {
                     tracing::warn!(error, "hub uplink lost its connection; reconnecting");
+                } else if self.last_failure.as_ref() != Some(&error) {
+                    // A refused certificate, a wrong CA, a bad password:
+                    // the reason is what the operator needs to see.
+                    tracing::warn!(error, "hub broker not reachable; trying again");
+                    self.last_failure = Some(error);
                 } else {
                     tracing::debug!(error, "hub broker not reachable");
                 }
