@@ -97,6 +97,8 @@ fn over_mqtts_with_the_broker_s_ca_the_status_and_health_arrive() {
     let health = hub.on(&format!("{PREFIX}health")).pop().unwrap();
     let health = decode(PayloadFormat::Cbor, &health.payload).unwrap();
     assert_eq!(health["v"], 1);
+    assert!(health["clock"]["rtc_present"].is_boolean(), "{health}");
+    assert!(health["clock"].get("synchronised").is_some(), "{health}");
     assert_eq!(gw.terminate(), Some(0));
 }
 

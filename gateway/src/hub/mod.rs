@@ -30,7 +30,8 @@
 //! The rooms this one uses: `config` (its settings), `journal` (the hub
 //! outbox, queue depths, statistics), `health` (endpoint states), `tls` (the
 //! broker's client configuration), `control` (the running gateway behind
-//! `control::Gateway`), `ecko-hal` (free disk).
+//! `control::Gateway`), `service` (the device's clock), `ecko-hal` (free
+//! disk).
 
 mod backoff;
 mod command_policy;
