@@ -154,7 +154,9 @@ fn without_its_client_certificate_the_gateway_is_refused_and_says_so_in_its_log(
         "the log does not say why: {refusal}"
     );
     assert_eq!(
-        log(&d).matches("hub broker not reachable; trying again").count(),
+        log(&d)
+            .matches("hub broker not reachable; trying again")
+            .count(),
         1,
         "one warning per reason: {}",
         log(&d)

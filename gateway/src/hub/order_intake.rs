@@ -169,7 +169,10 @@ mod tests {
         config.hub.commands.role = role.into();
         let journal = Journal::open(JournalOptions::new(dir.path().join("journal.db"))).unwrap();
         let hub = config.hub.clone();
-        Intake::over(Operations::fixed(journal, Arc::new(config), Health::new()), &hub)
+        Intake::over(
+            Operations::fixed(journal, Arc::new(config), Health::new()),
+            &hub,
+        )
     }
 
     fn order(id: &str, analyzer: &str) -> Vec<u8> {

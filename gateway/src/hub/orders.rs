@@ -66,7 +66,9 @@ pub fn read(format: PayloadFormat, bytes: &[u8]) -> Result<OrderMessage, Refused
         }
     }
     let Some(message_id) = id.clone() else {
-        return Err(refuse(format!("`id` must be text of at most {ID_MAX} bytes")));
+        return Err(refuse(format!(
+            "`id` must be text of at most {ID_MAX} bytes"
+        )));
     };
     let Some(analyzer_name) = analyzer.clone() else {
         return Err(refuse("`analyzer` must name an ASTM endpoint".into()));

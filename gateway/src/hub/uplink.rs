@@ -231,7 +231,9 @@ impl Uplink {
                     self.acked.push(id);
                 }
             }
-            LinkEvent::Mqtt(Event::Incoming(Packet::Publish(p))) if p.topic == self.topics.orders() => {
+            LinkEvent::Mqtt(Event::Incoming(Packet::Publish(p)))
+                if p.topic == self.topics.orders() =>
+            {
                 let delivered = Delivered {
                     publish: p,
                     connection: self.connection,

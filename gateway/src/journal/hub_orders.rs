@@ -43,7 +43,11 @@ pub enum HubOrderOutcome {
     Unknown,
 }
 
-fn find(conn: &Connection, analyzer: &str, hub_ref: &str) -> Result<Option<(i64, OrderState)>, JournalError> {
+fn find(
+    conn: &Connection,
+    analyzer: &str,
+    hub_ref: &str,
+) -> Result<Option<(i64, OrderState)>, JournalError> {
     Ok(conn
         .prepare_cached("SELECT id, state FROM astm_order WHERE analyzer = ?1 AND hub_ref = ?2")?
         .query_row(params![analyzer, hub_ref], |r| {
@@ -189,11 +193,17 @@ mod tests {
     async fn a_hub_order_delivered_twice_is_one_order_and_its_cancellation_stops_it_being_served() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(JournalOptions::new(dir.path().join("j.db"))).unwrap();
-        let first = j.apply_hub_order("hub", "m-1", place("S1", "SR-1")).await.unwrap();
+        let first = j
+            .apply_hub_order("hub", "m-1", place("S1", "SR-1"))
+            .await
+            .unwrap();
         let HubOrderOutcome::Placed { order_id } = first else {
             panic!("{first:?}")
         };
-        let again = j.apply_hub_order("hub", "m-1", place("S1", "SR-1")).await.unwrap();
+        let again = j
+            .apply_hub_order("hub", "m-1", place("S1", "SR-1"))
+            .await
+            .unwrap();
         assert_eq!(again, HubOrderOutcome::Duplicate { order_id });
         assert_eq!(j.orders(Some("chem")).await.unwrap().len(), 1);
         let served = |j: Journal| async move {
@@ -208,7 +218,10 @@ mod tests {
             analyzer: "chem".into(),
             hub_ref: "SR-1".into(),
         };
-        let cancelled = j.apply_hub_order("hub", "m-2", cancel.clone()).await.unwrap();
+        let cancelled = j
+            .apply_hub_order("hub", "m-2", cancel.clone())
+            .await
+            .unwrap();
         assert_eq!(
             cancelled,
             HubOrderOutcome::Cancelled {
@@ -244,7 +257,10 @@ mod tests {
         );
         let audit = j.audit_log(None, 10).await.unwrap();
         assert_eq!(audit.iter().filter(|a| a.action == "order.add").count(), 1);
-        assert_eq!(audit.iter().filter(|a| a.action == "order.cancel").count(), 1);
+        assert_eq!(
+            audit.iter().filter(|a| a.action == "order.cancel").count(),
+            1
+        );
         j.close().await;
     }
 
@@ -252,7 +268,9 @@ mod tests {
     async fn the_same_reference_on_another_analyzer_is_another_order() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(JournalOptions::new(dir.path().join("j.db"))).unwrap();
-        j.apply_hub_order("hub", "m-1", place("S1", "SR-1")).await.unwrap();
+        j.apply_hub_order("hub", "m-1", place("S1", "SR-1"))
+            .await
+            .unwrap();
         let mut other = order("S1");
         other.analyzer = "haem".into();
         let second = j
@@ -266,7 +284,10 @@ mod tests {
             )
             .await
             .unwrap();
-        assert!(matches!(second, HubOrderOutcome::Placed { .. }), "{second:?}");
+        assert!(
+            matches!(second, HubOrderOutcome::Placed { .. }),
+            "{second:?}"
+        );
         j.close().await;
     }
 }
