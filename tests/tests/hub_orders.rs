@@ -178,3 +178,44 @@ fn orders_published_by_the_hub_are_answered_to_a_host_query_while_the_fhir_upstr
     assert_eq!(after[1][2], "I");
     assert_eq!(gw.terminate(), Some(0));
 }
+
+/// The broker keeps the gateway's session: an order published while the
+/// gateway is stopped is taken when it comes back, and served.
+#[test]
+fn an_order_published_while_the_gateway_is_stopped_is_taken_when_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"));
+    let d = dir.path().join("gw");
+    std::fs::create_dir_all(&d).unwrap();
+    let astm_port = free_port();
+    let config = config(&d, &broker, astm_port);
+    let log = d.join("gateway.log");
+    let mut gw = Gateway::start(&config, &log, &[]);
+    gw.wait_for_log("hub uplink connected", 0, Duration::from_secs(15));
+    assert!(
+        eventually(Duration::from_secs(15), || broker
+            .log()
+            .contains(&format!("{PREFIX}orders"))),
+        "the gateway never subscribed to its orders"
+    );
+    assert_eq!(gw.terminate(), Some(0));
+
+    hub_publish(
+        &broker,
+        &format!("{PREFIX}orders"),
+        &order("m-9", "REQ-9", "active", "SPEC-H9", &["K"]),
+    );
+    let mut gw = Gateway::start(&config, &log, &[]);
+    gw.wait_for_log("ASTM endpoint listening", 0, Duration::from_secs(10));
+    assert!(
+        eventually(Duration::from_secs(15), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("hub order: placed")),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let answer = query(astm_port, "SPEC-H9");
+    assert_eq!(kinds(&answer), ["H", "P", "O", "L"], "{answer}");
+    assert_eq!(answer[2][4][3], "K", "{answer}");
+    assert_eq!(gw.terminate(), Some(0));
+}
