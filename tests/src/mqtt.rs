@@ -8,11 +8,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// A TLS listener of the broker: its CA (that client certificates are
+/// checked against), its certificate and key; with `require_certificate`
+/// a client without a certificate of that CA is refused, and one with is
+/// known by its certificate's common name (`use_identity_as_username`).
+pub struct TlsListener {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub require_certificate: bool,
+}
+
 /// A mosquitto process with its own configuration, persistence and log.
 pub struct Broker {
     child: Option<Child>,
     pub port: u16,
+    /// The TLS listener's port, when it has one.
+    pub tls_port: Option<u16>,
     config: PathBuf,
+    log: PathBuf,
     /// The file mosquitto saves its sessions to.
     database: PathBuf,
 }
@@ -21,6 +35,16 @@ impl Broker {
     /// Plain MQTT on 127.0.0.1, sessions and subscriptions saved every
     /// second under `dir` so that a killed broker comes back with them.
     pub fn start(dir: &Path) -> Broker {
+        Broker::start_with(dir, None)
+    }
+
+    /// [`Broker::start`] plus a TLS listener on `tls_port` (the plain one
+    /// stays for the hub's side).
+    pub fn start_tls(dir: &Path, tls: &TlsListener) -> Broker {
+        Broker::start_with(dir, Some(tls))
+    }
+
+    fn start_with(dir: &Path, tls: Option<&TlsListener>) -> Broker {
         std::fs::create_dir_all(dir).expect("broker dir");
         let port = free_port();
         let config = dir.join("mosquitto.conf");
@@ -29,20 +53,42 @@ impl Broker {
         // the test's directory.
         writeln!(
             f,
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+            "allow_anonymous true\npersistence true\n\
              persistence_location {d}/\nautosave_interval 1\nlog_dest file {d}/mosquitto.log\n\
-             log_type all\nuser root\nmax_queued_messages 100000",
+             log_type all\nuser root\nmax_queued_messages 100000\nlistener {port} 127.0.0.1",
             d = dir.display()
         )
         .expect("mosquitto.conf");
+        let tls_port = tls.map(|t| {
+            let tls_port = free_port();
+            writeln!(
+                f,
+                "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n\
+                 require_certificate {}\nuse_identity_as_username {}",
+                t.ca.display(),
+                t.cert.display(),
+                t.key.display(),
+                t.require_certificate,
+                t.require_certificate,
+            )
+            .expect("mosquitto.conf");
+            tls_port
+        });
         let mut b = Broker {
             child: None,
             port,
+            tls_port,
             config,
             database: dir.join("mosquitto.db"),
+            log: dir.join("mosquitto.log"),
         };
         b.restart();
         b
+    }
+
+    /// What the broker logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Starts the broker again on the same port and configuration.
@@ -57,11 +103,12 @@ impl Broker {
             .spawn()
             .expect("start mosquitto (scripts/install-peers installs it)");
         self.child = Some(child);
-        assert!(
-            wait_for_port(self.port, Duration::from_secs(10)),
-            "mosquitto does not listen on {}",
-            self.port
-        );
+        for port in std::iter::once(self.port).chain(self.tls_port) {
+            assert!(
+                wait_for_port(port, Duration::from_secs(10)),
+                "mosquitto does not listen on {port}"
+            );
+        }
     }
 
     /// Waits until the broker has saved its sessions as they are now (its

@@ -17,7 +17,11 @@
 //!   (`command_policy`), a pushed configuration's signature verified before
 //!   its text is parsed (`signature`), run through the same `control`
 //!   services as the admin page (`dispatch`) and answered with a result or
-//!   a typed error (`reply`).
+//!   a typed error (`reply`);
+//! - `orders` in: FHIR orders for the analyzers behind this gateway, read
+//!   (`orders`), journalled through `control::orders` and acknowledged to
+//!   the broker only after the commit (`order_intake`), then served by
+//!   host query and download like orders added locally.
 //!
 //! `docs/hub-protocol.md` is the contract with the hub: every topic, its
 //! direction, QoS and retain flag, and the CDDL of each payload
@@ -26,7 +30,8 @@
 //! The rooms this one uses: `config` (its settings), `journal` (the hub
 //! outbox, queue depths, statistics), `health` (endpoint states), `tls` (the
 //! broker's client configuration), `control` (the running gateway behind
-//! `control::Gateway`), `ecko-hal` (free disk).
+//! `control::Gateway`), `service` (the device's clock), `ecko-hal` (free
+//! disk).
 
 mod backoff;
 mod command_policy;
@@ -36,6 +41,8 @@ mod dispatch;
 mod events;
 mod inflight;
 mod link;
+mod order_intake;
+mod orders;
 pub mod payload;
 mod reply;
 mod signature;

@@ -5,7 +5,8 @@
 //!
 //! Health is due every `health_interval` and as soon as something in it
 //! changes that the hub acts on (an endpoint's status, a dead letter more
-//! or fewer, a queue starting or stopping to wait, the disk running low),
+//! or fewer, a queue starting or stopping to wait, the disk running low,
+//! the clock losing or regaining its synchronisation),
 //! at most once per [`LOOK_EVERY`]. Stats are due every `stats_interval`
 //! and cover that interval.
 
@@ -35,12 +36,32 @@ pub struct Disk {
     pub journal_bytes: u64,
 }
 
+/// The device's clock as the kernel and the hardware tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockFacts {
+    /// Synchronised to a reference per `adjtimex`; `None`: not known.
+    pub synchronised: Option<bool>,
+    /// A real-time clock keeps time across a power cut.
+    pub rtc_present: bool,
+}
+
+impl ClockFacts {
+    pub fn of(clock: &dyn ecko_hal::Clock) -> ClockFacts {
+        ClockFacts {
+            synchronised: clock.synchronised().ok(),
+            rtc_present: clock.rtc_present(),
+        }
+    }
+}
+
 /// The health report: `at` and `started_at` in Unix ms.
+#[allow(clippy::too_many_arguments)]
 pub fn health_value(
     config: &Config,
     health: &Health,
     queues: &[Backlog],
     disk: Option<Disk>,
+    clock: ClockFacts,
     events_pending: u64,
     at: i64,
     started_at: i64,
@@ -82,6 +103,7 @@ pub fn health_value(
         "endpoints": endpoints,
         "queues": queues,
         "disk": disk,
+        "clock": {"synchronised": clock.synchronised, "rtc_present": clock.rtc_present},
         "events_pending": events_pending,
     })
 }
@@ -110,6 +132,7 @@ fn signature(report: &Value) -> String {
         pick("endpoints", &["name", "status"]),
         pick("queues", &["destination", "pending", "dead"]),
         report["disk"]["low"],
+        report["clock"]["synchronised"],
     ])
     .to_string()
 }
@@ -168,6 +191,7 @@ impl Telemetry {
             &gateway.health(),
             &queues,
             disk,
+            ClockFacts::of(gateway.service().clock.as_ref()),
             pending,
             now,
             started_at,
@@ -224,6 +248,10 @@ mod tests {
     }
 
     fn report(health: &Health, queues: &[Backlog]) -> Value {
+        report_with_clock(health, queues, Some(true))
+    }
+
+    fn report_with_clock(health: &Health, queues: &[Backlog], synchronised: Option<bool>) -> Value {
         let disk = Disk {
             free_bytes: 20 << 30,
             reserve_bytes: 256 << 20,
@@ -234,6 +262,10 @@ mod tests {
             health,
             queues,
             Some(disk),
+            ClockFacts {
+                synchronised,
+                rtc_present: true,
+            },
             0,
             1_800_000_000_000,
             1_799_000_000_000,
@@ -261,6 +293,18 @@ mod tests {
         assert_ne!(base, signature(&report(&h, &q(0))), "a queue emptied is");
         h.down("hub", 1_800_000_000_000, "refused");
         assert_ne!(base, signature(&report(&h, &q(3))));
+    }
+
+    #[test]
+    fn health_carries_the_clock_and_is_due_again_when_the_clock_loses_its_synchronisation() {
+        let h = Health::new();
+        let synced = report_with_clock(&h, &[], Some(true));
+        assert_eq!(synced["clock"]["synchronised"], true);
+        assert_eq!(synced["clock"]["rtc_present"], true);
+        let lost = report_with_clock(&h, &[], Some(false));
+        assert_ne!(signature(&synced), signature(&lost));
+        let unknown = report_with_clock(&h, &[], None);
+        assert!(unknown["clock"]["synchronised"].is_null());
     }
 
     #[test]

@@ -49,6 +49,11 @@ impl Topics {
             .filter(|id| !id.is_empty() && !id.contains('/'))
     }
 
+    /// Orders for the analyzers behind this gateway, from the hub.
+    pub fn orders(&self) -> String {
+        format!("{}orders", self.prefix)
+    }
+
     /// Where the answer to command `id` goes.
     pub fn reply(&self, id: &str) -> String {
         format!("{}reply/{id}", self.prefix)
@@ -68,5 +73,6 @@ mod tests {
         assert_eq!(t.command_id("ecko/north/lab-1/cmd/a/b"), None);
         assert_eq!(t.command_id("ecko/south/lab-1/cmd/c-42"), None);
         assert_eq!(t.reply("c-42"), "ecko/north/lab-1/reply/c-42");
+        assert_eq!(t.orders(), "ecko/north/lab-1/orders");
     }
 }

@@ -13,11 +13,15 @@
 //! or a lost connection comes again (and is refused as replayed, its first
 //! reply being the outcome). A command answered after its connection was
 //! lost is not acknowledged: its packet id belongs to that connection.
+//!
+//! Orders (`orders`, QoS 1) go the same way to their own worker
+//! (`order_intake`), acknowledged once journalled.
 
 use super::connect::options;
 use super::dispatch::{self, Answered, Dispatcher, Received};
 use super::inflight::{Carried, Inflight};
 use super::link::{self, LinkEvent};
+use super::order_intake::{self, Delivered, Handled, Intake};
 use super::topics::Topics;
 use super::{backoff::Backoff, events, status, telemetry};
 use crate::config::HubConfig;
@@ -65,6 +69,11 @@ pub struct Uplink {
     telemetry: telemetry::Telemetry,
     /// To the command worker.
     commands: mpsc::Sender<Received>,
+    /// To the order worker.
+    orders: mpsc::Sender<Delivered>,
+    /// The last failure to connect logged, so a broker that keeps refusing
+    /// is reported once per reason rather than never or every attempt.
+    last_failure: Option<String>,
     /// Counts connections, so an answer knows whether its command's packet
     /// id is still valid.
     connection: u64,
@@ -98,9 +107,18 @@ impl Uplink {
             to_worker,
             answers,
         ));
+        let (orders, to_intake) = mpsc::channel(COMMAND_QUEUE);
+        let (handled_tx, mut handled) = mpsc::channel(COMMAND_QUEUE);
+        let intake = tokio::spawn(order_intake::serve(
+            Intake::new(&config, gateway.clone()),
+            to_intake,
+            handled_tx,
+        ));
         let mut uplink = Uplink {
             commands,
+            orders,
             connection: 0,
+            last_failure: None,
             telemetry: telemetry::Telemetry::new(&config),
             topics,
             journal,
@@ -129,6 +147,7 @@ impl Uplink {
                 _ = feed.tick() => {}
                 _ = telemetry_tick.tick() => uplink.telemetry_due().await,
                 Some(a) = answered.recv() => uplink.on_answer(a),
+                Some(h) = handled.recv() => uplink.on_order_handled(h),
             }
             uplink.feed().await;
             uplink.release();
@@ -140,6 +159,12 @@ impl Uplink {
         let mut worker = worker;
         if tokio::time::timeout(STOP_GRACE, &mut worker).await.is_err() {
             worker.abort();
+        }
+        // An order being journalled is let commit; it is acknowledged on
+        // the next connection's redelivery, as a duplicate.
+        let mut intake = intake;
+        if tokio::time::timeout(STOP_GRACE, &mut intake).await.is_err() {
+            intake.abort();
         }
         link.abort();
         Ok(())
@@ -170,6 +195,7 @@ impl Uplink {
             LinkEvent::Connected { session_present } => {
                 tracing::info!(session_present, "hub uplink connected");
                 self.connected = true;
+                self.last_failure = None;
                 self.connection += 1;
                 // The persistent session keeps the subscription; made again
                 // on every connection in case the broker lost the session.
@@ -178,6 +204,12 @@ impl Uplink {
                     .try_subscribe(self.topics.commands(), QoS::AtLeastOnce)
                 {
                     tracing::warn!(error = %e, "cannot subscribe to the hub's commands");
+                }
+                if let Err(e) = self
+                    .client
+                    .try_subscribe(self.topics.orders(), QoS::AtLeastOnce)
+                {
+                    tracing::warn!(error = %e, "cannot subscribe to the hub's orders");
                 }
                 let now = self.journal.now_ms();
                 let online = status::online(self.config.format, now, self.started_at);
@@ -197,6 +229,17 @@ impl Uplink {
             LinkEvent::Mqtt(Event::Incoming(Packet::PubAck(ack))) => {
                 if let Some(id) = self.inflight.acked(ack.pkid) {
                     self.acked.push(id);
+                }
+            }
+            LinkEvent::Mqtt(Event::Incoming(Packet::Publish(p)))
+                if p.topic == self.topics.orders() =>
+            {
+                let delivered = Delivered {
+                    publish: p,
+                    connection: self.connection,
+                };
+                if self.orders.try_send(delivered).is_err() {
+                    tracing::warn!("hub orders are arriving faster than they are journalled; one is left for the broker to send again");
                 }
             }
             LinkEvent::Mqtt(Event::Incoming(Packet::Publish(p))) => {
@@ -222,6 +265,11 @@ impl Uplink {
             LinkEvent::Lost { error, forgotten } => {
                 if self.connected {
                     tracing::warn!(error, "hub uplink lost its connection; reconnecting");
+                } else if self.last_failure.as_ref() != Some(&error) {
+                    // A refused certificate, a wrong CA, a bad password:
+                    // the reason is what the operator needs to see.
+                    tracing::warn!(error, "hub broker not reachable; trying again");
+                    self.last_failure = Some(error);
                 } else {
                     tracing::debug!(error, "hub broker not reachable");
                 }
@@ -251,6 +299,16 @@ impl Uplink {
         );
         if received.connection == self.connection {
             let _ = self.client.try_ack(&received.publish);
+        }
+    }
+
+    /// Acknowledges an order once journalled, if it came on this
+    /// connection (otherwise the broker sends it again, and it is taken as
+    /// a duplicate).
+    fn on_order_handled(&mut self, handled: Handled) {
+        let Handled { delivered, ack } = handled;
+        if ack && self.connected && delivered.connection == self.connection {
+            let _ = self.client.try_ack(&delivered.publish);
         }
     }
 

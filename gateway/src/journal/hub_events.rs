@@ -20,7 +20,8 @@ pub struct HubEvent {
     pub id: i64,
     pub at: i64,
     /// `endpoint.down`, `endpoint.up`, `message.dead`, `config.changed`,
-    /// `disk.low`, `disk.ok`.
+    /// `disk.low`, `disk.ok`, `order.accepted`, `order.cancelled`,
+    /// `order.refused`.
     pub kind: String,
     /// What it is about: an endpoint's name, a file.
     pub subject: Option<String>,
@@ -43,7 +44,7 @@ pub struct Backlog {
 /// never reached cannot fill the disk with them.
 pub const HUB_EVENTS_KEPT: i64 = 100_000;
 
-fn insert(
+pub(super) fn insert(
     conn: &Connection,
     now: i64,
     kind: &str,

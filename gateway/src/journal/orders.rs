@@ -80,7 +80,7 @@ impl OrderState {
             OrderState::Cancelled => "cancelled",
         }
     }
-    fn from_db(s: &str) -> Self {
+    pub(super) fn from_db(s: &str) -> Self {
         match s {
             "sent" => OrderState::Sent,
             "cancelled" => OrderState::Cancelled,
@@ -170,7 +170,18 @@ fn split_list(s: &str) -> Vec<String> {
 
 /// Why an order is refused before it reaches the table.
 fn check(order: &NewOrder) -> Result<(), JournalError> {
-    let bad = |what: &str| Err(JournalError::Storage(format!("invalid order: {what}")));
+    problem(order).map_or(Ok(()), |what| {
+        Err(JournalError::Storage(format!("invalid order: {what}")))
+    })
+}
+
+/// What makes `order` unfit for the table, if anything.
+pub fn problem(order: &NewOrder) -> Option<&'static str> {
+    check_fields(order).err()
+}
+
+fn check_fields(order: &NewOrder) -> Result<(), &'static str> {
+    let bad = Err;
     if order.analyzer.is_empty() || order.specimen_id.is_empty() {
         return bad("analyzer and specimen id are required");
     }
@@ -190,6 +201,17 @@ fn check(order: &NewOrder) -> Result<(), JournalError> {
 }
 
 fn insert_order(conn: &Connection, now: i64, o: &NewOrder) -> Result<i64, JournalError> {
+    insert_order_ref(conn, now, o, None)
+}
+
+/// [`insert_order`] with the hub's reference of the order (see
+/// `hub_orders`).
+pub(super) fn insert_order_ref(
+    conn: &Connection,
+    now: i64,
+    o: &NewOrder,
+    hub_ref: Option<&str>,
+) -> Result<i64, JournalError> {
     check(o)?;
     let priority = if o.priority.is_empty() {
         "R"
@@ -197,8 +219,8 @@ fn insert_order(conn: &Connection, now: i64, o: &NewOrder) -> Result<i64, Journa
         &o.priority
     };
     conn.prepare_cached(
-        "INSERT INTO astm_order (analyzer, specimen_id, patient_id, patient_name, tests, priority, state, created_at, sender)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
+        "INSERT INTO astm_order (analyzer, specimen_id, patient_id, patient_name, tests, priority, state, created_at, sender, hub_ref)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9)",
     )?
     .execute(params![
         o.analyzer,
@@ -208,14 +230,15 @@ fn insert_order(conn: &Connection, now: i64, o: &NewOrder) -> Result<i64, Journa
         join_list(&o.tests),
         priority,
         now,
-        o.sender.as_deref().map(str::trim)
+        o.sender.as_deref().map(str::trim),
+        hub_ref
     ])?;
     Ok(conn.last_insert_rowid())
 }
 
 /// [`insert_order`] with the audit record of the person who added it, in
 /// the same transaction: an order nobody can account for is not kept.
-fn insert_order_audited(
+pub(super) fn insert_order_audited(
     conn: &Connection,
     now: i64,
     o: &NewOrder,

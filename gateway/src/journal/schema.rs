@@ -351,6 +351,13 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX hub_command_seen_issued ON hub_command_seen(issued_at);
     ",
+    // Orders from the hub carry the hub's reference (the ServiceRequest's
+    // requisition or identifier), unique per analyzer: a QoS 1 order
+    // delivered twice is one order, and a cancellation finds its order.
+    "
+    ALTER TABLE astm_order ADD COLUMN hub_ref TEXT;
+    CREATE UNIQUE INDEX astm_order_hub_ref ON astm_order(analyzer, hub_ref) WHERE hub_ref IS NOT NULL;
+    ",
 ];
 
 /// Upper bounds (ms) of the delivery-duration buckets of `stats_duration`;
