@@ -24,6 +24,16 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
+/// Cargo runs a build script again on every build when a file it watches is
+/// missing, and rebuilds the crate with it: a fresh clone has no
+/// `packed-refs`, a packed branch no loose ref file. Only what exists is
+/// watched; a ref that is packed later moves `packed-refs`, which then exists.
+fn rerun_if_changed(path: &Path) {
+    if path.exists() {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+}
+
 fn main() {
     println!("cargo:rerun-if-env-changed=ECKO_GIT_COMMIT");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
@@ -37,12 +47,12 @@ fn main() {
             // for a checkout of another branch.
             for file in ["HEAD", "packed-refs"] {
                 if let Some(path) = git(&dir, &["rev-parse", "--git-path", file]) {
-                    println!("cargo:rerun-if-changed={}", dir.join(path).display());
+                    rerun_if_changed(&dir.join(path));
                 }
             }
             if let Some(branch) = git(&dir, &["symbolic-ref", "-q", "HEAD"]) {
                 if let Some(path) = git(&dir, &["rev-parse", "--git-path", &branch]) {
-                    println!("cargo:rerun-if-changed={}", dir.join(path).display());
+                    rerun_if_changed(&dir.join(path));
                 }
             }
             git(&dir, &["rev-parse", "--short=12", "HEAD"])
