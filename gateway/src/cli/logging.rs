@@ -8,7 +8,12 @@
 //!   warning, `<6>` info, `<7>` debug and trace, as `sd-daemon(3)` asks, and
 //!   carries no timestamp of its own (journald adds one) and no colour.
 //! - `--log-format json`: one JSON object per line, for log shippers.
+//!
+//! Every line also goes to the process's recent log
+//! ([`recent_log`](crate::service::recent_log)), which a log
+//! bundle for the hub is made from.
 
+use crate::service::recent_log::Tee;
 use ecko_hal::Terminal;
 use std::fmt;
 use tracing::{Event, Level, Subscriber};
@@ -80,7 +85,9 @@ fn filter() -> EnvFilter {
 
 /// Installs the process's log subscriber.
 pub fn init(terminal: &dyn Terminal, format: LogFormat) {
-    install(terminal, format, std::io::stderr);
+    install(terminal, format, || Tee {
+        inner: std::io::stderr(),
+    });
 }
 
 fn install<W>(terminal: &dyn Terminal, format: LogFormat, writer: W)

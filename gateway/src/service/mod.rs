@@ -6,7 +6,8 @@
 //!   progress, the status line, `STOPPING=1`;
 //! - [`readiness`]: the per-component verdict of `/readyz`;
 //! - [`metrics`]: the Prometheus metrics of `/metrics`;
-//! - [`leds`]: the status LEDs, following readiness.
+//! - [`leds`]: the status LEDs, following readiness;
+//! - [`recent_log`]: the last lines logged, for a log bundle.
 //!
 //! [`Service`] is the one handle the supervisor, the endpoints' tasks and
 //! the admin page share.
@@ -15,6 +16,7 @@ pub mod leds;
 pub mod metrics;
 pub mod progress;
 pub mod readiness;
+pub mod recent_log;
 pub mod watchdog;
 
 pub use metrics::{DeliveryCounters, DeliveryOutcome, Metrics, SourceCounters, BUILD};
