@@ -18,6 +18,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "endpoint.test",
     "message.get",
     "config.push",
+    "log.bundle",
     "firmware.install",
 ];
 
@@ -58,6 +59,10 @@ pub struct CommandPolicy {
     /// Whether `message.get` may return a message's payload and patient id.
     #[serde(default)]
     pub patient_data: bool,
+    /// Where `log.bundle` may upload: URL prefixes (`https://…/`); any
+    /// HTTPS URL when empty.
+    #[serde(default)]
+    pub upload_to: Vec<String>,
 }
 
 impl Default for CommandPolicy {
@@ -68,6 +73,7 @@ impl Default for CommandPolicy {
             actor: default_actor(),
             max_age: default_max_age(),
             patient_data: false,
+            upload_to: Vec::new(),
         }
     }
 }
@@ -115,6 +121,13 @@ impl CommandPolicy {
         }
         if self.max_age.0 < Duration::from_secs(1) || self.max_age.0 > MAX_AGE_LIMIT {
             out.push("`commands.max_age` must be between 1s and 24h".into());
+        }
+        for prefix in &self.upload_to {
+            if !prefix.starts_with("https://") || prefix.len() <= "https://".len() {
+                out.push(format!(
+                    "`commands.upload_to`: `{prefix}` is not an https:// URL prefix"
+                ));
+            }
         }
         if self.allows("config.push") {
             if !has_key {

@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod endpoints;
+pub mod log_bundle;
 pub mod messages;
 mod ops;
 pub mod orders;

@@ -38,6 +38,8 @@ pub enum Command {
     GetMessage { id: i64, payload: bool },
     /// A whole configuration file, signed by the hub.
     PushConfig { toml: String, signature: Vec<u8> },
+    /// A log bundle uploaded with HTTPS `PUT` to `url`, at most `max_bytes`.
+    LogBundle { url: String, max_bytes: Option<u64> },
     /// Not done by this version.
     InstallFirmware,
 }
@@ -172,6 +174,15 @@ impl Command {
                     .ok_or_else(|| {
                         invalid("`signature` must be bytes (CBOR) or hex text (JSON)")
                     })?,
+            },
+            "log.bundle" => Command::LogBundle {
+                url: text(b, "url")?,
+                max_bytes: match b.get("max_bytes") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                        invalid("`max_bytes` must be a positive number of bytes")
+                    })?),
+                },
             },
             "firmware.install" => Command::InstallFirmware,
             other => {

@@ -18,12 +18,15 @@
 
 use super::command_policy::{self, check_age, check_allowed};
 use super::commands::{header, Command, Header};
+use super::log_upload;
 use super::payload;
 use super::reply::{self, CommandError, ErrorCode};
 use super::signature::{self, Signed};
+use super::telemetry;
 use crate::config::edit::EditError;
 use crate::config::{CommandPolicy, HubConfig, PayloadFormat};
 use crate::control::config::{replace_file, Applied, ChangeError, Intent};
+use crate::control::log_bundle;
 use crate::control::{self, Actor, Gateway, Operations, Refusal};
 use base64::Engine;
 use serde_json::{json, Value};
@@ -38,6 +41,7 @@ pub struct Dispatcher {
     key: Option<[u8; 32]>,
     site: String,
     device: String,
+    uplink: HubConfig,
 }
 
 impl Dispatcher {
@@ -57,6 +61,7 @@ impl Dispatcher {
             key: config.config_key_bytes().ok().flatten(),
             site: config.site.clone(),
             device: config.device.clone(),
+            uplink: config.clone(),
         }
     }
 
@@ -180,12 +185,54 @@ impl Dispatcher {
                     .map_err(change_failed)?;
                 Ok(applied_value(&applied))
             }
+            Command::LogBundle { url, max_bytes } => self.log_bundle(h, &url, max_bytes).await,
             // Answered before the policy is asked (see the module notes).
             Command::InstallFirmware => Err(CommandError::new(
                 ErrorCode::NotSupported,
                 "signed updates are not part of this version",
             )),
         }
+    }
+
+    /// A log bundle with the health report, uploaded to `url`.
+    async fn log_bundle(
+        &self,
+        h: &Header,
+        url: &str,
+        max_bytes: Option<u64>,
+    ) -> Result<Value, CommandError> {
+        let url = log_upload::destination(&self.policy, url)?;
+        let ops = &self.ops;
+        let now = ops.journal().now_ms();
+        let service = ops.service();
+        let started_at = now - service.uptime().as_millis() as i64;
+        let health = telemetry::health_report(
+            ops.journal(),
+            &ops.config(),
+            ops.health(),
+            service.storage.as_ref(),
+            service.clock.as_ref(),
+            now,
+            started_at,
+        )
+        .await;
+        let request = log_bundle::Request {
+            max_bytes: max_bytes.unwrap_or(log_bundle::DEFAULT_BYTES),
+            identity: json!({ "site": self.site, "device": self.device, "command": h.id }),
+            extra: vec![("health.json".into(), health)],
+        };
+        let bundle = log_bundle::make(ops, &self.actor, request)
+            .await
+            .map_err(refused)?;
+        let (bytes, files, shortened) = (bundle.bytes.len(), bundle.files, bundle.shortened);
+        let receipt = log_upload::put(&self.uplink, url, &h.id, bundle.bytes).await?;
+        Ok(json!({
+            "bytes": bytes,
+            "sha256": receipt.sha256,
+            "files": files,
+            "shortened": shortened,
+            "status": receipt.status,
+        }))
     }
 
     /// Message `id`'s metadata and deliveries; its payload and patient id

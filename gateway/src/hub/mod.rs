@@ -41,6 +41,7 @@ mod dispatch;
 mod events;
 mod inflight;
 mod link;
+mod log_upload;
 mod order_intake;
 mod orders;
 pub mod payload;

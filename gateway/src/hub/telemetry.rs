@@ -174,28 +174,16 @@ impl Telemetry {
         let mut out = Vec::new();
         let journal = gateway.journal();
         let config = gateway.config();
-        let queues = journal.backlogs().await.unwrap_or_default();
-        let pending = journal.hub_events_pending().await.unwrap_or(0);
-        let dir = journal
-            .path()
-            .parent()
-            .map(|p| p.to_path_buf())
-            .unwrap_or_else(|| ".".into());
-        let disk = self.storage.available_bytes(&dir).ok().map(|free| Disk {
-            free_bytes: free,
-            reserve_bytes: journal.limits().1,
-            journal_bytes: journal.file_bytes(),
-        });
-        let report = health_value(
+        let report = health_report(
+            journal,
             &config,
             &gateway.health(),
-            &queues,
-            disk,
-            ClockFacts::of(gateway.service().clock.as_ref()),
-            pending,
+            &self.storage,
+            gateway.service().clock.as_ref(),
             now,
             started_at,
-        );
+        )
+        .await;
         let sig = signature(&report);
         let health_due = match &self.last_health {
             None => true,
@@ -223,6 +211,40 @@ impl Telemetry {
         }
         out
     }
+}
+
+/// The health report of the gateway at `now`, gathered from its parts.
+pub async fn health_report(
+    journal: &crate::journal::Journal,
+    config: &Config,
+    health: &Health,
+    storage: &dyn Storage,
+    clock: &dyn ecko_hal::Clock,
+    now: i64,
+    started_at: i64,
+) -> Value {
+    let queues = journal.backlogs().await.unwrap_or_default();
+    let pending = journal.hub_events_pending().await.unwrap_or(0);
+    let dir = journal
+        .path()
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| ".".into());
+    let disk = storage.available_bytes(&dir).ok().map(|free| Disk {
+        free_bytes: free,
+        reserve_bytes: journal.limits().1,
+        journal_bytes: journal.file_bytes(),
+    });
+    health_value(
+        config,
+        health,
+        &queues,
+        disk,
+        ClockFacts::of(clock),
+        pending,
+        now,
+        started_at,
+    )
 }
 
 /// Per endpoint volumes and latencies from `since` to `until` (Unix ms).
