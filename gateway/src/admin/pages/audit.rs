@@ -26,6 +26,7 @@ pub struct AuditQuery {
 pub const LOGIN_FAILURES: &[&str] = &[
     "login.failed",
     "login.refused",
+    "login.throttle",
     "user.lock",
     "setup.refused",
 ];
