@@ -227,7 +227,11 @@ impl Listener {
                     match tls {
                         None => shared.serve_connection(stream, &pace, peer).await,
                         Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls_stream)) => shared.serve_connection(tls_stream, &pace, peer).await,
+                            Ok(Ok(tls_stream)) => {
+                                // The handshake is no frame of the sender's.
+                                pace.completed();
+                                shared.serve_connection(tls_stream, &pace, peer).await
+                            }
                             Ok(Err(e)) => {
                                 tracing::warn!(endpoint = %shared.endpoint, %peer, error = %e, "TLS handshake failed");
                                 Cut::of(&e)
