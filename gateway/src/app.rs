@@ -96,6 +96,26 @@ pub struct Gateway {
     housekeeping: JoinSet<()>,
 }
 
+/// The connections the configured listeners may hold at once.
+pub fn listener_connections(config: &Config) -> u64 {
+    use crate::config::{EndpointKind, TcpRole};
+    let listeners: usize = config
+        .endpoints
+        .iter()
+        .map(|e| match &e.kind {
+            EndpointKind::Mllp(m) if m.listen.is_some() => m.max_connections,
+            EndpointKind::AstmTcp(a) if a.role == TcpRole::Server => a.max_connections,
+            _ => 0,
+        })
+        .sum();
+    let admin = if config.admin.enabled {
+        config.admin.max_connections
+    } else {
+        0
+    };
+    (listeners + admin) as u64
+}
+
 impl Gateway {
     /// Opens the journal and starts every enabled endpoint.
     pub async fn start(config: &Config) -> Result<Gateway, RunError> {
@@ -107,6 +127,8 @@ impl Gateway {
         config: &Config,
         start: StartOptions,
     ) -> Result<Gateway, RunError> {
+        // Before anything opens a descriptor: every admitted connection is one.
+        crate::net::fd_limit::check(listener_connections(config));
         let mut options = JournalOptions::new(crate::config::resolve(&config.journal.path));
         options.max_size = config.journal.max_size;
         options.min_free_disk = config.journal.min_free_disk;

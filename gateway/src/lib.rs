@@ -31,6 +31,10 @@
 //!   durable events from the journal, health and statistics.
 //! - [`probe`], [`preflight`]: "test connection" steps; start-up
 //!   preconditions that `check-config` reports.
+//! - [`net`]: what every listener does with a connection: admission
+//!   (allowlist, caps per address and in all), pacing (frame deadline,
+//!   minimum data rate, idle), the file-descriptor limit, refusals logged
+//!   and counted.
 //! - [`tls`]: every rustls configuration.
 //! - [`site`], [`health`]: the site's live time zone; endpoint health.
 //! - [`service`]: the gateway as an appliance service: task progress and
@@ -48,6 +52,7 @@ pub mod endpoints;
 pub mod health;
 pub mod hub;
 pub mod journal;
+pub mod net;
 pub mod preflight;
 pub mod probe;
 pub mod router;

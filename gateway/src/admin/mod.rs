@@ -22,8 +22,10 @@
 //!   CSRF token (form field `csrf` or header `X-CSRF-Token`); login and setup,
 //!   which have no session yet, refuse cross-site requests by `Origin` and
 //!   `Sec-Fetch-Site`.
-//! - Logins are rate limited per client address, and an account locks after
-//!   repeated failures.
+//! - Logins are rate limited per client address, and failures slow down
+//!   the (account name, client address) pair that failed, never the
+//!   account for everyone ([`throttle`]); an unknown name and a wrong
+//!   password get the same answer in the same time.
 //! - Every response carries a CSP without inline script, `frame-ancestors
 //!   'none'`, `X-Frame-Options: DENY`, `nosniff`, `Referrer-Policy:
 //!   same-origin` and `Cache-Control: no-store` (pages show patient data).
@@ -56,6 +58,7 @@ mod pages;
 mod payload;
 mod service;
 mod templates;
+mod throttle;
 
 #[cfg(test)]
 mod endpoint_tests;
@@ -102,6 +105,8 @@ pub struct AdminState {
     pub service: Service,
     /// Login attempts per client address in the current minute.
     logins: Mutex<HashMap<IpAddr, (std::time::Instant, u32)>>,
+    /// Failed logins per (account name, client address).
+    throttle: throttle::LoginThrottle,
     /// A hash to verify against for unknown user names, so that their
     /// answer takes as long as a wrong password.
     dummy_hash: String,
@@ -143,6 +148,7 @@ impl AdminState {
             ops,
             shutdown,
             logins: Mutex::new(HashMap::new()),
+            throttle: throttle::LoginThrottle::default(),
             dummy_hash: hash_password("not a password of anyone").unwrap_or_default(),
             templates: templates::Templates::load()
                 .expect("the embedded templates parse (see templates::tests)"),
@@ -355,8 +361,15 @@ fn serve(
         .local_addr()
         .map_err(|e| listen_err(e.to_string()))?;
     let tls = acceptor.is_some();
+    let limits = Limits {
+        admission: crate::net::Admission::new(admin.admission()),
+        counters: state.service.metrics.connections(ADMIN_ENDPOINT),
+        header_timeout: admin.header_timeout.0,
+    };
     let app = router(state);
-    let task = tokio::spawn(accept_loop(listener, acceptor, app, heartbeat, shutdown));
+    let task = tokio::spawn(accept_loop(
+        listener, acceptor, app, limits, heartbeat, shutdown,
+    ));
     tracing::info!(addr = %local, tls, "admin page listening");
     Ok(AdminServer {
         addr: local,
@@ -365,13 +378,33 @@ fn serve(
     })
 }
 
+/// The `endpoint` label of the page's refused connections.
+const ADMIN_ENDPOINT: &str = "admin";
+
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who the page serves and how long a request's headers may take
+/// ([`crate::net`]): `allow`, `max_connections_per_address`,
+/// `max_connections` (a new address displaces the oldest connection of the
+/// biggest holder), `header_timeout` for every request on a connection,
+/// including the wait for the next one on a kept-alive connection, and the
+/// TLS handshake's 10 s.
+struct Limits {
+    admission: crate::net::Admission,
+    counters: crate::net::ConnectionCounters,
+    header_timeout: Duration,
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
+    limits: Limits,
     heartbeat: Heartbeat,
     shutdown: CancellationToken,
 ) {
+    let limits = Arc::new(limits);
     let mut beat = tokio::time::interval(crate::service::progress::BEAT_EVERY);
     loop {
         heartbeat.beat();
@@ -387,45 +420,85 @@ async fn accept_loop(
                 }
             },
         };
+        let permit = match limits.admission.admit(peer.ip()) {
+            Ok(admitted) => admitted.permit,
+            Err(reason) => {
+                limits.counters.refused(ADMIN_ENDPOINT, peer, reason);
+                continue;
+            }
+        };
         let app = app.clone().layer(axum::Extension(ClientAddr(peer)));
         let acceptor = acceptor.clone();
         let stop = shutdown.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            match acceptor {
+            let timeout = limits.header_timeout;
+            let cut = match acceptor {
                 Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(s)) => serve_connection(s, app, stop).await,
+                        Ok(Ok(s)) => serve_connection(s, app, timeout, &permit, stop).await,
                         Ok(Err(e)) => {
-                            tracing::debug!(peer = %peer, error = %e, "admin page: TLS handshake failed")
+                            tracing::debug!(peer = %peer, error = %e, "admin page: TLS handshake failed");
+                            None
                         }
                         Err(_) => {
-                            tracing::debug!(peer = %peer, "admin page: TLS handshake timed out")
+                            tracing::debug!(peer = %peer, "admin page: TLS handshake timed out");
+                            Some(crate::net::Reason::FrameDeadline)
                         }
                     }
                 }
-                None => serve_connection(stream, app, stop).await,
+                None => serve_connection(stream, app, timeout, &permit, stop).await,
+            };
+            if let Some(reason) = cut {
+                limits.counters.refused(ADMIN_ENDPOINT, peer, reason);
             }
+            drop(permit);
         });
     }
 }
 
-async fn serve_connection<S>(stream: S, app: Router, stop: CancellationToken)
+/// Serves one connection until it ends; the reason when it was cut.
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    header_timeout: Duration,
+    permit: &crate::net::Permit,
+    stop: CancellationToken,
+) -> Option<crate::net::Reason>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper_util::service::TowerToHyperService::new(app);
-    let builder =
+    let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
     let conn =
         builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
     tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        _ = permit.displaced() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            return Some(crate::net::Reason::Displaced);
+        }
         _ = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            return None;
         }
+    };
+    match ended {
+        Err(e)
+            if e.downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_timeout) =>
+        {
+            Some(crate::net::Reason::FrameDeadline)
+        }
+        _ => None,
     }
 }

@@ -138,6 +138,18 @@ impl Site {
         self.send(r.body(Body::from(body)).unwrap()).await
     }
 
+    /// A form posted from client address `peer` (`ip:port`).
+    async fn post_form_from(&self, peer: &str, uri: &str, form: &[(&str, &str)]) -> Reply {
+        let body = serde_urlencoded::to_string(form).unwrap();
+        let r = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::HOST, "gw")
+            .extension(crate::admin::ClientAddr(peer.parse().unwrap()))
+            .body(Body::from(body))
+            .unwrap();
+        self.send(r).await
+    }
+
     async fn post_json(&self, uri: &str, b: Option<&Browser>, json: serde_json::Value) -> Reply {
         let mut r = Request::post(uri).header(header::CONTENT_TYPE, "application/json");
         if let Some(b) = b {
@@ -661,33 +673,85 @@ async fn a_login_sets_a_secure_httponly_strict_cookie_and_the_dashboard_shows_ev
 }
 
 #[tokio::test]
-async fn a_wrong_password_is_refused_and_repeated_failures_lock_the_account() {
-    let s = site_with("lockout_after = 3").await;
+async fn repeated_failures_throttle_the_name_from_that_address_only() {
+    let s = site_with("throttle_after = 3").await;
     s.add_user("ann", "admin").await;
+    let attacker = "10.0.0.66:40000";
     for _ in 0..3 {
         let r = s
-            .post_form(
+            .post_form_from(
+                attacker,
                 "/login",
-                None,
                 &[("name", "ann"), ("password", "wrong password!")],
             )
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert!(r.body.contains("Wrong user name or password"));
     }
+    // The right password from the attacker's address waits too ...
     let r = s
-        .post_form("/login", None, &[("name", "ann"), ("password", PASSWORD)])
-        .await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(r.body.contains("locked"));
-    let unknown = s
-        .post_form(
+        .post_form_from(
+            attacker,
             "/login",
-            None,
-            &[("name", "nobody"), ("password", PASSWORD)],
+            &[("name", "ann"), ("password", PASSWORD)],
         )
         .await;
-    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.body.contains("try again in 1 s"), "{}", r.body);
+    // ... the administrator at her own desk does not.
+    let r = s
+        .post_form_from(
+            "10.0.0.1:50000",
+            "/login",
+            &[("name", "ann"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        s.journal
+            .admin_user("ann")
+            .await
+            .unwrap()
+            .unwrap()
+            .locked_until,
+        0,
+        "the account itself is never locked"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_name_and_a_wrong_password_get_the_same_answer_also_when_throttled() {
+    let s = site_with("throttle_after = 2").await;
+    s.add_user("ann", "admin").await;
+    let from = "10.0.0.66:40000";
+    let answers = |name: &'static str| {
+        let s = &s;
+        async move {
+            let mut out = Vec::new();
+            for _ in 0..3 {
+                let r = s
+                    .post_form_from(
+                        from,
+                        "/login",
+                        &[("name", name), ("password", "not it at all")],
+                    )
+                    .await;
+                out.push((r.status, r.body.replace(name, "NAME")));
+            }
+            out
+        }
+    };
+    let known = answers("ann").await;
+    let unknown = answers("bob").await;
+    assert_eq!(known, unknown);
+    assert_eq!(
+        known.iter().map(|a| a.0).collect::<Vec<_>>(),
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
 }
 
 #[tokio::test]
@@ -2091,7 +2155,7 @@ async fn an_admin_changes_roles_resets_passwords_unlocks_and_deletes_users_all_a
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    // Lock bob out, unlock him.
+    // Throttle bob's logins from one address, unlock him.
     for _ in 0..2 {
         s.post_form(
             "/login",
@@ -2100,15 +2164,14 @@ async fn an_admin_changes_roles_resets_passwords_unlocks_and_deletes_users_all_a
         )
         .await;
     }
-    assert!(
-        s.journal
-            .admin_user("bob")
-            .await
-            .unwrap()
-            .unwrap()
-            .locked_until
-            > s.journal.now_ms()
-    );
+    let throttled = s
+        .post_form(
+            "/login",
+            None,
+            &[("name", "bob"), ("password", "wrong password")],
+        )
+        .await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(s
         .get("/users", Some(&a))
         .await
@@ -2118,14 +2181,13 @@ async fn an_admin_changes_roles_resets_passwords_unlocks_and_deletes_users_all_a
         .post_form("/users/bob/unlock", Some(&a), &[("csrf", &a.csrf)])
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let after = s
+        .post_form("/login", None, &[("name", "bob"), ("password", PASSWORD)])
+        .await;
     assert_eq!(
-        s.journal
-            .admin_user("bob")
-            .await
-            .unwrap()
-            .unwrap()
-            .locked_until,
-        0
+        after.status,
+        StatusCode::SEE_OTHER,
+        "the throttle is lifted"
     );
     // Reset the password: the old one stops working, bob's sessions end.
     let new_password = "another long secret";
@@ -2699,7 +2761,8 @@ async fn every_role_changes_its_own_password_on_the_account_page_with_the_curren
 }
 
 #[tokio::test]
-async fn failed_logins_and_lockouts_are_on_the_audit_page_under_their_own_filter() {
+async fn failed_logins_and_throttles_are_on_the_audit_page_under_their_own_filter() {
+    // The former name of `throttle_after` still reads.
     let s = site_with("lockout_after = 2").await;
     let admin = s.login("ada", "admin").await;
     s.add_user("ann", "viewer").await;
@@ -2728,7 +2791,10 @@ async fn failed_logins_and_lockouts_are_on_the_audit_page_under_their_own_filter
         "{body}"
     );
     assert_eq!(body.matches("<td>login.failed</td>").count(), 3, "{body}");
-    assert!(body.contains("<td>user.lock</td><td>ann</td>"), "{body}");
+    assert!(
+        body.contains("<td>login.throttle</td><td>ann</td>"),
+        "{body}"
+    );
     assert!(
         body.contains("<td>nobody</td><td>unknown user name"),
         "{body}"

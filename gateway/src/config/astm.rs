@@ -138,6 +138,25 @@ fn default_interrupt_retry() -> Span {
 fn default_max_retransmissions() -> u8 {
     6
 }
+fn default_tcp_connections() -> usize {
+    16
+}
+fn default_tcp_per_address() -> usize {
+    8
+}
+fn default_transfer_timeout() -> Span {
+    Span(Duration::from_secs(300))
+}
+fn default_tcp_min_rate() -> u64 {
+    // A slow analyzer at 1200 baud sends 120 B/s; 2 B/s only stops a trickle.
+    2
+}
+fn default_tcp_rate_window() -> Span {
+    Span(Duration::from_secs(30))
+}
+fn default_tcp_idle() -> Span {
+    Span(Duration::from_secs(3600))
+}
 fn default_baud() -> u32 {
     9600
 }
@@ -156,6 +175,29 @@ pub struct AstmTcpConfig {
     pub role: TcpRole,
     /// `host:port` to listen on (server) or connect to (client).
     pub address: String,
+    /// Server: analyzer connections served at once, and per address.
+    #[serde(default = "default_tcp_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_tcp_per_address")]
+    pub max_connections_per_address: usize,
+    /// Server: analyzer addresses or networks served (`"10.1.2.3"`,
+    /// `"10.1.0.0/16"`); empty: every address.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Server: a transfer the analyzer started (`ENQ` to `EOT`) must end
+    /// within this, or the connection is cut.
+    #[serde(default = "default_transfer_timeout")]
+    pub transfer_timeout: Span,
+    /// Server: bytes per second the analyzer must send while it has the
+    /// turn, measured over `rate_window`; 0: no minimum.
+    #[serde(default = "default_tcp_min_rate")]
+    pub min_data_rate: u64,
+    #[serde(default = "default_tcp_rate_window")]
+    pub rate_window: Span,
+    /// Server: a connection on which no transfer completes for this long
+    /// is closed.
+    #[serde(default = "default_tcp_idle")]
+    pub idle_timeout: Span,
     #[serde(default)]
     pub framing: AstmFraming,
     #[serde(default)]
@@ -273,7 +315,40 @@ impl AstmTcpConfig {
         if self.address.trim().is_empty() {
             return Some("`address` must be `host:port`".into());
         }
+        if let Some((_, problem)) = super::model::listener_problems(&super::model::ListenerLimits {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            allow: &self.allow,
+            min_data_rate: self.min_data_rate,
+            rate_window: self.rate_window,
+            frame_timeout: ("transfer_timeout", self.transfer_timeout),
+            idle_timeout: self.idle_timeout,
+        })
+        .into_iter()
+        .next()
+        {
+            return Some(problem);
+        }
         self.profile().problem()
+    }
+
+    /// How the server admits analyzer connections.
+    pub fn admission(&self) -> crate::net::AdmissionRules {
+        crate::net::AdmissionRules {
+            allow: crate::net::Allowlist::parse(&self.allow).unwrap_or_default(),
+            max_connections: self.max_connections,
+            max_per_address: self.max_connections_per_address,
+        }
+    }
+
+    /// How fast an analyzer must send.
+    pub fn pace(&self) -> crate::net::PaceLimits {
+        crate::net::PaceLimits {
+            idle: self.idle_timeout.0,
+            frame_deadline: self.transfer_timeout.0,
+            min_rate: self.min_data_rate,
+            rate_window: self.rate_window.0,
+        }
     }
 }
 

@@ -68,6 +68,10 @@ fn mllp_endpoints_get_the_documented_defaults() {
     assert_eq!(l.frame_timeout.0, Duration::from_secs(60));
     assert_eq!(l.idle_timeout.0, Duration::from_secs(600));
     assert_eq!(l.max_connections, 64);
+    assert_eq!(l.max_connections_per_address, 8);
+    assert!(l.allow.is_empty());
+    assert_eq!(l.min_data_rate, 512);
+    assert_eq!(l.rate_window.0, Duration::from_secs(10));
     assert_eq!(l.charset, "windows-1252");
     assert_eq!(
         l.keepalive,
@@ -169,5 +173,57 @@ fn application_ack_needs_a_route_with_one_destination() {
     assert!(
         errs[0].contains("reports one destination's outcome; the route has 2"),
         "{errs:?}"
+    );
+}
+
+#[test]
+fn listener_limits_that_cannot_work_are_errors_at_their_keys() {
+    let e = errors(&with(
+        "allow = [\"10.1.2.3\", \"10.1.0.0/33\"]\nmax_connections_per_address = 0",
+        "",
+        "",
+    ));
+    let text = e.join("\n");
+    assert!(
+        text.contains("`10.1.0.0/33` is not an address or network"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`max_connections_per_address` must be at least 1"),
+        "{text}"
+    );
+    let c = parse(&with("allow = [\"10.1.2.3\", \"10.1.0.0/16\"]", "", "")).unwrap();
+    let rules = mllp(&c, "lab").admission();
+    assert!(rules.allow.allows("10.1.200.9".parse().unwrap()));
+    assert!(!rules.allow.allows("10.2.0.1".parse().unwrap()));
+}
+
+#[test]
+fn the_admin_pages_former_lockout_keys_are_read_as_the_throttle() {
+    let c = parse("[journal]\npath = \"j.db\"\n[admin]\nlockout_after = 7\nlockout = \"2m\"\n")
+        .unwrap();
+    assert_eq!(c.admin.throttle_after, 7);
+    assert_eq!(c.admin.throttle_max.0, Duration::from_secs(120));
+    let d = parse("[journal]\npath = \"j.db\"\n[admin]\n").unwrap();
+    assert_eq!(
+        (
+            d.admin.throttle_after,
+            d.admin.throttle_delay.0,
+            d.admin.max_connections,
+            d.admin.max_connections_per_address,
+            d.admin.header_timeout.0
+        ),
+        (3, Duration::from_secs(1), 64, 16, Duration::from_secs(10))
+    );
+    let e = parse("[journal]\npath = \"j.db\"\n[admin]\nallow = [\"nowhere\"]\n")
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        e.contains("[admin]: `nowhere` is not an address or network"),
+        "{e}"
     );
 }

@@ -292,6 +292,20 @@ impl<'a> Loader<'a> {
                 hub = None;
             }
         }
+        if let (Some(a), Some(v)) = (&admin, root.get("admin")) {
+            let problems = a.problems();
+            for (key, message) in &problems {
+                let at = v
+                    .get_ref()
+                    .as_table()
+                    .and_then(|t| t.get(*key))
+                    .map_or(v.span().start, |k| k.span().start);
+                self.error_at(at, format!("[admin]: {message}"));
+            }
+            if !problems.is_empty() {
+                admin = None;
+            }
+        }
         if let (Some(site), Some(v)) = (&site, root.get("site")) {
             if jiff::tz::TimeZone::get(&site.time_zone).is_err() {
                 self.error_at(

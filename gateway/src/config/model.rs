@@ -112,11 +112,28 @@ pub struct AdminConfig {
     /// How long a login lasts.
     #[serde(default = "default_session_ttl")]
     pub session_ttl: Span,
-    /// Failed logins in a row that lock an account, and for how long.
-    #[serde(default = "default_lockout_after")]
-    pub lockout_after: u32,
-    #[serde(default = "default_lockout")]
-    pub lockout: Span,
+    /// Failed logins in a row, for one account from one client address,
+    /// after which that pair waits `throttle_delay`, doubling with each
+    /// further failure up to `throttle_max`. Other addresses are not
+    /// slowed. `lockout_after` and `lockout` are the former names.
+    #[serde(default = "default_throttle_after", alias = "lockout_after")]
+    pub throttle_after: u32,
+    #[serde(default = "default_throttle_delay")]
+    pub throttle_delay: Span,
+    #[serde(default = "default_throttle_max", alias = "lockout")]
+    pub throttle_max: Span,
+    /// Connections the page serves at once, and per client address.
+    #[serde(default = "default_admin_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_admin_per_address")]
+    pub max_connections_per_address: usize,
+    /// Client addresses or networks served (`"10.1.2.3"`,
+    /// `"10.1.0.0/16"`); empty: every address.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// A request's headers must arrive within this.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: Span,
     /// Login attempts one client address may make per minute.
     #[serde(default = "default_login_rate")]
     pub login_attempts_per_minute: u32,
@@ -143,8 +160,13 @@ impl Default for AdminConfig {
             cert: None,
             key: None,
             session_ttl: default_session_ttl(),
-            lockout_after: default_lockout_after(),
-            lockout: default_lockout(),
+            throttle_after: default_throttle_after(),
+            throttle_delay: default_throttle_delay(),
+            throttle_max: default_throttle_max(),
+            max_connections: default_admin_connections(),
+            max_connections_per_address: default_admin_per_address(),
+            allow: Vec::new(),
+            header_timeout: default_header_timeout(),
             login_attempts_per_minute: default_login_rate(),
             metrics_token: None,
             setup_from_loopback_only: false,
@@ -155,17 +177,59 @@ impl Default for AdminConfig {
 fn default_session_ttl() -> Span {
     Span(Duration::from_secs(8 * 3600))
 }
-fn default_lockout_after() -> u32 {
-    5
+fn default_throttle_after() -> u32 {
+    3
 }
-fn default_lockout() -> Span {
+fn default_throttle_delay() -> Span {
+    Span(Duration::from_secs(1))
+}
+fn default_throttle_max() -> Span {
     Span(Duration::from_secs(15 * 60))
+}
+fn default_admin_connections() -> usize {
+    64
+}
+fn default_admin_per_address() -> usize {
+    16
+}
+fn default_header_timeout() -> Span {
+    Span(Duration::from_secs(10))
 }
 fn default_login_rate() -> u32 {
     20
 }
 
 impl AdminConfig {
+    /// How the page admits connections.
+    pub fn admission(&self) -> crate::net::AdmissionRules {
+        crate::net::AdmissionRules {
+            allow: crate::net::Allowlist::parse(&self.allow).unwrap_or_default(),
+            max_connections: self.max_connections,
+            max_per_address: self.max_connections_per_address,
+        }
+    }
+
+    /// Problems of the page's connection limits, by key.
+    pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = listener_problems(&ListenerLimits {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            allow: &self.allow,
+            min_data_rate: 0,
+            rate_window: Span(Duration::from_secs(1)),
+            frame_timeout: ("header_timeout", self.header_timeout),
+            idle_timeout: Span(Duration::from_secs(1)),
+        });
+        if self.throttle_delay.0.is_zero() || self.throttle_max.0 < self.throttle_delay.0 {
+            out.push((
+                "throttle_max",
+                "`throttle_delay` must be above zero and `throttle_max` at least `throttle_delay`"
+                    .into(),
+            ));
+        }
+        out
+    }
+
     /// The scrape token of `/metrics`, when one is set.
     pub fn metrics_token(&self) -> Option<&str> {
         self.metrics_token
@@ -401,14 +465,29 @@ pub struct MllpConfig {
     pub connect: Option<String>,
     #[serde(default = "default_max_message")]
     pub max_message_size: Size,
-    /// A frame that has started must end within this.
+    /// Listener: a frame that has started must end within this, or the
+    /// connection is cut.
     #[serde(default = "default_frame_timeout")]
     pub frame_timeout: Span,
-    /// A connection with no traffic for this long is closed.
+    /// Listener: a connection that completes no frame for this long is
+    /// closed (bytes that make no frame do not count).
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: Span,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Listener: connections one sender address may hold at once.
+    #[serde(default = "default_mllp_per_address")]
+    pub max_connections_per_address: usize,
+    /// Listener: sender addresses or networks served (`"10.1.2.3"`,
+    /// `"10.1.0.0/16"`); empty: every address.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Listener: bytes per second a frame must arrive at, measured over
+    /// `rate_window`; 0: no minimum.
+    #[serde(default = "default_mllp_min_rate")]
+    pub min_data_rate: u64,
+    #[serde(default = "default_mllp_rate_window")]
+    pub rate_window: Span,
     /// Character set assumed when MSH-18 is empty: `"ASCII"`,
     /// `"8859/1"`, `"UNICODE UTF-8"` or `"windows-1252"`.
     #[serde(default = "default_charset")]
@@ -443,6 +522,15 @@ fn default_idle_timeout() -> Span {
 }
 fn default_max_connections() -> usize {
     64
+}
+fn default_mllp_per_address() -> usize {
+    8
+}
+fn default_mllp_min_rate() -> u64 {
+    512
+}
+fn default_mllp_rate_window() -> Span {
+    Span(Duration::from_secs(10))
 }
 fn default_charset() -> String {
     "windows-1252".into()
@@ -495,7 +583,75 @@ fn default_keepalive_probes() -> u32 {
     4
 }
 
+/// The connection limits every listener has, for their checks.
+pub(crate) struct ListenerLimits<'a> {
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub allow: &'a [String],
+    pub min_data_rate: u64,
+    pub rate_window: Span,
+    /// The frame deadline's key and value.
+    pub frame_timeout: (&'static str, Span),
+    pub idle_timeout: Span,
+}
+
+/// Problems of a listener's connection limits, by key.
+pub(crate) fn listener_problems(l: &ListenerLimits) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if l.max_connections == 0 {
+        out.push((
+            "max_connections",
+            "`max_connections` must be at least 1".into(),
+        ));
+    }
+    if l.max_connections_per_address == 0 {
+        out.push((
+            "max_connections_per_address",
+            "`max_connections_per_address` must be at least 1".into(),
+        ));
+    }
+    if let Err(bad) = crate::net::Allowlist::parse(l.allow) {
+        out.push((
+            "allow",
+            format!("`{bad}` is not an address or network (expected e.g. \"10.1.2.3\" or \"10.1.0.0/16\")"),
+        ));
+    }
+    if l.min_data_rate > 0 && l.rate_window.0 < Duration::from_secs(1) {
+        out.push((
+            "rate_window",
+            "`rate_window` must be at least 1s when `min_data_rate` is set".into(),
+        ));
+    }
+    let (key, frame) = l.frame_timeout;
+    if frame.0.is_zero() {
+        out.push((key, format!("`{key}` must be above zero")));
+    }
+    if l.idle_timeout.0.is_zero() {
+        out.push(("idle_timeout", "`idle_timeout` must be above zero".into()));
+    }
+    out
+}
+
 impl MllpConfig {
+    /// How the listener admits connections.
+    pub fn admission(&self) -> crate::net::AdmissionRules {
+        crate::net::AdmissionRules {
+            allow: crate::net::Allowlist::parse(&self.allow).unwrap_or_default(),
+            max_connections: self.max_connections,
+            max_per_address: self.max_connections_per_address,
+        }
+    }
+
+    /// How fast a sender must send.
+    pub fn pace(&self) -> crate::net::PaceLimits {
+        crate::net::PaceLimits {
+            idle: self.idle_timeout.0,
+            frame_deadline: self.frame_timeout.0,
+            min_rate: self.min_data_rate,
+            rate_window: self.rate_window.0,
+        }
+    }
+
     /// A sender's longest exchange: connect, send, wait for the ACK. The
     /// endpoint's `timeout` must be longer, so the sender's own, more
     /// telling error is what gets recorded.
@@ -533,12 +689,15 @@ impl MllpConfig {
         if self.fallback_charset().is_none() {
             out.push(("charset", format!("unknown character set `{}` (expected \"ASCII\", \"8859/1\", \"UNICODE UTF-8\" or \"windows-1252\")", self.charset)));
         }
-        if self.max_connections == 0 {
-            out.push((
-                "max_connections",
-                "`max_connections` must be at least 1".into(),
-            ));
-        }
+        out.extend(listener_problems(&ListenerLimits {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            allow: &self.allow,
+            min_data_rate: self.min_data_rate,
+            rate_window: self.rate_window,
+            frame_timeout: ("frame_timeout", self.frame_timeout),
+            idle_timeout: self.idle_timeout,
+        }));
         let k = &self.keepalive;
         if k.enabled
             && (k.idle.0 < Duration::from_secs(1)

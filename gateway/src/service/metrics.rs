@@ -60,6 +60,12 @@ struct DeliveryLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    endpoint: String,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
     commit: String,
@@ -87,6 +93,7 @@ struct Inner {
     acknowledged: Family<EndpointLabel, Counter>,
     refused: Family<EndpointLabel, Counter>,
     deliveries: Family<DeliveryLabels, Counter>,
+    connections_refused: Family<RefusedLabels, Counter>,
     delivery_seconds: HistogramFamily,
     queue_depth: Family<EndpointLabel, Gauge>,
     queue_oldest_seconds: Family<EndpointLabel, SecondsGauge>,
@@ -114,6 +121,8 @@ pub struct SourceCounters {
     /// read or routed; for ASTM also a session refused (`NAK` to `ENQ`)
     /// while the journal cannot take messages.
     pub refused: Counter,
+    /// Connections refused or cut by the listener, per reason.
+    pub connections: crate::net::ConnectionCounters,
 }
 
 /// What a delivery worker counts, resolved for its endpoint.
@@ -191,6 +200,7 @@ impl Metrics {
         let acknowledged = Family::<EndpointLabel, Counter>::default();
         let refused = Family::<EndpointLabel, Counter>::default();
         let deliveries = Family::<DeliveryLabels, Counter>::default();
+        let connections_refused = Family::<RefusedLabels, Counter>::default();
         let delivery_seconds_family: HistogramFamily =
             Family::new_with_constructor(delivery_seconds);
         let queue_depth = Family::<EndpointLabel, Gauge>::default();
@@ -220,6 +230,11 @@ impl Metrics {
             "ecko_deliveries",
             "Delivery attempts per message, by outcome",
             deliveries.clone(),
+        );
+        registry.register(
+            "ecko_connections_refused",
+            "Connections a listener refused or cut, by reason",
+            connections_refused.clone(),
         );
         registry.register(
             "ecko_delivery_duration_seconds",
@@ -278,6 +293,7 @@ impl Metrics {
                 acknowledged,
                 refused,
                 deliveries,
+                connections_refused,
                 delivery_seconds: delivery_seconds_family,
                 queue_depth,
                 queue_oldest_seconds,
@@ -300,7 +316,21 @@ impl Metrics {
             received: self.inner.received.get_or_create_owned(&label),
             acknowledged: self.inner.acknowledged.get_or_create_owned(&label),
             refused: self.inner.refused.get_or_create_owned(&label),
+            connections: self.connections(endpoint),
         }
+    }
+
+    /// The refused and cut connections of listener `endpoint` (the admin
+    /// page's is `admin`).
+    pub fn connections(&self, endpoint: &str) -> crate::net::ConnectionCounters {
+        crate::net::ConnectionCounters::new(endpoint, |reason| {
+            self.inner
+                .connections_refused
+                .get_or_create_owned(&RefusedLabels {
+                    endpoint: endpoint.to_string(),
+                    reason: reason.as_str(),
+                })
+        })
     }
 
     /// The counters of destination `endpoint`.
@@ -392,6 +422,29 @@ mod tests {
         assert!(text.contains("ecko_deliveries_total{endpoint=\"hub\",outcome=\"delivered\"} 1"));
         assert!(text.contains("ecko_delivery_duration_seconds_count{endpoint=\"hub\"} 1"));
         assert!(text.contains("ecko_build_info{"));
+    }
+
+    #[test]
+    fn a_refused_connection_is_counted_under_its_endpoint_and_reason() {
+        let metrics = Metrics::new();
+        let peer = "192.0.2.7:4000".parse().unwrap();
+        metrics
+            .source("lab")
+            .connections
+            .refused("lab", peer, crate::net::Reason::PerAddressCap);
+        metrics
+            .connections("admin")
+            .refused("admin", peer, crate::net::Reason::TooSlow);
+        let text = metrics.encode(&Snapshot::default());
+        assert!(
+            text.contains(
+                "ecko_connections_refused_total{endpoint=\"lab\",reason=\"per_address_cap\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text
+            .contains("ecko_connections_refused_total{endpoint=\"admin\",reason=\"too_slow\"} 1"));
+        assert!(text.contains("ecko_connections_refused_total{endpoint=\"lab\",reason=\"idle\"} 0"));
     }
 
     #[test]

@@ -49,6 +49,7 @@ use crate::config::{
     Endpoint, TcpRole,
 };
 use crate::journal::StoredOrder;
+use crate::net::{Admission, Cut, Paced, Reason};
 use crate::service::progress::BEAT_EVERY;
 use ecko_hal::{SerialErrorKind, SerialPorts};
 use ecko_protocol::astm::link::{Framing, LineTerminator, LinkConfig, Profile, Timers};
@@ -234,12 +235,19 @@ pub async fn run_tcp(
         TcpRole::Client => setup,
     });
     match config.role {
-        TcpRole::Server => serve(setup, &config.address, cx).await,
+        TcpRole::Server => serve(setup, &config, cx).await,
         TcpRole::Client => connect(setup, &config.address, cx).await,
     }
 }
 
-async fn serve(setup: Arc<Setup>, address: &str, cx: SourceContext) {
+/// The TCP server: analyzers connect, each admitted and paced by
+/// [`crate::net`] (`allow`, `max_connections_per_address`,
+/// `max_connections`; `transfer_timeout`, `min_data_rate` over
+/// `rate_window`, `idle_timeout`), every refusal and cut logged and counted.
+async fn serve(setup: Arc<Setup>, config: &AstmTcpConfig, cx: SourceContext) {
+    let address = config.address.as_str();
+    let admission = Admission::new(config.admission());
+    let pace = config.pace();
     let name = setup.name.clone();
     let mut backoff = Backoff::new(setup.profile.reconnect_max);
     let listener = loop {
@@ -273,13 +281,39 @@ async fn serve(setup: Arc<Setup>, address: &str, cx: SourceContext) {
             _ = beat.tick() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let permit = match admission.admit(peer.ip()) {
+                        Ok(admitted) => admitted.permit,
+                        Err(reason) => {
+                            cx.counters.connections.refused(&name, peer, reason);
+                            continue;
+                        }
+                    };
                     let _ = stream.set_nodelay(true);
                     tracing::info!(endpoint = %name, %peer, "ASTM analyzer connected");
                     let setup = setup.clone();
                     let cx = cx.clone();
                     sessions.spawn(async move {
-                        let end = session::drive(stream, &setup, &cx).await;
-                        log_end(&setup.name, &end, "connection");
+                        let stream = Paced::new(stream, pace);
+                        let handle = stream.handle();
+                        let drive = session::drive_paced(stream, &setup, &cx, Some(handle.clone()));
+                        tokio::pin!(drive);
+                        // Displaced: cut like a slow line, so the session
+                        // still settles what it received.
+                        let end = tokio::select! {
+                            end = &mut drive => end,
+                            _ = permit.displaced() => {
+                                handle.cut(Reason::Displaced);
+                                drive.await
+                            }
+                        };
+                        match &end {
+                            End::Io(e) if Cut::of(e).is_some() => {
+                                let reason = Cut::of(e).unwrap_or(Reason::Idle);
+                                cx.counters.connections.refused(&setup.name, peer, reason);
+                            }
+                            end => log_end(&setup.name, end, "connection"),
+                        }
+                        drop(permit);
                     });
                 }
                 Err(e) => {

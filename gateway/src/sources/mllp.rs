@@ -30,16 +30,24 @@
 //!
 //! Messages on one connection are handled one at a time, in order: the next
 //! frame is read only after the previous one is answered, which is what MLLP
-//! senders expect and what keeps their order. A frame that has started must
-//! end within the framing timeout or it is dropped; a connection silent for
-//! the idle timeout is closed. At most `max_connections` are served at once;
-//! further connections are closed at once with a log line, so a sender sees
-//! the refusal instead of hanging. On shutdown the listener stops accepting
-//! and each connection finishes the message it is handling.
+//! senders expect and what keeps their order. Who is served and how fast
+//! they must send is [`crate::net`]'s: the `allow` list, at most
+//! `max_connections_per_address` per sender address and `max_connections`
+//! in all (a new address displaces the oldest connection of the biggest
+//! holder rather than being refused, see [`crate::net::admission`]); a frame
+//! that has started (any byte after the last complete frame) must end
+//! within `frame_timeout` and arrive at `min_data_rate` over `rate_window`,
+//! or the connection is cut and the partial message dropped; a connection
+//! that completes no frame for `idle_timeout` is closed. Each refusal and
+//! cut is a log line and a count in `ecko_connections_refused_total`, so a
+//! sender sees the refusal instead of hanging and the operator sees the
+//! flood. On shutdown the listener stops accepting and each connection
+//! finishes the message it is handling.
 
 use super::SourceContext;
 use crate::config::{Endpoint, EndpointKind, Keepalive, MllpConfig};
 use crate::journal::IngestError;
+use crate::net::{Admission, Cut, PaceHandle, PaceLimits, Paced, Reason};
 use crate::service::progress::BEAT_EVERY;
 use ecko_message::{DecodeHints, Envelope};
 use ecko_protocol::hl7::{
@@ -53,7 +61,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +83,8 @@ pub struct Listener {
     tcp: TcpListener,
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
-    max_connections: usize,
+    admission: Admission,
+    pace: PaceLimits,
     keepalive: Keepalive,
 }
 
@@ -91,8 +99,6 @@ struct Shared {
     cx: SourceContext,
     options: ParseOptions,
     max_message_size: usize,
-    frame_timeout: Duration,
-    idle_timeout: Duration,
     disabled: bool,
 }
 
@@ -149,7 +155,8 @@ impl Listener {
         Ok(Listener {
             tcp,
             tls,
-            max_connections: config.max_connections,
+            admission: Admission::new(config.admission()),
+            pace: config.pace(),
             keepalive: config.keepalive,
             shared: Arc::new(Shared {
                 endpoint: endpoint.name.clone(),
@@ -158,8 +165,6 @@ impl Listener {
                     fallback_charset: config.fallback_charset().unwrap_or(Charset::Windows1252),
                 },
                 max_message_size: usize::try_from(config.max_message_size.0).unwrap_or(usize::MAX),
-                frame_timeout: config.frame_timeout.0,
-                idle_timeout: config.idle_timeout.0,
                 disabled: !endpoint.enabled,
             }),
         })
@@ -172,7 +177,6 @@ impl Listener {
     /// Accepts connections until shutdown, then waits for open connections
     /// to finish the message they are handling.
     pub async fn serve(self) {
-        let limit = Arc::new(Semaphore::new(self.max_connections));
         let mut connections = tokio::task::JoinSet::new();
         let shutdown = self.shared.cx.shutdown.clone();
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -200,23 +204,57 @@ impl Listener {
                     continue;
                 }
             };
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                tracing::warn!(endpoint = %self.shared.endpoint, %peer, limit = self.max_connections, "connection refused: too many open connections");
-                drop(stream);
-                continue;
+            let admitted = match self.admission.admit(peer.ip()) {
+                Ok(a) => a,
+                Err(reason) => {
+                    self.shared.refused(peer, reason);
+                    drop(stream);
+                    continue;
+                }
             };
+            if let Some(from) = admitted.displaced {
+                tracing::debug!(endpoint = %self.shared.endpoint, %peer, displaced = %from, "room made for a new address");
+            }
+            let permit = admitted.permit;
             set_keepalive(&stream, &self.keepalive);
             let shared = self.shared.clone();
             let tls = self.tls.clone();
+            let stream = Paced::new(stream, self.pace);
+            let pace = stream.handle();
             connections.spawn(async move {
                 tracing::debug!(endpoint = %shared.endpoint, %peer, "connection opened");
-                match tls {
-                    None => shared.serve_connection(stream, peer).await,
-                    Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => shared.serve_connection(tls_stream, peer).await,
-                        Ok(Err(e)) => tracing::warn!(endpoint = %shared.endpoint, %peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::warn!(endpoint = %shared.endpoint, %peer, "TLS handshake timed out"),
-                    },
+                let served = async {
+                    match tls {
+                        None => shared.serve_connection(stream, &pace, peer).await,
+                        Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls_stream)) => {
+                                // The handshake is no frame of the sender's.
+                                pace.completed();
+                                shared.serve_connection(tls_stream, &pace, peer).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::warn!(endpoint = %shared.endpoint, %peer, error = %e, "TLS handshake failed");
+                                Cut::of(&e)
+                            }
+                            Err(_) => {
+                                tracing::warn!(endpoint = %shared.endpoint, %peer, "TLS handshake timed out");
+                                None
+                            }
+                        },
+                    }
+                };
+                tokio::pin!(served);
+                // Displaced: cut at its next read, after the frame in hand
+                // is answered.
+                let cut = tokio::select! {
+                    cut = &mut served => cut,
+                    _ = permit.displaced() => {
+                        pace.cut(Reason::Displaced);
+                        served.await
+                    }
+                };
+                if let Some(reason) = cut {
+                    shared.refused(peer, reason);
                 }
                 tracing::debug!(endpoint = %shared.endpoint, %peer, "connection closed");
                 drop(permit);
@@ -244,18 +282,30 @@ fn set_keepalive(stream: &TcpStream, k: &Keepalive) {
 }
 
 impl Shared {
+    fn refused(&self, peer: SocketAddr, reason: Reason) {
+        self.cx
+            .counters
+            .connections
+            .refused(&self.endpoint, peer, reason);
+    }
+
+    /// Serves one connection until it closes; the reason when it was cut.
     async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         mut stream: S,
+        pace: &PaceHandle,
         peer: SocketAddr,
-    ) {
+    ) -> Option<Reason> {
         let mut decoder = mllp::Decoder::new(self.max_message_size);
         let mut buf = vec![0u8; 64 * 1024];
-        let mut last_activity = Instant::now();
+        let mut cut = None;
         'connection: loop {
             while let Some(event) = decoder.next_event() {
                 let answers = match event {
-                    mllp::Event::Frame(payload) => self.handle_frame(&payload).await,
+                    mllp::Event::Frame(payload) => {
+                        pace.completed();
+                        self.handle_frame(&payload).await
+                    }
                     mllp::Event::Discarded { len } => {
                         tracing::warn!(endpoint = %self.endpoint, %peer, bytes = len, "bytes outside an MLLP frame dropped");
                         Vec::new()
@@ -263,6 +313,7 @@ impl Shared {
                     mllp::Event::TooLarge { len, head, ended } => {
                         tracing::warn!(endpoint = %self.endpoint, %peer, bytes = len, limit = self.max_message_size, "message larger than the limit refused");
                         if ended {
+                            pace.completed();
                             self.too_large(&head, len).into_iter().collect()
                         } else {
                             Vec::new()
@@ -279,48 +330,36 @@ impl Shared {
                         }
                     }
                 }
-                last_activity = Instant::now();
-            }
-            let now = Instant::now();
-            let mut wait = self.idle_timeout.saturating_sub(now - last_activity);
-            if let Some(since) = decoder.pending_since() {
-                wait = wait.min((since + self.frame_timeout).saturating_duration_since(now));
             }
             let read = tokio::select! {
                 _ = self.cx.shutdown.cancelled() => break,
-                r = tokio::time::timeout(wait, stream.read(&mut buf)) => r,
+                r = stream.read(&mut buf) => r,
             };
             match read {
-                Ok(Ok(0)) => {
+                Ok(0) => {
                     if decoder.is_pending() {
                         tracing::warn!(endpoint = %self.endpoint, %peer, bytes = decoder.pending_len(), "connection closed inside a frame; partial message dropped");
                     }
                     break;
                 }
-                Ok(Ok(n)) => {
-                    last_activity = Instant::now();
-                    decoder.push(&buf[..n], last_activity);
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(endpoint = %self.endpoint, %peer, error = %e, "read failed");
-                    break;
-                }
-                Err(_) => {
-                    let now = Instant::now();
-                    if decoder
-                        .pending_since()
-                        .is_some_and(|since| now.duration_since(since) >= self.frame_timeout)
-                    {
-                        let dropped = decoder.abandon_partial().unwrap_or(0);
-                        tracing::warn!(endpoint = %self.endpoint, %peer, bytes = dropped, timeout = ?self.frame_timeout, "frame not finished in time; partial message dropped");
-                    } else if now.duration_since(last_activity) >= self.idle_timeout {
-                        tracing::info!(endpoint = %self.endpoint, %peer, "closing idle connection");
-                        break;
+                Ok(n) => decoder.push(&buf[..n], Instant::now()),
+                Err(e) => {
+                    cut = Cut::of(&e);
+                    match cut {
+                        Some(_) if decoder.is_pending() => {
+                            tracing::warn!(endpoint = %self.endpoint, %peer, bytes = decoder.pending_len(), "frame not finished in time; partial message dropped");
+                        }
+                        Some(_) => {}
+                        None => {
+                            tracing::debug!(endpoint = %self.endpoint, %peer, error = %e, "read failed")
+                        }
                     }
+                    break;
                 }
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+        cut
     }
 
     /// Answers for one frame: one ACK per message (several for a batch).

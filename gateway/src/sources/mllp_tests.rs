@@ -308,7 +308,7 @@ async fn noise_between_frames_is_dropped_and_does_not_disturb_the_next_message()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unfinished_frame_is_dropped_after_the_framing_timeout() {
+async fn an_unfinished_frame_is_cut_at_the_framing_timeout() {
     let h = harness("frame_timeout = \"200ms\"").await;
     let mut s = TcpStream::connect(h.addr).await.unwrap();
     let message = with_control_id(ORU, "SLOW1");
@@ -316,17 +316,21 @@ async fn an_unfinished_frame_is_dropped_after_the_framing_timeout() {
     s.write_all(b"\x0b").await.unwrap();
     s.write_all(first).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    // Without the timeout this tail would complete a valid message.
-    s.write_all(rest).await.unwrap();
-    s.write_all(b"\x1c\r").await.unwrap();
+    // Without the deadline this tail would complete a valid message.
+    let _ = s.write_all(rest).await;
+    let _ = s.write_all(b"\x1c\r").await;
     let mut buf = [0u8; 256];
-    let answer = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await;
+    let answer = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+        .await
+        .expect("the connection is closed, not left hanging");
     assert!(
-        answer.is_err(),
-        "no answer for the dropped frame: {answer:?}"
+        matches!(answer, Ok(0) | Err(_)),
+        "no answer for the cut frame: {answer:?}"
     );
     assert!(h.journal.message_ids().await.unwrap().is_empty());
-    assert_eq!(send(&mut s, ORU).await.code, AckCode::AA);
+    // A new connection is served as before.
+    let mut again = TcpStream::connect(h.addr).await.unwrap();
+    assert_eq!(send(&mut again, ORU).await.code, AckCode::AA);
     assert_eq!(h.journal.message_ids().await.unwrap().len(), 1);
 }
 

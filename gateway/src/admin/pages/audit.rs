@@ -1,5 +1,5 @@
 //! The audit log, all of it or one kind of entry (`show`): failed logins
-//! and lockouts together, so a guessing attack reads as one list.
+//! and throttles together, so a guessing attack reads as one list.
 
 use crate::admin::api::site_tz;
 use crate::admin::auth::{Caller, Role};
@@ -17,7 +17,7 @@ use super::*;
 #[serde(default)]
 pub struct AuditQuery {
     pub before: Option<String>,
-    /// `logins`: failed logins, refused logins, lockouts and wrong setup
+    /// `logins`: failed logins, refused logins, throttles and wrong setup
     /// codes; anything else: every entry.
     pub show: Option<String>,
 }
@@ -26,6 +26,7 @@ pub struct AuditQuery {
 pub const LOGIN_FAILURES: &[&str] = &[
     "login.failed",
     "login.refused",
+    "login.throttle",
     "user.lock",
     "setup.refused",
 ];

@@ -1,5 +1,6 @@
 //! First run, login and logout: the setup form that makes the first
-//! administrator, the login form with its rate limit and lock, and the
+//! administrator, the login form with its rate limit and its throttle per
+//! (account name, client address) ([`crate::admin::throttle`]), and the
 //! session's end.
 //!
 //! The setup asks for the device's one-time setup code
@@ -12,6 +13,7 @@ use crate::admin::auth::{
     allow_login_attempt, clear_cookie, client_ip, forbidden, login_attempts_used_up, new_token,
     same_origin, session_cookie, token_hash, verify_password, Caller,
 };
+use crate::admin::throttle::ThrottleRules;
 use crate::admin::{ClientAddr, Shared};
 use crate::control::users::{Admission, NewUser};
 use crate::control::{self, Refusal};
@@ -248,74 +250,86 @@ pub async fn login(
     }
     let j = &state.journal;
     let name = c.name.trim().to_string();
+    // The name as typed, cut short: the audit log is not a place an
+    // attacker may write pages into.
+    let typed: String = name.chars().take(64).collect();
+    let config = state.config();
+    let rules = ThrottleRules {
+        after: config.admin.throttle_after,
+        delay: config.admin.throttle_delay.0,
+        max: config.admin.throttle_max.0,
+    };
+    if let Some(wait) = state.throttle.wait(&name, ip, std::time::Instant::now()) {
+        let secs = wait.as_secs_f64().ceil() as u64;
+        let _ = j
+            .audit(
+                "unknown",
+                "login.refused",
+                Some(&typed),
+                Some(&format!(
+                    "throttled for {secs} s more after failed logins, from {ip}"
+                )),
+            )
+            .await;
+        return throttled(&state, &name, secs);
+    }
     let user = match j.admin_user(&name).await {
         Ok(u) => u,
         Err(e) => return journal_error(&state, e),
     };
-    let failed = || {
-        html(
-            StatusCode::UNAUTHORIZED,
-            login_page(&state, Some("Wrong user name or password."), &name),
-        )
-    };
-    let Some(user) = user else {
-        let password = c.password.clone();
-        let dummy = state.dummy_hash.clone();
-        let _ = tokio::task::spawn_blocking(move || verify_password(&password, &dummy)).await;
-        // The name as typed, cut short: the audit log is not a place an
-        // attacker may write pages into.
-        let typed: String = name.chars().take(64).collect();
-        let _ = j
-            .audit(
-                "unknown",
-                "login.failed",
-                Some(&typed),
-                Some(&format!("unknown user name, from {ip}")),
-            )
-            .await;
-        return failed();
-    };
-    let now = j.now_ms();
-    if user.locked_until > now {
-        let _ = j
-            .audit(&name, "login.refused", None, Some("account locked"))
-            .await;
-        return html(
-            StatusCode::TOO_MANY_REQUESTS,
-            login_page(
-                &state,
-                Some("This account is locked after repeated failed logins; try again later."),
-                &name,
-            ),
-        );
-    }
-    let (password, hash) = (c.password.clone(), user.password_hash.clone());
+    // The same work whether or not the name exists: one argon2
+    // verification (against a dummy hash for an unknown name), one audit
+    // record, one throttle count.
+    let known = user.is_some();
+    let hash = user
+        .as_ref()
+        .map_or_else(|| state.dummy_hash.clone(), |u| u.password_hash.clone());
+    let password = c.password.clone();
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
         .unwrap_or(false);
-    if !ok {
-        let config = state.config();
-        let admin = &config.admin;
-        let _ = j
-            .audit(
-                &name,
-                "login.failed",
-                Some(&name),
-                Some(&format!("wrong password, from {ip}")),
-            )
-            .await;
-        if let Err(e) = j
-            .admin_login_failed(
-                user.id,
-                admin.lockout_after.max(1),
-                admin.lockout.0.as_millis() as i64,
-            )
-            .await
-        {
-            return journal_error(&state, e);
+    let user = match user {
+        Some(user) if ok => user,
+        _ => {
+            let why = if known {
+                "wrong password"
+            } else {
+                "unknown user name"
+            };
+            let actor = if known { name.as_str() } else { "unknown" };
+            let _ = j
+                .audit(
+                    actor,
+                    "login.failed",
+                    Some(&typed),
+                    Some(&format!("{why}, from {ip}")),
+                )
+                .await;
+            let failure = state
+                .throttle
+                .failed(&name, ip, std::time::Instant::now(), &rules);
+            if let (true, Some(delay)) = (failure.started, failure.delay) {
+                tracing::warn!(%ip, failures = failure.failures, "logins of one name from one address are throttled");
+                let _ = j
+                    .audit(
+                        actor,
+                        "login.throttle",
+                        Some(&typed),
+                        Some(&format!(
+                            "{} failed logins in a row from {ip}; the next waits {} s, doubling",
+                            failure.failures,
+                            delay.as_secs()
+                        )),
+                    )
+                    .await;
+            }
+            return html(
+                StatusCode::UNAUTHORIZED,
+                login_page(&state, Some("Wrong user name or password."), &name),
+            );
         }
-        return failed();
-    }
+    };
+    state.throttle.succeeded(&name, ip);
     let token = new_token();
     let ttl = state.config().admin.session_ttl.0;
     if let Err(e) = j
@@ -337,6 +351,24 @@ pub async fn login(
         ],
     )
         .into_response()
+}
+
+/// The answer to a throttled (name, address) pair: the same for every name.
+fn throttled(state: &Shared, name: &str, secs: u64) -> Response {
+    let mut response = html(
+        StatusCode::TOO_MANY_REQUESTS,
+        login_page(
+            state,
+            Some(&format!(
+                "Too many failed logins from this address; try again in {secs} s."
+            )),
+            name,
+        ),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
 }
 
 pub async fn logout(State(state): State<Shared>, Extension(caller): Extension<Caller>) -> Response {

@@ -45,14 +45,17 @@ pub(super) async fn users_page_with(
     let users: Vec<_> = users
         .iter()
         .map(|u| {
-            let locked = u.locked_until > now;
+            // A lock kept from before the throttle, or a name throttled now
+            // from some address: either way "unlock" lifts it.
+            let throttled = state.throttle.throttled(&u.name, std::time::Instant::now());
+            let locked = u.locked_until > now || throttled;
             context! {
                 name => u.name,
                 path => query_value(&u.name),
                 role => u.role,
                 created => time(u.created_at, &tz),
                 locked,
-                locked_until => if locked { time(u.locked_until, &tz) } else { String::new() },
+                locked_until => if u.locked_until > now { time(u.locked_until, &tz) } else { String::new() },
             }
         })
         .collect();
@@ -185,6 +188,10 @@ pub async fn unlock_user(
     Path(name): Path<String>,
 ) -> Response {
     let done = control::users::unlock(&state.ops, &caller.actor(), &name).await;
+    if done.is_ok() {
+        // Unlocking also lifts the login throttle of the name, everywhere.
+        state.throttle.clear(&name);
+    }
     user_change(&state, &caller, done).await
 }
 

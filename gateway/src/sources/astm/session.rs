@@ -35,6 +35,7 @@
 
 use super::{answer, Setup};
 use crate::journal::{IngestError, Receipt, StoredOrder};
+use crate::net::PaceHandle;
 use crate::service::progress::BEAT_EVERY;
 use crate::sources::SourceContext;
 use ecko_message::Envelope;
@@ -109,11 +110,28 @@ type Commit = Pin<Box<dyn Future<Output = Result<Receipt, IngestError>> + Send>>
 /// Drives `io` until the peer closes it, it fails, or shutdown; returns
 /// only when everything the line delivered is settled (see the module
 /// notes).
-pub async fn drive<S>(mut io: S, setup: &Setup, cx: &SourceContext) -> End
+pub async fn drive<S>(io: S, setup: &Setup, cx: &SourceContext) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    drive_paced(io, setup, cx, None).await
+}
+
+/// [`drive`], telling `pace` when a transfer is complete: when the link
+/// returns to neutral (the analyzer's `EOT`, or ours) and when a message
+/// completes (raw framing has no `EOT`). Bytes that start no transfer (noise
+/// on a neutral line) complete nothing, so a trickle of them is cut.
+pub async fn drive_paced<S>(
+    mut io: S,
+    setup: &Setup,
+    cx: &SourceContext,
+    pace: Option<PaceHandle>,
+) -> End
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut session = Session::new(setup, cx);
+    session.pace = pace;
     let end = session.run(&mut io).await;
     let cause = match end {
         End::Shutdown => CloseCause::Shutdown,
@@ -142,6 +160,10 @@ struct Session<'a> {
     sender: Option<String>,
     /// After the loop: answers are held, not queued, and nothing is written.
     finishing: bool,
+    /// Told when a transfer is complete (TCP server lines).
+    pace: Option<PaceHandle>,
+    /// The link's phase when last looked at.
+    last_phase: LinkPhase,
 }
 
 impl<'a> Session<'a> {
@@ -159,6 +181,8 @@ impl<'a> Session<'a> {
             ready: true,
             sender: None,
             finishing: false,
+            pace: None,
+            last_phase: LinkPhase::Neutral,
         }
     }
 
@@ -182,6 +206,13 @@ impl<'a> Session<'a> {
             self.cx.heartbeat.beat();
             if let Err(e) = self.perform(io).await {
                 return End::Io(e);
+            }
+            let phase = self.link.phase();
+            if phase != self.last_phase {
+                if phase == LinkPhase::Neutral {
+                    self.transfer_complete();
+                }
+                self.last_phase = phase;
             }
             let deadline = self.link.poll_timeout();
             let idle = self.link.phase() == LinkPhase::Neutral
@@ -282,6 +313,12 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    fn transfer_complete(&self) {
+        if let Some(pace) = &self.pace {
+            pace.completed();
+        }
+    }
+
     /// After the line is gone: events still matter, bytes cannot be sent.
     fn discard_writes_and_handle_events(&mut self) {
         while let Some(out) = self.link.poll_output() {
@@ -294,8 +331,12 @@ impl<'a> Session<'a> {
     fn event(&mut self, event: Event) {
         let name = self.name;
         match event {
-            Event::MessageComplete { records } => self.message(records),
+            Event::MessageComplete { records } => {
+                self.transfer_complete();
+                self.message(records)
+            }
             Event::Incomplete(inc) => {
+                self.transfer_complete();
                 let reason = format!("{:?}", inc.reason);
                 tracing::warn!(
                     endpoint = name,

@@ -1,0 +1,18 @@
+//! What every listener does with a connection before and while it speaks
+//! its protocol: whom it admits ([`admission`]), how fast a peer must send
+//! once it has started ([`pace`]), what the process may open at all
+//! ([`fd_limit`]), and the log line and metric of every connection refused
+//! or cut ([`refusal`]).
+//!
+//! The MLLP listener, the ASTM TCP server and the admin page go through it;
+//! it knows no protocol: a listener tells [`pace::Pace`] when one of its
+//! units (an MLLP frame, an ASTM transfer) is complete.
+
+pub mod admission;
+pub mod fd_limit;
+pub mod pace;
+pub mod refusal;
+
+pub use admission::{Admission, AdmissionRules, Allowlist, Permit};
+pub use pace::{Cut, PaceHandle, PaceLimits, Paced};
+pub use refusal::{ConnectionCounters, Reason};
