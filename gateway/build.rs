@@ -34,16 +34,24 @@ fn main() {
         .filter(|c| !c.trim().is_empty())
         .or_else(|| {
             // Rebuild when HEAD moves: the file HEAD names, and HEAD itself
-            // for a checkout of another branch.
-            for file in ["HEAD", "packed-refs"] {
+            // for a checkout of another branch. Only files that exist: cargo
+            // counts a missing one as changed on every build, and a
+            // repository without `packed-refs` (a fresh worktree) would
+            // rebuild the gateway, with its whole link-time optimisation,
+            // every time. When refs are packed later the loose ref file
+            // goes away, which is a change cargo sees.
+            let watch = |file: &str| {
                 if let Some(path) = git(&dir, &["rev-parse", "--git-path", file]) {
-                    println!("cargo:rerun-if-changed={}", dir.join(path).display());
+                    let path = dir.join(path);
+                    if path.exists() {
+                        println!("cargo:rerun-if-changed={}", path.display());
+                    }
                 }
-            }
+            };
+            watch("HEAD");
+            watch("packed-refs");
             if let Some(branch) = git(&dir, &["symbolic-ref", "-q", "HEAD"]) {
-                if let Some(path) = git(&dir, &["rev-parse", "--git-path", &branch]) {
-                    println!("cargo:rerun-if-changed={}", dir.join(path).display());
-                }
+                watch(&branch);
             }
             git(&dir, &["rev-parse", "--short=12", "HEAD"])
         })
