@@ -30,6 +30,23 @@ pub fn gateway_binary() -> PathBuf {
     bin
 }
 
+/// A command that runs the gateway binary: the binary itself, or, when
+/// `ECKO_GATEWAY_RUNNER` is set (for example `qemu-aarch64 -L
+/// /usr/aarch64-linux-gnu` for a cross-built one), that command with the
+/// binary as its first argument.
+pub fn gateway_command() -> Command {
+    let runner = std::env::var("ECKO_GATEWAY_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(gateway_binary());
+            cmd
+        }
+        None => Command::new(gateway_binary()),
+    }
+}
+
 /// A running gateway process; killed when dropped.
 pub struct Gateway {
     child: Child,
@@ -54,7 +71,7 @@ impl Gateway {
             .append(true)
             .open(log)
             .expect("log file");
-        let mut cmd = Command::new(gateway_binary());
+        let mut cmd = gateway_command();
         cmd.arg("run")
             .arg("--config")
             .arg(config)
@@ -215,6 +232,21 @@ pub fn hl7_sample(name: &str) -> Vec<u8> {
 /// Sends one message over MLLP to 127.0.0.1:`port` and returns the code of
 /// its acknowledgement (MSA-1: `AA`, `AE`, `AR`, ...).
 pub fn mllp_ack_code(port: u16, message: &[u8]) -> String {
+    msa_code(&mllp_ack(port, message))
+}
+
+/// MSA-1 of an acknowledgement's text; empty when it has no MSA segment.
+pub fn msa_code(ack: &str) -> String {
+    ack.split('\r')
+        .find_map(|seg| seg.trim_start_matches('\x0b').strip_prefix("MSA|"))
+        .and_then(|msa| msa.split('|').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Sends one message over MLLP to 127.0.0.1:`port` and returns its
+/// acknowledgement as text, without the MLLP framing.
+pub fn mllp_ack(port: u16, message: &[u8]) -> String {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
@@ -230,11 +262,9 @@ pub fn mllp_ack_code(port: u16, message: &[u8]) -> String {
         assert!(n > 0, "closed before the ACK");
         out.extend_from_slice(&buf[..n]);
     }
-    let text = String::from_utf8_lossy(&out).into_owned();
-    text.split('\r')
-        .find_map(|seg| seg.trim_start_matches('\x0b').strip_prefix("MSA|"))
-        .and_then(|msa| msa.split('|').next())
-        .unwrap_or_default()
+    String::from_utf8_lossy(&out)
+        .trim_start_matches('\x0b')
+        .trim_end_matches("\x1c\r")
         .to_string()
 }
 
