@@ -46,20 +46,30 @@ pub fn check(connections: u64) -> Option<FdLimit> {
         }
     }
     let limit = FdLimit {
-        soft,
-        hard,
+        soft: widened(soft),
+        hard: widened(hard),
         needed: connections.saturating_add(RESERVED),
     };
     if limit.is_enough() {
-        tracing::debug!(limit = soft, needed = limit.needed, "file-descriptor limit");
+        tracing::debug!(
+            limit = limit.soft,
+            needed = limit.needed,
+            "file-descriptor limit"
+        );
     } else {
         tracing::warn!(
-            limit = soft,
+            limit = limit.soft,
             needed = limit.needed,
             "the file-descriptor limit is smaller than the listeners' connection caps need; raise LimitNOFILE= or lower max_connections"
         );
     }
     Some(limit)
+}
+
+/// `rlim_t` is 64 bits on 64-bit Linux but 32 bits on 32-bit ARM (armv7).
+#[allow(clippy::useless_conversion)]
+fn widened(limit: nix::sys::resource::rlim_t) -> u64 {
+    u64::from(limit)
 }
 
 #[cfg(test)]
@@ -70,8 +80,8 @@ mod tests {
     fn the_soft_limit_is_raised_to_the_hard_one_and_compared_with_what_is_needed() {
         let limit = check(64).expect("the limit is readable");
         let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-        assert_eq!(limit.soft, soft);
-        assert_eq!(limit.hard, hard);
+        assert_eq!(limit.soft, widened(soft));
+        assert_eq!(limit.hard, widened(hard));
         assert_eq!(limit.needed, 64 + RESERVED);
         let huge = check(u64::MAX).unwrap();
         assert!(!huge.is_enough());
