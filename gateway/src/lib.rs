@@ -62,3 +62,17 @@ pub mod sinks;
 pub mod site;
 pub mod sources;
 pub mod tls;
+
+/// The error and every cause below it, `: ` between them: reqwest's,
+/// rustls' and the journal's own texts stop at the first. Shared by every
+/// room that reports an error to a person.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

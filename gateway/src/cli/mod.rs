@@ -38,17 +38,7 @@ pub const VERSION: &str = concat!(
 );
 use std::process::ExitCode;
 
-/// The error and every cause below it, `: ` between them.
-pub(crate) fn with_causes(e: &dyn Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
+pub(crate) use crate::with_causes;
 
 /// Prints a failure the way every subcommand does.
 pub(crate) fn print_failure(e: &dyn Error) {

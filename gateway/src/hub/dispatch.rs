@@ -39,8 +39,6 @@ pub struct Dispatcher {
     actor: Actor,
     format: PayloadFormat,
     key: Option<[u8; 32]>,
-    site: String,
-    device: String,
     uplink: HubConfig,
 }
 
@@ -59,8 +57,6 @@ impl Dispatcher {
             format: config.format,
             // The configuration refused a key that does not decode.
             key: config.config_key_bytes().ok().flatten(),
-            site: config.site.clone(),
-            device: config.device.clone(),
             uplink: config.clone(),
         }
     }
@@ -167,8 +163,8 @@ impl Dispatcher {
             Command::GetMessage { id, payload } => self.message(id, payload).await,
             Command::PushConfig { toml, signature } => {
                 let push = Signed {
-                    site: &self.site,
-                    device: &self.device,
+                    site: &self.uplink.site,
+                    device: &self.uplink.device,
                     id: &h.id,
                     issued_at: h.issued_at,
                     toml: &toml,
@@ -218,7 +214,7 @@ impl Dispatcher {
         .await;
         let request = log_bundle::Request {
             max_bytes: max_bytes.unwrap_or(log_bundle::DEFAULT_BYTES),
-            identity: json!({ "site": self.site, "device": self.device, "command": h.id }),
+            identity: json!({ "site": self.uplink.site, "device": self.uplink.device, "command": h.id }),
             extra: vec![("health.json".into(), health)],
         };
         let bundle = log_bundle::make(ops, &self.actor, request)

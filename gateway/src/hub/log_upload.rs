@@ -95,7 +95,13 @@ pub async fn put(
         .body(bundle)
         .send()
         .await
-        .map_err(|e| failed(format!("cannot upload to {}: {}", host(&url), chain(&e))))?;
+        .map_err(|e| {
+            failed(format!(
+                "cannot upload to {}: {}",
+                host(&url),
+                crate::with_causes(&e)
+            ))
+        })?;
     let status = answer.status();
     if !status.is_success() {
         let text = answer.text().await.unwrap_or_default();
@@ -113,18 +119,6 @@ pub async fn put(
 
 fn host(url: &reqwest::Url) -> String {
     url.host_str().unwrap_or("the server").to_string()
-}
-
-/// An error with its causes, since reqwest's own text stops at the first.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -333,16 +333,7 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
 }
 
 /// An error with its causes, e.g. "error sending request: tls: invalid peer certificate".
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
-}
+pub(crate) use crate::with_causes as error_chain;
 
 #[cfg(test)]
 mod tests;
