@@ -215,6 +215,7 @@ pub fn router(state: Shared) -> Router {
         .route("/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/sessions/{id}/revoke", post(pages::revoke_session))
         .route("/audit", get(pages::audit))
+        .route("/audit/export.csv", get(pages::audit_export))
         .route("/account", get(pages::account).post(pages::change_password))
         .route("/logout", post(pages::logout))
         .route(

@@ -258,6 +258,7 @@ const PAGES: &[&str] = &[
     "/settings",
     "/users",
     "/audit",
+    "/audit/export.csv",
 ];
 const PAGE_POSTS: &[&str] = &[
     "/messages/1/retry",
@@ -814,7 +815,7 @@ async fn a_viewer_may_look_but_not_retry_discard_or_manage_users() {
         s.get(&format!("/messages/{id}"), Some(&b)).await.status,
         StatusCode::OK
     );
-    for p in ["/users", "/audit", "/api/v1/audit"] {
+    for p in ["/users", "/audit", "/audit/export.csv", "/api/v1/audit"] {
         assert_eq!(
             s.get(p, Some(&b)).await.status,
             StatusCode::FORBIDDEN,
@@ -2459,6 +2460,7 @@ fn routes(msg: i64) -> Vec<(&'static str, String, super::auth::Role)> {
         ("GET", "/settings".into(), Viewer),
         ("GET", "/users".into(), Admin),
         ("GET", "/audit".into(), Admin),
+        ("GET", "/audit/export.csv".into(), Admin),
         ("GET", "/endpoints".into(), Viewer),
         ("GET", "/endpoints/archive".into(), Viewer),
         ("GET", "/endpoints/archive/edit".into(), Admin),
@@ -2800,6 +2802,72 @@ async fn failed_logins_and_throttles_are_on_the_audit_page_under_their_own_filte
         "{body}"
     );
     assert!(!body.contains("user.create"), "{body}");
+}
+
+#[tokio::test]
+async fn the_audit_export_holds_every_entry_of_its_filter_newest_first_and_is_itself_audited() {
+    let s = site().await;
+    let admin = s.login("ada", "admin").await;
+    // More than one page of the export, so the page boundary is crossed.
+    let failures = crate::control::audit::EXPORT_PAGE + 205;
+    for i in 0..failures {
+        let name = format!("guess{i}");
+        s.journal
+            .audit(&name, "login.failed", None, Some("wrong password"))
+            .await
+            .unwrap();
+        if i % 100 == 0 {
+            s.journal
+                .audit("ada", "user.create", Some("user x"), None)
+                .await
+                .unwrap();
+        }
+    }
+    let r = s.get("/audit/export.csv?show=logins", Some(&admin)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.headers.get(header::CONTENT_TYPE).unwrap(),
+        "text/csv; charset=utf-8"
+    );
+    assert!(r
+        .headers
+        .get(header::CONTENT_DISPOSITION)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("audit-logins.csv"));
+    let mut reader = csv::Reader::from_reader(r.body.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["id", "time", "actor", "action", "target", "detail"]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), failures, "every failed login, nothing else");
+    assert!(rows.iter().all(|r| &r[3] == "login.failed"));
+    assert_eq!(
+        &rows[0][2],
+        &format!("guess{}", failures - 1),
+        "newest first"
+    );
+    assert_eq!(&rows[failures - 1][2], "guess0");
+    let ids: Vec<i64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "no entry twice");
+
+    let all = s.get("/audit/export.csv", Some(&admin)).await;
+    let every = csv::Reader::from_reader(all.body.as_bytes())
+        .records()
+        .count();
+    assert!(
+        every > failures + 10,
+        "{every}: the unfiltered export has all"
+    );
+    let audit = s.journal.audit_log(None, 3).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "audit.export" && a.actor == "ada"),
+        "{audit:?}"
+    );
 }
 
 #[tokio::test]

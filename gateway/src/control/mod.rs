@@ -15,11 +15,13 @@
 //! | [`config`] | one validated, versioned, live-applied change; settings, routes, rollback |
 //! | [`users`] | first administrator (admitted by the [`setup_code`]), add, remove, role, password, unlock, API tokens |
 //! | [`orders`] | add and list analyzer orders |
+//! | [`audit`] | export the audit log |
 //!
 //! The running gateway is reached through [`Gateway`], a trait the
 //! supervisor implements, held in an [`Operations`] handle; so `app` starts
 //! the admin page with a handle and nothing here imports `app`.
 
+pub mod audit;
 pub mod config;
 pub mod endpoints;
 pub mod log_bundle;
