@@ -170,7 +170,11 @@ pub fn asks(query: &Query) -> Vec<Ask> {
         .enumerate()
         .map(|(i, start)| {
             let from = pick(start);
-            let to = if paired { pick(&ends[i]) } else { String::new() };
+            let to = if paired {
+                pick(&ends[i])
+            } else {
+                String::new()
+            };
             let patient_id = if start.specimen_id.is_empty() {
                 String::new()
             } else {
@@ -344,7 +348,10 @@ mod tests {
 
     fn q(text: &str) -> Query {
         let r = records(text);
-        Message::parse(&r, &ParseOptions::default()).unwrap().queries[0].clone()
+        Message::parse(&r, &ParseOptions::default())
+            .unwrap()
+            .queries[0]
+            .clone()
     }
 
     fn selections(text: &str) -> Vec<OrderSelection> {
@@ -388,7 +395,11 @@ mod tests {
         let specimens: Vec<_> = asked.iter().map(|a| a.specimen.clone()).collect();
         assert_eq!(
             specimens,
-            [Some("SID1001".into()), Some("SID1002".into()), Some("SID1003".into())]
+            [
+                Some("SID1001".into()),
+                Some("SID1002".into()),
+                Some("SID1003".into())
+            ]
         );
         assert!(asked.iter().all(|a| a.tests == ["ALL"]));
         // Two ranges, Q-3 and Q-4 repeated in step.
@@ -409,7 +420,10 @@ mod tests {
         ));
         let answered = vec![
             (asked[0].clone(), vec![]),
-            (asked[1].clone(), vec![order(7, "SID1002", "P2", &["WBC", "RBC"])]),
+            (
+                asked[1].clone(),
+                vec![order(7, "SID1002", "P2", &["WBC", "RBC"])],
+            ),
             (asked[2].clone(), vec![]),
         ];
         let (r, sent) = answer_records(&answered, &HeaderSpec::default(), &tz);
