@@ -137,6 +137,68 @@ pub fn content_hash(records: &[Vec<u8>]) -> String {
     hex::encode(h.finalize())
 }
 
+/// Where O-5 and R-3 carry the analyzer's test code.
+///
+/// LIS02-A2 puts the manufacturer's local code in component 4
+/// (`^^^GLU`), but analyzer families differ: some send the code in
+/// component 4 followed by a dilution or replicate (`^^^687^1`, Roche
+/// cobas style), some leave component 4 empty and send it in component 5
+/// followed by a dilution (`^^^^WBC^1`, Sysmex style), some send a number
+/// in 4 and the name in 5 (`^^^16^TSH^UNDILUTED`).
+///
+/// [`TestIdComponent::Auto`] takes the **first** non-empty of components
+/// 4, 5 and 6, and when all three are empty component 1 (the universal
+/// test id). The first, not the last: what follows the code in every
+/// family above is a qualifier (dilution, replicate, aspect), so the last
+/// non-empty component would read `^^^687^1` as test `1`. An analyzer
+/// whose qualifier comes *before* the code names the component outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TestIdComponent {
+    #[default]
+    Auto,
+    /// Exactly this component (4, 5 or 6).
+    At(u8),
+}
+
+impl TestIdComponent {
+    /// `auto`, `4`, `5` or `6`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            t if t.eq_ignore_ascii_case("auto") => Some(TestIdComponent::Auto),
+            "4" => Some(TestIdComponent::At(4)),
+            "5" => Some(TestIdComponent::At(5)),
+            "6" => Some(TestIdComponent::At(6)),
+            _ => None,
+        }
+    }
+
+    /// How it is written in a content type parameter (`None` for the
+    /// default).
+    pub fn as_param(&self) -> Option<String> {
+        match self {
+            TestIdComponent::Auto => None,
+            TestIdComponent::At(n) => Some(n.to_string()),
+        }
+    }
+}
+
+/// The content type parameter that records a [`TestIdComponent`] other
+/// than `auto` with a stored message: `application/x-astm;
+/// test-id-component=5`.
+pub const TEST_ID_PARAM: &str = "test-id-component";
+
+/// The [`TestIdComponent`] a content type names (`auto` when it names
+/// none or one this build does not know).
+pub fn test_id_component_of(content_type: &str) -> TestIdComponent {
+    content_type
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(TEST_ID_PARAM))
+        .and_then(|(_, v)| TestIdComponent::parse(v.trim().trim_matches('"')))
+        .unwrap_or_default()
+}
+
 /// Test identifier `^^^CODE^...` (O-5, R-3, Q-5).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UniversalTestId {
@@ -148,8 +210,11 @@ pub struct UniversalTestId {
     pub id_type: String,
     /// Component 4: the manufacturer's local code, e.g. `GLU`.
     pub local_code: String,
-    /// Components 5 and later (dilution, replicate, result aspect, …).
+    /// Components 5 and later (dilution, replicate, result aspect, or the
+    /// code itself in some families: see [`TestIdComponent`]).
     pub extra: Vec<String>,
+    /// The whole field (this repeat) as sent, unescaped, delimiters kept.
+    pub raw: String,
 }
 
 impl UniversalTestId {
@@ -161,15 +226,37 @@ impl UniversalTestId {
             id_type: c.next().unwrap_or_default(),
             local_code: c.next().unwrap_or_default(),
             extra: c.collect(),
+            raw: field.text(),
         }
     }
 
-    /// The code to map on: the local code, else the universal id.
+    /// Component `n` (1-based), empty if absent.
+    pub fn component(&self, n: usize) -> &str {
+        match n {
+            1 => &self.universal_id,
+            2 => &self.name,
+            3 => &self.id_type,
+            4 => &self.local_code,
+            n if n >= 5 => self.extra.get(n - 5).map_or("", String::as_str),
+            _ => "",
+        }
+    }
+
+    /// The code to map on, by the automatic rule of [`TestIdComponent`].
     pub fn code(&self) -> &str {
-        if self.local_code.is_empty() {
-            &self.universal_id
-        } else {
-            &self.local_code
+        self.code_at(TestIdComponent::Auto)
+    }
+
+    /// The code to map on where `at` says it is; empty when that place
+    /// is empty (the caller then keeps [`UniversalTestId::raw`]).
+    pub fn code_at(&self, at: TestIdComponent) -> &str {
+        match at {
+            TestIdComponent::At(n) => self.component(usize::from(n)).trim(),
+            TestIdComponent::Auto => [4, 5, 6, 1]
+                .into_iter()
+                .map(|n| self.component(n).trim())
+                .find(|c| !c.is_empty())
+                .unwrap_or(""),
         }
     }
 }
@@ -432,6 +519,15 @@ impl QueryRange {
     }
 }
 
+fn ranges_of(field: Field<'_>) -> Vec<QueryRange> {
+    field
+        .repeats()
+        .into_iter()
+        .filter(|r| !r.is_empty())
+        .map(QueryRange::from_field)
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
     pub record: Record,
@@ -446,6 +542,15 @@ impl Query {
     /// Q-4.
     pub fn ending_range(&self) -> QueryRange {
         QueryRange::from_field(self.record.field(4))
+    }
+    /// Every repeat of Q-3, in order: an analyzer asking for several
+    /// specimens at once repeats the starting range id (`^S1\^S2\^S3`).
+    pub fn starting_ranges(&self) -> Vec<QueryRange> {
+        ranges_of(self.record.field(3))
+    }
+    /// Every repeat of Q-4, in order (empty when Q-4 is).
+    pub fn ending_ranges(&self) -> Vec<QueryRange> {
+        ranges_of(self.record.field(4))
     }
     /// Q-5, every repeat (`^^^ALL` asks for all tests).
     pub fn universal_test_ids(&self) -> Vec<UniversalTestId> {

@@ -7,7 +7,7 @@ use ecko_message::Envelope;
 use ecko_protocol::astm::frame::ACK;
 use ecko_protocol::astm::message::{
     build_no_information, build_order_message, build_query_error, content_hash, Header, HeaderSpec,
-    Message, OrderSpec, PatientSpec, Query, TimeZone,
+    Message, OrderSpec, PatientSpec, Query, QueryRange, TimeZone,
 };
 use ecko_protocol::astm::records::{Delimiters, Record};
 
@@ -110,29 +110,93 @@ pub fn query_error_records(header: &HeaderSpec) -> Vec<Vec<u8>> {
     build_query_error(header)
 }
 
-/// The orders one Q record asks for. Q-3 (and Q-4 for a range) carry
-/// `patient id ^ specimen id`; analyzers that put the specimen id in the
-/// first component are understood too. `ALL` asks for every pending order.
-pub fn selection(query: &Query) -> OrderSelection {
-    let start = query.starting_range();
-    let end = query.ending_range();
-    if start.is_all() {
-        return OrderSelection::AllPending;
-    }
-    let pick = |r: &ecko_protocol::astm::message::QueryRange| {
+/// One thing a Q record asks for, and how to say "nothing" about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    pub selection: OrderSelection,
+    /// The one specimen asked for, which gets an answer of its own even
+    /// when no order names it; `None` for a range or `ALL`.
+    pub specimen: Option<String>,
+    /// Q-3 component 1 of that specimen, echoed in P-3 of a
+    /// no-information answer.
+    pub patient_id: String,
+    /// Q-5 codes (`ALL` for every test), echoed in O-5 of a
+    /// no-information answer.
+    pub tests: Vec<String>,
+}
+
+/// What one Q record asks for, in the order it asks. Q-3 (and Q-4 for a
+/// range) carry `patient id ^ specimen id`; analyzers that put the
+/// specimen id in the first component are understood too. Q-3 may repeat
+/// (`^S1\^S2\^S3`): each repeat is a specimen of its own; with Q-4
+/// repeated as often, each pair is a range. `ALL` asks for every pending
+/// order.
+pub fn asks(query: &Query) -> Vec<Ask> {
+    let pick = |r: &QueryRange| {
         if r.specimen_id.is_empty() {
             r.patient_id.clone()
         } else {
             r.specimen_id.clone()
         }
     };
-    let from = pick(&start);
-    let to = pick(&end);
-    if to.is_empty() || to == from {
-        OrderSelection::Specimens(vec![from])
-    } else {
-        OrderSelection::Range(from, to)
+    let tests: Vec<String> = query
+        .universal_test_ids()
+        .iter()
+        .map(|t| t.code().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let starts = query.starting_ranges();
+    let ends = query.ending_ranges();
+    if starts.is_empty() {
+        // Nothing named: nothing found, answered with no information.
+        return vec![Ask {
+            selection: OrderSelection::Specimens(vec![String::new()]),
+            specimen: None,
+            patient_id: String::new(),
+            tests,
+        }];
     }
+    if starts.iter().any(QueryRange::is_all) {
+        return vec![Ask {
+            selection: OrderSelection::AllPending,
+            specimen: None,
+            patient_id: String::new(),
+            tests,
+        }];
+    }
+    let paired = ends.len() == starts.len();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, start)| {
+            let from = pick(start);
+            let to = if paired {
+                pick(&ends[i])
+            } else {
+                String::new()
+            };
+            let patient_id = if start.specimen_id.is_empty() {
+                String::new()
+            } else {
+                start.patient_id.clone()
+            };
+            if to.is_empty() || to == from {
+                Ask {
+                    selection: OrderSelection::Specimens(vec![from.clone()]),
+                    specimen: Some(from),
+                    patient_id,
+                    tests: tests.clone(),
+                }
+            } else {
+                Ask {
+                    selection: OrderSelection::Range(from, to),
+                    specimen: None,
+                    patient_id,
+                    tests: tests.clone(),
+                }
+            }
+        })
+        .collect()
 }
 
 /// Records carrying `orders` (grouped by patient, in order), or the
@@ -144,28 +208,82 @@ pub fn order_records(orders: &[StoredOrder], header: &HeaderSpec, tz: &TimeZone)
     }
     let mut patients: Vec<PatientSpec> = Vec::new();
     for o in orders {
-        let spec = OrderSpec {
-            specimen_id: o.specimen_id.clone(),
-            tests: o.tests.clone(),
-            priority: o.priority.clone(),
-            requested_at: jiff::Timestamp::from_millisecond(o.created_at)
-                .ok()
-                .map(|t| t.to_zoned(tz.clone())),
-            ..OrderSpec::default()
-        };
-        match patients.last_mut() {
-            Some(p) if p.practice_patient_id == o.patient_id && p.name == o.patient_name => {
-                p.orders.push(spec)
-            }
-            _ => patients.push(PatientSpec {
-                practice_patient_id: o.patient_id.clone(),
-                name: o.patient_name.clone(),
-                orders: vec![spec],
-                ..PatientSpec::default()
-            }),
-        }
+        push_order(&mut patients, o, tz);
     }
     build_order_message(header, &patients)
+}
+
+fn push_order(patients: &mut Vec<PatientSpec>, o: &StoredOrder, tz: &TimeZone) {
+    let spec = OrderSpec {
+        specimen_id: o.specimen_id.clone(),
+        tests: o.tests.clone(),
+        priority: o.priority.clone(),
+        requested_at: jiff::Timestamp::from_millisecond(o.created_at)
+            .ok()
+            .map(|t| t.to_zoned(tz.clone())),
+        ..OrderSpec::default()
+    };
+    match patients.last_mut() {
+        Some(p)
+            if p.practice_patient_id == o.patient_id
+                && p.name == o.patient_name
+                && p.orders.iter().all(|o| o.report_type != NO_ORDER) =>
+        {
+            p.orders.push(spec)
+        }
+        _ => patients.push(PatientSpec {
+            practice_patient_id: o.patient_id.clone(),
+            name: o.patient_name.clone(),
+            orders: vec![spec],
+            ..PatientSpec::default()
+        }),
+    }
+}
+
+/// O-26 `Y`: "no order on record for this test (in response to query)".
+const NO_ORDER: &str = "Y";
+
+/// The answer to a host query: for each ask, in the order the analyzer
+/// asked, the orders it found, and for a specimen that has none a `P`
+/// and an `O` naming that specimen with report type (O-26) `Y` and no
+/// action code, so the analyzer hears about every specimen it asked for.
+/// When nothing at all was found the answer is `L|1|I` (no information),
+/// as for one specimen; a range or `ALL` that found nothing adds nothing.
+/// An order found by two asks is sent once, where it was first found.
+pub fn answer_records(
+    answered: &[(Ask, Vec<StoredOrder>)],
+    header: &HeaderSpec,
+    tz: &TimeZone,
+) -> (Vec<Vec<u8>>, Vec<i64>) {
+    let mut sent: Vec<i64> = Vec::new();
+    let mut patients: Vec<PatientSpec> = Vec::new();
+    for (ask, orders) in answered {
+        let fresh: Vec<&StoredOrder> = orders.iter().filter(|o| !sent.contains(&o.id)).collect();
+        if orders.is_empty() {
+            if let Some(specimen) = &ask.specimen {
+                patients.push(PatientSpec {
+                    practice_patient_id: ask.patient_id.clone(),
+                    orders: vec![OrderSpec {
+                        specimen_id: specimen.clone(),
+                        tests: ask.tests.clone(),
+                        priority: String::new(),
+                        action_code: String::new(),
+                        report_type: NO_ORDER.to_string(),
+                        ..OrderSpec::default()
+                    }],
+                    ..PatientSpec::default()
+                });
+            }
+        }
+        for o in fresh {
+            sent.push(o.id);
+            push_order(&mut patients, o, tz);
+        }
+    }
+    if sent.is_empty() {
+        return (build_no_information(header), sent);
+    }
+    (build_order_message(header, &patients), sent)
 }
 
 #[cfg(test)]
@@ -228,15 +346,20 @@ mod tests {
         assert_eq!((n.patient_id, n.control_id), (None, None));
     }
 
+    fn q(text: &str) -> Query {
+        let r = records(text);
+        Message::parse(&r, &ParseOptions::default())
+            .unwrap()
+            .queries[0]
+            .clone()
+    }
+
+    fn selections(text: &str) -> Vec<OrderSelection> {
+        asks(&q(text)).into_iter().map(|a| a.selection).collect()
+    }
+
     #[test]
     fn a_query_selects_one_specimen_a_range_or_everything() {
-        let q = |text: &str| {
-            let r = records(text);
-            Message::parse(&r, &ParseOptions::default())
-                .unwrap()
-                .queries[0]
-                .clone()
-        };
         assert!(is_query(
             &Message::parse(
                 &records("H|\\^&\rQ|1|^S1||^^^ALL\rL|1|N\r"),
@@ -245,21 +368,91 @@ mod tests {
             .unwrap()
         ));
         assert_eq!(
-            selection(&q("H|\\^&\rQ|1|^S1||^^^ALL\rL|1|N\r")),
-            OrderSelection::Specimens(vec!["S1".into()])
+            selections("H|\\^&\rQ|1|^S1||^^^ALL\rL|1|N\r"),
+            [OrderSelection::Specimens(vec!["S1".into()])]
         );
         assert_eq!(
-            selection(&q("H|\\^&\rQ|1|S2\rL|1|N\r")),
-            OrderSelection::Specimens(vec!["S2".into()])
+            selections("H|\\^&\rQ|1|S2\rL|1|N\r"),
+            [OrderSelection::Specimens(vec!["S2".into()])]
         );
         assert_eq!(
-            selection(&q("H|\\^&\rQ|1|^S1|^S5\rL|1|N\r")),
-            OrderSelection::Range("S1".into(), "S5".into())
+            selections("H|\\^&\rQ|1|^S1|^S5\rL|1|N\r"),
+            [OrderSelection::Range("S1".into(), "S5".into())]
         );
         assert_eq!(
-            selection(&q("H|\\^&\rQ|1|ALL\rL|1|N\r")),
-            OrderSelection::AllPending
+            selections("H|\\^&\rQ|1|ALL\rL|1|N\r"),
+            [OrderSelection::AllPending]
         );
+    }
+
+    #[test]
+    fn a_query_repeating_q3_asks_for_each_specimen_in_the_order_given() {
+        // A batch query as hematology and chemistry analyzers send it
+        // after reading a rack: one Q record, Q-3 repeated per tube.
+        let asked = asks(&q(
+            "H|\\^&|||XN-550^00-22^11001^^^^1234||||||||E1394-97\rQ|1|^SID1001\\^SID1002\\^SID1003||^^^ALL||||||||O\rL|1|N\r",
+        ));
+        let specimens: Vec<_> = asked.iter().map(|a| a.specimen.clone()).collect();
+        assert_eq!(
+            specimens,
+            [
+                Some("SID1001".into()),
+                Some("SID1002".into()),
+                Some("SID1003".into())
+            ]
+        );
+        assert!(asked.iter().all(|a| a.tests == ["ALL"]));
+        // Two ranges, Q-3 and Q-4 repeated in step.
+        assert_eq!(
+            selections("H|\\^&\rQ|1|^A1\\^B1|^A9\\^B9|^^^ALL\rL|1|N\r"),
+            [
+                OrderSelection::Range("A1".into(), "A9".into()),
+                OrderSelection::Range("B1".into(), "B9".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn every_specimen_asked_for_is_answered_in_order_with_its_orders_or_no_order() {
+        let tz = TimeZone::UTC;
+        let asked = asks(&q(
+            "H|\\^&\rQ|1|PAT9^SID1001\\^SID1002\\^SID1003||^^^ALL||||||||O\rL|1|N\r",
+        ));
+        let answered = vec![
+            (asked[0].clone(), vec![]),
+            (
+                asked[1].clone(),
+                vec![order(7, "SID1002", "P2", &["WBC", "RBC"])],
+            ),
+            (asked[2].clone(), vec![]),
+        ];
+        let (r, sent) = answer_records(&answered, &HeaderSpec::default(), &tz);
+        assert_eq!(sent, [7]);
+        let m = Message::parse(&r, &ParseOptions::default()).unwrap();
+        assert_eq!(m.termination_code(), "N");
+        let answers: Vec<(String, String, String)> = m
+            .patients
+            .iter()
+            .flat_map(|p| p.orders.iter())
+            .map(|o| (o.specimen_id(), o.report_type(), o.action_code()))
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                ("SID1001".into(), "Y".into(), String::new()),
+                ("SID1002".into(), "O".into(), "N".into()),
+                ("SID1003".into(), "Y".into(), String::new()),
+            ]
+        );
+        // The no-order answer names the patient the analyzer asked with.
+        assert_eq!(m.patients[0].practice_patient_id(), "PAT9");
+        // Nothing for any of them: one no-information answer.
+        let none: Vec<_> = asked.iter().map(|a| (a.clone(), vec![])).collect();
+        let (r, sent) = answer_records(&none, &HeaderSpec::default(), &tz);
+        assert!(sent.is_empty());
+        let m = Message::parse(&r, &ParseOptions::default()).unwrap();
+        assert!(m.patients.is_empty());
+        assert_eq!(m.termination_code(), "I");
     }
 
     #[test]

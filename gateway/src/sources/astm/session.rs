@@ -594,7 +594,7 @@ impl<'a> Session<'a> {
     }
 
     fn answer_query(&mut self, records: Vec<Vec<u8>>, message: Message) {
-        let selections: Vec<_> = message.queries.iter().map(answer::selection).collect();
+        let asks: Vec<answer::Ask> = message.queries.iter().flat_map(answer::asks).collect();
         let kept = answer::new_message(self.name, answer::QUERY_TYPE, &records, Some(&message));
         let cx = self.cx.clone();
         let name = self.name.to_string();
@@ -602,30 +602,27 @@ impl<'a> Session<'a> {
         let header = self.header();
         let tz = self.cx.time_zone.get();
         self.background.spawn(async move {
-            let mut orders: Vec<StoredOrder> = Vec::new();
-            for selection in selections {
-                match cx
+            let mut answered = Vec::with_capacity(asks.len());
+            for ask in asks {
+                let found = match cx
                     .journal
-                    .orders_for(&name, sender.as_deref(), selection)
+                    .orders_for(&name, sender.as_deref(), ask.selection.clone())
                     .await
                 {
-                    Ok(found) => {
-                        for o in found {
-                            if !orders.iter().any(|x| x.id == o.id) {
-                                orders.push(o);
-                            }
-                        }
-                    }
+                    Ok(found) => found,
                     Err(e) => {
-                        tracing::warn!(endpoint = %name, error = %e, "cannot read orders for a host query")
+                        tracing::warn!(endpoint = %name, error = %e, "cannot read orders for a host query");
+                        Vec::new()
                     }
-                }
+                };
+                answered.push((ask, found));
             }
-            tracing::info!(endpoint = %name, orders = orders.len(), "answering ASTM host query");
+            let (records, orders) = answer::answer_records(&answered, &header, &tz);
+            tracing::info!(endpoint = %name, asked = answered.len(), orders = orders.len(), "answering ASTM host query");
             Settled::Answer(Outgoing {
                 purpose: Purpose::Answer,
-                records: answer::order_records(&orders, &header, &tz),
-                orders: orders.iter().map(|o| o.id).collect(),
+                records,
+                orders,
                 sender,
                 failures: 0,
             })

@@ -326,6 +326,39 @@ async fn a_host_query_for_an_unknown_specimen_gets_the_no_information_answer() {
     assert_eq!(m.termination_code(), "I");
 }
 
+#[tokio::test]
+async fn a_host_query_for_several_specimens_answers_each_in_order_and_marks_all_found_sent() {
+    let f = query_only();
+    f.journal.add_order(order("SID1003", &["K"])).await.unwrap();
+    f.journal
+        .add_order(order("SID1001", &["GLU", "NA"]))
+        .await
+        .unwrap();
+    let (mut line, _task) = f.connect();
+    // One Q record for a rack of three tubes, Q-3 repeated; the second
+    // tube has no order.
+    let query =
+        records("H|\\^&|||AU480^V2.1\rQ|1|^SID1001\\^SID1002\\^SID1003||^^^ALL||||||||O\rL|1|N\r");
+    send_session(&mut line, &query).await;
+    let answer = receive_session(&mut line).await;
+    let m = Message::parse(&answer, &ParseOptions::default()).unwrap();
+    let answered: Vec<(String, String)> = m
+        .patients
+        .iter()
+        .flat_map(|p| p.orders.iter().map(|o| (o.specimen_id(), o.report_type())))
+        .collect();
+    assert_eq!(
+        answered,
+        [
+            ("SID1001".to_string(), "O".to_string()),
+            ("SID1002".to_string(), "Y".to_string()),
+            ("SID1003".to_string(), "O".to_string()),
+        ]
+    );
+    assert_eq!(eventually_sent(&f, "SID1001").await.0, OrderState::Sent);
+    assert_eq!(eventually_sent(&f, "SID1003").await.0, OrderState::Sent);
+}
+
 /// Reads one frame after its STX: FN, text, ETB/ETX, checksum, CR LF.
 async fn read_frame(line: &mut DuplexStream) -> Vec<u8> {
     assert_eq!(read_byte(line).await, STX);
