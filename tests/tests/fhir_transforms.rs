@@ -52,6 +52,12 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
         "hl7v2-fhir",
     ),
     (
+        "tests/data/fhir/oru_r01_serial_micro_v251.hl7",
+        "cobas",
+        "ORU^R01",
+        "hl7v2-fhir",
+    ),
+    (
         "tests/data/fhir/adt/adt_a01_orbis.hl7",
         "adt-orbis",
         "ADT^A01",

@@ -8,8 +8,30 @@
 //! | ORC/OBR | ServiceRequest (placer number) and DiagnosticReport (filler number; `result` = its OBX) |
 //! | SPM (ORU: after its OBR; OUL: before the OBRs it belongs to), or OBR-7 when an order has no SPM | Specimen of that order only |
 //! | OBX in an OUL specimen group (before its OBR) | Observation about the specimen |
-//! | OBX | Observation, value[x] by OBX-2: NM → Quantity (UCUM when OBX-6 is UCUM), SN → Quantity with comparator, Range or Ratio, CE/CWE/CNE → CodeableConcept, ST/TX/FT → string, DT/TS/DTM → dateTime; OBX-7 referenceRange, OBX-8 interpretation, OBX-11 status, OBX-14 effective, OBX-16 performer, OBX-18 device |
+//! | OBX | one Observation per OBX, value[x] by OBX-2: NM → Quantity (UCUM when OBX-6 is UCUM), SN → Quantity with comparator, Range or Ratio, CE/CWE/CNE → CodeableConcept, ST/TX/FT → string, DT/TS/DTM → dateTime; OBX-7 referenceRange, OBX-8 interpretation, OBX-11 status, OBX-14 effective, OBX-16 performer, OBX-18 device |
 //! | NTE | `note` of the OBX (Observation) or OBR (ServiceRequest) before it |
+//!
+//! Every OBX is an Observation of its own, however many share a code: its
+//! identifier (the key of its deterministic id and of the conditional PUT)
+//! is OBX-21 when sent, else `<filler or placer>/<OBX-3 code>[/<OBX-4>]`
+//! (`specimen/<SPM-2>/…` for OUL specimen OBX). When several OBX of one
+//! order (or specimen) would get the same key — serial readings,
+//! repeated measurements, several isolates — each gets `#<OBX-1>`
+//! appended, or `#obx<n>` (its position among the order's OBX) for all of
+//! them when their set ids are missing or repeat. A key that occurs once
+//! stays as it always was, so a lone result keeps the id it had before,
+//! and a resend of the same message gives the same ids (the upsert stays
+//! idempotent).
+//!
+//! A repeating OBX-5 follows the IG's OBX[Observation-Component] map
+//! (`component[forEachOBX-5Instance]`): with more than one non-null
+//! repetition of NM, SN, CE/CWE/CNE or DT/TS/DTM, the Observation has no
+//! value[x] and one `component` per repetition, in order, each with the
+//! Observation's code (OBX-3) and that repetition's value (R4 obs-7: a
+//! component with the Observation's own code rules out its value[x]).
+//! Text (ST, TX, FT, and types the map does not know) repeats as lines of
+//! one text, so its repetitions are joined with line breaks into the one
+//! valueString, in order.
 //!
 //! Blank fields create nothing: a blank OBX-5, spaces or the HL7 null `""`
 //! give an Observation without value; an SN whose parts are not numbers is
@@ -24,7 +46,7 @@ use super::super::TransformError;
 use super::common::*;
 use crate::r4::*;
 use ecko_message::StoredMessage;
-use ecko_protocol::hl7::{Message, Segment};
+use ecko_protocol::hl7::{Message, Segment, Value};
 use jiff::tz::TimeZone;
 
 fn obx_status(s: &str) -> &'static str {
@@ -55,14 +77,90 @@ fn is_null(text: &str) -> bool {
     t.is_empty() || t == "\"\""
 }
 
+/// One value[x], as an Observation or one of its components holds it.
+#[derive(Default)]
+struct ValueX {
+    quantity: Option<Quantity>,
+    codeable_concept: Option<CodeableConcept>,
+    string: Option<String>,
+    range: Option<Range>,
+    ratio: Option<Ratio>,
+    date_time: Option<String>,
+}
+
+impl ValueX {
+    fn is_some(&self) -> bool {
+        self.quantity.is_some()
+            || self.codeable_concept.is_some()
+            || self.string.is_some()
+            || self.range.is_some()
+            || self.ratio.is_some()
+            || self.date_time.is_some()
+    }
+}
+
 /// Sets value[x] from OBX-2/OBX-5/OBX-6. A blank or null OBX-5 sets nothing;
 /// a value that does not fit its type is kept as a string rather than lost.
+/// Text (ST, TX, FT) keeps its repetitions as lines of one string; any other
+/// type with more than one non-null repetition gets one component per
+/// repetition, in order, each with the Observation's code (see the module
+/// note).
 fn set_value(obs: &mut Observation, obx: &Segment<'_>, source: &str, tz: &TimeZone) {
     let ty = get(obx, 2, 1);
     let Some(field) = obx.field(5).filter(|f| !is_null(&f.value())) else {
         return;
     };
-    let as_text = || Some(field.value().trim().to_string()).filter(|s| !is_null(s));
+    let structured = matches!(
+        ty.as_str(),
+        "NM" | "SN" | "CE" | "CWE" | "CNE" | "DT" | "TS" | "DTM"
+    );
+    if !structured {
+        let text: Vec<String> = field
+            .repetitions()
+            .map(|r| r.value().trim_end().to_string())
+            .filter(|s| !is_null(s))
+            .collect();
+        if !text.is_empty() {
+            obs.value_string = Some(text.join("\n"));
+        }
+        return;
+    }
+    let values: Vec<ValueX> = field
+        .repetitions()
+        .filter(|r| !is_null(&r.value()))
+        .map(|r| value_of(&ty, &r, obx, source, tz))
+        .filter(ValueX::is_some)
+        .collect();
+    match <[ValueX; 1]>::try_from(values) {
+        Ok([v]) => {
+            obs.value_quantity = v.quantity;
+            obs.value_codeable_concept = v.codeable_concept;
+            obs.value_string = v.string;
+            obs.value_range = v.range;
+            obs.value_ratio = v.ratio;
+            obs.value_date_time = v.date_time;
+        }
+        Err(values) => {
+            obs.component = values
+                .into_iter()
+                .map(|v| ObservationComponent {
+                    code: obs.code.clone(),
+                    value_quantity: v.quantity,
+                    value_codeable_concept: v.codeable_concept,
+                    value_string: v.string,
+                    value_range: v.range,
+                    value_ratio: v.ratio,
+                    value_date_time: v.date_time,
+                })
+                .collect()
+        }
+    }
+}
+
+/// The value of one OBX-5 repetition of a non-text type.
+fn value_of(ty: &str, rep: &Value<'_>, obx: &Segment<'_>, source: &str, tz: &TimeZone) -> ValueX {
+    let mut v = ValueX::default();
+    let as_text = || Some(rep.value().trim().to_string()).filter(|s| !is_null(s));
     let unit_field = obx.field(6);
     let unit_code = unit_field.map(|u| comp(&u, 1)).unwrap_or_default();
     let unit_is_ucum = unit_field.map(|u| comp(&u, 3)).as_deref() == Some("UCUM");
@@ -74,24 +172,16 @@ fn set_value(obs: &mut Observation, obx: &Segment<'_>, source: &str, tz: &TimeZo
         }
         Some(q)
     };
-    match ty.as_str() {
+    match ty {
         "NM" => {
-            let v = field.value().trim().to_string();
-            match quantity_of(&v) {
-                Some(q) => obs.value_quantity = Some(q),
-                None => obs.value_string = as_text(),
+            let n = rep.value().trim().to_string();
+            match quantity_of(&n) {
+                Some(q) => v.quantity = Some(q),
+                None => v.string = as_text(),
             }
         }
         "SN" => {
-            let Some(first) = field.repetition(1) else {
-                return;
-            };
-            let (cmp, n1, sep, n2) = (
-                comp(&first, 1),
-                comp(&first, 2),
-                comp(&first, 3),
-                comp(&first, 4),
-            );
+            let (cmp, n1, sep, n2) = (comp(rep, 1), comp(rep, 2), comp(rep, 3), comp(rep, 4));
             // What does not fit a number is kept as the sender wrote it.
             let sn_text = || {
                 if is_null(&n1) && is_null(&n2) {
@@ -106,53 +196,91 @@ fn set_value(obs: &mut Observation, obx: &Segment<'_>, source: &str, tz: &TimeZo
                         high: quantity_of(&n2),
                     };
                     if range.low.is_some() || range.high.is_some() {
-                        obs.value_range = Some(range);
+                        v.range = Some(range);
                     } else {
-                        obs.value_string = sn_text();
+                        v.string = sn_text();
                     }
                 }
                 ":" | "/" => match (quantity(&n1, ""), quantity(&n2, "")) {
                     // R4 rat-1: both parts or neither.
                     (Some(numerator), Some(denominator)) => {
-                        obs.value_ratio = Some(Ratio {
+                        v.ratio = Some(Ratio {
                             numerator: Some(numerator),
                             denominator: Some(denominator),
                         })
                     }
-                    _ => obs.value_string = sn_text(),
+                    _ => v.string = sn_text(),
                 },
                 // `2^+`: an ordinal ("2+"), not the number 2.
-                "+" => obs.value_string = sn_text(),
+                "+" => v.string = sn_text(),
                 _ => {
                     if let Some(mut q) = quantity_of(&n1) {
                         if matches!(cmp.as_str(), "<" | ">" | "<=" | ">=") {
                             q.comparator = Some(cmp);
                         }
-                        obs.value_quantity = Some(q);
+                        v.quantity = Some(q);
                     } else {
-                        obs.value_string = sn_text();
+                        v.string = sn_text();
                     }
                 }
             }
         }
-        "CE" | "CWE" | "CNE" => {
-            obs.value_codeable_concept = field.repetition(1).and_then(|r| cwe(&r, source));
-        }
-        "DT" | "TS" | "DTM" => {
-            obs.value_date_time = date_time(&comp(&field, 1), tz);
-            if obs.value_date_time.is_none() {
-                obs.value_string = as_text();
-            }
-        }
+        "CE" | "CWE" | "CNE" => v.codeable_concept = cwe(rep, source),
         _ => {
-            let text: Vec<String> = field
-                .repetitions()
-                .map(|r| r.value().trim_end().to_string())
-                .filter(|s| !is_null(s))
-                .collect();
-            if !text.is_empty() {
-                obs.value_string = Some(text.join("\n"));
+            // DT, TS, DTM
+            v.date_time = date_time(&comp(rep, 1), tz);
+            if v.date_time.is_none() {
+                v.string = as_text();
             }
+        }
+    }
+    v
+}
+
+/// An Observation whose id is final only once its group is complete:
+/// results of the same code and sub-id are told apart by their set id.
+struct Pending {
+    obs: Observation,
+    key: Identifier,
+    /// The key was made here (`prefix/code[/sub]`), not taken from OBX-21.
+    local: bool,
+    /// OBX-1.
+    set_id: String,
+}
+
+/// Makes the local keys of `group` distinct: a key that occurs once stays
+/// as it is (the id a lone result always had); keys shared by several OBX
+/// get `#<OBX-1>`, or `#obx<n>` (the OBX's 1-based position in the group)
+/// for all of them when their set ids are missing or repeat too.
+fn disambiguate(group: &mut [Pending]) {
+    use std::collections::HashMap;
+    let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, p) in group.iter().enumerate() {
+        if p.local {
+            by_key
+                .entry(p.key.value.clone().unwrap_or_default())
+                .or_default()
+                .push(i);
+        }
+    }
+    for (base, members) in by_key {
+        if members.len() < 2 {
+            continue;
+        }
+        let mut set_ids: Vec<&str> = members.iter().map(|&i| group[i].set_id.as_str()).collect();
+        let usable = !set_ids.contains(&"");
+        set_ids.sort_unstable();
+        set_ids.dedup();
+        let by_set_id = usable && set_ids.len() == members.len();
+        for &i in &members {
+            let suffix = if by_set_id {
+                group[i].set_id.clone()
+            } else {
+                format!("obx{}", i + 1)
+            };
+            let p = &mut group[i];
+            p.key.value = Some(format!("{base}#{suffix}"));
+            p.obs.identifier = vec![p.key.clone()];
         }
     }
 }
@@ -163,7 +291,7 @@ struct Order {
     report_key: Identifier,
     filler: Option<Identifier>,
     request: Option<(ServiceRequest, Identifier)>,
-    observations: Vec<(Observation, Identifier)>,
+    observations: Vec<Pending>,
     /// Specimens of this order: from SPM (after the OBR in ORU, before it in
     /// OUL), else none yet (OBR-7 may give one at the end).
     specimens: Vec<Reference>,
@@ -191,7 +319,7 @@ fn observation(
     b: &mut BundleBuilder,
     source: &str,
     tz: &TimeZone,
-) -> Option<(Observation, Identifier)> {
+) -> Option<Pending> {
     let code = seg
         .field(3)
         .and_then(|f| f.repetition(1))
@@ -202,7 +330,9 @@ fn observation(
         .and_then(|c| c.code.clone())
         .or_else(|| code.text.clone())
         .unwrap_or_default();
-    let key = ei(seg.field(21), source, "observation").unwrap_or_else(|| {
+    let given = ei(seg.field(21), source, "observation");
+    let local = given.is_none();
+    let key = given.unwrap_or_else(|| {
         let sub = get(seg, 4, 1);
         identifier(
             local_system(source, "observation"),
@@ -254,7 +384,21 @@ fn observation(
         };
         obs.device = Some(reference(&b.ensure(Resource::Device(d), &dev_key)));
     }
-    Some((obs, key))
+    Some(Pending {
+        obs,
+        key,
+        local,
+        set_id: get(seg, 1, 1).trim().to_string(),
+    })
+}
+
+/// Puts the specimen observations of an OUL group, once the group is
+/// complete (their keys are then final).
+fn flush_specimen_observations(b: &mut BundleBuilder, group: &mut Vec<Pending>) {
+    disambiguate(group);
+    for p in group.drain(..) {
+        b.put(Resource::Observation(p.obs), &p.key);
+    }
 }
 
 /// Maps one stored ORU^R01 or OUL^R22 message.
@@ -274,7 +418,13 @@ pub(super) fn to_bundle(
     let mut orc: Option<Segment<'_>> = None;
     let mut context = Context::None;
 
+    // OUL: the OBX of the current specimen group, put when it ends.
+    let mut specimen_observations: Vec<Pending> = Vec::new();
+
     for seg in parsed.segments() {
+        if !specimen_observations.is_empty() && !matches!(seg.id(), "OBX" | "NTE") {
+            flush_specimen_observations(&mut b, &mut specimen_observations);
+        }
         match seg.id() {
             "PID" => {
                 subject = None;
@@ -404,7 +554,7 @@ pub(super) fn to_bundle(
                 let Some((specimen, id)) = group_specimen.as_ref() else {
                     continue;
                 };
-                if let Some((mut obs, key)) = observation(
+                if let Some(mut found) = observation(
                     &seg,
                     &format!("specimen/{id}"),
                     subject.as_ref(),
@@ -413,8 +563,8 @@ pub(super) fn to_bundle(
                     source,
                     tz,
                 ) {
-                    obs.specimen = Some(specimen.clone());
-                    b.put(Resource::Observation(obs), &key);
+                    found.obs.specimen = Some(specimen.clone());
+                    specimen_observations.push(found);
                 }
             }
             "OBX" => {
@@ -442,8 +592,8 @@ pub(super) fn to_bundle(
                 };
                 match (context, orders.last_mut()) {
                     (Context::Result, Some(o)) => {
-                        if let Some((obs, _)) = o.observations.last_mut() {
-                            obs.note.push(note);
+                        if let Some(p) = o.observations.last_mut() {
+                            p.obs.note.push(note);
                         }
                     }
                     (Context::Order, Some(o)) => {
@@ -458,6 +608,7 @@ pub(super) fn to_bundle(
         }
     }
 
+    flush_specimen_observations(&mut b, &mut specimen_observations);
     let mut results = 0;
     for order in orders {
         let mut report = order.report;
@@ -486,7 +637,9 @@ pub(super) fn to_bundle(
             sr.specimen = specimens.clone();
             reference(&b.put(Resource::ServiceRequest(sr), &key))
         });
-        for (mut obs, key) in order.observations {
+        let mut observations = order.observations;
+        disambiguate(&mut observations);
+        for Pending { mut obs, key, .. } in observations {
             obs.based_on = based_on.clone().into_iter().collect();
             obs.specimen = specimens.first().cloned();
             report

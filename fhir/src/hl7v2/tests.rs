@@ -421,3 +421,136 @@ fn times_without_an_offset_are_read_in_the_zone_the_message_arrived_in() {
     m.envelope.hints.time_zone = None;
     assert_eq!(effective(&m), "2026-03-14T09:29:00+00:00");
 }
+
+fn key_of(o: &Observation) -> String {
+    o.identifier[0].value.clone().unwrap_or_default()
+}
+
+#[test]
+fn serial_readings_of_one_code_are_each_an_observation_with_an_id_of_their_own() {
+    // A glucose tolerance curve and a repeated potassium: same OBX-3, told
+    // apart only by OBX-1 (and OBX-4 for the sub-ids).
+    let b = oru("PID|||77^^^H\nOBR|1|P1|F1|OGTT^OGTT^L\nOBX|1|NM|GLU^Glucose^L|1|5.1|mmol/L|||||F|||20260405080000\nOBX|2|NM|GLU^Glucose^L|1|7.9|mmol/L|||||F|||20260405090000\nOBX|3|NM|GLU^Glucose^L|1|6.2|mmol/L|||||F|||20260405100000\nOBX|4|NM|K^Potassium^L||4.1|mmol/L|||||F\nOBX|5|NM|K^Potassium^L||4.3|mmol/L|||||F\nOBX|6|NM|NA^Sodium^L||140|mmol/L|||||F");
+    let obs = observations(&b);
+    let values: Vec<f64> = obs
+        .iter()
+        .map(|o| {
+            o.value_quantity
+                .as_ref()
+                .unwrap()
+                .value
+                .as_ref()
+                .unwrap()
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(values, [5.1, 7.9, 6.2, 4.1, 4.3, 140.0]);
+    let keys: Vec<String> = obs.iter().map(|o| key_of(o)).collect();
+    assert_eq!(
+        keys,
+        [
+            "F1/GLU/1#1",
+            "F1/GLU/1#2",
+            "F1/GLU/1#3",
+            "F1/K#4",
+            "F1/K#5",
+            "F1/NA"
+        ]
+    );
+    let Resource::DiagnosticReport(report) = resources(&b, "DiagnosticReport")[0] else {
+        panic!()
+    };
+    assert_eq!(report.result.len(), 6);
+    let urls: std::collections::BTreeSet<_> = b.entry.iter().map(|e| &e.full_url).collect();
+    assert_eq!(urls.len(), b.entry.len(), "every entry has its own id");
+}
+
+#[test]
+fn the_ids_of_repeated_results_are_the_same_for_a_resend_and_a_lone_result_keeps_its_id() {
+    let segments = "PID|||77^^^H\nOBR|1|P1|F1|X^X^L\nOBX|1|NM|GLU^Glucose^L||5.1|mmol/L|||||F\nOBX|2|NM|GLU^Glucose^L||7.9|mmol/L|||||F\nOBX|3|NM|K^K^L|2|4.1|mmol/L|||||F";
+    let urls = |b: &Bundle| {
+        b.entry
+            .iter()
+            .map(|e| e.full_url.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(urls(&oru(segments)), urls(&oru(segments)));
+    let keys: Vec<String> = observations(&oru(segments))
+        .iter()
+        .map(|o| key_of(o))
+        .collect();
+    // A code that occurs once keeps the id it always had: prefix/code/sub.
+    assert_eq!(keys, ["F1/GLU#1", "F1/GLU#2", "F1/K/2"]);
+}
+
+#[test]
+fn repeated_results_without_set_ids_are_told_apart_by_their_position() {
+    let b = oru("PID|||77^^^H\nOBR|1|P1|F1|X^X^L\nOBX||NM|GLU^Glucose^L||5.1|mmol/L|||||F\nOBX||NM|GLU^Glucose^L||7.9|mmol/L|||||F");
+    let keys: Vec<String> = observations(&b).iter().map(|o| key_of(o)).collect();
+    assert_eq!(keys, ["F1/GLU#obx1", "F1/GLU#obx2"]);
+}
+
+#[test]
+fn repeated_specimen_observations_of_an_oul_are_kept_apart_too() {
+    let text = "MSH|^~\\&|LAB|L|ECKO|H|20260405100000||OUL^R22|9|P|2.5.1\rPID|||77^^^H\rSPM|1|S1||BLD\rOBX|1|NM|TEMP^Temperature^L||4|Cel|||||F\rOBX|2|NM|TEMP^Temperature^L||5|Cel|||||F\rOBR|1|P1|F1|X^X^L\r";
+    let b = to_bundle(
+        &stored("lab", text.as_bytes()),
+        &TransformContext::default(),
+    )
+    .unwrap();
+    let keys: Vec<String> = observations(&b).iter().map(|o| key_of(o)).collect();
+    assert_eq!(keys, ["specimen/S1/TEMP#1", "specimen/S1/TEMP#2"]);
+}
+
+#[test]
+fn every_repetition_of_a_coded_or_numeric_value_is_kept_in_order_as_a_component() {
+    // Microbiology: several organisms in one OBX-5; a device sending
+    // several readings in one field.
+    let b = oru("PID|||77^^^H\nOBR|1|P1|F1|CULT^Culture^L\nOBX|1|CWE|ORG^Organism^L||ECOLI^E. coli^L~KLPN^K. pneumoniae^L~SAUR^S. aureus^L||||||F\nOBX|2|NM|HR^Heart rate^L||72~75~\"\"~80|/min|||||F\nOBX|3|TX|RPT^Report^L||Line one~Line two||||||F\nOBX|4|CWE|ORG2^Organism^L||ECOLI^E. coli^L||||||F");
+    let obs = observations(&b);
+    assert!(
+        obs[0].value_codeable_concept.is_none(),
+        "value in the components only"
+    );
+    let organisms: Vec<_> = obs[0]
+        .component
+        .iter()
+        .map(|c| {
+            assert_eq!(c.code, obs[0].code);
+            c.value_codeable_concept.as_ref().unwrap().coding[0]
+                .code
+                .clone()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(organisms, ["ECOLI", "KLPN", "SAUR"]);
+    let rates: Vec<f64> = obs[1]
+        .component
+        .iter()
+        .map(|c| {
+            c.value_quantity
+                .as_ref()
+                .unwrap()
+                .value
+                .as_ref()
+                .unwrap()
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        rates,
+        [72.0, 75.0, 80.0],
+        "the null repetition makes nothing"
+    );
+    assert_eq!(obs[2].value_string.as_deref(), Some("Line one\nLine two"));
+    assert!(obs[2].component.is_empty());
+    assert!(obs[3].component.is_empty());
+    assert_eq!(
+        obs[3].value_codeable_concept.as_ref().unwrap().coding[0]
+            .code
+            .as_deref(),
+        Some("ECOLI")
+    );
+}

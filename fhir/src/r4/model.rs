@@ -300,6 +300,18 @@ fhir_struct!(Observation {
     specimen: Option<Reference>,
     device: Option<Reference>,
     reference_range: Vec<ReferenceRange>,
+    component: Vec<ObservationComponent>,
+});
+// One value of an Observation whose source held several (a repeating
+// OBX-5): the Observation's code again, and one value[x].
+fhir_struct!(ObservationComponent {
+    code: CodeableConcept,
+    value_quantity: Option<Quantity>,
+    value_codeable_concept: Option<CodeableConcept>,
+    value_string: Option<String>,
+    value_range: Option<Range>,
+    value_ratio: Option<Ratio>,
+    value_date_time: Option<String>,
 });
 
 fhir_struct!(Provenance {

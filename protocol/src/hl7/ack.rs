@@ -243,6 +243,19 @@ pub struct AckError {
     pub message: String,
 }
 
+impl ParseError {
+    /// What a receiver answers for input that failed this way: header
+    /// problems are rejected (`AR`/`CR`), content errors are errors
+    /// (`AE`/`CE`), as HL7 v2 chapter 2 has it.
+    pub fn outcome(&self) -> Outcome {
+        if self.is_header_problem() {
+            Outcome::Rejected
+        } else {
+            Outcome::Error
+        }
+    }
+}
+
 impl From<&ParseError> for AckError {
     fn from(e: &ParseError) -> Self {
         AckError {
@@ -505,13 +518,8 @@ fn render(h: &Header, c: &AckContent<'_>) -> Vec<u8> {
     out.push(f);
     out.push_str(c.code.as_str());
     out.push(f);
-    if h.control_id.is_empty() {
-        // MSA-2 is required; input without a readable MSH-10 gets the HL7
-        // null, which says "none" rather than leaving the field out.
-        out.push_str("\"\"");
-    } else {
-        out.push_str(&h.control_id);
-    }
+    // The control id as far as it could be read; empty when none could.
+    out.push_str(&h.control_id);
     if let Some(text) = c.text {
         out.push(f);
         out.push_str(&escape(text, s));

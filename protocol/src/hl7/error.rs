@@ -148,6 +148,18 @@ pub enum ParseError {
         /// Where.
         location: ErrorLocation,
     },
+    /// MSH-12 names a version that is not HL7 v2.
+    #[error("unsupported version {version:?} in MSH-12")]
+    UnsupportedVersion {
+        /// The MSH-12 value.
+        version: String,
+    },
+    /// MSH-11 names a processing id outside table 0103 (`P`, `D`, `T`).
+    #[error("unsupported processing id {id:?} in MSH-11")]
+    UnsupportedProcessingId {
+        /// The MSH-11 value.
+        id: String,
+    },
     /// A batch whose trailer count does not match its content.
     #[error("batch declares {declared} messages but holds {found}")]
     BatchCountMismatch {
@@ -165,6 +177,8 @@ impl ParseError {
             ParseError::Empty | ParseError::MissingMsh => None,
             ParseError::BadSeparators { .. } => Some(ErrorLocation::msh_field(2)),
             ParseError::UnsupportedCharset { .. } => Some(ErrorLocation::msh_field(18)),
+            ParseError::UnsupportedVersion { .. } => Some(ErrorLocation::msh_field(12)),
+            ParseError::UnsupportedProcessingId { .. } => Some(ErrorLocation::msh_field(11)),
             ParseError::InvalidSegment { index } => Some(ErrorLocation {
                 segment_id: String::new(),
                 sequence: 1,
@@ -191,6 +205,24 @@ impl ParseError {
             ParseError::BadSeparators { .. } => ErrorCode::DataTypeError,
             ParseError::UnsupportedCharset { .. } => ErrorCode::TableValueNotFound,
             ParseError::MissingField { .. } => ErrorCode::RequiredFieldMissing,
+            ParseError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersionId,
+            ParseError::UnsupportedProcessingId { .. } => ErrorCode::UnsupportedProcessingId,
+        }
+    }
+
+    /// Whether the problem is in the message header (MSH, or no MSH at
+    /// all): HL7 answers those `AR` (`CR`), a problem in the content `AE`
+    /// (`CE`).
+    pub fn is_header_problem(&self) -> bool {
+        match self {
+            ParseError::Empty
+            | ParseError::MissingMsh
+            | ParseError::BadSeparators { .. }
+            | ParseError::UnsupportedCharset { .. }
+            | ParseError::UnsupportedVersion { .. }
+            | ParseError::UnsupportedProcessingId { .. } => true,
+            ParseError::MissingField { location } => location.segment_id == "MSH",
+            ParseError::InvalidSegment { .. } | ParseError::BatchCountMismatch { .. } => false,
         }
     }
 }

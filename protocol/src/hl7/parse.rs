@@ -172,6 +172,11 @@ pub struct Message {
     seps: Separators,
     charset: Charset,
     decode_errors: bool,
+    /// Offset of the first byte that was not valid in the charset. The
+    /// bytes before it are valid, and decode to the same bytes of `text`
+    /// (only UTF-8 and plain ASCII can hold invalid bytes, and both decode
+    /// valid input to itself), so it is an offset into `text` too.
+    first_invalid: Option<usize>,
     /// (start, end, occurrence) of each segment in `text`.
     spans: Vec<(usize, usize, usize)>,
     identity: Identity,
@@ -201,11 +206,17 @@ impl Message {
         let (text, decode_errors) = charset.decode(bytes, opts.fallback_charset);
         let text = text.into_owned();
         let spans = split_segments(&text, seps.field)?;
+        let first_invalid = if decode_errors {
+            first_invalid_byte(bytes, charset, opts.fallback_charset)
+        } else {
+            None
+        };
         let mut msg = Message {
             text,
             seps,
             charset,
             decode_errors,
+            first_invalid,
             spans,
             identity: Identity::default(),
         };
@@ -254,6 +265,27 @@ impl Message {
         })
     }
 
+    /// What a receiver checks in the header beyond parsing: MSH-12 must
+    /// be an HL7 v2 version (`2.1` … `2.9`, with or without a third part)
+    /// and MSH-11 a processing id of table 0103 (`P`, `D`, `T`). An empty
+    /// MSH-11 or MSH-12 is tolerated, as the rest of MSH is.
+    pub fn check_header(&self) -> Result<(), ParseError> {
+        let id = &self.identity;
+        let version = id.version.trim();
+        if !version.is_empty() && !is_v2_version(version) {
+            return Err(ParseError::UnsupportedVersion {
+                version: version.chars().take(32).collect(),
+            });
+        }
+        let processing = id.processing_id.trim();
+        if !processing.is_empty() && !matches!(processing, "P" | "D" | "T") {
+            return Err(ParseError::UnsupportedProcessingId {
+                id: processing.chars().take(32).collect(),
+            });
+        }
+        Ok(())
+    }
+
     /// MSH-derived identity.
     pub fn identity(&self) -> &Identity {
         &self.identity
@@ -272,6 +304,38 @@ impl Message {
     /// Whether some bytes could not be decoded and became U+FFFD.
     pub fn had_decode_errors(&self) -> bool {
         self.decode_errors
+    }
+
+    /// Where the first byte invalid in the message's character set is, as
+    /// the ERR-2 location of the segment and field holding it; `None`
+    /// when every byte decoded.
+    pub fn invalid_text(&self) -> Option<ErrorLocation> {
+        let at = self.first_invalid?;
+        // The segment holding it, or the one before when it sits in a
+        // terminator or a skipped blank line.
+        let index = self
+            .spans
+            .iter()
+            .rposition(|&(start, _, _)| start <= at)
+            .unwrap_or(0);
+        let &(start, end, occurrence) = self.spans.get(index)?;
+        let segment = self.text.get(start..end)?;
+        let upto = segment.get(..at.saturating_sub(start).min(segment.len()))?;
+        let separators = upto.matches(self.seps.field).count();
+        let id: String = segment.chars().take(3).collect();
+        // MSH-1 is the field separator itself: MSH's n-th separator
+        // starts MSH-(n+1).
+        let field = if id == "MSH" {
+            separators + 1
+        } else {
+            separators
+        };
+        Some(ErrorLocation {
+            segment_id: id,
+            sequence: occurrence,
+            field: (field > 0).then_some(field),
+            segment_index: index,
+        })
     }
 
     /// The decoded text, as received (original terminators included).
@@ -321,6 +385,31 @@ impl Message {
             index: 0,
             occurrence: 1,
         })
+    }
+}
+
+/// `2.1` … `2.9`, optionally with one more numeric part (`2.5.1`).
+fn is_v2_version(v: &str) -> bool {
+    let mut parts = v.split('.');
+    let major = parts.next() == Some("2");
+    let minor = parts
+        .next()
+        .is_some_and(|m| matches!(m, "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9"));
+    let rest: Vec<&str> = parts.collect();
+    let patch = rest.len() <= 1
+        && rest
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    major && minor && patch
+}
+
+/// The offset of the first byte of `bytes` that `charset` cannot decode.
+fn first_invalid_byte(bytes: &[u8], charset: Charset, fallback: Charset) -> Option<usize> {
+    match charset {
+        Charset::Utf8 => std::str::from_utf8(bytes).err().map(|e| e.valid_up_to()),
+        Charset::Ascii if fallback == Charset::Ascii => bytes.iter().position(|b| !b.is_ascii()),
+        Charset::Ascii => first_invalid_byte(bytes, fallback, fallback),
+        Charset::Latin1 | Charset::Latin9 | Charset::Windows1252 => None,
     }
 }
 

@@ -739,7 +739,7 @@ fn an_ack_for_a_message_missing_msh_10_salvages_what_msh_holds() {
     assert_eq!(raw(&a, "MSH", 5), "LIS");
     assert_eq!(raw(&a, "MSH", 9), "ACK^R01^ACK");
     assert_eq!(raw(&a, "MSA", 1), "AE");
-    assert_eq!(raw(&a, "MSA", 2), "\"\"", "the HL7 null: MSA-2 is required");
+    assert_eq!(raw(&a, "MSA", 2), "", "no control id could be read");
     assert_eq!(raw(&a, "ERR", 2), "MSH^1^10");
     assert_eq!(raw(&a, "ERR", 3), "101^Required field missing^HL70357");
     assert_eq!(raw(&a, "ERR", 4), "E");
@@ -1015,6 +1015,93 @@ fn an_ack_for_input_without_a_readable_control_id_names_none_with_the_hl7_null()
     ] {
         let ack = build_ack_for_unreadable(raw, &content, &ParseOptions::default());
         let text = String::from_utf8(ack).unwrap();
-        assert!(text.contains("\rMSA|AE|\"\"\r"), "{text}");
+        assert!(text.contains("\rMSA|AE|\r"), "{text}");
     }
+}
+
+#[test]
+fn a_byte_invalid_in_the_declared_charset_is_located_by_segment_and_field() {
+    let bytes = b"MSH|^~\\&|A|B|C|D|1||ORU^R01|9|P|2.5.1||||||UNICODE UTF-8\rPID|1||7||M\xfcller^Hans\rOBX|1|ST|C||ok\rOBX|2|ST|C||bad \xfc\r";
+    let m = parse(bytes);
+    assert!(m.had_decode_errors());
+    let at = m.invalid_text().unwrap();
+    assert_eq!(
+        (at.segment_id.as_str(), at.sequence, at.field),
+        ("PID", 1, Some(5))
+    );
+    let later = parse(b"MSH|^~\\&|A|B|C|D|1||ORU^R01|9|P|2.5.1||||||UNICODE UTF-8\rOBX|1|ST|C||ok\rOBX|2|ST|C||bad \xfc\r");
+    let at = later.invalid_text().unwrap();
+    assert_eq!(
+        (at.segment_id.as_str(), at.sequence, at.field),
+        ("OBX", 2, Some(5))
+    );
+    // Valid UTF-8, and charsets in which every byte is a character, have
+    // nothing to locate.
+    assert!(parse(
+        "MSH|^~\\&|A|B|C|D|1||ORU^R01|9|P|2.5.1||||||UNICODE UTF-8\rPID|1||7||Müller\r".as_bytes()
+    )
+    .invalid_text()
+    .is_none());
+    assert!(
+        parse(b"MSH|^~\\&|A|B|C|D|1||ORU^R01|9|P|2.5.1\rPID|1||7||M\xfcller\r")
+            .invalid_text()
+            .is_none()
+    );
+    // The endpoint's fallback counts when MSH-18 is empty.
+    let utf8 = ParseOptions {
+        fallback_charset: Charset::Utf8,
+    };
+    let m = Message::parse(
+        b"MSH|^~\\&|A|B|C|D|1||ORU^R01|9|P|2.5.1\rPID|1||7||M\xfcller\r",
+        &utf8,
+    )
+    .unwrap();
+    assert_eq!(m.invalid_text().map(|l| l.field), Some(Some(5)));
+}
+
+#[test]
+fn header_problems_are_rejected_and_content_errors_are_errors() {
+    let header = [
+        &b""[..],
+        b"PID|1||4711\r",
+        b"MSH|^~\r",
+        b"MSH|^~\\&|A|B|C|D|1|||9|P|2.5.1\r",
+        b"MSH|^~\\&|A|B|C|D|1||ORU^R01||P|2.5.1\r",
+        b"MSH|^~\\&|A|B|C|D|1||ORU^R01|9|P|2.5.1||||||KLINGON\r",
+    ];
+    for bytes in header {
+        let e = err_of(bytes);
+        assert_eq!(e.outcome(), Outcome::Rejected, "{e}");
+    }
+    let content = err_of(b"MSH|^~\\&|A|B|C|D|1||ORU^R01|9|P|2.5.1\rPID|1\rthis is not a segment\r");
+    assert_eq!(content.outcome(), Outcome::Error, "{content}");
+}
+
+#[test]
+fn a_version_or_processing_id_hl7_does_not_define_is_unsupported() {
+    let with = |msh11: &str, msh12: &str| {
+        parse(format!("MSH|^~\\&|A|B|C|D|1||ORU^R01|9|{msh11}|{msh12}\r").as_bytes()).check_header()
+    };
+    for ok in [
+        ("P", "2.5.1"),
+        ("T", "2.3"),
+        ("D", "2.8.2"),
+        ("", ""),
+        ("P", "2.9"),
+    ] {
+        assert_eq!(with(ok.0, ok.1), Ok(()), "{ok:?}");
+    }
+    let e = with("P", "3.0").unwrap_err();
+    assert_eq!(
+        (e.error_code().code(), e.location().unwrap().field),
+        (203, Some(12))
+    );
+    assert_eq!(e.outcome(), Outcome::Rejected);
+    let e = with("X", "2.5.1").unwrap_err();
+    assert_eq!(
+        (e.error_code().code(), e.location().unwrap().field),
+        (202, Some(11))
+    );
+    assert!(with("P", "2.5.x").is_err());
+    assert!(with("P", "V2.5").is_err());
 }
