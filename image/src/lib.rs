@@ -3,4 +3,6 @@
 //! issue 17 build on these.
 
 pub mod format;
+pub mod keys;
 pub mod manifest;
+pub mod verify;
