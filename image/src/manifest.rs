@@ -172,3 +172,26 @@ mod tests {
         assert_eq!(compare_versions("1.0-rc2", "1.0-rc1"), Ordering::Greater);
     }
 }
+
+#[cfg(test)]
+mod seeds {
+    use super::*;
+
+    /// scripts/fuzz-seeds writes manifests by hand, field by field: they
+    /// must stay what this decoder reads.
+    #[test]
+    fn the_fuzz_seed_manifests_decode() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../gateway/fuzz/seeds/image_bundle/"
+        );
+        for name in ["manifest", "manifest-gateway-kind"] {
+            let b = std::fs::read(format!("{dir}{name}")).unwrap();
+            let m = Manifest::decode(&b).unwrap();
+            assert_eq!(m.hardware, "box-v2", "{name}");
+        }
+        let b = std::fs::read(format!("{dir}bundle")).unwrap();
+        let head = crate::format::read_head(&mut &b[..]).unwrap();
+        assert_eq!(Manifest::decode(&head.manifest).unwrap().payload_len, 5);
+    }
+}
