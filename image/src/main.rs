@@ -1,4 +1,4 @@
-//! `ecko-image`: keygen, build, verify, info. Install and boot control
+//! `ecko-image`: keygen, build, sign, info, verify. Install and boot control
 //! (issue 17) are not here yet.
 
 use std::path::PathBuf;
@@ -45,6 +45,18 @@ enum Cmd {
         key: Option<PathBuf>,
         #[arg(short = 'o')]
         out: PathBuf,
+    },
+    /// Sign a bundle in place.
+    Sign {
+        bundle: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Show a bundle's manifest (not verified: use `verify` for that).
+    Info {
+        bundle: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
     /// Check a bundle; exit 0 or a code per reason (README).
     Verify {
@@ -109,6 +121,36 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                 next_key: None,
             };
             verify::build(&payload, m, key.as_ref(), &out).map_err(|e| other(e.into()))?;
+        }
+        Cmd::Sign { bundle, key } => {
+            let key = keys::read_secret(&key).map_err(|e| other(e.into()))?;
+            verify::sign_file(&bundle, &key)
+                .map_err(|e| (e.exit_code() as u8, anyhow::Error::from(e)))?;
+        }
+        Cmd::Info { bundle, json } => {
+            let (head, m) = verify::read_unverified(&bundle)
+                .map_err(|e| (e.exit_code() as u8, anyhow::Error::from(e)))?;
+            let v = serde_json::json!({
+                "verified": false,
+                "signed": !head.is_unsigned(),
+                "signer": hex::encode(head.signer),
+                "hardware": m.hardware,
+                "version": m.version,
+                "security_version": m.security_version,
+                "payload_kind": m.payload_kind.as_str(),
+                "payload_len": m.payload_len,
+                "payload_sha256": hex::encode(m.payload_sha256),
+                "build_time": m.build_time,
+                "next_key": m.next_key.map(|k| serde_json::json!({
+                    "public": hex::encode(k.public), "development": k.development})),
+            });
+            if json {
+                println!("{v:#}");
+            } else if let Some(o) = v.as_object() {
+                for (k, v) in o {
+                    println!("{k}: {v}");
+                }
+            }
         }
         Cmd::Verify {
             bundle,

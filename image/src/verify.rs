@@ -188,3 +188,32 @@ impl Write for HashWriter<'_> {
         Ok(())
     }
 }
+
+/// Signs a bundle in place: only its signature block is rewritten, so a
+/// 500 MB bundle is not copied.
+pub fn sign_file(path: &Path, k: &SecretKey) -> Result<(), VerifyError> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(FormatError::Io)?;
+    let mut head = format::read_head(&mut BufReader::new(&mut f))?;
+    // Refuse to sign what could not be decoded after signing.
+    Manifest::decode(&head.manifest)?;
+    sign_head(&mut head, k);
+    let at = head.payload_offset() - format::SIGNATURE_BLOCK_LEN as u64;
+    let io = |e| VerifyError::Format(FormatError::Io(e));
+    f.seek(SeekFrom::Start(at)).map_err(io)?;
+    f.write_all(&head.signature).map_err(io)?;
+    f.write_all(&head.signer).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// The manifest of a bundle, not verified (for `info`).
+pub fn read_unverified(path: &Path) -> Result<(RawHead, Manifest), VerifyError> {
+    let mut r = BufReader::new(File::open(path).map_err(FormatError::Io)?);
+    let head = format::read_head(&mut r)?;
+    let m = Manifest::decode(&head.manifest)?;
+    Ok((head, m))
+}

@@ -128,3 +128,38 @@ fn the_secret_key_is_private_to_its_owner() {
     assert_eq!(mode & 0o777, 0o600);
     assert_ne!(run(&["keygen", &f.p("key")]), 0, "never overwrites a key");
 }
+
+#[test]
+fn an_unsigned_bundle_is_refused_until_signed_in_place() {
+    let f = Fixture::new();
+    let code = run(&[
+        "build",
+        "--payload",
+        &f.p("payload"),
+        "--hardware",
+        "box-v2",
+        "--version",
+        "1.0",
+        "--security-version",
+        "1",
+        "-o",
+        &f.p("unsigned"),
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(f.verify("unsigned", &[]), 14);
+    let before = std::fs::metadata(f.d.join("unsigned")).unwrap().len();
+    assert_eq!(run(&["sign", &f.p("unsigned"), "--key", &f.p("key")]), 0);
+    assert_eq!(
+        std::fs::metadata(f.d.join("unsigned")).unwrap().len(),
+        before
+    );
+    assert_eq!(f.verify("unsigned", &[]), 0);
+    let out = bin()
+        .args(["info", &f.p("unsigned"), "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["version"], "1.0");
+    assert_eq!(v["payload_len"], 300_000);
+    assert_eq!(v["verified"], false);
+}
