@@ -1,0 +1,181 @@
+//! `ecko-image`: keygen, build, sign, info, verify. Install and boot control
+//! (issue 17) are not here yet.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ecko_image::keys::{self, KeyKind};
+use ecko_image::manifest::{Manifest, PayloadKind};
+use ecko_image::verify::{self, Checks};
+
+#[derive(Parser)]
+#[command(
+    name = "ecko-image",
+    version,
+    about = "Signed firmware bundles for Ecko Edge"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write KEY (secret, 0600) and KEY.pub.
+    Keygen {
+        key: PathBuf,
+        /// A release key; without it the key is marked development.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Payload + manifest -> bundle (signed when --key is given).
+    Build {
+        #[arg(long)]
+        payload: PathBuf,
+        #[arg(long)]
+        hardware: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        security_version: u64,
+        #[arg(long, default_value = "rootfs")]
+        kind: PayloadKind,
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(short = 'o')]
+        out: PathBuf,
+    },
+    /// Sign a bundle in place.
+    Sign {
+        bundle: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Show a bundle's manifest (not verified: use `verify` for that).
+    Info {
+        bundle: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a bundle; exit 0 or a code per reason (README).
+    Verify {
+        bundle: PathBuf,
+        #[arg(long, default_value = "/etc/ecko/keys")]
+        trust: PathBuf,
+        #[arg(long)]
+        hardware: Option<String>,
+        #[arg(long)]
+        installed_security_version: Option<u64>,
+        #[arg(long)]
+        allow_dev_keys: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, e)) => {
+            eprintln!("ecko-image: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
+    let other = |e: anyhow::Error| (1u8, e);
+    match cmd {
+        Cmd::Keygen { key, release } => {
+            let kind = if release {
+                KeyKind::Release
+            } else {
+                KeyKind::Development
+            };
+            keys::keygen(&key, kind).map_err(|e| other(e.into()))?;
+        }
+        Cmd::Build {
+            payload,
+            hardware,
+            version,
+            security_version,
+            kind,
+            key,
+            out,
+        } => {
+            let key = key
+                .map(|k| keys::read_secret(&k))
+                .transpose()
+                .map_err(|e| other(e.into()))?;
+            let build_time = std::env::var("SOURCE_DATE_EPOCH")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| jiff::Timestamp::now().as_second().max(0) as u64);
+            let m = Manifest {
+                hardware,
+                version,
+                security_version,
+                payload_kind: kind,
+                payload_len: 0,
+                payload_sha256: [0; 32],
+                build_time,
+                next_key: None,
+            };
+            verify::build(&payload, m, key.as_ref(), &out).map_err(|e| other(e.into()))?;
+        }
+        Cmd::Sign { bundle, key } => {
+            let key = keys::read_secret(&key).map_err(|e| other(e.into()))?;
+            verify::sign_file(&bundle, &key)
+                .map_err(|e| (e.exit_code() as u8, anyhow::Error::from(e)))?;
+        }
+        Cmd::Info { bundle, json } => {
+            let (head, m) = verify::read_unverified(&bundle)
+                .map_err(|e| (e.exit_code() as u8, anyhow::Error::from(e)))?;
+            let v = serde_json::json!({
+                "verified": false,
+                "signed": !head.is_unsigned(),
+                "signer": hex::encode(head.signer),
+                "hardware": m.hardware,
+                "version": m.version,
+                "security_version": m.security_version,
+                "payload_kind": m.payload_kind.as_str(),
+                "payload_len": m.payload_len,
+                "payload_sha256": hex::encode(m.payload_sha256),
+                "build_time": m.build_time,
+                "next_key": m.next_key.map(|k| serde_json::json!({
+                    "public": hex::encode(k.public), "development": k.development})),
+            });
+            if json {
+                println!("{v:#}");
+            } else if let Some(o) = v.as_object() {
+                for (k, v) in o {
+                    println!("{k}: {v}");
+                }
+            }
+        }
+        Cmd::Verify {
+            bundle,
+            trust,
+            hardware,
+            installed_security_version,
+            allow_dev_keys,
+        } => {
+            let trust = keys::read_trust(&trust).map_err(|e| other(e.into()))?;
+            let c = Checks {
+                trust: &trust,
+                allow_dev_keys,
+                hardware: hardware.as_deref(),
+                installed_security_version,
+            };
+            let m = verify::verify_file(&bundle, &c)
+                .map_err(|e| (e.exit_code() as u8, anyhow::Error::from(e)))?;
+            println!(
+                "ok: {} {} security version {} for {}",
+                m.payload_kind.as_str(),
+                m.version,
+                m.security_version,
+                m.hardware
+            );
+        }
+    }
+    Ok(())
+}
