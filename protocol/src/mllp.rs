@@ -17,7 +17,9 @@
 //!   [`TOO_LARGE_HEAD_LEN`] bytes (enough to read MSH and answer with an `AR`),
 //!   counts the rest while skipping to the end of that frame, and then reports
 //!   [`Event::TooLarge`]. Memory stays bounded by the maximum whatever the
-//!   peer sends.
+//!   peer sends. [`Decoder::oversized`] says so as soon as the limit is
+//!   crossed, for a caller that answers and closes rather than reading the
+//!   rest (the MLLP listener does).
 //! - End block without the carriage return: a frame ends at `0x1C`. The
 //!   following byte is swallowed if it is `0x0D`; anything else is treated as
 //!   the bytes after a frame (a new `0x0B` starts the next frame, other bytes
@@ -247,6 +249,17 @@ impl Decoder {
         }
     }
 
+    /// The frame in progress once it is known to be too large, before its
+    /// end has come: the payload length seen so far and its first
+    /// [`TOO_LARGE_HEAD_LEN`] bytes (to read MSH). A caller that will not
+    /// read the rest answers from this and closes the connection.
+    pub fn oversized(&self) -> Option<(u64, &[u8])> {
+        match self.state {
+            State::Skipping { len, .. } => Some((len, &self.head)),
+            _ => None,
+        }
+    }
+
     /// Payload bytes held for the frame in progress: at most the maximum
     /// frame length while it may still fit, at most
     /// [`TOO_LARGE_HEAD_LEN`] once it is known to be too large. Events not
@@ -438,6 +451,19 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_frame_is_known_to_be_oversized_as_soon_as_it_crosses_the_limit() {
+        let mut d = Decoder::new(8);
+        d.push(b"\x0bMSH|^~\\&", Instant::now());
+        assert!(d.oversized().is_none(), "still within the limit");
+        d.push(b"|A|B", Instant::now());
+        let (len, head) = d.oversized().expect("over the limit, end not yet seen");
+        assert_eq!((len, head), (12, &b"MSH|^~\\&|A|B"[..]));
+        assert!(drain(&mut d).is_empty(), "no event before the end");
+        d.push(b"\x1c\r", Instant::now());
+        assert!(d.oversized().is_none());
     }
 
     #[test]

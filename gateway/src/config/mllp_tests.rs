@@ -73,6 +73,7 @@ fn mllp_endpoints_get_the_documented_defaults() {
     assert_eq!(l.min_data_rate, 512);
     assert_eq!(l.rate_window.0, Duration::from_secs(10));
     assert_eq!(l.charset, "windows-1252");
+    assert_eq!(l.on_invalid_text, InvalidText::Refuse);
     assert_eq!(
         l.keepalive,
         Keepalive {
@@ -225,5 +226,17 @@ fn the_admin_pages_former_lockout_keys_are_read_as_the_throttle() {
     assert!(
         e.contains("[admin]: `nowhere` is not an address or network"),
         "{e}"
+    );
+}
+
+#[test]
+fn on_invalid_text_is_refuse_or_replace_and_nothing_else() {
+    let c = parse(&with("on_invalid_text = \"replace\"", "", "")).unwrap();
+    assert_eq!(mllp(&c, "lab").on_invalid_text, InvalidText::Replace);
+    let e = errors(&with("on_invalid_text = \"drop\"", "", ""));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("on_invalid_text") || m.contains("drop")),
+        "{e:?}"
     );
 }

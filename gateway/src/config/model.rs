@@ -456,6 +456,18 @@ pub enum ApplicationErrorHandling {
     Retry,
 }
 
+/// What a listener does with a message holding bytes that are not valid in
+/// its character set (MSH-18, or `charset` when MSH-18 is empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InvalidText {
+    /// Answer `AE` with an ERR naming the segment and field; store nothing.
+    #[default]
+    Refuse,
+    /// Store it; the text is read with U+FFFD for each invalid byte.
+    Replace,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MllpConfig {
@@ -492,6 +504,10 @@ pub struct MllpConfig {
     /// `"8859/1"`, `"UNICODE UTF-8"` or `"windows-1252"`.
     #[serde(default = "default_charset")]
     pub charset: String,
+    /// Listener: a message with bytes invalid in its character set is
+    /// refused (`AE`, the default) or stored with replacement characters.
+    #[serde(default)]
+    pub on_invalid_text: InvalidText,
     /// Listener: TCP keepalive probes, so a peer that vanished without a
     /// FIN (power cut, cable pulled) frees its connection slot.
     #[serde(default)]

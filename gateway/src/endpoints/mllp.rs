@@ -32,6 +32,12 @@ const MLLP: &[Field] = &[
         Kind::Choice(&["ASCII", "8859/1", "UNICODE UTF-8", "windows-1252"]),
         "windows-1252",
     ),
+    f(
+        "on_invalid_text",
+        "Bytes invalid in the character set (listener)",
+        Kind::Choice(&["refuse", "replace"]),
+        "refuse",
+    ),
     f("max_message_size", "Largest message", Kind::Size, "16 MiB"),
     f("frame_timeout", "Frame timeout", Kind::Duration, "60s"),
     f("idle_timeout", "Idle timeout", Kind::Duration, "600s"),

@@ -2,17 +2,34 @@
 //!
 //! # Acknowledgement rules
 //!
-//! Each framed message is parsed, journalled and only then answered:
+//! Each framed message is parsed, journalled and only then answered, with
+//! the codes HL7 v2 chapter 2 gives (the README has the table of every
+//! case):
 //!
 //! - `AA` (`CA` in enhanced mode) once the journal receipt has resolved. A
 //!   resend (same MSH-10 from this endpoint) finds the stored copy and gets
 //!   `AA` again without being queued twice.
-//! - `AE` (`CE`) when the frame is not readable HL7 (no MSH, bad separators,
-//!   missing MSH-9 or MSH-10, unknown character set), with an ERR segment
-//!   saying where.
-//! - `AR` (`CR`) when the gateway cannot take the message now (journal over
-//!   its cap, disk full, endpoint disabled), when no route accepts its type,
-//!   or when it exceeds the maximum message size. The sender keeps its copy.
+//! - `AR` (`CR`) for a problem in the message header: no MSH, bad
+//!   separators, missing MSH-9 or MSH-10, an MSH-11 processing id outside
+//!   table 0103, an MSH-12 that is not a v2 version, an unknown MSH-18;
+//!   with ERR-2 at the MSH field and the table 0357 code (101, 102, 202,
+//!   203 …).
+//! - `AE` (`CE`) for an error in the content: a line that is not a
+//!   segment, a batch whose count is wrong, and bytes not valid in the
+//!   message's character set (ERR-2 the segment and field holding the
+//!   first such byte, ERR-3 `102`). Those are refused unless the endpoint
+//!   says `on_invalid_text = "replace"`; the log line names the place, not
+//!   the bytes.
+//! - `AR` (`CR`) also when the gateway cannot take the message now
+//!   (journal over its cap, disk full, endpoint disabled) or no route
+//!   accepts its type (ERR-3 `200`). The sender keeps its copy.
+//! - MSA-2 is the MSH-10 as far as it could be read, empty when none could.
+//! - A frame with no message (empty, or only line ends) is not answered and
+//!   the connection goes on.
+//! - A frame over `max_message_size` is answered `AR` (`CR`) from its head
+//!   as soon as the limit is crossed, and the connection is closed; the
+//!   rest of the frame is not read (beyond a 64 KiB, one-second linger
+//!   that keeps a TCP reset from destroying the answer).
 //!
 //! In enhanced mode MSH-15 decides whether an accept acknowledgement is sent
 //! at all, also for a frame that does not parse or is too large, as far as
@@ -45,7 +62,7 @@
 //! finishes the message it is handling.
 
 use super::SourceContext;
-use crate::config::{Endpoint, EndpointKind, Keepalive, MllpConfig};
+use crate::config::{Endpoint, EndpointKind, InvalidText, Keepalive, MllpConfig};
 use crate::journal::IngestError;
 use crate::net::{Admission, Cut, PaceHandle, PaceLimits, Paced, Reason};
 use crate::service::progress::BEAT_EVERY;
@@ -99,12 +116,17 @@ struct Shared {
     cx: SourceContext,
     options: ParseOptions,
     max_message_size: usize,
+    on_invalid_text: InvalidText,
     disabled: bool,
 }
 
 /// How long writing an ACK may take before the connection is given up.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// After answering a frame over the size limit: how much more of it is
+/// read (and dropped) before the connection is closed, and for how long.
+const LINGER_BYTES: usize = 64 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(1);
 
 impl Listener {
     /// Binds the endpoint's address. Fails at start-up, not later, so an
@@ -165,6 +187,7 @@ impl Listener {
                     fallback_charset: config.fallback_charset().unwrap_or(Charset::Windows1252),
                 },
                 max_message_size: usize::try_from(config.max_message_size.0).unwrap_or(usize::MAX),
+                on_invalid_text: config.on_invalid_text,
                 disabled: !endpoint.enabled,
             }),
         })
@@ -300,25 +323,35 @@ impl Shared {
         let mut buf = vec![0u8; 64 * 1024];
         let mut cut = None;
         'connection: loop {
-            while let Some(event) = decoder.next_event() {
-                let answers = match event {
-                    mllp::Event::Frame(payload) => {
+            loop {
+                // A frame over the limit: answered from its head and the
+                // connection closed, without reading the rest of it.
+                let oversized = decoder.oversized().map(|(len, head)| (len, head.to_vec()));
+                let (answers, close) = match decoder.next_event() {
+                    Some(mllp::Event::Frame(payload)) => {
                         pace.completed();
-                        self.handle_frame(&payload).await
-                    }
-                    mllp::Event::Discarded { len } => {
-                        tracing::warn!(endpoint = %self.endpoint, %peer, bytes = len, "bytes outside an MLLP frame dropped");
-                        Vec::new()
-                    }
-                    mllp::Event::TooLarge { len, head, ended } => {
-                        tracing::warn!(endpoint = %self.endpoint, %peer, bytes = len, limit = self.max_message_size, "message larger than the limit refused");
-                        if ended {
-                            pace.completed();
-                            self.too_large(&head, len).into_iter().collect()
+                        if payload.iter().all(u8::is_ascii_whitespace) {
+                            // Nothing to answer: a keepalive, or a sender
+                            // flushing its line.
+                            tracing::debug!(endpoint = %self.endpoint, %peer, "MLLP frame without a message ignored");
+                            (Vec::new(), false)
                         } else {
-                            Vec::new()
+                            (self.handle_frame(&payload).await, false)
                         }
                     }
+                    Some(mllp::Event::Discarded { len }) => {
+                        tracing::warn!(endpoint = %self.endpoint, %peer, bytes = len, "bytes outside an MLLP frame dropped");
+                        (Vec::new(), false)
+                    }
+                    Some(mllp::Event::TooLarge { len, head, .. }) => {
+                        (self.too_large(peer, &head, len).into_iter().collect(), true)
+                    }
+                    None => match oversized {
+                        Some((len, head)) => {
+                            (self.too_large(peer, &head, len).into_iter().collect(), true)
+                        }
+                        None => break,
+                    },
                 };
                 for ack in answers {
                     let frame = mllp::encode(&ack);
@@ -329,6 +362,23 @@ impl Shared {
                             break 'connection;
                         }
                     }
+                }
+                if close {
+                    // The answer goes out with a FIN. Closing with the
+                    // sender's bytes unread makes the kernel send a reset,
+                    // which can destroy the answer before the sender reads
+                    // it; so at most LINGER_BYTES more are read and thrown
+                    // away, for at most LINGER_TIME, never the whole frame.
+                    let _ = tokio::time::timeout(LINGER_TIME, stream.shutdown()).await;
+                    let until = tokio::time::Instant::now() + LINGER_TIME;
+                    let mut thrown = 0;
+                    while thrown < LINGER_BYTES {
+                        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+                            Ok(Ok(n)) if n > 0 => thrown += n,
+                            _ => break,
+                        }
+                    }
+                    break 'connection;
                 }
             }
             let read = tokio::select! {
@@ -375,7 +425,10 @@ impl Shared {
                 }
                 acks
             }
-            Err(e) => self.unreadable(payload, &e).into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(endpoint = %self.endpoint, error = %e, "batch is not valid HL7; refused");
+                self.unreadable(payload, &e).into_iter().collect()
+            }
         }
     }
 
@@ -383,11 +436,46 @@ impl Shared {
         let message = match Message::parse(raw, &self.options) {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(endpoint = %self.endpoint, error = %e, "message is not valid HL7; answered AE (CE in enhanced mode)");
+                let answer = if e.is_header_problem() {
+                    "AR (CR in enhanced mode)"
+                } else {
+                    "AE (CE in enhanced mode)"
+                };
+                tracing::warn!(endpoint = %self.endpoint, error = %e, answer, "message is not valid HL7; refused");
                 return self.unreadable(raw, &e);
             }
         };
         let id = message.identity();
+        if let Err(e) = message.check_header() {
+            tracing::warn!(endpoint = %self.endpoint, control_id = %id.control_id, error = %e, "message header not supported; answered AR (CR in enhanced mode)");
+            self.cx.refused_unreadable();
+            let reject = accept_ack_code(id, Outcome::Rejected)?;
+            return Some(self.ack(
+                &message,
+                reject,
+                Some(&e.to_string()),
+                Some(&AckError::from(&e)),
+            ));
+        }
+        if self.on_invalid_text == InvalidText::Refuse {
+            if let Some(location) = message.invalid_text() {
+                // The location and the charset only: the bytes themselves
+                // may be patient data.
+                let text = format!(
+                    "{location}: bytes not valid in the character set {}",
+                    message.charset().hl7_name()
+                );
+                tracing::warn!(endpoint = %self.endpoint, control_id = %id.control_id, %location, charset = message.charset().hl7_name(), "message holds bytes invalid in its character set; answered AE (CE in enhanced mode), nothing stored");
+                self.cx.refused_unreadable();
+                let error = AckError {
+                    code: ErrorCode::DataTypeError,
+                    location: Some(location),
+                    message: text.clone(),
+                };
+                let code = accept_ack_code(id, Outcome::Error)?;
+                return Some(self.ack(&message, code, Some(&text), Some(&error)));
+            }
+        }
         let accepted =
             accept_ack_code(id, Outcome::Accepted).map(|code| self.ack(&message, code, None, None));
         let new = Envelope {
@@ -446,10 +534,11 @@ impl Shared {
         )
     }
 
-    /// `AE` (`CE`, or nothing, as MSH-15 asks) for a frame that is not HL7.
+    /// For a frame that is not HL7: `AR` (`CR`) when the header is at
+    /// fault, `AE` (`CE`) when the content is, or nothing, as MSH-15 asks.
     fn unreadable(&self, raw: &[u8], e: &hl7::ParseError) -> Option<Vec<u8>> {
         self.cx.refused_unreadable();
-        let code = unreadable_ack_code(raw, Outcome::Error)?;
+        let code = unreadable_ack_code(raw, e.outcome())?;
         let now = jiff::Zoned::now().with_time_zone(self.cx.time_zone.get());
         let error = AckError::from(e);
         let text = e.to_string();
@@ -466,12 +555,14 @@ impl Shared {
         ))
     }
 
-    /// `AR` (`CR`, or nothing, as MSH-15 asks) for a frame over the limit.
-    fn too_large(&self, head: &[u8], len: u64) -> Option<Vec<u8>> {
+    /// `AR` (`CR`, or nothing, as MSH-15 asks) for a frame over the limit;
+    /// the connection is closed after it.
+    fn too_large(&self, peer: SocketAddr, head: &[u8], len: u64) -> Option<Vec<u8>> {
+        tracing::warn!(endpoint = %self.endpoint, %peer, bytes_seen = len, limit = self.max_message_size, "message larger than the limit refused; connection closed without reading the rest");
         let code = unreadable_ack_code(head, Outcome::Rejected)?;
         let now = jiff::Zoned::now().with_time_zone(self.cx.time_zone.get());
         let text = format!(
-            "message of {len} bytes exceeds the limit of {} bytes",
+            "message exceeds the limit of {} bytes ({len} bytes read)",
             self.max_message_size
         );
         let error = AckError {

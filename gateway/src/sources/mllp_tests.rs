@@ -178,7 +178,7 @@ async fn several_messages_on_one_connection_are_answered_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn framed_text_that_is_not_hl7_gets_ae_saying_why_and_nothing_is_stored() {
+async fn framed_text_without_a_usable_header_gets_ar_saying_why_and_nothing_is_stored() {
     let h = harness("").await;
     let mut s = TcpStream::connect(h.addr).await.unwrap();
     s.write_all(&mllp::encode(b"PID|1||4711\rOBX|1|NM|GLU||5"))
@@ -186,18 +186,126 @@ async fn framed_text_that_is_not_hl7_gets_ae_saying_why_and_nothing_is_stored() 
         .unwrap();
     let frame = String::from_utf8(read_frames(&mut s, 1).await.remove(0)).unwrap();
     assert!(frame.starts_with("MSH|^~\\&|"), "{frame}");
-    assert!(frame.contains("\rMSA|AE|"), "{frame}");
+    assert!(
+        frame.contains("\rMSA|AR||"),
+        "no MSH: AR, no control id: {frame}"
+    );
     assert!(frame.to_lowercase().contains("msh"), "{frame}");
-    // Without MSH-10 there is nothing for MSA-2 to name; the AE still says why.
+    // Without MSH-10 there is nothing for MSA-2 to name; the AR still says why.
     s.write_all(&mllp::encode(
         b"MSH|^~\\&|A|B|C|D|20260101||ORU^R01||P|2.5.1\r",
     ))
     .await
     .unwrap();
     let frame = String::from_utf8(read_frames(&mut s, 1).await.remove(0)).unwrap();
-    assert!(frame.contains("\rMSA|AE|"), "{frame}");
+    assert!(frame.contains("\rMSA|AR||"), "{frame}");
     assert!(frame.contains("\rERR||MSH^1^10|101"), "{frame}");
     assert!(h.journal.message_ids().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_error_gets_ae_naming_the_control_id_that_could_be_read() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let broken =
+        b"MSH|^~\\&|A|B|C|D|20260101||ORU^R01|C1|P|2.5.1\rPID|1||4711\rthis is not a segment\r";
+    let ack = send(&mut s, broken).await;
+    assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::AE, "C1"));
+    assert_eq!(ack.errors[0].code, "100");
+    assert!(h.journal.message_ids().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsupported_version_or_processing_id_gets_ar_with_its_table_0357_code() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let version = String::from_utf8(with_control_id(ORU, "V1"))
+        .unwrap()
+        .replacen("|P|2.5.1", "|P|3.0", 1);
+    let ack = send(&mut s, version.as_bytes()).await;
+    assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::AR, "V1"));
+    assert_eq!(
+        (ack.errors[0].location.as_str(), ack.errors[0].code.as_str()),
+        ("MSH^1^12", "203")
+    );
+    let processing = String::from_utf8(with_control_id(ORU, "V2"))
+        .unwrap()
+        .replacen("|P|2.5.1", "|X|2.5.1", 1);
+    let ack = send(&mut s, processing.as_bytes()).await;
+    assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::AR, "V2"));
+    assert_eq!(
+        (ack.errors[0].location.as_str(), ack.errors[0].code.as_str()),
+        ("MSH^1^11", "202")
+    );
+    assert!(h.journal.message_ids().await.unwrap().is_empty());
+}
+
+/// The sample ORU declaring UTF-8, with a lone 0xFC (Latin-1 ü) in PID-5.
+fn utf8_oru_with_a_latin1_byte(id: &str) -> Vec<u8> {
+    let text = String::from_utf8(with_control_id(ORU, id))
+        .unwrap()
+        .replacen("|P|2.5.1", "|P|2.5.1||||||UNICODE UTF-8", 1);
+    text.replacen("Doe^John", "D\u{1}e^John", 1)
+        .into_bytes()
+        .into_iter()
+        .map(|b| if b == 1 { 0xFC } else { b })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_invalid_in_the_declared_charset_get_ae_naming_segment_and_field_and_nothing_is_stored(
+) {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let ack = send(&mut s, &utf8_oru_with_a_latin1_byte("T1")).await;
+    assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::AE, "T1"));
+    assert_eq!(
+        (ack.errors[0].location.as_str(), ack.errors[0].code.as_str()),
+        ("PID^1^5", "102")
+    );
+    assert!(h.journal.message_ids().await.unwrap().is_empty());
+    // The same name in valid UTF-8 is taken.
+    let fine = String::from_utf8(with_control_id(ORU, "T2"))
+        .unwrap()
+        .replacen("|P|2.5.1", "|P|2.5.1||||||UNICODE UTF-8", 1)
+        .replacen("Doe^John", "Düe^John", 1);
+    assert_eq!(send(&mut s, fine.as_bytes()).await.code, AckCode::AA);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_invalid_in_the_endpoint_charset_are_refused_too() {
+    let h = harness("charset = \"UNICODE UTF-8\"").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let latin1 = String::from_utf8(with_control_id(ORU, "T3"))
+        .unwrap()
+        .replacen("Doe^John", "D\u{1}e^John", 1)
+        .into_bytes()
+        .into_iter()
+        .map(|b| if b == 1 { 0xFC } else { b })
+        .collect::<Vec<u8>>();
+    let ack = send(&mut s, &latin1).await;
+    assert_eq!(ack.code, AckCode::AE);
+    assert_eq!(ack.errors[0].location, "PID^1^5");
+    assert!(h.journal.message_ids().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_invalid_text_replace_stores_the_message_as_before() {
+    let h = harness("on_invalid_text = \"replace\"").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let ack = send(&mut s, &utf8_oru_with_a_latin1_byte("T4")).await;
+    assert_eq!(ack.code, AckCode::AA);
+    assert_eq!(h.journal.message_ids().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_without_a_message_gets_no_answer_and_the_connection_stays_open() {
+    let h = harness("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(b"\x0b\x1c\r").await.unwrap();
+    s.write_all(b"\x0b\r\n\x1c\r").await.unwrap();
+    assert!(maybe_frame(&mut s, 300).await.is_none(), "no answer");
+    assert_eq!(send(&mut s, ORU).await.code, AckCode::AA);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,19 +392,50 @@ async fn a_latin1_message_is_stored_as_sent_and_answered_in_its_charset() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_over_the_size_limit_gets_ar_without_being_buffered() {
+async fn a_message_over_the_size_limit_gets_ar_from_its_head_and_the_connection_is_closed() {
     let h = harness("max_message_size = \"4 KiB\"").await;
     let mut s = TcpStream::connect(h.addr).await.unwrap();
-    let mut big = with_control_id(ORU, "BIG1");
-    big.extend(std::iter::repeat_n(b'x', 64 * 1024));
-    let ack = send(&mut s, &big).await;
+    // The sender stops after 8 KiB of a frame that has not ended: the AR
+    // comes without waiting for the end, then the connection closes.
+    let mut big = vec![mllp::START_BLOCK];
+    big.extend(with_control_id(ORU, "BIG1"));
+    big.extend(std::iter::repeat_n(b'x', 8 * 1024));
+    s.write_all(&big).await.unwrap();
+    let frame = read_frames(&mut s, 1).await.remove(0);
+    let ack = ReceivedAck::parse(&frame, &ParseOptions::default()).unwrap();
     assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::AR, "BIG1"));
     assert!(ack.text.contains("exceeds"), "{}", ack.text);
-    assert_eq!(
-        send(&mut s, ORU).await.code,
-        AckCode::AA,
-        "the connection stays usable"
-    );
+    let mut buf = [0u8; 64];
+    let end = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+        .await
+        .expect("closed, not left open");
+    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+    assert!(h.journal.message_ids().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_of_an_oversized_frame_is_never_read() {
+    let h = harness("max_message_size = \"4 KiB\"").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(&[mllp::START_BLOCK]).await.unwrap();
+    s.write_all(&with_control_id(ORU, "BIG5")).await.unwrap();
+    // 256 MiB is far more than any socket buffers: the writes only all
+    // succeed when the listener reads (and discards) the rest.
+    let chunk = vec![b'x'; 1 << 20];
+    let mut failed = false;
+    for _ in 0..256 {
+        match tokio::time::timeout(Duration::from_secs(5), s.write_all(&chunk)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(failed, "the listener read 256 MiB of a frame over 4 KiB");
+    // A new connection is served as before.
+    let mut again = TcpStream::connect(h.addr).await.unwrap();
+    assert_eq!(send(&mut again, ORU).await.code, AckCode::AA);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,7 +591,7 @@ async fn maybe_frame(s: &mut TcpStream, ms: u64) -> Option<Vec<u8>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreadable_input_in_enhanced_mode_gets_ce_or_nothing_as_msh_15_asks() {
+async fn unreadable_input_in_enhanced_mode_gets_cr_or_ce_or_nothing_as_msh_15_asks() {
     let h = harness("").await;
     let mut s = TcpStream::connect(h.addr).await.unwrap();
     // MSH-9 is missing: not valid HL7, but MSH-15/16 can still be read.
@@ -460,10 +599,10 @@ async fn unreadable_input_in_enhanced_mode_gets_ce_or_nothing_as_msh_15_asks() {
         format!("MSH|^~\\&|A|B|C|D|20260101|||{id}|P|2.5.1|||{msh15}|AL\rPID|1\r").into_bytes()
     };
     let ack = send(&mut s, &broken("U1", "AL")).await;
-    assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::CE, "U1"));
+    assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::CR, "U1"));
     assert_eq!(ack.errors[0].location, "MSH^1^9");
     let ack = send(&mut s, &broken("U2", "ER")).await;
-    assert_eq!(ack.code, AckCode::CE);
+    assert_eq!(ack.code, AckCode::CR);
     for never in ["NE", "SU"] {
         s.write_all(&mllp::encode(&broken("U3", never)))
             .await
@@ -473,32 +612,49 @@ async fn unreadable_input_in_enhanced_mode_gets_ce_or_nothing_as_msh_15_asks() {
             "{never}: no accept ACK"
         );
     }
-    // Original mode stays AE.
+    // Original mode: AR, the header is at fault.
     let original = b"MSH|^~\\&|A|B|C|D|20260101|||U4|P|2.5.1\r".to_vec();
-    assert_eq!(send(&mut s, &original).await.code, AckCode::AE);
+    assert_eq!(send(&mut s, &original).await.code, AckCode::AR);
+    // A content error in enhanced mode is a CE.
+    let content =
+        b"MSH|^~\\&|A|B|C|D|20260101||ORU^R01|U5|P|2.5.1|||AL|NE\rnot a segment\r".to_vec();
+    assert_eq!(send(&mut s, &content).await.code, AckCode::CE);
     assert!(h.journal.message_ids().await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_message_in_enhanced_mode_gets_cr_or_nothing_as_msh_15_asks() {
     let h = harness("max_message_size = \"4 KiB\"").await;
-    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    // The head of a frame over the limit, its end not sent.
     let big = |id: &str, msh15: &str| {
-        let mut m = enhanced(ORU, id, &format!("{msh15}|NE"));
-        m.extend(std::iter::repeat_n(b'x', 64 * 1024));
+        let mut m = vec![mllp::START_BLOCK];
+        m.extend(enhanced(ORU, id, &format!("{msh15}|NE")));
+        m.extend(std::iter::repeat_n(b'x', 8 * 1024));
         m
     };
-    let ack = send(&mut s, &big("BIG2", "AL")).await;
-    assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::CR, "BIG2"));
-    s.write_all(&mllp::encode(&big("BIG3", "NE")))
-        .await
-        .unwrap();
-    assert!(
-        maybe_frame(&mut s, 300).await.is_none(),
-        "NE: no accept ACK"
-    );
-    let ack = send(&mut s, &big("BIG4", "ER")).await;
-    assert_eq!(ack.code, AckCode::CR);
+    for (id, msh15, answer) in [
+        ("BIG2", "AL", Some(AckCode::CR)),
+        ("BIG3", "NE", None),
+        ("BIG4", "ER", Some(AckCode::CR)),
+    ] {
+        let mut s = TcpStream::connect(h.addr).await.unwrap();
+        s.write_all(&big(id, msh15)).await.unwrap();
+        match answer {
+            Some(code) => {
+                let frame = read_frames(&mut s, 1).await.remove(0);
+                let ack = ReceivedAck::parse(&frame, &ParseOptions::default()).unwrap();
+                assert_eq!(ack.code, code, "{msh15}");
+            }
+            None => {
+                // No accept ACK: the connection just closes.
+                let mut buf = [0u8; 64];
+                let end = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+                    .await
+                    .expect("closed");
+                assert!(matches!(end, Ok(0) | Err(_)), "{msh15}: {end:?}");
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
