@@ -221,36 +221,42 @@ to = ["archive"]
             "MSA|AR|V2",
         ),
         (
-            "ae-bad-charset",
+            "ar-bad-charset",
             port,
             oru("V3", "P3")
                 .replacen("|P|2.5.1", "|P|2.5.1||||||KLINGON", 1)
                 .into_bytes(),
-            "MSA|AE|V3",
+            "MSA|AR|V3",
         ),
         (
-            "ae-no-msh",
+            "ar-no-msh",
             port,
             b"PID|1||4711\rOBX|1|NM|GLU||5\r".to_vec(),
-            "MSA|AE|",
+            "MSA|AR|",
         ),
         (
-            "ae-bad-separators",
+            "ar-bad-separators",
             port,
             b"MSH|^~^&|A|B|C|D|20260101||ORU^R01|SEP1|P|2.5.1\rPID|1\r".to_vec(),
-            "MSA|AE|",
+            "MSA|AR|",
         ),
         (
-            "ae-missing-msh9",
+            "ar-missing-msh9",
             port,
             b"MSH|^~\\&|A|B|C|D|20260101|||M9|P|2.5.1\rPID|1\r".to_vec(),
-            "MSA|AE|M9",
+            "MSA|AR|M9",
         ),
         (
-            "ae-missing-msh10",
+            "ar-missing-msh10",
             port,
             b"MSH|^~\\&|A|B|C|D|20260101||ORU^R01||P|2.5.1\rPID|1\r".to_vec(),
-            "MSA|AE|",
+            "MSA|AR|",
+        ),
+        (
+            "ae-invalid-utf8",
+            port,
+            b"MSH|^~\\&|A|B|C|D|20260101||ORU^R01|U1|P|2.5.1||||||UNICODE UTF-8\rPID|1||4711||M\xfcller^Hans\r".to_vec(),
+            "MSA|AE|U1",
         ),
         ("ar-too-large", port, big, "MSA|AR|BIG1"),
         (
@@ -272,10 +278,10 @@ to = ["archive"]
             "MSA|CA|E1",
         ),
         (
-            "ce-enhanced",
+            "cr-enhanced-no-msh9",
             port,
             b"MSH|^~\\&|A|B|C|D|20260101|||E2|P|2.5.1|||AL|NE\rPID|1\r".to_vec(),
-            "MSA|CE|E2",
+            "MSA|CR|E2",
         ),
         (
             "cr-enhanced",
@@ -300,6 +306,10 @@ to = ["archive"]
         match *name {
             "ar-disk-full" => assert!(text.contains("disk"), "{text}"),
             "ar-disabled" => assert!(text.contains("disabled"), "{text}"),
+            "ae-invalid-utf8" => {
+                assert!(text.contains("ERR||PID^1^5"), "{text}");
+                assert!(text.contains("|102^"), "{text}");
+            }
             "ar-too-large" => assert!(text.contains("exceeds"), "{text}"),
             "ca-v27" => assert!(text.starts_with("MSH|^~\\&#|"), "{text}"),
             "aa-latin1" => {

@@ -518,8 +518,15 @@ fn render(h: &Header, c: &AckContent<'_>) -> Vec<u8> {
     out.push(f);
     out.push_str(c.code.as_str());
     out.push(f);
-    // The control id as far as it could be read; empty when none could.
-    out.push_str(&h.control_id);
+    // The control id as far as it could be read. MSA-2 is required, so
+    // input without a readable MSH-10 gets the HL7 null `""`, which says
+    // "none" where an empty field would make the ACK invalid (hl7apy's
+    // strict validation refuses it).
+    if h.control_id.is_empty() {
+        out.push_str("\"\"");
+    } else {
+        out.push_str(&h.control_id);
+    }
     if let Some(text) = c.text {
         out.push(f);
         out.push_str(&escape(text, s));

@@ -739,7 +739,7 @@ fn an_ack_for_a_message_missing_msh_10_salvages_what_msh_holds() {
     assert_eq!(raw(&a, "MSH", 5), "LIS");
     assert_eq!(raw(&a, "MSH", 9), "ACK^R01^ACK");
     assert_eq!(raw(&a, "MSA", 1), "AE");
-    assert_eq!(raw(&a, "MSA", 2), "", "no control id could be read");
+    assert_eq!(raw(&a, "MSA", 2), "\"\"", "the HL7 null: MSA-2 is required");
     assert_eq!(raw(&a, "ERR", 2), "MSH^1^10");
     assert_eq!(raw(&a, "ERR", 3), "101^Required field missing^HL70357");
     assert_eq!(raw(&a, "ERR", 4), "E");
@@ -1015,7 +1015,7 @@ fn an_ack_for_input_without_a_readable_control_id_names_none_with_the_hl7_null()
     ] {
         let ack = build_ack_for_unreadable(raw, &content, &ParseOptions::default());
         let text = String::from_utf8(ack).unwrap();
-        assert!(text.contains("\rMSA|AE|\r"), "{text}");
+        assert!(text.contains("\rMSA|AE|\"\"\r"), "{text}");
     }
 }
 
