@@ -187,7 +187,7 @@ async fn framed_text_without_a_usable_header_gets_ar_saying_why_and_nothing_is_s
     let frame = String::from_utf8(read_frames(&mut s, 1).await.remove(0)).unwrap();
     assert!(frame.starts_with("MSH|^~\\&|"), "{frame}");
     assert!(
-        frame.contains("\rMSA|AR||"),
+        frame.contains("\rMSA|AR|\"\""),
         "no MSH: AR, no control id: {frame}"
     );
     assert!(frame.to_lowercase().contains("msh"), "{frame}");
@@ -198,7 +198,7 @@ async fn framed_text_without_a_usable_header_gets_ar_saying_why_and_nothing_is_s
     .await
     .unwrap();
     let frame = String::from_utf8(read_frames(&mut s, 1).await.remove(0)).unwrap();
-    assert!(frame.contains("\rMSA|AR||"), "{frame}");
+    assert!(frame.contains("\rMSA|AR|\"\""), "{frame}");
     assert!(frame.contains("\rERR||MSH^1^10|101"), "{frame}");
     assert!(h.journal.message_ids().await.unwrap().is_empty());
 }
