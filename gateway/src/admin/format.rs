@@ -5,11 +5,18 @@ use std::fmt::Write;
 
 /// Unix ms as local time of the site.
 pub fn time(ms: i64, tz: &jiff::tz::TimeZone) -> String {
+    zoned(ms, tz, "%Y-%m-%d %H:%M:%S")
+}
+
+/// Unix ms as local time of the site in RFC 3339, with milliseconds and
+/// the offset, for files read by programs (exports).
+pub fn rfc3339(ms: i64, tz: &jiff::tz::TimeZone) -> String {
+    zoned(ms, tz, "%Y-%m-%dT%H:%M:%S%.3f%:z")
+}
+
+fn zoned(ms: i64, tz: &jiff::tz::TimeZone, pattern: &str) -> String {
     match jiff::Timestamp::from_millisecond(ms) {
-        Ok(t) => t
-            .to_zoned(tz.clone())
-            .strftime("%Y-%m-%d %H:%M:%S")
-            .to_string(),
+        Ok(t) => t.to_zoned(tz.clone()).strftime(pattern).to_string(),
         Err(_) => ms.to_string(),
     }
 }

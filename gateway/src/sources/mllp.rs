@@ -23,7 +23,8 @@
 //! - `AR` (`CR`) also when the gateway cannot take the message now
 //!   (journal over its cap, disk full, endpoint disabled) or no route
 //!   accepts its type (ERR-3 `200`). The sender keeps its copy.
-//! - MSA-2 is the MSH-10 as far as it could be read, empty when none could.
+//! - MSA-2 is the MSH-10 as far as it could be read, the HL7 null `""`
+//!   when none could (MSA-2 is required).
 //! - A frame with no message (empty, or only line ends) is not answered and
 //!   the connection goes on.
 //! - A frame over `max_message_size` is answered `AR` (`CR`) from its head

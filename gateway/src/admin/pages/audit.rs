@@ -8,8 +8,8 @@
 //! written with a leading `'`, as OWASP's advice on CSV injection has it.
 
 use crate::admin::api::site_tz;
-use crate::admin::auth::{Caller, Role};
-use crate::admin::format::time;
+use crate::admin::auth::Caller;
+use crate::admin::format::{rfc3339, time};
 use crate::admin::Shared;
 use crate::control::audit::{self as audit_log, AuditFilter};
 use crate::control::Refusal;
@@ -37,7 +37,7 @@ pub async fn audit(
     Extension(caller): Extension<Caller>,
     Query(q): Query<AuditQuery>,
 ) -> Response {
-    if let Err(r) = caller.require(Role::Admin) {
+    if let Err(r) = caller.require(audit_log::AUDIT_ROLE) {
         return r;
     }
     let before = match q.before.as_deref().filter(|b| !b.is_empty()) {
@@ -81,19 +81,13 @@ pub async fn audit(
     )
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct ExportQuery {
-    pub show: Option<String>,
-}
-
 /// The entries of the page's filter as one CSV file, newest first: id, time
 /// in the site's zone with its offset (RFC 3339), who, what, on what,
-/// detail. Streamed a page of entries at a time.
+/// detail. Streamed a page of entries at a time; `before` is not used.
 pub async fn audit_export(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
-    Query(q): Query<ExportQuery>,
+    Query(q): Query<AuditQuery>,
 ) -> Response {
     let filter = AuditFilter::from_show(q.show.as_deref());
     let export = match audit_log::export(&state.journal, &caller.actor(), filter).await {
@@ -168,16 +162,6 @@ fn csv_rows(rows: &[AuditRecord], tz: &jiff::tz::TimeZone, header: bool) -> Vec<
     // Writing to a Vec cannot fail; a record is never half written.
     debug_assert!(result.is_ok());
     w.into_inner().unwrap_or_default()
-}
-
-fn rfc3339(ms: i64, tz: &jiff::tz::TimeZone) -> String {
-    match jiff::Timestamp::from_millisecond(ms) {
-        Ok(t) => t
-            .to_zoned(tz.clone())
-            .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
-            .to_string(),
-        Err(_) => ms.to_string(),
-    }
 }
 
 /// `cell` as a spreadsheet shows it without running it.
