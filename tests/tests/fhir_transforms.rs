@@ -315,6 +315,24 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
         "ASTM",
         "astm-fhir",
     ),
+    (
+        "tests/data/fhir/hematology_sysmex_xn.astm",
+        "xn350",
+        "ASTM",
+        "astm-fhir",
+    ),
+    (
+        "tests/data/fhir/immuno_cobas_e411.astm",
+        "e411",
+        "ASTM",
+        "astm-fhir",
+    ),
+    (
+        "tests/data/fhir/chemistry_beckman_dilution.astm",
+        "au5800",
+        "ASTM",
+        "astm-fhir",
+    ),
 ];
 
 fn bundles() -> Vec<(PathBuf, serde_json::Value)> {

@@ -8,6 +8,7 @@
 //! errors.
 
 use super::units::{Size, Span};
+use ecko_protocol::astm::message::TestIdComponent;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,6 +44,35 @@ pub enum AstmOrderMode {
     Query,
     /// Also download pending orders whenever the line is idle.
     Broadcast,
+}
+
+/// Where the analyzer's test code sits in O-5 and R-3: `"auto"` (the
+/// default: the first non-empty of components 4, 5 and 6, see
+/// [`TestIdComponent`] for why the first), or `4`, `5`, `6` (written as a
+/// number or a string) for that component only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TestIdPosition(pub TestIdComponent);
+
+impl<'de> Deserialize<'de> for TestIdPosition {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(i64),
+            Text(String),
+        }
+        let text = match Written::deserialize(d)? {
+            Written::Number(n) => n.to_string(),
+            Written::Text(t) => t,
+        };
+        TestIdComponent::parse(&text)
+            .map(TestIdPosition)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "`test_id_component` is `{text}`: it must be \"auto\", 4, 5 or 6"
+                ))
+            })
+    }
 }
 
 /// Which side opens the TCP connection.
@@ -100,6 +130,8 @@ pub struct AstmProfile {
     pub contention_retry: Duration,
     pub interrupt_retry: Duration,
     pub max_retransmissions: u8,
+    /// Where O-5 and R-3 carry the test code.
+    pub test_id_component: TestIdComponent,
 }
 
 fn default_max_frame_text() -> usize {
@@ -230,6 +262,8 @@ pub struct AstmTcpConfig {
     pub interrupt_retry: Span,
     #[serde(default = "default_max_retransmissions")]
     pub max_retransmissions: u8,
+    #[serde(default)]
+    pub test_id_component: TestIdPosition,
 }
 
 /// ASTM over a serial line (RS-232 or a USB-serial adapter).
@@ -280,6 +314,8 @@ pub struct AstmSerialConfig {
     pub interrupt_retry: Span,
     #[serde(default = "default_max_retransmissions")]
     pub max_retransmissions: u8,
+    #[serde(default)]
+    pub test_id_component: TestIdPosition,
 }
 
 macro_rules! profile_of {
@@ -301,6 +337,7 @@ macro_rules! profile_of {
             contention_retry: $c.contention_retry.0,
             interrupt_retry: $c.interrupt_retry.0,
             max_retransmissions: $c.max_retransmissions,
+            test_id_component: $c.test_id_component.0,
         }
     };
 }

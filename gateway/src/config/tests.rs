@@ -378,6 +378,28 @@ fn impossible_astm_line_settings_are_reported_at_their_endpoint() {
 }
 
 #[test]
+fn where_the_test_code_sits_is_auto_by_default_and_may_be_named_as_number_or_text() {
+    use ecko_protocol::astm::message::TestIdComponent;
+    let at = |extra: &str| {
+        let c = parse(&ASTM.replace("orders = \"broadcast\"", extra)).unwrap();
+        let EndpointKind::AstmTcp(t) = &c.endpoints[1].kind else {
+            panic!("astm-tcp expected")
+        };
+        t.profile().test_id_component
+    };
+    assert_eq!(at(""), TestIdComponent::Auto);
+    assert_eq!(at("test_id_component = \"auto\""), TestIdComponent::Auto);
+    assert_eq!(at("test_id_component = 5"), TestIdComponent::At(5));
+    assert_eq!(at("test_id_component = \"6\""), TestIdComponent::At(6));
+    let text = ASTM.replace("orders = \"broadcast\"", "test_id_component = 3");
+    let errs = messages(parse(&text).unwrap_err());
+    assert!(
+        errs[0].contains("`test_id_component` is `3`: it must be \"auto\", 4, 5 or 6"),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn every_example_configuration_is_valid() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples");
     let mut seen = 0;

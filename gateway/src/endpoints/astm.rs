@@ -34,6 +34,12 @@ const ASTM_LINE: &[Field] = &[
     f("check_sequence", "Check frame numbers", Kind::Bool, "true"),
     f("max_message_size", "Largest message", Kind::Size, "4 MiB"),
     f(
+        "test_id_component",
+        "Test code in R-3 component",
+        Kind::Choice(&["auto", "4", "5", "6"]),
+        "auto",
+    ),
+    f(
         "orders",
         "Orders",
         Kind::Choice(&["query", "broadcast"]),

@@ -250,14 +250,33 @@ impl UniversalTestId {
     /// The code to map on where `at` says it is; empty when that place
     /// is empty (the caller then keeps [`UniversalTestId::raw`]).
     pub fn code_at(&self, at: TestIdComponent) -> &str {
+        self.code_position(at)
+            .map_or("", |n| self.component(n).trim())
+    }
+
+    /// Which component (1-based) holds the code where `at` says it is;
+    /// `None` when that place is empty.
+    pub fn code_position(&self, at: TestIdComponent) -> Option<usize> {
+        let filled = |n: &usize| !self.component(*n).trim().is_empty();
         match at {
-            TestIdComponent::At(n) => self.component(usize::from(n)).trim(),
-            TestIdComponent::Auto => [4, 5, 6, 1]
-                .into_iter()
-                .map(|n| self.component(n).trim())
-                .find(|c| !c.is_empty())
-                .unwrap_or(""),
+            TestIdComponent::At(n) => Some(usize::from(n)).filter(filled),
+            TestIdComponent::Auto => [4, 5, 6, 1].into_iter().find(filled),
         }
+    }
+
+    /// Whether something other than the code and the test name (a
+    /// dilution, a replicate, an id type) is sent: then the field as sent
+    /// says more than the code does.
+    pub fn has_qualifiers(&self, at: TestIdComponent) -> bool {
+        let code = self.code_position(at);
+        (1..=4 + self.extra.len())
+            .filter(|n| Some(*n) != code && *n != 2)
+            .any(|n| !self.component(n).trim().is_empty())
+    }
+
+    /// Whether every component is empty (`^^^^`, or nothing).
+    pub fn is_blank(&self) -> bool {
+        (1..=4 + self.extra.len()).all(|n| self.component(n).trim().is_empty())
     }
 }
 

@@ -7,7 +7,7 @@ use ecko_message::Envelope;
 use ecko_protocol::astm::frame::ACK;
 use ecko_protocol::astm::message::{
     build_no_information, build_order_message, build_query_error, content_hash, Header, HeaderSpec,
-    Message, OrderSpec, PatientSpec, Query, QueryRange, TimeZone,
+    Message, OrderSpec, PatientSpec, Query, QueryRange, TestIdComponent, TimeZone, TEST_ID_PARAM,
 };
 use ecko_protocol::astm::records::{Delimiters, Record};
 
@@ -28,12 +28,24 @@ pub fn payload(records: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
+/// The content type a message is stored with: where its test codes sit is
+/// recorded with it (a parameter only when not `auto`), so the message is
+/// read as it was when it arrived even after the endpoint's setting
+/// changes.
+pub fn content_type(test_id: TestIdComponent) -> String {
+    match test_id.as_param() {
+        None => CONTENT_TYPE.to_string(),
+        Some(at) => format!("{CONTENT_TYPE}; {TEST_ID_PARAM}={at}"),
+    }
+}
+
 /// The journal row for a complete message. `parsed` is `None` when the
 /// records did not parse: the message is still stored (the analyzer's copy
 /// must not be lost) and the transform reports the problem downstream.
 pub fn new_message(
     source: &str,
     message_type: &str,
+    test_id: TestIdComponent,
     records: &[Vec<u8>],
     parsed: Option<&Message>,
 ) -> Envelope {
@@ -53,7 +65,7 @@ pub fn new_message(
         source: source.to_string(),
         dedup_key: Some(content_hash(records)),
         message_type: message_type.to_string(),
-        content_type: CONTENT_TYPE.to_string(),
+        content_type: content_type(test_id),
         control_id,
         patient_id,
         payload: payload(records),
@@ -322,7 +334,7 @@ mod tests {
             "H|\\^&|MSG42||CHEM^1.0\rP|1||PID7\rO|1|S1||^^^GLU\rR|1|^^^GLU|5.1|mmol/L\rL|1|N\r",
         );
         let m = Message::parse(&r, &ParseOptions::default()).unwrap();
-        let n = new_message("chem", RESULT_TYPE, &r, Some(&m));
+        let n = new_message("chem", RESULT_TYPE, TestIdComponent::Auto, &r, Some(&m));
         assert_eq!(n.control_id.as_deref(), Some("MSG42"));
         assert_eq!(n.patient_id.as_deref(), Some("PID7"));
         assert_eq!(n.dedup_key, Some(content_hash(&r)));
@@ -333,16 +345,38 @@ mod tests {
     }
 
     #[test]
+    fn where_the_test_code_sits_is_stored_with_the_message_and_read_back_from_it() {
+        let r = records("H|\\^&\rP|1\rO|1|S1||^^^16^TSH\rR|1|^^^16^TSH|1.2\rL|1|N\r");
+        let m = Message::parse(&r, &ParseOptions::default()).unwrap();
+        for (at, stored) in [
+            (TestIdComponent::Auto, "application/x-astm"),
+            (
+                TestIdComponent::At(5),
+                "application/x-astm; test-id-component=5",
+            ),
+        ] {
+            let n = new_message("i1", RESULT_TYPE, at, &r, Some(&m));
+            assert_eq!(n.content_type, stored);
+            assert_eq!(
+                ecko_protocol::astm::message::test_id_component_of(&n.content_type),
+                at
+            );
+        }
+    }
+
+    #[test]
     fn the_patient_id_falls_back_from_p3_to_p4_and_p5() {
         let r = records("H|\\^&\rP|1|||LAB9\rL|1|N\r");
         let m = Message::parse(&r, &ParseOptions::default()).unwrap();
         assert_eq!(
-            new_message("a", "ASTM", &r, Some(&m)).patient_id.as_deref(),
+            new_message("a", "ASTM", TestIdComponent::Auto, &r, Some(&m))
+                .patient_id
+                .as_deref(),
             Some("LAB9")
         );
         let r = records("H|\\^&\rL|1|N\r");
         let m = Message::parse(&r, &ParseOptions::default()).unwrap();
-        let n = new_message("a", "ASTM", &r, Some(&m));
+        let n = new_message("a", "ASTM", TestIdComponent::Auto, &r, Some(&m));
         assert_eq!((n.patient_id, n.control_id), (None, None));
     }
 

@@ -459,8 +459,13 @@ impl<'a> Session<'a> {
                 if let Err(e) = &parsed {
                     tracing::warn!(endpoint = name, error = %e, "ASTM message does not parse; stored as received");
                 }
-                let message =
-                    answer::new_message(name, answer::RESULT_TYPE, &records, parsed.as_ref().ok());
+                let message = answer::new_message(
+                    name,
+                    answer::RESULT_TYPE,
+                    self.setup.profile.test_id_component,
+                    &records,
+                    parsed.as_ref().ok(),
+                );
                 self.cx.counters.received.inc();
                 let commit = ingest(self.cx, message, self.sender.clone());
                 self.commits.push_back(commit);
@@ -595,7 +600,13 @@ impl<'a> Session<'a> {
 
     fn answer_query(&mut self, records: Vec<Vec<u8>>, message: Message) {
         let asks: Vec<answer::Ask> = message.queries.iter().flat_map(answer::asks).collect();
-        let kept = answer::new_message(self.name, answer::QUERY_TYPE, &records, Some(&message));
+        let kept = answer::new_message(
+            self.name,
+            answer::QUERY_TYPE,
+            self.setup.profile.test_id_component,
+            &records,
+            Some(&message),
+        );
         let cx = self.cx.clone();
         let name = self.name.to_string();
         let sender = self.sender.clone();
