@@ -796,6 +796,11 @@ pub struct FileDropConfig {
     pub content_type: String,
     #[serde(default = "default_poll")]
     pub poll_interval: Span,
+    /// An HL7 v2 file holding bytes invalid in its MSH-18 character set:
+    /// moved to `rejected/` with the reason beside it (`refuse`), or
+    /// stored with replacement characters (`replace`).
+    #[serde(default)]
+    pub on_invalid_text: InvalidText,
 }
 
 fn default_drop_type() -> String {

@@ -27,6 +27,12 @@ const FILE_DROP: &[Field] = &[
         "application/octet-stream",
     ),
     f("poll_interval", "Poll interval", Kind::Duration, "200ms"),
+    f(
+        "on_invalid_text",
+        "HL7 text invalid in its charset",
+        Kind::Choice(&["refuse", "replace"]),
+        "refuse",
+    ),
 ];
 
 impl EndpointType for FileDrop {
