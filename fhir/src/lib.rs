@@ -17,6 +17,9 @@
 //!   integrations the built-in maps do not cover ([`template`]); queued as
 //!   `template:<path>`.
 //!
+//! [`livd`] reads LIVD files (vendor analyte code → LOINC per instrument
+//! model) for the destinations' code maps.
+//!
 //! [`r4`] holds the hand-written R4 resources the maps emit (no Rust crate
 //! covers R4 well enough), deterministic ids and UCUM units.
 //!
@@ -27,6 +30,7 @@
 
 pub mod astm;
 pub mod hl7v2;
+pub mod livd;
 pub mod r4;
 pub mod shape;
 pub mod template;

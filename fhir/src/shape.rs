@@ -20,11 +20,36 @@ pub struct FhirDestination {
     pub conditional_updates: bool,
 }
 
-/// A LOINC code (and its display) a local code maps to.
+/// A LOINC code (and its display) a local code maps to; with a `unit`,
+/// only for results in that unit (LIVD gives one vendor code a LOINC per
+/// unit: mmol/L and mg/dL are different LOINC codes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoincCoding {
     pub code: String,
     pub display: Option<String>,
+    pub unit: Option<String>,
+}
+
+impl LoincCoding {
+    /// The one of `candidates` that holds for a result in `unit`: the one
+    /// for exactly that unit (compared without case: analyzers write
+    /// `mmol/l`), else the one for any unit. A unit-bound LOINC never
+    /// applies to a result in another unit or without one: a wrong LOINC
+    /// is worse than none.
+    /// `units` are the result's unit as sent and its UCUM code.
+    pub fn pick<'a>(candidates: &'a [LoincCoding], units: &[&str]) -> Option<&'a LoincCoding> {
+        let same = |c: &LoincCoding| {
+            c.unit.as_deref().is_some_and(|cu| {
+                units
+                    .iter()
+                    .any(|u| !u.trim().is_empty() && cu.trim().eq_ignore_ascii_case(u.trim()))
+            })
+        };
+        candidates
+            .iter()
+            .find(|c| same(c))
+            .or_else(|| candidates.iter().find(|c| c.unit.is_none()))
+    }
 }
 
 impl FhirDestination {
@@ -152,9 +177,10 @@ pub fn merge<B: std::borrow::Borrow<Value>>(bundles: &[B]) -> Value {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CodeMap {
     /// For local codes from any source.
-    pub all: BTreeMap<String, LoincCoding>,
-    /// Per source endpoint; wins over `all`.
-    pub by_source: BTreeMap<String, BTreeMap<String, LoincCoding>>,
+    pub all: BTreeMap<String, Vec<LoincCoding>>,
+    /// Per source endpoint; wins over `all` (a code it names is looked up
+    /// there only).
+    pub by_source: BTreeMap<String, BTreeMap<String, Vec<LoincCoding>>>,
 }
 
 impl CodeMap {
@@ -163,19 +189,21 @@ impl CodeMap {
     /// no standard system claims) and whose code the map knows, unless the
     /// concept has LOINC already. Codings in any other system are left as
     /// they are: the same letters can mean something else in SNOMED or an
-    /// HL7 table.
+    /// HL7 table. The unit a mapping may depend on is the `valueQuantity`
+    /// of the object holding the concept (an Observation, a component).
     pub fn apply(&self, bundle: &mut Value, source: &str) {
         let specific = self.by_source.get(source);
         if self.all.is_empty() && specific.is_none_or(BTreeMap::is_empty) {
             return;
         }
         let local = crate::r4::local_system(source, "code");
-        let lookup = |code: &str| {
-            specific
+        let lookup = |code: &str, units: &[&str]| {
+            let candidates = specific
                 .and_then(|m| m.get(code))
-                .or_else(|| self.all.get(code))
+                .or_else(|| self.all.get(code))?;
+            LoincCoding::pick(candidates, units)
         };
-        walk_codings(bundle, &mut |codings| {
+        walk_concepts(bundle, &[], &mut |codings, units| {
             let loinc = crate::r4::LOINC;
             if codings
                 .iter()
@@ -187,7 +215,7 @@ impl CodeMap {
                 if c.get("system").and_then(Value::as_str) != Some(local.as_str()) {
                     return None;
                 }
-                lookup(c.get("code").and_then(Value::as_str)?)
+                lookup(c.get("code").and_then(Value::as_str)?, units)
             });
             if let Some(entry) = found {
                 let mut coding = serde_json::json!({ "system": loinc, "code": entry.code });
@@ -200,20 +228,33 @@ impl CodeMap {
     }
 }
 
-/// Calls `f` with every `coding` array in `v`.
-fn walk_codings(v: &mut Value, f: &mut impl FnMut(&mut Vec<Value>)) {
+/// Calls `f` with every `coding` array in `v` and the unit (as sent, and
+/// its UCUM code) of the nearest enclosing object with a `valueQuantity`.
+fn walk_concepts(v: &mut Value, units: &[&str], f: &mut impl FnMut(&mut Vec<Value>, &[&str])) {
     match v {
         Value::Object(o) => {
+            let own: Vec<String> = o
+                .get("valueQuantity")
+                .map(|q| {
+                    ["unit", "code"]
+                        .iter()
+                        .filter_map(|k| q.get(*k).and_then(Value::as_str))
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let own: Vec<&str> = own.iter().map(String::as_str).collect();
+            let units = if own.is_empty() { units } else { &own[..] };
             if let Some(Value::Array(codings)) = o.get_mut("coding") {
-                f(codings);
+                f(codings, units);
             }
             for (_, child) in o.iter_mut() {
-                walk_codings(child, f);
+                walk_concepts(child, units, f);
             }
         }
         Value::Array(a) => {
             for child in a {
-                walk_codings(child, f);
+                walk_concepts(child, units, f);
             }
         }
         _ => {}

@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::order::Command,
     },
+    /// Code maps: vendor test codes to LOINC (LIVD files).
+    Codes {
+        #[command(subcommand)]
+        command: cli::codes::Command,
+    },
     /// Print the admin page's one-time first-run setup code (made at the
     /// first start with no user; gone once the first administrator exists).
     SetupCode(cli::setup_code::Args),
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
             Command::Trace(a) => cli::trace::trace(a).await,
             Command::Send(a) => cli::send::send(a).await,
             Command::Retry(a) => cli::retry::retry(a),
+            Command::Codes { command } => cli::codes::codes(command),
             Command::SetupCode(a) => cli::setup_code::setup_code(a),
             Command::Order { command } => cli::order::order(command).await,
             Command::User { command } => cli::user::user(command, &ecko_hal::LinuxTerminal).await,

@@ -19,6 +19,7 @@ fn glucose() -> LoincCoding {
     LoincCoding {
         code: "2345-7".into(),
         display: Some("Glucose".into()),
+        unit: None,
     }
 }
 
@@ -30,7 +31,7 @@ fn the_code_map_puts_loinc_first_and_touches_only_local_codes() {
         {"system": "http://snomed.info/sct", "code": "GLU"}
     ]);
     let map = CodeMap {
-        all: BTreeMap::from([("GLU".to_string(), glucose())]),
+        all: BTreeMap::from([("GLU".to_string(), vec![glucose()])]),
         by_source: BTreeMap::new(),
     };
     map.apply(&mut v, "lab");
@@ -136,4 +137,48 @@ fn for_a_fhir_destination_a_payload_routed_as_is_must_be_a_transaction_bundle() 
         crate::transform("none", &message(b"MSH|x"), &plain).unwrap(),
         crate::Payload::Bytes(b"MSH|x".to_vec())
     );
+}
+
+#[test]
+fn a_unit_bound_loinc_applies_only_to_results_in_that_unit() {
+    let loinc = |code: &str, unit: Option<&str>| LoincCoding {
+        code: code.into(),
+        display: None,
+        unit: unit.map(str::to_string),
+    };
+    let map = CodeMap {
+        all: BTreeMap::new(),
+        by_source: BTreeMap::from([(
+            "lab".to_string(),
+            BTreeMap::from([
+                (
+                    "GLU".to_string(),
+                    vec![
+                        loinc("14749-6", Some("mmol/L")),
+                        loinc("2345-7", Some("mg/dL")),
+                    ],
+                ),
+                ("CREA".to_string(), vec![loinc("14682-9", Some("umol/L"))]),
+            ]),
+        )]),
+    };
+    let mut v = bundle(&[
+        ("urn:uuid:a", "GLU"),
+        ("urn:uuid:b", "GLU"),
+        ("urn:uuid:c", "CREA"),
+        ("urn:uuid:d", "GLU"),
+    ]);
+    v["entry"][0]["resource"]["valueQuantity"] =
+        serde_json::json!({"value": 5.4, "unit": "mmol/l"});
+    v["entry"][1]["resource"]["valueQuantity"] =
+        serde_json::json!({"value": 97, "unit": "mg/100mL", "code": "mg/dL"});
+    v["entry"][2]["resource"]["valueQuantity"] = serde_json::json!({"value": 1.1, "unit": "mg/dL"});
+    map.apply(&mut v, "lab");
+    let first = |i: usize| v["entry"][i]["resource"]["code"]["coding"][0]["code"].clone();
+    assert_eq!(first(0), "14749-6");
+    assert_eq!(first(1), "2345-7", "by the UCUM code");
+    // Creatinine in mg/dL is not the umol/L LOINC; a glucose without a
+    // unit gets none either.
+    assert_eq!(first(2), "CREA");
+    assert_eq!(first(3), "GLU");
 }

@@ -8,10 +8,12 @@
 //! and 1 when it failed; `check-config`, `run` and `trace` answer 2 for a
 //! configuration that does not load (and `trace` for an endpoint that is
 //! not ASTM), `send` 2 when it could not send at all; `setup-code` 1 when
-//! there is no code to show. Scripts rely on these codes, so each module
+//! there is no code to show; `codes import` 1 when the file conflicts with
+//! the configuration and nothing was written. Scripts rely on these codes, so each module
 //! keeps its own.
 
 pub mod check_config;
+pub mod codes;
 pub mod logging;
 pub mod order;
 pub mod retry;

@@ -219,6 +219,56 @@ impl ConfigDocument {
         Ok(())
     }
 
+    /// Sets (or, with no targets, removes) `code` in the table
+    /// `[endpoint.code_map_by_source.<source>]` of the endpoint `name`:
+    /// one LOINC without display or unit as a string, one with them as an
+    /// inline table, several as an array of inline tables. The table is
+    /// created (as its own `[...]` header) when missing.
+    pub fn set_code_map(
+        &mut self,
+        name: &str,
+        source: &str,
+        code: &str,
+        targets: &[super::LoincTarget],
+    ) -> Result<(), EditError> {
+        let value = match targets {
+            [] => None,
+            [only] if only.display.is_none() && only.unit.is_none() => {
+                Some(Value::from(only.code.as_str()))
+            }
+            [only] => Some(Value::InlineTable(target_table(only))),
+            many => {
+                let mut a = Array::new();
+                for t in many {
+                    a.push(target_table(t));
+                }
+                Some(Value::Array(a))
+            }
+        };
+        let endpoint = self.endpoint_mut(name)?;
+        let by_source = endpoint.entry("code_map_by_source").or_insert_with(|| {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            Item::Table(t)
+        });
+        let Some(by_source) = by_source.as_table_like_mut() else {
+            return Err(EditError::Shape("code_map_by_source".into()));
+        };
+        let map = by_source.entry(source).or_insert(Item::Table(Table::new()));
+        let Some(map) = map.as_table_like_mut() else {
+            return Err(EditError::Shape(format!("code_map_by_source.{source}")));
+        };
+        match value {
+            Some(v) => {
+                map.insert(code, Item::Value(v));
+            }
+            None => {
+                map.remove(code);
+            }
+        }
+        Ok(())
+    }
+
     /// Appends a new `[[endpoint]]` after the last one.
     pub fn add_endpoint(
         &mut self,
@@ -404,6 +454,18 @@ impl ConfigDocument {
 
 /// Sets (or with `None` removes) one dotted key (`retry.initial`) in an
 /// endpoint table, keeping the decor of a replaced value.
+fn target_table(t: &super::LoincTarget) -> InlineTable {
+    let mut table = InlineTable::new();
+    table.insert("code", Value::from(t.code.as_str()));
+    if let Some(d) = &t.display {
+        table.insert("display", Value::from(d.as_str()));
+    }
+    if let Some(u) = &t.unit {
+        table.insert("unit", Value::from(u.as_str()));
+    }
+    table
+}
+
 fn set_dotted(table: &mut Table, key: &str, value: Option<Value>) -> Result<(), EditError> {
     match key.split_once('.') {
         None => {

@@ -890,27 +890,38 @@ fn default_api_key_header() -> String {
     "X-API-Key".into()
 }
 
-/// Where a local code maps to: a LOINC code, optionally with its display.
+/// Where a local code maps to: a LOINC code (`"2345-7"`), with its display
+/// and the result unit it holds for (`{ code = "2345-7", unit = "mg/dL" }`),
+/// or a LOINC per unit (a list of those; what a LIVD import writes when a
+/// vendor code has several).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum CodeMapEntry {
     Code(String),
-    Coding {
-        code: String,
-        display: Option<String>,
-    },
+    Coding(LoincTarget),
+    ByUnit(Vec<LoincTarget>),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoincTarget {
+    pub code: String,
+    pub display: Option<String>,
+    /// Only for results in this unit (as sent, or its UCUM code).
+    pub unit: Option<String>,
 }
 
 impl CodeMapEntry {
-    pub fn code(&self) -> &str {
+    /// Every LOINC the entry names, in order.
+    pub fn targets(&self) -> Vec<LoincTarget> {
         match self {
-            CodeMapEntry::Code(c) | CodeMapEntry::Coding { code: c, .. } => c,
-        }
-    }
-    pub fn display(&self) -> Option<&str> {
-        match self {
-            CodeMapEntry::Code(_) => None,
-            CodeMapEntry::Coding { display, .. } => display.as_deref(),
+            CodeMapEntry::Code(code) => vec![LoincTarget {
+                code: code.clone(),
+                display: None,
+                unit: None,
+            }],
+            CodeMapEntry::Coding(t) => vec![t.clone()],
+            CodeMapEntry::ByUnit(list) => list.clone(),
         }
     }
 }

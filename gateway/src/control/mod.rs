@@ -22,6 +22,7 @@
 //! the admin page with a handle and nothing here imports `app`.
 
 pub mod audit;
+pub mod code_maps;
 pub mod config;
 pub mod endpoints;
 pub mod log_bundle;

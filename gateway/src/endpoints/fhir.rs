@@ -14,22 +14,28 @@ pub struct Fhir;
 
 /// What the destination's settings ask of every Bundle sent to it.
 pub fn shaping(c: &FhirSinkConfig) -> FhirDestination {
-    let coding = |e: &CodeMapEntry| LoincCoding {
-        code: e.code().to_string(),
-        display: e.display().map(str::to_string),
+    let codings = |e: &CodeMapEntry| -> Vec<LoincCoding> {
+        e.targets()
+            .into_iter()
+            .map(|t| LoincCoding {
+                code: t.code,
+                display: t.display,
+                unit: t.unit,
+            })
+            .collect()
     };
     FhirDestination {
         code_map: CodeMap {
             all: c
                 .code_map
                 .iter()
-                .map(|(k, v)| (k.clone(), coding(v)))
+                .map(|(k, v)| (k.clone(), codings(v)))
                 .collect(),
             by_source: c
                 .code_map_by_source
                 .iter()
                 .map(|(source, map)| {
-                    let map = map.iter().map(|(k, v)| (k.clone(), coding(v))).collect();
+                    let map = map.iter().map(|(k, v)| (k.clone(), codings(v))).collect();
                     (source.clone(), map)
                 })
                 .collect(),
