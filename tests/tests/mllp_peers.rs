@@ -74,6 +74,32 @@ fn exchange(port: u16, message: &[u8]) -> Vec<u8> {
 }
 
 #[test]
+fn frames_with_no_message_get_no_answer_and_the_connection_serves_the_next_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(tmp.path(), port, "");
+    let _gw = Gateway::start(&cfg, &tmp.path().join("log"), &[]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // An empty frame and one of line ends only, then a message.
+    s.write_all(b"\x0b\x1c\r\x0b\r\n\r\x1c\r").unwrap();
+    s.write_all(b"\x0b").unwrap();
+    s.write_all(oru("EF1", "P3").as_bytes()).unwrap();
+    s.write_all(b"\x1c\r").unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(b"\x1c\r") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the ACK");
+        out.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&out);
+    // The first and only answer is the message's.
+    assert_eq!(text.matches("MSA|").count(), 1, "{text}");
+    assert!(text.contains("MSA|AA|EF1"), "{text}");
+}
+
+#[test]
 fn mllp_send_delivers_a_file_of_messages_each_journalled_once_even_when_sent_twice() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -258,6 +284,24 @@ to = ["archive"]
             b"MSH|^~\\&|A|B|C|D|20260101||ORU^R01|U1|P|2.5.1||||||UNICODE UTF-8\rPID|1||4711||M\xfcller^Hans\r".to_vec(),
             "MSA|AE|U1",
         ),
+        (
+            "ar-processing-id",
+            port,
+            oru("PI1", "P3").replacen("|P|2.5.1", "|X|2.5.1", 1).into_bytes(),
+            "MSA|AR|PI1",
+        ),
+        (
+            "ar-version",
+            port,
+            oru("VR1", "P3").replacen("|P|2.5.1", "|P|3.0", 1).into_bytes(),
+            "MSA|AR|VR1",
+        ),
+        (
+            "ae-not-a-segment",
+            port,
+            format!("{}this is not a segment\r", oru("NS1", "P3")).into_bytes(),
+            "MSA|AE|NS1",
+        ),
         ("ar-too-large", port, big, "MSA|AR|BIG1"),
         (
             "ar-disk-full",
@@ -303,6 +347,24 @@ to = ["archive"]
         let ack = exchange(*to, message);
         let text = String::from_utf8_lossy(&ack).into_owned();
         assert!(text.contains(expect), "{name}: {text}");
+        // ERR-3 as the README's answer table gives it, case by case.
+        let err3 = match *name {
+            "ar-no-msh" | "ae-not-a-segment" => Some("100"),
+            "ar-missing-msh9" | "ar-missing-msh10" => Some("101"),
+            "ar-bad-separators" | "ae-invalid-utf8" => Some("102"),
+            "ar-bad-charset" => Some("103"),
+            "ar-no-route" => Some("200"),
+            "ar-processing-id" => Some("202"),
+            "ar-version" => Some("203"),
+            "ar-disk-full" | "ar-disabled" => Some("207"),
+            _ => None,
+        };
+        if let Some(code) = err3 {
+            assert!(
+                text.contains(&format!("|{code}^")),
+                "{name}: ERR-3 {code}: {text}"
+            );
+        }
         match *name {
             "ar-disk-full" => assert!(text.contains("disk"), "{text}"),
             "ar-disabled" => assert!(text.contains("disabled"), "{text}"),

@@ -344,7 +344,13 @@ fn header_of(original: &Message) -> Header {
             .unwrap_or_default(),
         control_id: raw_field(original, 10),
         msh11: raw_field(original, 11),
-        msh12: raw_field(original, 12),
+        // A version we do not speak is not echoed: the ACK is ours, and a
+        // receiver could not read it under a version that does not exist.
+        msh12: if speaks(&id.version) {
+            raw_field(original, 12)
+        } else {
+            "2.5.1".into()
+        },
         msh18: {
             // Copied only when it names the charset we decoded with, so the
             // ACK's bytes and its MSH-18 always agree.
@@ -363,9 +369,19 @@ fn header_of(original: &Message) -> Header {
                 String::new()
             }
         },
-        version: id.version.clone(),
+        version: if speaks(&id.version) {
+            id.version.clone()
+        } else {
+            "2.5.1".into()
+        },
         ack_types: None,
     }
+}
+
+/// Whether an ACK may carry the sender's MSH-12: empty, or a v2 version.
+fn speaks(version: &str) -> bool {
+    let v = version.trim();
+    v.is_empty() || super::parse::is_v2_version(v)
 }
 
 /// Build an ACK for bytes that did not parse: whatever of MSH can be read
@@ -414,7 +430,8 @@ pub fn build_ack_for_unreadable(
                 header.msh11 = msh11;
             }
             let msh12 = get(12);
-            if !msh12.is_empty() {
+            let version = msh12.split(seps.component).next().unwrap_or_default();
+            if !msh12.is_empty() && speaks(version) {
                 header.version = msh12
                     .split(seps.component)
                     .next()

@@ -389,7 +389,7 @@ impl Message {
 }
 
 /// `2.1` … `2.9`, optionally with one more numeric part (`2.5.1`).
-fn is_v2_version(v: &str) -> bool {
+pub(crate) fn is_v2_version(v: &str) -> bool {
     let mut parts = v.split('.');
     let major = parts.next() == Some("2");
     let minor = parts

@@ -602,6 +602,28 @@ fn content<'a>(code: AckCode, ts: &'a Zoned, error: Option<&'a AckError>) -> Ack
 }
 
 #[test]
+fn an_ack_to_a_version_that_is_not_v2_is_written_as_2_5_1() {
+    let ts = now();
+    let oru = String::from_utf8(ORU.to_vec()).unwrap();
+    let m = parse(oru.replacen("|P|2.5.1", "|P|3.0", 1).as_bytes());
+    let ack = build_ack(&m, &content(AckCode::AR, &ts, None));
+    assert_eq!(raw(&parse(&ack), "MSH", 12), "2.5.1");
+    let unreadable = oru
+        .replacen("|P|2.5.1", "|P|3.0", 1)
+        .replacen("XN20260314093015001", "", 1);
+    let ack = build_ack_for_unreadable(
+        unreadable.as_bytes(),
+        &content(AckCode::AR, &ts, None),
+        &ParseOptions::default(),
+    );
+    assert_eq!(raw(&parse(&ack), "MSH", 12), "2.5.1");
+    // A v2 version, even an old one, is answered in kind.
+    let m = parse(oru.replacen("|P|2.5.1", "|P|2.3", 1).as_bytes());
+    let ack = build_ack(&m, &content(AckCode::AA, &ts, None));
+    assert_eq!(raw(&parse(&ack), "MSH", 12), "2.3");
+}
+
+#[test]
 fn an_aa_ack_swaps_msh_3_to_6_and_answers_msh_10() {
     let m = parse(ORU);
     let ts = now();
