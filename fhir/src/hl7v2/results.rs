@@ -16,7 +16,8 @@
 //! is OBX-21 when sent, else `<filler or placer>/<OBX-3 code>[/<OBX-4>]`
 //! (`specimen/<SPM-2>/…` for OUL specimen OBX). When several OBX of one
 //! order (or specimen) would get the same key — serial readings,
-//! repeated measurements, several isolates — each gets `#<OBX-1>`
+//! repeated measurements, several isolates, or an OBX-21 the sender
+//! repeated by mistake — each gets `#<OBX-1>`
 //! appended, or `#obx<n>` (its position among the order's OBX) for all of
 //! them when their set ids are missing or repeat. A key that occurs once
 //! stays as it always was, so a lone result keeps the id it had before,
@@ -242,28 +243,30 @@ fn value_of(ty: &str, rep: &Value<'_>, obx: &Segment<'_>, source: &str, tz: &Tim
 struct Pending {
     obs: Observation,
     key: Identifier,
-    /// The key was made here (`prefix/code[/sub]`), not taken from OBX-21.
-    local: bool,
     /// OBX-1.
     set_id: String,
 }
 
-/// Makes the local keys of `group` distinct: a key that occurs once stays
+/// Makes the keys of `group` distinct: a key that occurs once stays
 /// as it is (the id a lone result always had); keys shared by several OBX
 /// get `#<OBX-1>`, or `#obx<n>` (the OBX's 1-based position in the group)
 /// for all of them when their set ids are missing or repeat too.
 fn disambiguate(group: &mut [Pending]) {
     use std::collections::HashMap;
-    let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+    // The sender's own OBX-21 is unique by definition; when two OBX of one
+    // order repeat it anyway, they are two results and must not overwrite
+    // each other, so they are told apart the same way.
+    let mut by_key: HashMap<(Option<String>, String), Vec<usize>> = HashMap::new();
     for (i, p) in group.iter().enumerate() {
-        if p.local {
-            by_key
-                .entry(p.key.value.clone().unwrap_or_default())
-                .or_default()
-                .push(i);
-        }
+        by_key
+            .entry((
+                p.key.system.clone(),
+                p.key.value.clone().unwrap_or_default(),
+            ))
+            .or_default()
+            .push(i);
     }
-    for (base, members) in by_key {
+    for ((_, base), members) in by_key {
         if members.len() < 2 {
             continue;
         }
@@ -331,7 +334,6 @@ fn observation(
         .or_else(|| code.text.clone())
         .unwrap_or_default();
     let given = ei(seg.field(21), source, "observation");
-    let local = given.is_none();
     let key = given.unwrap_or_else(|| {
         let sub = get(seg, 4, 1);
         identifier(
@@ -387,7 +389,6 @@ fn observation(
     Some(Pending {
         obs,
         key,
-        local,
         set_id: get(seg, 1, 1).trim().to_string(),
     })
 }

@@ -492,6 +492,17 @@ fn repeated_results_without_set_ids_are_told_apart_by_their_position() {
 }
 
 #[test]
+fn an_observation_id_the_sender_repeats_does_not_merge_two_results() {
+    let b = oru("PID|||77^^^H\nOBR|1|P1|F1|X^X^L\nOBX|1|NM|GLU^Glucose^L||5.1|mmol/L|||||F||||||||||OBS-7^LAB\nOBX|2|NM|GLU^Glucose^L||7.9|mmol/L|||||F||||||||||OBS-7^LAB\nOBX|3|NM|K^K^L||4.0|mmol/L|||||F||||||||||OBS-8^LAB");
+    let keys: Vec<String> = observations(&b).iter().map(|o| key_of(o)).collect();
+    // Told apart by set id; an OBX-21 that occurs once stays as sent.
+    assert_eq!(keys, ["OBS-7#1", "OBS-7#2", "OBS-8"]);
+    let urls: std::collections::HashSet<&str> =
+        b.entry.iter().map(|e| e.full_url.as_str()).collect();
+    assert_eq!(urls.len(), b.entry.len());
+}
+
+#[test]
 fn repeated_specimen_observations_of_an_oul_are_kept_apart_too() {
     let text = "MSH|^~\\&|LAB|L|ECKO|H|20260405100000||OUL^R22|9|P|2.5.1\rPID|||77^^^H\rSPM|1|S1||BLD\rOBX|1|NM|TEMP^Temperature^L||4|Cel|||||F\rOBX|2|NM|TEMP^Temperature^L||5|Cel|||||F\rOBR|1|P1|F1|X^X^L\r";
     let b = to_bundle(
