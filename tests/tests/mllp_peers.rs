@@ -63,6 +63,11 @@ fn exchange(port: u16, message: &[u8]) -> Vec<u8> {
     s.write_all(b"\x0b").unwrap();
     s.write_all(message).unwrap();
     s.write_all(b"\x1c\r").unwrap();
+    read_frame(&mut s)
+}
+
+/// The next answer on `s`, without its frame.
+fn read_frame(s: &mut std::net::TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     while !out.ends_with(b"\x1c\r") {
@@ -86,13 +91,7 @@ fn frames_with_no_message_get_no_answer_and_the_connection_serves_the_next_messa
     s.write_all(b"\x0b").unwrap();
     s.write_all(oru("EF1", "P3").as_bytes()).unwrap();
     s.write_all(b"\x1c\r").unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !out.ends_with(b"\x1c\r") {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "closed before the ACK");
-        out.extend_from_slice(&buf[..n]);
-    }
+    let out = read_frame(&mut s);
     let text = String::from_utf8_lossy(&out);
     // The first and only answer is the message's.
     assert_eq!(text.matches("MSA|").count(), 1, "{text}");
