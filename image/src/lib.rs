@@ -5,4 +5,5 @@
 pub mod format;
 pub mod keys;
 pub mod manifest;
+pub mod slots;
 pub mod verify;
