@@ -390,6 +390,59 @@ mod tests {
         assert!(n.last_result.unwrap().contains("2.0"));
     }
 
+    fn pending(v: &str, sv: u64) -> SlotInfo {
+        SlotInfo {
+            state: SlotState::Pending,
+            version: Some(v.into()),
+            security_version: Some(sv),
+            tries_left: NEW_SLOT_TRIES,
+        }
+    }
+
+    #[test]
+    fn the_booted_pending_slot_marked_good_keeps_booting_and_sets_the_installed_security_version() {
+        let d = tempfile::tempdir().unwrap();
+        let b = FileBoot::new(d.path());
+        let mut s = BootState::default();
+        s.a = good("1.0", 1);
+        s.b = pending("2.0", 5);
+        s.next = Slot::B;
+        b.store(&s).unwrap();
+        assert_eq!(boot(&b).unwrap(), Slot::B);
+        assert_eq!(mark_good(&b).unwrap(), Slot::B);
+        let s = b.load().unwrap();
+        assert_eq!(s.b.state, SlotState::Good);
+        assert_eq!(s.installed_security_version(), Some(5));
+        assert_eq!(boot(&b).unwrap(), Slot::B);
+    }
+
+    #[test]
+    fn mark_good_is_refused_when_the_active_slot_is_bad_or_empty() {
+        let d = tempfile::tempdir().unwrap();
+        let b = FileBoot::new(d.path());
+        let e = mark_good(&b).unwrap_err();
+        assert_eq!(e.exit_code(), 24, "{e}");
+        assert!(!d.path().join(STATE_FILE).exists());
+    }
+
+    #[test]
+    fn rollback_gives_up_on_the_pending_slot_and_boots_the_other_good_one() {
+        let d = tempfile::tempdir().unwrap();
+        let b = FileBoot::new(d.path());
+        let mut s = BootState::default();
+        s.a = good("1.0", 1);
+        s.b = pending("2.0", 1);
+        s.next = Slot::B;
+        b.store(&s).unwrap();
+        assert_eq!(boot(&b).unwrap(), Slot::B);
+        assert_eq!(rollback(&b).unwrap(), Slot::A);
+        let s = b.load().unwrap();
+        assert_eq!(s.b.state, SlotState::Bad);
+        assert_eq!(boot(&b).unwrap(), Slot::A);
+        // Nothing good to go back to from there.
+        assert_eq!(rollback(&b).unwrap_err().exit_code(), 24);
+    }
+
     #[test]
     fn nothing_boots_when_no_slot_is_good_or_pending() {
         assert!(matches!(
