@@ -350,9 +350,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let b = FileBoot::new(d.path());
         assert_eq!(b.load().unwrap(), BootState::default());
-        let mut s = BootState::default();
-        s.b = good("1.0", 2);
-        s.active = Slot::B;
+        let s = BootState {
+            b: good("1.0", 2),
+            active: Slot::B,
+            ..BootState::default()
+        };
         b.store(&s).unwrap();
         assert_eq!(b.load().unwrap(), s);
         assert!(!d.path().join(".boot-state.json.tmp").exists());
@@ -368,15 +370,12 @@ mod tests {
 
     #[test]
     fn a_pending_slot_uses_a_try_per_boot_then_the_good_slot_boots_again() {
-        let mut s = BootState::default();
-        s.a = good("1.0", 1);
-        s.b = SlotInfo {
-            state: SlotState::Pending,
-            version: Some("2.0".into()),
-            security_version: Some(1),
-            tries_left: NEW_SLOT_TRIES,
+        let mut s = BootState {
+            a: good("1.0", 1),
+            b: pending("2.0", 1),
+            next: Slot::B,
+            ..BootState::default()
         };
-        s.next = Slot::B;
         for left in (0..NEW_SLOT_TRIES).rev() {
             let (n, slot) = next_boot(&s).unwrap();
             assert_eq!(slot, Slot::B);
@@ -403,10 +402,12 @@ mod tests {
     fn the_booted_pending_slot_marked_good_keeps_booting_and_sets_the_installed_security_version() {
         let d = tempfile::tempdir().unwrap();
         let b = FileBoot::new(d.path());
-        let mut s = BootState::default();
-        s.a = good("1.0", 1);
-        s.b = pending("2.0", 5);
-        s.next = Slot::B;
+        let s = BootState {
+            a: good("1.0", 1),
+            b: pending("2.0", 5),
+            next: Slot::B,
+            ..BootState::default()
+        };
         b.store(&s).unwrap();
         assert_eq!(boot(&b).unwrap(), Slot::B);
         assert_eq!(mark_good(&b).unwrap(), Slot::B);
@@ -429,10 +430,12 @@ mod tests {
     fn rollback_gives_up_on_the_pending_slot_and_boots_the_other_good_one() {
         let d = tempfile::tempdir().unwrap();
         let b = FileBoot::new(d.path());
-        let mut s = BootState::default();
-        s.a = good("1.0", 1);
-        s.b = pending("2.0", 1);
-        s.next = Slot::B;
+        let s = BootState {
+            a: good("1.0", 1),
+            b: pending("2.0", 1),
+            next: Slot::B,
+            ..BootState::default()
+        };
         b.store(&s).unwrap();
         assert_eq!(boot(&b).unwrap(), Slot::B);
         assert_eq!(rollback(&b).unwrap(), Slot::A);
