@@ -70,6 +70,7 @@ pub struct Source<'a> {
     pub hardware: &'a str,
 }
 
+#[derive(Debug)]
 pub struct Installed {
     pub slot: Slot,
     pub manifest: Manifest,

@@ -86,3 +86,52 @@ fn a_fault_after_each_install_step_leaves_the_old_good_slot_bootable_and_a_rerun
         b"journal records"
     );
 }
+
+#[test]
+fn a_tampered_payload_and_a_wrong_key_are_refused_with_slots_and_state_unchanged() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    keys::keygen(&d.join("key"), KeyKind::Development).unwrap();
+    keys::keygen(&d.join("other"), KeyKind::Development).unwrap();
+    let trust = keys::read_trust(&d.join("key.pub")).unwrap();
+    let wrong = keys::read_trust(&d.join("other.pub")).unwrap();
+    let slots_dir = d.join("slots");
+    std::fs::create_dir(&slots_dir).unwrap();
+    let b = FileBoot::new(&slots_dir);
+    let good = bundle(d, "good", "1.0", 1);
+    let s = Source {
+        bundle: &good,
+        trust: &trust,
+        allow_dev_keys: true,
+        hardware: "box-v2",
+    };
+    install::install(&b, &s).unwrap();
+    slots::boot(&b).unwrap();
+    slots::mark_good(&b).unwrap();
+    let snapshot = || {
+        ["slot-a", "slot-b", "boot-state.json"]
+            .map(|f| std::fs::read(slots_dir.join(f)).unwrap_or_default())
+    };
+    let before = snapshot();
+    let tampered = d.join("tampered");
+    let mut bytes = std::fs::read(&good).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&tampered, bytes).unwrap();
+    let s = Source {
+        bundle: &tampered,
+        trust: &trust,
+        allow_dev_keys: true,
+        hardware: "box-v2",
+    };
+    assert_eq!(install::install(&b, &s).unwrap_err().exit_code(), 21);
+    assert_eq!(snapshot(), before);
+    let s = Source {
+        bundle: &good,
+        trust: &wrong,
+        allow_dev_keys: true,
+        hardware: "box-v2",
+    };
+    assert_eq!(install::install(&b, &s).unwrap_err().exit_code(), 15);
+    assert_eq!(snapshot(), before);
+}
