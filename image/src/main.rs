@@ -1,12 +1,15 @@
-//! `ecko-image`: keygen, build, sign, info, verify. Install and boot control
-//! (issue 17) are not here yet.
+//! `ecko-image`: keygen, build, sign, info, verify; install to the inactive
+//! slot, status, mark-good and rollback over the file boot backend
+//! (`--slots DIR`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ecko_image::install::{self, Source};
 use ecko_image::keys::{self, KeyKind};
 use ecko_image::manifest::{Manifest, PayloadKind};
+use ecko_image::slots::{self, BootControl, FileBoot};
 use ecko_image::verify::{self, Checks};
 
 #[derive(Parser)]
@@ -69,6 +72,35 @@ enum Cmd {
         installed_security_version: Option<u64>,
         #[arg(long)]
         allow_dev_keys: bool,
+    },
+    /// Verify a bundle, then write it to the inactive slot and boot it next.
+    Install {
+        bundle: PathBuf,
+        #[arg(long, default_value = "/etc/ecko/keys")]
+        trust: PathBuf,
+        #[arg(long)]
+        hardware: String,
+        #[arg(long)]
+        slots: PathBuf,
+        #[arg(long)]
+        allow_dev_keys: bool,
+    },
+    /// Both slots, which one runs and boots next, the last result.
+    Status {
+        #[arg(long)]
+        slots: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The running (pending) slot passed its readiness check: keep it.
+    MarkGood {
+        #[arg(long)]
+        slots: PathBuf,
+    },
+    /// Boot the other (good) slot next.
+    Rollback {
+        #[arg(long)]
+        slots: PathBuf,
     },
 }
 
@@ -176,6 +208,64 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                 m.hardware
             );
         }
+        Cmd::Install {
+            bundle,
+            trust,
+            hardware,
+            slots,
+            allow_dev_keys,
+        } => {
+            let trust = keys::read_trust(&trust).map_err(|e| other(e.into()))?;
+            let src = Source {
+                bundle: &bundle,
+                trust: &trust,
+                allow_dev_keys,
+                hardware: &hardware,
+            };
+            let done = install::install(&FileBoot::new(&slots), &src)
+                .map_err(|e| (e.exit_code() as u8, anyhow::Error::from(e)))?;
+            println!(
+                "installed {} to slot {}: pending, boots next",
+                done.manifest.version,
+                done.slot.as_str()
+            );
+        }
+        Cmd::Status { slots, json } => {
+            let s = FileBoot::new(&slots).load().map_err(slot_err)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&s).map_err(|e| other(e.into()))?
+                );
+            } else {
+                for slot in [slots::Slot::A, slots::Slot::B] {
+                    let i = s.slot(slot);
+                    println!(
+                        "slot {}: {:?} version {} security version {} tries left {}{}{}",
+                        slot.as_str(),
+                        i.state,
+                        i.version.as_deref().unwrap_or("-"),
+                        i.security_version.map_or("-".into(), |v| v.to_string()),
+                        i.tries_left,
+                        if s.active == slot { ", active" } else { "" },
+                        if s.next == slot { ", boots next" } else { "" },
+                    );
+                }
+                println!("last result: {}", s.last_result.as_deref().unwrap_or("-"));
+            }
+        }
+        Cmd::MarkGood { slots } => {
+            let slot = slots::mark_good(&FileBoot::new(&slots)).map_err(slot_err)?;
+            println!("slot {} is good", slot.as_str());
+        }
+        Cmd::Rollback { slots } => {
+            let slot = slots::rollback(&FileBoot::new(&slots)).map_err(slot_err)?;
+            println!("slot {} boots next", slot.as_str());
+        }
     }
     Ok(())
+}
+
+fn slot_err(e: slots::SlotError) -> (u8, anyhow::Error) {
+    (e.exit_code() as u8, e.into())
 }

@@ -1,0 +1,220 @@
+//! Installing a bundle to the inactive slot. The order is what makes a
+//! power loss at any point harmless:
+//!
+//! 1. the whole bundle verified (signature, hardware, anti-rollback against
+//!    the active good slot, payload hash) in a read-only pass;
+//! 2. the inactive slot marked bad in the state, so a half-written slot is
+//!    never booted;
+//! 3. the payload streamed into it through a fixed buffer while hashed
+//!    again (the bundle may have changed since step 1), then synced;
+//! 4. the written slot read back and hashed;
+//! 5. activation (pending, [`NEW_SLOT_TRIES`] tries, boots next) as the last
+//!    atomic write.
+//!
+//! Until step 5 the state still boots the old good slot. [`Step`] names the
+//! points after each write, where a test's hook can cut the install short.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::format::FormatError;
+use crate::keys::PublicKey;
+use crate::manifest::Manifest;
+use crate::slots::{BootControl, Slot, SlotError, SlotInfo, SlotState, NEW_SLOT_TRIES};
+use crate::verify::{self, Checks, VerifyError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The inactive slot is recorded as bad.
+    MarkedBad,
+    /// The first buffer of the payload is in the slot.
+    PayloadPartial,
+    /// The whole payload is in the slot and synced.
+    PayloadWritten,
+    /// The new slot is pending and boots next.
+    Activated,
+}
+
+pub const ALL_STEPS: [Step; 4] = [
+    Step::MarkedBad,
+    Step::PayloadPartial,
+    Step::PayloadWritten,
+    Step::Activated,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error(transparent)]
+    Slot(#[from] SlotError),
+}
+
+impl InstallError {
+    /// A refused bundle keeps `verify`'s code; slot failures are 23 and 24.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            InstallError::Verify(e) => e.exit_code(),
+            InstallError::Slot(e) => e.exit_code(),
+        }
+    }
+}
+
+pub struct Source<'a> {
+    pub bundle: &'a Path,
+    pub trust: &'a [PublicKey],
+    pub allow_dev_keys: bool,
+    pub hardware: &'a str,
+}
+
+#[derive(Debug)]
+pub struct Installed {
+    pub slot: Slot,
+    pub manifest: Manifest,
+}
+
+/// Installs without interruption.
+pub fn install<B: BootControl>(b: &B, src: &Source) -> Result<Installed, InstallError> {
+    install_with_hook(b, src, &mut |_| Ok(()))
+}
+
+/// As [`install`]; `hook` runs after each [`Step`] and an error from it
+/// stops the install there, as a power loss would.
+pub fn install_with_hook<B: BootControl>(
+    b: &B,
+    src: &Source,
+    hook: &mut dyn FnMut(Step) -> io::Result<()>,
+) -> Result<Installed, InstallError> {
+    let mut state = b.load()?;
+    let active = state.active;
+    if state.slot(active).state == SlotState::Pending {
+        // Writing the other slot now could overwrite the only good one.
+        return Err(SlotError::Refused(format!(
+            "slot {} is running but not marked good yet: mark-good or rollback first",
+            active.as_str()
+        ))
+        .into());
+    }
+    let checks = Checks {
+        trust: src.trust,
+        allow_dev_keys: src.allow_dev_keys,
+        hardware: Some(src.hardware),
+        installed_security_version: state.installed_security_version(),
+    };
+    let m = verify::verify_file(src.bundle, &checks)?;
+
+    let target = active.other();
+    *state.slot_mut(target) = SlotInfo {
+        state: SlotState::Bad,
+        version: None,
+        security_version: None,
+        tries_left: 0,
+    };
+    state.next = active;
+    b.store(&state)?;
+    hook(Step::MarkedBad).map_err(SlotError::Io)?;
+
+    let mut r = BufReader::new(
+        File::open(src.bundle).map_err(|e| VerifyError::Format(FormatError::Io(e)))?,
+    );
+    let (_, m2) = verify::verify_head(&mut r, &checks)?;
+    if m2 != m {
+        // The bundle was replaced since the first pass: its payload is not
+        // the one verified.
+        return Err(VerifyError::PayloadHash.into());
+    }
+    let mut w = HookWriter {
+        inner: b.write_slot(target).map_err(SlotError::Io)?,
+        hook,
+        written: false,
+        failed: false,
+    };
+    if let Err(e) = verify::stream_payload(&mut r, &m, &mut w) {
+        return Err(if w.failed {
+            match e {
+                VerifyError::Format(FormatError::Io(io)) => SlotError::Io(io).into(),
+                other => other.into(),
+            }
+        } else {
+            e.into()
+        });
+    }
+    let HookWriter { inner, hook, .. } = w;
+    b.finish_slot(inner).map_err(SlotError::Io)?;
+    hook(Step::PayloadWritten).map_err(SlotError::Io)?;
+
+    check_slot(b, target, &m)?;
+
+    let info = state.slot_mut(target);
+    info.state = SlotState::Pending;
+    info.version = Some(m.version.clone());
+    info.security_version = Some(m.security_version);
+    info.tries_left = NEW_SLOT_TRIES;
+    state.next = target;
+    state.last_result = Some(format!(
+        "installed {} in slot {}, pending",
+        m.version,
+        target.as_str()
+    ));
+    b.store(&state)?;
+    hook(Step::Activated).map_err(SlotError::Io)?;
+    Ok(Installed {
+        slot: target,
+        manifest: m,
+    })
+}
+
+/// The slot read back: exactly the payload's length and hash.
+fn check_slot<B: BootControl>(b: &B, slot: Slot, m: &Manifest) -> Result<(), SlotError> {
+    let mut r = b.read_slot(slot)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    if len != m.payload_len || hasher.finalize()[..] != m.payload_sha256 {
+        return Err(SlotError::Io(io::Error::other(format!(
+            "slot {} does not read back as written",
+            slot.as_str()
+        ))));
+    }
+    Ok(())
+}
+
+/// Tells slot write failures apart from bundle read failures, and runs the
+/// hook after the first buffer.
+struct HookWriter<'h, W> {
+    inner: W,
+    hook: &'h mut dyn FnMut(Step) -> io::Result<()>,
+    written: bool,
+    failed: bool,
+}
+
+impl<W: Write> Write for HookWriter<'_, W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let r = self.inner.write(b).and_then(|n| {
+            if !self.written {
+                self.written = true;
+                self.inner.flush()?;
+                (self.hook)(Step::PayloadPartial)?;
+            }
+            Ok(n)
+        });
+        self.failed |= r.is_err();
+        r
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.inner.flush();
+        self.failed |= r.is_err();
+        r
+    }
+}

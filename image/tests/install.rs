@@ -1,0 +1,137 @@
+//! Install to the inactive slot of the file backend, with a fault after
+//! each write step.
+
+use std::io;
+
+use ecko_image::install::{self, Source, ALL_STEPS};
+use ecko_image::keys::{self, KeyKind};
+use ecko_image::manifest::{Manifest, PayloadKind};
+use ecko_image::slots::{self, BootControl, FileBoot, Slot, SlotState};
+use ecko_image::verify;
+
+fn bundle(d: &std::path::Path, name: &str, version: &str, byte: u8) -> std::path::PathBuf {
+    let payload = d.join(format!("{name}.payload"));
+    std::fs::write(&payload, vec![byte; 600_000]).unwrap();
+    let m = Manifest {
+        hardware: "box-v2".into(),
+        version: version.into(),
+        security_version: 4,
+        payload_kind: PayloadKind::Rootfs,
+        payload_len: 0,
+        payload_sha256: [0; 32],
+        build_time: 0,
+        next_key: None,
+    };
+    let key = keys::read_secret(&d.join("key")).unwrap();
+    let out = d.join(name);
+    verify::build(&payload, m, Some(&key), &out).unwrap();
+    out
+}
+
+#[test]
+fn a_fault_after_each_install_step_leaves_the_old_good_slot_bootable_and_a_rerun_succeeds() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    keys::keygen(&d.join("key"), KeyKind::Development).unwrap();
+    let trust = keys::read_trust(&d.join("key.pub")).unwrap();
+    let slots_dir = d.join("slots");
+    std::fs::create_dir(&slots_dir).unwrap();
+    std::fs::write(slots_dir.join("journal"), b"journal records").unwrap();
+    let b = FileBoot::new(&slots_dir);
+    let first = bundle(d, "first", "1.0", 1);
+    let s1 = Source {
+        bundle: &first,
+        trust: &trust,
+        allow_dev_keys: true,
+        hardware: "box-v2",
+    };
+    assert_eq!(install::install(&b, &s1).unwrap().slot, Slot::B);
+    assert_eq!(slots::boot(&b).unwrap(), Slot::B);
+    assert_eq!(slots::mark_good(&b).unwrap(), Slot::B);
+    assert_eq!(b.load().unwrap().b.state, SlotState::Good);
+
+    let second = bundle(d, "second", "2.0", 2);
+    let s2 = Source {
+        bundle: &second,
+        trust: &trust,
+        allow_dev_keys: true,
+        hardware: "box-v2",
+    };
+    for step in ALL_STEPS {
+        let before = b.load().unwrap();
+        let e = install::install_with_hook(&b, &s2, &mut |s| {
+            if s == step {
+                Err(io::Error::other("power loss"))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(e.is_err(), "{step:?}");
+        let (_, booted) = slots::next_boot(&b.load().unwrap()).unwrap();
+        let expect = if step == install::Step::Activated {
+            Slot::A
+        } else {
+            Slot::B
+        };
+        assert_eq!(booted, expect, "{step:?}");
+        assert_eq!(b.load().unwrap().b, before.b, "{step:?}");
+        assert_eq!(install::install(&b, &s2).unwrap().slot, Slot::A, "{step:?}");
+        // Back to the old slot running for the next step.
+        let mut s = b.load().unwrap();
+        s.next = Slot::B;
+        b.store(&s).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(slots_dir.join("journal")).unwrap(),
+        b"journal records"
+    );
+}
+
+#[test]
+fn a_tampered_payload_and_a_wrong_key_are_refused_with_slots_and_state_unchanged() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    keys::keygen(&d.join("key"), KeyKind::Development).unwrap();
+    keys::keygen(&d.join("other"), KeyKind::Development).unwrap();
+    let trust = keys::read_trust(&d.join("key.pub")).unwrap();
+    let wrong = keys::read_trust(&d.join("other.pub")).unwrap();
+    let slots_dir = d.join("slots");
+    std::fs::create_dir(&slots_dir).unwrap();
+    let b = FileBoot::new(&slots_dir);
+    let good = bundle(d, "good", "1.0", 1);
+    let s = Source {
+        bundle: &good,
+        trust: &trust,
+        allow_dev_keys: true,
+        hardware: "box-v2",
+    };
+    install::install(&b, &s).unwrap();
+    slots::boot(&b).unwrap();
+    slots::mark_good(&b).unwrap();
+    let snapshot = || {
+        ["slot-a", "slot-b", "boot-state.json"]
+            .map(|f| std::fs::read(slots_dir.join(f)).unwrap_or_default())
+    };
+    let before = snapshot();
+    let tampered = d.join("tampered");
+    let mut bytes = std::fs::read(&good).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&tampered, bytes).unwrap();
+    let s = Source {
+        bundle: &tampered,
+        trust: &trust,
+        allow_dev_keys: true,
+        hardware: "box-v2",
+    };
+    assert_eq!(install::install(&b, &s).unwrap_err().exit_code(), 21);
+    assert_eq!(snapshot(), before);
+    let s = Source {
+        bundle: &good,
+        trust: &wrong,
+        allow_dev_keys: true,
+        hardware: "box-v2",
+    };
+    assert_eq!(install::install(&b, &s).unwrap_err().exit_code(), 15);
+    assert_eq!(snapshot(), before);
+}
