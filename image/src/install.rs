@@ -15,10 +15,8 @@
 //! points after each write, where a test's hook can cut the install short.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Write};
 use std::path::Path;
-
-use sha2::{Digest, Sha256};
 
 use crate::format::FormatError;
 use crate::keys::PublicKey;
@@ -167,27 +165,16 @@ pub fn install_with_hook<B: BootControl>(
     })
 }
 
-/// The slot read back: exactly the payload's length and hash.
+/// The slot read back: exactly the payload's length and hash, read as the
+/// bundle's payload was.
 fn check_slot<B: BootControl>(b: &B, slot: Slot, m: &Manifest) -> Result<(), SlotError> {
     let mut r = b.read_slot(slot)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut len = 0u64;
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-    if len != m.payload_len || hasher.finalize()[..] != m.payload_sha256 {
-        return Err(SlotError::Io(io::Error::other(format!(
-            "slot {} does not read back as written",
+    crate::verify::stream_payload(&mut r, m, &mut io::sink()).map_err(|e| {
+        SlotError::Io(io::Error::other(format!(
+            "slot {} does not read back as written: {e}",
             slot.as_str()
-        ))));
-    }
-    Ok(())
+        )))
+    })
 }
 
 /// Tells slot write failures apart from bundle read failures, and runs the

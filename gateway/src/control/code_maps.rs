@@ -14,7 +14,7 @@
 
 use crate::config::{Config, EndpointKind, LoincTarget};
 use ecko_fhir::livd::{is_loinc, LivdRow};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What an import would do.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,9 +22,6 @@ pub struct ImportPlan {
     pub source: String,
     /// The FHIR endpoints written to.
     pub into: Vec<String>,
-    /// The instrument model the rows were taken for (empty: the file names
-    /// one model or none).
-    pub model: String,
     /// Vendor code → its LOINC targets, for every code of the file.
     pub codes: BTreeMap<String, Vec<LoincTarget>>,
     /// Codes every destination maps the same way already.
@@ -39,7 +36,6 @@ pub struct Conflict {
     pub code: String,
     /// What the destination maps the code to now, as it reads.
     pub current: String,
-    pub imported: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,36 +107,7 @@ pub fn plan_import(
     if endpoint.direction != crate::config::Direction::Inbound {
         return Err(ImportError::NotInbound(source.to_string()));
     }
-    let into: Vec<String> = if into.is_empty() {
-        let mut found: Vec<String> = config
-            .routes
-            .iter()
-            .filter(|r| r.from.iter().any(|f| f == source))
-            .flat_map(|r| r.to.iter())
-            .filter(|to| {
-                matches!(
-                    config.endpoint(to).map(|e| &e.kind),
-                    Some(EndpointKind::Fhir(_))
-                )
-            })
-            .cloned()
-            .collect();
-        found.sort();
-        found.dedup();
-        if found.is_empty() {
-            return Err(ImportError::NoDestination(source.to_string()));
-        }
-        found
-    } else {
-        for name in into {
-            match config.endpoint(name).map(|e| &e.kind) {
-                None => return Err(ImportError::UnknownEndpoint(name.clone())),
-                Some(EndpointKind::Fhir(_)) => {}
-                Some(_) => return Err(ImportError::NotFhir(name.clone())),
-            }
-        }
-        into.to_vec()
-    };
+    let into = destinations(config, source, into)?;
 
     let bad: Vec<String> = rows
         .iter()
@@ -156,30 +123,7 @@ pub fn plan_import(
         return Err(ImportError::BadLoinc(bad.join("; ")));
     }
 
-    let mut models: Vec<&str> = rows
-        .iter()
-        .map(|r| r.model.as_str())
-        .filter(|m| !m.is_empty())
-        .collect();
-    models.sort_unstable();
-    models.dedup();
-    let listed = || models.join(", ");
-    let chosen: Vec<&LivdRow> = match model {
-        Some(m) => {
-            let taken: Vec<&LivdRow> = rows
-                .iter()
-                .filter(|r| r.model.is_empty() || r.model.eq_ignore_ascii_case(m))
-                .collect();
-            if !taken.iter().any(|r| r.model.eq_ignore_ascii_case(m)) {
-                return Err(ImportError::UnknownModel {
-                    model: m.to_string(),
-                    models: listed(),
-                });
-            }
-            taken
-        }
-        None => rows.iter().collect(),
-    };
+    let (chosen, models) = rows_for_model(rows, model)?;
 
     // Vendor code → unit → the LOINC codes (and a display) the file gives.
     let mut by_code: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>> = BTreeMap::new();
@@ -194,29 +138,11 @@ pub fn plan_import(
     }
     // Models of one family usually share their mappings; when they do
     // not, the file cannot be read for "the" analyzer without its model.
-    let differs_by_model = model.is_none() && models.len() > 1 && {
-        let mut per: BTreeMap<(&str, &str), BTreeMap<&str, Vec<&str>>> = BTreeMap::new();
-        for r in &chosen {
-            per.entry((r.vendor_code.as_str(), r.unit.trim()))
-                .or_default()
-                .entry(r.model.as_str())
-                .or_default()
-                .push(r.loinc.as_str());
-        }
-        per.values_mut().any(|by_model| {
-            let mut sets = by_model.values_mut().map(|l| {
-                l.sort_unstable();
-                l.dedup();
-                l.clone()
-            });
-            let first = sets.next();
-            sets.any(|s| Some(&s) != first.as_ref())
-        })
-    };
-    if differs_by_model {
-        return Err(ImportError::ModelNeeded { models: listed() });
+    if model.is_none() && models.len() > 1 && models_disagree(&chosen) {
+        return Err(ImportError::ModelNeeded {
+            models: models.join(", "),
+        });
     }
-
     let mut codes = BTreeMap::new();
     let mut skipped = Vec::new();
     for (code, units) in by_code {
@@ -271,7 +197,6 @@ pub fn plan_import(
                         destination: dest.clone(),
                         code: code.clone(),
                         current: targets_text(&current),
-                        imported: targets_text(targets),
                     });
                 }
                 None => everywhere_same = false,
@@ -284,11 +209,94 @@ pub fn plan_import(
     Ok(ImportPlan {
         source: source.to_string(),
         into,
-        model: model.unwrap_or("").to_string(),
         codes,
         unchanged,
         conflicts,
         skipped,
+    })
+}
+
+/// The FHIR endpoints an import writes to: those named, each checked to be
+/// one, or every FHIR endpoint a route from `source` reaches.
+fn destinations(
+    config: &Config,
+    source: &str,
+    named: &[String],
+) -> Result<Vec<String>, ImportError> {
+    if !named.is_empty() {
+        for name in named {
+            match config.endpoint(name).map(|e| &e.kind) {
+                None => return Err(ImportError::UnknownEndpoint(name.clone())),
+                Some(EndpointKind::Fhir(_)) => {}
+                Some(_) => return Err(ImportError::NotFhir(name.clone())),
+            }
+        }
+        return Ok(named.to_vec());
+    }
+    let mut found: Vec<String> = config
+        .routes
+        .iter()
+        .filter(|r| r.from.iter().any(|f| f == source))
+        .flat_map(|r| r.to.iter())
+        .filter(|to| {
+            matches!(
+                config.endpoint(to).map(|e| &e.kind),
+                Some(EndpointKind::Fhir(_))
+            )
+        })
+        .cloned()
+        .collect();
+    found.sort();
+    found.dedup();
+    if found.is_empty() {
+        return Err(ImportError::NoDestination(source.to_string()));
+    }
+    Ok(found)
+}
+
+/// The rows for `model` (and those naming no model), and every model the
+/// file names, sorted.
+fn rows_for_model<'a>(
+    rows: &'a [LivdRow],
+    model: Option<&str>,
+) -> Result<(Vec<&'a LivdRow>, Vec<&'a str>), ImportError> {
+    let mut models: Vec<&str> = rows
+        .iter()
+        .map(|r| r.model.as_str())
+        .filter(|m| !m.is_empty())
+        .collect();
+    models.sort_unstable();
+    models.dedup();
+    let Some(m) = model else {
+        return Ok((rows.iter().collect(), models));
+    };
+    let taken: Vec<&LivdRow> = rows
+        .iter()
+        .filter(|r| r.model.is_empty() || r.model.eq_ignore_ascii_case(m))
+        .collect();
+    if !taken.iter().any(|r| r.model.eq_ignore_ascii_case(m)) {
+        return Err(ImportError::UnknownModel {
+            model: m.to_string(),
+            models: models.join(", "),
+        });
+    }
+    Ok((taken, models))
+}
+
+/// Whether two models give one vendor code and unit different LOINC codes.
+fn models_disagree(rows: &[&LivdRow]) -> bool {
+    let mut per: BTreeMap<(&str, &str), BTreeMap<&str, BTreeSet<&str>>> = BTreeMap::new();
+    for r in rows {
+        per.entry((r.vendor_code.as_str(), r.unit.trim()))
+            .or_default()
+            .entry(r.model.as_str())
+            .or_default()
+            .insert(r.loinc.as_str());
+    }
+    per.values().any(|by_model| {
+        let mut sets = by_model.values();
+        let first = sets.next();
+        sets.any(|s| Some(s) != first)
     })
 }
 

@@ -329,6 +329,13 @@ pub fn build_application_ack(original: &Message, content: &AckContent<'_>) -> Ve
 
 fn header_of(original: &Message) -> Header {
     let id = original.identity();
+    // A version we do not speak is not echoed: the ACK is ours, and a
+    // receiver could not read it under a version that does not exist.
+    let (msh12, version) = if speaks(&id.version) {
+        (raw_field(original, 12), id.version.clone())
+    } else {
+        ("2.5.1".to_string(), "2.5.1".to_string())
+    };
     Header {
         seps: *original.separators(),
         charset: original.charset(),
@@ -344,13 +351,7 @@ fn header_of(original: &Message) -> Header {
             .unwrap_or_default(),
         control_id: raw_field(original, 10),
         msh11: raw_field(original, 11),
-        // A version we do not speak is not echoed: the ACK is ours, and a
-        // receiver could not read it under a version that does not exist.
-        msh12: if speaks(&id.version) {
-            raw_field(original, 12)
-        } else {
-            "2.5.1".into()
-        },
+        msh12,
         msh18: {
             // Copied only when it names the charset we decoded with, so the
             // ACK's bytes and its MSH-18 always agree.
@@ -369,11 +370,7 @@ fn header_of(original: &Message) -> Header {
                 String::new()
             }
         },
-        version: if speaks(&id.version) {
-            id.version.clone()
-        } else {
-            "2.5.1".into()
-        },
+        version,
         ack_types: None,
     }
 }
@@ -432,11 +429,7 @@ pub fn build_ack_for_unreadable(
             let msh12 = get(12);
             let version = msh12.split(seps.component).next().unwrap_or_default();
             if !msh12.is_empty() && speaks(version) {
-                header.version = msh12
-                    .split(seps.component)
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
+                header.version = version.to_string();
                 header.msh12 = msh12;
             }
             let msh18 = get(18);
