@@ -57,6 +57,8 @@ pub enum RunError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Listen(#[from] mllp::ListenError),
+    #[error(transparent)]
+    DicomListen(#[from] crate::sources::dicom::ListenError),
     #[error("endpoint `{endpoint}`: {source}")]
     Tls {
         endpoint: String,
@@ -105,6 +107,7 @@ pub fn listener_connections(config: &Config) -> u64 {
         .map(|e| match &e.kind {
             EndpointKind::Mllp(m) if m.listen.is_some() => m.max_connections,
             EndpointKind::AstmTcp(a) if a.role == TcpRole::Server => a.max_connections,
+            EndpointKind::Dicom(d) if d.is_listener() => d.max_associations,
             _ => 0,
         })
         .sum();

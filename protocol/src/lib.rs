@@ -5,5 +5,6 @@
 //! panic on any input.
 
 pub mod astm;
+pub mod dicom;
 pub mod hl7;
 pub mod mllp;

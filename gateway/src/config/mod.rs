@@ -11,6 +11,7 @@
 //! endpoint's type and is checked against that type's own settings struct.
 
 mod astm;
+mod dicom;
 pub mod edit;
 mod env;
 pub mod history;
@@ -22,6 +23,7 @@ mod model;
 mod units;
 
 pub use astm::*;
+pub use dicom::DicomConfig;
 pub use hub::{BrokerAddress, PayloadFormat};
 pub use hub_commands::{CommandPolicy, COMMAND_NAMES, MAX_AGE_LIMIT};
 pub(crate) use load_endpoint::mllp_sender_timeout;

@@ -408,6 +408,8 @@ pub enum EndpointKind {
     AstmSerial(super::AstmSerialConfig),
     /// An ASTM analyzer over TCP (server or client): results in, orders out.
     AstmTcp(super::AstmTcpConfig),
+    /// DICOM: a store SCP for modalities, or a store SCU to a PACS.
+    Dicom(super::DicomConfig),
 }
 
 impl EndpointKind {
@@ -421,6 +423,7 @@ impl EndpointKind {
             EndpointKind::Fhir(_) => "fhir",
             EndpointKind::AstmSerial(_) => "astm-serial",
             EndpointKind::AstmTcp(_) => "astm-tcp",
+            EndpointKind::Dicom(_) => "dicom",
         }
     }
 }

@@ -16,6 +16,7 @@
 //! Adding a type is the steps in ARCHITECTURE.md, "Adding an endpoint type".
 
 mod astm;
+mod dicom;
 pub(crate) mod fhir;
 mod file;
 mod file_drop;
@@ -45,6 +46,7 @@ pub const TYPES: &[&dyn EndpointType] = &[
     &fhir::Fhir,
     &astm::Serial,
     &astm::Tcp,
+    &dicom::Dicom,
 ];
 
 /// The type named `name` (the file's `type = "..."`).
@@ -213,6 +215,7 @@ mod tests {
             ("fhir", r#"url = "https://hub.example/fhir""#),
             ("astm-serial", r#"device = "/dev/ttyS0""#),
             ("astm-tcp", r#"address = "127.0.0.1:5100""#),
+            ("dicom", r#"listen = "127.0.0.1:0""#),
         ];
         let mut text = String::from("[journal]\npath = \"j.db\"\n");
         for (ty, keys) in settings {

@@ -4,6 +4,7 @@
 //! leases rows, applies the route's transform, hands the sink a batch, and
 //! records what the sink reports.
 
+pub mod dicom;
 pub mod fhir;
 pub mod file;
 pub mod mllp;

@@ -6,6 +6,7 @@
 //! one rule of the gateway.
 
 pub mod astm;
+pub mod dicom;
 pub mod file_drop;
 pub mod mllp;
 

@@ -1,0 +1,240 @@
+//! Settings of the `dicom` endpoint type: a store SCP (`listen`) that takes
+//! objects from modalities, or a store SCU (`connect`) that forwards them
+//! to a PACS.
+
+use super::model::{listener_problems, ListenerLimits};
+use super::units::{Size, Span};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomConfig {
+    /// `host:port` the SCP listens on.
+    pub listen: Option<String>,
+    /// `host:port` of the PACS an SCU forwards to.
+    pub connect: Option<String>,
+    /// Our AE title: the called title an SCP answers to, the calling title
+    /// an SCU presents.
+    #[serde(default = "default_ae_title")]
+    pub ae_title: String,
+    /// SCU: the PACS's AE title.
+    #[serde(default = "default_peer_ae_title")]
+    pub peer_ae_title: String,
+    /// SCP: accept whatever AE title the modality calls (many are set up
+    /// with the PACS's title).
+    #[serde(default)]
+    pub accept_any_called_ae: bool,
+    /// SCP: calling AE titles accepted; empty: any.
+    #[serde(default)]
+    pub allowed_calling_ae: Vec<String>,
+    /// SCP: storage SOP classes accepted beyond the built-in list.
+    #[serde(default)]
+    pub extra_sop_classes: Vec<String>,
+    /// SCP: sender addresses or networks served; empty: every address.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// SCP: associations served at once (in all, and per address).
+    #[serde(default = "default_max_associations")]
+    pub max_associations: usize,
+    #[serde(default = "default_per_address")]
+    pub max_associations_per_address: usize,
+    /// The largest PDU we receive (what the memory of one association is
+    /// bounded by, about twice this).
+    #[serde(default = "default_max_pdu")]
+    pub max_pdu: Size,
+    /// ARTIM: the association request must arrive within this after the
+    /// connection opens, and a release must be answered within it.
+    #[serde(default = "default_association_timeout")]
+    pub association_timeout: Span,
+    /// A PDU that has started must be complete within this; an SCU waits
+    /// this long for each response.
+    #[serde(default = "default_dimse_timeout")]
+    pub dimse_timeout: Span,
+    /// SCP: an association on which nothing completes for this long is
+    /// aborted.
+    #[serde(default = "default_idle")]
+    pub idle_timeout: Span,
+    /// SCP: bytes per second a sender must keep up while it sends; 0: none.
+    #[serde(default = "default_min_rate")]
+    pub min_data_rate: u64,
+    #[serde(default = "default_rate_window")]
+    pub rate_window: Span,
+    /// SCP: the largest object taken; larger ones are answered A700.
+    #[serde(default = "default_max_object")]
+    pub max_object_size: Size,
+    /// SCP: where objects are stored; default `dicom/<endpoint>` beside the
+    /// journal.
+    pub store: Option<PathBuf>,
+    /// SCU: how long to connect.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Span,
+}
+
+fn default_ae_title() -> String {
+    "ECKO".into()
+}
+fn default_peer_ae_title() -> String {
+    "ANY-SCP".into()
+}
+fn default_max_associations() -> usize {
+    16
+}
+fn default_per_address() -> usize {
+    8
+}
+fn default_max_pdu() -> Size {
+    Size(64 * 1024)
+}
+fn default_association_timeout() -> Span {
+    Span(Duration::from_secs(30))
+}
+fn default_dimse_timeout() -> Span {
+    Span(Duration::from_secs(60))
+}
+fn default_idle() -> Span {
+    Span(Duration::from_secs(300))
+}
+fn default_min_rate() -> u64 {
+    1024
+}
+fn default_rate_window() -> Span {
+    Span(Duration::from_secs(30))
+}
+fn default_max_object() -> Size {
+    Size(4 << 30)
+}
+fn default_connect_timeout() -> Span {
+    Span(Duration::from_secs(10))
+}
+
+/// PS3.8 9.3.2: 1024 bytes is the smallest maximum a node may announce; the
+/// upper bound keeps one association's buffers small on a 512 MB board.
+const MIN_PDU: u64 = 4096;
+const MAX_PDU: u64 = 4 << 20;
+
+/// AE titles are 1 to 16 characters of the default repertoire, no
+/// backslash, not only spaces (PS3.5 6.2).
+fn ae_title_problem(key: &'static str, t: &str) -> Option<(&'static str, String)> {
+    let ok = !t.trim().is_empty()
+        && t.len() <= 16
+        && t.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\');
+    (!ok).then(|| {
+        (
+            key,
+            format!("`{t}` is not an AE title (1 to 16 printable ASCII characters, no backslash)"),
+        )
+    })
+}
+
+impl DicomConfig {
+    pub fn is_listener(&self) -> bool {
+        self.listen.is_some()
+    }
+
+    pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        match (&self.listen, &self.connect) {
+            (None, None) => out.push((
+                "listen",
+                "a dicom endpoint needs `listen` (store SCP) or `connect` (forward to a PACS)"
+                    .into(),
+            )),
+            (Some(_), Some(_)) => {
+                out.push(("connect", "give `listen` or `connect`, not both".into()))
+            }
+            _ => {}
+        }
+        out.extend(ae_title_problem("ae_title", &self.ae_title));
+        out.extend(ae_title_problem("peer_ae_title", &self.peer_ae_title));
+        for t in &self.allowed_calling_ae {
+            out.extend(ae_title_problem("allowed_calling_ae", t));
+        }
+        for c in &self.extra_sop_classes {
+            if !ecko_protocol::dicom::uids::is_valid_uid(c) {
+                out.push(("extra_sop_classes", format!("`{c}` is not a UID")));
+            }
+        }
+        if !(MIN_PDU..=MAX_PDU).contains(&self.max_pdu.0) {
+            out.push((
+                "max_pdu",
+                format!("`max_pdu` must be between {MIN_PDU} bytes and 4 MiB"),
+            ));
+        }
+        for (key, span) in [
+            ("association_timeout", self.association_timeout),
+            ("dimse_timeout", self.dimse_timeout),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            if span.0.is_zero() {
+                out.push((key, format!("`{key}` must be above zero")));
+            }
+        }
+        if self.is_listener() {
+            out.extend(
+                listener_problems(&ListenerLimits {
+                    max_connections: self.max_associations,
+                    max_connections_per_address: self.max_associations_per_address,
+                    allow: &self.allow,
+                    min_data_rate: self.min_data_rate,
+                    rate_window: self.rate_window,
+                    frame_timeout: ("dimse_timeout", self.dimse_timeout),
+                    idle_timeout: self.idle_timeout,
+                })
+                .into_iter()
+                .map(|(k, m)| match k {
+                    "max_connections" => (
+                        "max_associations",
+                        m.replace("max_connections", "max_associations"),
+                    ),
+                    "max_connections_per_address" => (
+                        "max_associations_per_address",
+                        m.replace(
+                            "max_connections_per_address",
+                            "max_associations_per_address",
+                        ),
+                    ),
+                    _ => (k, m),
+                }),
+            );
+        }
+        out
+    }
+
+    /// How the SCP admits associations.
+    pub fn admission(&self) -> crate::net::AdmissionRules {
+        crate::net::AdmissionRules {
+            allow: crate::net::Allowlist::parse(&self.allow).unwrap_or_default(),
+            max_connections: self.max_associations,
+            max_per_address: self.max_associations_per_address,
+        }
+    }
+
+    /// How fast a sender must send: a unit is one PDU.
+    pub fn pace(&self) -> crate::net::PaceLimits {
+        crate::net::PaceLimits {
+            idle: self.idle_timeout.0,
+            frame_deadline: self.dimse_timeout.0,
+            min_rate: self.min_data_rate,
+            rate_window: self.rate_window.0,
+        }
+    }
+
+    pub fn max_pdu_bytes(&self) -> u32 {
+        u32::try_from(self.max_pdu.0.clamp(MIN_PDU, MAX_PDU)).unwrap_or(64 * 1024)
+    }
+
+    /// Where the SCP of `endpoint` stores objects, for a journal at
+    /// `journal`.
+    pub fn store_dir(&self, endpoint: &str, journal: &std::path::Path) -> PathBuf {
+        match &self.store {
+            Some(p) => super::resolve(p),
+            None => journal
+                .parent()
+                .unwrap_or_else(|| std::path::Path::new("."))
+                .join("dicom")
+                .join(endpoint),
+        }
+    }
+}

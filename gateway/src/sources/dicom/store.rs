@@ -1,0 +1,227 @@
+//! Objects as files: written under a temporary name while they arrive,
+//! then made durable and given their final name before the journal hears
+//! of them.
+//!
+//! `<store>/.incoming/<n>.part` while the PDVs arrive (hashed as they are
+//! written), then fsync, then renamed to
+//! `<store>/<study uid>/<sop instance uid>.<sha256 prefix>.dcm` and both
+//! directories fsynced. The name carries the content's hash, so the same
+//! object sent again lands on the same name (and the second copy is thrown
+//! away), while the same SOP instance with other content gets a name of
+//! its own beside the first: nothing is overwritten. A crash leaves at most
+//! `.part` files, removed when the endpoint starts, and final files the
+//! journal may not know (the sender got no success for them and sends
+//! again).
+
+use ecko_protocol::dicom::{part10, uids, InstanceSummary, SummaryError};
+use sha2::{Digest, Sha256};
+use std::io::{Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::AsyncWriteExt;
+
+pub struct ObjectStore {
+    root: PathBuf,
+    next: AtomicU64,
+}
+
+/// One object being received.
+pub struct Incoming {
+    tmp: PathBuf,
+    file: tokio::fs::File,
+    hasher: Sha256,
+    size: u64,
+}
+
+/// An object durable under its final name.
+pub struct Stored {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+    pub summary: InstanceSummary,
+    /// The file was already there (the same object received before).
+    pub existed: bool,
+    /// Another file holds the same SOP instance with other content.
+    pub other_version: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot write the object: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Header(#[from] part10::HeaderError),
+    #[error("the data set cannot be read: {0}")]
+    Unreadable(#[from] SummaryError),
+}
+
+impl StoreError {
+    /// A full disk clears by itself; an object that cannot be read does not.
+    pub fn is_resources(&self) -> bool {
+        matches!(self, StoreError::Io(_) | StoreError::Header(_))
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// A UID usable as a file name: digits and dots only; anything else is
+/// replaced by its hash.
+fn file_part(uid: &str) -> String {
+    if uids::is_valid_uid(uid) && !uid.starts_with('.') {
+        uid.to_string()
+    } else {
+        format!("x{}", &hex::encode(Sha256::digest(uid.as_bytes()))[..32])
+    }
+}
+
+impl ObjectStore {
+    /// Opens the store at `root`, removing what a crash left half written.
+    pub fn open(root: PathBuf) -> std::io::Result<ObjectStore> {
+        let incoming = root.join(".incoming");
+        std::fs::create_dir_all(&incoming)?;
+        for entry in std::fs::read_dir(&incoming)?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        Ok(ObjectStore {
+            root,
+            next: AtomicU64::new(0),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Starts an object: the Part 10 header is written at once.
+    pub async fn begin(
+        &self,
+        sop_class: &str,
+        sop_instance: &str,
+        transfer_syntax: &str,
+        calling_ae: &str,
+    ) -> Result<Incoming, StoreError> {
+        let header = part10::file_header(sop_class, sop_instance, transfer_syntax, calling_ae)?;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .root
+            .join(".incoming")
+            .join(format!("{}-{n}.part", std::process::id()));
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        file.write_all(&header).await?;
+        let mut hasher = Sha256::new();
+        hasher.update(&header);
+        Ok(Incoming {
+            tmp,
+            file,
+            hasher,
+            size: header.len() as u64,
+        })
+    }
+}
+
+impl Incoming {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        self.file.write_all(data).await?;
+        self.hasher.update(data);
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    /// Throws the object away.
+    pub async fn discard(self) {
+        drop(self.file);
+        let _ = tokio::fs::remove_file(&self.tmp).await;
+    }
+
+    /// Makes the object durable under its final name, after checking its
+    /// data set is the one the request announced.
+    pub async fn finish(
+        mut self,
+        store: &ObjectStore,
+        sop_class: &str,
+        sop_instance: &str,
+    ) -> Result<Stored, StoreError> {
+        let done = async {
+            self.file.flush().await?;
+            self.file.sync_all().await?;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(e) = done {
+            let _ = tokio::fs::remove_file(&self.tmp).await;
+            return Err(e);
+        }
+        drop(self.file);
+        let sha256 = hex::encode(self.hasher.finalize());
+        let tmp = self.tmp.clone();
+        let root = store.root.clone();
+        let (class, instance, size) = (sop_class.to_string(), sop_instance.to_string(), self.size);
+        let placed = tokio::task::spawn_blocking(move || {
+            place(&root, &tmp, &class, &instance, size, sha256)
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))));
+        if placed.is_err() {
+            let _ = tokio::fs::remove_file(&self.tmp).await;
+        }
+        placed
+    }
+}
+
+fn place(
+    root: &Path,
+    tmp: &Path,
+    sop_class: &str,
+    sop_instance: &str,
+    size: u64,
+    sha256: String,
+) -> Result<Stored, StoreError> {
+    let mut f = std::fs::File::open(tmp)?;
+    f.seek(SeekFrom::Start(part10::PREAMBLE_LEN as u64))?;
+    let summary = InstanceSummary::read(std::io::BufReader::new(f))?;
+    summary.matches_request(sop_class, sop_instance)?;
+    let dir = root.join(file_part(&summary.study_uid));
+    let created_dir = !dir.exists();
+    std::fs::create_dir_all(&dir)?;
+    let stem = file_part(&summary.sop_instance);
+    let path = dir.join(format!("{stem}.{}.dcm", &sha256[..16]));
+    let other_version = std::fs::read_dir(&dir)?.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.starts_with(&format!("{stem}.")) && e.path() != path
+    });
+    let existed = path.exists();
+    if existed {
+        std::fs::remove_file(tmp)?;
+    } else {
+        std::fs::rename(tmp, &path)?;
+        sync_dir(&dir)?;
+        if created_dir {
+            sync_dir(root)?;
+        }
+    }
+    Ok(Stored {
+        path,
+        size,
+        sha256,
+        summary,
+        existed,
+        other_version,
+    })
+}
+
+impl Stored {
+    /// Removes the file again when the journal would not take it, unless
+    /// it was there before (an earlier copy the journal holds).
+    pub async fn withdraw(&self) {
+        if !self.existed {
+            let _ = tokio::fs::remove_file(&self.path).await;
+        }
+    }
+}

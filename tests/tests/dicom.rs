@@ -1,0 +1,418 @@
+//! The DICOM endpoints with the real binary against dcmtk and pynetdicom:
+//! C-ECHO, C-STORE of pydicom's sample files in several transfer syntaxes,
+//! forwarding to dcmtk's `storescp` as the PACS, a PACS outage during a
+//! study, the association policy, a journal that refuses (A700), and a
+//! SIGKILL during a burst.
+
+use ecko_gateway::journal::JournalReader;
+use ecko_tests::{eventually, free_port, peer_python, python_script, Gateway};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn samples() -> PathBuf {
+    let python = peer_python("dicom-venv");
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import pydicom, os; print(os.path.dirname(pydicom.__file__))",
+        ])
+        .output()
+        .expect("pydicom");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("data/test_files")
+}
+
+fn config(dir: &Path, scp: u16, pacs: u16, extra: &str) -> PathBuf {
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[journal]
+path = "{d}/journal.db"
+{extra}
+
+[[endpoint]]
+name = "modalities"
+type = "dicom"
+listen = "127.0.0.1:{scp}"
+ae_title = "ECKO"
+allowed_calling_ae = ["STORESCU", "ECHOSCU", "SENDER", "FINDSCU"]
+
+[[endpoint]]
+name = "pacs"
+type = "dicom"
+connect = "127.0.0.1:{pacs}"
+peer_ae_title = "PACS"
+retry = {{ initial = "200ms", max = "1s" }}
+
+[[route]]
+name = "images"
+from = ["modalities"]
+message_types = ["DICOM"]
+transform = "none"
+to = ["pacs"]
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// dcmtk's storescp as the PACS, accepting every transfer syntax, writing
+/// what it receives into `dir`, logging each request.
+fn pacs(port: u16, dir: &Path, log: &Path) -> Child {
+    std::fs::create_dir_all(dir).unwrap();
+    let log = std::fs::File::create(log).unwrap();
+    let child = Command::new("storescp")
+        .args(["-v", "+xa", "-aet", "PACS", "-od"])
+        .arg(dir)
+        .arg(port.to_string())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("storescp (dcmtk): run scripts/install-peers");
+    assert!(ecko_tests::wait_for_port(port, Duration::from_secs(10)));
+    child
+}
+
+fn storescu(port: u16, args: &[&str], files: &[PathBuf]) -> (bool, String) {
+    let out = Command::new("storescu")
+        .args(["-v", "-aec", "ECKO"])
+        .args(args)
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .args(files)
+        .output()
+        .expect("storescu");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// pynetdicom's storescu, proposing each file's own transfer syntax.
+fn pynetdicom_storescu(port: u16, files: &[PathBuf]) -> String {
+    let out = Command::new(peer_python("dicom-venv"))
+        .args(["-m", "pynetdicom", "storescu", "127.0.0.1"])
+        .arg(port.to_string())
+        .args(["-aec", "ECKO", "-aet", "SENDER", "-cx", "-v"])
+        .args(files)
+        .output()
+        .expect("pynetdicom");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// SOP instance UID → how many times the PACS received it.
+fn received_by_pacs(log: &Path) -> BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut seen = BTreeMap::new();
+    // storescp -v logs "Received Store Request" then the file it wrote,
+    // named after the modality and SOP instance UID.
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("I: storing DICOM file: ") {
+            let uid = Path::new(name.trim())
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let uid = uid
+                .split_once('.')
+                .map(|(_, u)| u.to_string())
+                .unwrap_or(uid);
+            *seen.entry(uid).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+/// The SOP instance UID of a sample file, with pydicom.
+fn sop_uids(files: &[PathBuf]) -> Vec<String> {
+    let script = "import sys, pydicom\nfor f in sys.argv[1:]:\n    print(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)";
+    let out = Command::new(peer_python("dicom-venv"))
+        .args(["-c", script])
+        .args(files)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn objects_in_several_transfer_syntaxes_are_stored_as_received_and_reach_the_pacs_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let (scp, pacs_port) = (free_port(), free_port());
+    let cfg = config(dir.path(), scp, pacs_port, "");
+    let pacs_log = dir.path().join("pacs.log");
+    let mut pacs = pacs(pacs_port, &dir.path().join("pacs"), &pacs_log);
+    let _gw = Gateway::start(&cfg, &dir.path().join("gw.log"), &[]);
+    let s = samples();
+
+    let echo = Command::new("echoscu")
+        .args(["-aec", "ECKO", "127.0.0.1"])
+        .arg(scp.to_string())
+        .status()
+        .unwrap();
+    assert!(echo.success(), "C-ECHO");
+
+    let uncompressed: Vec<PathBuf> = [
+        "CT_small.dcm",
+        "MR_small.dcm",
+        "rtplan.dcm",
+        "reportsi.dcm",
+        "rtdose.dcm",
+    ]
+    .iter()
+    .map(|f| s.join(f))
+    .collect();
+    let (ok, text) = storescu(scp, &[], &uncompressed);
+    assert!(ok, "{text}");
+    assert_eq!(
+        text.matches("Received Store Response (Success)").count(),
+        5,
+        "{text}"
+    );
+    let compressed: Vec<PathBuf> = [
+        "JPEG2000.dcm",
+        "SC_rgb_rle.dcm",
+        "JPEG-lossy.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "MR_small_implicit.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+    ]
+    .iter()
+    .map(|f| s.join(f))
+    .collect();
+    let text = pynetdicom_storescu(scp, &compressed);
+    assert_eq!(
+        text.matches("Received Store Response (Status: 0x0000")
+            .count()
+            + text
+                .matches("Received Store Response (Status: 0xB007")
+                .count(),
+        6,
+        "{text}"
+    );
+
+    // The same files again: answered success, forwarded no second time.
+    let (ok, text) = storescu(scp, &[], &uncompressed[..2]);
+    assert!(ok, "{text}");
+
+    let mut expected = sop_uids(&uncompressed);
+    expected.extend(sop_uids(&compressed));
+    expected.sort();
+    expected.dedup();
+    assert!(
+        eventually(Duration::from_secs(30), || received_by_pacs(&pacs_log)
+            .len()
+            == expected.len()),
+        "the PACS has {:?}, expected {expected:?}",
+        received_by_pacs(&pacs_log)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let received = received_by_pacs(&pacs_log);
+    assert_eq!(received.keys().cloned().collect::<Vec<_>>(), expected);
+    // MR_small_implicit, MR_small_jpeg_ls_lossless and MR_small share a SOP
+    // instance UID with other content: each is kept and forwarded.
+    let mr = sop_uids(&[s.join("MR_small.dcm")]).remove(0);
+    assert_eq!(received[&mr], 3, "{received:?}");
+    assert!(
+        received
+            .iter()
+            .filter(|(k, _)| **k != mr)
+            .all(|(_, n)| *n == 1),
+        "{received:?}"
+    );
+
+    // Stored as received: the data set on disk is the sample's, byte for byte.
+    let stored = dir.path().join("dicom/modalities");
+    let jpeg2000 = std::fs::read(s.join("JPEG2000.dcm")).unwrap();
+    let found = walk(&stored).into_iter().any(|p| {
+        let bytes = std::fs::read(&p).unwrap();
+        tail_after_meta(&bytes) == tail_after_meta(&jpeg2000)
+    });
+    assert!(found, "JPEG 2000 object not stored byte for byte");
+    pacs.kill().ok();
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The data set of a Part 10 file: what follows its file meta group.
+fn tail_after_meta(bytes: &[u8]) -> &[u8] {
+    let len = u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
+    &bytes[144 + len..]
+}
+
+#[test]
+fn a_study_sent_while_the_pacs_is_down_arrives_whole_after_it_returns_each_instance_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (scp, pacs_port) = (free_port(), free_port());
+    let cfg = config(dir.path(), scp, pacs_port, "");
+    let _gw = Gateway::start(&cfg, &dir.path().join("gw.log"), &[]);
+    let acked = dir.path().join("acked.txt");
+    let out = Command::new(peer_python("dicom-venv"))
+        .arg(python_script("dicom_send.py"))
+        .args([
+            "127.0.0.1",
+            &scp.to_string(),
+            "ECKO",
+            "60",
+            "1.2.826.0.1.3680043.10.1234.7",
+            acked.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let acked_uids = std::fs::read_to_string(&acked).unwrap_or_default();
+    assert_eq!(
+        acked_uids.lines().count(),
+        60,
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    std::thread::sleep(Duration::from_secs(2));
+    let pacs_log = dir.path().join("pacs.log");
+    let mut pacs = pacs(pacs_port, &dir.path().join("pacs"), &pacs_log);
+    assert!(
+        eventually(Duration::from_secs(60), || received_by_pacs(&pacs_log)
+            .len()
+            == 60),
+        "{} of 60 arrived",
+        received_by_pacs(&pacs_log).len()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let received = received_by_pacs(&pacs_log);
+    for uid in acked_uids.lines() {
+        assert_eq!(received.get(uid), Some(&1), "{uid}");
+    }
+    pacs.kill().ok();
+}
+
+#[test]
+fn associations_from_titles_not_allowed_or_to_another_title_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (scp, pacs_port) = (free_port(), free_port());
+    let cfg = config(dir.path(), scp, pacs_port, "");
+    let _gw = Gateway::start(&cfg, &dir.path().join("gw.log"), &[]);
+    let echo = |called: &str, calling: &str| {
+        let out = Command::new("echoscu")
+            .args(["-aec", called, "-aet", calling, "127.0.0.1"])
+            .arg(scp.to_string())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    assert!(echo("ECKO", "ECHOSCU").0);
+    let (ok, text) = echo("OTHER", "ECHOSCU");
+    assert!(
+        !ok && text.contains("Called AE Title Not Recognized"),
+        "{text}"
+    );
+    let (ok, text) = echo("ECKO", "INTRUDER");
+    assert!(
+        !ok && text.contains("Calling AE Title Not Recognized"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_journal_that_refuses_answers_out_of_resources_and_keeps_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (scp, pacs_port) = (free_port(), free_port());
+    // A reserve no disk has: every ingest is refused as "disk full".
+    let cfg = config(dir.path(), scp, pacs_port, "min_free_disk = \"1000 TiB\"");
+    let _gw = Gateway::start(&cfg, &dir.path().join("gw.log"), &[]);
+    let (_, text) = storescu(scp, &[], &[samples().join("CT_small.dcm")]);
+    assert!(
+        text.contains("Received Store Response (Refused: OutOfResources)"),
+        "{text}"
+    );
+    let files: Vec<_> = walk(&dir.path().join("dicom/modalities"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm" || e == "part"))
+        .collect();
+    assert!(files.is_empty(), "{files:?}");
+}
+
+#[test]
+fn after_a_sigkill_during_a_burst_every_instance_answered_success_is_on_disk_and_in_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (scp, pacs_port) = (free_port(), free_port());
+    let cfg = config(dir.path(), scp, pacs_port, "");
+    let gw = Gateway::start(&cfg, &dir.path().join("gw.log"), &[]);
+    let acked = dir.path().join("acked.txt");
+    let mut sender = Command::new(peer_python("dicom-venv"))
+        .arg(python_script("dicom_send.py"))
+        .args([
+            "127.0.0.1",
+            &scp.to_string(),
+            "ECKO",
+            "2000",
+            "1.2.826.0.1.3680043.10.1234.8",
+            acked.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(60), || {
+        std::fs::read_to_string(&acked)
+            .map(|t| t.lines().count() >= 40)
+            .unwrap_or(false)
+    }));
+    gw.kill();
+    let _ = sender.wait();
+    let acked_uids: Vec<String> = std::fs::read_to_string(&acked)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(acked_uids.len() < 2000, "the kill landed after the burst");
+    let reader = JournalReader::open(&dir.path().join("journal.db")).unwrap();
+    let mut journalled = BTreeMap::new();
+    for id in reader.message_ids().unwrap() {
+        let m = reader.message(id).unwrap().unwrap();
+        let record: serde_json::Value = serde_json::from_slice(&m.envelope.payload).unwrap();
+        journalled.insert(m.envelope.control_id.clone().unwrap_or_default(), record);
+    }
+    for uid in &acked_uids {
+        let record = journalled
+            .get(uid)
+            .unwrap_or_else(|| panic!("{uid} answered success but not journalled"));
+        let file = record["file"].as_str().unwrap();
+        let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        use sha2::Digest;
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            record["sha256"].as_str().unwrap(),
+            "{file}"
+        );
+    }
+}
