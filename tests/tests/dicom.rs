@@ -61,9 +61,19 @@ to = ["pacs"]
     path
 }
 
+/// A PACS process, stopped when dropped.
+struct Pacs(Child);
+
+impl Drop for Pacs {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// dcmtk's storescp as the PACS, accepting every transfer syntax, writing
 /// what it receives into `dir`, logging each request.
-fn pacs(port: u16, dir: &Path, log: &Path) -> Child {
+fn pacs(port: u16, dir: &Path, log: &Path) -> Pacs {
     std::fs::create_dir_all(dir).unwrap();
     let log = std::fs::File::create(log).unwrap();
     let child = Command::new("storescp")
@@ -74,8 +84,9 @@ fn pacs(port: u16, dir: &Path, log: &Path) -> Child {
         .stderr(log)
         .spawn()
         .expect("storescp (dcmtk): run scripts/install-peers");
+    let pacs = Pacs(child);
     assert!(ecko_tests::wait_for_port(port, Duration::from_secs(10)));
-    child
+    pacs
 }
 
 fn storescu(port: u16, args: &[&str], files: &[PathBuf]) -> (bool, String) {
@@ -153,7 +164,7 @@ fn objects_in_several_transfer_syntaxes_are_stored_as_received_and_reach_the_pac
     let (scp, pacs_port) = (free_port(), free_port());
     let cfg = config(dir.path(), scp, pacs_port, "");
     let pacs_log = dir.path().join("pacs.log");
-    let mut pacs = pacs(pacs_port, &dir.path().join("pacs"), &pacs_log);
+    let _pacs = pacs(pacs_port, &dir.path().join("pacs"), &pacs_log);
     let _gw = Gateway::start(&cfg, &dir.path().join("gw.log"), &[]);
     let s = samples();
 
@@ -241,7 +252,6 @@ fn objects_in_several_transfer_syntaxes_are_stored_as_received_and_reach_the_pac
         tail_after_meta(&bytes) == tail_after_meta(&jpeg2000)
     });
     assert!(found, "JPEG 2000 object not stored byte for byte");
-    pacs.kill().ok();
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -292,7 +302,7 @@ fn a_study_sent_while_the_pacs_is_down_arrives_whole_after_it_returns_each_insta
 
     std::thread::sleep(Duration::from_secs(2));
     let pacs_log = dir.path().join("pacs.log");
-    let mut pacs = pacs(pacs_port, &dir.path().join("pacs"), &pacs_log);
+    let _pacs = pacs(pacs_port, &dir.path().join("pacs"), &pacs_log);
     assert!(
         eventually(Duration::from_secs(60), || received_by_pacs(&pacs_log)
             .len()
@@ -305,7 +315,6 @@ fn a_study_sent_while_the_pacs_is_down_arrives_whole_after_it_returns_each_insta
     for uid in acked_uids.lines() {
         assert_eq!(received.get(uid), Some(&1), "{uid}");
     }
-    pacs.kill().ok();
 }
 
 #[test]

@@ -238,3 +238,43 @@ impl DicomConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn errors(keys: &str) -> String {
+        let text = format!(
+            "[journal]\npath = \"j.db\"\n[[endpoint]]\nname = \"d\"\ntype = \"dicom\"\n{keys}\n"
+        );
+        match Config::parse(&text, "t.toml", |_| None) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_dicom_endpoint_needs_exactly_one_of_listen_and_connect() {
+        assert!(errors("ae_title = \"X\"").contains("needs `listen`"));
+        assert!(errors("listen = \"127.0.0.1:0\"\nconnect = \"p:1\"").contains("not both"));
+        assert_eq!(errors("listen = \"127.0.0.1:0\""), "");
+        assert_eq!(errors("connect = \"pacs:104\""), "");
+    }
+
+    #[test]
+    fn ae_titles_pdu_sizes_and_sop_class_uids_are_checked_at_their_keys() {
+        let e = errors("listen = \"127.0.0.1:0\"\nae_title = \"MUCH-TOO-LONG-A-TITLE\"");
+        assert!(
+            e.contains("t.toml:7") && e.contains("not an AE title"),
+            "{e}"
+        );
+        let e = errors("listen = \"127.0.0.1:0\"\nallowed_calling_ae = [\"CT\\\\1\"]");
+        assert!(e.contains("not an AE title"), "{e}");
+        let e = errors("listen = \"127.0.0.1:0\"\nmax_pdu = \"100 MiB\"");
+        assert!(e.contains("`max_pdu` must be between"), "{e}");
+        let e = errors("listen = \"127.0.0.1:0\"\nextra_sop_classes = [\"1.2.x\"]");
+        assert!(e.contains("not a UID"), "{e}");
+        let e = errors("listen = \"127.0.0.1:0\"\nmax_associations = 0");
+        assert!(e.contains("`max_associations` must be at least 1"), "{e}");
+    }
+}

@@ -338,12 +338,15 @@ impl DicomSink {
                                         "the PACS answered another message id".into(),
                                     ));
                                 }
-                                return rsp.status.ok_or_else(|| Failure::Association("a C-STORE response without a status".into())).map(|s| {
-                                    if let Some(c) = rsp.error_comment {
-                                        tracing::info!(endpoint = %self.endpoint, sop_instance = %record.sop_instance, status = format!("{:04X}", s.0), comment = %c, "PACS comment");
-                                    }
-                                    s
-                                });
+                                let status = rsp.status.ok_or_else(|| {
+                                    Failure::Association(
+                                        "a C-STORE response without a status".into(),
+                                    )
+                                })?;
+                                if let Some(c) = rsp.error_comment {
+                                    tracing::info!(endpoint = %self.endpoint, sop_instance = %record.sop_instance, status = format!("{:04X}", status.0), comment = %c, "PACS comment");
+                                }
+                                return Ok(status);
                             }
                         }
                     }

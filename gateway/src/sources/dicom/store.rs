@@ -225,3 +225,125 @@ impl Stored {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+    use dicom_object::InMemDicomObject;
+
+    const SC: &str = "1.2.840.10008.5.1.4.1.1.7";
+
+    /// An Explicit VR Little Endian data set of a secondary capture.
+    fn data_set(sop: &str, name: &str) -> Vec<u8> {
+        let obj = InMemDicomObject::from_element_iter([
+            DataElement::new(Tag(0x0008, 0x0016), VR::UI, PrimitiveValue::from(SC)),
+            DataElement::new(Tag(0x0008, 0x0018), VR::UI, PrimitiveValue::from(sop)),
+            DataElement::new(Tag(0x0010, 0x0010), VR::PN, PrimitiveValue::from(name)),
+            DataElement::new(Tag(0x0020, 0x000D), VR::UI, PrimitiveValue::from("1.2.9")),
+            DataElement::new(Tag(0x0020, 0x000E), VR::UI, PrimitiveValue::from("1.2.9.1")),
+        ]);
+        let mut out = Vec::new();
+        obj.write_dataset_with_ts(
+            &mut out,
+            &dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased(),
+        )
+        .unwrap();
+        out
+    }
+
+    async fn receive(store: &ObjectStore, sop: &str, bytes: &[u8]) -> Result<Stored, StoreError> {
+        let mut f = store.begin(SC, sop, uids::EXPLICIT_VR_LE, "MOD").await?;
+        // In fragments, as PDVs arrive.
+        for part in bytes.chunks(7) {
+            f.write(part).await?;
+        }
+        f.finish(store, SC, sop).await
+    }
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = walk(dir);
+        out.sort();
+        out
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|e| {
+                if e.path().is_dir() {
+                    walk(&e.path())
+                } else {
+                    vec![e.path()]
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_same_object_twice_is_one_file_and_other_content_a_second_one_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectStore::open(dir.path().to_path_buf()).unwrap();
+        let first = receive(&store, "1.2.9.1.1", &data_set("1.2.9.1.1", "Doe^Jane"))
+            .await
+            .unwrap();
+        assert!(!first.existed && !first.other_version);
+        assert_eq!(first.summary.patient_name.as_deref(), Some("Doe^Jane"));
+        let bytes = std::fs::read(&first.path).unwrap();
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), first.sha256);
+        assert_eq!(bytes.len() as u64, first.size);
+
+        let again = receive(&store, "1.2.9.1.1", &data_set("1.2.9.1.1", "Doe^Jane"))
+            .await
+            .unwrap();
+        assert!(again.existed);
+        assert_eq!(again.path, first.path);
+
+        let other = receive(&store, "1.2.9.1.1", &data_set("1.2.9.1.1", "Roe^Jane"))
+            .await
+            .unwrap();
+        assert!(other.other_version && !other.existed);
+        assert_ne!(other.path, first.path);
+        let kept: Vec<_> = files(dir.path())
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+            .collect();
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert!(files(&dir.path().join(".incoming")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_data_set_that_does_not_read_or_names_another_instance_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectStore::open(dir.path().to_path_buf()).unwrap();
+        let e = receive(&store, "1.2.9.1.2", b"\x08\x00\x16\x00garbage")
+            .await
+            .err()
+            .unwrap();
+        assert!(!e.is_resources(), "{e}");
+        let e = receive(&store, "1.2.9.1.3", &data_set("1.2.9.1.4", "Doe^Jane"))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("SOP instance UID"), "{e}");
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+    }
+
+    #[test]
+    fn opening_the_store_removes_what_a_crash_left_half_written() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".incoming")).unwrap();
+        std::fs::write(dir.path().join(".incoming/7-0.part"), b"half").unwrap();
+        ObjectStore::open(dir.path().to_path_buf()).unwrap();
+        assert!(files(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_uid_that_is_no_file_name_is_replaced_by_its_hash() {
+        assert_eq!(file_part("1.2.840.1"), "1.2.840.1");
+        let odd = file_part("../../etc/passwd");
+        assert!(odd.starts_with('x') && !odd.contains('/'), "{odd}");
+    }
+}
