@@ -83,6 +83,7 @@ mod live;
 pub mod orders;
 mod outbox;
 mod query;
+mod references;
 mod retention;
 mod schema;
 mod selection;

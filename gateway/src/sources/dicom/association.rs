@@ -463,6 +463,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Association<'_, S> {
         sop_instance: &str,
     ) -> (Status, Option<String>) {
         let shared = self.shared;
+        let _hold = shared.store.hold().await;
         let stored = match file.finish(&shared.store, sop_class, sop_instance).await {
             Ok(s) => s,
             Err(e) => {

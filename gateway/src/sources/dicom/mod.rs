@@ -154,10 +154,17 @@ impl Listener {
         tracing::info!(endpoint = %self.shared.endpoint, %addr, ae_title = %self.shared.policy.ae_title, store = %self.shared.store.root().display(), "DICOM store SCP ready");
         let heartbeat = self.shared.cx.heartbeat.clone();
         let mut beat = tokio::time::interval(BEAT_EVERY);
+        let mut sweep =
+            tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_FIRST, SWEEP_EVERY);
         loop {
             heartbeat.beat();
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = sweep.tick() => {
+                    let shared = self.shared.clone();
+                    associations.spawn(async move { shared.sweep().await; });
+                    continue;
+                }
                 Some(_) = associations.join_next(), if !associations.is_empty() => continue,
                 _ = beat.tick() => continue,
                 a = self.tcp.accept() => a,
@@ -208,7 +215,29 @@ impl Listener {
     }
 }
 
+/// Files are looked at an hour after they were written, and the store swept
+/// hourly, first a minute after start.
+const SWEEP_GRACE: Duration = Duration::from_secs(3600);
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+const SWEEP_FIRST: Duration = Duration::from_secs(60);
+
 impl Shared {
+    async fn sweep(&self) {
+        match self
+            .store
+            .sweep(&self.cx.journal, &self.endpoint, SWEEP_GRACE)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(endpoint = %self.endpoint, deleted = n, "stored objects whose messages retention purged are deleted")
+            }
+            Err(e) => {
+                tracing::warn!(endpoint = %self.endpoint, error = %e, "the object store sweep could not read the journal")
+            }
+        }
+    }
+
     fn refused(&self, peer: SocketAddr, reason: Reason) {
         self.cx
             .counters

@@ -12,6 +12,17 @@
 //! `.part` files, removed when the endpoint starts, and final files the
 //! journal may not know (the sender got no success for them and sends
 //! again).
+//!
+//! # Giving space back
+//!
+//! A file lives as long as a message of its endpoint carries its SOP
+//! instance UID: once retention has purged the last one (delivered
+//! everywhere and older than the retention period), [`ObjectStore::sweep`]
+//! deletes the file; it also takes files a crash left without a message.
+//! Only files older than a grace period are looked at, and the sweep and
+//! the storing of an object exclude each other ([`ObjectStore::hold`]): a
+//! resend that finds its file already there and is journalled against it
+//! can never have that file deleted under it.
 
 use ecko_protocol::dicom::{part10, uids, InstanceSummary, SummaryError};
 use sha2::{Digest, Sha256};
@@ -23,6 +34,9 @@ use tokio::io::AsyncWriteExt;
 pub struct ObjectStore {
     root: PathBuf,
     next: AtomicU64,
+    /// Held shared while an object is placed and journalled, exclusively
+    /// while the sweep decides and deletes.
+    placing: tokio::sync::RwLock<()>,
 }
 
 /// One object being received.
@@ -87,7 +101,43 @@ impl ObjectStore {
         Ok(ObjectStore {
             root,
             next: AtomicU64::new(0),
+            placing: tokio::sync::RwLock::new(()),
         })
+    }
+
+    /// Keeps the sweep away while an object is placed and journalled.
+    pub async fn hold(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.placing.read().await
+    }
+
+    /// Deletes the files older than `grace` whose SOP instance no message
+    /// of `source` carries any more; returns how many.
+    pub async fn sweep(
+        &self,
+        journal: &crate::journal::Journal,
+        source: &str,
+        grace: std::time::Duration,
+    ) -> Result<usize, crate::journal::JournalError> {
+        let root = self.root.clone();
+        let candidates = tokio::task::spawn_blocking(move || old_files(&root, grace))
+            .await
+            .unwrap_or_default();
+        let mut deleted = 0;
+        for chunk in candidates.chunks(500) {
+            let _exclusive = self.placing.write().await;
+            let uids: Vec<String> = chunk.iter().map(|(uid, _)| uid.clone()).collect();
+            let kept = journal.control_ids_kept(source, uids).await?;
+            for (uid, path) in chunk {
+                if !kept.contains(uid) && std::fs::remove_file(path).is_ok() {
+                    deleted += 1;
+                    if let Some(dir) = path.parent() {
+                        // Only succeeds once the study's directory is empty.
+                        let _ = std::fs::remove_dir(dir);
+                    }
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     pub fn root(&self) -> &Path {
@@ -172,6 +222,47 @@ impl Incoming {
         }
         placed
     }
+}
+
+/// `(SOP instance UID, path)` of the stored files not modified for `grace`.
+fn old_files(root: &Path, grace: std::time::Duration) -> Vec<(String, PathBuf)> {
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(grace)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let mut out = Vec::new();
+    let Ok(studies) = std::fs::read_dir(root) else {
+        return out;
+    };
+    for study in studies.flatten() {
+        if study.file_name() == ".incoming" || !study.path().is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(study.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = file.file_name().to_string_lossy().into_owned();
+            // <uid>.<16 hex>.dcm; names made from a hash are never swept.
+            let Some(stem) = name.strip_suffix(".dcm") else {
+                continue;
+            };
+            let Some((uid, _hash)) = stem.rsplit_once('.') else {
+                continue;
+            };
+            if !uids::is_valid_uid(uid) {
+                continue;
+            }
+            let old = file
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t <= cutoff);
+            if old {
+                out.push((uid.to_string(), file.path()));
+            }
+        }
+    }
+    out
 }
 
 fn place(
@@ -329,6 +420,75 @@ mod tests {
             .unwrap();
         assert!(e.to_string().contains("SOP instance UID"), "{e}");
         assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+    }
+
+    #[tokio::test]
+    async fn a_file_goes_once_retention_purged_its_message_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = crate::journal::Journal::open(crate::journal::JournalOptions::new(
+            dir.path().join("j.db"),
+        ))
+        .unwrap();
+        let store = ObjectStore::open(dir.path().join("dicom")).unwrap();
+        let kept = receive(&store, "1.2.9.1.5", &data_set("1.2.9.1.5", "Doe^Jane"))
+            .await
+            .unwrap();
+        let orphan = receive(&store, "1.2.9.1.6", &data_set("1.2.9.1.6", "Roe^Jim"))
+            .await
+            .unwrap();
+        let envelope = ecko_message::Envelope {
+            source: "modalities".into(),
+            control_id: Some("1.2.9.1.5".into()),
+            message_type: "DICOM".into(),
+            payload: b"{}".to_vec(),
+            ..Default::default()
+        };
+        let pacs = crate::journal::Destination {
+            endpoint: "pacs".into(),
+            transform: "none".into(),
+            lane: String::new(),
+            reply_to: None,
+        };
+        journal.ingest(envelope, vec![pacs]).await.unwrap();
+        let grace = std::time::Duration::ZERO;
+        // The orphan (a crash between file and commit) goes; the other stays.
+        assert_eq!(store.sweep(&journal, "modalities", grace).await.unwrap(), 1);
+        assert!(kept.path.exists() && !orphan.path.exists());
+        // Another endpoint's message of the same UID does not keep it.
+        assert_eq!(
+            store
+                .sweep(&journal, "elsewhere", std::time::Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            0,
+            "within the grace period"
+        );
+        // Queued: retention keeps it, so the file stays.
+        journal.purge_delivered_before(i64::MAX).await.unwrap();
+        assert_eq!(store.sweep(&journal, "modalities", grace).await.unwrap(), 0);
+        let lease = journal.lease("pacs", 1, 10).await.unwrap();
+        let settled = lease
+            .lanes
+            .into_iter()
+            .flatten()
+            .map(|l| {
+                (
+                    l,
+                    crate::journal::Settlement::Delivered {
+                        response: None,
+                        duration_ms: 1,
+                    },
+                )
+            })
+            .collect();
+        journal.settle(settled).await.unwrap();
+        journal.purge_delivered_before(i64::MAX).await.unwrap();
+        assert_eq!(store.sweep(&journal, "modalities", grace).await.unwrap(), 1);
+        assert!(!kept.path.exists());
+        assert!(
+            !kept.path.parent().unwrap().exists(),
+            "the empty study directory is gone"
+        );
     }
 
     #[test]
