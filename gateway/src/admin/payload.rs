@@ -69,6 +69,11 @@ pub enum Payload {
     Json {
         text: String,
     },
+    /// A stored DICOM object's header summary, from its journal record:
+    /// what a person looks for, never pixel data.
+    Dicom {
+        rows: Vec<(&'static str, String)>,
+    },
     /// Anything else, and HL7 or JSON that does not read as such.
     Raw {
         text: String,
@@ -101,6 +106,11 @@ pub struct Record {
 
 /// A payload laid out by the format the journal recorded.
 pub fn payload(content_type: &str, message_type: &str, bytes: &[u8]) -> Payload {
+    if content_type == ecko_protocol::dicom::record::CONTENT_TYPE {
+        if let Ok(r) = ecko_protocol::dicom::InstanceRecord::from_json(bytes) {
+            return dicom(r);
+        }
+    }
     let text = String::from_utf8_lossy(bytes);
     let start = content_start(&text);
     match format_of(content_type, message_type, &text) {
@@ -120,6 +130,53 @@ pub fn payload(content_type: &str, message_type: &str, bytes: &[u8]) -> Payload 
     Payload::Raw {
         text: printable(&text),
     }
+}
+
+fn dicom(r: ecko_protocol::dicom::InstanceRecord) -> Payload {
+    use ecko_protocol::dicom::uids;
+    let named = |uid: &str, name: Option<&str>| match name {
+        Some(n) => format!("{n} ({uid})"),
+        None => uid.to_string(),
+    };
+    let sop_class = uids::STORAGE_SOP_CLASSES
+        .iter()
+        .find(|(u, _)| *u == r.sop_class)
+        .map(|(_, n)| *n);
+    let mut rows = vec![
+        ("Patient", r.patient_name.unwrap_or_default()),
+        ("Patient id", r.patient_id.unwrap_or_default()),
+        ("Accession number", r.accession_number.unwrap_or_default()),
+        ("Study date", r.study_date.unwrap_or_default()),
+        ("Study", r.study_uid),
+        (
+            "Series",
+            match r.series_number {
+                Some(n) => format!("{n} ({})", r.series_uid),
+                None => r.series_uid,
+            },
+        ),
+        ("Modality", r.modality.unwrap_or_default()),
+        ("SOP class", named(&r.sop_class, sop_class)),
+        (
+            "SOP instance",
+            match r.instance_number {
+                Some(n) => format!("{} (number {n})", r.sop_instance),
+                None => r.sop_instance,
+            },
+        ),
+        (
+            "Transfer syntax",
+            named(
+                &r.transfer_syntax,
+                uids::transfer_syntax_name(&r.transfer_syntax),
+            ),
+        ),
+        ("Size", format!("{} bytes", r.size)),
+        ("File", r.file),
+        ("SHA-256", r.sha256),
+    ];
+    rows.retain(|(_, v)| !v.is_empty());
+    Payload::Dicom { rows }
 }
 
 /// Valid JSON re-indented by two spaces, keys in the order they were sent
@@ -310,6 +367,46 @@ mod tests {
             .flat_map(|s| &s.fields)
             .map(|f| (f.position.as_str(), f.name, f.components.join("^")))
             .collect()
+    }
+
+    #[test]
+    fn a_stored_dicom_object_is_shown_as_its_header_summary() {
+        let record = ecko_protocol::dicom::InstanceRecord {
+            file: "/var/dicom/m/1.2/1.2.3.abc.dcm".into(),
+            size: 39096,
+            sha256: "ab".repeat(32),
+            sop_class: "1.2.840.10008.5.1.4.1.1.2".into(),
+            sop_instance: "1.2.3".into(),
+            transfer_syntax: "1.2.840.10008.1.2.4.90".into(),
+            study_uid: "1.2".into(),
+            series_uid: "1.2.1".into(),
+            patient_id: Some("P-1".into()),
+            patient_name: Some("Doe^Jane".into()),
+            accession_number: None,
+            modality: Some("CT".into()),
+            study_date: None,
+            series_number: Some("4".into()),
+            instance_number: None,
+        };
+        let Payload::Dicom { rows } = payload(
+            ecko_protocol::dicom::record::CONTENT_TYPE,
+            "DICOM",
+            &record.to_json(),
+        ) else {
+            panic!("not laid out as DICOM");
+        };
+        let get = |k: &str| rows.iter().find(|(l, _)| *l == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("Patient"), Some("Doe^Jane"));
+        assert_eq!(
+            get("SOP class"),
+            Some("CT Image (1.2.840.10008.5.1.4.1.1.2)")
+        );
+        assert_eq!(
+            get("Transfer syntax"),
+            Some("JPEG 2000 Lossless (1.2.840.10008.1.2.4.90)")
+        );
+        assert_eq!(get("Series"), Some("4 (1.2.1)"));
+        assert_eq!(get("Accession number"), None, "empty rows are left out");
     }
 
     #[test]
