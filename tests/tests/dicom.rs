@@ -425,3 +425,96 @@ fn after_a_sigkill_during_a_burst_every_instance_answered_success_is_on_disk_and
         );
     }
 }
+
+/// Orthanc as the PACS, with its DICOM port and REST API on `dicom` and
+/// `http`; its storage under `dir`.
+fn orthanc(dicom: u16, http: u16, dir: &Path) -> Pacs {
+    std::fs::create_dir_all(dir.join("storage")).unwrap();
+    let config = dir.join("orthanc.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{ "Name": "test", "StorageDirectory": "{d}/storage", "IndexDirectory": "{d}/storage",
+  "DicomAet": "PACS", "DicomPort": {dicom}, "HttpPort": {http}, "RemoteAccessAllowed": false,
+  "AuthenticationEnabled": false, "DicomCheckCalledAet": true, "Plugins": [] }}"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("orthanc.log")).unwrap();
+    let child = Command::new("Orthanc")
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("Orthanc: apt-get install orthanc (scripts/install-peers)");
+    let pacs = Pacs(child);
+    assert!(ecko_tests::wait_for_port(dicom, Duration::from_secs(20)));
+    assert!(ecko_tests::wait_for_port(http, Duration::from_secs(20)));
+    pacs
+}
+
+/// The SOP instance UIDs Orthanc holds, from its REST API.
+fn orthanc_instances(http: u16) -> Vec<String> {
+    let (status, _, body) = ecko_tests::http_exchange(
+        http,
+        "GET /instances?expand HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut uids: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i["MainDicomTags"]["SOPInstanceUID"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    uids.sort();
+    uids
+}
+
+#[test]
+fn a_study_forwarded_to_orthanc_is_there_instance_for_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (scp, pacs_port, http) = (free_port(), free_port(), free_port());
+    let cfg = config(dir.path(), scp, pacs_port, "");
+    let _orthanc = orthanc(pacs_port, http, &dir.path().join("orthanc"));
+    let _gw = Gateway::start(&cfg, &dir.path().join("gw.log"), &[]);
+    let acked = dir.path().join("acked.txt");
+    let study = "1.2.826.0.1.3680043.10.1234.9";
+    let out = Command::new(peer_python("dicom-venv"))
+        .arg(python_script("dicom_send.py"))
+        .args([
+            "127.0.0.1",
+            &scp.to_string(),
+            "ECKO",
+            "25",
+            study,
+            acked.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let mut expected: Vec<String> = std::fs::read_to_string(&acked)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        expected.len(),
+        25,
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    expected.sort();
+    assert!(
+        eventually(Duration::from_secs(60), || orthanc_instances(http).len()
+            >= 25),
+        "{} instances in Orthanc",
+        orthanc_instances(http).len()
+    );
+    assert_eq!(orthanc_instances(http), expected);
+}
