@@ -426,8 +426,8 @@ fn after_a_sigkill_during_a_burst_every_instance_answered_success_is_on_disk_and
     }
 }
 
-/// Orthanc as the PACS, with its DICOM port and REST API on `dicom` and
-/// `http`; its storage under `dir`.
+/// Orthanc as the PACS, with its DICOM port and REST API (and DICOMweb
+/// under `/dicom-web/`) on `dicom` and `http`; its storage under `dir`.
 fn orthanc(dicom: u16, http: u16, dir: &Path) -> Pacs {
     std::fs::create_dir_all(dir.join("storage")).unwrap();
     let config = dir.join("orthanc.json");
@@ -436,7 +436,9 @@ fn orthanc(dicom: u16, http: u16, dir: &Path) -> Pacs {
         format!(
             r#"{{ "Name": "test", "StorageDirectory": "{d}/storage", "IndexDirectory": "{d}/storage",
   "DicomAet": "PACS", "DicomPort": {dicom}, "HttpPort": {http}, "RemoteAccessAllowed": false,
-  "AuthenticationEnabled": false, "DicomCheckCalledAet": true, "Plugins": [] }}"#,
+  "AuthenticationEnabled": false, "DicomCheckCalledAet": true,
+  "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
+  "DicomWeb": {{ "Enable": true, "Root": "/dicom-web/" }} }}"#,
             d = dir.display()
         ),
     )
@@ -516,5 +518,92 @@ fn a_study_forwarded_to_orthanc_is_there_instance_for_instance() {
         "{} instances in Orthanc",
         orthanc_instances(http).len()
     );
+    assert_eq!(orthanc_instances(http), expected);
+}
+
+#[test]
+fn objects_sent_by_stow_rs_reach_orthancs_dicomweb_each_once_after_an_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (scp, pacs_port, http) = (free_port(), free_port(), free_port());
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[journal]
+path = "{d}/journal.db"
+
+[[endpoint]]
+name = "modalities"
+type = "dicom"
+listen = "127.0.0.1:{scp}"
+
+[[endpoint]]
+name = "archive"
+type = "dicomweb"
+url = "http://127.0.0.1:{http}/dicom-web/studies"
+max_batch = 8
+retry = {{ initial = "200ms", max = "1s" }}
+
+[[route]]
+name = "images"
+from = ["modalities"]
+message_types = ["DICOM"]
+transform = "none"
+to = ["archive"]
+"#,
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start(&path, &dir.path().join("gw.log"), &[]);
+    // Orthanc is not up yet: everything waits in the journal.
+    let acked = dir.path().join("acked.txt");
+    let out = Command::new(peer_python("dicom-venv"))
+        .arg(python_script("dicom_send.py"))
+        .args([
+            "127.0.0.1",
+            &scp.to_string(),
+            "ECKO",
+            "20",
+            "1.2.826.0.1.3680043.10.1234.10",
+            acked.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let mut expected: Vec<String> = std::fs::read_to_string(&acked)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        expected.len(),
+        20,
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    expected.sort();
+    let mut sent = storescu(
+        scp,
+        &[],
+        &[samples().join("MR_small.dcm"), samples().join("rtplan.dcm")],
+    );
+    assert!(sent.0, "{}", std::mem::take(&mut sent.1));
+    expected.extend(sop_uids(&[
+        samples().join("MR_small.dcm"),
+        samples().join("rtplan.dcm"),
+    ]));
+    expected.sort();
+    std::thread::sleep(Duration::from_secs(1));
+    let _orthanc = orthanc(pacs_port, http, &dir.path().join("orthanc"));
+    assert!(
+        eventually(Duration::from_secs(60), || orthanc_instances(http).len()
+            >= expected.len()),
+        "{} of {} in Orthanc; log: {}",
+        orthanc_instances(http).len(),
+        expected.len(),
+        std::fs::read_to_string(&gw.log).unwrap_or_default()
+    );
+    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(orthanc_instances(http), expected);
 }

@@ -239,6 +239,51 @@ impl DicomConfig {
     }
 }
 
+/// Settings of the `dicomweb` endpoint type: stored objects sent to a
+/// DICOMweb server by STOW-RS.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomWebConfig {
+    /// The STOW-RS URL: the server's `…/studies` resource.
+    pub url: String,
+    /// How the gateway proves who it is: as for `fhir` (none, API key
+    /// header, OAuth 2.0 client credentials, client certificate).
+    #[serde(default)]
+    pub auth: super::FhirAuth,
+    /// PEM CAs trusted for the server, instead of the system's store.
+    pub ca_file: Option<PathBuf>,
+    /// PEM of the server's own certificate: only that one is accepted.
+    pub pinned_cert: Option<PathBuf>,
+    /// Objects of one lane sent in one request.
+    #[serde(default = "default_stow_batch")]
+    pub max_batch: usize,
+    /// A request stops taking objects once it holds this many bytes (one
+    /// object is always sent, however large: it is streamed from its file).
+    #[serde(default = "default_stow_request")]
+    pub max_request_size: Size,
+}
+
+fn default_stow_batch() -> usize {
+    16
+}
+fn default_stow_request() -> Size {
+    Size(64 << 20)
+}
+
+impl DicomWebConfig {
+    pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let url = self.url.trim();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            out.push(("url", format!("`{url}` is not an http(s) URL")));
+        }
+        if self.max_batch == 0 {
+            out.push(("max_batch", "`max_batch` must be at least 1".into()));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
@@ -251,6 +296,17 @@ mod tests {
             Ok(_) => String::new(),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn a_dicomweb_endpoint_needs_an_http_url() {
+        let text = "[journal]\npath = \"j.db\"\n[[endpoint]]\nname = \"w\"\ntype = \"dicomweb\"\nurl = \"pacs:8042\"\n";
+        let e = Config::parse(text, "t.toml", |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an http(s) URL"), "{e}");
+        let ok = text.replace("pacs:8042", "https://pacs.example/dicom-web/studies");
+        assert!(Config::parse(&ok, "t.toml", |_| None).is_ok());
     }
 
     #[test]

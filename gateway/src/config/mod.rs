@@ -23,7 +23,7 @@ mod model;
 mod units;
 
 pub use astm::*;
-pub use dicom::DicomConfig;
+pub use dicom::{DicomConfig, DicomWebConfig};
 pub use hub::{BrokerAddress, PayloadFormat};
 pub use hub_commands::{CommandPolicy, COMMAND_NAMES, MAX_AGE_LIMIT};
 pub(crate) use load_endpoint::mllp_sender_timeout;

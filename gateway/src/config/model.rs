@@ -410,6 +410,8 @@ pub enum EndpointKind {
     AstmTcp(super::AstmTcpConfig),
     /// DICOM: a store SCP for modalities, or a store SCU to a PACS.
     Dicom(super::DicomConfig),
+    /// DICOMweb: stored objects sent to a server by STOW-RS.
+    DicomWeb(super::DicomWebConfig),
 }
 
 impl EndpointKind {
@@ -424,6 +426,7 @@ impl EndpointKind {
             EndpointKind::AstmSerial(_) => "astm-serial",
             EndpointKind::AstmTcp(_) => "astm-tcp",
             EndpointKind::Dicom(_) => "dicom",
+            EndpointKind::DicomWeb(_) => "dicomweb",
         }
     }
 }

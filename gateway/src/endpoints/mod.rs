@@ -17,6 +17,7 @@
 
 mod astm;
 mod dicom;
+mod dicomweb;
 pub(crate) mod fhir;
 mod file;
 mod file_drop;
@@ -47,6 +48,7 @@ pub const TYPES: &[&dyn EndpointType] = &[
     &astm::Serial,
     &astm::Tcp,
     &dicom::Dicom,
+    &dicomweb::DicomWeb,
 ];
 
 /// The type named `name` (the file's `type = "..."`).
@@ -216,6 +218,10 @@ mod tests {
             ("astm-serial", r#"device = "/dev/ttyS0""#),
             ("astm-tcp", r#"address = "127.0.0.1:5100""#),
             ("dicom", r#"listen = "127.0.0.1:0""#),
+            (
+                "dicomweb",
+                r#"url = "https://pacs.example/dicom-web/studies""#,
+            ),
         ];
         let mut text = String::from("[journal]\npath = \"j.db\"\n");
         for (ty, keys) in settings {

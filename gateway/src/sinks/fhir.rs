@@ -22,7 +22,7 @@ mod probe;
 
 use super::{Delivery, Outcome, Sink};
 use crate::config::{Endpoint, FhirAuth, FhirSinkConfig};
-use auth::{Auth, TokenSource};
+use auth::Auth;
 use ecko_fhir::shape::{entry_count, merge};
 use ecko_fhir::Payload;
 use serde_json::Value;
@@ -76,24 +76,7 @@ impl FhirSink {
             .user_agent(concat!("ecko-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| FhirSinkError::Client(error_chain(&e)))?;
-        let auth = match &config.auth {
-            FhirAuth::None | FhirAuth::ClientCertificate { .. } => Auth::None,
-            FhirAuth::ApiKey { header, key } => Auth::ApiKey {
-                header: header.clone(),
-                key: key.clone(),
-            },
-            FhirAuth::OAuth2 {
-                token_url,
-                client_id,
-                client_secret,
-                scope,
-            } => Auth::OAuth2(TokenSource::new(
-                token_url.clone(),
-                client_id.clone(),
-                client_secret.clone(),
-                scope.clone(),
-            )),
-        };
+        let auth = Auth::from_config(&config.auth);
         Ok(Self {
             http,
             url: config.url.trim().trim_end_matches('/').to_string(),

@@ -5,6 +5,7 @@
 //! records what the sink reports.
 
 pub mod dicom;
+pub mod dicomweb;
 pub mod fhir;
 pub mod file;
 pub mod mllp;

@@ -33,6 +33,30 @@ pub enum Auth {
 }
 
 impl Auth {
+    /// The authentication `[endpoint.auth]` asks for (a client certificate
+    /// is the TLS configuration's, not a header).
+    pub fn from_config(auth: &crate::config::FhirAuth) -> Auth {
+        use crate::config::FhirAuth;
+        match auth {
+            FhirAuth::None | FhirAuth::ClientCertificate { .. } => Auth::None,
+            FhirAuth::ApiKey { header, key } => Auth::ApiKey {
+                header: header.clone(),
+                key: key.clone(),
+            },
+            FhirAuth::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            } => Auth::OAuth2(TokenSource::new(
+                token_url.clone(),
+                client_id.clone(),
+                client_secret.clone(),
+                scope.clone(),
+            )),
+        }
+    }
+
     /// The header to add to a request, if any.
     pub async fn header(
         &self,
