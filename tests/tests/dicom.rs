@@ -607,3 +607,73 @@ to = ["archive"]
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(orthanc_instances(http), expected);
 }
+
+#[test]
+fn garbage_a_stalled_pdu_and_a_pdu_over_the_maximum_end_the_association_without_hanging() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (scp, pacs_port) = (free_port(), free_port());
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[journal]
+path = "{d}/journal.db"
+
+[[endpoint]]
+name = "modalities"
+type = "dicom"
+listen = "127.0.0.1:{scp}"
+association_timeout = "2s"
+dimse_timeout = "2s"
+
+[[endpoint]]
+name = "pacs"
+type = "dicom"
+connect = "127.0.0.1:{pacs_port}"
+
+[[route]]
+name = "images"
+from = ["modalities"]
+message_types = ["DICOM"]
+to = ["pacs"]
+"#,
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let _gw = Gateway::start(&path, &dir.path().join("gw.log"), &[]);
+    // Each case: bytes sent, then the gateway must close within 10 s.
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("garbage", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        ("nothing at all", Vec::new()),
+        (
+            "a PDU that stops half way",
+            vec![0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x01],
+        ),
+        (
+            "a PDU announcing 4 GB",
+            vec![0x04, 0x00, 0xff, 0xff, 0xff, 0xf0, 1, 2, 3],
+        ),
+    ];
+    for (what, bytes) in cases {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", scp)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&bytes).unwrap();
+        let started = std::time::Instant::now();
+        let mut sink = Vec::new();
+        let closed = s.read_to_end(&mut sink).is_ok();
+        assert!(
+            closed && started.elapsed() < Duration::from_secs(9),
+            "{what}: not closed"
+        );
+    }
+    // The endpoint still serves.
+    let echo = Command::new("echoscu")
+        .args(["-aec", "ECKO", "127.0.0.1"])
+        .arg(scp.to_string())
+        .status()
+        .unwrap();
+    assert!(echo.success());
+}

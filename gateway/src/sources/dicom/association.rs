@@ -2,7 +2,7 @@
 //! release or abort. The rules are in the module note of `sources::dicom`.
 
 use super::store::Incoming;
-use super::Shared;
+use super::{AckNow, Shared};
 use crate::journal::IngestError;
 use crate::net::{Cut, PaceHandle, Reason};
 use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, PDataValue, PDataValueType, Pdu};
@@ -51,7 +51,7 @@ struct Association<'a, S> {
 
 impl Shared {
     /// Serves one connection; the pacing reason when it was cut.
-    pub(super) async fn serve_association<S: AsyncRead + AsyncWrite + Unpin>(
+    pub(super) async fn serve_association<S: AsyncRead + AsyncWrite + Unpin + AckNow>(
         &self,
         mut stream: S,
         pace: &PaceHandle,
@@ -178,7 +178,7 @@ fn pdu_name(p: &Pdu) -> &'static str {
     }
 }
 
-async fn read_pdu<S: AsyncRead + Unpin>(
+async fn read_pdu<S: AsyncRead + Unpin + AckNow>(
     stream: &mut S,
     buf: &mut Vec<u8>,
     max: u32,
@@ -190,6 +190,7 @@ async fn read_pdu<S: AsyncRead + Unpin>(
             Err(e) => return Err(End::Failed(format!("unreadable PDU: {e}"))),
         }
         buf.reserve(32 * 1024);
+        stream.ack_now();
         match stream.read_buf(buf).await {
             Ok(0) => return Err(End::Closed),
             Ok(_) => {}
@@ -203,7 +204,7 @@ async fn read_pdu<S: AsyncRead + Unpin>(
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Association<'_, S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
     /// Runs until release (`None`) or the reason it ended otherwise.
     async fn run(&mut self) -> Option<End> {
         let shutdown = self.shared.cx.shutdown.clone();

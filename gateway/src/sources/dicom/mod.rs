@@ -215,6 +215,23 @@ impl Listener {
     }
 }
 
+/// A stream whose reads can ask the kernel to acknowledge at once.
+///
+/// A sender with Nagle's algorithm on (dcmtk's default) holds a data PDU
+/// until its command PDU is acknowledged, and Linux delays that
+/// acknowledgement by up to 40 ms: every object would wait for it. Quick
+/// acknowledgement falls back to delayed mode by itself, so it is asked for
+/// before every read.
+pub(super) trait AckNow {
+    fn ack_now(&self);
+}
+
+impl AckNow for Paced<tokio::net::TcpStream> {
+    fn ack_now(&self) {
+        let _ = socket2::SockRef::from(self.get_ref()).set_tcp_quickack(true);
+    }
+}
+
 /// Files are looked at an hour after they were written, and the store swept
 /// hourly, first a minute after start.
 const SWEEP_GRACE: Duration = Duration::from_secs(3600);
