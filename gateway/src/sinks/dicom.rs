@@ -98,6 +98,9 @@ impl DicomSink {
                     }
                 }
                 link.buf.reserve(32 * 1024);
+                // The PACS's answer must not wait for our delayed ACK of
+                // its last one (see `sources::dicom::AckNow`).
+                let _ = socket2::SockRef::from(&link.stream).set_tcp_quickack(true);
                 match link.stream.read_buf(&mut link.buf).await {
                     Ok(0) => {
                         return Err(Failure::Association(
