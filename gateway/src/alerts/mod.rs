@@ -262,7 +262,7 @@ pub fn certificates(config: &Config) -> Vec<std::path::PathBuf> {
 
 /// One channel's way of sending.
 enum Sender {
-    Email(email::Email),
+    Email(Box<email::Email>),
     Webhook(webhook::Webhook),
     Hub,
 }
@@ -270,7 +270,7 @@ enum Sender {
 impl Sender {
     fn new(channel: &AlertChannel) -> Result<Sender, String> {
         Ok(match channel {
-            AlertChannel::Email(e) => Sender::Email(email::Email::new(e)?),
+            AlertChannel::Email(e) => Sender::Email(Box::new(email::Email::new(e)?)),
             AlertChannel::Webhook(w) => Sender::Webhook(webhook::Webhook::new(w)?),
             AlertChannel::Hub {} => Sender::Hub,
         })
