@@ -223,6 +223,14 @@ impl Gateway {
                 let _ = task.await;
             });
         }
+        // Alerts watch the running gateway and send on their own tasks;
+        // a channel that cannot send never holds anything else up.
+        if config.alerts.enabled && !config.alerts.rules.is_empty() {
+            let task = crate::alerts::start(supervisor.clone(), shutdown.child_token());
+            housekeeping.spawn(async move {
+                let _ = task.await;
+            });
+        }
         if !supervisor.astm_endpoints().is_empty() {
             // A window for `ecko-gateway trace`; the gateway runs without it.
             let path = astm::live_trace::socket_path(journal.path());

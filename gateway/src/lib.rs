@@ -43,6 +43,7 @@
 //! - [`send`]: the MLLP test sender behind `ecko-gateway send`.
 
 pub mod admin;
+pub mod alerts;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -10,6 +10,7 @@
 //! `timeout`, `retry`, `partition_by`, `lanes`); every other key belongs to the
 //! endpoint's type and is checked against that type's own settings struct.
 
+mod alerts;
 mod astm;
 mod dicom;
 pub mod edit;
@@ -22,6 +23,10 @@ mod load_route;
 mod model;
 mod units;
 
+pub use alerts::{
+    AlertChannel, AlertKind, AlertRule, AlertsConfig, EmailChannel, QuietHours, SmtpSecurity,
+    WebhookChannel,
+};
 pub use astm::*;
 pub use dicom::{DicomConfig, DicomWebConfig};
 pub use hub::{BrokerAddress, PayloadFormat};
@@ -195,6 +200,7 @@ impl<'a> Loader<'a> {
         let mut hub = Some(HubConfig::default());
         let mut site = Some(SiteConfig::default());
         let mut service = Some(ServiceConfig::default());
+        let mut alerts = Some(AlertsConfig::default());
         let mut endpoints = Vec::new();
         // Endpoints with errors of their own: routes naming them are not
         // reported again as naming unknown endpoints.
@@ -213,6 +219,7 @@ impl<'a> Loader<'a> {
                 "hub" => hub = self.de::<HubConfig>(value, "[hub]"),
                 "site" => site = self.de::<SiteConfig>(value, "[site]"),
                 "service" => service = self.de::<ServiceConfig>(value, "[service]"),
+                "alerts" => alerts = self.de::<AlertsConfig>(value, "[alerts]"),
                 "endpoint" => match value.get_ref().as_array() {
                     Some(items) => {
                         for item in items.iter() {
@@ -265,7 +272,7 @@ impl<'a> Loader<'a> {
                 other => {
                     self.error_at(
                         key.span().start,
-                        format!("unknown section `{other}`, expected one of `journal`, `site`, `endpoint`, `route`, `admin`, `hub`, `service`"),
+                        format!("unknown section `{other}`, expected one of `journal`, `site`, `endpoint`, `route`, `admin`, `hub`, `service`, `alerts`"),
                     );
                     ok = false;
                 }
@@ -316,6 +323,22 @@ impl<'a> Loader<'a> {
                 );
             }
         }
+        if let (Some(a), Some(v)) = (&alerts, root.get("alerts")) {
+            let names: Vec<&str> = endpoints
+                .iter()
+                .map(|e| e.name.as_str())
+                .chain(broken.iter().map(String::as_str))
+                .collect();
+            let hub_on = hub.as_ref().is_some_and(|h| h.enabled);
+            let problems = a.problems(&names, hub_on);
+            for (at, message) in &problems {
+                let at = alerts_at(v, at);
+                self.error_at(at, format!("[alerts]: {message}"));
+            }
+            if !problems.is_empty() {
+                alerts = None;
+            }
+        }
         self.check_endpoint_names(&endpoints, &endpoint_names_at);
         self.check_routes(&routes, &route_names_at, &endpoints, &broken);
         self.check_code_maps(&endpoints);
@@ -329,6 +352,7 @@ impl<'a> Loader<'a> {
             admin: admin?,
             hub: hub?,
             service: service?,
+            alerts: alerts?,
         })
     }
 
@@ -420,6 +444,32 @@ impl<'a> Loader<'a> {
                 }
             }
         }
+    }
+}
+
+/// Where a problem of `[alerts]` is written: the key when it is there, else
+/// the table holding it.
+fn alerts_at(section: &Value<'_>, at: &alerts::At) -> usize {
+    let table = |v: &Value<'_>, key: &str| -> usize {
+        v.get_ref()
+            .as_table()
+            .and_then(|t| t.get(key))
+            .map_or(v.span().start, |k| k.span().start)
+    };
+    match at {
+        alerts::At::Section(key) => table(section, key),
+        alerts::At::Channel(name, key) => section
+            .get_ref()
+            .as_table()
+            .and_then(|t| t.get("channels"))
+            .and_then(|c| c.get_ref().as_table().and_then(|t| t.get(name.as_str())))
+            .map_or(section.span().start, |c| table(c, key)),
+        alerts::At::Rule(i, key) => section
+            .get_ref()
+            .as_table()
+            .and_then(|t| t.get("rule"))
+            .and_then(|r| r.get_ref().as_array().and_then(|a| a.get(*i)))
+            .map_or(section.span().start, |r| table(r, key)),
     }
 }
 

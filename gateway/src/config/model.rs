@@ -21,6 +21,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub hub: HubConfig,
     pub service: ServiceConfig,
+    pub alerts: super::AlertsConfig,
 }
 
 impl Config {

@@ -666,3 +666,132 @@ fn the_hub_example_is_the_shipped_default_plus_the_uplink_moved_by_its_environme
         std::time::Duration::from_secs(5)
     );
 }
+
+const ALERTS: &str = r#"
+[alerts]
+check_every = "5s"
+
+[alerts.channels.oncall]
+type = "email"
+host = "smtp.lab.example"
+from = "Ecko <gateway@lab.example>"
+to = ["lab-it@lab.example"]
+username = "gateway"
+password = "secret"
+
+[alerts.channels.pager]
+type = "webhook"
+url = "https://pager.lab.example/hook"
+secret = "0123456789abcdef"
+
+[[alerts.rule]]
+name = "archive-down"
+when = "endpoint_down"
+endpoint = "archive"
+for = "2m"
+repeat = "1h"
+quiet_hours = "22:00-06:30"
+channels = ["oncall", "pager"]
+
+[[alerts.rule]]
+name = "disk"
+when = "disk_low"
+channels = ["oncall"]
+"#;
+
+#[test]
+fn alerts_load_with_their_channels_rules_and_defaults() {
+    let c = parse(&format!("{MINIMAL}{ALERTS}")).unwrap();
+    assert!(c.alerts.enabled);
+    assert_eq!(c.alerts.check_every.0, std::time::Duration::from_secs(5));
+    let Some(AlertChannel::Email(e)) = c.alerts.channels.get("oncall") else {
+        panic!("{:?}", c.alerts.channels);
+    };
+    assert_eq!((e.security, e.port()), (SmtpSecurity::Starttls, 587));
+    let [down, disk] = &c.alerts.rules[..] else {
+        panic!("{:?}", c.alerts.rules);
+    };
+    assert_eq!(down.hold(), std::time::Duration::from_secs(120));
+    assert_eq!(
+        AlertsConfig::quiet_hours(down),
+        Some(QuietHours {
+            start: 22 * 60,
+            end: 6 * 60 + 30
+        })
+    );
+    assert_eq!(disk.hold(), std::time::Duration::from_secs(60));
+    assert!(
+        !parse(MINIMAL).unwrap().alerts.enabled,
+        "no section, no alerts"
+    );
+}
+
+#[test]
+fn alert_mistakes_are_reported_where_they_are_written() {
+    for (from, to, expected) in [
+        (
+            "channels = [\"oncall\", \"pager\"]",
+            "channels = [\"oncall\", \"pagr\"]",
+            "rule `archive-down`: unknown channel `pagr` (configured: `oncall`, `pager`)",
+        ),
+        (
+            "endpoint = \"archive\"",
+            "endpoint = \"archiv\"",
+            "rule `archive-down`: unknown endpoint `archiv`",
+        ),
+        (
+            "quiet_hours = \"22:00-06:30\"",
+            "quiet_hours = \"22-6\"",
+            "`quiet_hours` must be written \"HH:MM-HH:MM\"",
+        ),
+        (
+            "repeat = \"1h\"",
+            "repeat = \"10s\"",
+            "`repeat` must be at least 1m",
+        ),
+        (
+            "secret = \"0123456789abcdef\"",
+            "secret = \"short\"",
+            "channel `pager`: `secret` must be at least 16 characters",
+        ),
+        (
+            "to = [\"lab-it@lab.example\"]",
+            "to = [\"lab-it\"]",
+            "channel `oncall`: `lab-it` is not an e-mail address",
+        ),
+        (
+            "username = \"gateway\"",
+            "security = \"none\"\nusername = \"gateway\"",
+            "would send the password in clear",
+        ),
+        (
+            "when = \"disk_low\"",
+            "when = \"disk_low\"\nabove = 3",
+            "rule `disk`: `above` does not apply to `when = \"disk_low\"`",
+        ),
+        (
+            "when = \"disk_low\"",
+            "when = \"disk_full\"",
+            "unknown variant `disk_full`",
+        ),
+        (
+            "type = \"webhook\"\nurl = \"https://pager.lab.example/hook\"\nsecret = \"0123456789abcdef\"",
+            "type = \"hub\"",
+            "type `hub` sends on the hub uplink's events topic, which needs a [hub] section",
+        ),
+    ] {
+        let text = format!("{MINIMAL}{ALERTS}").replace(from, to);
+        let errs = messages(parse(&text).unwrap_err());
+        assert!(
+            errs.iter().any(|e| e.contains(expected) && e.contains("[alerts]")),
+            "{to}: {errs:?}"
+        );
+        // Located on the offending line, not the section's first.
+        let line: usize = errs[0].split(':').nth(1).unwrap().parse().unwrap();
+        let first_line_of_to = text[..text.find(to).unwrap()].matches('\n').count() + 1;
+        assert!(
+            line >= first_line_of_to.saturating_sub(6),
+            "{to}: {errs:?} (written on line {first_line_of_to})"
+        );
+    }
+}

@@ -24,6 +24,7 @@ pub(crate) mod test_pki;
 pub use client::{
     broker_client_config, client_config, https_client_config, server_name, HttpsTrust,
 };
+pub use pem::certificate_expiry;
 pub use server::{admin_server_config, server_config};
 
 use std::sync::Arc;

@@ -42,3 +42,15 @@ pub(super) fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
     }
     Ok(store)
 }
+
+/// When the first certificate of a PEM file (the one presented, before its
+/// chain) stops being valid, in Unix ms.
+pub fn certificate_expiry(path: &Path) -> Result<i64, TlsError> {
+    let first = certs(path)?.swap_remove(0);
+    let (_, cert) = x509_parser::parse_x509_certificate(&first).map_err(|e| TlsError::Read {
+        what: "certificate",
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(cert.validity().not_after.timestamp().saturating_mul(1000))
+}
