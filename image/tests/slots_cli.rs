@@ -1,0 +1,253 @@
+//! The command line's install, status, mark-good and rollback over the file
+//! backend, with the exit codes of what they refuse. The bootloader's part
+//! between them is the library's `slots::boot`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use ecko_image::slots::{self, FileBoot, Slot};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ecko-image"))
+}
+
+struct Device {
+    _dir: tempfile::TempDir,
+    d: PathBuf,
+}
+
+impl Device {
+    /// A key, and bundles v1 (security version 4), v2 (4) and old (3).
+    fn new() -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        std::fs::create_dir(d.join("slots")).unwrap();
+        let dev = Device { _dir: dir, d };
+        assert!(dev.run(&["keygen", &dev.p("key")]).status.success());
+        for (name, version, sv, byte) in [
+            ("v1", "1.0", "4", 1u8),
+            ("v2", "2.0", "4", 2),
+            ("old", "0.9", "3", 3),
+        ] {
+            std::fs::write(dev.d.join(format!("{name}.payload")), vec![byte; 400_000]).unwrap();
+            let out = dev.run(&[
+                "build",
+                "--payload",
+                &dev.p(&format!("{name}.payload")),
+                "--hardware",
+                "box-v2",
+                "--version",
+                version,
+                "--security-version",
+                sv,
+                "--key",
+                &dev.p("key"),
+                "-o",
+                &dev.p(name),
+            ]);
+            assert!(out.status.success(), "{out:?}");
+        }
+        dev
+    }
+    fn p(&self, name: &str) -> String {
+        self.d.join(name).to_str().unwrap().to_owned()
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        bin().args(args).output().unwrap()
+    }
+    fn code(&self, args: &[&str]) -> i32 {
+        self.run(args).status.code().unwrap()
+    }
+    fn install(&self, bundle: &str, hardware: &str) -> i32 {
+        let (b, t, s) = (self.p(bundle), self.p("key.pub"), self.p("slots"));
+        self.code(&[
+            "install",
+            &b,
+            "--trust",
+            &t,
+            "--hardware",
+            hardware,
+            "--slots",
+            &s,
+        ])
+    }
+    fn slot_cmd(&self, cmd: &str) -> i32 {
+        self.code(&[cmd, "--slots", &self.p("slots")])
+    }
+    fn status(&self) -> serde_json::Value {
+        let out = self.run(&["status", "--slots", &self.p("slots"), "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+    /// What the bootloader does at power-on.
+    fn power_on(&self) -> Slot {
+        slots::boot(&FileBoot::new(&self.d.join("slots"))).unwrap()
+    }
+    /// Slot images and the state file, byte for byte.
+    fn snapshot(&self) -> [Vec<u8>; 3] {
+        ["slot-a", "slot-b", "boot-state.json"]
+            .map(|f| std::fs::read(self.d.join("slots").join(f)).unwrap_or_default())
+    }
+}
+
+#[test]
+fn install_writes_the_inactive_slot_and_status_json_shows_it_pending_with_three_tries() {
+    let dev = Device::new();
+    assert_eq!(dev.install("v1", "box-v2"), 0);
+    let s = dev.status();
+    assert_eq!(s["active"], "a");
+    assert_eq!(s["next"], "b");
+    assert_eq!(s["b"]["state"], "pending");
+    assert_eq!(s["b"]["version"], "1.0");
+    assert_eq!(s["b"]["security_version"], 4);
+    assert_eq!(s["b"]["tries_left"], 3);
+    assert_eq!(s["a"]["state"], "empty");
+    assert_eq!(s["last_result"], "installed 1.0 in slot b, pending");
+    assert_eq!(
+        std::fs::read(dev.d.join("slots/slot-b")).unwrap(),
+        std::fs::read(dev.d.join("v1.payload")).unwrap()
+    );
+}
+
+#[test]
+fn status_without_json_names_both_slots_and_the_last_result() {
+    let dev = Device::new();
+    assert_eq!(dev.install("v1", "box-v2"), 0);
+    let out = dev.run(&["status", "--slots", &dev.p("slots")]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("slot a: Empty"), "{text}");
+    assert!(
+        text.contains("slot b: Pending version 1.0 security version 4 tries left 3, boots next"),
+        "{text}"
+    );
+    assert!(
+        text.contains("last result: installed 1.0 in slot b, pending"),
+        "{text}"
+    );
+}
+
+#[test]
+fn mark_good_keeps_the_booted_slot_and_is_refused_with_24_before_it_has_booted() {
+    let dev = Device::new();
+    assert_eq!(dev.install("v1", "box-v2"), 0);
+    let before = dev.snapshot();
+    // Slot a (empty) is still the one running.
+    assert_eq!(dev.slot_cmd("mark-good"), 24);
+    assert_eq!(dev.snapshot(), before);
+
+    assert_eq!(dev.power_on(), Slot::B);
+    assert_eq!(dev.status()["b"]["tries_left"], 2);
+    assert_eq!(dev.slot_cmd("mark-good"), 0);
+    let s = dev.status();
+    assert_eq!(s["b"]["state"], "good");
+    assert_eq!(s["b"]["tries_left"], 0);
+    assert_eq!(s["next"], "b");
+    assert_eq!(s["last_result"], "updated to 1.0 in slot b");
+    // A good slot marked good again is not an error.
+    assert_eq!(dev.slot_cmd("mark-good"), 0);
+}
+
+#[test]
+fn install_while_the_running_slot_is_still_pending_is_refused_with_24_and_nothing_written() {
+    let dev = Device::new();
+    assert_eq!(dev.install("v1", "box-v2"), 0);
+    assert_eq!(dev.power_on(), Slot::B);
+    let before = dev.snapshot();
+    assert_eq!(dev.install("v2", "box-v2"), 24);
+    assert_eq!(dev.snapshot(), before);
+}
+
+#[test]
+fn rollback_gives_up_on_the_new_slot_and_is_refused_with_24_when_nothing_good_is_left() {
+    let dev = Device::new();
+    assert_eq!(dev.install("v1", "box-v2"), 0);
+    assert_eq!(dev.power_on(), Slot::B);
+    // Slot a was never good: nothing to go back to.
+    let before = dev.snapshot();
+    assert_eq!(dev.slot_cmd("rollback"), 24);
+    assert_eq!(dev.snapshot(), before);
+    assert_eq!(dev.slot_cmd("mark-good"), 0);
+
+    assert_eq!(dev.install("v2", "box-v2"), 0);
+    assert_eq!(dev.power_on(), Slot::A);
+    assert_eq!(dev.slot_cmd("rollback"), 0);
+    let s = dev.status();
+    assert_eq!(s["a"]["state"], "bad");
+    assert_eq!(s["next"], "b");
+    assert_eq!(s["last_result"], "rolled back from slot a to slot b");
+    assert_eq!(dev.power_on(), Slot::B);
+    // Slot a is bad now: from b there is nothing good to go back to.
+    assert_eq!(dev.slot_cmd("rollback"), 24);
+}
+
+#[test]
+fn install_refuses_a_downgrade_with_20_and_wrong_hardware_with_19_before_any_slot_is_written() {
+    let dev = Device::new();
+    assert_eq!(dev.install("v1", "box-v2"), 0);
+    assert_eq!(dev.power_on(), Slot::B);
+    assert_eq!(dev.slot_cmd("mark-good"), 0);
+    let before = dev.snapshot();
+    assert_eq!(
+        dev.install("old", "box-v2"),
+        20,
+        "security version 3 below 4"
+    );
+    assert_eq!(dev.snapshot(), before);
+    assert_eq!(dev.install("v2", "box-v3"), 19);
+    assert_eq!(dev.snapshot(), before);
+    let out = dev.run(&[
+        "install",
+        &dev.p("old"),
+        "--trust",
+        &dev.p("key.pub"),
+        "--hardware",
+        "box-v2",
+        "--slots",
+        &dev.p("slots"),
+    ]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("security version 3 is below the installed 4"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_boot_state_that_does_not_parse_or_is_newer_is_23_for_every_slot_command() {
+    let dev = Device::new();
+    let state = dev.d.join("slots/boot-state.json");
+    for bad in [&b"{ not json"[..], br#"{"format": 2}"#] {
+        std::fs::write(&state, bad).unwrap();
+        assert_eq!(
+            dev.code(&["status", "--slots", &dev.p("slots"), "--json"]),
+            23
+        );
+        assert_eq!(dev.slot_cmd("mark-good"), 23);
+        assert_eq!(dev.slot_cmd("rollback"), 23);
+        assert_eq!(dev.install("v1", "box-v2"), 23);
+        assert_eq!(std::fs::read(&state).unwrap(), bad);
+        assert!(!dev.d.join("slots/slot-b").exists());
+    }
+}
+
+#[test]
+fn install_with_a_trust_file_that_is_missing_is_1_and_a_missing_argument_is_2() {
+    let dev = Device::new();
+    let (b, s) = (dev.p("v1"), dev.p("slots"));
+    let missing = dev.p("nope.pub");
+    assert_eq!(
+        dev.code(&[
+            "install",
+            &b,
+            "--trust",
+            &missing,
+            "--hardware",
+            "box-v2",
+            "--slots",
+            &s
+        ]),
+        1
+    );
+    assert_eq!(dev.code(&["install", &b, "--hardware", "box-v2"]), 2);
+    assert!(!dev.d.join("slots/boot-state.json").exists());
+}
