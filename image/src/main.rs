@@ -1,6 +1,6 @@
 //! `ecko-image`: keygen, build, sign, info, verify; install to the inactive
 //! slot, status, mark-good and rollback over the file boot backend
-//! (`--slots DIR`).
+//! (`--slots DIR`); boot, the bootloader's part on that backend.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -101,6 +101,15 @@ enum Cmd {
     Rollback {
         #[arg(long)]
         slots: PathBuf,
+    },
+    /// What the bootloader does at power-on, for the file backend: boot the
+    /// next slot (a pending one uses up a try), or fall back to the other
+    /// good slot once its tries are gone; prints the slot that boots.
+    Boot {
+        #[arg(long)]
+        slots: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -261,6 +270,37 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
         Cmd::Rollback { slots } => {
             let slot = slots::rollback(&FileBoot::new(&slots)).map_err(slot_err)?;
             println!("slot {} boots next", slot.as_str());
+        }
+        Cmd::Boot { slots, json } => {
+            let b = slots::boot_recorded(&FileBoot::new(&slots)).map_err(slot_err)?;
+            let info = b.state.slot(b.slot);
+            if json {
+                let v = serde_json::json!({
+                    "slot": b.slot,
+                    "state": info.state,
+                    "version": info.version,
+                    "tries_left": info.tries_left,
+                    "fell_back": b.fell_back,
+                    "last_result": b.state.last_result,
+                });
+                println!("{v:#}");
+            } else {
+                println!(
+                    "slot {} boots: {:?} version {}, tries left {}{}",
+                    b.slot.as_str(),
+                    info.state,
+                    info.version.as_deref().unwrap_or("-"),
+                    info.tries_left,
+                    if b.fell_back {
+                        format!(
+                            " ({})",
+                            b.state.last_result.as_deref().unwrap_or("fell back")
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
         }
     }
     Ok(())

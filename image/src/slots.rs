@@ -274,9 +274,29 @@ pub fn next_boot(s: &BootState) -> Result<(BootState, Slot), SlotError> {
 
 /// One boot as the bootloader does it: picks the slot and records the try.
 pub fn boot<B: BootControl>(b: &B) -> Result<Slot, SlotError> {
-    let (n, slot) = next_boot(&b.load()?)?;
-    b.store(&n)?;
-    Ok(slot)
+    Ok(boot_recorded(b)?.slot)
+}
+
+/// What one boot came to, for the `boot` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Booted {
+    pub slot: Slot,
+    /// The slot tried first could not boot (out of tries, bad or empty).
+    pub fell_back: bool,
+    /// The state as stored after the boot.
+    pub state: BootState,
+}
+
+/// As [`boot`], with the state it left.
+pub fn boot_recorded<B: BootControl>(b: &B) -> Result<Booted, SlotError> {
+    let before = b.load()?;
+    let (state, slot) = next_boot(&before)?;
+    b.store(&state)?;
+    Ok(Booted {
+        slot,
+        fell_back: slot != before.next,
+        state,
+    })
 }
 
 /// Called by the running system once its readiness check passed: the

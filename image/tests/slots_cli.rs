@@ -1,11 +1,11 @@
 //! The command line's install, status, mark-good and rollback over the file
-//! backend, with the exit codes of what they refuse. The bootloader's part
-//! between them is the library's `slots::boot`.
+//! backend, with the exit codes of what they refuse; `boot` plays the
+//! bootloader between them.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use ecko_image::slots::{self, FileBoot, Slot};
+use ecko_image::slots::Slot;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ecko-image"))
@@ -79,9 +79,19 @@ impl Device {
         assert!(out.status.success(), "{out:?}");
         serde_json::from_slice(&out.stdout).unwrap()
     }
-    /// What the bootloader does at power-on.
+    /// What the bootloader does at power-on: `ecko-image boot --json`.
     fn power_on(&self) -> Slot {
-        slots::boot(&FileBoot::new(&self.d.join("slots"))).unwrap()
+        let v = self.boot();
+        match v["slot"].as_str() {
+            Some("a") => Slot::A,
+            Some("b") => Slot::B,
+            other => panic!("boot printed slot {other:?}"),
+        }
+    }
+    fn boot(&self) -> serde_json::Value {
+        let out = self.run(&["boot", "--slots", &self.p("slots"), "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
     }
     /// Slot images and the state file, byte for byte.
     fn snapshot(&self) -> [Vec<u8>; 3] {
@@ -250,4 +260,80 @@ fn install_with_a_trust_file_that_is_missing_is_1_and_a_missing_argument_is_2() 
     );
     assert_eq!(dev.code(&["install", &b, "--hardware", "box-v2"]), 2);
     assert!(!dev.d.join("slots/boot-state.json").exists());
+}
+
+#[test]
+fn a_new_slot_that_never_passes_readiness_boots_three_times_then_the_old_slot_boots_with_the_journal_intact(
+) {
+    let dev = Device::new();
+    // The data partition beside the slots: never written by an update.
+    let data = dev.d.join("data");
+    std::fs::create_dir(&data).unwrap();
+    let journal: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(data.join("journal.sqlite"), &journal).unwrap();
+
+    assert_eq!(dev.install("v1", "box-v2"), 0);
+    assert_eq!(dev.power_on(), Slot::B);
+    assert_eq!(dev.slot_cmd("mark-good"), 0);
+    assert_eq!(dev.power_on(), Slot::B, "a good slot keeps booting");
+
+    assert_eq!(dev.install("v2", "box-v2"), 0);
+    for left in [2, 1, 0] {
+        let b = dev.boot();
+        assert_eq!(b["slot"], "a");
+        assert_eq!(b["state"], "pending");
+        assert_eq!(b["version"], "2.0");
+        assert_eq!(b["tries_left"], left);
+        assert_eq!(b["fell_back"], false);
+        // The readiness check fails: no mark-good.
+    }
+    let b = dev.boot();
+    assert_eq!(b["slot"], "b", "the fourth boot is the old slot");
+    assert_eq!(b["version"], "1.0");
+    assert_eq!(b["fell_back"], true);
+
+    let failed = "update to 2.0 in slot a failed: not marked good after 3 boots";
+    let s = dev.status();
+    assert_eq!(s["last_result"], failed);
+    assert_eq!(s["active"], "b");
+    assert_eq!(s["next"], "b");
+    assert_eq!(s["a"]["state"], "bad");
+    assert_eq!(s["b"]["state"], "good");
+    assert_eq!(s["b"]["version"], "1.0");
+    let out = dev.run(&["status", "--slots", &dev.p("slots")]);
+    assert!(String::from_utf8(out.stdout).unwrap().contains(failed));
+    assert_eq!(std::fs::read(data.join("journal.sqlite")).unwrap(), journal);
+    assert_eq!(
+        std::fs::read(dev.d.join("slots/slot-b")).unwrap(),
+        std::fs::read(dev.d.join("v1.payload")).unwrap(),
+        "the old slot's image is untouched"
+    );
+
+    // The old slot carries on: it boots again and can take the next update.
+    assert_eq!(dev.power_on(), Slot::B);
+    assert_eq!(dev.install("v2", "box-v2"), 0);
+    assert_eq!(dev.status()["a"]["state"], "pending");
+}
+
+#[test]
+fn boot_with_no_good_or_pending_slot_is_24_and_says_so() {
+    let dev = Device::new();
+    let out = dev.run(&["boot", "--slots", &dev.p("slots")]);
+    assert_eq!(out.status.code(), Some(24));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("no slot can boot"));
+    assert!(!dev.d.join("slots/boot-state.json").exists());
+}
+
+#[test]
+fn boot_without_json_prints_the_slot_that_boots_and_its_tries() {
+    let dev = Device::new();
+    assert_eq!(dev.install("v1", "box-v2"), 0);
+    let out = dev.run(&["boot", "--slots", &dev.p("slots")]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "slot b boots: Pending version 1.0, tries left 2\n"
+    );
 }
