@@ -9,7 +9,7 @@
 //!    again (the bundle may have changed since step 1), then synced;
 //! 4. the written slot read back and hashed;
 //! 5. activation (pending, [`NEW_SLOT_TRIES`] tries, boots next) as the last
-//!    atomic write.
+//!    atomic write, then the bootloader told (U-Boot, RAUC).
 //!
 //! Until step 5 the state still boots the old good slot. [`Step`] names the
 //! points after each write, where a test's hook can cut the install short.
@@ -21,7 +21,7 @@ use std::path::Path;
 use crate::format::FormatError;
 use crate::keys::PublicKey;
 use crate::manifest::Manifest;
-use crate::slots::{BootControl, Slot, SlotError, SlotInfo, SlotState, NEW_SLOT_TRIES};
+use crate::slots::{BootControl, Change, Slot, SlotError, SlotInfo, SlotState, NEW_SLOT_TRIES};
 use crate::verify::{self, Checks, VerifyError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +113,8 @@ pub fn install_with_hook<B: BootControl>(
     };
     state.next = active;
     b.store(&state)?;
+    // The bootloader may still hold the target as the fallback slot.
+    b.tell(Change::Bad(target))?;
     hook(Step::MarkedBad).map_err(SlotError::Io)?;
 
     let mut r = BufReader::new(
@@ -158,6 +160,9 @@ pub fn install_with_hook<B: BootControl>(
         target.as_str()
     ));
     b.store(&state)?;
+    // Last: until the bootloader is told, it boots the old slot, and the
+    // state it reports says so.
+    b.tell(Change::Activate(target))?;
     hook(Step::Activated).map_err(SlotError::Io)?;
     Ok(Installed {
         slot: target,

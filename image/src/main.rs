@@ -1,15 +1,19 @@
 //! `ecko-image`: keygen, build, sign, info, verify; install to the inactive
-//! slot, status, mark-good and rollback over the file boot backend
-//! (`--slots DIR`); boot, the bootloader's part on that backend.
+//! slot, status, mark-good and rollback over a boot backend (`--slots DIR`,
+//! `--boot file|uboot|rauc`); boot, the bootloader's part on the file
+//! backend.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ecko_image::backend::Backend;
 use ecko_image::install::{self, Source};
 use ecko_image::keys::{self, KeyKind};
 use ecko_image::manifest::{Manifest, PayloadKind};
+use ecko_image::rauc::Rauc;
 use ecko_image::slots::{self, BootControl, FileBoot};
+use ecko_image::uboot::UbootEnv;
 use ecko_image::verify::{self, Checks};
 
 #[derive(Parser)]
@@ -21,6 +25,50 @@ use ecko_image::verify::{self, Checks};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BootKind {
+    /// DIR/boot-state.json is the whole record (`boot` plays the bootloader).
+    File,
+    /// The U-Boot environment: BOOT_ORDER, BOOT_A_LEFT, BOOT_B_LEFT.
+    Uboot,
+    /// RAUC's slot status (`rauc status`).
+    Rauc,
+}
+
+/// Where the slots are and what boots them.
+#[derive(Args)]
+struct BootArgs {
+    /// Slot images and the boot state file.
+    #[arg(long)]
+    slots: PathBuf,
+    #[arg(long, value_enum, default_value = "file")]
+    boot: BootKind,
+    #[arg(long, default_value = "fw_printenv")]
+    fw_printenv: String,
+    #[arg(long, default_value = "fw_setenv")]
+    fw_setenv: String,
+    /// The kernel command line, whose rauc.slot= names the running slot (uboot).
+    #[arg(long, default_value = "/proc/cmdline")]
+    cmdline: PathBuf,
+    #[arg(long, default_value = "rauc")]
+    rauc: String,
+}
+
+impl BootArgs {
+    fn backend(&self) -> Backend {
+        match self.boot {
+            BootKind::File => Backend::File(FileBoot::new(&self.slots)),
+            BootKind::Uboot => Backend::Uboot(UbootEnv::new(
+                &self.slots,
+                &self.fw_printenv,
+                &self.fw_setenv,
+                &self.cmdline,
+            )),
+            BootKind::Rauc => Backend::Rauc(Rauc::new(&self.slots, &self.rauc)),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -80,27 +128,27 @@ enum Cmd {
         trust: PathBuf,
         #[arg(long)]
         hardware: String,
-        #[arg(long)]
-        slots: PathBuf,
+        #[command(flatten)]
+        at: BootArgs,
         #[arg(long)]
         allow_dev_keys: bool,
     },
     /// Both slots, which one runs and boots next, the last result.
     Status {
-        #[arg(long)]
-        slots: PathBuf,
+        #[command(flatten)]
+        at: BootArgs,
         #[arg(long)]
         json: bool,
     },
     /// The running (pending) slot passed its readiness check: keep it.
     MarkGood {
-        #[arg(long)]
-        slots: PathBuf,
+        #[command(flatten)]
+        at: BootArgs,
     },
     /// Boot the other (good) slot next.
     Rollback {
-        #[arg(long)]
-        slots: PathBuf,
+        #[command(flatten)]
+        at: BootArgs,
     },
     /// What the bootloader does at power-on, for the file backend: boot the
     /// next slot (a pending one uses up a try), or fall back to the other
@@ -221,7 +269,7 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
             bundle,
             trust,
             hardware,
-            slots,
+            at,
             allow_dev_keys,
         } => {
             let trust = keys::read_trust(&trust).map_err(|e| other(e.into()))?;
@@ -231,7 +279,7 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                 allow_dev_keys,
                 hardware: &hardware,
             };
-            let done = install::install(&FileBoot::new(&slots), &src)
+            let done = install::install(&at.backend(), &src)
                 .map_err(|e| (e.exit_code() as u8, anyhow::Error::from(e)))?;
             println!(
                 "installed {} to slot {}: pending, boots next",
@@ -239,8 +287,8 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                 done.slot.as_str()
             );
         }
-        Cmd::Status { slots, json } => {
-            let s = FileBoot::new(&slots).load().map_err(slot_err)?;
+        Cmd::Status { at, json } => {
+            let s = at.backend().load().map_err(slot_err)?;
             if json {
                 println!(
                     "{}",
@@ -263,12 +311,12 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                 println!("last result: {}", s.last_result.as_deref().unwrap_or("-"));
             }
         }
-        Cmd::MarkGood { slots } => {
-            let slot = slots::mark_good(&FileBoot::new(&slots)).map_err(slot_err)?;
+        Cmd::MarkGood { at } => {
+            let slot = slots::mark_good(&at.backend()).map_err(slot_err)?;
             println!("slot {} is good", slot.as_str());
         }
-        Cmd::Rollback { slots } => {
-            let slot = slots::rollback(&FileBoot::new(&slots)).map_err(slot_err)?;
+        Cmd::Rollback { at } => {
+            let slot = slots::rollback(&at.backend()).map_err(slot_err)?;
             println!("slot {} boots next", slot.as_str());
         }
         Cmd::Boot { slots, json } => {

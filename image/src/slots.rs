@@ -2,7 +2,9 @@
 //!
 //! Boot control sits behind [`BootControl`]; [`FileBoot`] keeps both slot
 //! images and `boot-state.json` in one directory (tests, and boards without
-//! a bootloader API). The state file is only ever replaced whole: temp
+//! a bootloader API). The U-Boot (`uboot`) and RAUC (`rauc`) backends keep
+//! the same files for what their bootloader does not record (versions, the
+//! last result) and are told each [`Change`] for the part it does. The state file is only ever replaced whole: temp
 //! file, fsync, rename, directory fsync, so a power loss leaves either the
 //! old or the new state, never a torn one.
 
@@ -134,22 +136,50 @@ pub enum SlotError {
     NothingBootable,
     #[error("{0}")]
     Refused(String),
+    /// A boot control command (fw_setenv, rauc, ...) could not be run,
+    /// failed, or printed what it should not.
+    #[error("boot control: {0}")]
+    Command(String),
 }
 
 impl SlotError {
     /// `Io`/`Parse`/`NewerFormat` are slot I/O failures (23); a refused
-    /// state change is 24 (README, "Firmware updates").
+    /// state change is 24; a failed boot control command 25 (README,
+    /// "Firmware updates").
     pub fn exit_code(&self) -> i32 {
         match self {
             SlotError::Io(_) | SlotError::Parse(_) | SlotError::NewerFormat(_) => 23,
             SlotError::NothingBootable | SlotError::Refused(_) => 24,
+            SlotError::Command(_) => 25,
         }
     }
+}
+
+/// What the bootloader is told, when its own record (the U-Boot
+/// environment, RAUC's slot status) must follow the state file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Never boot this slot: it is about to be written.
+    Bad(Slot),
+    /// Boot this (newly written, pending) slot first, with
+    /// [`NEW_SLOT_TRIES`] tries.
+    Activate(Slot),
+    /// The running slot passed its readiness check (again: a bootloader
+    /// that counts every boot is refilled each time).
+    Good(Slot),
+    /// Give up on `from`, boot the good `to` first.
+    Rollback { from: Slot, to: Slot },
 }
 
 /// Where the slots and their state live. The install and boot logic only
 /// goes through this.
 pub trait BootControl {
+    /// Tells the bootloader of a change. The file backend has nothing to
+    /// tell: its state file is the whole record.
+    fn tell(&self, change: Change) -> Result<(), SlotError> {
+        let _ = change;
+        Ok(())
+    }
     type Writer: Write;
     type Reader: Read;
     fn load(&self) -> Result<BootState, SlotError>;
@@ -306,7 +336,10 @@ pub fn mark_good<B: BootControl>(b: &B) -> Result<Slot, SlotError> {
     let active = s.active;
     let info = s.slot_mut(active);
     match info.state {
-        SlotState::Good => return Ok(active),
+        SlotState::Good => {
+            b.tell(Change::Good(active))?;
+            return Ok(active);
+        }
         SlotState::Pending => {}
         other => {
             return Err(SlotError::Refused(format!(
@@ -323,6 +356,9 @@ pub fn mark_good<B: BootControl>(b: &B) -> Result<Slot, SlotError> {
         active.as_str()
     ));
     s.next = active;
+    // The bootloader first: until it knows, it would fall back anyway, and
+    // telling it again is harmless.
+    b.tell(Change::Good(active))?;
     b.store(&s)?;
     Ok(active)
 }
@@ -348,6 +384,13 @@ pub fn rollback<B: BootControl>(b: &B) -> Result<Slot, SlotError> {
         active.as_str(),
         other.as_str()
     ));
+    if s.slot(active).state == SlotState::Bad {
+        b.tell(Change::Bad(active))?;
+    }
+    b.tell(Change::Rollback {
+        from: active,
+        to: other,
+    })?;
     b.store(&s)?;
     Ok(other)
 }
