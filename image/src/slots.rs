@@ -114,13 +114,26 @@ impl BootState {
             Slot::B => &mut self.b,
         }
     }
-    /// The security version anti-rollback checks against: that of the
-    /// active slot once it is good.
+    /// The security version anti-rollback checks against: the highest of
+    /// the good slots. A pending slot does not count until marked good, but
+    /// running one does not lift the floor the good slot sets; and a
+    /// rollback to an older good slot does not lower it (the newer slot
+    /// may still be good, and was trusted once).
     pub fn installed_security_version(&self) -> Option<u64> {
-        let s = self.slot(self.active);
-        (s.state == SlotState::Good)
-            .then_some(s.security_version)
-            .flatten()
+        [&self.a, &self.b]
+            .into_iter()
+            .filter(|s| s.state == SlotState::Good)
+            .filter_map(|s| s.security_version)
+            .max()
+    }
+
+    /// The good slot a new bundle's version is compared with: the active
+    /// one when good, else the other when good.
+    pub fn installed(&self) -> Option<&SlotInfo> {
+        [self.active, self.active.other()]
+            .into_iter()
+            .map(|s| self.slot(s))
+            .find(|s| s.state == SlotState::Good)
     }
 }
 
@@ -507,6 +520,34 @@ mod tests {
         assert_eq!(boot(&b).unwrap(), Slot::A);
         // Nothing good to go back to from there.
         assert_eq!(rollback(&b).unwrap_err().exit_code(), 24);
+    }
+
+    #[test]
+    fn the_installed_security_version_while_the_new_slot_is_pending_is_the_good_slots() {
+        // Running the new slot before its readiness check: the floor is
+        // still what the good slot holds, not none at all.
+        let s = BootState {
+            a: good("1.0", 4),
+            b: pending("2.0", 5),
+            active: Slot::B,
+            next: Slot::B,
+            ..BootState::default()
+        };
+        assert_eq!(s.installed_security_version(), Some(4));
+        assert_eq!(s.installed().unwrap().version.as_deref(), Some("1.0"));
+    }
+
+    #[test]
+    fn the_installed_security_version_after_a_rollback_is_the_highest_ever_marked_good() {
+        let s = BootState {
+            a: good("1.0", 4),
+            b: good("2.0", 5),
+            active: Slot::A,
+            next: Slot::A,
+            ..BootState::default()
+        };
+        assert_eq!(s.installed_security_version(), Some(5));
+        assert_eq!(BootState::default().installed_security_version(), None);
     }
 
     #[test]
