@@ -2,7 +2,8 @@
 //! power loss at any point harmless:
 //!
 //! 1. the whole bundle verified (signature, hardware, anti-rollback against
-//!    the active good slot, payload hash) in a read-only pass;
+//!    the good slots, no older version of the same security version unless
+//!    forced, payload hash) in a read-only pass;
 //! 2. the inactive slot marked bad in the state, so a half-written slot is
 //!    never booted;
 //! 3. the payload streamed into it through a fixed buffer while hashed
@@ -66,6 +67,9 @@ pub struct Source<'a> {
     pub trust: &'a [PublicKey],
     pub allow_dev_keys: bool,
     pub hardware: &'a str,
+    /// Allows an older version of the installed security version (never a
+    /// lower security version).
+    pub allow_same_security_downgrade: bool,
 }
 
 #[derive(Debug)]
@@ -102,7 +106,25 @@ pub fn install_with_hook<B: BootControl>(
         hardware: Some(src.hardware),
         installed_security_version: state.installed_security_version(),
     };
-    let m = verify::verify_file(src.bundle, &checks)?;
+    let installed = state
+        .installed()
+        .and_then(|i| Some((i.version.clone()?, i.security_version?)));
+    let m = {
+        let mut r = BufReader::new(
+            File::open(src.bundle).map_err(|e| VerifyError::Format(FormatError::Io(e)))?,
+        );
+        let (_, m) = verify::verify_head(&mut r, &checks)?;
+        verify::check_version(
+            &m,
+            installed.as_ref().map(|(v, sv)| (v.as_str(), *sv)),
+            src.allow_same_security_downgrade,
+        )?;
+        verify::stream_payload(&mut r, &m, &mut io::sink())?;
+        m
+    };
+    let forced = installed.as_ref().is_some_and(|(v, sv)| {
+        m.security_version == *sv && crate::manifest::compare_versions(&m.version, v).is_lt()
+    });
 
     let target = active.other();
     *state.slot_mut(target) = SlotInfo {
@@ -154,11 +176,18 @@ pub fn install_with_hook<B: BootControl>(
     info.security_version = Some(m.security_version);
     info.tries_left = NEW_SLOT_TRIES;
     state.next = target;
-    state.last_result = Some(format!(
-        "installed {} in slot {}, pending",
-        m.version,
-        target.as_str()
-    ));
+    state.last_result = Some(match &installed {
+        Some((from, _)) if forced => format!(
+            "installed {} in slot {}, pending (forced downgrade from {from})",
+            m.version,
+            target.as_str()
+        ),
+        _ => format!(
+            "installed {} in slot {}, pending",
+            m.version,
+            target.as_str()
+        ),
+    });
     b.store(&state)?;
     // Last: until the bootloader is told, it boots the old slot, and the
     // state it reports says so.

@@ -132,6 +132,11 @@ enum Cmd {
         at: BootArgs,
         #[arg(long)]
         allow_dev_keys: bool,
+        /// Install an older version of the SAME security version as the
+        /// installed one (a forced downgrade); a lower security version is
+        /// refused all the same.
+        #[arg(long)]
+        allow_same_security_downgrade: bool,
     },
     /// Both slots, which one runs and boots next, the last result.
     Status {
@@ -271,6 +276,7 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
             hardware,
             at,
             allow_dev_keys,
+            allow_same_security_downgrade,
         } => {
             let trust = keys::read_trust(&trust).map_err(|e| other(e.into()))?;
             let src = Source {
@@ -278,6 +284,7 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                 trust: &trust,
                 allow_dev_keys,
                 hardware: &hardware,
+                allow_same_security_downgrade,
             };
             let done = install::install(&at.backend(), &src)
                 .map_err(|e| (e.exit_code() as u8, anyhow::Error::from(e)))?;

@@ -44,6 +44,7 @@ fn a_fault_after_each_install_step_leaves_the_old_good_slot_bootable_and_a_rerun
         trust: &trust,
         allow_dev_keys: true,
         hardware: "box-v2",
+        allow_same_security_downgrade: false,
     };
     assert_eq!(install::install(&b, &s1).unwrap().slot, Slot::B);
     assert_eq!(slots::boot(&b).unwrap(), Slot::B);
@@ -56,6 +57,7 @@ fn a_fault_after_each_install_step_leaves_the_old_good_slot_bootable_and_a_rerun
         trust: &trust,
         allow_dev_keys: true,
         hardware: "box-v2",
+        allow_same_security_downgrade: false,
     };
     for step in ALL_STEPS {
         let before = b.load().unwrap();
@@ -104,6 +106,7 @@ fn a_tampered_payload_and_a_wrong_key_are_refused_with_slots_and_state_unchanged
         trust: &trust,
         allow_dev_keys: true,
         hardware: "box-v2",
+        allow_same_security_downgrade: false,
     };
     install::install(&b, &s).unwrap();
     slots::boot(&b).unwrap();
@@ -123,6 +126,7 @@ fn a_tampered_payload_and_a_wrong_key_are_refused_with_slots_and_state_unchanged
         trust: &trust,
         allow_dev_keys: true,
         hardware: "box-v2",
+        allow_same_security_downgrade: false,
     };
     assert_eq!(install::install(&b, &s).unwrap_err().exit_code(), 21);
     assert_eq!(snapshot(), before);
@@ -131,6 +135,7 @@ fn a_tampered_payload_and_a_wrong_key_are_refused_with_slots_and_state_unchanged
         trust: &wrong,
         allow_dev_keys: true,
         hardware: "box-v2",
+        allow_same_security_downgrade: false,
     };
     assert_eq!(install::install(&b, &s).unwrap_err().exit_code(), 15);
     assert_eq!(snapshot(), before);

@@ -59,8 +59,14 @@ impl Device {
         self.run(args).status.code().unwrap()
     }
     fn install(&self, bundle: &str, hardware: &str) -> i32 {
+        self.install_with(bundle, hardware, &[])
+            .status
+            .code()
+            .unwrap()
+    }
+    fn install_with(&self, bundle: &str, hardware: &str, extra: &[&str]) -> Output {
         let (b, t, s) = (self.p(bundle), self.p("key.pub"), self.p("slots"));
-        self.code(&[
+        let mut a = vec![
             "install",
             &b,
             "--trust",
@@ -69,7 +75,9 @@ impl Device {
             hardware,
             "--slots",
             &s,
-        ])
+        ];
+        a.extend(extra);
+        self.run(&a)
     }
     fn slot_cmd(&self, cmd: &str) -> i32 {
         self.code(&[cmd, "--slots", &self.p("slots")])
@@ -336,4 +344,46 @@ fn boot_without_json_prints_the_slot_that_boots_and_its_tries() {
         String::from_utf8(out.stdout).unwrap(),
         "slot b boots: Pending version 1.0, tries left 2\n"
     );
+}
+
+#[test]
+fn an_older_version_of_the_same_security_version_is_refused_with_26_unless_forced() {
+    let dev = Device::new();
+    assert_eq!(dev.install("v2", "box-v2"), 0);
+    assert_eq!(dev.power_on(), Slot::B);
+    assert_eq!(dev.slot_cmd("mark-good"), 0);
+    let before = dev.snapshot();
+    // 1.0 after 2.0, both security version 4.
+    let out = dev.install_with("v1", "box-v2", &[]);
+    assert_eq!(out.status.code(), Some(26));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("version 1.0 is older than the installed 2.0"),
+        "{err}"
+    );
+    assert_eq!(dev.snapshot(), before, "refused before any slot is written");
+
+    let out = dev.install_with("v1", "box-v2", &["--allow-same-security-downgrade"]);
+    assert!(out.status.success(), "{out:?}");
+    let s = dev.status();
+    assert_eq!(s["a"]["version"], "1.0");
+    assert_eq!(s["a"]["state"], "pending");
+    assert_eq!(
+        s["last_result"],
+        "installed 1.0 in slot a, pending (forced downgrade from 2.0)"
+    );
+    // The same version again, or a newer one, needs nothing forced.
+    assert_eq!(dev.install("v2", "box-v2"), 0);
+}
+
+#[test]
+fn a_lower_security_version_is_refused_with_20_even_when_a_downgrade_is_forced() {
+    let dev = Device::new();
+    assert_eq!(dev.install("v1", "box-v2"), 0);
+    assert_eq!(dev.power_on(), Slot::B);
+    assert_eq!(dev.slot_cmd("mark-good"), 0);
+    let before = dev.snapshot();
+    let out = dev.install_with("old", "box-v2", &["--allow-same-security-downgrade"]);
+    assert_eq!(out.status.code(), Some(20), "{out:?}");
+    assert_eq!(dev.snapshot(), before);
 }
