@@ -78,9 +78,45 @@ pub struct Installed {
     pub manifest: Manifest,
 }
 
+/// The three passes over the payload, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The bundle read and hashed before anything is written.
+    Verify,
+    /// The payload streamed into the slot.
+    Write,
+    /// The slot read back and hashed.
+    ReadBack,
+}
+
+/// Told how far each [`Phase`] got, in payload bytes.
+pub trait Progress {
+    fn start(&mut self, phase: Phase, total: u64);
+    fn advance(&mut self, bytes: u64);
+    fn finish(&mut self);
+}
+
+/// No display.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&mut self, _: Phase, _: u64) {}
+    fn advance(&mut self, _: u64) {}
+    fn finish(&mut self) {}
+}
+
 /// Installs without interruption.
 pub fn install<B: BootControl>(b: &B, src: &Source) -> Result<Installed, InstallError> {
-    install_with_hook(b, src, &mut |_| Ok(()))
+    install_with_progress(b, src, &mut NoProgress)
+}
+
+/// As [`install`], telling `progress` how far each pass over the payload got.
+pub fn install_with_progress<B: BootControl>(
+    b: &B,
+    src: &Source,
+    progress: &mut dyn Progress,
+) -> Result<Installed, InstallError> {
+    run(b, src, &mut |_| Ok(()), progress)
 }
 
 /// As [`install`]; `hook` runs after each [`Step`] and an error from it
@@ -89,6 +125,15 @@ pub fn install_with_hook<B: BootControl>(
     b: &B,
     src: &Source,
     hook: &mut dyn FnMut(Step) -> io::Result<()>,
+) -> Result<Installed, InstallError> {
+    run(b, src, hook, &mut NoProgress)
+}
+
+fn run<B: BootControl>(
+    b: &B,
+    src: &Source,
+    hook: &mut dyn FnMut(Step) -> io::Result<()>,
+    progress: &mut dyn Progress,
 ) -> Result<Installed, InstallError> {
     let mut state = b.load()?;
     let active = state.active;
@@ -119,7 +164,9 @@ pub fn install_with_hook<B: BootControl>(
             installed.as_ref().map(|(v, sv)| (v.as_str(), *sv)),
             src.allow_same_security_downgrade,
         )?;
-        verify::stream_payload(&mut r, &m, &mut io::sink())?;
+        progress.start(Phase::Verify, m.payload_len);
+        verify::stream_payload(&mut r, &m, &mut Counted(io::sink(), &mut *progress))?;
+        progress.finish();
         m
     };
     let forced = installed.as_ref().is_some_and(|(v, sv)| {
@@ -148,8 +195,9 @@ pub fn install_with_hook<B: BootControl>(
         // the one verified.
         return Err(VerifyError::PayloadHash.into());
     }
+    progress.start(Phase::Write, m.payload_len);
     let mut w = HookWriter {
-        inner: b.write_slot(target).map_err(SlotError::Io)?,
+        inner: Counted(b.write_slot(target).map_err(SlotError::Io)?, &mut *progress),
         hook,
         written: false,
         failed: false,
@@ -165,10 +213,13 @@ pub fn install_with_hook<B: BootControl>(
         });
     }
     let HookWriter { inner, hook, .. } = w;
-    b.finish_slot(inner).map_err(SlotError::Io)?;
+    b.finish_slot(inner.0).map_err(SlotError::Io)?;
+    progress.finish();
     hook(Step::PayloadWritten).map_err(SlotError::Io)?;
 
-    check_slot(b, target, &m)?;
+    progress.start(Phase::ReadBack, m.payload_len);
+    check_slot(b, target, &m, &mut *progress)?;
+    progress.finish();
 
     let info = state.slot_mut(target);
     info.state = SlotState::Pending;
@@ -201,14 +252,34 @@ pub fn install_with_hook<B: BootControl>(
 
 /// The slot read back: exactly the payload's length and hash, read as the
 /// bundle's payload was.
-fn check_slot<B: BootControl>(b: &B, slot: Slot, m: &Manifest) -> Result<(), SlotError> {
+fn check_slot<B: BootControl>(
+    b: &B,
+    slot: Slot,
+    m: &Manifest,
+    progress: &mut dyn Progress,
+) -> Result<(), SlotError> {
     let mut r = b.read_slot(slot)?;
-    crate::verify::stream_payload(&mut r, m, &mut io::sink()).map_err(|e| {
+    let mut out = Counted(io::sink(), progress);
+    crate::verify::stream_payload(&mut r, m, &mut out).map_err(|e| {
         SlotError::Io(io::Error::other(format!(
             "slot {} does not read back as written: {e}",
             slot.as_str()
         )))
     })
+}
+
+/// Counts what passes through into a [`Progress`].
+struct Counted<'p, W>(W, &'p mut dyn Progress);
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let n = self.0.write(b)?;
+        self.1.advance(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Tells slot write failures apart from bundle read failures, and runs the

@@ -3,6 +3,7 @@
 //! `--boot file|uboot|rauc`); boot, the bootloader's part on the file
 //! backend.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,6 +16,7 @@ use ecko_image::rauc::Rauc;
 use ecko_image::slots::{self, BootControl, FileBoot};
 use ecko_image::uboot::UbootEnv;
 use ecko_image::verify::{self, Checks};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Parser)]
 #[command(
@@ -137,6 +139,9 @@ enum Cmd {
         /// refused all the same.
         #[arg(long)]
         allow_same_security_downgrade: bool,
+        /// Print the result as JSON (and no progress bars).
+        #[arg(long)]
+        json: bool,
     },
     /// Both slots, which one runs and boots next, the last result.
     Status {
@@ -277,6 +282,7 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
             at,
             allow_dev_keys,
             allow_same_security_downgrade,
+            json,
         } => {
             let trust = keys::read_trust(&trust).map_err(|e| other(e.into()))?;
             let src = Source {
@@ -286,13 +292,25 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                 hardware: &hardware,
                 allow_same_security_downgrade,
             };
-            let done = install::install(&at.backend(), &src)
+            let mut bars = Bars::new(!json && std::io::stderr().is_terminal());
+            let done = install::install_with_progress(&at.backend(), &src, &mut bars)
                 .map_err(|e| (e.exit_code() as u8, anyhow::Error::from(e)))?;
-            println!(
-                "installed {} to slot {}: pending, boots next",
-                done.manifest.version,
-                done.slot.as_str()
-            );
+            if json {
+                let v = serde_json::json!({
+                    "slot": done.slot,
+                    "version": done.manifest.version,
+                    "security_version": done.manifest.security_version,
+                    "payload_len": done.manifest.payload_len,
+                    "tries_left": slots::NEW_SLOT_TRIES,
+                });
+                println!("{v:#}");
+            } else {
+                println!(
+                    "installed {} to slot {}: pending, boots next",
+                    done.manifest.version,
+                    done.slot.as_str()
+                );
+            }
         }
         Cmd::Status { at, json } => {
             let s = at.backend().load().map_err(slot_err)?;
@@ -359,6 +377,71 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
         }
     }
     Ok(())
+}
+
+/// One progress bar per pass over the payload, on stderr; drawn only when
+/// stderr is a terminal and --json is not given, so scripts and logs never
+/// see one.
+struct Bars {
+    shown: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl Bars {
+    fn new(shown: bool) -> Bars {
+        Bars { shown, bar: None }
+    }
+}
+
+impl Drop for Bars {
+    /// An install cut short leaves its bar where it stopped, and the error
+    /// below it.
+    fn drop(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.abandon();
+            if self.shown {
+                eprintln!();
+            }
+        }
+    }
+}
+
+impl install::Progress for Bars {
+    fn start(&mut self, phase: install::Phase, total: u64) {
+        let target = if self.shown {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(Some(total), target);
+        // The template is fixed and valid; a bar without it still counts.
+        if let Ok(style) = ProgressStyle::with_template(
+            "{msg:>12} [{bar:24}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(match phase {
+            install::Phase::Verify => "verifying",
+            install::Phase::Write => "writing",
+            install::Phase::ReadBack => "reading back",
+        });
+        self.bar = Some(bar);
+    }
+    fn advance(&mut self, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(bytes);
+        }
+    }
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+            // indicatif leaves the cursor on the bar's line: the next bar
+            // or the result goes below it.
+            if self.shown {
+                eprintln!();
+            }
+        }
+    }
 }
 
 fn slot_err(e: slots::SlotError) -> (u8, anyhow::Error) {

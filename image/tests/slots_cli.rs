@@ -387,3 +387,62 @@ fn a_lower_security_version_is_refused_with_20_even_when_a_downgrade_is_forced()
     assert_eq!(out.status.code(), Some(20), "{out:?}");
     assert_eq!(dev.snapshot(), before);
 }
+
+#[test]
+fn install_json_prints_the_result_and_no_progress_bar_reaches_a_pipe() {
+    let dev = Device::new();
+    let out = dev.install_with("v1", "box-v2", &["--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["slot"], "b");
+    assert_eq!(v["version"], "1.0");
+    assert_eq!(v["security_version"], 4);
+    assert_eq!(v["payload_len"], 400_000);
+    assert_eq!(v["tries_left"], 3);
+    assert_eq!(out.stderr, b"", "stderr is a pipe: no bar");
+    let out = dev.install_with("v2", "box-v2", &[]);
+    assert!(out.status.success());
+    assert_eq!(out.stderr, b"", "not a terminal: no bar");
+}
+
+/// `script` gives the command a terminal and copies what it shows.
+fn on_a_terminal(dev: &Device, extra: &str) -> String {
+    let line = format!(
+        "{} install {} --trust {} --hardware box-v2 --slots {} {extra}",
+        env!("CARGO_BIN_EXE_ecko-image"),
+        dev.p("v1"),
+        dev.p("key.pub"),
+        dev.p("slots"),
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .expect("script (util-linux) runs a command on a terminal");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn install_on_a_terminal_shows_a_bar_for_verifying_writing_and_reading_back_but_not_with_json() {
+    let dev = Device::new();
+    let shown = on_a_terminal(&dev, "");
+    for phase in [
+        "verifying",
+        "writing",
+        "reading back",
+        "390.62 KiB/390.62 KiB",
+    ] {
+        assert!(shown.contains(phase), "{phase}: {shown}");
+    }
+    assert!(shown.contains("installed 1.0 to slot b"), "{shown}");
+    for line in shown.lines() {
+        let bars = ["verifying", "writing", "reading back", "installed"]
+            .iter()
+            .filter(|p| line.contains(*p))
+            .count();
+        assert!(bars <= 1, "each bar on a line of its own: {line:?}");
+    }
+    let shown = on_a_terminal(&dev, "--json");
+    assert!(!shown.contains("verifying"), "{shown}");
+    assert!(shown.contains("\"slot\": \"b\""), "{shown}");
+}
