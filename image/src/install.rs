@@ -2,14 +2,15 @@
 //! power loss at any point harmless:
 //!
 //! 1. the whole bundle verified (signature, hardware, anti-rollback against
-//!    the active good slot, payload hash) in a read-only pass;
+//!    the good slots, no older version of the same security version unless
+//!    forced, payload hash) in a read-only pass;
 //! 2. the inactive slot marked bad in the state, so a half-written slot is
 //!    never booted;
 //! 3. the payload streamed into it through a fixed buffer while hashed
 //!    again (the bundle may have changed since step 1), then synced;
 //! 4. the written slot read back and hashed;
 //! 5. activation (pending, [`NEW_SLOT_TRIES`] tries, boots next) as the last
-//!    atomic write.
+//!    atomic write, then the bootloader told (U-Boot, RAUC).
 //!
 //! Until step 5 the state still boots the old good slot. [`Step`] names the
 //! points after each write, where a test's hook can cut the install short.
@@ -21,7 +22,7 @@ use std::path::Path;
 use crate::format::FormatError;
 use crate::keys::PublicKey;
 use crate::manifest::Manifest;
-use crate::slots::{BootControl, Slot, SlotError, SlotInfo, SlotState, NEW_SLOT_TRIES};
+use crate::slots::{BootControl, Change, Slot, SlotError, SlotInfo, SlotState, NEW_SLOT_TRIES};
 use crate::verify::{self, Checks, VerifyError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,9 @@ pub struct Source<'a> {
     pub trust: &'a [PublicKey],
     pub allow_dev_keys: bool,
     pub hardware: &'a str,
+    /// Allows an older version of the installed security version (never a
+    /// lower security version).
+    pub allow_same_security_downgrade: bool,
 }
 
 #[derive(Debug)]
@@ -74,9 +78,45 @@ pub struct Installed {
     pub manifest: Manifest,
 }
 
+/// The three passes over the payload, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The bundle read and hashed before anything is written.
+    Verify,
+    /// The payload streamed into the slot.
+    Write,
+    /// The slot read back and hashed.
+    ReadBack,
+}
+
+/// Told how far each [`Phase`] got, in payload bytes.
+pub trait Progress {
+    fn start(&mut self, phase: Phase, total: u64);
+    fn advance(&mut self, bytes: u64);
+    fn finish(&mut self);
+}
+
+/// No display.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&mut self, _: Phase, _: u64) {}
+    fn advance(&mut self, _: u64) {}
+    fn finish(&mut self) {}
+}
+
 /// Installs without interruption.
 pub fn install<B: BootControl>(b: &B, src: &Source) -> Result<Installed, InstallError> {
-    install_with_hook(b, src, &mut |_| Ok(()))
+    install_with_progress(b, src, &mut NoProgress)
+}
+
+/// As [`install`], telling `progress` how far each pass over the payload got.
+pub fn install_with_progress<B: BootControl>(
+    b: &B,
+    src: &Source,
+    progress: &mut dyn Progress,
+) -> Result<Installed, InstallError> {
+    run(b, src, &mut |_| Ok(()), progress)
 }
 
 /// As [`install`]; `hook` runs after each [`Step`] and an error from it
@@ -85,6 +125,15 @@ pub fn install_with_hook<B: BootControl>(
     b: &B,
     src: &Source,
     hook: &mut dyn FnMut(Step) -> io::Result<()>,
+) -> Result<Installed, InstallError> {
+    run(b, src, hook, &mut NoProgress)
+}
+
+fn run<B: BootControl>(
+    b: &B,
+    src: &Source,
+    hook: &mut dyn FnMut(Step) -> io::Result<()>,
+    progress: &mut dyn Progress,
 ) -> Result<Installed, InstallError> {
     let mut state = b.load()?;
     let active = state.active;
@@ -102,7 +151,27 @@ pub fn install_with_hook<B: BootControl>(
         hardware: Some(src.hardware),
         installed_security_version: state.installed_security_version(),
     };
-    let m = verify::verify_file(src.bundle, &checks)?;
+    let installed = state
+        .installed()
+        .and_then(|i| Some((i.version.clone()?, i.security_version?)));
+    let m = {
+        let mut r = BufReader::new(
+            File::open(src.bundle).map_err(|e| VerifyError::Format(FormatError::Io(e)))?,
+        );
+        let (_, m) = verify::verify_head(&mut r, &checks)?;
+        verify::check_version(
+            &m,
+            installed.as_ref().map(|(v, sv)| (v.as_str(), *sv)),
+            src.allow_same_security_downgrade,
+        )?;
+        progress.start(Phase::Verify, m.payload_len);
+        verify::stream_payload(&mut r, &m, &mut Counted(io::sink(), &mut *progress))?;
+        progress.finish();
+        m
+    };
+    let forced = installed.as_ref().is_some_and(|(v, sv)| {
+        m.security_version == *sv && crate::manifest::compare_versions(&m.version, v).is_lt()
+    });
 
     let target = active.other();
     *state.slot_mut(target) = SlotInfo {
@@ -113,6 +182,8 @@ pub fn install_with_hook<B: BootControl>(
     };
     state.next = active;
     b.store(&state)?;
+    // The bootloader may still hold the target as the fallback slot.
+    b.tell(Change::Bad(target))?;
     hook(Step::MarkedBad).map_err(SlotError::Io)?;
 
     let mut r = BufReader::new(
@@ -124,8 +195,9 @@ pub fn install_with_hook<B: BootControl>(
         // the one verified.
         return Err(VerifyError::PayloadHash.into());
     }
+    progress.start(Phase::Write, m.payload_len);
     let mut w = HookWriter {
-        inner: b.write_slot(target).map_err(SlotError::Io)?,
+        inner: Counted(b.write_slot(target).map_err(SlotError::Io)?, &mut *progress),
         hook,
         written: false,
         failed: false,
@@ -141,10 +213,13 @@ pub fn install_with_hook<B: BootControl>(
         });
     }
     let HookWriter { inner, hook, .. } = w;
-    b.finish_slot(inner).map_err(SlotError::Io)?;
+    b.finish_slot(inner.0).map_err(SlotError::Io)?;
+    progress.finish();
     hook(Step::PayloadWritten).map_err(SlotError::Io)?;
 
-    check_slot(b, target, &m)?;
+    progress.start(Phase::ReadBack, m.payload_len);
+    check_slot(b, target, &m, &mut *progress)?;
+    progress.finish();
 
     let info = state.slot_mut(target);
     info.state = SlotState::Pending;
@@ -152,12 +227,22 @@ pub fn install_with_hook<B: BootControl>(
     info.security_version = Some(m.security_version);
     info.tries_left = NEW_SLOT_TRIES;
     state.next = target;
-    state.last_result = Some(format!(
-        "installed {} in slot {}, pending",
-        m.version,
-        target.as_str()
-    ));
+    state.last_result = Some(match &installed {
+        Some((from, _)) if forced => format!(
+            "installed {} in slot {}, pending (forced downgrade from {from})",
+            m.version,
+            target.as_str()
+        ),
+        _ => format!(
+            "installed {} in slot {}, pending",
+            m.version,
+            target.as_str()
+        ),
+    });
     b.store(&state)?;
+    // Last: until the bootloader is told, it boots the old slot, and the
+    // state it reports says so.
+    b.tell(Change::Activate(target))?;
     hook(Step::Activated).map_err(SlotError::Io)?;
     Ok(Installed {
         slot: target,
@@ -167,14 +252,34 @@ pub fn install_with_hook<B: BootControl>(
 
 /// The slot read back: exactly the payload's length and hash, read as the
 /// bundle's payload was.
-fn check_slot<B: BootControl>(b: &B, slot: Slot, m: &Manifest) -> Result<(), SlotError> {
+fn check_slot<B: BootControl>(
+    b: &B,
+    slot: Slot,
+    m: &Manifest,
+    progress: &mut dyn Progress,
+) -> Result<(), SlotError> {
     let mut r = b.read_slot(slot)?;
-    crate::verify::stream_payload(&mut r, m, &mut io::sink()).map_err(|e| {
+    let mut out = Counted(io::sink(), progress);
+    crate::verify::stream_payload(&mut r, m, &mut out).map_err(|e| {
         SlotError::Io(io::Error::other(format!(
             "slot {} does not read back as written: {e}",
             slot.as_str()
         )))
     })
+}
+
+/// Counts what passes through into a [`Progress`].
+struct Counted<'p, W>(W, &'p mut dyn Progress);
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let n = self.0.write(b)?;
+        self.1.advance(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Tells slot write failures apart from bundle read failures, and runs the

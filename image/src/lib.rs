@@ -1,10 +1,15 @@
 //! Signed firmware bundles for Ecko Edge (`format`: the byte layout,
-//! `manifest`: what a bundle declares), the A/B boot state (`slots`) and the
-//! install to the inactive slot (`install`).
+//! `manifest`: what a bundle declares), the A/B boot state (`slots`) with
+//! its U-Boot (`uboot`) and RAUC (`rauc`) boot control, and the install to
+//! the inactive slot (`install`).
 
+pub mod backend;
+pub mod command;
 pub mod format;
 pub mod install;
 pub mod keys;
 pub mod manifest;
+pub mod rauc;
 pub mod slots;
+pub mod uboot;
 pub mod verify;

@@ -1,16 +1,22 @@
 //! `ecko-image`: keygen, build, sign, info, verify; install to the inactive
-//! slot, status, mark-good and rollback over the file boot backend
-//! (`--slots DIR`).
+//! slot, status, mark-good and rollback over a boot backend (`--slots DIR`,
+//! `--boot file|uboot|rauc`); boot, the bootloader's part on the file
+//! backend.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ecko_image::backend::Backend;
 use ecko_image::install::{self, Source};
 use ecko_image::keys::{self, KeyKind};
 use ecko_image::manifest::{Manifest, PayloadKind};
+use ecko_image::rauc::Rauc;
 use ecko_image::slots::{self, BootControl, FileBoot};
+use ecko_image::uboot::UbootEnv;
 use ecko_image::verify::{self, Checks};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Parser)]
 #[command(
@@ -21,6 +27,50 @@ use ecko_image::verify::{self, Checks};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BootKind {
+    /// DIR/boot-state.json is the whole record (`boot` plays the bootloader).
+    File,
+    /// The U-Boot environment: BOOT_ORDER, BOOT_A_LEFT, BOOT_B_LEFT.
+    Uboot,
+    /// RAUC's slot status (`rauc status`).
+    Rauc,
+}
+
+/// Where the slots are and what boots them.
+#[derive(Args)]
+struct BootArgs {
+    /// Slot images and the boot state file.
+    #[arg(long)]
+    slots: PathBuf,
+    #[arg(long, value_enum, default_value = "file")]
+    boot: BootKind,
+    #[arg(long, default_value = "fw_printenv")]
+    fw_printenv: String,
+    #[arg(long, default_value = "fw_setenv")]
+    fw_setenv: String,
+    /// The kernel command line, whose rauc.slot= names the running slot (uboot).
+    #[arg(long, default_value = "/proc/cmdline")]
+    cmdline: PathBuf,
+    #[arg(long, default_value = "rauc")]
+    rauc: String,
+}
+
+impl BootArgs {
+    fn backend(&self) -> Backend {
+        match self.boot {
+            BootKind::File => Backend::File(FileBoot::new(&self.slots)),
+            BootKind::Uboot => Backend::Uboot(UbootEnv::new(
+                &self.slots,
+                &self.fw_printenv,
+                &self.fw_setenv,
+                &self.cmdline,
+            )),
+            BootKind::Rauc => Backend::Rauc(Rauc::new(&self.slots, &self.rauc)),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -80,27 +130,44 @@ enum Cmd {
         trust: PathBuf,
         #[arg(long)]
         hardware: String,
-        #[arg(long)]
-        slots: PathBuf,
+        #[command(flatten)]
+        at: BootArgs,
         #[arg(long)]
         allow_dev_keys: bool,
+        /// Install an older version of the SAME security version as the
+        /// installed one (a forced downgrade); a lower security version is
+        /// refused all the same.
+        #[arg(long)]
+        allow_same_security_downgrade: bool,
+        /// Print the result as JSON (and no progress bars).
+        #[arg(long)]
+        json: bool,
     },
     /// Both slots, which one runs and boots next, the last result.
     Status {
-        #[arg(long)]
-        slots: PathBuf,
+        #[command(flatten)]
+        at: BootArgs,
         #[arg(long)]
         json: bool,
     },
     /// The running (pending) slot passed its readiness check: keep it.
     MarkGood {
-        #[arg(long)]
-        slots: PathBuf,
+        #[command(flatten)]
+        at: BootArgs,
     },
     /// Boot the other (good) slot next.
     Rollback {
+        #[command(flatten)]
+        at: BootArgs,
+    },
+    /// What the bootloader does at power-on, for the file backend: boot the
+    /// next slot (a pending one uses up a try), or fall back to the other
+    /// good slot once its tries are gone; prints the slot that boots.
+    Boot {
         #[arg(long)]
         slots: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -212,8 +279,10 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
             bundle,
             trust,
             hardware,
-            slots,
+            at,
             allow_dev_keys,
+            allow_same_security_downgrade,
+            json,
         } => {
             let trust = keys::read_trust(&trust).map_err(|e| other(e.into()))?;
             let src = Source {
@@ -221,17 +290,30 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                 trust: &trust,
                 allow_dev_keys,
                 hardware: &hardware,
+                allow_same_security_downgrade,
             };
-            let done = install::install(&FileBoot::new(&slots), &src)
+            let mut bars = Bars::new(!json && std::io::stderr().is_terminal());
+            let done = install::install_with_progress(&at.backend(), &src, &mut bars)
                 .map_err(|e| (e.exit_code() as u8, anyhow::Error::from(e)))?;
-            println!(
-                "installed {} to slot {}: pending, boots next",
-                done.manifest.version,
-                done.slot.as_str()
-            );
+            if json {
+                let v = serde_json::json!({
+                    "slot": done.slot,
+                    "version": done.manifest.version,
+                    "security_version": done.manifest.security_version,
+                    "payload_len": done.manifest.payload_len,
+                    "tries_left": slots::NEW_SLOT_TRIES,
+                });
+                println!("{v:#}");
+            } else {
+                println!(
+                    "installed {} to slot {}: pending, boots next",
+                    done.manifest.version,
+                    done.slot.as_str()
+                );
+            }
         }
-        Cmd::Status { slots, json } => {
-            let s = FileBoot::new(&slots).load().map_err(slot_err)?;
+        Cmd::Status { at, json } => {
+            let s = at.backend().load().map_err(slot_err)?;
             if json {
                 println!(
                     "{}",
@@ -254,16 +336,112 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                 println!("last result: {}", s.last_result.as_deref().unwrap_or("-"));
             }
         }
-        Cmd::MarkGood { slots } => {
-            let slot = slots::mark_good(&FileBoot::new(&slots)).map_err(slot_err)?;
+        Cmd::MarkGood { at } => {
+            let slot = slots::mark_good(&at.backend()).map_err(slot_err)?;
             println!("slot {} is good", slot.as_str());
         }
-        Cmd::Rollback { slots } => {
-            let slot = slots::rollback(&FileBoot::new(&slots)).map_err(slot_err)?;
+        Cmd::Rollback { at } => {
+            let slot = slots::rollback(&at.backend()).map_err(slot_err)?;
             println!("slot {} boots next", slot.as_str());
+        }
+        Cmd::Boot { slots, json } => {
+            let b = slots::boot_recorded(&FileBoot::new(&slots)).map_err(slot_err)?;
+            let info = b.state.slot(b.slot);
+            if json {
+                let v = serde_json::json!({
+                    "slot": b.slot,
+                    "state": info.state,
+                    "version": info.version,
+                    "tries_left": info.tries_left,
+                    "fell_back": b.fell_back,
+                    "last_result": b.state.last_result,
+                });
+                println!("{v:#}");
+            } else {
+                println!(
+                    "slot {} boots: {:?} version {}, tries left {}{}",
+                    b.slot.as_str(),
+                    info.state,
+                    info.version.as_deref().unwrap_or("-"),
+                    info.tries_left,
+                    if b.fell_back {
+                        format!(
+                            " ({})",
+                            b.state.last_result.as_deref().unwrap_or("fell back")
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
         }
     }
     Ok(())
+}
+
+/// One progress bar per pass over the payload, on stderr; drawn only when
+/// stderr is a terminal and --json is not given, so scripts and logs never
+/// see one.
+struct Bars {
+    shown: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl Bars {
+    fn new(shown: bool) -> Bars {
+        Bars { shown, bar: None }
+    }
+}
+
+impl Drop for Bars {
+    /// An install cut short leaves its bar where it stopped, and the error
+    /// below it.
+    fn drop(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.abandon();
+            if self.shown {
+                eprintln!();
+            }
+        }
+    }
+}
+
+impl install::Progress for Bars {
+    fn start(&mut self, phase: install::Phase, total: u64) {
+        let target = if self.shown {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(Some(total), target);
+        // The template is fixed and valid; a bar without it still counts.
+        if let Ok(style) = ProgressStyle::with_template(
+            "{msg:>12} [{bar:24}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(match phase {
+            install::Phase::Verify => "verifying",
+            install::Phase::Write => "writing",
+            install::Phase::ReadBack => "reading back",
+        });
+        self.bar = Some(bar);
+    }
+    fn advance(&mut self, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(bytes);
+        }
+    }
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+            // indicatif leaves the cursor on the bar's line: the next bar
+            // or the result goes below it.
+            if self.shown {
+                eprintln!();
+            }
+        }
+    }
 }
 
 fn slot_err(e: slots::SlotError) -> (u8, anyhow::Error) {

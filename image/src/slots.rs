@@ -2,7 +2,9 @@
 //!
 //! Boot control sits behind [`BootControl`]; [`FileBoot`] keeps both slot
 //! images and `boot-state.json` in one directory (tests, and boards without
-//! a bootloader API). The state file is only ever replaced whole: temp
+//! a bootloader API). The U-Boot (`uboot`) and RAUC (`rauc`) backends keep
+//! the same files for what their bootloader does not record (versions, the
+//! last result) and are told each [`Change`] for the part it does. The state file is only ever replaced whole: temp
 //! file, fsync, rename, directory fsync, so a power loss leaves either the
 //! old or the new state, never a torn one.
 
@@ -112,13 +114,26 @@ impl BootState {
             Slot::B => &mut self.b,
         }
     }
-    /// The security version anti-rollback checks against: that of the
-    /// active slot once it is good.
+    /// The security version anti-rollback checks against: the highest of
+    /// the good slots. A pending slot does not count until marked good, but
+    /// running one does not lift the floor the good slot sets; and a
+    /// rollback to an older good slot does not lower it (the newer slot
+    /// may still be good, and was trusted once).
     pub fn installed_security_version(&self) -> Option<u64> {
-        let s = self.slot(self.active);
-        (s.state == SlotState::Good)
-            .then_some(s.security_version)
-            .flatten()
+        [&self.a, &self.b]
+            .into_iter()
+            .filter(|s| s.state == SlotState::Good)
+            .filter_map(|s| s.security_version)
+            .max()
+    }
+
+    /// The good slot a new bundle's version is compared with: the active
+    /// one when good, else the other when good.
+    pub fn installed(&self) -> Option<&SlotInfo> {
+        [self.active, self.active.other()]
+            .into_iter()
+            .map(|s| self.slot(s))
+            .find(|s| s.state == SlotState::Good)
     }
 }
 
@@ -134,22 +149,50 @@ pub enum SlotError {
     NothingBootable,
     #[error("{0}")]
     Refused(String),
+    /// A boot control command (fw_setenv, rauc, ...) could not be run,
+    /// failed, or printed what it should not.
+    #[error("boot control: {0}")]
+    Command(String),
 }
 
 impl SlotError {
     /// `Io`/`Parse`/`NewerFormat` are slot I/O failures (23); a refused
-    /// state change is 24 (README, "Firmware updates").
+    /// state change is 24; a failed boot control command 25 (README,
+    /// "Firmware updates").
     pub fn exit_code(&self) -> i32 {
         match self {
             SlotError::Io(_) | SlotError::Parse(_) | SlotError::NewerFormat(_) => 23,
             SlotError::NothingBootable | SlotError::Refused(_) => 24,
+            SlotError::Command(_) => 25,
         }
     }
+}
+
+/// What the bootloader is told, when its own record (the U-Boot
+/// environment, RAUC's slot status) must follow the state file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Never boot this slot: it is about to be written.
+    Bad(Slot),
+    /// Boot this (newly written, pending) slot first, with
+    /// [`NEW_SLOT_TRIES`] tries.
+    Activate(Slot),
+    /// The running slot passed its readiness check (again: a bootloader
+    /// that counts every boot is refilled each time).
+    Good(Slot),
+    /// Give up on `from`, boot the good `to` first.
+    Rollback { from: Slot, to: Slot },
 }
 
 /// Where the slots and their state live. The install and boot logic only
 /// goes through this.
 pub trait BootControl {
+    /// Tells the bootloader of a change. The file backend has nothing to
+    /// tell: its state file is the whole record.
+    fn tell(&self, change: Change) -> Result<(), SlotError> {
+        let _ = change;
+        Ok(())
+    }
     type Writer: Write;
     type Reader: Read;
     fn load(&self) -> Result<BootState, SlotError>;
@@ -274,9 +317,29 @@ pub fn next_boot(s: &BootState) -> Result<(BootState, Slot), SlotError> {
 
 /// One boot as the bootloader does it: picks the slot and records the try.
 pub fn boot<B: BootControl>(b: &B) -> Result<Slot, SlotError> {
-    let (n, slot) = next_boot(&b.load()?)?;
-    b.store(&n)?;
-    Ok(slot)
+    Ok(boot_recorded(b)?.slot)
+}
+
+/// What one boot came to, for the `boot` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Booted {
+    pub slot: Slot,
+    /// The slot tried first could not boot (out of tries, bad or empty).
+    pub fell_back: bool,
+    /// The state as stored after the boot.
+    pub state: BootState,
+}
+
+/// As [`boot`], with the state it left.
+pub fn boot_recorded<B: BootControl>(b: &B) -> Result<Booted, SlotError> {
+    let before = b.load()?;
+    let (state, slot) = next_boot(&before)?;
+    b.store(&state)?;
+    Ok(Booted {
+        slot,
+        fell_back: slot != before.next,
+        state,
+    })
 }
 
 /// Called by the running system once its readiness check passed: the
@@ -286,7 +349,10 @@ pub fn mark_good<B: BootControl>(b: &B) -> Result<Slot, SlotError> {
     let active = s.active;
     let info = s.slot_mut(active);
     match info.state {
-        SlotState::Good => return Ok(active),
+        SlotState::Good => {
+            b.tell(Change::Good(active))?;
+            return Ok(active);
+        }
         SlotState::Pending => {}
         other => {
             return Err(SlotError::Refused(format!(
@@ -303,6 +369,9 @@ pub fn mark_good<B: BootControl>(b: &B) -> Result<Slot, SlotError> {
         active.as_str()
     ));
     s.next = active;
+    // The bootloader first: until it knows, it would fall back anyway, and
+    // telling it again is harmless.
+    b.tell(Change::Good(active))?;
     b.store(&s)?;
     Ok(active)
 }
@@ -328,6 +397,13 @@ pub fn rollback<B: BootControl>(b: &B) -> Result<Slot, SlotError> {
         active.as_str(),
         other.as_str()
     ));
+    if s.slot(active).state == SlotState::Bad {
+        b.tell(Change::Bad(active))?;
+    }
+    b.tell(Change::Rollback {
+        from: active,
+        to: other,
+    })?;
     b.store(&s)?;
     Ok(other)
 }
@@ -444,6 +520,34 @@ mod tests {
         assert_eq!(boot(&b).unwrap(), Slot::A);
         // Nothing good to go back to from there.
         assert_eq!(rollback(&b).unwrap_err().exit_code(), 24);
+    }
+
+    #[test]
+    fn the_installed_security_version_while_the_new_slot_is_pending_is_the_good_slots() {
+        // Running the new slot before its readiness check: the floor is
+        // still what the good slot holds, not none at all.
+        let s = BootState {
+            a: good("1.0", 4),
+            b: pending("2.0", 5),
+            active: Slot::B,
+            next: Slot::B,
+            ..BootState::default()
+        };
+        assert_eq!(s.installed_security_version(), Some(4));
+        assert_eq!(s.installed().unwrap().version.as_deref(), Some("1.0"));
+    }
+
+    #[test]
+    fn the_installed_security_version_after_a_rollback_is_the_highest_ever_marked_good() {
+        let s = BootState {
+            a: good("1.0", 4),
+            b: good("2.0", 5),
+            active: Slot::A,
+            next: Slot::A,
+            ..BootState::default()
+        };
+        assert_eq!(s.installed_security_version(), Some(5));
+        assert_eq!(BootState::default().installed_security_version(), None);
     }
 
     #[test]

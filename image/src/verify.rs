@@ -33,6 +33,12 @@ pub enum VerifyError {
     WrongHardware { bundle: String, device: String },
     #[error("security version {bundle} is below the installed {installed}")]
     Downgrade { bundle: u64, installed: u64 },
+    #[error("version {bundle} is older than the installed {installed} of the same security version {security_version} (--allow-same-security-downgrade installs it)")]
+    VersionDowngrade {
+        bundle: String,
+        installed: String,
+        security_version: u64,
+    },
     #[error("payload SHA-256 does not match the manifest")]
     PayloadHash,
     #[error("bundle has data after its payload")]
@@ -56,6 +62,7 @@ impl VerifyError {
             VerifyError::Downgrade { .. } => 20,
             VerifyError::PayloadHash => 21,
             VerifyError::TrailingData => 22,
+            VerifyError::VersionDowngrade { .. } => 26,
         }
     }
 }
@@ -103,6 +110,31 @@ pub fn verify_head<R: Read>(r: &mut R, c: &Checks) -> Result<(RawHead, Manifest)
         }
     }
     Ok((head, m))
+}
+
+/// A downgrade within one security version: a bundle of the installed
+/// security version whose version is older than the installed one, refused
+/// unless `allow` (a forced downgrade). A lower security version never gets
+/// here: `verify_head` refuses it whatever is allowed.
+pub fn check_version(
+    m: &Manifest,
+    installed: Option<(&str, u64)>,
+    allow: bool,
+) -> Result<(), VerifyError> {
+    let Some((version, security_version)) = installed else {
+        return Ok(());
+    };
+    if allow
+        || m.security_version != security_version
+        || manifest::compare_versions(&m.version, version).is_ge()
+    {
+        return Ok(());
+    }
+    Err(VerifyError::VersionDowngrade {
+        bundle: m.version.clone(),
+        installed: version.into(),
+        security_version,
+    })
 }
 
 /// Streams `len` payload bytes through SHA-256 into `out`, then checks the

@@ -44,6 +44,7 @@ fn a_fault_after_each_install_step_leaves_the_old_good_slot_bootable_and_a_rerun
         trust: &trust,
         allow_dev_keys: true,
         hardware: "box-v2",
+        allow_same_security_downgrade: false,
     };
     assert_eq!(install::install(&b, &s1).unwrap().slot, Slot::B);
     assert_eq!(slots::boot(&b).unwrap(), Slot::B);
@@ -56,6 +57,7 @@ fn a_fault_after_each_install_step_leaves_the_old_good_slot_bootable_and_a_rerun
         trust: &trust,
         allow_dev_keys: true,
         hardware: "box-v2",
+        allow_same_security_downgrade: false,
     };
     for step in ALL_STEPS {
         let before = b.load().unwrap();
@@ -104,6 +106,7 @@ fn a_tampered_payload_and_a_wrong_key_are_refused_with_slots_and_state_unchanged
         trust: &trust,
         allow_dev_keys: true,
         hardware: "box-v2",
+        allow_same_security_downgrade: false,
     };
     install::install(&b, &s).unwrap();
     slots::boot(&b).unwrap();
@@ -123,6 +126,7 @@ fn a_tampered_payload_and_a_wrong_key_are_refused_with_slots_and_state_unchanged
         trust: &trust,
         allow_dev_keys: true,
         hardware: "box-v2",
+        allow_same_security_downgrade: false,
     };
     assert_eq!(install::install(&b, &s).unwrap_err().exit_code(), 21);
     assert_eq!(snapshot(), before);
@@ -131,7 +135,55 @@ fn a_tampered_payload_and_a_wrong_key_are_refused_with_slots_and_state_unchanged
         trust: &wrong,
         allow_dev_keys: true,
         hardware: "box-v2",
+        allow_same_security_downgrade: false,
     };
     assert_eq!(install::install(&b, &s).unwrap_err().exit_code(), 15);
     assert_eq!(snapshot(), before);
+}
+
+#[derive(Default)]
+struct Recorded {
+    phases: Vec<(install::Phase, u64, u64)>,
+    finished: usize,
+}
+
+impl install::Progress for Recorded {
+    fn start(&mut self, phase: install::Phase, total: u64) {
+        self.phases.push((phase, total, 0));
+    }
+    fn advance(&mut self, bytes: u64) {
+        self.phases.last_mut().unwrap().2 += bytes;
+    }
+    fn finish(&mut self) {
+        self.finished += 1;
+    }
+}
+
+#[test]
+fn progress_is_told_each_pass_over_the_payload_in_order_and_every_byte_of_it() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    keys::keygen(&d.join("key"), KeyKind::Development).unwrap();
+    let trust = keys::read_trust(&d.join("key.pub")).unwrap();
+    let b = FileBoot::new(d);
+    let first = bundle(d, "first", "1.0", 1);
+    let s = Source {
+        bundle: &first,
+        trust: &trust,
+        allow_dev_keys: true,
+        hardware: "box-v2",
+        allow_same_security_downgrade: false,
+    };
+    let mut p = Recorded::default();
+    install::install_with_progress(&b, &s, &mut p).unwrap();
+    use install::Phase::*;
+    assert_eq!(
+        p.phases,
+        [
+            (Verify, 600_000, 600_000),
+            (Write, 600_000, 600_000),
+            (ReadBack, 600_000, 600_000)
+        ]
+    );
+    assert_eq!(p.finished, 3);
 }

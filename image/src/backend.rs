@@ -1,0 +1,49 @@
+//! The boot backend a command runs with (`--boot file|uboot|rauc`), as one
+//! type: all three keep their slot images as files.
+
+use std::fs::File;
+use std::io;
+
+use crate::rauc::Rauc;
+use crate::slots::{BootControl, BootState, Change, FileBoot, Slot, SlotError};
+use crate::uboot::UbootEnv;
+
+pub enum Backend {
+    File(FileBoot),
+    Uboot(UbootEnv),
+    Rauc(Rauc),
+}
+
+macro_rules! each {
+    ($self:ident, $b:ident => $e:expr) => {
+        match $self {
+            Backend::File($b) => $e,
+            Backend::Uboot($b) => $e,
+            Backend::Rauc($b) => $e,
+        }
+    };
+}
+
+impl BootControl for Backend {
+    type Writer = File;
+    type Reader = File;
+
+    fn tell(&self, change: Change) -> Result<(), SlotError> {
+        each!(self, b => b.tell(change))
+    }
+    fn load(&self) -> Result<BootState, SlotError> {
+        each!(self, b => b.load())
+    }
+    fn store(&self, s: &BootState) -> Result<(), SlotError> {
+        each!(self, b => b.store(s))
+    }
+    fn write_slot(&self, slot: Slot) -> io::Result<File> {
+        each!(self, b => b.write_slot(slot))
+    }
+    fn finish_slot(&self, w: File) -> io::Result<()> {
+        each!(self, b => b.finish_slot(w))
+    }
+    fn read_slot(&self, slot: Slot) -> io::Result<File> {
+        each!(self, b => b.read_slot(slot))
+    }
+}
