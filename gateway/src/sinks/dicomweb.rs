@@ -18,7 +18,7 @@
 use super::fhir::auth::Auth;
 use super::fhir::{error_chain, parse_retry_after, truncate};
 use super::{Delivery, Outcome, Sink};
-use crate::config::{DicomWebConfig, Endpoint, FhirAuth};
+use crate::config::{DicomWebConfig, Endpoint};
 use bytes::Bytes;
 use ecko_protocol::dicom::InstanceRecord;
 use sha2::{Digest, Sha256};
@@ -59,17 +59,11 @@ const CHUNK: usize = 256 * 1024;
 
 impl DicomWebSink {
     pub fn new(endpoint: &Endpoint, config: &DicomWebConfig) -> Result<Self, DicomWebSinkError> {
-        let identity = match &config.auth {
-            FhirAuth::ClientCertificate { cert, key } => {
-                Some((crate::config::resolve(cert), crate::config::resolve(key)))
-            }
-            _ => None,
-        };
-        let trust = crate::tls::HttpsTrust {
-            ca_file: config.ca_file.as_deref().map(crate::config::resolve),
-            pinned_cert: config.pinned_cert.as_deref().map(crate::config::resolve),
-            identity,
-        };
+        let trust = super::fhir::https_trust(
+            &config.auth,
+            config.ca_file.as_deref(),
+            config.pinned_cert.as_deref(),
+        );
         let tls = crate::tls::https_client_config(&trust)?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)

@@ -56,17 +56,11 @@ enum Sent {
 
 impl FhirSink {
     pub fn new(endpoint: &Endpoint, config: &FhirSinkConfig) -> Result<Self, FhirSinkError> {
-        let identity = match &config.auth {
-            FhirAuth::ClientCertificate { cert, key } => {
-                Some((crate::config::resolve(cert), crate::config::resolve(key)))
-            }
-            _ => None,
-        };
-        let trust = crate::tls::HttpsTrust {
-            ca_file: config.ca_file.as_deref().map(crate::config::resolve),
-            pinned_cert: config.pinned_cert.as_deref().map(crate::config::resolve),
-            identity,
-        };
+        let trust = https_trust(
+            &config.auth,
+            config.ca_file.as_deref(),
+            config.pinned_cert.as_deref(),
+        );
         let tls = crate::tls::https_client_config(&trust)?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
@@ -317,6 +311,26 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
 
 /// An error with its causes, e.g. "error sending request: tls: invalid peer certificate".
 pub(crate) use crate::with_causes as error_chain;
+
+/// The TLS trust of an HTTPS endpoint with `[endpoint.auth]`, `ca_file`
+/// and `pinned_cert` (FHIR, DICOMweb): a client certificate is its identity.
+pub(crate) fn https_trust(
+    auth: &FhirAuth,
+    ca_file: Option<&std::path::Path>,
+    pinned_cert: Option<&std::path::Path>,
+) -> crate::tls::HttpsTrust {
+    let identity = match auth {
+        FhirAuth::ClientCertificate { cert, key } => {
+            Some((crate::config::resolve(cert), crate::config::resolve(key)))
+        }
+        _ => None,
+    };
+    crate::tls::HttpsTrust {
+        ca_file: ca_file.map(crate::config::resolve),
+        pinned_cert: pinned_cert.map(crate::config::resolve),
+        identity,
+    }
+}
 
 #[cfg(test)]
 mod tests;
