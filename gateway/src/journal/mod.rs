@@ -89,6 +89,7 @@ mod schema;
 mod selection;
 mod stats;
 mod users;
+mod worklist;
 mod writer;
 
 pub use audit::AuditRecord;
@@ -106,6 +107,7 @@ pub use schema::VERSION as SCHEMA_VERSION;
 pub use selection::{BulkOutcome, Selection, BULK_LIMIT};
 pub use stats::{EndpointActivity, EndpointStats};
 pub use users::{AdminUser, NewToken, OpenSession, SessionRecord, TokenRecord, UserError};
+pub use worklist::WorklistEntry;
 
 use ecko_hal::Storage;
 use external::open_reader;
