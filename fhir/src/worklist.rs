@@ -91,6 +91,26 @@ impl WorklistChange {
         }
         format!("{}{:0<6}", self.step.start_date, self.step.start_time)
     }
+
+    /// When the entry may be forgotten (ms since the Unix epoch): `keep_for`
+    /// after its start in `tz`, or after `now` when it has no start, its
+    /// start has passed, or it is no longer offered.
+    pub fn expires_at(
+        &self,
+        keep_for: std::time::Duration,
+        tz: &TimeZone,
+        now: jiff::Timestamp,
+    ) -> i64 {
+        let keep = i64::try_from(keep_for.as_millis()).unwrap_or(i64::MAX / 2);
+        let start = self.start();
+        let start_ms = (self.state.offered() && start.len() == 14)
+            .then(|| jiff::civil::DateTime::strptime("%Y%m%d%H%M%S", &start).ok())
+            .flatten()
+            .and_then(|dt| dt.to_zoned(tz.clone()).ok())
+            .map(|z| z.timestamp().as_millisecond());
+        let now = now.as_millisecond();
+        start_ms.unwrap_or(now).max(now).saturating_add(keep)
+    }
 }
 
 /// The worklist entries `message` sets; `payload` is what the route's

@@ -1,6 +1,7 @@
-//! The Modality Worklist end to end: orders from a RIS over MLLP become
-//! scheduled procedure steps, and modalities written by others (dcmtk's
-//! findscu, pynetdicom) query them.
+//! The Modality Worklist end to end: orders from a RIS over MLLP, and from
+//! the hub over MQTT (mosquitto, paho-mqtt as the hub), become scheduled
+//! procedure steps, and modalities written by others (dcmtk's findscu,
+//! pynetdicom) query them.
 
 use ecko_gateway::journal::{JournalReader, OutboxState};
 use ecko_tests::{eventually, free_port, mllp_ack, msa_code, peer_python, python_script, Gateway};
@@ -10,6 +11,10 @@ use std::time::Duration;
 
 /// A RIS listener, a worklist, and a DICOM SCP serving it.
 fn config(dir: &Path, mllp: u16, scp: u16, max_matches: usize) -> PathBuf {
+    config_with(dir, mllp, scp, max_matches, "")
+}
+
+fn config_with(dir: &Path, mllp: u16, scp: u16, max_matches: usize, extra: &str) -> PathBuf {
     let path = dir.join("gateway.toml");
     std::fs::write(
         &path,
@@ -44,6 +49,7 @@ name = "orders"
 from = ["ris"]
 transform = "none"
 to = ["ct-worklist"]
+{extra}
 "#,
             d = dir.display()
         ),
@@ -267,4 +273,69 @@ fn a_message_that_is_no_order_goes_dead_with_the_reason_instead_of_vanishing() {
     assert_eq!(outbox[0].state, OutboxState::Dead);
     let error = outbox[0].last_error.clone().unwrap_or_default();
     assert!(error.contains("takes orders"), "{error}");
+}
+
+#[test]
+fn an_order_the_hub_publishes_for_the_worklist_is_answered_to_findscu_and_its_revocation_takes_it_off(
+) {
+    use ecko_gateway::config::PayloadFormat;
+    use ecko_gateway::hub::payload::encode;
+    use ecko_tests::mqtt::{hub_publish, Broker};
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"));
+    let d = dir.path().join("gw");
+    std::fs::create_dir_all(&d).unwrap();
+    let (mllp, scp) = (free_port(), free_port());
+    let hub = format!(
+        "\n[hub]\nurl = \"mqtt://127.0.0.1:{}\"\nsite = \"north\"\ndevice = \"rad-1\"\nreconnect_min = \"1s\"\nreconnect_max = \"2s\"\n",
+        broker.port
+    );
+    let cfg = config_with(&d, mllp, scp, 10, &hub);
+    let _gw = Gateway::start(&cfg, &d.join("gw.log"), &[]);
+    let topic = "ecko/north/rad-1/orders";
+    let broker_log = dir.path().join("broker/mosquitto.log");
+    assert!(
+        eventually(Duration::from_secs(15), || std::fs::read_to_string(
+            &broker_log
+        )
+        .unwrap_or_default()
+        .contains(topic)),
+        "the gateway never subscribed to its orders"
+    );
+    let order = |id: &str, status: &str| {
+        encode(
+            PayloadFormat::Cbor,
+            &json!({"v": 1, "id": id, "issued_at": 0, "worklist": "ct-worklist", "bundle": {
+                "resourceType": "Bundle", "type": "collection", "entry": [
+                    {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient",
+                        "identifier": [{"value": "MRN-5"}], "name": [{"family": "HUB", "given": ["HANNA"]}]}},
+                    {"resource": {"resourceType": "ServiceRequest", "status": status, "intent": "order",
+                        "identifier": [{"type": {"coding": [{"code": "ACSN"}]}, "value": "HUB-ACC"}],
+                        "requisition": {"value": "HUB-REQ"}, "subject": {"reference": "urn:uuid:p"},
+                        "occurrenceDateTime": "2099-12-04T10:00:00+01:00",
+                        "code": {"text": "CT thorax"}}}]}}),
+        )
+    };
+    hub_publish(&broker, topic, &order("h-1", "active"));
+    assert!(
+        eventually(Duration::from_secs(15), || findscu(scp, "20991204", "HUB*")
+            .0
+            == ["HUB^HANNA"]),
+        "the hub's order never reached the worklist: {}",
+        findscu(scp, "20991204", "HUB*").1
+    );
+    let (_, text) = findscu(scp, "20991204", "HUB*");
+    assert!(
+        text.contains("[HUB-ACC"),
+        "the accession from the ACSN identifier: {text}"
+    );
+    hub_publish(&broker, topic, &order("h-2", "revoked"));
+    assert!(
+        eventually(Duration::from_secs(15), || findscu(scp, "20991204", "")
+            .0
+            .is_empty()),
+        "the revoked order is still offered"
+    );
 }

@@ -12,8 +12,10 @@
 //! Entries go once `expires_at` has passed (set by the worklist from the
 //! scheduled start and its `keep_for`), with the retention pass.
 
+use super::audit::insert_audit;
+use super::hub_events::insert as insert_event;
 use super::{Journal, JournalError};
-use rusqlite::params;
+use rusqlite::{params, Connection};
 
 /// One entry as a worklist writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,35 @@ pub struct WorklistEntry {
     pub item: String,
 }
 
+fn upsert(
+    conn: &Connection,
+    now: i64,
+    worklist: &str,
+    message_id: Option<i64>,
+    entries: &[WorklistEntry],
+) -> Result<(), JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO worklist_item (worklist, key, state, start, expires_at, item, message_id, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (worklist, key) DO UPDATE SET
+           state = excluded.state, start = excluded.start, expires_at = excluded.expires_at,
+           item = excluded.item, message_id = excluded.message_id, updated_at = excluded.updated_at",
+    )?;
+    for e in entries {
+        stmt.execute(params![
+            worklist,
+            e.key,
+            e.state,
+            e.start,
+            e.expires_at,
+            e.item,
+            message_id,
+            now
+        ])?;
+    }
+    Ok(())
+}
+
 impl Journal {
     /// Sets the entries of `worklist` that message `message_id` carried, in
     /// one transaction.
@@ -37,26 +68,53 @@ impl Journal {
         entries: Vec<WorklistEntry>,
     ) -> Result<(), JournalError> {
         let worklist = worklist.to_string();
+        self.write(move |conn, cx| upsert(conn, cx.now, &worklist, Some(message_id), &entries))
+            .await
+    }
+
+    /// Sets the entries of `worklist` that the hub's order message
+    /// `hub_message` carried, as `actor`, with its audit record and the
+    /// `order.accepted` hub event, in one transaction. A second delivery
+    /// of the same message rewrites the same entries.
+    pub async fn apply_hub_worklist(
+        &self,
+        actor: &str,
+        hub_message: &str,
+        worklist: &str,
+        entries: Vec<WorklistEntry>,
+    ) -> Result<(), JournalError> {
+        let (actor, hub_message, worklist) = (
+            actor.to_string(),
+            hub_message.to_string(),
+            worklist.to_string(),
+        );
         self.write(move |conn, cx| {
-            let mut stmt = conn.prepare_cached(
-                "INSERT INTO worklist_item (worklist, key, state, start, expires_at, item, message_id, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (worklist, key) DO UPDATE SET
-                   state = excluded.state, start = excluded.start, expires_at = excluded.expires_at,
-                   item = excluded.item, message_id = excluded.message_id, updated_at = excluded.updated_at",
+            upsert(conn, cx.now, &worklist, None, &entries)?;
+            let keys: Vec<String> = entries
+                .iter()
+                .map(|e| format!("{} {}", e.key, e.state))
+                .collect();
+            insert_audit(
+                conn,
+                cx.now,
+                &actor,
+                "worklist.order",
+                Some(&worklist),
+                Some(&format!("hub message {hub_message}: {}", keys.join(", "))),
             )?;
-            for e in entries {
-                stmt.execute(params![
-                    worklist,
-                    e.key,
-                    e.state,
-                    e.start,
-                    e.expires_at,
-                    e.item,
-                    message_id,
-                    cx.now
-                ])?;
-            }
+            let detail = serde_json::json!({
+                "message_id": hub_message,
+                "worklist": worklist,
+                "refs": entries.iter().map(|e| &e.key).collect::<Vec<_>>(),
+                "duplicate": false,
+            });
+            insert_event(
+                conn,
+                cx.now,
+                "order.accepted",
+                Some(&worklist),
+                Some(&detail.to_string()),
+            )?;
             Ok(())
         })
         .await

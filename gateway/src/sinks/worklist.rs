@@ -46,20 +46,6 @@ impl WorklistSink {
         }
     }
 
-    /// When an entry may go: `keep_for` after its start, or after now when
-    /// it has no start, has started already, or is no longer offered.
-    fn expires(&self, change: &WorklistChange, tz: &TimeZone, now: jiff::Timestamp) -> i64 {
-        let keep = i64::try_from(self.keep_for.as_millis()).unwrap_or(i64::MAX / 2);
-        let start = change.start();
-        let start_ms = (change.state.offered() && start.len() == 14)
-            .then(|| jiff::civil::DateTime::strptime("%Y%m%d%H%M%S", &start).ok())
-            .flatten()
-            .and_then(|dt| dt.to_zoned(tz.clone()).ok())
-            .map(|z| z.timestamp().as_millisecond());
-        let now = now.as_millisecond();
-        start_ms.unwrap_or(now).max(now).saturating_add(keep)
-    }
-
     async fn one(&self, d: &Delivery) -> Outcome {
         let tz = d
             .message
@@ -88,7 +74,7 @@ impl WorklistSink {
         let kept = found
             .into_iter()
             .map(|c| {
-                let expires = self.expires(&c, &tz, now);
+                let expires = c.expires_at(self.keep_for, &tz, now);
                 (c, expires)
             })
             .collect();
