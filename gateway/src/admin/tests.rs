@@ -264,6 +264,8 @@ const PAGE_POSTS: &[&str] = &[
     "/messages/1/retry",
     "/messages/1/discard",
     "/errors/retry",
+    "/errors/group/retry",
+    "/errors/group/discard",
     "/users",
     "/logout",
 ];
@@ -2919,4 +2921,90 @@ async fn an_admin_sees_every_open_session_and_ends_one_which_logs_its_browser_ou
         .await;
     assert_eq!(viewer_try.status, StatusCode::FORBIDDEN);
     assert_eq!(s.get("/", Some(&admin)).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_errors_page_groups_failures_by_cause_and_retries_or_discards_a_group_in_one_action() {
+    let s = site().await;
+    let b = s.login("op", "operator").await;
+    let first = s.dead("A").await;
+    let second = s.dead("B").await;
+    let page = s.get("/errors", Some(&b)).await;
+    assert!(page.body.contains("id=\"error-groups\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("archive fails on its side (HTTP 503)</strong>: 2 messages since"),
+        "one group for both messages, in plain words: {}",
+        page.body
+    );
+    let key = page
+        .body
+        .split("data-key=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let r = s
+        .post_form(
+            "/errors/group/discard",
+            Some(&b),
+            &[("csrf", &b.csrf), ("key", &key), ("reason", " ")],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "a discard needs a reason"
+    );
+    let r = s
+        .post_form(
+            "/errors/group/retry",
+            Some(&b),
+            &[("csrf", &b.csrf), ("key", &key), ("back", "/errors")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, "/errors?retried=2")
+    );
+    for id in [first, second] {
+        assert_eq!(
+            s.journal.outbox_of(id).await.unwrap()[0].state,
+            crate::journal::OutboxState::Queued
+        );
+    }
+    let audit = s.journal.audit_log(None, 10).await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.action == "message.retry"
+            && a.target.as_deref().is_some_and(|t| t.contains("HTTP 503"))),
+        "{audit:?}"
+    );
+    // Dead again, then discarded as a group: off the page.
+    s.attempt(Settlement::Dead {
+        error: "HTTP 503 from hub".into(),
+        duration_ms: 3,
+    })
+    .await;
+    let r = s
+        .post_form(
+            "/errors/group/discard",
+            Some(&b),
+            &[("csrf", &b.csrf), ("key", &key), ("reason", "hub retired")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, "/errors?discarded=2")
+    );
+    let page = s.get("/errors", Some(&b)).await;
+    assert!(!page.body.contains("id=\"error-groups\""), "{}", page.body);
+    let viewer = s.login("view", "viewer").await;
+    let r = s
+        .post_form(
+            "/errors/group/retry",
+            Some(&viewer),
+            &[("csrf", &viewer.csrf), ("key", &key)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
 }

@@ -75,6 +75,7 @@
 mod audit;
 mod browse;
 pub mod external;
+mod failures;
 mod hub_commands;
 mod hub_events;
 mod hub_orders;
@@ -94,6 +95,7 @@ mod writer;
 
 pub use audit::AuditRecord;
 pub use browse::{state_name, DeliveryState, MessageFilter, MessagePage, MessageSummary};
+pub use failures::FailedDelivery;
 pub use hub_events::{Backlog, HubEvent, HUB_EVENTS_KEPT};
 pub use hub_orders::{HubOrder, HubOrderOutcome};
 pub use ingest::{Destination, IngestError, Receipt};
