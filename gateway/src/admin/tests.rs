@@ -3008,3 +3008,47 @@ async fn the_errors_page_groups_failures_by_cause_and_retries_or_discards_a_grou
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn retries_that_failed_the_same_way_are_one_history_line_with_their_count_and_span() {
+    let s = site().await;
+    let b = s.login("view", "viewer").await;
+    let id = s.ingest("C1", "P1").await;
+    for n in 0..5 {
+        s.attempt(Settlement::Retry {
+            error: format!("connection refused (os error 111) after {n} ms"),
+            duration_ms: 2,
+            retry_at: 0,
+        })
+        .await;
+    }
+    s.attempt(Settlement::Retry {
+        error: "HTTP 503 from hub".into(),
+        duration_ms: 2,
+        retry_at: 0,
+    })
+    .await;
+    s.attempt(Settlement::Delivered {
+        response: None,
+        duration_ms: 1,
+    })
+    .await;
+    let page = s.get(&format!("/messages/{id}"), Some(&b)).await;
+    let history = page.body.split("id=\"history\"").nth(1).unwrap();
+    let history = history.split("</table>").next().unwrap();
+    assert_eq!(history.matches("5 attempts").count(), 1, "{history}");
+    assert_eq!(
+        history.matches("connection refused").count(),
+        1,
+        "{history}"
+    );
+    assert!(
+        history.contains("HTTP 503 from hub"),
+        "another error is its own line: {history}"
+    );
+    assert_eq!(
+        history.matches("class=\"collapsed\"").count(),
+        1,
+        "{history}"
+    );
+}
