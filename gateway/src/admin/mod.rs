@@ -165,6 +165,7 @@ impl AdminState {
 pub fn router(state: Shared) -> Router {
     let protected = Router::new()
         .route("/", get(pages::dashboard))
+        .route("/dashboard/live", get(pages::dashboard_live))
         .route("/logs", get(pages::logs))
         .route("/logs/stream", get(pages::log_stream))
         .route("/messages/{id}", get(pages::message))

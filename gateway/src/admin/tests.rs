@@ -250,6 +250,7 @@ impl Site {
 
 const PAGES: &[&str] = &[
     "/",
+    "/dashboard/live",
     "/logs",
     "/logs/stream",
     "/messages/1",
@@ -3051,4 +3052,36 @@ async fn retries_that_failed_the_same_way_are_one_history_line_with_their_count_
         1,
         "{history}"
     );
+}
+
+#[tokio::test]
+async fn the_dashboards_live_part_is_the_table_alone_and_follows_new_messages() {
+    let s = site().await;
+    let b = s.login("view", "viewer").await;
+    let today = |body: &str| {
+        body.split("data-name=\"inbox\"")
+            .nth(1)
+            .and_then(|r| r.split("class=\"today\">").nth(1))
+            .and_then(|r| r.split('<').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let page = s.get("/", Some(&b)).await;
+    assert!(
+        page.body.contains("data-live=\"/dashboard/live\""),
+        "{}",
+        page.body
+    );
+    let before = s.get("/dashboard/live", Some(&b)).await;
+    assert_eq!(before.status, StatusCode::OK);
+    assert!(
+        !before.body.contains("<html"),
+        "a fragment, not a page: {}",
+        before.body
+    );
+    assert!(before.body.contains("id=\"endpoints\""));
+    assert_eq!(today(&before.body), "0", "{}", before.body);
+    s.ingest("LIVE-1", "P1").await;
+    let after = s.get("/dashboard/live", Some(&b)).await;
+    assert_eq!(today(&after.body), "1", "{}", after.body);
 }
