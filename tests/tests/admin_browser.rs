@@ -190,6 +190,24 @@ impl Driver {
         let e = self.find(css);
         self.cmd("POST", &format!("/element/{e}/click"), Some(json!({})));
     }
+    /// Sets the window's outer size.
+    fn resize(&self, width: u32, height: u32) {
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
+    /// Runs `script` in the page and returns its value.
+    fn run(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
     fn screenshot(&self, dir: &Path, name: &str) {
         let b64 = self.cmd("GET", "/screenshot", None);
         let png = base64_decode(b64.as_str().unwrap_or(""));
@@ -507,4 +525,26 @@ listen = "127.0.0.1:{port}"
         s.contains("id=\"endpoint-form\"")
     });
     b.screenshot(&shots, "9-endpoint-edit");
+
+    // At a tablet's and a phone's width every page stays within the
+    // window (tables scroll in their own box), and the navigation wraps.
+    for (width, name) in [(1400, "wide"), (768, "tablet"), (420, "phone")] {
+        b.resize(width, 900);
+        for (path, shot) in [
+            ("/", "dashboard"),
+            ("/logs", "logs"),
+            ("/errors", "errors"),
+            ("/endpoints/archive/edit", "form"),
+        ] {
+            b.go(&format!("{base}{path}"));
+            let fits =
+                b.run("return document.documentElement.scrollWidth <= window.innerWidth + 1;");
+            assert_eq!(
+                fits,
+                json!(true),
+                "{path} is wider than the window at {width} px"
+            );
+            b.screenshot(&shots, &format!("10-{name}-{shot}"));
+        }
+    }
 }
