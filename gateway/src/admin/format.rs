@@ -14,7 +14,7 @@ pub fn rfc3339(ms: i64, tz: &jiff::tz::TimeZone) -> String {
     zoned(ms, tz, "%Y-%m-%dT%H:%M:%S%.3f%:z")
 }
 
-fn zoned(ms: i64, tz: &jiff::tz::TimeZone, pattern: &str) -> String {
+pub fn zoned(ms: i64, tz: &jiff::tz::TimeZone, pattern: &str) -> String {
     match jiff::Timestamp::from_millisecond(ms) {
         Ok(t) => t.to_zoned(tz.clone()).strftime(pattern).to_string(),
         Err(_) => ms.to_string(),

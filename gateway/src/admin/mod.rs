@@ -176,6 +176,7 @@ pub fn router(state: Shared) -> Router {
         .route("/errors/group/retry", post(pages::retry_group))
         .route("/errors/group/discard", post(pages::discard_group))
         .route("/stats", get(pages::stats))
+        .route("/stats.csv", get(pages::stats_csv))
         .route(
             "/settings",
             get(pages::config::settings).post(pages::config::save),

@@ -251,6 +251,7 @@ impl Site {
 const PAGES: &[&str] = &[
     "/",
     "/dashboard/live",
+    "/stats.csv",
     "/logs",
     "/logs/stream",
     "/messages/1",
@@ -1988,6 +1989,40 @@ async fn the_stats_give_exact_volume_success_rate_average_and_p95_for_known_dura
     );
     let page = s.get("/stats?window=1h", Some(&b)).await;
     assert!(page.body.contains("51.2 %"), "21 of 41 attempts");
+    // One window at a time, with the median and p99 beside p95.
+    let table = page.body.split("id=\"stats\"").nth(1).unwrap();
+    let table = table.split("</table>").next().unwrap();
+    assert_eq!(table.matches("<tr><td>archive</td>").count(), 1, "{table}");
+    assert!(table.contains("<th>p50</th>") && table.contains("<th>p99</th>"));
+    // The chart: an axis, time labels, hover titles naming the series.
+    assert!(page.body.contains("class=\"axis\""), "{}", page.body);
+    assert!(page.body.contains("<title>delivered: "), "{}", page.body);
+    assert!(page.body.contains("class=\"s-failed\""));
+    // The same buckets as CSV, delivered and failed adding up.
+    let csv = s.get("/stats.csv?window=1h", Some(&b)).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(
+        csv.body
+            .starts_with("endpoint,bucket_start,bucket_end,received,delivered,failed\n"),
+        "{}",
+        csv.body
+    );
+    let (mut delivered, mut failed) = (0u64, 0u64);
+    for line in csv
+        .body
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with("archive,"))
+    {
+        let f: Vec<&str> = line.split(',').collect();
+        delivered += f[4].parse::<u64>().unwrap();
+        failed += f[5].parse::<u64>().unwrap();
+    }
+    assert_eq!((delivered, failed), (21, 20), "{}", csv.body);
+    assert_eq!(
+        s.get("/stats.csv?window=2y", Some(&b)).await.status,
+        StatusCode::BAD_REQUEST
+    );
 
     // Outside the window: nothing.
     s.clock.advance(2 * 3_600_000);

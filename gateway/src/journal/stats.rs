@@ -44,6 +44,9 @@ pub struct EndpointStats {
     /// upper bound of its duration bucket.
     pub avg_ms: Option<f64>,
     pub p95_ms: Option<i64>,
+    /// The median and the 99th percentile, read the same way as `p95_ms`.
+    pub p50_ms: Option<i64>,
+    pub p99_ms: Option<i64>,
     /// Inbound transmissions refused as incomplete (ASTM) in the window.
     /// HL7 messages answered `AE`/`AR` are not journalled and not counted.
     pub rejected: u64,
@@ -51,6 +54,10 @@ pub struct EndpointStats {
     pub rejection_rate: Option<f64>,
     /// Messages (received or delivered) per bucket, oldest first.
     pub buckets: Vec<u64>,
+    /// The same buckets per series: received, delivered, failed attempts.
+    pub received_buckets: Vec<u64>,
+    pub delivered_buckets: Vec<u64>,
+    pub failed_buckets: Vec<u64>,
 }
 
 impl Journal {
@@ -188,6 +195,9 @@ fn endpoint_stats(
         let mut s = EndpointStats {
             name: name.clone(),
             buckets: vec![0; buckets],
+            received_buckets: vec![0; buckets],
+            delivered_buckets: vec![0; buckets],
+            failed_buckets: vec![0; buckets],
             ..Default::default()
         };
         let mut duration_sum = 0i64;
@@ -216,7 +226,11 @@ fn endpoint_stats(
             s.failed += failed as u64;
             duration_sum += sum;
             duration_max = duration_max.max(max);
-            s.buckets[bucket(minute)] += (received + delivered) as u64;
+            let b = bucket(minute);
+            s.buckets[b] += (received + delivered) as u64;
+            s.received_buckets[b] += received as u64;
+            s.delivered_buckets[b] += delivered as u64;
+            s.failed_buckets[b] += failed as u64;
         }
         if s.attempts > 0 {
             s.success_rate = Some(s.delivered as f64 / s.attempts as f64);
@@ -228,7 +242,9 @@ fn endpoint_stats(
                     Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)?))
                 })?
                 .collect::<Result<_, _>>()?;
+            s.p50_ms = Some(percentile(&counts, 0.50, duration_max));
             s.p95_ms = Some(percentile(&counts, 0.95, duration_max));
+            s.p99_ms = Some(percentile(&counts, 0.99, duration_max));
         }
         if s.received + rejected > 0 {
             s.rejected = rejected;
