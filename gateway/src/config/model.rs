@@ -413,6 +413,8 @@ pub enum EndpointKind {
     Dicom(super::DicomConfig),
     /// DICOMweb: stored objects sent to a server by STOW-RS.
     DicomWeb(super::DicomWebConfig),
+    /// REST over HTTP(S): a listener (`listen`) or a sender (`url`).
+    Rest(super::RestConfig),
 }
 
 impl EndpointKind {
@@ -428,6 +430,7 @@ impl EndpointKind {
             EndpointKind::AstmTcp(_) => "astm-tcp",
             EndpointKind::Dicom(_) => "dicom",
             EndpointKind::DicomWeb(_) => "dicomweb",
+            EndpointKind::Rest(_) => "rest",
         }
     }
 }

@@ -1,0 +1,153 @@
+use super::*;
+use base64::Engine;
+use jsonwebtoken::{EncodingKey, Header};
+
+/// A P-256 key pair: the signing key and its JWK.
+fn key_pair(kid: &str) -> (EncodingKey, serde_json::Value) {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let raw = pair.public_key_raw();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
+        "x": b64(&raw[1..33]), "y": b64(&raw[33..65]),
+    });
+    (EncodingKey::from_ec_der(&pair.serialize_der()), jwk)
+}
+
+fn bearer(jwks: serde_json::Value, scope: Option<&str>) -> Check {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, serde_json::json!({ "keys": jwks }).to_string()).unwrap();
+    Check::from_config(&RestAuth::Bearer {
+        jwks_file: Some(path),
+        jwks_url: None,
+        issuer: Some("https://idp.example".into()),
+        audience: Some("ecko".into()),
+        scope: scope.map(str::to_string),
+    })
+    .unwrap()
+}
+
+fn token(key: &EncodingKey, kid: &str, claims: serde_json::Value) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+fn claims(exp_from_now: i64, scope: &str) -> serde_json::Value {
+    let now = jiff::Timestamp::now().as_second();
+    serde_json::json!({
+        "iss": "https://idp.example", "aud": "ecko", "sub": "lis",
+        "exp": now + exp_from_now, "scope": scope,
+    })
+}
+
+fn with_bearer(token: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    h
+}
+
+#[tokio::test]
+async fn an_api_key_is_taken_only_when_it_is_the_configured_one() {
+    let check = Check::from_config(&RestAuth::ApiKey {
+        header: "X-API-Key".into(),
+        key: "s3cret".into(),
+    })
+    .unwrap();
+    let mut h = HeaderMap::new();
+    assert!(matches!(
+        check.check(&h).await,
+        Err(Denied::Unauthenticated(_))
+    ));
+    h.insert("x-api-key", "s3cre".parse().unwrap());
+    assert!(matches!(
+        check.check(&h).await,
+        Err(Denied::Unauthenticated(_))
+    ));
+    h.insert("x-api-key", "s3cret".parse().unwrap());
+    assert_eq!(check.check(&h).await, Ok(()));
+}
+
+#[tokio::test]
+async fn a_bearer_token_signed_by_a_key_of_the_jwks_is_taken() {
+    let (key, jwk) = key_pair("k1");
+    let check = bearer(serde_json::json!([jwk]), Some("results.write"));
+    let t = token(&key, "k1", claims(300, "openid results.write"));
+    assert_eq!(check.check(&with_bearer(&t)).await, Ok(()));
+}
+
+#[tokio::test]
+async fn a_bearer_token_that_is_expired_foreign_or_for_another_audience_is_refused() {
+    let (key, jwk) = key_pair("k1");
+    let (other, _) = key_pair("k1");
+    let check = bearer(serde_json::json!([jwk]), None);
+    let expired = token(&key, "k1", claims(-600, ""));
+    let foreign = token(&other, "k1", claims(300, ""));
+    let mut wrong_aud = claims(300, "");
+    wrong_aud["aud"] = "someone-else".into();
+    let wrong_aud = token(&key, "k1", wrong_aud);
+    let unknown_kid = token(&key, "k2", claims(300, ""));
+    for t in [expired, foreign, wrong_aud, unknown_kid, "garbage".into()] {
+        assert!(
+            matches!(
+                check.check(&with_bearer(&t)).await,
+                Err(Denied::Unauthenticated(_))
+            ),
+            "{t}"
+        );
+    }
+    assert!(matches!(
+        check.check(&HeaderMap::new()).await,
+        Err(Denied::Unauthenticated(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_valid_token_without_the_required_scope_is_forbidden() {
+    let (key, jwk) = key_pair("k1");
+    let check = bearer(serde_json::json!([jwk]), Some("results.write"));
+    let t = token(&key, "k1", claims(300, "results.read"));
+    assert!(matches!(
+        check.check(&with_bearer(&t)).await,
+        Err(Denied::Forbidden(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_token_whose_algorithm_does_not_fit_the_key_is_refused_without_a_panic() {
+    let (key, jwk) = key_pair("k1");
+    let check = bearer(serde_json::json!([jwk]), None);
+    let t = token(&key, "k1", claims(300, ""));
+    // The same token relabelled: RS256 (another family), HS256 (the public
+    // key as an HMAC secret), ES384 (another curve).
+    let (_, rest) = t.split_once('.').unwrap();
+    for alg in ["RS256", "HS256", "ES384"] {
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"k1"}}"#));
+        let forged = format!("{header}.{rest}");
+        assert!(
+            matches!(
+                check.check(&with_bearer(&forged)).await,
+                Err(Denied::Unauthenticated(_))
+            ),
+            "{alg}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_symmetric_key_in_the_jwks_verifies_nothing() {
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let jwk = serde_json::json!({"kty":"oct","kid":"h","k":
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)});
+    let check = bearer(serde_json::json!([jwk]), None);
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("h".into());
+    let t =
+        jsonwebtoken::encode(&header, &claims(300, ""), &EncodingKey::from_secret(secret)).unwrap();
+    assert!(matches!(
+        check.check(&with_bearer(&t)).await,
+        Err(Denied::Unauthenticated(_))
+    ));
+}
