@@ -454,3 +454,83 @@ fn check_template(text: &str) -> Result<(), String> {
         .map(|_| ())
         .map_err(|e| format!("not a template: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn errors(keys: &str) -> String {
+        let text = format!(
+            "[journal]\npath = \"j.db\"\n[[endpoint]]\nname = \"api\"\ntype = \"rest\"\n{keys}\n"
+        );
+        match Config::parse(&text, "t.toml", |_| None) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const PATH: &str = "[[endpoint.paths]]\npath = \"/fhir\"\n";
+
+    #[test]
+    fn a_listener_serves_https_unless_plain_http_is_asked_for_on_loopback() {
+        let e = errors(&format!("listen = \"0.0.0.0:8081\"\n{PATH}"));
+        assert!(e.contains("serves HTTPS"), "{e}");
+        let e = errors(&format!(
+            "listen = \"0.0.0.0:8081\"\nplain_http = true\n{PATH}"
+        ));
+        assert!(e.contains("loopback address only"), "{e}");
+        assert_eq!(
+            errors(&format!(
+                "listen = \"127.0.0.1:8081\"\nplain_http = true\n{PATH}"
+            )),
+            ""
+        );
+        assert_eq!(
+            errors(&format!(
+                "listen = \"[::]:8081\"\ntls = {{ cert = \"c.pem\", key = \"k.pem\" }}\n{PATH}"
+            )),
+            ""
+        );
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_at_their_key() {
+        let listener = "listen = \"127.0.0.1:8081\"\nplain_http = true\n";
+        for (keys, expected) in [
+            (format!("{listener}"), "at least one `[[endpoint.paths]]`"),
+            (format!("{listener}[[endpoint.paths]]\npath = \"fhir\"\n"), "not a path"),
+            (format!("{listener}{PATH}{PATH}"), "twice"),
+            (format!("{listener}rate_limit = {{ per_second = 0 }}\n{PATH}"), "`per_second` above zero"),
+            (format!("{listener}{PATH}[endpoint.auth]\ntype = \"oauth2\"\ntoken_url = \"https://x\"\nclient_id = \"a\"\nclient_secret = \"b\"\n"), "a listener checks `bearer`"),
+            (format!("{listener}{PATH}[endpoint.auth]\ntype = \"bearer\"\n"), "exactly one of `jwks_file` and `jwks_url`"),
+            (format!("{listener}{PATH}[endpoint.auth]\ntype = \"client-certificate\"\n"), "require_client_cert = true"),
+            (format!("{listener}{PATH}[endpoint.auth]\ntype = \"api-key\"\nkey = \" \"\n"), "`auth.key` is empty"),
+            (format!("{listener}body = \"x\"\n{PATH}"), "a sender's"),
+            ("url = \"https://a\"\nlisten = \"127.0.0.1:1\"".into(), "not both"),
+            ("plain_http = true".into(), "needs `listen`"),
+            ("url = \"ftp://a\"".into(), "http:// or https://"),
+            ("url = \"https://a/{{ msg.id\"".into(), "not a template"),
+            ("url = \"https://a\"\ncapture = [\"id\"]".into(), "not a JSON pointer"),
+            ("url = \"https://a\"\n[endpoint.headers]\n\"bad header\" = \"x\"".into(), "not a header name"),
+            ("url = \"https://a\"\n[endpoint.auth]\ntype = \"bearer\"\njwks_file = \"j\"".into(), "a sender uses `oauth2`"),
+            (format!("url = \"https://a\"\n{PATH}"), "a listener's"),
+        ] {
+            let e = errors(&keys);
+            assert!(e.contains(expected), "{keys}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_sender_presents_its_auth_as_the_fhir_sink_would() {
+        let text = "[journal]\npath = \"j.db\"\n[[endpoint]]\nname = \"api\"\ntype = \"rest\"\nurl = \"https://a\"\n[endpoint.auth]\ntype = \"client-certificate\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
+        let c = Config::parse(text, "t.toml", |_| None).unwrap();
+        let crate::config::EndpointKind::Rest(r) = &c.endpoints[0].kind else {
+            unreachable!()
+        };
+        assert!(matches!(
+            r.sender_auth(),
+            crate::config::FhirAuth::ClientCertificate { .. }
+        ));
+        assert_eq!(c.endpoints[0].direction, crate::config::Direction::Outbound);
+    }
+}

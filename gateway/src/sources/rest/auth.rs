@@ -9,11 +9,11 @@
 //! key when the set has one and the token names none), with the algorithm
 //! its header names only if that algorithm fits the key (an RSA key takes
 //! RS*/PS*, a P-256 key ES256, a P-384 key ES384, an Ed25519 key EdDSA):
-//! symmetric keys and `HS*` are refused outright, since a public JWKS must
-//! never verify a token signed with itself as the secret, and the check
-//! keeps the `jsonwebtoken` crate from ever being handed a key of another
-//! family (where it would panic). `exp` is required, `iss` and `aud` when
-//! configured; a `scope` that the token lacks is 403, not 401.
+//! symmetric (`oct`) keys and `HS*` are refused outright: a JWKS is public,
+//! and a key anyone can read must never verify a token (the crate itself
+//! refuses a key of another family; this check is kept in front of it).
+//! `exp` is required, `iss` and `aud` when configured; a `scope` that the
+//! token lacks is 403, not 401.
 //!
 //! A JWKS file is read at start; a JWKS URL is fetched on first use and
 //! again when a token names a key it does not hold (at most every 30 s),

@@ -117,18 +117,37 @@ async fn a_valid_token_without_the_required_scope_is_forbidden() {
 #[tokio::test]
 async fn a_token_whose_algorithm_does_not_fit_the_key_is_refused_without_a_panic() {
     let (key, jwk) = key_pair("k1");
-    let check = bearer(serde_json::json!([jwk]), None);
+    // An RSA key beside it: an ES256 token naming it is refused.
+    let rsa = serde_json::json!({"kty": "RSA", "kid": "r", "n": "sXch", "e": "AQAB"});
+    let check = bearer(serde_json::json!([jwk.clone(), rsa]), None);
+    let es_for_rsa = token(&key, "r", claims(300, ""));
+    assert!(matches!(
+        check.check(&with_bearer(&es_for_rsa)).await,
+        Err(Denied::Unauthenticated(_))
+    ));
+    // HS256 signed with the public key itself as the HMAC secret: the
+    // classic confusion, refused.
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut point = vec![4u8];
+    point.extend(b64.decode(jwk["x"].as_str().unwrap()).unwrap());
+    point.extend(b64.decode(jwk["y"].as_str().unwrap()).unwrap());
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("k1".into());
+    let forged =
+        jsonwebtoken::encode(&header, &claims(300, ""), &EncodingKey::from_secret(&point)).unwrap();
+    assert!(matches!(
+        check.check(&with_bearer(&forged)).await,
+        Err(Denied::Unauthenticated(_))
+    ));
+    // The genuine token relabelled with another family or curve.
     let t = token(&key, "k1", claims(300, ""));
-    // The same token relabelled: RS256 (another family), HS256 (the public
-    // key as an HMAC secret), ES384 (another curve).
     let (_, rest) = t.split_once('.').unwrap();
-    for alg in ["RS256", "HS256", "ES384"] {
-        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"k1"}}"#));
-        let forged = format!("{header}.{rest}");
+    for alg in ["RS256", "ES384"] {
+        let header = b64.encode(format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"k1"}}"#));
+        let relabelled = format!("{header}.{rest}");
         assert!(
             matches!(
-                check.check(&with_bearer(&forged)).await,
+                check.check(&with_bearer(&relabelled)).await,
                 Err(Denied::Unauthenticated(_))
             ),
             "{alg}"

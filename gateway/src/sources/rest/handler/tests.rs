@@ -32,7 +32,7 @@ path = "{d}/j.db"
 name = "api"
 type = "rest"
 listen = "127.0.0.1:0"
-plain_http = true
+{plain}
 {settings}
 [[endpoint]]
 name = "archive"
@@ -43,7 +43,12 @@ name = "all"
 from = ["api"]
 to = ["archive"]
 "#,
-        d = dir.path().display()
+        d = dir.path().display(),
+        plain = if settings.contains("[endpoint.tls]") {
+            ""
+        } else {
+            "plain_http = true"
+        },
     );
     let config = Config::parse(&text, "t.toml", |_| None).unwrap();
     let disk = SimStorage::new(u64::MAX);
@@ -319,4 +324,67 @@ async fn json_and_text_paths_take_their_own_bodies_with_their_message_types() {
         h.post("/notes", "application/json", "{}").await.status(),
         415
     );
+}
+
+fn https_client(pki: &crate::tls::test_pki::Pki, with_cert: bool) -> reqwest::Client {
+    let tls = crate::tls::https_client_config(&crate::tls::HttpsTrust {
+        ca_file: Some(pki.ca.clone()),
+        pinned_cert: None,
+        identity: with_cert.then(|| (pki.client_cert.clone(), pki.client_key.clone())),
+    })
+    .unwrap();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_client_certificates_only_a_client_with_one_from_the_ca_is_served() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = crate::tls::test_pki::create(pki_dir.path());
+    let h = harness(&format!(
+        "[endpoint.tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\nrequire_client_cert = true\n\
+         [endpoint.auth]\ntype = \"client-certificate\"\n{FHIR_PATH}",
+        pki.server_cert, pki.server_key, pki.ca
+    ))
+    .await;
+    let url = format!("https://localhost:{}/fhir", h.addr.port());
+    let post = |c: reqwest::Client| {
+        let url = url.clone();
+        async move {
+            c.post(url)
+                .header("content-type", "application/fhir+json")
+                .body(OBSERVATION)
+                .send()
+                .await
+        }
+    };
+    assert!(
+        post(https_client(&pki, false)).await.is_err(),
+        "no certificate, no TLS"
+    );
+    let r = post(https_client(&pki, true)).await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(h.journal.message_ids().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = harness(&format!("body_timeout = \"1s\"\n{FHIR_PATH}")).await;
+    let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    s.write_all(
+        b"POST /fhir HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nContent-Length: 100\r\n\r\n{\"resourceType\"",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer))
+        .await
+        .expect("answered, not left hanging")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(h.journal.message_ids().await.unwrap().is_empty());
 }
