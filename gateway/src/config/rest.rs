@@ -497,7 +497,7 @@ mod tests {
     fn settings_that_cannot_work_are_refused_at_their_key() {
         let listener = "listen = \"127.0.0.1:8081\"\nplain_http = true\n";
         for (keys, expected) in [
-            (format!("{listener}"), "at least one `[[endpoint.paths]]`"),
+            (listener.to_string(), "at least one `[[endpoint.paths]]`"),
             (format!("{listener}[[endpoint.paths]]\npath = \"fhir\"\n"), "not a path"),
             (format!("{listener}{PATH}{PATH}"), "twice"),
             (format!("{listener}rate_limit = {{ per_second = 0 }}\n{PATH}"), "`per_second` above zero"),
