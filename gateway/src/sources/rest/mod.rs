@@ -22,8 +22,9 @@
 //!   ([`ecko_fhir::inbound`]), JSON that is not JSON, text that is not
 //!   UTF-8;
 //! - 422 no route takes the message; 503 with `Retry-After` when the
-//!   journal refuses it (disk full, over its cap) or the endpoint is
-//!   disabled: the client keeps its copy and tries again.
+//!   journal refuses it (disk full, over its cap, the endpoint disabled
+//!   while the request was in flight): the client keeps its copy and
+//!   tries again.
 //!
 //! Otherwise 201 (one message) or 202 (a Bundle split per entry) once the
 //! messages have committed, with `Location: /messages/<id>` of the first,
