@@ -5,7 +5,7 @@
 //! operator looks for, `[endpoint.auth]` and the HTTP vocabulary, and the
 //! role follows from the address given.
 
-use super::form::{f, join, keyed, when, Field, Kind, DELIVERY, TIMEOUT};
+use super::form::{f, join, when, Field, Kind, DELIVERY, TIMEOUT};
 use super::{worker, EndpointType, PreparedWorker, Role, SourceStart, WorkerStart};
 use crate::app::RunError;
 use crate::config::{Endpoint, EndpointKind, RestConfig, SettingsInput};
@@ -50,41 +50,10 @@ const REST: &[Field] = &[
         Kind::Choice(&["none", "api-key", "oauth2", "bearer", "client-certificate"]),
         "none",
     ),
-    when(
-        f("auth.header", "API key header", Kind::Text, "X-API-Key"),
-        "auth.type",
-        "api-key",
-    ),
-    when(
-        keyed(f("auth.api_key", "API key", Kind::Secret, ""), "auth.key"),
-        "auth.type",
-        "api-key",
-    ),
-    when(
-        f("auth.token_url", "OAuth token URL (sender)", Kind::Text, ""),
-        "auth.type",
-        "oauth2",
-    ),
-    when(
-        f("auth.client_id", "OAuth client id (sender)", Kind::Text, ""),
-        "auth.type",
-        "oauth2",
-    ),
-    when(
-        f(
-            "auth.client_secret",
-            "OAuth client secret (sender)",
-            Kind::Secret,
-            "",
-        ),
-        "auth.type",
-        "oauth2",
-    ),
-    when(
-        f("auth.scope", "OAuth scope", Kind::Text, ""),
-        "auth.type",
-        "oauth2",
-    ),
+];
+
+/// A listener's own `[endpoint.auth]` fields: the bearer token's JWKS.
+const BEARER: &[Field] = &[
     when(
         f("auth.jwks_file", "JWKS file (listener)", Kind::Text, ""),
         "auth.type",
@@ -105,29 +74,9 @@ const REST: &[Field] = &[
         "auth.type",
         "bearer",
     ),
-    when(
-        f(
-            "auth.cert",
-            "Client certificate (PEM path, sender)",
-            Kind::Text,
-            "",
-        ),
-        "auth.type",
-        "client-certificate",
-    ),
-    when(
-        keyed(
-            f(
-                "auth.key_file",
-                "Client key (PEM path, sender)",
-                Kind::Text,
-                "",
-            ),
-            "auth.key",
-        ),
-        "auth.type",
-        "client-certificate",
-    ),
+];
+
+const LISTENER_AND_TLS: &[Field] = &[
     f(
         "tls.cert",
         "TLS certificate (PEM path, listener)",
@@ -205,7 +154,14 @@ impl EndpointType for Rest {
     }
 
     fn form(&self) -> Vec<Field> {
-        join(&[REST, &[TIMEOUT], DELIVERY])
+        join(&[
+            REST,
+            super::fhir::SENDER_AUTH,
+            BEARER,
+            LISTENER_AND_TLS,
+            &[TIMEOUT],
+            DELIVERY,
+        ])
     }
 
     fn role(&self, kind: &EndpointKind) -> Role {

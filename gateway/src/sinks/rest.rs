@@ -20,12 +20,11 @@
 //! for status tracking); without `capture`, the answer's head is.
 
 use super::fhir::auth::Auth;
-use super::fhir::{error_chain, https_trust, parse_retry_after, truncate};
+use super::fhir::{error_chain, https_client, https_trust, retry_after_of, truncate};
 use super::{Delivery, Outcome, Sink};
 use crate::config::{Endpoint, RestConfig};
 use minijinja::Environment;
 use serde_json::Value;
-use std::time::Duration;
 
 /// How much of a server's answer is kept.
 const KEEP_RESPONSE: usize = 4 * 1024;
@@ -35,9 +34,7 @@ const FUEL: u64 = 500_000;
 #[derive(Debug, thiserror::Error)]
 pub enum RestSinkError {
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
+    Http(#[from] super::fhir::FhirSinkError),
     #[error("`{key}`: {reason}")]
     Template { key: String, reason: String },
 }
@@ -67,15 +64,7 @@ impl RestSink {
             config.ca_file.as_deref(),
             config.pinned_cert.as_deref(),
         );
-        let tls = crate::tls::https_client_config(&trust)?;
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(endpoint.timeout)
-            .connect_timeout(endpoint.timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(20))
-            .user_agent(concat!("ecko-gateway/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| RestSinkError::Client(error_chain(&e)))?;
+        let http = https_client(&trust, endpoint.timeout)?;
         let mut templates = Environment::new();
         templates.set_fuel(Some(FUEL));
         templates.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
@@ -201,11 +190,7 @@ impl RestSink {
                 }
             };
             let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
+            let retry_after = retry_after_of(&response);
             let text = match response.text().await {
                 Ok(t) => t,
                 Err(e) => {

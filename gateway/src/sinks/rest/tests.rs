@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use ecko_fhir::Payload;
 use ecko_message::{Envelope, StoredMessage};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A scripted answer: status, headers, body.
 type Answer = (u16, Vec<(&'static str, &'static str)>, &'static str);
