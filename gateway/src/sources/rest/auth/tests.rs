@@ -170,3 +170,55 @@ async fn a_symmetric_key_in_the_jwks_verifies_nothing() {
         Err(Denied::Unauthenticated(_))
     ));
 }
+
+#[tokio::test]
+async fn a_jwks_url_is_fetched_on_first_use_and_again_for_a_rotated_key() {
+    let (k1, jwk1) = key_pair("k1");
+    let (k2, jwk2) = key_pair("k2");
+    let served = std::sync::Arc::new(std::sync::Mutex::new(serde_json::json!({ "keys": [jwk1] })));
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = {
+        let (served, fetches) = (served.clone(), fetches.clone());
+        axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                let (served, fetches) = (served.clone(), fetches.clone());
+                async move {
+                    fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = served.lock().unwrap().to_string();
+                    body
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let check = Check::from_config(&RestAuth::Bearer {
+        jwks_file: None,
+        jwks_url: Some(format!("http://{addr}/jwks")),
+        issuer: None,
+        audience: None,
+        scope: None,
+    })
+    .unwrap();
+    let fetched = || fetches.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(fetched(), 0, "not fetched before a token needs it");
+    let t1 = token(&k1, "k1", claims(300, ""));
+    assert_eq!(check.check(&with_bearer(&t1)).await, Ok(()));
+    assert_eq!(check.check(&with_bearer(&t1)).await, Ok(()));
+    assert_eq!(fetched(), 1, "kept, not fetched per request");
+    // Rotated at the identity provider: the new kid is fetched once, then
+    // an unknown kid does not fetch again within 30 s.
+    *served.lock().unwrap() = serde_json::json!({ "keys": [jwk2] });
+    let Check::Bearer(b) = &check else {
+        unreachable!()
+    };
+    b.keys.lock().await.1 = Some(Instant::now() - REFETCH_EVERY);
+    let t2 = token(&k2, "k2", claims(300, ""));
+    assert_eq!(check.check(&with_bearer(&t2)).await, Ok(()));
+    assert_eq!(fetched(), 2);
+    let t3 = token(&k2, "k3", claims(300, ""));
+    assert!(check.check(&with_bearer(&t3)).await.is_err());
+    assert_eq!(fetched(), 2, "an unknown kid within 30 s fetches nothing");
+}
