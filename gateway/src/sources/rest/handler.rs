@@ -131,6 +131,11 @@ async fn handle(
     match accept(&shared, request).await {
         Ok(response) => response,
         Err(refusal) => {
+            // A body that was sent but could not be taken as a message is a
+            // message refused; credentials, rate and type refusals are not.
+            if matches!(refusal.status.as_u16(), 400 | 408 | 413) {
+                shared.cx.refused_unreadable();
+            }
             tracing::info!(
                 endpoint = %shared.endpoint,
                 peer = ?peer,

@@ -14,6 +14,7 @@ struct Harness {
     journal: Journal,
     addr: SocketAddr,
     disk: SimStorage,
+    counters: crate::service::SourceCounters,
     _stop: tokio_util::sync::DropGuard,
     http: reqwest::Client,
 }
@@ -57,13 +58,14 @@ to = ["archive"]
     options.min_free_disk = 1000;
     let journal = Journal::open(options).unwrap();
     let stop = CancellationToken::new();
+    let counters = crate::service::SourceCounters::default();
     let cx = SourceContext {
         journal: journal.clone(),
         router: Arc::new(Router::new(&config)),
         shutdown: stop.clone(),
         time_zone: jiff::tz::TimeZone::UTC.into(),
         health: crate::health::Health::new(),
-        counters: Default::default(),
+        counters: counters.clone(),
         heartbeat: Default::default(),
     };
     let endpoint = config.endpoint("api").unwrap();
@@ -89,6 +91,7 @@ to = ["archive"]
         journal,
         addr,
         disk,
+        counters,
         _stop: stop.drop_guard(),
         http,
     }
@@ -217,6 +220,11 @@ async fn a_body_over_the_cap_is_refused_whether_declared_or_streamed() {
         .unwrap();
     assert_eq!(r.status(), 413);
     assert!(h.journal.message_ids().await.unwrap().is_empty());
+    assert_eq!(
+        (h.counters.received.get(), h.counters.refused.get()),
+        (2, 2),
+        "each counted as a message refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
