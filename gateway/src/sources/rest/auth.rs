@@ -288,4 +288,4 @@ fn fits(jwk: &Jwk, alg: Algorithm) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

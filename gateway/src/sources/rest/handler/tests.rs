@@ -419,3 +419,39 @@ async fn a_client_that_trickles_its_headers_is_cut_at_the_header_timeout() {
     assert!(closed.is_ok(), "still open after 5 s");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bearer_token_from_the_jwks_lets_a_post_in_and_its_absence_is_401() {
+    use crate::sources::rest::auth::tests::{claims, key_pair, token};
+    let (key, jwk) = key_pair("k1");
+    let jwks = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        jwks.path(),
+        serde_json::json!({ "keys": [jwk] }).to_string(),
+    )
+    .unwrap();
+    let h = harness(&format!(
+        "{FHIR_PATH}[endpoint.auth]\ntype = \"bearer\"\njwks_file = {:?}\nissuer = \"https://idp.example\"\naudience = \"ecko\"\nscope = \"results.write\"\n",
+        jwks.path()
+    ))
+    .await;
+    let post = |bearer: Option<String>| {
+        let mut r = h
+            .http
+            .post(h.url("/fhir"))
+            .header("content-type", "application/fhir+json")
+            .body(OBSERVATION);
+        if let Some(t) = bearer {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        r.send()
+    };
+    let none = post(None).await.unwrap();
+    assert_eq!(none.status(), 401);
+    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+    let read_only = token(&key, "k1", claims(300, "results.read"));
+    assert_eq!(post(Some(read_only)).await.unwrap().status(), 403);
+    let writer = token(&key, "k1", claims(300, "results.write"));
+    assert_eq!(post(Some(writer)).await.unwrap().status(), 201);
+    assert_eq!(h.journal.message_ids().await.unwrap().len(), 1);
+}
