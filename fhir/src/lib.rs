@@ -35,6 +35,7 @@ pub mod livd;
 pub mod r4;
 pub mod shape;
 pub mod template;
+pub mod worklist;
 
 use ecko_message::StoredMessage;
 use jiff::tz::TimeZone;

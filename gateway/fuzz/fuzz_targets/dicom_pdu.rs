@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         allowed_calling: if ctl & 2 == 2 { vec!["MOD".into()] } else { vec![] },
         extra_sop_classes: vec![],
         max_pdu: 16384,
+        worklist: true,
     };
     let mut buf = Vec::new();
     // Chunks of a size the control byte picks, as a socket would deliver.

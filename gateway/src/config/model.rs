@@ -413,6 +413,9 @@ pub enum EndpointKind {
     Dicom(super::DicomConfig),
     /// DICOMweb: stored objects sent to a server by STOW-RS.
     DicomWeb(super::DicomWebConfig),
+    /// A Modality Worklist: orders routed to it become scheduled procedure
+    /// steps a DICOM SCP answers C-FIND from.
+    Worklist(super::WorklistConfig),
     /// REST over HTTP(S): a listener (`listen`) or a sender (`url`).
     Rest(super::RestConfig),
 }
@@ -430,6 +433,7 @@ impl EndpointKind {
             EndpointKind::AstmTcp(_) => "astm-tcp",
             EndpointKind::Dicom(_) => "dicom",
             EndpointKind::DicomWeb(_) => "dicomweb",
+            EndpointKind::Worklist(_) => "worklist",
             EndpointKind::Rest(_) => "rest",
         }
     }

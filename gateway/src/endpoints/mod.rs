@@ -24,6 +24,7 @@ mod file_drop;
 pub mod form;
 mod mllp;
 mod rest;
+mod worklist;
 
 use crate::app::RunError;
 use crate::config::{Direction, Endpoint, EndpointKind, SettingsInput, DEFAULT_TIMEOUT};
@@ -50,6 +51,7 @@ pub const TYPES: &[&dyn EndpointType] = &[
     &astm::Tcp,
     &dicom::Dicom,
     &dicomweb::DicomWeb,
+    &worklist::Worklist,
     &rest::Rest,
 ];
 
@@ -224,6 +226,7 @@ mod tests {
                 "dicomweb",
                 r#"url = "https://pacs.example/dicom-web/studies""#,
             ),
+            ("worklist", r#"modality = "CT""#),
             ("rest", r#"url = "https://api.example/claims""#),
         ];
         let mut text = String::from("[journal]\npath = \"j.db\"\n");

@@ -75,6 +75,7 @@
 mod audit;
 mod browse;
 pub mod external;
+mod failures;
 mod hub_commands;
 mod hub_events;
 mod hub_orders;
@@ -89,10 +90,12 @@ mod schema;
 mod selection;
 mod stats;
 mod users;
+mod worklist;
 mod writer;
 
 pub use audit::AuditRecord;
 pub use browse::{state_name, DeliveryState, MessageFilter, MessagePage, MessageSummary};
+pub use failures::FailedDelivery;
 pub use hub_events::{Backlog, HubEvent, HUB_EVENTS_KEPT};
 pub use hub_orders::{HubOrder, HubOrderOutcome};
 pub use ingest::{Destination, IngestError, Receipt};
@@ -106,6 +109,7 @@ pub use schema::VERSION as SCHEMA_VERSION;
 pub use selection::{BulkOutcome, Selection, BULK_LIMIT};
 pub use stats::{EndpointActivity, EndpointStats};
 pub use users::{AdminUser, NewToken, OpenSession, SessionRecord, TokenRecord, UserError};
+pub use worklist::WorklistEntry;
 
 use ecko_hal::Storage;
 use external::open_reader;

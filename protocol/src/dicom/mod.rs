@@ -19,6 +19,7 @@ pub mod record;
 pub mod summary;
 pub mod uids;
 pub mod wire;
+pub mod worklist;
 
 pub use command::{Command, CommandError, CommandField, Status};
 pub use negotiate::{AcceptPolicy, AcceptedContext, Negotiated, Refusal};
