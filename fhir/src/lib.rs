@@ -30,6 +30,7 @@
 
 pub mod astm;
 pub mod hl7v2;
+pub mod inbound;
 pub mod livd;
 pub mod r4;
 pub mod shape;

@@ -82,7 +82,6 @@ use axum::Router;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -366,14 +365,26 @@ fn serve(
         .local_addr()
         .map_err(|e| listen_err(e.to_string()))?;
     let tls = acceptor.is_some();
-    let limits = Limits {
+    // Who the page serves and how long a request's headers may take
+    // ([`crate::net`]): `allow`, `max_connections_per_address`,
+    // `max_connections` (a new address displaces the oldest connection of
+    // the biggest holder), `header_timeout` for every request on a
+    // connection, and the TLS handshake's 10 s.
+    let limits = crate::net::http::Limits {
+        label: ADMIN_ENDPOINT.into(),
         admission: crate::net::Admission::new(admin.admission()),
         counters: state.service.metrics.connections(ADMIN_ENDPOINT),
         header_timeout: admin.header_timeout.0,
     };
     let app = router(state);
-    let task = tokio::spawn(accept_loop(
-        listener, acceptor, app, limits, heartbeat, shutdown,
+    let task = tokio::spawn(crate::net::http::accept_loop(
+        listener,
+        acceptor,
+        move |peer| app.clone().layer(axum::Extension(ClientAddr(peer))),
+        limits,
+        move || heartbeat.beat(),
+        crate::service::progress::BEAT_EVERY,
+        shutdown,
     ));
     tracing::info!(addr = %local, tls, "admin page listening");
     Ok(AdminServer {
@@ -385,125 +396,3 @@ fn serve(
 
 /// The `endpoint` label of the page's refused connections.
 const ADMIN_ENDPOINT: &str = "admin";
-
-/// How long a TLS handshake may take.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Who the page serves and how long a request's headers may take
-/// ([`crate::net`]): `allow`, `max_connections_per_address`,
-/// `max_connections` (a new address displaces the oldest connection of the
-/// biggest holder), `header_timeout` for every request on a connection,
-/// including the wait for the next one on a kept-alive connection, and the
-/// TLS handshake's 10 s.
-struct Limits {
-    admission: crate::net::Admission,
-    counters: crate::net::ConnectionCounters,
-    header_timeout: Duration,
-}
-
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-    app: Router,
-    limits: Limits,
-    heartbeat: Heartbeat,
-    shutdown: CancellationToken,
-) {
-    let limits = Arc::new(limits);
-    let mut beat = tokio::time::interval(crate::service::progress::BEAT_EVERY);
-    loop {
-        heartbeat.beat();
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = beat.tick() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin page: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let permit = match limits.admission.admit(peer.ip()) {
-            Ok(admitted) => admitted.permit,
-            Err(reason) => {
-                limits.counters.refused(ADMIN_ENDPOINT, peer, reason);
-                continue;
-            }
-        };
-        let app = app.clone().layer(axum::Extension(ClientAddr(peer)));
-        let acceptor = acceptor.clone();
-        let stop = shutdown.clone();
-        let limits = limits.clone();
-        tokio::spawn(async move {
-            let timeout = limits.header_timeout;
-            let cut = match acceptor {
-                Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(s)) => serve_connection(s, app, timeout, &permit, stop).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %peer, error = %e, "admin page: TLS handshake failed");
-                            None
-                        }
-                        Err(_) => {
-                            tracing::debug!(peer = %peer, "admin page: TLS handshake timed out");
-                            Some(crate::net::Reason::FrameDeadline)
-                        }
-                    }
-                }
-                None => serve_connection(stream, app, timeout, &permit, stop).await,
-            };
-            if let Some(reason) = cut {
-                limits.counters.refused(ADMIN_ENDPOINT, peer, reason);
-            }
-            drop(permit);
-        });
-    }
-}
-
-/// Serves one connection until it ends; the reason when it was cut.
-async fn serve_connection<S>(
-    stream: S,
-    app: Router,
-    header_timeout: Duration,
-    permit: &crate::net::Permit,
-    stop: CancellationToken,
-) -> Option<crate::net::Reason>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = hyper_util::service::TowerToHyperService::new(app);
-    let mut builder =
-        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    let conn =
-        builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let ended = tokio::select! {
-        ended = conn.as_mut() => ended,
-        _ = permit.displaced() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-            return Some(crate::net::Reason::Displaced);
-        }
-        _ = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-            return None;
-        }
-    };
-    match ended {
-        Err(e)
-            if e.downcast_ref::<hyper::Error>()
-                .is_some_and(hyper::Error::is_timeout) =>
-        {
-            Some(crate::net::Reason::FrameDeadline)
-        }
-        _ => None,
-    }
-}

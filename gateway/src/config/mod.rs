@@ -21,6 +21,7 @@ mod hub_commands;
 mod load_endpoint;
 mod load_route;
 mod model;
+mod rest;
 mod units;
 
 pub use alerts::{
@@ -34,6 +35,7 @@ pub use hub_commands::{CommandPolicy, COMMAND_NAMES, MAX_AGE_LIMIT};
 pub(crate) use load_endpoint::mllp_sender_timeout;
 pub use load_endpoint::SettingsInput;
 pub use model::*;
+pub use rest::{BundleHandling, RateLimit, RestAuth, RestBody, RestConfig, RestPath};
 pub use units::{parse_duration, parse_size, Size, Span};
 
 use serde::de::DeserializeOwned;

@@ -416,6 +416,8 @@ pub enum EndpointKind {
     /// A Modality Worklist: orders routed to it become scheduled procedure
     /// steps a DICOM SCP answers C-FIND from.
     Worklist(super::WorklistConfig),
+    /// REST over HTTP(S): a listener (`listen`) or a sender (`url`).
+    Rest(super::RestConfig),
 }
 
 impl EndpointKind {
@@ -432,6 +434,7 @@ impl EndpointKind {
             EndpointKind::Dicom(_) => "dicom",
             EndpointKind::DicomWeb(_) => "dicomweb",
             EndpointKind::Worklist(_) => "worklist",
+            EndpointKind::Rest(_) => "rest",
         }
     }
 }

@@ -408,7 +408,9 @@ fn every_example_configuration_is_valid() {
         if path.extension().is_some_and(|e| e == "toml") {
             let text = std::fs::read_to_string(&path).unwrap();
             let name = path.display().to_string();
-            if let Err(e) = Config::parse(&text, &name, |_| None) {
+            // The REST example's API key has no default, by design.
+            let env = |n: &str| (n == "ECKO_REST_KEY").then(|| "example-key".to_string());
+            if let Err(e) = Config::parse(&text, &name, env) {
                 panic!("{e}");
             }
             seen += 1;
@@ -794,6 +796,50 @@ fn alert_mistakes_are_reported_where_they_are_written() {
             "{to}: {errs:?} (written on line {first_line_of_to})"
         );
     }
+}
+
+#[test]
+fn the_rest_example_is_the_shipped_default_plus_a_fhir_listener_that_needs_its_key() {
+    let shipped = include_str!("../../../config/gateway.toml");
+    let text = include_str!("../../../config/examples/rest.toml");
+    let default = Config::parse(shipped, "gateway.toml", |_| None).unwrap();
+    let env = |n: &str| match n {
+        "ECKO_REST_KEY" => Some("k-1".to_string()),
+        "ECKO_REST_PORT" => Some("18081".to_string()),
+        _ => None,
+    };
+    let c = Config::parse(text, "rest.toml", env).unwrap();
+    let mut names: Vec<String> = default.endpoints.iter().map(|e| e.name.clone()).collect();
+    names.push("rest-in".into());
+    assert_eq!(
+        c.endpoints
+            .iter()
+            .map(|e| e.name.clone())
+            .collect::<Vec<_>>(),
+        names
+    );
+    let EndpointKind::Rest(r) = &c.endpoint("rest-in").unwrap().kind else {
+        panic!("rest-in is a rest endpoint")
+    };
+    assert_eq!(r.listen.as_deref(), Some("127.0.0.1:18081"));
+    assert_eq!(r.paths[0].path, "/fhir");
+    assert_eq!(
+        r.auth,
+        crate::config::RestAuth::ApiKey {
+            header: "X-API-Key".into(),
+            key: "k-1".into()
+        }
+    );
+    let route = c
+        .routes
+        .iter()
+        .find(|r| r.name == "rest-to-archive")
+        .unwrap();
+    assert_eq!(route.to, ["archive"]);
+    let e = Config::parse(text, "rest.toml", |_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ECKO_REST_KEY"), "{e}");
 }
 
 #[test]

@@ -51,7 +51,7 @@ fn settings(kind: &EndpointKind) -> &FhirSinkConfig {
     }
 }
 
-const FHIR: &[Field] = &[
+const URL: &[Field] = &[
     f("url", "Base URL", Kind::Text, ""),
     f(
         "auth.type",
@@ -59,6 +59,11 @@ const FHIR: &[Field] = &[
         Kind::Choice(&["none", "api-key", "oauth2", "client-certificate"]),
         "none",
     ),
+];
+
+/// The fields of `[endpoint.auth]` that an HTTPS sender presents, each
+/// shown for its `auth.type` (the `rest` sender's too).
+pub(super) const SENDER_AUTH: &[Field] = &[
     when(
         f("auth.header", "API key header", Kind::Text, "X-API-Key"),
         "auth.type",
@@ -107,6 +112,9 @@ const FHIR: &[Field] = &[
         "auth.type",
         "client-certificate",
     ),
+];
+
+const FHIR: &[Field] = &[
     f(
         "ca_file",
         "CA bundle (PEM path; empty: system)",
@@ -151,7 +159,7 @@ impl EndpointType for Fhir {
     }
 
     fn form(&self) -> Vec<Field> {
-        join(&[FHIR, &[TIMEOUT], DELIVERY])
+        join(&[URL, SENDER_AUTH, FHIR, &[TIMEOUT], DELIVERY])
     }
 
     fn role(&self, _kind: &EndpointKind) -> Role {

@@ -23,6 +23,7 @@ mod file;
 mod file_drop;
 pub mod form;
 mod mllp;
+mod rest;
 mod worklist;
 
 use crate::app::RunError;
@@ -51,6 +52,7 @@ pub const TYPES: &[&dyn EndpointType] = &[
     &dicom::Dicom,
     &dicomweb::DicomWeb,
     &worklist::Worklist,
+    &rest::Rest,
 ];
 
 /// The type named `name` (the file's `type = "..."`).
@@ -225,6 +227,7 @@ mod tests {
                 r#"url = "https://pacs.example/dicom-web/studies""#,
             ),
             ("worklist", r#"modality = "CT""#),
+            ("rest", r#"url = "https://api.example/claims""#),
         ];
         let mut text = String::from("[journal]\npath = \"j.db\"\n");
         for (ty, keys) in settings {

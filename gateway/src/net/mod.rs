@@ -4,12 +4,14 @@
 //! ([`fd_limit`]), and the log line and metric of every connection refused
 //! or cut ([`refusal`]).
 //!
-//! The MLLP listener, the ASTM TCP server and the admin page go through it;
+//! The MLLP listener, the ASTM TCP server, the admin page and the `rest`
+//! listener go through it ([`http`] serves an HTTP connection for the last two);
 //! it knows no protocol: a listener tells [`pace::Pace`] when one of its
 //! units (an MLLP frame, an ASTM transfer) is complete.
 
 pub mod admission;
 pub mod fd_limit;
+pub mod http;
 pub mod pace;
 pub mod refusal;
 

@@ -61,15 +61,7 @@ impl FhirSink {
             config.ca_file.as_deref(),
             config.pinned_cert.as_deref(),
         );
-        let tls = crate::tls::https_client_config(&trust)?;
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(endpoint.timeout)
-            .connect_timeout(endpoint.timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(20))
-            .user_agent(concat!("ecko-gateway/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| FhirSinkError::Client(error_chain(&e)))?;
+        let http = https_client(&trust, endpoint.timeout)?;
         let auth = Auth::from_config(&config.auth);
         Ok(Self {
             http,
@@ -102,11 +94,7 @@ impl FhirSink {
                 Err(e) => return Sent::Retry(error_chain(&e), None),
             };
             let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
+            let retry_after = retry_after_of(&response);
             let text = match response.text().await {
                 Ok(t) => t,
                 Err(e) => {
@@ -263,6 +251,32 @@ impl Sink for FhirSink {
         outcomes.resize(batch.len(), Outcome::NotAttempted);
         outcomes
     }
+}
+
+/// The HTTP client of an HTTPS sender (FHIR, `rest`): `timeout` for each
+/// request, at most 10 s of it to connect.
+pub(crate) fn https_client(
+    trust: &crate::tls::HttpsTrust,
+    timeout: Duration,
+) -> Result<reqwest::Client, FhirSinkError> {
+    let tls = crate::tls::https_client_config(trust)?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .pool_idle_timeout(Duration::from_secs(20))
+        .user_agent(concat!("ecko-gateway/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| FhirSinkError::Client(error_chain(&e)))
+}
+
+/// The `Retry-After` of an answer.
+pub(crate) fn retry_after_of(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
 }
 
 /// `Retry-After`: seconds, or an HTTP date.

@@ -9,6 +9,7 @@ pub mod astm;
 pub mod dicom;
 pub mod file_drop;
 pub mod mllp;
+pub mod rest;
 
 use crate::journal::{IngestError, Journal, Receipt};
 use crate::router::Router;

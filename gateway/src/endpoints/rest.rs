@@ -1,0 +1,244 @@
+//! `rest`: an HTTP(S) listener taking FHIR and custom bodies (`listen`), or
+//! a sender to a custom REST API (`url`).
+//!
+//! One type, like `mllp` and `dicom`: the two roles share the name an
+//! operator looks for, `[endpoint.auth]` and the HTTP vocabulary, and the
+//! role follows from the address given.
+
+use super::form::{f, join, when, Field, Kind, DELIVERY, TIMEOUT};
+use super::{worker, EndpointType, PreparedWorker, Role, SourceStart, WorkerStart};
+use crate::app::RunError;
+use crate::config::{Endpoint, EndpointKind, RestConfig, SettingsInput};
+use crate::probe::{self, ProbeOptions, Steps};
+use crate::sinks::rest::RestSink;
+use futures_util::future::BoxFuture;
+use tokio::task::JoinHandle;
+
+pub struct Rest;
+
+fn settings(kind: &EndpointKind) -> &RestConfig {
+    match kind {
+        EndpointKind::Rest(c) => c,
+        _ => unreachable!("a rest endpoint has rest settings"),
+    }
+}
+
+const REST: &[Field] = &[
+    f(
+        "listen",
+        "Listen on (listener), e.g. 0.0.0.0:8081; paths in the file's [[endpoint.paths]]",
+        Kind::Text,
+        "",
+    ),
+    f("url", "URL template (sender)", Kind::Text, ""),
+    f("method", "Method (sender)", Kind::Text, "POST"),
+    f(
+        "body",
+        "Body template (sender; empty: the transform's output)",
+        Kind::Text,
+        "",
+    ),
+    f(
+        "content_type",
+        "Content type (sender)",
+        Kind::Text,
+        "application/json",
+    ),
+    f(
+        "auth.type",
+        "Authentication",
+        Kind::Choice(&["none", "api-key", "oauth2", "bearer", "client-certificate"]),
+        "none",
+    ),
+];
+
+/// A listener's own `[endpoint.auth]` fields: the bearer token's JWKS.
+const BEARER: &[Field] = &[
+    when(
+        f("auth.jwks_file", "JWKS file (listener)", Kind::Text, ""),
+        "auth.type",
+        "bearer",
+    ),
+    when(
+        f("auth.jwks_url", "JWKS URL (listener)", Kind::Text, ""),
+        "auth.type",
+        "bearer",
+    ),
+    when(
+        f("auth.issuer", "Token issuer (listener)", Kind::Text, ""),
+        "auth.type",
+        "bearer",
+    ),
+    when(
+        f("auth.audience", "Token audience (listener)", Kind::Text, ""),
+        "auth.type",
+        "bearer",
+    ),
+];
+
+const LISTENER_AND_TLS: &[Field] = &[
+    f(
+        "tls.cert",
+        "TLS certificate (PEM path, listener)",
+        Kind::Text,
+        "",
+    ),
+    f(
+        "tls.key",
+        "TLS private key (PEM path, listener)",
+        Kind::Text,
+        "",
+    ),
+    f(
+        "tls.ca",
+        "TLS client CA bundle (PEM path, listener)",
+        Kind::Text,
+        "",
+    ),
+    f(
+        "tls.require_client_cert",
+        "TLS: require client certificates (listener)",
+        Kind::Bool,
+        "false",
+    ),
+    f(
+        "plain_http",
+        "Plain HTTP (listener, loopback only)",
+        Kind::Bool,
+        "false",
+    ),
+    f(
+        "max_body_size",
+        "Largest body (listener)",
+        Kind::Size,
+        "16 MiB",
+    ),
+    f(
+        "rate_limit.per_second",
+        "Requests per second (listener)",
+        Kind::Float,
+        "",
+    ),
+    f("rate_limit.burst", "Burst (listener)", Kind::Integer, "1"),
+    f(
+        "max_connections",
+        "Most connections (listener)",
+        Kind::Integer,
+        "64",
+    ),
+    f(
+        "ca_file",
+        "CA bundle (PEM path, sender; empty: system)",
+        Kind::Text,
+        "",
+    ),
+    f(
+        "pinned_cert",
+        "Pinned server certificate (PEM path, sender)",
+        Kind::Text,
+        "",
+    ),
+];
+
+impl EndpointType for Rest {
+    fn name(&self) -> &'static str {
+        "rest"
+    }
+
+    fn parse(&self, input: &mut SettingsInput<'_, '_>) -> Option<EndpointKind> {
+        input.read().map(EndpointKind::Rest)
+    }
+
+    fn problems(&self, kind: &EndpointKind) -> Vec<(&'static str, String)> {
+        settings(kind).problems()
+    }
+
+    fn form(&self) -> Vec<Field> {
+        join(&[
+            REST,
+            super::fhir::SENDER_AUTH,
+            BEARER,
+            LISTENER_AND_TLS,
+            &[TIMEOUT],
+            DELIVERY,
+        ])
+    }
+
+    fn role(&self, kind: &EndpointKind) -> Role {
+        if settings(kind).is_listener() {
+            Role::Source
+        } else {
+            Role::Destination
+        }
+    }
+
+    fn preflight(&self, endpoint: &Endpoint) -> Option<String> {
+        let c = settings(&endpoint.kind);
+        if c.is_listener() {
+            if let Err(e) = crate::sources::rest::prepare(endpoint, c) {
+                return Some(e.to_string());
+            }
+            crate::sources::rest::Check::from_config(&c.auth)
+                .err()
+                .map(|e| e.to_string())
+        } else {
+            RestSink::new(endpoint, c).err().map(|e| e.to_string())
+        }
+    }
+
+    fn probe<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        steps: &'a mut Steps,
+        _options: ProbeOptions,
+    ) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let c = settings(&endpoint.kind);
+            if let Some(listen) = &c.listen {
+                probe::tcp(steps, &probe::local(listen)).await;
+                return Some(
+                    "The listener is checked by connecting to it; nothing is posted.".into(),
+                );
+            }
+            let url = c.url.as_deref().unwrap_or_default();
+            let Some(host) = reqwest::Url::parse(url)
+                .ok()
+                .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+            else {
+                return Some("The URL is a template of the message: nothing to connect to before a message renders it.".into());
+            };
+            probe::tcp(steps, &host).await;
+            Some("Only the connection is checked: a request would deliver what it carries.".into())
+        })
+    }
+
+    fn destination(
+        &self,
+        endpoint: &Endpoint,
+        start: WorkerStart,
+    ) -> Result<PreparedWorker, RunError> {
+        let sink =
+            RestSink::new(endpoint, settings(&endpoint.kind)).map_err(|e| RunError::Endpoint {
+                name: endpoint.name.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(worker(endpoint, sink, start))
+    }
+
+    fn source<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        start: SourceStart,
+    ) -> BoxFuture<'a, Result<JoinHandle<()>, RunError>> {
+        Box::pin(async move {
+            let listener =
+                crate::sources::rest::Listener::bind(endpoint, settings(&endpoint.kind), start.cx)
+                    .await
+                    .map_err(|e| RunError::Endpoint {
+                        name: endpoint.name.clone(),
+                        reason: e.to_string(),
+                    })?;
+            Ok(tokio::spawn(listener.serve()))
+        })
+    }
+}

@@ -1,0 +1,457 @@
+//! The `rest` endpoint type end to end, the real binary against Python's
+//! own HTTP client and server (http.client, http.server):
+//!
+//! - in: `config/examples/rest.toml` as shipped, posted FHIR answered 201
+//!   with a `Location` once it is in the journal and then in the archive;
+//!   a wrong key 401, a wrong type 415, a repeat under one
+//!   `Idempotency-Key` stored once; on a listener with a small cap and
+//!   rate, 413 for a large body and 429 with `Retry-After` under a burst;
+//! - out: a templated sink to a stand-in API with an API key and with
+//!   OAuth client credentials, a 503 with `Retry-After` then success, a 400
+//!   that goes dead with the server's answer, and a server down then up
+//!   that gets the message exactly once.
+
+use ecko_gateway::journal::{JournalReader, OutboxState};
+use ecko_tests::{
+    default_on_free_ports, eventually, free_port, gateway_binary, python_script, Gateway,
+};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const OBSERVATION: &str = r#"{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"718-7"}]},"valueQuantity":{"value":13.2,"unit":"g/dL"}}"#;
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/rest.toml")
+}
+
+/// Posts `body` `count` times with Python's http.client; one answer each.
+fn post(port: u16, path: &str, ty: &str, headers: &[&str], body: &str, count: usize) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body");
+    std::fs::write(&file, body).unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.arg(python_script("rest_post.py"))
+        .args(["--port", &port.to_string(), "--path", path, "--type", ty])
+        .args(["--count", &count.to_string()])
+        .arg("--body")
+        .arg(&file);
+    for h in headers {
+        cmd.args(["--header", h]);
+    }
+    let out = cmd.output().expect("python3 rest_post.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn status(answer: &Value) -> u64 {
+    answer["status"].as_u64().unwrap()
+}
+
+#[test]
+fn the_rest_example_passes_check_config() {
+    let out = Command::new(gateway_binary())
+        .arg("check-config")
+        .arg(example())
+        .env("ECKO_REST_KEY", "k-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let without_key = Command::new(gateway_binary())
+        .arg("check-config")
+        .arg(example())
+        .env_remove("ECKO_REST_KEY")
+        .output()
+        .unwrap();
+    assert!(!without_key.status.success(), "no key, no listener");
+}
+
+#[test]
+fn fhir_posted_to_the_example_is_journalled_answered_201_and_archived() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut env = default_on_free_ports(dir.path());
+    env.push(("ECKO_REST_PORT", port.to_string()));
+    env.push(("ECKO_REST_KEY", "k-secret-1".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _gw = Gateway::start(&example(), &dir.path().join("log"), &env);
+    let key = "X-API-Key: k-secret-1";
+
+    let a = &post(
+        port,
+        "/fhir/Observation",
+        "application/fhir+json",
+        &[key],
+        OBSERVATION,
+        1,
+    )[0];
+    assert_eq!(status(a), 201, "{a}");
+    let location = a["headers"]["location"].as_str().unwrap();
+    let id: i64 = location
+        .strip_prefix("/messages/")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let db = dir.path().join("var/journal.db");
+    let reader = JournalReader::open(&db).unwrap();
+    let stored = reader
+        .message(id)
+        .unwrap()
+        .expect("in the journal at the 201");
+    assert_eq!(stored.payload, OBSERVATION.as_bytes());
+    assert_eq!(stored.message_type, "FHIR^Observation");
+    let outbox = dir.path().join("var/outbox");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            std::fs::read_dir(&outbox)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|f| std::fs::read(f.path()).is_ok_and(|b| b == OBSERVATION.as_bytes()))
+        }),
+        "archived"
+    );
+
+    let wrong = &post(
+        port,
+        "/fhir",
+        "application/fhir+json",
+        &["X-API-Key: nope"],
+        OBSERVATION,
+        1,
+    )[0];
+    assert_eq!(status(wrong), 401, "{wrong}");
+    let no_key = &post(port, "/fhir", "application/fhir+json", &[], OBSERVATION, 1)[0];
+    assert_eq!(status(no_key), 401);
+    let xml = &post(
+        port,
+        "/fhir",
+        "application/fhir+xml",
+        &[key],
+        "<Observation/>",
+        1,
+    )[0];
+    assert_eq!(status(xml), 415, "{xml}");
+    let shapeless = &post(
+        port,
+        "/fhir",
+        "application/fhir+json",
+        &[key],
+        r#"{"entry":[]}"#,
+        1,
+    )[0];
+    assert_eq!(status(shapeless), 400, "{shapeless}");
+
+    let idem = [key, "Idempotency-Key: lis-order-4711"];
+    let twice = post(
+        port,
+        "/fhir",
+        "application/fhir+json",
+        &idem,
+        OBSERVATION,
+        2,
+    );
+    assert_eq!((status(&twice[0]), status(&twice[1])), (201, 201));
+    assert_eq!(
+        twice[0]["headers"]["location"],
+        twice[1]["headers"]["location"]
+    );
+    assert_eq!(twice[1]["headers"]["idempotent-replayed"], "true");
+    let ids = reader.message_ids().unwrap();
+    assert_eq!(
+        ids.len(),
+        2,
+        "the first message and the idempotent one, once: {ids:?}"
+    );
+}
+
+#[test]
+fn a_large_body_gets_413_and_a_burst_gets_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = dir.path().display();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[journal]
+path = "{d}/journal.db"
+[[endpoint]]
+name = "api"
+type = "rest"
+listen = "127.0.0.1:{port}"
+plain_http = true
+max_body_size = "4 KiB"
+rate_limit = {{ per_second = 0.5, burst = 5 }}
+[[endpoint.paths]]
+path = "/fhir"
+[[endpoint]]
+name = "archive"
+type = "file"
+path = "{d}/out"
+[[route]]
+name = "all"
+from = ["api"]
+to = ["archive"]
+"#
+        ),
+    )
+    .unwrap();
+    let _gw = Gateway::start(&config, &dir.path().join("log"), &[]);
+    let big = format!(
+        r#"{{"resourceType":"Observation","note":"{}"}}"#,
+        "x".repeat(64 * 1024)
+    );
+    let a = &post(port, "/fhir", "application/fhir+json", &[], &big, 1)[0];
+    assert_eq!(status(a), 413, "{a}");
+    let burst = post(port, "/fhir", "application/fhir+json", &[], OBSERVATION, 12);
+    let statuses: Vec<u64> = burst.iter().map(status).collect();
+    // The 413 took a token too: four of the burst are stored, the rest wait.
+    assert_eq!(statuses[..4], [201; 4], "{statuses:?}");
+    assert!(statuses[4..].iter().all(|s| *s == 429), "{statuses:?}");
+    let wait: u64 = burst[4]["headers"]["retry-after"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    let reader = JournalReader::open(&dir.path().join("journal.db")).unwrap();
+    assert_eq!(reader.message_ids().unwrap().len(), 4);
+}
+
+/// The stand-in API (tests/python/rest_standin.py).
+struct StandIn {
+    child: Child,
+    out: PathBuf,
+}
+
+impl StandIn {
+    fn start(dir: &Path, port: u16, args: &[&str], script: &str) -> StandIn {
+        let out = dir.join(format!("standin-{port}"));
+        let _ = std::fs::remove_dir_all(&out);
+        let script_file = dir.join(format!("script-{port}.json"));
+        std::fs::write(&script_file, script).unwrap();
+        let child = Command::new("python3")
+            .arg(python_script("rest_standin.py"))
+            .arg("--out")
+            .arg(&out)
+            .args(["--port", &port.to_string()])
+            .arg("--script")
+            .arg(&script_file)
+            .args(args)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3 rest_standin.py");
+        assert!(
+            eventually(Duration::from_secs(10), || out.join("port").exists()),
+            "the stand-in did not start"
+        );
+        StandIn { child, out }
+    }
+
+    /// The requests it saw, in order.
+    fn requests(&self) -> Vec<Value> {
+        (1..)
+            .map_while(|n| std::fs::read(self.out.join(format!("{n}.json"))).ok())
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gateway whose file drop `d/inbox` feeds a `rest` sink with `sink`'s keys.
+fn outbound(dir: &Path, sink: &str) -> (Gateway, PathBuf) {
+    let d = dir.display();
+    std::fs::create_dir_all(dir.join("inbox")).unwrap();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[journal]
+path = "{d}/journal.db"
+[[endpoint]]
+name = "inbox"
+type = "file-drop"
+path = "{d}/inbox"
+poll_interval = "50ms"
+message_type = "CLAIM"
+[[endpoint]]
+name = "claims"
+type = "rest"
+retry = {{ initial = "200ms", max = "1s", jitter = 0.0 }}
+{sink}
+[[route]]
+name = "all"
+from = ["inbox"]
+to = ["claims"]
+"#
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start(&config, &dir.join("log"), &[]);
+    (gw, dir.join("journal.db"))
+}
+
+fn drop_file(dir: &Path, name: &str, body: &str) {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, body).unwrap();
+    std::fs::rename(&tmp, dir.join("inbox").join(name)).unwrap();
+}
+
+/// The outbox row of the only message, once it is in `state`.
+fn settled(db: &Path, state: OutboxState) -> ecko_gateway::journal::OutboxRecord {
+    let mut found = None;
+    let ok = eventually(Duration::from_secs(20), || {
+        let Ok(r) = JournalReader::open(db) else {
+            return false;
+        };
+        let Some(id) = r.message_ids().ok().and_then(|ids| ids.first().copied()) else {
+            return false;
+        };
+        found = r.outbox_of(id).ok().and_then(|o| o.into_iter().next());
+        found.as_ref().is_some_and(|o| o.state == state)
+    });
+    assert!(ok, "not {state:?}: {found:?}");
+    found.unwrap()
+}
+
+#[test]
+fn the_sink_renders_its_templates_and_presents_the_api_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let api = StandIn::start(dir.path(), port, &["--api-key", "X-Key=k-77"], "{}");
+    let sink = format!(
+        r#"url = "http://127.0.0.1:{port}/claims/{{{{ json.claim }}}}"
+method = "PUT"
+body = '{{{{ {{"claim": json.claim, "amount": json.amount, "message": msg.id}} | tojson }}}}'
+capture = ["/id", "/status"]
+[endpoint.headers]
+X-Source = "{{{{ msg.source }}}}"
+[endpoint.auth]
+type = "api-key"
+header = "X-Key"
+key = "k-77"
+"#
+    );
+    let (_gw, db) = outbound(dir.path(), &sink);
+    drop_file(dir.path(), "c1.json", r#"{"claim":"CL-9","amount":120}"#);
+    let row = settled(&db, OutboxState::Delivered);
+    let seen = api.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["method"], "PUT");
+    assert_eq!(seen[0]["path"], "/claims/CL-9");
+    assert_eq!(seen[0]["headers"]["x-source"], "inbox");
+    let body: Value = serde_json::from_str(seen[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["claim"], "CL-9");
+    assert_eq!(body["amount"], 120);
+    let events = JournalReader::open(&db)
+        .unwrap()
+        .events_of(row.message_id)
+        .unwrap();
+    let kept = events
+        .iter()
+        .filter_map(|e| e.detail.clone())
+        .find(|o| o.contains("R-1"))
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert!(
+        kept.contains(r#""/id":"R-1""#) && kept.contains(r#""/status":"queued""#),
+        "{kept}"
+    );
+}
+
+#[test]
+fn the_sink_fetches_an_oauth_token_and_retries_a_503_after_its_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let script = r#"{"/claims": [[503, {"Retry-After": "2"}, "{\"error\":\"busy\"}"]]}"#;
+    let api = StandIn::start(dir.path(), port, &["--client", "gw:s3cret"], script);
+    let sink = format!(
+        r#"url = "http://127.0.0.1:{port}/claims"
+[endpoint.auth]
+type = "oauth2"
+token_url = "http://127.0.0.1:{port}/token"
+client_id = "gw"
+client_secret = "s3cret"
+"#
+    );
+    let (_gw, db) = outbound(dir.path(), &sink);
+    drop_file(dir.path(), "c1.json", r#"{"claim":"CL-1"}"#);
+    let row = settled(&db, OutboxState::Delivered);
+    let seen = api.requests();
+    assert_eq!(seen.len(), 2, "a 503, then the delivery: {seen:?}");
+    for r in &seen {
+        assert_eq!(r["headers"]["authorization"], "Bearer tok-1");
+    }
+    let gap = seen[1]["at"].as_f64().unwrap() - seen[0]["at"].as_f64().unwrap();
+    assert!(
+        gap >= 1.9,
+        "Retry-After: 2 honoured, not the 200ms backoff: {gap}"
+    );
+    assert_eq!(row.attempts, 2);
+}
+
+#[test]
+fn a_400_goes_dead_with_the_servers_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let script = r#"{"/claims": [[400, {}, "{\"error\":\"policy number missing\"}"]]}"#;
+    let api = StandIn::start(dir.path(), port, &[], script);
+    let (_gw, db) = outbound(
+        dir.path(),
+        &format!("url = \"http://127.0.0.1:{port}/claims\""),
+    );
+    drop_file(dir.path(), "c1.json", r#"{"claim":"CL-2"}"#);
+    let row = settled(&db, OutboxState::Dead);
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.contains("HTTP 400") && error.contains("policy number missing"),
+        "{error}"
+    );
+    assert_eq!(api.requests().len(), 1, "not retried");
+}
+
+#[test]
+fn a_server_down_then_up_gets_the_message_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (_gw, db) = outbound(
+        dir.path(),
+        &format!("url = \"http://127.0.0.1:{port}/claims\""),
+    );
+    drop_file(dir.path(), "c1.json", r#"{"claim":"CL-3"}"#);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            JournalReader::open(&db)
+                .ok()
+                .and_then(|r| {
+                    let id = *r.message_ids().ok()?.first()?;
+                    r.outbox_of(id).ok()?.into_iter().next()
+                })
+                .is_some_and(|o| o.attempts >= 2 && o.state != OutboxState::Delivered)
+        }),
+        "attempts failed while the server is down"
+    );
+    let api = StandIn::start(dir.path(), port, &[], "{}");
+    settled(&db, OutboxState::Delivered);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(api.requests().len(), 1, "delivered once");
+}
