@@ -267,23 +267,39 @@ impl Gateway {
     }
 }
 
+/// How often each destination's queue is recorded for the statistics.
+const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(60);
+
+/// The retention purge every `every`, and the queue depths recorded every
+/// minute between purges.
 async fn purge_on_schedule(
     journal: Journal,
     retention: Duration,
     every: Duration,
     stop: CancellationToken,
 ) {
+    let mut next_purge = tokio::time::Instant::now();
     loop {
-        let cutoff = journal.now_ms() - retention.as_millis() as i64;
-        match journal.purge_delivered_before(cutoff).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(purged = n, "retention: delivered messages purged"),
-            Err(JournalError::Closed) => return,
-            Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+        if tokio::time::Instant::now() >= next_purge {
+            let cutoff = journal.now_ms() - retention.as_millis() as i64;
+            match journal.purge_delivered_before(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "retention: delivered messages purged"),
+                Err(JournalError::Closed) => return,
+                Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+            }
+            next_purge = tokio::time::Instant::now() + every;
         }
+        match journal.record_queue_depths().await {
+            Ok(_) => {}
+            Err(JournalError::Closed) => return,
+            Err(e) => tracing::debug!(error = %e, "queue depths not recorded"),
+        }
+        let wait = QUEUE_SAMPLE_EVERY
+            .min(next_purge.saturating_duration_since(tokio::time::Instant::now()));
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

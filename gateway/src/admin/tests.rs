@@ -2003,7 +2003,7 @@ async fn the_stats_give_exact_volume_success_rate_average_and_p95_for_known_dura
     assert_eq!(csv.status, StatusCode::OK);
     assert!(
         csv.body
-            .starts_with("endpoint,bucket_start,bucket_end,received,delivered,failed\n"),
+            .starts_with("endpoint,bucket_start,bucket_end,received,delivered,failed,most_waiting,oldest_wait_s\n"),
         "{}",
         csv.body
     );

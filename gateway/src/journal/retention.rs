@@ -28,6 +28,8 @@ impl Journal {
                 .execute([minute])?;
             conn.prepare_cached("DELETE FROM stats_duration WHERE minute < ?1")?
                 .execute([minute])?;
+            conn.prepare_cached("DELETE FROM stats_queue WHERE minute < ?1")?
+                .execute([minute])?;
             conn.prepare_cached("DELETE FROM astm_incomplete WHERE at < ?1")?
                 .execute([cutoff_ms])?;
             conn.prepare_cached(

@@ -376,6 +376,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX worklist_item_offered ON worklist_item(worklist, state, start);
     CREATE INDEX worklist_item_expires ON worklist_item(expires_at);
     ",
+    // The queue of each destination once a minute while anything waits
+    // (`stats.rs`): an outage's backlog over time. Idle minutes write
+    // nothing.
+    "
+    CREATE TABLE stats_queue (
+        endpoint      TEXT    NOT NULL,
+        minute        INTEGER NOT NULL,
+        waiting       INTEGER NOT NULL,
+        oldest_age_ms INTEGER NOT NULL,
+        PRIMARY KEY (endpoint, minute)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Upper bounds (ms) of the delivery-duration buckets of `stats_duration`;

@@ -58,9 +58,39 @@ pub struct EndpointStats {
     pub received_buckets: Vec<u64>,
     pub delivered_buckets: Vec<u64>,
     pub failed_buckets: Vec<u64>,
+    /// A destination's queue per bucket: the most messages waiting, and the
+    /// age of the oldest (seconds), as sampled once a minute.
+    pub queue_buckets: Vec<u64>,
+    pub oldest_age_buckets: Vec<u64>,
 }
 
 impl Journal {
+    /// Records each destination's queue for the current minute, if
+    /// anything waits (called once a minute); returns how many were.
+    pub async fn record_queue_depths(&self) -> Result<usize, JournalError> {
+        let depths = self.queue_depths().await?;
+        let waiting: Vec<_> = depths.into_iter().filter(|d| d.waiting > 0).collect();
+        if waiting.is_empty() {
+            return Ok(0);
+        }
+        self.write(move |conn, cx| {
+            let minute = cx.now.div_euclid(60_000);
+            let mut stmt = conn.prepare_cached(
+                "INSERT OR REPLACE INTO stats_queue (endpoint, minute, waiting, oldest_age_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for d in &waiting {
+                stmt.execute(params![
+                    d.destination,
+                    minute,
+                    d.waiting as i64,
+                    (cx.now - d.oldest_queued_at).max(0)
+                ])?;
+            }
+            Ok(waiting.len())
+        })
+        .await
+    }
+
     /// Activity per endpoint since `since` (e.g. the start of today).
     pub async fn endpoint_activity(
         &self,
@@ -187,6 +217,9 @@ fn endpoint_stats(
         "SELECT minute, received, rejected, attempts, delivered, failed, duration_sum, duration_max
          FROM stats_minute WHERE endpoint = ?1 AND minute >= ?2",
     )?;
+    let mut queues = c.prepare_cached(
+        "SELECT minute, waiting, oldest_age_ms FROM stats_queue WHERE endpoint = ?1 AND minute >= ?2",
+    )?;
     let mut durations = c.prepare_cached(
         "SELECT bucket, sum(n) FROM stats_duration WHERE endpoint = ?1 AND minute >= ?2 GROUP BY bucket ORDER BY bucket",
     )?;
@@ -198,6 +231,8 @@ fn endpoint_stats(
             received_buckets: vec![0; buckets],
             delivered_buckets: vec![0; buckets],
             failed_buckets: vec![0; buckets],
+            queue_buckets: vec![0; buckets],
+            oldest_age_buckets: vec![0; buckets],
             ..Default::default()
         };
         let mut duration_sum = 0i64;
@@ -231,6 +266,19 @@ fn endpoint_stats(
             s.received_buckets[b] += received as u64;
             s.delivered_buckets[b] += delivered as u64;
             s.failed_buckets[b] += failed as u64;
+        }
+        let queue = queues.query_map(params![name, first_minute], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in queue {
+            let (minute, waiting, age_ms) = row?;
+            let b = bucket(minute);
+            s.queue_buckets[b] = s.queue_buckets[b].max(waiting.max(0) as u64);
+            s.oldest_age_buckets[b] = s.oldest_age_buckets[b].max((age_ms.max(0) / 1000) as u64);
         }
         if s.attempts > 0 {
             s.success_rate = Some(s.delivered as f64 / s.attempts as f64);

@@ -1017,3 +1017,30 @@ async fn worklist_entries_go_with_retention_once_they_expire() {
         .collect();
     assert_eq!(left, ["new"]);
 }
+
+#[tokio::test]
+async fn the_queue_of_a_destination_is_recorded_each_minute_while_anything_waits() {
+    let f = fixture();
+    let j = &f.journal;
+    assert_eq!(
+        j.record_queue_depths().await.unwrap(),
+        0,
+        "nothing waits: nothing written"
+    );
+    for n in 0..3 {
+        j.ingest(msg(&format!("Q{n}")), to(&["hub"])).await.unwrap();
+    }
+    f.clock.advance(90_000);
+    assert_eq!(j.record_queue_depths().await.unwrap(), 1);
+    let stats = j
+        .endpoint_stats(vec!["hub".into()], 1_000_000 - 60_000, 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        stats[0].queue_buckets.iter().max(),
+        Some(&3),
+        "{:?}",
+        stats[0].queue_buckets
+    );
+    assert_eq!(stats[0].oldest_age_buckets.iter().max(), Some(&90));
+}

@@ -67,6 +67,10 @@ pub async fn stats(
                 p50 => ms(s.p50_ms),
                 p95 => ms(s.p95_ms),
                 p99 => ms(s.p99_ms),
+                waited => match s.oldest_age_buckets.iter().max() {
+                    Some(&a) if a > 0 => format!("{} min", a.div_ceil(60)),
+                    _ => dash(),
+                },
             }
         })
         .collect();
@@ -101,8 +105,23 @@ pub async fn stats(
                     values: &e.failed_buckets,
                 },
             ];
+            let queued = e.queue_buckets.iter().any(|&q| q > 0);
+            let queue = [Series {
+                name: "waiting",
+                class: "s-queue",
+                values: &e.queue_buckets,
+            }];
             context! {
                 name => e.name,
+                queue => queued.then(|| Value::from_serialize(chart(
+                    &queue,
+                    (640, 150),
+                    &format!("{}: messages waiting (most in each {per}) over {chosen}", e.name),
+                    "waiting",
+                    since,
+                    bucket_ms,
+                    &label,
+                ))),
                 chart => Value::from_serialize(chart(
                     &series,
                     (640, 190),
@@ -132,17 +151,21 @@ pub async fn stats_csv(State(state): State<Shared>, Query(p): Query<StatsParams>
         Err(Err(e)) => return journal_error(&state, e),
     };
     let tz = site_tz(&state);
-    let mut csv = String::from("endpoint,bucket_start,bucket_end,received,delivered,failed\n");
+    let mut csv = String::from(
+        "endpoint,bucket_start,bucket_end,received,delivered,failed,most_waiting,oldest_wait_s\n",
+    );
     for s in &stats {
         for (i, received) in s.received_buckets.iter().enumerate() {
             let from = since + i as i64 * bucket_ms;
             csv.push_str(&format!(
-                "{},{},{},{received},{},{}\n",
+                "{},{},{},{received},{},{},{},{}\n",
                 csv_field(&s.name),
                 rfc3339(from, &tz),
                 rfc3339(from + bucket_ms, &tz),
                 s.delivered_buckets.get(i).copied().unwrap_or(0),
                 s.failed_buckets.get(i).copied().unwrap_or(0),
+                s.queue_buckets.get(i).copied().unwrap_or(0),
+                s.oldest_age_buckets.get(i).copied().unwrap_or(0),
             ));
         }
     }
