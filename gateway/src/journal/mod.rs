@@ -74,6 +74,7 @@
 
 mod audit;
 mod browse;
+mod dicom_studies;
 pub mod external;
 mod hub_commands;
 mod hub_events;
@@ -93,6 +94,7 @@ mod writer;
 
 pub use audit::AuditRecord;
 pub use browse::{state_name, DeliveryState, MessageFilter, MessagePage, MessageSummary};
+pub use dicom_studies::DueStudy;
 pub use hub_events::{Backlog, HubEvent, HUB_EVENTS_KEPT};
 pub use hub_orders::{HubOrder, HubOrderOutcome};
 pub use ingest::{Destination, IngestError, Receipt};

@@ -358,6 +358,28 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE astm_order ADD COLUMN hub_ref TEXT;
     CREATE UNIQUE INDEX astm_order_hub_ref ON astm_order(analyzer, hub_ref) WHERE hub_ref IS NOT NULL;
     ",
+    // The DICOM studies a store SCP has received objects of, kept in each
+    // object's ingest transaction: when the last one arrived, how many
+    // have (`version`), and up to which version the study was announced
+    // as an ImagingStudy; and which messages hold a study's objects.
+    "
+    CREATE TABLE dicom_study (
+        source          TEXT    NOT NULL,
+        study_uid       TEXT    NOT NULL,
+        last_object_at  INTEGER NOT NULL,
+        version         INTEGER NOT NULL,
+        announced       INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, study_uid)
+    ) WITHOUT ROWID;
+    CREATE INDEX dicom_study_due ON dicom_study(source, last_object_at) WHERE version > announced;
+    CREATE TABLE dicom_study_object (
+        source      TEXT    NOT NULL,
+        study_uid   TEXT    NOT NULL,
+        message_id  INTEGER NOT NULL,
+        PRIMARY KEY (source, study_uid, message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX dicom_study_object_message ON dicom_study_object(message_id);
+    ",
 ];
 
 /// Upper bounds (ms) of the delivery-duration buckets of `stats_duration`;

@@ -494,7 +494,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
             ack: None,
             hints: Default::default(),
         };
-        match shared.cx.ingest(envelope).await {
+        let study_uid = stored.summary.study_uid.clone();
+        match shared.cx.ingest_dicom_object(envelope, study_uid).await {
             Ok(receipt) => {
                 self.stored += 1;
                 if stored.other_version && !receipt.duplicate {

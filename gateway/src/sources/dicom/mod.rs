@@ -23,6 +23,12 @@
 //!   UIDs, or is not the SOP instance the request named; `0110` when no
 //!   route takes DICOM from this endpoint.
 //!
+//! # Studies
+//!
+//! Each stored object also updates its study in the journal, in the same
+//! transaction; with `study_idle` set, [`study`] journals one ImagingStudy
+//! per study once it has been idle that long (its note has the rules).
+//!
 //! # Associations
 //!
 //! Negotiation is [`ecko_protocol::dicom::negotiate`]'s. Associations are
@@ -39,6 +45,7 @@
 
 mod association;
 pub mod store;
+mod study;
 
 use super::SourceContext;
 use crate::config::{DicomConfig, Endpoint};
@@ -76,6 +83,11 @@ struct Shared {
     association_timeout: Duration,
     write_timeout: Duration,
     max_object_size: u64,
+    /// The ImagingStudy announcements ([`study`]): the idle time, the
+    /// Endpoint reference, and whether a round is running.
+    study_idle: Option<Duration>,
+    study_endpoint: Option<String>,
+    announcing: std::sync::atomic::AtomicBool,
 }
 
 pub struct Listener {
@@ -136,6 +148,9 @@ impl Listener {
                 association_timeout: config.association_timeout.0,
                 write_timeout: config.dimse_timeout.0,
                 max_object_size: config.max_object_size.0,
+                study_idle: config.study_idle(),
+                study_endpoint: config.study_endpoint.clone(),
+                announcing: Default::default(),
                 cx,
             }),
         })
@@ -156,6 +171,9 @@ impl Listener {
         let mut beat = tokio::time::interval(BEAT_EVERY);
         let mut sweep =
             tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_FIRST, SWEEP_EVERY);
+        let study_idle = self.shared.study_idle;
+        let mut studies = tokio::time::interval(study_idle.map_or(SWEEP_EVERY, study::check_every));
+        studies.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             heartbeat.beat();
             let accepted = tokio::select! {
@@ -163,6 +181,12 @@ impl Listener {
                 _ = sweep.tick() => {
                     let shared = self.shared.clone();
                     associations.spawn(async move { shared.sweep().await; });
+                    continue;
+                }
+                _ = studies.tick(), if study_idle.is_some() => {
+                    let shared = self.shared.clone();
+                    let idle = study_idle.unwrap_or_default();
+                    associations.spawn(async move { shared.announce_idle_studies(idle).await; });
                     continue;
                 }
                 Some(_) = associations.join_next(), if !associations.is_empty() => continue,
