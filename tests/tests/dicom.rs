@@ -1,7 +1,8 @@
 //! The DICOM endpoints with the real binary against dcmtk and pynetdicom:
 //! C-ECHO, C-STORE of pydicom's sample files in several transfer syntaxes,
 //! forwarding to dcmtk's `storescp` as the PACS, an idle study announced
-//! as ImagingStudy to the Medplum FHIR server, a PACS outage during a
+//! as ImagingStudy to the Medplum FHIR server, MPPS from pynetdicom as a
+//! Procedure, a PACS outage during a
 //! study, the PACS killed in the middle of forwarding one, the association
 //! policy, a journal that refuses (A700), and a
 //! SIGKILL during a burst.
@@ -535,6 +536,123 @@ to = ["hub"]
     )
     .unwrap();
     let file = dir.path().join("imaging-study-bundle.json");
+    std::fs::write(&file, bundle).unwrap();
+    validate_with_fhir_resources(&[file]).unwrap();
+}
+
+#[test]
+fn mpps_from_pynetdicom_is_journalled_with_its_statuses_and_reaches_the_fhir_server_as_a_procedure()
+{
+    use ecko_tests::fhir::{http, validate_with_fhir_resources, FhirServer};
+    let dir = tempfile::tempdir().unwrap();
+    let fhir = FhirServer::start(0, &[]);
+    let (scp, pacs_port) = (free_port(), free_port());
+    let extra = format!(
+        r#"
+[[endpoint]]
+name = "hub"
+type = "fhir"
+url = "{}"
+retry = {{ initial = "200ms", max = "1s" }}
+
+[[route]]
+name = "steps"
+from = ["modalities"]
+message_types = ["MPPS"]
+transform = "dicom-fhir"
+to = ["hub"]
+"#,
+        fhir.base
+    );
+    let cfg = config(dir.path(), scp, pacs_port, &extra);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "allowed_calling_ae = [",
+        "mpps = true\nallowed_calling_ae = [\"MODALITY\", ",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let _gw = Gateway::start(&cfg, &dir.path().join("gw.log"), &[]);
+    let step = "1.2.826.0.1.3680043.10.1234.31.1";
+    let out = Command::new(peer_python("dicom-venv"))
+        .arg(python_script("mpps_scu.py"))
+        .args([
+            "127.0.0.1",
+            &scp.to_string(),
+            "ECKO",
+            step,
+            "1.2.826.0.1.3680043.10.1234.31",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        said.lines().collect::<Vec<_>>(),
+        [
+            "create 0x0000",
+            "create-again 0x0111",
+            "set-unknown 0x0112",
+            "set-completed 0x0000",
+            "set-again 0x0110",
+        ],
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let query = format!("Procedure?identifier=urn:dicom:uid|urn:oid:{step}");
+    let completed = || {
+        let (_, body) = http("GET", &format!("{}/{query}", fhir.base), None);
+        serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .filter(|v| v["entry"][0]["resource"]["status"] == "completed")
+    };
+    assert!(eventually(Duration::from_secs(30), || completed().is_some()));
+    let found = completed().unwrap();
+    assert_eq!(found["total"], 1);
+    let p = &found["entry"][0]["resource"];
+    assert_eq!(p["code"]["coding"][0]["code"], "CTHEAD");
+    assert_eq!(p["basedOn"][0]["identifier"]["value"], "ACC-77");
+    assert_eq!(p["subject"]["identifier"]["value"], "P-42");
+    assert!(p["performedPeriod"]["start"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-01-31T10:15:00"));
+    assert!(p["performedPeriod"]["end"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-01-31T10:30:00"));
+
+    // Two steps journalled (N-CREATE, N-SET), the second the whole step.
+    let reader = JournalReader::open(&dir.path().join("journal.db")).unwrap();
+    let steps: Vec<serde_json::Value> = reader
+        .message_ids()
+        .unwrap()
+        .into_iter()
+        .filter_map(|id| reader.message(id).unwrap())
+        .filter(|m| m.envelope.message_type == "MPPS")
+        .map(|m| serde_json::from_slice(&m.envelope.payload).unwrap())
+        .collect();
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert_eq!(steps[0]["status"], "IN PROGRESS");
+    let last = &steps[1];
+    assert_eq!(last["status"], "COMPLETED");
+    assert_eq!(last["station_ae"], "CT1");
+    assert_eq!(last["modality"], "CT");
+    assert_eq!(last["study_uid"], "1.2.826.0.1.3680043.10.1234.31");
+    assert_eq!(
+        last["performed_series"][0]["instances"][0],
+        "1.2.826.0.1.3680043.10.1234.31.1.1"
+    );
+    assert!(last.get("patient_name").is_none());
+
+    let m = reader
+        .message_ids()
+        .unwrap()
+        .into_iter()
+        .filter_map(|id| reader.message(id).unwrap())
+        .rfind(|m| m.envelope.message_type == "MPPS")
+        .unwrap();
+    let bundle =
+        ecko_fhir::apply("dicom-fhir", &m, &ecko_fhir::TransformContext::default()).unwrap();
+    let file = dir.path().join("procedure-bundle.json");
     std::fs::write(&file, bundle).unwrap();
     validate_with_fhir_resources(&[file]).unwrap();
 }

@@ -79,6 +79,10 @@ pub struct DicomConfig {
     /// fetched from (e.g. `Endpoint/pacs-wado`, the DICOMweb base they are
     /// forwarded to), put into each ImagingStudy's `endpoint`.
     pub study_endpoint: Option<String>,
+    /// SCP: also accept Modality Performed Procedure Step (N-CREATE,
+    /// N-SET), each journalled as a message of type `MPPS`.
+    #[serde(default)]
+    pub mpps: bool,
 }
 
 fn default_ae_title() -> String {
@@ -200,6 +204,7 @@ impl DicomConfig {
             for (key, set) in [
                 ("study_idle", self.study_idle.is_some()),
                 ("study_endpoint", self.study_endpoint.is_some()),
+                ("mpps", self.mpps),
             ] {
                 if set {
                     out.push((

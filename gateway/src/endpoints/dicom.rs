@@ -72,6 +72,12 @@ const DICOM: &[Field] = &[
     ),
     f("store", "Object store directory (SCP)", Kind::Text, ""),
     f(
+        "mpps",
+        "Accept MPPS N-CREATE/N-SET (SCP)",
+        Kind::Bool,
+        "false",
+    ),
+    f(
         "study_idle",
         "Announce a study as ImagingStudy after it is idle for (SCP; empty: off)",
         Kind::Duration,

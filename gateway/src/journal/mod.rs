@@ -81,6 +81,7 @@ mod hub_events;
 mod hub_orders;
 mod ingest;
 mod live;
+mod mpps;
 pub mod orders;
 mod outbox;
 mod query;
@@ -99,6 +100,7 @@ pub use hub_events::{Backlog, HubEvent, HUB_EVENTS_KEPT};
 pub use hub_orders::{HubOrder, HubOrderOutcome};
 pub use ingest::{Destination, IngestError, Receipt};
 pub use live::LiveEvent;
+pub use mpps::{MppsChange, MppsOutcome};
 pub use orders::{IncompleteTransmission, NewOrder, OrderSelection, OrderState, StoredOrder};
 pub use outbox::{Lease, LeaseBatch, Reply, Settlement};
 pub use query::{

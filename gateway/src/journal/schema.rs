@@ -380,6 +380,19 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX dicom_study_object_message ON dicom_study_object(message_id);
     ",
+    // Modality Performed Procedure Steps: each step's status and its
+    // attributes so far (the N-CREATE's with every N-SET laid over them),
+    // kept in the transaction of the message that changed them.
+    "
+    CREATE TABLE mpps_step (
+        source        TEXT    NOT NULL,
+        sop_instance  TEXT    NOT NULL,
+        status        TEXT    NOT NULL,
+        attributes    TEXT    NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        PRIMARY KEY (source, sop_instance)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Upper bounds (ms) of the delivery-duration buckets of `stats_duration`;

@@ -40,6 +40,9 @@ pub struct AcceptPolicy {
     pub extra_sop_classes: Vec<String>,
     /// The largest PDU we receive.
     pub max_pdu: u32,
+    /// Accept Modality Performed Procedure Step (N-CREATE, N-SET), in
+    /// Implicit or Explicit VR Little Endian only.
+    pub mpps: bool,
 }
 
 /// One accepted presentation context.
@@ -140,11 +143,19 @@ pub fn answer(rq: &AssociationRQ, policy: &AcceptPolicy) -> Result<Negotiated, R
                 .extra_sop_classes
                 .iter()
                 .any(|c| c == &abstract_syntax);
+        let is_mpps = policy.mpps && abstract_syntax == super::mpps::SOP_CLASS;
+        let known_class = known_class || is_mpps;
         let chosen = pc
             .transfer_syntaxes
             .iter()
             .map(|t| uids::trim(t))
-            .find(|t| uids::transfer_syntax_name(t).is_some());
+            .find(|t| {
+                if is_mpps {
+                    *t == uids::IMPLICIT_VR_LE || *t == uids::EXPLICIT_VR_LE
+                } else {
+                    uids::transfer_syntax_name(t).is_some()
+                }
+            });
         let (reason, ts) = match (known_class, chosen) {
             (false, _) => (
                 PresentationContextResultReason::AbstractSyntaxNotSupported,
@@ -202,6 +213,7 @@ mod tests {
             allowed_calling: vec![],
             extra_sop_classes: vec![],
             max_pdu: 65536,
+            mpps: false,
         }
     }
 
@@ -280,6 +292,31 @@ mod tests {
             ]
         );
         assert_eq!(n.contexts.iter().map(|c| c.id).collect::<Vec<_>>(), vec![3]);
+    }
+
+    #[test]
+    fn mpps_is_accepted_only_where_the_endpoint_serves_it_and_only_in_little_endian() {
+        let contexts = || {
+            vec![
+                (
+                    1,
+                    super::super::mpps::SOP_CLASS,
+                    vec![JPEG_LOSSLESS, uids::EXPLICIT_VR_LE],
+                ),
+                (3, super::super::mpps::SOP_CLASS, vec![JPEG_LOSSLESS]),
+            ]
+        };
+        let off = answer(&rq("MOD", "ECKO", contexts()), &policy()).unwrap();
+        assert!(off.contexts.is_empty());
+        let mut p = policy();
+        p.mpps = true;
+        let on = answer(&rq("MOD", "ECKO", contexts()), &p).unwrap();
+        assert_eq!(on.contexts.len(), 1);
+        assert_eq!(on.contexts[0].transfer_syntax, uids::EXPLICIT_VR_LE);
+        assert_eq!(
+            on.answer.presentation_contexts[1].reason,
+            PresentationContextResultReason::TransferSyntaxesNotSupported
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One association: negotiation, then C-ECHO and C-STORE requests until
 //! release or abort. The rules are in the module note of `sources::dicom`.
 
+use super::mpps::Pending;
 use super::store::Incoming;
 use super::{AckNow, Shared};
 use crate::journal::IngestError;
@@ -46,6 +47,8 @@ struct Association<'a, S> {
     command: Vec<u8>,
     command_context: Option<u8>,
     receiving: Option<Receiving>,
+    /// The N-CREATE or N-SET whose data set is arriving (`mpps`).
+    mpps: Option<Pending>,
     stored: u64,
 }
 
@@ -122,6 +125,7 @@ impl Shared {
             command: Vec::new(),
             command_context: None,
             receiving: None,
+            mpps: None,
             stored: 0,
         };
         let end = a.run().await;
@@ -269,7 +273,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
         }
         match pdv.value_type {
             PDataValueType::Command => {
-                if self.receiving.is_some() {
+                if self.receiving.is_some() || self.mpps.is_some() {
                     return Err(End::Failed("a command arrived inside a data set".into()));
                 }
                 if *self
@@ -294,6 +298,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
                 Ok(())
             }
             PDataValueType::Data => {
+                if let Some(p) = self.mpps.as_mut() {
+                    if p.context_id() != pdv.presentation_context_id {
+                        return Err(End::Failed("a data set's fragments changed context".into()));
+                    }
+                    p.push(&pdv.data);
+                    if pdv.is_last {
+                        if let Some(p) = self.mpps.take() {
+                            let context = p.context_id();
+                            let rsp = self.shared.mpps(p, &self.negotiated.calling_ae).await;
+                            self.send_command(context, rsp).await?;
+                        }
+                    }
+                    return Ok(());
+                }
                 let Some(r) = self.receiving.as_mut() else {
                     return Err(End::Failed("a data set arrived without a command".into()));
                 };
@@ -333,12 +351,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
         status: Status,
         comment: Option<&str>,
     ) -> Result<(), End> {
+        self.send_command(context, rq.response(field, status, comment))
+            .await
+    }
+
+    async fn send_command(&mut self, context: u8, data: Vec<u8>) -> Result<(), End> {
         let pdu = Pdu::PData {
             data: vec![PDataValue {
                 presentation_context_id: context,
                 value_type: PDataValueType::Command,
                 is_last: true,
-                data: rq.response(field, status, comment),
+                data,
             }],
         };
         self.shared.write(&mut self.stream, &pdu).await
@@ -408,6 +431,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
                     file,
                     error,
                 });
+                Ok(())
+            }
+            Some(_) if self.shared.policy.mpps && Pending::start(&command, &context).is_some() => {
+                self.mpps = Pending::start(&command, &context);
                 Ok(())
             }
             Some(field) => {

@@ -29,6 +29,12 @@
 //! transaction; with `study_idle` set, [`study`] journals one ImagingStudy
 //! per study once it has been idle that long (its note has the rules).
 //!
+//! # MPPS
+//!
+//! With `mpps = true` the endpoint also accepts Modality Performed
+//! Procedure Step and journals each N-CREATE and N-SET before answering
+//! ([`mpps`] has the statuses).
+//!
 //! # Associations
 //!
 //! Negotiation is [`ecko_protocol::dicom::negotiate`]'s. Associations are
@@ -44,6 +50,7 @@
 //! finishes the object in hand and is then aborted.
 
 mod association;
+mod mpps;
 pub mod store;
 mod study;
 
@@ -143,6 +150,7 @@ impl Listener {
                     allowed_calling: config.allowed_calling_ae.clone(),
                     extra_sop_classes: config.extra_sop_classes.clone(),
                     max_pdu: config.max_pdu_bytes(),
+                    mpps: config.mpps,
                 },
                 store,
                 association_timeout: config.association_timeout.0,
