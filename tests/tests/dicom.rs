@@ -335,25 +335,19 @@ fn a_pacs_killed_in_the_middle_of_a_study_gets_every_instance_after_it_restarts_
     let dir = tempfile::tempdir().unwrap();
     let (scp, pacs_port) = (free_port(), free_port());
     let cfg = config(dir.path(), scp, pacs_port, "");
+    let _gw = Gateway::start(&cfg, &dir.path().join("gw.log"), &[]);
+    // The study is taken while the PACS is away, so that once it is up the
+    // gateway forwards it in full batches, and the kill lands inside one.
+    let total = 300;
+    let acked_uids = send_study(
+        scp,
+        total,
+        "1.2.826.0.1.3680043.10.1234.9",
+        &dir.path().join("acked.txt"),
+    );
+    assert_eq!(acked_uids.len(), total, "the gateway took every object");
     let first_log = dir.path().join("pacs-1.log");
     let first = pacs(pacs_port, &dir.path().join("pacs"), &first_log);
-    let _gw = Gateway::start(&cfg, &dir.path().join("gw.log"), &[]);
-    let acked = dir.path().join("acked.txt");
-    let total = 300;
-    let mut sender = Command::new(peer_python("dicom-venv"))
-        .arg(python_script("dicom_send.py"))
-        .args([
-            "127.0.0.1",
-            &scp.to_string(),
-            "ECKO",
-            &total.to_string(),
-            "1.2.826.0.1.3680043.10.1234.9",
-            acked.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Killed once the forwarding is under way, well before its end.
     assert!(
         eventually(Duration::from_secs(60), || received_by_pacs(&first_log)
             .len()
@@ -366,13 +360,6 @@ fn a_pacs_killed_in_the_middle_of_a_study_gets_every_instance_after_it_restarts_
         at_kill < total,
         "the PACS had everything before it was killed"
     );
-    assert!(sender.wait().unwrap().success());
-    let acked_uids: Vec<String> = std::fs::read_to_string(&acked)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(acked_uids.len(), total, "the gateway took every object");
 
     std::thread::sleep(Duration::from_secs(2));
     let second_log = dir.path().join("pacs-2.log");
@@ -432,15 +419,43 @@ fn send_study(scp: u16, count: usize, study: &str, acked: &Path) -> Vec<String> 
         .collect()
 }
 
-/// The journal's ImagingStudy messages: (duplicate key, payload).
-fn announcements(db: &Path) -> Vec<(String, ecko_message::StoredMessage)> {
+/// A FHIR destination at `base` and a route of `message_type` from the
+/// modalities to it through `dicom-fhir`.
+fn to_hub(base: &str, message_type: &str) -> String {
+    format!(
+        r#"
+[[endpoint]]
+name = "hub"
+type = "fhir"
+url = "{base}"
+retry = {{ initial = "200ms", max = "1s" }}
+
+[[route]]
+name = "to-hub"
+from = ["modalities"]
+message_types = ["{message_type}"]
+transform = "dicom-fhir"
+to = ["hub"]
+"#
+    )
+}
+
+/// The journal's messages of `message_type`, oldest first.
+fn messages_of(db: &Path, message_type: &str) -> Vec<ecko_message::StoredMessage> {
     let reader = JournalReader::open(db).unwrap();
     reader
         .message_ids()
         .unwrap()
         .into_iter()
         .filter_map(|id| reader.message(id).unwrap())
-        .filter(|m| m.envelope.message_type == "ImagingStudy")
+        .filter(|m| m.envelope.message_type == message_type)
+        .collect()
+}
+
+/// The journal's ImagingStudy messages: (duplicate key, payload).
+fn announcements(db: &Path) -> Vec<(String, ecko_message::StoredMessage)> {
+    messages_of(db, "ImagingStudy")
+        .into_iter()
         .map(|m| (m.envelope.dedup_key.clone().unwrap_or_default(), m))
         .collect()
 }
@@ -451,24 +466,12 @@ fn an_idle_study_reaches_the_fhir_server_as_one_imaging_study_updated_when_it_gr
     let dir = tempfile::tempdir().unwrap();
     let fhir = FhirServer::start(0, &[]);
     let (scp, pacs_port) = (free_port(), free_port());
-    let extra = format!(
-        r#"
-[[endpoint]]
-name = "hub"
-type = "fhir"
-url = "{}"
-retry = {{ initial = "200ms", max = "1s" }}
-
-[[route]]
-name = "studies"
-from = ["modalities"]
-message_types = ["ImagingStudy"]
-transform = "dicom-fhir"
-to = ["hub"]
-"#,
-        fhir.base
+    let cfg = config(
+        dir.path(),
+        scp,
+        pacs_port,
+        &to_hub(&fhir.base, "ImagingStudy"),
     );
-    let cfg = config(dir.path(), scp, pacs_port, &extra);
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
         "ae_title = \"ECKO\"\n",
         "ae_title = \"ECKO\"\nstudy_idle = \"2s\"\nstudy_endpoint = \"Endpoint/pacs-wado\"\n",
@@ -547,24 +550,7 @@ fn mpps_from_pynetdicom_is_journalled_with_its_statuses_and_reaches_the_fhir_ser
     let dir = tempfile::tempdir().unwrap();
     let fhir = FhirServer::start(0, &[]);
     let (scp, pacs_port) = (free_port(), free_port());
-    let extra = format!(
-        r#"
-[[endpoint]]
-name = "hub"
-type = "fhir"
-url = "{}"
-retry = {{ initial = "200ms", max = "1s" }}
-
-[[route]]
-name = "steps"
-from = ["modalities"]
-message_types = ["MPPS"]
-transform = "dicom-fhir"
-to = ["hub"]
-"#,
-        fhir.base
-    );
-    let cfg = config(dir.path(), scp, pacs_port, &extra);
+    let cfg = config(dir.path(), scp, pacs_port, &to_hub(&fhir.base, "MPPS"));
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
         "allowed_calling_ae = [",
         "mpps = true\nallowed_calling_ae = [\"MODALITY\", ",
@@ -621,13 +607,9 @@ to = ["hub"]
         .starts_with("2026-01-31T10:30:00"));
 
     // Two steps journalled (N-CREATE, N-SET), the second the whole step.
-    let reader = JournalReader::open(&dir.path().join("journal.db")).unwrap();
-    let steps: Vec<serde_json::Value> = reader
-        .message_ids()
-        .unwrap()
-        .into_iter()
-        .filter_map(|id| reader.message(id).unwrap())
-        .filter(|m| m.envelope.message_type == "MPPS")
+    let journalled = messages_of(&dir.path().join("journal.db"), "MPPS");
+    let steps: Vec<serde_json::Value> = journalled
+        .iter()
         .map(|m| serde_json::from_slice(&m.envelope.payload).unwrap())
         .collect();
     assert_eq!(steps.len(), 2, "{steps:?}");
@@ -643,15 +625,12 @@ to = ["hub"]
     );
     assert!(last.get("patient_name").is_none());
 
-    let m = reader
-        .message_ids()
-        .unwrap()
-        .into_iter()
-        .filter_map(|id| reader.message(id).unwrap())
-        .rfind(|m| m.envelope.message_type == "MPPS")
-        .unwrap();
-    let bundle =
-        ecko_fhir::apply("dicom-fhir", &m, &ecko_fhir::TransformContext::default()).unwrap();
+    let bundle = ecko_fhir::apply(
+        "dicom-fhir",
+        &journalled[1],
+        &ecko_fhir::TransformContext::default(),
+    )
+    .unwrap();
     let file = dir.path().join("procedure-bundle.json");
     std::fs::write(&file, bundle).unwrap();
     validate_with_fhir_resources(&[file]).unwrap();
