@@ -284,4 +284,56 @@ mod tests {
             .unwrap();
         assert_eq!(announced, Some(2));
     }
+
+    #[tokio::test]
+    async fn retention_forgets_a_study_once_its_objects_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = std::sync::Arc::new(crate::journal::ManualClock::new(1_000_000));
+        let mut o = JournalOptions::new(dir.path().join("j.db"));
+        o.clock = clock.clone();
+        let j = Journal::open(o).unwrap();
+        j.ingest_dicom_object(object("1.1", "1.1"), to("pacs"), "1".into())
+            .await
+            .unwrap();
+        j.announce_dicom_study(announcement("1", 1), to("hub"), "1".into(), 1)
+            .await
+            .unwrap();
+        for endpoint in ["pacs", "hub"] {
+            let leased = j.lease(endpoint, 1, 10).await.unwrap();
+            let done = leased
+                .lanes
+                .into_iter()
+                .flatten()
+                .map(|l| {
+                    let s = crate::journal::Settlement::Delivered {
+                        response: None,
+                        duration_ms: 1,
+                    };
+                    (l, s)
+                })
+                .collect();
+            j.settle(done).await.unwrap();
+        }
+        let day = 86_400_000;
+        clock.advance(2 * day);
+        let rows = |j: &Journal| {
+            let j = j.clone();
+            async move {
+                j.read(|c| {
+                    let n = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0));
+                    Ok((
+                        n("SELECT count(*) FROM dicom_study")?,
+                        n("SELECT count(*) FROM dicom_study_object")?,
+                    ))
+                })
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(rows(&j).await, (1, 1));
+        assert_eq!(j.purge_delivered_before(j.now_ms() - day).await.unwrap(), 2);
+        assert_eq!(rows(&j).await, (1, 0), "the object's link goes with it");
+        j.purge_delivered_before(j.now_ms() - day).await.unwrap();
+        assert_eq!(rows(&j).await, (0, 0), "then the announced study");
+    }
 }

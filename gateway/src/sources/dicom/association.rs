@@ -433,7 +433,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
                 });
                 Ok(())
             }
-            Some(_) if self.shared.policy.mpps && Pending::start(&command, &context).is_some() => {
+            Some(_) if self.shared.policy.mpps && Pending::serves(&command) => {
                 self.mpps = Pending::start(&command, &context);
                 Ok(())
             }

@@ -34,7 +34,12 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// The request `command` is, if it is an MPPS one with a data set.
+    /// Whether `command` is an N-CREATE or N-SET with a data set.
+    pub(super) fn serves(command: &Command) -> bool {
+        command.has_data_set && command.field.and_then(Request::of).is_some()
+    }
+
+    /// The request `command` is, if [`Pending::serves`] it.
     pub(super) fn start(command: &Command, context: &AcceptedContext) -> Option<Pending> {
         let request = command.field.and_then(Request::of)?;
         command.has_data_set.then(|| Pending {
