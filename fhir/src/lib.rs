@@ -39,6 +39,7 @@ pub mod livd;
 pub mod r4;
 pub mod shape;
 pub mod template;
+pub mod worklist;
 
 use ecko_message::StoredMessage;
 use jiff::tz::TimeZone;

@@ -1,7 +1,8 @@
 //! The admin page in a real headless Chromium, driven over WebDriver
 //! (Debian's `chromium` and `chromium-driver`, installed by
 //! scripts/install-peers): first-run setup (refused with a wrong setup code,
-//! accepted with the one `ecko-gateway setup-code` prints), login, the dashboard, a message
+//! accepted with the one `ecko-gateway setup-code` prints), login, the dashboard (its
+//! counts following a message sent while it is open, without a reload), a message
 //! sent by a real MLLP peer (python-hl7's `mllp_send`) appearing in the live
 //! log, the message viewer, and a failed delivery retried from the errors
 //! page until it is delivered. Screenshots of each page go to
@@ -189,6 +190,24 @@ impl Driver {
         let e = self.find(css);
         self.cmd("POST", &format!("/element/{e}/click"), Some(json!({})));
     }
+    /// Sets the window's outer size.
+    fn resize(&self, width: u32, height: u32) {
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
+    /// Runs `script` in the page and returns its value.
+    fn run(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
     fn screenshot(&self, dir: &Path, name: &str) {
         let b64 = self.cmd("GET", "/screenshot", None);
         let png = base64_decode(b64.as_str().unwrap_or(""));
@@ -261,6 +280,7 @@ fn an_operator_sets_up_logs_in_watches_a_message_arrive_and_retries_its_failed_d
     std::fs::write(&outbox, b"in the way").unwrap();
     let port = free_port();
     let mllp_port = free_port();
+    let ward_port = free_port();
     let config = d.join("gateway.toml");
     std::fs::write(
         &config,
@@ -282,6 +302,18 @@ max_attempts = 1
 name = "all"
 from = ["lab-mllp"]
 to = ["archive"]
+[[endpoint]]
+name = "ward-mllp"
+type = "mllp"
+listen = "127.0.0.1:{ward_port}"
+[[endpoint]]
+name = "ward-archive"
+type = "file"
+path = "{d}/ward"
+[[route]]
+name = "ward"
+from = ["ward-mllp"]
+to = ["ward-archive"]
 [admin]
 listen = "127.0.0.1:{port}"
 "#,
@@ -360,6 +392,39 @@ listen = "127.0.0.1:{port}"
         "the delivery worker runs"
     );
     b.screenshot(&shots, "2-dashboard");
+
+    // With the dashboard open, a message from the ward shows in its row's
+    // count without a reload.
+    let today = |page: &str| {
+        page.split("data-name=\"ward-mllp\"")
+            .nth(1)
+            .and_then(|r| r.split("class=\"today\">").nth(1))
+            .and_then(|r| r.split('<').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(today(&b.source()), "0");
+    let ward = d.join("ward.hl7");
+    std::fs::write(
+        &ward,
+        "MSH|^~\\&|WARD|HOSP|GW|HOSP|20240301115900||ADT^A01|WARD-1|P|2.5\nPID|||PAT-7||Roe^Ann\n",
+    )
+    .unwrap();
+    let out = Command::new(peer_tool("venv-hl7", "mllp_send"))
+        .args(["--loose", "-f"])
+        .arg(&ward)
+        .args(["-p", &ward_port.to_string(), "127.0.0.1"])
+        .output()
+        .expect("run mllp_send");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("MSA|AA|WARD-1"),
+        "{out:?}"
+    );
+    let live = wait_for(&b, "the count to follow", Duration::from_secs(15), |s| {
+        today(s) == "1"
+    });
+    assert!(live.contains(">live<"), "the page says it is live");
+    b.screenshot(&shots, "2-dashboard-live");
 
     // The live log, filtered to the MLLP endpoint, shows a message sent by
     // a real MLLP peer within a second of the send.
@@ -460,4 +525,26 @@ listen = "127.0.0.1:{port}"
         s.contains("id=\"endpoint-form\"")
     });
     b.screenshot(&shots, "9-endpoint-edit");
+
+    // At a tablet's and a phone's width every page stays within the
+    // window (tables scroll in their own box), and the navigation wraps.
+    for (width, name) in [(1400, "wide"), (768, "tablet"), (420, "phone")] {
+        b.resize(width, 900);
+        for (path, shot) in [
+            ("/", "dashboard"),
+            ("/logs", "logs"),
+            ("/errors", "errors"),
+            ("/endpoints/archive/edit", "form"),
+        ] {
+            b.go(&format!("{base}{path}"));
+            let fits =
+                b.run("return document.documentElement.scrollWidth <= window.innerWidth + 1;");
+            assert_eq!(
+                fits,
+                json!(true),
+                "{path} is wider than the window at {width} px"
+            );
+            b.screenshot(&shots, &format!("10-{name}-{shot}"));
+        }
+    }
 }

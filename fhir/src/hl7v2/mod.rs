@@ -20,6 +20,7 @@ mod orders;
 mod pharmacy;
 mod results;
 mod scheduling;
+pub mod worklist;
 
 use crate::r4::Bundle;
 use crate::{TransformContext, TransformError};

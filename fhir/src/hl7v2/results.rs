@@ -19,7 +19,10 @@
 //! repeated measurements, several isolates, or an OBX-21 the sender
 //! repeated by mistake — each gets `#<OBX-1>`
 //! appended, or `#obx<n>` (its position among the order's OBX) for all of
-//! them when their set ids are missing or repeat. A key that occurs once
+//! them when their set ids are missing or repeat. A key that occurs in
+//! more than one order of the message (an OBX-21 reused across orders, two
+//! OBR with one filler number) gets `#order<n>`, its OBR's position, in
+//! each of them. A key that occurs once
 //! stays as it always was, so a lone result keeps the id it had before,
 //! and a resend of the same message gives the same ids (the upsert stays
 //! idempotent).
@@ -284,6 +287,41 @@ fn disambiguate(group: &mut [Pending]) {
             let p = &mut group[i];
             p.key.value = Some(format!("{base}#{suffix}"));
             p.obs.identifier = vec![p.key.clone()];
+        }
+    }
+}
+
+/// Makes keys distinct across the orders of one message: a key (an OBX-21
+/// the sender reused, or two OBR with one filler number) that occurs in
+/// more than one order gets `#order<n>`, the 1-based position of its OBR in
+/// the message, in every order it occurs in. Keys of one order only stay
+/// as they are.
+fn disambiguate_across(orders: &mut [Order]) {
+    use std::collections::HashMap;
+    let mut by_key: HashMap<(Option<String>, String), Vec<usize>> = HashMap::new();
+    for (n, o) in orders.iter().enumerate() {
+        for p in &o.observations {
+            let k = (
+                p.key.system.clone(),
+                p.key.value.clone().unwrap_or_default(),
+            );
+            let seen = by_key.entry(k).or_default();
+            if seen.last() != Some(&n) {
+                seen.push(n);
+            }
+        }
+    }
+    for ((system, base), in_orders) in by_key {
+        if in_orders.len() < 2 {
+            continue;
+        }
+        for n in in_orders {
+            for p in &mut orders[n].observations {
+                if p.key.system == system && p.key.value.as_deref() == Some(base.as_str()) {
+                    p.key.value = Some(format!("{base}#order{}", n + 1));
+                    p.obs.identifier = vec![p.key.clone()];
+                }
+            }
         }
     }
 }
@@ -610,6 +648,10 @@ pub(super) fn to_bundle(
     }
 
     flush_specimen_observations(&mut b, &mut specimen_observations);
+    for order in &mut orders {
+        disambiguate(&mut order.observations);
+    }
+    disambiguate_across(&mut orders);
     let mut results = 0;
     for order in orders {
         let mut report = order.report;
@@ -638,9 +680,7 @@ pub(super) fn to_bundle(
             sr.specimen = specimens.clone();
             reference(&b.put(Resource::ServiceRequest(sr), &key))
         });
-        let mut observations = order.observations;
-        disambiguate(&mut observations);
-        for Pending { mut obs, key, .. } in observations {
+        for Pending { mut obs, key, .. } in order.observations {
             obs.based_on = based_on.clone().into_iter().collect();
             obs.specimen = specimens.first().cloned();
             report

@@ -492,6 +492,19 @@ fn repeated_results_without_set_ids_are_told_apart_by_their_position() {
 }
 
 #[test]
+fn an_observation_id_repeated_across_two_orders_does_not_merge_their_results() {
+    let b = oru("PID|||77^^^H\nOBR|1|P1|F1|X^X^L\nOBX|1|NM|GLU^Glucose^L||5.1|mmol/L|||||F||||||||||OBS-7^LAB\nOBR|2|P2|F2|Y^Y^L\nOBX|1|NM|NA^Sodium^L||140|mmol/L|||||F||||||||||OBS-7^LAB\nOBX|2|NM|K^K^L||4.0|mmol/L|||||F||||||||||OBS-8^LAB");
+    let obs = observations(&b);
+    let keys: Vec<String> = obs.iter().map(|o| key_of(o)).collect();
+    // Each order's result kept, told apart by the order; a key of one
+    // order only stays as sent.
+    assert_eq!(keys, ["OBS-7#order1", "OBS-7#order2", "OBS-8"]);
+    let urls: std::collections::HashSet<&str> =
+        b.entry.iter().map(|e| e.full_url.as_str()).collect();
+    assert_eq!(urls.len(), b.entry.len(), "no two entries share an id");
+}
+
+#[test]
 fn an_observation_id_the_sender_repeats_does_not_merge_two_results() {
     let b = oru("PID|||77^^^H\nOBR|1|P1|F1|X^X^L\nOBX|1|NM|GLU^Glucose^L||5.1|mmol/L|||||F||||||||||OBS-7^LAB\nOBX|2|NM|GLU^Glucose^L||7.9|mmol/L|||||F||||||||||OBS-7^LAB\nOBX|3|NM|K^K^L||4.0|mmol/L|||||F||||||||||OBS-8^LAB");
     let keys: Vec<String> = observations(&b).iter().map(|o| key_of(o)).collect();

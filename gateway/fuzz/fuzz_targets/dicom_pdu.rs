@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         allowed_calling: if ctl & 2 == 2 { vec!["MOD".into()] } else { vec![] },
         extra_sop_classes: vec![],
         max_pdu: 16384,
+        worklist: true,
         mpps: ctl & 1 == 0,
     };
     let mut buf = Vec::new();

@@ -165,6 +165,7 @@ impl AdminState {
 pub fn router(state: Shared) -> Router {
     let protected = Router::new()
         .route("/", get(pages::dashboard))
+        .route("/dashboard/live", get(pages::dashboard_live))
         .route("/logs", get(pages::logs))
         .route("/logs/stream", get(pages::log_stream))
         .route("/messages/{id}", get(pages::message))
@@ -172,6 +173,8 @@ pub fn router(state: Shared) -> Router {
         .route("/messages/{id}/discard", post(pages::discard_one))
         .route("/errors", get(pages::errors))
         .route("/errors/retry", post(pages::retry_matching))
+        .route("/errors/group/retry", post(pages::retry_group))
+        .route("/errors/group/discard", post(pages::discard_group))
         .route("/stats", get(pages::stats))
         .route(
             "/settings",

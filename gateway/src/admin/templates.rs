@@ -21,6 +21,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("_chart.html", include_str!("templates/_chart.html")),
     ("stats.html", include_str!("templates/stats.html")),
     ("dashboard.html", include_str!("templates/dashboard.html")),
+    ("_dashboard.html", include_str!("templates/_dashboard.html")),
     ("users.html", include_str!("templates/users.html")),
     ("account.html", include_str!("templates/account.html")),
     ("setup.html", include_str!("templates/setup.html")),

@@ -250,6 +250,7 @@ impl Site {
 
 const PAGES: &[&str] = &[
     "/",
+    "/dashboard/live",
     "/logs",
     "/logs/stream",
     "/messages/1",
@@ -264,6 +265,8 @@ const PAGE_POSTS: &[&str] = &[
     "/messages/1/retry",
     "/messages/1/discard",
     "/errors/retry",
+    "/errors/group/retry",
+    "/errors/group/discard",
     "/users",
     "/logout",
 ];
@@ -2919,4 +2922,166 @@ async fn an_admin_sees_every_open_session_and_ends_one_which_logs_its_browser_ou
         .await;
     assert_eq!(viewer_try.status, StatusCode::FORBIDDEN);
     assert_eq!(s.get("/", Some(&admin)).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_errors_page_groups_failures_by_cause_and_retries_or_discards_a_group_in_one_action() {
+    let s = site().await;
+    let b = s.login("op", "operator").await;
+    let first = s.dead("A").await;
+    let second = s.dead("B").await;
+    let page = s.get("/errors", Some(&b)).await;
+    assert!(page.body.contains("id=\"error-groups\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("archive fails on its side (HTTP 503)</strong>: 2 messages since"),
+        "one group for both messages, in plain words: {}",
+        page.body
+    );
+    let key = page
+        .body
+        .split("data-key=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let r = s
+        .post_form(
+            "/errors/group/discard",
+            Some(&b),
+            &[("csrf", &b.csrf), ("key", &key), ("reason", " ")],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "a discard needs a reason"
+    );
+    let r = s
+        .post_form(
+            "/errors/group/retry",
+            Some(&b),
+            &[("csrf", &b.csrf), ("key", &key), ("back", "/errors")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, "/errors?retried=2")
+    );
+    for id in [first, second] {
+        assert_eq!(
+            s.journal.outbox_of(id).await.unwrap()[0].state,
+            crate::journal::OutboxState::Queued
+        );
+    }
+    let audit = s.journal.audit_log(None, 10).await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.action == "message.retry"
+            && a.target.as_deref().is_some_and(|t| t.contains("HTTP 503"))),
+        "{audit:?}"
+    );
+    // Dead again, then discarded as a group: off the page.
+    s.attempt(Settlement::Dead {
+        error: "HTTP 503 from hub".into(),
+        duration_ms: 3,
+    })
+    .await;
+    let r = s
+        .post_form(
+            "/errors/group/discard",
+            Some(&b),
+            &[("csrf", &b.csrf), ("key", &key), ("reason", "hub retired")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, "/errors?discarded=2")
+    );
+    let page = s.get("/errors", Some(&b)).await;
+    assert!(!page.body.contains("id=\"error-groups\""), "{}", page.body);
+    let viewer = s.login("view", "viewer").await;
+    let r = s
+        .post_form(
+            "/errors/group/retry",
+            Some(&viewer),
+            &[("csrf", &viewer.csrf), ("key", &key)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn retries_that_failed_the_same_way_are_one_history_line_with_their_count_and_span() {
+    let s = site().await;
+    let b = s.login("view", "viewer").await;
+    let id = s.ingest("C1", "P1").await;
+    for n in 0..5 {
+        s.attempt(Settlement::Retry {
+            error: format!("connection refused (os error 111) after {n} ms"),
+            duration_ms: 2,
+            retry_at: 0,
+        })
+        .await;
+    }
+    s.attempt(Settlement::Retry {
+        error: "HTTP 503 from hub".into(),
+        duration_ms: 2,
+        retry_at: 0,
+    })
+    .await;
+    s.attempt(Settlement::Delivered {
+        response: None,
+        duration_ms: 1,
+    })
+    .await;
+    let page = s.get(&format!("/messages/{id}"), Some(&b)).await;
+    let history = page.body.split("id=\"history\"").nth(1).unwrap();
+    let history = history.split("</table>").next().unwrap();
+    assert_eq!(history.matches("5 attempts").count(), 1, "{history}");
+    assert_eq!(
+        history.matches("connection refused").count(),
+        1,
+        "{history}"
+    );
+    assert!(
+        history.contains("HTTP 503 from hub"),
+        "another error is its own line: {history}"
+    );
+    assert_eq!(
+        history.matches("class=\"collapsed\"").count(),
+        1,
+        "{history}"
+    );
+}
+
+#[tokio::test]
+async fn the_dashboards_live_part_is_the_table_alone_and_follows_new_messages() {
+    let s = site().await;
+    let b = s.login("view", "viewer").await;
+    let today = |body: &str| {
+        body.split("data-name=\"inbox\"")
+            .nth(1)
+            .and_then(|r| r.split("class=\"today\">").nth(1))
+            .and_then(|r| r.split('<').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let page = s.get("/", Some(&b)).await;
+    assert!(
+        page.body.contains("data-live=\"/dashboard/live\""),
+        "{}",
+        page.body
+    );
+    let before = s.get("/dashboard/live", Some(&b)).await;
+    assert_eq!(before.status, StatusCode::OK);
+    assert!(
+        !before.body.contains("<html"),
+        "a fragment, not a page: {}",
+        before.body
+    );
+    assert!(before.body.contains("id=\"endpoints\""));
+    assert_eq!(today(&before.body), "0", "{}", before.body);
+    s.ingest("LIVE-1", "P1").await;
+    let after = s.get("/dashboard/live", Some(&b)).await;
+    assert_eq!(today(&after.body), "1", "{}", after.body);
 }

@@ -70,6 +70,13 @@ pub struct DicomConfig {
     /// SCU: how long to connect.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Span,
+    /// SCP: the `worklist` endpoint Modality Worklist C-FIND is answered
+    /// from; none: C-FIND is not served.
+    pub worklist: Option<String>,
+    /// SCP: the most matches one C-FIND returns (a universal query on a
+    /// busy worklist stops there).
+    #[serde(default = "default_max_worklist_matches")]
+    pub max_worklist_matches: usize,
     /// SCP: once a study has received no object for this long, an
     /// ImagingStudy of everything stored of it is journalled (message type
     /// `ImagingStudy`) for routes to the FHIR upstream; again with
@@ -120,6 +127,9 @@ fn default_max_object() -> Size {
 }
 fn default_connect_timeout() -> Span {
     Span(Duration::from_secs(10))
+}
+fn default_max_worklist_matches() -> usize {
+    500
 }
 
 /// PS3.8 9.3.2: 1024 bytes is the smallest maximum a node may announce; the
@@ -229,6 +239,18 @@ impl DicomConfig {
                 out.push((key, format!("`{key}` must be above zero")));
             }
         }
+        if self.worklist.is_some() && !self.is_listener() {
+            out.push((
+                "worklist",
+                "`worklist` is served by a store SCP (`listen`), not by a forward".into(),
+            ));
+        }
+        if self.max_worklist_matches == 0 {
+            out.push((
+                "max_worklist_matches",
+                "`max_worklist_matches` must be at least 1".into(),
+            ));
+        }
         if self.is_listener() {
             out.extend(
                 listener_problems(&ListenerLimits {
@@ -294,6 +316,52 @@ impl DicomConfig {
                 .join("dicom")
                 .join(endpoint),
         }
+    }
+}
+
+/// Settings of the `worklist` endpoint type: a destination whose delivery
+/// keeps the orders routed to it as scheduled procedure steps, answered to
+/// modalities by the DICOM SCPs that name it in their `worklist`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorklistConfig {
+    /// The modality of a step whose order names none (`CT`, `MR`, ...).
+    #[serde(default)]
+    pub modality: String,
+    /// The scheduled station AE title of a step whose order names none;
+    /// empty: offered to every station.
+    #[serde(default)]
+    pub station_ae: String,
+    /// How long after its scheduled start a step stays on the worklist.
+    #[serde(default = "default_keep_for")]
+    pub keep_for: Span,
+}
+
+fn default_keep_for() -> Span {
+    Span(Duration::from_secs(7 * 24 * 3600))
+}
+
+impl WorklistConfig {
+    pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let m = &self.modality;
+        if m.len() > 16
+            || !m
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            out.push((
+                "modality",
+                format!("`{m}` is not a modality code (capitals and digits, e.g. \"CT\")"),
+            ));
+        }
+        if !self.station_ae.is_empty() {
+            out.extend(ae_title_problem("station_ae", &self.station_ae));
+        }
+        if self.keep_for.0.is_zero() {
+            out.push(("keep_for", "`keep_for` must be above zero".into()));
+        }
+        out
     }
 }
 

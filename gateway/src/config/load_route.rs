@@ -149,6 +149,43 @@ impl Loader<'_> {
 }
 
 impl Loader<'_> {
+    /// A DICOM SCP's `worklist` names a `worklist` endpoint.
+    pub(super) fn check_worklists(
+        &mut self,
+        endpoints: &[Endpoint],
+        names_at: &[usize],
+        broken: &[String],
+    ) {
+        for (e, &at) in endpoints.iter().zip(names_at) {
+            let EndpointKind::Dicom(d) = &e.kind else {
+                continue;
+            };
+            let Some(w) = d.worklist.as_deref() else {
+                continue;
+            };
+            if broken.iter().any(|b| b == w) {
+                continue;
+            }
+            match endpoints.iter().find(|x| x.name == w) {
+                None => self.error_at(
+                    at,
+                    format!("endpoint `{}`: `worklist` names unknown endpoint `{w}`", e.name),
+                ),
+                Some(x) if !matches!(x.kind, EndpointKind::Worklist(_)) => self.error_at(
+                    at,
+                    format!(
+                        "endpoint `{}`: `worklist` must name a `worklist` endpoint; `{w}` is a `{}` endpoint",
+                        e.name,
+                        x.kind.type_name()
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+impl Loader<'_> {
     /// A route's `application_ack` names an enabled-or-not MLLP sender, and
     /// the route has one destination whose outcome the acknowledgement
     /// reports.

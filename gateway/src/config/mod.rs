@@ -28,7 +28,7 @@ pub use alerts::{
     WebhookChannel,
 };
 pub use astm::*;
-pub use dicom::{DicomConfig, DicomWebConfig};
+pub use dicom::{DicomConfig, DicomWebConfig, WorklistConfig};
 pub use hub::{BrokerAddress, PayloadFormat};
 pub use hub_commands::{CommandPolicy, COMMAND_NAMES, MAX_AGE_LIMIT};
 pub(crate) use load_endpoint::mllp_sender_timeout;
@@ -342,6 +342,7 @@ impl<'a> Loader<'a> {
         self.check_endpoint_names(&endpoints, &endpoint_names_at);
         self.check_routes(&routes, &route_names_at, &endpoints, &broken);
         self.check_code_maps(&endpoints);
+        self.check_worklists(&endpoints, &endpoint_names_at, &broken);
 
         Some(Config {
             source: None,

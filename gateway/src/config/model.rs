@@ -413,6 +413,9 @@ pub enum EndpointKind {
     Dicom(super::DicomConfig),
     /// DICOMweb: stored objects sent to a server by STOW-RS.
     DicomWeb(super::DicomWebConfig),
+    /// A Modality Worklist: orders routed to it become scheduled procedure
+    /// steps a DICOM SCP answers C-FIND from.
+    Worklist(super::WorklistConfig),
 }
 
 impl EndpointKind {
@@ -428,6 +431,7 @@ impl EndpointKind {
             EndpointKind::AstmTcp(_) => "astm-tcp",
             EndpointKind::Dicom(_) => "dicom",
             EndpointKind::DicomWeb(_) => "dicomweb",
+            EndpointKind::Worklist(_) => "worklist",
         }
     }
 }

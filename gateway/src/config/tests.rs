@@ -795,3 +795,30 @@ fn alert_mistakes_are_reported_where_they_are_written() {
         );
     }
 }
+
+#[test]
+fn a_dicom_scps_worklist_must_name_a_worklist_endpoint() {
+    let base = |worklist: &str| {
+        format!(
+            "[journal]\npath = \"j.db\"\n\n[[endpoint]]\nname = \"scp\"\ntype = \"dicom\"\nlisten = \"127.0.0.1:0\"\nworklist = \"{worklist}\"\n\n[[endpoint]]\nname = \"wl\"\ntype = \"worklist\"\nmodality = \"CT\"\n\n[[endpoint]]\nname = \"out\"\ntype = \"file\"\npath = \"out\"\n"
+        )
+    };
+    assert!(parse(&base("wl")).is_ok());
+    let errs = messages(parse(&base("wk")).unwrap_err());
+    assert_eq!(
+        errs,
+        vec!["gw.toml:5:8: endpoint `scp`: `worklist` names unknown endpoint `wk`"]
+    );
+    let errs = messages(parse(&base("out")).unwrap_err());
+    assert!(
+        errs[0].contains("must name a `worklist` endpoint; `out` is a `file` endpoint"),
+        "{errs:?}"
+    );
+    let bad = base("wl").replace(
+        "modality = \"CT\"",
+        "modality = \"ct scan\"\nkeep_for = \"0s\"",
+    );
+    let errs = messages(parse(&bad).unwrap_err());
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].contains("not a modality code"), "{errs:?}");
+}

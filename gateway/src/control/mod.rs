@@ -25,6 +25,7 @@ pub mod audit;
 pub mod code_maps;
 pub mod config;
 pub mod endpoints;
+pub mod errors;
 pub mod log_bundle;
 pub mod messages;
 mod ops;

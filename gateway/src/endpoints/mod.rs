@@ -23,6 +23,7 @@ mod file;
 mod file_drop;
 pub mod form;
 mod mllp;
+mod worklist;
 
 use crate::app::RunError;
 use crate::config::{Direction, Endpoint, EndpointKind, SettingsInput, DEFAULT_TIMEOUT};
@@ -49,6 +50,7 @@ pub const TYPES: &[&dyn EndpointType] = &[
     &astm::Tcp,
     &dicom::Dicom,
     &dicomweb::DicomWeb,
+    &worklist::Worklist,
 ];
 
 /// The type named `name` (the file's `type = "..."`).
@@ -222,6 +224,7 @@ mod tests {
                 "dicomweb",
                 r#"url = "https://pacs.example/dicom-web/studies""#,
             ),
+            ("worklist", r#"modality = "CT""#),
         ];
         let mut text = String::from("[journal]\npath = \"j.db\"\n");
         for (ty, keys) in settings {

@@ -62,6 +62,12 @@ impl Intake {
     /// Journals the order message `bytes`, or its refusal; `true` once one
     /// of the two is committed.
     pub async fn take(&self, bytes: &[u8]) -> bool {
+        if let Some(order) = orders::read_worklist(self.format, bytes) {
+            return match order {
+                Ok(order) => self.take_worklist(order).await,
+                Err(refused) => self.refuse(refused).await,
+            };
+        }
         let message = match orders::read(self.format, bytes) {
             Ok(m) => m,
             Err(refused) => return self.refuse(refused).await,
@@ -90,6 +96,35 @@ impl Intake {
                 self.refuse(Refused {
                     message_id: Some(message.id),
                     analyzer: Some(analyzer),
+                    reason: r.to_string(),
+                })
+                .await
+            }
+        }
+    }
+
+    async fn take_worklist(&self, order: orders::WorklistOrder) -> bool {
+        match control::orders::worklist_from_hub(
+            &self.ops,
+            &self.actor,
+            &order.id,
+            &order.worklist,
+            &order.bundle,
+        )
+        .await
+        {
+            Ok(keys) => {
+                tracing::info!(message = %order.id, worklist = %order.worklist, entries = keys.len(), "hub order: on the worklist");
+                true
+            }
+            Err(Refusal::Journal(e)) => {
+                tracing::warn!(message = %order.id, error = %e, "a hub worklist order could not be journalled; the broker will send it again");
+                false
+            }
+            Err(r) => {
+                self.refuse(Refused {
+                    message_id: Some(order.id),
+                    analyzer: Some(order.worklist),
                     reason: r.to_string(),
                 })
                 .await
@@ -157,6 +192,10 @@ mod tests {
         name = "archive"
         type = "file"
         path = "out"
+        [[endpoint]]
+        name = "mr"
+        type = "worklist"
+        modality = "MR"
         [[route]]
         name = "r"
         from = ["chem"]
@@ -223,6 +262,76 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].0, "order.refused");
         assert!(i.ops.journal().orders(None).await.unwrap().is_empty());
+        i.ops.journal().close().await;
+    }
+
+    fn worklist_order(id: &str, worklist: &str, status: &str) -> Vec<u8> {
+        payload::encode(
+            PayloadFormat::Cbor,
+            &json!({"v": 1, "id": id, "issued_at": 0, "worklist": worklist, "bundle": {
+                "resourceType": "Bundle", "type": "collection", "entry": [
+                    {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient",
+                        "identifier": [{"value": "P9"}], "name": [{"family": "Hub", "given": ["Hanna"]}]}},
+                    {"resource": {"resourceType": "ServiceRequest", "status": status, "intent": "order",
+                        "requisition": {"value": "REQ-9"}, "subject": {"reference": "urn:uuid:p"},
+                        "occurrenceDateTime": "2099-12-04T09:00:00Z",
+                        "code": {"text": "MR knee"}}}]}}),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_hub_order_for_a_worklist_is_kept_as_its_step_and_a_revocation_takes_it_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = intake(&dir, "operator");
+        assert!(i.take(&worklist_order("w-1", "mr", "active")).await);
+        let entries = i.ops.journal().worklist_entries("mr").await.unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(
+            (entries[0].0.as_str(), entries[0].1.as_str()),
+            ("REQ-9", "scheduled")
+        );
+        assert!(
+            entries[0].2.contains("Hub^Hanna") && entries[0].2.contains("\"MR\""),
+            "{entries:?}"
+        );
+        // The same delivery again rewrites the same entry.
+        assert!(i.take(&worklist_order("w-1", "mr", "active")).await);
+        assert!(i.take(&worklist_order("w-2", "mr", "revoked")).await);
+        let entries = i.ops.journal().worklist_entries("mr").await.unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].1, "cancelled");
+        let events = event_kinds(&i).await;
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(events.iter().all(|e| e.0 == "order.accepted"), "{events:?}");
+        assert!(events[0].1.contains("REQ-9"), "{events:?}");
+        i.ops.journal().close().await;
+    }
+
+    #[tokio::test]
+    async fn a_worklist_order_for_an_endpoint_that_is_no_worklist_or_without_requests_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = intake(&dir, "operator");
+        assert!(i.take(&worklist_order("w-1", "chem", "active")).await);
+        let bare = payload::encode(
+            PayloadFormat::Cbor,
+            &json!({"v": 1, "id": "w-2", "worklist": "mr", "bundle": {"resourceType": "Bundle", "entry": []}}),
+        );
+        assert!(i.take(&bare).await);
+        let events = event_kinds(&i).await;
+        assert_eq!(events.len(), 2);
+        assert!(events.iter().all(|e| e.0 == "order.refused"), "{events:?}");
+        assert!(
+            events[0].1.contains("not a worklist endpoint"),
+            "{events:?}"
+        );
+        assert!(events[1].1.contains("no ServiceRequest"), "{events:?}");
+        assert!(i
+            .ops
+            .journal()
+            .worklist_entries("mr")
+            .await
+            .unwrap()
+            .is_empty());
         i.ops.journal().close().await;
     }
 }

@@ -88,6 +88,55 @@ pub fn read(format: PayloadFormat, bytes: &[u8]) -> Result<OrderMessage, Refused
     })
 }
 
+/// An order message for a Modality Worklist: it names a `worklist` where
+/// an analyzer's order names its `analyzer`, and its bundle is read by the
+/// worklist (one entry per ServiceRequest).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorklistOrder {
+    pub id: String,
+    pub worklist: String,
+    pub bundle: Value,
+}
+
+/// Reads `bytes` as an order for a worklist; `None` when it names no
+/// `worklist` (it is an analyzer's order: [`read`]).
+pub fn read_worklist(
+    format: PayloadFormat,
+    bytes: &[u8],
+) -> Option<Result<WorklistOrder, Refused>> {
+    let Ok(Value::Object(map)) = payload::decode(format, bytes) else {
+        return None;
+    };
+    let worklist = map.get("worklist")?;
+    let id = text(&map, "id").filter(|id| id.len() <= ID_MAX);
+    let refuse = |reason: String| Refused {
+        message_id: id.clone(),
+        analyzer: worklist.as_str().map(str::to_string),
+        reason,
+    };
+    if map.get("v").and_then(Value::as_u64) != Some(payload::VERSION) {
+        return Some(Err(refuse(format!("`v` must be {}", payload::VERSION))));
+    }
+    let Some(message_id) = id.clone() else {
+        return Some(Err(refuse(format!(
+            "`id` must be text of at most {ID_MAX} bytes"
+        ))));
+    };
+    let Some(worklist) = worklist.as_str().filter(|w| !w.is_empty()) else {
+        return Some(Err(refuse(
+            "`worklist` must name a worklist endpoint".into(),
+        )));
+    };
+    let Some(bundle) = map.get("bundle") else {
+        return Some(Err(refuse("`bundle` is missing".into())));
+    };
+    Some(Ok(WorklistOrder {
+        id: message_id,
+        worklist: worklist.to_string(),
+        bundle: bundle.clone(),
+    }))
+}
+
 fn text(map: &Map<String, Value>, key: &str) -> Option<String> {
     map.get(key)
         .and_then(Value::as_str)

@@ -20,8 +20,10 @@ impl Journal {
         // Statistics, ASTM transmissions kept for inspection, settled orders
         // and the purges' own records go with the messages; pending orders
         // wait for their analyzer however old they are.
-        self.write(move |conn, _| {
+        self.write(move |conn, cx| {
             let minute = cutoff_ms.div_euclid(60_000);
+            conn.prepare_cached("DELETE FROM worklist_item WHERE expires_at < ?1")?
+                .execute([cx.now])?;
             conn.prepare_cached("DELETE FROM stats_minute WHERE minute < ?1")?
                 .execute([minute])?;
             conn.prepare_cached("DELETE FROM stats_duration WHERE minute < ?1")?

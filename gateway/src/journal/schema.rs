@@ -358,6 +358,24 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE astm_order ADD COLUMN hub_ref TEXT;
     CREATE UNIQUE INDEX astm_order_hub_ref ON astm_order(analyzer, hub_ref) WHERE hub_ref IS NOT NULL;
     ",
+    // Modality Worklist entries (`worklist.rs`): one per worklist and
+    // order key, replaced by each later message about the same order.
+    "
+    CREATE TABLE worklist_item (
+        id         INTEGER PRIMARY KEY,
+        worklist   TEXT    NOT NULL,
+        key        TEXT    NOT NULL,
+        state      TEXT    NOT NULL,
+        start      TEXT    NOT NULL,
+        expires_at INTEGER NOT NULL,
+        item       TEXT    NOT NULL,
+        message_id INTEGER,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (worklist, key)
+    );
+    CREATE INDEX worklist_item_offered ON worklist_item(worklist, state, start);
+    CREATE INDEX worklist_item_expires ON worklist_item(expires_at);
+    ",
     // The DICOM studies a store SCP has received objects of, kept in each
     // object's ingest transaction: when the last one arrived, how many
     // have (`version`), and up to which version the study was announced

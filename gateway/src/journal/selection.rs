@@ -20,7 +20,7 @@ use super::browse::{list_messages, MessageFilter};
 use super::outbox::record;
 use super::schema::{DEAD, DELIVERED, LEASED, QUEUED};
 use super::{external, Journal, JournalError};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
 /// Which messages a retry or discard applies to.
@@ -28,6 +28,12 @@ use std::path::Path;
 pub enum Selection {
     Message(i64),
     Matching(MessageFilter),
+    /// These deliveries (outbox rows), e.g. one group of the errors page
+    /// (`cause` says which, for the audit log).
+    Deliveries {
+        outbox_ids: Vec<i64>,
+        cause: String,
+    },
 }
 
 /// Most messages one "retry all" or "discard all" touches.
@@ -173,6 +179,9 @@ fn describe(selection: &Selection) -> String {
     match selection {
         Selection::Message(id) => format!("message {id}"),
         Selection::Matching(f) => format!("messages matching {}", filter_json(f)),
+        Selection::Deliveries { outbox_ids, cause } => {
+            format!("{} deliveries failing with: {cause}", outbox_ids.len())
+        }
     }
 }
 
@@ -206,8 +215,22 @@ fn selected_rows(
     limit: usize,
 ) -> Result<(Vec<SelectedRow>, bool), JournalError> {
     let mut truncated = false;
+    if let Selection::Deliveries { outbox_ids, .. } = selection {
+        let mut s = conn.prepare_cached(
+            "SELECT id, destination, state FROM outbox WHERE id = ?1 AND (state = 3 OR (state = 0 AND attempts > 0))",
+        )?;
+        let mut out = Vec::new();
+        for id in outbox_ids.iter().take(limit) {
+            let row = s
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            out.extend(row);
+        }
+        return Ok((out, outbox_ids.len() > limit));
+    }
     let message_ids: Vec<i64> = match selection {
         Selection::Message(id) => vec![*id],
+        Selection::Deliveries { .. } => Vec::new(),
         Selection::Matching(filter) => {
             let mut filter = filter.clone().normalized();
             if filter.status.is_none() {

@@ -921,3 +921,99 @@ async fn opening_an_existing_journal_writes_nothing_when_nothing_needs_writing()
     assert_eq!(std::fs::read(&f.path).unwrap(), before);
     drop(again);
 }
+
+fn entry(key: &str, state: &str, start: &str, expires_at: i64) -> WorklistEntry {
+    WorklistEntry {
+        key: key.into(),
+        state: state.into(),
+        start: start.into(),
+        expires_at,
+        item: format!("{{\"key\":\"{key}\"}}"),
+    }
+}
+
+#[tokio::test]
+async fn a_later_message_about_an_order_replaces_its_worklist_entry_and_cancelled_ones_are_not_offered(
+) {
+    let f = fixture();
+    let j = &f.journal;
+    j.apply_worklist(
+        "wl",
+        1,
+        vec![
+            entry("B", "scheduled", "20991204100000", i64::MAX),
+            entry("A", "scheduled", "20991204090000", i64::MAX),
+            entry("C", "started", "", i64::MAX),
+        ],
+    )
+    .await
+    .unwrap();
+    j.apply_worklist(
+        "other",
+        2,
+        vec![entry("A", "scheduled", "20991204090000", i64::MAX)],
+    )
+    .await
+    .unwrap();
+    let all = j.find_worklist("wl", None, 10, |_| true).await.unwrap();
+    assert_eq!(
+        all,
+        [r#"{"key":"C"}"#, r#"{"key":"A"}"#, r#"{"key":"B"}"#],
+        "soonest first, undated first"
+    );
+    let dated = j
+        .find_worklist(
+            "wl",
+            Some(("20991204".into(), "20991204235959".into())),
+            10,
+            |_| true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(dated.len(), 2, "a date range leaves undated steps out");
+    let one = j
+        .find_worklist("wl", None, 1, |i| i.contains('B'))
+        .await
+        .unwrap();
+    assert_eq!(one, [r#"{"key":"B"}"#]);
+
+    j.apply_worklist(
+        "wl",
+        3,
+        vec![entry("A", "cancelled", "20991204090000", i64::MAX)],
+    )
+    .await
+    .unwrap();
+    let offered = j.find_worklist("wl", None, 10, |_| true).await.unwrap();
+    assert_eq!(offered, [r#"{"key":"C"}"#, r#"{"key":"B"}"#]);
+    let entries = j.worklist_entries("wl").await.unwrap();
+    assert_eq!(entries.len(), 3, "one entry per key, replaced in place");
+}
+
+#[tokio::test]
+async fn worklist_entries_go_with_retention_once_they_expire() {
+    let f = fixture();
+    let now = 1_000_000;
+    f.journal
+        .apply_worklist(
+            "wl",
+            1,
+            vec![
+                entry("old", "scheduled", "20000101000000", now + 1000),
+                entry("new", "scheduled", "20991204000000", now + 10_000_000),
+            ],
+        )
+        .await
+        .unwrap();
+    f.clock.advance(5_000);
+    f.journal.purge_delivered_before(0).await.unwrap();
+    let left: Vec<String> = f
+        .journal
+        .worklist_entries("wl")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(left, ["new"]);
+}

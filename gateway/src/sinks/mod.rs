@@ -9,6 +9,7 @@ pub mod dicomweb;
 pub mod fhir;
 pub mod file;
 pub mod mllp;
+pub mod worklist;
 
 use ecko_fhir::Payload;
 use ecko_message::StoredMessage;

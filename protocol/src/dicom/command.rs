@@ -1,5 +1,5 @@
-//! DIMSE command sets (PS3.7 9 and E.1) for C-ECHO and C-STORE, and what
-//! N-CREATE and N-SET carry (`dicom::mpps` reads those).
+//! DIMSE command sets (PS3.7 9 and E.1) for C-ECHO, C-STORE, C-FIND and
+//! C-CANCEL, and what N-CREATE and N-SET carry (`dicom::mpps` reads those).
 //!
 //! A command set is always Implicit VR Little Endian, whatever the
 //! presentation context says for the data. Reading takes the fields a
@@ -34,6 +34,7 @@ pub enum CommandField {
     EchoRq,
     EchoRsp,
     FindRq,
+    FindRsp,
     Cancel,
     Other(u16),
 }
@@ -46,6 +47,7 @@ impl CommandField {
             CommandField::EchoRq => 0x0030,
             CommandField::EchoRsp => 0x8030,
             CommandField::FindRq => 0x0020,
+            CommandField::FindRsp => 0x8020,
             CommandField::Cancel => 0x0FFF,
             CommandField::Other(c) => c,
         }
@@ -58,6 +60,7 @@ impl CommandField {
             0x0030 => CommandField::EchoRq,
             0x8030 => CommandField::EchoRsp,
             0x0020 => CommandField::FindRq,
+            0x8020 => CommandField::FindRsp,
             0x0FFF => CommandField::Cancel,
             c => CommandField::Other(c),
         }
@@ -170,6 +173,18 @@ impl Command {
 
     /// The response to this request with `status`.
     pub fn response(&self, field: CommandField, status: Status, comment: Option<&str>) -> Vec<u8> {
+        self.response_with(field, status, comment, false)
+    }
+
+    /// The response to this request with `status`, saying whether a data
+    /// set (a C-FIND match) follows it.
+    pub fn response_with(
+        &self,
+        field: CommandField,
+        status: Status,
+        comment: Option<&str>,
+        data_set: bool,
+    ) -> Vec<u8> {
         let mut elements = Vec::new();
         if let Some(c) = &self.affected_sop_class {
             elements.push(DataElement::new(
@@ -191,7 +206,7 @@ impl Command {
         elements.push(DataElement::new(
             DATA_SET_TYPE,
             VR::US,
-            PrimitiveValue::from(NO_DATA_SET),
+            PrimitiveValue::from(if data_set { 0x0001 } else { NO_DATA_SET }),
         ));
         elements.push(DataElement::new(
             STATUS,

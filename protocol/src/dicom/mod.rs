@@ -23,6 +23,7 @@ pub mod study;
 pub mod summary;
 pub mod uids;
 pub mod wire;
+pub mod worklist;
 
 pub use command::{Command, CommandError, CommandField, Status};
 pub use negotiate::{AcceptPolicy, AcceptedContext, Negotiated, Refusal};

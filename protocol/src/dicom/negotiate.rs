@@ -20,7 +20,7 @@
 //! - The largest PDU we take is ours to say; what we send is bounded by the
 //!   sender's maximum (0 means unlimited, which we cap at our own).
 
-use super::uids;
+use super::{uids, worklist};
 use dicom_ul::pdu::{
     AssociationAC, AssociationRJ, AssociationRJResult, AssociationRJServiceProviderASCEReason,
     AssociationRJServiceUserReason, AssociationRJSource, AssociationRQ, PresentationContextResult,
@@ -40,6 +40,8 @@ pub struct AcceptPolicy {
     pub extra_sop_classes: Vec<String>,
     /// The largest PDU we receive.
     pub max_pdu: u32,
+    /// Modality Worklist C-FIND is served.
+    pub worklist: bool,
     /// Accept Modality Performed Procedure Step (N-CREATE, N-SET), in
     /// Implicit or Explicit VR Little Endian only.
     pub mpps: bool,
@@ -143,15 +145,19 @@ pub fn answer(rq: &AssociationRQ, policy: &AcceptPolicy) -> Result<Negotiated, R
                 .extra_sop_classes
                 .iter()
                 .any(|c| c == &abstract_syntax);
+        // A query's identifier is read and answered by us, so only the
+        // uncompressed little endian syntaxes are taken for it.
+        let is_worklist = policy.worklist && abstract_syntax == worklist::FIND_SOP_CLASS;
+
         let is_mpps = policy.mpps && abstract_syntax == super::mpps::SOP_CLASS;
-        let known_class = known_class || is_mpps;
+        let known_class = known_class || is_worklist || is_mpps;
         let chosen = pc
             .transfer_syntaxes
             .iter()
             .map(|t| uids::trim(t))
             .find(|t| {
-                if is_mpps {
-                    *t == uids::IMPLICIT_VR_LE || *t == uids::EXPLICIT_VR_LE
+                if is_worklist || is_mpps {
+                    *t == uids::EXPLICIT_VR_LE || *t == uids::IMPLICIT_VR_LE
                 } else {
                     uids::transfer_syntax_name(t).is_some()
                 }
@@ -213,8 +219,27 @@ mod tests {
             allowed_calling: vec![],
             extra_sop_classes: vec![],
             max_pdu: 65536,
+            worklist: false,
             mpps: false,
         }
+    }
+
+    #[test]
+    fn the_worklist_is_offered_only_when_served_and_only_uncompressed() {
+        let contexts = vec![(
+            1,
+            worklist::FIND_SOP_CLASS,
+            vec![JPEG_LOSSLESS, uids::EXPLICIT_VR_LE, uids::IMPLICIT_VR_LE],
+        )];
+        let off = answer(&rq("CT1", "ECKO", contexts.clone()), &policy()).unwrap();
+        assert!(off.contexts.is_empty(), "no worklist configured: refused");
+        let served = AcceptPolicy {
+            worklist: true,
+            ..policy()
+        };
+        let on = answer(&rq("CT1", "ECKO", contexts), &served).unwrap();
+        assert_eq!(on.contexts.len(), 1);
+        assert_eq!(on.contexts[0].transfer_syntax, uids::EXPLICIT_VR_LE);
     }
 
     fn rq(calling: &str, called: &str, contexts: Vec<(u8, &str, Vec<&str>)>) -> AssociationRQ {

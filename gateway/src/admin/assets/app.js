@@ -1,5 +1,6 @@
 // Ecko Edge admin page: progressive enhancement only. Every page works
-// without this script; it adds the live log and confirmations.
+// without this script; it adds the live log, the live dashboard and
+// confirmations.
 (function () {
   "use strict";
   function text(s) { return s === null || s === undefined ? "" : String(s); }
@@ -45,6 +46,35 @@
       while (body.rows.length > 200) { body.deleteRow(body.rows.length - 1); }
     });
   }
+  // The dashboard's live part is fetched again (as HTML the server rendered
+  // with escaping) when the live log reports anything, at most once a
+  // second, and every 10 s for link changes that log nothing.
+  function liveDashboard() {
+    var box = document.getElementById("dashboard");
+    if (!box || !window.fetch) { return; }
+    var url = box.getAttribute("data-live");
+    var state = document.getElementById("dashboard-state");
+    var pending = null;
+    function refresh() {
+      pending = null;
+      fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+        if (!r.ok) { throw new Error(String(r.status)); }
+        return r.text();
+      }).then(function (html) {
+        box.innerHTML = html;
+        if (state) { state.textContent = "live"; }
+      }).catch(function () {
+        if (state) { state.textContent = "not updating (log in again?)"; }
+      });
+    }
+    function soon() { if (!pending) { pending = window.setTimeout(refresh, 1000); } }
+    if (window.EventSource) {
+      var source = new EventSource("/logs/stream");
+      source.addEventListener("log", soon);
+      source.addEventListener("open", function () { if (state) { state.textContent = "live"; } });
+    }
+    window.setInterval(refresh, 10000);
+  }
   function confirmations() {
     var forms = document.querySelectorAll("form[data-confirm]");
     Array.prototype.forEach.call(forms, function (f) {
@@ -53,5 +83,5 @@
       });
     });
   }
-  document.addEventListener("DOMContentLoaded", function () { liveLog(); confirmations(); });
+  document.addEventListener("DOMContentLoaded", function () { liveLog(); liveDashboard(); confirmations(); });
 })();

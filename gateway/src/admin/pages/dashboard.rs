@@ -1,4 +1,7 @@
-//! The dashboard: every endpoint with its link, queue and alerts.
+//! The dashboard: every endpoint with its link, queue and alerts. The page
+//! works as loaded; `app.js` keeps it current by fetching its live part
+//! (`/dashboard/live`, the same template alone) when the live log reports
+//! something and every few seconds for link changes.
 
 use crate::admin::api::{overview, site_tz};
 use crate::admin::auth::Caller;
@@ -16,11 +19,28 @@ pub async fn dashboard(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
 ) -> Response {
-    let o = match overview(&state).await {
+    render(&state, &caller, "dashboard.html").await
+}
+
+/// The dashboard's live part alone, for the page's script.
+pub async fn dashboard_live(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let mut r = render(&state, &caller, "_dashboard.html").await;
+    r.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+async fn render(state: &Shared, caller: &Caller, template: &str) -> Response {
+    let o = match overview(state).await {
         Ok(v) => v,
-        Err(e) => return journal_error(&state, e),
+        Err(e) => return journal_error(state, e),
     };
-    let tz = site_tz(&state);
+    let tz = site_tz(state);
     let endpoints: Vec<_> = o
         .endpoints
         .iter()
@@ -45,11 +65,12 @@ pub async fn dashboard(
             }
         })
         .collect();
+    let now = time(jiff::Timestamp::now().as_millisecond(), &tz);
     state.templates.page(
         StatusCode::OK,
-        "dashboard.html",
+        template,
         "Dashboard",
-        Some(&caller),
-        context! { alerts => o.alerts, endpoints },
+        Some(caller),
+        context! { alerts => o.alerts, endpoints, now },
     )
 }

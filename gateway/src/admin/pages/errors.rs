@@ -1,8 +1,10 @@
-//! The errors page: dead letters and failing deliveries, and "retry all
-//! matching".
+//! The errors page: failed deliveries grouped by cause (each group retried
+//! or discarded in one action), then the dead letters and failing
+//! deliveries one by one, and "retry all matching".
 
 use crate::admin::api::{site_tz, FilterParams};
 use crate::admin::auth::{Caller, Role};
+use crate::admin::format::time;
 
 use crate::admin::Shared;
 use crate::control::{self};
@@ -50,6 +52,26 @@ pub async fn errors(
     .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
     .collect();
     let operator = caller.role >= Role::Operator;
+    let groups = match control::errors::groups(&state.ops, &caller.actor()).await {
+        Ok(g) => g,
+        Err(e) => return refused(&state, Some(&caller), &e),
+    };
+    let groups: Vec<_> = groups
+        .iter()
+        .map(|g| {
+            context! {
+                key => g.key,
+                destination => g.destination,
+                dead => g.dead,
+                cause => g.cause,
+                detail => g.detail,
+                messages => g.messages,
+                attempts => g.attempts,
+                first => time(g.first_at, &tz),
+                last => time(g.last_at, &tz),
+            }
+        })
+        .collect();
     state.templates.page(
         StatusCode::OK,
         "errors.html",
@@ -57,6 +79,8 @@ pub async fn errors(
         Some(&caller),
         context! {
             retried,
+            groups,
+            discarded => notice.discarded.as_deref().and_then(|n| n.parse::<u64>().ok()),
             truncated => notice.truncated.is_some(),
             bulk_limit => BULK_LIMIT,
             filter => filter_values("/errors", &p, &state),
@@ -101,6 +125,47 @@ pub async fn retry_matching(
             );
             back(&form.back, &fallback, Some(&notice))
         }
+        Err(e) => refused(&state, Some(&caller), &e),
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct GroupForm {
+    pub key: String,
+    pub reason: String,
+    pub back: String,
+}
+
+/// Retries one group of the errors page.
+pub async fn retry_group(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Form(form): Form<GroupForm>,
+) -> Response {
+    match control::errors::retry_group(&state.ops, &caller.actor(), &form.key).await {
+        Ok(BulkOutcome { rows, truncated }) => {
+            let notice = format!(
+                "retried={rows}{}",
+                if truncated { "&truncated=1" } else { "" }
+            );
+            back(&form.back, "/errors", Some(&notice))
+        }
+        Err(control::Refusal::NotFound(_)) => back(&form.back, "/errors", Some("retried=0")),
+        Err(e) => refused(&state, Some(&caller), &e),
+    }
+}
+
+/// Discards one group of the errors page.
+pub async fn discard_group(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Form(form): Form<GroupForm>,
+) -> Response {
+    match control::errors::discard_group(&state.ops, &caller.actor(), &form.key, &form.reason).await
+    {
+        Ok(n) => back(&form.back, "/errors", Some(&format!("discarded={n}"))),
+        Err(control::Refusal::NotFound(_)) => back(&form.back, "/errors", Some("discarded=0")),
         Err(e) => refused(&state, Some(&caller), &e),
     }
 }

@@ -59,15 +59,17 @@ fn viewer_values(caller: &Caller, id: i64, view: MessageView, tz: &jiff::tz::Tim
             }
         })
         .collect();
-    let history: Vec<Value> = events
-        .iter()
-        .map(|e| {
+    let history: Vec<Value> = collapse_attempts(&events)
+        .into_iter()
+        .map(|(e, repeats)| {
             let destination = e
                 .outbox_id
                 .and_then(|oid| outbox.iter().find(|o| o.id == oid))
                 .map(|o| o.destination.as_str());
             context! {
                 at => time(e.at, tz),
+                until => repeats.map(|(_, last)| time(last, tz)),
+                repeats => repeats.map(|(n, _)| n),
                 kind => e.kind,
                 destination,
                 outcome => e.outcome,
@@ -94,6 +96,36 @@ fn viewer_values(caller: &Caller, id: i64, view: MessageView, tz: &jiff::tz::Tim
         ack => m.ack.as_deref().map(|a| printable(&String::from_utf8_lossy(a))),
         raw => printable(&String::from_utf8_lossy(&m.payload)),
     }
+}
+
+/// The history with each run of failed attempts of one delivery that failed
+/// the same way (same outcome, same error but for numbers and ids) as one
+/// row: its first event, and how many it stands for with the time of the
+/// last. An outage's hundred retries read as one line.
+fn collapse_attempts(
+    events: &[crate::journal::EventRecord],
+) -> Vec<(&crate::journal::EventRecord, Option<(usize, i64)>)> {
+    let same = |a: &crate::journal::EventRecord, b: &crate::journal::EventRecord| {
+        a.kind == "attempt"
+            && b.kind == "attempt"
+            && a.outbox_id == b.outbox_id
+            && a.outcome == b.outcome
+            && a.outcome.as_deref() != Some("delivered")
+            && control::errors::shape(a.detail.as_deref().unwrap_or_default())
+                == control::errors::shape(b.detail.as_deref().unwrap_or_default())
+    };
+    let mut out: Vec<(&crate::journal::EventRecord, Option<(usize, i64)>)> = Vec::new();
+    for e in events {
+        if let Some((first, repeats)) = out.last_mut() {
+            if same(first, e) {
+                let n = repeats.map_or(1, |(n, _)| n);
+                *repeats = Some((n + 1, e.at));
+                continue;
+            }
+        }
+        out.push((e, None));
+    }
+    out
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -102,6 +102,7 @@ pub fn safe_back(given: &str) -> Option<&str> {
 pub struct RetryNotice {
     pub retried: Option<String>,
     pub truncated: Option<String>,
+    pub discarded: Option<String>,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use crate::journal::IngestError;
 use crate::net::{Cut, PaceHandle, Reason};
 use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, PDataValue, PDataValueType, Pdu};
 use ecko_message::Envelope;
+use ecko_protocol::dicom::worklist::{self, Query, ScheduledStep};
 use ecko_protocol::dicom::{
     negotiate, record, wire, AcceptedContext, Command, CommandField, InstanceRecord, Negotiated,
     Status,
@@ -17,6 +18,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The most a command set may take: they are a few hundred bytes.
 const MAX_COMMAND: usize = 64 * 1024;
+
+/// A C-FIND whose identifier is arriving.
+struct Finding {
+    command: Command,
+    context: AcceptedContext,
+    identifier: Vec<u8>,
+}
 
 /// Why an association ended other than by release.
 enum End {
@@ -47,6 +55,7 @@ struct Association<'a, S> {
     command: Vec<u8>,
     command_context: Option<u8>,
     receiving: Option<Receiving>,
+    finding: Option<Finding>,
     /// The N-CREATE or N-SET whose data set is arriving (`mpps`).
     mpps: Option<Pending>,
     stored: u64,
@@ -125,6 +134,7 @@ impl Shared {
             command: Vec::new(),
             command_context: None,
             receiving: None,
+            finding: None,
             mpps: None,
             stored: 0,
         };
@@ -273,7 +283,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
         }
         match pdv.value_type {
             PDataValueType::Command => {
-                if self.receiving.is_some() || self.mpps.is_some() {
+                if self.receiving.is_some() || self.finding.is_some() || self.mpps.is_some() {
                     return Err(End::Failed("a command arrived inside a data set".into()));
                 }
                 if *self
@@ -298,6 +308,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
                 Ok(())
             }
             PDataValueType::Data => {
+                if let Some(f) = self.finding.as_mut() {
+                    if f.context.id != pdv.presentation_context_id {
+                        return Err(End::Failed("a data set's fragments changed context".into()));
+                    }
+                    if f.identifier.len() + pdv.data.len() > MAX_COMMAND {
+                        return Err(End::Failed("a C-FIND identifier over 64 KiB".into()));
+                    }
+                    f.identifier.extend_from_slice(&pdv.data);
+                    if pdv.is_last {
+                        if let Some(f) = self.finding.take() {
+                            self.find(f).await?;
+                        }
+                    }
+                    return Ok(());
+                }
                 if let Some(p) = self.mpps.as_mut() {
                     if p.context_id() != pdv.presentation_context_id {
                         return Err(End::Failed("a data set's fragments changed context".into()));
@@ -437,8 +462,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
                 self.mpps = Pending::start(&command, &context);
                 Ok(())
             }
+            Some(CommandField::FindRq)
+                if command.has_data_set
+                    && context.abstract_syntax == worklist::FIND_SOP_CLASS
+                    && self.shared.worklist.is_some() =>
+            {
+                self.finding = Some(Finding {
+                    command,
+                    context,
+                    identifier: Vec::new(),
+                });
+                Ok(())
+            }
+            Some(CommandField::Cancel) => {
+                // A C-CANCEL of a query already answered: nothing to stop,
+                // and a C-CANCEL has no response.
+                tracing::debug!(endpoint = %self.shared.endpoint, peer = %self.peer, "C-CANCEL with no query running");
+                Ok(())
+            }
             Some(field) => {
-                // C-FIND and the rest are not served here: "unrecognized
+                // Other commands are not served here: "unrecognized
                 // operation", answered, so the peer does not hang.
                 tracing::info!(endpoint = %self.shared.endpoint, peer = %self.peer, command = field.code(), "command not supported");
                 let rsp = CommandField::Other(field.code() | 0x8000);
@@ -546,5 +589,183 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
                 (status, Some(e.to_string()))
             }
         }
+    }
+
+    /// Answers a worklist C-FIND: one pending response per match, then the
+    /// final status (see the module note of `sources::dicom`).
+    async fn find(&mut self, f: Finding) -> Result<(), End> {
+        let ctx = f.context.id;
+        let rq = &f.command;
+        let Some(worklist) = self.shared.worklist.clone() else {
+            return self
+                .respond(
+                    ctx,
+                    rq,
+                    CommandField::FindRsp,
+                    Status::SOP_CLASS_NOT_SUPPORTED,
+                    None,
+                )
+                .await;
+        };
+        let query = match Query::read(&f.identifier, &f.context.transfer_syntax) {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!(endpoint = %self.shared.endpoint, peer = %self.peer, error = %e, "worklist query refused");
+                return self
+                    .respond(
+                        ctx,
+                        rq,
+                        CommandField::FindRsp,
+                        Status(e.status()),
+                        Some(&e.to_string()),
+                    )
+                    .await;
+            }
+        };
+        tracing::debug!(endpoint = %self.shared.endpoint, peer = %self.peer, query = ?query, "worklist query");
+        let most = self.shared.max_worklist_matches;
+        let matcher = query.clone();
+        let found = self
+            .shared
+            .cx
+            .journal
+            .find_worklist(&worklist, query.start_range(), most + 1, move |item| {
+                serde_json::from_str::<ScheduledStep>(item).is_ok_and(|s| matcher.matches(&s))
+            })
+            .await;
+        let items = match found {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(endpoint = %self.shared.endpoint, peer = %self.peer, error = %e, "the worklist cannot be read");
+                return self
+                    .respond(
+                        ctx,
+                        rq,
+                        CommandField::FindRsp,
+                        Status::OUT_OF_RESOURCES,
+                        Some("the worklist cannot be read now"),
+                    )
+                    .await;
+            }
+        };
+        let over = items.len() > most;
+        let mut sent = 0usize;
+        for item in items.iter().take(most) {
+            if self.cancel_arrived(rq.message_id).await? {
+                tracing::info!(endpoint = %self.shared.endpoint, peer = %self.peer, calling_ae = %self.negotiated.calling_ae, sent, "worklist query cancelled");
+                return self
+                    .respond(
+                        ctx,
+                        rq,
+                        CommandField::FindRsp,
+                        Status(worklist::CANCELLED),
+                        None,
+                    )
+                    .await;
+            }
+            let Ok(step) = serde_json::from_str::<ScheduledStep>(item) else {
+                continue;
+            };
+            let (identifier, unsupported) = query.response(&step, &f.context.transfer_syntax);
+            let status = if unsupported {
+                worklist::PENDING_KEYS_UNSUPPORTED
+            } else {
+                worklist::PENDING
+            };
+            let command = rq.response_with(CommandField::FindRsp, Status(status), None, true);
+            self.send_values(ctx, PDataValueType::Command, command)
+                .await?;
+            self.send_values(ctx, PDataValueType::Data, identifier)
+                .await?;
+            sent += 1;
+        }
+        tracing::info!(endpoint = %self.shared.endpoint, peer = %self.peer, calling_ae = %self.negotiated.calling_ae, matches = sent, more = over, "worklist query answered");
+        if over {
+            let why = format!("more than {most} matches; narrow the query");
+            return self
+                .respond(
+                    ctx,
+                    rq,
+                    CommandField::FindRsp,
+                    Status::OUT_OF_RESOURCES,
+                    Some(&why),
+                )
+                .await;
+        }
+        self.respond(ctx, rq, CommandField::FindRsp, Status::SUCCESS, None)
+            .await
+    }
+
+    /// Sends `bytes` as values of `kind` on `context`, in PDUs no larger
+    /// than the peer takes.
+    async fn send_values(
+        &mut self,
+        context: u8,
+        kind: PDataValueType,
+        bytes: Vec<u8>,
+    ) -> Result<(), End> {
+        let capacity = wire::pdv_capacity(self.negotiated.peer_max_pdu);
+        let chunks: Vec<&[u8]> = if bytes.is_empty() {
+            vec![&[]]
+        } else {
+            bytes.chunks(capacity).collect()
+        };
+        let last = chunks.len() - 1;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let pdu = Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: context,
+                    value_type: kind.clone(),
+                    is_last: i == last,
+                    data: chunk.to_vec(),
+                }],
+            };
+            self.shared.write(&mut self.stream, &pdu).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a C-CANCEL of query `message_id` has arrived, without
+    /// waiting for one. Anything else arriving in the middle of a query is
+    /// a protocol error (no asynchronous operations are negotiated).
+    async fn cancel_arrived(&mut self, message_id: u16) -> Result<bool, End> {
+        let max = self.shared.policy.max_pdu;
+        let pdu = tokio::select! {
+            biased;
+            p = read_pdu(&mut self.stream, &mut self.buf, max) => p?,
+            _ = std::future::ready(()) => return Ok(false),
+        };
+        self.pace.completed();
+        let cancel = match &pdu {
+            Pdu::PData { data } => {
+                !data.is_empty()
+                    && data.iter().all(|v| {
+                        v.value_type == PDataValueType::Command
+                            && v.is_last
+                            && Command::read(&v.data).is_ok_and(|c| {
+                                c.field == Some(CommandField::Cancel)
+                                    && c.responded_to == Some(message_id)
+                            })
+                    })
+            }
+            _ => false,
+        };
+        if cancel {
+            return Ok(true);
+        }
+        if let Pdu::AbortRQ { .. } = pdu {
+            return Err(End::Failed("aborted by the peer".into()));
+        }
+        let _ = self
+            .shared
+            .write(
+                &mut self.stream,
+                &abort(AbortRQServiceProviderReason::UnexpectedPdu),
+            )
+            .await;
+        Err(End::Failed(format!(
+            "{} arrived in the middle of a C-FIND",
+            pdu_name(&pdu)
+        )))
     }
 }

@@ -48,6 +48,21 @@
 //! with its decoded copy) and the command set is capped at 64 KiB; the
 //! object itself goes straight to its file. On shutdown an association
 //! finishes the object in hand and is then aborted.
+//!
+//! # Worklist
+//!
+//! With `worklist` naming a `worklist` endpoint, the SCP also serves
+//! Modality Worklist C-FIND (only Explicit and Implicit VR Little Endian
+//! are accepted for it, since the identifier is read and written here).
+//! The identifier (capped like a command set) is matched against that
+//! worklist's offered steps ([`ecko_protocol::dicom::worklist`]); each
+//! match is a pending response (FF00, or FF01 when some keys asked for are
+//! not kept) and the last a success. More than `max_worklist_matches`
+//! matches: that many are sent, soonest first, then `A700` saying the query
+//! should be narrowed. Between matches the SCP looks for a C-CANCEL of the
+//! query and, when one came, ends with `FE00` (cancelled). The log carries
+//! the calling AE title and the match count; the query's keys (patient
+//! names) only at debug level.
 
 mod association;
 mod mpps;
@@ -90,6 +105,9 @@ struct Shared {
     association_timeout: Duration,
     write_timeout: Duration,
     max_object_size: u64,
+    /// The `worklist` endpoint C-FIND is answered from.
+    worklist: Option<String>,
+    max_worklist_matches: usize,
     /// The ImagingStudy announcements ([`study`]): the idle time, the
     /// Endpoint reference, and whether a round is running.
     study_idle: Option<Duration>,
@@ -150,8 +168,11 @@ impl Listener {
                     allowed_calling: config.allowed_calling_ae.clone(),
                     extra_sop_classes: config.extra_sop_classes.clone(),
                     max_pdu: config.max_pdu_bytes(),
+                    worklist: config.worklist.is_some(),
                     mpps: config.mpps,
                 },
+                worklist: config.worklist.clone(),
+                max_worklist_matches: config.max_worklist_matches,
                 store,
                 association_timeout: config.association_timeout.0,
                 write_timeout: config.dimse_timeout.0,
