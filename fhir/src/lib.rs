@@ -13,6 +13,10 @@
 //! - `hl7v2-fhir`: an HL7 v2 message → a FHIR R4 transaction Bundle
 //!   ([`hl7v2`]): ORU^R01, OUL^R22, ADT, ORM^O01, OML^O21, RDE^O11,
 //!   SIU^S12–S15, DFT^P03.
+//! - `dicom-fhir`: what a DICOM store SCP journals for the upstream (the
+//!   ImagingStudy of an idle study, MPPS steps as Procedures) → a FHIR R4
+//!   transaction Bundle
+//!   ([`dicom`]).
 //! - `template`: a minijinja template file named by the route, for
 //!   integrations the built-in maps do not cover ([`template`]); queued as
 //!   `template:<path>`.
@@ -29,6 +33,7 @@
 //! messages journalled before hints were recorded.
 
 pub mod astm;
+pub mod dicom;
 pub mod hl7v2;
 pub mod inbound;
 pub mod livd;
@@ -42,7 +47,7 @@ use jiff::tz::TimeZone;
 use std::sync::Arc;
 
 /// Every transform a route may name (`template` with a `template` file).
-pub const NAMES: &[&str] = &["none", "astm-fhir", "hl7v2-fhir", "template"];
+pub const NAMES: &[&str] = &["none", "astm-fhir", "hl7v2-fhir", "dicom-fhir", "template"];
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TransformError {
@@ -161,6 +166,7 @@ pub fn transform(
         }
         "hl7v2-fhir" => to_value(&hl7v2::to_bundle(message, cx)?)?,
         "astm-fhir" => to_value(&astm::to_bundle(message, cx)?)?,
+        dicom::NAME => dicom::to_bundle(message, cx)?,
         other => match other.strip_prefix(template::PREFIX) {
             Some(path) => template::render(std::path::Path::new(path), message, cx)?,
             None => return Err(TransformError::Unknown(other.to_string())),
@@ -185,6 +191,8 @@ pub fn apply(
         "none" => Ok(message.payload.clone()),
         "hl7v2-fhir" => to_json(&hl7v2::to_bundle(message, cx)?),
         "astm-fhir" => to_json(&astm::to_bundle(message, cx)?),
+        dicom::NAME => serde_json::to_vec(&dicom::to_bundle(message, cx)?)
+            .map_err(|e| TransformError::Unreadable(e.to_string())),
         other => match other.strip_prefix(template::PREFIX) {
             Some(path) => template::apply(std::path::Path::new(path), message, cx),
             None => Err(TransformError::Unknown(other.to_string())),

@@ -1,7 +1,10 @@
 //! The DICOM endpoints with the real binary against dcmtk and pynetdicom:
 //! C-ECHO, C-STORE of pydicom's sample files in several transfer syntaxes,
-//! forwarding to dcmtk's `storescp` as the PACS, a PACS outage during a
-//! study, the association policy, a journal that refuses (A700), and a
+//! forwarding to dcmtk's `storescp` as the PACS, an idle study announced
+//! as ImagingStudy to the Medplum FHIR server, MPPS from pynetdicom as a
+//! Procedure, a PACS outage during a
+//! study, the PACS killed in the middle of forwarding one, the association
+//! policy, a journal that refuses (A700), and a
 //! SIGKILL during a burst.
 
 use ecko_gateway::journal::JournalReader;
@@ -315,6 +318,322 @@ fn a_study_sent_while_the_pacs_is_down_arrives_whole_after_it_returns_each_insta
     for uid in acked_uids.lines() {
         assert_eq!(received.get(uid), Some(&1), "{uid}");
     }
+}
+
+/// Delivered, queued and dead counts of `destination` in the journal.
+fn destination_counts(db: &Path, destination: &str) -> (u64, u64, u64) {
+    JournalReader::open(db)
+        .and_then(|r| r.counts())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.destination == destination)
+        .map_or((0, 0, 0), |c| (c.delivered, c.queued + c.leased, c.dead))
+}
+
+#[test]
+fn a_pacs_killed_in_the_middle_of_a_study_gets_every_instance_after_it_restarts_none_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let (scp, pacs_port) = (free_port(), free_port());
+    let cfg = config(dir.path(), scp, pacs_port, "");
+    let _gw = Gateway::start(&cfg, &dir.path().join("gw.log"), &[]);
+    // The study is taken while the PACS is away, so that once it is up the
+    // gateway forwards it in full batches, and the kill lands inside one.
+    let total = 300;
+    let acked_uids = send_study(
+        scp,
+        total,
+        "1.2.826.0.1.3680043.10.1234.9",
+        &dir.path().join("acked.txt"),
+    );
+    assert_eq!(acked_uids.len(), total, "the gateway took every object");
+    let first_log = dir.path().join("pacs-1.log");
+    let first = pacs(pacs_port, &dir.path().join("pacs"), &first_log);
+    assert!(
+        eventually(Duration::from_secs(60), || received_by_pacs(&first_log)
+            .len()
+            >= 20),
+        "forwarding never started"
+    );
+    drop(first);
+    let at_kill = received_by_pacs(&first_log).len();
+    assert!(
+        at_kill < total,
+        "the PACS had everything before it was killed"
+    );
+
+    std::thread::sleep(Duration::from_secs(2));
+    let second_log = dir.path().join("pacs-2.log");
+    let _second = pacs(pacs_port, &dir.path().join("pacs"), &second_log);
+    let union = || {
+        let mut all = received_by_pacs(&first_log);
+        for (uid, n) in received_by_pacs(&second_log) {
+            *all.entry(uid).or_insert(0) += n;
+        }
+        all
+    };
+    let db = dir.path().join("journal.db");
+    assert!(
+        eventually(Duration::from_secs(120), || union().len() == total
+            && destination_counts(&db, "pacs").1 == 0),
+        "{} of {total} in the PACS, journal {:?}",
+        union().len(),
+        destination_counts(&db, "pacs")
+    );
+    // At least once: an object the PACS stored just as it was killed, its
+    // response lost, is sent again; every instance is there, none missing.
+    let received = union();
+    for uid in &acked_uids {
+        assert!(received.contains_key(uid), "{uid} never reached the PACS");
+    }
+    let again: usize = received.values().map(|n| n - 1).sum();
+    eprintln!("killed after {at_kill} of {total}; {again} instance(s) received twice");
+    let (delivered, pending, dead) = destination_counts(&db, "pacs");
+    assert_eq!((delivered, pending, dead), (total as u64, 0, 0));
+}
+
+/// Sends `count` generated instances of `study` (pynetdicom); the UIDs
+/// answered with success.
+fn send_study(scp: u16, count: usize, study: &str, acked: &Path) -> Vec<String> {
+    let _ = std::fs::remove_file(acked);
+    let out = Command::new(peer_python("dicom-venv"))
+        .arg(python_script("dicom_send.py"))
+        .args([
+            "127.0.0.1",
+            &scp.to_string(),
+            "ECKO",
+            &count.to_string(),
+            study,
+        ])
+        .arg(acked)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::fs::read_to_string(acked)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A FHIR destination at `base` and a route of `message_type` from the
+/// modalities to it through `dicom-fhir`.
+fn to_hub(base: &str, message_type: &str) -> String {
+    format!(
+        r#"
+[[endpoint]]
+name = "hub"
+type = "fhir"
+url = "{base}"
+retry = {{ initial = "200ms", max = "1s" }}
+
+[[route]]
+name = "to-hub"
+from = ["modalities"]
+message_types = ["{message_type}"]
+transform = "dicom-fhir"
+to = ["hub"]
+"#
+    )
+}
+
+/// The journal's messages of `message_type`, oldest first.
+fn messages_of(db: &Path, message_type: &str) -> Vec<ecko_message::StoredMessage> {
+    let reader = JournalReader::open(db).unwrap();
+    reader
+        .message_ids()
+        .unwrap()
+        .into_iter()
+        .filter_map(|id| reader.message(id).unwrap())
+        .filter(|m| m.envelope.message_type == message_type)
+        .collect()
+}
+
+/// The journal's ImagingStudy messages: (duplicate key, payload).
+fn announcements(db: &Path) -> Vec<(String, ecko_message::StoredMessage)> {
+    messages_of(db, "ImagingStudy")
+        .into_iter()
+        .map(|m| (m.envelope.dedup_key.clone().unwrap_or_default(), m))
+        .collect()
+}
+
+#[test]
+fn an_idle_study_reaches_the_fhir_server_as_one_imaging_study_updated_when_it_grows() {
+    use ecko_tests::fhir::{count, http, validate_with_fhir_resources, FhirServer};
+    let dir = tempfile::tempdir().unwrap();
+    let fhir = FhirServer::start(0, &[]);
+    let (scp, pacs_port) = (free_port(), free_port());
+    let cfg = config(
+        dir.path(),
+        scp,
+        pacs_port,
+        &to_hub(&fhir.base, "ImagingStudy"),
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "ae_title = \"ECKO\"\n",
+        "ae_title = \"ECKO\"\nstudy_idle = \"2s\"\nstudy_endpoint = \"Endpoint/pacs-wado\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let _pacs = pacs(
+        pacs_port,
+        &dir.path().join("pacs"),
+        &dir.path().join("pacs.log"),
+    );
+    let log = dir.path().join("gw.log");
+    let gw = Gateway::start(&cfg, &log, &[]);
+    let db = dir.path().join("journal.db");
+    let study = "1.2.826.0.1.3680043.10.1234.21";
+    let query = format!("ImagingStudy?identifier=urn:dicom:uid|urn:oid:{study}");
+    let instances = |base: &str| -> Option<u64> {
+        let (status, body) = http("GET", &format!("{base}/{query}"), None);
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (status == 200).then(|| v["entry"][0]["resource"]["numberOfInstances"].as_u64())?
+    };
+
+    assert_eq!(send_study(scp, 5, study, &dir.path().join("a1")).len(), 5);
+    assert!(
+        eventually(Duration::from_secs(30), || instances(&fhir.base) == Some(5)),
+        "no ImagingStudy of 5 instances: {:?}",
+        announcements(&db).len()
+    );
+    let (_, body) = http("GET", &format!("{}/{query}", fhir.base), None);
+    let found: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let r = &found["entry"][0]["resource"];
+    assert_eq!(r["status"], "available");
+    assert_eq!(r["numberOfSeries"], 1);
+    assert_eq!(r["modality"][0]["code"], "CT");
+    assert_eq!(r["endpoint"][0]["reference"], "Endpoint/pacs-wado");
+    assert_eq!(r["series"][0]["uid"], format!("{study}.1"));
+    assert_eq!(r["series"][0]["instance"].as_array().unwrap().len(), 5);
+    assert_eq!(r["series"][0]["instance"][4]["number"], 5);
+
+    // Two more objects (and the first five again, resends): announced again
+    // with all seven, the same resource updated.
+    assert_eq!(send_study(scp, 7, study, &dir.path().join("a2")).len(), 7);
+    assert!(
+        eventually(Duration::from_secs(30), || instances(&fhir.base) == Some(7)),
+        "the ImagingStudy was not updated to 7 instances"
+    );
+    assert_eq!(count(&fhir.base, &query), 1, "one resource per study");
+
+    // A restart announces nothing again: the state is the journal's.
+    drop(gw);
+    let _gw = Gateway::start(&cfg, &log, &[]);
+    std::thread::sleep(Duration::from_secs(5));
+    let sent = announcements(&db);
+    let keys: Vec<&str> = sent.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [format!("{study}/5"), format!("{study}/7")],
+        "each content once"
+    );
+
+    // What was sent is valid R4 for fhir.resources too.
+    let bundle = ecko_fhir::apply(
+        "dicom-fhir",
+        &sent[1].1,
+        &ecko_fhir::TransformContext::default(),
+    )
+    .unwrap();
+    let file = dir.path().join("imaging-study-bundle.json");
+    std::fs::write(&file, bundle).unwrap();
+    validate_with_fhir_resources(&[file]).unwrap();
+}
+
+#[test]
+fn mpps_from_pynetdicom_is_journalled_with_its_statuses_and_reaches_the_fhir_server_as_a_procedure()
+{
+    use ecko_tests::fhir::{http, validate_with_fhir_resources, FhirServer};
+    let dir = tempfile::tempdir().unwrap();
+    let fhir = FhirServer::start(0, &[]);
+    let (scp, pacs_port) = (free_port(), free_port());
+    let cfg = config(dir.path(), scp, pacs_port, &to_hub(&fhir.base, "MPPS"));
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "allowed_calling_ae = [",
+        "mpps = true\nallowed_calling_ae = [\"MODALITY\", ",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let _gw = Gateway::start(&cfg, &dir.path().join("gw.log"), &[]);
+    let step = "1.2.826.0.1.3680043.10.1234.31.1";
+    let out = Command::new(peer_python("dicom-venv"))
+        .arg(python_script("mpps_scu.py"))
+        .args([
+            "127.0.0.1",
+            &scp.to_string(),
+            "ECKO",
+            step,
+            "1.2.826.0.1.3680043.10.1234.31",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        said.lines().collect::<Vec<_>>(),
+        [
+            "create 0x0000",
+            "create-again 0x0111",
+            "set-unknown 0x0112",
+            "set-completed 0x0000",
+            "set-again 0x0110",
+        ],
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let query = format!("Procedure?identifier=urn:dicom:uid|urn:oid:{step}");
+    let completed = || {
+        let (_, body) = http("GET", &format!("{}/{query}", fhir.base), None);
+        serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .filter(|v| v["entry"][0]["resource"]["status"] == "completed")
+    };
+    assert!(eventually(Duration::from_secs(30), || completed().is_some()));
+    let found = completed().unwrap();
+    assert_eq!(found["total"], 1);
+    let p = &found["entry"][0]["resource"];
+    assert_eq!(p["code"]["coding"][0]["code"], "CTHEAD");
+    assert_eq!(p["basedOn"][0]["identifier"]["value"], "ACC-77");
+    assert_eq!(p["subject"]["identifier"]["value"], "P-42");
+    assert!(p["performedPeriod"]["start"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-01-31T10:15:00"));
+    assert!(p["performedPeriod"]["end"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-01-31T10:30:00"));
+
+    // Two steps journalled (N-CREATE, N-SET), the second the whole step.
+    let journalled = messages_of(&dir.path().join("journal.db"), "MPPS");
+    let steps: Vec<serde_json::Value> = journalled
+        .iter()
+        .map(|m| serde_json::from_slice(&m.envelope.payload).unwrap())
+        .collect();
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert_eq!(steps[0]["status"], "IN PROGRESS");
+    let last = &steps[1];
+    assert_eq!(last["status"], "COMPLETED");
+    assert_eq!(last["station_ae"], "CT1");
+    assert_eq!(last["modality"], "CT");
+    assert_eq!(last["study_uid"], "1.2.826.0.1.3680043.10.1234.31");
+    assert_eq!(
+        last["performed_series"][0]["instances"][0],
+        "1.2.826.0.1.3680043.10.1234.31.1.1"
+    );
+    assert!(last.get("patient_name").is_none());
+
+    let bundle = ecko_fhir::apply(
+        "dicom-fhir",
+        &journalled[1],
+        &ecko_fhir::TransformContext::default(),
+    )
+    .unwrap();
+    let file = dir.path().join("procedure-bundle.json");
+    std::fs::write(&file, bundle).unwrap();
+    validate_with_fhir_resources(&[file]).unwrap();
 }
 
 #[test]

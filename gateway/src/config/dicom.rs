@@ -77,6 +77,19 @@ pub struct DicomConfig {
     /// busy worklist stops there).
     #[serde(default = "default_max_worklist_matches")]
     pub max_worklist_matches: usize,
+    /// SCP: once a study has received no object for this long, an
+    /// ImagingStudy of everything stored of it is journalled (message type
+    /// `ImagingStudy`) for routes to the FHIR upstream; again with
+    /// everything when more objects arrive later. Absent or 0: off.
+    pub study_idle: Option<Span>,
+    /// SCP: the FHIR reference of the Endpoint the announced studies can be
+    /// fetched from (e.g. `Endpoint/pacs-wado`, the DICOMweb base they are
+    /// forwarded to), put into each ImagingStudy's `endpoint`.
+    pub study_endpoint: Option<String>,
+    /// SCP: also accept Modality Performed Procedure Step (N-CREATE,
+    /// N-SET), each journalled as a message of type `MPPS`.
+    #[serde(default)]
+    pub mpps: bool,
 }
 
 fn default_ae_title() -> String {
@@ -124,6 +137,24 @@ fn default_max_worklist_matches() -> usize {
 const MIN_PDU: u64 = 4096;
 const MAX_PDU: u64 = 4 << 20;
 
+/// `Endpoint/<id>` (an id is 1 to 64 of `A-Za-z0-9-.`), optionally after
+/// an `http(s)://` base.
+fn study_endpoint_ok(r: &str) -> bool {
+    let local = match r.split_once("://") {
+        Some((scheme, rest)) if scheme == "http" || scheme == "https" => {
+            rest.rsplit_once("/Endpoint/").map(|(_, id)| id)
+        }
+        Some(_) => None,
+        None => r.strip_prefix("Endpoint/"),
+    };
+    local.is_some_and(|id| {
+        (1..=64).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    })
+}
+
 /// AE titles are 1 to 16 characters of the default repertoire, no
 /// backslash, not only spaces (PS3.5 6.2).
 fn ae_title_problem(key: &'static str, t: &str) -> Option<(&'static str, String)> {
@@ -141,6 +172,11 @@ fn ae_title_problem(key: &'static str, t: &str) -> Option<(&'static str, String)
 impl DicomConfig {
     pub fn is_listener(&self) -> bool {
         self.listen.is_some()
+    }
+
+    /// How long a study must be idle before it is announced; `None`: never.
+    pub fn study_idle(&self) -> Option<Duration> {
+        self.study_idle.map(|s| s.0).filter(|d| !d.is_zero())
     }
 
     pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
@@ -164,6 +200,28 @@ impl DicomConfig {
         for c in &self.extra_sop_classes {
             if !ecko_protocol::dicom::uids::is_valid_uid(c) {
                 out.push(("extra_sop_classes", format!("`{c}` is not a UID")));
+            }
+        }
+        if let Some(e) = &self.study_endpoint {
+            if !study_endpoint_ok(e) {
+                out.push((
+                    "study_endpoint",
+                    format!("`{e}` is not a reference to an Endpoint (`Endpoint/<id>` or an absolute URL ending so)"),
+                ));
+            }
+        }
+        if !self.is_listener() {
+            for (key, set) in [
+                ("study_idle", self.study_idle.is_some()),
+                ("study_endpoint", self.study_endpoint.is_some()),
+                ("mpps", self.mpps),
+            ] {
+                if set {
+                    out.push((
+                        key,
+                        format!("`{key}` is a setting of a store SCP (`listen`)"),
+                    ));
+                }
             }
         }
         if !(MIN_PDU..=MAX_PDU).contains(&self.max_pdu.0) {
@@ -398,6 +456,17 @@ mod tests {
         assert!(e.contains("`max_pdu` must be between"), "{e}");
         let e = errors("listen = \"127.0.0.1:0\"\nextra_sop_classes = [\"1.2.x\"]");
         assert!(e.contains("not a UID"), "{e}");
+        let e = errors("listen = \"127.0.0.1:0\"\nstudy_endpoint = \"pacs\"");
+        assert!(
+            e.contains("`study_endpoint`") || e.contains("not a reference to an Endpoint"),
+            "{e}"
+        );
+        assert_eq!(
+            errors("listen = \"127.0.0.1:0\"\nstudy_idle = \"5m\"\nstudy_endpoint = \"Endpoint/pacs-wado\""),
+            ""
+        );
+        let e = errors("connect = \"pacs:104\"\nstudy_idle = \"5m\"");
+        assert!(e.contains("setting of a store SCP"), "{e}");
         let e = errors("listen = \"127.0.0.1:0\"\nmax_associations = 0");
         assert!(e.contains("`max_associations` must be at least 1"), "{e}");
     }

@@ -71,6 +71,24 @@ const DICOM: &[Field] = &[
         "4 GiB",
     ),
     f("store", "Object store directory (SCP)", Kind::Text, ""),
+    f(
+        "mpps",
+        "Accept MPPS N-CREATE/N-SET (SCP)",
+        Kind::Bool,
+        "false",
+    ),
+    f(
+        "study_idle",
+        "Announce a study as ImagingStudy after it is idle for (SCP; empty: off)",
+        Kind::Duration,
+        "",
+    ),
+    f(
+        "study_endpoint",
+        "FHIR Endpoint the studies are fetched from, e.g. Endpoint/pacs-wado (SCP)",
+        Kind::Text,
+        "",
+    ),
 ];
 
 impl EndpointType for Dicom {

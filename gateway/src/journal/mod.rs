@@ -74,6 +74,7 @@
 
 mod audit;
 mod browse;
+mod dicom_studies;
 pub mod external;
 mod failures;
 mod hub_commands;
@@ -81,6 +82,7 @@ mod hub_events;
 mod hub_orders;
 mod ingest;
 mod live;
+mod mpps;
 pub mod orders;
 mod outbox;
 mod query;
@@ -95,11 +97,13 @@ mod writer;
 
 pub use audit::AuditRecord;
 pub use browse::{state_name, DeliveryState, MessageFilter, MessagePage, MessageSummary};
+pub use dicom_studies::DueStudy;
 pub use failures::FailedDelivery;
 pub use hub_events::{Backlog, HubEvent, HUB_EVENTS_KEPT};
 pub use hub_orders::{HubOrder, HubOrderOutcome};
 pub use ingest::{Destination, IngestError, Receipt};
 pub use live::LiveEvent;
+pub use mpps::{MppsChange, MppsOutcome};
 pub use orders::{IncompleteTransmission, NewOrder, OrderSelection, OrderState, StoredOrder};
 pub use outbox::{Lease, LeaseBatch, Reply, Settlement};
 pub use query::{

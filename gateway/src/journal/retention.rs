@@ -40,6 +40,14 @@ impl Journal {
                 "DELETE FROM event WHERE message_id IS NULL AND kind = 'purged' AND at < ?1",
             )?
             .execute([cutoff_ms])?;
+            // A study announced and idle since before the cutoff is
+            // forgotten once none of its objects is left.
+            conn.prepare_cached(
+                "DELETE FROM dicom_study WHERE version <= announced AND last_object_at < ?1
+                 AND NOT EXISTS (SELECT 1 FROM dicom_study_object o
+                                 WHERE o.source = dicom_study.source AND o.study_uid = dicom_study.study_uid)",
+            )?
+            .execute([cutoff_ms])?;
             Ok(())
         })
         .await?;
@@ -56,6 +64,7 @@ impl Journal {
                         .collect::<Result<_, _>>()?;
                     for id in &ids {
                         conn.prepare_cached("DELETE FROM event WHERE message_id = ?1")?.execute([id])?;
+                        conn.prepare_cached("DELETE FROM dicom_study_object WHERE message_id = ?1")?.execute([id])?;
                         conn.prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?.execute([id])?;
                         conn.prepare_cached("DELETE FROM message WHERE id = ?1")?.execute([id])?;
                     }

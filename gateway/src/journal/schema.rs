@@ -376,6 +376,41 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX worklist_item_offered ON worklist_item(worklist, state, start);
     CREATE INDEX worklist_item_expires ON worklist_item(expires_at);
     ",
+    // The DICOM studies a store SCP has received objects of, kept in each
+    // object's ingest transaction: when the last one arrived, how many
+    // have (`version`), and up to which version the study was announced
+    // as an ImagingStudy; and which messages hold a study's objects.
+    "
+    CREATE TABLE dicom_study (
+        source          TEXT    NOT NULL,
+        study_uid       TEXT    NOT NULL,
+        last_object_at  INTEGER NOT NULL,
+        version         INTEGER NOT NULL,
+        announced       INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, study_uid)
+    ) WITHOUT ROWID;
+    CREATE INDEX dicom_study_due ON dicom_study(source, last_object_at) WHERE version > announced;
+    CREATE TABLE dicom_study_object (
+        source      TEXT    NOT NULL,
+        study_uid   TEXT    NOT NULL,
+        message_id  INTEGER NOT NULL,
+        PRIMARY KEY (source, study_uid, message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX dicom_study_object_message ON dicom_study_object(message_id);
+    ",
+    // Modality Performed Procedure Steps: each step's status and its
+    // attributes so far (the N-CREATE's with every N-SET laid over them),
+    // kept in the transaction of the message that changed them.
+    "
+    CREATE TABLE mpps_step (
+        source        TEXT    NOT NULL,
+        sop_instance  TEXT    NOT NULL,
+        status        TEXT    NOT NULL,
+        attributes    TEXT    NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        PRIMARY KEY (source, sop_instance)
+    ) WITHOUT ROWID;
+    ",
     // The queue of each destination once a minute while anything waits
     // (`stats.rs`): an outage's backlog over time. Idle minutes write
     // nothing.

@@ -47,11 +47,32 @@ impl SourceContext {
     pub async fn ingest(&self, message: Envelope) -> Result<Receipt, IngestError> {
         self.counters.received.inc();
         let stored = self.store(message).await;
-        match &stored {
+        self.count(&stored);
+        stored
+    }
+
+    /// Like [`SourceContext::ingest`] for a stored DICOM object: its study's
+    /// state (for the ImagingStudy announced once it is idle) commits in
+    /// the same transaction.
+    pub async fn ingest_dicom_object(
+        &self,
+        message: Envelope,
+        study_uid: String,
+    ) -> Result<Receipt, IngestError> {
+        self.counters.received.inc();
+        let stored = match self.route(message) {
+            Ok((m, d)) => self.journal.ingest_dicom_object(m, d, study_uid).await,
+            Err(e) => Err(e),
+        };
+        self.count(&stored);
+        stored
+    }
+
+    fn count(&self, stored: &Result<Receipt, IngestError>) {
+        match stored {
             Ok(_) => self.counters.acknowledged.inc(),
             Err(_) => self.counters.refused.inc(),
         };
-        stored
     }
 
     /// A message that could not be read (and so never reached the journal)
@@ -61,7 +82,19 @@ impl SourceContext {
         self.counters.refused.inc();
     }
 
-    async fn store(&self, mut message: Envelope) -> Result<Receipt, IngestError> {
+    async fn store(&self, message: Envelope) -> Result<Receipt, IngestError> {
+        let (message, destinations) = self.route(message)?;
+        self.journal.ingest(message, destinations).await
+    }
+
+    /// The message with the site's zone in its hints (unless the source
+    /// set one) and the destinations the routes give it; refused while the
+    /// endpoint is disabled. For sources whose journal call keeps more
+    /// beside the message ([`crate::journal::Journal::ingest_dicom_object`]).
+    pub fn route(
+        &self,
+        mut message: Envelope,
+    ) -> Result<(Envelope, Vec<crate::journal::Destination>), IngestError> {
         if message.hints.time_zone.is_none() {
             message.hints.time_zone = self.time_zone.get().iana_name().map(str::to_string);
         }
@@ -69,6 +102,6 @@ impl SourceContext {
             return Err(IngestError::Disabled(message.source));
         }
         let destinations = self.router.destinations(&message);
-        self.journal.ingest(message, destinations).await
+        Ok((message, destinations))
     }
 }

@@ -1,5 +1,5 @@
 //! DIMSE command sets (PS3.7 9 and E.1) for C-ECHO, C-STORE, C-FIND and
-//! C-CANCEL.
+//! C-CANCEL, and what N-CREATE and N-SET carry (`dicom::mpps` reads those).
 //!
 //! A command set is always Implicit VR Little Endian, whatever the
 //! presentation context says for the data. Reading takes the fields a
@@ -12,6 +12,7 @@ use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 
 const GROUP_LENGTH: Tag = Tag(0x0000, 0x0000);
 const AFFECTED_SOP_CLASS: Tag = Tag(0x0000, 0x0002);
+const REQUESTED_SOP_CLASS: Tag = Tag(0x0000, 0x0003);
 const COMMAND_FIELD: Tag = Tag(0x0000, 0x0100);
 const MESSAGE_ID: Tag = Tag(0x0000, 0x0110);
 const RESPONDED_TO: Tag = Tag(0x0000, 0x0120);
@@ -20,6 +21,7 @@ const DATA_SET_TYPE: Tag = Tag(0x0000, 0x0800);
 const STATUS: Tag = Tag(0x0000, 0x0900);
 const ERROR_COMMENT: Tag = Tag(0x0000, 0x0902);
 const AFFECTED_SOP_INSTANCE: Tag = Tag(0x0000, 0x1000);
+const REQUESTED_SOP_INSTANCE: Tag = Tag(0x0000, 0x1001);
 
 /// The value of Command Data Set Type that means "no data set follows".
 const NO_DATA_SET: u16 = 0x0101;
@@ -112,6 +114,9 @@ pub struct Command {
     pub responded_to: Option<u16>,
     pub affected_sop_class: Option<String>,
     pub affected_sop_instance: Option<String>,
+    /// N-SET, N-GET, N-ACTION, N-DELETE name their object with these.
+    pub requested_sop_class: Option<String>,
+    pub requested_sop_instance: Option<String>,
     pub priority: u16,
     pub has_data_set: bool,
     pub status: Option<Status>,
@@ -157,6 +162,8 @@ impl Command {
             responded_to,
             affected_sop_class: text(&obj, AFFECTED_SOP_CLASS),
             affected_sop_instance: text(&obj, AFFECTED_SOP_INSTANCE),
+            requested_sop_class: text(&obj, REQUESTED_SOP_CLASS),
+            requested_sop_instance: text(&obj, REQUESTED_SOP_INSTANCE),
             priority: number(&obj, PRIORITY).unwrap_or(0),
             has_data_set: number(&obj, DATA_SET_TYPE).is_some_and(|t| t != NO_DATA_SET),
             status: number(&obj, STATUS).map(Status),

@@ -42,6 +42,9 @@ pub struct AcceptPolicy {
     pub max_pdu: u32,
     /// Modality Worklist C-FIND is served.
     pub worklist: bool,
+    /// Accept Modality Performed Procedure Step (N-CREATE, N-SET), in
+    /// Implicit or Explicit VR Little Endian only.
+    pub mpps: bool,
 }
 
 /// One accepted presentation context.
@@ -145,13 +148,15 @@ pub fn answer(rq: &AssociationRQ, policy: &AcceptPolicy) -> Result<Negotiated, R
         // A query's identifier is read and answered by us, so only the
         // uncompressed little endian syntaxes are taken for it.
         let is_worklist = policy.worklist && abstract_syntax == worklist::FIND_SOP_CLASS;
-        let known_class = known_class || is_worklist;
+
+        let is_mpps = policy.mpps && abstract_syntax == super::mpps::SOP_CLASS;
+        let known_class = known_class || is_worklist || is_mpps;
         let chosen = pc
             .transfer_syntaxes
             .iter()
             .map(|t| uids::trim(t))
             .find(|t| {
-                if is_worklist {
+                if is_worklist || is_mpps {
                     *t == uids::EXPLICIT_VR_LE || *t == uids::IMPLICIT_VR_LE
                 } else {
                     uids::transfer_syntax_name(t).is_some()
@@ -215,6 +220,7 @@ mod tests {
             extra_sop_classes: vec![],
             max_pdu: 65536,
             worklist: false,
+            mpps: false,
         }
     }
 
@@ -311,6 +317,31 @@ mod tests {
             ]
         );
         assert_eq!(n.contexts.iter().map(|c| c.id).collect::<Vec<_>>(), vec![3]);
+    }
+
+    #[test]
+    fn mpps_is_accepted_only_where_the_endpoint_serves_it_and_only_in_little_endian() {
+        let contexts = || {
+            vec![
+                (
+                    1,
+                    super::super::mpps::SOP_CLASS,
+                    vec![JPEG_LOSSLESS, uids::EXPLICIT_VR_LE],
+                ),
+                (3, super::super::mpps::SOP_CLASS, vec![JPEG_LOSSLESS]),
+            ]
+        };
+        let off = answer(&rq("MOD", "ECKO", contexts()), &policy()).unwrap();
+        assert!(off.contexts.is_empty());
+        let mut p = policy();
+        p.mpps = true;
+        let on = answer(&rq("MOD", "ECKO", contexts()), &p).unwrap();
+        assert_eq!(on.contexts.len(), 1);
+        assert_eq!(on.contexts[0].transfer_syntax, uids::EXPLICIT_VR_LE);
+        assert_eq!(
+            on.answer.presentation_contexts[1].reason,
+            PresentationContextResultReason::TransferSyntaxesNotSupported
+        );
     }
 
     #[test]

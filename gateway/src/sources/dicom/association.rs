@@ -1,6 +1,7 @@
 //! One association: negotiation, then C-ECHO and C-STORE requests until
 //! release or abort. The rules are in the module note of `sources::dicom`.
 
+use super::mpps::Pending;
 use super::store::Incoming;
 use super::{AckNow, Shared};
 use crate::journal::IngestError;
@@ -55,6 +56,8 @@ struct Association<'a, S> {
     command_context: Option<u8>,
     receiving: Option<Receiving>,
     finding: Option<Finding>,
+    /// The N-CREATE or N-SET whose data set is arriving (`mpps`).
+    mpps: Option<Pending>,
     stored: u64,
 }
 
@@ -132,6 +135,7 @@ impl Shared {
             command_context: None,
             receiving: None,
             finding: None,
+            mpps: None,
             stored: 0,
         };
         let end = a.run().await;
@@ -279,7 +283,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
         }
         match pdv.value_type {
             PDataValueType::Command => {
-                if self.receiving.is_some() || self.finding.is_some() {
+                if self.receiving.is_some() || self.finding.is_some() || self.mpps.is_some() {
                     return Err(End::Failed("a command arrived inside a data set".into()));
                 }
                 if *self
@@ -315,6 +319,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
                     if pdv.is_last {
                         if let Some(f) = self.finding.take() {
                             self.find(f).await?;
+                        }
+                    }
+                    return Ok(());
+                }
+                if let Some(p) = self.mpps.as_mut() {
+                    if p.context_id() != pdv.presentation_context_id {
+                        return Err(End::Failed("a data set's fragments changed context".into()));
+                    }
+                    p.push(&pdv.data);
+                    if pdv.is_last {
+                        if let Some(p) = self.mpps.take() {
+                            let context = p.context_id();
+                            let rsp = self.shared.mpps(p, &self.negotiated.calling_ae).await;
+                            self.send_command(context, rsp).await?;
                         }
                     }
                     return Ok(());
@@ -358,12 +376,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
         status: Status,
         comment: Option<&str>,
     ) -> Result<(), End> {
+        self.send_command(context, rq.response(field, status, comment))
+            .await
+    }
+
+    async fn send_command(&mut self, context: u8, data: Vec<u8>) -> Result<(), End> {
         let pdu = Pdu::PData {
             data: vec![PDataValue {
                 presentation_context_id: context,
                 value_type: PDataValueType::Command,
                 is_last: true,
-                data: rq.response(field, status, comment),
+                data,
             }],
         };
         self.shared.write(&mut self.stream, &pdu).await
@@ -433,6 +456,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
                     file,
                     error,
                 });
+                Ok(())
+            }
+            Some(_) if self.shared.policy.mpps && Pending::serves(&command) => {
+                self.mpps = Pending::start(&command, &context);
                 Ok(())
             }
             Some(CommandField::FindRq)
@@ -537,7 +564,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
             ack: None,
             hints: Default::default(),
         };
-        match shared.cx.ingest(envelope).await {
+        let study_uid = stored.summary.study_uid.clone();
+        match shared.cx.ingest_dicom_object(envelope, study_uid).await {
             Ok(receipt) => {
                 self.stored += 1;
                 if stored.other_version && !receipt.duplicate {

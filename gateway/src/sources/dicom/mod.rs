@@ -23,6 +23,18 @@
 //!   UIDs, or is not the SOP instance the request named; `0110` when no
 //!   route takes DICOM from this endpoint.
 //!
+//! # Studies
+//!
+//! Each stored object also updates its study in the journal, in the same
+//! transaction; with `study_idle` set, [`study`] journals one ImagingStudy
+//! per study once it has been idle that long (its note has the rules).
+//!
+//! # MPPS
+//!
+//! With `mpps = true` the endpoint also accepts Modality Performed
+//! Procedure Step and journals each N-CREATE and N-SET before answering
+//! ([`mpps`] has the statuses).
+//!
 //! # Associations
 //!
 //! Negotiation is [`ecko_protocol::dicom::negotiate`]'s. Associations are
@@ -53,7 +65,9 @@
 //! names) only at debug level.
 
 mod association;
+mod mpps;
 pub mod store;
+mod study;
 
 use super::SourceContext;
 use crate::config::{DicomConfig, Endpoint};
@@ -94,6 +108,11 @@ struct Shared {
     /// The `worklist` endpoint C-FIND is answered from.
     worklist: Option<String>,
     max_worklist_matches: usize,
+    /// The ImagingStudy announcements ([`study`]): the idle time, the
+    /// Endpoint reference, and whether a round is running.
+    study_idle: Option<Duration>,
+    study_endpoint: Option<String>,
+    announcing: std::sync::atomic::AtomicBool,
 }
 
 pub struct Listener {
@@ -150,6 +169,7 @@ impl Listener {
                     extra_sop_classes: config.extra_sop_classes.clone(),
                     max_pdu: config.max_pdu_bytes(),
                     worklist: config.worklist.is_some(),
+                    mpps: config.mpps,
                 },
                 worklist: config.worklist.clone(),
                 max_worklist_matches: config.max_worklist_matches,
@@ -157,6 +177,9 @@ impl Listener {
                 association_timeout: config.association_timeout.0,
                 write_timeout: config.dimse_timeout.0,
                 max_object_size: config.max_object_size.0,
+                study_idle: config.study_idle(),
+                study_endpoint: config.study_endpoint.clone(),
+                announcing: Default::default(),
                 cx,
             }),
         })
@@ -177,6 +200,9 @@ impl Listener {
         let mut beat = tokio::time::interval(BEAT_EVERY);
         let mut sweep =
             tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_FIRST, SWEEP_EVERY);
+        let study_idle = self.shared.study_idle;
+        let mut studies = tokio::time::interval(study_idle.map_or(SWEEP_EVERY, study::check_every));
+        studies.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             heartbeat.beat();
             let accepted = tokio::select! {
@@ -184,6 +210,12 @@ impl Listener {
                 _ = sweep.tick() => {
                     let shared = self.shared.clone();
                     associations.spawn(async move { shared.sweep().await; });
+                    continue;
+                }
+                _ = studies.tick(), if study_idle.is_some() => {
+                    let shared = self.shared.clone();
+                    let idle = study_idle.unwrap_or_default();
+                    associations.spawn(async move { shared.announce_idle_studies(idle).await; });
                     continue;
                 }
                 Some(_) = associations.join_next(), if !associations.is_empty() => continue,
