@@ -1,11 +1,15 @@
 """A modality's MPPS conversation with pynetdicom, as the MPPS SCU.
 
 usage: mpps_scu.py HOST PORT CALLED_AE STEP_UID STUDY_UID
+                   [--only create|complete] [--accession A] [--sps S]
 
 On one association: N-CREATE of STEP_UID (IN PROGRESS), the same N-CREATE
 again, an N-SET of a step that does not exist, an N-SET of STEP_UID to
-COMPLETED with its end and performed series, and that N-SET again. Prints
-one line per request, `<name> 0x<status>`; exits 2 if no association.
+COMPLETED with its end and performed series, and that N-SET again. With
+--only, just the first N-CREATE or just the N-SET to COMPLETED. --accession
+and --sps name the scheduled step performed (default ACC-77 and SPS-1).
+Prints one line per request, `<name> 0x<status>`; exits 2 if no
+association.
 """
 
 import sys
@@ -17,6 +21,17 @@ from pynetdicom import AE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep as MPPS
 
 host, port, called, step_uid, study_uid = sys.argv[1:6]
+
+
+def flag(name, default):
+    if name in sys.argv:
+        return sys.argv[sys.argv.index(name) + 1]
+    return default
+
+
+only = flag("--only", None)
+accession = flag("--accession", "ACC-77")
+sps = flag("--sps", "SPS-1")
 
 ae = AE(ae_title="MODALITY")
 ae.add_requested_context(MPPS)
@@ -35,8 +50,8 @@ def create():
     ds.Modality = "CT"
     step = Dataset()
     step.StudyInstanceUID = study_uid
-    step.AccessionNumber = "ACC-77"
-    step.ScheduledProcedureStepID = "SPS-1"
+    step.AccessionNumber = accession
+    step.ScheduledProcedureStepID = sps
     step.RequestedProcedureID = "RP-1"
     ds.ScheduledStepAttributesSequence = Sequence([step])
     code = Dataset()
@@ -81,6 +96,16 @@ def code(status):
     return "0x%04X" % status.Status if status else "none"
 
 
+if only == "create":
+    status, _ = assoc.send_n_create(create(), MPPS, step_uid)
+    print("create", code(status))
+    assoc.release()
+    sys.exit(0)
+if only == "complete":
+    status, _ = assoc.send_n_set(completed(), MPPS, step_uid)
+    print("set-completed", code(status))
+    assoc.release()
+    sys.exit(0)
 status, _ = assoc.send_n_create(create(), MPPS, step_uid)
 print("create", code(status))
 status, _ = assoc.send_n_create(create(), MPPS, step_uid)

@@ -42,6 +42,7 @@ step = Dataset()
 step.Modality = modality
 step.ScheduledProcedureStepStartDate = date
 step.ScheduledStationAETitle = ""
+step.ScheduledProcedureStepStatus = ""
 ds.ScheduledProcedureStepSequence = [step]
 
 matches = []
@@ -67,6 +68,7 @@ for status, identifier in responses:
             "modality": step.Modality,
             "date": step.ScheduledProcedureStepStartDate,
             "station": step.ScheduledStationAETitle,
+            "status": step.ScheduledProcedureStepStatus,
         })
         if cancel_after is not None and len(matches) == cancel_after:
             assoc.send_c_cancel(1, context_id)

@@ -339,3 +339,59 @@ fn an_order_the_hub_publishes_for_the_worklist_is_answered_to_findscu_and_its_re
         "the revoked order is still offered"
     );
 }
+
+#[test]
+fn a_step_a_modality_reports_in_progress_stays_offered_as_started_and_leaves_the_worklist_once_completed(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mllp, scp) = (free_port(), free_port());
+    let archive = format!(
+        "\n[[endpoint]]\nname = \"archive\"\ntype = \"file\"\npath = \"{}/archive\"\n\n[[route]]\nname = \"steps\"\nfrom = [\"modalities\"]\nmessage_types = [\"MPPS\"]\nto = [\"archive\"]\n",
+        dir.path().display()
+    );
+    let cfg = config_with(dir.path(), mllp, scp, 10, &archive);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "max_worklist_matches = 10",
+        "max_worklist_matches = 10\nmpps = true",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let _gw = Gateway::start(&cfg, &dir.path().join("gw.log"), &[]);
+    send(mllp, &orm(1, "DOE", "20991204093000", "CT", "NW"));
+    send(mllp, &orm(2, "ROE", "20991204100000", "CT", "NW"));
+    assert!(delivered(dir.path(), 2));
+    let step_uid = "1.2.826.0.1.3680043.2.1125.77.1";
+    let mpps = |only: &str| {
+        let out = Command::new(peer_python("dicom-venv"))
+            .arg(python_script("mpps_scu.py"))
+            .args(["127.0.0.1", &scp.to_string(), "ECKO", step_uid, "1.2.3.77"])
+            .args(["--only", only, "--accession", "ACC1", "--sps", "ACC1"])
+            .output()
+            .expect("pynetdicom");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(mpps("create").contains("create 0x0000"));
+    let (names, text) = findscu(scp, "20991204", "");
+    assert_eq!(
+        names,
+        ["DOE^JOHN", "ROE^JOHN"],
+        "started, still offered: {text}"
+    );
+    let status = pynetdicom_find(scp, "CT", "20991204", None);
+    let statuses: Vec<(&str, &str)> = status["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [("DOE^JOHN", "STARTED"), ("ROE^JOHN", "SCHEDULED")],
+        "{status}"
+    );
+    assert!(mpps("complete").contains("set-completed 0x0000"));
+    assert_eq!(
+        findscu(scp, "20991204", "").0,
+        ["ROE^JOHN"],
+        "the completed step left the worklist"
+    );
+}

@@ -51,6 +51,7 @@ impl Journal {
         change: MppsChange,
         sop_instance: String,
         closed: &'static [&'static str],
+        worklist: Option<String>,
     ) -> Result<MppsOutcome, IngestError> {
         if destinations.is_empty() {
             return Err(IngestError::NoRoute {
@@ -106,6 +107,9 @@ impl Journal {
                     s.execute(params![message.source, sop_instance, status, merged, cx.now])
                 })
                 .map_err(journal_error)?;
+                if let Some(w) = &worklist {
+                    follow_on_worklist(conn, cx.now, w, &status, &merged).map_err(journal_error)?;
+                }
                 Ok::<_, IngestError>(MppsOutcome::Recorded(receipt))
             })
             .await;
@@ -164,9 +168,16 @@ mod tests {
             let j = j.clone();
             let payload = payload.to_string();
             async move {
-                j.record_mpps(request(&payload), to_hub(), change, "1.9".into(), CLOSED)
-                    .await
-                    .unwrap()
+                j.record_mpps(
+                    request(&payload),
+                    to_hub(),
+                    change,
+                    "1.9".into(),
+                    CLOSED,
+                    None,
+                )
+                .await
+                .unwrap()
             }
         };
         assert_eq!(
@@ -201,4 +212,37 @@ mod tests {
             MppsOutcome::Closed("COMPLETED".into())
         );
     }
+}
+
+/// The worklist step a performed step names (by its accession number and
+/// scheduled step id, else its study UID) follows it: `IN PROGRESS` is
+/// started (still offered, status STARTED), `COMPLETED` leaves the list,
+/// `DISCONTINUED` is offered again (the exam was stopped and is still to
+/// be done). Steps taken off the list by their order stay off.
+fn follow_on_worklist(
+    conn: &rusqlite::Connection,
+    now: i64,
+    worklist: &str,
+    status: &str,
+    step: &str,
+) -> Result<usize, rusqlite::Error> {
+    let (state, dicom) = match status {
+        "IN PROGRESS" => ("started", "STARTED"),
+        "COMPLETED" => ("completed", "COMPLETED"),
+        "DISCONTINUED" => ("scheduled", "SCHEDULED"),
+        _ => return Ok(0),
+    };
+    conn.prepare_cached(
+        "UPDATE worklist_item
+         SET state = ?1, item = json_set(item, '$.status', ?2), updated_at = ?3
+         WHERE worklist = ?4 AND state IN ('scheduled', 'started')
+           AND CASE
+             WHEN json_extract(?5, '$.accession_number') IS NOT NULL THEN
+               json_extract(item, '$.accession_number') = json_extract(?5, '$.accession_number')
+               AND (json_extract(?5, '$.scheduled_step_id') IS NULL
+                    OR json_extract(item, '$.step_id') = json_extract(?5, '$.scheduled_step_id'))
+             ELSE json_extract(item, '$.study_instance_uid') = json_extract(?5, '$.study_uid')
+           END",
+    )?
+    .execute(params![state, dicom, now, worklist, step])
 }

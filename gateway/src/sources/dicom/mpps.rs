@@ -151,6 +151,7 @@ impl Shared {
                         change,
                         instance.to_string(),
                         mpps::FINAL,
+                        self.worklist.clone(),
                     )
                     .await
             }
