@@ -130,6 +130,39 @@ impl Journal {
     }
 }
 
+/// The worklist step a performed step names (by its accession number and
+/// scheduled step id, else its study UID) follows it: `IN PROGRESS` is
+/// started (still offered, status STARTED), `COMPLETED` leaves the list,
+/// `DISCONTINUED` is offered again (the exam was stopped and is still to
+/// be done). Steps taken off the list by their order stay off.
+fn follow_on_worklist(
+    conn: &rusqlite::Connection,
+    now: i64,
+    worklist: &str,
+    status: &str,
+    step: &str,
+) -> Result<usize, rusqlite::Error> {
+    let (state, dicom) = match status {
+        "IN PROGRESS" => ("started", "STARTED"),
+        "COMPLETED" => ("completed", "COMPLETED"),
+        "DISCONTINUED" => ("scheduled", "SCHEDULED"),
+        _ => return Ok(0),
+    };
+    conn.prepare_cached(
+        "UPDATE worklist_item
+         SET state = ?1, item = json_set(item, '$.status', ?2), updated_at = ?3
+         WHERE worklist = ?4 AND state IN ('scheduled', 'started')
+           AND CASE
+             WHEN json_extract(?5, '$.accession_number') IS NOT NULL THEN
+               json_extract(item, '$.accession_number') = json_extract(?5, '$.accession_number')
+               AND (json_extract(?5, '$.scheduled_step_id') IS NULL
+                    OR json_extract(item, '$.step_id') = json_extract(?5, '$.scheduled_step_id'))
+             ELSE json_extract(item, '$.study_instance_uid') = json_extract(?5, '$.study_uid')
+           END",
+    )?
+    .execute(params![state, dicom, now, worklist, step])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,37 +245,4 @@ mod tests {
             MppsOutcome::Closed("COMPLETED".into())
         );
     }
-}
-
-/// The worklist step a performed step names (by its accession number and
-/// scheduled step id, else its study UID) follows it: `IN PROGRESS` is
-/// started (still offered, status STARTED), `COMPLETED` leaves the list,
-/// `DISCONTINUED` is offered again (the exam was stopped and is still to
-/// be done). Steps taken off the list by their order stay off.
-fn follow_on_worklist(
-    conn: &rusqlite::Connection,
-    now: i64,
-    worklist: &str,
-    status: &str,
-    step: &str,
-) -> Result<usize, rusqlite::Error> {
-    let (state, dicom) = match status {
-        "IN PROGRESS" => ("started", "STARTED"),
-        "COMPLETED" => ("completed", "COMPLETED"),
-        "DISCONTINUED" => ("scheduled", "SCHEDULED"),
-        _ => return Ok(0),
-    };
-    conn.prepare_cached(
-        "UPDATE worklist_item
-         SET state = ?1, item = json_set(item, '$.status', ?2), updated_at = ?3
-         WHERE worklist = ?4 AND state IN ('scheduled', 'started')
-           AND CASE
-             WHEN json_extract(?5, '$.accession_number') IS NOT NULL THEN
-               json_extract(item, '$.accession_number') = json_extract(?5, '$.accession_number')
-               AND (json_extract(?5, '$.scheduled_step_id') IS NULL
-                    OR json_extract(item, '$.step_id') = json_extract(?5, '$.scheduled_step_id'))
-             ELSE json_extract(item, '$.study_instance_uid') = json_extract(?5, '$.study_uid')
-           END",
-    )?
-    .execute(params![state, dicom, now, worklist, step])
 }
