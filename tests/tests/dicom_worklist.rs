@@ -212,7 +212,7 @@ fn orders_from_the_ris_are_answered_to_findscu_by_modality_date_and_name_and_a_c
 }
 
 #[test]
-fn a_universal_query_stops_at_the_maximum_and_a_c_cancel_ends_a_query() {
+fn a_universal_query_stops_at_the_maximum_with_out_of_resources_and_names_keep_their_utf8() {
     let dir = tempfile::tempdir().unwrap();
     let (mllp, scp) = (free_port(), free_port());
     let cfg = config(dir.path(), mllp, scp, 5);
@@ -243,17 +243,36 @@ fn a_universal_query_stops_at_the_maximum_and_a_c_cancel_ends_a_query() {
         matches[0]["study"].as_str().unwrap().starts_with("2.25."),
         "a study UID made for the order: {all}"
     );
+}
 
-    let cancelled = pynetdicom_find(scp, "CT", "20991204", Some(0));
-    assert_eq!(cancelled["final"], "FE00", "{cancelled}");
-    assert!(
-        cancelled["matches"].as_array().unwrap().len() < 5,
-        "the cancel stopped the matches: {cancelled}"
+#[test]
+fn a_c_cancel_from_the_modality_ends_a_long_query_with_fe00_and_the_scp_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mllp, scp) = (free_port(), free_port());
+    let cfg = config(dir.path(), mllp, scp, 5000);
+    let _gw = Gateway::start(&cfg, &dir.path().join("gw.log"), &[]);
+    // One OMI with 2,000 scheduled steps: far more pending responses than
+    // the modality reads before its C-CANCEL reaches the SCP.
+    let mut omi = String::from(
+        "MSH|^~\\&|RIS|H|ECKO|G|20261204080000||OMI^O23|BIG1|P|2.5.1\rPID|||P1||DOE^JOHN\rORC|NW|ORD-BIG\rTQ1|||||||20991204090000\rOBR|1|ORD-BIG||CT^CT^L\r",
     );
-
-    // The association is still usable after a cancel and the SCP serves on.
+    for n in 1..=2000 {
+        omi.push_str(&format!("IPC|ACC-BIG|RP1|1.2.3.4|SPS-{n}|CT\r"));
+    }
+    send(mllp, &omi);
+    assert!(delivered(dir.path(), 1));
+    let cancelled = pynetdicom_find(scp, "CT", "20991204", Some(1));
+    assert_eq!(cancelled["final"], "FE00", "{cancelled}");
+    let got = cancelled["matches"].as_array().unwrap().len();
+    eprintln!("C-CANCEL after the first pending response: {got} of 2000 matches sent");
+    assert!(
+        (1..2000).contains(&got),
+        "the cancel stopped the matches after {got}"
+    );
+    // The SCP serves the next query whole.
     let again = pynetdicom_find(scp, "CT", "20991204", None);
-    assert_eq!(again["matches"].as_array().unwrap().len(), 5, "{again}");
+    assert_eq!(again["matches"].as_array().unwrap().len(), 2000);
+    assert_eq!(again["final"], "0000");
 }
 
 #[test]
