@@ -68,6 +68,14 @@ impl StepState {
         })
     }
 
+    /// The Scheduled Procedure Step Status a modality is shown.
+    pub fn dicom_status(self) -> &'static str {
+        match self {
+            StepState::Started => "STARTED",
+            _ => "SCHEDULED",
+        }
+    }
+
     /// Whether a modality is offered the step.
     pub fn offered(self) -> bool {
         matches!(self, StepState::Scheduled | StepState::Started)
@@ -283,12 +291,7 @@ fn service_request(
         start_time,
         step_id: accession,
         step_description: description,
-        status: if state == StepState::Started {
-            "STARTED"
-        } else {
-            "SCHEDULED"
-        }
-        .into(),
+        status: state.dicom_status().into(),
         ..Default::default()
     };
     if let Some(p) = patient_of(sr, entries) {

@@ -280,12 +280,7 @@ fn order(
         start_time,
         step_id: first([seg_get(obr, 20, 1), requested_procedure_id]),
         step_description: description,
-        status: if state == StepState::Started {
-            "STARTED"
-        } else {
-            "SCHEDULED"
-        }
-        .into(),
+        status: state.dicom_status().into(),
         ..Default::default()
     };
     Ok(WorklistChange { key, state, step })

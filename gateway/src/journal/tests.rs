@@ -955,7 +955,10 @@ async fn a_later_message_about_an_order_replaces_its_worklist_entry_and_cancelle
     )
     .await
     .unwrap();
-    let all = j.find_worklist("wl", None, 10, |_| true).await.unwrap();
+    let all = j
+        .find_worklist("wl", None, 10, |i: &str| Some(i.to_string()))
+        .await
+        .unwrap();
     assert_eq!(
         all,
         [r#"{"key":"C"}"#, r#"{"key":"A"}"#, r#"{"key":"B"}"#],
@@ -966,13 +969,15 @@ async fn a_later_message_about_an_order_replaces_its_worklist_entry_and_cancelle
             "wl",
             Some(("20991204".into(), "20991204235959".into())),
             10,
-            |_| true,
+            |i: &str| Some(i.to_string()),
         )
         .await
         .unwrap();
     assert_eq!(dated.len(), 2, "a date range leaves undated steps out");
     let one = j
-        .find_worklist("wl", None, 1, |i| i.contains('B'))
+        .find_worklist("wl", None, 1, |i: &str| {
+            i.contains('B').then(|| i.to_string())
+        })
         .await
         .unwrap();
     assert_eq!(one, [r#"{"key":"B"}"#]);
@@ -984,7 +989,10 @@ async fn a_later_message_about_an_order_replaces_its_worklist_entry_and_cancelle
     )
     .await
     .unwrap();
-    let offered = j.find_worklist("wl", None, 10, |_| true).await.unwrap();
+    let offered = j
+        .find_worklist("wl", None, 10, |i: &str| Some(i.to_string()))
+        .await
+        .unwrap();
     assert_eq!(offered, [r#"{"key":"C"}"#, r#"{"key":"B"}"#]);
     let entries = j.worklist_entries("wl").await.unwrap();
     assert_eq!(entries.len(), 3, "one entry per key, replaced in place");

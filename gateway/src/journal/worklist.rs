@@ -121,17 +121,18 @@ impl Journal {
     }
 
     /// The offered entries of `worklist` starting within `start` (both ends
-    /// inclusive, `YYYYMMDDHHMMSS`) that `keep` takes, soonest first, at
-    /// most `most`.
-    pub async fn find_worklist<F>(
+    /// inclusive, `YYYYMMDDHHMMSS`) that `keep` reads into a match, soonest
+    /// first, at most `most`: each entry is read once, where it is matched.
+    pub async fn find_worklist<T, F>(
         &self,
         worklist: &str,
         start: Option<(String, String)>,
         most: usize,
         mut keep: F,
-    ) -> Result<Vec<String>, JournalError>
+    ) -> Result<Vec<T>, JournalError>
     where
-        F: FnMut(&str) -> bool + Send + 'static,
+        T: Send + 'static,
+        F: FnMut(&str) -> Option<T> + Send + 'static,
     {
         let worklist = worklist.to_string();
         self.read(move |conn| {
@@ -149,8 +150,8 @@ impl Journal {
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
                 let item: String = row.get(0)?;
-                if keep(&item) {
-                    out.push(item);
+                if let Some(m) = keep(&item) {
+                    out.push(m);
                     if out.len() >= most {
                         break;
                     }

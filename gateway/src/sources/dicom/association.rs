@@ -594,32 +594,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
     /// Answers a worklist C-FIND: one pending response per match, then the
     /// final status (see the module note of `sources::dicom`).
     async fn find(&mut self, f: Finding) -> Result<(), End> {
+        let (status, comment) = self.matches(&f).await?;
+        self.respond(
+            f.context.id,
+            &f.command,
+            CommandField::FindRsp,
+            status,
+            comment.as_deref(),
+        )
+        .await
+    }
+
+    /// Sends the pending response of each match; the final status.
+    async fn matches(&mut self, f: &Finding) -> Result<(Status, Option<String>), End> {
         let ctx = f.context.id;
         let rq = &f.command;
         let Some(worklist) = self.shared.worklist.clone() else {
-            return self
-                .respond(
-                    ctx,
-                    rq,
-                    CommandField::FindRsp,
-                    Status::SOP_CLASS_NOT_SUPPORTED,
-                    None,
-                )
-                .await;
+            return Ok((Status::SOP_CLASS_NOT_SUPPORTED, None));
         };
         let query = match Query::read(&f.identifier, &f.context.transfer_syntax) {
             Ok(q) => q,
             Err(e) => {
                 tracing::warn!(endpoint = %self.shared.endpoint, peer = %self.peer, error = %e, "worklist query refused");
-                return self
-                    .respond(
-                        ctx,
-                        rq,
-                        CommandField::FindRsp,
-                        Status(e.status()),
-                        Some(&e.to_string()),
-                    )
-                    .await;
+                return Ok((Status(e.status()), Some(e.to_string())));
             }
         };
         tracing::debug!(endpoint = %self.shared.endpoint, peer = %self.peer, query = ?query, "worklist query");
@@ -630,43 +627,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
             .cx
             .journal
             .find_worklist(&worklist, query.start_range(), most + 1, move |item| {
-                serde_json::from_str::<ScheduledStep>(item).is_ok_and(|s| matcher.matches(&s))
+                serde_json::from_str::<ScheduledStep>(item)
+                    .ok()
+                    .filter(|s| matcher.matches(s))
             })
             .await;
-        let items = match found {
+        let steps = match found {
             Ok(i) => i,
             Err(e) => {
                 tracing::warn!(endpoint = %self.shared.endpoint, peer = %self.peer, error = %e, "the worklist cannot be read");
-                return self
-                    .respond(
-                        ctx,
-                        rq,
-                        CommandField::FindRsp,
-                        Status::OUT_OF_RESOURCES,
-                        Some("the worklist cannot be read now"),
-                    )
-                    .await;
+                return Ok((
+                    Status::OUT_OF_RESOURCES,
+                    Some("the worklist cannot be read now".into()),
+                ));
             }
         };
-        let over = items.len() > most;
+        let over = steps.len() > most;
         let mut sent = 0usize;
-        for item in items.iter().take(most) {
+        for step in steps.iter().take(most) {
             if self.cancel_arrived(rq.message_id).await? {
                 tracing::info!(endpoint = %self.shared.endpoint, peer = %self.peer, calling_ae = %self.negotiated.calling_ae, sent, "worklist query cancelled");
-                return self
-                    .respond(
-                        ctx,
-                        rq,
-                        CommandField::FindRsp,
-                        Status(worklist::CANCELLED),
-                        None,
-                    )
-                    .await;
+                return Ok((Status(worklist::CANCELLED), None));
             }
-            let Ok(step) = serde_json::from_str::<ScheduledStep>(item) else {
-                continue;
-            };
-            let (identifier, unsupported) = query.response(&step, &f.context.transfer_syntax);
+            let (identifier, unsupported) = query.response(step, &f.context.transfer_syntax);
             let status = if unsupported {
                 worklist::PENDING_KEYS_UNSUPPORTED
             } else {
@@ -682,18 +665,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
         tracing::info!(endpoint = %self.shared.endpoint, peer = %self.peer, calling_ae = %self.negotiated.calling_ae, matches = sent, more = over, "worklist query answered");
         if over {
             let why = format!("more than {most} matches; narrow the query");
-            return self
-                .respond(
-                    ctx,
-                    rq,
-                    CommandField::FindRsp,
-                    Status::OUT_OF_RESOURCES,
-                    Some(&why),
-                )
-                .await;
+            return Ok((Status::OUT_OF_RESOURCES, Some(why)));
         }
-        self.respond(ctx, rq, CommandField::FindRsp, Status::SUCCESS, None)
-            .await
+        Ok((Status::SUCCESS, None))
     }
 
     /// Sends `bytes` as values of `kind` on `context`, in PDUs no larger
