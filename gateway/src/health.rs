@@ -11,7 +11,8 @@
 //! - file drops: the directory readable or not;
 //! - delivery workers: each outcome — delivered puts the link up, a retryable
 //!   failure makes it failing since the first failure of the run, a refusal
-//!   (the far side answered "no") marks it refusing.
+//!   (the far side answered "no") marks it refusing; a tripped circuit
+//!   breaker pauses it until an operator resumes it.
 //!
 //! A failing link is `degraded` until it has failed for longer than
 //! [`DOWN_AFTER`] with no delivery since; then it is `down since` its first
@@ -40,6 +41,9 @@ pub enum Condition {
     Refusing,
     /// A delivery worker that has not attempted anything since it started.
     Idle,
+    /// Its circuit breaker tripped: nothing is sent until an operator
+    /// resumes it; the messages wait.
+    Paused,
 }
 
 /// One endpoint's runtime state.
@@ -67,6 +71,8 @@ pub enum Status {
     /// Nothing has reported yet (no traffic since the start, or the task
     /// has not started).
     Unknown,
+    /// The circuit breaker tripped.
+    Paused,
 }
 
 impl Status {
@@ -78,6 +84,7 @@ impl Status {
             Status::Disabled => "disabled",
             Status::Idle => "idle",
             Status::Unknown => "unknown",
+            Status::Paused => "paused",
         }
     }
 }
@@ -90,6 +97,7 @@ impl LinkState {
             Condition::Down => (Status::Down, self.since),
             Condition::Refusing => (Status::Degraded, self.since),
             Condition::Idle => (Status::Idle, self.since),
+            Condition::Paused => (Status::Paused, self.since),
             Condition::Failing => {
                 let delivered_since = self.last_ok_at.is_some_and(|ok| ok >= self.since);
                 if !delivered_since && now - self.since > DOWN_AFTER_MS {
@@ -178,6 +186,26 @@ impl Health {
         self.transition(endpoint, now, Condition::Refusing, Some(error.into()));
     }
 
+    /// Its circuit breaker tripped (at `since`, when the journal says so).
+    pub fn paused(&self, endpoint: &str, since: i64, reason: impl Into<String>) {
+        self.transition(endpoint, since, Condition::Paused, Some(reason.into()));
+    }
+
+    /// An operator resumed it: idle again until the next attempt.
+    pub fn resumed(&self, endpoint: &str, now: i64) {
+        self.transition(
+            endpoint,
+            now,
+            Condition::Idle,
+            Some("resumed; no delivery attempted since".into()),
+        );
+    }
+
+    pub fn is_paused(&self, endpoint: &str) -> bool {
+        self.get(endpoint)
+            .is_some_and(|l| l.condition == Condition::Paused)
+    }
+
     /// What was last reported for `endpoint`.
     pub fn get(&self, endpoint: &str) -> Option<LinkState> {
         self.links
@@ -241,6 +269,21 @@ mod tests {
         h.failed("hub", 3_000, "timeout");
         h.started("hub", 4_000);
         assert_eq!(h.get("hub").unwrap().condition, Condition::Failing);
+    }
+
+    #[test]
+    fn a_paused_destination_stays_paused_until_resumed() {
+        let h = Health::new();
+        h.refused("hub", 1_000, "HTTP 400");
+        h.paused("hub", 2_000, "20 refusals in a row");
+        assert!(h.is_paused("hub"));
+        assert_eq!(
+            h.get("hub").unwrap().status(99_000),
+            (Status::Paused, 2_000)
+        );
+        h.resumed("hub", 3_000);
+        assert!(!h.is_paused("hub"));
+        assert_eq!(h.get("hub").unwrap().status(4_000), (Status::Idle, 3_000));
     }
 
     #[test]

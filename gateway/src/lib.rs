@@ -36,6 +36,8 @@
 //!   minimum data rate, idle), the file-descriptor limit, refusals logged
 //!   and counted.
 //! - [`tls`]: every rustls configuration.
+//! - [`rate`]: the token bucket of `rate_limit`, shared by the REST
+//!   listener (429 above it) and the delivery worker (waits for tokens).
 //! - [`site`], [`health`]: the site's live time zone; endpoint health.
 //! - [`service`]: the gateway as an appliance service: task progress and
 //!   the watchdog it feeds, `/readyz` readiness, `/metrics`, the status
@@ -56,6 +58,7 @@ pub mod journal;
 pub mod net;
 pub mod preflight;
 pub mod probe;
+pub mod rate;
 pub mod router;
 pub mod send;
 pub mod service;

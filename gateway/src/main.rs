@@ -33,6 +33,9 @@ enum Command {
     Send(cli::send::Args),
     /// Put dead deliveries back in the queue; works while the gateway runs.
     Retry(cli::retry::Args),
+    /// Resume a destination its circuit breaker paused; works while the
+    /// gateway runs.
+    Resume(cli::resume::Args),
     /// Orders kept for ASTM analyzers (host query, download).
     Order {
         #[command(subcommand)]
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
             Command::Trace(a) => cli::trace::trace(a).await,
             Command::Send(a) => cli::send::send(a).await,
             Command::Retry(a) => cli::retry::retry(a),
+            Command::Resume(a) => cli::resume::resume(a),
             Command::Codes { command } => cli::codes::codes(command),
             Command::SetupCode(a) => cli::setup_code::setup_code(a),
             Command::Order { command } => cli::order::order(command).await,

@@ -156,7 +156,8 @@ pub struct EndpointView {
     pub direction: String,
     pub enabled: bool,
     /// `up`, `degraded`, `down`, `disabled`, `idle` (a delivery worker with
-    /// nothing attempted since it started), or `unknown` until the
+    /// nothing attempted since it started), `paused` (its circuit breaker
+    /// tripped), or `unknown` until the
     /// endpoint's task has reported (see [`crate::health`]).
     pub status: &'static str,
     /// Since when the status holds (Unix ms).
@@ -174,6 +175,8 @@ pub struct EndpointView {
     /// Received from it plus delivered to it since midnight, site time.
     pub messages_today: u64,
     pub alerts: Vec<String>,
+    /// `live`, or `sandbox`: deliveries captured or sent to `sandbox_url`.
+    pub mode: &'static str,
 }
 
 /// Journal use above this share of its size cap raises an alert.
@@ -224,6 +227,14 @@ pub async fn overview(state: &Shared) -> Result<Overview, JournalError> {
                     detail
                         .as_deref()
                         .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                )),
+                (Status::Paused, Some(t)) => endpoint_alerts.push(format!(
+                    "paused by its circuit breaker since {}{}; its messages wait: fix the endpoint, then resume it",
+                    at(t),
+                    detail
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
                         .unwrap_or_default()
                 )),
                 (Status::Degraded, Some(t)) => endpoint_alerts.push(format!(
@@ -278,6 +289,7 @@ pub async fn overview(state: &Shared) -> Result<Overview, JournalError> {
                 dead: a.dead,
                 messages_today: a.received_since + a.delivered_since,
                 alerts: endpoint_alerts,
+                mode: e.protection.mode.as_str(),
             }
         })
         .collect();
@@ -335,8 +347,16 @@ pub async fn messages(State(state): State<Shared>, Query(p): Query<FilterParams>
 
 /// A delivery's state as the viewer and the API name it (`failing`,
 /// `in-flight`, `discarded`...), the same names the message list uses.
-pub fn delivery_state(o: &crate::journal::OutboxRecord, discarded: bool) -> &'static str {
+/// `captured` for a row settled in sandbox mode.
+pub fn delivery_state(
+    o: &crate::journal::OutboxRecord,
+    discarded: bool,
+    captured: bool,
+) -> &'static str {
     use crate::journal::OutboxState;
+    if captured && o.state == OutboxState::Delivered {
+        return "captured";
+    }
     // `state_name` takes the journal's state codes.
     let code = match o.state {
         OutboxState::Queued => 0,
@@ -364,17 +384,20 @@ pub async fn message(
         outbox,
         events,
         discards,
+        captures,
     } = view;
     let outbox: Vec<_> = outbox
         .iter()
         .map(|o| {
             let discard = discards.get(&o.id);
+            let capture = captures.get(&o.id);
             json!({
                 "id": o.id,
                 "destination": o.destination,
                 "transform": o.transform,
                 "lane": o.lane,
-                "state": delivery_state(o, discard.is_some()),
+                "state": delivery_state(o, discard.is_some(), capture.is_some()),
+                "captured": capture.and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok()),
                 "attempts": o.attempts,
                 "next_attempt_at": o.next_attempt_at,
                 "last_error": o.last_error,

@@ -195,6 +195,8 @@ pub fn router(state: Shared) -> Router {
             post(pages::endpoints::set_enabled::<false>),
         )
         .route("/endpoints/{name}/test", post(pages::endpoints::test))
+        .route("/endpoints/{name}/resume", post(pages::endpoints::resume))
+        .route("/endpoints/{name}/promote", post(pages::endpoints::promote))
         .route(
             "/new-endpoint",
             get(pages::endpoints::new_form).post(pages::endpoints::create),

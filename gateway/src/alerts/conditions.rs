@@ -43,6 +43,12 @@ pub fn sample(rule: &AlertRule, facts: &Facts) -> Vec<Sample> {
             .filter(|(name, _)| rule.endpoint.as_ref().is_none_or(|e| e == name))
             .map(|(name, link)| endpoint_down(name, link.as_ref()))
             .collect(),
+        AlertKind::BreakerTripped => facts
+            .endpoints
+            .iter()
+            .filter(|(name, _)| rule.endpoint.as_ref().is_none_or(|e| e == name))
+            .map(|(name, link)| breaker_tripped(name, link.as_ref()))
+            .collect(),
         AlertKind::DeadLetters => {
             let above = rule.above.unwrap_or(0);
             facts
@@ -170,6 +176,22 @@ fn endpoint_down(name: &str, link: Option<&LinkState>) -> Sample {
     }
 }
 
+fn breaker_tripped(name: &str, link: Option<&LinkState>) -> Sample {
+    let paused = link.filter(|l| l.condition == Condition::Paused);
+    Sample {
+        subject: Some(name.to_string()),
+        holds: paused.is_some(),
+        since: paused.map(|l| l.since),
+        summary: match paused {
+            Some(l) => format!(
+                "`{name}` is paused by its circuit breaker ({}); its messages wait until an operator resumes it",
+                l.detail.as_deref().unwrap_or("refusals in a row")
+            ),
+            None => format!("`{name}` is not paused"),
+        },
+    }
+}
+
 fn day(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
@@ -191,6 +213,30 @@ mod tests {
             detail: Some("connection refused".into()),
             last_ok_at: None,
         })
+    }
+
+    #[test]
+    fn a_tripped_breaker_holds_for_the_paused_destination_only() {
+        let facts = Facts {
+            now: 10_000,
+            endpoints: vec![
+                ("a".into(), link(Condition::Paused, 3_000)),
+                ("b".into(), link(Condition::Refusing, 2_000)),
+                ("c".into(), None),
+            ],
+            ..Default::default()
+        };
+        let s = sample(&rule("when = \"breaker_tripped\""), &facts);
+        let held: Vec<_> = s.iter().map(|s| (s.holds, s.since)).collect();
+        assert_eq!(
+            held,
+            vec![(true, Some(3_000)), (false, None), (false, None)]
+        );
+        assert!(
+            s[0].summary.contains("paused by its circuit breaker"),
+            "{}",
+            s[0].summary
+        );
     }
 
     #[test]

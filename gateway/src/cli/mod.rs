@@ -16,6 +16,7 @@ pub mod check_config;
 pub mod codes;
 pub mod logging;
 pub mod order;
+pub mod resume;
 pub mod retry;
 pub mod run;
 pub mod send;

@@ -132,6 +132,9 @@ pub enum AlertKind {
     CertificateExpiring,
     /// The system clock is not synchronised.
     ClockUnsynchronised,
+    /// A destination's circuit breaker tripped: it is paused, its messages
+    /// wait for an operator to resume it.
+    BreakerTripped,
 }
 
 impl AlertKind {
@@ -142,6 +145,7 @@ impl AlertKind {
             AlertKind::DiskLow => "disk_low",
             AlertKind::CertificateExpiring => "certificate_expiring",
             AlertKind::ClockUnsynchronised => "clock_unsynchronised",
+            AlertKind::BreakerTripped => "breaker_tripped",
         }
     }
 
@@ -150,7 +154,9 @@ impl AlertKind {
     pub fn default_hold(self) -> Duration {
         match self {
             AlertKind::EndpointDown => Duration::from_secs(5 * 60),
-            AlertKind::DeadLetters | AlertKind::CertificateExpiring => Duration::ZERO,
+            AlertKind::DeadLetters | AlertKind::CertificateExpiring | AlertKind::BreakerTripped => {
+                Duration::ZERO
+            }
             AlertKind::DiskLow => Duration::from_secs(60),
             // A clock takes a while to synchronise after a boot.
             AlertKind::ClockUnsynchronised => Duration::from_secs(15 * 60),
@@ -164,7 +170,7 @@ impl AlertKind {
 pub struct AlertRule {
     pub name: String,
     pub when: AlertKind,
-    /// `endpoint_down`, `dead_letters`: only this endpoint (every enabled
+    /// `endpoint_down`, `dead_letters`, `breaker_tripped`: only this endpoint (every enabled
     /// one when unset; each is its own alert).
     pub endpoint: Option<String>,
     /// How long the condition must hold before the alert fires.
@@ -347,7 +353,11 @@ impl AlertsConfig {
                 only(
                     "endpoint",
                     rule.endpoint.is_some(),
-                    &[AlertKind::EndpointDown, AlertKind::DeadLetters],
+                    &[
+                        AlertKind::EndpointDown,
+                        AlertKind::DeadLetters,
+                        AlertKind::BreakerTripped,
+                    ],
                 ),
                 only("below", rule.below.is_some(), &[AlertKind::DiskLow]),
                 only("above", rule.above.is_some(), &[AlertKind::DeadLetters]),

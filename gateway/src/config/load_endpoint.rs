@@ -40,6 +40,10 @@ const ENDPOINT_COMMON_KEYS: &[&str] = &[
     "retry",
     "partition_by",
     "lanes",
+    "rate_limit",
+    "circuit_breaker",
+    "mode",
+    "sandbox_url",
 ];
 
 impl Loader<'_> {
@@ -150,6 +154,28 @@ impl Loader<'_> {
             );
             return None;
         }
+        let destination = ty.role(&kind) == crate::endpoints::Role::Destination;
+        let protection = match super::protection::read(
+            super::protection::ProtectionFile {
+                rate_limit: common.rate_limit,
+                circuit_breaker: common.circuit_breaker,
+                mode: common.mode,
+                sandbox_url: common.sandbox_url,
+            },
+            super::protection::Allowed {
+                destination,
+                // A listener named directly: the only source that can
+                // answer "too many" (429) to a sender that keeps its copy.
+                rate_limited_source: !destination && ty.name() == "rest",
+                sandbox_url: matches!(ty.name(), "fhir" | "rest" | "dicomweb"),
+            },
+        ) {
+            Ok(p) => p,
+            Err((key, problem)) => {
+                self.error_at(at(key), format!("endpoint `{name}`: {problem}"));
+                return None;
+            }
+        };
         let timeout = match ty.timeout(&kind, common.timeout.map(|t| t.0)) {
             Ok(t) => t,
             Err(problem) => {
@@ -167,6 +193,7 @@ impl Loader<'_> {
             lanes: common
                 .lanes
                 .unwrap_or(if common.partition_by.is_some() { 8 } else { 1 }),
+            protection,
             kind,
             line: self.line_of(span.start),
         })

@@ -21,6 +21,7 @@ mod hub_commands;
 mod load_endpoint;
 mod load_route;
 mod model;
+mod protection;
 mod rest;
 mod units;
 
@@ -35,7 +36,8 @@ pub use hub_commands::{CommandPolicy, COMMAND_NAMES, MAX_AGE_LIMIT};
 pub(crate) use load_endpoint::mllp_sender_timeout;
 pub use load_endpoint::SettingsInput;
 pub use model::*;
-pub use rest::{BundleHandling, RateLimit, RestAuth, RestBody, RestConfig, RestPath};
+pub use protection::{BreakerPolicy, Mode, Protection, RateLimit};
+pub use rest::{BundleHandling, RestAuth, RestBody, RestConfig, RestPath};
 pub use units::{parse_duration, parse_size, Size, Span};
 
 use serde::de::DeserializeOwned;

@@ -374,6 +374,8 @@ pub struct Endpoint {
     pub partition_by: Option<PartitionBy>,
     /// How many lanes of this destination may be in flight at once.
     pub lanes: usize,
+    /// Rate limit, circuit breaker, sandbox mode (`config::protection`).
+    pub protection: super::Protection,
     pub kind: EndpointKind,
     /// Line of the `[[endpoint]]` header, for messages about it.
     pub line: usize,
@@ -392,6 +394,10 @@ pub(super) struct EndpointCommon {
     pub retry: Option<RetryFile>,
     pub partition_by: Option<PartitionBy>,
     pub lanes: Option<usize>,
+    pub rate_limit: Option<super::RateLimit>,
+    pub circuit_breaker: Option<super::protection::BreakerFile>,
+    pub mode: Option<super::Mode>,
+    pub sandbox_url: Option<String>,
 }
 
 /// The type of an endpoint and its type-specific settings.

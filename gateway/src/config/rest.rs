@@ -46,9 +46,6 @@ pub struct RestConfig {
     /// Listener: client addresses or networks served; empty: every address.
     #[serde(default)]
     pub allow: Vec<String>,
-    /// Listener: requests per second the endpoint takes (token bucket);
-    /// over it, 429 with `Retry-After`.
-    pub rate_limit: Option<RateLimit>,
 
     /// Sender: the URL, a minijinja template of the message.
     pub url: Option<String>,
@@ -117,15 +114,6 @@ pub enum BundleHandling {
     Split,
 }
 
-/// A token bucket: `per_second` refilled, at most `burst` at once.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimit {
-    pub per_second: f64,
-    #[serde(default = "default_burst")]
-    pub burst: u32,
-}
-
 /// `[endpoint.auth]` of a `rest` endpoint.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
@@ -188,9 +176,6 @@ fn default_method() -> String {
 }
 fn default_content_type() -> String {
     "application/json".into()
-}
-fn default_burst() -> u32 {
-    1
 }
 
 impl RestConfig {
@@ -336,14 +321,6 @@ impl RestConfig {
             RestAuth::ApiKey { header, key } => api_key_problems(header, key, out),
             RestAuth::None => {}
         }
-        if let Some(r) = &self.rate_limit {
-            if !(r.per_second.is_finite() && r.per_second > 0.0) || r.burst == 0 {
-                out.push((
-                    "rate_limit",
-                    "`rate_limit` needs `per_second` above zero and `burst` of at least 1".into(),
-                ));
-            }
-        }
         if self.max_body_size.0 < 1024 {
             out.push((
                 "max_body_size",
@@ -428,11 +405,10 @@ impl RestConfig {
             RestAuth::ApiKey { header, key } => api_key_problems(header, key, out),
             _ => {}
         }
-        if !self.paths.is_empty() || self.tls.is_some() || self.rate_limit.is_some() {
+        if !self.paths.is_empty() || self.tls.is_some() {
             out.push((
                 "paths",
-                "`paths`, `tls` and `rate_limit` are a listener's (`listen`), not a sender's"
-                    .into(),
+                "`paths` and `tls` are a listener's (`listen`), not a sender's".into(),
             ));
         }
     }

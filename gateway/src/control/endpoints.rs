@@ -1,5 +1,6 @@
 //! Endpoint actions: enable, disable, test the connection ("probe"),
-//! create and edit. Every change goes through [`super::config`], so it is
+//! create and edit; resume after a circuit breaker tripped, promote from
+//! sandbox to live. Every change goes through [`super::config`], so it is
 //! validated, applied live, kept as a version and audited like any other.
 
 use super::config::{change, read_document, Applied, ChangeError, FieldError, Intent};
@@ -196,4 +197,62 @@ pub fn file_settings(
         .collect();
     let kind = settings.get("type").cloned().unwrap_or_default();
     Ok((kind, settings))
+}
+
+/// Resumes destination `name` after its circuit breaker tripped: the
+/// breaker is reset and its queue delivered again (the running worker
+/// notices within a second). Needs operator; audited as `endpoint.resume`
+/// in the journal transaction that resets it. `Ok(false)`: it was not
+/// paused.
+pub async fn resume(ops: &Operations, actor: &Actor, name: &str) -> Result<bool, Refusal> {
+    actor.require(Role::Operator)?;
+    if ops.config().endpoint(name).is_none() {
+        return Err(Refusal::NotFound("no such endpoint".into()));
+    }
+    let resumed = ops.journal().resume_breaker(name, &actor.name).await?;
+    if resumed {
+        tracing::info!(endpoint = %name, actor = %actor.name, "destination resumed");
+    }
+    Ok(resumed)
+}
+
+/// Promotes destination `name` from sandbox to live: `mode` is removed
+/// from its table (live is the default) and the endpoint restarts with
+/// it. What was captured in sandbox stays captured and is not sent again.
+/// Needs admin; audited as `endpoint.promote`.
+pub async fn promote(ops: &Operations, actor: &Actor, name: &str) -> Result<Applied, ChangeError> {
+    change(
+        ops,
+        actor,
+        Role::Admin,
+        Intent {
+            action: "endpoint.promote",
+            target: name,
+            tables: &[TablePath::Endpoint(name)],
+        },
+        |doc| doc.edit_endpoint(name, &[("mode".to_string(), Change::Remove)]),
+    )
+    .await
+}
+
+/// [`resume`] beside a running gateway or without one (the `resume`
+/// command), through the journal file. Needs operator; audited the same.
+pub fn resume_offline(
+    config: &crate::config::Config,
+    actor: &Actor,
+    name: &str,
+) -> Result<bool, Refusal> {
+    actor.require(Role::Operator)?;
+    if !config.endpoint(name).is_some_and(|e| e.direction.sends()) {
+        return Err(Refusal::invalid(
+            "endpoint",
+            format!("`{name}` is not a destination endpoint of this configuration"),
+        ));
+    }
+    let path = crate::config::resolve(&config.journal.path);
+    Ok(crate::journal::external::resume_breaker_at(
+        &path,
+        name,
+        &actor.name,
+    )?)
 }

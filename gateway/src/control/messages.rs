@@ -19,6 +19,9 @@ pub struct MessageView {
     pub outbox: Vec<OutboxRecord>,
     pub events: Vec<EventRecord>,
     pub discards: BTreeMap<i64, (i64, String, String)>,
+    /// Per outbox row settled in sandbox mode: the JSON of what would have
+    /// been sent (`sinks::capture`) and what a sandbox URL answered.
+    pub captures: BTreeMap<i64, String>,
 }
 
 /// Reads message `id` with everything the viewer shows. Any role; audited
@@ -34,8 +37,12 @@ pub async fn view(
     let Some(message) = j.message(id).await? else {
         return Err(Refusal::NotFound("no such message".into()));
     };
-    let (outbox, events, discards) =
-        tokio::try_join!(j.outbox_of(id), j.events_of(id), j.discards_of(id))?;
+    let (outbox, events, discards, captures) = tokio::try_join!(
+        j.outbox_of(id),
+        j.events_of(id),
+        j.discards_of(id),
+        j.captures_of(id)
+    )?;
     j.audit(
         &actor.name,
         "message.view",
@@ -48,6 +55,7 @@ pub async fn view(
         outbox,
         events,
         discards,
+        captures,
     })
 }
 

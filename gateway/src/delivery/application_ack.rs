@@ -296,6 +296,7 @@ mod tests {
                 },
                 partition_by: None,
                 lanes: 1,
+                protection: crate::config::Protection::destination_default(),
                 kind: EndpointKind::File(FileSinkConfig {
                     path: "unused".into(),
                     extension: "x".into(),

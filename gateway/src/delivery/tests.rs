@@ -58,6 +58,7 @@ fn endpoint(retry: RetryPolicy, lanes: usize, timeout: Duration) -> Endpoint {
         retry,
         partition_by: None,
         lanes,
+        protection: crate::config::Protection::destination_default(),
         kind: EndpointKind::File(FileSinkConfig {
             path: "unused".into(),
             extension: "x".into(),
@@ -452,6 +453,118 @@ async fn a_failing_template_makes_the_message_dead_with_the_template_line() {
         error.starts_with("transform failed: template `bad.json.j2` line 2: "),
         "{error}"
     );
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_destination_sends_no_faster_than_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let mut e = endpoint(fast_retry(), 1, Duration::from_secs(5));
+    e.protection.rate_limit = Some(crate::config::RateLimit {
+        per_second: 20.0,
+        burst: 2,
+    });
+    let sink = Arc::new(ScriptedSink::default());
+    let mut last = 0;
+    for i in 0..12 {
+        last = ingest(&j, i, "").await;
+    }
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let worker = spawn(j.clone(), &e, SharedSink(sink.clone()), stop.clone());
+    wait_for_state(&j, last, OutboxState::Delivered).await;
+    let took = started.elapsed();
+    // 2 at once, then 10 more at 20/s: at least 0.5 s.
+    assert!(took >= Duration::from_millis(480), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(sink.seen.lock().unwrap().len(), 12);
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_in_a_row_pause_the_destination_with_its_messages_queued_until_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let mut e = endpoint(fast_retry(), 1, Duration::from_secs(5));
+    e.protection.breaker = Some(crate::config::BreakerPolicy {
+        failures: 3,
+        window: Duration::from_secs(60),
+    });
+    let sink = Arc::new(ScriptedSink::default());
+    for _ in 0..3 {
+        sink.script.lock().unwrap().push_back(Outcome::Permanent {
+            error: "HTTP 400: mapping".into(),
+        });
+    }
+    let health = Health::new();
+    let stop = CancellationToken::new();
+    let worker = spawn_reporting(
+        j.clone(),
+        &e,
+        SharedSink(sink.clone()),
+        Reports::to(health.clone()),
+        Transforms::default(),
+        stop.clone(),
+    );
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(ingest(&j, i, "").await);
+    }
+    for _ in 0..500 {
+        if health.is_paused("dest") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(health.is_paused("dest"), "the breaker never tripped");
+    let tripped = j.breaker("dest").await.unwrap().expect("journalled");
+    assert!(tripped.reason.contains("HTTP 400"), "{}", tripped.reason);
+    // Paused: nothing is dead, nothing more is sent.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for id in &ids {
+        let row = j.outbox_of(*id).await.unwrap().remove(0);
+        assert_eq!(row.state, OutboxState::Queued, "message {id}");
+    }
+    assert!(sink.seen.lock().unwrap().is_empty());
+    assert!(j.resume_breaker("dest", "tester").await.unwrap());
+    for id in &ids {
+        wait_for_state(&j, *id, OutboxState::Delivered).await;
+    }
+    assert!(!health.is_paused("dest"));
+    assert_eq!(sink.seen.lock().unwrap().len(), 8);
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandboxed_destination_captures_what_it_would_send_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let mut e = endpoint(fast_retry(), 1, Duration::from_secs(5));
+    e.protection.mode = crate::config::Mode::Sandbox;
+    let sink = Arc::new(ScriptedSink::default());
+    let stop = CancellationToken::new();
+    let worker = spawn(j.clone(), &e, SharedSink(sink.clone()), stop.clone());
+    let id = ingest(&j, 42, "").await;
+    wait_for_state(&j, id, OutboxState::Delivered).await;
+    let captures = j.captures_of(id).await.unwrap();
+    let capture: serde_json::Value =
+        serde_json::from_str(captures.values().next().expect("captured")).unwrap();
+    assert_eq!(capture["request"]["body"], "42");
+    assert_eq!(capture["sent_to"], "nowhere (captured)");
+    assert!(sink.seen.lock().unwrap().is_empty(), "nothing is sent");
+    let kinds: Vec<_> = j
+        .events_of(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"captured".to_string()), "{kinds:?}");
+    assert!(!kinds.contains(&"attempt".to_string()), "{kinds:?}");
     stop.cancel();
     worker.await.unwrap();
 }

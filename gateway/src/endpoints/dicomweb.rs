@@ -1,6 +1,6 @@
 //! `dicomweb`: stored DICOM objects sent to a DICOMweb server by STOW-RS.
 
-use super::form::{f, join, Field, Kind, DELIVERY, TIMEOUT};
+use super::form::{f, join, Field, Kind, DELIVERY, SANDBOX_URL, TIMEOUT};
 use super::{worker, EndpointType, PreparedWorker, Role, WorkerStart};
 use crate::app::RunError;
 use crate::config::{DicomWebConfig, Endpoint, EndpointKind, SettingsInput};
@@ -48,7 +48,7 @@ impl EndpointType for DicomWeb {
     }
 
     fn form(&self) -> Vec<Field> {
-        join(&[DICOMWEB, &[TIMEOUT], DELIVERY])
+        join(&[DICOMWEB, &[TIMEOUT], DELIVERY, SANDBOX_URL])
     }
 
     fn role(&self, _kind: &EndpointKind) -> Role {
@@ -92,11 +92,14 @@ impl EndpointType for DicomWeb {
         endpoint: &Endpoint,
         start: WorkerStart,
     ) -> Result<PreparedWorker, RunError> {
-        let sink = crate::sinks::dicomweb::DicomWebSink::new(endpoint, settings(&endpoint.kind))
-            .map_err(|e| RunError::Endpoint {
+        let mut c = settings(&endpoint.kind).clone();
+        c.url = super::address(endpoint, &c.url);
+        let sink = crate::sinks::dicomweb::DicomWebSink::new(endpoint, &c).map_err(|e| {
+            RunError::Endpoint {
                 name: endpoint.name.clone(),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         Ok(worker(endpoint, sink, start))
     }
 }

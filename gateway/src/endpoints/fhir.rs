@@ -1,6 +1,6 @@
 //! `fhir`: transaction Bundles to a FHIR R4 server over HTTP(S).
 
-use super::form::{f, join, keyed, when, Field, Kind, DELIVERY, TIMEOUT};
+use super::form::{f, join, keyed, when, Field, Kind, DELIVERY, SANDBOX_URL, TIMEOUT};
 use super::{worker, EndpointType, PreparedWorker, Role, WorkerStart};
 use crate::app::RunError;
 use crate::config::{CodeMapEntry, Endpoint, EndpointKind, FhirSinkConfig, SettingsInput};
@@ -159,7 +159,7 @@ impl EndpointType for Fhir {
     }
 
     fn form(&self) -> Vec<Field> {
-        join(&[URL, SENDER_AUTH, FHIR, &[TIMEOUT], DELIVERY])
+        join(&[URL, SENDER_AUTH, FHIR, &[TIMEOUT], DELIVERY, SANDBOX_URL])
     }
 
     fn role(&self, _kind: &EndpointKind) -> Role {
@@ -190,11 +190,12 @@ impl EndpointType for Fhir {
         mut start: WorkerStart,
     ) -> Result<PreparedWorker, RunError> {
         start.transforms.fhir = Some(Arc::new(shaping(settings(&endpoint.kind))));
-        let sink =
-            FhirSink::new(endpoint, settings(&endpoint.kind)).map_err(|e| RunError::Endpoint {
-                name: endpoint.name.clone(),
-                reason: e.to_string(),
-            })?;
+        let mut c = settings(&endpoint.kind).clone();
+        c.url = super::address(endpoint, &c.url);
+        let sink = FhirSink::new(endpoint, &c).map_err(|e| RunError::Endpoint {
+            name: endpoint.name.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(worker(endpoint, sink, start))
     }
 }

@@ -104,7 +104,35 @@ pub const DELIVERY: &[Field] = &[
         Kind::Integer,
         "1 (8 with lanes by)",
     ),
+    f(
+        "rate_limit.per_second",
+        "Rate limit: messages per second (requests, for a REST listener; empty: none)",
+        Kind::Float,
+        "",
+    ),
+    f("rate_limit.burst", "Rate limit: burst", Kind::Integer, "1"),
+    f(
+        "circuit_breaker.failures",
+        "Circuit breaker: pause after this many refusals in a row (0: off)",
+        Kind::Integer,
+        "20",
+    ),
+    f(
+        "circuit_breaker.window",
+        "Circuit breaker: within",
+        Kind::Duration,
+        "5m",
+    ),
+    f("mode", "Mode", Kind::Choice(&["live", "sandbox"]), "live"),
 ];
+
+/// Sandbox mode of an HTTP destination: where its requests go instead.
+pub const SANDBOX_URL: &[Field] = &[f(
+    "sandbox_url",
+    "Sandbox URL (sandbox mode; empty: capture without sending)",
+    Kind::Text,
+    "",
+)];
 
 /// A type's form: its own fields, then groups shared with other types.
 pub fn join(parts: &[&[Field]]) -> Vec<Field> {

@@ -188,6 +188,18 @@ pub trait EndpointType: Send + Sync {
     }
 }
 
+/// Where an HTTP destination sends: its `sandbox_url` in sandbox mode when
+/// one is set, otherwise its own address.
+fn address(endpoint: &Endpoint, live: &str) -> String {
+    match (
+        &endpoint.protection.sandbox_url,
+        endpoint.protection.is_sandbox(),
+    ) {
+        (Some(sandbox), true) => sandbox.clone(),
+        _ => live.to_string(),
+    }
+}
+
 /// A delivery worker for `endpoint` that delivers through `sink`.
 fn worker<S: crate::sinks::Sink>(
     endpoint: &Endpoint,

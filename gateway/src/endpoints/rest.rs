@@ -5,7 +5,7 @@
 //! operator looks for, `[endpoint.auth]` and the HTTP vocabulary, and the
 //! role follows from the address given.
 
-use super::form::{f, join, when, Field, Kind, DELIVERY, TIMEOUT};
+use super::form::{f, join, when, Field, Kind, DELIVERY, SANDBOX_URL, TIMEOUT};
 use super::{worker, EndpointType, PreparedWorker, Role, SourceStart, WorkerStart};
 use crate::app::RunError;
 use crate::config::{Endpoint, EndpointKind, RestConfig, SettingsInput};
@@ -114,13 +114,6 @@ const LISTENER_AND_TLS: &[Field] = &[
         "16 MiB",
     ),
     f(
-        "rate_limit.per_second",
-        "Requests per second (listener)",
-        Kind::Float,
-        "",
-    ),
-    f("rate_limit.burst", "Burst (listener)", Kind::Integer, "1"),
-    f(
         "max_connections",
         "Most connections (listener)",
         Kind::Integer,
@@ -161,6 +154,7 @@ impl EndpointType for Rest {
             LISTENER_AND_TLS,
             &[TIMEOUT],
             DELIVERY,
+            SANDBOX_URL,
         ])
     }
 
@@ -217,11 +211,12 @@ impl EndpointType for Rest {
         endpoint: &Endpoint,
         start: WorkerStart,
     ) -> Result<PreparedWorker, RunError> {
-        let sink =
-            RestSink::new(endpoint, settings(&endpoint.kind)).map_err(|e| RunError::Endpoint {
-                name: endpoint.name.clone(),
-                reason: e.to_string(),
-            })?;
+        let mut c = settings(&endpoint.kind).clone();
+        c.url = c.url.map(|live| super::address(endpoint, &live));
+        let sink = RestSink::new(endpoint, &c).map_err(|e| RunError::Endpoint {
+            name: endpoint.name.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(worker(endpoint, sink, start))
     }
 

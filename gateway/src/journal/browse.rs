@@ -151,8 +151,9 @@ pub(super) fn list_messages(
         "SELECT id, received_at, source, message_type, control_id, patient_id, length(payload) FROM message WHERE id = ?1",
     )?;
     let mut deliveries = c.prepare_cached(
-        "SELECT o.id, o.destination, o.state, o.attempts, o.last_error, d.outbox_id IS NOT NULL
-         FROM outbox o LEFT JOIN outbox_discard d ON d.outbox_id = o.id WHERE o.message_id = ?1 ORDER BY o.id",
+        "SELECT o.id, o.destination, o.state, o.attempts, o.last_error, d.outbox_id IS NOT NULL, k.outbox_id IS NOT NULL
+         FROM outbox o LEFT JOIN outbox_discard d ON d.outbox_id = o.id LEFT JOIN outbox_capture k ON k.outbox_id = o.id
+         WHERE o.message_id = ?1 ORDER BY o.id",
     )?;
     for id in &ids {
         let Some(mut m) = head
@@ -178,10 +179,15 @@ pub(super) fn list_messages(
                 let state: i64 = r.get(2)?;
                 let attempts: u32 = r.get(3)?;
                 let discarded: bool = r.get(5)?;
+                let captured: bool = r.get(6)?;
                 Ok(DeliveryState {
                     outbox_id: r.get(0)?,
                     destination: r.get(1)?,
-                    state: state_name(state, attempts, discarded),
+                    state: if captured {
+                        "captured"
+                    } else {
+                        state_name(state, attempts, discarded)
+                    },
                     attempts,
                     last_error: r.get(4)?,
                     discarded,
@@ -438,15 +444,17 @@ pub fn state_name(state: i64, attempts: u32, discarded: bool) -> &'static str {
 
 fn worst<'a>(states: impl Iterator<Item = &'a str>) -> &'static str {
     let rank = |s: &str| match s {
-        "dead" => 5,
-        "failing" => 4,
-        "in-flight" => 3,
-        "queued" => 2,
-        "discarded" => 1,
+        "dead" => 6,
+        "failing" => 5,
+        "in-flight" => 4,
+        "queued" => 3,
+        "discarded" => 2,
+        "captured" => 1,
         _ => 0,
     };
     let names = [
         "delivered",
+        "captured",
         "discarded",
         "queued",
         "in-flight",

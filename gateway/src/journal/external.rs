@@ -33,6 +33,7 @@ use super::{configure, schema, JournalError};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::Path;
 
+pub use super::breakers::resume_breaker_at;
 pub use super::orders::{add_order_at, read_astm_sender, read_incomplete, read_orders};
 pub use super::query::JournalReader;
 pub use super::selection::{retry_dead_at, DeadSelection, Requeued};

@@ -73,6 +73,7 @@
 //! `auto_vacuum=INCREMENTAL`). Dead and queued messages are never purged.
 
 mod audit;
+mod breakers;
 mod browse;
 mod dicom_studies;
 pub mod external;
@@ -96,6 +97,7 @@ mod worklist;
 mod writer;
 
 pub use audit::AuditRecord;
+pub use breakers::TrippedBreaker;
 pub use browse::{state_name, DeliveryState, MessageFilter, MessagePage, MessageSummary};
 pub use dicom_studies::DueStudy;
 pub use failures::FailedDelivery;

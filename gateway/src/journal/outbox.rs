@@ -72,6 +72,10 @@ pub enum Settlement {
     /// Not attempted (its batch stopped before it): back to the queue, no
     /// attempt counted.
     Release,
+    /// Sandbox mode: settled without reaching the live system; `request`
+    /// is the JSON of what would have been sent (and what a sandbox URL
+    /// answered). Never leased again, nor re-sent once promoted to live.
+    Captured { request: String, duration_ms: i64 },
 }
 
 /// How many lanes one lease call looks at, so a destination with many
@@ -352,6 +356,10 @@ fn settle(
                 None,
             )?;
         }
+        Settlement::Captured {
+            request,
+            duration_ms,
+        } => super::breakers::capture(conn, now, id, request, *duration_ms)?,
         Settlement::Release => {
             conn.prepare_cached(
                 "UPDATE outbox SET state = ?2, lease_token = NULL, updated_at = ?3 WHERE id = ?1",

@@ -65,6 +65,7 @@ impl Journal {
                     for id in &ids {
                         conn.prepare_cached("DELETE FROM event WHERE message_id = ?1")?.execute([id])?;
                         conn.prepare_cached("DELETE FROM dicom_study_object WHERE message_id = ?1")?.execute([id])?;
+                        conn.prepare_cached("DELETE FROM outbox_capture WHERE outbox_id IN (SELECT id FROM outbox WHERE message_id = ?1)")?.execute([id])?;
                         conn.prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?.execute([id])?;
                         conn.prepare_cached("DELETE FROM message WHERE id = ?1")?.execute([id])?;
                     }

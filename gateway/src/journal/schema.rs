@@ -423,6 +423,24 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (endpoint, minute)
     ) WITHOUT ROWID;
     ",
+    // Flood protection and sandbox mode (`breakers.rs`): a destination's
+    // tripped circuit breaker, kept until an operator resumes it (a restart
+    // does not); and what a sandboxed destination would have sent, one row
+    // per outbox row settled as captured (state delivered, like a discard
+    // is state dead with its row in `outbox_discard`).
+    "
+    CREATE TABLE endpoint_breaker (
+        endpoint    TEXT    PRIMARY KEY,
+        tripped_at  INTEGER NOT NULL,
+        failures    INTEGER NOT NULL,
+        reason      TEXT    NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE outbox_capture (
+        outbox_id  INTEGER PRIMARY KEY,
+        at         INTEGER NOT NULL,
+        request    TEXT    NOT NULL
+    );
+    ",
 ];
 
 /// Upper bounds (ms) of the delivery-duration buckets of `stats_duration`;

@@ -39,6 +39,8 @@ pub enum DeliveryOutcome {
     Dead,
     /// Not attempted (the batch ended early); queued again as it was.
     Released,
+    /// Sandbox mode: captured, or sent to the sandbox URL, not live.
+    Captured,
 }
 
 impl DeliveryOutcome {
@@ -49,6 +51,7 @@ impl DeliveryOutcome {
             DeliveryOutcome::Retry => "retry",
             DeliveryOutcome::Dead => "dead",
             DeliveryOutcome::Released => "released",
+            DeliveryOutcome::Captured => "captured",
         }
     }
 }
@@ -132,6 +135,7 @@ pub struct DeliveryCounters {
     retry: Counter,
     dead: Counter,
     released: Counter,
+    captured: Counter,
     seconds: Histogram,
 }
 
@@ -142,6 +146,7 @@ impl Default for DeliveryCounters {
             retry: Counter::default(),
             dead: Counter::default(),
             released: Counter::default(),
+            captured: Counter::default(),
             seconds: delivery_seconds(),
         }
     }
@@ -155,6 +160,7 @@ impl DeliveryCounters {
             DeliveryOutcome::Retry => self.retry.inc(),
             DeliveryOutcome::Dead => self.dead.inc(),
             DeliveryOutcome::Released => self.released.inc(),
+            DeliveryOutcome::Captured => self.captured.inc(),
         };
     }
 
@@ -346,6 +352,7 @@ impl Metrics {
             retry: outcome(DeliveryOutcome::Retry),
             dead: outcome(DeliveryOutcome::Dead),
             released: outcome(DeliveryOutcome::Released),
+            captured: outcome(DeliveryOutcome::Captured),
             seconds: self
                 .inner
                 .delivery_seconds

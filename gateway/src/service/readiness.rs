@@ -151,6 +151,10 @@ fn destination(link: Option<&LinkState>) -> Component {
         Condition::Up => Component::new(Check::Ok, None),
         Condition::Idle => Component::new(Check::Ok, Some("nothing delivered yet")),
         Condition::Refusing => Component::new(Check::Warning, Some("refusing messages")),
+        Condition::Paused => Component::new(
+            Check::Warning,
+            Some("paused by its circuit breaker; messages wait for an operator"),
+        ),
         Condition::Failing => Component::new(Check::Failing, Some("deliveries failing")),
         Condition::Down => Component::new(Check::Failing, Some("down")),
     };

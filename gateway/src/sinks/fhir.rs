@@ -20,6 +20,7 @@
 pub mod auth;
 mod probe;
 
+use super::capture::Capture;
 use super::{Delivery, Outcome, Sink};
 use crate::config::{Endpoint, FhirAuth, FhirSinkConfig};
 use auth::Auth;
@@ -250,6 +251,31 @@ impl Sink for FhirSink {
         }
         outcomes.resize(batch.len(), Outcome::NotAttempted);
         outcomes
+    }
+
+    /// Each message's Bundle as the POST that would carry it alone (live,
+    /// consecutive Bundles may share one transaction).
+    fn capture(&self, batch: &[Delivery]) -> Vec<Result<Capture, String>> {
+        batch
+            .iter()
+            .map(|d| match &d.payload {
+                Payload::Bundle(v) => {
+                    let body = serde_json::to_vec(v).map_err(|e| e.to_string())?;
+                    let mut headers = vec![
+                        (
+                            "Content-Type".to_string(),
+                            "application/fhir+json".to_string(),
+                        ),
+                        ("Accept".to_string(), "application/fhir+json".to_string()),
+                    ];
+                    headers.extend(self.auth.masked_header());
+                    Ok(Capture::http("POST", &self.url, headers, &body))
+                }
+                Payload::Bytes(_) => {
+                    Err("the payload was not shaped into a transaction Bundle".to_string())
+                }
+            })
+            .collect()
     }
 }
 

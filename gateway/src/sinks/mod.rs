@@ -4,6 +4,7 @@
 //! leases rows, applies the route's transform, hands the sink a batch, and
 //! records what the sink reports.
 
+pub mod capture;
 pub mod dicom;
 pub mod dicomweb;
 pub mod fhir;
@@ -59,4 +60,16 @@ pub trait Sink: Send + Sync + 'static {
     /// returns one outcome per message, in order. A sink that stops at a
     /// failure reports the rest as [`Outcome::NotAttempted`] to keep order.
     fn deliver(&self, batch: &[Delivery]) -> impl Future<Output = Vec<Outcome>> + Send;
+
+    /// What [`Sink::deliver`] would send for each message of `batch`, sent
+    /// nowhere (sandbox mode without a `sandbox_url`): one capture, or why
+    /// the message could not be sent, per message. By default the payload
+    /// bytes; an HTTP sink adds the method, URL and headers (secrets
+    /// masked), without fetching a token.
+    fn capture(&self, batch: &[Delivery]) -> Vec<Result<capture::Capture, String>> {
+        batch
+            .iter()
+            .map(|d| Ok(capture::Capture::bytes(&d.payload.to_bytes())))
+            .collect()
+    }
 }

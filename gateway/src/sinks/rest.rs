@@ -19,6 +19,7 @@
 //! `capture` JSON pointers are kept in the delivered response (a claim id
 //! for status tracking); without `capture`, the answer's head is.
 
+use super::capture::Capture;
 use super::fhir::auth::Auth;
 use super::fhir::{error_chain, https_client, https_trust, retry_after_of, truncate};
 use super::{Delivery, Outcome, Sink};
@@ -264,6 +265,21 @@ impl Sink for RestSink {
         }
         outcomes.resize(batch.len(), Outcome::NotAttempted);
         outcomes
+    }
+
+    /// Each message's request as rendered, the auth header masked; a
+    /// template that fails is the message's error, as live.
+    fn capture(&self, batch: &[Delivery]) -> Vec<Result<Capture, String>> {
+        batch
+            .iter()
+            .map(|d| {
+                let r = self.render(d)?;
+                let mut headers = vec![("Content-Type".to_string(), self.content_type.clone())];
+                headers.extend(r.headers);
+                headers.extend(self.auth.masked_header());
+                Ok(Capture::http(r.method.as_str(), &r.url, headers, &r.body))
+            })
+            .collect()
     }
 }
 

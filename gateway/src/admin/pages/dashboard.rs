@@ -53,6 +53,7 @@ async fn render(state: &Shared, caller: &Caller, template: &str) -> Response {
                 name => v.name,
                 query => query_value(&v.name),
                 kind => v.kind,
+                mode => v.mode,
                 direction => v.direction,
                 status => v.status,
                 detail => v.detail,

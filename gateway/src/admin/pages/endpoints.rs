@@ -210,6 +210,7 @@ pub async fn list(State(state): State<Shared>, Extension(caller): Extension<Call
             context! {
                 name => v.name,
                 kind => v.kind,
+                mode => v.mode,
                 direction => v.direction,
                 status => v.status,
                 enabled => v.enabled,
@@ -307,6 +308,8 @@ async fn detail_page(
             name,
             notice => notice.filter(|n| !n.is_empty()),
             kind => d.kind,
+            mode => v.mode,
+            paused => v.status == "paused",
             direction => v.direction,
             status => v.status,
             since => v.since.map(|t| time(t, &tz)),
@@ -350,6 +353,54 @@ pub async fn set_enabled<const ON: bool>(
     Path(name): Path<String>,
 ) -> Response {
     match service::set_enabled(&state.ops, &caller.actor(), &name, ON).await {
+        Ok(a) => after_change(&name, &a),
+        Err(ChangeError::Forbidden(role)) => forbidden(role),
+        Err(e) => problem(&state, status_of(&e), &caller, &e.to_string()),
+    }
+}
+
+/// Resumes a destination its circuit breaker paused (operator).
+pub async fn resume(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    match service::resume(&state.ops, &caller.actor(), &name).await {
+        Ok(resumed) => {
+            let q = serde_urlencoded::to_string([(
+                "applied",
+                if resumed {
+                    "Resumed: its queue is delivered again"
+                } else {
+                    "It was not paused"
+                },
+            )])
+            .unwrap_or_default();
+            Redirect::to(&format!("/endpoints/{name}?{q}")).into_response()
+        }
+        Err(Refusal::Forbidden(role)) => forbidden(role),
+        Err(Refusal::NotFound(_)) => problem(
+            &state,
+            StatusCode::NOT_FOUND,
+            &caller,
+            "There is no such endpoint.",
+        ),
+        Err(e) => problem(
+            &state,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &caller,
+            &e.to_string(),
+        ),
+    }
+}
+
+/// Promotes a sandboxed destination to live (admin).
+pub async fn promote(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Response {
+    match service::promote(&state.ops, &caller.actor(), &name).await {
         Ok(a) => after_change(&name, &a),
         Err(ChangeError::Forbidden(role)) => forbidden(role),
         Err(e) => problem(&state, status_of(&e), &caller, &e.to_string()),

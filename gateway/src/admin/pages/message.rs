@@ -44,15 +44,20 @@ fn viewer_values(caller: &Caller, id: i64, view: MessageView, tz: &jiff::tz::Tim
         outbox,
         events,
         discards,
+        captures,
     } = view;
     let deliveries: Vec<Value> = outbox
         .iter()
         .map(|o| {
             let discard = discards.get(&o.id);
+            let capture = captures.get(&o.id);
             context! {
                 destination => o.destination,
                 transform => o.transform,
-                state => delivery_state(o, discard.is_some()),
+                state => delivery_state(o, discard.is_some(), capture.is_some()),
+                captured => capture
+                    .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+                    .map(Value::from_serialize),
                 attempts => o.attempts,
                 error => o.last_error,
                 discarded => discard.map(|(at, by, reason)| context! { at => time(*at, tz), by, reason }),

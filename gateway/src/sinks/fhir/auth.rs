@@ -72,6 +72,17 @@ impl Auth {
         }
     }
 
+    /// The header a request would carry, its secret masked, without
+    /// fetching a token: what a sandbox capture shows.
+    pub fn masked_header(&self) -> Option<(String, String)> {
+        use crate::sinks::capture::MASK;
+        match self {
+            Auth::None => None,
+            Auth::ApiKey { header, .. } => Some((header.clone(), MASK.to_string())),
+            Auth::OAuth2(_) => Some(("Authorization".into(), format!("Bearer {MASK}"))),
+        }
+    }
+
     /// The server refused `header`: forget it if it was our cached token.
     pub async fn rejected(&self, header: &Option<(String, String)>) -> bool {
         match (self, header) {

@@ -134,6 +134,7 @@ fn endpoint() -> Endpoint {
         retry: RetryPolicy::default(),
         partition_by: None,
         lanes: 1,
+        protection: crate::config::Protection::destination_default(),
         kind: crate::config::EndpointKind::Fhir(config("http://unused")),
         line: 1,
     }

@@ -2,9 +2,9 @@
 //! read under its cap and deadline, the messages journalled, the answer.
 
 use super::auth::{Check, Denied};
-use super::bucket::Bucket;
-use crate::config::{BundleHandling, RestBody, RestConfig, RestPath};
+use crate::config::{BundleHandling, Endpoint, RestBody, RestConfig, RestPath};
 use crate::journal::{IngestError, Receipt};
+use crate::rate::Bucket;
 use crate::sources::SourceContext;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -34,13 +34,21 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(endpoint: &str, config: &RestConfig, check: Check, cx: SourceContext) -> Shared {
+    pub fn new(
+        endpoint: &Endpoint,
+        config: &RestConfig,
+        check: Check,
+        cx: SourceContext,
+    ) -> Shared {
         Shared {
-            endpoint: endpoint.to_string(),
+            endpoint: endpoint.name.clone(),
             cx,
             paths: config.paths.clone(),
             check,
-            bucket: config.rate_limit.map(|r| Bucket::new(r, Instant::now())),
+            bucket: endpoint
+                .protection
+                .rate_limit
+                .map(|r| Bucket::new(r, Instant::now())),
             max_body: usize::try_from(config.max_body_size.0).unwrap_or(usize::MAX),
             body_timeout: config.body_timeout.0,
         }

@@ -48,7 +48,6 @@
 //! 10 s, the body within `body_timeout`.
 
 mod auth;
-mod bucket;
 mod handler;
 
 use super::SourceContext;
@@ -57,7 +56,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use auth::{AuthSetupError, Check};
-pub use bucket::Bucket;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -129,7 +127,7 @@ impl Listener {
             tcp,
             tls,
             config: config.clone(),
-            shared: Arc::new(handler::Shared::new(&endpoint.name, config, check, cx)),
+            shared: Arc::new(handler::Shared::new(endpoint, config, check, cx)),
         })
     }
 

@@ -1,5 +1,7 @@
-//! The endpoint's `rate_limit`: a token bucket of `burst` tokens refilled
-//! at `per_second`; each request takes one or is told how long to wait.
+//! An endpoint's `rate_limit`: a token bucket of `burst` tokens refilled
+//! at `per_second`. A REST listener takes one token per request and answers
+//! 429 with the wait when there is none; a delivery worker takes one per
+//! message and waits (`delivery`). Pure: time is an input.
 
 use crate::config::RateLimit;
 use std::sync::Mutex;
@@ -22,18 +24,30 @@ impl Bucket {
         }
     }
 
+    /// The most tokens the bucket ever holds: no take may ask for more.
+    pub fn burst(&self) -> usize {
+        self.burst as usize
+    }
+
     /// Takes a token at `now`; without one, how long until there is one.
     pub fn take(&self, now: Instant) -> Result<(), Duration> {
+        self.take_n(1, now)
+    }
+
+    /// Takes `n` tokens at `now` (at most [`Self::burst`] are ever there);
+    /// without them, how long until they are there. Takes nothing then.
+    pub fn take_n(&self, n: usize, now: Instant) -> Result<(), Duration> {
+        let want = (n as f64).min(self.burst);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (tokens, at) = *state;
         let refilled = (tokens + now.saturating_duration_since(at).as_secs_f64() * self.per_second)
             .min(self.burst);
-        if refilled >= 1.0 {
-            *state = (refilled - 1.0, now);
+        if refilled >= want {
+            *state = (refilled - want, now);
             Ok(())
         } else {
             *state = (refilled, now);
-            Err(Duration::from_secs_f64((1.0 - refilled) / self.per_second))
+            Err(Duration::from_secs_f64((want - refilled) / self.per_second))
         }
     }
 }
@@ -59,6 +73,24 @@ mod tests {
         assert_eq!(wait, Duration::from_millis(500));
         assert!(b.take(t0 + Duration::from_millis(499)).is_err());
         assert!(b.take(t0 + Duration::from_millis(1000)).is_ok());
+    }
+
+    #[test]
+    fn a_batch_takes_as_many_tokens_as_it_has_messages() {
+        let t0 = Instant::now();
+        let b = Bucket::new(
+            RateLimit {
+                per_second: 4.0,
+                burst: 4,
+            },
+            t0,
+        );
+        assert!(b.take_n(4, t0).is_ok());
+        // Two more need 500 ms of refill; asking early takes nothing.
+        assert_eq!(b.take_n(2, t0), Err(Duration::from_millis(500)));
+        assert!(b.take_n(2, t0 + Duration::from_millis(250)).is_err());
+        assert!(b.take_n(2, t0 + Duration::from_millis(500)).is_ok());
+        assert!(b.take(t0 + Duration::from_millis(500)).is_err());
     }
 
     #[test]
