@@ -3,6 +3,7 @@
 
 pub mod fhir;
 pub mod mqtt;
+pub mod rest_standin;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

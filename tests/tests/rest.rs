@@ -12,12 +12,13 @@
 //!   that gets the message exactly once.
 
 use ecko_gateway::journal::{JournalReader, OutboxState};
+use ecko_tests::rest_standin::StandIn;
 use ecko_tests::{
     default_on_free_ports, eventually, free_port, gateway_binary, python_script, Gateway,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const OBSERVATION: &str = r#"{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"718-7"}]},"valueQuantity":{"value":13.2,"unit":"g/dL"}}"#;
@@ -230,52 +231,6 @@ to = ["archive"]
     assert!((1..=2).contains(&wait), "{wait}");
     let reader = JournalReader::open(&dir.path().join("journal.db")).unwrap();
     assert_eq!(reader.message_ids().unwrap().len(), 4);
-}
-
-/// The stand-in API (tests/python/rest_standin.py).
-struct StandIn {
-    child: Child,
-    out: PathBuf,
-}
-
-impl StandIn {
-    fn start(dir: &Path, port: u16, args: &[&str], script: &str) -> StandIn {
-        let out = dir.join(format!("standin-{port}"));
-        let _ = std::fs::remove_dir_all(&out);
-        let script_file = dir.join(format!("script-{port}.json"));
-        std::fs::write(&script_file, script).unwrap();
-        let child = Command::new("python3")
-            .arg(python_script("rest_standin.py"))
-            .arg("--out")
-            .arg(&out)
-            .args(["--port", &port.to_string()])
-            .arg("--script")
-            .arg(&script_file)
-            .args(args)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("python3 rest_standin.py");
-        assert!(
-            eventually(Duration::from_secs(10), || out.join("port").exists()),
-            "the stand-in did not start"
-        );
-        StandIn { child, out }
-    }
-
-    /// The requests it saw, in order.
-    fn requests(&self) -> Vec<Value> {
-        (1..)
-            .map_while(|n| std::fs::read(self.out.join(format!("{n}.json"))).ok())
-            .map(|b| serde_json::from_slice(&b).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A gateway whose file drop `d/inbox` feeds a `rest` sink with `sink`'s keys.

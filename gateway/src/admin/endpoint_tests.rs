@@ -1096,3 +1096,46 @@ async fn a_reload_applies_a_hand_edit_keeps_it_as_a_version_and_a_broken_edit_ch
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_promotes_a_sandboxed_destination_to_live_audited() {
+    let s = site().await;
+    let a = s.login("ada", "admin").await;
+    let operator = s.login("otto", "operator").await;
+    let j = s
+        .json(
+            "PUT",
+            "/api/v1/endpoints/archive",
+            &a,
+            serde_json::json!({ "settings": { "mode": "sandbox" } }),
+        )
+        .await;
+    assert_eq!(j.status, StatusCode::OK, "{}", j.body);
+    assert!(s.file().contains("mode = \"sandbox\""));
+    let page = s.get("/endpoints/archive", &a).await;
+    assert!(page.body.contains("promote-form"), "{}", page.body);
+    assert_eq!(
+        s.post("/endpoints/archive/promote", &operator, &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let r = s.post("/endpoints/archive/promote", &a, &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(!s.file().contains("mode ="), "{}", s.file());
+    assert_eq!(
+        s.gw()
+            .supervisor
+            .config()
+            .endpoint("archive")
+            .unwrap()
+            .protection
+            .mode,
+        crate::config::Mode::Live
+    );
+    assert!(s
+        .audit_actions()
+        .await
+        .contains(&"ada endpoint.promote archive".to_string()));
+    s.stop().await;
+}

@@ -3120,3 +3120,120 @@ async fn the_dashboards_live_part_is_the_table_alone_and_follows_new_messages() 
     let after = s.get("/dashboard/live", Some(&b)).await;
     assert_eq!(today(&after.body), "1", "{}", after.body);
 }
+
+#[tokio::test]
+async fn a_captured_delivery_shows_in_the_viewer_what_would_have_been_sent_with_secrets_masked() {
+    let s = site().await;
+    let b = s.login("ann", "viewer").await;
+    let id = s.ingest("CTRL-S", "P1").await;
+    let capture = crate::sinks::capture::Capture::http(
+        "POST",
+        "https://claims.example/fhir",
+        vec![
+            ("Authorization".into(), "Bearer tok-very-secret".into()),
+            ("X-Trace".into(), "trace-1".into()),
+        ],
+        br#"{"resourceType":"Bundle"}"#,
+    );
+    let request = serde_json::json!({
+        "mode": "sandbox", "sent_to": "nowhere (captured)", "request": capture, "response": null,
+    });
+    s.attempt(Settlement::Captured {
+        request: request.to_string(),
+        duration_ms: 0,
+    })
+    .await;
+    let r = s.get(&format!("/messages/{id}"), Some(&b)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for needle in [
+        "Sandbox capture for archive",
+        "https://claims.example/fhir",
+        "X-Trace",
+        "trace-1",
+        "********",
+        "resourceType",
+        "st-captured",
+    ] {
+        assert!(r.body.contains(needle), "{needle}");
+    }
+    assert!(!r.body.contains("tok-very-secret"));
+    let v = s
+        .get(&format!("/api/v1/messages/{id}"), Some(&b))
+        .await
+        .json();
+    assert_eq!(v["outbox"][0]["state"], "captured");
+    assert_eq!(v["outbox"][0]["captured"]["request"]["method"], "POST");
+    let list = s.get("/logs", Some(&b)).await;
+    assert!(list.body.contains("captured"), "the log names it captured");
+}
+
+#[tokio::test]
+async fn a_paused_destination_shows_as_paused_and_an_operator_resumes_it_audited() {
+    let s = site().await;
+    let viewer = s.login("vera", "viewer").await;
+    let operator = s.login("otto", "operator").await;
+    s.journal
+        .trip_breaker("archive", 20, "20 permanent failures in a row", vec![])
+        .await
+        .unwrap();
+    let now = s.journal.now_ms();
+    s.health
+        .paused("archive", now, "20 permanent failures in a row");
+    let dashboard = s.get("/", Some(&viewer)).await;
+    assert!(
+        dashboard.body.contains("status paused"),
+        "{}",
+        dashboard.body
+    );
+    assert!(dashboard.body.contains("paused by its circuit breaker"));
+    let page = s.get("/endpoints/archive", Some(&viewer)).await;
+    assert!(page.body.contains("paused"));
+    assert!(!page.body.contains("resume-form"), "a viewer cannot resume");
+    let page = s.get("/endpoints/archive", Some(&operator)).await;
+    assert!(page.body.contains("resume-form"));
+    assert_eq!(
+        s.post_form(
+            "/endpoints/archive/resume",
+            Some(&viewer),
+            &[("csrf", &viewer.csrf)]
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert!(s.journal.breaker("archive").await.unwrap().is_some());
+    let r = s
+        .post_form(
+            "/endpoints/archive/resume",
+            Some(&operator),
+            &[("csrf", &operator.csrf)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(s.journal.breaker("archive").await.unwrap().is_none());
+    let audit = s.journal.audit_log(None, 10).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "endpoint.resume" && a.actor == "otto"));
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "endpoint.breaker_tripped" && a.actor == "gateway"));
+}
+
+#[tokio::test]
+async fn a_sandboxed_destination_is_marked_on_the_dashboard_and_its_page() {
+    let s = site_full(
+        "",
+        "[[endpoint]]\nname = \"trial\"\ntype = \"file\"\npath = \"trial\"\nmode = \"sandbox\"\n",
+        "",
+    )
+    .await;
+    let b = s.login("ann", "admin").await;
+    let dashboard = s.get("/", Some(&b)).await;
+    assert_eq!(dashboard.body.matches("class=\"sandbox\"").count(), 1);
+    let page = s.get("/endpoints/trial", Some(&b)).await;
+    assert!(page.body.contains("id=\"sandbox\""));
+    assert!(page.body.contains("promote-form"));
+    let live = s.get("/endpoints/archive", Some(&b)).await;
+    assert!(!live.body.contains("promote-form"));
+}

@@ -188,3 +188,77 @@ pub(super) fn read(
         sandbox_url: file.sandbox_url.map(|u| u.trim().to_string()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, Mode};
+    use std::time::Duration;
+
+    fn parse(endpoint: &str) -> Result<Config, String> {
+        let text = format!("[journal]\npath = \"j.db\"\n[[endpoint]]\nname = \"e\"\n{endpoint}\n");
+        Config::parse(&text, "t.toml", |_| None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_destination_gets_the_breaker_by_default_and_its_keys_as_written() {
+        let c = parse("type = \"file\"\npath = \"out\"").unwrap();
+        let p = &c.endpoints[0].protection;
+        assert_eq!(p.breaker.unwrap().failures, 20);
+        assert_eq!(p.breaker.unwrap().window, Duration::from_secs(300));
+        assert_eq!((p.rate_limit, p.mode), (None, Mode::Live));
+        let c = parse(
+            "type = \"fhir\"\nurl = \"https://h/fhir\"\nrate_limit = { per_second = 10, burst = 5 }\ncircuit_breaker = { failures = 0 }\nmode = \"sandbox\"\nsandbox_url = \"http://127.0.0.1:9/fhir\"",
+        )
+        .unwrap();
+        let p = &c.endpoints[0].protection;
+        assert_eq!(p.rate_limit.unwrap().burst, 5);
+        assert_eq!(p.breaker, None, "failures = 0 turns it off");
+        assert!(p.is_sandbox());
+        assert_eq!(p.sandbox_url.as_deref(), Some("http://127.0.0.1:9/fhir"));
+    }
+
+    #[test]
+    fn keys_that_cannot_work_are_errors_at_their_line() {
+        for (keys, line, expected) in [
+            (
+                "type = \"file\"\npath = \"out\"\nrate_limit = { per_second = 0 }",
+                7,
+                "`per_second` above zero",
+            ),
+            (
+                "type = \"file\"\npath = \"out\"\ncircuit_breaker = { window = \"0s\" }",
+                7,
+                "longer than zero",
+            ),
+            (
+                "type = \"file\"\npath = \"out\"\nsandbox_url = \"http://x\"",
+                7,
+                "for HTTP destinations",
+            ),
+            (
+                "type = \"fhir\"\nurl = \"https://h/fhir\"\nsandbox_url = \"ftp://x\"",
+                7,
+                "http:// or https://",
+            ),
+            (
+                "type = \"file-drop\"\npath = \"in\"\nmode = \"sandbox\"",
+                7,
+                "a destination's",
+            ),
+            (
+                "type = \"file-drop\"\npath = \"in\"\nrate_limit = { per_second = 1 }",
+                7,
+                "neither",
+            ),
+            (
+                "type = \"file\"\npath = \"out\"\nmode = \"trial\"",
+                7,
+                "unknown variant `trial`",
+            ),
+        ] {
+            let e = parse(keys).unwrap_err();
+            assert!(e.contains(expected), "{keys}: {e}");
+            assert!(e.contains(&format!("t.toml:{line}")), "{keys}: {e}");
+        }
+    }
+}
