@@ -143,7 +143,16 @@ impl Dispatcher {
                 let applied = control::endpoints::set_enabled(ops, actor, &endpoint, enabled)
                     .await
                     .map_err(change_failed)?;
-                Ok(applied_value(&applied))
+                let mut value = applied_value(&applied);
+                if enabled {
+                    // Resuming also resets a tripped circuit breaker: the
+                    // hub's operator has one lever for "deliver again".
+                    let reset = control::endpoints::resume(ops, actor, &endpoint)
+                        .await
+                        .map_err(refused)?;
+                    value["breaker_reset"] = json!(reset);
+                }
+                Ok(value)
             }
             Command::Test {
                 endpoint,
