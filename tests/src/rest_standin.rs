@@ -1,8 +1,9 @@
 //! The stand-in REST API (`tests/python/rest_standin.py`, on Python's own
 //! http.server): answers from a script per path, then 201; records every
-//! request (time, method, path, headers, body) in arrival order.
+//! request (time, method, path, headers, body) in arrival order; and a
+//! gateway that feeds it from a file drop.
 
-use crate::{eventually, python_script};
+use crate::{eventually, python_script, Gateway};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -53,4 +54,39 @@ impl Drop for StandIn {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A gateway in `dir` whose file drop `dir/inbox` (message type `CLAIM`)
+/// feeds the `rest` destination `claims` with `sink`'s keys, configured in
+/// `dir/gateway.toml`; and its journal's path.
+pub fn file_drop_to_rest(dir: &Path, sink: &str) -> (Gateway, PathBuf) {
+    let d = dir.display();
+    std::fs::create_dir_all(dir.join("inbox")).unwrap();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[journal]
+path = "{d}/journal.db"
+[[endpoint]]
+name = "inbox"
+type = "file-drop"
+path = "{d}/inbox"
+poll_interval = "50ms"
+message_type = "CLAIM"
+[[endpoint]]
+name = "claims"
+type = "rest"
+retry = {{ initial = "200ms", max = "1s", jitter = 0.0 }}
+{sink}
+[[route]]
+name = "all"
+from = ["inbox"]
+to = ["claims"]
+"#
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start(&config, &dir.join("log"), &[]);
+    (gw, dir.join("journal.db"))
 }

@@ -14,44 +14,16 @@
 //!   sandbox server gets the request and the live one nothing.
 
 use ecko_gateway::journal::{JournalReader, OutboxState};
-use ecko_tests::rest_standin::StandIn;
+use ecko_tests::rest_standin::{file_drop_to_rest, StandIn};
 use ecko_tests::{eventually, free_port, gateway_command, Gateway};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A gateway whose file drop `d/inbox` feeds the `rest` destination
-/// `claims` with `sink`'s keys.
+/// [`file_drop_to_rest`], and the path of its configuration.
 fn gateway(dir: &Path, sink: &str) -> (Gateway, PathBuf, PathBuf) {
-    let d = dir.display();
-    std::fs::create_dir_all(dir.join("inbox")).unwrap();
-    let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[journal]
-path = "{d}/journal.db"
-[[endpoint]]
-name = "inbox"
-type = "file-drop"
-path = "{d}/inbox"
-poll_interval = "50ms"
-message_type = "CLAIM"
-[[endpoint]]
-name = "claims"
-type = "rest"
-retry = {{ initial = "200ms", max = "1s", jitter = 0.0 }}
-{sink}
-[[route]]
-name = "all"
-from = ["inbox"]
-to = ["claims"]
-"#
-        ),
-    )
-    .unwrap();
-    let gw = Gateway::start(&config, &dir.join("log"), &[]);
-    (gw, dir.join("journal.db"), config)
+    let (gw, db) = file_drop_to_rest(dir, sink);
+    (gw, db, dir.join("gateway.toml"))
 }
 
 /// Drops `n` claims into the inbox at once (renamed in, complete).

@@ -12,7 +12,7 @@
 //!   that gets the message exactly once.
 
 use ecko_gateway::journal::{JournalReader, OutboxState};
-use ecko_tests::rest_standin::StandIn;
+use ecko_tests::rest_standin::{file_drop_to_rest as outbound, StandIn};
 use ecko_tests::{
     default_on_free_ports, eventually, free_port, gateway_binary, python_script, Gateway,
 };
@@ -231,39 +231,6 @@ to = ["archive"]
     assert!((1..=2).contains(&wait), "{wait}");
     let reader = JournalReader::open(&dir.path().join("journal.db")).unwrap();
     assert_eq!(reader.message_ids().unwrap().len(), 4);
-}
-
-/// A gateway whose file drop `d/inbox` feeds a `rest` sink with `sink`'s keys.
-fn outbound(dir: &Path, sink: &str) -> (Gateway, PathBuf) {
-    let d = dir.display();
-    std::fs::create_dir_all(dir.join("inbox")).unwrap();
-    let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[journal]
-path = "{d}/journal.db"
-[[endpoint]]
-name = "inbox"
-type = "file-drop"
-path = "{d}/inbox"
-poll_interval = "50ms"
-message_type = "CLAIM"
-[[endpoint]]
-name = "claims"
-type = "rest"
-retry = {{ initial = "200ms", max = "1s", jitter = 0.0 }}
-{sink}
-[[route]]
-name = "all"
-from = ["inbox"]
-to = ["claims"]
-"#
-        ),
-    )
-    .unwrap();
-    let gw = Gateway::start(&config, &dir.join("log"), &[]);
-    (gw, dir.join("journal.db"))
 }
 
 fn drop_file(dir: &Path, name: &str, body: &str) {

@@ -229,7 +229,10 @@ impl<S: Sink> Worker<S> {
         tracing::info!(endpoint = %name, lanes = endpoint.lanes, mode = endpoint.protection.mode.as_str(), "delivery worker started");
         loop {
             self.heartbeat.beat();
-            if health.is_paused(&name) {
+            // Paused by its breaker: nothing is leased until the journal
+            // says an operator resumed it.
+            let mut paused = health.is_paused(&name);
+            if paused {
                 match journal.breaker(&name).await {
                     Ok(None) => {
                         if let Some(mut b) = self.lane.breaker() {
@@ -237,23 +240,15 @@ impl<S: Sink> Worker<S> {
                         }
                         health.resumed(&name, journal.now_ms());
                         tracing::info!(endpoint = %name, "circuit breaker reset; delivering again");
+                        paused = false;
                     }
                     Err(JournalError::Closed) => break,
-                    _ => {
-                        tokio::select! {
-                            biased;
-                            _ = shutdown.cancelled() => break,
-                            Some(_) = lanes.join_next(), if !lanes.is_empty() => {}
-                            _ = wake.notified() => {}
-                            _ = tokio::time::sleep(IDLE_POLL) => {}
-                        }
-                        continue;
-                    }
+                    _ => {}
                 }
             }
             let mut next_due = None;
             let free = endpoint.lanes.saturating_sub(lanes.len());
-            if free > 0 {
+            if free > 0 && !paused {
                 match journal.lease(&name, free, max_batch).await {
                     Ok(found) => {
                         next_due = found.next_due;

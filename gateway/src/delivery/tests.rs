@@ -568,3 +568,32 @@ async fn a_sandboxed_destination_captures_what_it_would_send_and_sends_nothing()
     stop.cancel();
     worker.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_tripped_before_a_restart_keeps_the_destination_paused() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(&dir);
+    let id = ingest(&j, 1, "").await;
+    j.trip_breaker("dest", 20, "20 refusals before the restart", vec![])
+        .await
+        .unwrap();
+    let health = Health::new();
+    let sink = Arc::new(ScriptedSink::default());
+    let stop = CancellationToken::new();
+    let worker = spawn_reporting(
+        j.clone(),
+        &endpoint(fast_retry(), 1, Duration::from_secs(5)),
+        SharedSink(sink.clone()),
+        Reports::to(health.clone()),
+        Transforms::default(),
+        stop.clone(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(health.is_paused("dest"));
+    assert!(sink.seen.lock().unwrap().is_empty());
+    assert_eq!(j.outbox_of(id).await.unwrap()[0].state, OutboxState::Queued);
+    assert!(j.resume_breaker("dest", "tester").await.unwrap());
+    wait_for_state(&j, id, OutboxState::Delivered).await;
+    stop.cancel();
+    worker.await.unwrap();
+}

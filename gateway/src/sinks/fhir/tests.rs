@@ -745,3 +745,27 @@ async fn entries_go_by_id_unless_conditional_updates_are_asked_for() {
         "Observation?identifier=x|urn:uuid:6f1c2a8e-4b7d-4e0a-9c35-1d2e8f60a7b4"
     );
 }
+
+#[test]
+fn a_capture_is_the_post_of_the_bundle_with_the_api_key_masked_and_nothing_sent() {
+    let mut c = config("http://127.0.0.1:9/fhir");
+    c.auth = FhirAuth::ApiKey {
+        header: "X-Hub-Access".into(),
+        key: "hub-key-123".into(),
+    };
+    let sink = FhirSink::new(&endpoint(), &c).unwrap();
+    let captures = sink.capture(&[
+        delivery(1, bundle(&[("urn:uuid:a", "GLU")])),
+        unshaped(2, b"not a bundle".to_vec()),
+    ]);
+    let first = captures[0].as_ref().unwrap();
+    assert_eq!(first.method.as_deref(), Some("POST"));
+    assert_eq!(first.url.as_deref(), Some("http://127.0.0.1:9/fhir"));
+    assert!(first.headers.contains(&(
+        "X-Hub-Access".to_string(),
+        crate::sinks::capture::MASK.to_string()
+    )));
+    assert!(first.body.contains("\"GLU\""), "{}", first.body);
+    assert!(!first.to_json().contains("hub-key-123"));
+    assert!(captures[1].is_err(), "bytes are not a Bundle");
+}
