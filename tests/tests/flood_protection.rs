@@ -104,6 +104,23 @@ fn thirty_messages_to_a_destination_limited_to_10_per_second_leave_over_two_and_
     }
 }
 
+/// `ecko-gateway resume` of `claims`, beside the running gateway; what it
+/// printed.
+fn resume(config: &Path) -> String {
+    let out = gateway_command()
+        .args(["resume", "--config"])
+        .arg(config)
+        .arg("claims")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn a_destination_refusing_everything_is_paused_with_its_messages_queued_and_resume_delivers_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,18 +165,7 @@ fn a_destination_refusing_everything_is_paused_with_its_messages_queued_and_resu
     // The server is fixed; an operator resumes the destination.
     drop(broken);
     let fixed = StandIn::start(dir.path(), port, &[], "{}");
-    let out = gateway_command()
-        .args(["resume", "--config"])
-        .arg(&config)
-        .arg("claims")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("resumed"));
+    assert!(resume(&config).contains("resumed"));
     rows_when(
         &db,
         20,
@@ -172,13 +178,7 @@ fn a_destination_refusing_everything_is_paused_with_its_messages_queued_and_resu
         .map(|r| r["body"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(claims.len(), 20, "each message once: {claims:?}");
-    let again = gateway_command()
-        .args(["resume", "--config"])
-        .arg(&config)
-        .arg("claims")
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&again.stdout).contains("not paused"));
+    assert!(resume(&config).contains("not paused"));
 }
 
 /// The JSON the journal kept of the only message's captured delivery.
