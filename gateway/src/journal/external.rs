@@ -1,4 +1,4 @@
-//! The journal file from a second process: the command line (`status`,
+//! The journal file from a second process: the command line (`status`, `resume`,
 //! `retry`, `order`, `user add`) while a gateway may have the file open.
 //! Every connection other than the gateway's writer is opened here.
 //!
