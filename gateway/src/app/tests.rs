@@ -253,3 +253,39 @@ async fn a_shorter_retention_purges_on_the_new_schedule_without_a_restart() {
     assert!(!kept(&gw.journal).await, "purged with the new retention");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hubs_endpoint_resume_also_resets_a_tripped_circuit_breaker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[journal]\npath = \"{d}/j.db\"\n[[endpoint]]\nname = \"archive\"\ntype = \"file\"\npath = \"{d}/out\"\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start(&Config::load(&path).unwrap()).await.unwrap();
+    gw.journal
+        .trip_breaker("archive", 20, "HTTP 400 twenty times", vec![])
+        .await
+        .unwrap();
+    let hub = crate::config::HubConfig::default();
+    let d = crate::hub::Dispatcher::new(&hub, gw.supervisor.clone());
+    let command = serde_json::json!({
+        "v": 1, "id": "c-1", "issued_at": gw.journal.now_ms(),
+        "cmd": "endpoint.resume", "body": {"endpoint": "archive"},
+    });
+    let bytes = crate::hub::payload::encode(hub.format, &command);
+    let reply = crate::hub::payload::decode(hub.format, &d.answer("c-1", &bytes).await).unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["result"]["breaker_reset"], true, "{reply}");
+    assert!(gw.journal.breaker("archive").await.unwrap().is_none());
+    let audit = gw.journal.audit_log(None, 20).await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.action == "endpoint.resume"),
+        "{audit:?}"
+    );
+    gw.shutdown().await;
+}

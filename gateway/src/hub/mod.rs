@@ -54,6 +54,7 @@ mod uplink;
 mod watch;
 
 pub use connect::ConnectError;
+pub use dispatch::Dispatcher;
 pub use topics::Topics;
 
 use crate::control::Gateway;
