@@ -168,6 +168,11 @@ pub fn router(state: Shared) -> Router {
         .route("/logs", get(pages::logs))
         .route("/logs/stream", get(pages::log_stream))
         .route("/messages/{id}", get(pages::message))
+        .route("/messages/{id}/raw", get(pages::message_raw))
+        .route(
+            "/messages/{id}/deliveries/{oid}",
+            get(pages::delivery_rendering),
+        )
         .route("/messages/{id}/retry", post(pages::retry_one))
         .route("/messages/{id}/discard", post(pages::discard_one))
         .route("/errors", get(pages::errors))

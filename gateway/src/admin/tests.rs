@@ -255,6 +255,8 @@ const PAGES: &[&str] = &[
     "/logs",
     "/logs/stream",
     "/messages/1",
+    "/messages/1/raw",
+    "/messages/1/deliveries/1",
     "/errors",
     "/stats",
     "/settings",
@@ -3119,4 +3121,81 @@ async fn the_dashboards_live_part_is_the_table_alone_and_follows_new_messages() 
     s.ingest("LIVE-1", "P1").await;
     let after = s.get("/dashboard/live", Some(&b)).await;
     assert_eq!(today(&after.body), "1", "{}", after.body);
+}
+
+#[tokio::test]
+async fn a_delivery_shows_and_downloads_the_fhir_bundle_it_sends_and_the_message_downloads_as_received(
+) {
+    let hub = r#"
+        [[endpoint]]
+        name = "hub"
+        type = "fhir"
+        url = "https://hub.example/fhir"
+        "#;
+    let s = site_full("", hub, "").await;
+    let b = s.login("ann", "viewer").await;
+    let payload = "MSH|^~\\&|LAB|H|GW|H|20240101||ORU^R01|C-FHIR|P|2.5\rPID|||P88^^^H^MR||Doe^Jane\rOBR|1||F1|GLU^Glucose\rOBX|1|NM|GLU^Glucose||5.2|mmol/L|||||F\r";
+    let id = s
+        .journal
+        .ingest(
+            Envelope {
+                source: "inbox".into(),
+                message_type: "ORU^R01".into(),
+                content_type: "x-application/hl7-v2+er7".into(),
+                control_id: Some("C-FHIR".into()),
+                payload: payload.as_bytes().to_vec(),
+                ..Default::default()
+            },
+            vec![Destination {
+                endpoint: "hub".into(),
+                transform: "hl7v2-fhir".into(),
+                lane: String::new(),
+                reply_to: None,
+            }],
+        )
+        .await
+        .unwrap()
+        .message_id;
+    let oid = s.journal.outbox_of(id).await.unwrap()[0].id;
+    let viewer = s.get(&format!("/messages/{id}"), Some(&b)).await;
+    let link = format!("/messages/{id}/deliveries/{oid}");
+    assert!(viewer.body.contains(&link), "{}", viewer.body);
+
+    let page = s.get(&link, Some(&b)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains("&quot;resourceType&quot;: &quot;Bundle&quot;"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Observation"), "{}", page.body);
+
+    let file = s.get(&format!("{link}?download=1"), Some(&b)).await;
+    assert_eq!(file.status, StatusCode::OK);
+    let bundle: serde_json::Value = serde_json::from_str(&file.body).unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["type"], "transaction");
+    assert!(bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["resource"]["resourceType"] == "Observation"));
+
+    let raw = s.get(&format!("/messages/{id}/raw"), Some(&b)).await;
+    assert_eq!(raw.status, StatusCode::OK);
+    assert_eq!(raw.body, payload);
+
+    let audit = s.journal.audit_log(None, 20).await.unwrap();
+    let exports = audit
+        .iter()
+        .filter(|a| a.action == "message.export" && a.actor == "ann")
+        .count();
+    assert_eq!(exports, 3);
+    assert_eq!(
+        s.get(&format!("/messages/{id}/deliveries/999"), Some(&b))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
