@@ -3199,3 +3199,63 @@ async fn a_delivery_shows_and_downloads_the_fhir_bundle_it_sends_and_the_message
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn the_log_page_finds_messages_by_accession_or_specimen_and_by_text_within_a_time_range() {
+    let s = site().await;
+    let b = s.login("ann", "viewer").await;
+    let wanted = s.ingest("C-ACC", "P1").await;
+    let other = s.ingest("C-OTHER", "P2").await;
+    // The one with an order: its accession and specimen ids are recorded.
+    s.journal
+        .ingest(
+            Envelope {
+                source: "inbox".into(),
+                message_type: "ORM^O01".into(),
+                content_type: "x-application/hl7-v2+er7".into(),
+                control_id: Some("C-ORDER".into()),
+                payload: b"MSH|^~\\&|HIS|H|GW|H|20240101||ORM^O01|C-ORDER|P|2.5\rORC|NW|PL-5|ACC-77\rSPM|1|TUBE-4\r".to_vec(),
+                ..Default::default()
+            },
+            vec![Destination {
+                endpoint: "archive".into(),
+                transform: "none".into(),
+                lane: String::new(),
+                reply_to: None,
+            }],
+        )
+        .await
+        .unwrap();
+    crate::app::search_index::index_once(&s.journal)
+        .await
+        .unwrap();
+    for key in ["ACC-77", "TUBE-4"] {
+        let page = s.get(&format!("/logs?key={key}"), Some(&b)).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("C-ORDER"), "{key}: {}", page.body);
+        assert!(!page.body.contains("C-ACC"), "{key}");
+        assert!(page.body.contains("Live events are not searched"), "{key}");
+        assert!(!page.body.contains("id=\"live-log\""), "{key}");
+    }
+    let api = s.get("/api/v1/messages?key=ACC-77", Some(&b)).await.json();
+    assert_eq!(api["messages"].as_array().unwrap().len(), 1, "{api}");
+
+    // Text needs a bounded range: every payload in it is read.
+    let r = s.get("/logs?text=5.2", Some(&b)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("needs a time range"), "{}", r.body);
+    let now = s.journal.now_ms();
+    let q = format!("text=c-acc&from={}&to={}", now - 60_000, now + 60_000);
+    let found = s
+        .get(&format!("/api/v1/messages?{q}"), Some(&b))
+        .await
+        .json();
+    let ids: Vec<i64> = found["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [wanted], "{found}");
+    assert!(!ids.contains(&other));
+}

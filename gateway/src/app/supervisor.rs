@@ -205,6 +205,10 @@ impl Supervisor {
                 }
             }
             running.purge = Some(supervisor.start_purge(config));
+            tokio::spawn(super::search_index::index_search_keys(
+                supervisor.journal.clone(),
+                supervisor.sources_stop.child_token(),
+            ));
             supervisor.publish(&running);
         }
         Ok(supervisor)

@@ -45,6 +45,8 @@ pub async fn errors(
         ("message_type", &p.message_type),
         ("control_id", &p.control_id),
         ("patient_id", &p.patient_id),
+        ("key", &p.key),
+        ("text", &p.text),
         ("from", &p.from),
         ("to", &p.to),
     ]
