@@ -177,6 +177,7 @@ pub fn router(state: Shared) -> Router {
         .route("/messages/{id}/discard", post(pages::discard_one))
         .route("/errors", get(pages::errors))
         .route("/errors/retry", post(pages::retry_matching))
+        .route("/errors/groups", post(pages::act_on_groups))
         .route("/errors/group/retry", post(pages::retry_group))
         .route("/errors/group/discard", post(pages::discard_group))
         .route("/stats", get(pages::stats))

@@ -268,6 +268,7 @@ const PAGE_POSTS: &[&str] = &[
     "/messages/1/retry",
     "/messages/1/discard",
     "/errors/retry",
+    "/errors/groups",
     "/errors/group/retry",
     "/errors/group/discard",
     "/users",
@@ -3258,4 +3259,78 @@ async fn the_log_page_finds_messages_by_accession_or_specimen_and_by_text_within
         .collect();
     assert_eq!(ids, [wanted], "{found}");
     assert!(!ids.contains(&other));
+}
+
+#[tokio::test]
+async fn ticked_error_groups_are_retried_or_discarded_together_each_audited() {
+    let s = site().await;
+    let b = s.login("op", "operator").await;
+    let a = s.dead("A").await;
+    let second = s.ingest("B", "P2").await;
+    s.attempt(Settlement::Dead {
+        error: "HTTP 400 from hub: Observation.code required".into(),
+        duration_ms: 4,
+    })
+    .await;
+    let page = s.get("/errors", Some(&b)).await;
+    assert!(page.body.contains("form=\"bulk-groups\""), "{}", page.body);
+    let keys: Vec<String> = page
+        .body
+        .split("data-key=\"")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(keys.len(), 2, "two causes, two groups: {}", page.body);
+    let none = s
+        .post_form(
+            "/errors/groups",
+            Some(&b),
+            &[("csrf", &b.csrf), ("action", "retry")],
+        )
+        .await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    let r = s
+        .post_form(
+            "/errors/groups",
+            Some(&b),
+            &[
+                ("csrf", &b.csrf),
+                ("action", "retry"),
+                ("key", &keys[0]),
+                ("key", &keys[1]),
+                ("key", "gone-since"),
+                ("back", "/errors"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, "/errors?retried=2")
+    );
+    for id in [a, second] {
+        assert_eq!(
+            s.journal.outbox_of(id).await.unwrap()[0].state,
+            crate::journal::OutboxState::Queued
+        );
+    }
+    let audit = s.journal.audit_log(None, 20).await.unwrap();
+    assert_eq!(
+        audit.iter().filter(|x| x.action == "message.retry").count(),
+        2,
+        "{audit:?}"
+    );
+    let viewer = s.login("view", "viewer").await;
+    let r = s
+        .post_form(
+            "/errors/groups",
+            Some(&viewer),
+            &[
+                ("csrf", &viewer.csrf),
+                ("action", "retry"),
+                ("key", &keys[0]),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
