@@ -52,7 +52,7 @@ use ecko_protocol::astm::message::{
 use jiff::tz::TimeZone;
 
 /// The records of a stored ASTM message (one per line; CR, LF or CRLF).
-fn records(payload: &[u8]) -> Vec<Vec<u8>> {
+pub(crate) fn records(payload: &[u8]) -> Vec<Vec<u8>> {
     payload
         .split(|b| *b == b'\r' || *b == b'\n')
         .filter(|r| !r.is_empty())

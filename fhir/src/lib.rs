@@ -36,6 +36,7 @@ pub mod astm;
 pub mod dicom;
 pub mod hl7v2;
 pub mod inbound;
+pub mod keys;
 pub mod livd;
 pub mod r4;
 pub mod shape;

@@ -8,6 +8,7 @@
 //! checkpoints and closes. The [`Supervisor`] owns the running endpoints and
 //! applies an edited configuration to them without a restart.
 
+pub(crate) mod search_index;
 pub mod signals;
 mod supervisor;
 

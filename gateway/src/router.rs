@@ -1,18 +1,48 @@
-//! Which message goes to which destination, through which transform.
+//! Which message goes to which destination, through which transform, and
+//! whether each destination can take it.
 //!
 //! The routes can be replaced while sources run (an edit on the admin page):
 //! each message is routed with one consistent table, the one current when
 //! it arrived.
+//!
+//! A source acknowledges only what every destination can take
+//! ([`Router::check`]): before the commit, each route's transform runs on
+//! the message (with a FHIR destination's rules when it is one) and a
+//! worklist reads its orders, the same pure functions delivery runs later.
+//! A message that fails is refused to its sender with the reason, who keeps
+//! it, instead of being acknowledged and then dead-lettered. What can still
+//! fail after the commit is what the message cannot decide: the network,
+//! the peer's answer, a configuration changed since.
 
-use crate::config::{Config, PartitionBy};
-use crate::journal::Destination;
-use ecko_message::Envelope;
+use crate::config::{Config, EndpointKind, PartitionBy};
+use crate::journal::{Destination, IngestError};
+use ecko_fhir::shape::FhirDestination;
+use ecko_fhir::template::Templates;
+use ecko_fhir::worklist::WorklistDefaults;
+use ecko_fhir::{Payload, TransformContext};
+use ecko_message::{Envelope, StoredMessage};
+use jiff::tz::TimeZone;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, RwLock};
 
 /// The routes of the running configuration, ready to answer per message.
-#[derive(Debug)]
 pub struct Router {
     table: RwLock<Arc<RouteTable>>,
+    /// Custom templates, compiled once for the check and every delivery
+    /// worker.
+    templates: Arc<Templates>,
+}
+
+/// What a destination does with a message that the message itself can make
+/// fail.
+#[derive(Debug, Clone, PartialEq)]
+enum Reads {
+    /// The transform's bytes, as they come.
+    Bytes,
+    /// A transaction Bundle: what the transform makes must be one.
+    Fhir,
+    /// Orders, read into Modality Worklist entries.
+    Worklist(WorklistDefaults),
 }
 
 /// The routes of one configuration.
@@ -22,6 +52,8 @@ struct RouteTable {
     /// Per destination endpoint: what splits its queue into lanes.
     partitions: Vec<(String, Option<PartitionBy>)>,
     disabled: Vec<String>,
+    /// Per destination endpoint, unless it takes bytes as they come.
+    reads: Vec<(String, Reads)>,
 }
 
 impl RouteTable {
@@ -39,7 +71,26 @@ impl RouteTable {
                 .filter(|e| !e.enabled)
                 .map(|e| e.name.clone())
                 .collect(),
+            reads: config
+                .endpoints
+                .iter()
+                .filter_map(|e| {
+                    let reads = match &e.kind {
+                        EndpointKind::Fhir(_) => Reads::Fhir,
+                        EndpointKind::Worklist(w) => Reads::Worklist(w.defaults(&e.name)),
+                        _ => return None,
+                    };
+                    Some((e.name.clone(), reads))
+                })
+                .collect(),
         }
+    }
+
+    fn reads(&self, destination: &str) -> &Reads {
+        self.reads
+            .iter()
+            .find(|(name, _)| name == destination)
+            .map_or(&Reads::Bytes, |(_, r)| r)
     }
 }
 
@@ -47,7 +98,13 @@ impl Router {
     pub fn new(config: &Config) -> Self {
         Self {
             table: RwLock::new(Arc::new(RouteTable::new(config))),
+            templates: Arc::default(),
         }
+    }
+
+    /// The compiled custom templates, for the delivery workers.
+    pub fn templates(&self) -> Arc<Templates> {
+        self.templates.clone()
     }
 
     /// Swaps in the routes of `config`; messages already being routed finish
@@ -107,10 +164,90 @@ impl Router {
         out
     }
 
+    /// Whether every one of `destinations` can take `message`, read as the
+    /// site's zone `site` says where the message names none. The first
+    /// that cannot is the refusal, with its reason.
+    pub fn check(
+        &self,
+        message: &StoredMessage,
+        destinations: &[Destination],
+        site: &TimeZone,
+    ) -> Result<(), IngestError> {
+        let table = self.current();
+        let mut checked: Vec<(&str, &Reads)> = Vec::with_capacity(destinations.len());
+        for d in destinations {
+            let reads = table.reads(&d.endpoint);
+            if checked.iter().any(|&(t, r)| t == d.transform && r == reads) {
+                continue;
+            }
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                self.takes(message, &d.transform, reads, site)
+            }))
+            .unwrap_or_else(|_| {
+                tracing::error!(destination = %d.endpoint, transform = %d.transform, "transform panicked while checking a message");
+                Err("it failed unexpectedly (internal error)".into())
+            });
+            if let Err(reason) = outcome {
+                return Err(IngestError::Unmappable {
+                    destination: d.endpoint.clone(),
+                    reason,
+                });
+            }
+            checked.push((&d.transform, reads));
+        }
+        Ok(())
+    }
+
+    fn takes(
+        &self,
+        message: &StoredMessage,
+        transform: &str,
+        reads: &Reads,
+        site: &TimeZone,
+    ) -> Result<(), String> {
+        if transform == "none" && !matches!(reads, Reads::Fhir) {
+            // The bytes as received, which a worklist still has to read.
+            return match reads {
+                Reads::Worklist(defaults) => worklist_reads(message, defaults, site),
+                _ => Ok(()),
+            };
+        }
+        let cx = TransformContext {
+            site_time_zone: site.clone(),
+            templates: self.templates.clone(),
+            fhir: matches!(reads, Reads::Fhir).then(|| Arc::new(FhirDestination::default())),
+        };
+        let made = ecko_fhir::transform(transform, message, &cx)
+            .map_err(|e| format!("transform `{transform}` failed: {e}"))?;
+        match (reads, made) {
+            (Reads::Worklist(defaults), Payload::Bytes(_)) => {
+                worklist_reads(message, defaults, site)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the endpoint may take messages now.
     pub fn is_enabled(&self, endpoint: &str) -> bool {
         !self.current().disabled.iter().any(|d| d == endpoint)
     }
+}
+
+/// Whether a worklist finds orders in `message`, as its sink reads them.
+fn worklist_reads(
+    message: &StoredMessage,
+    defaults: &WorklistDefaults,
+    site: &TimeZone,
+) -> Result<(), String> {
+    let tz = message
+        .hints
+        .time_zone
+        .as_deref()
+        .and_then(|z| TimeZone::get(z).ok())
+        .unwrap_or_else(|| site.clone());
+    ecko_fhir::worklist::changes(message, None, defaults, &tz)
+        .map(drop)
+        .map_err(|e| format!("not an order the worklist can keep: {e}"))
 }
 
 impl RouteTable {
@@ -213,5 +350,152 @@ mod tests {
         assert!(d.is_empty(), "{d:?}");
         let d = router.destinations(&message("ORU^R01"));
         assert_eq!(d.len(), 2);
+    }
+
+    /// Three destinations of one HL7 source: the hub as FHIR, a worklist,
+    /// and an archive taking the bytes as they come.
+    fn checked_config() -> Config {
+        Config::parse(
+            r#"
+            [journal]
+            path = "j.db"
+            [[endpoint]]
+            name = "in"
+            type = "file-drop"
+            path = "in"
+            [[endpoint]]
+            name = "hub"
+            type = "fhir"
+            url = "https://hub.example/fhir"
+            [[endpoint]]
+            name = "mwl"
+            type = "worklist"
+            [[endpoint]]
+            name = "archive"
+            type = "file"
+            path = "a"
+            [[route]]
+            name = "results"
+            from = ["in"]
+            message_types = ["ORU^*", "ADT^*"]
+            transform = "hl7v2-fhir"
+            to = ["hub"]
+            [[route]]
+            name = "orders"
+            from = ["in"]
+            message_types = ["ORM^*", "ADT^*"]
+            to = ["mwl"]
+            [[route]]
+            name = "raw"
+            from = ["in"]
+            message_types = ["JSON"]
+            to = ["hub", "archive"]
+            [[route]]
+            name = "everything"
+            from = ["in"]
+            to = ["archive"]
+            "#,
+            "t.toml",
+            |_| None,
+        )
+        .unwrap()
+    }
+
+    fn arriving(kind: &str, payload: &str) -> StoredMessage {
+        StoredMessage {
+            id: 0,
+            received_at: 0,
+            envelope: Envelope {
+                source: "in".into(),
+                message_type: kind.into(),
+                content_type: "x-application/hl7-v2+er7".into(),
+                payload: payload.replace('\n', "\r").into_bytes(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn check(router: &Router, m: &StoredMessage) -> Result<(), IngestError> {
+        router.check(m, &router.destinations(m), &TimeZone::UTC)
+    }
+
+    const ORU: &str = "MSH|^~\\&|LAB|L|HUB|H|20260101120000||ORU^R01|C1|P|2.5\n\
+        PID|1||P7^^^L^MR||DOE^JANE\n\
+        OBR|1||F1|GLU^Glucose\n\
+        OBX|1|NM|GLU^Glucose||5.5|mmol/L|||||F\n";
+
+    const ORM: &str = "MSH|^~\\&|HIS|H|PACS|R|20260101120000||ORM^O01|C2|P|2.5\n\
+        PID|1||P7^^^H^MR||DOE^JANE\n\
+        ORC|NW|A1|F1\n\
+        OBR|1|A1|F1|CT^CT head|||20260102090000\n";
+
+    #[test]
+    fn a_message_every_destination_can_take_passes_the_check() {
+        let router = Router::new(&checked_config());
+        assert!(check(&router, &arriving("ORU^R01", ORU)).is_ok());
+        assert!(check(&router, &arriving("ORM^O01", ORM)).is_ok());
+    }
+
+    #[test]
+    fn a_message_its_transform_cannot_map_is_refused_naming_the_destination() {
+        let router = Router::new(&checked_config());
+        // An ADT without a PID holds nothing the FHIR transform can map.
+        let adt = "MSH|^~\\&|HIS|H|HUB|H|20260101120000||ADT^A01|C3|P|2.5\nEVN|A01\n";
+        match check(&router, &arriving("ADT^A01", adt)) {
+            Err(IngestError::Unmappable {
+                destination,
+                reason,
+            }) => {
+                assert_eq!(destination, "hub");
+                assert!(
+                    reason.starts_with("transform `hl7v2-fhir` failed: "),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_worklist_refuses_a_message_that_holds_no_order() {
+        let router = Router::new(&checked_config());
+        let adt = "MSH|^~\\&|HIS|H|HUB|H|20260101120000||ADT^A01|C3|P|2.5\n\
+            PID|1||P7^^^H^MR||DOE^JANE\n";
+        // The hub maps this ADT; the worklist finds no order in it.
+        match check(&router, &arriving("ADT^A01", adt)) {
+            Err(IngestError::Unmappable {
+                destination,
+                reason,
+            }) => {
+                assert_eq!(destination, "mwl");
+                assert!(
+                    reason.starts_with("not an order the worklist can keep"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_fhir_destination_without_a_transform_takes_only_a_transaction_bundle() {
+        let router = Router::new(&checked_config());
+        let mut m = arriving("JSON", r#"{"resourceType":"Patient"}"#);
+        m.envelope.content_type = "application/fhir+json".into();
+        match check(&router, &m) {
+            Err(IngestError::Unmappable { destination, .. }) => assert_eq!(destination, "hub"),
+            other => panic!("{other:?}"),
+        }
+        m.envelope.payload =
+            br#"{"resourceType":"Bundle","type":"transaction","entry":[]}"#.to_vec();
+        assert!(check(&router, &m).is_ok());
+    }
+
+    #[test]
+    fn bytes_taken_as_they_come_are_never_refused() {
+        let router = Router::new(&checked_config());
+        let m = arriving("XYZ", "not HL7 at all \u{0}");
+        assert_eq!(router.destinations(&m).len(), 1);
+        assert!(check(&router, &m).is_ok());
     }
 }

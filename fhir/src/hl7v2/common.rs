@@ -9,7 +9,7 @@ use ecko_protocol::hl7::{Identity, Segment, Value};
 use jiff::tz::TimeZone;
 
 /// Text of field `f`, first repetition, component `c` (1-based), trimmed.
-pub(super) fn get(seg: &Segment<'_>, f: usize, c: usize) -> String {
+pub(crate) fn get(seg: &Segment<'_>, f: usize, c: usize) -> String {
     seg.field(f)
         .and_then(|v| v.component(c))
         .map(|v| first_sub(&v))
@@ -17,7 +17,7 @@ pub(super) fn get(seg: &Segment<'_>, f: usize, c: usize) -> String {
 }
 
 /// The first subcomponent, trimmed; the HL7 null `""` reads as blank.
-pub(super) fn first_sub(v: &Value<'_>) -> String {
+pub(crate) fn first_sub(v: &Value<'_>) -> String {
     v.subcomponent(1)
         .map(|s| s.value().trim().to_string())
         .filter(|s| s != "\"\"")

@@ -14,7 +14,7 @@
 //! Blank fields create nothing. Times without an offset get the site's.
 
 mod adt;
-mod common;
+pub(crate) mod common;
 mod financial;
 mod orders;
 mod pharmacy;

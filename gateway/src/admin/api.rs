@@ -43,6 +43,9 @@ fn not_found() -> Response {
         .into_response()
 }
 
+/// The widest time range a text search reads: every payload in it is read.
+pub const TEXT_RANGE_MAX_MS: i64 = 7 * 24 * 3600 * 1000;
+
 /// Filters as they arrive in a query string or form: all text, validated
 /// here so that a bad value is a 400 with a reason, not a silent default.
 #[derive(Debug, Default, Clone, serde::Deserialize)]
@@ -53,6 +56,11 @@ pub struct FilterParams {
     pub message_type: Option<String>,
     pub control_id: Option<String>,
     pub patient_id: Option<String>,
+    /// Accession, order or specimen id.
+    pub key: Option<String>,
+    /// Text within the payloads of a time range of at most
+    /// [`TEXT_RANGE_MAX_MS`].
+    pub text: Option<String>,
     /// Unix ms, RFC 3339, or `YYYY-MM-DDTHH:MM` in the site's time zone.
     pub from: Option<String>,
     pub to: Option<String>,
@@ -87,12 +95,26 @@ impl FilterParams {
                 return Err("from must be before to".into());
             }
         }
+        let text = clean(&self.text);
+        if text.is_some() {
+            match (from, to) {
+                (Some(f), Some(t)) if t - f <= TEXT_RANGE_MAX_MS => {}
+                _ => {
+                    return Err(
+                        "text: searching within payloads needs a time range (from and to) of at most 7 days"
+                            .into(),
+                    )
+                }
+            }
+        }
         Ok(MessageFilter {
             endpoint: clean(&self.endpoint),
             status,
             message_type: clean(&self.message_type),
             control_id: clean(&self.control_id),
             patient_id: clean(&self.patient_id),
+            key: clean(&self.key),
+            text,
             from,
             to,
         })

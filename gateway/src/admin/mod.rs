@@ -168,10 +168,16 @@ pub fn router(state: Shared) -> Router {
         .route("/logs", get(pages::logs))
         .route("/logs/stream", get(pages::log_stream))
         .route("/messages/{id}", get(pages::message))
+        .route("/messages/{id}/raw", get(pages::message_raw))
+        .route(
+            "/messages/{id}/deliveries/{oid}",
+            get(pages::delivery_rendering),
+        )
         .route("/messages/{id}/retry", post(pages::retry_one))
         .route("/messages/{id}/discard", post(pages::discard_one))
         .route("/errors", get(pages::errors))
         .route("/errors/retry", post(pages::retry_matching))
+        .route("/errors/groups", post(pages::act_on_groups))
         .route("/errors/group/retry", post(pages::retry_group))
         .route("/errors/group/discard", post(pages::discard_group))
         .route("/stats", get(pages::stats))

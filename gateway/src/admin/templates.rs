@@ -34,6 +34,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("_actions.html", include_str!("templates/_actions.html")),
     ("_payload.html", include_str!("templates/_payload.html")),
     ("message.html", include_str!("templates/message.html")),
+    ("delivery.html", include_str!("templates/delivery.html")),
     ("_form.html", include_str!("templates/_form.html")),
     ("_routes.html", include_str!("templates/_routes.html")),
     ("_endpoint.html", include_str!("templates/_endpoint.html")),

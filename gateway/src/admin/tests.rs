@@ -255,6 +255,8 @@ const PAGES: &[&str] = &[
     "/logs",
     "/logs/stream",
     "/messages/1",
+    "/messages/1/raw",
+    "/messages/1/deliveries/1",
     "/errors",
     "/stats",
     "/settings",
@@ -266,6 +268,7 @@ const PAGE_POSTS: &[&str] = &[
     "/messages/1/retry",
     "/messages/1/discard",
     "/errors/retry",
+    "/errors/groups",
     "/errors/group/retry",
     "/errors/group/discard",
     "/users",
@@ -3119,6 +3122,217 @@ async fn the_dashboards_live_part_is_the_table_alone_and_follows_new_messages() 
     s.ingest("LIVE-1", "P1").await;
     let after = s.get("/dashboard/live", Some(&b)).await;
     assert_eq!(today(&after.body), "1", "{}", after.body);
+}
+
+#[tokio::test]
+async fn a_delivery_shows_and_downloads_the_fhir_bundle_it_sends_and_the_message_downloads_as_received(
+) {
+    let hub = r#"
+        [[endpoint]]
+        name = "hub"
+        type = "fhir"
+        url = "https://hub.example/fhir"
+        "#;
+    let s = site_full("", hub, "").await;
+    let b = s.login("ann", "viewer").await;
+    let payload = "MSH|^~\\&|LAB|H|GW|H|20240101||ORU^R01|C-FHIR|P|2.5\rPID|||P88^^^H^MR||Doe^Jane\rOBR|1||F1|GLU^Glucose\rOBX|1|NM|GLU^Glucose||5.2|mmol/L|||||F\r";
+    let id = s
+        .journal
+        .ingest(
+            Envelope {
+                source: "inbox".into(),
+                message_type: "ORU^R01".into(),
+                content_type: "x-application/hl7-v2+er7".into(),
+                control_id: Some("C-FHIR".into()),
+                payload: payload.as_bytes().to_vec(),
+                ..Default::default()
+            },
+            vec![Destination {
+                endpoint: "hub".into(),
+                transform: "hl7v2-fhir".into(),
+                lane: String::new(),
+                reply_to: None,
+            }],
+        )
+        .await
+        .unwrap()
+        .message_id;
+    let oid = s.journal.outbox_of(id).await.unwrap()[0].id;
+    let viewer = s.get(&format!("/messages/{id}"), Some(&b)).await;
+    let link = format!("/messages/{id}/deliveries/{oid}");
+    assert!(viewer.body.contains(&link), "{}", viewer.body);
+
+    let page = s.get(&link, Some(&b)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains("&quot;resourceType&quot;: &quot;Bundle&quot;"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Observation"), "{}", page.body);
+
+    let file = s.get(&format!("{link}?download=1"), Some(&b)).await;
+    assert_eq!(file.status, StatusCode::OK);
+    let bundle: serde_json::Value = serde_json::from_str(&file.body).unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["type"], "transaction");
+    assert!(bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["resource"]["resourceType"] == "Observation"));
+
+    let raw = s.get(&format!("/messages/{id}/raw"), Some(&b)).await;
+    assert_eq!(raw.status, StatusCode::OK);
+    assert_eq!(raw.body, payload);
+
+    let audit = s.journal.audit_log(None, 20).await.unwrap();
+    let exports = audit
+        .iter()
+        .filter(|a| a.action == "message.export" && a.actor == "ann")
+        .count();
+    assert_eq!(exports, 3);
+    assert_eq!(
+        s.get(&format!("/messages/{id}/deliveries/999"), Some(&b))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn the_log_page_finds_messages_by_accession_or_specimen_and_by_text_within_a_time_range() {
+    let s = site().await;
+    let b = s.login("ann", "viewer").await;
+    let wanted = s.ingest("C-ACC", "P1").await;
+    let other = s.ingest("C-OTHER", "P2").await;
+    // The one with an order: its accession and specimen ids are recorded.
+    s.journal
+        .ingest(
+            Envelope {
+                source: "inbox".into(),
+                message_type: "ORM^O01".into(),
+                content_type: "x-application/hl7-v2+er7".into(),
+                control_id: Some("C-ORDER".into()),
+                payload: b"MSH|^~\\&|HIS|H|GW|H|20240101||ORM^O01|C-ORDER|P|2.5\rORC|NW|PL-5|ACC-77\rSPM|1|TUBE-4\r".to_vec(),
+                ..Default::default()
+            },
+            vec![Destination {
+                endpoint: "archive".into(),
+                transform: "none".into(),
+                lane: String::new(),
+                reply_to: None,
+            }],
+        )
+        .await
+        .unwrap();
+    crate::app::search_index::index_once(&s.journal)
+        .await
+        .unwrap();
+    for key in ["ACC-77", "TUBE-4"] {
+        let page = s.get(&format!("/logs?key={key}"), Some(&b)).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("C-ORDER"), "{key}: {}", page.body);
+        assert!(!page.body.contains("C-ACC"), "{key}");
+        assert!(page.body.contains("Live events are not searched"), "{key}");
+        assert!(!page.body.contains("id=\"live-log\""), "{key}");
+    }
+    let api = s.get("/api/v1/messages?key=ACC-77", Some(&b)).await.json();
+    assert_eq!(api["messages"].as_array().unwrap().len(), 1, "{api}");
+
+    // Text needs a bounded range: every payload in it is read.
+    let r = s.get("/logs?text=5.2", Some(&b)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("needs a time range"), "{}", r.body);
+    let now = s.journal.now_ms();
+    let q = format!("text=c-acc&from={}&to={}", now - 60_000, now + 60_000);
+    let found = s
+        .get(&format!("/api/v1/messages?{q}"), Some(&b))
+        .await
+        .json();
+    let ids: Vec<i64> = found["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [wanted], "{found}");
+    assert!(!ids.contains(&other));
+}
+
+#[tokio::test]
+async fn ticked_error_groups_are_retried_or_discarded_together_each_audited() {
+    let s = site().await;
+    let b = s.login("op", "operator").await;
+    let a = s.dead("A").await;
+    let second = s.ingest("B", "P2").await;
+    s.attempt(Settlement::Dead {
+        error: "HTTP 400 from hub: Observation.code required".into(),
+        duration_ms: 4,
+    })
+    .await;
+    let page = s.get("/errors", Some(&b)).await;
+    assert!(page.body.contains("form=\"bulk-groups\""), "{}", page.body);
+    let keys: Vec<String> = page
+        .body
+        .split("data-key=\"")
+        .skip(1)
+        .filter_map(|r| r.split('"').next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(keys.len(), 2, "two causes, two groups: {}", page.body);
+    let none = s
+        .post_form(
+            "/errors/groups",
+            Some(&b),
+            &[("csrf", &b.csrf), ("action", "retry")],
+        )
+        .await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    let r = s
+        .post_form(
+            "/errors/groups",
+            Some(&b),
+            &[
+                ("csrf", &b.csrf),
+                ("action", "retry"),
+                ("key", &keys[0]),
+                ("key", &keys[1]),
+                ("key", "gone-since"),
+                ("back", "/errors"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.location()),
+        (StatusCode::SEE_OTHER, "/errors?retried=2")
+    );
+    for id in [a, second] {
+        assert_eq!(
+            s.journal.outbox_of(id).await.unwrap()[0].state,
+            crate::journal::OutboxState::Queued
+        );
+    }
+    let audit = s.journal.audit_log(None, 20).await.unwrap();
+    assert_eq!(
+        audit.iter().filter(|x| x.action == "message.retry").count(),
+        2,
+        "{audit:?}"
+    );
+    let viewer = s.login("view", "viewer").await;
+    let r = s
+        .post_form(
+            "/errors/groups",
+            Some(&viewer),
+            &[
+                ("csrf", &viewer.csrf),
+                ("action", "retry"),
+                ("key", &keys[0]),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]

@@ -141,8 +141,6 @@ pub struct Supervisor {
     start: StartOptions,
     router: Arc<Router>,
     time_zone: SiteTimeZone,
-    /// Custom templates compiled by any delivery worker, for all of them.
-    templates: Arc<ecko_fhir::template::Templates>,
     /// Where ASTM sources publish their line traffic (`ecko-gateway trace`).
     astm_trace: astm::TraceHub,
     /// What every source and worker reports about its link.
@@ -179,7 +177,6 @@ impl Supervisor {
             start,
             router: Arc::new(Router::new(config)),
             time_zone: SiteTimeZone::new(time_zone),
-            templates: Arc::default(),
             astm_trace: astm::TraceHub::default(),
             health: crate::health::Health::new(),
             sources_stop: shutdown.child_token(),
@@ -208,6 +205,10 @@ impl Supervisor {
                 }
             }
             running.purge = Some(supervisor.start_purge(config));
+            tokio::spawn(super::search_index::index_search_keys(
+                supervisor.journal.clone(),
+                supervisor.sources_stop.child_token(),
+            ));
             supervisor.publish(&running);
         }
         Ok(supervisor)
@@ -329,7 +330,7 @@ impl Supervisor {
                 },
                 transforms: crate::delivery::Transforms {
                     time_zone: self.time_zone.clone(),
-                    templates: self.templates.clone(),
+                    templates: self.router.templates(),
                     fhir: None,
                 },
             },

@@ -342,6 +342,15 @@ fn default_keep_for() -> Span {
 }
 
 impl WorklistConfig {
+    /// What the worklist named `name` fills in where an order is silent.
+    pub fn defaults(&self, name: &str) -> ecko_fhir::worklist::WorklistDefaults {
+        ecko_fhir::worklist::WorklistDefaults {
+            worklist: name.to_string(),
+            modality: self.modality.clone(),
+            station_ae: self.station_ae.clone(),
+        }
+    }
+
     pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         let m = &self.modality;

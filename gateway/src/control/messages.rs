@@ -1,5 +1,7 @@
 //! Message actions: view one message with its payload (an audited read of
-//! patient data), retry one message's deliveries, retry every message
+//! patient data), what one delivery sends (the route's transform made
+//! afresh, shaped for its destination) and the message's bytes exported,
+//! both audited; retry one message's deliveries, retry every message
 //! matching a filter, discard a dead letter with a reason; and the command
 //! line's retry of dead deliveries, beside a running gateway or not.
 
@@ -57,6 +59,106 @@ pub async fn view(
         discards,
         captures,
     })
+}
+
+/// What one delivery of a message sends: the route's transform run on the
+/// message now, shaped for the destination as its worker shapes it. The
+/// same as what was sent unless a code map or template changed since.
+#[derive(Debug)]
+pub struct Rendering {
+    pub destination: String,
+    pub transform: String,
+    /// The content type and the body (JSON pretty-printed), or why the
+    /// transform cannot make one.
+    pub body: Result<(&'static str, Vec<u8>), String>,
+}
+
+/// Renders delivery `outbox_id` of message `id`. Any role; audited as
+/// `message.export` with `channel`, since it shows patient data.
+pub async fn rendering(
+    ops: &Operations,
+    actor: &Actor,
+    id: i64,
+    outbox_id: i64,
+    channel: &str,
+) -> Result<Rendering, Refusal> {
+    let j = ops.journal();
+    let Some(message) = j.message(id).await? else {
+        return Err(Refusal::NotFound("no such message".into()));
+    };
+    let Some(row) = j
+        .outbox_of(id)
+        .await?
+        .into_iter()
+        .find(|o| o.id == outbox_id)
+    else {
+        return Err(Refusal::NotFound("no such delivery of this message".into()));
+    };
+    j.audit(
+        &actor.name,
+        "message.export",
+        Some(&format!("message {id}")),
+        Some(&format!("{channel}: delivery to {}", row.destination)),
+    )
+    .await?;
+    let config = ops.config();
+    let fhir = match config.endpoint(&row.destination).map(|e| &e.kind) {
+        Some(crate::config::EndpointKind::Fhir(c)) => {
+            Some(std::sync::Arc::new(crate::endpoints::fhir::shaping(c)))
+        }
+        _ => None,
+    };
+    let cx = ecko_fhir::TransformContext {
+        site_time_zone: jiff::tz::TimeZone::get(&config.site.time_zone)
+            .unwrap_or(jiff::tz::TimeZone::UTC),
+        templates: std::sync::Arc::default(),
+        fhir,
+    };
+    let body = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ecko_fhir::transform(&row.transform, &message, &cx)
+    }))
+    .map_err(|_| "the transform failed unexpectedly (internal error)".to_string())
+    .and_then(|made| made.map_err(|e| e.to_string()))
+    .map(|made| match made {
+        ecko_fhir::Payload::Bundle(v) => (
+            "application/fhir+json",
+            serde_json::to_vec_pretty(&v).unwrap_or_default(),
+        ),
+        ecko_fhir::Payload::Bytes(b) => match serde_json::from_slice::<serde_json::Value>(&b) {
+            Ok(v) => (
+                "application/json",
+                serde_json::to_vec_pretty(&v).unwrap_or(b),
+            ),
+            Err(_) => ("application/octet-stream", b),
+        },
+    });
+    Ok(Rendering {
+        destination: row.destination,
+        transform: row.transform,
+        body,
+    })
+}
+
+/// Message `id` as it was received, for a download. Any role; audited as
+/// `message.export` with `channel`.
+pub async fn export(
+    ops: &Operations,
+    actor: &Actor,
+    id: i64,
+    channel: &str,
+) -> Result<StoredMessage, Refusal> {
+    let j = ops.journal();
+    let Some(message) = j.message(id).await? else {
+        return Err(Refusal::NotFound("no such message".into()));
+    };
+    j.audit(
+        &actor.name,
+        "message.export",
+        Some(&format!("message {id}")),
+        Some(&format!("{channel}: as received")),
+    )
+    .await?;
+    Ok(message)
 }
 
 /// The role retrying and discarding need.

@@ -144,6 +144,8 @@ impl Command {
                     message_type: optional_text(b, "message_type")?,
                     control_id: optional_text(b, "control_id")?,
                     patient_id: optional_text(b, "patient_id")?,
+                    key: optional_text(b, "key")?,
+                    text: None,
                     from: optional_ms(b, "from")?,
                     to: optional_ms(b, "to")?,
                 })

@@ -35,6 +35,14 @@ pub struct MessageFilter {
     pub message_type: Option<String>,
     pub control_id: Option<String>,
     pub patient_id: Option<String>,
+    /// An order or specimen id the message names (accession, placer or
+    /// filler order number, specimen or container id), as recorded in
+    /// `search_key` after the commit.
+    pub key: Option<String>,
+    /// Text the payload holds, ASCII letters compared without case. Read
+    /// from every message the other filters leave, so the page asks for a
+    /// time range with it.
+    pub text: Option<String>,
     /// Unix ms, inclusive.
     pub from: Option<i64>,
     /// Unix ms, exclusive.
@@ -53,6 +61,8 @@ impl MessageFilter {
             &mut self.message_type,
             &mut self.control_id,
             &mut self.patient_id,
+            &mut self.key,
+            &mut self.text,
         ] {
             if f.as_deref().is_some_and(|s| s.trim().is_empty()) {
                 *f = None;
@@ -255,6 +265,14 @@ fn page_query(
         conditions.push("m.patient_id = ?".into());
         args.push(t.clone().into());
     }
+    if let Some(k) = &f.key {
+        conditions.push("m.id IN (SELECT k.message_id FROM search_key k WHERE k.value = ?)".into());
+        args.push(k.clone().into());
+    }
+    if let Some(t) = &f.text {
+        conditions.push("instr(lower(CAST(m.payload AS TEXT)), lower(?)) > 0".into());
+        args.push(t.clone().into());
+    }
     // One condition per outbox state the status covers, each an equality on
     // `outbox(state, message_id)`: walked one by one and merged, the ids come
     // newest first without sorting every row in the status.
@@ -297,7 +315,8 @@ fn page_query(
             if (f.from.is_some() || f.to.is_some())
                 && f.message_type.is_none()
                 && f.control_id.is_none()
-                && f.patient_id.is_none() =>
+                && f.patient_id.is_none()
+                && f.key.is_none() =>
         {
             let before_at: Option<i64> = match before {
                 Some(id) => c
@@ -334,7 +353,9 @@ fn page_query(
         }
         // A patient or a control id holds few messages: walk those newest
         // first and keep the ones with a row in the status.
-        (None, Some(rows)) if f.patient_id.is_some() || f.control_id.is_some() => {
+        (None, Some(rows))
+            if f.patient_id.is_some() || f.control_id.is_some() || f.key.is_some() =>
+        {
             all_args.push(upper.into());
             all_args.extend(args);
             format!(
@@ -529,6 +550,33 @@ mod tests {
             MessageFilter {
                 from: Some(0),
                 to: Some(3_600_000),
+                ..Default::default()
+            },
+            MessageFilter {
+                key: Some("ACC-1".into()),
+                ..Default::default()
+            },
+            MessageFilter {
+                key: Some("ACC-1".into()),
+                status: Some("dead".into()),
+                ..Default::default()
+            },
+            MessageFilter {
+                key: Some("ACC-1".into()),
+                endpoint: Some("lab".into()),
+                ..Default::default()
+            },
+            MessageFilter {
+                text: Some("glucose".into()),
+                from: Some(0),
+                to: Some(3_600_000),
+                ..Default::default()
+            },
+            MessageFilter {
+                text: Some("glucose".into()),
+                from: Some(0),
+                to: Some(3_600_000),
+                endpoint: Some("lab".into()),
                 ..Default::default()
             },
         ];

@@ -57,6 +57,11 @@ pub enum IngestError {
     },
     #[error("endpoint `{0}` is disabled")]
     Disabled(String),
+    /// A destination could not take the message as it is (its transform
+    /// failed on it): refused before the commit, so nobody was told
+    /// "accepted" about a message that could never be delivered.
+    #[error("destination `{destination}` cannot take the message: {reason}")]
+    Unmappable { destination: String, reason: String },
     #[error(transparent)]
     Journal(#[from] JournalError),
 }

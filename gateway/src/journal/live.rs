@@ -38,6 +38,11 @@ impl LiveEvent {
     /// and `failing` are attempts with that outcome; `errors` either
     /// failure.
     pub fn matches(&self, f: &MessageFilter) -> bool {
+        // An event carries neither the payload nor its order and specimen
+        // ids: those searches are the list's, never the live log's.
+        if f.key.is_some() || f.text.is_some() {
+            return false;
+        }
         let same = |want: &Option<String>, have: &Option<String>| {
             want.as_deref().is_none_or(|w| have.as_deref() == Some(w))
         };

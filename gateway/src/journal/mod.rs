@@ -90,6 +90,7 @@ mod query;
 mod references;
 mod retention;
 mod schema;
+mod search_keys;
 mod selection;
 mod stats;
 mod users;
@@ -112,6 +113,7 @@ pub use query::{
     DestinationCounts, EventRecord, JournalReader, OutboxRecord, OutboxState, QueueDepth,
 };
 pub use schema::VERSION as SCHEMA_VERSION;
+pub use search_keys::Unindexed;
 pub use selection::{BulkOutcome, Selection, BULK_LIMIT};
 pub use stats::{EndpointActivity, EndpointStats};
 pub use users::{AdminUser, NewToken, OpenSession, SessionRecord, TokenRecord, UserError};

@@ -66,10 +66,14 @@ impl Journal {
                         conn.prepare_cached("DELETE FROM event WHERE message_id = ?1")?.execute([id])?;
                         conn.prepare_cached("DELETE FROM dicom_study_object WHERE message_id = ?1")?.execute([id])?;
                         conn.prepare_cached("DELETE FROM outbox_capture WHERE outbox_id IN (SELECT id FROM outbox WHERE message_id = ?1)")?.execute([id])?;
+                        conn.prepare_cached("DELETE FROM search_key WHERE message_id = ?1")?.execute([id])?;
                         conn.prepare_cached("DELETE FROM outbox WHERE message_id = ?1")?.execute([id])?;
                         conn.prepare_cached("DELETE FROM message WHERE id = ?1")?.execute([id])?;
                     }
                     if !ids.is_empty() {
+                        // Ids freed at the top are given out again: the
+                        // search keys' watermark must stay below them.
+                        super::search_keys::lower_watermark(conn)?;
                         conn.prepare_cached(
                             "INSERT INTO event (at, kind, detail, actor) VALUES (?1, 'purged', ?2, 'retention')",
                         )?

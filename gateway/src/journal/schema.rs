@@ -423,6 +423,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (endpoint, minute)
     ) WITHOUT ROWID;
     ",
+    // The order and specimen ids each message names, for the log page's
+    // search (`search_keys.rs`): filled after the commit, off the
+    // acknowledgement's path, up to the message id in `search_key_progress`.
+    "
+    CREATE TABLE search_key (
+        value       TEXT    NOT NULL,
+        message_id  INTEGER NOT NULL,
+        PRIMARY KEY (value, message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX search_key_message ON search_key(message_id);
+    CREATE TABLE search_key_progress (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        indexed_to   INTEGER NOT NULL
+    );
+    INSERT INTO search_key_progress (id, indexed_to) VALUES (1, 0);
+    ",
     // Flood protection and sandbox mode (`breakers.rs`): a destination's
     // tripped circuit breaker, kept until an operator resumes it (a restart
     // does not); and what a sandboxed destination would have sent, one row

@@ -186,13 +186,20 @@ fn describe(selection: &Selection) -> String {
 }
 
 /// The filter as JSON with every field, in the order of [`MessageFilter`]:
-/// what the audit log has always recorded, so old and new rows read alike.
+/// what the audit log has always recorded, so old and new rows read alike
+/// (the search by key and text, newer, only when used).
 fn filter_json(f: &MessageFilter) -> String {
     use serde_json::Value;
     let text = |v: &Option<String>| v.as_deref().map_or(Value::Null, Value::from).to_string();
     let time = |v: Option<i64>| v.map_or(Value::Null, Value::from).to_string();
+    let mut searched = String::new();
+    for (name, v) in [("key", &f.key), ("text", &f.text)] {
+        if v.is_some() {
+            searched.push_str(&format!(r#","{name}":{}"#, text(v)));
+        }
+    }
     format!(
-        r#"{{"endpoint":{},"status":{},"message_type":{},"control_id":{},"patient_id":{},"from":{},"to":{}}}"#,
+        r#"{{"endpoint":{},"status":{},"message_type":{},"control_id":{},"patient_id":{},"from":{},"to":{}{searched}}}"#,
         text(&f.endpoint),
         text(&f.status),
         text(&f.message_type),

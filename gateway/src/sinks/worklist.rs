@@ -36,11 +36,7 @@ pub struct WorklistSink {
 impl WorklistSink {
     pub fn new(name: &str, config: &WorklistConfig, store: Arc<dyn WorklistStore>) -> Self {
         WorklistSink {
-            defaults: WorklistDefaults {
-                worklist: name.to_string(),
-                modality: config.modality.clone(),
-                station_ae: config.station_ae.clone(),
-            },
+            defaults: config.defaults(name),
             keep_for: config.keep_for.0,
             store,
         }

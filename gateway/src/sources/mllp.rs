@@ -500,16 +500,22 @@ impl Shared {
             }
             Err(e) => {
                 tracing::warn!(endpoint = %self.endpoint, error = %e, "message refused; answered reject");
-                let code = match e {
-                    IngestError::NoRoute { .. } => ErrorCode::UnsupportedMessageType,
-                    _ => ErrorCode::ApplicationInternalError,
+                let (code, outcome) = match e {
+                    IngestError::NoRoute { .. } => {
+                        (ErrorCode::UnsupportedMessageType, Outcome::Rejected)
+                    }
+                    // Its content: resending it unchanged cannot help.
+                    IngestError::Unmappable { .. } => {
+                        (ErrorCode::ApplicationInternalError, Outcome::Error)
+                    }
+                    _ => (ErrorCode::ApplicationInternalError, Outcome::Rejected),
                 };
                 let error = AckError {
                     code,
                     location: None,
                     message: e.to_string(),
                 };
-                let reject = accept_ack_code(id, Outcome::Rejected)?;
+                let reject = accept_ack_code(id, outcome)?;
                 Some(self.ack(&message, reject, Some(&e.to_string()), Some(&error)))
             }
         }

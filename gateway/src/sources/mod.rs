@@ -102,6 +102,27 @@ impl SourceContext {
             return Err(IngestError::Disabled(message.source));
         }
         let destinations = self.router.destinations(&message);
+        let message = self.checked(message, &destinations)?;
         Ok((message, destinations))
+    }
+
+    /// `message` back when every destination can take it
+    /// ([`Router::check`]), read as if it arrived now.
+    fn checked(
+        &self,
+        message: Envelope,
+        destinations: &[crate::journal::Destination],
+    ) -> Result<Envelope, IngestError> {
+        if destinations.is_empty() {
+            return Ok(message);
+        }
+        let arriving = ecko_message::StoredMessage {
+            id: 0,
+            received_at: self.journal.now_ms(),
+            envelope: message,
+        };
+        self.router
+            .check(&arriving, destinations, &self.time_zone.get())?;
+        Ok(arriving.envelope)
     }
 }

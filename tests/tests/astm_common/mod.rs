@@ -43,6 +43,22 @@ pub fn analyzer(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs the python-astm analyzer helper to its end, whatever the gateway
+/// answered: what it printed, stdout then stderr (where it reports each
+/// record the gateway rejected).
+pub fn analyzer_output(args: &[&str]) -> String {
+    let out: Output = Command::new(python())
+        .arg(helper())
+        .args(args)
+        .output()
+        .expect("run python-astm");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -45,6 +45,8 @@ pub async fn errors(
         ("message_type", &p.message_type),
         ("control_id", &p.control_id),
         ("patient_id", &p.patient_id),
+        ("key", &p.key),
+        ("text", &p.text),
         ("from", &p.from),
         ("to", &p.to),
     ]
@@ -168,4 +170,68 @@ pub async fn discard_group(
         Err(control::Refusal::NotFound(_)) => back(&form.back, "/errors", Some("discarded=0")),
         Err(e) => refused(&state, Some(&caller), &e),
     }
+}
+
+/// Retries or discards (`action`) every group ticked on the errors page
+/// (`key`, repeated), each as its own audited action; groups gone since
+/// the page was drawn are skipped.
+pub async fn act_on_groups(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let (action, reason, back_to) = (field("action"), field("reason"), field("back"));
+    let keys: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "key")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if keys.is_empty() {
+        return problem(
+            &state,
+            StatusCode::BAD_REQUEST,
+            Some(&caller),
+            "Tick at least one group.",
+        );
+    }
+    let actor = caller.actor();
+    let (mut rows, mut truncated) = (0usize, false);
+    for key in keys {
+        let done = match action {
+            "retry" => control::errors::retry_group(&state.ops, &actor, key)
+                .await
+                .map(|o| {
+                    truncated |= o.truncated;
+                    o.rows
+                }),
+            "discard" => control::errors::discard_group(&state.ops, &actor, key, reason).await,
+            _ => {
+                return problem(
+                    &state,
+                    StatusCode::BAD_REQUEST,
+                    Some(&caller),
+                    "The action is retry or discard.",
+                )
+            }
+        };
+        match done {
+            Ok(n) => rows += n,
+            Err(control::Refusal::NotFound(_)) => {}
+            Err(e) => return refused(&state, Some(&caller), &e),
+        }
+    }
+    let notice = match action {
+        "retry" => format!(
+            "retried={rows}{}",
+            if truncated { "&truncated=1" } else { "" }
+        ),
+        _ => format!("discarded={rows}"),
+    };
+    back(back_to, "/errors", Some(&notice))
 }

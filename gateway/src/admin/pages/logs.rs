@@ -34,6 +34,8 @@ pub(super) fn filter_values(action: &str, p: &FilterParams, state: &Shared) -> V
         message_type => p.message_type,
         control_id => p.control_id,
         patient_id => p.patient_id,
+        key => p.key,
+        text => p.text,
         from => p.from,
         to => p.to,
     }
@@ -47,6 +49,8 @@ pub(super) fn query_string(p: &FilterParams, before: Option<i64>) -> String {
         ("message_type", &p.message_type),
         ("control_id", &p.control_id),
         ("patient_id", &p.patient_id),
+        ("key", &p.key),
+        ("text", &p.text),
         ("from", &p.from),
         ("to", &p.to),
     ] {
@@ -121,8 +125,13 @@ pub async fn logs(
     let tz = site_tz(&state);
     // The live stream gets the same filters as the list below it.
     let stream = match query_string(&p, None) {
-        q if q.is_empty() => "/logs/stream".to_string(),
-        q => format!("/logs/stream?{q}"),
+        _ if p.key.as_deref().is_some_and(|k| !k.trim().is_empty())
+            || p.text.as_deref().is_some_and(|t| !t.trim().is_empty()) =>
+        {
+            None
+        }
+        q if q.is_empty() => Some("/logs/stream".to_string()),
+        q => Some(format!("/logs/stream?{q}")),
     };
     state.templates.page(
         StatusCode::OK,

@@ -1,7 +1,8 @@
 //! The message viewer: what the journal knows of one message (its facts,
 //! each delivery with its state, the history of events, the payload laid
 //! out by format, the acknowledgement sent, the raw bytes), with the retry
-//! and discard forms.
+//! and discard forms; what one delivery sends (the FHIR Bundle, made
+//! afresh) and the message's bytes, shown and downloaded.
 
 use crate::admin::api::{delivery_state, site_tz};
 use crate::admin::auth::{Caller, Role};
@@ -10,9 +11,9 @@ use crate::admin::payload::{payload, printable};
 use crate::admin::Shared;
 use crate::control::messages::{self, MessageView};
 use crate::control::{self, Refusal};
-use axum::extract::{Form, Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use minijinja::{context, Value};
 
@@ -52,6 +53,7 @@ fn viewer_values(caller: &Caller, id: i64, view: MessageView, tz: &jiff::tz::Tim
             let discard = discards.get(&o.id);
             let capture = captures.get(&o.id);
             context! {
+                id => o.id,
                 destination => o.destination,
                 transform => o.transform,
                 state => delivery_state(o, discard.is_some(), capture.is_some()),
@@ -131,6 +133,119 @@ fn collapse_attempts(
         out.push((e, None));
     }
     out
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct DownloadQuery {
+    /// Present (`?download=1`): the body as a file to save, not a page.
+    pub download: Option<String>,
+}
+
+/// What delivery `oid` of message `id` sends, as a page or (`?download=1`)
+/// a file.
+pub async fn delivery_rendering(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path((id, oid)): Path<(i64, i64)>,
+    Query(q): Query<DownloadQuery>,
+) -> Response {
+    let download = q.download.is_some();
+    let channel = if download { "download" } else { "page" };
+    let r = match messages::rendering(&state.ops, &caller.actor(), id, oid, channel).await {
+        Ok(r) => r,
+        Err(e) => return message_refused(&state, &caller, &e),
+    };
+    match (&r.body, download) {
+        (Ok((content_type, body)), true) => {
+            let ext = if content_type.contains("json") {
+                "json"
+            } else {
+                "bin"
+            };
+            attachment(
+                content_type,
+                &format!("message-{id}-{}.{ext}", r.destination),
+                body.clone(),
+            )
+        }
+        _ => state.templates.page(
+            StatusCode::OK,
+            "delivery.html",
+            &format!("Message #{id} to {}", r.destination),
+            Some(&caller),
+            context! {
+                id,
+                oid,
+                destination => r.destination,
+                transform => r.transform,
+                body => r.body.as_ref().ok().map(|(_, b)| printable(&String::from_utf8_lossy(b))),
+                error => r.body.as_ref().err(),
+            },
+        ),
+    }
+}
+
+/// Message `id` as received, as a file.
+pub async fn message_raw(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Response {
+    match messages::export(&state.ops, &caller.actor(), id, "download").await {
+        Ok(m) => {
+            let ext = raw_extension(&m.content_type);
+            attachment(
+                "application/octet-stream",
+                &format!("message-{id}.{ext}"),
+                m.envelope.payload,
+            )
+        }
+        Err(e) => message_refused(&state, &caller, &e),
+    }
+}
+
+/// The file name's extension for a payload of `content_type`.
+fn raw_extension(content_type: &str) -> &'static str {
+    let ct = content_type.to_ascii_lowercase();
+    if ct.contains("hl7") {
+        "hl7"
+    } else if ct.contains("astm") {
+        "astm"
+    } else if ct.contains("json") {
+        "json"
+    } else if ct.contains("dicom") {
+        "dcm.json"
+    } else {
+        "bin"
+    }
+}
+
+fn attachment(content_type: &str, name: &str, body: Vec<u8>) -> Response {
+    // Names are built here from ids and endpoint names; quotes and path
+    // separators are kept out all the same.
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -717,12 +717,10 @@ fn parsed_error(parsed: &Result<Message, ecko_protocol::astm::message::MessageEr
 /// Routes and stores an ASTM message with the analyzer's sender name.
 /// Resolves after the commit.
 fn ingest(cx: &SourceContext, message: Envelope, sender: Option<String>) -> Commit {
-    if !cx.router.is_enabled(&message.source) {
-        return Box::pin(std::future::ready(Err(IngestError::Disabled(
-            message.source,
-        ))));
-    }
-    let destinations = cx.router.destinations(&message);
+    let (message, destinations) = match cx.route(message) {
+        Ok(routed) => routed,
+        Err(e) => return Box::pin(std::future::ready(Err(e))),
+    };
     let journal = cx.journal.clone();
     Box::pin(async move { journal.ingest_astm(message, destinations, sender).await })
 }

@@ -582,7 +582,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + AckNow> Association<'_, S> {
             Err(e) => {
                 stored.withdraw().await;
                 let status = match &e {
-                    IngestError::NoRoute { .. } => Status::PROCESSING_FAILURE,
+                    IngestError::NoRoute { .. } | IngestError::Unmappable { .. } => {
+                        Status::PROCESSING_FAILURE
+                    }
                     _ => Status::OUT_OF_RESOURCES,
                 };
                 tracing::warn!(endpoint = %shared.endpoint, peer = %self.peer, %sop_instance, error = %e, "object refused by the journal");

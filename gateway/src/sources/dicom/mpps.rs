@@ -178,7 +178,7 @@ impl Shared {
                 Status::PROCESSING_FAILURE,
                 Some(format!("the step is {status} and may no longer be updated")),
             ),
-            Err(e @ IngestError::NoRoute { .. }) => {
+            Err(e @ (IngestError::NoRoute { .. } | IngestError::Unmappable { .. })) => {
                 (Status::PROCESSING_FAILURE, Some(e.to_string()))
             }
             Err(e) => (RESOURCE_LIMITATION, Some(e.to_string())),

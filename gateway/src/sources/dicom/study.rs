@@ -125,6 +125,12 @@ impl Shared {
         };
         let (envelope, destinations) = match self.cx.route(envelope) {
             Ok(r) => r,
+            // Made from the objects the journal holds: asking again cannot
+            // help, and the objects themselves were delivered.
+            Err(e @ IngestError::Unmappable { .. }) => {
+                tracing::warn!(endpoint = %self.endpoint, study_uid = %due.study_uid, error = %e, "study not announced");
+                return self.mark(&due).await;
+            }
             // Disabled: nothing is announced until it is enabled again.
             Err(_) => return false,
         };

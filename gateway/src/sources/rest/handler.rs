@@ -355,7 +355,9 @@ fn envelopes(
 
 fn journal_refusal(e: IngestError) -> Refusal {
     match e {
-        IngestError::NoRoute { .. } => refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        IngestError::NoRoute { .. } | IngestError::Unmappable { .. } => {
+            refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
         e => Refusal {
             status: StatusCode::SERVICE_UNAVAILABLE,
             message: format!("not stored: {e}; keep the message and try again"),

@@ -24,6 +24,11 @@ const OBSERVATION: &str = r#"{"resourceType":"Observation","status":"final","cod
 /// A plain-HTTP listener on loopback with `settings` after its `listen`,
 /// routing everything to a file sink.
 async fn harness(settings: &str) -> Harness {
+    harness_with(settings, "").await
+}
+
+/// Like [`harness`], with `more` (endpoints, routes) at the end.
+async fn harness_with(settings: &str, more: &str) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         r#"
@@ -43,6 +48,7 @@ path = "{d}/out"
 name = "all"
 from = ["api"]
 to = ["archive"]
+{more}
 "#,
         d = dir.path().display(),
         plain = if settings.contains("[endpoint.tls]") {
@@ -454,4 +460,37 @@ async fn a_bearer_token_from_the_jwks_lets_a_post_in_and_its_absence_is_401() {
     let writer = token(&key, "k1", claims(300, "results.write"));
     assert_eq!(post(Some(writer)).await.unwrap().status(), 201);
     assert_eq!(h.journal.message_ids().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_a_fhir_destination_cannot_take_gets_422_naming_it_and_nothing_is_stored() {
+    let hub = r#"
+[[endpoint]]
+name = "hub"
+type = "fhir"
+url = "http://127.0.0.1:9/fhir"
+[[route]]
+name = "to-hub"
+from = ["api"]
+to = ["hub"]
+"#;
+    let h = harness_with(FHIR_PATH, hub).await;
+    // Without a transform the hub takes transaction Bundles only.
+    let r = h
+        .post("/fhir/Observation", "application/fhir+json", OBSERVATION)
+        .await;
+    assert_eq!(r.status(), 422);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("destination `hub` cannot take the message"),
+        "{text}"
+    );
+    assert!(h.journal.message_ids().await.unwrap().is_empty());
+    let bundle = r#"{"resourceType":"Bundle","type":"transaction","entry":[]}"#;
+    assert_eq!(
+        h.post("/fhir", "application/fhir+json", bundle)
+            .await
+            .status(),
+        201
+    );
 }
