@@ -269,6 +269,12 @@ impl russh::client::Handler for Pinned {
     }
 }
 
+/// The credentials as presented: a key file read once it is needed.
+enum Login<'a> {
+    Password(&'a str),
+    Key(Box<PrivateKey>),
+}
+
 /// A logged-in SFTP session; closed when dropped if not closed before.
 pub struct Session {
     pub sftp: SftpSession,
@@ -292,9 +298,11 @@ impl Session {
     async fn open_now(target: &Target, addr: &str) -> Result<Session, SshError> {
         // The key file is read first: a wrong path or passphrase is the
         // configuration's, whatever the server would say.
-        let key = match &target.credentials {
-            Credentials::Key { path, passphrase } => Some(load_key(path, passphrase.as_deref())?),
-            Credentials::Password(_) => None,
+        let login = match &target.credentials {
+            Credentials::Key { path, passphrase } => {
+                Login::Key(Box::new(load_key(path, passphrase.as_deref())?))
+            }
+            Credentials::Password(p) => Login::Password(p),
         };
         let config = Arc::new(russh::client::Config {
             inactivity_timeout: Some(target.timeout.max(Duration::from_secs(30))),
@@ -327,24 +335,23 @@ impl Session {
             }
             Err(e) => return Err(session_error(addr, e)),
         };
-        let (auth, method) = match (&target.credentials, key) {
-            (Credentials::Password(p), _) => (
+        let (auth, method) = match login {
+            Login::Password(p) => (
                 handle.authenticate_password(&target.user, p).await,
                 "password",
             ),
-            (Credentials::Key { .. }, Some(key)) => {
+            Login::Key(key) => {
                 let hash = handle
                     .best_supported_rsa_hash()
                     .await
                     .map_err(|e| session_error(addr, e))?
                     .flatten();
-                let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+                let key = PrivateKeyWithHashAlg::new(Arc::new(*key), hash);
                 (
                     handle.authenticate_publickey(&target.user, key).await,
                     "private key",
                 )
             }
-            (Credentials::Key { .. }, None) => unreachable!("the key was loaded above"),
         };
         match auth {
             Ok(r) if r.success() => {}

@@ -96,7 +96,13 @@ pub async fn run(endpoint: Endpoint, config: SftpConfig, cx: SourceContext) {
             Err(e) => {
                 cx.health
                     .down(&poller.endpoint.name, cx.journal.now_ms(), e.to_string());
-                tracing::warn!(endpoint = %poller.endpoint.name, error = %e, "cannot poll the remote directory");
+                if e.is_permanent() {
+                    // A host key or login refused: nothing is read until
+                    // a person fixes it, and the log says so each poll.
+                    tracing::error!(endpoint = %poller.endpoint.name, error = %e, "cannot poll the remote directory");
+                } else {
+                    tracing::warn!(endpoint = %poller.endpoint.name, error = %e, "cannot poll the remote directory");
+                }
             }
         }
         tokio::select! {
