@@ -3,7 +3,7 @@
 //! started by each test on 127.0.0.1 with its own host key, its own
 //! authorized key and `ForceCommand internal-sftp`.
 //!
-//! - in: files picked up, journalled, then moved to `done_dir`; a file
+//! - in: files picked up, journalled, then moved to `done_dir` (or deleted without one); a file
 //!   growing between polls taken only once stable, whole; a `.part` file
 //!   never taken; a file invalid in its charset moved to `error_dir` with
 //!   the reason; a file whose move fails after the commit downloaded
@@ -163,7 +163,8 @@ fn stored(db: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn inbound_config(d: &Path, port: u16, files: &SshdFiles, done_dir: &Path) -> PathBuf {
+/// `done_dir` as given; `None`: journalled files are deleted.
+fn inbound_config(d: &Path, port: u16, files: &SshdFiles, done_dir: Option<&Path>) -> PathBuf {
     let remote = d.join("remote");
     std::fs::create_dir_all(remote.join("in")).unwrap();
     std::fs::create_dir_all(remote.join("error")).unwrap();
@@ -185,7 +186,7 @@ host_key_sha256 = "{fp}"
 path = "{r}/in"
 pattern = "*"
 interval = "300ms"
-done_dir = "{done}"
+{done}
 error_dir = "{r}/error"
 message_type = "ORU^R01"
 timeout = "5s"
@@ -204,7 +205,7 @@ to = ["archive"]
             r = remote.display(),
             key = files.user_key.display(),
             fp = files.fingerprint,
-            done = done_dir.display(),
+            done = done_dir.map_or(String::new(), |p| format!("done_dir = \"{}\"", p.display())),
         ),
     )
     .unwrap();
@@ -217,7 +218,7 @@ fn remote_files_are_journalled_then_moved_and_growing_or_part_files_wait() {
     let d = dir.path();
     let done = d.join("remote/done");
     std::fs::create_dir_all(&done).unwrap();
-    let cfg = inbound_config(d, port, &files, &done);
+    let cfg = inbound_config(d, port, &files, Some(&done));
     let inbox = d.join("remote/in");
     std::fs::write(inbox.join("a.hl7"), oru("A1", b"Doe^Jane")).unwrap();
     std::fs::write(inbox.join("b.hl7.part"), oru("B1", b"Doe^Half")).unwrap();
@@ -300,7 +301,7 @@ fn a_file_left_by_a_failed_move_after_the_commit_is_not_stored_twice() {
     // `done_dir` does not exist yet: every move after the commit fails,
     // as a crash between the commit and the move would leave the file.
     let done = d.join("remote/done");
-    let cfg = inbound_config(d, port, &files, &done);
+    let cfg = inbound_config(d, port, &files, Some(&done));
     let inbox = d.join("remote/in");
     std::fs::write(inbox.join("a.hl7"), oru("A1", b"Doe^Jane")).unwrap();
     let mut gw = Gateway::start(&cfg, &d.join("gateway.log"), &[]);
@@ -326,6 +327,19 @@ fn a_file_left_by_a_failed_move_after_the_commit_is_not_stored_twice() {
         == 1));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(names(&d.join("outbox")).len(), 1, "delivered once");
+}
+
+#[test]
+fn without_done_dir_a_journalled_file_is_deleted() {
+    let (dir, files, port, _sshd) = server();
+    let d = dir.path();
+    let cfg = inbound_config(d, port, &files, None);
+    let inbox = d.join("remote/in");
+    std::fs::write(inbox.join("a.hl7"), oru("A1", b"Doe^Jane")).unwrap();
+    let _gw = Gateway::start(&cfg, &d.join("gateway.log"), &[]);
+    let db = d.join("journal.db");
+    assert!(eventually(Duration::from_secs(20), || names(&inbox).is_empty()));
+    assert_eq!(stored(&db), [("a.hl7".to_string(), oru("A1", b"Doe^Jane"))]);
 }
 
 /// A file-drop inbox routed to each of `sinks` (`name`, extra keys).
