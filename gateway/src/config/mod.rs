@@ -22,6 +22,7 @@ mod load_endpoint;
 mod load_route;
 mod model;
 mod rest;
+mod sftp;
 mod units;
 
 pub use alerts::{
@@ -36,6 +37,7 @@ pub(crate) use load_endpoint::mllp_sender_timeout;
 pub use load_endpoint::SettingsInput;
 pub use model::*;
 pub use rest::{BundleHandling, RateLimit, RestAuth, RestBody, RestConfig, RestPath};
+pub use sftp::SftpConfig;
 pub use units::{parse_duration, parse_size, Size, Span};
 
 use serde::de::DeserializeOwned;

@@ -6,7 +6,7 @@
 //! role follows from the address given.
 
 use super::form::{f, join, when, Field, Kind, DELIVERY, TIMEOUT};
-use super::{worker, EndpointType, PreparedWorker, Role, SourceStart, WorkerStart};
+use super::{built, EndpointType, PreparedWorker, Role, SourceStart, WorkerStart};
 use crate::app::RunError;
 use crate::config::{Endpoint, EndpointKind, RestConfig, SettingsInput};
 use crate::probe::{self, ProbeOptions, Steps};
@@ -217,12 +217,11 @@ impl EndpointType for Rest {
         endpoint: &Endpoint,
         start: WorkerStart,
     ) -> Result<PreparedWorker, RunError> {
-        let sink =
-            RestSink::new(endpoint, settings(&endpoint.kind)).map_err(|e| RunError::Endpoint {
-                name: endpoint.name.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(worker(endpoint, sink, start))
+        built(
+            endpoint,
+            RestSink::new(endpoint, settings(&endpoint.kind)),
+            start,
+        )
     }
 
     fn source<'a>(
