@@ -65,6 +65,7 @@ pub mod service;
 pub mod sinks;
 pub mod site;
 pub mod sources;
+pub mod ssh;
 pub mod tls;
 
 /// The error and every cause below it, `: ` between them: reqwest's,

@@ -23,6 +23,7 @@ mod load_route;
 mod model;
 mod protection;
 mod rest;
+mod sftp;
 mod units;
 
 pub use alerts::{
@@ -38,6 +39,7 @@ pub use load_endpoint::SettingsInput;
 pub use model::*;
 pub use protection::{BreakerPolicy, Mode, Protection, RateLimit};
 pub use rest::{BundleHandling, RestAuth, RestBody, RestConfig, RestPath};
+pub use sftp::SftpConfig;
 pub use units::{parse_duration, parse_size, Size, Span};
 
 use serde::de::DeserializeOwned;

@@ -424,6 +424,9 @@ pub enum EndpointKind {
     Worklist(super::WorklistConfig),
     /// REST over HTTP(S): a listener (`listen`) or a sender (`url`).
     Rest(super::RestConfig),
+    /// SFTP: a remote directory polled (`pattern`) or uploaded into
+    /// (`file_name`).
+    Sftp(super::SftpConfig),
 }
 
 impl EndpointKind {
@@ -441,6 +444,7 @@ impl EndpointKind {
             EndpointKind::DicomWeb(_) => "dicomweb",
             EndpointKind::Worklist(_) => "worklist",
             EndpointKind::Rest(_) => "rest",
+            EndpointKind::Sftp(_) => "sftp",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `dicomweb`: stored DICOM objects sent to a DICOMweb server by STOW-RS.
 
 use super::form::{f, join, Field, Kind, DELIVERY, SANDBOX_URL, TIMEOUT};
-use super::{worker, EndpointType, PreparedWorker, Role, WorkerStart};
+use super::{EndpointType, PreparedWorker, Role, WorkerStart};
 use crate::app::RunError;
 use crate::config::{DicomWebConfig, Endpoint, EndpointKind, SettingsInput};
 use crate::probe::{self, ProbeOptions, Steps};
@@ -94,12 +94,10 @@ impl EndpointType for DicomWeb {
     ) -> Result<PreparedWorker, RunError> {
         let mut c = settings(&endpoint.kind).clone();
         c.url = super::address(endpoint, &c.url);
-        let sink = crate::sinks::dicomweb::DicomWebSink::new(endpoint, &c).map_err(|e| {
-            RunError::Endpoint {
-                name: endpoint.name.clone(),
-                reason: e.to_string(),
-            }
-        })?;
-        Ok(worker(endpoint, sink, start))
+        super::built(
+            endpoint,
+            crate::sinks::dicomweb::DicomWebSink::new(endpoint, &c),
+            start,
+        )
     }
 }

@@ -1,7 +1,7 @@
 //! `fhir`: transaction Bundles to a FHIR R4 server over HTTP(S).
 
 use super::form::{f, join, keyed, when, Field, Kind, DELIVERY, SANDBOX_URL, TIMEOUT};
-use super::{worker, EndpointType, PreparedWorker, Role, WorkerStart};
+use super::{EndpointType, PreparedWorker, Role, WorkerStart};
 use crate::app::RunError;
 use crate::config::{CodeMapEntry, Endpoint, EndpointKind, FhirSinkConfig, SettingsInput};
 use crate::probe::{self, ProbeOptions, Steps};
@@ -192,10 +192,6 @@ impl EndpointType for Fhir {
         start.transforms.fhir = Some(Arc::new(shaping(settings(&endpoint.kind))));
         let mut c = settings(&endpoint.kind).clone();
         c.url = super::address(endpoint, &c.url);
-        let sink = FhirSink::new(endpoint, &c).map_err(|e| RunError::Endpoint {
-            name: endpoint.name.clone(),
-            reason: e.to_string(),
-        })?;
-        Ok(worker(endpoint, sink, start))
+        super::built(endpoint, FhirSink::new(endpoint, &c), start)
     }
 }

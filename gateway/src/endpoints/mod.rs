@@ -24,6 +24,7 @@ mod file_drop;
 pub mod form;
 mod mllp;
 mod rest;
+mod sftp;
 mod worklist;
 
 use crate::app::RunError;
@@ -53,6 +54,7 @@ pub const TYPES: &[&dyn EndpointType] = &[
     &dicomweb::DicomWeb,
     &worklist::Worklist,
     &rest::Rest,
+    &sftp::Sftp,
 ];
 
 /// The type named `name` (the file's `type = "..."`).
@@ -219,6 +221,20 @@ fn worker<S: crate::sinks::Sink>(
     })
 }
 
+/// A delivery worker for `endpoint` through `sink`, once built: a sink that
+/// could not be built is the endpoint's start-up error.
+fn built<S: crate::sinks::Sink, E: std::fmt::Display>(
+    endpoint: &Endpoint,
+    sink: Result<S, E>,
+    start: WorkerStart,
+) -> Result<PreparedWorker, RunError> {
+    let sink = sink.map_err(|e| RunError::Endpoint {
+        name: endpoint.name.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(worker(endpoint, sink, start))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +256,15 @@ mod tests {
             ),
             ("worklist", r#"modality = "CT""#),
             ("rest", r#"url = "https://api.example/claims""#),
+            (
+                "sftp",
+                r#"host = "sftp.example"
+user = "lab"
+password = "pw"
+host_key_sha256 = "SHA256:PFot+v/UF30LdRkZ8FGu4cP36uaux3z1sdqyowoHo9c"
+path = "/in"
+pattern = "*.hl7""#,
+            ),
         ];
         let mut text = String::from("[journal]\npath = \"j.db\"\n");
         for (ty, keys) in settings {

@@ -6,7 +6,7 @@
 //! role follows from the address given.
 
 use super::form::{f, join, when, Field, Kind, DELIVERY, SANDBOX_URL, TIMEOUT};
-use super::{worker, EndpointType, PreparedWorker, Role, SourceStart, WorkerStart};
+use super::{built, EndpointType, PreparedWorker, Role, SourceStart, WorkerStart};
 use crate::app::RunError;
 use crate::config::{Endpoint, EndpointKind, RestConfig, SettingsInput};
 use crate::probe::{self, ProbeOptions, Steps};
@@ -213,11 +213,7 @@ impl EndpointType for Rest {
     ) -> Result<PreparedWorker, RunError> {
         let mut c = settings(&endpoint.kind).clone();
         c.url = c.url.map(|live| super::address(endpoint, &live));
-        let sink = RestSink::new(endpoint, &c).map_err(|e| RunError::Endpoint {
-            name: endpoint.name.clone(),
-            reason: e.to_string(),
-        })?;
-        Ok(worker(endpoint, sink, start))
+        built(endpoint, RestSink::new(endpoint, &c), start)
     }
 
     fn source<'a>(

@@ -11,6 +11,8 @@ pub mod fhir;
 pub mod file;
 pub mod mllp;
 pub mod rest;
+pub mod sftp;
+pub mod template;
 pub mod worklist;
 
 use ecko_fhir::Payload;

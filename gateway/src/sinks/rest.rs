@@ -2,12 +2,9 @@
 //! minijinja templates of the message, the body a template or the route's
 //! transform output.
 //!
-//! A template sees `msg` (`id`, `source`, `message_type`, `control_id`,
-//! `patient_id`, `received_at`, `text`: the payload as received), `payload`
-//! (the transform's output as text), `json` (that output parsed, when it is
-//! JSON) and `attempt`, with the helpers of the FHIR templates (`uuid`,
-//! `fhir_time`, ...). Rendering is bounded (fuel); a template that fails
-//! for a message makes that message dead with the template's error.
+//! The templates see what `sinks::template` lays out (`msg`, `payload`,
+//! `json`, `attempt` and the FHIR templates' helpers); a template that
+//! fails for a message makes that message dead with the template's error.
 //!
 //! Authentication and TLS trust are the FHIR sink's (`[endpoint.auth]`:
 //! API key, OAuth 2.0 client credentials, client certificate; `ca_file`,
@@ -22,28 +19,26 @@
 use super::capture::Capture;
 use super::fhir::auth::Auth;
 use super::fhir::{error_chain, https_client, https_trust, retry_after_of, truncate};
+use super::template::{self, TemplateError, Templates};
 use super::{Delivery, Outcome, Sink};
 use crate::config::{Endpoint, RestConfig};
-use minijinja::Environment;
 use serde_json::Value;
 
 /// How much of a server's answer is kept.
 const KEEP_RESPONSE: usize = 4 * 1024;
-/// Instructions one rendering may run.
-const FUEL: u64 = 500_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestSinkError {
     #[error(transparent)]
     Http(#[from] super::fhir::FhirSinkError),
-    #[error("`{key}`: {reason}")]
-    Template { key: String, reason: String },
+    #[error(transparent)]
+    Template(#[from] TemplateError),
 }
 
 pub struct RestSink {
     http: reqwest::Client,
     auth: Auth,
-    templates: Environment<'static>,
+    templates: Templates,
     headers: Vec<String>,
     has_body: bool,
     content_type: String,
@@ -66,25 +61,14 @@ impl RestSink {
             config.pinned_cert.as_deref(),
         );
         let http = https_client(&trust, endpoint.timeout)?;
-        let mut templates = Environment::new();
-        templates.set_fuel(Some(FUEL));
-        templates.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
-        ecko_fhir::template::context::add_helpers(&mut templates);
-        let mut add = |key: String, text: String| {
-            templates
-                .add_template_owned(key.clone(), text)
-                .map_err(|e| RestSinkError::Template {
-                    key,
-                    reason: e.to_string(),
-                })
-        };
-        add("url".into(), config.url.clone().unwrap_or_default())?;
-        add("method".into(), config.method.clone())?;
+        let mut templates = Templates::new();
+        templates.add("url", config.url.clone().unwrap_or_default())?;
+        templates.add("method", config.method.clone())?;
         if let Some(body) = &config.body {
-            add("body".into(), body.clone())?;
+            templates.add("body", body.clone())?;
         }
         for (name, value) in &config.headers {
-            add(format!("header:{name}"), value.clone())?;
+            templates.add(format!("header:{name}"), value.clone())?;
         }
         Ok(RestSink {
             http,
@@ -100,35 +84,8 @@ impl RestSink {
     /// The request for `d`, or why it cannot be made.
     fn render(&self, d: &Delivery) -> Result<Rendered, String> {
         let payload = d.payload.to_bytes();
-        let payload_text = String::from_utf8_lossy(&payload).into_owned();
-        let json: Option<Value> = serde_json::from_slice(&payload).ok();
-        let m = &d.message;
-        let received_at = jiff::Timestamp::from_millisecond(m.received_at)
-            .map(|t| t.to_string())
-            .unwrap_or_default();
-        let context = minijinja::context! {
-            msg => minijinja::context! {
-                id => m.id,
-                source => m.source,
-                message_type => m.message_type,
-                control_id => m.control_id,
-                patient_id => m.patient_id,
-                received_at => received_at,
-                text => String::from_utf8_lossy(&m.payload),
-            },
-            payload => payload_text,
-            json => json.map(minijinja::Value::from_serialize),
-            attempt => d.attempt,
-        };
-        let render = |key: &str| -> Result<String, String> {
-            self.templates
-                .get_template(key)
-                .and_then(|t| t.render(&context))
-                .map_err(|e| {
-                    let line = e.line().map(|l| format!(" line {l}")).unwrap_or_default();
-                    format!("template `{key}`{line}: {e}")
-                })
-        };
+        let context = template::context(d);
+        let render = |key: &str| self.templates.render(key, &context);
         let method = render("method")?;
         let method = reqwest::Method::from_bytes(method.trim().to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("`{}` is not an HTTP method", method.trim()))?;

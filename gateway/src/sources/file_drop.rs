@@ -157,7 +157,7 @@ async fn take(source: &str, config: &FileDropConfig, path: &Path, cx: &SourceCon
 /// words (segment, field, charset; never the bytes, which may be patient
 /// data). `None` for anything that is not a readable HL7 message: what
 /// else is wrong with it is the transform's to report.
-fn invalid_hl7_text(content_type: &str, payload: &[u8]) -> Option<String> {
+pub(super) fn invalid_hl7_text(content_type: &str, payload: &[u8]) -> Option<String> {
     use ecko_protocol::hl7::{Message, ParseOptions};
     let ct = content_type.to_ascii_lowercase();
     let start = payload

@@ -10,6 +10,7 @@ pub mod dicom;
 pub mod file_drop;
 pub mod mllp;
 pub mod rest;
+pub mod sftp;
 
 use crate::journal::{IngestError, Journal, Receipt};
 use crate::router::Router;

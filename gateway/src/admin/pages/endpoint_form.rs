@@ -81,6 +81,8 @@ pub fn changes(
 /// Keys whose values are never shown.
 pub fn is_secret(key: &str, settings: &BTreeMap<String, String>) -> bool {
     key == "auth.client_secret"
+        || key == "password"
+        || key == "passphrase"
         || (key == "auth.key" && settings.get("auth.type").map(String::as_str) == Some("api-key"))
 }
 
@@ -313,6 +315,7 @@ mod tests {
             Change::Set(EditValue::String("oauth2".into()))
         )));
         assert!(is_secret("auth.key", &current));
+        assert!(is_secret("password", &current));
         assert_eq!(masked(&current)["auth.key"], "••••••••");
     }
 }
