@@ -456,6 +456,61 @@ pub async fn message(
 #[serde(default)]
 pub struct StatsParams {
     pub window: Option<String>,
+    /// A range of one's own instead of a window: times as the filters
+    /// take them.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// The time the statistics cover: a named window ending now, or a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsRange {
+    /// `1h`, `24h`, `7d`, or `custom`.
+    pub name: &'static str,
+    pub since: i64,
+    pub until: i64,
+    pub buckets: usize,
+}
+
+impl StatsRange {
+    /// From `p`: `from` and `to` (both, `from` before `to`) when given,
+    /// else the window; buckets of at least a minute, the statistics'
+    /// grain.
+    pub fn of(p: &StatsParams, tz: &jiff::tz::TimeZone, now: i64) -> Result<StatsRange, String> {
+        fn given(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+        }
+        match (given(&p.from), given(&p.to)) {
+            (None, None) => {
+                let (name, span, buckets) = window(p.window.as_deref())?;
+                Ok(StatsRange {
+                    name,
+                    since: now - span,
+                    until: now,
+                    buckets,
+                })
+            }
+            (Some(f), Some(t)) => {
+                let since = parse_time(f, tz).map_err(|e| format!("from: {e}"))?;
+                let until = parse_time(t, tz).map_err(|e| format!("to: {e}"))?;
+                if since >= until {
+                    return Err("from must be before to".into());
+                }
+                let minutes = ((until - since) / 60_000).max(1);
+                Ok(StatsRange {
+                    name: "custom",
+                    since,
+                    until,
+                    buckets: minutes.min(24) as usize,
+                })
+            }
+            _ => Err("a range needs both from and to".into()),
+        }
+    }
+
+    pub fn bucket_ms(&self) -> i64 {
+        (self.until - self.since) / self.buckets as i64
+    }
 }
 
 /// `1h`, `24h` or `7d` → (ms, buckets).
@@ -469,8 +524,8 @@ pub fn window(w: Option<&str>) -> Result<(&'static str, i64, usize), String> {
 }
 
 pub async fn stats(State(state): State<Shared>, Query(p): Query<StatsParams>) -> Response {
-    let (name, span, buckets) = match window(p.window.as_deref()) {
-        Ok(w) => w,
+    let range = match StatsRange::of(&p, &site_tz(&state), state.journal.now_ms()) {
+        Ok(r) => r,
         Err(e) => return bad_request(e),
     };
     let names = state
@@ -479,11 +534,16 @@ pub async fn stats(State(state): State<Shared>, Query(p): Query<StatsParams>) ->
         .iter()
         .map(|e| e.name.clone())
         .collect();
-    let since = state.journal.now_ms() - span;
-    match state.journal.endpoint_stats(names, since, buckets).await {
+    let (name, since, until) = (range.name, range.since, range.until);
+    match state
+        .journal
+        .endpoint_stats_between(names, since, until, range.buckets)
+        .await
+    {
         Ok(s) => {
             let endpoints: Vec<_> = s.iter().map(json::Stats::from).collect();
-            Json(json!({ "window": name, "since": since, "endpoints": endpoints })).into_response()
+            Json(json!({ "window": name, "since": since, "until": until, "endpoints": endpoints }))
+                .into_response()
         }
         Err(e) => journal_error(e),
     }

@@ -3336,6 +3336,68 @@ async fn ticked_error_groups_are_retried_or_discarded_together_each_audited() {
 }
 
 #[tokio::test]
+async fn the_stats_cover_a_range_of_ones_own_on_the_page_the_api_and_the_csv() {
+    let s = site().await;
+    let b = s.login("ann", "viewer").await;
+    let start = s.journal.now_ms();
+    for i in 0..3 {
+        s.ingest(&format!("EARLY{i}"), "P").await;
+    }
+    s.clock.advance(3 * 3_600_000);
+    for i in 0..2 {
+        s.ingest(&format!("LATE{i}"), "P").await;
+    }
+    let received = |v: &serde_json::Value| {
+        v["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "inbox")
+            .unwrap()["received"]
+            .clone()
+    };
+    let early = format!("from={}&to={}", start - 60_000, start + 3_600_000);
+    let v = s
+        .get(&format!("/api/v1/stats?{early}"), Some(&b))
+        .await
+        .json();
+    assert_eq!(v["window"], "custom");
+    assert_eq!(received(&v), 3, "{v}");
+    let now = s.journal.now_ms();
+    let late = format!("from={}&to={}", now - 3_600_000, now + 60_000);
+    let v = s
+        .get(&format!("/api/v1/stats?{late}"), Some(&b))
+        .await
+        .json();
+    assert_eq!(received(&v), 2, "{v}");
+
+    let page = s.get(&format!("/stats?{early}"), Some(&b)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("id=\"stats-range\""), "{}", page.body);
+    assert!(
+        page.body.contains("per 3 min") || page.body.contains("per 2 min"),
+        "{}",
+        page.body
+    );
+    let csv = s.get(&format!("/stats.csv?{early}"), Some(&b)).await;
+    let inbox_received: u64 = csv
+        .body
+        .lines()
+        .filter(|l| l.starts_with("inbox,"))
+        .map(|l| l.split(',').nth(3).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(inbox_received, 3, "{}", csv.body);
+
+    for bad in ["from=1000", "from=20&to=10"] {
+        assert_eq!(
+            s.get(&format!("/stats?{bad}"), Some(&b)).await.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_captured_delivery_shows_in_the_viewer_what_would_have_been_sent_with_secrets_masked() {
     let s = site().await;
     let b = s.login("ann", "viewer").await;

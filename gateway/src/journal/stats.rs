@@ -115,7 +115,19 @@ impl Journal {
         buckets: usize,
     ) -> Result<Vec<EndpointStats>, JournalError> {
         let now = self.now_ms();
-        self.read(move |c| endpoint_stats(c, &names, since, now, buckets.max(1)))
+        self.endpoint_stats_between(names, since, now, buckets)
+            .await
+    }
+
+    /// Like [`Journal::endpoint_stats`] over `[since, until)`.
+    pub async fn endpoint_stats_between(
+        &self,
+        names: Vec<String>,
+        since: i64,
+        until: i64,
+        buckets: usize,
+    ) -> Result<Vec<EndpointStats>, JournalError> {
+        self.read(move |c| endpoint_stats(c, &names, since, until, buckets.max(1)))
             .await
     }
 }
@@ -208,6 +220,9 @@ fn endpoint_stats(
     buckets: usize,
 ) -> Result<Vec<EndpointStats>, JournalError> {
     let first_minute = since.div_euclid(60_000);
+    // The minute holding the range's last instant: for a window ending
+    // now, the minute under way.
+    let last_minute = (now - 1).div_euclid(60_000);
     let minutes = ((now - since).max(60_000) / 60_000).max(1) as f64;
     let bucket = |minute: i64| -> usize {
         ((((minute - first_minute).max(0) as f64) * buckets as f64 / minutes) as usize)
@@ -215,13 +230,13 @@ fn endpoint_stats(
     };
     let mut rows = c.prepare_cached(
         "SELECT minute, received, rejected, attempts, delivered, failed, duration_sum, duration_max
-         FROM stats_minute WHERE endpoint = ?1 AND minute >= ?2",
+         FROM stats_minute WHERE endpoint = ?1 AND minute >= ?2 AND minute <= ?3",
     )?;
     let mut queues = c.prepare_cached(
-        "SELECT minute, waiting, oldest_age_ms FROM stats_queue WHERE endpoint = ?1 AND minute >= ?2",
+        "SELECT minute, waiting, oldest_age_ms FROM stats_queue WHERE endpoint = ?1 AND minute >= ?2 AND minute <= ?3",
     )?;
     let mut durations = c.prepare_cached(
-        "SELECT bucket, sum(n) FROM stats_duration WHERE endpoint = ?1 AND minute >= ?2 GROUP BY bucket ORDER BY bucket",
+        "SELECT bucket, sum(n) FROM stats_duration WHERE endpoint = ?1 AND minute >= ?2 AND minute <= ?3 GROUP BY bucket ORDER BY bucket",
     )?;
     let mut out = Vec::with_capacity(names.len());
     for name in names {
@@ -238,7 +253,7 @@ fn endpoint_stats(
         let mut duration_sum = 0i64;
         let mut duration_max = 0i64;
         let mut rejected = 0u64;
-        let found = rows.query_map(params![name, first_minute], |r| {
+        let found = rows.query_map(params![name, first_minute, last_minute], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 [
@@ -267,7 +282,7 @@ fn endpoint_stats(
             s.delivered_buckets[b] += delivered as u64;
             s.failed_buckets[b] += failed as u64;
         }
-        let queue = queues.query_map(params![name, first_minute], |r| {
+        let queue = queues.query_map(params![name, first_minute, last_minute], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
@@ -286,7 +301,7 @@ fn endpoint_stats(
         if s.delivered > 0 {
             s.avg_ms = Some(duration_sum as f64 / s.delivered as f64);
             let counts: Vec<(usize, i64)> = durations
-                .query_map(params![name, first_minute], |r| {
+                .query_map(params![name, first_minute, last_minute], |r| {
                     Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)?))
                 })?
                 .collect::<Result<_, _>>()?;

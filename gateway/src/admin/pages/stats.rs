@@ -1,8 +1,8 @@
-//! Statistics per endpoint over one window at a time (1 h, 24 h, 7 d): the
-//! figures, a chart of received, delivered and failed per bucket, and the
-//! same buckets as CSV.
+//! Statistics per endpoint over one window at a time (1 h, 24 h, 7 d, or a
+//! range of one's own): the figures, a chart of received, delivered and
+//! failed per bucket, and the same buckets as CSV.
 
-use crate::admin::api::{site_tz, window, StatsParams};
+use crate::admin::api::{site_tz, StatsParams, StatsRange};
 use crate::admin::auth::Caller;
 use crate::admin::chart::{chart, Series};
 use crate::admin::format::{rfc3339, zoned};
@@ -16,29 +16,34 @@ use minijinja::{context, Value};
 
 use super::*;
 
-/// The chosen window's name, its first bucket's start, the bucket length
-/// and the statistics of every endpoint.
+/// The chosen range and the statistics of every endpoint over it.
 async fn gather(
     state: &Shared,
     p: &StatsParams,
-) -> Result<
-    (&'static str, i64, i64, Vec<EndpointStats>),
-    Result<String, crate::journal::JournalError>,
-> {
-    let (chosen, span, buckets) = window(p.window.as_deref()).map_err(Ok)?;
+) -> Result<(StatsRange, Vec<EndpointStats>), Result<String, crate::journal::JournalError>> {
+    let range = StatsRange::of(p, &site_tz(state), state.journal.now_ms()).map_err(Ok)?;
     let names: Vec<String> = state
         .config()
         .endpoints
         .iter()
         .map(|e| e.name.clone())
         .collect();
-    let since = state.journal.now_ms() - span;
     let stats = state
         .journal
-        .endpoint_stats(names, since, buckets)
+        .endpoint_stats_between(names, range.since, range.until, range.buckets)
         .await
         .map_err(Err)?;
-    Ok((chosen, since, span / buckets as i64, stats))
+    Ok((range, stats))
+}
+
+/// A bucket's length in words: "5 min", "hour", "6 hours".
+fn bucket_words(ms: i64) -> String {
+    let minutes = (ms / 60_000).max(1);
+    match minutes {
+        60 => "hour".to_string(),
+        m if m % 60 == 0 => format!("{} hours", m / 60),
+        m => format!("{m} min"),
+    }
 }
 
 pub async fn stats(
@@ -46,12 +51,21 @@ pub async fn stats(
     Extension(caller): Extension<Caller>,
     Query(p): Query<StatsParams>,
 ) -> Response {
-    let (chosen, since, bucket_ms, stats) = match gather(&state, &p).await {
+    let (range, stats) = match gather(&state, &p).await {
         Ok(x) => x,
         Err(Ok(e)) => return problem(&state, StatusCode::BAD_REQUEST, Some(&caller), &e),
         Err(Err(e)) => return journal_error(&state, e),
     };
+    let (since, bucket_ms) = (range.since, range.bucket_ms());
     let tz = site_tz(&state);
+    let over = match range.name {
+        "custom" => format!(
+            "{} – {}",
+            zoned(range.since, &tz, "%Y-%m-%d %H:%M"),
+            zoned(range.until, &tz, "%Y-%m-%d %H:%M")
+        ),
+        name => name.to_string(),
+    };
     let dash = || "—".to_string();
     let ms = |v: Option<i64>| v.map(|a| format!("{a} ms")).unwrap_or_else(dash);
     let rows: Vec<_> = stats
@@ -74,17 +88,13 @@ pub async fn stats(
             }
         })
         .collect();
-    let format = if chosen == "7d" {
+    let format = if range.until - range.since > 86_400_000 {
         "%m-%d %H:%M"
     } else {
         "%H:%M"
     };
     let label = |t: i64| zoned(t, &tz, format);
-    let per = match chosen {
-        "1h" => "5 min",
-        "24h" => "hour",
-        _ => "6 hours",
-    };
+    let per = bucket_words(bucket_ms);
     let charts: Vec<_> = stats
         .iter()
         .map(|e| {
@@ -116,7 +126,7 @@ pub async fn stats(
                 queue => queued.then(|| Value::from_serialize(chart(
                     &queue,
                     (640, 150),
-                    &format!("{}: messages waiting (most in each {per}) over {chosen}", e.name),
+                    &format!("{}: messages waiting (most in each {per}) over {over}", e.name),
                     "waiting",
                     since,
                     bucket_ms,
@@ -125,7 +135,7 @@ pub async fn stats(
                 chart => Value::from_serialize(chart(
                     &series,
                     (640, 190),
-                    &format!("{}: messages per {per} over {chosen}", e.name),
+                    &format!("{}: messages per {per} over {over}", e.name),
                     &format!("per {per}"),
                     since,
                     bucket_ms,
@@ -139,17 +149,31 @@ pub async fn stats(
         "stats.html",
         "Statistics",
         Some(&caller),
-        context! { windows => ["1h", "24h", "7d"], chosen, rows, charts, per },
+        context! {
+            windows => ["1h", "24h", "7d"],
+            chosen => range.name,
+            over,
+            from => p.from,
+            to => p.to,
+            csv => match range.name {
+                "custom" => format!("from={}&to={}", range.since, range.until),
+                name => format!("window={name}"),
+            },
+            rows,
+            charts,
+            per,
+        },
     )
 }
 
 /// The chosen window's buckets as CSV: one line per endpoint and bucket.
 pub async fn stats_csv(State(state): State<Shared>, Query(p): Query<StatsParams>) -> Response {
-    let (chosen, since, bucket_ms, stats) = match gather(&state, &p).await {
+    let (range, stats) = match gather(&state, &p).await {
         Ok(x) => x,
         Err(Ok(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
         Err(Err(e)) => return journal_error(&state, e),
     };
+    let (chosen, since, bucket_ms) = (range.name, range.since, range.bucket_ms());
     let tz = site_tz(&state);
     let mut csv = String::from(
         "endpoint,bucket_start,bucket_end,received,delivered,failed,most_waiting,oldest_wait_s\n",
