@@ -177,6 +177,28 @@ pub fn transform(
     Ok(Payload::Bundle(bundle))
 }
 
+/// Whether [`transform`] would succeed on `message`, without making the
+/// JSON: the mapping runs, its output is dropped unserialised. For the
+/// check before a message is acknowledged, where only the verdict counts.
+/// `for_fhir` asks what [`transform`] asks of a FHIR destination's input.
+pub fn check(
+    name: &str,
+    message: &StoredMessage,
+    cx: &TransformContext,
+    for_fhir: bool,
+) -> Result<(), TransformError> {
+    match name {
+        "none" if !for_fhir => Ok(()),
+        "hl7v2-fhir" => hl7v2::to_bundle(message, cx).map(drop),
+        "astm-fhir" => astm::to_bundle(message, cx).map(drop),
+        dicom::NAME => dicom::to_bundle(message, cx).map(drop),
+        // A FHIR destination's payload as received, and custom templates,
+        // are checked by making them.
+        _ if for_fhir => transform(name, message, cx).map(drop),
+        _ => apply(name, message, cx).map(drop),
+    }
+}
+
 fn to_value(bundle: &r4::Bundle) -> Result<serde_json::Value, TransformError> {
     serde_json::to_value(bundle).map_err(|e| TransformError::Unreadable(e.to_string()))
 }

@@ -19,7 +19,7 @@ use crate::journal::{Destination, IngestError};
 use ecko_fhir::shape::FhirDestination;
 use ecko_fhir::template::Templates;
 use ecko_fhir::worklist::WorklistDefaults;
-use ecko_fhir::{Payload, TransformContext};
+use ecko_fhir::TransformContext;
 use ecko_message::{Envelope, StoredMessage};
 use jiff::tz::TimeZone;
 use std::panic::AssertUnwindSafe;
@@ -212,17 +212,17 @@ impl Router {
                 _ => Ok(()),
             };
         }
+        let for_fhir = matches!(reads, Reads::Fhir);
         let cx = TransformContext {
             site_time_zone: site.clone(),
             templates: self.templates.clone(),
-            fhir: matches!(reads, Reads::Fhir).then(|| Arc::new(FhirDestination::default())),
+            fhir: for_fhir.then(|| Arc::new(FhirDestination::default())),
         };
-        let made = ecko_fhir::transform(transform, message, &cx)
+        ecko_fhir::check(transform, message, &cx, for_fhir)
             .map_err(|e| format!("transform `{transform}` failed: {e}"))?;
-        match (reads, made) {
-            (Reads::Worklist(defaults), Payload::Bytes(_)) => {
-                worklist_reads(message, defaults, site)
-            }
+        // A worklist reads the message itself, whatever the transform made.
+        match reads {
+            Reads::Worklist(defaults) => worklist_reads(message, defaults, site),
             _ => Ok(()),
         }
     }
