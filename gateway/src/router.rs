@@ -419,6 +419,17 @@ mod tests {
         router.check(m, &router.destinations(m), &TimeZone::UTC)
     }
 
+    /// The destination that refused `m`, and why.
+    fn refusal(router: &Router, m: &StoredMessage) -> (String, String) {
+        match check(router, m) {
+            Err(IngestError::Unmappable {
+                destination,
+                reason,
+            }) => (destination, reason),
+            other => panic!("not refused as unmappable: {other:?}"),
+        }
+    }
+
     const ORU: &str = "MSH|^~\\&|LAB|L|HUB|H|20260101120000||ORU^R01|C1|P|2.5\n\
         PID|1||P7^^^L^MR||DOE^JANE\n\
         OBR|1||F1|GLU^Glucose\n\
@@ -441,19 +452,12 @@ mod tests {
         let router = Router::new(&checked_config());
         // An ADT without a PID holds nothing the FHIR transform can map.
         let adt = "MSH|^~\\&|HIS|H|HUB|H|20260101120000||ADT^A01|C3|P|2.5\nEVN|A01\n";
-        match check(&router, &arriving("ADT^A01", adt)) {
-            Err(IngestError::Unmappable {
-                destination,
-                reason,
-            }) => {
-                assert_eq!(destination, "hub");
-                assert!(
-                    reason.starts_with("transform `hl7v2-fhir` failed: "),
-                    "{reason}"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        let (destination, reason) = refusal(&router, &arriving("ADT^A01", adt));
+        assert_eq!(destination, "hub");
+        assert!(
+            reason.starts_with("transform `hl7v2-fhir` failed: "),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -462,19 +466,12 @@ mod tests {
         let adt = "MSH|^~\\&|HIS|H|HUB|H|20260101120000||ADT^A01|C3|P|2.5\n\
             PID|1||P7^^^H^MR||DOE^JANE\n";
         // The hub maps this ADT; the worklist finds no order in it.
-        match check(&router, &arriving("ADT^A01", adt)) {
-            Err(IngestError::Unmappable {
-                destination,
-                reason,
-            }) => {
-                assert_eq!(destination, "mwl");
-                assert!(
-                    reason.starts_with("not an order the worklist can keep"),
-                    "{reason}"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        let (destination, reason) = refusal(&router, &arriving("ADT^A01", adt));
+        assert_eq!(destination, "mwl");
+        assert!(
+            reason.starts_with("not an order the worklist can keep"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -482,10 +479,7 @@ mod tests {
         let router = Router::new(&checked_config());
         let mut m = arriving("JSON", r#"{"resourceType":"Patient"}"#);
         m.envelope.content_type = "application/fhir+json".into();
-        match check(&router, &m) {
-            Err(IngestError::Unmappable { destination, .. }) => assert_eq!(destination, "hub"),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(refusal(&router, &m).0, "hub");
         m.envelope.payload =
             br#"{"resourceType":"Bundle","type":"transaction","entry":[]}"#.to_vec();
         assert!(check(&router, &m).is_ok());

@@ -225,6 +225,17 @@ impl Site {
             .message_id
     }
 
+    /// Each of `ids` has its (first) delivery queued.
+    async fn assert_queued(&self, ids: &[i64]) {
+        for &id in ids {
+            assert_eq!(
+                self.journal.outbox_of(id).await.unwrap()[0].state,
+                crate::journal::OutboxState::Queued,
+                "message {id}"
+            );
+        }
+    }
+
     /// One delivery attempt of every due row of `archive`, with `outcome`.
     async fn attempt(&self, outcome: Settlement) {
         let batch = self.journal.lease("archive", 8, 100).await.unwrap();
@@ -3006,12 +3017,7 @@ async fn the_errors_page_groups_failures_by_cause_and_retries_or_discards_a_grou
         (r.status, r.location()),
         (StatusCode::SEE_OTHER, "/errors?retried=2")
     );
-    for id in [first, second] {
-        assert_eq!(
-            s.journal.outbox_of(id).await.unwrap()[0].state,
-            crate::journal::OutboxState::Queued
-        );
-    }
+    s.assert_queued(&[first, second]).await;
     let audit = s.journal.audit_log(None, 10).await.unwrap();
     assert!(
         audit.iter().any(|a| a.action == "message.retry"
@@ -3308,12 +3314,7 @@ async fn ticked_error_groups_are_retried_or_discarded_together_each_audited() {
         (r.status, r.location()),
         (StatusCode::SEE_OTHER, "/errors?retried=2")
     );
-    for id in [a, second] {
-        assert_eq!(
-            s.journal.outbox_of(id).await.unwrap()[0].state,
-            crate::journal::OutboxState::Queued
-        );
-    }
+    s.assert_queued(&[a, second]).await;
     let audit = s.journal.audit_log(None, 20).await.unwrap();
     assert_eq!(
         audit.iter().filter(|x| x.action == "message.retry").count(),
