@@ -11,10 +11,17 @@ Authentication, when asked for: --api-key NAME=VALUE requires that header;
 `Authorization: Bearer <a token it issued>`; a missing or wrong credential
 is answered 401 and recorded like any other request.
 
+As an identity provider: --introspect ID:SECRET serves OAuth 2.0 token
+introspection (RFC 7662) at /introspect to a caller presenting ID:SECRET
+in HTTP Basic; the tokens given as --active TOKEN=SCOPE are active (issuer
+https://idp.example, audience ecko) until revoked at /revoke (RFC 7009,
+form field `token`). Neither path is recorded.
+
 The port it listens on is written to OUT/port once it listens.
 """
 
 import argparse
+import base64
 import json
 import os
 import threading
@@ -28,6 +35,8 @@ parser.add_argument("--port", type=int, default=0)
 parser.add_argument("--script", default=None)
 parser.add_argument("--api-key", default=None)
 parser.add_argument("--client", default=None)
+parser.add_argument("--introspect", default=None)
+parser.add_argument("--active", action="append", default=[])
 args = parser.parse_args()
 
 os.makedirs(args.out, exist_ok=True)
@@ -38,6 +47,7 @@ if args.script:
 lock = threading.Lock()
 count = [0]
 tokens = set()
+active = dict(a.split("=", 1) for a in args.active)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -72,6 +82,26 @@ class Handler(BaseHTTPRequestHandler):
             tokens.add(t)
         self.answer(200, {}, {"access_token": t, "token_type": "Bearer", "expires_in": 3600})
 
+    def introspect(self):
+        form = urllib.parse.parse_qs(self.body())
+        expected = "Basic " + base64.b64encode(args.introspect.encode()).decode()
+        if self.headers.get("Authorization") != expected:
+            return self.answer(401, {}, {"error": "invalid_client"})
+        token = (form.get("token") or [""])[0]
+        with lock:
+            scope = active.get(token)
+        if scope is None:
+            return self.answer(200, {}, {"active": False})
+        self.answer(200, {}, {"active": True, "scope": scope, "client_id": "lis",
+                              "iss": "https://idp.example", "aud": "ecko",
+                              "exp": int(time.time()) + 3600})
+
+    def revoke(self):
+        form = urllib.parse.parse_qs(self.body())
+        with lock:
+            active.pop((form.get("token") or [""])[0], None)
+        self.answer(200, {}, {})
+
     def authorized(self):
         if args.api_key:
             name, value = args.api_key.split("=", 1)
@@ -86,6 +116,10 @@ class Handler(BaseHTTPRequestHandler):
     def handle_any(self):
         if self.path == "/token" and args.client:
             return self.token()
+        if self.path == "/introspect" and args.introspect:
+            return self.introspect()
+        if self.path == "/revoke" and args.introspect:
+            return self.revoke()
         body = self.body()
         with lock:
             count[0] += 1

@@ -233,6 +233,93 @@ to = ["archive"]
     assert_eq!(reader.message_ids().unwrap().len(), 4);
 }
 
+#[test]
+fn an_opaque_bearer_token_is_judged_by_the_identity_providers_introspection_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, idp_port) = (free_port(), free_port());
+    let mut idp = Some(StandIn::start(
+        dir.path(),
+        idp_port,
+        &[
+            "--introspect",
+            "gateway:s3cret",
+            "--active",
+            "op-writer=lab.write",
+            "--active",
+            "op-reader=lab.read",
+        ],
+        "{}",
+    ));
+    let d = dir.path().display();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[journal]
+path = "{d}/journal.db"
+[[endpoint]]
+name = "api"
+type = "rest"
+listen = "127.0.0.1:{port}"
+plain_http = true
+[endpoint.auth]
+type = "bearer"
+introspection_url = "http://127.0.0.1:{idp_port}/introspect"
+client_id = "gateway"
+client_secret = "s3cret"
+introspection_cache = "0s"
+issuer = "https://idp.example"
+audience = "ecko"
+scope = "lab.write"
+[[endpoint.paths]]
+path = "/fhir"
+[[endpoint]]
+name = "archive"
+type = "file"
+path = "{d}/out"
+[[route]]
+name = "all"
+from = ["api"]
+to = ["archive"]
+"#
+        ),
+    )
+    .unwrap();
+    let _gw = Gateway::start(&config, &dir.path().join("log"), &[]);
+    let with = |token: &str| {
+        let header = format!("Authorization: Bearer {token}");
+        post(
+            port,
+            "/fhir",
+            "application/fhir+json",
+            &[header.as_str()],
+            OBSERVATION,
+            1,
+        )
+        .remove(0)
+    };
+    assert_eq!(status(&with("op-writer")), 201);
+    let reader = with("op-reader");
+    assert_eq!(status(&reader), 403, "{reader}");
+    assert_eq!(status(&with("made-up")), 401);
+    // Revoked at the provider: refused at once (nothing kept with 0s).
+    let revoke = Command::new("python3")
+        .args(["-c", "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], data=b'token=op-writer')"])
+        .arg(format!("http://127.0.0.1:{idp_port}/revoke"))
+        .status()
+        .unwrap();
+    assert!(revoke.success());
+    assert_eq!(status(&with("op-writer")), 401);
+    // The provider out of reach: not judged, so 503 with Retry-After, and
+    // nothing is stored.
+    drop(idp.take());
+    let unjudged = with("op-reader");
+    assert_eq!(status(&unjudged), 503, "{unjudged}");
+    assert!(unjudged["headers"]["retry-after"].is_string(), "{unjudged}");
+    let reader = JournalReader::open(&dir.path().join("journal.db")).unwrap();
+    assert_eq!(reader.message_ids().unwrap().len(), 1);
+}
+
 fn drop_file(dir: &Path, name: &str, body: &str) {
     let tmp = dir.join(format!("{name}.tmp"));
     std::fs::write(&tmp, body).unwrap();

@@ -423,7 +423,7 @@ pub enum EndpointKind {
     /// steps a DICOM SCP answers C-FIND from.
     Worklist(super::WorklistConfig),
     /// REST over HTTP(S): a listener (`listen`) or a sender (`url`).
-    Rest(super::RestConfig),
+    Rest(Box<super::RestConfig>),
     /// SFTP: a remote directory polled (`pattern`) or uploaded into
     /// (`file_name`).
     Sftp(super::SftpConfig),

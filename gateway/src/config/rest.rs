@@ -134,10 +134,27 @@ pub enum RestAuth {
         client_secret: String,
         scope: Option<String>,
     },
-    /// Listener: an OAuth 2.0 bearer JWT verified against a JWKS.
+    /// Listener: an OAuth 2.0 bearer token, a JWT verified against a JWKS
+    /// or any token checked at an introspection endpoint (RFC 7662).
     Bearer {
         jwks_file: Option<PathBuf>,
         jwks_url: Option<String>,
+        /// The identity provider's token introspection endpoint, asked
+        /// about each token (opaque ones included) instead of a JWKS.
+        introspection_url: Option<String>,
+        /// The listener's own client id and secret at the introspection
+        /// endpoint (HTTP Basic).
+        client_id: Option<String>,
+        client_secret: Option<String>,
+        /// How long an active token's introspection answer is kept (never
+        /// past the token's `exp`): a revocation at the provider takes
+        /// effect within this; `0s` asks about every request.
+        #[serde(default = "default_introspection_cache")]
+        introspection_cache: Span,
+        /// The CA bundle (PEM) the identity provider's HTTPS certificate
+        /// (JWKS URL, introspection endpoint) is verified against; the
+        /// system's trust store when unset.
+        idp_ca: Option<PathBuf>,
         /// Required `iss`, when set.
         issuer: Option<String>,
         /// Required `aud`, when set.
@@ -153,6 +170,9 @@ pub enum RestAuth {
     },
 }
 
+fn default_introspection_cache() -> Span {
+    Span(Duration::from_secs(60))
+}
 fn default_api_key_header() -> String {
     "X-API-Key".into()
 }
@@ -292,21 +312,47 @@ impl RestConfig {
             RestAuth::Bearer {
                 jwks_file,
                 jwks_url,
+                introspection_url,
+                client_id,
+                client_secret,
                 ..
             } => {
-                if jwks_file.is_some() == jwks_url.is_some() {
+                let sources = [
+                    jwks_file.is_some(),
+                    jwks_url.is_some(),
+                    introspection_url.is_some(),
+                ];
+                if sources.iter().filter(|s| **s).count() != 1 {
                     out.push((
                         "auth",
-                        "`bearer` needs exactly one of `jwks_file` and `jwks_url`".into(),
+                        "`bearer` needs exactly one of `jwks_file`, `jwks_url` and `introspection_url`".into(),
                     ));
                 }
-                if let Some(u) = jwks_url {
-                    if !(u.starts_with("https://") || u.starts_with("http://")) {
-                        out.push((
-                            "auth",
-                            format!("`jwks_url` must be an http:// or https:// URL, not {u:?}"),
-                        ));
+                for (key, url) in [
+                    ("jwks_url", jwks_url),
+                    ("introspection_url", introspection_url),
+                ] {
+                    if let Some(u) = url {
+                        if !(u.starts_with("https://") || u.starts_with("http://")) {
+                            out.push((
+                                "auth",
+                                format!("`{key}` must be an http:// or https:// URL, not {u:?}"),
+                            ));
+                        }
                     }
+                }
+                let credentials = client_id.is_some() && client_secret.is_some();
+                if introspection_url.is_some() && !credentials {
+                    out.push((
+                        "auth",
+                        "`introspection_url` needs the listener's `client_id` and `client_secret` at that endpoint".into(),
+                    ));
+                }
+                if introspection_url.is_none() && (client_id.is_some() || client_secret.is_some()) {
+                    out.push((
+                        "auth",
+                        "`client_id` and `client_secret` are for `introspection_url`; a JWKS needs none".into(),
+                    ));
                 }
             }
             RestAuth::ClientCertificate { .. } => {
@@ -478,7 +524,11 @@ mod tests {
             (format!("{listener}{PATH}{PATH}"), "twice"),
             (format!("{listener}rate_limit = {{ per_second = 0 }}\n{PATH}"), "`per_second` above zero"),
             (format!("{listener}{PATH}[endpoint.auth]\ntype = \"oauth2\"\ntoken_url = \"https://x\"\nclient_id = \"a\"\nclient_secret = \"b\"\n"), "a listener checks `bearer`"),
-            (format!("{listener}{PATH}[endpoint.auth]\ntype = \"bearer\"\n"), "exactly one of `jwks_file` and `jwks_url`"),
+            (format!("{listener}{PATH}[endpoint.auth]\ntype = \"bearer\"\n"), "exactly one of `jwks_file`, `jwks_url` and `introspection_url`"),
+            (format!("{listener}{PATH}[endpoint.auth]\ntype = \"bearer\"\njwks_file = \"j\"\nintrospection_url = \"https://idp/introspect\"\nclient_id = \"a\"\nclient_secret = \"b\"\n"), "exactly one of"),
+            (format!("{listener}{PATH}[endpoint.auth]\ntype = \"bearer\"\nintrospection_url = \"https://idp/introspect\"\n"), "needs the listener's `client_id` and `client_secret`"),
+            (format!("{listener}{PATH}[endpoint.auth]\ntype = \"bearer\"\nintrospection_url = \"idp/introspect\"\nclient_id = \"a\"\nclient_secret = \"b\"\n"), "`introspection_url` must be an http:// or https:// URL"),
+            (format!("{listener}{PATH}[endpoint.auth]\ntype = \"bearer\"\njwks_file = \"j\"\nclient_id = \"a\"\n"), "a JWKS needs none"),
             (format!("{listener}{PATH}[endpoint.auth]\ntype = \"client-certificate\"\n"), "require_client_cert = true"),
             (format!("{listener}{PATH}[endpoint.auth]\ntype = \"api-key\"\nkey = \" \"\n"), "`auth.key` is empty"),
             (format!("{listener}body = \"x\"\n{PATH}"), "a sender's"),

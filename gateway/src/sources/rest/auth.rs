@@ -1,5 +1,6 @@
 //! Who may post: an API key in a header, an OAuth 2.0 bearer JWT verified
-//! against a JWKS, or nobody checked here (no authentication, or a client
+//! against a JWKS, a bearer token judged by an introspection endpoint
+//! (`introspection`), or nobody checked here (no authentication, or a client
 //! certificate that TLS verified before the request was read).
 //!
 //! The API key is compared as SHA-256 digests folded byte by byte, so
@@ -20,6 +21,7 @@
 //! so a key rotated at the identity provider is picked up without a
 //! restart and a flood of made-up `kid`s costs one fetch per 30 s.
 
+use super::introspection::{self, Introspection};
 use crate::config::RestAuth;
 use axum::http::HeaderMap;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
@@ -46,6 +48,9 @@ pub enum Denied {
     Unauthenticated(String),
     /// 403: known, but not allowed this.
     Forbidden(String),
+    /// 503: the credentials could not be judged now (the identity
+    /// provider out of reach); the sender should try again.
+    Unavailable(String),
 }
 
 pub enum Check {
@@ -56,6 +61,7 @@ pub enum Check {
         digest: [u8; 32],
     },
     Bearer(Box<Bearer>),
+    Introspect(Box<Introspection>),
 }
 
 pub struct Bearer {
@@ -84,31 +90,45 @@ impl Check {
             RestAuth::Bearer {
                 jwks_file,
                 jwks_url,
+                introspection_url: Some(url),
+                client_id,
+                client_secret,
+                introspection_cache,
+                idp_ca,
                 issuer,
                 audience,
                 scope,
+            } if jwks_file.is_none() && jwks_url.is_none() => {
+                Check::Introspect(Box::new(Introspection::new(
+                    introspection::Settings {
+                        url: url.clone(),
+                        client_id: client_id.clone().unwrap_or_default(),
+                        client_secret: client_secret.clone().unwrap_or_default(),
+                        keep_for: introspection_cache.0,
+                        issuer: issuer.clone(),
+                        audience: audience.clone(),
+                        scope: scope.clone(),
+                    },
+                    idp_client(idp_ca.as_deref())?,
+                )))
+            }
+            RestAuth::Bearer {
+                jwks_file,
+                jwks_url,
+                idp_ca,
+                issuer,
+                audience,
+                scope,
+                ..
             } => {
                 let (source, keys) = match (jwks_file, jwks_url) {
                     (Some(path), _) => {
                         (JwksSource::File, read_jwks(&crate::config::resolve(path))?)
                     }
-                    (None, Some(url)) => {
-                        let tls = crate::tls::https_client_config(&crate::tls::HttpsTrust {
-                            ca_file: None,
-                            pinned_cert: None,
-                            identity: None,
-                        })
-                        .map_err(|e| AuthSetupError::Client(e.to_string()))?;
-                        let http = reqwest::Client::builder()
-                            .tls_backend_preconfigured(tls)
-                            .timeout(Duration::from_secs(10))
-                            .build()
-                            .map_err(|e| AuthSetupError::Client(e.to_string()))?;
-                        (
-                            JwksSource::Url(url.clone(), http),
-                            JwkSet { keys: Vec::new() },
-                        )
-                    }
+                    (None, Some(url)) => (
+                        JwksSource::Url(url.clone(), idp_client(idp_ca.as_deref())?),
+                        JwkSet { keys: Vec::new() },
+                    ),
                     (None, None) => (JwksSource::File, JwkSet { keys: Vec::new() }),
                 };
                 Check::Bearer(Box::new(Bearer {
@@ -142,22 +162,40 @@ impl Check {
                     Err(Denied::Unauthenticated("wrong API key".into()))
                 }
             }
-            Check::Bearer(bearer) => {
-                let token = headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| {
-                        v.strip_prefix("Bearer ")
-                            .or_else(|| v.strip_prefix("bearer "))
-                    })
-                    .map(str::trim)
-                    .ok_or_else(|| {
-                        Denied::Unauthenticated("no `Authorization: Bearer` token".into())
-                    })?;
-                bearer.verify(token).await
-            }
+            Check::Bearer(bearer) => bearer.verify(bearer_token(headers)?).await,
+            Check::Introspect(introspection) => introspection.verify(bearer_token(headers)?).await,
         }
     }
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer_token(headers: &HeaderMap) -> Result<&str, Denied> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Denied::Unauthenticated("no `Authorization: Bearer` token".into()))
+}
+
+/// The HTTPS client that asks the identity provider (JWKS URL,
+/// introspection endpoint).
+pub(super) fn idp_client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, AuthSetupError> {
+    let tls = crate::tls::https_client_config(&crate::tls::HttpsTrust {
+        ca_file: ca.map(crate::config::resolve),
+        pinned_cert: None,
+        identity: None,
+    })
+    .map_err(|e| AuthSetupError::Client(e.to_string()))?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| AuthSetupError::Client(e.to_string()))
 }
 
 fn read_jwks(path: &std::path::Path) -> Result<JwkSet, AuthSetupError> {

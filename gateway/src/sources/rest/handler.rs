@@ -174,6 +174,11 @@ async fn accept(shared: &Shared, request: Request) -> Result<Response, Refusal> 
         .map_err(|d| match d {
             Denied::Unauthenticated(m) => refuse(StatusCode::UNAUTHORIZED, m),
             Denied::Forbidden(m) => refuse(StatusCode::FORBIDDEN, m),
+            Denied::Unavailable(m) => Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: m,
+                retry_after: Some(Duration::from_secs(5)),
+            },
         })?;
     if let Some(bucket) = &shared.bucket {
         bucket.take(Instant::now()).map_err(|wait| Refusal {

@@ -7,10 +7,13 @@
 //! storing nothing:
 //!
 //! - 404 an unknown path, 405 another method;
-//! - 401 no or wrong credentials (API key compared in constant time, or a
-//!   bearer JWT that does not verify against the JWKS), 403 a valid token
-//!   without the required scope; a client certificate is checked by TLS
-//!   itself (`tls.require_client_cert`) before any request is read;
+//! - 401 no or wrong credentials (API key compared in constant time, a
+//!   bearer JWT that does not verify against the JWKS, or a token the
+//!   introspection endpoint does not call active), 403 a valid token
+//!   without the required scope, 503 with `Retry-After` when the
+//!   introspection endpoint cannot judge the token; a client certificate
+//!   is checked by TLS itself (`tls.require_client_cert`) before any
+//!   request is read;
 //! - 429 with `Retry-After` over the endpoint's `rate_limit` (one token
 //!   bucket for the endpoint, whatever the client);
 //! - 415 a `Content-Type` the path does not take;
@@ -49,6 +52,7 @@
 
 mod auth;
 mod handler;
+mod introspection;
 
 use super::SourceContext;
 use crate::config::{Endpoint, RestConfig};

@@ -21,6 +21,11 @@ fn bearer(jwks: serde_json::Value, scope: Option<&str>) -> Check {
     Check::from_config(&RestAuth::Bearer {
         jwks_file: Some(path),
         jwks_url: None,
+        introspection_url: None,
+        client_id: None,
+        client_secret: None,
+        introspection_cache: crate::config::Span(Duration::from_secs(60)),
+        idp_ca: None,
         issuer: Some("https://idp.example".into()),
         audience: Some("ecko".into()),
         scope: scope.map(str::to_string),
@@ -201,6 +206,11 @@ async fn a_jwks_url_is_fetched_on_first_use_and_again_for_a_rotated_key() {
     let check = Check::from_config(&RestAuth::Bearer {
         jwks_file: None,
         jwks_url: Some(format!("http://{addr}/jwks")),
+        introspection_url: None,
+        client_id: None,
+        client_secret: None,
+        introspection_cache: crate::config::Span(Duration::from_secs(60)),
+        idp_ca: None,
         issuer: None,
         audience: None,
         scope: None,
