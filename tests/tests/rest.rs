@@ -171,6 +171,19 @@ fn fhir_posted_to_the_example_is_journalled_answered_201_and_archived() {
         twice[1]["headers"]["location"]
     );
     assert_eq!(twice[1]["headers"]["idempotent-replayed"], "true");
+    let changed = &post(
+        port,
+        "/fhir",
+        "application/fhir+json",
+        &idem,
+        &OBSERVATION.replace("13.2", "14.1"),
+        1,
+    )[0];
+    assert_eq!(
+        status(changed),
+        422,
+        "another body under the key: {changed}"
+    );
     let ids = reader.message_ids().unwrap();
     assert_eq!(
         ids.len(),

@@ -62,6 +62,10 @@ pub enum IngestError {
     /// "accepted" about a message that could never be delivered.
     #[error("destination `{destination}` cannot take the message: {reason}")]
     Unmappable { destination: String, reason: String },
+    /// The sender's own idempotency key already names another message
+    /// with a different body ([`Journal::ingest_keyed`]).
+    #[error("the key `{key}` was already used for message {earlier} with a different body")]
+    KeyReused { key: String, earlier: i64 },
     #[error(transparent)]
     Journal(#[from] JournalError),
 }
@@ -99,6 +103,20 @@ impl Journal {
         self.ingest_then(message, destinations, |_, _| Ok(())).await
     }
 
+    /// Like [`Journal::ingest`] for a duplicate key the sender chose as a
+    /// promise (an HTTP `Idempotency-Key`): the same key with a different
+    /// body is a client's mistake to be told about, not an analyzer's
+    /// restarted counter, so it is refused with
+    /// [`IngestError::KeyReused`] and nothing is stored.
+    pub async fn ingest_keyed(
+        &self,
+        message: Envelope,
+        destinations: Vec<Destination>,
+    ) -> Result<Receipt, IngestError> {
+        self.ingest_as(message, destinations, KeyReuse::Refuse, |_, _| Ok(()))
+            .await
+    }
+
     /// Like [`Journal::ingest`], with `then` run in the same transaction
     /// once a new (not duplicate) message is stored: what a source keeps
     /// beside the message commits with it or not at all.
@@ -106,6 +124,20 @@ impl Journal {
         &self,
         message: Envelope,
         destinations: Vec<Destination>,
+        then: F,
+    ) -> Result<Receipt, IngestError>
+    where
+        F: FnOnce(&Connection, &Receipt) -> Result<(), IngestError> + Send + 'static,
+    {
+        self.ingest_as(message, destinations, KeyReuse::Store, then)
+            .await
+    }
+
+    async fn ingest_as<F>(
+        &self,
+        message: Envelope,
+        destinations: Vec<Destination>,
+        reuse: KeyReuse,
         then: F,
     ) -> Result<Receipt, IngestError>
     where
@@ -127,7 +159,7 @@ impl Journal {
                     cx.now
                         .saturating_sub(i64::try_from(w.as_millis()).unwrap_or(i64::MAX))
                 });
-                let receipt = insert(conn, cx, &message, &hash, since, &destinations)?;
+                let receipt = insert(conn, cx, &message, &hash, since, &destinations, reuse)?;
                 if !receipt.duplicate {
                     then(conn, &receipt)?;
                 }
@@ -152,6 +184,15 @@ impl Journal {
     }
 }
 
+/// What a duplicate key seen before with other content means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KeyReuse {
+    /// A reused control id: the message is stored anew.
+    Store,
+    /// A broken promise of the sender's: refused.
+    Refuse,
+}
+
 pub(super) fn insert(
     conn: &Connection,
     cx: &BatchContext,
@@ -159,6 +200,7 @@ pub(super) fn insert(
     hash: &[u8],
     since: i64,
     destinations: &[Destination],
+    reuse: KeyReuse,
 ) -> Result<Receipt, IngestError> {
     let mut reused_by: Option<i64> = None;
     if let Some(key) = &m.dedup_key {
@@ -190,6 +232,12 @@ pub(super) fn insert(
             });
         }
         reused_by = earlier.first().map(|(id, _, _)| *id);
+        if let (Some(earlier), KeyReuse::Refuse) = (reused_by, reuse) {
+            return Err(IngestError::KeyReused {
+                key: key.clone(),
+                earlier,
+            });
+        }
     }
     match cx.refusal {
         Some(Refusal::OverCap { used, cap }) => return Err(IngestError::JournalFull { used, cap }),

@@ -96,7 +96,15 @@ impl Journal {
                     .map_err(journal_error)?;
                 message.payload = merged.clone().into_bytes();
                 let hash = Sha256::digest(&message.payload).to_vec();
-                let receipt = ingest::insert(conn, cx, &message, &hash, i64::MIN, &destinations)?;
+                let receipt = ingest::insert(
+                    conn,
+                    cx,
+                    &message,
+                    &hash,
+                    i64::MIN,
+                    &destinations,
+                    ingest::KeyReuse::Store,
+                )?;
                 conn.prepare_cached(
                     "INSERT INTO mpps_step (source, sop_instance, status, attributes, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5)

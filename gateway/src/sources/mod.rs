@@ -52,6 +52,19 @@ impl SourceContext {
         stored
     }
 
+    /// Like [`SourceContext::ingest`] for a duplicate key the sender
+    /// chose ([`crate::journal::Journal::ingest_keyed`]): the same key with
+    /// another body is refused.
+    pub async fn ingest_keyed(&self, message: Envelope) -> Result<Receipt, IngestError> {
+        self.counters.received.inc();
+        let stored = match self.route(message) {
+            Ok((m, d)) => self.journal.ingest_keyed(m, d).await,
+            Err(e) => Err(e),
+        };
+        self.count(&stored);
+        stored
+    }
+
     /// Like [`SourceContext::ingest`] for a stored DICOM object: its study's
     /// state (for the ImagingStudy announced once it is idle) commits in
     /// the same transaction.

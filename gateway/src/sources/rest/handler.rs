@@ -233,10 +233,18 @@ async fn accept(shared: &Shared, request: Request) -> Result<Response, Refusal> 
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 256)
         .map(str::to_string);
+    // The header is the client's promise (422 on another body under it);
+    // a Bundle's identifier is the content's, kept as the journal's rule.
+    let promised = key.is_some();
     let envelopes = envelopes(&shared.endpoint, path, &content_type, bytes, key)?;
     let mut receipts = Vec::with_capacity(envelopes.len());
     for e in envelopes {
-        receipts.push(shared.cx.ingest(e).await.map_err(journal_refusal)?);
+        let stored = if promised {
+            shared.cx.ingest_keyed(e).await
+        } else {
+            shared.cx.ingest(e).await
+        };
+        receipts.push(stored.map_err(journal_refusal)?);
     }
     Ok(accepted(&receipts))
 }
@@ -360,9 +368,9 @@ fn envelopes(
 
 fn journal_refusal(e: IngestError) -> Refusal {
     match e {
-        IngestError::NoRoute { .. } | IngestError::Unmappable { .. } => {
-            refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-        }
+        IngestError::NoRoute { .. }
+        | IngestError::Unmappable { .. }
+        | IngestError::KeyReused { .. } => refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         e => Refusal {
             status: StatusCode::SERVICE_UNAVAILABLE,
             message: format!("not stored: {e}; keep the message and try again"),

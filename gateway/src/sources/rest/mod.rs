@@ -40,8 +40,12 @@
 //! repeat with the same body answers the same ids and stores nothing
 //! (`Idempotent-Replayed: true`). A split Bundle's entries carry the key
 //! with `#<index>`, so a request cut short after some entries committed
-//! stores only the rest when it is repeated. The journal's rule applies: a
-//! different body under a key already seen is a correction, stored anew.
+//! stores only the rest when it is repeated. A different body under an
+//! `Idempotency-Key` already seen is the client's mistake: 422, nothing
+//! stored (as the HTTP Idempotency-Key draft asks). A Bundle's identifier
+//! follows the journal's rule instead: a different body under it (a
+//! Bundle sent again with a fresh `timestamp`, a corrected document) is
+//! stored anew.
 //!
 //! # Connections
 //!

@@ -254,6 +254,48 @@ async fn a_repeat_with_the_same_idempotency_key_answers_the_same_id_and_stores_o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_body_under_a_known_idempotency_key_is_422_and_stores_nothing() {
+    let h = harness(FHIR_PATH).await;
+    let post = |body: String| {
+        h.http
+            .post(h.url("/fhir"))
+            .header("content-type", "application/fhir+json")
+            .header("idempotency-key", "order-78")
+            .body(body)
+            .send()
+    };
+    assert_eq!(post(OBSERVATION.into()).await.unwrap().status(), 201);
+    let refused = post(OBSERVATION.replace("Hb", "Hgb")).await.unwrap();
+    assert_eq!(refused.status(), 422);
+    let text = refused.text().await.unwrap();
+    assert!(
+        text.contains("order-78") && text.contains("different body"),
+        "{text}"
+    );
+    assert_eq!(h.journal.message_ids().await.unwrap().len(), 1);
+    // Without the header the journal's rule holds: a different body under
+    // the same Bundle identifier is stored anew.
+    let bundle = |value: &str| {
+        format!(
+            r#"{{"resourceType":"Bundle","type":"collection","identifier":{{"system":"urn:lab","value":"b-1"}},"entry":[{{"resource":{{"resourceType":"Patient","id":"{value}"}}}}]}}"#
+        )
+    };
+    assert_eq!(
+        h.post("/fhir", "application/fhir+json", &bundle("p1"))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        h.post("/fhir", "application/fhir+json", &bundle("p2"))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(h.journal.message_ids().await.unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_transaction_becomes_one_message_per_entry_keyed_by_the_bundle_identifier() {
     let h = harness("[[endpoint.paths]]\npath = \"/fhir\"\nbundles = \"split\"\n").await;
     let bundle = r#"{"resourceType":"Bundle","type":"transaction",
