@@ -39,16 +39,14 @@ pub fn to_bundle(message: &StoredMessage, cx: &TransformContext) -> Result<Value
 
 /// A DICOM coding scheme designator as a FHIR code system.
 fn code_system(scheme: Option<&str>, source: &str) -> String {
-    match scheme.unwrap_or_default() {
-        "DCM" => study::DCM_SYSTEM.to_string(),
-        "SCT" | "SRT" => crate::r4::SNOMED.to_string(),
-        "LN" => crate::r4::LOINC.to_string(),
-        other => format!(
+    let scheme = scheme.unwrap_or_default();
+    crate::coding_systems::uri(scheme).unwrap_or_else(|| {
+        format!(
             "{}:{}",
             local_system(source, "procedure-code"),
-            crate::r4::urn_part(other)
-        ),
-    }
+            crate::r4::urn_part(scheme)
+        )
+    })
 }
 
 fn procedure(message: &StoredMessage, cx: &TransformContext) -> Result<Value, TransformError> {

@@ -33,6 +33,7 @@
 //! messages journalled before hints were recorded.
 
 pub mod astm;
+pub mod coding_systems;
 pub mod dicom;
 pub mod hl7v2;
 pub mod inbound;

@@ -351,10 +351,10 @@ const DICOM_ONTOLOGY: &str = "http://dicom.nema.org/resources/ontology/DCM";
 
 /// A coding system as a DICOM coding scheme designator (PS3.16 8).
 pub(crate) fn scheme_designator(system: &str) -> String {
+    if let Some(name) = crate::coding_systems::name_of(system) {
+        return name.into();
+    }
     match system {
-        "http://loinc.org" | "LN" => "LN".into(),
-        "http://snomed.info/sct" | "SCT" => "SCT".into(),
-        DICOM_ONTOLOGY => "DCM".into(),
         "" => "L".into(),
         // A local system (`urn:…`, a v2 coding system name): designators
         // are 16 characters at most.

@@ -28,21 +28,11 @@ pub(super) fn comp(v: &Value<'_>, c: usize) -> String {
     v.component(c).map(|v| first_sub(&v)).unwrap_or_default()
 }
 
-/// A coding system named in a v2 message (CWE-3) as a FHIR system URI.
+/// A coding system named in a v2 message (CWE-3) as a FHIR system URI:
+/// the standard one it names ([`crate::coding_systems`]), else the
+/// source's local system.
 pub(super) fn system(name: &str, source: &str) -> String {
-    match name.trim() {
-        "LN" | "LOINC" => LOINC.into(),
-        "SCT" | "SNM" | "SNOMED" => SNOMED.into(),
-        "UCUM" => UCUM.into(),
-        "I10" | "ICD10" => "http://hl7.org/fhir/sid/icd-10".into(),
-        n if n.len() == 7 && n.starts_with("HL7") && n[3..].bytes().all(|b| b.is_ascii_digit()) => {
-            format!("http://terminology.hl7.org/CodeSystem/v2-{}", &n[3..])
-        }
-        n if n.len() == 8 && n.starts_with("HL7") && n[3..].bytes().all(|b| b.is_ascii_digit()) => {
-            format!("http://terminology.hl7.org/CodeSystem/v2-{}", &n[4..])
-        }
-        _ => local_system(source, "code"),
-    }
+    crate::coding_systems::uri(name).unwrap_or_else(|| local_system(source, "code"))
 }
 
 /// A CWE/CE/CNE value: both triplets become codings.

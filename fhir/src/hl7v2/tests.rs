@@ -578,3 +578,29 @@ fn every_repetition_of_a_coded_or_numeric_value_is_kept_in_order_as_a_component(
         Some("ECOLI")
     );
 }
+
+#[test]
+fn coding_systems_are_named_in_any_case_and_only_unclaimed_names_stay_local() {
+    let b = oru("PID|||77^^^H\nOBR|1|P1|F1|CBC^CBC^ln\nOBX|1|NM|2345-7^Glucose^Loinc^GLU^Glucose^99LAB||5.1|mmol/L|||||F\nOBX|2|CWE|I^Interp^L||E11.9^Diabetes^I10C||||||F\nOBX|3|CWE|S^Sex^L||F^Female^hl70001||||||F");
+    let obs = observations(&b);
+    let glucose = &obs[0].code.coding;
+    assert_eq!(glucose[0].system.as_deref(), Some(LOINC));
+    assert_eq!(
+        glucose[1].system.as_deref(),
+        Some(local_system("lab", "code").as_str()),
+        "a name no standard system claims is the sender's own"
+    );
+    let value = |o: &Observation| {
+        o.value_codeable_concept.as_ref().unwrap().coding[0]
+            .system
+            .clone()
+    };
+    assert_eq!(
+        value(obs[1]).as_deref(),
+        Some("http://hl7.org/fhir/sid/icd-10-cm")
+    );
+    assert_eq!(
+        value(obs[2]).as_deref(),
+        Some("http://terminology.hl7.org/CodeSystem/v2-0001")
+    );
+}
