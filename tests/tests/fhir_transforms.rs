@@ -100,6 +100,12 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
         "hl7v2-fhir",
     ),
     (
+        "tests/data/fhir/adt/adt_a04_kisim_full_pid.hl7",
+        "adt-kisim",
+        "ADT^A04",
+        "hl7v2-fhir",
+    ),
+    (
         "tests/data/fhir/adt/adt_a04_medico.hl7",
         "adt-medico",
         "ADT^A04",

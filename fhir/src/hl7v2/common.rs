@@ -154,6 +154,7 @@ pub(super) fn patient(
                         state: Some(comp(&r, 4)).filter(|s| !s.is_empty()),
                         postal_code: Some(comp(&r, 5)).filter(|s| !s.is_empty()),
                         country: Some(comp(&r, 6)).filter(|s| !s.is_empty()),
+                        ..Default::default()
                     };
                     (a != Address::default()).then_some(a)
                 })
@@ -183,6 +184,8 @@ pub(super) fn patient(
         address,
         ..Default::default()
     };
+    let mut p = p;
+    super::pid::details(pid, source, tz, &mut p);
     Some((p, key))
 }
 

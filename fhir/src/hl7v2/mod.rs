@@ -9,7 +9,8 @@
 //! | SIU^S12–S15 | [`scheduling`] | Appointment with participants |
 //! | DFT^P03 | [`financial`] | ChargeItem |
 //!
-//! Every map shares [`common`]: PID → Patient, CWE → CodeableConcept, EI/CX →
+//! Every map shares [`common`]: PID → Patient (the fields past name,
+//! address and telecom in [`pid`], with what is deliberately not mapped), CWE → CodeableConcept, EI/CX →
 //! Identifier, NTE → note, and the Provenance that closes every Bundle.
 //! Blank fields create nothing. Times without an offset get the site's.
 
@@ -18,6 +19,7 @@ pub(crate) mod common;
 mod financial;
 mod orders;
 mod pharmacy;
+mod pid;
 mod results;
 mod scheduling;
 pub mod worklist;

@@ -604,3 +604,79 @@ fn coding_systems_are_named_in_any_case_and_only_unclaimed_names_stay_local() {
         Some("http://terminology.hl7.org/CodeSystem/v2-0001")
     );
 }
+
+#[test]
+fn pid_fields_past_the_name_become_the_patients_extensions_status_language_and_births() {
+    let text = "MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A04|77|P|2.5.1\rEVN|A04|20260405100000\rPID|||P-1^^^H||Meyer^Anna|Huber|19840312073000|F|||||||DE^German^ISO639|D|CAT^Catholic||||||Bern|Y|2|||||Y\rPV1||O\r";
+    let mut m = stored("his", text.as_bytes());
+    m.envelope.message_type = "ADT^A04".into();
+    let b = to_bundle(&m, &TransformContext::default()).unwrap();
+    let Resource::Patient(p) = &resources(&b, "Patient")[0] else {
+        panic!()
+    };
+    let v = serde_json::to_value(p).unwrap();
+    assert_eq!(v["birthDate"], "1984-03-12");
+    assert_eq!(
+        v["_birthDate"]["extension"][0]["url"],
+        "http://hl7.org/fhir/StructureDefinition/patient-birthTime"
+    );
+    assert!(v["_birthDate"]["extension"][0]["valueDateTime"]
+        .as_str()
+        .unwrap()
+        .starts_with("1984-03-12T07:30:00"));
+    assert_eq!(
+        v["communication"][0]["language"]["coding"][0]["system"],
+        "urn:ietf:bcp:47"
+    );
+    assert_eq!(v["communication"][0]["language"]["coding"][0]["code"], "de");
+    assert_eq!(v["communication"][0]["preferred"], true);
+    let marital = &v["maritalStatus"]["coding"];
+    assert_eq!(
+        marital[0]["system"],
+        "http://terminology.hl7.org/CodeSystem/v2-0002"
+    );
+    assert_eq!(marital[0]["code"], "D");
+    assert_eq!(
+        marital[1]["system"],
+        "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus"
+    );
+    assert_eq!(marital[1]["code"], "D");
+    let ext = |name: &str| {
+        v["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["url"] == format!("http://hl7.org/fhir/StructureDefinition/{name}"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {v}"))
+    };
+    assert_eq!(
+        ext("patient-religion")["valueCodeableConcept"]["coding"][0]["system"],
+        "http://terminology.hl7.org/CodeSystem/v2-0006"
+    );
+    assert_eq!(ext("patient-birthPlace")["valueAddress"]["text"], "Bern");
+    assert_eq!(ext("patient-mothersMaidenName")["valueString"], "Huber");
+    assert_eq!(v["multipleBirthInteger"], 2);
+    assert!(v.get("multipleBirthBoolean").is_none(), "one choice only");
+    assert_eq!(v["deceasedBoolean"], true);
+}
+
+#[test]
+fn a_death_date_wins_over_the_death_indicator_and_no_as_multiple_birth_is_false() {
+    let text = "MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A08|78|P|2.5.1\rEVN|A08|20260405100000\rPID|||P-2^^^H||Roth^Ben||19500101|M||||||||M||||||||N|||||20260401|Y\rPV1||I\r";
+    let mut m = stored("his", text.as_bytes());
+    m.envelope.message_type = "ADT^A08".into();
+    let b = to_bundle(&m, &TransformContext::default()).unwrap();
+    let Resource::Patient(p) = &resources(&b, "Patient")[0] else {
+        panic!()
+    };
+    let v = serde_json::to_value(p).unwrap();
+    assert!(v["deceasedDateTime"].is_string(), "{v}");
+    assert!(v.get("deceasedBoolean").is_none(), "one choice only: {v}");
+    assert_eq!(v["multipleBirthBoolean"], false);
+    assert!(
+        v.get("_birthDate").is_none(),
+        "no time of day, no birthTime"
+    );
+    assert_eq!(v["maritalStatus"]["coding"][1]["code"], "M");
+}

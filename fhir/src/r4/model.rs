@@ -80,6 +80,7 @@ fhir_struct!(HumanName {
     suffix: Vec<String>,
 });
 fhir_struct!(Address {
+    text: Option<String>,
     line: Vec<String>,
     city: Option<String>,
     state: Option<String>,
@@ -96,17 +97,41 @@ fhir_struct!(Annotation { text: String, time: Option<String> });
 fhir_struct!(ReferenceRange { low: Option<Quantity>, high: Option<Quantity>, text: Option<String> });
 fhir_struct!(Meta { source: Option<String> });
 
+// An extension of the core's (`patient-religion`, ...): its URL and the
+// one value it carries.
+fhir_struct!(Extension {
+    url: String,
+    value_string: Option<String>,
+    value_date_time: Option<String>,
+    value_codeable_concept: Option<CodeableConcept>,
+    value_address: Option<Address>,
+});
+// The extensions of a primitive element (`_birthDate`).
+fhir_struct!(PrimitiveExtensions { extension: Vec<Extension> });
+
 fhir_struct!(Patient {
     id: Option<String>,
+    extension: Vec<Extension>,
     identifier: Vec<Identifier>,
     active: Option<bool>,
     name: Vec<HumanName>,
     telecom: Vec<ContactPoint>,
     gender: Option<String>,
     birth_date: Option<String>,
+    #[serde(rename = "_birthDate")]
+    birth_date_extensions: Option<PrimitiveExtensions>,
+    deceased_boolean: Option<bool>,
     deceased_date_time: Option<String>,
     address: Vec<Address>,
+    marital_status: Option<CodeableConcept>,
+    multiple_birth_boolean: Option<bool>,
+    multiple_birth_integer: Option<u32>,
+    communication: Vec<PatientCommunication>,
     link: Vec<PatientLink>,
+});
+fhir_struct!(PatientCommunication {
+    language: CodeableConcept,
+    preferred: Option<bool>,
 });
 fhir_struct!(PatientLink {
     other: Reference,
