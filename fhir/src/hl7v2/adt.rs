@@ -66,6 +66,11 @@ pub(super) fn to_bundle(
                     subject = Some((p, key));
                 }
             }
+            "NK1" => {
+                if let Some((p, _)) = subject.as_mut() {
+                    p.contact.extend(super::pid::contact(seg, source, tz));
+                }
+            }
             "MRG" => {
                 let Some((surviving, surviving_key)) = subject.as_mut() else {
                     continue;

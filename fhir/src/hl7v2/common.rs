@@ -142,24 +142,7 @@ pub(super) fn patient(
         .unwrap_or_default();
     let address = pid
         .field(11)
-        .map(|f| {
-            f.repetitions()
-                .filter_map(|r| {
-                    let a = Address {
-                        line: [comp(&r, 1), comp(&r, 2)]
-                            .into_iter()
-                            .filter(|s| !s.is_empty())
-                            .collect(),
-                        city: Some(comp(&r, 3)).filter(|s| !s.is_empty()),
-                        state: Some(comp(&r, 4)).filter(|s| !s.is_empty()),
-                        postal_code: Some(comp(&r, 5)).filter(|s| !s.is_empty()),
-                        country: Some(comp(&r, 6)).filter(|s| !s.is_empty()),
-                        ..Default::default()
-                    };
-                    (a != Address::default()).then_some(a)
-                })
-                .collect()
-        })
+        .map(|f| f.repetitions().filter_map(|r| xad(&r)).collect())
         .unwrap_or_default();
     let telecom = [(13, Some("home")), (14, Some("work"))]
         .into_iter()
@@ -187,6 +170,23 @@ pub(super) fn patient(
     let mut p = p;
     super::pid::details(pid, source, tz, &mut p);
     Some((p, key))
+}
+
+/// An XAD (street^other^city^state^zip^country) as an Address; `None`
+/// when blank.
+pub(super) fn xad(r: &Value<'_>) -> Option<Address> {
+    let a = Address {
+        line: [comp(r, 1), comp(r, 2)]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect(),
+        city: some(comp(r, 3)),
+        state: some(comp(r, 4)),
+        postal_code: some(comp(r, 5)),
+        country: some(comp(r, 6)),
+        ..Default::default()
+    };
+    (a != Address::default()).then_some(a)
 }
 
 /// An XTN (PID-13 home, PID-14 business) as a ContactPoint: XTN-2 (table

@@ -12,6 +12,13 @@
 //! | 24 multiple birth indicator, 25 birth order | `multipleBirthBoolean`, or `multipleBirthInteger` when the order is given |
 //! | 30 death indicator | `deceasedBoolean` when PID-29 gives no date |
 //!
+//! An NK1 after the PID is one of the Patient's `contact`s ([`contact`]):
+//! NK1-2 name, NK1-3 relationship (table 0063) and NK1-7 contact role
+//! (table 0131) as `relationship`, NK1-4 address, NK1-5/6 home and work
+//! telecom, NK1-8/9 period, NK1-13 organization, NK1-15 gender. The IG's
+//! other choice, a RelatedPerson, would need an identity of its own that
+//! NK1 seldom carries.
+//!
 //! Deliberately not mapped: PID-10 race and PID-22 ethnic group (the IG
 //! maps them to US Core's realm extensions, which would be wrong outside
 //! the US realm), PID-26 citizenship, PID-27 veteran status and PID-28
@@ -26,6 +33,8 @@ use jiff::tz::TimeZone;
 const EXT: &str = "http://hl7.org/fhir/StructureDefinition/";
 const V2_0002: &str = "http://terminology.hl7.org/CodeSystem/v2-0002";
 const V2_0006: &str = "http://terminology.hl7.org/CodeSystem/v2-0006";
+const V2_0063: &str = "http://terminology.hl7.org/CodeSystem/v2-0063";
+const V2_0131: &str = "http://terminology.hl7.org/CodeSystem/v2-0131";
 const V3_MARITAL: &str = "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus";
 const V3_NULL: &str = "http://terminology.hl7.org/CodeSystem/v3-NullFlavor";
 const BCP47: &str = "urn:ietf:bcp:47";
@@ -84,6 +93,47 @@ pub(super) fn details(pid: &Segment<'_>, source: &str, tz: &TimeZone, p: &mut Pa
     if p.deceased_date_time.is_none() {
         p.deceased_boolean = yes_no(&get(pid, 30, 1));
     }
+}
+
+/// An NK1 as a contact of the Patient; `None` when it names nobody and
+/// nothing to reach.
+pub(super) fn contact(nk1: &Segment<'_>, source: &str, tz: &TimeZone) -> Option<PatientContact> {
+    let relationship = [(3, V2_0063), (7, V2_0131)]
+        .into_iter()
+        .filter_map(|(f, table)| first(nk1, f).and_then(|v| in_table(&v, source, table)))
+        .collect();
+    let telecom = [(5, Some("home")), (6, Some("work"))]
+        .into_iter()
+        .flat_map(|(f, default_use)| {
+            nk1.field(f)
+                .map(|f| {
+                    f.repetitions()
+                        .filter_map(|r| super::common::xtn(&r, default_use))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let start = date_time(&get(nk1, 8, 1), tz);
+    let end = date_time(&get(nk1, 9, 1), tz);
+    let c = PatientContact {
+        relationship,
+        name: nk1
+            .field(2)
+            .and_then(|f| f.repetitions().find_map(|r| super::common::human_name(&r))),
+        telecom,
+        address: nk1
+            .field(4)
+            .and_then(|f| f.repetitions().find_map(|r| super::common::xad(&r))),
+        gender: gender(&get(nk1, 15, 1)),
+        organization: some(get(nk1, 13, 1)).map(|o| display_reference(&o)),
+        period: (start.is_some() || end.is_some()).then_some(Period { start, end }),
+    };
+    let reachable = c.name.is_some()
+        || !c.telecom.is_empty()
+        || c.address.is_some()
+        || c.organization.is_some();
+    reachable.then_some(c)
 }
 
 fn first<'a>(pid: &Segment<'a>, f: usize) -> Option<Value<'a>> {

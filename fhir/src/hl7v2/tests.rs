@@ -680,3 +680,42 @@ fn a_death_date_wins_over_the_death_indicator_and_no_as_multiple_birth_is_false(
     );
     assert_eq!(v["maritalStatus"]["coding"][1]["code"], "M");
 }
+
+#[test]
+fn next_of_kin_become_the_patients_contacts_and_an_empty_nk1_none() {
+    let text = "MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A01|79|P|2.5.1\rEVN|A01|20260405100000\rPID|||P-3^^^H||Graf^Eva||19700101|F\rNK1|1|Graf^Paul|SPO^Spouse|Seeweg 4^^Zug^ZG^6300^CH|041 710 22 33||N^Next-of-Kin|20200101|||||||M\rNK1|2\rNK1|3||||||C||||||Spitex Zug\rPV1||I|W1^1^A\r";
+    let mut m = stored("his", text.as_bytes());
+    m.envelope.message_type = "ADT^A01".into();
+    let b = to_bundle(&m, &TransformContext::default()).unwrap();
+    let Resource::Patient(p) = &resources(&b, "Patient")[0] else {
+        panic!()
+    };
+    assert_eq!(
+        p.contact.len(),
+        2,
+        "the empty NK1 names nobody: {:?}",
+        p.contact
+    );
+    let spouse = serde_json::to_value(&p.contact[0]).unwrap();
+    assert_eq!(spouse["name"]["family"], "Graf");
+    assert_eq!(
+        spouse["relationship"][0]["coding"][0]["system"],
+        "http://terminology.hl7.org/CodeSystem/v2-0063"
+    );
+    assert_eq!(spouse["relationship"][0]["coding"][0]["code"], "SPO");
+    assert_eq!(
+        spouse["relationship"][1]["coding"][0]["system"],
+        "http://terminology.hl7.org/CodeSystem/v2-0131"
+    );
+    assert_eq!(spouse["relationship"][1]["coding"][0]["code"], "N");
+    assert_eq!(spouse["address"]["city"], "Zug");
+    assert_eq!(spouse["telecom"][0]["use"], "home");
+    assert_eq!(spouse["gender"], "male");
+    assert!(spouse["period"]["start"]
+        .as_str()
+        .unwrap()
+        .starts_with("2020-01-01"));
+    let service = serde_json::to_value(&p.contact[1]).unwrap();
+    assert_eq!(service["organization"]["display"], "Spitex Zug");
+    assert_eq!(service["relationship"][0]["coding"][0]["code"], "C");
+}

@@ -126,8 +126,18 @@ fhir_struct!(Patient {
     marital_status: Option<CodeableConcept>,
     multiple_birth_boolean: Option<bool>,
     multiple_birth_integer: Option<u32>,
+    contact: Vec<PatientContact>,
     communication: Vec<PatientCommunication>,
     link: Vec<PatientLink>,
+});
+fhir_struct!(PatientContact {
+    relationship: Vec<CodeableConcept>,
+    name: Option<HumanName>,
+    telecom: Vec<ContactPoint>,
+    address: Option<Address>,
+    gender: Option<String>,
+    organization: Option<Reference>,
+    period: Option<Period>,
 });
 fhir_struct!(PatientCommunication {
     language: CodeableConcept,
