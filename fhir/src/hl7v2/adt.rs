@@ -54,6 +54,7 @@ pub(super) fn to_bundle(
     let mut b = BundleBuilder::new();
     let mut subject: Option<(Patient, Identifier)> = None;
     let mut subject_ref: Option<Reference> = None;
+    let mut subject_key: Option<Identifier> = None;
     let mut pv2: Option<Segment<'_>> = None;
     let segments: Vec<Segment<'_>> = parsed.segments().collect();
     for (i, seg) in segments.iter().enumerate() {
@@ -61,9 +62,20 @@ pub(super) fn to_bundle(
             "PID" => {
                 flush_patient(&mut b, &mut subject);
                 subject_ref = None;
+                subject_key = None;
                 if let Some((p, key)) = patient(seg, source, tz) {
                     subject_ref = Some(reference(&patient_url(&key)));
+                    subject_key = Some(key.clone());
                     subject = Some((p, key));
+                }
+            }
+            "AL1" => {
+                let (Some(patient), Some(key)) = (subject_ref.clone(), subject_key.clone()) else {
+                    continue;
+                };
+                if let Some((a, akey)) = super::allergy::allergy(seg, &patient, &key, source, tz) {
+                    flush_patient(&mut b, &mut subject);
+                    b.put(Resource::AllergyIntolerance(a), &akey);
                 }
             }
             "NK1" => {

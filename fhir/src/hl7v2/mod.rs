@@ -4,7 +4,7 @@
 //! | message | module | resources |
 //! | --- | --- | --- |
 //! | ORU^R01, OUL^R22 | [`results`] | Patient, Encounter, Specimen, ServiceRequest, DiagnosticReport, Observation |
-//! | ADT^A01/A02/A03/A04/A05/A08/A11/A13/A31/A40 | [`adt`] | Patient, Encounter (status and period per event), Patient.link for merges |
+//! | ADT^A01/A02/A03/A04/A05/A08/A11/A13/A31/A40 | [`adt`] | Patient, Encounter (status and period per event), Patient.link for merges, AllergyIntolerance per AL1 ([`allergy`]) |
 //! | ORM^O01, OML^O21, RDE^O11 | [`orders`] | ServiceRequest (status by ORC-1/ORC-5), Specimen, MedicationRequest ([`pharmacy`]) |
 //! | SIU^S12–S15 | [`scheduling`] | Appointment with participants |
 //! | DFT^P03 | [`financial`] | ChargeItem |
@@ -15,6 +15,7 @@
 //! Blank fields create nothing. Times without an offset get the site's.
 
 mod adt;
+mod allergy;
 pub(crate) mod common;
 mod financial;
 mod orders;

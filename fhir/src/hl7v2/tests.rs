@@ -719,3 +719,50 @@ fn next_of_kin_become_the_patients_contacts_and_an_empty_nk1_none() {
     assert_eq!(service["organization"]["display"], "Spitex Zug");
     assert_eq!(service["relationship"][0]["coding"][0]["code"], "C");
 }
+
+#[test]
+fn each_al1_with_an_allergen_is_an_allergy_of_the_patient_keyed_to_stay_one_resource() {
+    let text = "MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A08|80|P|2.5.1\rEVN|A08|20260405100000\rPID|||P-4^^^H||Frei^Ida||19600101|F\rPV1||I\rAL1|1|DA|7980^Penicillin G^RXNORM|SV|^Hives~^Wheezing|20150310\rAL1|2|FA|^Peanuts|MI\rAL1|3|MA\r";
+    let mut m = stored("his", text.as_bytes());
+    m.envelope.message_type = "ADT^A08".into();
+    let b = to_bundle(&m, &TransformContext::default()).unwrap();
+    let allergies = resources(&b, "AllergyIntolerance");
+    assert_eq!(
+        allergies.len(),
+        2,
+        "an AL1 without an allergen makes nothing"
+    );
+    let v = serde_json::to_value(allergies[0]).unwrap();
+    assert_eq!(v["category"][0], "medication");
+    assert_eq!(v["criticality"], "high");
+    assert_eq!(
+        v["code"]["coding"][0]["system"],
+        "http://www.nlm.nih.gov/research/umls/rxnorm"
+    );
+    assert_eq!(v["reaction"][0]["manifestation"][1]["text"], "Wheezing");
+    assert_eq!(v["reaction"][0]["severity"], "severe");
+    assert_eq!(v["clinicalStatus"]["coding"][0]["code"], "active");
+    assert!(v["patient"]["reference"]
+        .as_str()
+        .unwrap()
+        .starts_with("urn:uuid:"));
+    let food = serde_json::to_value(allergies[1]).unwrap();
+    assert_eq!(food["category"][0], "food");
+    assert_eq!(food["criticality"], "low");
+    assert!(
+        food.get("reaction").is_none(),
+        "no reaction named, none made"
+    );
+    // The same allergy in a later message is the same resource.
+    let later = text.replace("|80|", "|81|").replace("Wheezing", "Rash");
+    let mut m2 = stored("his", later.as_bytes());
+    m2.envelope.message_type = "ADT^A08".into();
+    let again = to_bundle(&m2, &TransformContext::default()).unwrap();
+    let url = |b: &Bundle| {
+        b.entry
+            .iter()
+            .find(|e| e.resource.type_name() == "AllergyIntolerance")
+            .map(|e| (e.full_url.clone(), e.request.url.clone()))
+    };
+    assert_eq!(url(&b), url(&again));
+}

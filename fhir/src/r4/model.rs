@@ -349,6 +349,22 @@ fhir_struct!(ObservationComponent {
     value_date_time: Option<String>,
 });
 
+fhir_struct!(AllergyIntolerance {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    clinical_status: Option<CodeableConcept>,
+    category: Vec<String>,
+    criticality: Option<String>,
+    code: Option<CodeableConcept>,
+    patient: Reference,
+    onset_date_time: Option<String>,
+    reaction: Vec<AllergyReaction>,
+});
+fhir_struct!(AllergyReaction {
+    manifestation: Vec<CodeableConcept>,
+    severity: Option<String>,
+});
+
 fhir_struct!(Provenance {
     id: Option<String>,
     target: Vec<Reference>,
@@ -383,6 +399,7 @@ pub enum Resource {
     MedicationRequest(MedicationRequest),
     Appointment(Appointment),
     ChargeItem(ChargeItem),
+    AllergyIntolerance(AllergyIntolerance),
     Provenance(Provenance),
 }
 
@@ -399,6 +416,7 @@ impl Resource {
             Resource::MedicationRequest(_) => "MedicationRequest",
             Resource::Appointment(_) => "Appointment",
             Resource::ChargeItem(_) => "ChargeItem",
+            Resource::AllergyIntolerance(_) => "AllergyIntolerance",
             Resource::Provenance(_) => "Provenance",
         }
     }
