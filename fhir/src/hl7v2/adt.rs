@@ -55,6 +55,8 @@ pub(super) fn to_bundle(
     let mut subject: Option<(Patient, Identifier)> = None;
     let mut subject_ref: Option<Reference> = None;
     let mut subject_key: Option<Identifier> = None;
+    // The visit the DG1 that follow a PV1 belong to.
+    let mut visit: Option<(Reference, Identifier)> = None;
     let mut pv2: Option<Segment<'_>> = None;
     let segments: Vec<Segment<'_>> = parsed.segments().collect();
     for (i, seg) in segments.iter().enumerate() {
@@ -63,6 +65,7 @@ pub(super) fn to_bundle(
                 flush_patient(&mut b, &mut subject);
                 subject_ref = None;
                 subject_key = None;
+                visit = None;
                 if let Some((p, key)) = patient(seg, source, tz) {
                     subject_ref = Some(reference(&patient_url(&key)));
                     subject_key = Some(key.clone());
@@ -76,6 +79,22 @@ pub(super) fn to_bundle(
                 if let Some((a, akey)) = super::allergy::allergy(seg, &patient, &key, source, tz) {
                     flush_patient(&mut b, &mut subject);
                     b.put(Resource::AllergyIntolerance(a), &akey);
+                }
+            }
+            "DG1" => {
+                let (Some(patient), Some(patient_key)) =
+                    (subject_ref.as_ref(), subject_key.as_ref())
+                else {
+                    continue;
+                };
+                let cx = super::diagnosis::Context {
+                    patient,
+                    patient_key,
+                    encounter: visit.as_ref(),
+                };
+                if let Some((c, key)) = super::diagnosis::condition(seg, &cx, source, tz) {
+                    flush_patient(&mut b, &mut subject);
+                    b.put(Resource::Condition(c), &key);
                 }
             }
             "NK1" => {
@@ -147,7 +166,8 @@ pub(super) fn to_bundle(
                     tz,
                 ) {
                     flush_patient(&mut b, &mut subject);
-                    b.put(Resource::Encounter(e), &key);
+                    let url = b.put(Resource::Encounter(e), &key);
+                    visit = Some((reference(&url), key));
                 }
             }
             _ => {}

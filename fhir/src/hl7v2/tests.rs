@@ -766,3 +766,46 @@ fn each_al1_with_an_allergen_is_an_allergy_of_the_patient_keyed_to_stay_one_reso
     };
     assert_eq!(url(&b), url(&again));
 }
+
+#[test]
+fn each_dg1_is_a_condition_of_the_patient_in_its_visit() {
+    let text = "MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A03|82|P|2.5.1\rEVN|A03|20260405100000\rPID|||P-5^^^H||Moser^Urs||19550101|M\rPV1||I|W2^3^B||||||||||||||||V-55\rDG1|1||I21.4^Acute subendocardial myocardial infarction^I10||20260401083000|F|||||||||1|^Huber^Anna\rDG1|2||^^^||||||||||||||||||||D\rDG1|3|||Suspected pneumonia||W\r";
+    let mut m = stored("his", text.as_bytes());
+    m.envelope.message_type = "ADT^A03".into();
+    let b = to_bundle(&m, &TransformContext::default()).unwrap();
+    let conditions = resources(&b, "Condition");
+    assert_eq!(
+        conditions.len(),
+        2,
+        "a DG1 without a code or description makes nothing"
+    );
+    let mi = serde_json::to_value(conditions[0]).unwrap();
+    assert_eq!(
+        mi["code"]["coding"][0]["system"],
+        "http://hl7.org/fhir/sid/icd-10"
+    );
+    assert_eq!(mi["code"]["coding"][0]["code"], "I21.4");
+    assert_eq!(mi["verificationStatus"]["coding"][0]["code"], "confirmed");
+    assert_eq!(
+        mi["category"][0]["coding"][0]["code"],
+        "encounter-diagnosis"
+    );
+    assert!(mi["onsetDateTime"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-04-01T08:30:00"));
+    assert_eq!(mi["asserter"]["display"], "Anna Huber");
+    let encounter_url = b
+        .entry
+        .iter()
+        .find(|e| e.resource.type_name() == "Encounter")
+        .map(|e| e.full_url.clone())
+        .unwrap();
+    assert_eq!(mi["encounter"]["reference"], encounter_url);
+    let suspected = serde_json::to_value(conditions[1]).unwrap();
+    assert_eq!(suspected["code"]["text"], "Suspected pneumonia");
+    assert_eq!(
+        suspected["verificationStatus"]["coding"][0]["code"],
+        "provisional"
+    );
+}

@@ -365,6 +365,19 @@ fhir_struct!(AllergyReaction {
     severity: Option<String>,
 });
 
+fhir_struct!(Condition {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    verification_status: Option<CodeableConcept>,
+    category: Vec<CodeableConcept>,
+    code: Option<CodeableConcept>,
+    subject: Reference,
+    encounter: Option<Reference>,
+    onset_date_time: Option<String>,
+    recorded_date: Option<String>,
+    asserter: Option<Reference>,
+});
+
 fhir_struct!(Provenance {
     id: Option<String>,
     target: Vec<Reference>,
@@ -400,6 +413,7 @@ pub enum Resource {
     Appointment(Appointment),
     ChargeItem(ChargeItem),
     AllergyIntolerance(AllergyIntolerance),
+    Condition(Condition),
     Provenance(Provenance),
 }
 
@@ -417,6 +431,7 @@ impl Resource {
             Resource::Appointment(_) => "Appointment",
             Resource::ChargeItem(_) => "ChargeItem",
             Resource::AllergyIntolerance(_) => "AllergyIntolerance",
+            Resource::Condition(_) => "Condition",
             Resource::Provenance(_) => "Provenance",
         }
     }
