@@ -302,3 +302,104 @@ fn a_gateway_whose_listener_cannot_bind_never_marks_its_slot_good_and_the_slot_f
         .collect();
     assert_eq!(ids.len(), 1, "{:?}", rolled_back());
 }
+
+fn post_form(port: u16, path: &str, cookie: &str, body: &str) -> (u16, String) {
+    let (status, head, _) = http_exchange(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: gw\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    (status, head)
+}
+
+fn location(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("location")
+                .then(|| v.trim().to_string())
+        })
+        .expect("a Location")
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("<meta name=\"csrf\" content=\"")
+        .expect("csrf meta")
+        + 27;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+#[test]
+fn a_bundle_on_the_usb_stick_is_offered_on_the_dashboard_and_installed_only_after_an_admin_confirms_it(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let fw = Firmware::new(&d.join("fw"));
+    fw.shipped();
+    let stick = d.join("media-usb");
+    std::fs::create_dir_all(&stick).unwrap();
+    std::fs::copy(fw.bundle("1.1", 1), stick.join("ecko-1.1.bundle")).unwrap();
+    std::fs::write(stick.join("notes.txt"), b"not a bundle").unwrap();
+    let admin = free_port();
+    let cfg = config(
+        d,
+        free_port(),
+        admin,
+        &format!("{}usb_path = \"{}\"\n", fw.section("5m"), stick.display()),
+    );
+    let gw = Gateway::start(&cfg, &d.join("gateway.log"), &[]);
+    user_add(&cfg, "ann", "a long admin secret");
+    let cookie = login(admin, "ann", "a long admin secret");
+    let (_, dashboard) = get(admin, "/", &cookie);
+    assert!(dashboard.contains("id=\"firmware-usb\""), "{dashboard}");
+    assert!(dashboard.contains("ecko-1.1.bundle"));
+    assert!(!dashboard.contains("notes.txt"));
+    let before = fw.status();
+
+    // Offered is not installed; verified is not installed either.
+    let (_, page) = get(admin, "/update", &cookie);
+    assert!(
+        page.contains("class=\"usb-bundle\">ecko-1.1.bundle<"),
+        "{page}"
+    );
+    let csrf = csrf_of(&page);
+    let (status, head) = post_form(
+        admin,
+        "/update/usb",
+        &cookie,
+        &format!("csrf={csrf}&name=..%2Ffw%2Fkey"),
+    );
+    assert_eq!(status, 303);
+    let (_, page) = get(admin, &location(&head), &cookie);
+    assert!(page.contains("no such bundle on the USB stick"), "{page}");
+    let (status, _) = post_form(
+        admin,
+        "/update/usb",
+        &cookie,
+        &format!("csrf={csrf}&name=ecko-1.1.bundle"),
+    );
+    assert_eq!(status, 303);
+    let (_, page) = get(admin, "/update", &cookie);
+    assert!(page.contains("id=\"manifest-version\">1.1<"), "{page}");
+    assert_eq!(fw.status(), before);
+
+    // The admin confirms with the password: installed, the stick untouched.
+    let (status, _) = post_form(
+        admin,
+        "/update/install",
+        &cookie,
+        &format!("csrf={csrf}&password=a+long+admin+secret"),
+    );
+    assert_eq!(status, 303);
+    assert!(
+        eventually(Duration::from_secs(20), || fw.slot_state("a") == "pending"),
+        "{}",
+        fw.status()
+    );
+    assert_eq!(fw.status()["a"]["version"], "1.1");
+    assert!(stick.join("ecko-1.1.bundle").exists());
+    assert_eq!(gw.terminate(), Some(0));
+}

@@ -233,6 +233,7 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/update/install", post(pages::install_bundle))
         .route("/update/discard", post(pages::discard_bundle))
+        .route("/update/usb", post(pages::verify_usb_bundle))
         .route("/audit", get(pages::audit))
         .route("/audit/export.csv", get(pages::audit_export))
         .route("/account", get(pages::account).post(pages::change_password))

@@ -65,6 +65,9 @@ pub struct UpdateConfig {
     pub cmdline: PathBuf,
     #[serde(default = "default_rauc")]
     pub rauc: String,
+    /// Where a USB stick is mounted: a `*.bundle` on it is offered on the
+    /// dashboard and the Update page, installed only once an admin confirms.
+    pub usb_path: Option<PathBuf>,
 }
 
 impl UpdateConfig {

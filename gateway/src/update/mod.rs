@@ -16,6 +16,7 @@ pub mod after_boot;
 pub mod install;
 pub mod readiness;
 pub mod staged;
+pub mod usb;
 
 use crate::config::{BootKind, UpdateConfig};
 use ecko_image::backend::Backend;

@@ -69,6 +69,18 @@ pub struct Staged {
     pub manifest: Verified,
     pub uploaded_by: String,
     pub uploaded_at: i64,
+    /// Received here, so removed once installed or discarded; a bundle on
+    /// a USB stick is left where it is.
+    pub owned: bool,
+}
+
+impl Staged {
+    /// Removes the file if it was received here.
+    pub async fn remove(&self) {
+        if self.owned {
+            let _ = tokio::fs::remove_file(&self.path).await;
+        }
+    }
 }
 
 fn slot() -> &'static Mutex<Option<Staged>> {
@@ -90,7 +102,7 @@ pub fn keep(staged: Staged) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .replace(staged.clone());
-    if let Some(old) = old.filter(|o| o.path != staged.path) {
+    if let Some(old) = old.filter(|o| o.owned && o.path != staged.path) {
         let _ = std::fs::remove_file(old.path);
     }
 }

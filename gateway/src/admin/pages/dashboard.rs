@@ -104,5 +104,14 @@ async fn firmware(
             f.version, f.slot
         ));
     }
-    Some(minijinja::Value::from_serialize(&status))
+    let usb = match config.update.as_ref() {
+        Some(u) => crate::update::usb::offered(u).await,
+        None => Vec::new(),
+    };
+    Some(context! {
+        slots => status.slots,
+        last_result => status.last_result,
+        failed => status.failed,
+        usb,
+    })
 }

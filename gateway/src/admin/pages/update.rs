@@ -54,6 +54,10 @@ pub async fn update_page(
     });
     let progress = install::current().now();
     let max_bundle = config.update.as_ref().map(|u| u.max_bundle_size.0);
+    let usb = match config.update.as_ref() {
+        Some(u) => crate::update::usb::offered(u).await,
+        None => Vec::new(),
+    };
     state.templates.page(
         StatusCode::OK,
         "update.html",
@@ -68,6 +72,7 @@ pub async fn update_page(
             busy => install::current().busy(),
             error => notice.error,
             max_bundle,
+            usb,
         },
     )
 }
@@ -127,6 +132,7 @@ pub async fn upload_bundle(
                 manifest: manifest.clone(),
                 uploaded_by: actor.name,
                 uploaded_at: state.journal.now_ms(),
+                owned: true,
             });
             Json(serde_json::json!({"verified": true, "manifest": manifest})).into_response()
         }
@@ -203,7 +209,7 @@ pub async fn install_bundle(
         if let Err(e) = &done {
             tracing::warn!(error = %e, "firmware install from the admin page refused");
         }
-        let _ = tokio::fs::remove_file(&waiting.path).await;
+        waiting.remove().await;
     });
     Redirect::to("/update").into_response()
 }
@@ -217,7 +223,7 @@ pub async fn discard_bundle(
         return r;
     }
     if let Some(s) = staged::take() {
-        let _ = tokio::fs::remove_file(&s.path).await;
+        s.remove().await;
         let _ = state
             .journal
             .audit(
@@ -234,4 +240,59 @@ pub async fn discard_bundle(
 fn back_with(error: &str) -> Response {
     let q = serde_urlencoded::to_string([("error", error)]).unwrap_or_default();
     Redirect::to(&format!("/update?{q}")).into_response()
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct UsbForm {
+    pub name: String,
+}
+
+/// Verifies a bundle offered on the USB stick and keeps it waiting for the
+/// admin's confirmation, like an upload (the file stays on the stick).
+pub async fn verify_usb_bundle(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Form(form): Form<UsbForm>,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    let config = state.config();
+    let Some(update) = config.update.clone() else {
+        return back_with("firmware updates are not managed by this gateway");
+    };
+    let Some(path) = crate::update::usb::bundle(&update, &form.name).await else {
+        return back_with("no such bundle on the USB stick");
+    };
+    let actor = caller.actor();
+    match install::verify_bundle(&update, &path).await {
+        Ok(manifest) => {
+            let detail = serde_json::json!({"version": manifest.version, "security_version": manifest.security_version, "hardware": manifest.hardware, "usb": form.name}).to_string();
+            if let Err(e) = state
+                .journal
+                .audit(
+                    &actor.name,
+                    "update.upload",
+                    Some(&manifest.version),
+                    Some(&detail),
+                )
+                .await
+            {
+                tracing::error!(error = %e, "a firmware bundle from USB could not be audited");
+            }
+            staged::keep(staged::Staged {
+                path,
+                manifest,
+                uploaded_by: actor.name,
+                uploaded_at: state.journal.now_ms(),
+                owned: false,
+            });
+            Redirect::to("/update").into_response()
+        }
+        Err(e) => {
+            audit_refusal(&state, &actor.name, &e.to_string()).await;
+            back_with(&format!("{}: refused: {e}", form.name))
+        }
+    }
 }
