@@ -297,45 +297,18 @@ impl<'a> Loader<'a> {
                 None
             }
         };
-        if let (Some(h), Some(v)) = (&hub, root.get("hub")) {
-            let problems = h.problems();
-            for (key, message) in &problems {
-                let at = v
-                    .get_ref()
-                    .as_table()
-                    .and_then(|t| t.get(*key))
-                    .map_or(v.span().start, |k| k.span().start);
-                self.error_at(at, format!("[hub]: {message}"));
-            }
-            if !problems.is_empty() {
+        if let Some(h) = &hub {
+            if !self.section_problems(&root, "hub", h.problems()) {
                 hub = None;
             }
         }
-        if let (Some(a), Some(v)) = (&admin, root.get("admin")) {
-            let problems = a.problems();
-            for (key, message) in &problems {
-                let at = v
-                    .get_ref()
-                    .as_table()
-                    .and_then(|t| t.get(*key))
-                    .map_or(v.span().start, |k| k.span().start);
-                self.error_at(at, format!("[admin]: {message}"));
-            }
-            if !problems.is_empty() {
+        if let Some(a) = &admin {
+            if !self.section_problems(&root, "admin", a.problems()) {
                 admin = None;
             }
         }
-        if let (Some(Some(u)), Some(v)) = (&update, root.get("update")) {
-            let problems = u.problems();
-            for (key, message) in &problems {
-                let at = v
-                    .get_ref()
-                    .as_table()
-                    .and_then(|t| t.get(*key))
-                    .map_or(v.span().start, |k| k.span().start);
-                self.error_at(at, format!("[update]: {message}"));
-            }
-            if !problems.is_empty() {
+        if let Some(Some(u)) = &update {
+            if !self.section_problems(&root, "update", u.problems()) {
                 update = None;
             }
         }
@@ -390,6 +363,28 @@ impl<'a> Loader<'a> {
             alerts: alerts?,
             update: update?,
         })
+    }
+
+    /// Reports `problems` of section `name` at their keys (or the section
+    /// when a key is not written); `true` when there are none.
+    fn section_problems(
+        &mut self,
+        root: &DeTable<'_>,
+        name: &str,
+        problems: Vec<(&'static str, String)>,
+    ) -> bool {
+        let Some(v) = root.get(name) else {
+            return true;
+        };
+        for (key, message) in &problems {
+            let at = v
+                .get_ref()
+                .as_table()
+                .and_then(|t| t.get(*key))
+                .map_or(v.span().start, |k| k.span().start);
+            self.error_at(at, format!("[{name}]: {message}"));
+        }
+        problems.is_empty()
     }
 
     fn journal(&mut self, file: JournalFile, value: &Value<'_>) -> Option<JournalConfig> {

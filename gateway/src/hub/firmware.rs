@@ -14,7 +14,6 @@ use super::reply::{CommandError, ErrorCode};
 use crate::config::HubConfig;
 use crate::control::Actor;
 use crate::journal::Journal;
-use crate::tls::{https_client_config, HttpsTrust};
 use crate::update::install::{self, UpdateError};
 use crate::update::staged;
 use serde_json::{json, Value};
@@ -49,19 +48,7 @@ pub async fn install_from(
     if install::current().busy() {
         return Err(failed("another install is running".into()));
     }
-    let trust = HttpsTrust {
-        ca_file: uplink.ca_file.clone(),
-        pinned_cert: None,
-        identity: uplink.cert.clone().zip(uplink.key.clone()),
-    };
-    let tls = https_client_config(&trust).map_err(|e| failed(e.to_string()))?;
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(TIMEOUT)
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("ecko-gateway/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| failed(format!("HTTP client: {e}")))?;
+    let http = super::log_upload::client(uplink, TIMEOUT)?;
     let host = url.host_str().unwrap_or("the server").to_string();
     let answer = http.get(url.clone()).send().await.map_err(|e| {
         failed(format!(

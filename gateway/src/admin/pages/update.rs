@@ -115,25 +115,7 @@ pub async fn upload_bundle(
     }
     match install::verify_bundle(&update, &dest).await {
         Ok(manifest) => {
-            if let Err(e) = state
-                .journal
-                .audit(
-                    &actor.name,
-                    "update.upload",
-                    Some(&manifest.version),
-                    Some(&serde_json::json!({"version": manifest.version, "security_version": manifest.security_version, "hardware": manifest.hardware}).to_string()),
-                )
-                .await
-            {
-                tracing::error!(error = %e, "a firmware upload could not be audited");
-            }
-            staged::keep(staged::Staged {
-                path: dest,
-                manifest: manifest.clone(),
-                uploaded_by: actor.name,
-                uploaded_at: state.journal.now_ms(),
-                owned: true,
-            });
+            keep_verified(&state, actor.name, manifest.clone(), dest, None).await;
             Json(serde_json::json!({"verified": true, "manifest": manifest})).into_response()
         }
         Err(e) => {
@@ -142,6 +124,40 @@ pub async fn upload_bundle(
             refused(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
         }
     }
+}
+
+/// A verified bundle kept waiting for the confirmation, audited as
+/// `update.upload`; `usb` names the stick's file, which is not ours to
+/// remove.
+async fn keep_verified(
+    state: &Shared,
+    actor: String,
+    manifest: install::Verified,
+    path: std::path::PathBuf,
+    usb: Option<&str>,
+) {
+    let detail = serde_json::json!({"version": manifest.version,
+        "security_version": manifest.security_version, "hardware": manifest.hardware, "usb": usb})
+    .to_string();
+    if let Err(e) = state
+        .journal
+        .audit(
+            &actor,
+            "update.upload",
+            Some(&manifest.version),
+            Some(&detail),
+        )
+        .await
+    {
+        tracing::error!(error = %e, "a verified firmware bundle could not be audited");
+    }
+    staged::keep(staged::Staged {
+        path,
+        manifest,
+        uploaded_by: actor,
+        uploaded_at: state.journal.now_ms(),
+        owned: usb.is_none(),
+    });
 }
 
 async fn audit_refusal(state: &Shared, actor: &str, why: &str) {
@@ -268,26 +284,7 @@ pub async fn verify_usb_bundle(
     let actor = caller.actor();
     match install::verify_bundle(&update, &path).await {
         Ok(manifest) => {
-            let detail = serde_json::json!({"version": manifest.version, "security_version": manifest.security_version, "hardware": manifest.hardware, "usb": form.name}).to_string();
-            if let Err(e) = state
-                .journal
-                .audit(
-                    &actor.name,
-                    "update.upload",
-                    Some(&manifest.version),
-                    Some(&detail),
-                )
-                .await
-            {
-                tracing::error!(error = %e, "a firmware bundle from USB could not be audited");
-            }
-            staged::keep(staged::Staged {
-                path,
-                manifest,
-                uploaded_by: actor.name,
-                uploaded_at: state.journal.now_ms(),
-                owned: false,
-            });
+            keep_verified(&state, actor.name, manifest, path, Some(&form.name)).await;
             Redirect::to("/update").into_response()
         }
         Err(e) => {
