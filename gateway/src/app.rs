@@ -232,6 +232,15 @@ impl Gateway {
                 let _ = task.await;
             });
         }
+        // The update check writes nothing until the gateway is ready: a
+        // start that never gets there leaves the slot to the bootloader.
+        if let Some(update) = config.update.clone() {
+            housekeeping.spawn(crate::update::after_boot::run(
+                supervisor.clone(),
+                update,
+                shutdown.child_token(),
+            ));
+        }
         if !supervisor.astm_endpoints().is_empty() {
             // A window for `ecko-gateway trace`; the gateway runs without it.
             let path = astm::live_trace::socket_path(journal.path());

@@ -42,6 +42,9 @@
 //! - [`service`]: the gateway as an appliance service: task progress and
 //!   the watchdog it feeds, `/readyz` readiness, `/metrics`, the status
 //!   LEDs.
+//! - [`update`]: firmware updates on this box (`[update]`, over
+//!   `ecko-image`): the slot marked good after the readiness check, a
+//!   fallback reported, both slots shown.
 //! - [`send`]: the MLLP test sender behind `ecko-gateway send`.
 
 pub mod admin;
@@ -67,6 +70,7 @@ pub mod site;
 pub mod sources;
 pub mod ssh;
 pub mod tls;
+pub mod update;
 
 /// The error and every cause below it, `: ` between them: reqwest's,
 /// rustls' and the journal's own texts stop at the first. Shared by every

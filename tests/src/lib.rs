@@ -2,6 +2,7 @@
 //! configuration written by the test, wait for it, stop or kill it.
 
 pub mod fhir;
+pub mod firmware;
 pub mod mqtt;
 pub mod rest_standin;
 

@@ -548,3 +548,116 @@ listen = "127.0.0.1:{port}"
         }
     }
 }
+
+#[test]
+fn an_admin_uploads_a_bundle_sees_its_verified_manifest_and_installs_it_after_giving_the_password_again(
+) {
+    use ecko_tests::firmware::Firmware;
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        panic!("chromium and chromedriver are missing: run scripts/install-peers");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin_browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let d = dir.path();
+    let fw = Firmware::new(&d.join("fw"));
+    fw.shipped();
+    let good = fw.bundle("1.1", 1);
+    let other_board = fw.bundle_for("1.2", 1, "another-board");
+    let port = free_port();
+    let config = d.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[journal]\npath = \"{d}/journal.db\"\n\n[admin]\nlisten = \"127.0.0.1:{port}\"\n\n{update}",
+            d = d.display(),
+            update = fw.section("5m"),
+        ),
+    )
+    .unwrap();
+    let mut add = Command::new(ecko_tests::gateway_binary())
+        .args(["user", "add", "--config"])
+        .arg(&config)
+        .args(["--role", "admin", "admin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    assert!(add.wait().unwrap().success());
+    let mut gw = Gateway::start(&config, &d.join("gateway.log"), &[]);
+    gw.wait_for_log("admin page listening", 0, Duration::from_secs(10));
+    let base = format!("https://127.0.0.1:{port}");
+    let profile = tempfile::tempdir().unwrap();
+    let b = Driver::start(profile.path());
+    b.go(&format!("{base}/login"));
+    b.type_into("input[name=name]", "admin");
+    b.type_into("input[name=password]", PASSWORD);
+    b.click("#login");
+    wait_for(&b, "the dashboard", Duration::from_secs(5), |s| {
+        s.contains("id=\"firmware\"")
+    });
+    b.go(&format!("{base}/update"));
+    let page = wait_for(&b, "the update page", Duration::from_secs(5), |s| {
+        s.contains("id=\"slots\"")
+    });
+    assert!(page.contains("<td>1.0</td>"), "{page}");
+    let before = fw.status();
+
+    // A bundle for other hardware: refused with the reason, no slot touched.
+    b.type_into("#upload-file", &other_board.display().to_string());
+    b.click("#upload-bundle");
+    let refused = wait_for(&b, "the refusal", Duration::from_secs(10), |s| {
+        s.contains("Refused:")
+    });
+    assert!(refused.contains("another-board"), "{refused}");
+    assert_eq!(fw.status(), before);
+    b.screenshot(&shots, "update-refused");
+
+    // The right bundle: its verified manifest before anything is written.
+    b.go(&format!("{base}/update"));
+    b.type_into("#upload-file", &good.display().to_string());
+    b.click("#upload-bundle");
+    let shown = wait_for(&b, "the verified manifest", Duration::from_secs(10), |s| {
+        s.contains("id=\"verified-bundle\"")
+    });
+    assert!(shown.contains("id=\"manifest-version\">1.1<"), "{shown}");
+    assert!(shown.contains("id=\"manifest-hardware\">ecko-test-board<"));
+    assert!(shown.contains("id=\"manifest-security-version\">1<"));
+    assert_eq!(
+        fw.status(),
+        before,
+        "nothing installed before the confirmation"
+    );
+    b.screenshot(&shots, "update-verified");
+
+    // The confirmation needs the password again.
+    b.run("window.confirm = function () { return true; };");
+    b.type_into("#install-password", "not the password");
+    b.click("#install-confirm");
+    wait_for(
+        &b,
+        "the wrong password refused",
+        Duration::from_secs(5),
+        |s| s.contains("id=\"update-error\""),
+    );
+    assert_eq!(fw.status(), before);
+    b.run("window.confirm = function () { return true; };");
+    b.type_into("#install-password", PASSWORD);
+    b.click("#install-confirm");
+    let done = wait_for(&b, "the install's result", Duration::from_secs(30), |s| {
+        s.contains("installed 1.1 in slot a") && s.contains("class=\"slot-state pending\"")
+    });
+    assert!(!done.contains("id=\"verified-bundle\""), "{done}");
+    b.screenshot(&shots, "update-installed");
+    let after = fw.status();
+    assert_eq!(after["a"]["state"], "pending", "{after}");
+    assert_eq!(after["a"]["version"], "1.1");
+    assert_eq!(after["next"], "a");
+    b.go(&format!("{base}/audit"));
+    let audit = b.source();
+    for action in ["update.refused", "update.upload", "update.install"] {
+        assert!(audit.contains(action), "{action} not audited:\n{audit}");
+    }
+}

@@ -435,3 +435,131 @@ channels = ["lab-it", "pager"]
         ]
     );
 }
+
+#[test]
+fn an_update_failed_alert_is_mailed_and_posted_once_when_it_fires_and_once_when_another_update_is_installed(
+) {
+    use ecko_tests::firmware::Firmware;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // 1.0 runs; 2.0 never gets marked good and the bootloader falls back.
+    let fw = Firmware::new(&d.join("fw"));
+    fw.shipped();
+    fw.install(&fw.bundle("2.0", 1));
+    for _ in 0..3 {
+        assert_eq!(fw.boot()["slot"], "a");
+    }
+    assert_eq!(fw.boot()["fell_back"], true);
+
+    let (smtp_port, hook_port) = (free_port(), free_port());
+    let (ca, cert, key) = pki(d);
+    let maildir = d.join("maildir");
+    // Killed however the test ends: it holds the test's output open.
+    let _smtp = KilledOnDrop(smtp_sink(smtp_port, &maildir, &cert, &key));
+    let posts = webhook_receiver(hook_port);
+    let config = d.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[journal]
+path = "{d}/journal.db"
+
+{update}
+[alerts]
+check_every = "1s"
+
+[alerts.channels.lab-it]
+type = "email"
+host = "127.0.0.1"
+port = {smtp_port}
+security = "starttls"
+ca_file = "{ca}"
+from = "Ecko gateway <gateway@lab.example>"
+to = ["lab-it@lab.example"]
+timeout = "10s"
+
+[alerts.channels.pager]
+type = "webhook"
+url = "http://127.0.0.1:{hook_port}/alerts"
+secret = "{SECRET}"
+timeout = "5s"
+
+[[alerts.rule]]
+name = "firmware"
+when = "update_failed"
+repeat = "1h"
+channels = ["lab-it", "pager"]
+"#,
+            d = d.display(),
+            ca = ca.display(),
+            update = fw.section("0s"),
+        ),
+    )
+    .unwrap();
+    let log = d.join("gateway.log");
+    let gw = Gateway::start(&config, &log, &[]);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(Duration::from_secs(30), || subjects(&maildir).len() == 1),
+        "no alert e-mail: {:?}\n{}",
+        subjects(&maildir),
+        log_text()
+    );
+    assert!(
+        subjects(&maildir)[0].contains("FIRING: firmware"),
+        "{:?}",
+        subjects(&maildir)
+    );
+    assert!(
+        mails(&maildir)[0].contains("update to 2.0 in slot a failed"),
+        "{}",
+        mails(&maildir)[0]
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || posts.lock().unwrap().len() == 1),
+        "no webhook: {}",
+        log_text()
+    );
+    {
+        let posts = posts.lock().unwrap();
+        assert!(posts[0].signed(), "{:?}", posts[0]);
+        assert_eq!(posts[0].json()["state"], "fired");
+        assert_eq!(posts[0].json()["alert"], "update_failed");
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(subjects(&maildir).len(), 1, "fired once");
+
+    // 2.1 is installed in the slot 2.0 failed in: the failure is over.
+    fw.install(&fw.bundle("2.1", 1));
+    assert!(
+        eventually(Duration::from_secs(30), || subjects(&maildir).len() == 2),
+        "no recovery e-mail: {:?}\n{}",
+        subjects(&maildir),
+        log_text()
+    );
+    assert!(
+        subjects(&maildir)[1].contains("RECOVERED: firmware"),
+        "{:?}",
+        subjects(&maildir)
+    );
+    assert!(eventually(Duration::from_secs(20), || posts
+        .lock()
+        .unwrap()
+        .len()
+        == 2));
+    assert_eq!(posts.lock().unwrap()[1].json()["state"], "recovered");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(subjects(&maildir).len(), 2, "recovered once");
+    assert_eq!(posts.lock().unwrap().len(), 2);
+    assert_eq!(gw.terminate(), Some(0));
+}
+
+struct KilledOnDrop(Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -2,7 +2,9 @@
 //! the hub: a dead letter retried by command and delivered, a replayed and
 //! an expired command refused, a configuration pushed with a valid
 //! signature applied, one with a byte changed refused, and one that breaks
-//! an endpoint rolled back.
+//! an endpoint rolled back; a firmware bundle downloaded from a local HTTP
+//! server (Python's http.server) and installed, a refused one never
+//! touching a slot.
 
 use base64::Engine;
 use ecko_gateway::config::PayloadFormat;
@@ -172,7 +174,7 @@ fn a_dead_letter_is_retried_by_command_and_delivered_and_a_replayed_or_expired_c
     );
     assert_eq!(error_code(&reply(&hub, cbor, "old-1", 0)), "expired");
 
-    // Not allowed by the default policy; firmware is not part of this version.
+    // Neither is allowed by the default policy.
     give(
         &broker,
         cbor,
@@ -191,11 +193,7 @@ fn a_dead_letter_is_retried_by_command_and_delivered_and_a_replayed_or_expired_c
         json!({"url": "https://hub.example/fw.bin"}),
     );
     let fw = reply(&hub, cbor, "fw-1", 0);
-    assert_eq!(error_code(&fw), "not_supported");
-    assert_eq!(
-        fw["error"]["message"],
-        "signed updates are not part of this version"
-    );
+    assert_eq!(error_code(&fw), "forbidden");
 
     // The endpoint the expired command named still runs.
     let text = std::fs::read_to_string(d.join("gateway.toml")).unwrap();
@@ -291,4 +289,133 @@ fn a_signed_configuration_is_applied_one_with_a_byte_changed_is_refused_and_one_
     );
     drop(taken);
     drop(gw);
+}
+
+#[test]
+fn a_firmware_bundle_named_by_url_is_downloaded_and_installed_and_a_refused_one_never_touches_the_slot(
+) {
+    use ecko_tests::firmware::Firmware;
+    use ecko_tests::{free_port, peer_python, wait_for_port};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"));
+    let fw = Firmware::new(&dir.path().join("fw"));
+    fw.shipped();
+    let served = dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    for (bundle, name) in [
+        (fw.bundle("1.1", 1), "good.bundle"),
+        (
+            fw.bundle_for("1.2", 1, "another-board"),
+            "other-board.bundle",
+        ),
+    ] {
+        std::fs::copy(bundle, served.join(name)).unwrap();
+    }
+    let port = free_port();
+    let mut server = std::process::Command::new(peer_python("mqtt-venv"))
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&served)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for_port(port, Duration::from_secs(10)),
+        "http.server did not start"
+    );
+    let extra = format!(
+        "[hub.commands]\nallow = [\"firmware.install\"]\nrole = \"admin\"\n\n{}",
+        fw.section("5m")
+    );
+    let json_format = PayloadFormat::Json;
+    let (d, gw, hub) = start(dir.path(), &broker, "json", &extra);
+    let url = |name: &str| format!("http://127.0.0.1:{port}/{name}");
+
+    give(
+        &broker,
+        json_format,
+        "fw-good",
+        now_ms(),
+        "firmware.install",
+        json!({"url": url("good.bundle")}),
+    );
+    let r = reply(&hub, json_format, "fw-good", 0);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["result"]["slot"], "a", "{r}");
+    assert_eq!(r["result"]["version"], "1.1");
+    let status = fw.status();
+    assert_eq!(status["a"]["state"], "pending", "{status}");
+    assert_eq!(status["a"]["version"], "1.1");
+    assert_eq!(status["next"], "a");
+
+    // For other hardware: refused, the slot as it was.
+    give(
+        &broker,
+        json_format,
+        "fw-other",
+        now_ms(),
+        "firmware.install",
+        json!({"url": url("other-board.bundle")}),
+    );
+    let r = reply(&hub, json_format, "fw-other", 0);
+    assert_eq!(error_code(&r), "failed");
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("hardware"),
+        "{r}"
+    );
+    assert_eq!(fw.status(), status);
+    // Not there at all.
+    give(
+        &broker,
+        json_format,
+        "fw-missing",
+        now_ms(),
+        "firmware.install",
+        json!({"url": url("missing.bundle")}),
+    );
+    let r = reply(&hub, json_format, "fw-missing", 0);
+    assert_eq!(error_code(&r), "failed");
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("404"),
+        "{r}"
+    );
+    assert_eq!(fw.status(), status);
+    // Nothing downloaded is left behind.
+    assert_eq!(
+        std::fs::read_dir(d.join("update"))
+            .map(|e| e.count())
+            .unwrap_or(0),
+        0
+    );
+    drop(gw);
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let audit = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let journal = ecko_gateway::journal::Journal::open(
+                ecko_gateway::journal::JournalOptions::new(d.join("journal.db")),
+            )
+            .unwrap();
+            let rows = journal.audit_log(None, 100).await.unwrap();
+            journal.close().await;
+            rows
+        });
+    let actions: Vec<&str> = audit
+        .iter()
+        .rev()
+        .filter(|r| r.action.starts_with("update."))
+        .map(|r| r.action.as_str())
+        .collect();
+    assert_eq!(actions, ["update.install", "update.refused"], "{audit:?}");
 }

@@ -225,6 +225,15 @@ pub fn router(state: Shared) -> Router {
         .route("/tokens", post(pages::create_token))
         .route("/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/sessions/{id}/revoke", post(pages::revoke_session))
+        .route("/update", get(pages::update_page))
+        .route("/update/progress", get(pages::update_progress))
+        .route(
+            "/update/bundle",
+            post(pages::upload_bundle).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/update/install", post(pages::install_bundle))
+        .route("/update/discard", post(pages::discard_bundle))
+        .route("/update/usb", post(pages::verify_usb_bundle))
         .route("/audit", get(pages::audit))
         .route("/audit/export.csv", get(pages::audit_export))
         .route("/account", get(pages::account).post(pages::change_password))

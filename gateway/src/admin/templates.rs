@@ -53,6 +53,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("versions.html", include_str!("templates/versions.html")),
     ("version.html", include_str!("templates/version.html")),
     ("rollback.html", include_str!("templates/rollback.html")),
+    ("_slots.html", include_str!("templates/_slots.html")),
+    ("update.html", include_str!("templates/update.html")),
 ];
 
 /// Writes `text` with the characters that could end HTML text or a quoted

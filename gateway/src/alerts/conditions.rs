@@ -20,6 +20,10 @@ pub struct Facts {
     /// Certificate files and when each expires (Unix ms), or why that is
     /// not known.
     pub certificates: BTreeMap<String, Result<i64, String>>,
+    /// `None` without `[update]` or when the boot state cannot be read;
+    /// else the update the bootloader fell back from, if any, and when the
+    /// gateway first saw it (Unix ms).
+    pub update: Option<Option<(crate::update::Failed, Option<i64>)>>,
 }
 
 /// One alert's condition at one moment.
@@ -117,6 +121,11 @@ pub fn sample(rule: &AlertRule, facts: &Facts) -> Vec<Sample> {
             }],
             None => Vec::new(),
         },
+        AlertKind::UpdateFailed => match &facts.update {
+            Some(failed) => vec![update_failed(failed.as_ref())],
+            // Not known is not failed: neither an alert nor a recovery.
+            None => Vec::new(),
+        },
         AlertKind::CertificateExpiring => {
             let within = i64::try_from(rule.within().as_millis()).unwrap_or(i64::MAX);
             facts
@@ -192,6 +201,23 @@ fn breaker_tripped(name: &str, link: Option<&LinkState>) -> Sample {
     }
 }
 
+fn update_failed(failed: Option<&(crate::update::Failed, Option<i64>)>) -> Sample {
+    Sample {
+        subject: None,
+        holds: failed.is_some(),
+        since: failed.and_then(|(_, at)| *at),
+        summary: match failed {
+            Some((f, at)) => format!(
+                "the firmware update to {} in slot {} failed: it never passed the readiness check and the bootloader fell back{}",
+                f.version,
+                f.slot,
+                at.map(|at| format!(" (seen {})", day(at))).unwrap_or_default()
+            ),
+            None => "no failed firmware update: the slots are as installed".into(),
+        },
+    }
+}
+
 fn day(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
@@ -213,6 +239,27 @@ mod tests {
             detail: Some("connection refused".into()),
             last_ok_at: None,
         })
+    }
+
+    #[test]
+    fn a_failed_update_holds_until_another_is_installed_and_an_unknown_boot_state_says_nothing() {
+        let r = rule("when = \"update_failed\"");
+        let failed = crate::update::Failed {
+            slot: "a",
+            version: "2.0".into(),
+        };
+        let mut facts = Facts {
+            update: Some(Some((failed, Some(1_800_000_000_000)))),
+            ..Facts::default()
+        };
+        let s = sample(&r, &facts);
+        assert!(s[0].holds);
+        assert!(s[0].summary.contains("2.0"), "{}", s[0].summary);
+        assert_eq!(s[0].since, Some(1_800_000_000_000));
+        facts.update = Some(None);
+        assert!(!sample(&r, &facts)[0].holds);
+        facts.update = None;
+        assert!(sample(&r, &facts).is_empty());
     }
 
     #[test]

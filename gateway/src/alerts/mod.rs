@@ -220,6 +220,24 @@ async fn gather(gateway: &dyn Gateway, config: &Config, alerts: &AlertsConfig) -
             Err(e) => tracing::warn!(error = %e, "alerts: cannot count dead letters"),
         }
     }
+    if wants(crate::config::AlertKind::UpdateFailed) {
+        facts.update = match crate::update::status(config.update.as_ref()).await {
+            Some(Ok(s)) => {
+                let seen = journal.failed_update().await.ok().flatten();
+                Some(s.failed.map(|f| {
+                    let at = seen
+                        .filter(|r| r.slot == f.slot && r.version == f.version)
+                        .map(|r| r.detected_at);
+                    (f, at)
+                }))
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "alerts: cannot read the boot state");
+                None
+            }
+            None => None,
+        };
+    }
     if wants(crate::config::AlertKind::CertificateExpiring) {
         for path in certificates(config) {
             let expiry = crate::tls::certificate_expiry(&path).map_err(|e| e.to_string());

@@ -135,6 +135,9 @@ pub enum AlertKind {
     /// A destination's circuit breaker tripped: it is paused, its messages
     /// wait for an operator to resume it.
     BreakerTripped,
+    /// The bootloader fell back from a firmware update that never passed
+    /// the readiness check (`[update]`); clear once another is installed.
+    UpdateFailed,
 }
 
 impl AlertKind {
@@ -146,6 +149,7 @@ impl AlertKind {
             AlertKind::CertificateExpiring => "certificate_expiring",
             AlertKind::ClockUnsynchronised => "clock_unsynchronised",
             AlertKind::BreakerTripped => "breaker_tripped",
+            AlertKind::UpdateFailed => "update_failed",
         }
     }
 
@@ -154,9 +158,10 @@ impl AlertKind {
     pub fn default_hold(self) -> Duration {
         match self {
             AlertKind::EndpointDown => Duration::from_secs(5 * 60),
-            AlertKind::DeadLetters | AlertKind::CertificateExpiring | AlertKind::BreakerTripped => {
-                Duration::ZERO
-            }
+            AlertKind::DeadLetters
+            | AlertKind::CertificateExpiring
+            | AlertKind::BreakerTripped
+            | AlertKind::UpdateFailed => Duration::ZERO,
             AlertKind::DiskLow => Duration::from_secs(60),
             // A clock takes a while to synchronise after a boot.
             AlertKind::ClockUnsynchronised => Duration::from_secs(15 * 60),

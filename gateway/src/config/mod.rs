@@ -25,6 +25,7 @@ mod protection;
 mod rest;
 mod sftp;
 mod units;
+mod update;
 
 pub use alerts::{
     AlertChannel, AlertKind, AlertRule, AlertsConfig, EmailChannel, QuietHours, SmtpSecurity,
@@ -41,6 +42,7 @@ pub use protection::{BreakerPolicy, Mode, Protection, RateLimit};
 pub use rest::{BundleHandling, RestAuth, RestBody, RestConfig, RestPath};
 pub use sftp::SftpConfig;
 pub use units::{parse_duration, parse_size, Size, Span};
+pub use update::{BootKind, UpdateConfig};
 
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
@@ -207,6 +209,7 @@ impl<'a> Loader<'a> {
         let mut site = Some(SiteConfig::default());
         let mut service = Some(ServiceConfig::default());
         let mut alerts = Some(AlertsConfig::default());
+        let mut update: Option<Option<UpdateConfig>> = Some(None);
         let mut endpoints = Vec::new();
         // Endpoints with errors of their own: routes naming them are not
         // reported again as naming unknown endpoints.
@@ -226,6 +229,7 @@ impl<'a> Loader<'a> {
                 "site" => site = self.de::<SiteConfig>(value, "[site]"),
                 "service" => service = self.de::<ServiceConfig>(value, "[service]"),
                 "alerts" => alerts = self.de::<AlertsConfig>(value, "[alerts]"),
+                "update" => update = self.de::<UpdateConfig>(value, "[update]").map(Some),
                 "endpoint" => match value.get_ref().as_array() {
                     Some(items) => {
                         for item in items.iter() {
@@ -278,7 +282,7 @@ impl<'a> Loader<'a> {
                 other => {
                     self.error_at(
                         key.span().start,
-                        format!("unknown section `{other}`, expected one of `journal`, `site`, `endpoint`, `route`, `admin`, `hub`, `service`, `alerts`"),
+                        format!("unknown section `{other}`, expected one of `journal`, `site`, `endpoint`, `route`, `admin`, `hub`, `service`, `alerts`, `update`"),
                     );
                     ok = false;
                 }
@@ -293,32 +297,19 @@ impl<'a> Loader<'a> {
                 None
             }
         };
-        if let (Some(h), Some(v)) = (&hub, root.get("hub")) {
-            let problems = h.problems();
-            for (key, message) in &problems {
-                let at = v
-                    .get_ref()
-                    .as_table()
-                    .and_then(|t| t.get(*key))
-                    .map_or(v.span().start, |k| k.span().start);
-                self.error_at(at, format!("[hub]: {message}"));
-            }
-            if !problems.is_empty() {
+        if let Some(h) = &hub {
+            if !self.section_problems(&root, "hub", h.problems()) {
                 hub = None;
             }
         }
-        if let (Some(a), Some(v)) = (&admin, root.get("admin")) {
-            let problems = a.problems();
-            for (key, message) in &problems {
-                let at = v
-                    .get_ref()
-                    .as_table()
-                    .and_then(|t| t.get(*key))
-                    .map_or(v.span().start, |k| k.span().start);
-                self.error_at(at, format!("[admin]: {message}"));
-            }
-            if !problems.is_empty() {
+        if let Some(a) = &admin {
+            if !self.section_problems(&root, "admin", a.problems()) {
                 admin = None;
+            }
+        }
+        if let Some(Some(u)) = &update {
+            if !self.section_problems(&root, "update", u.problems()) {
+                update = None;
             }
         }
         if let (Some(site), Some(v)) = (&site, root.get("site")) {
@@ -336,7 +327,17 @@ impl<'a> Loader<'a> {
                 .chain(broken.iter().map(String::as_str))
                 .collect();
             let hub_on = hub.as_ref().is_some_and(|h| h.enabled);
-            let problems = a.problems(&names, hub_on);
+            let mut problems = a.problems(&names, hub_on);
+            if root.get("update").is_none() {
+                for (i, rule) in a.rules.iter().enumerate() {
+                    if rule.when == AlertKind::UpdateFailed {
+                        problems.push((
+                            alerts::At::Rule(i, "when"),
+                            format!("rule `{}`: `update_failed` watches the firmware slots, which needs an [update] section", rule.name),
+                        ));
+                    }
+                }
+            }
             for (at, message) in &problems {
                 let at = alerts_at(v, at);
                 self.error_at(at, format!("[alerts]: {message}"));
@@ -360,7 +361,30 @@ impl<'a> Loader<'a> {
             hub: hub?,
             service: service?,
             alerts: alerts?,
+            update: update?,
         })
+    }
+
+    /// Reports `problems` of section `name` at their keys (or the section
+    /// when a key is not written); `true` when there are none.
+    fn section_problems(
+        &mut self,
+        root: &DeTable<'_>,
+        name: &str,
+        problems: Vec<(&'static str, String)>,
+    ) -> bool {
+        let Some(v) = root.get(name) else {
+            return true;
+        };
+        for (key, message) in &problems {
+            let at = v
+                .get_ref()
+                .as_table()
+                .and_then(|t| t.get(*key))
+                .map_or(v.span().start, |k| k.span().start);
+            self.error_at(at, format!("[{name}]: {message}"));
+        }
+        problems.is_empty()
     }
 
     fn journal(&mut self, file: JournalFile, value: &Value<'_>) -> Option<JournalConfig> {

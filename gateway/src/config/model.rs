@@ -22,6 +22,8 @@ pub struct Config {
     pub hub: HubConfig,
     pub service: ServiceConfig,
     pub alerts: super::AlertsConfig,
+    /// `[update]`; `None`: firmware updates are not managed by the gateway.
+    pub update: Option<super::UpdateConfig>,
 }
 
 impl Config {

@@ -868,3 +868,46 @@ fn a_dicom_scps_worklist_must_name_a_worklist_endpoint() {
     assert_eq!(errs.len(), 2, "{errs:?}");
     assert!(errs[0].contains("not a modality code"), "{errs:?}");
 }
+
+#[test]
+fn without_an_update_section_updates_are_not_managed_and_with_one_its_defaults_and_problems_are_located(
+) {
+    assert_eq!(parse(MINIMAL).unwrap().update, None);
+    let c = parse(&format!(
+        "{MINIMAL}\n[update]\nslots = \"/data/slots\"\nhardware = \"ecko-gw-2\"\n"
+    ))
+    .unwrap();
+    let u = c.update.unwrap();
+    assert_eq!(u.boot, BootKind::File);
+    assert_eq!(u.trust, std::path::PathBuf::from("/etc/ecko/keys"));
+    assert_eq!(u.grace.0, std::time::Duration::from_secs(300));
+    let e = messages(
+        parse(&format!(
+            "{MINIMAL}\n[update]\nslots = \"/data/slots\"\nhardware = \"\"\nboot = \"grub\"\n"
+        ))
+        .unwrap_err(),
+    );
+    assert!(e.iter().any(|m| m.contains("[update]")), "{e:?}");
+    let e = messages(
+        parse(&format!(
+            "{MINIMAL}\n[update]\nslots = \"/data/slots\"\nhardware = \" \"\n"
+        ))
+        .unwrap_err(),
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("gw.toml:") && m.contains("`hardware` must not be empty")),
+        "{e:?}"
+    );
+    // The alert on a failed update needs the slots it watches.
+    let e = messages(
+        parse(&format!(
+            "{MINIMAL}\n[alerts]\n[alerts.channels.c]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nsecret = \"a secret of some length\"\n[[alerts.rule]]\nname = \"fw\"\nwhen = \"update_failed\"\nchannels = [\"c\"]\n"
+        ))
+        .unwrap_err(),
+    );
+    assert!(
+        e.iter().any(|m| m.contains("needs an [update] section")),
+        "{e:?}"
+    );
+}

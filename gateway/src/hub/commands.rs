@@ -40,8 +40,11 @@ pub enum Command {
     PushConfig { toml: String, signature: Vec<u8> },
     /// A log bundle uploaded with HTTPS `PUT` to `url`, at most `max_bytes`.
     LogBundle { url: String, max_bytes: Option<u64> },
-    /// Not done by this version.
-    InstallFirmware,
+    /// A bundle downloaded from `url` and installed to the inactive slot.
+    InstallFirmware {
+        url: String,
+        allow_same_security_downgrade: bool,
+    },
 }
 
 fn invalid(message: impl Into<String>) -> CommandError {
@@ -186,7 +189,10 @@ impl Command {
                     })?),
                 },
             },
-            "firmware.install" => Command::InstallFirmware,
+            "firmware.install" => Command::InstallFirmware {
+                url: text(b, "url")?,
+                allow_same_security_downgrade: optional_bool(b, "allow_same_security_downgrade")?,
+            },
             other => {
                 return Err(CommandError::new(
                     ErrorCode::NotSupported,

@@ -7,9 +7,9 @@
 //!    version).
 //! 2. Age (`expired`), then the id is recorded as seen (`replayed` when it
 //!    was): from here on the id is spent, whatever the outcome.
-//! 3. The command is one this version does (`not_supported`; so is
-//!    `firmware.install`, whatever the policy says), then the policy
-//!    allows it (`forbidden`).
+//! 3. The command is one this version does (`not_supported`), then the
+//!    policy allows it (`forbidden`); `firmware.install` without an
+//!    `[update]` section is `not_supported`.
 //! 4. Its body is read (`invalid`); a pushed configuration's signature is
 //!    verified before its TOML is parsed (see `signature`).
 //! 5. The `control` service runs it as the policy's actor, which checks the
@@ -119,12 +119,6 @@ impl Dispatcher {
                 format!("`{}` is not a command of this gateway", h.name),
             ));
         }
-        if h.name == "firmware.install" {
-            return Err(CommandError::new(
-                ErrorCode::NotSupported,
-                "signed updates are not part of this version",
-            ));
-        }
         check_allowed(&self.policy, &h.name)?;
         let command = Command::read(&h.name, &h.body)?;
         self.execute(h, command).await
@@ -191,11 +185,21 @@ impl Dispatcher {
                 Ok(applied_value(&applied))
             }
             Command::LogBundle { url, max_bytes } => self.log_bundle(h, &url, max_bytes).await,
-            // Answered before the policy is asked (see the module notes).
-            Command::InstallFirmware => Err(CommandError::new(
-                ErrorCode::NotSupported,
-                "signed updates are not part of this version",
-            )),
+            Command::InstallFirmware {
+                url,
+                allow_same_security_downgrade,
+            } => {
+                let config = ops.config();
+                super::firmware::install_from(
+                    ops.journal(),
+                    &self.uplink,
+                    config.update.as_ref(),
+                    actor,
+                    &url,
+                    allow_same_security_downgrade,
+                )
+                .await
+            }
         }
     }
 

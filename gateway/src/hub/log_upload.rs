@@ -71,19 +71,7 @@ pub async fn put(
     bundle: Vec<u8>,
 ) -> Result<Receipt, CommandError> {
     let failed = |m: String| CommandError::new(ErrorCode::Failed, m);
-    let trust = HttpsTrust {
-        ca_file: config.ca_file.clone(),
-        pinned_cert: None,
-        identity: config.cert.clone().zip(config.key.clone()),
-    };
-    let tls = https_client_config(&trust).map_err(|e| failed(e.to_string()))?;
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(TIMEOUT)
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("ecko-gateway/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| failed(format!("HTTPS client: {e}")))?;
+    let http = client(config, TIMEOUT)?;
     let sha256 = hex::encode(Sha256::digest(&bundle));
     let answer = http
         .put(url.clone())
@@ -115,6 +103,29 @@ pub async fn put(
         status: status.as_u16(),
         sha256,
     })
+}
+
+/// The uplink's HTTP client for what a command sends or fetches: a server
+/// trusted as the broker is (`[hub] ca_file`, or the system's store), the
+/// device's certificate presented when it has one.
+pub(super) fn client(
+    config: &HubConfig,
+    timeout: Duration,
+) -> Result<reqwest::Client, CommandError> {
+    let failed = |m: String| CommandError::new(ErrorCode::Failed, m);
+    let trust = HttpsTrust {
+        ca_file: config.ca_file.clone(),
+        pinned_cert: None,
+        identity: config.cert.clone().zip(config.key.clone()),
+    };
+    let tls = https_client_config(&trust).map_err(|e| failed(e.to_string()))?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("ecko-gateway/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| failed(format!("HTTPS client: {e}")))
 }
 
 fn host(url: &reqwest::Url) -> String {

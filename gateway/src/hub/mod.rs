@@ -39,6 +39,7 @@ mod commands;
 mod connect;
 mod dispatch;
 mod events;
+mod firmware;
 mod inflight;
 mod link;
 mod log_upload;

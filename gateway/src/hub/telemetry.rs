@@ -133,8 +133,20 @@ fn signature(report: &Value) -> String {
         pick("queues", &["destination", "pending", "dead"]),
         report["disk"]["low"],
         report["clock"]["synchronised"],
+        pick_slots(report),
     ])
     .to_string()
+}
+
+/// Each slot's state and version: an install, a slot marked good or a
+/// fallback is news at once.
+fn pick_slots(report: &Value) -> Value {
+    report["update"]["slots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| json!([s["state"], s["version"], s["active"]]))
+        .collect()
 }
 
 /// When health and stats were last published.
@@ -235,7 +247,7 @@ pub async fn health_report(
         reserve_bytes: journal.limits().1,
         journal_bytes: journal.file_bytes(),
     });
-    health_value(
+    let mut report = health_value(
         config,
         health,
         &queues,
@@ -244,7 +256,23 @@ pub async fn health_report(
         pending,
         now,
         started_at,
-    )
+    );
+    report["update"] = update_value(crate::update::status(config.update.as_ref()).await);
+    report
+}
+
+/// Both slots with their versions and states, the last result and a failed
+/// update; `null` when the gateway does not manage updates.
+pub fn update_value(status: Option<Result<crate::update::UpdateStatus, String>>) -> Value {
+    match status {
+        None => Value::Null,
+        Some(Ok(s)) => json!({
+            "slots": s.slots,
+            "last_result": s.last_result,
+            "failed": s.failed,
+        }),
+        Some(Err(e)) => json!({"error": e}),
+    }
 }
 
 /// Per endpoint volumes and latencies from `since` to `until` (Unix ms).

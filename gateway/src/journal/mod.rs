@@ -18,6 +18,8 @@
 //!   dead letters, configuration changes, disk low), each row deleted once
 //!   the broker acknowledged its publication; `hub_meta` holds the epoch
 //!   that makes event ids unique beyond this journal.
+//!   It also keeps the failed update seen last (`updates`), so that every
+//!   slot, older or newer, opens this journal without a schema change.
 //! - `hub_command_seen`: the ids of the hub's commands seen, kept while a
 //!   replay of one could still be young enough to run.
 //!
@@ -93,6 +95,7 @@ mod schema;
 mod search_keys;
 mod selection;
 mod stats;
+mod updates;
 mod users;
 mod worklist;
 mod writer;
@@ -116,6 +119,7 @@ pub use schema::VERSION as SCHEMA_VERSION;
 pub use search_keys::Unindexed;
 pub use selection::{BulkOutcome, Selection, BULK_LIMIT};
 pub use stats::{EndpointActivity, EndpointStats};
+pub use updates::FailedUpdate;
 pub use users::{AdminUser, NewToken, OpenSession, SessionRecord, TokenRecord, UserError};
 pub use worklist::WorklistEntry;
 

@@ -83,5 +83,56 @@
       });
     });
   }
-  document.addEventListener("DOMContentLoaded", function () { liveLog(); liveDashboard(); confirmations(); });
+  // The Update page: the bundle is sent as the raw body with the session's
+  // CSRF token in its header, and the install's progress is polled.
+  function updatePage() {
+    var form = document.getElementById("upload-form");
+    if (form && window.fetch) {
+      form.addEventListener("submit", function (e) {
+        e.preventDefault();
+        var input = document.getElementById("upload-file");
+        var state = document.getElementById("upload-state");
+        if (!input.files || !input.files[0]) { return; }
+        var meta = document.querySelector('meta[name="csrf"]');
+        state.className = "";
+        state.textContent = "uploading and verifying…";
+        fetch(form.getAttribute("data-upload"), {
+          method: "POST", credentials: "same-origin",
+          headers: { "X-CSRF-Token": meta ? meta.getAttribute("content") : "", "Content-Type": "application/octet-stream" },
+          body: input.files[0]
+        }).then(function (r) { return r.json(); }).then(function (j) {
+          if (j.verified) { window.location.reload(); return; }
+          state.className = "error";
+          state.textContent = "Refused: " + text(j.error);
+        }).catch(function () {
+          state.className = "error";
+          state.textContent = "The upload failed.";
+        });
+      });
+    }
+    var box = document.getElementById("install-progress");
+    if (!box || !window.fetch) { return; }
+    var running = ["starting", "verify", "write", "read back"];
+    var wasRunning = false;
+    function poll() {
+      fetch(box.getAttribute("data-progress"), { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+        return r.json();
+      }).then(function (p) {
+        var now = running.indexOf(p.phase) >= 0;
+        box.hidden = !p.phase;
+        document.getElementById("install-phase").textContent = text(p.phase);
+        var bar = document.getElementById("install-bar");
+        bar.max = p.total || 1;
+        bar.value = p.done;
+        document.getElementById("install-bytes").textContent = p.done + " / " + p.total + " bytes";
+        document.getElementById("install-result").textContent = text(p.result);
+        // Finished: the slots table is shown afresh.
+        if (wasRunning && !now) { window.location.reload(); }
+        wasRunning = now;
+      }).catch(function () {});
+    }
+    poll();
+    window.setInterval(poll, 500);
+  }
+  document.addEventListener("DOMContentLoaded", function () { liveLog(); liveDashboard(); confirmations(); updatePage(); });
 })();

@@ -67,11 +67,51 @@ async fn render(state: &Shared, caller: &Caller, template: &str) -> Response {
         })
         .collect();
     let now = time(jiff::Timestamp::now().as_millisecond(), &tz);
+    let mut alerts = o.alerts;
+    let firmware = firmware(state, &tz, &mut alerts).await;
     state.templates.page(
         StatusCode::OK,
         template,
         "Dashboard",
         Some(caller),
-        context! { alerts => o.alerts, endpoints, now },
+        context! { alerts, endpoints, now, firmware },
     )
+}
+
+/// Both firmware slots and the last result, with a failed update among the
+/// alerts (which version, since when); `None` without `[update]`.
+async fn firmware(
+    state: &Shared,
+    tz: &jiff::tz::TimeZone,
+    alerts: &mut Vec<String>,
+) -> Option<minijinja::Value> {
+    let config = state.config();
+    let status = match crate::update::status(config.update.as_ref()).await? {
+        Ok(s) => s,
+        Err(e) => {
+            alerts.push(format!("firmware slots cannot be read: {e}"));
+            return Some(context! { error => e });
+        }
+    };
+    if let Some(f) = &status.failed {
+        let seen = state.journal.failed_update().await.ok().flatten();
+        let when = seen
+            .filter(|r| r.slot == f.slot && r.version == f.version)
+            .map(|r| format!(" (seen {})", time(r.detected_at, tz)))
+            .unwrap_or_default();
+        alerts.push(format!(
+            "firmware update to {} failed{when}: it never passed the readiness check in slot {} and the bootloader fell back to the previous version",
+            f.version, f.slot
+        ));
+    }
+    let usb = match config.update.as_ref() {
+        Some(u) => crate::update::usb::offered(u).await,
+        None => Vec::new(),
+    };
+    Some(context! {
+        slots => status.slots,
+        last_result => status.last_result,
+        failed => status.failed,
+        usb,
+    })
 }

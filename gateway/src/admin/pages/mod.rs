@@ -13,6 +13,7 @@ mod logs;
 mod message;
 mod session;
 mod stats;
+mod update;
 mod users;
 
 pub use account::*;
@@ -23,6 +24,7 @@ pub use logs::*;
 pub use message::*;
 pub use session::*;
 pub use stats::*;
+pub use update::*;
 pub use users::*;
 
 use super::auth::Caller;
