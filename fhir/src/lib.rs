@@ -17,6 +17,9 @@
 //!   ImagingStudy of an idle study, MPPS steps as Procedures) → a FHIR R4
 //!   transaction Bundle
 //!   ([`dicom`]).
+//! - `charges-csv`, `charges-json`: the charges of a DFT^P03 as an import
+//!   file for accounting software, one row per FT1 ([`charges`]); bytes,
+//!   never for a FHIR destination.
 //! - `template`: a minijinja template file named by the route, for
 //!   integrations the built-in maps do not cover ([`template`]); queued as
 //!   `template:<path>`.
@@ -33,6 +36,7 @@
 //! messages journalled before hints were recorded.
 
 pub mod astm;
+pub mod charges;
 pub mod dicom;
 pub mod hl7v2;
 pub mod inbound;
@@ -48,7 +52,15 @@ use jiff::tz::TimeZone;
 use std::sync::Arc;
 
 /// Every transform a route may name (`template` with a `template` file).
-pub const NAMES: &[&str] = &["none", "astm-fhir", "hl7v2-fhir", "dicom-fhir", "template"];
+pub const NAMES: &[&str] = &[
+    "none",
+    "astm-fhir",
+    "hl7v2-fhir",
+    "dicom-fhir",
+    charges::CSV,
+    charges::JSON,
+    "template",
+];
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TransformError {
@@ -168,6 +180,11 @@ pub fn transform(
         "hl7v2-fhir" => to_value(&hl7v2::to_bundle(message, cx)?)?,
         "astm-fhir" => to_value(&astm::to_bundle(message, cx)?)?,
         dicom::NAME => dicom::to_bundle(message, cx)?,
+        charges::CSV | charges::JSON => {
+            return Err(TransformError::Unreadable(format!(
+                "`{name}` makes an accounting file, not FHIR: route it to a file, sftp or rest destination"
+            )))
+        }
         other => match other.strip_prefix(template::PREFIX) {
             Some(path) => template::render(std::path::Path::new(path), message, cx)?,
             None => return Err(TransformError::Unknown(other.to_string())),
@@ -216,6 +233,8 @@ pub fn apply(
         "astm-fhir" => to_json(&astm::to_bundle(message, cx)?),
         dicom::NAME => serde_json::to_vec(&dicom::to_bundle(message, cx)?)
             .map_err(|e| TransformError::Unreadable(e.to_string())),
+        charges::CSV => charges::to_csv(message, cx),
+        charges::JSON => charges::to_json(message, cx),
         other => match other.strip_prefix(template::PREFIX) {
             Some(path) => template::apply(std::path::Path::new(path), message, cx),
             None => Err(TransformError::Unknown(other.to_string())),

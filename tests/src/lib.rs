@@ -4,6 +4,7 @@
 pub mod fhir;
 pub mod mqtt;
 pub mod rest_standin;
+pub mod sshd;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

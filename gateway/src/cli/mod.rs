@@ -22,6 +22,7 @@ pub mod run;
 pub mod send;
 pub mod setup_code;
 pub mod status;
+pub mod template;
 pub mod trace;
 pub mod user;
 
