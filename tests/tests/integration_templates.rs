@@ -1,0 +1,570 @@
+//! The integration templates through the real binary.
+//!
+//! - Every template applied with its example values by `template apply`
+//!   to the shipped configuration passes `check-config`; a second apply is
+//!   refused for its names and writes nothing.
+//! - One message through each, from a peer written by others to a local
+//!   stand-in: python-hl7's `mllp_send` (HL7 v2) and python-astm (ASTM, on
+//!   TCP and through a socat pty) to Python's http.server stand-in
+//!   (`tests/python/rest_standin.py`) as the FHIR server, the FHIR checked
+//!   with fhir.resources; pynetdicom to dcmtk's `storescp` as the PACS;
+//!   prescriptions to the stand-in as the pharmacy's API (API key) and as
+//!   its FHIR server (OAuth 2.0 client credentials); charges as CSV into a
+//!   drop folder and as JSON to OpenSSH's SFTP server.
+
+mod astm_common;
+
+use ecko_gateway::config::integrations;
+use ecko_tests::fhir::validate_with_fhir_resources;
+use ecko_tests::rest_standin::StandIn;
+use ecko_tests::sshd::{keygen, server};
+use ecko_tests::{eventually, free_port, gateway_binary, peer_python, peer_tool, python_script};
+use ecko_tests::{wait_for_port, Gateway};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const SHIPPED: &str = include_str!("../../config/gateway.toml");
+
+/// The environment every secret reference of the templates reads.
+const SECRETS: &[(&str, &str)] = &[
+    ("ECKO_PHARMACY_API_KEY", "k-1"),
+    ("ECKO_PHARMACY_CLIENT_SECRET", "s-1"),
+];
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/fhir")
+        .join(name)
+}
+
+/// `ecko-gateway template apply NAME --config FILE --set k=v ...`.
+fn apply(
+    config: &Path,
+    name: &str,
+    values: &BTreeMap<String, String>,
+    env: &[(&str, String)],
+) -> Output {
+    let mut cmd = Command::new(gateway_binary());
+    cmd.args(["template", "apply", name, "--config"])
+        .arg(config);
+    for (k, v) in values {
+        cmd.arg("--set").arg(format!("{k}={v}"));
+    }
+    for (k, v) in SECRETS {
+        cmd.env(k, v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null()).output().expect("run ecko-gateway")
+}
+
+fn check_config(config: &Path, env: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(gateway_binary());
+    cmd.arg("check-config").arg(config);
+    for (k, v) in SECRETS {
+        cmd.env(k, v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run ecko-gateway")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A template's example values with `overrides`.
+fn values(name: &str, overrides: &[(&str, String)]) -> BTreeMap<String, String> {
+    let mut v = integrations::named(name).unwrap().sample_values();
+    for (k, value) in overrides {
+        v.insert(k.to_string(), value.clone());
+    }
+    v
+}
+
+#[test]
+fn every_template_applied_through_the_binary_passes_check_config_and_a_second_apply_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("sftp_key");
+    keygen(&key);
+    let env = vec![(
+        "ECKO_DATA_DIR",
+        dir.path().join("var").display().to_string(),
+    )];
+    let listed = text(
+        &Command::new(gateway_binary())
+            .args(["template", "list"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(integrations::all().len(), 8);
+    for t in integrations::all() {
+        assert!(listed.contains(t.name), "{listed}");
+        let shown = text(
+            &Command::new(gateway_binary())
+                .args(["template", "show", t.name])
+                .output()
+                .unwrap(),
+        );
+        assert!(
+            shown.contains("[[endpoint]]") && shown.contains(&t.maps),
+            "{shown}"
+        );
+
+        let config = dir.path().join(format!("{}.toml", t.name));
+        std::fs::write(&config, SHIPPED).unwrap();
+        let mut v = t.sample_values();
+        if v.contains_key("private_key") {
+            v.insert("private_key".into(), key.display().to_string());
+        }
+        let out = apply(&config, t.name, &v, &env);
+        assert!(out.status.success(), "{}: {}", t.name, text(&out));
+        let written = std::fs::read_to_string(&config).unwrap();
+        for line in SHIPPED.lines() {
+            assert!(written.contains(line), "{}: lost {line:?}", t.name);
+        }
+        let checked = check_config(&config, &env);
+        assert!(
+            checked.status.success(),
+            "{}: {}\n{written}",
+            t.name,
+            text(&checked)
+        );
+        let again = apply(&config, t.name, &v, &env);
+        assert_eq!(again.status.code(), Some(1), "{}", t.name);
+        assert!(text(&again).contains("exists already"), "{}", text(&again));
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
+    }
+}
+
+/// A gateway configuration with an MLLP listener `mllp-in` and a FHIR
+/// destination `hub` at `hub_url`, and `template` applied to it.
+fn gateway_with(
+    dir: &Path,
+    mllp: u16,
+    hub_url: &str,
+    template: &str,
+    overrides: &[(&str, String)],
+) -> PathBuf {
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"# The test gateway.
+[journal]
+path = "{d}/journal.db"
+
+[[endpoint]]
+name = "mllp-in"
+type = "mllp"
+listen = "127.0.0.1:{mllp}"
+
+[[endpoint]]
+name = "hub"
+type = "fhir"
+url = "{hub_url}"
+retry = {{ initial = "200ms", max = "1s", jitter = 0.0 }}
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let out = apply(&config, template, &values(template, overrides), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    config
+}
+
+fn start(dir: &Path, config: &Path) -> Gateway {
+    let env: Vec<(&str, &str)> = SECRETS.to_vec();
+    Gateway::start(config, &dir.join("gateway.log"), &env)
+}
+
+/// Sends the HL7 v2 file with python-hl7's `mllp_send`; its output.
+fn mllp_send(port: u16, file: &Path) -> String {
+    let out = Command::new(peer_tool("venv-hl7", "mllp_send"))
+        .args(["--loose", "-p", &port.to_string(), "-f"])
+        .arg(file)
+        .arg("127.0.0.1")
+        .output()
+        .expect("mllp_send");
+    let said = text(&out);
+    assert!(out.status.success(), "mllp_send: {said}");
+    // AA, or CA for a message asking for enhanced mode.
+    assert!(
+        said.contains("MSA|AA|") || said.contains("MSA|CA|"),
+        "not accepted: {said}"
+    );
+    said
+}
+
+/// The requests the stand-in saw on `path`, waiting for the first.
+fn received(standin: &StandIn, path: &str) -> Vec<Value> {
+    let on_path = || {
+        standin
+            .requests()
+            .into_iter()
+            .filter(|r| r["path"] == path)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || !on_path().is_empty()),
+        "nothing arrived at {path}: {:?}",
+        standin.requests()
+    );
+    on_path()
+}
+
+/// Validates `body` (a Bundle's JSON) with fhir.resources.
+fn valid_fhir(dir: &Path, name: &str, bundle: &Value) {
+    let file = dir.join(format!("{name}.json"));
+    std::fs::write(&file, bundle.to_string()).unwrap();
+    if let Err(e) = validate_with_fhir_resources(&[file]) {
+        panic!("fhir.resources refuses {name}: {e}");
+    }
+}
+
+fn resource_types(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["resource"]["resourceType"].as_str())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A FHIR server stand-in; its base URL.
+fn fhir_standin(dir: &Path, args: &[&str]) -> (StandIn, String) {
+    let port = free_port();
+    let standin = StandIn::start(dir, port, args, "{}");
+    (standin, format!("http://127.0.0.1:{port}/fhir"))
+}
+
+#[test]
+fn an_hl7_result_reaches_the_fhir_server_through_the_lab_mllp_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (hub, url) = fhir_standin(d, &[]);
+    let listen = free_port();
+    let config = gateway_with(
+        d,
+        free_port(),
+        &url,
+        "lab-hl7-mllp",
+        &[
+            ("listen", format!("127.0.0.1:{listen}")),
+            ("allow", "127.0.0.1".into()),
+        ],
+    );
+    let _gw = start(d, &config);
+    assert!(wait_for_port(listen, Duration::from_secs(10)));
+    mllp_send(listen, &data("oru_r01_chemistry_v25.hl7"));
+    let posted = received(&hub, "/fhir");
+    let bundle: Value = serde_json::from_str(posted[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(bundle["type"], "transaction");
+    let types = resource_types(&bundle);
+    assert!(types.contains(&"DiagnosticReport".to_string()), "{types:?}");
+    assert!(types.contains(&"Observation".to_string()), "{types:?}");
+    valid_fhir(d, "oru", &bundle);
+}
+
+const ASTM: &str = "H|\\^&|||CHEM-9^1.0|||||||P|LIS2-A2|20240102030405\rP|1||PID1||Doe^Jane\rO|1|SPEC1||^^^GLU|R\rR|1|^^^GLU|5.4|mmol/L|3.9-6.1|N||F\rL|1|N\r";
+
+fn an_astm_result_arrives_as_fhir(hub: &StandIn, d: &Path) {
+    let posted = received(hub, "/fhir");
+    let bundle: Value = serde_json::from_str(posted[0]["body"].as_str().unwrap()).unwrap();
+    let types = resource_types(&bundle);
+    assert!(types.contains(&"Observation".to_string()), "{types:?}");
+    assert!(bundle.to_string().contains("SPEC1"), "{bundle}");
+    valid_fhir(d, "astm", &bundle);
+}
+
+#[test]
+fn an_astm_result_over_tcp_reaches_the_fhir_server_through_the_lab_astm_tcp_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (hub, url) = fhir_standin(d, &[]);
+    let port = free_port();
+    let config = gateway_with(
+        d,
+        free_port(),
+        &url,
+        "lab-astm-tcp",
+        &[("address", format!("127.0.0.1:{port}"))],
+    );
+    let _gw = start(d, &config);
+    assert!(wait_for_port(port, Duration::from_secs(10)));
+    let file = astm_common::message_file(d, "r.astm", ASTM);
+    astm_common::analyzer(&["send", &port.to_string(), &file]);
+    an_astm_result_arrives_as_fhir(&hub, d);
+}
+
+/// `socat PTY,link=<tty> TCP-LISTEN:<port>`: the analyzer's end of the
+/// serial line as a TCP port.
+fn socat(tty: &Path, port: u16) -> Child {
+    let child = Command::new("socat")
+        .arg(format!("PTY,link={},raw,echo=0", tty.display()))
+        .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat (run scripts/install-peers)");
+    assert!(
+        eventually(Duration::from_secs(5), || tty.exists()),
+        "socat made no pty"
+    );
+    child
+}
+
+#[test]
+fn an_astm_result_over_a_serial_line_reaches_the_fhir_server_through_the_lab_astm_serial_template()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (hub, url) = fhir_standin(d, &[]);
+    let tty = d.join("tty");
+    let port = free_port();
+    let mut line = socat(&tty, port);
+    let config = gateway_with(
+        d,
+        free_port(),
+        &url,
+        "lab-astm-serial",
+        &[("device", tty.display().to_string())],
+    );
+    let mut gw = start(d, &config);
+    gw.wait_for_log("serial line open", 0, Duration::from_secs(20));
+    let file = astm_common::message_file(d, "r.astm", ASTM);
+    astm_common::analyzer(&["send", &port.to_string(), &file]);
+    an_astm_result_arrives_as_fhir(&hub, d);
+    let _ = line.kill();
+    let _ = line.wait();
+}
+
+#[test]
+fn an_image_reaches_the_pacs_through_the_pacs_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_hub, url) = fhir_standin(d, &[]);
+    let (scp, pacs_port) = (free_port(), free_port());
+    let pacs_dir = d.join("pacs");
+    std::fs::create_dir_all(&pacs_dir).unwrap();
+    let pacs_log = d.join("pacs.log");
+    let log = std::fs::File::create(&pacs_log).unwrap();
+    let mut pacs = Command::new("storescp")
+        .args(["-v", "+xa", "-aet", "PACS", "-od"])
+        .arg(&pacs_dir)
+        .arg(pacs_port.to_string())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("storescp (dcmtk): run scripts/install-peers");
+    assert!(wait_for_port(pacs_port, Duration::from_secs(10)));
+    let config = gateway_with(
+        d,
+        free_port(),
+        &url,
+        "pacs-dicom",
+        &[
+            ("listen", format!("127.0.0.1:{scp}")),
+            ("pacs", format!("127.0.0.1:{pacs_port}")),
+        ],
+    );
+    let _gw = start(d, &config);
+    assert!(wait_for_port(scp, Duration::from_secs(10)));
+    let acked = d.join("acked.txt");
+    let out = Command::new(peer_python("dicom-venv"))
+        .arg(python_script("dicom_send.py"))
+        .args([
+            "127.0.0.1",
+            &scp.to_string(),
+            "ECKO",
+            "1",
+            "1.2.826.0.1.3680043.10.1234.20",
+            acked.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&acked)
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        1,
+        "{}",
+        text(&out)
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || std::fs::read_to_string(
+            &pacs_log
+        )
+        .unwrap_or_default()
+        .contains("1.2.826.0.1.3680043.10.1234.20.1")),
+        "the PACS received nothing: {}",
+        std::fs::read_to_string(&pacs_log).unwrap_or_default()
+    );
+    let _ = pacs.kill();
+    let _ = pacs.wait();
+}
+
+#[test]
+fn a_prescription_reaches_the_pharmacy_api_as_a_medication_request_through_the_rest_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let pharmacy = StandIn::start(d, port, &["--api-key", "X-API-Key=k-1"], "{}");
+    let mllp = free_port();
+    let config = gateway_with(
+        d,
+        mllp,
+        "http://127.0.0.1:9/unused",
+        "pharmacy-rest",
+        &[("url", format!("http://127.0.0.1:{port}/prescriptions"))],
+    );
+    let _gw = start(d, &config);
+    assert!(wait_for_port(mllp, Duration::from_secs(10)));
+    mllp_send(mllp, &data("orders/rde_o11_orbis.hl7"));
+    let posted = received(&pharmacy, "/prescriptions");
+    assert_eq!(posted[0]["headers"]["x-api-key"], "k-1");
+    let body: Value = serde_json::from_str(posted[0]["body"].as_str().unwrap()).unwrap();
+    let prescription = &body["prescription"];
+    assert_eq!(prescription["resourceType"], "MedicationRequest");
+    assert_eq!(prescription["status"], "active");
+    assert_eq!(body["patient"]["resourceType"], "Patient");
+    assert!(body["message_id"].is_u64(), "{body}");
+    let collection = serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": prescription}, {"resource": body["patient"]}],
+    });
+    valid_fhir(d, "prescription", &collection);
+}
+
+#[test]
+fn a_prescription_reaches_the_pharmacy_fhir_server_with_oauth_through_the_fhir_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let pharmacy = StandIn::start(d, port, &["--client", "ecko-gw:s-1"], "{}");
+    let mllp = free_port();
+    let config = gateway_with(
+        d,
+        mllp,
+        "http://127.0.0.1:9/unused",
+        "pharmacy-fhir",
+        &[
+            ("url", format!("http://127.0.0.1:{port}/fhir")),
+            ("token_url", format!("http://127.0.0.1:{port}/token")),
+        ],
+    );
+    let _gw = start(d, &config);
+    assert!(wait_for_port(mllp, Duration::from_secs(10)));
+    mllp_send(mllp, &data("orders/rde_o11_orbis.hl7"));
+    let posted = received(&pharmacy, "/fhir");
+    assert!(
+        posted[0]["headers"]["authorization"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("Bearer tok-")),
+        "{posted:?}"
+    );
+    let bundle: Value = serde_json::from_str(posted[0]["body"].as_str().unwrap()).unwrap();
+    let types = resource_types(&bundle);
+    assert!(
+        types.contains(&"MedicationRequest".to_string()),
+        "{types:?}"
+    );
+    valid_fhir(d, "prescription-bundle", &bundle);
+}
+
+#[test]
+fn charges_arrive_as_a_csv_file_in_the_folder_through_the_accounting_folder_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let folder = d.join("charges");
+    std::fs::create_dir_all(&folder).unwrap();
+    let mllp = free_port();
+    let config = gateway_with(
+        d,
+        mllp,
+        "http://127.0.0.1:9/unused",
+        "accounting-folder",
+        &[("path", folder.display().to_string())],
+    );
+    let _gw = start(d, &config);
+    assert!(wait_for_port(mllp, Duration::from_secs(10)));
+    mllp_send(mllp, &data("financial/dft_p03_medico.hl7"));
+    let csv = || {
+        std::fs::read_dir(&folder)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "csv"))
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || csv().is_some()),
+        "no CSV file in {}",
+        folder.display()
+    );
+    let text = std::fs::read_to_string(csv().unwrap()).unwrap();
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert_eq!(
+        lines[..3],
+        [
+            "date,transaction,patient_id,patient_name,visit,code,description,quantity,amount,currency,performer",
+            "2026-04-03,MED-F-4001/1,P-20931,\"van der Berg, Tom\",,TAR-39.0010,\"Radiology, thorax 2 views\",1,,,",
+            "2026-04-03,MED-F-4001/2,P-20931,\"van der Berg, Tom\",,,\"Plaster cast, forearm\",1,85.0,CHF,",
+        ],
+        "{text}"
+    );
+}
+
+#[test]
+fn charges_arrive_as_a_json_file_on_the_sftp_server_through_the_accounting_sftp_template() {
+    let (dir, files, port, _sshd) = server();
+    let d = dir.path();
+    let remote = d.join("remote");
+    std::fs::create_dir_all(&remote).unwrap();
+    let mllp = free_port();
+    let config = gateway_with(
+        d,
+        mllp,
+        "http://127.0.0.1:9/unused",
+        "accounting-sftp",
+        &[
+            ("format", "json".into()),
+            ("host", "127.0.0.1".into()),
+            ("port", port.to_string()),
+            ("user", "root".into()),
+            ("host_key_sha256", files.fingerprint.clone()),
+            ("private_key", files.user_key.display().to_string()),
+            ("path", remote.display().to_string()),
+        ],
+    );
+    let _gw = start(d, &config);
+    assert!(wait_for_port(mllp, Duration::from_secs(10)));
+    mllp_send(mllp, &data("financial/dft_p03_medico.hl7"));
+    let file = remote.join("charges-MED-F-4001.json");
+    assert!(
+        eventually(Duration::from_secs(30), || file.exists()),
+        "nothing uploaded: {:?} {}",
+        std::fs::read_dir(&remote).map(|r| r.count()),
+        files.log()
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(v["message"], "MED-F-4001");
+    assert_eq!(v["charges"][1]["amount"], serde_json::json!(85.0));
+    assert_eq!(v["charges"][1]["currency"], "CHF");
+    assert_eq!(v["charges"][0]["code"], "TAR-39.0010");
+}
