@@ -20,6 +20,9 @@
 //! - `charges-csv`, `charges-json`: the charges of a DFT^P03 as an import
 //!   file for accounting software, one row per FT1 ([`charges`]); bytes,
 //!   never for a FHIR destination.
+//! - `abdm-diagnostic-report`: HL7 v2 results → the FHIR `document` Bundle
+//!   of an ABDM DiagnosticReportRecord ([`abdm`]); for a REST destination,
+//!   never a FHIR one (it is no transaction).
 //! - `template`: a minijinja template file named by the route, for
 //!   integrations the built-in maps do not cover ([`template`]); queued as
 //!   `template:<path>`.
@@ -35,6 +38,7 @@
 //! ([`ecko_message::DecodeHints`]); the context's site zone applies only to
 //! messages journalled before hints were recorded.
 
+pub mod abdm;
 pub mod astm;
 pub mod charges;
 pub mod dicom;
@@ -59,6 +63,7 @@ pub const NAMES: &[&str] = &[
     "dicom-fhir",
     charges::CSV,
     charges::JSON,
+    abdm::NAME,
     "template",
 ];
 
@@ -185,6 +190,11 @@ pub fn transform(
                 "`{name}` makes an accounting file, not FHIR: route it to a file, sftp or rest destination"
             )))
         }
+        abdm::NAME => {
+            return Err(TransformError::Unreadable(format!(
+                "`{name}` makes a FHIR document, not a transaction: route it to a rest destination"
+            )))
+        }
         other => match other.strip_prefix(template::PREFIX) {
             Some(path) => template::render(std::path::Path::new(path), message, cx)?,
             None => return Err(TransformError::Unknown(other.to_string())),
@@ -235,6 +245,8 @@ pub fn apply(
             .map_err(|e| TransformError::Unreadable(e.to_string())),
         charges::CSV => charges::to_csv(message, cx),
         charges::JSON => charges::to_json(message, cx),
+        abdm::NAME => serde_json::to_vec(&abdm::to_document(message, cx)?)
+            .map_err(|e| TransformError::Unreadable(e.to_string())),
         other => match other.strip_prefix(template::PREFIX) {
             Some(path) => template::apply(std::path::Path::new(path), message, cx),
             None => Err(TransformError::Unknown(other.to_string())),

@@ -15,6 +15,7 @@
 mod astm_common;
 
 use ecko_gateway::config::integrations;
+use ecko_gateway::journal::JournalReader;
 use ecko_tests::fhir::validate_with_fhir_resources;
 use ecko_tests::rest_standin::StandIn;
 use ecko_tests::sshd::{keygen, server};
@@ -28,10 +29,32 @@ use std::time::Duration;
 
 const SHIPPED: &str = include_str!("../../config/gateway.toml");
 
+/// A REST listener for the templates that take FHIR from the HIS.
+const REST_IN: &str = r#"
+# The HIS posts FHIR here.
+[[endpoint]]
+name = "rest-in"
+type = "rest"
+listen = "127.0.0.1:${ECKO_REST_PORT:-8081}"
+plain_http = true
+
+[[endpoint.paths]]
+path = "/fhir"
+accept = "fhir"
+
+[endpoint.auth]
+type = "api-key"
+key = "${ECKO_REST_KEY:-k-rest}"
+"#;
+
 /// The environment every secret reference of the templates reads.
 const SECRETS: &[(&str, &str)] = &[
     ("ECKO_PHARMACY_API_KEY", "k-1"),
     ("ECKO_PHARMACY_CLIENT_SECRET", "s-1"),
+    ("ECKO_ABDM_CLIENT_SECRET", "s-1"),
+    ("ECKO_INSURER_CLIENT_SECRET", "s-1"),
+    ("ECKO_REGISTRY_API_KEY", "k-1"),
+    ("ECKO_CRS_API_KEY", "k-1"),
 ];
 
 fn data(name: &str) -> PathBuf {
@@ -106,7 +129,7 @@ fn every_template_applied_through_the_binary_passes_check_config_and_a_second_ap
             .output()
             .unwrap(),
     );
-    assert_eq!(integrations::all().len(), 8);
+    assert_eq!(integrations::all().len(), 12);
     for t in integrations::all() {
         assert!(listed.contains(t.name), "{listed}");
         let shown = text(
@@ -121,7 +144,8 @@ fn every_template_applied_through_the_binary_passes_check_config_and_a_second_ap
         );
 
         let config = dir.path().join(format!("{}.toml", t.name));
-        std::fs::write(&config, SHIPPED).unwrap();
+        let base = format!("{SHIPPED}{REST_IN}");
+        std::fs::write(&config, &base).unwrap();
         let mut v = t.sample_values();
         if v.contains_key("private_key") {
             v.insert("private_key".into(), key.display().to_string());
@@ -129,7 +153,7 @@ fn every_template_applied_through_the_binary_passes_check_config_and_a_second_ap
         let out = apply(&config, t.name, &v, &env);
         assert!(out.status.success(), "{}: {}", t.name, text(&out));
         let written = std::fs::read_to_string(&config).unwrap();
-        for line in SHIPPED.lines() {
+        for line in base.lines() {
             assert!(written.contains(line), "{}: lost {line:?}", t.name);
         }
         let checked = check_config(&config, &env);
@@ -155,15 +179,8 @@ fn gateway_with(
     template: &str,
     overrides: &[(&str, String)],
 ) -> PathBuf {
-    let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"# The test gateway.
-[journal]
-path = "{d}/journal.db"
-
-[[endpoint]]
+    let endpoints = format!(
+        r#"[[endpoint]]
 name = "mllp-in"
 type = "mllp"
 listen = "127.0.0.1:{mllp}"
@@ -173,8 +190,24 @@ name = "hub"
 type = "fhir"
 url = "{hub_url}"
 retry = {{ initial = "200ms", max = "1s", jitter = 0.0 }}
-"#,
-            d = dir.display()
+"#
+    );
+    gateway_from(dir, &endpoints, template, overrides)
+}
+
+/// A gateway configuration with `endpoints` and `template` applied to it.
+fn gateway_from(
+    dir: &Path,
+    endpoints: &str,
+    template: &str,
+    overrides: &[(&str, String)],
+) -> PathBuf {
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "# The test gateway.\n[journal]\npath = \"{}/journal.db\"\n\n{endpoints}",
+            dir.display()
         ),
     )
     .unwrap();
@@ -567,4 +600,213 @@ fn charges_arrive_as_a_json_file_on_the_sftp_server_through_the_accounting_sftp_
     assert_eq!(v["charges"][1]["amount"], serde_json::json!(85.0));
     assert_eq!(v["charges"][1]["currency"], "CHF");
     assert_eq!(v["charges"][0]["code"], "TAR-39.0010");
+}
+
+#[test]
+fn a_result_reaches_the_abdm_gateway_as_a_diagnostic_report_record_through_the_abdm_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let gateway = StandIn::start(d, port, &["--client", "ecko-hip:s-1"], "{}");
+    let mllp = free_port();
+    let config = gateway_with(
+        d,
+        mllp,
+        "http://127.0.0.1:9/unused",
+        "abdm-health-information",
+        &[
+            ("url", format!("http://127.0.0.1:{port}/health-information")),
+            ("token_url", format!("http://127.0.0.1:{port}/token")),
+        ],
+    );
+    let _gw = start(d, &config);
+    assert!(wait_for_port(mllp, Duration::from_secs(10)));
+    mllp_send(mllp, &data("oru_r01_chemistry_v25.hl7"));
+    let posted = received(&gateway, "/health-information");
+    let headers = &posted[0]["headers"];
+    assert_eq!(headers["x-cm-id"], "sbx");
+    assert!(
+        headers["request-id"]
+            .as_str()
+            .is_some_and(|r| r.len() == 36),
+        "{headers}"
+    );
+    assert!(
+        headers["authorization"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("Bearer tok-")),
+        "{headers}"
+    );
+    assert_eq!(headers["content-type"], "application/fhir+json");
+    let document: Value = serde_json::from_str(posted[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(document["type"], "document");
+    let composition = &document["entry"][0]["resource"];
+    assert_eq!(composition["resourceType"], "Composition");
+    assert!(composition["meta"]["profile"][0]
+        .as_str()
+        .is_some_and(|p| p.ends_with("/DiagnosticReportRecord")));
+    let types = resource_types(&document);
+    assert!(types.contains(&"DiagnosticReport".to_string()), "{types:?}");
+    valid_fhir(d, "abdm-document", &document);
+}
+
+#[test]
+fn a_reportable_result_reaches_the_registry_fhir_server_through_the_notifiable_disease_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let registry = StandIn::start(d, port, &["--api-key", "X-API-Key=k-1"], "{}");
+    let mllp = free_port();
+    let config = gateway_with(
+        d,
+        mllp,
+        "http://127.0.0.1:9/unused",
+        "registry-notifiable-disease",
+        &[("url", format!("http://127.0.0.1:{port}/fhir"))],
+    );
+    let _gw = start(d, &config);
+    assert!(wait_for_port(mllp, Duration::from_secs(10)));
+    mllp_send(mllp, &data("oru_r01_micro_two_orders_v251.hl7"));
+    let posted = received(&registry, "/fhir");
+    assert_eq!(posted[0]["headers"]["x-api-key"], "k-1");
+    let bundle: Value = serde_json::from_str(posted[0]["body"].as_str().unwrap()).unwrap();
+    assert!(resource_types(&bundle).contains(&"Observation".to_string()));
+    valid_fhir(d, "notifiable", &bundle);
+}
+
+/// A configuration with the REST listener `rest-in` on `port` (FHIR at
+/// `/fhir`, API key `k-rest`).
+fn rest_listener(port: u16) -> String {
+    format!(
+        r#"[[endpoint]]
+name = "rest-in"
+type = "rest"
+listen = "127.0.0.1:{port}"
+plain_http = true
+
+[[endpoint.paths]]
+path = "/fhir"
+accept = "fhir"
+
+[endpoint.auth]
+type = "api-key"
+key = "k-rest"
+"#
+    )
+}
+
+/// POSTs FHIR JSON to the REST listener with curl; the message id.
+fn post_fhir(port: u16, path: &str, body: &Value) -> i64 {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20", "-H", "X-API-Key: k-rest"])
+        .args(["-H", "Content-Type: application/fhir+json", "--data-binary"])
+        .arg(body.to_string())
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl");
+    let answer: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    answer["message_ids"][0]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{answer}"))
+}
+
+/// The delivered response the journal keeps for `message`, once there.
+fn kept_response(db: &Path, message: i64, needle: &str) -> String {
+    let mut found = None;
+    eventually(Duration::from_secs(30), || {
+        found = JournalReader::open(db)
+            .ok()
+            .and_then(|j| j.events_of(message).ok())
+            .and_then(|events| {
+                events
+                    .into_iter()
+                    .filter_map(|e| e.detail)
+                    .find(|d| d.contains(needle))
+            });
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("no response with {needle} kept for message {message}"))
+}
+
+#[test]
+fn a_claim_reaches_the_insurer_and_its_claim_response_is_kept_through_the_claims_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let script = r#"{"/fhir/Claim": [[201, {}, {"resourceType": "ClaimResponse", "id": "CR-9", "status": "active", "outcome": "queued", "disposition": "received"}]]}"#;
+    let insurer = StandIn::start(d, port, &["--client", "ecko-hospital:s-1"], script);
+    let rest = free_port();
+    let config = gateway_from(
+        d,
+        &rest_listener(rest),
+        "insurance-claims",
+        &[
+            ("url", format!("http://127.0.0.1:{port}/fhir/Claim")),
+            ("token_url", format!("http://127.0.0.1:{port}/token")),
+        ],
+    );
+    let _gw = start(d, &config);
+    let claim = serde_json::json!({
+        "resourceType": "Claim",
+        "status": "active",
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "institutional"}]},
+        "use": "claim",
+        "patient": {"reference": "Patient/p-1"},
+        "created": "2026-04-05",
+        "provider": {"display": "City Hospital"},
+        "priority": {"coding": [{"code": "normal"}]},
+        "insurance": [{"sequence": 1, "focal": true, "coverage": {"display": "Policy 123"}}],
+        "identifier": [{"system": "urn:hospital:claims", "value": "CL-1"}]
+    });
+    let id = post_fhir(rest, "/fhir/Claim", &claim);
+    let posted = received(&insurer, "/fhir/Claim");
+    assert!(
+        posted[0]["headers"]["authorization"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("Bearer tok-")),
+        "{posted:?}"
+    );
+    let sent: Value = serde_json::from_str(posted[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent, claim, "the claim is sent as received");
+    let kept = kept_response(&d.join("journal.db"), id, "CR-9");
+    assert!(
+        kept.contains(r#""/id":"CR-9""#) && kept.contains(r#""/outcome":"queued""#),
+        "{kept}"
+    );
+    let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": sent}]});
+    valid_fhir(d, "claim", &bundle);
+}
+
+#[test]
+fn a_birth_reaches_the_civil_registry_and_its_number_is_kept_through_the_birth_death_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let script = r#"{"/registrations": [[201, {}, {"registrationNumber": "B-2026-77", "status": "registered"}]]}"#;
+    let registry = StandIn::start(d, port, &["--api-key", "X-API-Key=k-1"], script);
+    let rest = free_port();
+    let config = gateway_from(
+        d,
+        &rest_listener(rest),
+        "registry-birth-death",
+        &[("url", format!("http://127.0.0.1:{port}/registrations"))],
+    );
+    let _gw = start(d, &config);
+    let newborn = serde_json::json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:hospital:mrn", "value": "NB-1"}],
+        "gender": "female",
+        "birthDate": "2026-04-05"
+    });
+    let id = post_fhir(rest, "/fhir/Patient", &newborn);
+    let posted = received(&registry, "/registrations");
+    assert_eq!(posted[0]["headers"]["x-api-key"], "k-1");
+    let sent: Value = serde_json::from_str(posted[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent, newborn);
+    let kept = kept_response(&d.join("journal.db"), id, "B-2026-77");
+    assert!(
+        kept.contains(r#""/registrationNumber":"B-2026-77""#),
+        "{kept}"
+    );
 }

@@ -56,6 +56,22 @@ const FILES: &[(&str, &str)] = &[
         "accounting-folder",
         include_str!("../../../config/integrations/accounting-folder.toml"),
     ),
+    (
+        "abdm-health-information",
+        include_str!("../../../config/integrations/abdm-health-information.toml"),
+    ),
+    (
+        "insurance-claims",
+        include_str!("../../../config/integrations/insurance-claims.toml"),
+    ),
+    (
+        "registry-notifiable-disease",
+        include_str!("../../../config/integrations/registry-notifiable-disease.toml"),
+    ),
+    (
+        "registry-birth-death",
+        include_str!("../../../config/integrations/registry-birth-death.toml"),
+    ),
 ];
 
 /// What a parameter's value must be.
