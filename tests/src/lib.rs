@@ -3,6 +3,7 @@
 
 pub mod fhir;
 pub mod mqtt;
+pub mod pacs;
 pub mod rest_standin;
 pub mod sshd;
 

@@ -8,10 +8,11 @@
 //! SIGKILL during a burst.
 
 use ecko_gateway::journal::JournalReader;
+use ecko_tests::pacs::{pacs, Pacs};
 use ecko_tests::{eventually, free_port, peer_python, python_script, Gateway};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn samples() -> PathBuf {
@@ -62,34 +63,6 @@ to = ["pacs"]
     )
     .unwrap();
     path
-}
-
-/// A PACS process, stopped when dropped.
-struct Pacs(Child);
-
-impl Drop for Pacs {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// dcmtk's storescp as the PACS, accepting every transfer syntax, writing
-/// what it receives into `dir`, logging each request.
-fn pacs(port: u16, dir: &Path, log: &Path) -> Pacs {
-    std::fs::create_dir_all(dir).unwrap();
-    let log = std::fs::File::create(log).unwrap();
-    let child = Command::new("storescp")
-        .args(["-v", "+xa", "-aet", "PACS", "-od"])
-        .arg(dir)
-        .arg(port.to_string())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("storescp (dcmtk): run scripts/install-peers");
-    let pacs = Pacs(child);
-    assert!(ecko_tests::wait_for_port(port, Duration::from_secs(10)));
-    pacs
 }
 
 fn storescu(port: u16, args: &[&str], files: &[PathBuf]) -> (bool, String) {

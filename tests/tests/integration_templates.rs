@@ -17,6 +17,7 @@ mod astm_common;
 use ecko_gateway::config::integrations;
 use ecko_gateway::journal::JournalReader;
 use ecko_tests::fhir::validate_with_fhir_resources;
+use ecko_tests::pacs::pacs;
 use ecko_tests::rest_standin::StandIn;
 use ecko_tests::sshd::{keygen, server};
 use ecko_tests::{eventually, free_port, gateway_binary, peer_python, peer_tool, python_script};
@@ -24,7 +25,7 @@ use ecko_tests::{wait_for_port, Gateway};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 const SHIPPED: &str = include_str!("../../config/gateway.toml");
@@ -343,24 +344,6 @@ fn an_astm_result_over_tcp_reaches_the_fhir_server_through_the_lab_astm_tcp_temp
     an_astm_result_arrives_as_fhir(&hub, d);
 }
 
-/// `socat PTY,link=<tty> TCP-LISTEN:<port>`: the analyzer's end of the
-/// serial line as a TCP port.
-fn socat(tty: &Path, port: u16) -> Child {
-    let child = Command::new("socat")
-        .arg(format!("PTY,link={},raw,echo=0", tty.display()))
-        .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("socat (run scripts/install-peers)");
-    assert!(
-        eventually(Duration::from_secs(5), || tty.exists()),
-        "socat made no pty"
-    );
-    child
-}
-
 #[test]
 fn an_astm_result_over_a_serial_line_reaches_the_fhir_server_through_the_lab_astm_serial_template()
 {
@@ -369,7 +352,7 @@ fn an_astm_result_over_a_serial_line_reaches_the_fhir_server_through_the_lab_ast
     let (hub, url) = fhir_standin(d, &[]);
     let tty = d.join("tty");
     let port = free_port();
-    let mut line = socat(&tty, port);
+    let mut line = astm_common::socat(&tty, port);
     let config = gateway_with(
         d,
         free_port(),
@@ -392,19 +375,8 @@ fn an_image_reaches_the_pacs_through_the_pacs_template() {
     let d = dir.path();
     let (_hub, url) = fhir_standin(d, &[]);
     let (scp, pacs_port) = (free_port(), free_port());
-    let pacs_dir = d.join("pacs");
-    std::fs::create_dir_all(&pacs_dir).unwrap();
     let pacs_log = d.join("pacs.log");
-    let log = std::fs::File::create(&pacs_log).unwrap();
-    let mut pacs = Command::new("storescp")
-        .args(["-v", "+xa", "-aet", "PACS", "-od"])
-        .arg(&pacs_dir)
-        .arg(pacs_port.to_string())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("storescp (dcmtk): run scripts/install-peers");
-    assert!(wait_for_port(pacs_port, Duration::from_secs(10)));
+    let _pacs = pacs(pacs_port, &d.join("pacs"), &pacs_log);
     let config = gateway_with(
         d,
         free_port(),
@@ -448,28 +420,57 @@ fn an_image_reaches_the_pacs_through_the_pacs_template() {
         "the PACS received nothing: {}",
         std::fs::read_to_string(&pacs_log).unwrap_or_default()
     );
-    let _ = pacs.kill();
-    let _ = pacs.wait();
+}
+
+/// A stand-in started with `args` on a free port; a gateway whose MLLP
+/// listener feeds `template`, applied with the values `overrides` makes of
+/// the stand-in's address (`127.0.0.1:PORT`); one HL7 v2 file sent with
+/// `mllp_send`. The requests that arrived at `path`.
+fn hl7_through(
+    d: &Path,
+    template: &str,
+    args: &[&str],
+    overrides: impl Fn(&str) -> Vec<(&'static str, String)>,
+    file: &str,
+    path: &str,
+) -> Vec<Value> {
+    let port = free_port();
+    let standin = StandIn::start(d, port, args, "{}");
+    let mllp = free_port();
+    let config = gateway_with(
+        d,
+        mllp,
+        "http://127.0.0.1:9/unused",
+        template,
+        &overrides(&format!("127.0.0.1:{port}")),
+    );
+    let _gw = start(d, &config);
+    assert!(wait_for_port(mllp, Duration::from_secs(10)));
+    mllp_send(mllp, &data(file));
+    received(&standin, path)
+}
+
+fn assert_bearer(request: &Value) {
+    assert!(
+        request["headers"]["authorization"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("Bearer tok-")),
+        "no token of the stand-in's: {request}"
+    );
 }
 
 #[test]
 fn a_prescription_reaches_the_pharmacy_api_as_a_medication_request_through_the_rest_template() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let port = free_port();
-    let pharmacy = StandIn::start(d, port, &["--api-key", "X-API-Key=k-1"], "{}");
-    let mllp = free_port();
-    let config = gateway_with(
+    let posted = hl7_through(
         d,
-        mllp,
-        "http://127.0.0.1:9/unused",
         "pharmacy-rest",
-        &[("url", format!("http://127.0.0.1:{port}/prescriptions"))],
+        &["--api-key", "X-API-Key=k-1"],
+        |at| vec![("url", format!("http://{at}/prescriptions"))],
+        "orders/rde_o11_orbis.hl7",
+        "/prescriptions",
     );
-    let _gw = start(d, &config);
-    assert!(wait_for_port(mllp, Duration::from_secs(10)));
-    mllp_send(mllp, &data("orders/rde_o11_orbis.hl7"));
-    let posted = received(&pharmacy, "/prescriptions");
     assert_eq!(posted[0]["headers"]["x-api-key"], "k-1");
     let body: Value = serde_json::from_str(posted[0]["body"].as_str().unwrap()).unwrap();
     let prescription = &body["prescription"];
@@ -489,29 +490,20 @@ fn a_prescription_reaches_the_pharmacy_api_as_a_medication_request_through_the_r
 fn a_prescription_reaches_the_pharmacy_fhir_server_with_oauth_through_the_fhir_template() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let port = free_port();
-    let pharmacy = StandIn::start(d, port, &["--client", "ecko-gw:s-1"], "{}");
-    let mllp = free_port();
-    let config = gateway_with(
+    let posted = hl7_through(
         d,
-        mllp,
-        "http://127.0.0.1:9/unused",
         "pharmacy-fhir",
-        &[
-            ("url", format!("http://127.0.0.1:{port}/fhir")),
-            ("token_url", format!("http://127.0.0.1:{port}/token")),
-        ],
+        &["--client", "ecko-gw:s-1"],
+        |at| {
+            vec![
+                ("url", format!("http://{at}/fhir")),
+                ("token_url", format!("http://{at}/token")),
+            ]
+        },
+        "orders/rde_o11_orbis.hl7",
+        "/fhir",
     );
-    let _gw = start(d, &config);
-    assert!(wait_for_port(mllp, Duration::from_secs(10)));
-    mllp_send(mllp, &data("orders/rde_o11_orbis.hl7"));
-    let posted = received(&pharmacy, "/fhir");
-    assert!(
-        posted[0]["headers"]["authorization"]
-            .as_str()
-            .is_some_and(|a| a.starts_with("Bearer tok-")),
-        "{posted:?}"
-    );
+    assert_bearer(&posted[0]);
     let bundle: Value = serde_json::from_str(posted[0]["body"].as_str().unwrap()).unwrap();
     let types = resource_types(&bundle);
     assert!(
@@ -606,35 +598,26 @@ fn charges_arrive_as_a_json_file_on_the_sftp_server_through_the_accounting_sftp_
 fn a_result_reaches_the_abdm_gateway_as_a_diagnostic_report_record_through_the_abdm_template() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let port = free_port();
-    let gateway = StandIn::start(d, port, &["--client", "ecko-hip:s-1"], "{}");
-    let mllp = free_port();
-    let config = gateway_with(
+    let posted = hl7_through(
         d,
-        mllp,
-        "http://127.0.0.1:9/unused",
         "abdm-health-information",
-        &[
-            ("url", format!("http://127.0.0.1:{port}/health-information")),
-            ("token_url", format!("http://127.0.0.1:{port}/token")),
-        ],
+        &["--client", "ecko-hip:s-1"],
+        |at| {
+            vec![
+                ("url", format!("http://{at}/health-information")),
+                ("token_url", format!("http://{at}/token")),
+            ]
+        },
+        "oru_r01_chemistry_v25.hl7",
+        "/health-information",
     );
-    let _gw = start(d, &config);
-    assert!(wait_for_port(mllp, Duration::from_secs(10)));
-    mllp_send(mllp, &data("oru_r01_chemistry_v25.hl7"));
-    let posted = received(&gateway, "/health-information");
+    assert_bearer(&posted[0]);
     let headers = &posted[0]["headers"];
     assert_eq!(headers["x-cm-id"], "sbx");
     assert!(
         headers["request-id"]
             .as_str()
             .is_some_and(|r| r.len() == 36),
-        "{headers}"
-    );
-    assert!(
-        headers["authorization"]
-            .as_str()
-            .is_some_and(|a| a.starts_with("Bearer tok-")),
         "{headers}"
     );
     assert_eq!(headers["content-type"], "application/fhir+json");
@@ -654,20 +637,14 @@ fn a_result_reaches_the_abdm_gateway_as_a_diagnostic_report_record_through_the_a
 fn a_reportable_result_reaches_the_registry_fhir_server_through_the_notifiable_disease_template() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let port = free_port();
-    let registry = StandIn::start(d, port, &["--api-key", "X-API-Key=k-1"], "{}");
-    let mllp = free_port();
-    let config = gateway_with(
+    let posted = hl7_through(
         d,
-        mllp,
-        "http://127.0.0.1:9/unused",
         "registry-notifiable-disease",
-        &[("url", format!("http://127.0.0.1:{port}/fhir"))],
+        &["--api-key", "X-API-Key=k-1"],
+        |at| vec![("url", format!("http://{at}/fhir"))],
+        "oru_r01_micro_two_orders_v251.hl7",
+        "/fhir",
     );
-    let _gw = start(d, &config);
-    assert!(wait_for_port(mllp, Duration::from_secs(10)));
-    mllp_send(mllp, &data("oru_r01_micro_two_orders_v251.hl7"));
-    let posted = received(&registry, "/fhir");
     assert_eq!(posted[0]["headers"]["x-api-key"], "k-1");
     let bundle: Value = serde_json::from_str(posted[0]["body"].as_str().unwrap()).unwrap();
     assert!(resource_types(&bundle).contains(&"Observation".to_string()));
@@ -761,12 +738,7 @@ fn a_claim_reaches_the_insurer_and_its_claim_response_is_kept_through_the_claims
     });
     let id = post_fhir(rest, "/fhir/Claim", &claim);
     let posted = received(&insurer, "/fhir/Claim");
-    assert!(
-        posted[0]["headers"]["authorization"]
-            .as_str()
-            .is_some_and(|a| a.starts_with("Bearer tok-")),
-        "{posted:?}"
-    );
+    assert_bearer(&posted[0]);
     let sent: Value = serde_json::from_str(posted[0]["body"].as_str().unwrap()).unwrap();
     assert_eq!(sent, claim, "the claim is sent as received");
     let kept = kept_response(&d.join("journal.db"), id, "CR-9");
