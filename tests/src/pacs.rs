@@ -1,6 +1,7 @@
-//! dcmtk's `storescp` as the PACS of the DICOM tests (installed by
-//! `scripts/install-peers`).
+//! The DICOM peers of the tests (installed by `scripts/install-peers`):
+//! dcmtk's `storescp` as the PACS, pynetdicom as the modality.
 
+use crate::{peer_python, python_script};
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -31,4 +32,32 @@ pub fn pacs(port: u16, dir: &Path, log: &Path) -> Pacs {
     let pacs = Pacs(child);
     assert!(crate::wait_for_port(port, Duration::from_secs(10)));
     pacs
+}
+
+/// Sends `count` generated instances of `study` (pynetdicom); the UIDs
+/// answered with success.
+pub fn send_study(scp: u16, count: usize, study: &str, acked: &Path) -> Vec<String> {
+    let _ = std::fs::remove_file(acked);
+    let out = Command::new(peer_python("dicom-venv"))
+        .arg(python_script("dicom_send.py"))
+        .args([
+            "127.0.0.1",
+            &scp.to_string(),
+            "ECKO",
+            &count.to_string(),
+            study,
+        ])
+        .arg(acked)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::fs::read_to_string(acked)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }

@@ -8,7 +8,7 @@
 //! SIGKILL during a burst.
 
 use ecko_gateway::journal::JournalReader;
-use ecko_tests::pacs::{pacs, Pacs};
+use ecko_tests::pacs::{pacs, send_study, Pacs};
 use ecko_tests::{eventually, free_port, peer_python, python_script, Gateway};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -362,34 +362,6 @@ fn a_pacs_killed_in_the_middle_of_a_study_gets_every_instance_after_it_restarts_
     eprintln!("killed after {at_kill} of {total}; {again} instance(s) received twice");
     let (delivered, pending, dead) = destination_counts(&db, "pacs");
     assert_eq!((delivered, pending, dead), (total as u64, 0, 0));
-}
-
-/// Sends `count` generated instances of `study` (pynetdicom); the UIDs
-/// answered with success.
-fn send_study(scp: u16, count: usize, study: &str, acked: &Path) -> Vec<String> {
-    let _ = std::fs::remove_file(acked);
-    let out = Command::new(peer_python("dicom-venv"))
-        .arg(python_script("dicom_send.py"))
-        .args([
-            "127.0.0.1",
-            &scp.to_string(),
-            "ECKO",
-            &count.to_string(),
-            study,
-        ])
-        .arg(acked)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    std::fs::read_to_string(acked)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 /// A FHIR destination at `base` and a route of `message_type` from the

@@ -17,10 +17,10 @@ mod astm_common;
 use ecko_gateway::config::integrations;
 use ecko_gateway::journal::JournalReader;
 use ecko_tests::fhir::validate_with_fhir_resources;
-use ecko_tests::pacs::pacs;
+use ecko_tests::pacs::{pacs, send_study};
 use ecko_tests::rest_standin::StandIn;
 use ecko_tests::sshd::{keygen, server};
-use ecko_tests::{eventually, free_port, gateway_binary, peer_python, peer_tool, python_script};
+use ecko_tests::{eventually, free_port, gateway_binary, peer_tool};
 use ecko_tests::{wait_for_port, Gateway};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -389,28 +389,13 @@ fn an_image_reaches_the_pacs_through_the_pacs_template() {
     );
     let _gw = start(d, &config);
     assert!(wait_for_port(scp, Duration::from_secs(10)));
-    let acked = d.join("acked.txt");
-    let out = Command::new(peer_python("dicom-venv"))
-        .arg(python_script("dicom_send.py"))
-        .args([
-            "127.0.0.1",
-            &scp.to_string(),
-            "ECKO",
-            "1",
-            "1.2.826.0.1.3680043.10.1234.20",
-            acked.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        std::fs::read_to_string(&acked)
-            .unwrap_or_default()
-            .lines()
-            .count(),
+    let acked = send_study(
+        scp,
         1,
-        "{}",
-        text(&out)
+        "1.2.826.0.1.3680043.10.1234.20",
+        &d.join("acked.txt"),
     );
+    assert_eq!(acked.len(), 1, "the SCP did not take the image");
     assert!(
         eventually(Duration::from_secs(30), || std::fs::read_to_string(
             &pacs_log
