@@ -116,6 +116,40 @@ fn values(name: &str, overrides: &[(&str, String)]) -> BTreeMap<String, String> 
 }
 
 #[test]
+fn a_value_missing_or_refused_is_named_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, SHIPPED).unwrap();
+    let missing = apply(&config, "lab-hl7-mllp", &BTreeMap::new(), &[]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing).contains("needs `allow` (Analyzer address): give them with --set"),
+        "{}",
+        text(&missing)
+    );
+    let mut v = values("accounting-sftp", &[("port", "twenty-two".into())]);
+    let refused = apply(&config, "accounting-sftp", &v, &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused).contains("`port` must be a whole number"),
+        "{}",
+        text(&refused)
+    );
+    v.insert("port".into(), "22".into());
+    v.insert("from".into(), "no-such-source".into());
+    let invalid = apply(&config, "accounting-sftp", &v, &[]);
+    assert_eq!(invalid.status.code(), Some(1));
+    assert!(
+        text(&invalid).contains("unknown endpoint `no-such-source`"),
+        "{}",
+        text(&invalid)
+    );
+    let unknown = apply(&config, "no-such-template", &BTreeMap::new(), &[]);
+    assert!(text(&unknown).contains("no integration template `no-such-template`"));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), SHIPPED);
+}
+
+#[test]
 fn every_template_applied_through_the_binary_passes_check_config_and_a_second_apply_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("sftp_key");
