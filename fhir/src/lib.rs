@@ -17,6 +17,12 @@
 //!   ImagingStudy of an idle study, MPPS steps as Procedures) → a FHIR R4
 //!   transaction Bundle
 //!   ([`dicom`]).
+//! - `charges-csv`, `charges-json`: the charges of a DFT^P03 as an import
+//!   file for accounting software, one row per FT1 ([`charges`]); bytes,
+//!   never for a FHIR destination.
+//! - `abdm-diagnostic-report`: HL7 v2 results → the FHIR `document` Bundle
+//!   of an ABDM DiagnosticReportRecord ([`abdm`]); for a REST destination,
+//!   never a FHIR one (it is no transaction).
 //! - `template`: a minijinja template file named by the route, for
 //!   integrations the built-in maps do not cover ([`template`]); queued as
 //!   `template:<path>`.
@@ -32,7 +38,9 @@
 //! ([`ecko_message::DecodeHints`]); the context's site zone applies only to
 //! messages journalled before hints were recorded.
 
+pub mod abdm;
 pub mod astm;
+pub mod charges;
 pub mod coding_systems;
 pub mod dicom;
 pub mod hl7v2;
@@ -49,7 +57,16 @@ use jiff::tz::TimeZone;
 use std::sync::Arc;
 
 /// Every transform a route may name (`template` with a `template` file).
-pub const NAMES: &[&str] = &["none", "astm-fhir", "hl7v2-fhir", "dicom-fhir", "template"];
+pub const NAMES: &[&str] = &[
+    "none",
+    "astm-fhir",
+    "hl7v2-fhir",
+    "dicom-fhir",
+    charges::CSV,
+    charges::JSON,
+    abdm::NAME,
+    "template",
+];
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TransformError {
@@ -169,6 +186,16 @@ pub fn transform(
         "hl7v2-fhir" => to_value(&hl7v2::to_bundle(message, cx)?)?,
         "astm-fhir" => to_value(&astm::to_bundle(message, cx)?)?,
         dicom::NAME => dicom::to_bundle(message, cx)?,
+        charges::CSV | charges::JSON => {
+            return Err(TransformError::Unreadable(format!(
+                "`{name}` makes an accounting file, not FHIR: route it to a file, sftp or rest destination"
+            )))
+        }
+        abdm::NAME => {
+            return Err(TransformError::Unreadable(format!(
+                "`{name}` makes a FHIR document, not a transaction: route it to a rest destination"
+            )))
+        }
         other => match other.strip_prefix(template::PREFIX) {
             Some(path) => template::render(std::path::Path::new(path), message, cx)?,
             None => return Err(TransformError::Unknown(other.to_string())),
@@ -216,6 +243,10 @@ pub fn apply(
         "hl7v2-fhir" => to_json(&hl7v2::to_bundle(message, cx)?),
         "astm-fhir" => to_json(&astm::to_bundle(message, cx)?),
         dicom::NAME => serde_json::to_vec(&dicom::to_bundle(message, cx)?)
+            .map_err(|e| TransformError::Unreadable(e.to_string())),
+        charges::CSV => charges::to_csv(message, cx),
+        charges::JSON => charges::to_json(message, cx),
+        abdm::NAME => serde_json::to_vec(&abdm::to_document(message, cx)?)
             .map_err(|e| TransformError::Unreadable(e.to_string())),
         other => match other.strip_prefix(template::PREFIX) {
             Some(path) => template::apply(std::path::Path::new(path), message, cx),

@@ -49,6 +49,12 @@ enum Command {
     /// Print the admin page's one-time first-run setup code (made at the
     /// first start with no user; gone once the first administrator exists).
     SetupCode(cli::setup_code::Args),
+    /// Integration templates: ready endpoints and routes for common
+    /// integrations (lab analyzers, PACS, pharmacy, accounting, ...).
+    Template {
+        #[command(subcommand)]
+        command: cli::template::Command,
+    },
     /// Manage the admin page's users.
     User {
         #[command(subcommand)]
@@ -81,6 +87,9 @@ fn main() -> ExitCode {
             Command::Codes { command } => cli::codes::codes(command),
             Command::SetupCode(a) => cli::setup_code::setup_code(a),
             Command::Order { command } => cli::order::order(command).await,
+            Command::Template { command } => {
+                cli::template::template(command, &ecko_hal::LinuxTerminal)
+            }
             Command::User { command } => cli::user::user(command, &ecko_hal::LinuxTerminal).await,
         }
     })

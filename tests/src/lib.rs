@@ -4,7 +4,9 @@
 pub mod fhir;
 pub mod firmware;
 pub mod mqtt;
+pub mod pacs;
 pub mod rest_standin;
+pub mod sshd;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

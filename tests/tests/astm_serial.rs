@@ -6,27 +6,7 @@ mod astm_common;
 use astm_common::*;
 use ecko_tests::{eventually, Gateway};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-/// `socat PTY,link=<tty>,raw,echo=0 TCP-LISTEN:<port>`: the pty exists at
-/// once; socat serves one TCP connection, then exits and the pty vanishes,
-/// as a pulled USB-serial adapter would.
-fn socat(tty: &Path, port: u16) -> Child {
-    let child = Command::new("socat")
-        .arg(format!("PTY,link={},raw,echo=0", tty.display()))
-        .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("socat (run scripts/install-peers)");
-    assert!(
-        eventually(Duration::from_secs(5), || tty.exists()),
-        "socat made no pty"
-    );
-    child
-}
 
 fn log_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)

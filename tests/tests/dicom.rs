@@ -8,10 +8,11 @@
 //! SIGKILL during a burst.
 
 use ecko_gateway::journal::JournalReader;
+use ecko_tests::pacs::{pacs, send_study, Pacs};
 use ecko_tests::{eventually, free_port, peer_python, python_script, Gateway};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn samples() -> PathBuf {
@@ -62,34 +63,6 @@ to = ["pacs"]
     )
     .unwrap();
     path
-}
-
-/// A PACS process, stopped when dropped.
-struct Pacs(Child);
-
-impl Drop for Pacs {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// dcmtk's storescp as the PACS, accepting every transfer syntax, writing
-/// what it receives into `dir`, logging each request.
-fn pacs(port: u16, dir: &Path, log: &Path) -> Pacs {
-    std::fs::create_dir_all(dir).unwrap();
-    let log = std::fs::File::create(log).unwrap();
-    let child = Command::new("storescp")
-        .args(["-v", "+xa", "-aet", "PACS", "-od"])
-        .arg(dir)
-        .arg(port.to_string())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("storescp (dcmtk): run scripts/install-peers");
-    let pacs = Pacs(child);
-    assert!(ecko_tests::wait_for_port(port, Duration::from_secs(10)));
-    pacs
 }
 
 fn storescu(port: u16, args: &[&str], files: &[PathBuf]) -> (bool, String) {
@@ -389,34 +362,6 @@ fn a_pacs_killed_in_the_middle_of_a_study_gets_every_instance_after_it_restarts_
     eprintln!("killed after {at_kill} of {total}; {again} instance(s) received twice");
     let (delivered, pending, dead) = destination_counts(&db, "pacs");
     assert_eq!((delivered, pending, dead), (total as u64, 0, 0));
-}
-
-/// Sends `count` generated instances of `study` (pynetdicom); the UIDs
-/// answered with success.
-fn send_study(scp: u16, count: usize, study: &str, acked: &Path) -> Vec<String> {
-    let _ = std::fs::remove_file(acked);
-    let out = Command::new(peer_python("dicom-venv"))
-        .arg(python_script("dicom_send.py"))
-        .args([
-            "127.0.0.1",
-            &scp.to_string(),
-            "ECKO",
-            &count.to_string(),
-            study,
-        ])
-        .arg(acked)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    std::fs::read_to_string(acked)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 /// A FHIR destination at `base` and a route of `message_type` from the

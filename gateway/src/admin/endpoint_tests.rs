@@ -1139,3 +1139,126 @@ async fn an_admin_promotes_a_sandboxed_destination_to_live_audited() {
         .contains(&"ada endpoint.promote archive".to_string()));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_creates_an_endpoint_and_its_route_from_an_integration_template() {
+    let s = site().await;
+    let a = s.login("ada", "admin").await;
+    let types = s.get("/new-endpoint", &a).await;
+    assert!(
+        types.body.contains("/new-endpoint/template/lab-hl7-mllp"),
+        "{}",
+        types.body
+    );
+    let form = s.get("/new-endpoint/template/lab-hl7-mllp", &a).await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.field("allow").contains("required"), "{}", form.body);
+    assert!(
+        form.body.contains("value=\"analyzer-mllp\""),
+        "{}",
+        form.body
+    );
+
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let missing = s
+        .post(
+            "/new-endpoint/template/lab-hl7-mllp",
+            &a,
+            &[("name", "chem"), ("listen", &listen), ("to", "archive")],
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        missing.field("allow").contains("needs a value for `allow`"),
+        "{}",
+        missing.body
+    );
+    let bad = s
+        .post(
+            "/new-endpoint/template/lab-hl7-mllp",
+            &a,
+            &[
+                ("name", "chem"),
+                ("listen", "nowhere"),
+                ("allow", "127.0.0.1"),
+                ("to", "archive"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.field("listen").contains("field-error"), "{}", bad.body);
+    assert_eq!(s.file(), s.original, "a refused template writes nothing");
+
+    let r = s
+        .post(
+            "/new-endpoint/template/lab-hl7-mllp",
+            &a,
+            &[
+                ("name", "chem"),
+                ("listen", &listen),
+                ("allow", "127.0.0.1"),
+                ("to", "archive"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(
+        r.location().starts_with("/endpoints/chem?"),
+        "{}",
+        r.location()
+    );
+    assert!(s.running().contains(&"chem".to_string()));
+    let config = s.gw().supervisor.config();
+    let route = config
+        .routes
+        .iter()
+        .find(|r| r.name == "chem-results")
+        .unwrap();
+    assert_eq!(route.from, ["chem"]);
+    assert_eq!(route.to, ["archive"]);
+    let file = s.file();
+    for line in s.original.lines() {
+        assert!(
+            file.contains(line),
+            "the file's own {line:?} is kept:\n{file}"
+        );
+    }
+    assert!(
+        file.contains("# Only the analyzer may connect; add its other addresses here."),
+        "{file}"
+    );
+    assert!(!file.contains("[template]"), "{file}");
+    tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()))
+        .await
+        .expect("the new listener answers at once");
+    assert!(s
+        .audit_actions()
+        .await
+        .contains(&"ada template.apply lab-hl7-mllp".to_string()));
+
+    let again = s
+        .post(
+            "/new-endpoint/template/lab-hl7-mllp",
+            &a,
+            &[("name", "chem"), ("allow", "127.0.0.1"), ("to", "archive")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        again.field("name").contains("exists already"),
+        "{}",
+        again.body
+    );
+
+    let viewer = s.login("vic", "viewer").await;
+    let refused = s
+        .post(
+            "/new-endpoint/template/lab-hl7-mllp",
+            &viewer,
+            &[("name", "x"), ("allow", "127.0.0.1")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    s.stop().await;
+}

@@ -208,6 +208,10 @@ pub fn router(state: Shared) -> Router {
             get(pages::endpoints::new_form).post(pages::endpoints::create),
         )
         .route(
+            "/new-endpoint/template/{name}",
+            get(pages::endpoint_templates::form).post(pages::endpoint_templates::apply),
+        )
+        .route(
             "/routes",
             get(pages::config::routes).post(pages::config::save_routes_form),
         )

@@ -48,6 +48,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "endpoint_form.html",
         include_str!("templates/endpoint_form.html"),
     ),
+    (
+        "endpoint_template.html",
+        include_str!("templates/endpoint_template.html"),
+    ),
     ("settings.html", include_str!("templates/settings.html")),
     ("routes.html", include_str!("templates/routes.html")),
     ("versions.html", include_str!("templates/versions.html")),

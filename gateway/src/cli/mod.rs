@@ -9,7 +9,9 @@
 //! configuration that does not load (and `trace` for an endpoint that is
 //! not ASTM), `send` 2 when it could not send at all; `setup-code` 1 when
 //! there is no code to show; `codes import` 1 when the file conflicts with
-//! the configuration and nothing was written. Scripts rely on these codes, so each module
+//! the configuration and nothing was written; `template apply` 1 when a
+//! value is missing or refused, a name is taken or the file would not load
+//! (nothing written). Scripts rely on these codes, so each module
 //! keeps its own.
 
 pub mod check_config;
@@ -22,6 +24,7 @@ pub mod run;
 pub mod send;
 pub mod setup_code;
 pub mod status;
+pub mod template;
 pub mod trace;
 pub mod user;
 

@@ -27,6 +27,8 @@ pub enum EditError {
     UnknownRoute(String),
     #[error("an endpoint named `{0}` exists already")]
     Exists(String),
+    #[error("a route named `{0}` exists already")]
+    RouteExists(String),
     #[error("`{0}` is written in a shape the editor does not change; edit the file")]
     Shape(String),
 }
@@ -395,7 +397,9 @@ impl ConfigDocument {
     /// Replaces every `[[route]]` with those of `fragment`, TOML holding only
     /// `[[route]]` tables. The new routes take the place of the first old
     /// one (at the end of the file when there were none).
-    pub fn replace_routes(&mut self, fragment: &str) -> Result<(), EditError> {
+    /// `fragment` parsed with its bare references numbered after this
+    /// document's own, so its tables can move into this document.
+    fn parse_fragment(&mut self, fragment: &str, what: &str) -> Result<DocumentMut, EditError> {
         let (protected, references) = protect(fragment, &self.marker);
         let offset = self.references.len();
         let mut protected = protected;
@@ -406,9 +410,13 @@ impl ConfigDocument {
             );
         }
         self.references.extend(references);
-        let parsed: DocumentMut = protected.parse().map_err(|e: toml_edit::TomlError| {
-            EditError::Unreadable(format!("routes: {}", e.message()))
-        })?;
+        protected.parse().map_err(|e: toml_edit::TomlError| {
+            EditError::Unreadable(format!("{what}: {}", e.message()))
+        })
+    }
+
+    pub fn replace_routes(&mut self, fragment: &str) -> Result<(), EditError> {
+        let parsed = self.parse_fragment(fragment, "routes")?;
         if let Some(other) = parsed.iter().map(|(k, _)| k).find(|k| *k != "route") {
             return Err(EditError::Shape(format!(
                 "`{other}` in the routes text (only [[route]] tables belong there)"
@@ -449,6 +457,99 @@ impl ConfigDocument {
             self.doc.insert("route", Item::ArrayOfTables(routes));
         }
         Ok(())
+    }
+}
+
+impl ConfigDocument {
+    /// Appends the `[[endpoint]]` and `[[route]]` tables of `fragment` (an
+    /// integration template filled in) after the file's own, each with the
+    /// comments written above and inside it; a `[template]` table is
+    /// dropped, anything else refused. Nothing changes when a name is
+    /// taken (by the file or twice in the fragment). Returns the names of
+    /// the endpoints and the routes added.
+    pub fn add_fragment(
+        &mut self,
+        fragment: &str,
+    ) -> Result<(Vec<String>, Vec<String>), EditError> {
+        let mut candidate = self.clone();
+        let parsed = candidate.parse_fragment(fragment, "template")?;
+        if let Some(other) = parsed
+            .iter()
+            .map(|(k, _)| k)
+            .find(|k| !["endpoint", "route", "template"].contains(k))
+        {
+            return Err(EditError::Shape(format!(
+                "`{other}` in a template (only [[endpoint]] and [[route]] tables belong there)"
+            )));
+        }
+        let mut endpoints = candidate.endpoint_names();
+        let mut routes = candidate.route_names();
+        let (mut new_endpoints, mut new_routes) = (Vec::new(), Vec::new());
+        for (key, taken, added, clash) in [
+            (
+                "endpoint",
+                &mut endpoints,
+                &mut new_endpoints,
+                EditError::Exists as fn(String) -> EditError,
+            ),
+            (
+                "route",
+                &mut routes,
+                &mut new_routes,
+                EditError::RouteExists,
+            ),
+        ] {
+            let Some(item) = parsed.get(key) else {
+                continue;
+            };
+            let Some(tables) = item.as_array_of_tables() else {
+                return Err(EditError::Shape(format!("`{key}` in a template")));
+            };
+            for table in tables.iter() {
+                let name = table
+                    .get("name")
+                    .and_then(Item::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                if taken.contains(&name) {
+                    return Err(clash(name));
+                }
+                taken.push(name.clone());
+                added.push(name);
+                let mut table = table.clone();
+                // Placed after the file's last table of the same kind.
+                clear_positions(&mut table);
+                let array = candidate
+                    .doc
+                    .entry(key)
+                    .or_insert_with(|| Item::ArrayOfTables(toml_edit::ArrayOfTables::new()));
+                let Some(array) = array.as_array_of_tables_mut() else {
+                    return Err(EditError::Shape(key.to_string()));
+                };
+                if let Some(first) = table.decor().prefix().and_then(|p| p.as_str()) {
+                    if !first.starts_with('\n') {
+                        let spaced = format!("\n{first}");
+                        table.decor_mut().set_prefix(spaced);
+                    }
+                }
+                array.push(table);
+            }
+        }
+        *self = candidate;
+        Ok((new_endpoints, new_routes))
+    }
+}
+
+/// Forgets where a table and its sub-tables stood in the text they were
+/// parsed from, so that they print after the table before them.
+fn clear_positions(table: &mut Table) {
+    table.set_position(None);
+    for (_, item) in table.iter_mut() {
+        match item {
+            Item::Table(t) => clear_positions(t),
+            Item::ArrayOfTables(a) => a.iter_mut().for_each(clear_positions),
+            _ => {}
+        }
     }
 }
 

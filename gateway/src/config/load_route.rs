@@ -141,12 +141,33 @@ impl Loader<'_> {
                             r.name, e.direction
                         ),
                     ),
+                    // Files and documents are no transaction: a FHIR
+                    // destination would refuse every message.
+                    Some(e)
+                        if matches!(e.kind, EndpointKind::Fhir(_))
+                            && NOT_FOR_FHIR.contains(&r.transform.as_str()) =>
+                    {
+                        self.error_at(
+                            r.to_at,
+                            format!(
+                                "route `{}`: transform `{}` makes no FHIR transaction, so the fhir endpoint `{to}` cannot take it (route it to a file, sftp or rest endpoint)",
+                                r.name, r.transform
+                            ),
+                        )
+                    }
                     Some(_) => {}
                 }
             }
         }
     }
 }
+
+/// The transforms whose output a `fhir` destination cannot send.
+const NOT_FOR_FHIR: &[&str] = &[
+    ecko_fhir::charges::CSV,
+    ecko_fhir::charges::JSON,
+    ecko_fhir::abdm::NAME,
+];
 
 impl Loader<'_> {
     /// A DICOM SCP's `worklist` names a `worklist` endpoint.

@@ -18,6 +18,7 @@ mod env;
 pub mod history;
 mod hub;
 mod hub_commands;
+pub mod integrations;
 mod load_endpoint;
 mod load_route;
 mod model;

@@ -911,3 +911,44 @@ fn without_an_update_section_updates_are_not_managed_and_with_one_its_defaults_a
         "{e:?}"
     );
 }
+
+#[test]
+fn a_route_of_accounting_files_or_abdm_documents_to_a_fhir_destination_is_refused() {
+    for transform in ["charges-csv", "charges-json", "abdm-diagnostic-report"] {
+        let text = format!(
+            r#"[journal]
+path = "j.db"
+[[endpoint]]
+name = "in"
+type = "file-drop"
+path = "in"
+[[endpoint]]
+name = "hub"
+type = "fhir"
+url = "http://127.0.0.1:9/fhir"
+[[endpoint]]
+name = "out"
+type = "file"
+path = "out"
+[[route]]
+name = "r"
+from = ["in"]
+transform = "{transform}"
+to = ["hub"]
+[[route]]
+name = "files"
+from = ["in"]
+transform = "{transform}"
+to = ["out"]
+"#
+        );
+        let errors = messages(parse(&text).unwrap_err());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains(&format!(
+                "route `r`: transform `{transform}` makes no FHIR transaction, so the fhir endpoint `hub` cannot take it"
+            )),
+            "{errors:?}"
+        );
+    }
+}

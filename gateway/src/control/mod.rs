@@ -13,6 +13,7 @@
 //! | [`messages`] | retry one delivery, retry every match, discard; dead letters from the command line |
 //! | [`endpoints`] | enable, disable, test ("probe"), create, edit |
 //! | [`config`] | one validated, versioned, live-applied change; settings, routes, rollback |
+//! | [`integrations`] | an integration template added to the configuration (page or file) |
 //! | [`users`] | first administrator (admitted by the [`setup_code`]), add, remove, role, password, unlock, API tokens |
 //! | [`orders`] | add and list analyzer orders |
 //! | [`audit`] | export the audit log |
@@ -26,6 +27,7 @@ pub mod code_maps;
 pub mod config;
 pub mod endpoints;
 pub mod errors;
+pub mod integrations;
 pub mod log_bundle;
 pub mod messages;
 mod ops;

@@ -6,7 +6,8 @@ use ecko_gateway::journal::JournalReader;
 use ecko_message::StoredMessage;
 use ecko_tests::gateway_binary;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 /// python-astm's venv, installed by `scripts/install-peers`.
 pub fn python() -> PathBuf {
@@ -152,4 +153,23 @@ pub fn kinds(answer: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|r| r[0].as_str().unwrap_or("").to_string())
         .collect()
+}
+
+/// `socat PTY,link=<tty>,raw,echo=0 TCP-LISTEN:<port>`: the pty exists at
+/// once; socat serves one TCP connection, then exits and the pty vanishes,
+/// as a pulled USB-serial adapter would.
+pub fn socat(tty: &Path, port: u16) -> Child {
+    let child = Command::new("socat")
+        .arg(format!("PTY,link={},raw,echo=0", tty.display()))
+        .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat (run scripts/install-peers)");
+    assert!(
+        ecko_tests::eventually(Duration::from_secs(5), || tty.exists()),
+        "socat made no pty"
+    );
+    child
 }

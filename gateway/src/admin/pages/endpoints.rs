@@ -42,7 +42,7 @@ pub(crate) fn api_error(status: StatusCode, why: impl Into<String>) -> Response 
 }
 
 /// The HTTP status a refused change answers with.
-fn status_of(e: &ChangeError) -> StatusCode {
+pub(super) fn status_of(e: &ChangeError) -> StatusCode {
     match e {
         ChangeError::Forbidden(_) => StatusCode::FORBIDDEN,
         ChangeError::NotEditable(_) | ChangeError::Edit(EditError::Unreadable(_)) => {
@@ -333,7 +333,7 @@ async fn detail_page(
     )
 }
 
-fn after_change(name: &str, applied: &Applied) -> Response {
+pub(super) fn after_change(name: &str, applied: &Applied) -> Response {
     let saved = match &applied.version {
         Some(v) => format!("Saved as version {}", v.id),
         None => "The file already said so".to_string(),
@@ -465,7 +465,10 @@ pub async fn new_form(
             "endpoint_types.html",
             "New endpoint",
             Some(&caller),
-            context! { types => crate::endpoints::type_names() },
+            context! {
+                types => crate::endpoints::type_names(),
+                templates => super::endpoint_templates::catalogue(),
+            },
         );
     };
     let view = FormView {

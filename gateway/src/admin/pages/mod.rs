@@ -7,6 +7,7 @@ mod audit;
 pub mod config;
 mod dashboard;
 pub mod endpoint_form;
+pub mod endpoint_templates;
 pub mod endpoints;
 mod errors;
 mod logs;
