@@ -1139,3 +1139,6 @@ async fn an_admin_promotes_a_sandboxed_destination_to_live_audited() {
         .contains(&"ada endpoint.promote archive".to_string()));
     s.stop().await;
 }
+
+mod certificates;
+mod rest_paths;

@@ -162,7 +162,11 @@ pub fn values(view: &FormView<'_>) -> Value {
             let quoted: Vec<&str> = e.message.split('`').skip(1).step_by(2).collect();
             fields.iter().find(|f| quoted.contains(&f.key))
         });
+        let in_rows = super::endpoint_rows::groups(view.kind)
+            .iter()
+            .any(|r| super::endpoint_rows::is_about(r, e));
         match found {
+            _ if in_rows => {}
             Some(f) => placed.entry(f.name).or_default().push(&e.message),
             None if e.field.as_deref() == Some("name") => {
                 placed.entry("name").or_default().push(&e.message)
@@ -205,6 +209,7 @@ pub fn values(view: &FormView<'_>) -> Value {
         general,
         name_errors => placed.get("name").cloned().unwrap_or_default(),
         fields => controls,
+        rows => super::endpoint_rows::values(view.kind, view.values, view.errors),
         routes,
     }
 }
@@ -224,6 +229,7 @@ pub fn values_from_settings(
             out.insert(field.name.to_string(), v.clone());
         }
     }
+    out.extend(super::endpoint_rows::cells_of(kind, settings));
     out
 }
 

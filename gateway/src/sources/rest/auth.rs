@@ -288,4 +288,4 @@ fn fits(jwk: &Jwk, alg: Algorithm) -> bool {
 }
 
 #[cfg(test)]
-pub(super) mod tests;
+pub(crate) mod tests;

@@ -47,7 +47,7 @@
 //! request's headers within `header_timeout`, the TLS handshake within
 //! 10 s, the body within `body_timeout`.
 
-mod auth;
+pub(crate) mod auth;
 mod handler;
 
 use super::SourceContext;
