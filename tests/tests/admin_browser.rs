@@ -549,10 +549,20 @@ listen = "127.0.0.1:{port}"
     }
 }
 
+/// A peer process, ended when the test ends, passed or not.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// aiosmtpd on `port` requiring STARTTLS with `pki`'s server certificate,
 /// delivering into `maildir`; the subjects it took, oldest first, from
 /// [`mail_subjects`].
-fn smtp_sink(port: u16, maildir: &Path, pki: &ecko_tests::fhir::TestPki) -> Child {
+fn smtp_sink(port: u16, maildir: &Path, pki: &ecko_tests::fhir::TestPki) -> Peer {
     let child = Command::new(ecko_tests::peer_python("smtp-venv"))
         .args(["-m", "aiosmtpd", "-n", "-l"])
         .arg(format!("127.0.0.1:{port}"))
@@ -566,6 +576,7 @@ fn smtp_sink(port: u16, maildir: &Path, pki: &ecko_tests::fhir::TestPki) -> Chil
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start aiosmtpd");
+    let child = Peer(child);
     assert!(
         ecko_tests::wait_for_port(port, Duration::from_secs(20)),
         "aiosmtpd did not start"
@@ -600,7 +611,8 @@ fn webhooks(out: &Path) -> Vec<Value> {
 }
 
 #[test]
-fn an_endpoint_misconfigured_on_the_page_raises_an_alert_that_is_mailed_posted_and_on_the_audit_page() {
+fn an_endpoint_misconfigured_on_the_page_raises_an_alert_that_is_mailed_posted_and_on_the_audit_page(
+) {
     if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
         panic!("chromium and chromedriver are missing: run scripts/install-peers");
     }
@@ -612,28 +624,33 @@ fn an_endpoint_misconfigured_on_the_page_raises_an_alert_that_is_mailed_posted_a
     let maildir = d.join("maildir");
     let (smtp_port, lis_port, mistyped_port, admin_port) =
         (free_port(), free_port(), free_port(), free_port());
-    let mut smtp = smtp_sink(smtp_port, &maildir, &pki);
+    let _smtp = smtp_sink(smtp_port, &maildir, &pki);
     let hooks = d.join("hooks");
-    let mut receiver = Command::new("python3")
-        .arg(ecko_tests::python_script("webhook_receiver.py"))
-        .arg("--out")
-        .arg(&hooks)
-        .spawn()
-        .expect("start the webhook receiver");
+    let _receiver = Peer(
+        Command::new("python3")
+            .arg(ecko_tests::python_script("webhook_receiver.py"))
+            .arg("--out")
+            .arg(&hooks)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the webhook receiver"),
+    );
     assert!(eventually(Duration::from_secs(10), || hooks
         .join("port")
         .exists()));
     let hook_port = std::fs::read_to_string(hooks.join("port")).unwrap();
     // The LIS: hl7apy's MLLP server, up from the start.
     std::fs::create_dir_all(d.join("received")).unwrap();
-    let mut lis = Command::new(ecko_tests::peer_python("venv-hl7"))
-        .arg(ecko_tests::python_script("hl7apy_server.py"))
-        .arg(lis_port.to_string())
-        .arg(d.join("received"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the hl7apy server");
+    let _lis = Peer(
+        Command::new(ecko_tests::peer_python("venv-hl7"))
+            .arg(ecko_tests::python_script("hl7apy_server.py"))
+            .arg(lis_port.to_string())
+            .arg(d.join("received"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the hl7apy server"),
+    );
     assert!(ecko_tests::wait_for_port(lis_port, Duration::from_secs(10)));
     std::fs::create_dir_all(d.join("inbox")).unwrap();
     let config = d.join("gateway.toml");
@@ -746,12 +763,16 @@ channels = ["lab-it", "pager"]
     std::fs::write(d.join("inbox/r2.hl7"), result(2)).unwrap();
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
-        eventually(Duration::from_secs(60), || !mail_subjects(&maildir).is_empty()),
+        eventually(Duration::from_secs(60), || !mail_subjects(&maildir)
+            .is_empty()),
         "no alert e-mail:\n{}",
         log_text()
     );
     let subjects = mail_subjects(&maildir);
-    assert!(subjects[0].contains("FIRING: lis-down: lis"), "{subjects:?}");
+    assert!(
+        subjects[0].contains("FIRING: lis-down: lis"),
+        "{subjects:?}"
+    );
     assert!(
         eventually(Duration::from_secs(30), || !webhooks(&hooks).is_empty()),
         "no webhook:\n{}",
@@ -772,21 +793,25 @@ channels = ["lab-it", "pager"]
 
     // The audit page shows the alert after the edit that caused it.
     b.go(&format!("{base}/audit"));
-    let audit = wait_for(&b, "the alert on the audit page", Duration::from_secs(10), |s| {
-        s.contains("alert.fired")
-    });
+    let audit = wait_for(
+        &b,
+        "the alert on the audit page",
+        Duration::from_secs(10),
+        |s| s.contains("alert.fired"),
+    );
     let fired = audit.find("alert.fired").unwrap();
     let row = &audit[fired..];
-    assert!(row[..row.find("</tr>").unwrap()].contains("lis-down: lis"), "{audit}");
-    let edited = audit.find("endpoint.edit").expect("the edit in the audit log");
+    assert!(
+        row[..row.find("</tr>").unwrap()].contains("lis-down: lis"),
+        "{audit}"
+    );
+    let edited = audit
+        .find("endpoint.edit")
+        .expect("the edit in the audit log");
     // Newest first: the alert above the edit that brought it about.
     assert!(fired < edited, "{audit}");
     b.screenshot(&shots, "alerts-3-audit");
 
     drop(b);
     assert_eq!(gw.terminate(), Some(0));
-    for child in [&mut smtp, &mut receiver, &mut lis] {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
 }
