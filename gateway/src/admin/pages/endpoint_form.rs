@@ -132,6 +132,15 @@ pub fn field_for<'a>(
         .copied()
 }
 
+/// The choices of a field drawn as a select, if it is one.
+pub(super) fn options(kind: Kind) -> Option<&'static [&'static str]> {
+    match kind {
+        Kind::Choice(options) => Some(options),
+        Kind::Bool => Some(&["true", "false"]),
+        _ => None,
+    }
+}
+
 /// What the form shows: the endpoint's type, its name (editable only when
 /// new), the values, the errors, the routes it may join.
 pub struct FormView<'a> {
@@ -178,11 +187,7 @@ pub fn values(view: &FormView<'_>) -> Value {
         .iter()
         .map(|field| {
             let secret = field.kind == Kind::Secret;
-            let options: Option<&[&str]> = match field.kind {
-                Kind::Choice(options) => Some(options),
-                Kind::Bool => Some(&["true", "false"]),
-                _ => None,
-            };
+            let options = options(field.kind);
             context! {
                 name => field.name,
                 label => field.label,

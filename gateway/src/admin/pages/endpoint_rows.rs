@@ -127,18 +127,13 @@ pub fn values(kind: &str, values: &BTreeMap<String, String>, errors: &[FieldErro
                     rows.fields
                         .iter()
                         .map(|f| {
-                            let options: Option<&[&str]> = match f.kind {
-                                Kind::Choice(options) => Some(options),
-                                Kind::Bool => Some(&["true", "false"]),
-                                _ => None,
-                            };
                             let name = cell(rows, i, f.key);
                             context! {
                                 value => values.get(&name).map_or("", String::as_str),
                                 name,
                                 label => f.label,
                                 default => f.default,
-                                options,
+                                options => super::endpoint_form::options(f.kind),
                             }
                         })
                         .collect()
