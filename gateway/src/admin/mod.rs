@@ -201,6 +201,11 @@ pub fn router(state: Shared) -> Router {
             post(pages::endpoints::set_enabled::<false>),
         )
         .route(
+            "/settings/certificates/{section}",
+            post(pages::certificates::upload_for_section)
+                .layer(axum::extract::DefaultBodyLimit::max(auth::UPLOAD_LIMIT)),
+        )
+        .route(
             "/endpoints/{name}/certificates",
             post(pages::certificates::upload)
                 .layer(axum::extract::DefaultBodyLimit::max(auth::UPLOAD_LIMIT)),

@@ -18,7 +18,7 @@
 use super::config::{change, data_dir, Applied, ChangeError, FieldError, Intent};
 use super::{Actor, Operations, Role};
 use crate::config::edit::{Change, EditValue, TablePath};
-use crate::endpoints::form::{Field, Kind, Pem};
+use crate::endpoints::form::{f, Field, Kind, Pem, TRUST};
 use crate::tls::upload::{self, Accepted};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -60,6 +60,99 @@ pub struct PemSetting {
     /// cannot be read.
     pub expires: Option<i64>,
     pub unreadable: Option<String>,
+}
+
+/// Where the settings an upload points at its files are.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
+    Endpoint(&'a str),
+    /// A section of the file with PEM settings of its own ([`SECTIONS`]).
+    Section(&'a str),
+}
+
+impl Owner<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Owner::Endpoint(n) | Owner::Section(n) => n,
+        }
+    }
+}
+
+/// The sections with PEM settings: the admin page's own certificate and
+/// the hub uplink's trust and identity (both read at the next start).
+pub const SECTIONS: &[(&str, &str, &[Field])] =
+    &[("admin", "Admin page", ADMIN), ("hub", "Hub uplink", HUB)];
+
+const ADMIN: &[Field] = &[
+    f(
+        "cert",
+        "Certificate (PEM path)",
+        Kind::Pem(Pem::Certificate { key: "key" }),
+        "",
+    ),
+    f(
+        "key",
+        "Private key (PEM path)",
+        Kind::Pem(Pem::Key {
+            certificate: "cert",
+        }),
+        "",
+    ),
+];
+
+const HUB: &[Field] = &[
+    f("ca_file", "Broker CA bundle (PEM path)", TRUST, ""),
+    f(
+        "cert",
+        "Device certificate (PEM path)",
+        Kind::Pem(Pem::Certificate { key: "key" }),
+        "",
+    ),
+    f(
+        "key",
+        "Device private key (PEM path)",
+        Kind::Pem(Pem::Key {
+            certificate: "cert",
+        }),
+        "",
+    ),
+];
+
+fn section_fields(section: &str) -> Option<Vec<(Field, Pem, bool)>> {
+    let (_, _, fields) = SECTIONS.iter().find(|(s, _, _)| *s == section)?;
+    Some(
+        fields
+            .iter()
+            .filter_map(|f| match f.kind {
+                Kind::Pem(p) => Some((*f, p, true)),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// A section's PEM settings as the file writes them.
+fn section_settings(
+    doc: &crate::config::edit::ConfigDocument,
+    section: &str,
+) -> BTreeMap<String, String> {
+    section_fields(section)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(f, _, _)| Some((f.key.to_string(), doc.section_value(section, f.key)?)))
+        .collect()
+}
+
+/// A section's PEM settings with what each file shows now; none when the
+/// file cannot be read.
+pub fn section_shown(ops: &Operations, section: &str) -> Vec<PemSetting> {
+    let Ok((doc, _)) = super::config::read_document(ops) else {
+        return Vec::new();
+    };
+    shown(
+        section_fields(section).unwrap_or_default(),
+        &section_settings(&doc, section),
+    )
 }
 
 /// Every PEM setting of an endpoint type, with whether it applies given
@@ -133,7 +226,11 @@ fn named_file(written: &str) -> Result<PathBuf, String> {
 
 /// Each PEM setting of the endpoint with what its file shows now.
 pub fn settings_shown(kind: &str, settings: &BTreeMap<String, String>) -> Vec<PemSetting> {
-    pem_fields(kind, settings)
+    shown(pem_fields(kind, settings), settings)
+}
+
+fn shown(fields: Vec<(Field, Pem, bool)>, settings: &BTreeMap<String, String>) -> Vec<PemSetting> {
+    fields
         .into_iter()
         .filter(|(_, _, applying)| *applying)
         .map(|(field, pem, _)| {
@@ -204,22 +301,41 @@ fn refused(key: &str, message: String) -> FieldError {
     }
 }
 
-/// Checks `uploads` for the endpoint `name`, stores them and points its
-/// settings at them, live. Needs admin; audited as
-/// `endpoint.certificates` (the change) and one `certificate.upload` per
+/// Checks `uploads` for the settings of `owner`, stores them and points
+/// the settings at them (an endpoint's live, a section's at the next
+/// start). Needs admin; audited as `endpoint.certificates` or
+/// `settings.certificates` (the change) and one `certificate.upload` per
 /// file (what it holds and where it is).
 pub async fn upload(
     ops: &Operations,
     actor: &Actor,
-    name: &str,
+    owner: Owner<'_>,
     uploads: Vec<Upload>,
 ) -> Result<(Applied, Vec<Stored>), UploadError> {
     if actor.role < Role::Admin {
         return Err(UploadError::Forbidden(Role::Admin));
     }
-    let (kind, settings) =
-        super::endpoints::file_settings(ops, actor, name).map_err(UploadError::Change)?;
-    let checked = check_all(&kind, &settings, &uploads, ops.journal().now_ms())?;
+    let name = owner.name();
+    let (kind, settings, fields) = match owner {
+        Owner::Endpoint(name) => {
+            let (kind, settings) =
+                super::endpoints::file_settings(ops, actor, name).map_err(UploadError::Change)?;
+            let fields = pem_fields(&kind, &settings);
+            (kind, settings, fields)
+        }
+        Owner::Section(section) => {
+            let Some(fields) = section_fields(section) else {
+                return Err(UploadError::Refused(vec![FieldError {
+                    field: None,
+                    message: format!("`[{section}]` has no certificate settings"),
+                    line: 0,
+                }]));
+            };
+            let (doc, _) = super::config::read_document(ops).map_err(UploadError::Change)?;
+            (String::new(), section_settings(&doc, section), fields)
+        }
+    };
+    let checked = check_all(&fields, &settings, &uploads, ops.journal().now_ms())?;
     let dir = directory(&data_dir(&ops.config()));
     let mut stored: Vec<Stored> = Vec::new();
     for (up, accepted) in uploads.iter().zip(checked) {
@@ -236,21 +352,33 @@ pub async fn upload(
         }
     }
     let keys: Vec<&str> = uploads.iter().map(|u| u.key.as_str()).collect();
-    let mut changes = switches(&kind, &settings, &keys);
+    let mut changes = match owner {
+        Owner::Endpoint(_) => switches(&kind, &settings, &keys),
+        Owner::Section(_) => Vec::new(),
+    };
     changes.extend(stored.iter().map(|s| {
         let path = s.path.display().to_string();
         (s.key.clone(), Change::Set(EditValue::String(path)))
     }));
+    let (action, table) = match owner {
+        Owner::Endpoint(n) => ("endpoint.certificates", TablePath::Endpoint(n)),
+        Owner::Section(s) => ("settings.certificates", TablePath::Section(s)),
+    };
     let applied = change(
         ops,
         actor,
         Role::Admin,
         Intent {
-            action: "endpoint.certificates",
+            action,
             target: name,
-            tables: &[TablePath::Endpoint(name)],
+            tables: &[table],
         },
-        |doc| doc.edit_endpoint(name, &changes),
+        |doc| match owner {
+            Owner::Endpoint(n) => doc.edit_endpoint(n, &changes),
+            Owner::Section(s) => changes
+                .iter()
+                .try_for_each(|(key, c)| doc.set_section_value(s, key, c)),
+        },
     )
     .await;
     let applied = match applied {
@@ -297,12 +425,11 @@ fn describe(s: &Stored) -> String {
 /// Every upload checked, then each certificate against its key; all the
 /// reasons at once.
 fn check_all(
-    kind: &str,
+    fields: &[(Field, Pem, bool)],
     settings: &BTreeMap<String, String>,
     uploads: &[Upload],
     now_ms: i64,
 ) -> Result<Vec<Accepted>, UploadError> {
-    let fields = pem_fields(kind, settings);
     if uploads.is_empty() {
         return Err(UploadError::Refused(vec![FieldError {
             field: None,
@@ -317,7 +444,7 @@ fn check_all(
         let Some((_, pem, _)) = fields.iter().find(|(f, _, _)| f.key == up.key) else {
             errors.push(refused(
                 &up.key,
-                format!("`{}` is not a certificate setting of this endpoint", up.key),
+                format!("`{}` is not a certificate setting here", up.key),
             ));
             continue;
         };

@@ -278,3 +278,89 @@ async fn a_certificate_expiring_within_30_days_is_a_warning_on_the_form_and_the_
     assert!(form.body.contains("in 10 days: renew it"), "{}", form.body);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_s_own_certificate_uploaded_on_the_settings_page_is_presented_at_its_next_start(
+) {
+    let s = site().await;
+    let pki = crate::tls::test_pki::create(s.dir.path());
+    let a = s.login("ada", "admin").await;
+    let page = s.get("/settings", &a).await;
+    for form in ["certificate-upload-admin", "certificate-upload-hub"] {
+        assert!(
+            page.body.contains(&format!("id=\"{form}\"")),
+            "{}",
+            page.body
+        );
+    }
+    let cert = std::fs::read(&pki.server_cert).unwrap();
+    let key = std::fs::read(&pki.server_key).unwrap();
+    // The hub's certificate with another's key: refused beside the key.
+    let foreign = std::fs::read(&pki.client_key).unwrap();
+    let r = s
+        .upload(
+            "/settings/certificates/hub",
+            &a,
+            &[("cert", &cert), ("key", &foreign)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let hub = &r.body[r.body.find("id=\"certificate-upload-hub\"").unwrap()..];
+    let at = hub.find("data-upload=\"key\"").unwrap();
+    assert!(
+        hub[at..].contains("does not belong to the certificate"),
+        "{hub}"
+    );
+    assert_eq!(s.file(), s.original);
+    assert!(s.stored().is_empty());
+    let r = s
+        .upload("/settings/certificates/nowhere", &a, &[("cert", &cert)])
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+
+    let r = s
+        .upload(
+            "/settings/certificates/admin",
+            &a,
+            &[("cert", &cert), ("key", &key)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let text = s.file();
+    let stored = s.stored();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    for path in &stored {
+        assert!(
+            path.to_string_lossy().contains("/admin."),
+            "{}",
+            path.display()
+        );
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let notice = s.get(r.location(), &a).await;
+    assert!(notice.body.contains("Uploaded cert"), "{}", notice.body);
+    assert!(s
+        .audit_actions()
+        .await
+        .contains(&"ada settings.certificates admin".to_string()));
+    // The page as the next start serves it: with the uploaded certificate.
+    let port = free_port();
+    let next = text.replace(
+        "[admin]",
+        &format!("[admin]\nlisten = \"127.0.0.1:{port}\""),
+    );
+    let config = Config::parse(&next, "next.toml", |_| None).unwrap();
+    let server = crate::admin::start(
+        std::sync::Arc::new(config),
+        s.gw().journal.clone(),
+        crate::health::Health::new(),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    let uploaded = CertificateDer::from_pem_slice(&cert).unwrap();
+    assert_eq!(presented(server.addr.port(), &pki.ca).await, uploaded);
+    server.task.abort();
+    s.stop().await;
+}

@@ -11,7 +11,7 @@ use crate::admin::api::site_tz;
 use crate::admin::auth::{forbidden, Caller, Role};
 use crate::admin::format::time;
 use crate::admin::Shared;
-use crate::control::certificates::{self as service, PemSetting, Upload, UploadError};
+use crate::control::certificates::{self as service, Owner, PemSetting, Upload, UploadError};
 use crate::control::config::{ChangeError, FieldError};
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
@@ -82,11 +82,57 @@ pub async fn upload(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    mut form: Multipart,
+    form: Multipart,
 ) -> Response {
     if let Err(r) = caller.require(Role::Admin) {
         return r;
     }
+    match receive(&state, &caller, Owner::Endpoint(&name), form).await {
+        Ok(notice) => {
+            let q = serde_urlencoded::to_string([("applied", notice)]).unwrap_or_default();
+            Redirect::to(&format!("/endpoints/{name}?{q}")).into_response()
+        }
+        Err(Refused::Forbidden(role)) => forbidden(role),
+        Err(Refused::With(status, errors)) => refused_page(&state, &caller, &name, status, &errors),
+    }
+}
+
+/// `POST /settings/certificates/{section}`: the same for the `[admin]` or
+/// `[hub]` section, read at the next start.
+pub async fn upload_for_section(
+    State(state): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(section): Path<String>,
+    form: Multipart,
+) -> Response {
+    if let Err(r) = caller.require(Role::Admin) {
+        return r;
+    }
+    match receive(&state, &caller, Owner::Section(&section), form).await {
+        Ok(notice) => {
+            let q = serde_urlencoded::to_string([("applied", notice)]).unwrap_or_default();
+            Redirect::to(&format!("/settings?{q}")).into_response()
+        }
+        Err(Refused::Forbidden(role)) => forbidden(role),
+        Err(Refused::With(status, errors)) => {
+            super::config::settings_with_upload(&state, &caller, status, &section, &errors)
+        }
+    }
+}
+
+enum Refused {
+    Forbidden(Role),
+    With(StatusCode, Vec<FieldError>),
+}
+
+/// The form's files read and uploaded for `owner`: what was done, for the
+/// notice, or why nothing was.
+async fn receive(
+    state: &Shared,
+    caller: &Caller,
+    owner: Owner<'_>,
+    mut form: Multipart,
+) -> Result<String, Refused> {
     let mut uploads = Vec::new();
     let mut unreadable = None;
     loop {
@@ -126,7 +172,7 @@ pub async fn upload(
             ),
             line: 0,
         }])),
-        None => service::upload(&state.ops, &caller.actor(), &name, uploads).await,
+        None => service::upload(&state.ops, &caller.actor(), owner, uploads).await,
     };
     match result {
         Ok((applied, stored)) => {
@@ -138,28 +184,19 @@ pub async fn upload(
                 Some(v) => format!("saved as version {}", v.id),
                 None => "the file already said so".into(),
             };
-            let q = serde_urlencoded::to_string([(
-                "applied",
-                format!(
-                    "Uploaded {}; {saved}; {}",
-                    files.join(", "),
-                    applied.report.summary()
-                ),
-            )])
-            .unwrap_or_default();
-            Redirect::to(&format!("/endpoints/{name}?{q}")).into_response()
+            Ok(format!(
+                "Uploaded {}; {saved}; {}",
+                files.join(", "),
+                applied.report.summary()
+            ))
         }
-        Err(UploadError::Forbidden(role)) => forbidden(role),
-        Err(UploadError::Refused(errors)) => refused_page(
-            &state,
-            &caller,
-            &name,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &errors,
-        ),
+        Err(UploadError::Forbidden(role)) => Err(Refused::Forbidden(role)),
+        Err(UploadError::Refused(errors)) => {
+            Err(Refused::With(StatusCode::UNPROCESSABLE_ENTITY, errors))
+        }
         Err(UploadError::Change(e)) => {
             let status = match &e {
-                ChangeError::Forbidden(role) => return forbidden(*role),
+                ChangeError::Forbidden(role) => return Err(Refused::Forbidden(*role)),
                 ChangeError::Edit(crate::config::edit::EditError::UnknownEndpoint(_)) => {
                     StatusCode::NOT_FOUND
                 }
@@ -176,7 +213,7 @@ pub async fn upload(
                     f
                 })
                 .collect();
-            refused_page(&state, &caller, &name, status, &errors)
+            Err(Refused::With(status, errors))
         }
     }
 }
