@@ -239,11 +239,12 @@ pub fn values_from_settings(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::edit::EditValue;
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    /// Form values or file settings from pairs.
+    pub(in crate::admin::pages) fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -158,15 +158,9 @@ pub fn values(kind: &str, values: &BTreeMap<String, String>, errors: &[FieldErro
 
 #[cfg(test)]
 mod tests {
+    use super::super::endpoint_form::tests::map;
     use super::*;
     use crate::config::edit::EditValue;
-
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn rows_as_the_file_has_them_change_nothing_and_an_emptied_path_removes_its_table() {
