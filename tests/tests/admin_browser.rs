@@ -661,3 +661,270 @@ fn an_admin_uploads_a_bundle_sees_its_verified_manifest_and_installs_it_after_gi
         assert!(audit.contains(action), "{action} not audited:\n{audit}");
     }
 }
+
+/// A peer process, ended when the test ends, passed or not.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// aiosmtpd on `port` requiring STARTTLS with `pki`'s server certificate,
+/// delivering into `maildir`; the subjects it took, oldest first, from
+/// [`mail_subjects`].
+fn smtp_sink(port: u16, maildir: &Path, pki: &ecko_tests::fhir::TestPki) -> Peer {
+    let child = Command::new(ecko_tests::peer_python("smtp-venv"))
+        .args(["-m", "aiosmtpd", "-n", "-l"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--tlscert")
+        .arg(&pki.server_cert)
+        .arg("--tlskey")
+        .arg(&pki.server_key)
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(maildir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start aiosmtpd");
+    let child = Peer(child);
+    assert!(
+        ecko_tests::wait_for_port(port, Duration::from_secs(20)),
+        "aiosmtpd did not start"
+    );
+    child
+}
+
+fn mail_subjects(maildir: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(maildir.join("new"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    files
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("Subject: "))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The POSTs `tests/python/webhook_receiver.py` kept in `out`, oldest
+/// first.
+fn webhooks(out: &Path) -> Vec<Value> {
+    (1..)
+        .map(|n| out.join(format!("{n}.json")))
+        .take_while(|p| p.exists())
+        .filter_map(|p| serde_json::from_slice(&std::fs::read(p).ok()?).ok())
+        .collect()
+}
+
+#[test]
+fn an_endpoint_misconfigured_on_the_page_raises_an_alert_that_is_mailed_posted_and_on_the_audit_page(
+) {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        panic!("chromium and chromedriver are missing: run scripts/install-peers");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin_browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let pki = ecko_tests::fhir::TestPki::create(&d.join("pki"));
+    let maildir = d.join("maildir");
+    let (smtp_port, lis_port, mistyped_port, admin_port) =
+        (free_port(), free_port(), free_port(), free_port());
+    let _smtp = smtp_sink(smtp_port, &maildir, &pki);
+    let hooks = d.join("hooks");
+    let _receiver = Peer(
+        Command::new("python3")
+            .arg(ecko_tests::python_script("webhook_receiver.py"))
+            .arg("--out")
+            .arg(&hooks)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the webhook receiver"),
+    );
+    assert!(eventually(Duration::from_secs(10), || hooks
+        .join("port")
+        .exists()));
+    let hook_port = std::fs::read_to_string(hooks.join("port")).unwrap();
+    // The LIS: hl7apy's MLLP server, up from the start.
+    std::fs::create_dir_all(d.join("received")).unwrap();
+    let _lis = Peer(
+        Command::new(ecko_tests::peer_python("venv-hl7"))
+            .arg(ecko_tests::python_script("hl7apy_server.py"))
+            .arg(lis_port.to_string())
+            .arg(d.join("received"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the hl7apy server"),
+    );
+    assert!(ecko_tests::wait_for_port(lis_port, Duration::from_secs(10)));
+    std::fs::create_dir_all(d.join("inbox")).unwrap();
+    let config = d.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[journal]
+path = "{d}/journal.db"
+[[endpoint]]
+name = "inbox"
+type = "file-drop"
+path = "{d}/inbox"
+message_type = "ORU^R01"
+poll_interval = "20ms"
+[[endpoint]]
+name = "lis"
+type = "mllp"
+connect = "127.0.0.1:{lis_port}"
+ack_timeout = "5s"
+[endpoint.retry]
+initial = "100ms"
+max = "500ms"
+[[route]]
+name = "results"
+from = ["inbox"]
+to = ["lis"]
+[admin]
+listen = "127.0.0.1:{admin_port}"
+[alerts]
+check_every = "1s"
+[alerts.channels.lab-it]
+type = "email"
+host = "127.0.0.1"
+port = {smtp_port}
+security = "starttls"
+ca_file = "{ca}"
+from = "Ecko gateway <gateway@lab.example>"
+to = ["lab-it@lab.example"]
+timeout = "10s"
+[alerts.channels.pager]
+type = "webhook"
+url = "http://127.0.0.1:{hook_port}/alerts"
+secret = "a webhook secret of some length"
+timeout = "5s"
+[[alerts.rule]]
+name = "lis-down"
+when = "endpoint_down"
+endpoint = "lis"
+for = "2s"
+channels = ["lab-it", "pager"]
+"#,
+            d = d.display(),
+            ca = pki.ca.display(),
+        ),
+    )
+    .unwrap();
+    let mut add = Command::new(ecko_tests::gateway_binary())
+        .args(["user", "add", "--config"])
+        .arg(&config)
+        .args(["--role", "admin", "admin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    assert!(add.wait().unwrap().success());
+    let log = d.join("gateway.log");
+    let mut gw = Gateway::start(&config, &log, &[]);
+    gw.wait_for_log("admin page listening", 0, Duration::from_secs(10));
+    let result = |seq: usize| {
+        format!("MSH|^~\\&|LAB|HOSP|LIS|HOSP|20260312101500||ORU^R01|C{seq}|P|2.5.1\rPID|1||P1\rOBR|1||S{seq}|GLU\rOBX|1|NM|GLU||5.4|mmol/L|||||F\r")
+    };
+    std::fs::write(d.join("inbox/r1.hl7"), result(1)).unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            !ecko_tests::file_names(&d.join("received")).is_empty()
+        }),
+        "the LIS took nothing"
+    );
+
+    let base = format!("https://127.0.0.1:{admin_port}");
+    let profile = tempfile::tempdir().unwrap();
+    let b = Driver::start(profile.path());
+    b.go(&format!("{base}/login"));
+    b.type_into("input[name=name]", "admin");
+    b.type_into("input[name=password]", PASSWORD);
+    b.click("#login");
+    wait_for(&b, "the dashboard", Duration::from_secs(10), |s| {
+        s.contains("href=\"/logout\"") || s.contains("action=\"/logout\"")
+    });
+    // The LIS's port mistyped on the endpoint form.
+    b.go(&format!("{base}/endpoints/lis/edit"));
+    wait_for(&b, "the edit form", Duration::from_secs(5), |s| {
+        s.contains("id=\"endpoint-form\"")
+    });
+    b.run("document.querySelector('input[name=connect]').value = ''; return true;");
+    b.type_into("input[name=connect]", &format!("127.0.0.1:{mistyped_port}"));
+    b.screenshot(&shots, "alerts-1-port-mistyped");
+    b.click("#save");
+    wait_for(&b, "the change applied", Duration::from_secs(10), |s| {
+        s.contains("id=\"notice\"") && s.contains("restarted lis")
+    });
+    b.screenshot(&shots, "alerts-2-saved");
+    assert!(std::fs::read_to_string(&config)
+        .unwrap()
+        .contains(&format!("connect = \"127.0.0.1:{mistyped_port}\"")));
+
+    // The next result cannot be delivered: the alert fires on both channels.
+    std::fs::write(d.join("inbox/r2.hl7"), result(2)).unwrap();
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(Duration::from_secs(60), || !mail_subjects(&maildir)
+            .is_empty()),
+        "no alert e-mail:\n{}",
+        log_text()
+    );
+    let subjects = mail_subjects(&maildir);
+    assert!(
+        subjects[0].contains("FIRING: lis-down: lis"),
+        "{subjects:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || !webhooks(&hooks).is_empty()),
+        "no webhook:\n{}",
+        log_text()
+    );
+    let hook = &webhooks(&hooks)[0];
+    assert_eq!(hook["path"], "/alerts");
+    assert!(
+        hook["headers"]["x-ecko-signature"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("sha256=")),
+        "{hook}"
+    );
+    let posted: Value = serde_json::from_str(hook["body"].as_str().unwrap()).unwrap();
+    assert_eq!(posted["state"], "fired", "{posted}");
+    assert_eq!(posted["rule"], "lis-down");
+    assert_eq!(posted["subject"], "lis");
+
+    // The audit page shows the alert after the edit that caused it.
+    b.go(&format!("{base}/audit"));
+    let audit = wait_for(
+        &b,
+        "the alert on the audit page",
+        Duration::from_secs(10),
+        |s| s.contains("alert.fired"),
+    );
+    let fired = audit.find("alert.fired").unwrap();
+    let row = &audit[fired..];
+    assert!(
+        row[..row.find("</tr>").unwrap()].contains("lis-down: lis"),
+        "{audit}"
+    );
+    let edited = audit
+        .find("endpoint.edit")
+        .expect("the edit in the audit log");
+    // Newest first: the alert above the edit that brought it about.
+    assert!(fired < edited, "{audit}");
+    b.screenshot(&shots, "alerts-3-audit");
+
+    drop(b);
+    assert_eq!(gw.terminate(), Some(0));
+}

@@ -238,12 +238,16 @@ async fn check_csrf(caller: &Caller, request: Request) -> Result<Request, &'stat
             Err("CSRF token does not match")
         };
     }
-    let is_form = request
+    let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+        .unwrap_or_default()
+        .to_string();
+    if content_type.starts_with("multipart/form-data") {
+        return check_multipart_csrf(expected, request, &content_type).await;
+    }
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Err("missing CSRF token");
     }
     let (parts, body) = request.into_parts();
@@ -251,6 +255,43 @@ async fn check_csrf(caller: &Caller, request: Request) -> Result<Request, &'stat
         .await
         .map_err(|_| "form too large")?;
     let given = form_field(&bytes, "csrf");
+    match given {
+        Some(g) if constant_eq(&g, expected) => Ok(Request::from_parts(parts, Body::from(bytes))),
+        Some(_) => Err("CSRF token does not match"),
+        None => Err("missing CSRF token"),
+    }
+}
+
+/// The largest `multipart/form-data` body (the certificate upload): four
+/// files at their cap, with room for the form's own parts.
+pub const UPLOAD_LIMIT: usize = 4 * crate::control::certificates::MAX_FILE_SIZE + FORM_LIMIT;
+
+/// The CSRF check of a `multipart/form-data` form: its `csrf` part, read
+/// from the buffered body, which is put back for the handler.
+async fn check_multipart_csrf(
+    expected: &str,
+    request: Request,
+    content_type: &str,
+) -> Result<Request, &'static str> {
+    use axum::extract::FromRequest;
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, UPLOAD_LIMIT)
+        .await
+        .map_err(|_| "upload too large")?;
+    let copy = Request::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(bytes.clone()))
+        .map_err(|_| "missing CSRF token")?;
+    let mut form = axum::extract::Multipart::from_request(copy, &())
+        .await
+        .map_err(|_| "missing CSRF token")?;
+    let mut given = None;
+    while let Ok(Some(field)) = form.next_field().await {
+        if field.name() == Some("csrf") {
+            given = field.text().await.ok();
+            break;
+        }
+    }
     match given {
         Some(g) if constant_eq(&g, expected) => Ok(Request::from_parts(parts, Body::from(bytes))),
         Some(_) => Err("CSRF token does not match"),

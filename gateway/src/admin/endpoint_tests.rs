@@ -1262,3 +1262,6 @@ async fn an_admin_creates_an_endpoint_and_its_route_from_an_integration_template
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     s.stop().await;
 }
+
+mod certificates;
+mod rest_paths;

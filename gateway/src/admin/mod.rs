@@ -200,6 +200,16 @@ pub fn router(state: Shared) -> Router {
             "/endpoints/{name}/disable",
             post(pages::endpoints::set_enabled::<false>),
         )
+        .route(
+            "/settings/certificates/{section}",
+            post(pages::certificates::upload_for_section)
+                .layer(axum::extract::DefaultBodyLimit::max(auth::UPLOAD_LIMIT)),
+        )
+        .route(
+            "/endpoints/{name}/certificates",
+            post(pages::certificates::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(auth::UPLOAD_LIMIT)),
+        )
         .route("/endpoints/{name}/test", post(pages::endpoints::test))
         .route("/endpoints/{name}/resume", post(pages::endpoints::resume))
         .route("/endpoints/{name}/promote", post(pages::endpoints::promote))

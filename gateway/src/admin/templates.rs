@@ -38,6 +38,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("_form.html", include_str!("templates/_form.html")),
     ("_routes.html", include_str!("templates/_routes.html")),
     ("_endpoint.html", include_str!("templates/_endpoint.html")),
+    (
+        "_certificates.html",
+        include_str!("templates/_certificates.html"),
+    ),
     ("endpoints.html", include_str!("templates/endpoints.html")),
     ("endpoint.html", include_str!("templates/endpoint.html")),
     (

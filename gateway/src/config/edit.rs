@@ -51,6 +51,10 @@ pub enum Change {
     /// Remove the key (the setting goes back to its default).
     Remove,
     Set(EditValue),
+    /// Replace the tables `[[endpoint.<key>]]` with these rows, each its
+    /// keys and values; none removes them. A row keeps the place (and so
+    /// the comments) of the table it replaces.
+    Tables(Vec<Vec<(String, EditValue)>>),
 }
 
 /// The configuration file, parsed for editing.
@@ -123,7 +127,8 @@ impl ConfigDocument {
     }
 
     /// Every key of an endpoint as the file writes it: nested tables as
-    /// dotted keys (`tls.cert`), references as references, strings without
+    /// dotted keys (`tls.cert`), the tables of an array of tables by their
+    /// number (`paths.0.path`), references as references, strings without
     /// their quotes, arrays and deeper tables as TOML.
     pub fn endpoint_settings(&self, name: &str) -> Option<Vec<(String, String)>> {
         let table = self.endpoint(name)?;
@@ -142,6 +147,11 @@ impl ConfigDocument {
                 Item::Table(t) if prefix.is_empty() => self.flatten(t, &format!("{dotted}."), out),
                 Item::Value(v) => out.push((dotted, self.display(v))),
                 Item::Table(t) => out.push((dotted, t.to_string().trim().to_string())),
+                Item::ArrayOfTables(tables) if prefix.is_empty() => {
+                    for (i, t) in tables.iter().enumerate() {
+                        self.flatten(t, &format!("{dotted}.{i}."), out);
+                    }
+                }
                 Item::ArrayOfTables(_) | Item::None => {}
             }
         }
@@ -202,21 +212,35 @@ impl ConfigDocument {
         name: &str,
         changes: &[(String, Change)],
     ) -> Result<(), EditError> {
-        let changes: Vec<(String, Option<Value>)> = changes
+        enum Prepared {
+            Value(Option<Value>),
+            Tables(Vec<Vec<(String, Value)>>),
+        }
+        let changes: Vec<(String, Prepared)> = changes
             .iter()
             .map(|(k, c)| {
-                (
-                    k.clone(),
-                    match c {
-                        Change::Remove => None,
-                        Change::Set(v) => Some(self.value(v)),
-                    },
-                )
+                let prepared = match c {
+                    Change::Remove => Prepared::Value(None),
+                    Change::Set(v) => Prepared::Value(Some(self.value(v))),
+                    Change::Tables(rows) => Prepared::Tables(
+                        rows.iter()
+                            .map(|row| {
+                                row.iter()
+                                    .map(|(k, v)| (k.clone(), self.value(v)))
+                                    .collect()
+                            })
+                            .collect(),
+                    ),
+                };
+                (k.clone(), prepared)
             })
             .collect();
         let table = self.endpoint_mut(name)?;
-        for (key, value) in changes {
-            set_dotted(table, &key, value)?;
+        for (key, change) in changes {
+            match change {
+                Prepared::Value(value) => set_dotted(table, &key, value)?,
+                Prepared::Tables(rows) => set_tables(table, &key, rows)?,
+            }
         }
         Ok(())
     }
@@ -328,6 +352,7 @@ impl ConfigDocument {
         let value = match change {
             Change::Remove => None,
             Change::Set(v) => Some(self.value(v)),
+            Change::Tables(_) => return Err(EditError::Shape(format!("{section}.{key}"))),
         };
         if value.is_none() && self.doc.get(section).is_none() {
             return Ok(());
@@ -595,6 +620,50 @@ fn set_dotted(table: &mut Table, key: &str, value: Option<Value>) -> Result<(), 
     }
 }
 
+/// Replaces the array of tables `key` of `table` with `rows`; each row
+/// that replaces a table keeps its place in the file, its comments and the
+/// spelling of the values it leaves as they were.
+fn set_tables(
+    table: &mut Table,
+    key: &str,
+    rows: Vec<Vec<(String, Value)>>,
+) -> Result<(), EditError> {
+    if key.contains('.') {
+        return Err(EditError::Shape(key.to_string()));
+    }
+    if rows.is_empty() {
+        table.remove(key);
+        return Ok(());
+    }
+    let old: Vec<Table> = match table.get(key) {
+        None => Vec::new(),
+        Some(Item::ArrayOfTables(a)) => a.iter().cloned().collect(),
+        Some(_) => return Err(EditError::Shape(key.to_string())),
+    };
+    let mut array = toml_edit::ArrayOfTables::new();
+    for (i, row) in rows.into_iter().enumerate() {
+        let mut t = old.get(i).cloned().unwrap_or_default();
+        let keep: Vec<String> = t.iter().map(|(k, _)| k.to_string()).collect();
+        for k in keep {
+            if !row.iter().any(|(r, _)| *r == k) {
+                t.remove(&k);
+            }
+        }
+        for (k, v) in row {
+            let same = t
+                .get(&k)
+                .and_then(Item::as_value)
+                .is_some_and(|old| old.to_string().trim() == v.to_string().trim());
+            if !same {
+                set_in(&mut t, &k, Some(v));
+            }
+        }
+        array.push(t);
+    }
+    table.insert(key, Item::ArrayOfTables(array));
+    Ok(())
+}
+
 fn set_in(table: &mut dyn TableLike, key: &str, value: Option<Value>) {
     match value {
         None => {
@@ -698,11 +767,37 @@ pub fn key_spans(text: &str, path: TablePath<'_>) -> Vec<KeySpan> {
             });
         }
     };
+    let mut arrays: Vec<(String, (usize, usize))> = Vec::new();
     for (key, item) in table.iter() {
         let Some((k, _)) = table.get_key_value(key) else {
             continue;
         };
         add(key.to_string(), k, item);
+        // An array of tables (`[[endpoint.paths]]`): the whole array as
+        // its key, each table's keys by the table's number.
+        if let Some(tables) = item.as_array_of_tables() {
+            let mut whole: Option<(usize, usize)> = None;
+            for (i, t) in tables.iter().enumerate() {
+                let mut widen = |start: usize, end: usize| {
+                    whole = Some(whole.map_or((start, end), |(s, e)| (s.min(start), e.max(end))));
+                };
+                if let Some(span) = t.span() {
+                    widen(span.start, span.end.saturating_sub(1));
+                }
+                for (inner, inner_item) in t.iter() {
+                    if let Some((ik, _)) = t.get_key_value(inner) {
+                        if let (Some(ks), Some(vs)) = (ik.span(), inner_item.span()) {
+                            widen(ks.start, vs.end.saturating_sub(1));
+                        }
+                        add(format!("{key}.{i}.{inner}"), ik, inner_item);
+                    }
+                }
+            }
+            if let Some(whole) = whole {
+                arrays.push((key.to_string(), whole));
+            }
+            continue;
+        }
         if let Some(nested) = item.as_table_like() {
             for (inner, inner_item) in nested.iter() {
                 if let Some((ik, _)) = nested.get_key_value(inner) {
@@ -711,6 +806,11 @@ pub fn key_spans(text: &str, path: TablePath<'_>) -> Vec<KeySpan> {
             }
         }
     }
+    out.extend(arrays.into_iter().map(|(key, (start, end))| KeySpan {
+        key,
+        start: position(start),
+        end: position(end),
+    }));
     out
 }
 

@@ -391,7 +391,7 @@ pub fn typed_value(kind: Kind, typed: &str) -> EditValue {
             "false" => EditValue::Bool(false),
             other => EditValue::String(other.to_string()),
         },
-        Kind::Text | Kind::Duration | Kind::Choice(_) | Kind::Secret => {
+        Kind::Text | Kind::Duration | Kind::Choice(_) | Kind::Secret | Kind::Pem(_) => {
             EditValue::String(v.to_string())
         }
     }

@@ -12,6 +12,7 @@
 //! | --- | --- |
 //! | [`messages`] | retry one delivery, retry every match, discard; dead letters from the command line |
 //! | [`endpoints`] | enable, disable, test ("probe"), create, edit |
+//! | [`certificates`] | upload an endpoint's certificates, keys and CA bundles |
 //! | [`config`] | one validated, versioned, live-applied change; settings, routes, rollback |
 //! | [`integrations`] | an integration template added to the configuration (page or file) |
 //! | [`users`] | first administrator (admitted by the [`setup_code`]), add, remove, role, password, unlock, API tokens |
@@ -23,6 +24,7 @@
 //! the admin page with a handle and nothing here imports `app`.
 
 pub mod audit;
+pub mod certificates;
 pub mod code_maps;
 pub mod config;
 pub mod endpoints;

@@ -1,6 +1,6 @@
 //! `dicomweb`: stored DICOM objects sent to a DICOMweb server by STOW-RS.
 
-use super::form::{f, join, Field, Kind, DELIVERY, SANDBOX_URL, TIMEOUT};
+use super::form::{f, join, Field, Kind, DELIVERY, PINNED, SANDBOX_URL, TIMEOUT, TRUST};
 use super::{EndpointType, PreparedWorker, Role, WorkerStart};
 use crate::app::RunError;
 use crate::config::{DicomWebConfig, Endpoint, EndpointKind, SettingsInput};
@@ -18,11 +18,11 @@ fn settings(kind: &EndpointKind) -> &DicomWebConfig {
 
 const DICOMWEB: &[Field] = &[
     f("url", "STOW-RS URL (…/studies)", Kind::Text, ""),
-    f("ca_file", "CA bundle (PEM path)", Kind::Text, ""),
+    f("ca_file", "CA bundle (PEM path)", TRUST, ""),
     f(
         "pinned_cert",
         "Pinned server certificate (PEM path)",
-        Kind::Text,
+        PINNED,
         "",
     ),
     f("max_batch", "Objects per request", Kind::Integer, "16"),

@@ -1,6 +1,9 @@
 //! `fhir`: transaction Bundles to a FHIR R4 server over HTTP(S).
 
-use super::form::{f, join, keyed, when, Field, Kind, DELIVERY, SANDBOX_URL, TIMEOUT};
+use super::form::{
+    f, join, keyed, when, Field, Kind, AUTH_CERT, AUTH_KEY, DELIVERY, PINNED, SANDBOX_URL, TIMEOUT,
+    TRUST,
+};
 use super::{EndpointType, PreparedWorker, Role, WorkerStart};
 use crate::app::RunError;
 use crate::config::{CodeMapEntry, Endpoint, EndpointKind, FhirSinkConfig, SettingsInput};
@@ -100,13 +103,13 @@ pub(super) const SENDER_AUTH: &[Field] = &[
         "oauth2",
     ),
     when(
-        f("auth.cert", "Client certificate (PEM path)", Kind::Text, ""),
+        f("auth.cert", "Client certificate (PEM path)", AUTH_CERT, ""),
         "auth.type",
         "client-certificate",
     ),
     when(
         keyed(
-            f("auth.key_file", "Client key (PEM path)", Kind::Text, ""),
+            f("auth.key_file", "Client key (PEM path)", AUTH_KEY, ""),
             "auth.key",
         ),
         "auth.type",
@@ -115,16 +118,11 @@ pub(super) const SENDER_AUTH: &[Field] = &[
 ];
 
 const FHIR: &[Field] = &[
-    f(
-        "ca_file",
-        "CA bundle (PEM path; empty: system)",
-        Kind::Text,
-        "",
-    ),
+    f("ca_file", "CA bundle (PEM path; empty: system)", TRUST, ""),
     f(
         "pinned_cert",
         "Pinned server certificate (PEM path)",
-        Kind::Text,
+        PINNED,
         "",
     ),
     f(

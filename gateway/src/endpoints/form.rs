@@ -18,7 +18,52 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// Never shown back; left empty it is kept.
     Secret,
+    /// The path of a PEM file, typed in or uploaded from the form
+    /// (`control::certificates`); what the file must hold.
+    Pem(Pem),
 }
+
+/// What a PEM file setting holds, for checking an uploaded file before
+/// the setting refers to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pem {
+    /// A certificate chain, the certificate presented first; its private
+    /// key is the setting `key`.
+    Certificate { key: &'static str },
+    /// A private key; its certificate is the setting `certificate`.
+    Key { certificate: &'static str },
+    /// CA certificates the peer is verified against.
+    Trust,
+    /// The one server certificate accepted.
+    Pinned,
+}
+
+impl Pem {
+    /// What the file must hold, for [`crate::tls::upload::check`].
+    pub fn holds(self) -> crate::tls::upload::Holds {
+        use crate::tls::upload::Holds;
+        match self {
+            Pem::Certificate { .. } => Holds::Certificate,
+            Pem::Key { .. } => Holds::PrivateKey,
+            Pem::Trust => Holds::Trust,
+            Pem::Pinned => Holds::Pinned,
+        }
+    }
+}
+
+/// A listener's or sender's own certificate at `tls.cert` with its key at
+/// `tls.key`, and their CA bundle at `tls.ca` (MLLP, the REST listener).
+pub const TLS_CERT: Kind = Kind::Pem(Pem::Certificate { key: "tls.key" });
+pub const TLS_KEY: Kind = Kind::Pem(Pem::Key {
+    certificate: "tls.cert",
+});
+/// A client certificate at `auth.cert` with its key at `auth.key`.
+pub const AUTH_CERT: Kind = Kind::Pem(Pem::Certificate { key: "auth.key" });
+pub const AUTH_KEY: Kind = Kind::Pem(Pem::Key {
+    certificate: "auth.cert",
+});
+pub const TRUST: Kind = Kind::Pem(Pem::Trust);
+pub const PINNED: Kind = Kind::Pem(Pem::Pinned);
 
 /// One field of an endpoint form.
 #[derive(Debug, Clone, Copy)]
@@ -133,6 +178,21 @@ pub const SANDBOX_URL: &[Field] = &[f(
     Kind::Text,
     "",
 )];
+
+/// A setting written as an array of tables (`[[endpoint.paths]]`), edited
+/// on the form as rows, one table a row: each field's `key` is the key
+/// within the table. A row without its first field is no table.
+#[derive(Debug, Clone, Copy)]
+pub struct Rows {
+    /// The array's key (`paths`).
+    pub key: &'static str,
+    pub label: &'static str,
+    pub fields: &'static [Field],
+    /// Empty rows offered for adding tables.
+    pub blank: usize,
+    /// What the form says below the rows.
+    pub hint: &'static str,
+}
 
 /// A type's form: its own fields, then groups shared with other types.
 pub fn join(parts: &[&[Field]]) -> Vec<Field> {

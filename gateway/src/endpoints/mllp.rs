@@ -1,6 +1,6 @@
 //! `mllp`: HL7 v2 over MLLP, a listener (`listen`) or a sender (`connect`).
 
-use super::form::{f, join, Field, Kind, DELIVERY, TIMEOUT};
+use super::form::{f, join, Field, Kind, DELIVERY, TIMEOUT, TLS_CERT, TLS_KEY, TRUST};
 use super::{worker, EndpointType, PreparedWorker, Role, SourceStart, WorkerStart};
 use crate::app::RunError;
 use crate::config::{Endpoint, EndpointKind, MllpConfig, SettingsInput};
@@ -54,9 +54,9 @@ const MLLP: &[Field] = &[
         Kind::Choice(&["permanent", "retry"]),
         "permanent",
     ),
-    f("tls.cert", "TLS certificate (PEM path)", Kind::Text, ""),
-    f("tls.key", "TLS private key (PEM path)", Kind::Text, ""),
-    f("tls.ca", "TLS CA bundle (PEM path)", Kind::Text, ""),
+    f("tls.cert", "TLS certificate (PEM path)", TLS_CERT, ""),
+    f("tls.key", "TLS private key (PEM path)", TLS_KEY, ""),
+    f("tls.ca", "TLS CA bundle (PEM path)", TRUST, ""),
     f(
         "tls.require_client_cert",
         "TLS: require client certificates (listener)",

@@ -139,6 +139,12 @@ pub trait EndpointType: Send + Sync {
     /// The fields of its admin form, in order.
     fn form(&self) -> Vec<Field>;
 
+    /// Its settings written as arrays of tables, edited as rows after the
+    /// fields.
+    fn rows(&self) -> &'static [form::Rows] {
+        &[]
+    }
+
     fn role(&self, kind: &EndpointKind) -> Role;
 
     /// Whether a disabled endpoint still runs, to refuse its senders

@@ -5,7 +5,10 @@
 //! operator looks for, `[endpoint.auth]` and the HTTP vocabulary, and the
 //! role follows from the address given.
 
-use super::form::{f, join, when, Field, Kind, DELIVERY, SANDBOX_URL, TIMEOUT};
+use super::form::{
+    f, join, keyed, when, Field, Kind, Rows, DELIVERY, PINNED, SANDBOX_URL, TIMEOUT, TLS_CERT,
+    TLS_KEY, TRUST,
+};
 use super::{built, EndpointType, PreparedWorker, Role, SourceStart, WorkerStart};
 use crate::app::RunError;
 use crate::config::{Endpoint, EndpointKind, RestConfig, SettingsInput};
@@ -26,7 +29,7 @@ fn settings(kind: &EndpointKind) -> &RestConfig {
 const REST: &[Field] = &[
     f(
         "listen",
-        "Listen on (listener), e.g. 0.0.0.0:8081; paths in the file's [[endpoint.paths]]",
+        "Listen on (listener), e.g. 0.0.0.0:8081; its paths below",
         Kind::Text,
         "",
     ),
@@ -74,25 +77,68 @@ const BEARER: &[Field] = &[
         "auth.type",
         "bearer",
     ),
+    // Its own name: a sender's OAuth scope writes the same key.
+    when(
+        keyed(
+            f(
+                "auth.bearer_scope",
+                "Scope the token must hold, else 403 (listener)",
+                Kind::Text,
+                "",
+            ),
+            "auth.scope",
+        ),
+        "auth.type",
+        "bearer",
+    ),
 ];
+
+/// A listener's `[[endpoint.paths]]`, one row each.
+const PATHS: &[Rows] = &[Rows {
+    key: "paths",
+    label: "Paths (listener)",
+    fields: &[
+        f("path", "Path, e.g. /fhir", Kind::Text, ""),
+        f(
+            "accept",
+            "Takes",
+            Kind::Choice(&["fhir", "json", "text"]),
+            "fhir",
+        ),
+        f(
+            "message_type",
+            "Message type",
+            Kind::Text,
+            "FHIR^<resourceType>, JSON or TEXT",
+        ),
+        f(
+            "bundles",
+            "Bundles (fhir)",
+            Kind::Choice(&["whole", "split"]),
+            "whole",
+        ),
+    ],
+    blank: 2,
+    hint: "A FHIR path also takes what is below it (/fhir/Observation). Empty a row's path to remove it.",
+}];
 
 const LISTENER_AND_TLS: &[Field] = &[
     f(
         "tls.cert",
         "TLS certificate (PEM path, listener)",
-        Kind::Text,
+        TLS_CERT,
         "",
     ),
     f(
         "tls.key",
         "TLS private key (PEM path, listener)",
-        Kind::Text,
+        TLS_KEY,
         "",
     ),
     f(
         "tls.ca",
         "TLS client CA bundle (PEM path, listener)",
-        Kind::Text,
+        TRUST,
         "",
     ),
     f(
@@ -122,13 +168,13 @@ const LISTENER_AND_TLS: &[Field] = &[
     f(
         "ca_file",
         "CA bundle (PEM path, sender; empty: system)",
-        Kind::Text,
+        TRUST,
         "",
     ),
     f(
         "pinned_cert",
         "Pinned server certificate (PEM path, sender)",
-        Kind::Text,
+        PINNED,
         "",
     ),
 ];
@@ -156,6 +202,10 @@ impl EndpointType for Rest {
             DELIVERY,
             SANDBOX_URL,
         ])
+    }
+
+    fn rows(&self) -> &'static [Rows] {
+        PATHS
     }
 
     fn role(&self, kind: &EndpointKind) -> Role {

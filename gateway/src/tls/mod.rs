@@ -12,6 +12,8 @@
 //!   trust store, or one pinned certificate) and proves itself (mutual TLS).
 //! - [`certificates`]: the admin page's self-signed device certificate.
 //! - [`pem`]: the operator's PEM files, read with errors that name them.
+//! - [`upload`]: a PEM file uploaded from the admin page, checked before a
+//!   setting refers to it.
 
 pub mod certificates;
 pub mod client;
@@ -20,6 +22,7 @@ mod pinned;
 pub mod server;
 #[cfg(test)]
 pub(crate) mod test_pki;
+pub mod upload;
 
 pub use client::{
     broker_client_config, client_config, https_client_config, server_name, HttpsTrust,

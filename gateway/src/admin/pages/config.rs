@@ -9,8 +9,9 @@ use crate::admin::auth::{forbidden, Caller, Role};
 use crate::admin::format::time;
 use crate::admin::{AdminState, Shared};
 use crate::config::history::DiffLine;
+use crate::control::certificates::SECTIONS;
 use crate::control::config::{self as config_change, ChangeError, FieldError};
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
@@ -58,6 +59,58 @@ fn settings_page(
     values: Option<&BTreeMap<String, String>>,
     errors: &[FieldError],
 ) -> Response {
+    settings_page_with(state, caller, status, values, errors, None, None)
+}
+
+/// The settings page after a refused certificate upload for `section`.
+pub(super) fn settings_with_upload(
+    state: &Shared,
+    caller: &Caller,
+    status: StatusCode,
+    section: &str,
+    errors: &[FieldError],
+) -> Response {
+    settings_page_with(
+        state,
+        caller,
+        status,
+        None,
+        &[],
+        Some((section, errors)),
+        None,
+    )
+}
+
+/// The sections' certificate uploads ([`SECTIONS`]), with the errors of a
+/// refused one.
+fn section_uploads(state: &Shared, refused: Option<(&str, &[FieldError])>) -> Vec<Value> {
+    let now = state.journal.now_ms();
+    SECTIONS
+        .iter()
+        .map(|(section, label, _)| {
+            let shown = crate::control::certificates::section_shown(&state.ops, section);
+            let errors = refused
+                .filter(|(s, _)| s == section)
+                .map_or(&[][..], |(_, e)| e);
+            context! {
+                section,
+                label,
+                certificates => super::certificates::values(state, &shown, errors, now),
+                errors => super::certificates::general_errors(&shown, errors),
+            }
+        })
+        .collect()
+}
+
+fn settings_page_with(
+    state: &Shared,
+    caller: &Caller,
+    status: StatusCode,
+    values: Option<&BTreeMap<String, String>>,
+    errors: &[FieldError],
+    refused_upload: Option<(&str, &[FieldError])>,
+    notice: Option<&str>,
+) -> Response {
     let c = state.config();
     let facts = context! {
         file => c.source.as_ref().map_or_else(|| "embedded".into(), |p| p.display().to_string()),
@@ -100,20 +153,36 @@ fn settings_page(
             .collect();
         context! { general, fields }
     });
+    let uploads = editable.then(|| section_uploads(state, refused_upload));
     state.templates.page(
         status,
         "settings.html",
         "Settings",
         Some(caller),
-        context! { facts, form },
+        context! {
+            facts,
+            form,
+            uploads,
+            notice => notice.filter(|n| !n.is_empty()),
+            max_upload_kib => crate::control::certificates::MAX_FILE_SIZE / 1024,
+        },
     )
 }
 
 pub async fn settings(
     State(state): State<Shared>,
     Extension(caller): Extension<Caller>,
+    Query(q): Query<super::endpoints::DetailQuery>,
 ) -> Response {
-    settings_page(&state, &caller, StatusCode::OK, None, &[])
+    settings_page_with(
+        &state,
+        &caller,
+        StatusCode::OK,
+        None,
+        &[],
+        None,
+        q.applied.as_deref(),
+    )
 }
 
 pub async fn save(

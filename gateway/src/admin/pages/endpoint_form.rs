@@ -132,6 +132,15 @@ pub fn field_for<'a>(
         .copied()
 }
 
+/// The choices of a field drawn as a select, if it is one.
+pub(super) fn options(kind: Kind) -> Option<&'static [&'static str]> {
+    match kind {
+        Kind::Choice(options) => Some(options),
+        Kind::Bool => Some(&["true", "false"]),
+        _ => None,
+    }
+}
+
 /// What the form shows: the endpoint's type, its name (editable only when
 /// new), the values, the errors, the routes it may join.
 pub struct FormView<'a> {
@@ -162,7 +171,11 @@ pub fn values(view: &FormView<'_>) -> Value {
             let quoted: Vec<&str> = e.message.split('`').skip(1).step_by(2).collect();
             fields.iter().find(|f| quoted.contains(&f.key))
         });
+        let in_rows = super::endpoint_rows::groups(view.kind)
+            .iter()
+            .any(|r| super::endpoint_rows::is_about(r, e));
         match found {
+            _ if in_rows => {}
             Some(f) => placed.entry(f.name).or_default().push(&e.message),
             None if e.field.as_deref() == Some("name") => {
                 placed.entry("name").or_default().push(&e.message)
@@ -174,11 +187,7 @@ pub fn values(view: &FormView<'_>) -> Value {
         .iter()
         .map(|field| {
             let secret = field.kind == Kind::Secret;
-            let options: Option<&[&str]> = match field.kind {
-                Kind::Choice(options) => Some(options),
-                Kind::Bool => Some(&["true", "false"]),
-                _ => None,
-            };
+            let options = options(field.kind);
             context! {
                 name => field.name,
                 label => field.label,
@@ -205,6 +214,7 @@ pub fn values(view: &FormView<'_>) -> Value {
         general,
         name_errors => placed.get("name").cloned().unwrap_or_default(),
         fields => controls,
+        rows => super::endpoint_rows::values(view.kind, view.values, view.errors),
         routes,
     }
 }
@@ -224,15 +234,17 @@ pub fn values_from_settings(
             out.insert(field.name.to_string(), v.clone());
         }
     }
+    out.extend(super::endpoint_rows::cells_of(kind, settings));
     out
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::edit::EditValue;
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    /// Form values or file settings from pairs.
+    pub(in crate::admin::pages) fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

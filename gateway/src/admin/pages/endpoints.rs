@@ -6,13 +6,16 @@
 //! file is edited in place, validated by the configuration loader, applied
 //! to the running gateway and only then written and audited.
 
+use super::certificates;
 use super::endpoint_form::{self, FormView};
+use super::endpoint_rows;
 use crate::admin::api::{endpoint_views, site_tz, EndpointView};
 use crate::admin::auth::{forbidden, Caller, Role};
 use crate::admin::format::{opt_time, time};
 use crate::admin::{AdminState, Shared};
 use crate::config::edit::EditError;
 use crate::config::{EndpointKind, Route};
+use crate::control::certificates::PemSetting;
 use crate::control::config::{read_document, Applied, ChangeError, FieldError};
 use crate::control::endpoints::{self as service, NewEndpoint};
 use crate::control::Refusal;
@@ -286,6 +289,9 @@ async fn detail_page(
             })
             .collect::<Vec<_>>()
     });
+    let pem = d.settings.as_ref().map_or_else(Vec::new, |s| {
+        crate::control::certificates::settings_shown(d.kind, s)
+    });
     let recent: Vec<Value> = d
         .recent
         .iter()
@@ -320,6 +326,7 @@ async fn detail_page(
             round_trip,
             probe => probed,
             settings,
+            certificates => certificates::values(state, &pem, &[], state.journal.now_ms()),
             routes => route_rows(&d.routes),
             queue => context! {
                 queued => v.queue_depth,
@@ -484,19 +491,82 @@ pub async fn new_form(
 }
 
 /// The new or edit form as a page with `status`.
-fn form_page(state: &AdminState, caller: &Caller, status: StatusCode, view: &FormView) -> Response {
+fn form_page(state: &Shared, caller: &Caller, status: StatusCode, view: &FormView) -> Response {
+    form_page_with(state, caller, status, view, EditExtras::default())
+}
+
+/// What the edit form shows besides the settings' fields.
+#[derive(Default)]
+pub struct EditExtras<'a> {
+    /// Why the last certificate upload changed nothing.
+    pub upload_errors: &'a [FieldError],
+}
+
+fn form_page_with(
+    state: &Shared,
+    caller: &Caller,
+    status: StatusCode,
+    view: &FormView,
+    extras: EditExtras<'_>,
+) -> Response {
     let title = if view.new {
         format!("New {} endpoint", view.kind)
     } else {
         format!("Edit endpoint {}", view.name)
     };
-    state.templates.page(
-        status,
-        "endpoint_form.html",
-        &title,
-        Some(caller),
-        endpoint_form::values(view),
-    )
+    let base = endpoint_form::values(view);
+    // An endpoint's files are uploaded once it exists.
+    let pem = if view.new {
+        Vec::new()
+    } else {
+        pem_settings(state, view.kind, view.name)
+    };
+    let values = context! {
+        certificates => certificates::values(state, &pem, extras.upload_errors, state.journal.now_ms()),
+        upload_errors => certificates::general_errors(&pem, extras.upload_errors),
+        max_upload_kib => crate::control::certificates::MAX_FILE_SIZE / 1024,
+        ..base
+    };
+    state
+        .templates
+        .page(status, "endpoint_form.html", &title, Some(caller), values)
+}
+
+/// The endpoint's PEM settings as the file writes them, with what each
+/// file shows now.
+fn pem_settings(state: &Shared, kind: &str, name: &str) -> Vec<PemSetting> {
+    let settings: BTreeMap<String, String> = read_document(&state.ops)
+        .ok()
+        .and_then(|(doc, _)| doc.endpoint_settings(name))
+        .map(|s| s.into_iter().collect())
+        .unwrap_or_default();
+    crate::control::certificates::settings_shown(kind, &settings)
+}
+
+/// The edit form of endpoint `name` as the file has it, with `status`.
+pub(super) fn edit_page_with(
+    state: &Shared,
+    caller: &Caller,
+    name: &str,
+    status: StatusCode,
+    extras: EditExtras<'_>,
+) -> Response {
+    let (kind, settings) = match service::file_settings(&state.ops, &caller.actor(), name) {
+        Ok(x) => x,
+        Err(ChangeError::Forbidden(role)) => return forbidden(role),
+        Err(e) => return problem(state, status_of(&e), caller, &e.to_string()),
+    };
+    let values = endpoint_form::values_from_settings(&kind, &settings);
+    let view = FormView {
+        action: &format!("/endpoints/{name}/edit"),
+        kind: &kind,
+        name,
+        new: false,
+        values: &values,
+        errors: &[],
+        routes: &[],
+    };
+    form_page_with(state, caller, status, &view, extras)
 }
 
 /// A submitted form: its fields (last value wins) and the checked routes.
@@ -538,7 +608,8 @@ pub async fn create(
         .get("name")
         .map(|n| n.trim().to_string())
         .unwrap_or_default();
-    let changes = endpoint_form::changes(&fields, &values, &BTreeMap::new());
+    let mut changes = endpoint_form::changes(&fields, &values, &BTreeMap::new());
+    changes.extend(endpoint_rows::changes(&kind, &values, &BTreeMap::new()));
     let side = route_side(&kind, &values);
     let new = NewEndpoint {
         name: &name,
@@ -573,22 +644,13 @@ pub async fn edit_form(
     if let Err(r) = caller.require(Role::Admin) {
         return r;
     }
-    let (kind, settings) = match service::file_settings(&state.ops, &caller.actor(), &name) {
-        Ok(x) => x,
-        Err(ChangeError::Forbidden(role)) => return forbidden(role),
-        Err(e) => return problem(&state, status_of(&e), &caller, &e.to_string()),
-    };
-    let values = endpoint_form::values_from_settings(&kind, &settings);
-    let view = FormView {
-        action: &format!("/endpoints/{name}/edit"),
-        kind: &kind,
-        name: &name,
-        new: false,
-        values: &values,
-        errors: &[],
-        routes: &[],
-    };
-    form_page(&state, &caller, StatusCode::OK, &view)
+    edit_page_with(
+        &state,
+        &caller,
+        &name,
+        StatusCode::OK,
+        EditExtras::default(),
+    )
 }
 
 pub async fn edit(
@@ -604,7 +666,8 @@ pub async fn edit(
         Err(e) => return problem(&state, status_of(&e), &caller, &e.to_string()),
     };
     let fields = endpoint_form::fields(&kind).unwrap_or_default();
-    let changes = endpoint_form::changes(&fields, &values, &settings);
+    let mut changes = endpoint_form::changes(&fields, &values, &settings);
+    changes.extend(endpoint_rows::changes(&kind, &values, &settings));
     match service::edit(&state.ops, &caller.actor(), &name, changes).await {
         Ok(a) => after_change(&name, &a),
         Err(ChangeError::Forbidden(role)) => forbidden(role),

@@ -4,9 +4,11 @@
 
 mod account;
 mod audit;
+pub mod certificates;
 pub mod config;
 mod dashboard;
 pub mod endpoint_form;
+mod endpoint_rows;
 pub mod endpoint_templates;
 pub mod endpoints;
 mod errors;

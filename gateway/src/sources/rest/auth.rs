@@ -326,4 +326,4 @@ fn fits(jwk: &Jwk, alg: Algorithm) -> bool {
 }
 
 #[cfg(test)]
-pub(super) mod tests;
+pub(crate) mod tests;

@@ -54,7 +54,7 @@
 //! request's headers within `header_timeout`, the TLS handshake within
 //! 10 s, the body within `body_timeout`.
 
-mod auth;
+pub(crate) mod auth;
 mod handler;
 mod introspection;
 

@@ -3,7 +3,7 @@ use base64::Engine;
 use jsonwebtoken::{EncodingKey, Header};
 
 /// A P-256 key pair: the signing key and its JWK.
-pub(in crate::sources::rest) fn key_pair(kid: &str) -> (EncodingKey, serde_json::Value) {
+pub(crate) fn key_pair(kid: &str) -> (EncodingKey, serde_json::Value) {
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let raw = pair.public_key_raw();
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
@@ -33,17 +33,13 @@ fn bearer(jwks: serde_json::Value, scope: Option<&str>) -> Check {
     .unwrap()
 }
 
-pub(in crate::sources::rest) fn token(
-    key: &EncodingKey,
-    kid: &str,
-    claims: serde_json::Value,
-) -> String {
+pub(crate) fn token(key: &EncodingKey, kid: &str, claims: serde_json::Value) -> String {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(kid.into());
     jsonwebtoken::encode(&header, &claims, key).unwrap()
 }
 
-pub(in crate::sources::rest) fn claims(exp_from_now: i64, scope: &str) -> serde_json::Value {
+pub(crate) fn claims(exp_from_now: i64, scope: &str) -> serde_json::Value {
     let now = jiff::Timestamp::now().as_second();
     serde_json::json!({
         "iss": "https://idp.example", "aud": "ecko", "sub": "lis",
