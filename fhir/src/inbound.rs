@@ -172,6 +172,89 @@ impl Posted {
             })
             .collect()
     }
+
+    /// Each entry of a `transaction` or `batch` Bundle as a Bundle of its
+    /// own: a one-entry `transaction` holding the entry as posted (its
+    /// `fullUrl`, `resource` and `request`: a conditional `PUT` stays
+    /// conditional, a `DELETE` needs no resource), each with the resource
+    /// type it is about. An entry that refers to another by that one's
+    /// `fullUrl` would point at nothing once they travel apart, so such a
+    /// Bundle is refused, naming both entries.
+    pub fn entry_transactions(&self) -> Result<Vec<(String, Value)>, ShapeError> {
+        let entries = self
+            .value
+            .get("entry")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let full_urls: Vec<Option<&str>> = entries
+            .iter()
+            .map(|e| e.get("fullUrl").and_then(Value::as_str))
+            .collect();
+        let mut out = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let at = format!("entry[{i}]");
+            if let Some(r) = e.get("resource") {
+                let mut found = None;
+                references(r, &mut |reference| {
+                    if found.is_none() {
+                        found = full_urls
+                            .iter()
+                            .position(|u| *u == Some(reference))
+                            .filter(|j| *j != i);
+                    }
+                });
+                if let Some(j) = found {
+                    return Err(ShapeError::Bundle {
+                        at,
+                        what: format!(
+                            "refers to entry[{j}] by its fullUrl, which means nothing once the entries are sent apart: post this Bundle to a path that keeps Bundles whole"
+                        ),
+                    });
+                }
+            }
+            let resource_type = match e.get("resource") {
+                Some(r) => resource_type(r, &format!("{at}.resource"))?,
+                None => e
+                    .get("request")
+                    .and_then(|r| r.get("url"))
+                    .and_then(Value::as_str)
+                    .and_then(|u| u.split(['/', '?']).next())
+                    .filter(|t| is_type_name(t))
+                    .map(str::to_string)
+                    .ok_or_else(|| ShapeError::Bundle {
+                        at: at.clone(),
+                        what: "has neither a `resource` nor a `request.url` naming a resource type"
+                            .into(),
+                    })?,
+            };
+            out.push((
+                resource_type,
+                serde_json::json!({
+                    "resourceType": "Bundle",
+                    "type": "transaction",
+                    "entry": [e],
+                }),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Calls `f` with every `reference` string inside `v`.
+fn references<'a>(v: &'a Value, f: &mut impl FnMut(&'a str)) {
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::String(r)) = o.get("reference") {
+                f(r);
+            }
+            for child in o.values() {
+                references(child, f);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|c| references(c, f)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -232,5 +315,42 @@ mod tests {
         let p = read(body).unwrap();
         let types: Vec<String> = p.entries().unwrap().into_iter().map(|(t, _)| t).collect();
         assert_eq!(types, ["Patient", "Observation"]);
+    }
+
+    #[test]
+    fn each_entry_becomes_a_transaction_of_its_own_keeping_its_request() {
+        let body = br#"{"resourceType":"Bundle","type":"batch","entry":[
+            {"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"7"}]},
+             "request":{"method":"PUT","url":"Patient?identifier=urn:mrn|7"}},
+            {"request":{"method":"DELETE","url":"Observation/9"}}]}"#;
+        let split = read(body).unwrap().entry_transactions().unwrap();
+        assert_eq!(split.len(), 2);
+        assert_eq!(split[0].0, "Patient");
+        assert_eq!(split[0].1["type"], "transaction");
+        assert_eq!(
+            split[0].1["entry"][0]["request"]["url"],
+            "Patient?identifier=urn:mrn|7"
+        );
+        assert_eq!(split[0].1["entry"][0]["fullUrl"], "urn:uuid:1");
+        assert_eq!(
+            split[1].0, "Observation",
+            "a DELETE is about its url's type"
+        );
+        assert_eq!(split[1].1["entry"][0]["request"]["method"], "DELETE");
+    }
+
+    #[test]
+    fn entries_that_refer_to_each_other_by_full_url_are_not_split_apart() {
+        let body = br#"{"resourceType":"Bundle","type":"transaction","entry":[
+            {"fullUrl":"urn:uuid:p","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}},
+            {"fullUrl":"urn:uuid:o","resource":{"resourceType":"Observation","subject":{"reference":"urn:uuid:p"},
+             "hasMember":[{"reference":"urn:uuid:o"}]},"request":{"method":"POST","url":"Observation"}}]}"#;
+        match read(body).unwrap().entry_transactions() {
+            Err(ShapeError::Bundle { at, what }) => {
+                assert_eq!(at, "entry[1]");
+                assert!(what.contains("entry[0]"), "{what}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

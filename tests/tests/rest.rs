@@ -333,6 +333,96 @@ to = ["archive"]
     assert_eq!(reader.message_ids().unwrap().len(), 1);
 }
 
+#[test]
+fn a_transaction_split_into_one_transaction_per_entry_keeps_each_entrys_conditional_request() {
+    let server = ecko_tests::fhir::FhirServer::start(0, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = dir.path().display();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[journal]
+path = "{d}/journal.db"
+[[endpoint]]
+name = "api"
+type = "rest"
+listen = "127.0.0.1:{port}"
+plain_http = true
+[[endpoint.paths]]
+path = "/fhir"
+bundles = "split-transactions"
+[[endpoint]]
+name = "hub"
+type = "fhir"
+url = "{base}"
+[[route]]
+name = "all"
+from = ["api"]
+transform = "none"
+to = ["hub"]
+"#,
+            base = server.base
+        ),
+    )
+    .unwrap();
+    let _gw = Gateway::start(&config, &dir.path().join("log"), &[]);
+    let bundle = |family: &str| {
+        format!(
+            r#"{{"resourceType":"Bundle","type":"transaction","entry":[
+            {{"fullUrl":"urn:uuid:7d0c2f4e-0001-4c1e-9a55-1b0d8f2e7a01","resource":{{"resourceType":"Patient","identifier":[{{"system":"urn:lis:mrn","value":"M-17"}}],"name":[{{"family":"{family}"}}]}},
+             "request":{{"method":"PUT","url":"Patient?identifier=urn:lis:mrn|M-17"}}}},
+            {{"resource":{{"resourceType":"Observation","status":"final","identifier":[{{"system":"urn:lis:obs","value":"O-1"}}],"code":{{"text":"Hb"}}}},
+             "request":{{"method":"PUT","url":"Observation?identifier=urn:lis:obs|O-1"}}}}]}}"#
+        )
+    };
+    for family in ["Meyer", "Meier"] {
+        let answer = &post(
+            port,
+            "/fhir",
+            "application/fhir+json",
+            &[],
+            &bundle(family),
+            1,
+        )[0];
+        assert_eq!(status(answer), 202, "{answer}");
+    }
+    let reader = JournalReader::open(&dir.path().join("journal.db")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || reader
+            .counts()
+            .map(|c| c.iter().map(|d| d.delivered).sum::<u64>() == 4)
+            .unwrap_or(false)),
+        "{:?}",
+        reader.counts()
+    );
+    // Each conditional PUT found what the one before created.
+    assert_eq!(
+        ecko_tests::fhir::count(&server.base, "Patient?identifier=urn:lis:mrn|M-17"),
+        1
+    );
+    assert_eq!(
+        ecko_tests::fhir::count(&server.base, "Patient?family=Meier"),
+        1
+    );
+    assert_eq!(
+        ecko_tests::fhir::count(&server.base, "Observation?identifier=urn:lis:obs|O-1"),
+        1
+    );
+    // Entries that refer to each other cannot travel apart: refused whole.
+    let linked = r#"{"resourceType":"Bundle","type":"transaction","entry":[
+        {"fullUrl":"urn:uuid:7d0c2f4e-0002-4c1e-9a55-1b0d8f2e7a01","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}},
+        {"resource":{"resourceType":"Observation","status":"final","code":{"text":"Hb"},"subject":{"reference":"urn:uuid:7d0c2f4e-0002-4c1e-9a55-1b0d8f2e7a01"}},"request":{"method":"POST","url":"Observation"}}]}"#;
+    let refused = &post(port, "/fhir", "application/fhir+json", &[], linked, 1)[0];
+    assert_eq!(status(refused), 400, "{refused}");
+    assert!(
+        refused["body"].as_str().unwrap().contains("entry[0]"),
+        "{refused}"
+    );
+    assert_eq!(reader.message_ids().unwrap().len(), 4);
+}
+
 fn drop_file(dir: &Path, name: &str, body: &str) {
     let tmp = dir.join(format!("{name}.tmp"));
     std::fs::write(&tmp, body).unwrap();

@@ -111,7 +111,13 @@ pub enum RestBody {
 pub enum BundleHandling {
     #[default]
     Whole,
+    /// One message per entry, holding the entry's resource.
     Split,
+    /// One message per entry, holding a one-entry transaction Bundle with
+    /// the entry's `request` (for a FHIR destination with `transform =
+    /// "none"`: a conditional `PUT` or a `DELETE` stays what it was).
+    #[serde(rename = "split-transactions")]
+    SplitTransactions,
 }
 
 /// `[endpoint.auth]` of a `rest` endpoint.

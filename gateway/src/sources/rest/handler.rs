@@ -342,6 +342,26 @@ fn envelopes(
                     .clone()
                     .unwrap_or_else(|| format!("FHIR^{resource}"))
             };
+            if path.bundles == BundleHandling::SplitTransactions && posted.is_request_bundle() {
+                let entries = posted
+                    .entry_transactions()
+                    .map_err(|e| bad(e.to_string()))?;
+                if entries.is_empty() {
+                    return Err(bad("the Bundle has no entries to keep".into()));
+                }
+                return Ok(entries
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (resource_type, bundle))| {
+                        envelope(
+                            type_of(&resource_type),
+                            FHIR_JSON,
+                            bundle.to_string().into_bytes(),
+                            key.as_ref().map(|k| format!("{k}#{i}")),
+                        )
+                    })
+                    .collect());
+            }
             if path.bundles == BundleHandling::Split && posted.is_request_bundle() {
                 let entries = posted.entries().map_err(|e| bad(e.to_string()))?;
                 if entries.is_empty() {
