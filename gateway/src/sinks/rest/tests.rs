@@ -201,3 +201,30 @@ async fn a_server_that_is_down_is_retried() {
         Outcome::Retryable { .. }
     ));
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_retried_after_the_endpoints_timeout_not_waited_on() {
+    // Takes the connection and the request, answers nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let s = sink(&format!("url = \"http://{addr}/slow\"\ntimeout = \"1s\""));
+    let started = std::time::Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(15), s.deliver(&[delivery("{}")]))
+        .await
+        .expect("the delivery hung past its timeout");
+    assert!(
+        matches!(&out[0], Outcome::Retryable { .. }),
+        "a slow server is a reason to try again, never a dead letter: {out:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
