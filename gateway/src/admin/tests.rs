@@ -1541,6 +1541,68 @@ async fn the_dashboard_counts_queue_depth_dead_letters_and_messages_today_and_ra
 }
 
 #[tokio::test]
+async fn the_dashboard_shows_the_system_and_the_oldest_queued_age_and_warns_of_a_certificate_near_expiry(
+) {
+    let certs = tempfile::tempdir().unwrap();
+    let soon = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(24 * 10))
+        .unwrap()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let mut params = rcgen::CertificateParams::new(vec!["gw.local".to_string()]).unwrap();
+    params.not_after =
+        rcgen::date_time_ymd(soon.year().into(), soon.month() as u8, soon.day() as u8);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_file, key_file) = (
+        certs.path().join("admin.pem"),
+        certs.path().join("admin.key"),
+    );
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let s = site_full(
+        "",
+        "",
+        &format!(
+            "cert = \"{}\"\nkey = \"{}\"",
+            cert_file.display(),
+            key_file.display()
+        ),
+    )
+    .await;
+    let b = s.login("ann", "viewer").await;
+    s.ingest("C1", "P1").await;
+    s.clock.advance(12 * 60_000);
+    let page = s.get("/", Some(&b)).await.body;
+    assert!(page.contains("<table id=\"system\">"), "{page}");
+    let journal = page
+        .split("id=\"system-journal\">")
+        .nth(1)
+        .and_then(|r| r.split("</td>").next())
+        .unwrap_or_default();
+    assert!(
+        journal.contains(" of ") && journal.contains(" %)"),
+        "the journal against its cap: {journal:?}"
+    );
+    assert!(page.contains("write-ahead log"), "{page}");
+    assert!(page.contains(crate::cli::VERSION), "{page}");
+    assert!(page.contains("id=\"system-clock\""), "{page}");
+    assert!(page.contains("<td class=\"oldest\">12 min</td>"), "{page}");
+    let row = page
+        .lines()
+        .find(|l| l.contains("class=\"certificate\""))
+        .unwrap_or_else(|| panic!("no certificate row: {page}"));
+    assert!(
+        row.contains("admin.pem") && row.contains("class=\"error\"") && row.contains("renew it"),
+        "{row}"
+    );
+    assert!(
+        row.contains("in 9 days") || row.contains("in 10 days"),
+        "{row}"
+    );
+}
+
+#[tokio::test]
 async fn a_journal_left_unwritable_by_a_full_disk_is_the_dashboards_first_alert() {
     let s = site_full("", "", "").await;
     let b = s.login("ann", "viewer").await;

@@ -41,6 +41,16 @@ async fn render(state: &Shared, caller: &Caller, template: &str) -> Response {
         Err(e) => return journal_error(state, e),
     };
     let tz = site_tz(state);
+    // The journal's clock, which every stored time was taken from.
+    let now_ms = state.journal.now_ms();
+    let oldest: std::collections::HashMap<String, i64> = state
+        .journal
+        .queue_depths()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| (d.destination, d.oldest_queued_at))
+        .collect();
     let endpoints: Vec<_> = o
         .endpoints
         .iter()
@@ -60,22 +70,109 @@ async fn render(state: &Shared, caller: &Caller, template: &str) -> Response {
                 since,
                 last_message => opt_time(v.last_message_at, &tz),
                 queue => v.queue_depth,
+                oldest => oldest.get(&v.name).map(|at| age(now_ms - at)),
                 dead => v.dead,
                 today => v.messages_today,
                 alerts => v.alerts.join("; "),
             }
         })
         .collect();
-    let now = time(jiff::Timestamp::now().as_millisecond(), &tz);
+    let now = time(now_ms, &tz);
     let mut alerts = o.alerts;
     let firmware = firmware(state, &tz, &mut alerts).await;
+    let system = system(state, &tz, now_ms).await;
     state.templates.page(
         StatusCode::OK,
         template,
         "Dashboard",
         Some(caller),
-        context! { alerts, endpoints, now, firmware },
+        context! { alerts, endpoints, now, firmware, system },
     )
+}
+
+/// Certificates expiring within this many days are shown as a warning.
+const CERTIFICATE_WARNING_DAYS: i64 = 30;
+
+/// The box itself: the journal against its cap, the disk, the WAL, uptime,
+/// version, the clock, and when each certificate the configuration
+/// presents expires.
+async fn system(state: &Shared, tz: &jiff::tz::TimeZone, now_ms: i64) -> minijinja::Value {
+    let journal = &state.journal;
+    let (cap, _) = journal.limits();
+    let used = journal.live_bytes().await.ok();
+    let device = state.service.device(journal);
+    let config = state.config();
+    let certificates: Vec<minijinja::Value> = crate::alerts::certificates(&config)
+        .into_iter()
+        .map(|path| match crate::tls::certificate_expiry(&path) {
+            Ok(at) => {
+                let days = (at - now_ms).div_euclid(86_400_000);
+                context! {
+                    path => path.display().to_string(),
+                    expires => time(at, tz),
+                    days,
+                    warn => days < CERTIFICATE_WARNING_DAYS,
+                }
+            }
+            Err(e) => context! {
+                path => path.display().to_string(),
+                error => e.to_string(),
+                warn => true,
+            },
+        })
+        .collect();
+    let uptime = state.service.uptime().as_secs();
+    context! {
+        journal_used => used.map(bytes),
+        journal_cap => (cap > 0).then(|| bytes(cap)),
+        journal_share => match (used, cap) {
+            (Some(u), c) if c > 0 => Some(format!("{:.0} %", u as f64 * 100.0 / c as f64)),
+            _ => None,
+        },
+        wal => bytes(journal.wal_bytes()),
+        disk_free => device.disk_free.map(bytes),
+        disk_reserve => bytes(device.disk_reserve),
+        disk_low => device.disk_free.is_some_and(|f| f < device.disk_reserve.saturating_mul(2)),
+        uptime => format!("{}d {:02}h {:02}m", uptime / 86_400, uptime / 3_600 % 24, uptime / 60 % 60),
+        version => crate::cli::VERSION,
+        clock => match device.clock_synchronised {
+            Some(true) => "synchronised",
+            Some(false) => "not synchronised",
+            None => "unknown",
+        },
+        certificates,
+    }
+}
+
+/// How long the oldest queued message has waited: `45 s`, `12 min`,
+/// `3 h 20 min`, `2 d 4 h`.
+fn age(ms: i64) -> String {
+    let s = (ms.max(0) / 1000) as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3_599 => format!("{} min", s / 60),
+        3_600..=86_399 => format!("{} h {} min", s / 3_600, s / 60 % 60),
+        _ => format!("{} d {} h", s / 86_400, s / 3_600 % 24),
+    }
+}
+
+/// `1.5 GiB`, `320 MiB`, `12 KiB`, `512 B`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v < 10.0 {
+        format!("{v:.1} {}", UNITS[unit])
+    } else {
+        format!("{v:.0} {}", UNITS[unit])
+    }
 }
 
 /// Both firmware slots and the last result, with a failed update among the
@@ -114,4 +211,22 @@ async fn firmware(
         failed => status.failed,
         usb,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_ages_read_as_a_person_would_say_them() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(320 << 20), "320 MiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+        assert_eq!(age(45_000), "45 s");
+        assert_eq!(age(12 * 60_000), "12 min");
+        assert_eq!(age((3 * 3600 + 20 * 60) * 1000), "3 h 20 min");
+        assert_eq!(age((2 * 86_400 + 4 * 3600) * 1000), "2 d 4 h");
+        assert_eq!(age(-5), "0 s");
+    }
 }
