@@ -1541,7 +1541,7 @@ async fn the_dashboard_counts_queue_depth_dead_letters_and_messages_today_and_ra
 }
 
 #[tokio::test]
-async fn the_dashboard_shows_the_system_and_the_oldest_queued_age_and_warns_of_a_certificate_near_expiry(
+async fn the_dashboard_shows_todays_counts_a_day_of_trend_the_oldest_queued_age_and_the_system_and_warns_of_a_certificate_near_expiry(
 ) {
     let certs = tempfile::tempdir().unwrap();
     let soon = jiff::Timestamp::now()
@@ -1588,6 +1588,19 @@ async fn the_dashboard_shows_the_system_and_the_oldest_queued_age_and_warns_of_a
     assert!(page.contains(crate::cli::VERSION), "{page}");
     assert!(page.contains("id=\"system-clock\""), "{page}");
     assert!(page.contains("<td class=\"oldest\">12 min</td>"), "{page}");
+    assert!(
+        page.contains("<td class=\"counts\">1 received, 1 acknowledged, 0 refused</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td class=\"counts\">0 delivered, 0 failed</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<svg class=\"sparkline\"")
+            && page.contains("1 in all, at most 1 in an hour"),
+        "the inbox's last 24 hours: {page}"
+    );
     let row = page
         .lines()
         .find(|l| l.contains("class=\"certificate\""))

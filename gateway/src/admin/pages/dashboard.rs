@@ -3,15 +3,17 @@
 //! (`/dashboard/live`, the same template alone) when the live log reports
 //! something and every few seconds for link changes.
 
-use crate::admin::api::{overview, site_tz};
+use crate::admin::api::{overview, site_tz, start_of_today};
 use crate::admin::auth::Caller;
 use crate::admin::format::{opt_time, query_value, time};
 use crate::admin::Shared;
+use crate::journal::EndpointStats;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
 use minijinja::context;
+use std::collections::HashMap;
 
 use super::*;
 
@@ -43,13 +45,30 @@ async fn render(state: &Shared, caller: &Caller, template: &str) -> Response {
     let tz = site_tz(state);
     // The journal's clock, which every stored time was taken from.
     let now_ms = state.journal.now_ms();
-    let oldest: std::collections::HashMap<String, i64> = state
+    let oldest: HashMap<String, i64> = state
         .journal
         .queue_depths()
         .await
         .unwrap_or_default()
         .into_iter()
         .map(|d| (d.destination, d.oldest_queued_at))
+        .collect();
+    let names: Vec<String> = o.endpoints.iter().map(|v| v.name.clone()).collect();
+    let today: HashMap<String, EndpointStats> = state
+        .journal
+        .endpoint_stats(names.clone(), start_of_today(state), 1)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| (s.name.clone(), s))
+        .collect();
+    let day: HashMap<String, EndpointStats> = state
+        .journal
+        .endpoint_stats(names, now_ms - 86_400_000, 24)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| (s.name.clone(), s))
         .collect();
     let endpoints: Vec<_> = o
         .endpoints
@@ -71,6 +90,15 @@ async fn render(state: &Shared, caller: &Caller, template: &str) -> Response {
                 last_message => opt_time(v.last_message_at, &tz),
                 queue => v.queue_depth,
                 oldest => oldest.get(&v.name).map(|at| age(now_ms - at)),
+                counts => today.get(&v.name).map(|t| counts(t, v.direction == "inbound")),
+                sparkline => day.get(&v.name).map(|d| {
+                    let hourly = if v.direction == "inbound" {
+                        &d.received_buckets
+                    } else {
+                        &d.delivered_buckets
+                    };
+                    sparkline(hourly)
+                }),
                 dead => v.dead,
                 today => v.messages_today,
                 alerts => v.alerts.join("; "),
@@ -142,6 +170,49 @@ async fn system(state: &Shared, tz: &jiff::tz::TimeZone, now_ms: i64) -> minijin
         },
         certificates,
     }
+}
+
+/// Today's counts in words: what arrived, was acknowledged and refused
+/// for a source; what was delivered and failed for a destination.
+fn counts(t: &EndpointStats, inbound: bool) -> String {
+    if inbound {
+        format!(
+            "{} received, {} acknowledged, {} refused",
+            t.received + t.rejected,
+            t.received,
+            t.rejected
+        )
+    } else {
+        format!("{} delivered, {} failed", t.delivered, t.failed)
+    }
+}
+
+/// The last 24 hours, an hour per point, as a small inline SVG line with
+/// its numbers in the title (a hover shows them; colour is not the only
+/// sign).
+fn sparkline(hourly: &[u64]) -> String {
+    const W: f64 = 96.0;
+    const H: f64 = 20.0;
+    let max = hourly.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let step = W / (hourly.len().max(2) - 1) as f64;
+    let points: Vec<String> = hourly
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            format!(
+                "{:.1},{:.1}",
+                i as f64 * step,
+                H - 1.0 - (*n as f64 / max) * (H - 2.0)
+            )
+        })
+        .collect();
+    let total: u64 = hourly.iter().sum();
+    format!(
+        "<svg class=\"sparkline\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"last 24 hours: {total} in all, at most {peak} in an hour\"><title>last 24 hours, per hour: {hours}</title><polyline fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" points=\"{points}\"/></svg>",
+        peak = max as u64 * u64::from(total > 0),
+        hours = hourly.iter().map(u64::to_string).collect::<Vec<_>>().join(" "),
+        points = points.join(" "),
+    )
 }
 
 /// How long the oldest queued message has waited: `45 s`, `12 min`,
@@ -228,5 +299,27 @@ mod tests {
         assert_eq!(age((3 * 3600 + 20 * 60) * 1000), "3 h 20 min");
         assert_eq!(age((2 * 86_400 + 4 * 3600) * 1000), "2 d 4 h");
         assert_eq!(age(-5), "0 s");
+    }
+
+    #[test]
+    fn a_sparkline_has_a_point_per_hour_and_says_its_numbers() {
+        let mut hourly = vec![0u64; 24];
+        hourly[23] = 8;
+        hourly[10] = 2;
+        let svg = sparkline(&hourly);
+        let points = svg
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(points.split(' ').count(), 24);
+        assert!(
+            points.ends_with("96.0,1.0"),
+            "the busiest hour at the top: {points}"
+        );
+        assert!(svg.contains("10 in all, at most 8 in an hour"), "{svg}");
+        assert!(sparkline(&[0; 24]).contains("0 in all, at most 0"));
     }
 }
