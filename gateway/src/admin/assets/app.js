@@ -113,7 +113,10 @@
     var box = document.getElementById("install-progress");
     if (!box || !window.fetch) { return; }
     var running = ["starting", "verify", "write", "read back"];
-    var wasRunning = false;
+    // As the page was rendered: an install that finishes between two polls
+    // is still seen to have run, and the slots are shown afresh.
+    var shown = document.getElementById("install-phase");
+    var wasRunning = running.indexOf(shown ? shown.textContent.trim() : "") >= 0;
     function poll() {
       fetch(box.getAttribute("data-progress"), { credentials: "same-origin", cache: "no-store" }).then(function (r) {
         return r.json();
