@@ -124,9 +124,13 @@ class Handler(BaseHTTPRequestHandler):
         with lock:
             count[0] += 1
             n = count[0]
-            with open(os.path.join(args.out, "%d.json" % n), "w") as f:
+            # Written whole, then renamed: a reader polling for it never
+            # sees a file half written.
+            tmp = os.path.join(args.out, "%d.json.tmp" % n)
+            with open(tmp, "w") as f:
                 json.dump({"at": time.time(), "method": self.command, "path": self.path,
                            "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}, f)
+            os.rename(tmp, os.path.join(args.out, "%d.json" % n))
             planned = script.get(self.path) or []
             next_answer = planned.pop(0) if planned else None
         if not self.authorized():
