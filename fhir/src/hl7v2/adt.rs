@@ -183,14 +183,7 @@ pub(super) fn to_bundle(
 }
 
 fn patient_url(key: &Identifier) -> String {
-    format!(
-        "urn:uuid:{}",
-        resource_id(
-            "Patient",
-            key.system.as_deref().unwrap_or_default(),
-            key.value.as_deref().unwrap_or_default()
-        )
-    )
+    format!("urn:uuid:{}", patient_id(key))
 }
 
 /// Puts the pending Patient (before what refers to it, so it comes first).

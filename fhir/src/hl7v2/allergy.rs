@@ -16,7 +16,7 @@
 //! resource instead of adding another. An AL1 without an allergen makes
 //! nothing.
 
-use super::common::{comp, cwe, get};
+use super::common::{comp, cwe, get, patient_id};
 use crate::r4::*;
 use ecko_protocol::hl7::Segment;
 use jiff::tz::TimeZone;
@@ -42,14 +42,7 @@ pub(super) fn allergy(
         // The Patient's deterministic id stands for its identifier: a `|`
         // in a token value would need escaping in the conditional update's
         // search, which servers read differently.
-        value: Some(format!(
-            "{}/{what}",
-            resource_id(
-                "Patient",
-                patient_key.system.as_deref().unwrap_or_default(),
-                patient_key.value.as_deref().unwrap_or_default()
-            )
-        )),
+        value: Some(format!("{}/{what}", patient_id(patient_key))),
         ..Default::default()
     };
     let severity = get(al1, 4, 1);

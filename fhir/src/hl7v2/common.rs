@@ -273,6 +273,16 @@ pub(super) fn visit_number(pv1: &Segment<'_>, source: &str) -> Option<Identifier
     Some(id)
 }
 
+/// The deterministic id of the Patient keyed by `key` (its `fullUrl` and
+/// what other resources' keys name it by).
+pub(super) fn patient_id(key: &Identifier) -> uuid::Uuid {
+    resource_id(
+        "Patient",
+        key.system.as_deref().unwrap_or_default(),
+        key.value.as_deref().unwrap_or_default(),
+    )
+}
+
 /// `Some(s)` unless `s` is blank.
 pub(super) fn some(s: String) -> Option<String> {
     Some(s).filter(|s| !s.is_empty())

@@ -18,7 +18,7 @@
 //! not filled: the Encounter is written when its PV1 is read, before the
 //! DG1 that follow it, and `Condition.encounter` already links the two.
 
-use super::common::{comp, cwe, ei, get, person, some};
+use super::common::{comp, cwe, ei, get, patient_id, person, some};
 use crate::r4::*;
 use ecko_protocol::hl7::Segment;
 use jiff::tz::TimeZone;
@@ -60,11 +60,7 @@ pub(super) fn condition(
         "diagnosis",
     )
     .unwrap_or_else(|| {
-        let patient = resource_id(
-            "Patient",
-            cx.patient_key.system.as_deref().unwrap_or_default(),
-            cx.patient_key.value.as_deref().unwrap_or_default(),
-        );
+        let patient = patient_id(cx.patient_key);
         let visit = cx
             .encounter
             .and_then(|(_, k)| k.value.clone())
