@@ -5,7 +5,8 @@
 //! counts following a message sent while it is open, without a reload), a message
 //! sent by a real MLLP peer (python-hl7's `mllp_send`) appearing in the live
 //! log, the message viewer, and a failed delivery retried from the errors
-//! page until it is delivered. Screenshots of each page go to
+//! page until it is delivered; an outage's backlog rising and draining on
+//! the statistics page's chart of messages waiting, minute by minute. Screenshots of each page go to
 //! `<target tmp>/admin_browser/`.
 
 use ecko_tests::{eventually, peer_tool, Gateway};
@@ -264,6 +265,22 @@ fn wait_for(d: &Driver, what: &str, timeout: Duration, check: impl Fn(&str) -> b
         );
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+/// Adds the user `admin` with [`PASSWORD`] by the command line, as a field
+/// engineer would before handing the box over.
+fn add_admin(config: &Path) {
+    let mut add = Command::new(ecko_tests::gateway_binary())
+        .args(["user", "add", "--config"])
+        .arg(config)
+        .args(["--role", "admin", "admin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    assert!(add.wait().unwrap().success());
 }
 
 #[test]
@@ -575,17 +592,7 @@ fn an_admin_uploads_a_bundle_sees_its_verified_manifest_and_installs_it_after_gi
         ),
     )
     .unwrap();
-    let mut add = Command::new(ecko_tests::gateway_binary())
-        .args(["user", "add", "--config"])
-        .arg(&config)
-        .args(["--role", "admin", "admin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    assert!(add.wait().unwrap().success());
+    add_admin(&config);
     let mut gw = Gateway::start(&config, &d.join("gateway.log"), &[]);
     gw.wait_for_log("admin page listening", 0, Duration::from_secs(10));
     let base = format!("https://127.0.0.1:{port}");
@@ -821,16 +828,7 @@ channels = ["lab-it", "pager"]
         ),
     )
     .unwrap();
-    let mut add = Command::new(ecko_tests::gateway_binary())
-        .args(["user", "add", "--config"])
-        .arg(&config)
-        .args(["--role", "admin", "admin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    assert!(add.wait().unwrap().success());
+    add_admin(&config);
     let log = d.join("gateway.log");
     let mut gw = Gateway::start(&config, &log, &[]);
     gw.wait_for_log("admin page listening", 0, Duration::from_secs(10));
@@ -927,4 +925,194 @@ channels = ["lab-it", "pager"]
 
     drop(b);
     assert_eq!(gw.terminate(), Some(0));
+}
+
+/// The current UTC time as a `datetime-local` field takes it, to the minute.
+fn minute_field(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M").to_string()
+}
+
+#[test]
+fn an_outage_backlog_rises_and_drains_on_the_statistics_chart() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        panic!("chromium and chromedriver are missing: run scripts/install-peers");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin_browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let d = dir.path();
+    let outbox = d.join("outbox");
+    // The destination is down: a regular file where its folder should be.
+    std::fs::write(&outbox, b"in the way").unwrap();
+    let (port, mllp_port) = (free_port(), free_port());
+    let config = d.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[site]
+time_zone = "UTC"
+[journal]
+path = "{d}/journal.db"
+[[endpoint]]
+name = "lab-mllp"
+type = "mllp"
+listen = "127.0.0.1:{mllp_port}"
+[[endpoint]]
+name = "archive"
+type = "file"
+path = "{outbox}"
+[endpoint.retry]
+initial = "1s"
+max = "2s"
+[[route]]
+name = "all"
+from = ["lab-mllp"]
+to = ["archive"]
+[admin]
+listen = "127.0.0.1:{port}"
+"#,
+            d = d.display(),
+            outbox = outbox.display()
+        ),
+    )
+    .unwrap();
+    add_admin(&config);
+    let mut gw = Gateway::start(&config, &d.join("gateway.log"), &[]);
+    gw.wait_for_log("admin page listening", 0, Duration::from_secs(10));
+    let base = format!("https://127.0.0.1:{port}");
+    let profile = tempfile::tempdir().unwrap();
+    let b = Driver::start(profile.path());
+    b.go(&format!("{base}/login"));
+    b.type_into("input[name=name]", "admin");
+    b.type_into("input[name=password]", PASSWORD);
+    b.click("#login");
+    wait_for(&b, "the dashboard", Duration::from_secs(5), |s| {
+        s.contains("id=\"endpoints\"")
+    });
+
+    let send = |n: u32| {
+        let file = d.join(format!("r{n}.hl7"));
+        std::fs::write(
+            &file,
+            format!("MSH|^~\\&|ANALYZER|LAB|GW|HOSP|20240301120000||ORU^R01|OUT-{n}|P|2.5\nPID|||PAT-{n}\nOBX|1|NM|GLU^Glucose||5.4|mmol/L|||||F\n"),
+        )
+        .unwrap();
+        let out = Command::new(peer_tool("venv-hl7", "mllp_send"))
+            .args(["--loose", "-f"])
+            .arg(&file)
+            .args(["-p", &mllp_port.to_string(), "127.0.0.1"])
+            .output()
+            .expect("run mllp_send");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("MSA|AA|OUT-{n}")),
+            "{out:?}"
+        );
+    };
+    let second = || jiff::Timestamp::now().as_second().rem_euclid(60);
+    let wait_for_next_minute = |after: i64| {
+        let next = (after.div_euclid(60) + 1) * 60;
+        while jiff::Timestamp::now().as_second() < next {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // Room for a sample (every 10 s) in the minute of the first three.
+    while second() > 35 {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let first = jiff::Timestamp::now();
+    for n in 1..=3 {
+        send(n);
+    }
+    std::thread::sleep(Duration::from_secs(12));
+    // Six more in the next minute, while the destination is still down.
+    wait_for_next_minute(first.as_second());
+    let second_minute = jiff::Timestamp::now();
+    for n in 4..=9 {
+        send(n);
+    }
+    std::thread::sleep(Duration::from_secs(12));
+    // The destination comes back; the backlog drains.
+    std::fs::remove_file(&outbox).unwrap();
+    std::fs::create_dir_all(&outbox).unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || ecko_tests::file_names(&outbox)
+            .len()
+            == 9),
+        "the backlog was not delivered: {:?}",
+        ecko_tests::file_names(&outbox)
+    );
+    assert!(
+        jiff::Timestamp::now().as_second().div_euclid(60)
+            == second_minute.as_second().div_euclid(60),
+        "the backlog drained after its minute; the test machine is too slow for this test's timing"
+    );
+    // The minute after: nothing waits any more.
+    wait_for_next_minute(second_minute.as_second());
+    std::thread::sleep(Duration::from_secs(1));
+
+    // The admin picks the three minutes of the outage on the statistics page.
+    b.go(&format!("{base}/stats"));
+    wait_for(&b, "the statistics page", Duration::from_secs(5), |s| {
+        s.contains("id=\"stats-range\"")
+    });
+    let from = minute_field(first);
+    let to = minute_field(first + jiff::SignedDuration::from_mins(3));
+    b.run(&format!(
+        "document.querySelector('#stats-range input[name=from]').value = '{from}';\
+         document.querySelector('#stats-range input[name=to]').value = '{to}';"
+    ));
+    b.click("#stats-range button");
+    wait_for(&b, "the chosen range", Duration::from_secs(5), |s| {
+        s.contains("figure class=\"queue\"")
+    });
+    b.run("document.querySelector('figure.queue').scrollIntoView();");
+    b.screenshot(&shots, "stats-outage");
+    let bars = b.run(
+        "return [...document.querySelectorAll('figure.queue svg rect title')].map(t => t.textContent);",
+    );
+    let titles: Vec<&str> = bars
+        .as_array()
+        .expect("bar titles")
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|t| t.starts_with("waiting:"))
+        .collect();
+    let counts: Vec<u64> = titles
+        .iter()
+        .map(|t| {
+            t.trim_start_matches("waiting: ")
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("a bar title without its count: {t}"))
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [3, 9, 0],
+        "the backlog per minute over the outage: {titles:?}"
+    );
+    let minute = |t: jiff::Timestamp| t.strftime("%H:%M").to_string();
+    assert!(
+        titles[1].contains(&format!("{} – ", minute(second_minute))),
+        "{titles:?}"
+    );
+    // The same minutes in the chart of traffic: received while down,
+    // delivered once it came back.
+    let traffic = b.run(
+        "return [...document.querySelectorAll('figure:not(.queue) svg rect title')].map(t => t.textContent);",
+    );
+    let traffic: Vec<&str> = traffic
+        .as_array()
+        .expect("bar titles")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for expected in ["received: 3 ", "received: 6 ", "delivered: 9 "] {
+        assert!(
+            traffic.iter().any(|t| t.starts_with(expected)),
+            "no bar `{expected}` in {traffic:?}"
+        );
+    }
 }

@@ -411,9 +411,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (source, sop_instance)
     ) WITHOUT ROWID;
     ",
-    // The queue of each destination once a minute while anything waits
-    // (`stats.rs`): an outage's backlog over time. Idle minutes write
-    // nothing.
+    // The queue of each destination per minute, its peak over the samples
+    // taken while anything waits (`stats.rs`): an outage's backlog over
+    // time. Idle minutes write nothing.
     "
     CREATE TABLE stats_queue (
         endpoint      TEXT    NOT NULL,

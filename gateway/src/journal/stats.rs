@@ -59,14 +59,17 @@ pub struct EndpointStats {
     pub delivered_buckets: Vec<u64>,
     pub failed_buckets: Vec<u64>,
     /// A destination's queue per bucket: the most messages waiting, and the
-    /// age of the oldest (seconds), as sampled once a minute.
+    /// age of the oldest (seconds), each the peak of the samples taken
+    /// every few seconds.
     pub queue_buckets: Vec<u64>,
     pub oldest_age_buckets: Vec<u64>,
 }
 
 impl Journal {
-    /// Records each destination's queue for the current minute, if
-    /// anything waits (called once a minute); returns how many were.
+    /// Records each destination's queue in the current minute's row, if
+    /// anything waits; returns how many did. Called several times a
+    /// minute: the row keeps the minute's peak, so a burst that drains
+    /// between two calls still shows.
     pub async fn record_queue_depths(&self) -> Result<usize, JournalError> {
         let depths = self.queue_depths().await?;
         let waiting: Vec<_> = depths.into_iter().filter(|d| d.waiting > 0).collect();
@@ -76,7 +79,10 @@ impl Journal {
         self.write(move |conn, cx| {
             let minute = cx.now.div_euclid(60_000);
             let mut stmt = conn.prepare_cached(
-                "INSERT OR REPLACE INTO stats_queue (endpoint, minute, waiting, oldest_age_ms) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO stats_queue (endpoint, minute, waiting, oldest_age_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (endpoint, minute) DO UPDATE SET
+                     waiting = max(waiting, excluded.waiting),
+                     oldest_age_ms = max(oldest_age_ms, excluded.oldest_age_ms)",
             )?;
             for d in &waiting {
                 stmt.execute(params![

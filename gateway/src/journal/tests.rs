@@ -1052,3 +1052,32 @@ async fn the_queue_of_a_destination_is_recorded_each_minute_while_anything_waits
     );
     assert_eq!(stats[0].oldest_age_buckets.iter().max(), Some(&90));
 }
+
+#[tokio::test]
+async fn a_minute_keeps_the_peak_of_its_queue_samples_when_the_backlog_drains_within_it() {
+    let f = fixture();
+    let j = &f.journal;
+    // Aligned to a minute so that both samples below fall in it.
+    f.clock.advance(60_000 - 1_000_000 % 60_000);
+    let minute_start = j.now_ms();
+    for n in 0..4 {
+        j.ingest(msg(&format!("P{n}")), to(&["hub"])).await.unwrap();
+    }
+    f.clock.advance(10_000);
+    assert_eq!(j.record_queue_depths().await.unwrap(), 1);
+    // Three are delivered; a later sample in the same minute sees one.
+    let batch = j.lease("hub", 1, 3).await.unwrap();
+    let leased: Vec<_> = batch.lanes.into_iter().flatten().collect();
+    assert_eq!(leased.len(), 3);
+    j.settle(leased.into_iter().map(|l| (l, delivered())).collect())
+        .await
+        .unwrap();
+    f.clock.advance(10_000);
+    assert_eq!(j.record_queue_depths().await.unwrap(), 1);
+    let stats = j
+        .endpoint_stats(vec!["hub".into()], minute_start, 1)
+        .await
+        .unwrap();
+    assert_eq!(stats[0].queue_buckets, [4], "the peak, not the last sample");
+    assert_eq!(stats[0].oldest_age_buckets, [20]);
+}
