@@ -1098,10 +1098,33 @@ listen = "127.0.0.1:{port}"
         titles[1].contains(&format!("{} – ", minute(second_minute))),
         "{titles:?}"
     );
+    // How long the oldest had waited, the longest in each minute: growing
+    // while the destination was down, none once it was back.
+    let ages = b.run(
+        "return [...document.querySelectorAll('figure.queue-age svg rect title')].map(t => t.textContent);",
+    );
+    let ages: Vec<u64> = ages
+        .as_array()
+        .expect("bar titles")
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|t| t.starts_with("oldest waited:"))
+        .map(|t| {
+            t.trim_start_matches("oldest waited: ")
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("a bar title without its age: {t}"))
+        })
+        .collect();
+    assert!(
+        ages.len() == 3 && 0 < ages[0] && ages[0] < ages[1] && ages[2] == 0,
+        "the oldest's wait per minute: {ages:?}"
+    );
     // The same minutes in the chart of traffic: received while down,
     // delivered once it came back.
     let traffic = b.run(
-        "return [...document.querySelectorAll('figure:not(.queue) svg rect title')].map(t => t.textContent);",
+        "return [...document.querySelectorAll('figure:not(.queue):not(.queue-age) svg rect title')].map(t => t.textContent);",
     );
     let traffic: Vec<&str> = traffic
         .as_array()

@@ -121,8 +121,22 @@ pub async fn stats(
                 class: "s-queue",
                 values: &e.queue_buckets,
             }];
+            let age = [Series {
+                name: "oldest waited",
+                class: "s-age",
+                values: &e.oldest_age_buckets,
+            }];
             context! {
                 name => e.name,
+                age => queued.then(|| Value::from_serialize(chart(
+                    &age,
+                    (640, 150),
+                    &format!("{}: how long the oldest waiting message had waited (longest in each {per}) over {over}", e.name),
+                    "s",
+                    since,
+                    bucket_ms,
+                    &label,
+                ))),
                 queue => queued.then(|| Value::from_serialize(chart(
                     &queue,
                     (640, 150),
