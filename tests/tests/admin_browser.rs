@@ -4,8 +4,8 @@
 //! accepted with the one `ecko-gateway setup-code` prints), login, the dashboard (its
 //! counts following a message sent while it is open, without a reload), a message
 //! sent by a real MLLP peer (python-hl7's `mllp_send`) appearing in the live
-//! log, the message viewer, and a failed delivery retried from the errors
-//! page until it is delivered; an outage's backlog rising and draining on
+//! log, the message viewer, and two failed deliveries of one cause retried
+//! from the errors page in one action until they are delivered; an outage's backlog rising and draining on
 //! the statistics page's chart of messages waiting, minute by minute. Screenshots of each page go to
 //! `<target tmp>/admin_browser/`.
 
@@ -284,7 +284,8 @@ fn add_admin(config: &Path) {
 }
 
 #[test]
-fn an_operator_sets_up_logs_in_watches_a_message_arrive_and_retries_its_failed_delivery() {
+fn an_operator_sets_up_logs_in_watches_a_message_arrive_and_retries_a_group_of_failed_deliveries_in_one_action(
+) {
     if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
         panic!("chromium and chromedriver are missing: run scripts/install-peers");
     }
@@ -496,25 +497,47 @@ listen = "127.0.0.1:{port}"
     }
     b.screenshot(&shots, "4-viewer");
 
-    // Clear the way and retry from the errors page.
-    std::fs::remove_file(&outbox).unwrap();
-    std::fs::create_dir_all(&outbox).unwrap();
+    // A second result dies of the same cause: the errors page groups the
+    // two, and one action retries both once the way is clear.
+    let second = d.join("message-2.hl7");
+    std::fs::write(&second, msg.replace("BROWSER-1", "BROWSER-2")).unwrap();
+    let out = Command::new(peer_tool("venv-hl7", "mllp_send"))
+        .args(["--loose", "-f"])
+        .arg(&second)
+        .args(["-p", &mllp_port.to_string(), "127.0.0.1"])
+        .output()
+        .expect("run mllp_send");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("MSA|AA|BROWSER-2"),
+        "{out:?}"
+    );
     b.go(&format!("{base}/errors"));
-    let errors = b.source();
+    let errors = wait_for(&b, "both in one group", Duration::from_secs(10), |s| {
+        s.contains("BROWSER-2") && s.contains(": 2 messages since")
+    });
     assert!(
         errors.contains("BROWSER-1"),
         "errors page lacks the message"
     );
+    assert_eq!(
+        errors.matches("class=\"error-group\"").count(),
+        1,
+        "one cause, one group"
+    );
     b.screenshot(&shots, "5-errors");
-    b.click("button.retry");
-    wait_for(&b, "an empty errors page", Duration::from_secs(5), |s| {
+    std::fs::remove_file(&outbox).unwrap();
+    std::fs::create_dir_all(&outbox).unwrap();
+    b.run("window.confirm = function () { return true; };");
+    b.click("button.retry-group");
+    let retried = wait_for(&b, "an empty errors page", Duration::from_secs(5), |s| {
         s.contains("id=\"no-errors\"")
     });
+    assert!(retried.contains("2 deliveries queued again"), "{retried}");
     assert!(
         eventually(Duration::from_secs(5), || std::fs::read_dir(&outbox)
-            .map(|d| d.count() == 1)
+            .map(|d| d.count() == 2)
             .unwrap_or(false)),
-        "the retried message was not delivered"
+        "the retried messages were not delivered"
     );
     b.go(&format!("{base}/logs"));
     b.click("#messages a[href^='/messages/']");
