@@ -106,6 +106,12 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
         "hl7v2-fhir",
     ),
     (
+        "tests/data/fhir/adt/adt_a03_soarian_procedures_insurance.hl7",
+        "adt-soarian",
+        "ADT^A03",
+        "hl7v2-fhir",
+    ),
+    (
         "tests/data/fhir/adt/adt_a04_medico.hl7",
         "adt-medico",
         "ADT^A04",

@@ -22,6 +22,12 @@
 //! links alone would erase its name, birth date and address on the server,
 //! and FHIR transactions offer no portable partial update short of PATCH.
 //!
+//! After the PV1 of a visit, DG1 → Condition ([`super::diagnosis`], also
+//! listed in `Encounter.diagnosis`), PR1 → Procedure
+//! ([`super::procedure`]); after a PID, AL1 → AllergyIntolerance
+//! ([`super::allergy`]), IN1 → Coverage and its insurer
+//! ([`super::coverage`]), NK1 → the Patient's contacts.
+//!
 //! Participants: PV1-7 attender, PV1-8 referrer, PV1-17 admitter (v3
 //! ParticipationType). Hospitalization: PV1-5 pre-admission number, PV1-14
 //! admit source (table 0023), PV1-36 discharge disposition (table 0112).
@@ -97,6 +103,36 @@ pub(super) fn to_bundle(
                     b.put(Resource::Condition(c), &key);
                 }
             }
+            "PR1" => {
+                let (Some(patient), Some(patient_key)) =
+                    (subject_ref.as_ref(), subject_key.as_ref())
+                else {
+                    continue;
+                };
+                let cx = super::diagnosis::Context {
+                    patient,
+                    patient_key,
+                    encounter: visit.as_ref(),
+                };
+                if let Some((p, key)) = super::procedure::procedure(seg, &cx, source, tz) {
+                    flush_patient(&mut b, &mut subject);
+                    b.put(Resource::Procedure(p), &key);
+                }
+            }
+            "IN1" => {
+                let (Some(patient), Some(patient_key)) =
+                    (subject_ref.as_ref(), subject_key.as_ref())
+                else {
+                    continue;
+                };
+                if let Some(((c, key), (insurer, insurer_key))) =
+                    super::coverage::coverage(seg, patient, patient_key, source, tz)
+                {
+                    flush_patient(&mut b, &mut subject);
+                    b.ensure(Resource::Organization(insurer), &insurer_key);
+                    b.put(Resource::Coverage(c), &key);
+                }
+            }
             "NK1" => {
                 if let Some((p, _)) = subject.as_mut() {
                     p.contact.extend(super::pid::contact(seg, source, tz));
@@ -156,7 +192,7 @@ pub(super) fn to_bundle(
                     .find(|s| s.id() == "PV2")
                     .copied()
                     .or(pv2);
-                if let Some((e, key)) = encounter(
+                if let Some((mut e, key)) = encounter(
                     seg,
                     next_pv2.as_ref(),
                     &event,
@@ -165,6 +201,26 @@ pub(super) fn to_bundle(
                     source,
                     tz,
                 ) {
+                    // The DG1 of this visit follow its PV1: the Encounter
+                    // names their Conditions, put after it.
+                    if let (Some(patient), Some(patient_key)) =
+                        (subject_ref.as_ref(), subject_key.as_ref())
+                    {
+                        let this_visit = (reference(&entry_url("Encounter", &key)), key.clone());
+                        let cx = super::diagnosis::Context {
+                            patient,
+                            patient_key,
+                            encounter: Some(&this_visit),
+                        };
+                        e.diagnosis = segments[i + 1..]
+                            .iter()
+                            .take_while(|s| !matches!(s.id(), "PV1" | "PID"))
+                            .filter(|s| s.id() == "DG1")
+                            .filter_map(|dg1| {
+                                super::diagnosis::encounter_diagnosis(dg1, &cx, source, tz)
+                            })
+                            .collect();
+                    }
                     flush_patient(&mut b, &mut subject);
                     let url = b.put(Resource::Encounter(e), &key);
                     visit = Some((reference(&url), key));

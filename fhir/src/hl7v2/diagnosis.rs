@@ -14,9 +14,12 @@
 //! the visit of the PV1 before it. Without DG1-20 the key is the patient
 //! (its deterministic id), the visit when there is one, and the code, so a
 //! diagnosis sent again in a later ADT updates the one resource; a DG1
-//! without a code or description makes nothing. `Encounter.diagnosis` is
-//! not filled: the Encounter is written when its PV1 is read, before the
-//! DG1 that follow it, and `Condition.encounter` already links the two.
+//! without a code or description makes nothing.
+//!
+//! The visit's Encounter lists the DG1 that follow its PV1 in
+//! `Encounter.diagnosis` ([`encounter_diagnosis`]): the Condition, `use`
+//! from DG1-6 (table 0052) and `rank` from DG1-15 (priority, 1 the
+//! principal). A diagnosis deleted by DG1-21 is left out of that list.
 
 use super::common::{comp, cwe, ei, get, patient_id, person, some};
 use crate::r4::*;
@@ -25,6 +28,7 @@ use jiff::tz::TimeZone;
 
 const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/condition-category";
 const VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/condition-ver-status";
+const DIAGNOSIS_TYPE: &str = "http://terminology.hl7.org/CodeSystem/v2-0052";
 
 pub(super) struct Context<'a> {
     pub patient: &'a Reference,
@@ -108,4 +112,36 @@ pub(super) fn condition(
         ..Default::default()
     };
     Some((c, key))
+}
+
+/// The entry of `Encounter.diagnosis` for `dg1`: its Condition (by the
+/// `fullUrl` [`condition`] gives it), use and rank; `None` for a DG1 that
+/// makes no Condition or deletes one.
+pub(super) fn encounter_diagnosis(
+    dg1: &Segment<'_>,
+    cx: &Context<'_>,
+    source: &str,
+    tz: &TimeZone,
+) -> Option<EncounterDiagnosis> {
+    if get(dg1, 21, 1) == "D" {
+        return None;
+    }
+    let (_, key) = condition(dg1, cx, source, tz)?;
+    Some(EncounterDiagnosis {
+        condition: reference(&entry_url("Condition", &key)),
+        use_: some(get(dg1, 6, 1)).map(|t| {
+            let display = match t.as_str() {
+                "A" => Some("Admitting"),
+                "W" => Some("Working"),
+                "F" => Some("Final"),
+                _ => None,
+            };
+            concept(Some(DIAGNOSIS_TYPE), &t, display)
+        }),
+        rank: get(dg1, 15, 1)
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&r| r > 0),
+    })
 }

@@ -809,3 +809,180 @@ fn each_dg1_is_a_condition_of_the_patient_in_its_visit() {
         "provisional"
     );
 }
+
+fn adt(event: &str, text: &str) -> Bundle {
+    let mut m = stored("his", text.as_bytes());
+    m.envelope.message_type = format!("ADT^{event}");
+    to_bundle(&m, &TransformContext::default()).unwrap()
+}
+
+fn url_of(b: &Bundle, resource: &serde_json::Value) -> String {
+    b.entry
+        .iter()
+        .find(|e| serde_json::to_value(&e.resource).unwrap() == *resource)
+        .map(|e| e.full_url.clone())
+        .unwrap()
+}
+
+#[test]
+fn the_encounter_lists_the_diagnoses_of_its_visit_with_use_and_rank_but_not_a_deleted_one() {
+    let b = adt("A03", "MSH|^~\\&|HIS|H|ECKO|L|20260405100000||ADT^A03|83|P|2.5.1\rPID|||P-5^^^H||Moser^Urs\rPV1||I|W2||||||||||||||||V-55\rDG1|1||I21.4^Acute subendocardial myocardial infarction^I10|||A|||||||||1\rDG1|2||R07.4^Chest pain^I10|||W|||||||||||||||D\rDG1|3||E78.5^Hyperlipidaemia^I10|||F|||||||||2\rPV1||O|OPD||||||||||||||||V-56\rDG1|1||Z09^Follow-up^I10\r");
+    let encounters = resources(&b, "Encounter");
+    let conditions: Vec<serde_json::Value> = resources(&b, "Condition")
+        .into_iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect();
+    let first = serde_json::to_value(encounters[0]).unwrap();
+    let listed: Vec<(&str, &str, Option<u64>)> = first["diagnosis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["condition"]["reference"].as_str().unwrap(),
+                d["use"]["coding"][0]["code"].as_str().unwrap(),
+                d["rank"].as_u64(),
+            )
+        })
+        .collect();
+    let (mi, lipids) = (url_of(&b, &conditions[0]), url_of(&b, &conditions[2]));
+    assert_eq!(
+        listed,
+        [(mi.as_str(), "A", Some(1)), (lipids.as_str(), "F", Some(2))],
+        "the deleted chest pain is not listed"
+    );
+    let second = serde_json::to_value(encounters[1]).unwrap();
+    assert_eq!(second["diagnosis"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        second["diagnosis"][0]["condition"]["reference"],
+        url_of(&b, &conditions[3]),
+        "each visit lists only the DG1 after its own PV1"
+    );
+}
+
+#[test]
+fn each_pr1_is_a_procedure_in_its_visit_with_its_performers_and_its_duration_as_a_period() {
+    let text = "MSH|^~\\&|HIS|H|ECKO|L|20260406100000||ADT^A03|84|P|2.5.1\rPID|||P-6^^^H||Berger^Eva\rPV1||I|W3||||||||||||||||V-60\rPR1|1||0FT44ZZ^Resection of Gallbladder^I10P||20260406081500+0200|P|95|1221^Kim^Daniel|||1184^Reyes^Carmen||||K80.10^Cholelithiasis^I10||||PRC-1^H\rPR1|2|||Bedside ultrasound|20260405\rPR1|3||BF40ZZZ^Ultrasonography^I10P||20260405110000+0200|D||||||||||||||D\rPR1|4\r";
+    let b = adt("A03", text);
+    let procedures: Vec<serde_json::Value> = resources(&b, "Procedure")
+        .into_iter()
+        .map(|p| serde_json::to_value(p).unwrap())
+        .collect();
+    assert_eq!(procedures.len(), 3, "a PR1 without a code makes nothing");
+    let surgery = &procedures[0];
+    assert_eq!(surgery["status"], "completed");
+    assert_eq!(surgery["code"]["coding"][0]["code"], "0FT44ZZ");
+    assert_eq!(surgery["identifier"][0]["value"], "PRC-1");
+    assert_eq!(
+        surgery["performedPeriod"],
+        serde_json::json!({"start": "2026-04-06T08:15:00+02:00", "end": "2026-04-06T09:50:00+02:00"})
+    );
+    assert!(surgery.get("performedDateTime").is_none());
+    let performers: Vec<(&str, &str)> = surgery["performer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["actor"]["display"].as_str().unwrap(),
+                p["function"]["coding"][0]["code"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(performers, [("Daniel Kim", "AN"), ("Carmen Reyes", "PR")]);
+    assert_eq!(surgery["reasonCode"][0]["coding"][0]["code"], "K80.10");
+    assert_eq!(surgery["category"]["coding"][0]["code"], "P");
+    let encounter = b
+        .entry
+        .iter()
+        .find(|e| e.resource.type_name() == "Encounter")
+        .unwrap();
+    assert_eq!(surgery["encounter"]["reference"], encounter.full_url);
+    let bedside = &procedures[1];
+    assert_eq!(bedside["code"]["text"], "Bedside ultrasound");
+    assert_eq!(bedside["performedDateTime"], "2026-04-05");
+    assert_eq!(procedures[2]["status"], "entered-in-error");
+    // The same procedure sent again without PR1-19 keeps its one resource.
+    let again = adt("A08", &text.replace("ADT^A03|84", "ADT^A08|85"));
+    let key = |b: &Bundle| {
+        b.entry
+            .iter()
+            .filter(|e| e.resource.type_name() == "Procedure")
+            .map(|e| e.request.url.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(key(&b), key(&again));
+}
+
+#[test]
+fn each_in1_is_a_coverage_of_the_patient_paid_by_its_insurer() {
+    let text = "MSH|^~\\&|HIS|H|ECKO|L|20260406100000||ADT^A04|86|P|2.5.1\rPID|||P-7^^^H||Roth^Ida\rIN1|1|KPLUS^Komfort Plus|ZH-44^^^BAG^NIIP|Krankenkasse Zuerich|Bahnhofplatz 1^^Zuerich^^8001^CH||^WPN^PH^^41^44^1234567|G-9|Stadt Zuerich|||20260101|20261231||PPO|Roth^Ida|SEL|||||1||||||||||||||POL-1\rIN1|2|ZUSATZ|ZH-44^^^BAG^NIIP|||||||||||||Roth^Max|SPO|||||2||||||||||||||POL-2\rIN1|3|HALB\rIN1|4|||Helvetia Direkt|||||||||||||OTH\r";
+    let b = adt("A04", text);
+    let coverages: Vec<serde_json::Value> = resources(&b, "Coverage")
+        .into_iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect();
+    assert_eq!(coverages.len(), 3, "an IN1 naming no insurer makes nothing");
+    let patient = b
+        .entry
+        .iter()
+        .find(|e| e.resource.type_name() == "Patient")
+        .unwrap()
+        .full_url
+        .clone();
+    let main = &coverages[0];
+    assert_eq!(main["identifier"][0]["value"], "POL-1");
+    assert_eq!(main["beneficiary"]["reference"], patient);
+    assert_eq!(
+        main["subscriber"]["reference"], patient,
+        "the patient is insured"
+    );
+    assert_eq!(main["subscriberId"], "POL-1");
+    assert_eq!(main["relationship"]["coding"][0]["code"], "self");
+    assert_eq!(main["type"]["coding"][0]["code"], "PPO");
+    assert_eq!(main["order"], 1);
+    assert_eq!(
+        main["period"],
+        serde_json::json!({"start": "2026-01-01", "end": "2026-12-31"})
+    );
+    assert_eq!(
+        main["class"],
+        serde_json::json!([
+            {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan", "display": "Plan"}]}, "value": "KPLUS", "name": "Komfort Plus"},
+            {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "group", "display": "Group"}]}, "value": "G-9", "name": "Stadt Zuerich"}
+        ])
+    );
+    let payor = |c: &serde_json::Value| {
+        let url = c["payor"][0]["reference"].as_str().unwrap().to_string();
+        let entry = b
+            .entry
+            .iter()
+            .find(|e| e.full_url == url)
+            .expect("the payor is in the Bundle");
+        serde_json::to_value(&entry.resource).unwrap()
+    };
+    let insurer = payor(main);
+    assert_eq!(insurer["resourceType"], "Organization");
+    assert_eq!(insurer["name"], "Krankenkasse Zuerich");
+    assert_eq!(insurer["identifier"][0]["value"], "ZH-44");
+    assert_eq!(insurer["address"][0]["city"], "Zuerich");
+    let spouse = &coverages[1];
+    assert!(
+        spouse.get("subscriber").is_none(),
+        "another insured is not the patient"
+    );
+    assert_eq!(spouse["relationship"]["coding"][0]["code"], "spouse");
+    assert_eq!(
+        spouse["payor"], main["payor"],
+        "one insurer, one Organization"
+    );
+    assert_eq!(
+        resources(&b, "Organization").len(),
+        2,
+        "the insurer named twice is one entry"
+    );
+    let by_name = &coverages[2];
+    assert_eq!(payor(by_name)["name"], "Helvetia Direkt");
+    assert_eq!(by_name["relationship"]["coding"][0]["code"], "other");
+    assert!(by_name.get("subscriberId").is_none());
+}

@@ -45,6 +45,20 @@ pub fn resource_id(resource_type: &str, system: &str, value: &str) -> Uuid {
     )
 }
 
+/// The `fullUrl` a resource of `resource_type` keyed by `key` gets in a
+/// Bundle ([`BundleBuilder::put`] and [`BundleBuilder::ensure`]), so that a
+/// resource may refer to one put after it.
+pub fn entry_url(resource_type: &str, key: &Identifier) -> String {
+    format!(
+        "urn:uuid:{}",
+        resource_id(
+            resource_type,
+            key.system.as_deref().unwrap_or_default(),
+            key.value.as_deref().unwrap_or_default()
+        )
+    )
+}
+
 /// A deterministic id for anything else a template names (same namespace).
 pub fn template_id(key: &str) -> Uuid {
     Uuid::new_v5(&NAMESPACE, format!("template|{key}").as_bytes())
@@ -140,7 +154,7 @@ impl BundleBuilder {
         let system = key.system.clone().unwrap_or_default();
         let value = key.value.clone().unwrap_or_default();
         let ty = resource.type_name();
-        let full_url = format!("urn:uuid:{}", resource_id(ty, &system, &value));
+        let full_url = entry_url(ty, key);
         let request = BundleRequest {
             method: "PUT".into(),
             url: format!(
@@ -165,7 +179,7 @@ impl BundleBuilder {
         let system = key.system.clone().unwrap_or_default();
         let value = key.value.clone().unwrap_or_default();
         let ty = resource.type_name();
-        let full_url = format!("urn:uuid:{}", resource_id(ty, &system, &value));
+        let full_url = entry_url(ty, key);
         if self.entries.iter().any(|e| e.full_url == full_url) {
             // Already in the Bundle, perhaps with more than the identifier.
             return full_url;
@@ -332,6 +346,30 @@ pub fn date_time(value: &str, tz: &jiff::tz::TimeZone) -> Option<String> {
         abs / 3600,
         (abs % 3600) / 60
     ))
+}
+
+/// A FHIR dateTime with a time of day (as [`date_time`] writes it) `minutes`
+/// later, at the same offset; `None` for a date alone.
+pub fn plus_minutes(date_time: &str, minutes: u32) -> Option<String> {
+    let t: jiff::Timestamp = date_time.parse().ok()?;
+    let offset = date_time.get(date_time.len().checked_sub(6)?..)?;
+    let sign = match offset.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let h: i32 = offset.get(1..3)?.parse().ok()?;
+    let m: i32 = offset.get(4..6)?.parse().ok()?;
+    let offset = jiff::tz::Offset::from_seconds(sign * (h * 3600 + m * 60)).ok()?;
+    let later = t
+        .checked_add(jiff::SignedDuration::from_mins(i64::from(minutes)))
+        .ok()?;
+    Some(
+        later
+            .to_zoned(jiff::tz::TimeZone::fixed(offset))
+            .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string(),
+    )
 }
 
 /// An instant (FHIR `instant` needs seconds and an offset): only full times.

@@ -159,6 +159,13 @@ fhir_struct!(Encounter {
     location: Vec<EncounterLocation>,
     participant: Vec<EncounterParticipant>,
     hospitalization: Option<EncounterHospitalization>,
+    diagnosis: Vec<EncounterDiagnosis>,
+});
+fhir_struct!(EncounterDiagnosis {
+    condition: Reference,
+    #[serde(rename = "use")]
+    use_: Option<CodeableConcept>,
+    rank: Option<u32>,
 });
 fhir_struct!(EncounterLocation { location: Reference, status: Option<String> });
 fhir_struct!(EncounterParticipant {
@@ -378,6 +385,51 @@ fhir_struct!(Condition {
     asserter: Option<Reference>,
 });
 
+fhir_struct!(Procedure {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    status: String,
+    category: Option<CodeableConcept>,
+    code: Option<CodeableConcept>,
+    subject: Reference,
+    encounter: Option<Reference>,
+    performed_date_time: Option<String>,
+    performed_period: Option<Period>,
+    performer: Vec<ProcedurePerformer>,
+    reason_code: Vec<CodeableConcept>,
+});
+fhir_struct!(ProcedurePerformer { function: Option<CodeableConcept>, actor: Reference });
+
+fhir_struct!(Organization {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    name: Option<String>,
+    telecom: Vec<ContactPoint>,
+    address: Vec<Address>,
+});
+
+fhir_struct!(Coverage {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    status: String,
+    #[serde(rename = "type")]
+    type_: Option<CodeableConcept>,
+    subscriber: Option<Reference>,
+    subscriber_id: Option<String>,
+    beneficiary: Reference,
+    relationship: Option<CodeableConcept>,
+    period: Option<Period>,
+    payor: Vec<Reference>,
+    class: Vec<CoverageClass>,
+    order: Option<u32>,
+});
+fhir_struct!(CoverageClass {
+    #[serde(rename = "type")]
+    type_: CodeableConcept,
+    value: String,
+    name: Option<String>,
+});
+
 fhir_struct!(Provenance {
     id: Option<String>,
     target: Vec<Reference>,
@@ -414,6 +466,9 @@ pub enum Resource {
     ChargeItem(ChargeItem),
     AllergyIntolerance(AllergyIntolerance),
     Condition(Condition),
+    Procedure(Procedure),
+    Organization(Organization),
+    Coverage(Coverage),
     Provenance(Provenance),
 }
 
@@ -432,6 +487,9 @@ impl Resource {
             Resource::ChargeItem(_) => "ChargeItem",
             Resource::AllergyIntolerance(_) => "AllergyIntolerance",
             Resource::Condition(_) => "Condition",
+            Resource::Procedure(_) => "Procedure",
+            Resource::Organization(_) => "Organization",
+            Resource::Coverage(_) => "Coverage",
             Resource::Provenance(_) => "Provenance",
         }
     }
