@@ -112,6 +112,12 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
         "hl7v2-fhir",
     ),
     (
+        "tests/data/fhir/adt/adt_a60_lakeside_adverse_reactions.hl7",
+        "adt-lakeside",
+        "ADT^A60",
+        "hl7v2-fhir",
+    ),
+    (
         "tests/data/fhir/adt/adt_a04_medico.hl7",
         "adt-medico",
         "ADT^A04",

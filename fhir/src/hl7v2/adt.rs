@@ -78,7 +78,7 @@ pub(super) fn to_bundle(
                     subject = Some((p, key));
                 }
             }
-            "AL1" => {
+            "AL1" | "IAM" => {
                 let (Some(patient), Some(key)) = (subject_ref.clone(), subject_key.clone()) else {
                     continue;
                 };

@@ -15,16 +15,34 @@
 //! (else its text), so the same allergy sent again in a later ADT updates the one
 //! resource instead of adding another. An AL1 without an allergen makes
 //! nothing.
+//!
+//! IAM (the patient adverse reaction segment of ADT^A60, and of other ADT
+//! from v2.4) maps its fields 2–5 as AL1's, and also, as the IG's IAM map
+//! gives them:
+//!
+//! | IAM | AllergyIntolerance |
+//! | --- | --- |
+//! | 6 action code (table 0323) D delete | `verificationStatus` entered-in-error, no `clinicalStatus` |
+//! | 7 allergy unique identifier | `identifier` (the key, instead of patient and allergen) |
+//! | 9 sensitivity to causative agent (table 0436) | `type`: AL allergy, IN intolerance |
+//! | 11 onset date, 12 onset text | `onsetDateTime`, else `onsetString` |
+//! | 13 reported date/time | `recordedDate` |
+//! | 14 reported by | `asserter` (display) |
+//! | 17 clinical status (table 0438) | `verificationStatus`: C confirmed, I confirmed and `clinicalStatus` inactive, U/P/S/D unconfirmed, E entered-in-error |
+//!
+//! R4 forbids a `clinicalStatus` beside entered-in-error and asks for one
+//! otherwise: both rules hold for every combination of IAM-6 and IAM-17.
 
-use super::common::{comp, cwe, get, patient_id};
+use super::common::{comp, cwe, ei, get, human_name, patient_id, some};
 use crate::r4::*;
 use ecko_protocol::hl7::Segment;
 use jiff::tz::TimeZone;
 
 const CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
+const VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
 
-/// The AllergyIntolerance of `al1` for the patient `patient` (keyed by
-/// `patient_key`), with its key.
+/// The AllergyIntolerance of `al1` (an AL1 or an IAM) for the patient
+/// `patient` (keyed by `patient_key`), with its key.
 pub(super) fn allergy(
     al1: &Segment<'_>,
     patient: &Reference,
@@ -93,5 +111,69 @@ pub(super) fn allergy(
         reaction,
         ..Default::default()
     };
+    if al1.id() == "IAM" {
+        return Some(adverse_reaction(al1, a, key, source, tz));
+    }
     Some((a, key))
+}
+
+/// What an IAM adds to the allergy its fields 2–5 give.
+fn adverse_reaction(
+    iam: &Segment<'_>,
+    mut a: AllergyIntolerance,
+    key: Identifier,
+    source: &str,
+    tz: &TimeZone,
+) -> (AllergyIntolerance, Identifier) {
+    let key = ei(
+        iam.field(7).and_then(|f| f.repetition(1)),
+        source,
+        "allergy",
+    )
+    .unwrap_or(key);
+    a.identifier = vec![key.clone()];
+    a.type_ = match get(iam, 9, 1).as_str() {
+        "AL" => Some("allergy".into()),
+        "IN" => Some("intolerance".into()),
+        _ => None,
+    };
+    a.onset_date_time = date_time(&get(iam, 11, 1), tz);
+    a.onset_string = a
+        .onset_date_time
+        .is_none()
+        .then(|| some(get(iam, 12, 1)))
+        .flatten();
+    a.recorded_date = date_time(&get(iam, 13, 1), tz);
+    a.asserter = iam
+        .field(14)
+        .and_then(|f| f.repetition(1))
+        .and_then(|v| human_name(&v))
+        .map(|n| {
+            let name = n
+                .given
+                .iter()
+                .chain(n.family.iter())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ");
+            display_reference(&name)
+        });
+    let status = get(iam, 17, 1);
+    let verification = if get(iam, 6, 1) == "D" || status == "E" {
+        Some(("entered-in-error", "Entered in Error"))
+    } else {
+        match status.as_str() {
+            "C" | "I" => Some(("confirmed", "Confirmed")),
+            "U" | "P" | "S" | "D" => Some(("unconfirmed", "Unconfirmed")),
+            _ => None,
+        }
+    };
+    a.verification_status =
+        verification.map(|(code, display)| concept(Some(VERIFICATION), code, Some(display)));
+    a.clinical_status = match verification {
+        Some(("entered-in-error", _)) => None,
+        _ if status == "I" => Some(concept(Some(CLINICAL), "inactive", Some("Inactive"))),
+        _ => a.clinical_status,
+    };
+    (a, key)
 }

@@ -986,3 +986,59 @@ fn each_in1_is_a_coverage_of_the_patient_paid_by_its_insurer() {
     assert_eq!(by_name["relationship"]["coding"][0]["code"], "other");
     assert!(by_name.get("subscriberId").is_none());
 }
+
+#[test]
+fn each_iam_is_an_allergy_with_its_own_id_type_and_statuses_and_a_deleted_one_is_entered_in_error()
+{
+    let text = include_str!("../../../tests/data/fhir/adt/adt_a60_lakeside_adverse_reactions.hl7");
+    let b = adt("A60", text);
+    let allergies: Vec<serde_json::Value> = resources(&b, "AllergyIntolerance")
+        .into_iter()
+        .map(|a| serde_json::to_value(a).unwrap())
+        .collect();
+    assert_eq!(allergies.len(), 4);
+    let status = |a: &serde_json::Value, which: &str| a[which]["coding"][0]["code"].clone();
+    let aspirin = &allergies[0];
+    assert_eq!(aspirin["identifier"][0]["value"], "ALG-3301");
+    assert_eq!(aspirin["type"], "allergy");
+    assert_eq!(aspirin["category"][0], "medication");
+    assert_eq!(aspirin["criticality"], "high");
+    assert_eq!(aspirin["onsetDateTime"], "2019-03-12");
+    assert!(aspirin["recordedDate"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-04-10T09:30:00"));
+    assert_eq!(aspirin["asserter"]["display"], "Jonas Meyer");
+    assert_eq!(status(aspirin, "verificationStatus"), "confirmed");
+    assert_eq!(status(aspirin, "clinicalStatus"), "active");
+    assert_eq!(
+        aspirin["reaction"][0]["manifestation"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let deleted = &allergies[1];
+    assert_eq!(status(deleted, "verificationStatus"), "entered-in-error");
+    assert!(
+        deleted.get("clinicalStatus").is_none(),
+        "R4 forbids a clinical status beside entered-in-error"
+    );
+    let lactose = &allergies[2];
+    assert_eq!(lactose["type"], "intolerance");
+    assert_eq!(status(lactose, "verificationStatus"), "confirmed");
+    assert_eq!(status(lactose, "clinicalStatus"), "inactive");
+    assert_eq!(lactose["onsetDateTime"], "2004");
+    let latex = &allergies[3];
+    assert_eq!(status(latex, "verificationStatus"), "unconfirmed");
+    assert_eq!(status(latex, "clinicalStatus"), "active");
+    assert_eq!(latex["onsetString"], "childhood");
+    assert_eq!(latex["category"][0], "environment");
+    assert!(
+        latex["identifier"][0]["value"]
+            .as_str()
+            .unwrap()
+            .ends_with("/Latex"),
+        "without IAM-7 the key is the patient and the allergen, as for AL1"
+    );
+}

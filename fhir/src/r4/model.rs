@@ -360,11 +360,17 @@ fhir_struct!(AllergyIntolerance {
     id: Option<String>,
     identifier: Vec<Identifier>,
     clinical_status: Option<CodeableConcept>,
+    verification_status: Option<CodeableConcept>,
+    #[serde(rename = "type")]
+    type_: Option<String>,
     category: Vec<String>,
     criticality: Option<String>,
     code: Option<CodeableConcept>,
     patient: Reference,
     onset_date_time: Option<String>,
+    onset_string: Option<String>,
+    recorded_date: Option<String>,
+    asserter: Option<Reference>,
     reaction: Vec<AllergyReaction>,
 });
 fhir_struct!(AllergyReaction {
