@@ -64,6 +64,18 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
         "hl7v2-fhir",
     ),
     (
+        "tests/data/fhir/adt/adt_a01_cerner_roles_visit.hl7",
+        "adt-cerner",
+        "ADT^A01",
+        "hl7v2-fhir",
+    ),
+    (
+        "tests/data/fhir/adt/adt_a04_epic_v28_participation.hl7",
+        "adt-epic",
+        "ADT^A04",
+        "hl7v2-fhir",
+    ),
+    (
         "tests/data/fhir/adt/adt_a01_medico.hl7",
         "adt-medico",
         "ADT^A01",

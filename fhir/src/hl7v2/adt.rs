@@ -26,7 +26,9 @@
 //! listed in `Encounter.diagnosis`), PR1 → Procedure
 //! ([`super::procedure`]); after a PID, AL1 → AllergyIntolerance
 //! ([`super::allergy`]), IN1 → Coverage and its insurer
-//! ([`super::coverage`]), NK1 → the Patient's contacts.
+//! ([`super::coverage`]), NK1 → the Patient's contacts; ROL and PRT → the
+//! visit's participants or the Patient's general practitioners, with PD1's
+//! ([`super::roles`]).
 //!
 //! Participants: PV1-7 attender, PV1-8 referrer, PV1-17 admitter (v3
 //! ParticipationType). Hospitalization: PV1-5 pre-admission number, PV1-14
@@ -40,6 +42,7 @@ use ecko_protocol::hl7::{Message, Segment};
 use jiff::tz::TimeZone;
 
 const PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
+const V3_ACT_PRIORITY: &str = "http://terminology.hl7.org/CodeSystem/v3-ActPriority";
 
 pub(super) fn to_bundle(
     parsed: &Message,
@@ -64,6 +67,9 @@ pub(super) fn to_bundle(
     // The visit the DG1 that follow a PV1 belong to.
     let mut visit: Option<(Reference, Identifier)> = None;
     let mut pv2: Option<Segment<'_>> = None;
+    // Whether a PV1 came since the PID: a ROL or PRT before it is the
+    // patient's, after it the visit's.
+    let mut after_pv1 = false;
     let segments: Vec<Segment<'_>> = parsed.segments().collect();
     for (i, seg) in segments.iter().enumerate() {
         match seg.id() {
@@ -72,6 +78,7 @@ pub(super) fn to_bundle(
                 subject_ref = None;
                 subject_key = None;
                 visit = None;
+                after_pv1 = false;
                 if let Some((p, key)) = patient(seg, source, tz) {
                     subject_ref = Some(reference(&patient_url(&key)));
                     subject_key = Some(key.clone());
@@ -133,6 +140,24 @@ pub(super) fn to_bundle(
                     b.put(Resource::Coverage(c), &key);
                 }
             }
+            "PD1" | "ROL" | "PRT" if !after_pv1 => {
+                let Some((p, _)) = subject.as_mut() else {
+                    continue;
+                };
+                let named = if seg.id() == "PD1" {
+                    super::roles::care_providers(seg)
+                } else {
+                    super::roles::general_practitioner(seg, tz)
+                        .into_iter()
+                        .collect()
+                };
+                // PD1-4 and a ROL often name the same doctor.
+                for r in named {
+                    if !p.general_practitioner.contains(&r) {
+                        p.general_practitioner.push(r);
+                    }
+                }
+            }
             "NK1" => {
                 if let Some((p, _)) = subject.as_mut() {
                     p.contact.extend(super::pid::contact(seg, source, tz));
@@ -182,6 +207,7 @@ pub(super) fn to_bundle(
             }
             "PV2" => pv2 = Some(*seg),
             "PV1" => {
+                after_pv1 = true;
                 if event == "A31" || event == "A40" {
                     continue;
                 }
@@ -201,6 +227,15 @@ pub(super) fn to_bundle(
                     source,
                     tz,
                 ) {
+                    let this_visit_segments = segments[i + 1..]
+                        .iter()
+                        .take_while(|s| !matches!(s.id(), "PV1" | "PID"));
+                    e.participant.extend(
+                        this_visit_segments
+                            .clone()
+                            .filter(|s| matches!(s.id(), "ROL" | "PRT"))
+                            .filter_map(|r| super::roles::participant(r, tz)),
+                    );
                     // The DG1 of this visit follow its PV1: the Encounter
                     // names their Conditions, put after it.
                     if let (Some(patient), Some(patient_key)) =
@@ -212,9 +247,7 @@ pub(super) fn to_bundle(
                             patient_key,
                             encounter: Some(&this_visit),
                         };
-                        e.diagnosis = segments[i + 1..]
-                            .iter()
-                            .take_while(|s| !matches!(s.id(), "PV1" | "PID"))
+                        e.diagnosis = this_visit_segments
                             .filter(|s| s.id() == "DG1")
                             .filter_map(|dg1| {
                                 super::diagnosis::encounter_diagnosis(dg1, &cx, source, tz)
@@ -331,16 +364,73 @@ pub(super) fn encounter(
     let participant = [
         (7, "ATND", "attender"),
         (8, "REF", "referrer"),
+        (9, "CON", "consultant"),
         (17, "ADM", "admitter"),
     ]
     .into_iter()
-    .filter_map(|(f, code, display)| {
-        Some(EncounterParticipant {
-            type_: vec![concept(Some(PARTICIPATION), code, Some(display))],
-            individual: Some(person(pv1, f)?),
-        })
+    .flat_map(|(f, code, display)| {
+        // PV1-7, 8, 9 and 17 repeat: each person is a participant.
+        pv1.field(f)
+            .map(|field| {
+                field
+                    .repetitions()
+                    .filter_map(|r| xcn(&r))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(move |individual| EncounterParticipant {
+                type_: vec![concept(Some(PARTICIPATION), code, Some(display))],
+                individual: Some(individual),
+                ..Default::default()
+            })
     })
     .collect();
+    let coded = |seg: &Segment<'_>, f: usize, table: &str| {
+        some(get(seg, f, 1)).map(|c| {
+            concept(
+                Some(&format!("http://terminology.hl7.org/CodeSystem/v2-{table}")),
+                &c,
+                None,
+            )
+        })
+    };
+    let type_ = [coded(pv1, 4, "0007"), coded(pv1, 18, "0018")]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut identifier = vec![key.clone()];
+    identifier.extend(
+        pv1.field(50)
+            .and_then(|f| f.repetition(1))
+            .and_then(|v| cx_of(&v, source, "alternate-visit"))
+            .filter(|alt| *alt != key),
+    );
+    let reason_code = pv2
+        .and_then(|p| p.field(3))
+        .and_then(|f| f.repetition(1))
+        .and_then(|v| cwe(&v, source))
+        .into_iter()
+        .collect();
+    let length = pv2
+        .map(|p| get(p, 11, 1))
+        .and_then(|days| number(&days))
+        .map(|value| Quantity {
+            value: Some(value),
+            unit: Some("days".into()),
+            system: Some(UCUM.into()),
+            code: Some("d".into()),
+            ..Default::default()
+        });
+    let priority = pv2
+        .map(|p| get(p, 25, 1))
+        .and_then(|p| match p.as_str() {
+            "1" => Some(("EM", "emergency")),
+            "2" => Some(("UR", "urgent")),
+            "3" => Some(("EL", "elective")),
+            _ => None,
+        })
+        .map(|(code, display)| concept(Some(V3_ACT_PRIORITY), code, Some(display)));
     let hospitalization = EncounterHospitalization {
         pre_admission_identifier: ei(pv1.field(5), source, "preadmit"),
         admit_source: some(get(pv1, 14, 1)).map(|c| {
@@ -357,16 +447,28 @@ pub(super) fn encounter(
                 None,
             )
         }),
+        re_admission: coded(pv1, 13, "0092"),
+        special_courtesy: coded(pv1, 16, "0099").into_iter().collect(),
+        diet_preference: pv1
+            .field(38)
+            .map(|f| f.repetitions().filter_map(|r| cwe(&r, source)).collect())
+            .unwrap_or_default(),
     };
     let period = Period { start, end };
     let e = Encounter {
-        identifier: vec![key.clone()],
+        identifier,
         status: status.into(),
         class: Coding {
             system: Some(V3_ACT_CODE.into()),
             code: Some(class.0.into()),
             display: Some(class.1.into()),
         },
+        type_,
+        service_type: coded(pv1, 10, "0069"),
+        priority,
+        length,
+        reason_code,
+        service_provider: some(get(pv1, 39, 1)).map(|f| display_reference(&f)),
         subject,
         period: (period != Period::default()).then_some(period),
         location,

@@ -25,6 +25,7 @@ mod pharmacy;
 mod pid;
 mod procedure;
 mod results;
+mod roles;
 mod scheduling;
 pub mod worklist;
 

@@ -4,7 +4,7 @@
 //! | segment | FHIR |
 //! | --- | --- |
 //! | PID | Patient (PID-3 identifiers, PID-5 names, PID-7 birth, PID-8 gender, PID-11 address, PID-13 phone, PID-29 death) |
-//! | PV1 with a visit number (PV1-19) | Encounter |
+//! | PV1 with a visit number (PV1-19) | Encounter, created only when the server has none (a conditional create: the hospital's ADT owns the visit, and a result's PV1 carries less) |
 //! | ORC/OBR | ServiceRequest (placer number) and DiagnosticReport (filler number; `result` = its OBX) |
 //! | SPM (ORU: after its OBR; OUL: before the OBRs it belongs to), or OBR-7 when an order has no SPM | Specimen of that order only |
 //! | OBX in an OUL specimen group (before its OBR) | Observation about the specimen |
@@ -506,7 +506,7 @@ pub(super) fn to_bundle(
                         },
                         ..Default::default()
                     };
-                    encounter = Some(reference(&b.put(Resource::Encounter(e), &key)));
+                    encounter = Some(reference(&b.ensure(Resource::Encounter(e), &key)));
                 }
             }
             "ORC" => orc = Some(seg),

@@ -1042,3 +1042,130 @@ fn each_iam_is_an_allergy_with_its_own_id_type_and_statuses_and_a_deleted_one_is
         "without IAM-7 the key is the patient and the allergen, as for AL1"
     );
 }
+
+#[test]
+fn visit_fields_and_the_roles_after_a_pv1_fill_the_encounter_and_those_before_it_the_patients_doctors(
+) {
+    let text = include_str!("../../../tests/data/fhir/adt/adt_a01_cerner_roles_visit.hl7");
+    let b = adt("A01", text);
+    let patient = serde_json::to_value(resources(&b, "Patient")[0]).unwrap();
+    let doctors: Vec<&str> = patient["generalPractitioner"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["display"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        doctors,
+        ["Great Neck Family Practice", "Dr. Ngozi Okafor"],
+        "PD1-3, PD1-4, and the ROL naming the same doctor once"
+    );
+    let e = serde_json::to_value(resources(&b, "Encounter")[0]).unwrap();
+    let roles: Vec<(String, &str)> = e["participant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["type"][0]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                p["individual"]["display"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let roles: Vec<(&str, &str)> = roles.iter().map(|(c, n)| (c.as_str(), *n)).collect();
+    assert_eq!(
+        roles,
+        [
+            ("ATND", "Dr. Kate Brennan"),
+            ("CON", "Dr. Paul Stein"),
+            ("CON", "Dr. Ana Ruiz"),
+            ("ADM", "Dr. Kate Brennan"),
+            ("ATND", "Dr. Helen Wu"),
+            ("CON", "Dr. Tunde Adeyemi"),
+            ("NP", "Jordan Lee"),
+        ],
+        "PV1-7/9/17 (each repetition), then each ROL not deleted"
+    );
+    assert!(e["participant"][4]["period"]["start"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-04-11T21:40:00"));
+    assert_eq!(
+        e["participant"][6]["type"][0]["coding"][0]["system"],
+        "http://terminology.hl7.org/CodeSystem/v2-0443"
+    );
+    let codes = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["coding"][0]["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(codes(&e["type"]), ["E", "E"], "PV1-4 and PV1-18");
+    assert_eq!(e["serviceType"]["coding"][0]["code"], "CAR");
+    assert_eq!(e["priority"]["coding"][0]["code"], "EM");
+    assert_eq!(e["reasonCode"][0]["coding"][0]["code"], "I20.0");
+    assert_eq!(
+        e["length"],
+        serde_json::json!({"value": 2, "unit": "days", "system": UCUM, "code": "d"})
+    );
+    assert_eq!(e["serviceProvider"]["display"], "NSUH");
+    assert_eq!(e["identifier"][1]["value"], "ED-55120", "PV1-50");
+    let stay = &e["hospitalization"];
+    assert_eq!(stay["reAdmission"]["coding"][0]["code"], "R");
+    assert_eq!(stay["specialCourtesy"][0]["coding"][0]["code"], "Y");
+    assert_eq!(stay["dietPreference"][0]["coding"][0]["code"], "CAR");
+}
+
+#[test]
+fn v2_8_participations_are_read_as_roles_are() {
+    let text = include_str!("../../../tests/data/fhir/adt/adt_a04_epic_v28_participation.hl7");
+    let b = adt("A04", text);
+    let patient = serde_json::to_value(resources(&b, "Patient")[0]).unwrap();
+    assert_eq!(
+        patient["generalPractitioner"],
+        serde_json::json!([{"display": "Dr. Kwame Osei"}])
+    );
+    let e = serde_json::to_value(resources(&b, "Encounter")[0]).unwrap();
+    assert_eq!(e["participant"][0]["type"][0]["coding"][0]["code"], "ATND");
+    assert_eq!(
+        e["participant"][0]["individual"]["display"],
+        "Dr. Lena Fischer"
+    );
+    assert!(e["participant"][0]["period"]["end"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-04-12T08:45:00"));
+    assert_eq!(e["participant"][1]["type"][0]["coding"][0]["code"], "REF");
+}
+
+#[test]
+fn a_lab_result_creates_its_visit_only_when_the_server_has_none() {
+    let text = include_bytes!("../../../protocol/src/hl7/testdata/oru_r01_v251.hl7");
+    let text = String::from_utf8_lossy(text)
+        .replace("PV1|1|I|ICU^12^1", "PV1|1|I|ICU^12^1||||||||||||||||V-900");
+    let b = to_bundle(
+        &stored("lab", text.as_bytes()),
+        &TransformContext::default(),
+    )
+    .unwrap();
+    let visit = b
+        .entry
+        .iter()
+        .find(|e| e.resource.type_name() == "Encounter")
+        .expect("the visit of PV1-19");
+    assert_eq!(
+        (visit.request.method.as_str(), visit.request.url.as_str()),
+        ("POST", "Encounter"),
+        "the ADT owns the visit: a result never overwrites it"
+    );
+    assert!(visit
+        .request
+        .if_none_exist
+        .as_deref()
+        .unwrap()
+        .ends_with("|V-900"));
+}

@@ -128,6 +128,7 @@ fhir_struct!(Patient {
     multiple_birth_integer: Option<u32>,
     contact: Vec<PatientContact>,
     communication: Vec<PatientCommunication>,
+    general_practitioner: Vec<Reference>,
     link: Vec<PatientLink>,
 });
 fhir_struct!(PatientContact {
@@ -154,12 +155,19 @@ fhir_struct!(Encounter {
     identifier: Vec<Identifier>,
     status: String,
     class: Coding,
+    #[serde(rename = "type")]
+    type_: Vec<CodeableConcept>,
+    service_type: Option<CodeableConcept>,
+    priority: Option<CodeableConcept>,
     subject: Option<Reference>,
-    period: Option<Period>,
-    location: Vec<EncounterLocation>,
     participant: Vec<EncounterParticipant>,
-    hospitalization: Option<EncounterHospitalization>,
+    period: Option<Period>,
+    length: Option<Quantity>,
+    reason_code: Vec<CodeableConcept>,
     diagnosis: Vec<EncounterDiagnosis>,
+    hospitalization: Option<EncounterHospitalization>,
+    location: Vec<EncounterLocation>,
+    service_provider: Option<Reference>,
 });
 fhir_struct!(EncounterDiagnosis {
     condition: Reference,
@@ -171,11 +179,15 @@ fhir_struct!(EncounterLocation { location: Reference, status: Option<String> });
 fhir_struct!(EncounterParticipant {
     #[serde(rename = "type")]
     type_: Vec<CodeableConcept>,
+    period: Option<Period>,
     individual: Option<Reference>,
 });
 fhir_struct!(EncounterHospitalization {
     pre_admission_identifier: Option<Identifier>,
     admit_source: Option<CodeableConcept>,
+    re_admission: Option<CodeableConcept>,
+    diet_preference: Vec<CodeableConcept>,
+    special_courtesy: Vec<CodeableConcept>,
     discharge_disposition: Option<CodeableConcept>,
 });
 
