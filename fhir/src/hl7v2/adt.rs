@@ -28,7 +28,8 @@
 //! ([`super::allergy`]), IN1 → Coverage and its insurer
 //! ([`super::coverage`]), NK1 → the Patient's contacts; ROL and PRT → the
 //! visit's participants or the Patient's general practitioners, with PD1's
-//! ([`super::roles`]).
+//! ([`super::roles`]); GT1 → the guarantors of the patient's Account
+//! ([`super::guarantor`]).
 //!
 //! Participants: PV1-7 attender, PV1-8 referrer, PV1-17 admitter (v3
 //! ParticipationType). Hospitalization: PV1-5 pre-admission number, PV1-14
@@ -70,11 +71,16 @@ pub(super) fn to_bundle(
     // Whether a PV1 came since the PID: a ROL or PRT before it is the
     // patient's, after it the visit's.
     let mut after_pv1 = false;
+    // The patient's PID (its account number) and the Account its GT1 fill.
+    let mut pid_segment: Option<Segment<'_>> = None;
+    let mut account: Option<(Account, Identifier)> = None;
     let segments: Vec<Segment<'_>> = parsed.segments().collect();
     for (i, seg) in segments.iter().enumerate() {
         match seg.id() {
             "PID" => {
                 flush_patient(&mut b, &mut subject);
+                flush_account(&mut b, &mut account);
+                pid_segment = Some(*seg);
                 subject_ref = None;
                 subject_key = None;
                 visit = None;
@@ -157,6 +163,32 @@ pub(super) fn to_bundle(
                         p.general_practitioner.push(r);
                     }
                 }
+            }
+            "GT1" => {
+                let (Some(patient), Some(patient_key)) =
+                    (subject_ref.as_ref(), subject_key.as_ref())
+                else {
+                    continue;
+                };
+                let Some((party, period)) =
+                    super::guarantor::guarantor(seg, patient, patient_key, source, tz)
+                else {
+                    continue;
+                };
+                flush_patient(&mut b, &mut subject);
+                let party = match party {
+                    super::guarantor::Party::Patient => patient.clone(),
+                    super::guarantor::Party::Person(p, key) => {
+                        reference(&b.put(Resource::RelatedPerson(p), &key))
+                    }
+                    super::guarantor::Party::Organization(o, key) => {
+                        reference(&b.ensure(Resource::Organization(o), &key))
+                    }
+                };
+                let (a, _) = account.get_or_insert_with(|| {
+                    super::guarantor::account(pid_segment.as_ref(), patient, patient_key, source)
+                });
+                a.guarantor.push(AccountGuarantor { party, period });
             }
             "NK1" => {
                 if let Some((p, _)) = subject.as_mut() {
@@ -263,6 +295,7 @@ pub(super) fn to_bundle(
         }
     }
     flush_patient(&mut b, &mut subject);
+    flush_account(&mut b, &mut account);
     if b.is_empty() {
         return Err(TransformError::Empty(format!(
             "ADT^{event} without a patient identifier (PID-3)"
@@ -273,6 +306,13 @@ pub(super) fn to_bundle(
 
 fn patient_url(key: &Identifier) -> String {
     format!("urn:uuid:{}", patient_id(key))
+}
+
+/// Puts the Account the GT1 of one patient filled.
+fn flush_account(b: &mut BundleBuilder, pending: &mut Option<(Account, Identifier)>) {
+    if let Some((a, key)) = pending.take() {
+        b.put(Resource::Account(a), &key);
+    }
 }
 
 /// Puts the pending Patient (before what refers to it, so it comes first).

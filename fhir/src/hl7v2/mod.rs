@@ -4,7 +4,7 @@
 //! | message | module | resources |
 //! | --- | --- | --- |
 //! | ORU^R01, OUL^R22 | [`results`] | Patient, Encounter, Specimen, ServiceRequest, DiagnosticReport, Observation |
-//! | ADT^A01/A02/A03/A04/A05/A08/A11/A13/A31/A40 | [`adt`] | Patient, Encounter (status and period per event), Patient.link for merges, AllergyIntolerance per AL1 or IAM ([`allergy`]), Condition per DG1 ([`diagnosis`], listed in Encounter.diagnosis), Procedure per PR1 ([`procedure`]), Coverage and its insurer per IN1 ([`coverage`]) |
+//! | ADT^A01/A02/A03/A04/A05/A08/A11/A13/A31/A40 | [`adt`] | Patient, Encounter (status and period per event), Patient.link for merges, AllergyIntolerance per AL1 or IAM ([`allergy`]), Condition per DG1 ([`diagnosis`], listed in Encounter.diagnosis), Procedure per PR1 ([`procedure`]), Coverage and its insurer per IN1 ([`coverage`]), the Account's guarantors per GT1 ([`guarantor`]), participants and doctors per ROL/PRT/PD1 ([`roles`]) |
 //! | ORM^O01, OML^O21, RDE^O11 | [`orders`] | ServiceRequest (status by ORC-1/ORC-5), Specimen, MedicationRequest ([`pharmacy`]) |
 //! | SIU^S12–S15 | [`scheduling`] | Appointment with participants |
 //! | DFT^P03 | [`financial`] | ChargeItem |
@@ -20,6 +20,7 @@ pub(crate) mod common;
 mod coverage;
 mod diagnosis;
 mod financial;
+mod guarantor;
 mod orders;
 mod pharmacy;
 mod pid;

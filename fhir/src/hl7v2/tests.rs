@@ -1169,3 +1169,56 @@ fn a_lab_result_creates_its_visit_only_when_the_server_has_none() {
         .unwrap()
         .ends_with("|V-900"));
 }
+
+#[test]
+fn each_gt1_is_a_guarantor_of_the_patients_one_account_a_person_or_an_organization() {
+    let text = include_str!("../../../tests/data/fhir/adt/adt_a01_cerner_roles_visit.hl7");
+    let b = adt("A01", text);
+    let accounts = resources(&b, "Account");
+    assert_eq!(
+        accounts.len(),
+        1,
+        "the GT1 of one patient share one Account"
+    );
+    let account = serde_json::to_value(accounts[0]).unwrap();
+    assert_eq!(account["identifier"][0]["value"], "AC-5512907", "PID-18");
+    assert_eq!(account["status"], "active");
+    let find = |url: &serde_json::Value| {
+        let entry = b
+            .entry
+            .iter()
+            .find(|e| e.full_url == url.as_str().unwrap())
+            .expect("the party is in the Bundle");
+        serde_json::to_value(&entry.resource).unwrap()
+    };
+    let patient = b
+        .entry
+        .iter()
+        .find(|e| e.resource.type_name() == "Patient")
+        .unwrap();
+    assert_eq!(account["subject"][0]["reference"], patient.full_url);
+    let spouse = find(&account["guarantor"][0]["party"]["reference"]);
+    assert_eq!(spouse["resourceType"], "RelatedPerson");
+    assert_eq!(spouse["identifier"][0]["value"], "G-3301");
+    assert_eq!(spouse["patient"]["reference"], patient.full_url);
+    assert_eq!(spouse["name"][0]["family"], "Haddad");
+    assert_eq!(spouse["birthDate"], "1974-02-12");
+    assert_eq!(spouse["gender"], "female");
+    assert_eq!(spouse["relationship"][0]["coding"][0]["code"], "SPO");
+    assert_eq!(spouse["telecom"][0]["use"], "home");
+    assert_eq!(account["guarantor"][0]["period"]["start"], "2026-01-01");
+    let employer = find(&account["guarantor"][1]["party"]["reference"]);
+    assert_eq!(employer["resourceType"], "Organization");
+    assert_eq!(employer["name"], "Long Island Rail Road");
+    // The patient as their own guarantor needs no other resource.
+    let own = adt(
+        "A04",
+        "MSH|^~\\&|HIS|H|ECKO|L|20260406100000||ADT^A04|87|P|2.5.1\rPID|||P-8^^^H||Roth^Ida\rGT1|1||||||||||SEL\rGT1|2\r",
+    );
+    let account = serde_json::to_value(resources(&own, "Account")[0]).unwrap();
+    assert_eq!(
+        account["guarantor"],
+        serde_json::json!([{"party": {"reference": own.entry[0].full_url}}]),
+        "a GT1 naming no one makes nothing"
+    );
+}

@@ -426,6 +426,27 @@ fhir_struct!(Organization {
     address: Vec<Address>,
 });
 
+fhir_struct!(RelatedPerson {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    patient: Reference,
+    relationship: Vec<CodeableConcept>,
+    name: Vec<HumanName>,
+    telecom: Vec<ContactPoint>,
+    gender: Option<String>,
+    birth_date: Option<String>,
+    address: Vec<Address>,
+});
+
+fhir_struct!(Account {
+    id: Option<String>,
+    identifier: Vec<Identifier>,
+    status: String,
+    subject: Vec<Reference>,
+    guarantor: Vec<AccountGuarantor>,
+});
+fhir_struct!(AccountGuarantor { party: Reference, period: Option<Period> });
+
 fhir_struct!(Coverage {
     id: Option<String>,
     identifier: Vec<Identifier>,
@@ -487,6 +508,8 @@ pub enum Resource {
     Procedure(Procedure),
     Organization(Organization),
     Coverage(Coverage),
+    RelatedPerson(RelatedPerson),
+    Account(Account),
     Provenance(Provenance),
 }
 
@@ -508,6 +531,8 @@ impl Resource {
             Resource::Procedure(_) => "Procedure",
             Resource::Organization(_) => "Organization",
             Resource::Coverage(_) => "Coverage",
+            Resource::RelatedPerson(_) => "RelatedPerson",
+            Resource::Account(_) => "Account",
             Resource::Provenance(_) => "Provenance",
         }
     }
