@@ -16,6 +16,7 @@
 
 mod adt;
 mod allergy;
+mod attachment;
 pub(crate) mod common;
 mod coverage;
 mod diagnosis;

@@ -9,7 +9,8 @@
 //! | SPM (ORU: after its OBR; OUL: before the OBRs it belongs to), or OBR-7 when an order has no SPM | Specimen of that order only |
 //! | OBX in an OUL specimen group (before its OBR) | Observation about the specimen |
 //! | OBX | one Observation per OBX, value[x] by OBX-2: NM → Quantity (UCUM when OBX-6 is UCUM), SN → Quantity with comparator, Range or Ratio, CE/CWE/CNE → CodeableConcept, ST/TX/FT → string, DT/TS/DTM → dateTime; OBX-7 referenceRange, OBX-8 interpretation, OBX-11 status, OBX-14 effective, OBX-16 performer, OBX-18 device |
-//! | NTE | `note` of the OBX (Observation) or OBR (ServiceRequest) before it |
+//! | OBX of type ED or RP | an Attachment in the order's DiagnosticReport `presentedForm` ([`super::attachment`]) |
+//! | NTE | `note` of the OBX (Observation) or OBR (ServiceRequest) before it; after an ED or RP OBX, the report's `conclusion` |
 //!
 //! Every OBX is an Observation of its own, however many share a code: its
 //! identifier (the key of its deterministic id and of the conditional PUT)
@@ -348,6 +349,8 @@ enum Context {
     Result,
     /// An OUL specimen group, before its OBR: OBX describe the specimen.
     Specimen,
+    /// An ED or RP OBX of the last order: its NTE conclude the report.
+    Report,
 }
 
 /// The Observation of one OBX, without `basedOn` and `specimen` (set when
@@ -610,6 +613,11 @@ pub(super) fn to_bundle(
                 let Some(order) = orders.last_mut() else {
                     continue;
                 };
+                if let Some(form) = super::attachment::attachment(&seg, tz) {
+                    order.report.presented_form.push(form);
+                    context = Context::Report;
+                    continue;
+                }
                 let prefix = order.report_key.value.clone().unwrap_or_default();
                 let Some(found) = observation(
                     &seg,
@@ -639,6 +647,13 @@ pub(super) fn to_bundle(
                         if let Some((sr, _)) = o.request.as_mut() {
                             sr.note.push(note);
                         }
+                    }
+                    (Context::Report, Some(o)) => {
+                        let text = match o.report.conclusion.take() {
+                            Some(before) => format!("{before}\n{}", note.text),
+                            None => note.text,
+                        };
+                        o.report.conclusion = Some(text);
                     }
                     _ => {}
                 }

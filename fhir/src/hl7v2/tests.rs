@@ -1222,3 +1222,45 @@ fn each_gt1_is_a_guarantor_of_the_patients_one_account_a_person_or_an_organizati
         "a GT1 naming no one makes nothing"
     );
 }
+
+#[test]
+fn an_encapsulated_pdf_and_a_pointer_are_the_reports_presented_forms_and_unreadable_data_stays_a_result(
+) {
+    let text = include_bytes!("../../../tests/data/fhir/oru_r01_pathology_pdf_v251.hl7");
+    let b = to_bundle(&stored("copath", text), &TransformContext::default()).unwrap();
+    let report = serde_json::to_value(resources(&b, "DiagnosticReport")[0]).unwrap();
+    let forms = report["presentedForm"].as_array().unwrap();
+    assert_eq!(forms.len(), 2);
+    assert_eq!(forms[0]["contentType"], "application/pdf");
+    assert_eq!(forms[0]["title"], "Final pathology report");
+    use base64::Engine;
+    let pdf = base64::engine::general_purpose::STANDARD
+        .decode(forms[0]["data"].as_str().unwrap())
+        .unwrap();
+    assert!(pdf.starts_with(b"%PDF-1.4") && pdf.ends_with(b"%%EOF\n"));
+    assert_eq!(forms[0]["size"], pdf.len());
+    assert!(forms[0]["creation"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-04-14T14:58:00"));
+    assert_eq!(forms[1]["contentType"], "image/jpeg");
+    assert_eq!(
+        forms[1]["url"],
+        "https://pacs.northwell.example/wado/studies/1.2.840.99.1"
+    );
+    assert_eq!(report["conclusion"], "Signed out by Dr. Miriam Cole, MD");
+    let observations: Vec<serde_json::Value> = resources(&b, "Observation")
+        .into_iter()
+        .map(|o| serde_json::to_value(o).unwrap())
+        .collect();
+    assert_eq!(
+        observations.len(),
+        2,
+        "the history text and the unreadable scan"
+    );
+    assert_eq!(
+        observations[1]["valueString"], "COPATH^IM^TIFF^Base64^this is not base64!",
+        "data that is not what it claims is kept as sent"
+    );
+    assert_eq!(report["result"].as_array().unwrap().len(), 2);
+}

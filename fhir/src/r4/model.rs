@@ -328,6 +328,16 @@ fhir_struct!(DiagnosticReport {
     performer: Vec<Reference>,
     specimen: Vec<Reference>,
     result: Vec<Reference>,
+    conclusion: Option<String>,
+    presented_form: Vec<Attachment>,
+});
+fhir_struct!(Attachment {
+    content_type: Option<String>,
+    data: Option<String>,
+    url: Option<String>,
+    size: Option<u64>,
+    title: Option<String>,
+    creation: Option<String>,
 });
 
 fhir_struct!(Observation {
