@@ -250,7 +250,7 @@ pub fn to_bundle(message: &StoredMessage, cx: &TransformContext) -> Result<Bundl
                     request: based_on.clone(),
                     collection: stamp(order.collected_at(tz), tz).map(|t| SpecimenCollection {
                         collected_date_time: Some(t),
-                        body_site: None,
+                        ..Default::default()
                     }),
                     ..Default::default()
                 };

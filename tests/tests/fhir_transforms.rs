@@ -52,6 +52,12 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
         "hl7v2-fhir",
     ),
     (
+        "tests/data/fhir/oru_r01_blood_culture_spm_v251.hl7",
+        "beaker",
+        "ORU^R01",
+        "hl7v2-fhir",
+    ),
+    (
         "tests/data/fhir/oru_r01_no_pid_poct_v24.hl7",
         "poct",
         "ORU^R01",

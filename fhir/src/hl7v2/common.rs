@@ -350,43 +350,138 @@ pub(super) fn nte(seg: &Segment<'_>) -> Option<Annotation> {
     })
 }
 
-/// An SPM segment as a Specimen (SPM-2 id, SPM-4 type, SPM-17 collected,
-/// SPM-18 received) with its identifier.
+/// SPM → Specimen, as the V2-to-FHIR IG's SPM map gives it: SPM-2's placer
+/// (EIP-1) and filler (EIP-2) parts and SPM-31 other ids as identifiers
+/// (the placer's, else the filler's, is the key), SPM-30 accession id,
+/// SPM-3 parents (by their deterministic ids), SPM-4 type, SPM-6 additive
+/// and SPM-27 container type as the container, SPM-7 collection method,
+/// SPM-8 source site, SPM-12 amount, SPM-14 description as a note, SPM-17
+/// collection time (a period when it has an end), SPM-18 received time,
+/// SPM-21 reject reason and SPM-24 condition as `condition`. Without
+/// either part of SPM-2 there is no specimen to name.
 pub(super) fn spm(
     seg: &Segment<'_>,
     source: &str,
     subject: Option<Reference>,
     tz: &TimeZone,
 ) -> Option<(Specimen, Identifier)> {
-    let key = seg.field(2).and_then(|f| f.component(1)).and_then(|c| {
-        let id = c
-            .subcomponent(1)
-            .map(|s| s.value().trim().to_string())
-            .unwrap_or_default();
-        let ns = c
-            .subcomponent(2)
-            .map(|s| s.value().trim().to_string())
-            .unwrap_or_default();
-        (!id.is_empty()).then(|| {
-            let sys = if ns.is_empty() {
-                local_system(source, "specimen")
-            } else {
-                format!("urn:ecko-edge:assigner:{}:specimen", urn_part(&ns))
-            };
-            identifier(sys, id)
+    let part = |v: &Value<'_>, c: usize, type_code: &str| -> Option<Identifier> {
+        let c = v.component(c)?;
+        let sub = |n: usize| {
+            c.subcomponent(n)
+                .map(|s| s.value().trim().to_string())
+                .unwrap_or_default()
+        };
+        let (id, ns) = (sub(1), sub(2));
+        if id.is_empty() {
+            return None;
+        }
+        let sys = if ns.is_empty() {
+            local_system(source, "specimen")
+        } else {
+            format!("urn:ecko-edge:assigner:{}:specimen", urn_part(&ns))
+        };
+        let mut ident = identifier(sys, id);
+        ident.type_ = Some(concept(
+            Some("http://terminology.hl7.org/CodeSystem/v2-0203"),
+            type_code,
+            None,
+        ));
+        Some(ident)
+    };
+    let eip = seg.field(2).and_then(|f| f.repetition(1));
+    let placer = eip.as_ref().and_then(|v| part(v, 1, "PLAC"));
+    let filler = eip.as_ref().and_then(|v| part(v, 2, "FILL"));
+    // The key is the id in its namespace (the deterministic id and the
+    // conditional update's search), whatever its type.
+    let key = Identifier {
+        type_: None,
+        ..placer.clone().or_else(|| filler.clone())?
+    };
+    let mut identifiers: Vec<Identifier> = placer.into_iter().chain(filler).collect();
+    identifiers.extend(
+        seg.field(31)
+            .map(|f| {
+                f.repetitions()
+                    .filter_map(|r| ei(Some(r), source, "specimen"))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default(),
+    );
+    identifiers.dedup();
+    let parent = seg
+        .field(3)
+        .map(|f| {
+            f.repetitions()
+                .filter_map(|r| part(&r, 1, "PLAC").or_else(|| part(&r, 2, "FILL")))
+                .map(|k| reference(&entry_url("Specimen", &Identifier { type_: None, ..k })))
+                .collect()
         })
-    })?;
-    let s = Specimen {
-        identifier: vec![key.clone()],
-        type_: seg
-            .field(4)
+        .unwrap_or_default();
+    let coded = |f: usize| {
+        seg.field(f)
             .and_then(|f| f.repetition(1))
-            .and_then(|r| cwe(&r, source)),
-        subject,
-        collection: date_time(&get(seg, 17, 1), tz).map(|t| SpecimenCollection {
-            collected_date_time: Some(t),
-            body_site: None,
+            .and_then(|r| cwe(&r, source))
+    };
+    let collected = seg.field(17).and_then(|f| f.repetition(1));
+    let (start, end) = collected
+        .as_ref()
+        .map(|v| (date_time(&comp(v, 1), tz), date_time(&comp(v, 2), tz)))
+        .unwrap_or((None, None));
+    let amount = seg.field(12).and_then(|f| f.repetition(1)).and_then(|v| {
+        let unit = v.component(2).map(|u| {
+            u.subcomponent(1)
+                .map(|s| s.value().trim().to_string())
+                .unwrap_or_default()
+        });
+        quantity(&comp(&v, 1), unit.as_deref().unwrap_or_default())
+    });
+    let collection = SpecimenCollection {
+        collected_date_time: end.is_none().then(|| start.clone()).flatten(),
+        collected_period: end.clone().map(|end| Period {
+            start: start.clone(),
+            end: Some(end),
         }),
+        quantity: amount,
+        method: coded(7),
+        body_site: coded(8),
+    };
+    let container = SpecimenContainer {
+        type_: coded(27),
+        additive_codeable_concept: coded(6),
+    };
+    let condition = [21, 24]
+        .into_iter()
+        .flat_map(|f| {
+            seg.field(f)
+                .map(|field| {
+                    field
+                        .repetitions()
+                        .filter_map(|r| cwe(&r, source))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let s = Specimen {
+        identifier: identifiers,
+        accession_identifier: seg
+            .field(30)
+            .and_then(|f| f.repetition(1))
+            .and_then(|v| cx_of(&v, source, "accession")),
+        type_: coded(4),
+        subject,
+        parent,
+        collection: (collection != SpecimenCollection::default()).then_some(collection),
+        container: (container != SpecimenContainer::default())
+            .then_some(container)
+            .into_iter()
+            .collect(),
+        condition,
+        note: some(get(seg, 14, 1))
+            .map(|text| Annotation { text, time: None })
+            .into_iter()
+            .collect(),
         received_time: date_time(&get(seg, 18, 1), tz),
         ..Default::default()
     };

@@ -684,7 +684,7 @@ pub(super) fn to_bundle(
                     subject: report.subject.clone(),
                     collection: Some(SpecimenCollection {
                         collected_date_time: Some(t.clone()),
-                        body_site: None,
+                        ..Default::default()
                     }),
                     ..Default::default()
                 };

@@ -1264,3 +1264,84 @@ fn an_encapsulated_pdf_and_a_pointer_are_the_reports_presented_forms_and_unreada
     );
     assert_eq!(report["result"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_specimen_keeps_its_placer_and_filler_ids_parent_container_collection_and_condition() {
+    let text = include_bytes!("../../../tests/data/fhir/oru_r01_blood_culture_spm_v251.hl7");
+    let b = to_bundle(&stored("beaker", text), &TransformContext::default()).unwrap();
+    let specimens: Vec<serde_json::Value> = resources(&b, "Specimen")
+        .into_iter()
+        .map(|s| serde_json::to_value(s).unwrap())
+        .collect();
+    assert_eq!(specimens.len(), 2, "one only has a filler id and is kept");
+    let bottle = &specimens[0];
+    let ids: Vec<(&str, &str)> = bottle["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["value"].as_str().unwrap(),
+                i["type"]["coding"][0]["code"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("UW-SPC-55120", "PLAC"),
+            ("26-105-00412-A", "FILL"),
+            ("BTL-99812", "")
+        ]
+    );
+    assert_eq!(bottle["accessionIdentifier"]["value"], "W26-105-00412");
+    assert_eq!(bottle["type"]["coding"][0]["code"], "119297000");
+    let parent = bottle["parent"][0]["reference"].as_str().unwrap();
+    assert_eq!(
+        parent,
+        entry_url(
+            "Specimen",
+            &identifier(
+                "urn:ecko-edge:assigner:EPIC:specimen".into(),
+                "UW-SPC-55100"
+            )
+        ),
+        "the parent by the id its own SPM would give it"
+    );
+    let collection = &bottle["collection"];
+    assert_eq!(collection["method"]["coding"][0]["code"], "VENIP");
+    assert_eq!(collection["bodySite"]["coding"][0]["code"], "LACF");
+    assert_eq!(collection["quantity"]["value"], 10);
+    assert!(collection["collectedPeriod"]["end"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-04-14T21:35:00"));
+    assert!(collection.get("collectedDateTime").is_none());
+    assert_eq!(
+        bottle["container"][0]["type"]["coding"][0]["display"],
+        "Blood culture bottle"
+    );
+    assert_eq!(
+        bottle["container"][0]["additiveCodeableConcept"]["coding"][0]["code"],
+        "SPS"
+    );
+    assert_eq!(bottle["condition"][0]["coding"][0]["code"], "CLOT");
+    assert_eq!(
+        bottle["note"][0]["text"],
+        "Aerobic bottle, drawn from left arm"
+    );
+    let serum = &specimens[1];
+    assert_eq!(serum["identifier"][0]["value"], "26-105-00413-S");
+    assert_eq!(serum["identifier"][0]["type"]["coding"][0]["code"], "FILL");
+    let conditions: Vec<&str> = serum["condition"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["coding"][0]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        conditions,
+        ["HEM", "HEM"],
+        "the reject reason and the condition"
+    );
+}

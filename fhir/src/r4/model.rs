@@ -213,11 +213,25 @@ fhir_struct!(Specimen {
     type_: Option<CodeableConcept>,
     subject: Option<Reference>,
     received_time: Option<String>,
+    parent: Vec<Reference>,
     request: Vec<Reference>,
     collection: Option<SpecimenCollection>,
+    container: Vec<SpecimenContainer>,
+    condition: Vec<CodeableConcept>,
     note: Vec<Annotation>,
 });
-fhir_struct!(SpecimenCollection { collected_date_time: Option<String>, body_site: Option<CodeableConcept> });
+fhir_struct!(SpecimenCollection {
+    collected_date_time: Option<String>,
+    collected_period: Option<Period>,
+    quantity: Option<Quantity>,
+    method: Option<CodeableConcept>,
+    body_site: Option<CodeableConcept>,
+});
+fhir_struct!(SpecimenContainer {
+    #[serde(rename = "type")]
+    type_: Option<CodeableConcept>,
+    additive_codeable_concept: Option<CodeableConcept>,
+});
 
 fhir_struct!(ServiceRequest {
     id: Option<String>,
