@@ -220,6 +220,12 @@ const SAMPLES: &[(&str, &str, &str, &str)] = &[
         "hl7v2-fhir",
     ),
     (
+        "tests/data/fhir/orders/oml_o21_epic_timing_v251.hl7",
+        "epic-orders",
+        "OML^O21",
+        "hl7v2-fhir",
+    ),
+    (
         "tests/data/fhir/orders/orm_o01_nw_medico.hl7",
         "ord-medico",
         "ORM^O01",

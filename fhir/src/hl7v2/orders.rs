@@ -11,8 +11,12 @@
 //! | ORC-1 order control, ORC-5 order status | status: NW, XO, SC active; CA, OC, DC, CR revoked; HD on-hold; ORC-5 (table 0038) wins when valued: CM completed, IP/SC/A active, CA/DC revoked, HD on-hold, ER entered-in-error |
 //! | ORC-4 | requisition |
 //! | OBR-4 | code |
-//! | TQ1-9, ORC-7.6, OBR-5 | priority (S stat, A asap, R routine) |
-//! | TQ1-7, ORC-7.4, OBR-27.4 | occurrenceDateTime |
+//! | TQ1-9, ORC-7.6, OBR-5 | priority (S stat, A asap, R routine, T timing critical urgent) |
+//! | TQ1-7, ORC-7.4, OBR-27.4 | occurrenceDateTime; with TQ1-8, occurrencePeriod |
+//! | TQ1-2 | quantityQuantity |
+//! | TQ1-11 text instruction, TQ1-10 condition | patientInstruction |
+//! | TQ2 (related placer, filler or group numbers, sequence condition, interval, relationship) | a note in words: R4 has no element for one order waiting on another |
+//! | PV1 with a visit number | Encounter, created only when the server has none (the ADT owns the visit) |
 //! | ORC-9 | authoredOn |
 //! | ORC-12, else OBR-16 | requester |
 //! | OBR-31 | reasonCode |
@@ -38,6 +42,7 @@ pub(super) struct OrderGroup<'a> {
     pub rx: Option<Segment<'a>>,
     pub rxr: Option<Segment<'a>>,
     pub tq1: Option<Segment<'a>>,
+    pub tq2: Vec<Segment<'a>>,
     pub specimens: Vec<(Specimen, Identifier)>,
     pub notes: Vec<Annotation>,
 }
@@ -108,8 +113,93 @@ impl<'a> OrderGroup<'a> {
             "S" => Some("stat".into()),
             "A" => Some("asap".into()),
             "R" => Some("routine".into()),
+            // Timing critical: the order must be done at its time.
+            "T" => Some("urgent".into()),
             _ => None,
         }
+    }
+
+    /// The requested end: TQ1-8.
+    pub fn end(&self, tz: &TimeZone) -> Option<String> {
+        self.tq1.as_ref().and_then(|t| date_time(&get(t, 8, 1), tz))
+    }
+
+    /// TQ1-2, the quantity of the service (CQ: number^units).
+    pub fn quantity(&self) -> Option<Quantity> {
+        let t = self.tq1.as_ref()?;
+        quantity(&get(t, 2, 1), &get(t, 2, 2))
+    }
+
+    /// TQ1-11, the text instruction, and TQ1-10, its condition.
+    pub fn instruction(&self) -> Option<String> {
+        let t = self.tq1.as_ref()?;
+        let parts: Vec<String> = [get(t, 11, 1), get(t, 10, 1)]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// Each TQ2 in words, as a note: R4's ServiceRequest cannot say that
+    /// one order waits for another.
+    pub fn relations(&self) -> Vec<Annotation> {
+        self.tq2
+            .iter()
+            .filter_map(|t| {
+                let related: Vec<String> = [(3, "placer"), (4, "filler"), (5, "placer group")]
+                    .into_iter()
+                    .flat_map(|(f, kind)| {
+                        t.field(f)
+                            .map(|field| {
+                                field
+                                    .repetitions()
+                                    .map(|r| comp(&r, 1))
+                                    .filter(|id| !id.is_empty())
+                                    .map(|id| format!("{kind} {id}"))
+                                    .collect::<Vec<_>>()
+                            })
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                if related.is_empty() {
+                    return None;
+                }
+                let condition = match get(t, 6, 1).as_str() {
+                    "ES" => Some("starts when it ends"),
+                    "EE" => Some("ends when it ends"),
+                    "SS" => Some("starts when it starts"),
+                    "SE" => Some("ends when it starts"),
+                    _ => None,
+                };
+                let interval = some(get(t, 8, 1)).map(|n| {
+                    let unit = get(t, 8, 2);
+                    if unit.is_empty() {
+                        n
+                    } else {
+                        format!("{n} {unit}")
+                    }
+                });
+                let relationship = match get(t, 10, 1).as_str() {
+                    "C" => Some("compound"),
+                    "E" => Some("exclusive"),
+                    "N" => Some("nurse prerogative"),
+                    "S" => Some("simultaneous"),
+                    "T" => Some("tapering"),
+                    _ => None,
+                };
+                let mut text = format!("Related order ({})", related.join(", "));
+                if let Some(c) = condition {
+                    text.push_str(&format!(": this order {c}"));
+                    if let Some(i) = &interval {
+                        text.push_str(&format!(", {i} after"));
+                    }
+                }
+                if let Some(r) = relationship {
+                    text.push_str(&format!("; {r}"));
+                }
+                Some(Annotation { text, time: None })
+            })
+            .collect()
     }
 
     /// The requested start: TQ1-7, else ORC-7.4, else OBR-27.4.
@@ -158,14 +248,15 @@ pub(super) fn to_bundle(
                 if let Some((e, key)) =
                     super::adt::encounter(&seg, None, "", None, subject.clone(), source, tz)
                 {
-                    encounter = Some(reference(&b.put(Resource::Encounter(e), &key)));
+                    // The ADT owns the visit: an order only creates it.
+                    encounter = Some(reference(&b.ensure(Resource::Encounter(e), &key)));
                 }
             }
             "ORC" => groups.push(OrderGroup {
                 orc: Some(seg),
                 ..Default::default()
             }),
-            "OBR" | "RXO" | "RXE" | "RXR" | "TQ1" | "SPM" | "NTE" => {
+            "OBR" | "RXO" | "RXE" | "RXR" | "TQ1" | "TQ2" | "SPM" | "NTE" => {
                 if groups.is_empty()
                     || (seg.id() == "OBR" && groups.last().is_some_and(|g| g.obr.is_some()))
                 {
@@ -179,6 +270,7 @@ pub(super) fn to_bundle(
                     "RXO" | "RXE" => g.rx = Some(seg),
                     "RXR" => g.rxr = g.rxr.or(Some(seg)),
                     "TQ1" => g.tq1 = g.tq1.or(Some(seg)),
+                    "TQ2" => g.tq2.push(seg),
                     "SPM" => g.specimens.extend(spm(&seg, source, subject.clone(), tz)),
                     _ => g.notes.extend(nte(&seg)),
                 }
@@ -271,12 +363,18 @@ pub(super) fn to_bundle(
             authored_on: g.authored(tz),
             requester: g.requester(),
             specimen: specimens,
-            note: g.notes.clone(),
+            note: g.notes.iter().cloned().chain(g.relations()).collect(),
             requisition: g
                 .orc
                 .as_ref()
                 .and_then(|o| ei(o.field(4), source, "requisition")),
-            occurrence_date_time: g.start(tz),
+            quantity_quantity: g.quantity(),
+            occurrence_date_time: g.end(tz).is_none().then(|| g.start(tz)).flatten(),
+            occurrence_period: g.end(tz).map(|end| Period {
+                start: g.start(tz),
+                end: Some(end),
+            }),
+            patient_instruction: g.instruction(),
             reason_code: obr
                 .field(31)
                 .map(|f| f.repetitions().filter_map(|r| cwe(&r, source)).collect())

@@ -1345,3 +1345,41 @@ fn a_specimen_keeps_its_placer_and_filler_ids_parent_container_collection_and_co
         "the reject reason and the condition"
     );
 }
+
+#[test]
+fn tq1_gives_an_order_its_time_window_quantity_priority_and_instruction_and_tq2_its_relation_in_words(
+) {
+    let text = include_bytes!("../../../tests/data/fhir/orders/oml_o21_epic_timing_v251.hl7");
+    let mut m = stored("epic-orders", text);
+    m.envelope.message_type = "OML^O21".into();
+    let b = to_bundle(&m, &TransformContext::default()).unwrap();
+    let orders: Vec<serde_json::Value> = resources(&b, "ServiceRequest")
+        .into_iter()
+        .map(|o| serde_json::to_value(o).unwrap())
+        .collect();
+    let tsh = &orders[0];
+    assert_eq!(tsh["priority"], "urgent", "TQ1-9 T, timing critical");
+    assert!(tsh["occurrenceDateTime"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-04-16T08:00:00"));
+    assert_eq!(tsh["patientInstruction"], "Draw before the 08:00 dose");
+    assert_eq!(tsh["quantityQuantity"]["value"], 1);
+    let glucose = &orders[1];
+    assert!(glucose.get("occurrenceDateTime").is_none());
+    assert!(glucose["occurrencePeriod"]["end"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-04-16T11:00:00"));
+    assert_eq!(glucose["quantityQuantity"]["value"], 3);
+    assert_eq!(glucose["quantityQuantity"]["unit"], "draws");
+    assert_eq!(glucose["priority"], "routine");
+    assert_eq!(
+        glucose["patientInstruction"],
+        "Every hour; if glucose above 200"
+    );
+    assert_eq!(
+        glucose["note"][0]["text"],
+        "Related order (placer UW-ORD-8801): this order starts when it ends, 1 h after; simultaneous"
+    );
+}

@@ -247,8 +247,11 @@ fhir_struct!(ServiceRequest {
     specimen: Vec<Reference>,
     note: Vec<Annotation>,
     requisition: Option<Identifier>,
+    quantity_quantity: Option<Quantity>,
     occurrence_date_time: Option<String>,
+    occurrence_period: Option<Period>,
     reason_code: Vec<CodeableConcept>,
+    patient_instruction: Option<String>,
 });
 
 fhir_struct!(Money { value: Option<serde_json::Number>, currency: Option<String> });
