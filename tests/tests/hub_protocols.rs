@@ -97,9 +97,6 @@ fn under_auto_mosquitto_is_spoken_to_in_mqtt5_and_the_status_and_health_say_so()
         "{:?}",
         hub.received()
     );
-    let online = payloads(&hub, "status").pop().unwrap().1;
-    assert_eq!(online["mqtt"], "5", "{online}");
-    assert_eq!(payloads(&hub, "health").pop().unwrap().1["mqtt"], "5");
     // mosquitto logs each client's protocol: p5 is MQTT 5 (p2 is 3.1.1),
     // c0 a kept session (clean start false).
     assert!(
@@ -107,6 +104,9 @@ fn under_auto_mosquitto_is_spoken_to_in_mqtt5_and_the_status_and_health_say_so()
         "{}",
         broker.log()
     );
+    let online = payloads(&hub, "status").pop().unwrap().1;
+    assert_eq!(online["mqtt"], "5", "{online}");
+    assert_eq!(payloads(&hub, "health").pop().unwrap().1["mqtt"], "5");
     assert!(log(&d).contains(r#"hub uplink connected session_present=false mqtt="5""#));
     assert!(!log(&d).contains("does not take MQTT 5"));
     drop(gw);
