@@ -316,22 +316,29 @@ fn from_v311(event: rumqttc::Event) -> Happened {
 
 /// A failure of an MQTT 5 connection before its CONNACK that a 3.1.1
 /// broker's answer to the CONNECT explains: the connection closed, or an
-/// answer that is no MQTT 5 packet. Not a TCP or TLS failure, a timeout or
-/// a CONNACK that refuses for another reason.
+/// answer that is no MQTT 5 packet. Not a TCP or TLS failure (a TLS 1.3
+/// server refusing the client's certificate says so only in an alert read
+/// after the CONNECT went out), a timeout or a CONNACK that refuses for
+/// another reason.
 fn looks_like_v311_answer(e: &rumqttc::v5::ConnectionError) -> bool {
+    use rumqttc::v5::mqttbytes::Error as Decode;
     use rumqttc::v5::{ConnectionError as E, StateError as S};
     use std::io::ErrorKind;
+    let closed = |io: &std::io::Error| {
+        matches!(
+            io.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof | ErrorKind::BrokenPipe
+        )
+    };
     match e {
         E::ConnectionRefused(code) => matches!(
             code,
             p5::ConnectReturnCode::UnsupportedProtocolVersion
                 | p5::ConnectReturnCode::RefusedProtocolVersion
         ),
-        E::MqttState(S::ConnectionAborted | S::Deserialization(_)) => true,
-        E::MqttState(S::Io(io)) => matches!(
-            io.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof | ErrorKind::BrokenPipe
-        ),
+        E::MqttState(S::ConnectionAborted) => true,
+        E::MqttState(S::Io(io) | S::Deserialization(Decode::Io(io))) => closed(io),
+        E::MqttState(S::Deserialization(_)) => true,
         _ => false,
     }
 }
@@ -355,6 +362,10 @@ mod tests {
             E::ConnectionRefused(p5::ConnectReturnCode::NotAuthorized),
             E::Io(std::io::ErrorKind::ConnectionRefused.into()),
             E::MqttState(S::Io(std::io::ErrorKind::InvalidData.into())),
+            // rustls: "received fatal alert: CertificateRequired".
+            E::MqttState(S::Deserialization(rumqttc::v5::mqttbytes::Error::Io(
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "fatal alert"),
+            ))),
         ] {
             assert!(!looks_like_v311_answer(&other), "{other:?}");
         }
