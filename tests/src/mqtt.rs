@@ -1,11 +1,16 @@
-//! A mosquitto broker started by a test on a free port, and the hub's side
-//! written with paho-mqtt: what it received (`python/hub_listen.py`), read
-//! back from its file, and the commands it gives (`python/hub_command.py`).
+//! A mosquitto broker started by a test on a free port (MQTT 5 and 3.1.1),
+//! aedes as a broker that speaks only 3.1.1 (`aedes-broker/broker.js`),
+//! and the hub's side written with paho-mqtt: what it received
+//! (`python/hub_listen.py`), read back from its file, and the commands it
+//! gives (`python/hub_command.py`).
 
 use crate::{eventually, free_port, peer_python, python_script, wait_for_port};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A TLS listener of the broker: its CA (that client certificates are
@@ -142,6 +147,109 @@ impl Drop for Broker {
     }
 }
 
+/// aedes, an MQTT 3.1.1-only broker (it answers an MQTT 5 CONNECT with
+/// CONNACK return code 1), on 127.0.0.1; sessions and retained messages in
+/// memory, its log of connections and refusals in `dir/aedes.log`.
+pub struct Broker311 {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Broker311 {
+    pub fn start(dir: &Path) -> Broker311 {
+        std::fs::create_dir_all(dir).expect("broker dir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("aedes-broker");
+        assert!(
+            script.join("node_modules/aedes").exists(),
+            "run scripts/install-peers first"
+        );
+        let port = free_port();
+        let log = dir.join("aedes.log");
+        let child = Command::new("node")
+            .arg("broker.js")
+            .arg(port.to_string())
+            .current_dir(&script)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("aedes.log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node");
+        assert!(
+            wait_for_port(port, Duration::from_secs(15)),
+            "aedes does not listen on {port}"
+        );
+        Broker311 { child, port, log }
+    }
+
+    /// What the broker logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Broker311 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP relay from a port of its own to a broker's, that can hold back
+/// what the client sends (its PUBACKs never reach the broker) while what
+/// the broker sends still gets through: the window between a delivery
+/// handled and its acknowledgement, held open for as long as a test needs.
+pub struct Relay {
+    pub port: u16,
+    hold: Arc<AtomicBool>,
+}
+
+impl Relay {
+    pub fn start(broker_port: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("relay port");
+        let port = listener.local_addr().expect("relay port").port();
+        let hold = Arc::new(AtomicBool::new(false));
+        let held = hold.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(broker) = TcpStream::connect(("127.0.0.1", broker_port)) else {
+                    continue;
+                };
+                let (c, b) = (client.try_clone().unwrap(), broker.try_clone().unwrap());
+                let held = held.clone();
+                std::thread::spawn(move || copy(client, broker, Some(held)));
+                std::thread::spawn(move || copy(b, c, None));
+            }
+        });
+        Relay { port, hold }
+    }
+
+    /// From now on what the client sends is dropped (`true`), or passed.
+    pub fn hold(&self, on: bool) {
+        self.hold.store(on, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until either ends, dropping what comes while
+/// `hold` is set; then closes both.
+fn copy(mut from: TcpStream, mut to: TcpStream, hold: Option<Arc<AtomicBool>>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if hold.as_ref().is_some_and(|h| h.load(Ordering::SeqCst)) {
+            continue;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
 /// One message the hub received.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -162,9 +270,14 @@ impl HubListener {
     /// Subscribes `client_id` (a persistent session) to `filters` and waits
     /// until the subscription is in place.
     pub fn start(broker: &Broker, client_id: &str, filters: &[&str], out: &Path) -> HubListener {
+        HubListener::start_on(broker.port, client_id, filters, out)
+    }
+
+    /// [`HubListener::start`] on the broker at `port`.
+    pub fn start_on(port: u16, client_id: &str, filters: &[&str], out: &Path) -> HubListener {
         let mut cmd = Command::new(peer_python("mqtt-venv"));
         cmd.arg(python_script("hub_listen.py"))
-            .args(["--port", &broker.port.to_string(), "--client-id", client_id])
+            .args(["--port", &port.to_string(), "--client-id", client_id])
             .arg("--out")
             .arg(out);
         for f in filters {
@@ -235,9 +348,14 @@ impl Drop for HubListener {
 /// The hub publishes `payload` on `topic` (QoS 1), as paho-mqtt; returns
 /// once the broker has it.
 pub fn hub_publish(broker: &Broker, topic: &str, payload: &[u8]) {
+    hub_publish_on(broker.port, topic, payload)
+}
+
+/// [`hub_publish`] to the broker at `port`.
+pub fn hub_publish_on(port: u16, topic: &str, payload: &[u8]) {
     let status = Command::new(peer_python("mqtt-venv"))
         .arg(python_script("hub_command.py"))
-        .args(["--port", &broker.port.to_string(), "--topic", topic])
+        .args(["--port", &port.to_string(), "--topic", topic])
         .args(["--payload-hex", &hex::encode(payload)])
         .stdin(Stdio::null())
         .status()

@@ -1,14 +1,16 @@
 //! Orders from the hub over MQTT (mosquitto, paho-mqtt as the hub) served
 //! to python-astm's host query while the FHIR upstream is down, a
 //! cancellation honoured, a duplicate delivery kept once, a malformed
-//! order refused with an event.
+//! order refused with an event; an order committed whose PUBACK never
+//! reached the broker (the gateway killed in between) journalled once
+//! when the broker delivers it again.
 
 mod astm_common;
 
 use astm_common::{analyzer, free_port, kinds};
 use ecko_gateway::config::PayloadFormat;
 use ecko_gateway::hub::payload::{decode, encode};
-use ecko_tests::mqtt::{hub_publish, Broker, HubListener};
+use ecko_tests::mqtt::{hub_publish, Broker, HubListener, Relay};
 use ecko_tests::{eventually, Gateway};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -17,6 +19,11 @@ use std::time::Duration;
 const PREFIX: &str = "ecko/north/lab-1/";
 
 fn config(d: &Path, broker: &Broker, astm_port: u16) -> std::path::PathBuf {
+    config_on(d, broker.port, astm_port)
+}
+
+/// [`config`] with the broker at `mqtt_port`.
+fn config_on(d: &Path, mqtt_port: u16, astm_port: u16) -> std::path::PathBuf {
     // Nothing listens on the FHIR port: the upstream is down throughout.
     let fhir_port = free_port();
     let text = format!(
@@ -46,7 +53,7 @@ reconnect_min = "1s"
 reconnect_max = "2s"
 "#,
         d = d.display(),
-        mqtt = broker.port,
+        mqtt = mqtt_port,
     );
     let path = d.join("gateway.toml");
     std::fs::write(&path, text).unwrap();
@@ -217,5 +224,79 @@ fn an_order_published_while_the_gateway_is_stopped_is_taken_when_it_comes_back()
     let answer = query(astm_port, "SPEC-H9");
     assert_eq!(kinds(&answer), ["H", "P", "O", "L"], "{answer}");
     assert_eq!(answer[2][4][3], "K", "{answer}");
+    assert_eq!(gw.terminate(), Some(0));
+}
+
+/// The window between an order's commit and the broker's PUBACK of it,
+/// held open by a relay that drops what the gateway sends: the gateway is
+/// killed in it, the broker delivers the order again on the next
+/// connection, and it is taken as the duplicate it is, not journalled
+/// twice.
+#[test]
+fn an_order_committed_but_not_acknowledged_before_a_sigkill_is_journalled_once_when_it_comes_again()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"));
+    let hub = HubListener::start(
+        &broker,
+        "hub-orders-crash",
+        &[&format!("{PREFIX}events")],
+        &dir.path().join("hub.jsonl"),
+    );
+    let relay = Relay::start(broker.port);
+    let d = dir.path().join("gw");
+    std::fs::create_dir_all(&d).unwrap();
+    let astm_port = free_port();
+    let config = config_on(&d, relay.port, astm_port);
+    let log = d.join("gateway.log");
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let gw = Gateway::start(&config, &log, &[]);
+    assert!(
+        eventually(Duration::from_secs(15), || broker
+            .log()
+            .contains(&format!("{PREFIX}orders"))),
+        "the gateway never subscribed to its orders"
+    );
+
+    relay.hold(true);
+    hub_publish(
+        &broker,
+        &format!("{PREFIX}orders"),
+        &order("m-5", "REQ-5", "active", "SPEC-H5", &["GLU"]),
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || log_text()
+            .contains("hub order: placed")),
+        "{}",
+        log_text()
+    );
+    // The PUBACK is sent right after the commit; the relay drops it.
+    std::thread::sleep(Duration::from_millis(500));
+    gw.kill();
+    relay.hold(false);
+
+    let mut gw = Gateway::start(&config, &log, &[]);
+    gw.wait_for_log("hub order: duplicate", 0, Duration::from_secs(20));
+    let text = log_text();
+    assert_eq!(text.matches("hub order: placed").count(), 1, "{text}");
+    let accepted = || {
+        events(&hub)
+            .into_iter()
+            .filter(|e| e["kind"] == "order.accepted")
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || accepted().len() >= 2),
+        "{:?}",
+        accepted()
+    );
+    let accepted = accepted();
+    assert_eq!(accepted.len(), 2, "{accepted:?}");
+    assert_eq!(accepted[0]["detail"]["duplicate"], false, "{accepted:?}");
+    assert_eq!(accepted[1]["detail"]["duplicate"], true, "{accepted:?}");
+    // One order, its one test, in the analyzer's answer.
+    let answer = query(astm_port, "SPEC-H5");
+    assert_eq!(kinds(&answer), ["H", "P", "O", "L"], "{answer}");
+    assert_eq!(answer[2][4][3], "GLU", "{answer}");
     assert_eq!(gw.terminate(), Some(0));
 }

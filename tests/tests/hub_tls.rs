@@ -124,6 +124,8 @@ fn with_mutual_tls_the_device_certificate_is_its_identity_at_the_broker() {
         .map(str::to_string)
         .unwrap_or_default();
     assert!(connected.contains("u'client'"), "{}", broker.log());
+    // Over MQTT 5 (mosquitto's p5), the device's certificate and all.
+    assert!(connected.contains("(p5, c0,"), "{connected}");
     assert_eq!(gw.terminate(), Some(0));
 }
 
@@ -161,6 +163,8 @@ fn without_its_client_certificate_the_gateway_is_refused_and_says_so_in_its_log(
         "one warning per reason: {}",
         log(&d)
     );
+    // A refused certificate is no sign of a broker without MQTT 5.
+    assert!(!log(&d).contains("does not take MQTT 5"), "{}", log(&d));
     assert_eq!(gw.terminate(), Some(0));
 }
 
@@ -189,5 +193,6 @@ fn a_broker_whose_certificate_is_of_another_ca_is_refused() {
     // Both test CAs are called the same, so rustls finds the issuer by
     // name and the signature does not verify.
     assert!(refusal.contains("invalid peer certificate"), "{refusal}");
+    assert!(!log(&d).contains("does not take MQTT 5"), "{}", log(&d));
     assert_eq!(gw.terminate(), Some(0));
 }

@@ -23,6 +23,21 @@ pub enum PayloadFormat {
     Json,
 }
 
+/// Which MQTT the uplink speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum MqttProtocol {
+    /// MQTT 5, or 3.1.1 from the first broker that answers 5 the way a
+    /// 3.1.1 broker does, until the gateway restarts.
+    #[serde(rename = "auto")]
+    Auto,
+    /// MQTT 5 only: a 3.1.1 broker is refused.
+    #[serde(rename = "5")]
+    V5,
+    /// MQTT 3.1.1 only.
+    #[serde(rename = "3.1.1")]
+    V311,
+}
+
 /// The hub uplink's settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +63,14 @@ pub struct HubConfig {
     pub format: PayloadFormat,
     #[serde(default = "default_keepalive")]
     pub keepalive: Span,
+    /// `auto` (the default), `5` or `3.1.1`.
+    #[serde(default = "default_protocol")]
+    pub protocol: MqttProtocol,
+    /// With MQTT 5: how long the broker keeps the session (subscriptions,
+    /// commands and orders queued) of a gateway that is away. With 3.1.1
+    /// that is the broker's own setting.
+    #[serde(default = "default_session_expiry")]
+    pub session_expiry: Span,
     /// How often `health` is published when nothing changes.
     #[serde(default = "default_health_interval")]
     pub health_interval: Span,
@@ -89,6 +112,8 @@ impl Default for HubConfig {
             client_id: None,
             format: default_format(),
             keepalive: default_keepalive(),
+            protocol: default_protocol(),
+            session_expiry: default_session_expiry(),
             health_interval: default_health_interval(),
             stats_interval: default_stats_interval(),
             reconnect_min: default_reconnect_min(),
@@ -124,6 +149,12 @@ fn default_format() -> PayloadFormat {
 }
 fn default_keepalive() -> Span {
     Span(Duration::from_secs(30))
+}
+fn default_protocol() -> MqttProtocol {
+    MqttProtocol::Auto
+}
+fn default_session_expiry() -> Span {
+    Span(Duration::from_secs(7 * 24 * 3600))
 }
 fn default_health_interval() -> Span {
     Span(Duration::from_secs(30))
@@ -263,6 +294,12 @@ impl HubConfig {
         }
         if self.keepalive.0 > Duration::from_secs(65535) {
             out.push(("keepalive", "`keepalive` must be at most 65535s".into()));
+        }
+        if self.session_expiry.0 > Duration::from_secs(u32::MAX.into()) {
+            out.push((
+                "session_expiry",
+                format!("`session_expiry` must be at most {}s", u32::MAX),
+            ));
         }
         if self.reconnect_max.0 < self.reconnect_min.0 {
             out.push((

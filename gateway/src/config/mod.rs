@@ -34,7 +34,7 @@ pub use alerts::{
 };
 pub use astm::*;
 pub use dicom::{DicomConfig, DicomWebConfig, WorklistConfig};
-pub use hub::{BrokerAddress, PayloadFormat};
+pub use hub::{BrokerAddress, MqttProtocol, PayloadFormat};
 pub use hub_commands::{CommandPolicy, COMMAND_NAMES, MAX_AGE_LIMIT};
 pub(crate) use load_endpoint::mllp_sender_timeout;
 pub use load_endpoint::SettingsInput;

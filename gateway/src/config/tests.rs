@@ -437,6 +437,17 @@ fn a_hub_section_turns_the_uplink_on_with_topics_under_its_site_and_device() {
         !parse(MINIMAL).unwrap().hub.enabled,
         "no section, no uplink"
     );
+    assert_eq!(c.hub.protocol, crate::config::MqttProtocol::Auto);
+    assert_eq!(c.hub.session_expiry.0.as_secs(), 7 * 24 * 3600);
+    let v311 = parse(&format!("{text}protocol = \"3.1.1\"\n")).unwrap();
+    assert_eq!(v311.hub.protocol, crate::config::MqttProtocol::V311);
+    let v5 = parse(&format!(
+        "{text}protocol = \"5\"\nsession_expiry = \"1h\"\n"
+    ))
+    .unwrap();
+    assert_eq!(v5.hub.protocol, crate::config::MqttProtocol::V5);
+    assert_eq!(v5.hub.session_expiry.0.as_secs(), 3600);
+    assert!(parse(&format!("{text}protocol = \"4\"\n")).is_err());
 }
 
 #[test]
@@ -458,6 +469,10 @@ fn hub_settings_that_cannot_work_are_refused_at_their_key() {
         (
             "reconnect_min = \"10s\"\nreconnect_max = \"5s\"",
             "reconnect_max",
+        ),
+        (
+            "session_expiry = \"200000d\"",
+            "`session_expiry` must be at most",
         ),
     ] {
         let text = format!("{MINIMAL}\n[hub]\n{keys}\n");

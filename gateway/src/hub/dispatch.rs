@@ -357,7 +357,7 @@ fn change_failed(e: ChangeError) -> CommandError {
 
 /// A command as it came from the broker, with the connection it came on.
 pub struct Received {
-    pub publish: rumqttc::Publish,
+    pub publish: super::mqtt::Delivery,
     pub id: String,
     pub connection: u64,
 }

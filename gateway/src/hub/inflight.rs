@@ -14,7 +14,10 @@
 //!    oldest submission without an id is the one that got it. QoS 0
 //!    publications report id 0 and are forgotten there.
 //! 3. The PUBACK of that id ([`Inflight::acked`]) names the event that may
-//!    now be released from the journal.
+//!    now be released from the journal. An MQTT 5 PUBACK that refuses
+//!    ([`Inflight::refused`]) releases nothing: the event is kept aside
+//!    and published again on the next connection, like one without a
+//!    PUBACK.
 //! 4. When the connection is lost, rumqttc's copies (its retransmission
 //!    queue and the requests not yet taken) are thrown away before the next
 //!    connection (see `link`), and every event here without a PUBACK is
@@ -22,7 +25,7 @@
 //!    on the old connection can then report an id on the new one, so the
 //!    order of step 2 holds from each connection's start.
 //!
-//! A broker acknowledges QoS 1 in order (MQTT 3.1.1, 4.6); should one not,
+//! A broker acknowledges QoS 1 in order (MQTT 3.1.1 and 5, 4.6); should one not,
 //! rumqttc holds back a publication whose id is still taken
 //! (`Outgoing::AwaitAck`) and sends it once that id is acknowledged, which
 //! [`Inflight::waits_for`] follows.
@@ -46,6 +49,8 @@ pub struct Inflight {
     unacked: HashMap<u16, Carried>,
     /// Held back by rumqttc until its id is free.
     held: Option<(u16, Carried)>,
+    /// Events whose PUBACK refused them, for the next connection.
+    refused: Vec<i64>,
 }
 
 impl Inflight {
@@ -87,10 +92,25 @@ impl Inflight {
         }
     }
 
-    /// Events handed to the client and not acknowledged yet.
+    /// An MQTT 5 PUBACK of `pkid` that refuses it: the event it carried,
+    /// if it carried one, which stays in the journal.
+    pub fn refused(&mut self, pkid: u16) -> Option<i64> {
+        match self.unacked.remove(&pkid) {
+            Some(Carried::Event(id)) => {
+                self.refused.push(id);
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
+    /// Events handed to the client and not acknowledged yet (refused ones
+    /// too, so a broker refusing everything fills the window rather than
+    /// being sent the whole outbox).
     pub fn events_in_flight(&self) -> usize {
         let is_event = |c: &Carried| matches!(c, Carried::Event(_));
-        self.unsent.iter().filter(|c| is_event(c)).count()
+        self.refused.len()
+            + self.unsent.iter().filter(|c| is_event(c)).count()
             + self.unacked.values().filter(|c| is_event(c)).count()
             + self.held.iter().filter(|(_, c)| is_event(c)).count()
     }
@@ -107,6 +127,7 @@ impl Inflight {
                 Carried::Event(id) => Some(id),
                 Carried::Other => None,
             })
+            .chain(self.refused.drain(..))
             .collect();
         ids.sort_unstable();
         ids
@@ -151,6 +172,21 @@ mod tests {
         f.submitted(Carried::Event(4));
         f.sent(9);
         assert_eq!(f.acked(9), Some(4));
+    }
+
+    #[test]
+    fn an_event_whose_puback_refuses_it_is_not_released_and_goes_again_after_the_connection() {
+        let mut f = Inflight::default();
+        f.submitted(Carried::Event(5));
+        f.submitted(Carried::Event(6));
+        f.sent(1);
+        f.sent(2);
+        assert_eq!(f.refused(1), Some(5));
+        assert_eq!(f.acked(1), None, "a refused id releases nothing later");
+        assert_eq!(f.acked(2), Some(6));
+        assert_eq!(f.events_in_flight(), 1);
+        assert_eq!(f.lost(), vec![5]);
+        assert_eq!(f.events_in_flight(), 0);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The uplink to the central Integration Hub over MQTT (`[hub]`).
 //!
-//! One connection per gateway to a standard MQTT broker (MQTT 3.1.1; see
-//! `connect`), under the topic prefix `ecko/{site}/{device}/`:
+//! One connection per gateway to a standard MQTT broker (MQTT 5, or 3.1.1
+//! where the broker speaks only that; see `connect` and `link`; `mqtt` is
+//! the one module that knows the MQTT client), under the topic prefix `ecko/{site}/{device}/`:
 //!
 //! - `status`, retained: online with version and uptime when connected,
 //!   offline when stopping and, through the Last Will, when the connection
@@ -43,6 +44,7 @@ mod firmware;
 mod inflight;
 mod link;
 mod log_upload;
+mod mqtt;
 mod order_intake;
 mod orders;
 pub mod payload;

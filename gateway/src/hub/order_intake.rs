@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 /// An order message as it came from the broker, with the connection it
 /// came on.
 pub struct Delivered {
-    pub publish: rumqttc::Publish,
+    pub publish: super::mqtt::Delivery,
     pub connection: u64,
 }
 

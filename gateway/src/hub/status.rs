@@ -2,6 +2,7 @@
 //! gateway stops or (through the Last Will, published by the broker) when
 //! its connection dies.
 
+use super::mqtt::Protocol;
 use super::payload::{encode, VERSION};
 use crate::config::PayloadFormat;
 use serde_json::json;
@@ -9,8 +10,9 @@ use serde_json::json;
 /// This build's version.
 pub const GATEWAY_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Connected: running since `started_at` (Unix ms), `uptime_s` seconds.
-pub fn online(format: PayloadFormat, now: i64, started_at: i64) -> Vec<u8> {
+/// Connected with `mqtt`: running since `started_at` (Unix ms), `uptime_s`
+/// seconds.
+pub fn online(format: PayloadFormat, now: i64, started_at: i64, mqtt: Protocol) -> Vec<u8> {
     encode(
         format,
         &json!({
@@ -20,6 +22,7 @@ pub fn online(format: PayloadFormat, now: i64, started_at: i64) -> Vec<u8> {
             "at": now,
             "started_at": started_at,
             "uptime_s": (now - started_at).max(0) / 1000,
+            "mqtt": mqtt.as_str(),
         }),
     )
 }

@@ -155,6 +155,8 @@ pub struct Telemetry {
     health_every: Duration,
     stats_every: Duration,
     last_health: Option<(Instant, String)>,
+    /// The MQTT of the connection up, reported in health.
+    mqtt: Option<super::mqtt::Protocol>,
     last_stats: Option<(Instant, i64)>,
     storage: ecko_hal::storage::LinuxStorage,
 }
@@ -166,14 +168,16 @@ impl Telemetry {
             health_every: config.health_interval.0,
             stats_every: config.stats_interval.0,
             last_health: None,
+            mqtt: None,
             last_stats: None,
             storage: ecko_hal::storage::LinuxStorage,
         }
     }
 
-    /// A new connection: health is due at once.
-    pub fn connected(&mut self) {
+    /// A new connection, with `mqtt`: health is due at once.
+    pub fn connected(&mut self, mqtt: super::mqtt::Protocol) {
         self.last_health = None;
+        self.mqtt = Some(mqtt);
     }
 
     /// The reports due now, encoded.
@@ -186,7 +190,7 @@ impl Telemetry {
         let mut out = Vec::new();
         let journal = gateway.journal();
         let config = gateway.config();
-        let report = health_report(
+        let mut report = health_report(
             journal,
             &config,
             &gateway.health(),
@@ -196,6 +200,7 @@ impl Telemetry {
             started_at,
         )
         .await;
+        report["mqtt"] = self.mqtt.map(|m| m.as_str()).into();
         let sig = signature(&report);
         let health_due = match &self.last_health {
             None => true,

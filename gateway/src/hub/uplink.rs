@@ -21,13 +21,13 @@ use super::connect::options;
 use super::dispatch::{self, Answered, Dispatcher, Received};
 use super::inflight::{Carried, Inflight};
 use super::link::{self, LinkEvent};
+use super::mqtt::{Client, Delivery, Happened, Protocol, Qos};
 use super::order_intake::{self, Delivered, Handled, Intake};
 use super::topics::Topics;
 use super::{backoff::Backoff, events, status, telemetry};
-use crate::config::HubConfig;
+use crate::config::{HubConfig, MqttProtocol};
 use crate::control::Gateway;
 use crate::journal::{Journal, JournalError};
-use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -36,10 +36,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Events published and not yet acknowledged, at most.
 pub const EVENT_WINDOW: usize = 64;
-
-/// Requests the client queues for the event loop; far more than the window
-/// and the few other publications ever need.
-const CLIENT_QUEUE: usize = 512;
 
 /// How often the hub outbox is looked at when nothing wakes the uplink.
 const FEED_EVERY: Duration = Duration::from_millis(250);
@@ -56,7 +52,9 @@ pub struct Uplink {
     topics: Topics,
     gateway: Arc<dyn Gateway>,
     journal: Journal,
-    client: AsyncClient,
+    /// The client of the connection up, with its protocol; `None` before
+    /// the first.
+    client: Option<(Client, Protocol)>,
     inflight: Inflight,
     connected: bool,
     /// The highest event id submitted; the next read starts after it.
@@ -88,15 +86,17 @@ impl Uplink {
         stop: CancellationToken,
     ) -> Result<(), super::HubError> {
         let topics = Topics::new(config.topic_prefix());
-        let mut eventloop_options = options(&config, &topics)?;
-        eventloop_options.set_request_channel_capacity(CLIENT_QUEUE);
-        let (client, mut eventloop) = AsyncClient::new(eventloop_options, CLIENT_QUEUE);
-        let mut network = eventloop.network_options();
-        network.set_connection_timeout(10);
-        eventloop.set_network_options(network);
+        let (first, fallback) = match config.protocol {
+            MqttProtocol::Auto => (
+                options(&config, &topics, Protocol::V5)?,
+                Some(options(&config, &topics, Protocol::V311)?),
+            ),
+            MqttProtocol::V5 => (options(&config, &topics, Protocol::V5)?, None),
+            MqttProtocol::V311 => (options(&config, &topics, Protocol::V311)?, None),
+        };
         let (to_uplink, mut from_link) = mpsc::channel(256);
         let backoff = Backoff::new(config.reconnect_min.0, config.reconnect_max.0);
-        let link = tokio::spawn(link::run(eventloop, backoff, to_uplink));
+        let link = tokio::spawn(link::run(first, fallback, backoff, to_uplink));
         let journal = gateway.journal().clone();
         let epoch = journal.hub_epoch().await?;
         let started_at = journal.now_ms();
@@ -122,7 +122,7 @@ impl Uplink {
             telemetry: telemetry::Telemetry::new(&config),
             topics,
             journal,
-            client,
+            client: None,
             inflight: Inflight::default(),
             connected: false,
             cursor: 0,
@@ -133,7 +133,7 @@ impl Uplink {
             gateway,
             config,
         };
-        tracing::info!(url = %uplink.config.url, prefix = %uplink.config.topic_prefix(), "hub uplink starting");
+        tracing::info!(url = %uplink.config.url, prefix = %uplink.config.topic_prefix(), protocol = ?uplink.config.protocol, "hub uplink starting");
         let mut feed = tokio::time::interval(FEED_EVERY);
         let mut telemetry_tick = tokio::time::interval(telemetry::LOOK_EVERY);
         loop {
@@ -173,12 +173,15 @@ impl Uplink {
     fn submit(
         &mut self,
         topic: String,
-        qos: QoS,
+        qos: Qos,
         retain: bool,
         payload: Vec<u8>,
         carried: Carried,
     ) -> bool {
-        match self.client.try_publish(topic, qos, retain, payload) {
+        let Some((client, _)) = &self.client else {
+            return false;
+        };
+        match client.try_publish(topic, qos, retain, payload) {
             Ok(()) => {
                 self.inflight.submitted(carried);
                 true
@@ -192,75 +195,85 @@ impl Uplink {
 
     fn on_link(&mut self, event: LinkEvent) {
         match event {
-            LinkEvent::Connected { session_present } => {
-                tracing::info!(session_present, "hub uplink connected");
+            LinkEvent::Connected {
+                session_present,
+                protocol,
+                client,
+            } => {
+                tracing::info!(
+                    session_present,
+                    mqtt = protocol.as_str(),
+                    "hub uplink connected"
+                );
                 self.connected = true;
                 self.last_failure = None;
                 self.connection += 1;
                 // The persistent session keeps the subscription; made again
                 // on every connection in case the broker lost the session.
-                if let Err(e) = self
-                    .client
-                    .try_subscribe(self.topics.commands(), QoS::AtLeastOnce)
-                {
-                    tracing::warn!(error = %e, "cannot subscribe to the hub's commands");
+                for (filter, what) in [
+                    (self.topics.commands(), "commands"),
+                    (self.topics.orders(), "orders"),
+                ] {
+                    if let Err(error) = client.try_subscribe(filter) {
+                        tracing::warn!(error, "cannot subscribe to the hub's {what}");
+                    }
                 }
-                if let Err(e) = self
-                    .client
-                    .try_subscribe(self.topics.orders(), QoS::AtLeastOnce)
-                {
-                    tracing::warn!(error = %e, "cannot subscribe to the hub's orders");
-                }
+                self.client = Some((client, protocol));
                 let now = self.journal.now_ms();
-                let online = status::online(self.config.format, now, self.started_at);
+                let online = status::online(self.config.format, now, self.started_at, protocol);
                 self.submit(
                     self.topics.status(),
-                    QoS::AtLeastOnce,
+                    Qos::AtLeastOnce,
                     true,
                     online,
                     Carried::Other,
                 );
-                self.telemetry.connected();
+                self.telemetry.connected(protocol);
             }
-            LinkEvent::Mqtt(Event::Outgoing(Outgoing::Publish(pkid))) => self.inflight.sent(pkid),
-            LinkEvent::Mqtt(Event::Outgoing(Outgoing::AwaitAck(pkid))) => {
-                self.inflight.waits_for(pkid)
-            }
-            LinkEvent::Mqtt(Event::Incoming(Packet::PubAck(ack))) => {
-                if let Some(id) = self.inflight.acked(ack.pkid) {
+            LinkEvent::Mqtt(Happened::Sent(pkid)) => self.inflight.sent(pkid),
+            LinkEvent::Mqtt(Happened::HeldBack(pkid)) => self.inflight.waits_for(pkid),
+            LinkEvent::Mqtt(Happened::Acked {
+                pkid,
+                accepted: true,
+            }) => {
+                if let Some(id) = self.inflight.acked(pkid) {
                     self.acked.push(id);
                 }
             }
-            LinkEvent::Mqtt(Event::Incoming(Packet::Publish(p)))
-                if p.topic == self.topics.orders() =>
-            {
+            LinkEvent::Mqtt(Happened::Acked {
+                pkid,
+                accepted: false,
+            }) => {
+                if let Some(id) = self.inflight.refused(pkid) {
+                    tracing::warn!(
+                        event = id,
+                        "the hub broker refused an event; it is published again on the next connection"
+                    );
+                }
+            }
+            LinkEvent::Mqtt(Happened::Delivered(d)) if d.topic == self.topics.orders() => {
                 let delivered = Delivered {
-                    publish: p,
+                    publish: d,
                     connection: self.connection,
                 };
                 if self.orders.try_send(delivered).is_err() {
                     tracing::warn!("hub orders are arriving faster than they are journalled; one is left for the broker to send again");
                 }
             }
-            LinkEvent::Mqtt(Event::Incoming(Packet::Publish(p))) => {
-                match self.topics.command_id(&p.topic) {
-                    Some(id) => {
-                        let received = Received {
-                            id: id.to_string(),
-                            publish: p,
-                            connection: self.connection,
-                        };
-                        if self.commands.try_send(received).is_err() {
-                            tracing::warn!("hub commands are arriving faster than they are answered; one is left for the broker to send again");
-                        }
-                    }
-                    // Not a topic of ours: acknowledged so the broker
-                    // drops it.
-                    None => {
-                        let _ = self.client.try_ack(&p);
+            LinkEvent::Mqtt(Happened::Delivered(d)) => match self.topics.command_id(&d.topic) {
+                Some(id) => {
+                    let received = Received {
+                        id: id.to_string(),
+                        publish: d,
+                        connection: self.connection,
+                    };
+                    if self.commands.try_send(received).is_err() {
+                        tracing::warn!("hub commands are arriving faster than they are answered; one is left for the broker to send again");
                     }
                 }
-            }
+                // Not a topic of ours: acknowledged so the broker drops it.
+                None => self.ack(&d),
+            },
             LinkEvent::Mqtt(_) => {}
             LinkEvent::Lost { error, forgotten } => {
                 if self.connected {
@@ -282,6 +295,15 @@ impl Uplink {
         }
     }
 
+    /// Acknowledges a delivery of the connection up.
+    fn ack(&self, delivery: &Delivery) {
+        if let Some((client, _)) = &self.client {
+            if let Err(error) = client.try_ack(delivery) {
+                tracing::debug!(error, "a hub delivery was not acknowledged");
+            }
+        }
+    }
+
     /// Publishes a command's reply, then acknowledges the command if it came
     /// on this connection.
     fn on_answer(&mut self, answered: Answered) {
@@ -292,13 +314,13 @@ impl Uplink {
         }
         self.submit(
             self.topics.reply(&received.id),
-            QoS::AtLeastOnce,
+            Qos::AtLeastOnce,
             false,
             reply,
             Carried::Other,
         );
         if received.connection == self.connection {
-            let _ = self.client.try_ack(&received.publish);
+            self.ack(&received.publish);
         }
     }
 
@@ -308,7 +330,7 @@ impl Uplink {
     fn on_order_handled(&mut self, handled: Handled) {
         let Handled { delivered, ack } = handled;
         if ack && self.connected && delivered.connection == self.connection {
-            let _ = self.client.try_ack(&delivered.publish);
+            self.ack(&delivered.publish);
         }
     }
 
@@ -332,7 +354,7 @@ impl Uplink {
             let payload = events::payload(self.config.format, &self.epoch, &event);
             if !self.submit(
                 self.topics.events(),
-                QoS::AtLeastOnce,
+                Qos::AtLeastOnce,
                 false,
                 payload,
                 Carried::Event(event.id),
@@ -372,7 +394,7 @@ impl Uplink {
                 telemetry::Which::Health => self.topics.health(),
                 telemetry::Which::Stats => self.topics.stats(),
             };
-            self.submit(topic, QoS::AtMostOnce, false, payload, Carried::Other);
+            self.submit(topic, Qos::AtMostOnce, false, payload, Carried::Other);
         }
     }
 
@@ -383,16 +405,18 @@ impl Uplink {
             let offline = status::offline(self.config.format, "stopped");
             self.submit(
                 self.topics.status(),
-                QoS::AtLeastOnce,
+                Qos::AtLeastOnce,
                 true,
                 offline,
                 Carried::Other,
             );
-            let _ = self.client.try_disconnect();
+            if let Some((client, _)) = &self.client {
+                let _ = client.try_disconnect();
+            }
             let _ = tokio::time::timeout(STOP_GRACE, async {
                 while let Some(event) = from_link.recv().await {
                     match event {
-                        LinkEvent::Mqtt(Event::Outgoing(Outgoing::Disconnect)) => break,
+                        LinkEvent::Mqtt(Happened::Disconnected) => break,
                         LinkEvent::Lost { .. } => break,
                         other => self.on_link(other),
                     }
