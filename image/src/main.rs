@@ -96,6 +96,10 @@ enum Cmd {
         kind: PayloadKind,
         #[arg(long)]
         key: Option<PathBuf>,
+        /// A public key file: the key trusted once this bundle is installed
+        /// (key rotation, vouched for by the key signing this bundle).
+        #[arg(long)]
+        next_key: Option<PathBuf>,
         #[arg(short = 'o')]
         out: PathBuf,
     },
@@ -199,8 +203,13 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
             security_version,
             kind,
             key,
+            next_key,
             out,
         } => {
+            let next_key = next_key
+                .map(|k| keys::read_public(&k))
+                .transpose()
+                .map_err(|e| other(e.into()))?;
             let key = key
                 .map(|k| keys::read_secret(&k))
                 .transpose()
@@ -217,7 +226,7 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                 payload_len: 0,
                 payload_sha256: [0; 32],
                 build_time,
-                next_key: None,
+                next_key: next_key.map(|k| k.as_next()),
             };
             verify::build(&payload, m, key.as_ref(), &out).map_err(|e| other(e.into()))?;
         }
@@ -284,17 +293,29 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
             allow_same_security_downgrade,
             json,
         } => {
-            let trust = keys::read_trust(&trust).map_err(|e| other(e.into()))?;
+            let trust_keys = keys::read_trust(&trust).map_err(|e| other(e.into()))?;
             let src = Source {
                 bundle: &bundle,
-                trust: &trust,
+                trust: &trust_keys,
                 allow_dev_keys,
                 hardware: &hardware,
                 allow_same_security_downgrade,
+                trust_dir: trust.is_dir().then_some(trust.as_path()),
             };
             let mut bars = Bars::new(!json && std::io::stderr().is_terminal());
             let done = install::install_with_progress(&at.backend(), &src, &mut bars)
                 .map_err(|e| (e.exit_code() as u8, anyhow::Error::from(e)))?;
+            drop(bars);
+            if let Some(k) = &done.trusted_key {
+                // On stderr whatever the output format: a change of who may
+                // sign the next update is never silent.
+                eprintln!(
+                    "ecko-image: key rotation: the bundle's next key {} ({}) is trusted from now on: {}",
+                    k.fingerprint,
+                    if k.development { "development" } else { "release" },
+                    k.path.display()
+                );
+            }
             if json {
                 let v = serde_json::json!({
                     "slot": done.slot,
@@ -302,6 +323,11 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                     "security_version": done.manifest.security_version,
                     "payload_len": done.manifest.payload_len,
                     "tries_left": slots::NEW_SLOT_TRIES,
+                    "trusted_key": done.trusted_key.as_ref().map(|k| serde_json::json!({
+                        "fingerprint": k.fingerprint,
+                        "development": k.development,
+                        "path": k.path,
+                    })),
                 });
                 println!("{v:#}");
             } else {

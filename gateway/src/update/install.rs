@@ -160,6 +160,9 @@ impl Progress for InstallProgress {
 pub struct Outcome {
     pub slot: &'static str,
     pub manifest: Verified,
+    /// The fingerprint of the key the bundle announced, trusted from now
+    /// on (key rotation).
+    pub trusted_key: Option<String>,
 }
 
 /// The install of this box: one at a time, whichever front end starts it,
@@ -191,18 +194,21 @@ pub async fn install_bundle(
     let (cc, path) = (c.clone(), bundle.to_path_buf());
     let mut p = progress.clone();
     let done = blocking(move || {
-        let trust = keys::read_trust(&crate::config::resolve(&cc.trust))?;
+        let trust_path = crate::config::resolve(&cc.trust);
+        let trust = keys::read_trust(&trust_path)?;
         let src = Source {
             bundle: &path,
             trust: &trust,
             allow_dev_keys: keys::dev_keys_allowed(cc.allow_dev_keys),
             hardware: &cc.hardware,
             allow_same_security_downgrade,
+            trust_dir: trust_path.is_dir().then_some(trust_path.as_path()),
         };
         let done = install::install_with_progress(&super::backend(&cc), &src, &mut p)?;
         Ok(Outcome {
             slot: done.slot.as_str(),
             manifest: Verified::of(&done.manifest),
+            trusted_key: done.trusted_key.map(|k| k.fingerprint),
         })
     })
     .await;
@@ -228,6 +234,27 @@ pub async fn install_bundle(
         p.result = Some(result);
     });
     let target = bundle.file_name().map(|n| n.to_string_lossy().into_owned());
+    if let Ok(Outcome {
+        trusted_key: Some(fingerprint),
+        manifest,
+        ..
+    }) = &done
+    {
+        tracing::warn!(key = %fingerprint, version = %manifest.version,
+            "firmware key rotation: the installed bundle's next key is trusted from now on");
+        let detail = serde_json::json!({"key": fingerprint, "version": manifest.version});
+        if let Err(e) = journal
+            .audit(
+                &actor.name,
+                "update.key_rotated",
+                Some(fingerprint),
+                Some(&detail.to_string()),
+            )
+            .await
+        {
+            tracing::error!(error = %e, "a firmware key rotation could not be audited");
+        }
+    }
     if let Err(e) = journal
         .audit(
             &actor.name,
