@@ -130,9 +130,12 @@ fn announced_key(m: &Manifest, src: &Source) -> Result<Option<PublicKey>, Instal
     Ok(Some(key))
 }
 
-/// The three passes over the payload, for a progress display.
+/// The passes over the payload, for a progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// The bundle fetched from a URL (`download`), before any other pass;
+    /// its total is 0 when the server did not say.
+    Download,
     /// The bundle read and hashed before anything is written.
     Verify,
     /// The payload streamed into the slot.

@@ -87,7 +87,7 @@ pub async fn verify_bundle(c: &UpdateConfig, bundle: &Path) -> Result<Verified, 
 /// How far the install in progress got, for a page to poll.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ProgressView {
-    /// `starting`, `verify`, `write`, `read back`, `done`, `failed`;
+    /// `starting`, `download`, `verify`, `write`, `read back`, `done`, `failed`;
     /// `None`: nothing installed since the start.
     pub phase: Option<&'static str>,
     pub done: u64,
@@ -114,7 +114,11 @@ impl InstallProgress {
     pub fn busy(&self) -> bool {
         matches!(
             self.now().phase,
-            Some("starting") | Some("verify") | Some("write") | Some("read back")
+            Some("starting")
+                | Some("download")
+                | Some("verify")
+                | Some("write")
+                | Some("read back")
         )
     }
     /// Marks an install as started unless one runs; `false` when one does.
@@ -122,7 +126,11 @@ impl InstallProgress {
         let mut p = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if matches!(
             p.phase,
-            Some("starting") | Some("verify") | Some("write") | Some("read back")
+            Some("starting")
+                | Some("download")
+                | Some("verify")
+                | Some("write")
+                | Some("read back")
         ) {
             return false;
         }
@@ -138,6 +146,7 @@ impl Progress for InstallProgress {
     fn start(&mut self, phase: Phase, total: u64) {
         self.set(|p| {
             p.phase = Some(match phase {
+                Phase::Download => "download",
                 Phase::Verify => "verify",
                 Phase::Write => "write",
                 Phase::ReadBack => "read back",
