@@ -258,6 +258,10 @@ pub async fn health_report(
         started_at,
     );
     report["update"] = update_value(crate::update::status(config.update.as_ref()).await);
+    // Why every message is refused, when it is: a full disk, or a journal
+    // a newer gateway wrote (open read-only after a fallback).
+    let reason = journal.unwritable_reason();
+    report["journal"] = json!({"writable": reason.is_none(), "reason": reason});
     report
 }
 
