@@ -5,10 +5,13 @@
 //! and without its length declared, a missing file — refused with 28
 //! before the slot is touched, leaving no downloaded file behind.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
+use common::Scratch;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 struct Server {
@@ -59,18 +62,21 @@ impl Drop for Server {
 }
 
 struct Device {
-    _dir: tempfile::TempDir,
-    d: PathBuf,
+    scratch: Scratch,
     tls: Server,
+}
+
+impl std::ops::Deref for Device {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.scratch
+    }
 }
 
 impl Device {
     fn new() -> Device {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().to_path_buf();
-        for sub in ["slots", "served"] {
-            std::fs::create_dir(d.join(sub)).unwrap();
-        }
+        let scratch = Scratch::new(&["slots", "served"]);
+        let d = &scratch.d;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
@@ -82,9 +88,9 @@ impl Device {
         std::fs::write(d.join("ca.pem"), ca.pem()).unwrap();
         std::fs::write(d.join("server.pem"), cert.pem()).unwrap();
         std::fs::write(d.join("server-key.pem"), key.serialize_pem()).unwrap();
-        let tls = Server::start(&d, false);
-        let dev = Device { _dir: dir, d, tls };
-        assert!(dev.run(&["keygen", &dev.p("key")]).status.success());
+        let tls = Server::start(d, false);
+        let dev = Device { scratch, tls };
+        dev.ok(&["keygen", &dev.p("key")]);
         std::fs::write(dev.d.join("payload"), vec![9u8; 300_000]).unwrap();
         let o = dev.run(&[
             "build",
@@ -103,15 +109,6 @@ impl Device {
         ]);
         assert!(o.status.success(), "{o:?}");
         dev
-    }
-    fn p(&self, name: &str) -> String {
-        self.d.join(name).to_str().unwrap().to_owned()
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_ecko-image"))
-            .args(args)
-            .output()
-            .unwrap()
     }
     fn url(&self, path: &str) -> String {
         format!("https://localhost:{}/{path}", self.tls.port)
@@ -132,30 +129,18 @@ impl Device {
         a.extend(extra);
         self.run(&a)
     }
-    /// Every file in the slots directory, byte for byte (a downloaded
-    /// bundle left behind shows here too).
-    fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
-        let mut files: Vec<_> = std::fs::read_dir(self.d.join("slots"))
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read(e.path()).unwrap(),
-                )
-            })
-            .collect();
-        files.sort();
-        files
-    }
     /// Refused with 28 and `reason` in its message, nothing written.
     fn refused(&self, url: &str, extra: &[&str], reason: &str) {
-        let before = self.snapshot();
+        let before = self.slots_snapshot();
         let o = self.install(url, extra);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(28), "{url}: {stderr}");
         assert!(stderr.contains(reason), "{url}: {stderr}");
-        assert_eq!(self.snapshot(), before, "{url} touched the slots directory");
+        assert_eq!(
+            self.slots_snapshot(),
+            before,
+            "{url} touched the slots directory"
+        );
     }
 }
 
@@ -171,7 +156,7 @@ fn a_bundle_downloaded_over_https_is_installed_and_the_download_removed() {
         std::fs::read(dev.d.join("slots/slot-b")).unwrap(),
         std::fs::read(dev.d.join("payload")).unwrap()
     );
-    let names: Vec<String> = dev.snapshot().into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = dev.slots_snapshot().into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
         ["boot-state.json", "slot-b"],

@@ -2,37 +2,29 @@
 //! (`build --next-key`), installed against a trusted keys directory, makes
 //! that key trusted; a key neither trusted nor announced stays refused.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-struct Device {
-    _dir: tempfile::TempDir,
-    d: PathBuf,
+use common::Scratch;
+use std::process::Output;
+
+struct Device(Scratch);
+
+impl std::ops::Deref for Device {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl Device {
     /// Keys `old`, `new` and `third`; only `old` in the trusted keys directory.
     fn new() -> Device {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().to_path_buf();
-        for sub in ["slots", "keys"] {
-            std::fs::create_dir(d.join(sub)).unwrap();
-        }
-        let dev = Device { _dir: dir, d };
+        let dev = Device(Scratch::new(&["slots", "keys"]));
         for k in ["old", "new", "third"] {
-            assert!(dev.run(&["keygen", &dev.p(k)]).status.success());
+            dev.ok(&["keygen", &dev.p(k)]);
         }
         std::fs::copy(dev.d.join("old.pub"), dev.d.join("keys/old.pub")).unwrap();
         dev
-    }
-    fn p(&self, name: &str) -> String {
-        self.d.join(name).to_str().unwrap().to_owned()
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_ecko-image"))
-            .args(args)
-            .output()
-            .unwrap()
     }
     /// A bundle `name` of version `version` signed by `key`, announcing
     /// `next` when given.
@@ -83,10 +75,6 @@ impl Device {
         let o = self.run(&["mark-good", "--slots", &s]);
         assert!(o.status.success(), "{o:?}");
     }
-    fn snapshot(&self) -> [Vec<u8>; 3] {
-        ["slot-a", "slot-b", "boot-state.json"]
-            .map(|f| std::fs::read(self.d.join("slots").join(f)).unwrap_or_default())
-    }
     fn fingerprint(&self, key: &str) -> String {
         let text = std::fs::read_to_string(self.d.join(format!("{key}.pub"))).unwrap();
         text.split_whitespace().last().unwrap()[..16].to_owned()
@@ -136,21 +124,25 @@ fn a_bundle_announcing_the_next_key_makes_it_trusted_and_a_third_key_stays_refus
     dev.boot_and_keep();
 
     dev.build("by-third", "3.0", "third", None);
-    let before = dev.snapshot();
+    let before = dev.slots_snapshot();
     let o = dev.install("by-third", "keys");
     assert_eq!(o.status.code(), Some(15), "{o:?}");
-    assert_eq!(dev.snapshot(), before, "a refused bundle touches no slot");
+    assert_eq!(
+        dev.slots_snapshot(),
+        before,
+        "a refused bundle touches no slot"
+    );
 }
 
 #[test]
 fn a_bundle_announcing_a_key_against_a_single_trusted_key_file_is_27_and_touches_no_slot() {
     let dev = Device::new();
     dev.build("rotate", "1.0", "old", Some("new"));
-    let before = dev.snapshot();
+    let before = dev.slots_snapshot();
     let o = dev.install("rotate", "keys/old.pub");
     assert_eq!(o.status.code(), Some(27), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("trusted keys directory"));
-    assert_eq!(dev.snapshot(), before);
+    assert_eq!(dev.slots_snapshot(), before);
 }
 
 #[test]

@@ -6,35 +6,27 @@
 //! written; the inactive slot either not pending, or pending with exactly
 //! the bundle's payload. A last install, not killed, succeeds.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Scratch;
 use sha2::{Digest, Sha256};
 
 const KILLS: usize = 20;
 const PAYLOAD_LEN: usize = 8 << 20;
 
-struct Device {
-    _dir: tempfile::TempDir,
-    d: PathBuf,
+struct Device(Scratch);
+
+impl std::ops::Deref for Device {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 impl Device {
-    fn p(&self, name: &str) -> String {
-        self.d.join(name).to_str().unwrap().to_owned()
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_ecko-image"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> Output {
-        let o = self.run(args);
-        assert!(o.status.success(), "{args:?}: {o:?}");
-        o
-    }
     fn build(&self, name: &str, version: &str, payload: &[u8]) {
         std::fs::write(self.d.join(format!("{name}.payload")), payload).unwrap();
         self.ok(&[
@@ -149,12 +141,7 @@ fn kill(mut child: Child) {
 
 #[test]
 fn sigkill_at_twenty_points_of_an_install_always_leaves_a_consistent_bootable_device() {
-    let dir = tempfile::tempdir().unwrap();
-    let dev = Device {
-        d: dir.path().to_path_buf(),
-        _dir: dir,
-    };
-    std::fs::create_dir(dev.d.join("slots")).unwrap();
+    let dev = Device(Scratch::new(&["slots"]));
     dev.ok(&["keygen", &dev.p("key")]);
     let old: Vec<u8> = (0..PAYLOAD_LEN).map(|i| (i % 251) as u8).collect();
     let new: Vec<u8> = (0..PAYLOAD_LEN).map(|i| (i % 241) as u8 ^ 0x5a).collect();
