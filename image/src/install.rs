@@ -8,7 +8,11 @@
 //!    never booted;
 //! 3. the payload streamed into it through a fixed buffer while hashed
 //!    again (the bundle may have changed since step 1), then synced;
-//! 4. the written slot read back and hashed;
+//! 4. the written slot read back and hashed, then a key the bundle
+//!    announces (`next_key`, signed with it by the current key) added to
+//!    the trusted keys directory, so that the next bundle may be signed by
+//!    it (key rotation; a key file written atomically: the key is vouched
+//!    for whether or not the install completes);
 //! 5. activation (pending, [`NEW_SLOT_TRIES`] tries, boots next) as the last
 //!    atomic write, then the bootloader told (U-Boot, RAUC).
 //!
@@ -17,10 +21,10 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::format::FormatError;
-use crate::keys::PublicKey;
+use crate::keys::{self, KeyKind, PublicKey};
 use crate::manifest::Manifest;
 use crate::slots::{BootControl, Change, Slot, SlotError, SlotInfo, SlotState, NEW_SLOT_TRIES};
 use crate::verify::{self, Checks, VerifyError};
@@ -50,6 +54,9 @@ pub enum InstallError {
     Verify(#[from] VerifyError),
     #[error(transparent)]
     Slot(#[from] SlotError),
+    /// The key the bundle announces cannot be trusted here.
+    #[error("next key: {0}")]
+    NextKey(String),
 }
 
 impl InstallError {
@@ -58,6 +65,7 @@ impl InstallError {
         match self {
             InstallError::Verify(e) => e.exit_code(),
             InstallError::Slot(e) => e.exit_code(),
+            InstallError::NextKey(_) => 27,
         }
     }
 }
@@ -70,17 +78,64 @@ pub struct Source<'a> {
     /// Allows an older version of the installed security version (never a
     /// lower security version).
     pub allow_same_security_downgrade: bool,
+    /// The trusted keys directory `trust` was read from: a key the bundle
+    /// announces is added there. Without one (a single trusted key file)
+    /// a bundle announcing a key not yet trusted is refused.
+    pub trust_dir: Option<&'a Path>,
 }
 
 #[derive(Debug)]
 pub struct Installed {
     pub slot: Slot,
     pub manifest: Manifest,
+    /// The key the bundle announced, now trusted; `None` when it announced
+    /// none or one already trusted.
+    pub trusted_key: Option<TrustedKey>,
 }
 
-/// The three passes over the payload, for a progress display.
+/// A key added to the trusted keys directory by an install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedKey {
+    pub fingerprint: String,
+    pub development: bool,
+    pub path: PathBuf,
+}
+
+/// The key `m` announces that is not trusted yet, checked before anything
+/// is written: a valid ed25519 key, a development one only where those are
+/// allowed, and somewhere to add it.
+fn announced_key(m: &Manifest, src: &Source) -> Result<Option<PublicKey>, InstallError> {
+    let Some(next) = &m.next_key else {
+        return Ok(None);
+    };
+    let key = PublicKey::of_next(next).ok_or_else(|| {
+        InstallError::NextKey("the announced key is not a valid ed25519 public key".into())
+    })?;
+    if src.trust.iter().any(|k| k.key == key.key) {
+        return Ok(None);
+    }
+    if key.kind == KeyKind::Development && !keys::dev_keys_allowed(src.allow_dev_keys) {
+        return Err(InstallError::NextKey(format!(
+            "the bundle announces development key {}, which a release build refuses",
+            key.fingerprint()
+        )));
+    }
+    if src.trust_dir.is_none() {
+        return Err(InstallError::NextKey(format!(
+            "the bundle announces key {} as the next trusted key, but the trust is a single \
+             key file: give the trusted keys directory",
+            key.fingerprint()
+        )));
+    }
+    Ok(Some(key))
+}
+
+/// The passes over the payload, for a progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// The bundle fetched from a URL (`download`), before any other pass;
+    /// its total is 0 when the server did not say.
+    Download,
     /// The bundle read and hashed before anything is written.
     Verify,
     /// The payload streamed into the slot.
@@ -169,6 +224,7 @@ fn run<B: BootControl>(
         progress.finish();
         m
     };
+    let next_key = announced_key(&m, src)?;
     let forced = installed.as_ref().is_some_and(|(v, sv)| {
         m.security_version == *sv && crate::manifest::compare_versions(&m.version, v).is_lt()
     });
@@ -221,13 +277,26 @@ fn run<B: BootControl>(
     check_slot(b, target, &m, &mut *progress)?;
     progress.finish();
 
+    let trusted_key = match (&next_key, src.trust_dir) {
+        (Some(k), Some(dir)) => {
+            let path = keys::add_trusted(dir, k)
+                .map_err(|e| SlotError::Io(io::Error::other(e.to_string())))?;
+            Some(TrustedKey {
+                fingerprint: k.fingerprint(),
+                development: k.kind == KeyKind::Development,
+                path,
+            })
+        }
+        _ => None,
+    };
+
     let info = state.slot_mut(target);
     info.state = SlotState::Pending;
     info.version = Some(m.version.clone());
     info.security_version = Some(m.security_version);
     info.tries_left = NEW_SLOT_TRIES;
     state.next = target;
-    state.last_result = Some(match &installed {
+    let mut result = match &installed {
         Some((from, _)) if forced => format!(
             "installed {} in slot {}, pending (forced downgrade from {from})",
             m.version,
@@ -238,7 +307,11 @@ fn run<B: BootControl>(
             m.version,
             target.as_str()
         ),
-    });
+    };
+    if let Some(k) = &trusted_key {
+        result.push_str(&format!("; key {} trusted from now on", k.fingerprint));
+    }
+    state.last_result = Some(result);
     b.store(&state)?;
     // Last: until the bootloader is told, it boots the old slot, and the
     // state it reports says so.
@@ -247,6 +320,7 @@ fn run<B: BootControl>(
     Ok(Installed {
         slot: target,
         manifest: m,
+        trusted_key,
     })
 }
 

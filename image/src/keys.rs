@@ -1,7 +1,9 @@
-//! Key files. A secret key is one line `ecko-image secret-key v1 KIND HEX`
-//! (mode 0600), a public key one line `ecko-image public-key v1 KIND HEX`;
-//! KIND is `release` or `development`. A development key is refused by a
-//! release build unless explicitly allowed (`dev_keys_allowed`).
+//! Key files and the trust set. A secret key is one line `ecko-image
+//! secret-key v1 KIND HEX` (mode 0600), a public key one line `ecko-image
+//! public-key v1 KIND HEX`; KIND is `release` or `development`. A
+//! development key is refused by a release build unless explicitly allowed
+//! (`dev_keys_allowed`). The key an installed bundle announces joins a
+//! trusted keys directory as one more such file (`add_trusted`).
 
 use std::fs;
 use std::io::Write;
@@ -10,6 +12,8 @@ use std::path::Path;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand::TryRngCore;
+
+use crate::manifest::NextKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
@@ -112,6 +116,52 @@ pub fn read_trust(path: &Path) -> Result<Vec<PublicKey>, KeyError> {
     Ok(keys)
 }
 
+fn public_line(kind: KeyKind, key: &VerifyingKey) -> String {
+    format!(
+        "ecko-image public-key v1 {} {}\n",
+        kind.as_str(),
+        hex::encode(key.to_bytes())
+    )
+}
+
+impl PublicKey {
+    /// The key a manifest announces as the next one; `None` when its bytes
+    /// are not a valid ed25519 point.
+    pub fn of_next(next: &NextKey) -> Option<PublicKey> {
+        Some(PublicKey {
+            key: VerifyingKey::from_bytes(&next.public).ok()?,
+            kind: if next.development {
+                KeyKind::Development
+            } else {
+                KeyKind::Release
+            },
+        })
+    }
+
+    /// The key as a manifest announces it.
+    pub fn as_next(&self) -> NextKey {
+        NextKey {
+            public: self.key.to_bytes(),
+            development: self.kind == KeyKind::Development,
+        }
+    }
+
+    /// The first 8 bytes in hex, as logs and refusals name a key.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(&self.key.to_bytes()[..8])
+    }
+}
+
+/// Adds `key` to the trusted keys directory `dir` as `next-FINGERPRINT.pub`,
+/// written atomically (temp file, fsync, rename, directory fsync): from then
+/// on `read_trust(dir)` includes it. Its path.
+pub fn add_trusted(dir: &Path, key: &PublicKey) -> Result<std::path::PathBuf, KeyError> {
+    let name = format!("next-{}.pub", key.fingerprint());
+    crate::slots::write_atomic(dir, &name, public_line(key.kind, &key.key).as_bytes())
+        .map_err(|e| KeyError::Io(dir.join(&name).display().to_string(), e))?;
+    Ok(dir.join(name))
+}
+
 /// Writes `path` (secret, 0600, never over an existing file) and `path.pub`.
 pub fn keygen(path: &Path, kind: KeyKind) -> Result<PublicKey, KeyError> {
     let mut seed = [0u8; 32];
@@ -136,14 +186,6 @@ pub fn keygen(path: &Path, kind: KeyKind) -> Result<PublicKey, KeyError> {
     .and_then(|_| f.sync_all())
     .map_err(|e| KeyError::Io(name.clone(), e))?;
     let pub_path = format!("{name}.pub");
-    fs::write(
-        &pub_path,
-        format!(
-            "ecko-image public-key v1 {} {}\n",
-            kind.as_str(),
-            hex::encode(public.to_bytes())
-        ),
-    )
-    .map_err(|e| KeyError::Io(pub_path, e))?;
+    fs::write(&pub_path, public_line(kind, &public)).map_err(|e| KeyError::Io(pub_path, e))?;
     Ok(PublicKey { key: public, kind })
 }

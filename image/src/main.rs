@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ecko_image::backend::Backend;
+use ecko_image::download;
 use ecko_image::install::{self, Source};
 use ecko_image::keys::{self, KeyKind};
 use ecko_image::manifest::{Manifest, PayloadKind};
@@ -96,6 +97,10 @@ enum Cmd {
         kind: PayloadKind,
         #[arg(long)]
         key: Option<PathBuf>,
+        /// A public key file: the key trusted once this bundle is installed
+        /// (key rotation, vouched for by the key signing this bundle).
+        #[arg(long)]
+        next_key: Option<PathBuf>,
         #[arg(short = 'o')]
         out: PathBuf,
     },
@@ -124,8 +129,24 @@ enum Cmd {
         allow_dev_keys: bool,
     },
     /// Verify a bundle, then write it to the inactive slot and boot it next.
+    /// BUNDLE may be an https:// URL: downloaded first, under --max-size.
     Install {
+        /// A bundle file, or an https:// (http:// with --allow-http) URL.
         bundle: PathBuf,
+        /// Allow an http:// URL (the signature is checked all the same).
+        #[arg(long)]
+        allow_http: bool,
+        /// The CA (PEM) the download server's certificate must chain to;
+        /// the system's trust store without it.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// The largest bundle downloaded, in bytes (default 2 GiB).
+        #[arg(long, default_value_t = 2 << 30)]
+        max_size: u64,
+        /// Where a downloaded bundle is kept until installed (default: the
+        /// --slots directory, on the data partition).
+        #[arg(long)]
+        download_dir: Option<PathBuf>,
         #[arg(long, default_value = "/etc/ecko/keys")]
         trust: PathBuf,
         #[arg(long)]
@@ -199,8 +220,13 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
             security_version,
             kind,
             key,
+            next_key,
             out,
         } => {
+            let next_key = next_key
+                .map(|k| keys::read_public(&k))
+                .transpose()
+                .map_err(|e| other(e.into()))?;
             let key = key
                 .map(|k| keys::read_secret(&k))
                 .transpose()
@@ -217,7 +243,7 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                 payload_len: 0,
                 payload_sha256: [0; 32],
                 build_time,
-                next_key: None,
+                next_key: next_key.map(|k| k.as_next()),
             };
             verify::build(&payload, m, key.as_ref(), &out).map_err(|e| other(e.into()))?;
         }
@@ -277,6 +303,10 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
         }
         Cmd::Install {
             bundle,
+            allow_http,
+            ca_file,
+            max_size,
+            download_dir,
             trust,
             hardware,
             at,
@@ -284,17 +314,49 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
             allow_same_security_downgrade,
             json,
         } => {
-            let trust = keys::read_trust(&trust).map_err(|e| other(e.into()))?;
+            let trust_keys = keys::read_trust(&trust).map_err(|e| other(e.into()))?;
+            let mut bars = Bars::new(!json && std::io::stderr().is_terminal());
+            let downloaded = match bundle.to_str().filter(|b| download::is_url(b)) {
+                Some(url) => {
+                    let dir = download_dir.as_ref().unwrap_or(&at.slots);
+                    let dest =
+                        Downloaded(dir.join(format!(".download-{}.bundle", std::process::id())));
+                    let fetch = download::Fetch {
+                        url,
+                        allow_http,
+                        ca_file: ca_file.as_deref(),
+                        max_size,
+                    };
+                    download::fetch(&fetch, &dest.0, &mut bars)
+                        .map_err(|e| (DOWNLOAD_FAILED, anyhow::Error::from(e)))?;
+                    Some(dest)
+                }
+                None => None,
+            };
+            let bundle = downloaded
+                .as_ref()
+                .map_or(bundle.as_path(), |d| d.0.as_path());
             let src = Source {
-                bundle: &bundle,
-                trust: &trust,
+                bundle,
+                trust: &trust_keys,
                 allow_dev_keys,
                 hardware: &hardware,
                 allow_same_security_downgrade,
+                trust_dir: trust.is_dir().then_some(trust.as_path()),
             };
-            let mut bars = Bars::new(!json && std::io::stderr().is_terminal());
             let done = install::install_with_progress(&at.backend(), &src, &mut bars)
                 .map_err(|e| (e.exit_code() as u8, anyhow::Error::from(e)))?;
+            drop(bars);
+            if let Some(k) = &done.trusted_key {
+                // On stderr whatever the output format: a change of who may
+                // sign the next update is never silent.
+                eprintln!(
+                    "ecko-image: key rotation: the bundle's next key {} ({}) is trusted from now on: {}",
+                    k.fingerprint,
+                    if k.development { "development" } else { "release" },
+                    k.path.display()
+                );
+            }
             if json {
                 let v = serde_json::json!({
                     "slot": done.slot,
@@ -302,6 +364,11 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
                     "security_version": done.manifest.security_version,
                     "payload_len": done.manifest.payload_len,
                     "tries_left": slots::NEW_SLOT_TRIES,
+                    "trusted_key": done.trusted_key.as_ref().map(|k| serde_json::json!({
+                        "fingerprint": k.fingerprint,
+                        "development": k.development,
+                        "path": k.path,
+                    })),
                 });
                 println!("{v:#}");
             } else {
@@ -413,7 +480,7 @@ impl install::Progress for Bars {
         } else {
             ProgressDrawTarget::hidden()
         };
-        let bar = ProgressBar::with_draw_target(Some(total), target);
+        let bar = ProgressBar::with_draw_target((total > 0).then_some(total), target);
         // The template is fixed and valid; a bar without it still counts.
         if let Ok(style) = ProgressStyle::with_template(
             "{msg:>12} [{bar:24}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
@@ -421,6 +488,7 @@ impl install::Progress for Bars {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_message(match phase {
+            install::Phase::Download => "downloading",
             install::Phase::Verify => "verifying",
             install::Phase::Write => "writing",
             install::Phase::ReadBack => "reading back",
@@ -443,6 +511,20 @@ impl install::Progress for Bars {
         }
     }
 }
+
+/// A bundle downloaded for an install, removed once it is done with
+/// (installed or refused).
+struct Downloaded(PathBuf);
+
+impl Drop for Downloaded {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `install URL`: the bundle could not be downloaded (refused by its
+/// size, broken off, an HTTP error, TLS); nothing was written to a slot.
+const DOWNLOAD_FAILED: u8 = 28;
 
 fn slot_err(e: slots::SlotError) -> (u8, anyhow::Error) {
     (e.exit_code() as u8, e.into())

@@ -45,6 +45,7 @@ fn a_fault_after_each_install_step_leaves_the_old_good_slot_bootable_and_a_rerun
         allow_dev_keys: true,
         hardware: "box-v2",
         allow_same_security_downgrade: false,
+        trust_dir: None,
     };
     assert_eq!(install::install(&b, &s1).unwrap().slot, Slot::B);
     assert_eq!(slots::boot(&b).unwrap(), Slot::B);
@@ -58,6 +59,7 @@ fn a_fault_after_each_install_step_leaves_the_old_good_slot_bootable_and_a_rerun
         allow_dev_keys: true,
         hardware: "box-v2",
         allow_same_security_downgrade: false,
+        trust_dir: None,
     };
     for step in ALL_STEPS {
         let before = b.load().unwrap();
@@ -107,6 +109,7 @@ fn a_tampered_payload_and_a_wrong_key_are_refused_with_slots_and_state_unchanged
         allow_dev_keys: true,
         hardware: "box-v2",
         allow_same_security_downgrade: false,
+        trust_dir: None,
     };
     install::install(&b, &s).unwrap();
     slots::boot(&b).unwrap();
@@ -127,6 +130,7 @@ fn a_tampered_payload_and_a_wrong_key_are_refused_with_slots_and_state_unchanged
         allow_dev_keys: true,
         hardware: "box-v2",
         allow_same_security_downgrade: false,
+        trust_dir: None,
     };
     assert_eq!(install::install(&b, &s).unwrap_err().exit_code(), 21);
     assert_eq!(snapshot(), before);
@@ -136,6 +140,7 @@ fn a_tampered_payload_and_a_wrong_key_are_refused_with_slots_and_state_unchanged
         allow_dev_keys: true,
         hardware: "box-v2",
         allow_same_security_downgrade: false,
+        trust_dir: None,
     };
     assert_eq!(install::install(&b, &s).unwrap_err().exit_code(), 15);
     assert_eq!(snapshot(), before);
@@ -173,6 +178,7 @@ fn progress_is_told_each_pass_over_the_payload_in_order_and_every_byte_of_it() {
         allow_dev_keys: true,
         hardware: "box-v2",
         allow_same_security_downgrade: false,
+        trust_dir: None,
     };
     let mut p = Recorded::default();
     install::install_with_progress(&b, &s, &mut p).unwrap();
@@ -186,4 +192,54 @@ fn progress_is_told_each_pass_over_the_payload_in_order_and_every_byte_of_it() {
         ]
     );
     assert_eq!(p.finished, 3);
+}
+
+#[test]
+fn an_install_announcing_the_next_key_adds_it_to_the_trust_directory_and_reports_it() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let keys_dir = d.join("keys");
+    let slots_dir = d.join("slots");
+    std::fs::create_dir(&keys_dir).unwrap();
+    std::fs::create_dir(&slots_dir).unwrap();
+    keys::keygen(&keys_dir.join("key"), KeyKind::Development).unwrap();
+    std::fs::rename(keys_dir.join("key"), d.join("key")).unwrap();
+    let next = keys::keygen(&d.join("next"), KeyKind::Release).unwrap();
+    let payload = d.join("payload");
+    std::fs::write(&payload, b"rootfs").unwrap();
+    let m = Manifest {
+        hardware: "box-v2".into(),
+        version: "1.0".into(),
+        security_version: 1,
+        payload_kind: PayloadKind::Rootfs,
+        payload_len: 0,
+        payload_sha256: [0; 32],
+        build_time: 0,
+        next_key: Some(next.as_next()),
+    };
+    let bundle = d.join("rotate");
+    let signer = keys::read_secret(&d.join("key")).unwrap();
+    verify::build(&payload, m, Some(&signer), &bundle).unwrap();
+    let trust = keys::read_trust(&keys_dir).unwrap();
+    assert_eq!(trust.len(), 1);
+    let done = install::install(
+        &FileBoot::new(&slots_dir),
+        &Source {
+            bundle: &bundle,
+            trust: &trust,
+            allow_dev_keys: true,
+            hardware: "box-v2",
+            allow_same_security_downgrade: false,
+            trust_dir: Some(&keys_dir),
+        },
+    )
+    .unwrap();
+    let added = done.trusted_key.expect("the announced key is reported");
+    assert_eq!(added.fingerprint, next.fingerprint());
+    assert!(!added.development);
+    let trust = keys::read_trust(&keys_dir).unwrap();
+    assert_eq!(trust.len(), 2);
+    assert!(trust
+        .iter()
+        .any(|k| k.key == next.key && k.kind == KeyKind::Release));
 }

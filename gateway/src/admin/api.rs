@@ -335,7 +335,10 @@ pub async fn overview(state: &Shared) -> Result<Overview, JournalError> {
     {
         alerts.insert(i, alert);
     }
-    if state.journal.unwritable() {
+    let newer_schema = state.journal.newer_schema();
+    if let Some(reason) = newer_schema.and(state.journal.unwritable_reason()) {
+        alerts.insert(0, reason);
+    } else if state.journal.unwritable() {
         alerts.insert(
             0,
             "the disk holding the journal is full: every message is refused and nothing can be changed until space is freed"

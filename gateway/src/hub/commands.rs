@@ -305,3 +305,60 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod seeds {
+    use super::*;
+    use crate::config::PayloadFormat;
+    use crate::hub::payload::decode;
+
+    /// scripts/fuzz-seeds writes the commands (CBOR by hand): each must
+    /// read as what its name says, in both formats.
+    #[test]
+    fn the_fuzz_seed_commands_read_as_their_names_say() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/hub_commands/");
+        let read = |name: &str| {
+            let bytes = std::fs::read(format!("{dir}{name}")).unwrap();
+            let format = match bytes[0] & 1 {
+                0 => PayloadFormat::Cbor,
+                _ => PayloadFormat::Json,
+            };
+            let value = decode(format, &bytes[1..]).unwrap();
+            let id = value["id"].as_str().unwrap_or_default().to_owned();
+            header(&id, value).and_then(|h| Command::read(&h.name, &h.body))
+        };
+        for format in ["cbor", "json"] {
+            let seed = |n: &str| read(&format!("{n}-{format}"));
+            assert_eq!(
+                seed("pause").unwrap(),
+                Command::SetEnabled {
+                    endpoint: "lab".into(),
+                    enabled: false
+                }
+            );
+            assert!(matches!(
+                seed("config-push").unwrap(),
+                Command::PushConfig { signature, .. } if signature == vec![1u8; 64]
+            ));
+            assert!(matches!(
+                seed("firmware").unwrap(),
+                Command::InstallFirmware { url, allow_same_security_downgrade: true }
+                    if crate::hub::firmware::bundle_url(&url).is_ok()
+            ));
+            let Ok(Command::InstallFirmware { url, .. }) = seed("firmware-bad-url") else {
+                panic!("firmware-bad-url-{format} reads as an install");
+            };
+            assert!(crate::hub::firmware::bundle_url(&url).is_err());
+            assert_eq!(
+                seed("newer-schema").unwrap_err().code,
+                ErrorCode::NotSupported
+            );
+            for bad in ["body-not-a-map", "wrong-types"] {
+                assert_eq!(seed(bad).unwrap_err().code, ErrorCode::Invalid, "{bad}");
+            }
+            for ok in ["retry", "resume", "test", "message-get", "log-bundle"] {
+                assert!(seed(ok).is_ok(), "{ok}-{format}: {:?}", seed(ok));
+            }
+        }
+    }
+}

@@ -22,6 +22,20 @@ use std::time::Duration;
 /// How long the download may take, connection included.
 pub const TIMEOUT: Duration = Duration::from_secs(1800);
 
+/// The command's `url`, checked before anything is fetched: a URL, over
+/// http:// or https://.
+pub fn bundle_url(url: &str) -> Result<reqwest::Url, CommandError> {
+    let url = reqwest::Url::parse(url)
+        .map_err(|e| CommandError::new(ErrorCode::Invalid, format!("`url`: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(CommandError::new(
+            ErrorCode::Invalid,
+            "`url`: a bundle is fetched over http:// or https://",
+        ));
+    }
+    Ok(url)
+}
+
 pub async fn install_from(
     journal: &Journal,
     uplink: &HubConfig,
@@ -37,14 +51,7 @@ pub async fn install_from(
             "firmware updates are not managed by this gateway (no [update] section)",
         ));
     };
-    let url = reqwest::Url::parse(url)
-        .map_err(|e| CommandError::new(ErrorCode::Invalid, format!("`url`: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(CommandError::new(
-            ErrorCode::Invalid,
-            "`url`: a bundle is fetched over http:// or https://",
-        ));
-    }
+    let url = bundle_url(url)?;
     if install::current().busy() {
         return Err(failed("another install is running".into()));
     }

@@ -56,6 +56,14 @@ mod topics;
 mod uplink;
 mod watch;
 
+/// The readers of a command's payload, as `dispatch` runs them, without a
+/// journal or a policy in between: for the fuzz target of command bodies.
+pub mod command_decoders {
+    pub use super::commands::{header, Command, Header};
+    pub use super::firmware::bundle_url;
+    pub use super::reply::{payload as reply_payload, CommandError};
+}
+
 pub use connect::ConnectError;
 pub use dispatch::Dispatcher;
 pub use topics::Topics;

@@ -263,6 +263,10 @@ pub async fn health_report(
         started_at,
     );
     report["update"] = update_value(crate::update::status(config.update.as_ref()).await);
+    // Why every message is refused, when it is: a full disk, or a journal
+    // a newer gateway wrote (open read-only after a fallback).
+    let reason = journal.unwritable_reason();
+    report["journal"] = json!({"writable": reason.is_none(), "reason": reason});
     report
 }
 
@@ -325,6 +329,52 @@ mod tests {
             1_800_000_000_000,
             1_799_000_000_000,
         )
+    }
+
+    #[tokio::test]
+    async fn health_names_why_a_journal_of_a_newer_gateway_refuses_every_message() {
+        use crate::journal::{Journal, JournalOptions, SCHEMA_VERSION};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        Journal::open(JournalOptions::new(&path))
+            .unwrap()
+            .close()
+            .await;
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let storage = ecko_hal::storage::SimStorage::new(u64::MAX);
+        let clock = ecko_hal::clock::SimClock::new(true, true);
+        let report = |journal: Journal| {
+            let (storage, clock) = (storage.clone(), clock.clone());
+            async move {
+                let r = health_report(
+                    &journal,
+                    &shipped(),
+                    &Health::default(),
+                    &storage,
+                    &clock,
+                    0,
+                    0,
+                )
+                .await;
+                journal.close().await;
+                r
+            }
+        };
+        let r = report(Journal::open(JournalOptions::new(&path)).unwrap()).await;
+        assert_eq!(r["journal"]["writable"], false, "{r}");
+        let reason = r["journal"]["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("newer gateway"), "{r}");
+
+        let fresh = dir.path().join("fresh.db");
+        let r = report(Journal::open(JournalOptions::new(&fresh)).unwrap()).await;
+        assert_eq!(
+            r["journal"],
+            json!({"writable": true, "reason": null}),
+            "{r}"
+        );
     }
 
     #[test]

@@ -57,6 +57,20 @@
 //! runs, so no new lease can be taken before the old ones are returned;
 //! once they do, normal service resumes by itself.
 //!
+//! # A journal of a newer gateway
+//!
+//! The journal is on the data partition and both firmware slots use it:
+//! after a fallback the older gateway may find a schema it does not know.
+//! Migrations are not forward-compatible, so the older one refuses loudly
+//! and stays up read-only: it reads `PRAGMA user_version` through a
+//! read-only connection before anything else, and when it is newer than
+//! [`schema::VERSION`] the writer's connection is read-only too (SQLite
+//! refuses any write on it), no migration or start-up write runs, and
+//! every job is answered [`JournalError::NewerSchema`]: senders hear why
+//! (MLLP `AR` with the reason), `/readyz`, the dashboard and the hub's
+//! health say it ([`Journal::unwritable_reason`]), the admin page reads
+//! on. The file stays byte for byte as the newer gateway left it.
+//!
 //! # Delivery
 //!
 //! Delivery workers lease outbox rows (state `leased`, with a random token) and
@@ -144,6 +158,10 @@ pub enum JournalError {
     DiskFull,
     #[error("the journal is closed")]
     Closed,
+    /// Written by a newer gateway (the other firmware slot): open
+    /// read-only, never migrated or written by this one.
+    #[error("{}", schema::newer_schema(*found))]
+    NewerSchema { found: i64 },
     #[error("no outbox row {0}")]
     UnknownOutboxRow(i64),
 }
@@ -247,8 +265,12 @@ struct Inner {
     /// this one's leased rows to the queue and deliver them twice.
     lock: Mutex<Option<nix::fcntl::Flock<std::fs::File>>>,
     limits: Arc<Limits>,
-    /// Set while the start-up writes wait for disk space.
+    /// Set while the start-up writes wait for disk space, and for good on
+    /// a journal of a newer schema.
     unwritable: Arc<AtomicBool>,
+    /// The schema version of a journal a newer gateway wrote, opened
+    /// read-only.
+    newer_schema: Option<i64>,
 }
 
 const JOB_QUEUE: usize = 16 * 1024;
@@ -266,20 +288,38 @@ impl Journal {
                 .map_err(|e| open_err(format!("cannot create directory {}: {e}", dir.display())))?;
         }
         let lock = lock_exclusively(&options.path).map_err(open_err)?;
-        let mut conn = Connection::open(&options.path).map_err(|e| open_err(e.to_string()))?;
-        configure(&conn, true).map_err(|e| open_err(e.to_string()))?;
+        let newer_schema =
+            schema::newer_on_disk(&options.path).map_err(|e| open_err(e.to_string()))?;
         let unwritable = Arc::new(AtomicBool::new(false));
-        match writer::startup_writes(&mut conn, options.clock.now_ms()) {
-            Ok(()) => {}
-            Err(writer::StartupError::DiskFull) => {
+        let conn = match newer_schema {
+            Some(found) => {
                 tracing::error!(
                     path = %options.path.display(),
-                    "the disk holding the journal is full: every message is refused until space is freed"
+                    found,
+                    supported = schema::VERSION,
+                    "{}", schema::newer_schema(found)
                 );
                 unwritable.store(true, Ordering::Relaxed);
+                open_reader(&options.path).map_err(|e| open_err(e.to_string()))?
             }
-            Err(writer::StartupError::Other(reason)) => return Err(open_err(reason)),
-        }
+            None => {
+                let mut conn =
+                    Connection::open(&options.path).map_err(|e| open_err(e.to_string()))?;
+                configure(&conn, true).map_err(|e| open_err(e.to_string()))?;
+                match writer::startup_writes(&mut conn, options.clock.now_ms()) {
+                    Ok(()) => {}
+                    Err(writer::StartupError::DiskFull) => {
+                        tracing::error!(
+                            path = %options.path.display(),
+                            "the disk holding the journal is full: every message is refused until space is freed"
+                        );
+                        unwritable.store(true, Ordering::Relaxed);
+                    }
+                    Err(writer::StartupError::Other(reason)) => return Err(open_err(reason)),
+                }
+                conn
+            }
+        };
 
         let dir = options
             .path
@@ -313,6 +353,7 @@ impl Journal {
                         clock,
                         writer_counters,
                         writer_unwritable,
+                        newer_schema,
                     )
                 }));
                 if ran.is_err() {
@@ -339,14 +380,33 @@ impl Journal {
                 lock: Mutex::new(Some(lock)),
                 limits,
                 unwritable,
+                newer_schema,
             }),
         })
     }
 
-    /// Whether the journal could not do its start-up writes for want of
-    /// disk space, and refuses every write until it can.
+    /// Whether the journal refuses every write: it could not do its
+    /// start-up writes for want of disk space (until it can), or a newer
+    /// gateway wrote it (for as long as this one runs).
     pub fn unwritable(&self) -> bool {
         self.inner.unwritable.load(Ordering::Relaxed)
+    }
+
+    /// Why [`Journal::unwritable`], in words for `/readyz`, the dashboard
+    /// and the hub's health.
+    pub fn unwritable_reason(&self) -> Option<String> {
+        if let Some(found) = self.inner.newer_schema {
+            return Some(schema::newer_schema(found));
+        }
+        self.unwritable().then(|| {
+            "cannot write: the disk is full; every message is refused until space is freed".into()
+        })
+    }
+
+    /// The schema version of a journal a newer gateway wrote, which this
+    /// one opened read-only.
+    pub fn newer_schema(&self) -> Option<i64> {
+        self.inner.newer_schema
     }
 
     /// What a full disk at start leaves, for the tests of those who show it.

@@ -3,7 +3,8 @@
 //! `PRAGMA user_version` holds the number of the last migration applied. A
 //! migration runs in the same transaction as the version bump, so a crash
 //! mid-upgrade leaves the previous schema intact. A journal written by a newer
-//! gateway is refused rather than misread.
+//! gateway is never migrated nor written: the journal opens it read-only
+//! ([`newer_on_disk`], read before anything else touches the file).
 
 use rusqlite::Connection;
 
@@ -474,6 +475,27 @@ pub enum MigrationError {
     TooNew { found: i64 },
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+}
+
+/// The schema version of the journal at `path` when it is newer than this
+/// build's, read through a read-only connection (nothing is written, not
+/// even a WAL); `None` for a missing file or one this build can migrate.
+pub fn newer_on_disk(path: &std::path::Path) -> Result<Option<i64>, super::JournalError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let found: i64 =
+        super::external::open_reader(path)?.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok((found > VERSION).then_some(found))
+}
+
+/// What a journal of a newer schema means, for the log and every refusal.
+pub fn newer_schema(found: i64) -> String {
+    format!(
+        "the journal was written by a newer gateway (schema version {found}, this one knows up to \
+         {VERSION}): it is open read-only, every message is refused and nothing is written or \
+         migrated until a gateway that knows version {found} runs again"
+    )
 }
 
 /// Brings the schema up to [`VERSION`].

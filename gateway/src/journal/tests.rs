@@ -587,15 +587,49 @@ async fn closing_finishes_submitted_work_and_later_calls_fail_cleanly() {
 }
 
 #[tokio::test]
-async fn a_journal_from_a_newer_gateway_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("j.db");
+async fn a_journal_from_a_newer_gateway_opens_read_only_refuses_every_write_and_is_left_unchanged()
+{
+    let f = fixture();
+    f.journal.ingest(msg("kept"), to(&["a"])).await.unwrap();
+    f.journal.close().await;
     {
-        let c = Connection::open(&path).unwrap();
-        c.pragma_update(None, "user_version", 999).unwrap();
+        let c = Connection::open(&f.path).unwrap();
+        c.pragma_update(None, "user_version", super::SCHEMA_VERSION + 1)
+            .unwrap();
     }
-    let err = Journal::open(JournalOptions::new(&path)).err().unwrap();
-    assert!(err.to_string().contains("newer"), "{err}");
+    let before = std::fs::read(&f.path).unwrap();
+    let j = Journal::open(JournalOptions::new(&f.path)).unwrap();
+    assert_eq!(j.newer_schema(), Some(super::SCHEMA_VERSION + 1));
+    assert!(j.unwritable());
+    let reason = j.unwritable_reason().unwrap();
+    assert!(
+        reason.contains("newer gateway") && reason.contains("read-only"),
+        "{reason}"
+    );
+    let refused = j.ingest(msg("new"), to(&["a"])).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            IngestError::Journal(JournalError::NewerSchema { .. })
+        ),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("newer gateway"), "{refused}");
+    assert!(
+        j.checkpoint().await.is_err(),
+        "not even a checkpoint is written"
+    );
+    let backlog = j.backlogs().await.unwrap();
+    assert_eq!(
+        backlog.iter().map(|b| b.pending).sum::<u64>(),
+        1,
+        "reads go on"
+    );
+    j.close().await;
+    assert!(
+        std::fs::read(&f.path).unwrap() == before,
+        "the file was written"
+    );
 }
 
 #[test]

@@ -211,7 +211,14 @@ pub(super) fn run(
     clock: Arc<dyn Clock>,
     counters: Arc<WriterCounters>,
     unwritable: Arc<AtomicBool>,
+    newer_schema: Option<i64>,
 ) {
+    // A newer gateway's journal is never written: no start-up writes, no
+    // checkpoint (the connection is read-only as well), every job refused.
+    let refused_with = match newer_schema {
+        Some(found) => JournalError::NewerSchema { found },
+        None => JournalError::DiskFull,
+    };
     let mut last_startup_try = Instant::now();
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
@@ -232,7 +239,10 @@ pub(super) fn run(
                 next = jobs.try_recv().ok();
             }
         }
-        if unwritable.load(Ordering::Relaxed) && last_startup_try.elapsed() >= STARTUP_RETRY {
+        if newer_schema.is_none()
+            && unwritable.load(Ordering::Relaxed)
+            && last_startup_try.elapsed() >= STARTUP_RETRY
+        {
             last_startup_try = Instant::now();
             match startup_writes(&mut conn, clock.now_ms()) {
                 Ok(()) => {
@@ -251,19 +261,24 @@ pub(super) fn run(
                 refusal: admission.check(&conn, batch.len()),
             };
             if unwritable.load(Ordering::Relaxed) {
-                refuse_batch(&conn, &cx, batch.drain(..));
+                refuse_batch(&conn, &cx, batch.drain(..), &refused_with);
             } else {
                 commit_batch(&conn, &cx, batch.drain(..), &counters);
             }
         }
         if let Some(reply) = checkpoint {
-            let result = conn
-                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-                .map_err(JournalError::from);
+            let result = match newer_schema {
+                Some(found) => Err(JournalError::NewerSchema { found }),
+                None => conn
+                    .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                    .map_err(JournalError::from),
+            };
             let _ = reply.send(result);
         }
     }
-    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+    if newer_schema.is_some() {
+        // Nothing was written: nothing to checkpoint.
+    } else if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %e, "final checkpoint failed; the WAL will be replayed on next open");
     }
     if let Err((_, e)) = conn.close() {
@@ -330,9 +345,15 @@ fn commit_batch(
 }
 
 /// Runs `batch` in a transaction that is rolled back, and answers every job
-/// "disk full": what an unwritable journal does with all work, since a job
-/// gives its caller an answer only by running.
-fn refuse_batch(conn: &Connection, cx: &BatchContext, batch: impl Iterator<Item = Job>) {
+/// `refused_with` ("disk full", a newer schema): what an unwritable journal
+/// does with all work, since a job gives its caller an answer only by
+/// running.
+fn refuse_batch(
+    conn: &Connection,
+    cx: &BatchContext,
+    batch: impl Iterator<Item = Job>,
+    refused_with: &JournalError,
+) {
     let refused = BatchContext {
         now: cx.now,
         refusal: Some(cx.refusal.unwrap_or(Refusal::DiskLow {
@@ -356,7 +377,7 @@ fn refuse_batch(conn: &Connection, cx: &BatchContext, batch: impl Iterator<Item 
         let _ = conn.execute_batch("ROLLBACK");
     }
     for completion in completions {
-        completion(Err(JournalError::DiskFull));
+        completion(Err(refused_with.clone()));
     }
 }
 

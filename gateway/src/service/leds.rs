@@ -132,7 +132,7 @@ mod tests {
         };
         assess(&Facts {
             journal_answers: true,
-            journal_unwritable: false,
+            journal_unwritable: None,
             device: DeviceFacts::all_well(),
             endpoints: vec![
                 EndpointFact {

@@ -124,7 +124,7 @@ impl Service {
             .collect();
         readiness::assess(&Facts {
             journal_answers,
-            journal_unwritable: journal.unwritable(),
+            journal_unwritable: journal.unwritable_reason(),
             device: self.device(journal),
             endpoints,
         })

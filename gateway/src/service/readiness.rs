@@ -38,9 +38,10 @@ pub enum Check {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Component {
     pub status: Check,
-    /// A short fixed text (`not answering`, `below the reserve`).
+    /// A short text (`not answering`, `below the reserve`; why the journal
+    /// refuses writes).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<&'static str>,
+    pub detail: Option<std::borrow::Cow<'static, str>>,
     /// Unix ms since when an endpoint's link is in its state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<i64>,
@@ -56,7 +57,7 @@ impl Component {
     fn new(status: Check, detail: Option<&'static str>) -> Self {
         Self {
             status,
-            detail,
+            detail: detail.map(std::borrow::Cow::Borrowed),
             since: None,
             free_bytes: None,
             rtc: None,
@@ -113,8 +114,9 @@ impl DeviceFacts {
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub journal_answers: bool,
-    /// The journal could not do its start-up writes for want of space.
-    pub journal_unwritable: bool,
+    /// Why the journal refuses every write (a full disk at start, a newer
+    /// gateway's schema), if it does.
+    pub journal_unwritable: Option<String>,
     pub device: DeviceFacts,
     pub endpoints: Vec<EndpointFact>,
 }
@@ -231,11 +233,11 @@ pub fn device_alerts(d: &DeviceFacts) -> Vec<String> {
 pub fn assess(facts: &Facts) -> Readiness {
     let journal = if !facts.journal_answers {
         Component::new(Check::Failing, Some("not answering"))
-    } else if facts.journal_unwritable {
-        Component::new(
-            Check::Failing,
-            Some("cannot write: the disk is full; every message is refused until space is freed"),
-        )
+    } else if let Some(reason) = &facts.journal_unwritable {
+        Component {
+            detail: Some(reason.clone().into()),
+            ..Component::new(Check::Failing, None)
+        }
     } else {
         Component::new(Check::Ok, None)
     };
@@ -292,7 +294,7 @@ mod tests {
     fn facts(endpoints: Vec<EndpointFact>) -> Facts {
         Facts {
             journal_answers: true,
-            journal_unwritable: false,
+            journal_unwritable: None,
             device: device(),
             endpoints,
         }
@@ -350,7 +352,10 @@ mod tests {
             ),
             (
                 Facts {
-                    journal_unwritable: true,
+                    journal_unwritable: Some(
+                        "cannot write: the disk is full; every message is refused until space is freed"
+                            .into(),
+                    ),
                     ..facts(vec![])
                 },
                 "journal unwritable on a full disk",

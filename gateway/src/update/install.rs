@@ -87,7 +87,7 @@ pub async fn verify_bundle(c: &UpdateConfig, bundle: &Path) -> Result<Verified, 
 /// How far the install in progress got, for a page to poll.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ProgressView {
-    /// `starting`, `verify`, `write`, `read back`, `done`, `failed`;
+    /// `starting`, `download`, `verify`, `write`, `read back`, `done`, `failed`;
     /// `None`: nothing installed since the start.
     pub phase: Option<&'static str>,
     pub done: u64,
@@ -114,7 +114,11 @@ impl InstallProgress {
     pub fn busy(&self) -> bool {
         matches!(
             self.now().phase,
-            Some("starting") | Some("verify") | Some("write") | Some("read back")
+            Some("starting")
+                | Some("download")
+                | Some("verify")
+                | Some("write")
+                | Some("read back")
         )
     }
     /// Marks an install as started unless one runs; `false` when one does.
@@ -122,7 +126,11 @@ impl InstallProgress {
         let mut p = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if matches!(
             p.phase,
-            Some("starting") | Some("verify") | Some("write") | Some("read back")
+            Some("starting")
+                | Some("download")
+                | Some("verify")
+                | Some("write")
+                | Some("read back")
         ) {
             return false;
         }
@@ -138,6 +146,7 @@ impl Progress for InstallProgress {
     fn start(&mut self, phase: Phase, total: u64) {
         self.set(|p| {
             p.phase = Some(match phase {
+                Phase::Download => "download",
                 Phase::Verify => "verify",
                 Phase::Write => "write",
                 Phase::ReadBack => "read back",
@@ -160,6 +169,9 @@ impl Progress for InstallProgress {
 pub struct Outcome {
     pub slot: &'static str,
     pub manifest: Verified,
+    /// The fingerprint of the key the bundle announced, trusted from now
+    /// on (key rotation).
+    pub trusted_key: Option<String>,
 }
 
 /// The install of this box: one at a time, whichever front end starts it,
@@ -191,18 +203,21 @@ pub async fn install_bundle(
     let (cc, path) = (c.clone(), bundle.to_path_buf());
     let mut p = progress.clone();
     let done = blocking(move || {
-        let trust = keys::read_trust(&crate::config::resolve(&cc.trust))?;
+        let trust_path = crate::config::resolve(&cc.trust);
+        let trust = keys::read_trust(&trust_path)?;
         let src = Source {
             bundle: &path,
             trust: &trust,
             allow_dev_keys: keys::dev_keys_allowed(cc.allow_dev_keys),
             hardware: &cc.hardware,
             allow_same_security_downgrade,
+            trust_dir: trust_path.is_dir().then_some(trust_path.as_path()),
         };
         let done = install::install_with_progress(&super::backend(&cc), &src, &mut p)?;
         Ok(Outcome {
             slot: done.slot.as_str(),
             manifest: Verified::of(&done.manifest),
+            trusted_key: done.trusted_key.map(|k| k.fingerprint),
         })
     })
     .await;
@@ -228,6 +243,27 @@ pub async fn install_bundle(
         p.result = Some(result);
     });
     let target = bundle.file_name().map(|n| n.to_string_lossy().into_owned());
+    if let Ok(Outcome {
+        trusted_key: Some(fingerprint),
+        manifest,
+        ..
+    }) = &done
+    {
+        tracing::warn!(key = %fingerprint, version = %manifest.version,
+            "firmware key rotation: the installed bundle's next key is trusted from now on");
+        let detail = serde_json::json!({"key": fingerprint, "version": manifest.version});
+        if let Err(e) = journal
+            .audit(
+                &actor.name,
+                "update.key_rotated",
+                Some(fingerprint),
+                Some(&detail.to_string()),
+            )
+            .await
+        {
+            tracing::error!(error = %e, "a firmware key rotation could not be audited");
+        }
+    }
     if let Err(e) = journal
         .audit(
             &actor.name,

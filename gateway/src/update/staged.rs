@@ -1,29 +1,21 @@
 //! A bundle taken from outside (an upload on the admin page, a download
-//! for the hub's `firmware.install`) is streamed to a file on the data
-//! partition through a fixed buffer, never held whole in memory, and cut
-//! off at `[update] max_bundle_size`: a bundle may be larger than the
-//! box's RAM. It is written as `NAME.part` and renamed once complete, so
-//! a half-received one is never verified or installed.
+//! for the hub's `firmware.install`) is received into a file on the data
+//! partition under `[update] max_bundle_size` by `ecko_image::receive`,
+//! the code `ecko-image install URL` receives with: through a fixed
+//! buffer, never held whole in memory, written as `NAME.part` and renamed
+//! once complete, so a half-received one is never verified or installed.
+//! Each chunk is written on a blocking thread.
 //!
 //! The bundle the page verified is kept as [`Staged`] until an admin
 //! confirms or discards it.
 
 use super::install::Verified;
 use bytes::Bytes;
+pub use ecko_image::receive::ReceiveError;
+use ecko_image::receive::Receiving;
 use futures_util::{Stream, StreamExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use tokio::io::AsyncWriteExt;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReceiveError {
-    #[error("the bundle is larger than the {0} bytes allowed (`[update] max_bundle_size`)")]
-    TooLarge(u64),
-    #[error("the transfer broke off: {0}")]
-    Transfer(String),
-    #[error("cannot write the bundle to {0}: {1}")]
-    Write(String, std::io::Error),
-}
 
 /// Streams `body` into `dest` (through `dest.part`); its length.
 pub async fn receive<S, E>(dest: &Path, mut body: S, cap: u64) -> Result<u64, ReceiveError>
@@ -31,35 +23,22 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let part = dest.with_extension("part");
-    let write_err = |e| ReceiveError::Write(part.display().to_string(), e);
-    if let Some(dir) = dest.parent() {
-        tokio::fs::create_dir_all(dir).await.map_err(write_err)?;
+    let dest = dest.to_path_buf();
+    let mut into = blocking(move || Receiving::create(&dest, cap)).await?;
+    while let Some(chunk) = body.next().await {
+        // Dropped on an error, `into` removes its part file.
+        let chunk = chunk.map_err(|e| ReceiveError::Transfer(e.to_string()))?;
+        into = blocking(move || into.write(&chunk).map(|()| into)).await?;
     }
-    let mut file = tokio::fs::File::create(&part).await.map_err(write_err)?;
-    let mut len = 0u64;
-    let outcome = async {
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ReceiveError::Transfer(e.to_string()))?;
-            len += chunk.len() as u64;
-            if len > cap {
-                return Err(ReceiveError::TooLarge(cap));
-            }
-            file.write_all(&chunk).await.map_err(write_err)?;
-        }
-        file.sync_all().await.map_err(write_err)?;
-        Ok(())
-    }
-    .await;
-    drop(file);
-    if let Err(e) = outcome {
-        let _ = tokio::fs::remove_file(&part).await;
-        return Err(e);
-    }
-    tokio::fs::rename(&part, dest)
+    blocking(move || into.finish()).await
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ReceiveError> + Send + 'static,
+) -> Result<T, ReceiveError> {
+    tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ReceiveError::Write(dest.display().to_string(), e))?;
-    Ok(len)
+        .map_err(|e| ReceiveError::Transfer(e.to_string()))?
 }
 
 /// A verified bundle waiting for an admin's confirmation.
