@@ -69,6 +69,8 @@ pub enum RunError {
     TimeZone(String),
     #[error("endpoint `{name}` cannot start: {reason}")]
     Endpoint { name: String, reason: String },
+    #[error("factory reset: {0}")]
+    FactoryReset(#[from] crate::factory_reset::ResetError),
 }
 
 /// The hardware and hooks a gateway runs with; tests swap them.

@@ -46,6 +46,10 @@ enum Command {
         #[command(subcommand)]
         command: cli::codes::Command,
     },
+    /// Wipe the journal and the configuration back to the defaults,
+    /// keeping the device's identity (hub certificate, site and device
+    /// names, update keys and slots); the gateway must be stopped.
+    FactoryReset(cli::factory_reset::Args),
     /// Print the admin page's one-time first-run setup code (made at the
     /// first start with no user; gone once the first administrator exists).
     SetupCode(cli::setup_code::Args),
@@ -85,6 +89,9 @@ fn main() -> ExitCode {
             Command::Retry(a) => cli::retry::retry(a),
             Command::Resume(a) => cli::resume::resume(a),
             Command::Codes { command } => cli::codes::codes(command),
+            Command::FactoryReset(a) => {
+                cli::factory_reset::factory_reset(a, &ecko_hal::LinuxTerminal)
+            }
             Command::SetupCode(a) => cli::setup_code::setup_code(a),
             Command::Order { command } => cli::order::order(command).await,
             Command::Template { command } => {
