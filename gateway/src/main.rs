@@ -79,7 +79,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         match &args.command {
             Command::Run(a) => cli::run::run(a).await,
             Command::CheckConfig(a) => cli::check_config::check_config(a),
@@ -99,5 +99,10 @@ fn main() -> ExitCode {
             }
             Command::User { command } => cli::user::user(command, &ecko_hal::LinuxTerminal).await,
         }
-    })
+    });
+    // Whatever still blocks a thread of the pool (a read of the reset
+    // button's device, which only a press ends) is not waited for: the
+    // work that matters was awaited above.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }

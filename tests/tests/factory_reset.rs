@@ -4,7 +4,9 @@
 //! marker is finished at the next start; the admin page's reset takes an
 //! admin and their password again, tells the hub (mosquitto, paho-mqtt as
 //! the hub) before wiping, and the gateway exits 75 to be started again as
-//! on first boot, asking for a new setup code.
+//! on first boot, asking for a new setup code; the reset button (an input
+//! event device, here a FIFO the test writes `struct input_event` records
+//! into) held down does the same, a short press nothing.
 
 use ecko_gateway::config::PayloadFormat;
 use ecko_gateway::hub::payload::decode;
@@ -422,4 +424,69 @@ fn the_admin_page_resets_only_for_an_admin_who_gives_the_password_again_and_tell
     assert!(!d.join("var/journal.db").exists(), "the journal is wiped");
     assert!(!d.join("var/journal.db-wal").exists());
     starts_as_on_first_boot(d, &config);
+}
+
+/// One `struct input_event` of this target, as `gpio-keys` writes it.
+fn key_event(code: u16, value: i32) -> Vec<u8> {
+    let size = std::mem::size_of::<nix::libc::input_event>();
+    let mut record = vec![0u8; size];
+    record[size - 8..size - 6].copy_from_slice(&1u16.to_ne_bytes()); // EV_KEY
+    record[size - 6..size - 4].copy_from_slice(&code.to_ne_bytes());
+    record[size - 4..].copy_from_slice(&value.to_ne_bytes());
+    record
+}
+
+#[test]
+fn holding_the_reset_button_of_an_input_device_resets_the_gateway_and_a_short_press_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let button = d.join("event0");
+    nix::unistd::mkfifo(
+        &button,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+    )
+    .unwrap();
+    let hub = format!(
+        "{}\n[service.reset_button]\nsource = \"input\"\ndevice = \"{}\"\nhold = \"1500ms\"\ndebounce = \"20ms\"\n",
+        enrolled_offline(d),
+        button.display()
+    );
+    let config = site_config(d, free_port(), free_port(), &hub);
+    used(d);
+    user_add(&config, "admin", "ann", "a long admin secret");
+    let log = d.join("gateway.log");
+    let mut gw = Gateway::start(&config, &log, &[]);
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&button)
+        .unwrap();
+    gw.wait_for_log("reset button watched", 0, Duration::from_secs(5));
+
+    // A short press, with another key's events around it.
+    fifo.write_all(&key_event(30, 1)).unwrap();
+    fifo.write_all(&key_event(0x198, 1)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    fifo.write_all(&key_event(0x198, 0)).unwrap();
+    gw.wait_for_log("a short press does nothing", 0, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(2_000));
+    assert!(d.join("var/journal.db").exists(), "nothing reset");
+    assert_eq!(setup_code(&config), None);
+
+    // Held: the reset starts while it is still down.
+    let pressed = std::time::Instant::now();
+    fifo.write_all(&key_event(0x198, 1)).unwrap();
+    fifo.write_all(&key_event(0x198, 2)).unwrap(); // auto-repeat
+    assert_eq!(gw.wait_for_exit(), Some(75));
+    assert!(
+        pressed.elapsed() >= Duration::from_millis(1_500),
+        "{:?}",
+        pressed.elapsed()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("requested_by=\"reset-button\""), "{text}");
+    assert_reset(d, true);
+    assert!(!d.join("var/journal.db").exists(), "the journal is wiped");
+    // The button is the board's: `[service]` is kept with it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("[service.reset_button]"), "{text}");
 }

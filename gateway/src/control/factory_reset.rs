@@ -1,5 +1,5 @@
-//! Factory reset asked for on a running gateway (the admin page; the reset
-//! button asks through the same [`crate::factory_reset::Requests`]).
+//! Factory reset asked for on a running gateway: the admin page, and the
+//! reset button (`app::reset_button`, as the admin `reset-button`).
 //!
 //! Admin role; the page has checked the password again first. The audit
 //! record (`device.factory_reset`) is written before the request, though
