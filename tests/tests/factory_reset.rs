@@ -10,10 +10,10 @@
 
 use ecko_gateway::config::PayloadFormat;
 use ecko_gateway::hub::payload::decode;
+use ecko_tests::admin_http::{csrf_of, get, login, post_form};
 use ecko_tests::mqtt::{Broker, HubListener};
 use ecko_tests::{
-    default_on_free_ports, free_port, gateway_binary, hl7_sample, http_exchange, mllp_ack,
-    msa_code, Gateway,
+    default_on_free_ports, free_port, gateway_binary, hl7_sample, mllp_ack, msa_code, Gateway,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -256,55 +256,9 @@ fn a_reset_interrupted_after_its_marker_is_finished_at_the_next_start() {
     assert!(setup_code(&config).is_some(), "first-run setup again");
 }
 
-fn login(port: u16, name: &str, password: &str) -> String {
-    let body = format!("name={name}&password={}", password.replace(' ', "+"));
-    let (status, head, _) = http_exchange(
-        port,
-        &format!(
-            "POST /login HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    );
-    assert!(
-        status == 303 || status == 302,
-        "login {name}: {status}\n{head}"
-    );
-    head.lines()
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case("set-cookie")
-                .then(|| v.trim().split(';').next().unwrap_or("").to_string())
-        })
-        .expect("a session cookie")
-}
-
-fn get(port: u16, path: &str, cookie: &str) -> (u16, String) {
-    let (status, _, body) = http_exchange(
-        port,
-        &format!(
-            "GET {path} HTTP/1.1\r\nHost: gw\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
-        ),
-    );
-    (status, body)
-}
-
 fn post(port: u16, path: &str, cookie: &str, body: &str) -> (u16, String) {
-    let (status, _, page) = http_exchange(
-        port,
-        &format!(
-            "POST {path} HTTP/1.1\r\nHost: gw\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    );
+    let (status, _, page) = post_form(port, path, cookie, body);
     (status, page)
-}
-
-fn csrf_of(page: &str) -> String {
-    let at = page
-        .find("<meta name=\"csrf\" content=\"")
-        .expect("csrf meta")
-        + 27;
-    page[at..].split('"').next().unwrap().to_string()
 }
 
 /// (session cookie, CSRF token) of `name`.

@@ -5,7 +5,7 @@
 //! [`control::factory_reset`]: audited, logged, handed to the running
 //! gateway, which answers this page, stops, wipes and restarts.
 
-use crate::admin::auth::{verify_password, Caller, Role};
+use crate::admin::auth::{Caller, Role};
 use crate::admin::Shared;
 use crate::control;
 use crate::factory_reset::Plan;
@@ -37,11 +37,7 @@ pub async fn confirm(
     if let Err(r) = caller.require(Role::Admin) {
         return r;
     }
-    let (password, hash) = (form.password, caller.user.password_hash.clone());
-    let verified = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
-    if !verified {
+    if !caller.confirms_with(form.password).await {
         let detail = serde_json::json!({"reason": "password not confirmed"}).to_string();
         let _ = state
             .journal
