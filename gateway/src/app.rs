@@ -8,6 +8,7 @@
 //! checkpoints and closes. The [`Supervisor`] owns the running endpoints and
 //! applies an edited configuration to them without a restart.
 
+pub mod reset_button;
 pub(crate) mod search_index;
 pub mod signals;
 mod supervisor;
@@ -69,6 +70,8 @@ pub enum RunError {
     TimeZone(String),
     #[error("endpoint `{name}` cannot start: {reason}")]
     Endpoint { name: String, reason: String },
+    #[error("factory reset: {0}")]
+    FactoryReset(#[from] crate::factory_reset::ResetError),
 }
 
 /// The hardware and hooks a gateway runs with; tests swap them.
@@ -238,6 +241,13 @@ impl Gateway {
             housekeeping.spawn(crate::update::after_boot::run(
                 supervisor.clone(),
                 update,
+                shutdown.child_token(),
+            ));
+        }
+        if let Some(button) = config.service.reset_button.clone() {
+            housekeeping.spawn(reset_button::watch(
+                supervisor.clone(),
+                button,
                 shutdown.child_token(),
             ));
         }

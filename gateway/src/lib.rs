@@ -55,6 +55,7 @@ pub mod config;
 pub mod control;
 pub mod delivery;
 pub mod endpoints;
+pub mod factory_reset;
 pub mod health;
 pub mod hub;
 pub mod journal;

@@ -46,6 +46,10 @@ enum Command {
         #[command(subcommand)]
         command: cli::codes::Command,
     },
+    /// Wipe the journal and the configuration back to the defaults,
+    /// keeping the device's identity (hub certificate, site and device
+    /// names, update keys and slots); the gateway must be stopped.
+    FactoryReset(cli::factory_reset::Args),
     /// Print the admin page's one-time first-run setup code (made at the
     /// first start with no user; gone once the first administrator exists).
     SetupCode(cli::setup_code::Args),
@@ -75,7 +79,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         match &args.command {
             Command::Run(a) => cli::run::run(a).await,
             Command::CheckConfig(a) => cli::check_config::check_config(a),
@@ -85,6 +89,9 @@ fn main() -> ExitCode {
             Command::Retry(a) => cli::retry::retry(a),
             Command::Resume(a) => cli::resume::resume(a),
             Command::Codes { command } => cli::codes::codes(command),
+            Command::FactoryReset(a) => {
+                cli::factory_reset::factory_reset(a, &ecko_hal::LinuxTerminal)
+            }
             Command::SetupCode(a) => cli::setup_code::setup_code(a),
             Command::Order { command } => cli::order::order(command).await,
             Command::Template { command } => {
@@ -92,5 +99,10 @@ fn main() -> ExitCode {
             }
             Command::User { command } => cli::user::user(command, &ecko_hal::LinuxTerminal).await,
         }
-    })
+    });
+    // Whatever still blocks a thread of the pool (a read of the reset
+    // button's device, which only a press ends) is not waited for: the
+    // work that matters was awaited above.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }

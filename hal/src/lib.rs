@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod leds;
 pub mod net_links;
+pub mod reset_button;
 pub mod serial;
 pub mod storage;
 pub mod storage_wear;
@@ -19,6 +20,10 @@ pub mod watchdog;
 pub use clock::{Clock, ClockError, LinuxClock, SimClock};
 pub use leds::{LedError, LedState, LinuxLeds, SimLeds, StatusLeds};
 pub use net_links::{LinuxNetLinks, NetLink, NetLinks, SimNetLinks};
+pub use reset_button::{
+    long_press, GpioButton, InputEventButton, Press, PressTiming, ResetButton, ResetButtonError,
+    ResetButtonErrorKind, SimButton, SimButtonHandle, KEY_RESTART,
+};
 pub use serial::{
     FlowControl, LinuxSerial, Parity, SerialError, SerialErrorKind, SerialLine, SerialPorts,
     SerialSettings, SimSerial,

@@ -1,6 +1,7 @@
 //! End-to-end test support: start the real `ecko-gateway` binary on a
 //! configuration written by the test, wait for it, stop or kill it.
 
+pub mod admin_http;
 pub mod fhir;
 pub mod firmware;
 pub mod mqtt;

@@ -74,6 +74,8 @@ fn the_unit_asks_for_notify_the_watchdog_restarts_and_a_reboot_after_a_crash_loo
         "NoNewPrivileges=yes",
         "SystemCallFilter=@system-service",
         "ExecReload=/bin/kill -HUP $MAINPID",
+        "SuccessExitStatus=75",
+        "RestartForceExitStatus=75",
     ] {
         assert!(text.lines().any(|l| l == line), "no `{line}` in the unit");
     }

@@ -8,9 +8,10 @@
 use ecko_gateway::config::PayloadFormat;
 use ecko_gateway::hub::payload::decode;
 use ecko_gateway::journal::JournalReader;
+use ecko_tests::admin_http::{csrf_of, get, login};
 use ecko_tests::firmware::Firmware;
 use ecko_tests::mqtt::{Broker, HubListener};
-use ecko_tests::{eventually, free_port, hl7_sample, http_exchange, mllp_ack, Gateway};
+use ecko_tests::{eventually, free_port, hl7_sample, mllp_ack, Gateway};
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
@@ -98,36 +99,6 @@ fn user_add(config: &Path, name: &str, password: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Logs in; the session cookie (`name=value`).
-fn login(port: u16, name: &str, password: &str) -> String {
-    let body = format!("name={name}&password={}", password.replace(' ', "+"));
-    let (status, head, _) = http_exchange(
-        port,
-        &format!(
-            "POST /login HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    );
-    assert!(status == 303 || status == 302, "login: {status}\n{head}");
-    head.lines()
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case("set-cookie")
-                .then(|| v.trim().split(';').next().unwrap_or("").to_string())
-        })
-        .expect("a session cookie")
-}
-
-fn get(port: u16, path: &str, cookie: &str) -> (u16, String) {
-    let (status, _, body) = http_exchange(
-        port,
-        &format!(
-            "GET {path} HTTP/1.1\r\nHost: gw\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
-        ),
-    );
-    (status, body)
 }
 
 #[test]
@@ -304,13 +275,7 @@ fn a_gateway_whose_listener_cannot_bind_never_marks_its_slot_good_and_the_slot_f
 }
 
 fn post_form(port: u16, path: &str, cookie: &str, body: &str) -> (u16, String) {
-    let (status, head, _) = http_exchange(
-        port,
-        &format!(
-            "POST {path} HTTP/1.1\r\nHost: gw\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    );
+    let (status, head, _) = ecko_tests::admin_http::post_form(port, path, cookie, body);
     (status, head)
 }
 
@@ -322,14 +287,6 @@ fn location(head: &str) -> String {
                 .then(|| v.trim().to_string())
         })
         .expect("a Location")
-}
-
-fn csrf_of(page: &str) -> String {
-    let at = page
-        .find("<meta name=\"csrf\" content=\"")
-        .expect("csrf meta")
-        + 27;
-    page[at..].split('"').next().unwrap().to_string()
 }
 
 #[test]

@@ -34,6 +34,15 @@ impl Caller {
     pub fn name(&self) -> &str {
         &self.user.name
     }
+    /// Whether `password` is the caller's own, asked for again at the
+    /// moment of an action no earlier login counts for (an install, a
+    /// factory reset).
+    pub async fn confirms_with(&self, password: String) -> bool {
+        let hash = self.user.password_hash.clone();
+        tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .unwrap_or(false)
+    }
     /// The caller as the services see it.
     pub fn actor(&self) -> Actor {
         Actor::user(&self.user.name, self.role, self.user.id)

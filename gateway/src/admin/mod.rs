@@ -186,6 +186,10 @@ pub fn router(state: Shared) -> Router {
             "/settings",
             get(pages::config::settings).post(pages::config::save),
         )
+        .route(
+            "/settings/factory-reset",
+            get(pages::factory_reset::page).post(pages::factory_reset::confirm),
+        )
         .route("/endpoints", get(pages::endpoints::list))
         .route("/endpoints/{name}", get(pages::endpoints::show))
         .route(

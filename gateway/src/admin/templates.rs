@@ -63,6 +63,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("rollback.html", include_str!("templates/rollback.html")),
     ("_slots.html", include_str!("templates/_slots.html")),
     ("update.html", include_str!("templates/update.html")),
+    (
+        "factory_reset.html",
+        include_str!("templates/factory_reset.html"),
+    ),
 ];
 
 /// Writes `text` with the characters that could end HTML text or a quoted

@@ -11,11 +11,14 @@
 //! there is no code to show; `codes import` 1 when the file conflicts with
 //! the configuration and nothing was written; `template apply` 1 when a
 //! value is missing or refused, a name is taken or the file would not load
-//! (nothing written). Scripts rely on these codes, so each module
+//! (nothing written); `run` 75 after a factory reset (start it again),
+//! `factory-reset` 1 when refused and 2 for a configuration that does not
+//! load. Scripts rely on these codes, so each module
 //! keeps its own.
 
 pub mod check_config;
 pub mod codes;
+pub mod factory_reset;
 pub mod logging;
 pub mod order;
 pub mod resume;

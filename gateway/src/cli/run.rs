@@ -2,12 +2,20 @@
 //! applies the configuration file as it is now, through the same path as an
 //! edit on the admin page; a file that does not load, or an endpoint that
 //! cannot start with it, leaves the gateway running as it was.
+//!
+//! A factory reset asked for while it runs (the admin page, the reset
+//! button) is carried out here: the hub hears of it first when it can, the
+//! gateway stops in order, the plan is carried out, and the process exits
+//! with [`factory_reset::RESTART_EXIT_CODE`] for the service manager to
+//! start it again as on first boot. A reset a power cut interrupted is
+//! finished before the configuration is read.
 
 use crate::app::signals::{Request, Signals};
 use crate::app::{Gateway, RunError, StartOptions};
 use crate::config::{Config, ServiceConfig, WatchdogKind};
 use crate::control::config::ChangeError;
 use crate::endpoints::Role;
+use crate::factory_reset::{self, Plan};
 use crate::service::watchdog;
 use crate::sources::astm::live_trace;
 use ecko_hal::Watchdog;
@@ -24,7 +32,8 @@ pub struct Args {
 }
 
 /// 2 when the configuration does not load, 1 when the gateway cannot
-/// start, 0 after a graceful stop.
+/// start, 0 after a graceful stop, 75 after a factory reset (start it
+/// again).
 pub async fn run(args: &Args) -> ExitCode {
     let signals = match Signals::install() {
         Ok(s) => s,
@@ -33,6 +42,10 @@ pub async fn run(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = factory_reset::finish_pending(&args.config) {
+        super::print_failure(&e);
+        return ExitCode::FAILURE;
+    }
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(errors) => {
@@ -40,7 +53,20 @@ pub async fn run(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    super::report(serve(config, None, signals).await)
+    match serve(config, None, signals).await {
+        Ok(Stopped::Asked) => ExitCode::SUCCESS,
+        Ok(Stopped::FactoryReset) => ExitCode::from(factory_reset::RESTART_EXIT_CODE),
+        Err(e) => super::report(Err(e)),
+    }
+}
+
+/// Why a gateway that ran stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stopped {
+    /// A signal asked it to.
+    Asked,
+    /// It was reset; it should be started again.
+    FactoryReset,
 }
 
 /// Runs the gateway until `signals` ask it to stop; with `trace`, that
@@ -55,7 +81,7 @@ pub(super) async fn serve(
     config: Config,
     trace: Option<String>,
     mut signals: Signals,
-) -> Result<(), RunError> {
+) -> Result<Stopped, RunError> {
     let watchdog = watchdog_for(&config.service);
     let options = StartOptions::default();
     let progress = options.service.progress.clone();
@@ -106,8 +132,18 @@ pub(super) async fn serve(
         watchdog::queue_status(gateway.journal.clone()),
         keeper_stop.clone(),
     ));
-    while signals.next().await == Request::Reload {
-        reload(&gateway, watchdog.as_ref()).await;
+    let resets = gateway.supervisor.service().factory_reset.clone();
+    let reset = loop {
+        tokio::select! {
+            request = signals.next() => match request {
+                Request::Reload => reload(&gateway, watchdog.as_ref()).await,
+                Request::Stop => break None,
+            },
+            asked = resets.requested() => break Some(asked.plan),
+        }
+    };
+    if let Some(plan) = &reset {
+        tell_the_hub(&gateway, plan).await;
     }
     tracing::info!(target: "ecko_gateway", "shutting down");
     notify("STOPPING=1", watchdog.stopping());
@@ -115,7 +151,61 @@ pub(super) async fn serve(
     let _ = keeper.await;
     gateway.shutdown().await;
     tracing::info!(target: "ecko_gateway", "stopped");
-    Ok(())
+    let Some(plan) = reset else {
+        return Ok(Stopped::Asked);
+    };
+    factory_reset::perform(&plan)?;
+    tracing::warn!(
+        target: "ecko_gateway",
+        requested_by = plan.requested_by,
+        wiped = plan.wipe.len(),
+        "factory reset done: the journal and the configuration are the defaults; exiting to be started again"
+    );
+    Ok(Stopped::FactoryReset)
+}
+
+/// How long a reset waits for the hub to take its event: the journal that
+/// would keep it for later is about to be wiped.
+const HUB_EVENT_WAIT: Duration = Duration::from_secs(10);
+
+/// Journals the reset's hub event and waits, up to [`HUB_EVENT_WAIT`], for
+/// the broker's acknowledgement (the uplink deletes the row then).
+async fn tell_the_hub(gateway: &crate::app::Gateway, plan: &Plan) {
+    if !gateway.supervisor.config().hub.enabled {
+        return;
+    }
+    let detail = serde_json::json!({ "wiped": plan.wipe.len() }).to_string();
+    let journal = &gateway.journal;
+    let id = match journal
+        .record_hub_event(
+            factory_reset::HUB_EVENT,
+            Some(&plan.requested_by),
+            Some(&detail),
+        )
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!(error = %e, "the hub is not told of the factory reset");
+            return;
+        }
+    };
+    let taken = tokio::time::timeout(HUB_EVENT_WAIT, async {
+        loop {
+            match journal.hub_events_after(id - 1, 1).await {
+                Ok(events) if events.first().is_some_and(|e| e.id == id) => {}
+                _ => return,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    match taken {
+        Ok(()) => tracing::info!(target: "ecko_gateway", "the hub took the factory reset's event"),
+        Err(_) => tracing::warn!(
+            "the hub did not take the factory reset's event within 10 s; resetting without it"
+        ),
+    }
 }
 
 /// The watcher `[service] watchdog` names. A device that cannot be opened

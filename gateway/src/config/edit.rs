@@ -341,6 +341,26 @@ impl ConfigDocument {
         Some(self.display(v))
     }
 
+    /// The top-level tables `names` of this file (those it has) as a text
+    /// of their own, comments and references as written, without the
+    /// sub-tables `without` names as `(table, key)`.
+    pub fn tables_text(&self, names: &[&str], without: &[(&str, &str)]) -> String {
+        let mut out = DocumentMut::new();
+        for name in names {
+            let Some(item) = self.doc.get(name) else {
+                continue;
+            };
+            let mut item = item.clone();
+            if let Some(table) = item.as_table_like_mut() {
+                for (_, key) in without.iter().filter(|(t, _)| t == name) {
+                    table.remove(key);
+                }
+            }
+            out.insert(name, item);
+        }
+        self.restore(&out.to_string())
+    }
+
     /// Sets or removes a key of a top-level section, creating the section
     /// when needed.
     pub fn set_section_value(

@@ -279,6 +279,8 @@ pub struct ServiceConfig {
     /// Which kernel LED shows which state; none by default.
     #[serde(default)]
     pub leds: LedConfig,
+    /// The appliance's reset button; none by default.
+    pub reset_button: Option<ResetButtonConfig>,
 }
 
 impl Default for ServiceConfig {
@@ -288,8 +290,64 @@ impl Default for ServiceConfig {
             watchdog_device: default_watchdog_device(),
             watchdog_timeout: default_watchdog_timeout(),
             leds: LedConfig::default(),
+            reset_button: None,
         }
     }
+}
+
+/// `[service.reset_button]`: where the reset button is wired, and how long
+/// it is held for a factory reset.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetButtonConfig {
+    pub source: ResetButtonSource,
+    /// `input`: the event device (`gpio-keys`).
+    #[serde(default = "default_input_device")]
+    pub device: PathBuf,
+    /// `input`: the key code (`KEY_RESTART`, 0x198 = 408, by default).
+    #[serde(default = "default_reset_key")]
+    pub key: u16,
+    /// `gpio`: the GPIO character device.
+    #[serde(default = "default_gpio_chip")]
+    pub chip: PathBuf,
+    /// `gpio`: the line offset on the chip.
+    #[serde(default)]
+    pub line: u32,
+    /// `gpio`: the button pulls the line low when pressed.
+    #[serde(default = "yes")]
+    pub active_low: bool,
+    /// Held this long, the button starts the factory reset.
+    #[serde(default = "default_reset_hold")]
+    pub hold: Span,
+    /// A level counts once stable this long.
+    #[serde(default = "default_reset_debounce")]
+    pub debounce: Span,
+}
+
+/// Which kind of device the reset button is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResetButtonSource {
+    /// A GPIO line through `/dev/gpiochipN`.
+    Gpio,
+    /// A key of an input event device (`/dev/input/eventN`).
+    Input,
+}
+
+fn default_input_device() -> PathBuf {
+    PathBuf::from("/dev/input/event0")
+}
+fn default_reset_key() -> u16 {
+    ecko_hal::KEY_RESTART
+}
+fn default_gpio_chip() -> PathBuf {
+    PathBuf::from("/dev/gpiochip0")
+}
+fn default_reset_hold() -> Span {
+    Span(Duration::from_secs(10))
+}
+fn default_reset_debounce() -> Span {
+    Span(Duration::from_millis(50))
 }
 
 /// `[service.leds]`: kernel LED names (`/sys/class/leds/<name>`) per role.

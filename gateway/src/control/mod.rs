@@ -18,6 +18,7 @@
 //! | [`users`] | first administrator (admitted by the [`setup_code`]), add, remove, role, password, unlock, API tokens |
 //! | [`orders`] | add and list analyzer orders |
 //! | [`audit`] | export the audit log |
+//! | [`factory_reset`] | hand the running gateway a factory reset |
 //!
 //! The running gateway is reached through [`Gateway`], a trait the
 //! supervisor implements, held in an [`Operations`] handle; so `app` starts
@@ -29,6 +30,7 @@ pub mod code_maps;
 pub mod config;
 pub mod endpoints;
 pub mod errors;
+pub mod factory_reset;
 pub mod integrations;
 pub mod log_bundle;
 pub mod messages;

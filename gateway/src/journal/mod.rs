@@ -560,7 +560,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn lock_exclusively(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+pub(crate) fn lock_exclusively(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
     let file = std::fs::OpenOptions::new()

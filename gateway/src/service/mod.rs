@@ -49,6 +49,9 @@ pub struct Service {
     pub wear: Arc<dyn ecko_hal::StorageWear>,
     /// The box's status LEDs.
     pub leds: Arc<dyn ecko_hal::StatusLeds>,
+    /// A factory reset asked for (admin page, reset button), for the run
+    /// loop to carry out.
+    pub factory_reset: crate::factory_reset::Requests,
     started: tokio::time::Instant,
 }
 
@@ -90,6 +93,7 @@ impl Service {
             clock,
             wear,
             leds,
+            factory_reset: crate::factory_reset::Requests::default(),
             started: tokio::time::Instant::now(),
         }
     }

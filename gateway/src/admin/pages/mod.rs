@@ -12,6 +12,7 @@ mod endpoint_rows;
 pub mod endpoint_templates;
 pub mod endpoints;
 mod errors;
+pub mod factory_reset;
 mod logs;
 mod message;
 mod session;

@@ -12,7 +12,7 @@
 //! bundle that fails verification is removed at once and its reason shown;
 //! it never reaches a slot.
 
-use crate::admin::auth::{verify_password, Caller, Role};
+use crate::admin::auth::{Caller, Role};
 use crate::admin::format::time;
 use crate::admin::Shared;
 use crate::update::{install, staged};
@@ -201,11 +201,7 @@ pub async fn install_bundle(
     let Some(update) = config.update.clone() else {
         return back_with("firmware updates are not managed by this gateway");
     };
-    let (password, hash) = (form.password.clone(), caller.user.password_hash.clone());
-    let verified = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
-    if !verified {
+    if !caller.confirms_with(form.password.clone()).await {
         let detail = serde_json::json!({"reason": "password not confirmed"}).to_string();
         let _ = state
             .journal
