@@ -267,6 +267,24 @@ fn wait_for(d: &Driver, what: &str, timeout: Duration, check: impl Fn(&str) -> b
     }
 }
 
+/// python-hl7's `mllp_send` with the message in `file` to `port`.
+fn mllp_send(file: &Path, port: u16) -> std::process::Output {
+    Command::new(peer_tool("venv-hl7", "mllp_send"))
+        .args(["--loose", "-f"])
+        .arg(file)
+        .args(["-p", &port.to_string(), "127.0.0.1"])
+        .output()
+        .expect("run mllp_send")
+}
+
+/// Logs in as the user [`add_admin`] made.
+fn log_in(b: &Driver, base: &str) {
+    b.go(&format!("{base}/login"));
+    b.type_into("input[name=name]", "admin");
+    b.type_into("input[name=password]", PASSWORD);
+    b.click("#login");
+}
+
 /// Adds the user `admin` with [`PASSWORD`] by the command line, as a field
 /// engineer would before handing the box over.
 fn add_admin(config: &Path) {
@@ -428,12 +446,7 @@ listen = "127.0.0.1:{port}"
         "MSH|^~\\&|WARD|HOSP|GW|HOSP|20240301115900||ADT^A01|WARD-1|P|2.5\nPID|||PAT-7||Roe^Ann\n",
     )
     .unwrap();
-    let out = Command::new(peer_tool("venv-hl7", "mllp_send"))
-        .args(["--loose", "-f"])
-        .arg(&ward)
-        .args(["-p", &ward_port.to_string(), "127.0.0.1"])
-        .output()
-        .expect("run mllp_send");
+    let out = mllp_send(&ward, ward_port);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("MSA|AA|WARD-1"),
         "{out:?}"
@@ -455,12 +468,7 @@ listen = "127.0.0.1:{port}"
     std::fs::write(&file, msg).unwrap();
     let started = Instant::now();
     let sender = std::thread::spawn(move || {
-        let out = Command::new(peer_tool("venv-hl7", "mllp_send"))
-            .args(["--loose", "-f"])
-            .arg(&file)
-            .args(["-p", &mllp_port.to_string(), "127.0.0.1"])
-            .output()
-            .expect("run mllp_send");
+        let out = mllp_send(&file, mllp_port);
         (Instant::now(), out)
     });
     wait_for(
@@ -501,12 +509,7 @@ listen = "127.0.0.1:{port}"
     // two, and one action retries both once the way is clear.
     let second = d.join("message-2.hl7");
     std::fs::write(&second, msg.replace("BROWSER-1", "BROWSER-2")).unwrap();
-    let out = Command::new(peer_tool("venv-hl7", "mllp_send"))
-        .args(["--loose", "-f"])
-        .arg(&second)
-        .args(["-p", &mllp_port.to_string(), "127.0.0.1"])
-        .output()
-        .expect("run mllp_send");
+    let out = mllp_send(&second, mllp_port);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("MSA|AA|BROWSER-2"),
         "{out:?}"
@@ -621,10 +624,7 @@ fn an_admin_uploads_a_bundle_sees_its_verified_manifest_and_installs_it_after_gi
     let base = format!("https://127.0.0.1:{port}");
     let profile = tempfile::tempdir().unwrap();
     let b = Driver::start(profile.path());
-    b.go(&format!("{base}/login"));
-    b.type_into("input[name=name]", "admin");
-    b.type_into("input[name=password]", PASSWORD);
-    b.click("#login");
+    log_in(&b, &base);
     wait_for(&b, "the dashboard", Duration::from_secs(5), |s| {
         s.contains("id=\"firmware\"")
     });
@@ -869,10 +869,7 @@ channels = ["lab-it", "pager"]
     let base = format!("https://127.0.0.1:{admin_port}");
     let profile = tempfile::tempdir().unwrap();
     let b = Driver::start(profile.path());
-    b.go(&format!("{base}/login"));
-    b.type_into("input[name=name]", "admin");
-    b.type_into("input[name=password]", PASSWORD);
-    b.click("#login");
+    log_in(&b, &base);
     wait_for(&b, "the dashboard", Duration::from_secs(10), |s| {
         s.contains("href=\"/logout\"") || s.contains("action=\"/logout\"")
     });
@@ -1006,10 +1003,7 @@ listen = "127.0.0.1:{port}"
     let base = format!("https://127.0.0.1:{port}");
     let profile = tempfile::tempdir().unwrap();
     let b = Driver::start(profile.path());
-    b.go(&format!("{base}/login"));
-    b.type_into("input[name=name]", "admin");
-    b.type_into("input[name=password]", PASSWORD);
-    b.click("#login");
+    log_in(&b, &base);
     wait_for(&b, "the dashboard", Duration::from_secs(5), |s| {
         s.contains("id=\"endpoints\"")
     });
@@ -1021,12 +1015,7 @@ listen = "127.0.0.1:{port}"
             format!("MSH|^~\\&|ANALYZER|LAB|GW|HOSP|20240301120000||ORU^R01|OUT-{n}|P|2.5\nPID|||PAT-{n}\nOBX|1|NM|GLU^Glucose||5.4|mmol/L|||||F\n"),
         )
         .unwrap();
-        let out = Command::new(peer_tool("venv-hl7", "mllp_send"))
-            .args(["--loose", "-f"])
-            .arg(&file)
-            .args(["-p", &mllp_port.to_string(), "127.0.0.1"])
-            .output()
-            .expect("run mllp_send");
+        let out = mllp_send(&file, mllp_port);
         assert!(
             String::from_utf8_lossy(&out.stdout).contains(&format!("MSA|AA|OUT-{n}")),
             "{out:?}"

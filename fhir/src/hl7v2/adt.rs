@@ -100,7 +100,7 @@ pub(super) fn to_bundle(
                     b.put(Resource::AllergyIntolerance(a), &akey);
                 }
             }
-            "DG1" => {
+            "DG1" | "PR1" => {
                 let (Some(patient), Some(patient_key)) =
                     (subject_ref.as_ref(), subject_key.as_ref())
                 else {
@@ -111,25 +111,16 @@ pub(super) fn to_bundle(
                     patient_key,
                     encounter: visit.as_ref(),
                 };
-                if let Some((c, key)) = super::diagnosis::condition(seg, &cx, source, tz) {
-                    flush_patient(&mut b, &mut subject);
-                    b.put(Resource::Condition(c), &key);
-                }
-            }
-            "PR1" => {
-                let (Some(patient), Some(patient_key)) =
-                    (subject_ref.as_ref(), subject_key.as_ref())
-                else {
-                    continue;
+                let found = if seg.id() == "DG1" {
+                    super::diagnosis::condition(seg, &cx, source, tz)
+                        .map(|(c, key)| (Resource::Condition(c), key))
+                } else {
+                    super::procedure::procedure(seg, &cx, source, tz)
+                        .map(|(p, key)| (Resource::Procedure(p), key))
                 };
-                let cx = super::diagnosis::Context {
-                    patient,
-                    patient_key,
-                    encounter: visit.as_ref(),
-                };
-                if let Some((p, key)) = super::procedure::procedure(seg, &cx, source, tz) {
+                if let Some((resource, key)) = found {
                     flush_patient(&mut b, &mut subject);
-                    b.put(Resource::Procedure(p), &key);
+                    b.put(resource, &key);
                 }
             }
             "IN1" => {

@@ -36,6 +36,26 @@ pub(super) struct Context<'a> {
     pub encounter: Option<&'a (Reference, Identifier)>,
 }
 
+impl Context<'_> {
+    /// The key of a record of `kind` the segment gives no identifier for:
+    /// the patient (its deterministic id), the visit when there is one,
+    /// and `what` names it, so the same record sent again updates the one
+    /// resource.
+    pub fn key_without_id(&self, source: &str, kind: &str, what: &str) -> Identifier {
+        let patient = patient_id(self.patient_key);
+        let visit = self
+            .encounter
+            .and_then(|(_, k)| k.value.clone())
+            .map(|v| format!("/{v}"))
+            .unwrap_or_default();
+        Identifier {
+            system: Some(local_system(source, kind)),
+            value: Some(format!("{patient}{visit}/{what}")),
+            ..Default::default()
+        }
+    }
+}
+
 pub(super) fn condition(
     dg1: &Segment<'_>,
     cx: &Context<'_>,
@@ -63,19 +83,7 @@ pub(super) fn condition(
         source,
         "diagnosis",
     )
-    .unwrap_or_else(|| {
-        let patient = patient_id(cx.patient_key);
-        let visit = cx
-            .encounter
-            .and_then(|(_, k)| k.value.clone())
-            .map(|v| format!("/{v}"))
-            .unwrap_or_default();
-        Identifier {
-            system: Some(local_system(source, "diagnosis")),
-            value: Some(format!("{patient}{visit}/{what}")),
-            ..Default::default()
-        }
-    });
+    .unwrap_or_else(|| cx.key_without_id(source, "diagnosis", &what));
     let verification = if get(dg1, 21, 1) == "D" {
         Some(("entered-in-error", "Entered in Error"))
     } else {

@@ -21,7 +21,7 @@
 //! PR1-16 code modifiers, PR1-17 DRG type and PR1-18 tissue type, which
 //! have no element in R4's Procedure.
 
-use super::common::{comp, cwe, ei, get, patient_id, person, some};
+use super::common::{comp, cwe, ei, get, person, some};
 use super::diagnosis::Context;
 use crate::r4::*;
 use ecko_protocol::hl7::Segment;
@@ -54,20 +54,10 @@ pub(super) fn procedure(
         "procedure",
     )
     .unwrap_or_else(|| {
-        let patient = patient_id(cx.patient_key);
-        let visit = cx
-            .encounter
-            .and_then(|(_, k)| k.value.clone())
-            .map(|v| format!("/{v}"))
-            .unwrap_or_default();
         let when = some(raw_start.clone())
             .map(|t| format!("/{t}"))
             .unwrap_or_default();
-        Identifier {
-            system: Some(local_system(source, "procedure")),
-            value: Some(format!("{patient}{visit}/{what}{when}")),
-            ..Default::default()
-        }
+        cx.key_without_id(source, "procedure", &format!("{what}{when}"))
     });
     let minutes = get(pr1, 7, 1).trim().parse::<u32>().ok().filter(|&m| m > 0);
     let end = start
