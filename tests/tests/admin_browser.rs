@@ -1151,3 +1151,145 @@ listen = "127.0.0.1:{port}"
         );
     }
 }
+
+#[test]
+fn an_admin_resets_the_gateway_from_the_settings_page_after_giving_the_password_again_and_it_starts_as_on_first_boot(
+) {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        panic!("chromium and chromedriver are missing: run scripts/install-peers");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin_browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let d = dir.path();
+    let (port, mllp_port) = (free_port(), free_port());
+    let config = d.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[journal]
+path = "{d}/var/journal.db"
+[[endpoint]]
+name = "lab-mllp"
+type = "mllp"
+listen = "127.0.0.1:{mllp_port}"
+[[endpoint]]
+name = "lab-archive"
+type = "file"
+path = "{d}/out"
+[[route]]
+name = "all"
+from = ["lab-mllp"]
+to = ["lab-archive"]
+[admin]
+listen = "127.0.0.1:{port}"
+"#,
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    add_admin(&config);
+    let gw = Gateway::start(&config, &d.join("gateway.log"), &[]);
+    let message = d.join("message.hl7");
+    std::fs::write(
+        &message,
+        "MSH|^~\\&|LAB|HOSP|GW|HOSP|20240301120000||ORU^R01|RESET-1|P|2.5\nPID|||PAT-1||Doe^Jane\nOBX|1|NM|GLU^Glucose||5.4|mmol/L|||||F\n",
+    )
+    .unwrap();
+    let out = mllp_send(&message, mllp_port);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("MSA|AA|RESET-1"),
+        "{out:?}"
+    );
+    let journal = d.join("var/journal.db");
+    assert!(journal.exists());
+
+    let base = format!("https://127.0.0.1:{port}");
+    let profile = tempfile::tempdir().unwrap();
+    let b = Driver::start(profile.path());
+    log_in(&b, &base);
+    wait_for(&b, "the dashboard", Duration::from_secs(5), |s| {
+        s.contains("id=\"endpoints\"")
+    });
+    b.go(&format!("{base}/settings"));
+    wait_for(&b, "the settings page", Duration::from_secs(5), |s| {
+        s.contains("id=\"factory-reset-link\"")
+    });
+    b.click("#factory-reset-link");
+    let page = wait_for(&b, "the factory reset page", Duration::from_secs(5), |s| {
+        s.contains("id=\"factory-reset-wiped\"")
+    });
+    assert!(
+        page.contains(&journal.display().to_string()),
+        "the page names the journal it wipes:\n{page}"
+    );
+    b.screenshot(&shots, "factory-reset");
+
+    // A wrong password: refused on the page, nothing wiped, still running.
+    b.run("window.confirm = function () { return true; };");
+    b.type_into("#factory-reset-password", "not the password");
+    b.click("#factory-reset-confirm");
+    let refused = wait_for(&b, "the refusal", Duration::from_secs(5), |s| {
+        s.contains("id=\"factory-reset-error\"")
+    });
+    assert!(refused.contains("not your password"), "{refused}");
+    assert!(journal.exists(), "nothing is wiped on a wrong password");
+    b.go(&format!("{base}/settings"));
+    wait_for(&b, "still logged in", Duration::from_secs(5), |s| {
+        s.contains("id=\"factory-reset-link\"")
+    });
+
+    // Dismissing the browser's confirmation sends nothing.
+    b.go(&format!("{base}/settings/factory-reset"));
+    wait_for(&b, "the factory reset page", Duration::from_secs(5), |s| {
+        s.contains("id=\"factory-reset-password\"")
+    });
+    b.run("window.confirm = function () { return false; };");
+    b.type_into("#factory-reset-password", PASSWORD);
+    b.click("#factory-reset-confirm");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!b.source().contains("id=\"factory-reset-started\""));
+    assert!(journal.exists(), "nothing is wiped when the admin says no");
+
+    b.go(&format!("{base}/settings/factory-reset"));
+    wait_for(&b, "the factory reset page", Duration::from_secs(5), |s| {
+        s.contains("id=\"factory-reset-password\"")
+    });
+    b.run("window.confirm = function () { return true; };");
+    b.type_into("#factory-reset-password", PASSWORD);
+    b.click("#factory-reset-confirm");
+    wait_for(&b, "the reset started", Duration::from_secs(10), |s| {
+        s.contains("id=\"factory-reset-started\"")
+    });
+    b.screenshot(&shots, "factory-reset-started");
+    assert_eq!(gw.wait_for_exit(), Some(75), "exits to be started again");
+    assert!(!journal.exists(), "the journal is wiped");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("name = \"mllp-in\""), "the defaults:\n{text}");
+    assert!(!text.contains("lab-archive"), "{text}");
+
+    // Started again (as the unit does on exit 75), on the defaults: the
+    // same browser is sent to the first-run setup, which asks for the
+    // device's new setup code; its old session opens nothing.
+    let env = [
+        ("ECKO_DATA_DIR", d.join("var").display().to_string()),
+        ("ECKO_ADMIN_PORT", port.to_string()),
+        ("ECKO_MLLP_PORT", free_port().to_string()),
+        ("ECKO_ASTM_PORT", free_port().to_string()),
+        (
+            "ECKO_FHIR_URL",
+            format!("http://127.0.0.1:{}/fhir/R4", free_port()),
+        ),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let again = Gateway::start(&config, &d.join("after-reset.log"), &env);
+    b.go(&format!("{base}/"));
+    let setup = wait_for(&b, "the first-run setup", Duration::from_secs(10), |s| {
+        s.contains("<input name=\"setup_code\" required")
+    });
+    assert!(b.url().ends_with("/setup"), "{}", b.url());
+    assert!(!setup.contains("id=\"endpoints\""), "{setup}");
+    b.screenshot(&shots, "factory-reset-first-boot");
+    assert_eq!(again.terminate(), Some(0));
+}
