@@ -5,6 +5,8 @@
 // Each test crate compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod loop_device;
+
 use std::path::PathBuf;
 use std::process::Output;
 
