@@ -24,27 +24,6 @@ fn with_slot_b(device: &str) -> Scratch {
     s
 }
 
-/// A bundle of `payload` in `s`, named `name`.
-fn bundle(s: &Scratch, name: &str, payload: &[u8]) -> String {
-    std::fs::write(s.d.join(format!("{name}.payload")), payload).unwrap();
-    s.ok(&[
-        "build",
-        "--payload",
-        &s.p(&format!("{name}.payload")),
-        "--hardware",
-        "box-v2",
-        "--version",
-        "1.0",
-        "--security-version",
-        "1",
-        "--key",
-        &s.p("key"),
-        "-o",
-        &s.p(name),
-    ]);
-    s.p(name)
-}
-
 fn install(s: &Scratch, bundle: &str) -> std::process::Output {
     s.run(&[
         "install",
@@ -71,7 +50,7 @@ fn a_bundle_installs_into_a_device_slot_from_its_start_and_leaves_the_rest_of_th
     let s = with_slot_b(dev.p());
     // Not a multiple of any block size: the read-back must stop exactly there.
     let data = payload((5 << 20) + 4097);
-    let b = bundle(&s, "v1", &data);
+    let b = s.build("v1", "1.0", &data);
     let o = install(&s, &b);
     assert!(o.status.success(), "{o:?}");
     let done: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -113,7 +92,7 @@ fn a_payload_larger_than_the_partition_is_refused_before_the_device_or_the_state
     let s = Scratch::new(&[]);
     let dev = LoopDevice::new(&s.d, "b.img", 4 << 20);
     let s = with_slot_b(dev.p());
-    let b = bundle(&s, "big", &payload((4 << 20) + 1));
+    let b = s.build("big", "1.0", &payload((4 << 20) + 1));
     let before = dev.bytes();
     let state_before = s.slots_snapshot();
     let o = install(&s, &b);
@@ -141,7 +120,7 @@ fn a_regular_file_or_a_missing_path_named_as_the_slot_device_is_refused_and_neve
         (s.d.join("mmcblk0p9"), "does not exist"),
     ] {
         let s = with_slot_b(device.to_str().unwrap());
-        let b = bundle(&s, "v1", &payload(1000));
+        let b = s.build("v1", "1.0", &payload(1000));
         let state_before = s.slots_snapshot();
         let o = install(&s, &b);
         assert_eq!(o.status.code(), Some(30), "{o:?}");
@@ -184,7 +163,7 @@ fn a_mounted_partition_is_refused_and_its_file_system_left_intact() {
     std::fs::write(s.d.join("mnt/keep"), b"on the mounted file system").unwrap();
 
     let t = with_slot_b(dev.p());
-    let b = bundle(&t, "v1", &payload(1 << 20));
+    let b = t.build("v1", "1.0", &payload(1 << 20));
     let state_before = t.slots_snapshot();
     let o = install(&t, &b);
     assert_eq!(o.status.code(), Some(31), "{o:?}");
@@ -216,7 +195,7 @@ fn a_partition_another_process_holds_exclusively_is_refused_without_a_write() {
         .open(&dev.path)
         .unwrap();
     let s = with_slot_b(dev.p());
-    let b = bundle(&s, "v1", &payload(1 << 20));
+    let b = s.build("v1", "1.0", &payload(1 << 20));
     let before = dev.bytes();
     let o = install(&s, &b);
     assert_eq!(o.status.code(), Some(31), "{o:?}");

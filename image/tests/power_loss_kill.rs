@@ -43,24 +43,6 @@ impl Device {
 }
 
 impl Device {
-    fn build(&self, name: &str, version: &str, payload: &[u8]) {
-        std::fs::write(self.d.join(format!("{name}.payload")), payload).unwrap();
-        self.ok(&[
-            "build",
-            "--payload",
-            &self.p(&format!("{name}.payload")),
-            "--hardware",
-            "box-v2",
-            "--version",
-            version,
-            "--security-version",
-            "1",
-            "--key",
-            &self.p("key"),
-            "-o",
-            &self.p(name),
-        ]);
-    }
     fn install_args(&self, bundle: &str) -> Vec<String> {
         [
             "install",
@@ -74,6 +56,23 @@ impl Device {
         ]
         .map(str::to_owned)
         .to_vec()
+    }
+    fn install(&self, bundle: &str) {
+        let args = self.install_args(bundle);
+        self.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    /// `bundle` installed, booted and marked good.
+    fn install_good(&self, bundle: &str) {
+        self.install(bundle);
+        self.ok(&["boot", "--slots", &self.p("slots")]);
+        self.ok(&["mark-good", "--slots", &self.p("slots")]);
+    }
+    /// How long one uninterrupted install of `bundle` takes here, to spread
+    /// the kills over it.
+    fn timed_install(&self, bundle: &str) -> Duration {
+        let started = Instant::now();
+        self.install(bundle);
+        started.elapsed()
     }
     fn spawn_install(&self, bundle: &str) -> Child {
         Command::new(env!("CARGO_BIN_EXE_ecko-image"))
@@ -179,17 +178,10 @@ fn sigkill_at_twenty_points_of_an_install_always_leaves_a_consistent_bootable_de
     dev.build("v2", "2.0", &new);
     let (old_sha, new_sha): ([u8; 32], [u8; 32]) =
         (Sha256::digest(&old).into(), Sha256::digest(&new).into());
-    let args = dev.install_args("v1");
-    dev.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    dev.ok(&["boot", "--slots", &dev.p("slots")]);
-    dev.ok(&["mark-good", "--slots", &dev.p("slots")]);
+    dev.install_good("v1");
 
-    // How long one uninterrupted install of v2 takes here, to spread the
-    // kills over it; the pending slot it leaves is overwritten below.
-    let started = Instant::now();
-    let args = dev.install_args("v2");
-    dev.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let full = started.elapsed();
+    // The pending slot it leaves is overwritten below.
+    let full = dev.timed_install("v2");
     assert_eq!(
         check(&dev, &old_sha, &new_sha, "uninterrupted"),
         Left::Pending
@@ -239,8 +231,7 @@ fn sigkill_at_twenty_points_of_an_install_always_leaves_a_consistent_bootable_de
         "at least a few kills must land while the slot is half written: {outcomes:?}"
     );
 
-    let args = dev.install_args("v2");
-    dev.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    dev.install("v2");
     assert_eq!(
         check(&dev, &old_sha, &new_sha, "final install"),
         Left::Pending
@@ -274,15 +265,9 @@ fn sigkill_during_installs_to_a_partition_always_leaves_a_consistent_bootable_de
         ("2.0", Sha256::digest(&news[0]).into()),
         ("3.0", Sha256::digest(&news[1]).into()),
     ];
-    let args = dev.install_args("v1");
-    dev.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    dev.ok(&["boot", "--slots", &dev.p("slots")]);
-    dev.ok(&["mark-good", "--slots", &dev.p("slots")]);
+    dev.install_good("v1");
 
-    let started = Instant::now();
-    let args = dev.install_args("v2");
-    dev.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let full = started.elapsed();
+    let full = dev.timed_install("v2");
     assert_eq!(
         check_any(&dev, &old_sha, &hashes, "uninterrupted"),
         Left::Pending
@@ -290,13 +275,31 @@ fn sigkill_during_installs_to_a_partition_always_leaves_a_consistent_bootable_de
 
     let mut rng = Lcg(29);
     let mut cut_mid_write = 0;
+    let part = dev.1.as_ref().unwrap();
     for i in 0..KILLS / 2 {
-        let bundle = ["v3", "v2"][i % 2];
-        let child = dev.spawn_install(bundle);
-        let delay = Duration::from_micros(rng.below(full.as_micros() as u64 * 14 / 10));
-        std::thread::sleep(delay);
-        kill(child);
-        let when = format!("kill {i} of an install of {bundle} after {delay:?}");
+        let when = if i % 2 == 0 {
+            let bundle = ["v3", "v2"][i % 4 / 2];
+            let child = dev.spawn_install(bundle);
+            let delay = Duration::from_micros(rng.below(full.as_micros() as u64 * 14 / 10));
+            std::thread::sleep(delay);
+            kill(child);
+            format!("kill {i} of an install of {bundle} after {delay:?}")
+        } else {
+            // Once the write reaches offset n: the bundle installed is the
+            // one whose bytes there the partition does not hold yet.
+            let n = rng.below((PAYLOAD_LEN - 64) as u64);
+            let window = n as usize..n as usize + 64;
+            let now = part.read_at(n, 64);
+            let k = usize::from(news[0][window.clone()] == now[..]);
+            let bundle = ["v2", "v3"][k];
+            let child = dev.spawn_install(bundle);
+            let deadline = Instant::now() + full * 4;
+            while Instant::now() < deadline && part.read_at(n, 64) != news[k][window.clone()] {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            kill(child);
+            format!("kill {i} of an install of {bundle} at {n} bytes written")
+        };
         let left = check_any(&dev, &old_sha, &hashes, &when);
         let image = dev.slot_bytes("a").unwrap();
         if left == Left::NotPending && news.iter().all(|n| *n != image) {
@@ -308,12 +311,11 @@ fn sigkill_during_installs_to_a_partition_always_leaves_a_consistent_bootable_de
         KILLS / 2
     );
     assert!(
-        cut_mid_write >= 2,
+        cut_mid_write >= 3,
         "at least a few kills must land while the partition is half written"
     );
 
-    let args = dev.install_args("v3");
-    dev.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    dev.install("v3");
     assert_eq!(
         check_any(&dev, &old_sha, &hashes, "final install"),
         Left::Pending

@@ -62,6 +62,18 @@ impl LoopDevice {
         b
     }
 
+    /// `len` bytes of the device from `offset`.
+    pub fn read_at(&self, offset: u64, len: usize) -> Vec<u8> {
+        let mut b = vec![0; len];
+        std::os::unix::fs::FileExt::read_exact_at(
+            &std::fs::File::open(&self.path).unwrap(),
+            &mut b,
+            offset,
+        )
+        .unwrap();
+        b
+    }
+
     /// Whether `bytes` (the device's) still hold the pattern from `from` on.
     pub fn untouched_from(bytes: &[u8], from: usize) -> bool {
         bytes[from..]
