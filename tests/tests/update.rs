@@ -340,25 +340,13 @@ fn a_bundle_on_the_usb_stick_is_offered_on_the_dashboard_and_installed_only_afte
     assert_eq!(status, 303);
     let (_, page) = get(admin, &location(&head), &cookie);
     assert!(page.contains("no such bundle on the USB stick"), "{page}");
-    let (status, _) = post_form(
-        admin,
-        "/update/usb",
-        &cookie,
-        &format!("csrf={csrf}&name=ecko-1.1.bundle"),
-    );
-    assert_eq!(status, 303);
+    choose_usb_bundle(admin, &cookie, &csrf, "ecko-1.1.bundle");
     let (_, page) = get(admin, "/update", &cookie);
     assert!(page.contains("id=\"manifest-version\">1.1<"), "{page}");
     assert_eq!(fw.status(), before);
 
     // The admin confirms with the password: installed, the stick untouched.
-    let (status, _) = post_form(
-        admin,
-        "/update/install",
-        &cookie,
-        &format!("csrf={csrf}&password=a+long+admin+secret"),
-    );
-    assert_eq!(status, 303);
+    confirm_install(admin, &cookie, &csrf);
     assert!(
         eventually(Duration::from_secs(20), || fw.slot_state("a") == "pending"),
         "{}",
@@ -369,10 +357,9 @@ fn a_bundle_on_the_usb_stick_is_offered_on_the_dashboard_and_installed_only_afte
     assert_eq!(gw.terminate(), Some(0));
 }
 
-/// The USB stick's bundle confirmed on the Update page; `ann` is an admin.
-fn install_from_the_usb_stick(admin: u16, cookie: &str, name: &str) {
-    let (_, page) = get(admin, "/update", cookie);
-    let csrf = csrf_of(&page);
+/// The USB stick's bundle `name` chosen on the Update page: verified and
+/// shown, not installed.
+fn choose_usb_bundle(admin: u16, cookie: &str, csrf: &str, name: &str) {
     let (status, _) = post_form(
         admin,
         "/update/usb",
@@ -380,6 +367,10 @@ fn install_from_the_usb_stick(admin: u16, cookie: &str, name: &str) {
         &format!("csrf={csrf}&name={name}"),
     );
     assert_eq!(status, 303);
+}
+
+/// The chosen bundle's install confirmed with the password of `ann`.
+fn confirm_install(admin: u16, cookie: &str, csrf: &str) {
     let (status, _) = post_form(
         admin,
         "/update/install",
@@ -416,7 +407,9 @@ fn an_install_the_gateway_makes_writes_the_partition_slots_toml_names_and_nothin
     let gw = Gateway::start(&cfg, &d.join("gateway.log"), &[]);
     user_add(&cfg, "ann", "a long admin secret");
     let cookie = login(admin, "ann", "a long admin secret");
-    install_from_the_usb_stick(admin, &cookie, "ecko-1.1.bundle");
+    let csrf = csrf_of(&get(admin, "/update", &cookie).1);
+    choose_usb_bundle(admin, &cookie, &csrf, "ecko-1.1.bundle");
+    confirm_install(admin, &cookie, &csrf);
     assert!(
         eventually(Duration::from_secs(20), || fw.slot_state("a") == "pending"),
         "{}",
