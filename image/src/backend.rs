@@ -1,5 +1,6 @@
 //! The boot backend a command runs with (`--boot file|uboot|rauc`), as one
-//! type: all three keep their slot images as files.
+//! type: all three place their slot images as `slots.toml` says (files
+//! beside the boot state, or partitions), through `FileBoot`.
 
 use std::fs::File;
 use std::io;
@@ -37,13 +38,16 @@ impl BootControl for Backend {
     fn store(&self, s: &BootState) -> Result<(), SlotError> {
         each!(self, b => b.store(s))
     }
-    fn write_slot(&self, slot: Slot) -> io::Result<File> {
-        each!(self, b => b.write_slot(slot))
+    fn check_writable(&self, slot: Slot, len: u64) -> Result<(), SlotError> {
+        each!(self, b => b.check_writable(slot, len))
+    }
+    fn write_slot(&self, slot: Slot, len: u64) -> Result<File, SlotError> {
+        each!(self, b => b.write_slot(slot, len))
     }
     fn finish_slot(&self, w: File) -> io::Result<()> {
         each!(self, b => b.finish_slot(w))
     }
-    fn read_slot(&self, slot: Slot) -> io::Result<File> {
+    fn read_slot(&self, slot: Slot) -> Result<File, SlotError> {
         each!(self, b => b.read_slot(slot))
     }
 }

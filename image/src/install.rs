@@ -3,12 +3,16 @@
 //!
 //! 1. the whole bundle verified (signature, hardware, anti-rollback against
 //!    the good slots, no older version of the same security version unless
-//!    forced, payload hash) in a read-only pass;
+//!    forced, payload hash) in a read-only pass, and the inactive slot
+//!    checked writable (a partition: a block device, not mounted, large
+//!    enough for the payload);
 //! 2. the inactive slot marked bad in the state, so a half-written slot is
 //!    never booted;
 //! 3. the payload streamed into it through a fixed buffer while hashed
-//!    again (the bundle may have changed since step 1), then synced;
-//! 4. the written slot read back and hashed, then a key the bundle
+//!    again (the bundle may have changed since step 1), then synced and
+//!    dropped from the page cache;
+//! 4. the written slot read back (exactly the payload's length: a
+//!    partition goes on past it) and hashed, then a key the bundle
 //!    announces (`next_key`, signed with it by the current key) added to
 //!    the trusted keys directory, so that the next bundle may be signed by
 //!    it (key rotation; a key file written atomically: the key is vouched
@@ -20,7 +24,7 @@
 //! points after each write, where a test's hook can cut the install short.
 
 use std::fs::File;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::format::FormatError;
@@ -230,6 +234,7 @@ fn run<B: BootControl>(
     });
 
     let target = active.other();
+    b.check_writable(target, m.payload_len)?;
     *state.slot_mut(target) = SlotInfo {
         state: SlotState::Bad,
         version: None,
@@ -253,7 +258,7 @@ fn run<B: BootControl>(
     }
     progress.start(Phase::Write, m.payload_len);
     let mut w = HookWriter {
-        inner: Counted(b.write_slot(target).map_err(SlotError::Io)?, &mut *progress),
+        inner: Counted(b.write_slot(target, m.payload_len)?, &mut *progress),
         hook,
         written: false,
         failed: false,
@@ -332,7 +337,7 @@ fn check_slot<B: BootControl>(
     m: &Manifest,
     progress: &mut dyn Progress,
 ) -> Result<(), SlotError> {
-    let mut r = b.read_slot(slot)?;
+    let mut r = b.read_slot(slot)?.take(m.payload_len);
     let mut out = Counted(io::sink(), progress);
     crate::verify::stream_payload(&mut r, m, &mut out).map_err(|e| {
         SlotError::Io(io::Error::other(format!(

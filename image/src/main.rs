@@ -12,6 +12,7 @@ use ecko_image::backend::Backend;
 use ecko_image::download;
 use ecko_image::install::{self, Source};
 use ecko_image::keys::{self, KeyKind};
+use ecko_image::layout::{Layout, SlotImage};
 use ecko_image::manifest::{Manifest, PayloadKind};
 use ecko_image::rauc::Rauc;
 use ecko_image::slots::{self, BootControl, FileBoot};
@@ -43,7 +44,8 @@ enum BootKind {
 /// Where the slots are and what boots them.
 #[derive(Args)]
 struct BootArgs {
-    /// Slot images and the boot state file.
+    /// The boot state file, and the slot images unless its slots.toml
+    /// places them on partitions.
     #[arg(long)]
     slots: PathBuf,
     #[arg(long, value_enum, default_value = "file")]
@@ -381,16 +383,23 @@ fn run(cmd: Cmd) -> Result<(), (u8, anyhow::Error)> {
         }
         Cmd::Status { at, json } => {
             let s = at.backend().load().map_err(slot_err)?;
+            let layout = Layout::read(&at.slots).map_err(slot_err)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&s).map_err(|e| other(e.into()))?
-                );
+                let mut v = serde_json::to_value(&s).map_err(|e| other(e.into()))?;
+                v["images"] = serde_json::json!({
+                    "a": layout.image(slots::Slot::A),
+                    "b": layout.image(slots::Slot::B),
+                });
+                println!("{v:#}");
             } else {
                 for slot in [slots::Slot::A, slots::Slot::B] {
                     let i = s.slot(slot);
+                    let image = match layout.image(slot) {
+                        SlotImage::File(_) => String::new(),
+                        SlotImage::Device(d) => format!(", on {}", d.display()),
+                    };
                     println!(
-                        "slot {}: {:?} version {} security version {} tries left {}{}{}",
+                        "slot {}: {:?} version {} security version {} tries left {}{}{}{image}",
                         slot.as_str(),
                         i.state,
                         i.version.as_deref().unwrap_or("-"),

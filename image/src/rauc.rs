@@ -12,7 +12,8 @@
 //! left, so a pending slot shows the tries it was given; a pending slot
 //! that RAUC reports bad and that is not running is a failed update. As
 //! for U-Boot, versions and the last result stay in `DIR/boot-state.json`
-//! and the images in `DIR/slot-a` and `DIR/slot-b`.
+//! and the images in `DIR/slot-a` and `DIR/slot-b` or the partitions
+//! `DIR/slots.toml` names (`layout`).
 
 use std::fs::File;
 use std::io;
@@ -143,13 +144,16 @@ impl BootControl for Rauc {
     fn store(&self, s: &BootState) -> Result<(), SlotError> {
         self.files.store(s)
     }
-    fn write_slot(&self, slot: Slot) -> io::Result<File> {
-        self.files.write_slot(slot)
+    fn check_writable(&self, slot: Slot, len: u64) -> Result<(), SlotError> {
+        self.files.check_writable(slot, len)
+    }
+    fn write_slot(&self, slot: Slot, len: u64) -> Result<File, SlotError> {
+        self.files.write_slot(slot, len)
     }
     fn finish_slot(&self, w: File) -> io::Result<()> {
         self.files.finish_slot(w)
     }
-    fn read_slot(&self, slot: Slot) -> io::Result<File> {
+    fn read_slot(&self, slot: Slot) -> Result<File, SlotError> {
         self.files.read_slot(slot)
     }
 }

@@ -1,18 +1,23 @@
 //! A/B slots and the boot state (`docs/image-format.md`, "Boot state").
 //!
-//! Boot control sits behind [`BootControl`]; [`FileBoot`] keeps both slot
-//! images and `boot-state.json` in one directory (tests, and boards without
-//! a bootloader API). The U-Boot (`uboot`) and RAUC (`rauc`) backends keep
-//! the same files for what their bootloader does not record (versions, the
-//! last result) and are told each [`Change`] for the part it does. The state file is only ever replaced whole: temp
-//! file, fsync, rename, directory fsync, so a power loss leaves either the
-//! old or the new state, never a torn one.
+//! Boot control sits behind [`BootControl`]; [`FileBoot`] keeps
+//! `boot-state.json` in one directory (tests, and boards without a
+//! bootloader API), with each slot's image a file beside it or the
+//! partition `slots.toml` names (`layout`, `device`). The U-Boot (`uboot`)
+//! and RAUC (`rauc`) backends keep the same files for what their bootloader
+//! does not record (versions, the last result) and are told each
+//! [`Change`] for the part it does. The state file is only ever replaced
+//! whole: temp file, fsync, rename, directory fsync, so a power loss leaves
+//! either the old or the new state, never a torn one.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::device;
+use crate::layout::{Layout, SlotImage};
 
 pub const STATE_FILE: &str = "boot-state.json";
 pub const STATE_FORMAT: u32 = 1;
@@ -153,17 +158,38 @@ pub enum SlotError {
     /// failed, or printed what it should not.
     #[error("boot control: {0}")]
     Command(String),
+    /// `slots.toml` does not parse or names slots that cannot be.
+    #[error("slot layout: {0}")]
+    Layout(String),
+    #[error("payload of {payload} bytes does not fit slot device {} of {size} bytes", device.display())]
+    TooLarge {
+        device: PathBuf,
+        payload: u64,
+        size: u64,
+    },
+    #[error("slot device {} {what}: a slot on a device must be a block device", path.display())]
+    NotABlockDevice { path: PathBuf, what: String },
+    #[error("slot device {} is in use: {why}", device.display())]
+    DeviceInUse { device: PathBuf, why: String },
 }
 
 impl SlotError {
-    /// `Io`/`Parse`/`NewerFormat` are slot I/O failures (23); a refused
-    /// state change is 24; a failed boot control command 25 (README,
-    /// "Firmware updates").
+    /// `Io`/`Parse`/`NewerFormat`/`Layout` are slot I/O failures (23); a
+    /// refused state change is 24; a failed boot control command 25; a slot
+    /// device refused before anything was written: 29 the payload does not
+    /// fit, 30 not a block device, 31 mounted or held (README, "Firmware
+    /// updates").
     pub fn exit_code(&self) -> i32 {
         match self {
-            SlotError::Io(_) | SlotError::Parse(_) | SlotError::NewerFormat(_) => 23,
+            SlotError::Io(_)
+            | SlotError::Parse(_)
+            | SlotError::NewerFormat(_)
+            | SlotError::Layout(_) => 23,
             SlotError::NothingBootable | SlotError::Refused(_) => 24,
             SlotError::Command(_) => 25,
+            SlotError::TooLarge { .. } => 29,
+            SlotError::NotABlockDevice { .. } => 30,
+            SlotError::DeviceInUse { .. } => 31,
         }
     }
 }
@@ -198,14 +224,21 @@ pub trait BootControl {
     fn load(&self) -> Result<BootState, SlotError>;
     /// Replaces the state atomically.
     fn store(&self, s: &BootState) -> Result<(), SlotError>;
-    /// Truncates `slot` and returns a writer over it.
-    fn write_slot(&self, slot: Slot) -> io::Result<Self::Writer>;
-    /// Makes what was written durable.
+    /// Refuses, without writing anything, a slot `len` bytes could not be
+    /// written to (a device that is missing, mounted or too small).
+    fn check_writable(&self, slot: Slot, len: u64) -> Result<(), SlotError>;
+    /// Returns a writer from the start of `slot`, for `len` bytes (a file
+    /// is truncated first, a device is not).
+    fn write_slot(&self, slot: Slot, len: u64) -> Result<Self::Writer, SlotError>;
+    /// Makes what was written durable, and the read-back read the medium.
     fn finish_slot(&self, w: Self::Writer) -> io::Result<()>;
-    fn read_slot(&self, slot: Slot) -> io::Result<Self::Reader>;
+    /// A reader from the start of `slot`; what follows the payload's length
+    /// is not part of the image.
+    fn read_slot(&self, slot: Slot) -> Result<Self::Reader, SlotError>;
 }
 
-/// `DIR/slot-a`, `DIR/slot-b` and `DIR/boot-state.json`.
+/// `DIR/boot-state.json`, and the slot images `DIR/slots.toml` places
+/// (`DIR/slot-a`, `DIR/slot-b` without it).
 pub struct FileBoot {
     dir: PathBuf,
 }
@@ -214,8 +247,10 @@ impl FileBoot {
     pub fn new(dir: &Path) -> FileBoot {
         FileBoot { dir: dir.into() }
     }
-    pub fn slot_path(&self, s: Slot) -> PathBuf {
-        self.dir.join(format!("slot-{}", s.as_str()))
+    /// Where `s`'s image lives, read from the layout each time: it is the
+    /// administrator's file, changed behind a running gateway's back.
+    pub fn image(&self, s: Slot) -> Result<SlotImage, SlotError> {
+        Ok(Layout::read(&self.dir)?.image(s).clone())
     }
 }
 
@@ -249,21 +284,37 @@ impl BootControl for FileBoot {
         Ok(())
     }
 
-    fn write_slot(&self, slot: Slot) -> io::Result<File> {
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(self.slot_path(slot))
+    fn check_writable(&self, slot: Slot, len: u64) -> Result<(), SlotError> {
+        match self.image(slot)? {
+            SlotImage::File(_) => Ok(()),
+            SlotImage::Device(d) => device::open_for_write(&d, len).map(drop),
+        }
+    }
+
+    fn write_slot(&self, slot: Slot, len: u64) -> Result<File, SlotError> {
+        match self.image(slot)? {
+            SlotImage::File(p) => Ok(OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(p)?),
+            SlotImage::Device(d) => device::open_for_write(&d, len),
+        }
     }
 
     fn finish_slot(&self, w: File) -> io::Result<()> {
         w.sync_all()?;
+        // Advice only: where it is not taken, the read-back still checks
+        // what the kernel holds, if not the medium itself.
+        let _ = device::drop_cached(&w);
         File::open(&self.dir)?.sync_all()
     }
 
-    fn read_slot(&self, slot: Slot) -> io::Result<File> {
-        File::open(self.slot_path(slot))
+    fn read_slot(&self, slot: Slot) -> Result<File, SlotError> {
+        match self.image(slot)? {
+            SlotImage::File(p) => Ok(File::open(p)?),
+            SlotImage::Device(d) => device::open_for_read(&d),
+        }
     }
 }
 

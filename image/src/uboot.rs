@@ -7,7 +7,8 @@
 //! The environment knows only order and tries. Versions, which slot is
 //! pending rather than good, and the last result stay in the state file
 //! (`DIR/boot-state.json`, as for [`FileBoot`]), and the slot images in
-//! `DIR/slot-a` and `DIR/slot-b`. Reading the state overlays the file with
+//! `DIR/slot-a` and `DIR/slot-b` or the partitions `DIR/slots.toml` names
+//! (`layout`). Reading the state overlays the file with
 //! what U-Boot did since: the running slot (`rauc.slot=` on the kernel
 //! command line), the slot it tries first, the tries a pending slot has
 //! left, and a pending slot it gave up on (0 tries, not running) as a
@@ -181,13 +182,16 @@ impl BootControl for UbootEnv {
     fn store(&self, s: &BootState) -> Result<(), SlotError> {
         self.files.store(s)
     }
-    fn write_slot(&self, slot: Slot) -> io::Result<File> {
-        self.files.write_slot(slot)
+    fn check_writable(&self, slot: Slot, len: u64) -> Result<(), SlotError> {
+        self.files.check_writable(slot, len)
+    }
+    fn write_slot(&self, slot: Slot, len: u64) -> Result<File, SlotError> {
+        self.files.write_slot(slot, len)
     }
     fn finish_slot(&self, w: File) -> io::Result<()> {
         self.files.finish_slot(w)
     }
-    fn read_slot(&self, slot: Slot) -> io::Result<File> {
+    fn read_slot(&self, slot: Slot) -> Result<File, SlotError> {
         self.files.read_slot(slot)
     }
 }

@@ -4,6 +4,8 @@
 //! check passes; a gateway that never gets ready leaves the slot to fall
 //! back, and the next start reports the failed update on the dashboard and
 //! to the hub (mosquitto, paho-mqtt as the hub) with the journal intact.
+//! An install the gateway makes goes where `slots.toml` says, a partition
+//! (a loop device) included.
 
 use ecko_gateway::config::PayloadFormat;
 use ecko_gateway::hub::payload::decode;
@@ -17,6 +19,12 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+// The image crate's loop device guard, shared rather than copied; this
+// file uses part of it.
+#[allow(dead_code)]
+#[path = "../../image/tests/common/loop_device.rs"]
+mod loop_device;
 
 const PREFIX: &str = "ecko/north/lab-1/";
 
@@ -332,25 +340,13 @@ fn a_bundle_on_the_usb_stick_is_offered_on_the_dashboard_and_installed_only_afte
     assert_eq!(status, 303);
     let (_, page) = get(admin, &location(&head), &cookie);
     assert!(page.contains("no such bundle on the USB stick"), "{page}");
-    let (status, _) = post_form(
-        admin,
-        "/update/usb",
-        &cookie,
-        &format!("csrf={csrf}&name=ecko-1.1.bundle"),
-    );
-    assert_eq!(status, 303);
+    choose_usb_bundle(admin, &cookie, &csrf, "ecko-1.1.bundle");
     let (_, page) = get(admin, "/update", &cookie);
     assert!(page.contains("id=\"manifest-version\">1.1<"), "{page}");
     assert_eq!(fw.status(), before);
 
     // The admin confirms with the password: installed, the stick untouched.
-    let (status, _) = post_form(
-        admin,
-        "/update/install",
-        &cookie,
-        &format!("csrf={csrf}&password=a+long+admin+secret"),
-    );
-    assert_eq!(status, 303);
+    confirm_install(admin, &cookie, &csrf);
     assert!(
         eventually(Duration::from_secs(20), || fw.slot_state("a") == "pending"),
         "{}",
@@ -358,5 +354,81 @@ fn a_bundle_on_the_usb_stick_is_offered_on_the_dashboard_and_installed_only_afte
     );
     assert_eq!(fw.status()["a"]["version"], "1.1");
     assert!(stick.join("ecko-1.1.bundle").exists());
+    assert_eq!(gw.terminate(), Some(0));
+}
+
+/// The USB stick's bundle `name` chosen on the Update page: verified and
+/// shown, not installed.
+fn choose_usb_bundle(admin: u16, cookie: &str, csrf: &str, name: &str) {
+    let (status, _) = post_form(
+        admin,
+        "/update/usb",
+        cookie,
+        &format!("csrf={csrf}&name={name}"),
+    );
+    assert_eq!(status, 303);
+}
+
+/// The chosen bundle's install confirmed with the password of `ann`.
+fn confirm_install(admin: u16, cookie: &str, csrf: &str) {
+    let (status, _) = post_form(
+        admin,
+        "/update/install",
+        cookie,
+        &format!("csrf={csrf}&password=a+long+admin+secret"),
+    );
+    assert_eq!(status, 303);
+}
+
+#[test]
+fn an_install_the_gateway_makes_writes_the_partition_slots_toml_names_and_nothing_past_the_payload()
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let fw = Firmware::new(&d.join("fw"));
+    fw.shipped();
+    // Shipped into slot b (a file); slot a, the next target, is a partition.
+    let part = loop_device::LoopDevice::new(d, "a.img", 8 << 20);
+    std::fs::write(
+        fw.slots.join("slots.toml"),
+        format!("[a]\ndevice = \"{}\"\n", part.p()),
+    )
+    .unwrap();
+    let stick = d.join("media-usb");
+    std::fs::create_dir_all(&stick).unwrap();
+    std::fs::copy(fw.bundle("1.1", 1), stick.join("ecko-1.1.bundle")).unwrap();
+    let admin = free_port();
+    let cfg = config(
+        d,
+        free_port(),
+        admin,
+        &format!("{}usb_path = \"{}\"\n", fw.section("5m"), stick.display()),
+    );
+    let gw = Gateway::start(&cfg, &d.join("gateway.log"), &[]);
+    user_add(&cfg, "ann", "a long admin secret");
+    let cookie = login(admin, "ann", "a long admin secret");
+    let csrf = csrf_of(&get(admin, "/update", &cookie).1);
+    choose_usb_bundle(admin, &cookie, &csrf, "ecko-1.1.bundle");
+    confirm_install(admin, &cookie, &csrf);
+    assert!(
+        eventually(Duration::from_secs(20), || fw.slot_state("a") == "pending"),
+        "{}",
+        fw.status()
+    );
+    let st = fw.status();
+    assert_eq!(st["a"]["version"], "1.1", "{st}");
+    assert_eq!(st["images"]["a"]["path"], part.p(), "{st}");
+
+    let payload = std::fs::read(d.join("fw/rootfs-1.1.img")).unwrap();
+    let on_part = part.bytes();
+    assert!(
+        on_part[..payload.len()] == payload[..],
+        "the payload is the partition's first bytes"
+    );
+    assert!(
+        loop_device::LoopDevice::untouched_from(&on_part, payload.len()),
+        "what follows the payload is left as it was"
+    );
+    assert!(!fw.slots.join("slot-a").exists());
     assert_eq!(gw.terminate(), Some(0));
 }

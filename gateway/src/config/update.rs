@@ -37,7 +37,8 @@ impl BootKind {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConfig {
-    /// The slot images and `boot-state.json` (`ecko-image --slots`).
+    /// `boot-state.json`, and `slots.toml` or the slot image files
+    /// (`ecko-image --slots`).
     pub slots: PathBuf,
     #[serde(default = "default_boot")]
     pub boot: BootKind,

@@ -5,6 +5,8 @@
 // Each test crate compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod loop_device;
+
 use std::path::PathBuf;
 use std::process::Output;
 
@@ -42,6 +44,28 @@ impl Scratch {
         let o = self.run(args);
         assert!(o.status.success(), "{args:?}: {o:?}");
         o
+    }
+
+    /// `name`: a bundle of `payload` for hardware `box-v2`, security
+    /// version 1, signed with `key` (made by `keygen` first).
+    pub fn build(&self, name: &str, version: &str, payload: &[u8]) -> String {
+        std::fs::write(self.d.join(format!("{name}.payload")), payload).unwrap();
+        self.ok(&[
+            "build",
+            "--payload",
+            &self.p(&format!("{name}.payload")),
+            "--hardware",
+            "box-v2",
+            "--version",
+            version,
+            "--security-version",
+            "1",
+            "--key",
+            &self.p("key"),
+            "-o",
+            &self.p(name),
+        ]);
+        self.p(name)
     }
 
     /// Every file of the `slots` directory with its bytes, by name (a
