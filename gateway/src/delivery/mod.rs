@@ -226,6 +226,7 @@ impl<S: Sink> Worker<S> {
             None => sink.max_batch(),
         };
         let mut lanes: JoinSet<()> = JoinSet::new();
+        let mut lease_failing: Option<String> = None;
         tracing::info!(endpoint = %name, lanes = endpoint.lanes, mode = endpoint.protection.mode.as_str(), "delivery worker started");
         loop {
             self.heartbeat.beat();
@@ -251,6 +252,9 @@ impl<S: Sink> Worker<S> {
             if free > 0 && !paused {
                 match journal.lease(&name, free, max_batch).await {
                     Ok(found) => {
+                        if lease_failing.take().is_some() {
+                            tracing::info!(endpoint = %name, "leasing from the journal again");
+                        }
                         next_due = found.next_due;
                         for batch in found.lanes {
                             lanes.spawn(deliver_lane(
@@ -262,7 +266,14 @@ impl<S: Sink> Worker<S> {
                     }
                     Err(JournalError::Closed) => break,
                     Err(e) => {
-                        tracing::error!(endpoint = %name, error = %e, "cannot lease from the journal")
+                        // Said once per cause, not every second: a journal
+                        // of a newer gateway refuses every lease until the
+                        // right firmware runs again.
+                        let why = e.to_string();
+                        if lease_failing.as_deref() != Some(why.as_str()) {
+                            tracing::error!(endpoint = %name, error = %why, "cannot lease from the journal");
+                            lease_failing = Some(why);
+                        }
                     }
                 }
             }
