@@ -75,6 +75,9 @@ fn the_unit_asks_for_notify_the_watchdog_restarts_and_a_reboot_after_a_crash_loo
         "User=ecko",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
+        // Emptied here, so the generator's drop-in grants exactly its one.
+        "CapabilityBoundingSet=",
+        "AmbientCapabilities=",
         "SystemCallFilter=@system-service",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "SuccessExitStatus=75",
@@ -84,15 +87,15 @@ fn the_unit_asks_for_notify_the_watchdog_restarts_and_a_reboot_after_a_crash_loo
     }
 }
 
-#[test]
-fn systemd_analyze_security_rates_the_unit_ok_or_better() {
-    let Some(analyze) = systemd_analyze() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
+/// The overall line of `systemd-analyze security --offline=true` for the
+/// unit in `dir` (with any drop-in directory beside it), after checking
+/// that it rates "OK" or better; `None` when this systemd-analyze cannot
+/// rate offline.
+fn security_rated_ok(analyze: &Path, dir: &Path) -> Option<String> {
     let out = Command::new(analyze)
         .args(["security", "--offline=true", "--no-pager"])
-        .arg(unit_for_this_build(dir.path()))
+        .arg(dir.join("ecko-gateway.service"))
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()))
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -101,7 +104,7 @@ fn systemd_analyze_security_rates_the_unit_ok_or_better() {
             "skipped: this systemd-analyze cannot rate a unit offline: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        return;
+        return None;
     }
     let overall = said
         .lines()
@@ -117,6 +120,41 @@ fn systemd_analyze_security_rates_the_unit_ok_or_better() {
     assert!(
         overall.contains(" OK") || overall.contains(" SAFE"),
         "exposure {level}: {overall}"
+    );
+    Some(said)
+}
+
+#[test]
+fn systemd_analyze_security_rates_the_unit_ok_or_better() {
+    let Some(analyze) = systemd_analyze() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    unit_for_this_build(dir.path());
+    security_rated_ok(&analyze, dir.path());
+}
+
+#[test]
+fn systemd_analyze_security_rates_the_unit_with_the_low_port_drop_in_ok_or_better() {
+    let Some(analyze) = systemd_analyze() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = mllp_on_port_104(dir.path());
+    let drop_in = granted(generate(
+        &config,
+        &dir.path().join("no-environment"),
+        dir.path(),
+    ));
+    let (ok, said) = verify_with_drop_in(dir.path(), &drop_in);
+    assert!(ok, "{said}");
+    let Some(rated) = security_rated_ok(&analyze, dir.path()) else {
+        return;
+    };
+    // The drop-in was taken into account: the one capability is rated.
+    assert!(
+        rated.contains("✗ CapabilityBoundingSet=~CAP_NET_(BIND_SERVICE"),
+        "{rated}"
     );
 }
 
