@@ -1,7 +1,8 @@
 //! Listening below port 1024, as the service does it: the real binary under
 //! `setpriv`, once without `CAP_NET_BIND_SERVICE` (root with it dropped
-//! from the bounding set: the log, `/readyz` and a SIGHUP reload say the
-//! capability is missing and how to get it) and once as an unprivileged
+//! from the bounding set: the log, `/readyz`, a SIGHUP reload and a change
+//! from the page's API say the capability is missing and how to get it)
+//! and once as an unprivileged
 //! user holding it as an ambient capability, which is what the unit's
 //! generated drop-in gives the `ecko` user (python-hl7's `mllp_send` is
 //! acknowledged on the low port). `ip_unprivileged_port_start` must be at
@@ -232,6 +233,41 @@ fn a_reload_moving_the_mllp_listener_below_1024_without_the_capability_is_refuse
     assert!(line.contains(FIX), "{line}");
     // The listener was never stopped: the sender's connection still works.
     assert_eq!(exchange(&mut sender, &oru), "AA", "{text}");
+    gw.kill();
+}
+
+#[test]
+fn a_change_from_the_page_moving_the_mllp_listener_below_1024_is_refused_with_the_fix() {
+    use ecko_tests::admin_http::{csrf_of, get, login, send_json, user_add};
+    if !low_ports_are_privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mllp, admin) = (free_port(), free_port());
+    let config = write_config(dir.path(), mllp, free_port(), admin);
+    let log = dir.path().join("log");
+    user_add(&config, "ann", "a long admin secret");
+    let gw = Gateway::start_under(WITHOUT_CAPABILITY, &config, &log);
+    let before = std::fs::read_to_string(&config).unwrap();
+    let cookie = login(admin, "ann", "a long admin secret");
+    let (_, page) = get(admin, "/endpoints", &cookie);
+    let low = free_low_port();
+    let (status, body) = send_json(
+        admin,
+        "PUT",
+        "/api/v1/endpoints/his",
+        &cookie,
+        &csrf_of(&page),
+        &format!(r#"{{"settings":{{"listen":"127.0.0.1:{low}"}}}}"#),
+    );
+    assert!(status >= 400, "{status} {body}");
+    assert!(body.contains("CAP_NET_BIND_SERVICE"), "{body}");
+    assert!(body.contains(FIX), "{body}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+    assert_eq!(
+        ecko_tests::mllp_ack_code(mllp, &hl7_sample("oru_r01_v251.hl7")),
+        "AA"
+    );
     gw.kill();
 }
 
