@@ -174,6 +174,10 @@ struct Generated {
 /// Runs the generator as systemd does (three directories) on `config`,
 /// with `environment` as the service's environment file.
 fn generate(config: &Path, environment: &Path, out: &Path) -> Generated {
+    generate_with(&ecko_tests::gateway_binary(), config, environment, out)
+}
+
+fn generate_with(gateway: &Path, config: &Path, environment: &Path, out: &Path) -> Generated {
     let normal = out.join("normal");
     std::fs::create_dir_all(&normal).unwrap();
     let run = Command::new("sh")
@@ -183,7 +187,7 @@ fn generate(config: &Path, environment: &Path, out: &Path) -> Generated {
         .arg(out.join("late"))
         .env("ECKO_GENERATOR_CONFIG", config)
         .env("ECKO_GENERATOR_ENVIRONMENT", environment)
-        .env("ECKO_GENERATOR_GATEWAY", ecko_tests::gateway_binary())
+        .env("ECKO_GENERATOR_GATEWAY", gateway)
         .env_remove("ECKO_ADMIN_PORT")
         .env_remove("ECKO_MLLP_PORT")
         .env_remove("ECKO_ASTM_PORT")
@@ -307,6 +311,25 @@ fn the_generator_exits_0_and_writes_nothing_for_a_broken_or_missing_configuratio
             out.stderr
         );
     }
+}
+
+#[test]
+fn the_generator_exits_0_and_writes_nothing_when_the_binary_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = mllp_on_port_104(dir.path());
+    let out = generate_with(
+        &dir.path().join("no-such-binary"),
+        &config,
+        &dir.path().join("no-environment"),
+        dir.path(),
+    );
+    assert!(out.success, "{}", out.stderr);
+    assert_eq!(out.drop_in, None);
+    assert!(
+        out.stderr.contains("no capability granted"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// `systemd-analyze verify` of the unit with its drop-in directory beside
