@@ -59,6 +59,7 @@ pub mod factory_reset;
 pub mod health;
 pub mod hub;
 pub mod journal;
+pub mod listeners;
 pub mod net;
 pub mod preflight;
 pub mod probe;

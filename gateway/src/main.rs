@@ -22,6 +22,9 @@ enum Command {
     Run(cli::run::Args),
     /// Check a configuration file; print every problem with its location.
     CheckConfig(cli::check_config::Args),
+    /// The listeners on a port below 1024 (which need CAP_NET_BIND_SERVICE),
+    /// or the systemd drop-in that grants it: what the unit's generator runs.
+    LowPorts(cli::low_ports::Args),
     /// Show queue depth and totals per destination from the journal.
     Status(cli::status::Args),
     /// Print one ASTM endpoint's line traffic, with timestamps in the site's
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         match &args.command {
             Command::Run(a) => cli::run::run(a).await,
             Command::CheckConfig(a) => cli::check_config::check_config(a),
+            Command::LowPorts(a) => cli::low_ports::low_ports(a),
             Command::Status(a) => cli::status::status(a),
             Command::Trace(a) => cli::trace::trace(a).await,
             Command::Send(a) => cli::send::send(a).await,

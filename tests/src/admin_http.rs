@@ -3,6 +3,30 @@
 //! token.
 
 use crate::http_exchange;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Adds an administrator with `ecko-gateway user add`, the password on
+/// its standard input.
+pub fn user_add(config: &Path, name: &str, password: &str) {
+    let mut child = Command::new(crate::gateway_binary())
+        .args(["user", "add", "--config"])
+        .arg(config)
+        .args(["--role", "admin", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 /// Logs in; the session cookie (`name=value`).
 pub fn login(port: u16, name: &str, password: &str) -> String {
@@ -56,4 +80,24 @@ pub fn csrf_of(page: &str) -> String {
         .expect("csrf meta")
         + 27;
     page[at..].split('"').next().unwrap().to_string()
+}
+
+/// A JSON body sent with `method` with the session and its CSRF token;
+/// (status, body).
+pub fn send_json(
+    port: u16,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    csrf: &str,
+    json: &str,
+) -> (u16, String) {
+    let (status, _, body) = http_exchange(
+        port,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: gw\r\nCookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+            json.len()
+        ),
+    );
+    (status, body)
 }

@@ -71,12 +71,37 @@ impl Gateway {
     /// Starts `ecko-gateway run --config <config>` without waiting for it to
     /// be ready: for killing it while it opens the journal and its ports.
     pub fn spawn(config: &Path, log: &Path, env: &[(&str, &str)]) -> Gateway {
+        Self::spawn_command(gateway_command(), config, log, env)
+    }
+
+    /// Like [`Gateway::start`], with the binary run by `wrapper`.
+    pub fn start_under(wrapper: &[&str], config: &Path, log: &Path) -> Gateway {
+        let started = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+        let mut gw = Self::spawn_under(wrapper, config, log, &[]);
+        gw.wait_for_log("gateway running", started, Duration::from_secs(10));
+        gw
+    }
+
+    /// Like [`Gateway::spawn`], with the binary run by `wrapper` (its
+    /// program and arguments, e.g. `setpriv` dropping capabilities).
+    pub fn spawn_under(
+        wrapper: &[&str],
+        config: &Path,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Gateway {
+        let (program, args) = wrapper.split_first().expect("a wrapper program");
+        let mut cmd = Command::new(program);
+        cmd.args(args).arg(gateway_binary());
+        Self::spawn_command(cmd, config, log, env)
+    }
+
+    fn spawn_command(mut cmd: Command, config: &Path, log: &Path, env: &[(&str, &str)]) -> Gateway {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("log file");
-        let mut cmd = gateway_command();
         cmd.arg("run")
             .arg("--config")
             .arg(config)
@@ -265,10 +290,16 @@ pub fn msa_code(ack: &str) -> String {
 /// Sends one message over MLLP to 127.0.0.1:`port` and returns its
 /// acknowledgement as text, without the MLLP framing.
 pub fn mllp_ack(port: u16, message: &[u8]) -> String {
-    use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
+    mllp_exchange(&mut s, message)
+}
+
+/// Sends one message on an open MLLP connection and returns its
+/// acknowledgement as text, without the MLLP framing.
+pub fn mllp_exchange(s: &mut std::net::TcpStream, message: &[u8]) -> String {
+    use std::io::Write;
     let mut framed = vec![0x0b];
     framed.extend_from_slice(message);
     framed.extend_from_slice(b"\x1c\r");

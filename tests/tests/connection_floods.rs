@@ -8,12 +8,13 @@
 
 mod astm_common;
 
+use ecko_tests::admin_http::user_add;
 use ecko_tests::*;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -382,25 +383,6 @@ fn the_admin_page_answers_while_slowloris_header_trickles_are_open() {
     assert!(
         lifetimes.iter().any(|d| *d >= Duration::from_secs(9)) && longest < Duration::from_secs(13),
         "header trickles are cut at the 10 s header timeout: {lifetimes:?}"
-    );
-}
-
-fn user_add(config: &Path, name: &str, password: &str) {
-    let mut child = Command::new(gateway_binary())
-        .args(["user", "add", "--config"])
-        .arg(config)
-        .args(["--role", "admin", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -10,14 +10,12 @@
 use ecko_gateway::config::PayloadFormat;
 use ecko_gateway::hub::payload::decode;
 use ecko_gateway::journal::JournalReader;
-use ecko_tests::admin_http::{csrf_of, get, login};
+use ecko_tests::admin_http::{csrf_of, get, login, user_add};
 use ecko_tests::firmware::Firmware;
 use ecko_tests::mqtt::{Broker, HubListener};
 use ecko_tests::{eventually, free_port, hl7_sample, mllp_ack, Gateway};
 use serde_json::Value;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 // The image crate's loop device guard, shared rather than copied; this
@@ -88,25 +86,6 @@ fn payloads(l: &HubListener, topic: &str) -> Vec<Value> {
         .into_iter()
         .map(|r| decode(PayloadFormat::Json, &r.payload).unwrap())
         .collect()
-}
-
-fn user_add(config: &Path, name: &str, password: &str) {
-    let mut child = Command::new(ecko_tests::gateway_binary())
-        .args(["user", "add", "--config"])
-        .arg(config)
-        .args(["--role", "admin", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

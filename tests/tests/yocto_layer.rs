@@ -163,3 +163,22 @@ fn every_file_the_recipe_installs_from_the_source_tree_exists() {
         "CARGO_SRC_DIR builds the gateway binary"
     );
 }
+
+#[test]
+fn the_recipe_installs_and_packages_the_units_generator() {
+    let recipe = recipe();
+    let installed = "${D}${systemd_unitdir}/system-generators/";
+    assert!(
+        recipe.lines().any(|l| l.trim()
+            == format!(
+                "install -m 0755 ${{S}}/packaging/systemd/ecko-gateway-generator {installed}"
+            )),
+        "the generator is not installed executable in {installed}"
+    );
+    assert!(
+        recipe.contains(
+            "FILES:${PN} += \"${systemd_unitdir}/system-generators/ecko-gateway-generator\""
+        ),
+        "the generator is in no package"
+    );
+}

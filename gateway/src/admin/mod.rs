@@ -390,7 +390,8 @@ fn serve(
     } else {
         None
     };
-    let std_listener = std::net::TcpListener::bind(addr).map_err(|e| listen_err(e.to_string()))?;
+    let std_listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| listen_err(crate::net::low_port::explain(&listen, e).to_string()))?;
     std_listener
         .set_nonblocking(true)
         .map_err(|e| listen_err(e.to_string()))?;

@@ -6,8 +6,11 @@
 //! a configuration compares each endpoint's settings with the running ones
 //! and touches only what differs:
 //!
-//! 1. Sinks of new or changed destinations are built first (certificates
-//!    read, HTTP clients made): a mistake there changes nothing at all.
+//! 1. A new or changed listener on a port below 1024 that this process may
+//!    not bind (no `CAP_NET_BIND_SERVICE`, `net::low_port`) is refused,
+//!    naming the fix; sinks of new or changed destinations are built
+//!    (certificates read, HTTP clients made): a mistake there changes
+//!    nothing at all.
 //! 2. Units whose endpoint is gone, disabled or changed are stopped the way
 //!    shutdown stops them: a source stops accepting and finishes the commits
 //!    it started (its senders get their ACKs); a worker stops leasing and
@@ -25,8 +28,9 @@
 
 use super::{purge_on_schedule, RunError, StartOptions};
 use crate::config::{Config, Endpoint, EndpointKind};
-use crate::endpoints::{PreparedWorker, Role, SourceStart, WorkerStart};
+use crate::endpoints::{runs, PreparedWorker, Role, SourceStart, WorkerStart};
 use crate::journal::Journal;
+use crate::net::low_port::{port_of, BindPrivilege};
 use crate::router::Router;
 use crate::service::progress::DEADLINE;
 use crate::sources::{astm, SiteTimeZone, SourceContext};
@@ -54,11 +58,11 @@ fn is_worker(endpoint: &Endpoint) -> bool {
     crate::endpoints::of(&endpoint.kind).role(&endpoint.kind) == Role::Destination
 }
 
-/// Whether the endpoint has a running unit: every enabled one, and a
-/// disabled MLLP listener, which stays bound to answer `AR` rather than
-/// leave its senders with a refused connection.
-fn runs(endpoint: &Endpoint) -> bool {
-    endpoint.enabled || crate::endpoints::of(&endpoint.kind).runs_while_disabled(endpoint)
+/// The address of a listener on a port this process may not bind, and why.
+fn unbindable<'a>(endpoint: &'a Endpoint, privilege: &BindPrivilege) -> Option<(&'a str, String)> {
+    let address = crate::endpoints::of(&endpoint.kind).listen_address(&endpoint.kind)?;
+    let why = privilege.missing_for(port_of(address)?)?;
+    Some((address, why))
 }
 
 /// The same settings, wherever in the file they are written.
@@ -418,7 +422,20 @@ impl Supervisor {
             .copied()
             .collect();
 
-        // 1. Build every new sink before anything stops.
+        // 1. Refuse a listener this process may not bind, before anything
+        // stops; build every new sink.
+        let privilege = BindPrivilege::of_this_process();
+        for e in &to_start {
+            if let Some((address, why)) = unbindable(e, &privilege) {
+                return Err(RunError::Endpoint {
+                    name: e.name.clone(),
+                    reason: format!(
+                        "cannot listen on {address}: {why}; the running endpoints were left as they were"
+                    ),
+                }
+                .into());
+            }
+        }
         let mut prepared = BTreeMap::new();
         for e in to_start.iter().filter(|e| is_worker(e)) {
             prepared.insert(e.name.clone(), self.prepare_worker(e)?);
@@ -501,7 +518,12 @@ impl Supervisor {
             report.needs_restart.push("[journal] path".into());
         }
         if config.admin != old.admin {
-            report.needs_restart.push("[admin]".into());
+            let address = config.admin.listen_address();
+            let why = port_of(&address).and_then(|p| privilege.missing_for(p));
+            report.needs_restart.push(match why {
+                Some(why) => format!("[admin] ({why})"),
+                None => "[admin]".into(),
+            });
         }
         if config.hub != old.hub {
             report.needs_restart.push("[hub]".into());

@@ -20,6 +20,7 @@ pub mod check_config;
 pub mod codes;
 pub mod factory_reset;
 pub mod logging;
+pub mod low_ports;
 pub mod order;
 pub mod resume;
 pub mod retry;

@@ -15,6 +15,7 @@ mod astm;
 mod dicom;
 pub mod edit;
 mod env;
+pub mod environment_file;
 pub mod history;
 mod hub;
 mod hub_commands;

@@ -165,6 +165,13 @@ impl EndpointType for Tcp {
         Role::Source
     }
 
+    fn listen_address<'a>(&self, kind: &'a EndpointKind) -> Option<&'a str> {
+        match kind {
+            EndpointKind::AstmTcp(c) if c.role == TcpRole::Server => Some(&c.address),
+            _ => None,
+        }
+    }
+
     fn probe<'a>(
         &'a self,
         endpoint: &'a Endpoint,

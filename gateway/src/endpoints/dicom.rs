@@ -116,6 +116,10 @@ impl EndpointType for Dicom {
         }
     }
 
+    fn listen_address<'a>(&self, kind: &'a EndpointKind) -> Option<&'a str> {
+        settings(kind).listen.as_deref()
+    }
+
     fn probe<'a>(
         &'a self,
         endpoint: &'a Endpoint,

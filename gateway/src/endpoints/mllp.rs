@@ -105,6 +105,10 @@ impl EndpointType for Mllp {
         }
     }
 
+    fn listen_address<'a>(&self, kind: &'a EndpointKind) -> Option<&'a str> {
+        settings(kind).listen.as_deref()
+    }
+
     fn runs_while_disabled(&self, endpoint: &Endpoint) -> bool {
         crate::sources::mllp::answers_while_disabled(endpoint)
     }

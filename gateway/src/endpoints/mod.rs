@@ -73,6 +73,13 @@ pub fn of(kind: &EndpointKind) -> &'static dyn EndpointType {
     }
 }
 
+/// Whether the endpoint has a running unit: every enabled one, and a
+/// disabled MLLP listener, which stays bound to answer `AR` rather than
+/// leave its senders with a refused connection.
+pub fn runs(endpoint: &Endpoint) -> bool {
+    endpoint.enabled || of(&endpoint.kind).runs_while_disabled(endpoint)
+}
+
 /// The names of every type, for messages that list them.
 pub fn type_names() -> Vec<&'static str> {
     TYPES.iter().map(|t| t.name()).collect()
@@ -146,6 +153,12 @@ pub trait EndpointType: Send + Sync {
     }
 
     fn role(&self, kind: &EndpointKind) -> Role;
+
+    /// The `host:port` a listener binds; `None` for anything that does not
+    /// listen. The unit's generator finds the ports below 1024 through it.
+    fn listen_address<'a>(&self, _kind: &'a EndpointKind) -> Option<&'a str> {
+        None
+    }
 
     /// Whether a disabled endpoint still runs, to refuse its senders
     /// clearly instead of leaving them with a refused connection.

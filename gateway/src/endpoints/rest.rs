@@ -216,6 +216,10 @@ impl EndpointType for Rest {
         }
     }
 
+    fn listen_address<'a>(&self, kind: &'a EndpointKind) -> Option<&'a str> {
+        settings(kind).listen.as_deref()
+    }
+
     fn preflight(&self, endpoint: &Endpoint) -> Option<String> {
         let c = settings(&endpoint.kind);
         if c.is_listener() {

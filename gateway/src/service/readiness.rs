@@ -133,6 +133,9 @@ pub struct Readiness {
     pub destinations: BTreeMap<String, Component>,
 }
 
+/// How every listener's health reason begins when its bind failed.
+pub const LISTEN_FAILED: &str = "cannot listen on ";
+
 fn source(link: Option<&LinkState>) -> Component {
     let Some(link) = link else {
         return Component::new(Check::Failing, Some("not started"));
@@ -141,6 +144,14 @@ fn source(link: Option<&LinkState>) -> Component {
         Condition::Up => Component::new(Check::Ok, None),
         _ => Component::new(Check::Failing, Some("not bound, open or connected")),
     };
+    // A listener that cannot bind says why (a port in use, a low port
+    // without the capability and its fix, `net::low_port`). Other reasons
+    // stay off this unauthenticated page: they may name files or peers.
+    if let (Condition::Down, Some(why)) = (&link.condition, &link.detail) {
+        if why.starts_with(LISTEN_FAILED) {
+            c.detail = Some(why.clone().into());
+        }
+    }
     c.since = Some(link.since);
     c
 }
@@ -442,5 +453,21 @@ mod tests {
         let body = serde_json::to_string(&r).unwrap();
         assert!(!body.contains("10.0.0.9"), "{body}");
         assert!(body.contains("\"hub\":{\"status\":\"failing\""), "{body}");
+    }
+
+    #[test]
+    fn a_listener_that_cannot_bind_says_why_and_other_source_errors_stay_hidden() {
+        let mut unbound = link(Condition::Down);
+        let why = format!("{LISTEN_FAILED}0.0.0.0:104: permission denied: port 104 ...");
+        if let Some(l) = unbound.as_mut() {
+            l.detail = Some(why.clone());
+        }
+        let r = assess(&facts(vec![
+            endpoint("pacs", EndpointRole::Source, unbound),
+            endpoint("lab", EndpointRole::Source, link(Condition::Down)),
+        ]));
+        assert_eq!(r.sources["pacs"].detail.as_deref(), Some(why.as_str()));
+        let body = serde_json::to_string(&r).unwrap();
+        assert!(!body.contains("10.0.0.9"), "{body}");
     }
 }

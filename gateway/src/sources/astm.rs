@@ -251,13 +251,13 @@ async fn serve(setup: Arc<Setup>, config: &AstmTcpConfig, cx: SourceContext) {
     let name = setup.name.clone();
     let mut backoff = Backoff::new(setup.profile.reconnect_max);
     let listener = loop {
-        match tokio::net::TcpListener::bind(address).await {
+        match crate::net::low_port::bind(address).await {
             Ok(l) => break l,
             Err(e) => {
                 cx.health.down(
                     &name,
                     cx.journal.now_ms(),
-                    format!("cannot listen on {address}: {e}"),
+                    format!("{}{address}: {e}", crate::service::readiness::LISTEN_FAILED),
                 );
                 tracing::error!(endpoint = %name, address, error = %e, "cannot listen for ASTM connections; trying again");
                 if !backoff.wait(&cx).await {

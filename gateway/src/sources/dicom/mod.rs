@@ -135,13 +135,16 @@ impl Listener {
             path: root.display().to_string(),
             source,
         })?;
-        let tcp = match TcpListener::bind(&addr).await {
+        let tcp = match crate::net::low_port::bind(&addr).await {
             Ok(t) => t,
             Err(source) => {
                 cx.health.down(
                     &endpoint.name,
                     cx.journal.now_ms(),
-                    format!("cannot listen on {addr}: {source}"),
+                    format!(
+                        "{}{addr}: {source}",
+                        crate::service::readiness::LISTEN_FAILED
+                    ),
                 );
                 return Err(ListenError::Bind {
                     endpoint: endpoint.name.clone(),

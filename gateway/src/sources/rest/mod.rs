@@ -114,13 +114,13 @@ impl Listener {
             endpoint: name.clone(),
             source,
         })?;
-        let tcp = match tokio::net::TcpListener::bind(parsed).await {
+        let tcp = match crate::net::low_port::bind(&parsed.to_string()).await {
             Ok(t) => t,
             Err(e) => {
                 cx.health.down(
                     &endpoint.name,
                     cx.journal.now_ms(),
-                    format!("cannot listen on {addr}: {e}"),
+                    format!("{}{addr}: {e}", crate::service::readiness::LISTEN_FAILED),
                 );
                 return Err(bind_err(e.to_string()));
             }

@@ -53,6 +53,9 @@ do_install:append() {
 
     install -d ${D}${systemd_system_unitdir}
     install -m 0644 ${S}/packaging/systemd/ecko-gateway.service ${D}${systemd_system_unitdir}/
+    # Grants CAP_NET_BIND_SERVICE only when a port below 1024 is configured.
+    install -d ${D}${systemd_unitdir}/system-generators
+    install -m 0755 ${S}/packaging/systemd/ecko-gateway-generator ${D}${systemd_unitdir}/system-generators/
 
     install -d ${D}${docdir}/${BPN}
     install -m 0644 ${S}/LICENSE ${S}/THIRD-PARTY-NOTICES ${D}${docdir}/${BPN}/
@@ -63,3 +66,4 @@ CONFFILES:${PN} = "${sysconfdir}/ecko/gateway.toml"
 
 # The notices travel with the binary, not in the -doc package.
 FILES:${PN} += "${docdir}/${BPN}/LICENSE ${docdir}/${BPN}/THIRD-PARTY-NOTICES"
+FILES:${PN} += "${systemd_unitdir}/system-generators/ecko-gateway-generator"
