@@ -277,6 +277,17 @@ fn mllp_send(file: &Path, port: u16) -> std::process::Output {
         .expect("run mllp_send")
 }
 
+/// What every test here starts with: Chromium present, a scratch
+/// directory, and where its screenshots go (`target/tmp/admin_browser/`).
+fn browser_test() -> (tempfile::TempDir, PathBuf) {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        panic!("chromium and chromedriver are missing: run scripts/install-peers");
+    }
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin_browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    (tempfile::tempdir().unwrap(), shots)
+}
+
 /// Logs in as the user [`add_admin`] made.
 fn log_in(b: &Driver, base: &str) {
     b.go(&format!("{base}/login"));
@@ -304,12 +315,7 @@ fn add_admin(config: &Path) {
 #[test]
 fn an_operator_sets_up_logs_in_watches_a_message_arrive_and_retries_a_group_of_failed_deliveries_in_one_action(
 ) {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        panic!("chromium and chromedriver are missing: run scripts/install-peers");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin_browser");
-    std::fs::create_dir_all(&shots).unwrap();
+    let (dir, shots) = browser_test();
     let d = dir.path();
     let outbox = d.join("outbox");
     // A regular file where the outbox directory should be: deliveries fail.
@@ -596,12 +602,7 @@ listen = "127.0.0.1:{port}"
 fn an_admin_uploads_a_bundle_sees_its_verified_manifest_and_installs_it_after_giving_the_password_again(
 ) {
     use ecko_tests::firmware::Firmware;
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        panic!("chromium and chromedriver are missing: run scripts/install-peers");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin_browser");
-    std::fs::create_dir_all(&shots).unwrap();
+    let (dir, shots) = browser_test();
     let d = dir.path();
     let fw = Firmware::new(&d.join("fw"));
     fw.shipped();
@@ -756,13 +757,8 @@ fn webhooks(out: &Path) -> Vec<Value> {
 #[test]
 fn an_endpoint_misconfigured_on_the_page_raises_an_alert_that_is_mailed_posted_and_on_the_audit_page(
 ) {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        panic!("chromium and chromedriver are missing: run scripts/install-peers");
-    }
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, shots) = browser_test();
     let d = dir.path();
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin_browser");
-    std::fs::create_dir_all(&shots).unwrap();
     let pki = ecko_tests::fhir::TestPki::create(&d.join("pki"));
     let maildir = d.join("maildir");
     let (smtp_port, lis_port, mistyped_port, admin_port) =
@@ -954,12 +950,7 @@ fn minute_field(t: jiff::Timestamp) -> String {
 
 #[test]
 fn an_outage_backlog_rises_and_drains_on_the_statistics_chart() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        panic!("chromium and chromedriver are missing: run scripts/install-peers");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin_browser");
-    std::fs::create_dir_all(&shots).unwrap();
+    let (dir, shots) = browser_test();
     let d = dir.path();
     let outbox = d.join("outbox");
     // The destination is down: a regular file where its folder should be.
@@ -1155,12 +1146,7 @@ listen = "127.0.0.1:{port}"
 #[test]
 fn an_admin_resets_the_gateway_from_the_settings_page_after_giving_the_password_again_and_it_starts_as_on_first_boot(
 ) {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        panic!("chromium and chromedriver are missing: run scripts/install-peers");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin_browser");
-    std::fs::create_dir_all(&shots).unwrap();
+    let (dir, shots) = browser_test();
     let d = dir.path();
     let (port, mllp_port) = (free_port(), free_port());
     let config = d.join("gateway.toml");
