@@ -941,3 +941,103 @@ to = ["pacs"]
         .unwrap();
     assert!(echo.success());
 }
+
+/// An A-ASSOCIATE-RQ from `MOD` to `ECKO` proposing Verification in
+/// Implicit VR Little Endian as presentation context 1.
+fn associate_request() -> Vec<u8> {
+    fn item(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut b = vec![kind, 0];
+        b.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        b.extend_from_slice(body);
+        b
+    }
+    let mut context = vec![1, 0, 0, 0];
+    context.extend(item(0x30, b"1.2.840.10008.1.1"));
+    context.extend(item(0x40, b"1.2.840.10008.1.2"));
+    let mut body = vec![0, 1, 0, 0];
+    body.extend_from_slice(format!("{:<16}{:<16}", "ECKO", "MOD").as_bytes());
+    body.extend_from_slice(&[0; 32]);
+    body.extend(item(0x10, b"1.2.840.10008.3.1.1.1"));
+    body.extend(item(0x20, &context));
+    body.extend(item(
+        0x50,
+        &[item(0x51, &16384u32.to_be_bytes()), item(0x52, b"1.2.3.4")].concat(),
+    ));
+    let mut pdu = vec![0x01, 0];
+    pdu.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    pdu.extend(body);
+    pdu
+}
+
+fn peak_rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_command_set_declaring_gigabytes_in_a_few_bytes_is_refused_without_taking_the_memory() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let scp = free_port();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[journal]
+path = "{d}/journal.db"
+
+[[endpoint]]
+name = "modalities"
+type = "dicom"
+listen = "127.0.0.1:{scp}"
+dimse_timeout = "2s"
+"#,
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start(&path, &dir.path().join("gw.log"), &[]);
+    let before = peak_rss_kib(gw.pid());
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", scp)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&associate_request()).unwrap();
+    let mut header = [0u8; 6];
+    s.read_exact(&mut header).unwrap();
+    assert_eq!(header[0], 0x02, "the association is accepted");
+    let mut accept = vec![0u8; u32::from_be_bytes(header[2..6].try_into().unwrap()) as usize];
+    s.read_exact(&mut accept).unwrap();
+    // A command set of 12 bytes: (0000,0002) declaring 3.5 GB, 4 given.
+    let mut command = vec![0x00, 0x00, 0x02, 0x00];
+    command.extend_from_slice(&0xD1C0_0000u32.to_le_bytes());
+    command.extend_from_slice(b"1.2.");
+    let mut pdv = ((command.len() + 2) as u32).to_be_bytes().to_vec();
+    pdv.extend_from_slice(&[1, 0x03]);
+    pdv.extend(command);
+    let mut data = vec![0x04, 0];
+    data.extend_from_slice(&(pdv.len() as u32).to_be_bytes());
+    data.extend(pdv);
+    s.write_all(&data).unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let closed = s.read_to_end(&mut answer).is_ok();
+    assert!(
+        closed && started.elapsed() < Duration::from_secs(9),
+        "the association is not ended"
+    );
+    let after = peak_rss_kib(gw.pid());
+    assert!(
+        after < before + 100 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB"
+    );
+    let log = std::fs::read_to_string(dir.path().join("gw.log")).unwrap();
+    assert!(log.contains("declares 3519021056 bytes"), "{log}");
+    // The endpoint still serves.
+    let echo = Command::new("echoscu")
+        .args(["-aec", "ECKO", "127.0.0.1"])
+        .arg(scp.to_string())
+        .status()
+        .unwrap();
+    assert!(echo.success());
+}

@@ -146,6 +146,9 @@ impl Command {
     /// Reads a command set (its fragments joined).
     pub fn read(bytes: &[u8]) -> Result<Command, CommandError> {
         let ts = IMPLICIT_VR_LITTLE_ENDIAN.erased();
+        if let Some(why) = super::lengths::refusal(bytes, false) {
+            return Err(CommandError::Unreadable(why));
+        }
         let obj = InMemDicomObject::read_dataset_with_ts(bytes, &ts)
             .map_err(|e| CommandError::Unreadable(e.to_string()))?;
         let field = number(&obj, COMMAND_FIELD)

@@ -15,6 +15,7 @@
 //! image is stored compressed and never transcoded.
 
 pub mod command;
+pub mod lengths;
 pub mod mpps;
 pub mod negotiate;
 pub mod part10;

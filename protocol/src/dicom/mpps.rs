@@ -218,11 +218,14 @@ fn date_time(obj: &InMemDicomObject, date: Tag, time: Tag) -> Option<String> {
 impl Step {
     /// Reads the data set of an N-CREATE or N-SET sent in `transfer_syntax`.
     pub fn read(bytes: &[u8], transfer_syntax: &str) -> Result<Step, MppsError> {
-        let ts = match super::uids::trim(transfer_syntax) {
-            super::uids::IMPLICIT_VR_LE => IMPLICIT_VR_LITTLE_ENDIAN.erased(),
-            super::uids::EXPLICIT_VR_LE => EXPLICIT_VR_LITTLE_ENDIAN.erased(),
+        let (ts, explicit) = match super::uids::trim(transfer_syntax) {
+            super::uids::IMPLICIT_VR_LE => (IMPLICIT_VR_LITTLE_ENDIAN.erased(), false),
+            super::uids::EXPLICIT_VR_LE => (EXPLICIT_VR_LITTLE_ENDIAN.erased(), true),
             other => return Err(MppsError::TransferSyntax(other.to_string())),
         };
+        if let Some(why) = super::lengths::refusal(bytes, explicit) {
+            return Err(MppsError::Unreadable(why));
+        }
         let obj = InMemDicomObject::read_dataset_with_ts(bytes, &ts)
             .map_err(|e| MppsError::Unreadable(e.to_string()))?;
         // The first scheduled step names the order (study, accession).

@@ -237,6 +237,10 @@ impl Query {
     /// Reads the identifier `bytes` sent in `transfer_syntax`.
     pub fn read(bytes: &[u8], transfer_syntax_uid: &str) -> Result<Query, QueryError> {
         let ts = transfer_syntax(transfer_syntax_uid);
+        let explicit = super::uids::trim(transfer_syntax_uid) == super::uids::EXPLICIT_VR_LE;
+        if let Some(why) = super::lengths::refusal(bytes, explicit) {
+            return Err(QueryError::Unreadable(why));
+        }
         let obj = InMemDicomObject::read_dataset_with_ts(bytes, &ts)
             .map_err(|e| QueryError::Unreadable(e.to_string()))?;
         let mut keys = Vec::new();
