@@ -8,6 +8,8 @@
                                          than N bytes with ETB, --bulk sends
                                          each message's records in one frame
                                          (python-astm's bulk mode)
+                                         exits 1 unless the host acknowledged
+                                         the last frame
     astm_analyzer.py query PORT SPECIMEN send a host query (H, Q, L), then
                                          receive the host's answer session and
                                          print its records as JSON
@@ -50,12 +52,19 @@ def send(port, args):
             files.append(arg)
     messages = [read_records(p) for p in files]
 
+    # The last frame's ACK is the host's word that the message is stored;
+    # python-astm's run() returns the same when the host goes away first,
+    # so whether the emitter got that ACK is what the exit status says.
+    acknowledged = [False]
+
     def emitter():
+        ok = None
         for records in messages:
             for record in records:
                 ok = yield record
                 if ok is False:
                     sys.stderr.write("record %r was rejected\n" % record[0])
+        acknowledged[0] = ok is not False
 
     flow = dict(DEFAULT_RECORDS_FLOW_MAP)
     client = Client(
@@ -69,6 +78,9 @@ def send(port, args):
         bulk_mode=bulk,
     )
     client.run(timeout=0.2)
+    if not acknowledged[0]:
+        sys.stderr.write("the host did not acknowledge the last frame\n")
+        sys.exit(1)
     print("sent %d messages" % len(messages))
 
 
