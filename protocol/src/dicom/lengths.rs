@@ -178,24 +178,34 @@ fn fill(from: &mut impl Read, to: &mut Vec<u8>, n: usize) -> Result<usize, Strin
     Ok(to.len() - before)
 }
 
-/// The explicit VRs whose length takes 4 bytes after 2 reserved ones
-/// (PS3.5 7.1.2).
+/// Whether an explicit VR's length takes 4 bytes after 2 reserved ones.
+/// As in dicom-encoding's decoders: only the VRs PS3.5 table 7.1-2 names
+/// have a 2-byte length; every other VR, and two bytes that are no VR at
+/// all (read as UN), have the long form.
 fn long_length(vr: [u8; 2]) -> bool {
-    matches!(
+    !matches!(
         &vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"SV"
-            | b"UC"
-            | b"UN"
-            | b"UR"
-            | b"UT"
-            | b"UV"
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
     )
 }
 
@@ -267,6 +277,18 @@ mod tests {
         set.extend(item);
         let why = refusal(&set, false).expect("refused");
         assert!(why.contains("(0040,0001)"), "{why}");
+    }
+
+    #[test]
+    fn two_bytes_that_are_no_vr_take_the_long_length_as_the_parser_reads_them() {
+        // Found by fuzzing: "4\0" is no VR, so dicom-parser reads it as UN,
+        // whose length is the 4 bytes after 2 reserved ones: here the
+        // bytes of an item tag, 0xE000FFFE.
+        let set = [
+            0x53, 0x51, 0x00, 0x00, b'4', 0x00, 0x00, 0x00, 0xFE, 0xFF, 0x00, 0xE0, 1, 2,
+        ];
+        let why = refusal(&set, true).expect("refused");
+        assert!(why.contains("declares 3758161918 bytes"), "{why}");
     }
 
     #[test]
