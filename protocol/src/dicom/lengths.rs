@@ -169,13 +169,25 @@ pub fn read_head(
 }
 
 /// Appends up to `n` bytes of `from` to `to`, as they arrive; how many came.
+/// Read through a small buffer, so `to` grows with what arrived: std's
+/// `read_to_end` on a `Take` reserves the whole limit ahead when the
+/// reader gives no size hint, which is the declared length again.
 fn fill(from: &mut impl Read, to: &mut Vec<u8>, n: usize) -> Result<usize, String> {
-    let before = to.len();
-    from.by_ref()
-        .take(n as u64)
-        .read_to_end(to)
-        .map_err(|e| format!("reading the data set: {e}"))?;
-    Ok(to.len() - before)
+    let mut buf = [0u8; 8192];
+    let mut got = 0;
+    while got < n {
+        let want = (n - got).min(buf.len());
+        match from.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(k) => {
+                to.extend_from_slice(&buf[..k]);
+                got += k;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading the data set: {e}")),
+        }
+    }
+    Ok(got)
 }
 
 /// Whether an explicit VR's length takes 4 bytes after 2 reserved ones.
@@ -289,6 +301,30 @@ mod tests {
         ];
         let why = refusal(&set, true).expect("refused");
         assert!(why.contains("declares 3758161918 bytes"), "{why}");
+    }
+
+    #[test]
+    fn a_lying_length_read_from_a_stream_without_a_size_hint_takes_only_what_arrived() {
+        // Found by fuzzing: through `read_to_end` a reader without a size
+        // hint had the declared 4 GB reserved ahead.
+        struct NoHint<'a>(&'a [u8]);
+        impl Read for NoHint<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.0.read(buf)
+            }
+        }
+        let mut set = implicit((0x0008, 0x0050), b"ACC-1 ");
+        set.extend_from_slice(&[0x09, 0x00, 0x10, 0x10]);
+        set.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        set.extend_from_slice(&[0xFF; 100]);
+        let why = read_head(
+            &mut NoHint(&set),
+            Encoding::ImplicitLittle,
+            None,
+            usize::MAX,
+        )
+        .unwrap_err();
+        assert!(why.contains("where 100 follow"), "{why}");
     }
 
     #[test]
