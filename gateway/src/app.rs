@@ -293,8 +293,14 @@ impl Gateway {
 /// write only while something waits.
 const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
-/// The retention purge every `every`, and the queue depths sampled every
-/// [`QUEUE_SAMPLE_EVERY`] between purges.
+/// How often the statistics are folded from the rows (`stats_fold.rs`):
+/// what a read of them adds up from the rows themselves is at most this
+/// much traffic.
+const STATS_FOLD_EVERY: Duration = Duration::from_secs(2);
+
+/// The retention purge every `every`, and between purges the queue depths
+/// sampled every [`QUEUE_SAMPLE_EVERY`] and the statistics folded every
+/// [`STATS_FOLD_EVERY`].
 async fn purge_on_schedule(
     journal: Journal,
     retention: Duration,
@@ -302,6 +308,7 @@ async fn purge_on_schedule(
     stop: CancellationToken,
 ) {
     let mut next_purge = tokio::time::Instant::now();
+    let mut next_sample = tokio::time::Instant::now();
     loop {
         if tokio::time::Instant::now() >= next_purge {
             let cutoff = journal.now_ms() - retention.as_millis() as i64;
@@ -313,12 +320,23 @@ async fn purge_on_schedule(
             }
             next_purge = tokio::time::Instant::now() + every;
         }
-        match journal.record_queue_depths().await {
-            Ok(_) => {}
-            Err(JournalError::Closed) => return,
-            Err(e) => tracing::debug!(error = %e, "queue depths not recorded"),
+        if tokio::time::Instant::now() >= next_sample {
+            match journal.record_queue_depths().await {
+                Ok(_) => {}
+                Err(JournalError::Closed) => return,
+                Err(e) => tracing::debug!(error = %e, "queue depths not recorded"),
+            }
+            next_sample = tokio::time::Instant::now() + QUEUE_SAMPLE_EVERY;
         }
-        let wait = QUEUE_SAMPLE_EVERY
+        match journal.fold_stats().await {
+            Ok(()) => {}
+            Err(JournalError::Closed) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "statistics not folded; reads add up the rows meanwhile")
+            }
+        }
+        let wait = STATS_FOLD_EVERY
+            .min(next_sample.saturating_duration_since(tokio::time::Instant::now()))
             .min(next_purge.saturating_duration_since(tokio::time::Instant::now()));
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -75,6 +75,7 @@ mod tests {
                 message_type: "ORU^R01".into(),
                 content_type: "x-application/hl7-v2+er7".into(),
                 control_id: Some(control.into()),
+                patient_id: Some(format!("P-{control}")),
                 payload: format!("MSH|^~\\&|LAB|L|GW|G|20260101||ORU^R01|{control}|P|2.5\r{body}")
                     .into_bytes(),
                 ..Default::default()
@@ -120,6 +121,54 @@ mod tests {
         let c = ingest(&j, "C3", "ORC|RE|PL-3|ACC-1\r").await;
         assert_eq!(index_once(&j).await.unwrap(), 1);
         assert_eq!(found(&j, by_key("ACC-1")).await, [c, a]);
+    }
+
+    #[tokio::test]
+    async fn a_control_id_is_found_before_the_indexer_reads_it_and_after_without_a_second_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(JournalOptions::new(dir.path().join("j.db"))).unwrap();
+        let by_control = |c: &str| MessageFilter {
+            control_id: Some(c.into()),
+            ..Default::default()
+        };
+        let a = ingest(
+            &j,
+            "C1",
+            "PID|||P-1
+",
+        )
+        .await;
+        let b = ingest(
+            &j,
+            "C2",
+            "PID|||P-2
+",
+        )
+        .await;
+        // In the unindexed tail: read from the rows themselves.
+        assert_eq!(found(&j, by_control("C1")).await, [a]);
+        assert_eq!(index_once(&j).await.unwrap(), 2);
+        assert_eq!(found(&j, by_control("C1")).await, [a]);
+        assert_eq!(found(&j, by_control("C2")).await, [b]);
+        // A control id reused later: one copy below the watermark, one above.
+        let c = ingest(
+            &j,
+            "C1",
+            "PID|||P-3
+",
+        )
+        .await;
+        assert_eq!(found(&j, by_control("C1")).await, [c, a]);
+        assert_eq!(index_once(&j).await.unwrap(), 1);
+        assert_eq!(found(&j, by_control("C1")).await, [c, a]);
+        assert!(found(&j, by_control("C3")).await.is_empty());
+        let by_patient = MessageFilter {
+            patient_id: Some("P-C2".into()),
+            ..Default::default()
+        };
+        assert_eq!(found(&j, by_patient).await, [b]);
+        // An order id equal to a control id is another search.
+        assert!(found(&j, by_key("C1")).await.is_empty());
     }
 
     #[tokio::test]

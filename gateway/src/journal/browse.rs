@@ -3,9 +3,10 @@
 //!
 //! Message lists page by id (newest first, `id < before`), never by offset,
 //! so page 10,000 costs what page 1 costs. A status filter is answered from
-//! the outbox side (`outbox(state, message_id)`), a type, control id or
-//! patient filter from its own index on `message`; each of those indexes
-//! ends in the rowid, so the newest-first walk needs no sort. An endpoint
+//! the outbox side (`outbox(state, message_id)`), a type filter from its
+//! index on `message`, a control id or patient filter from `search_key`
+//! (indexed after the commit, the unindexed tail scanned: `search_keys.rs`);
+//! each of those ends in the rowid, so the newest-first walk needs no sort. An endpoint
 //! filter merges two such walks: messages from it (`message(source)`) and
 //! messages routed to it (`outbox(destination, message_id)`). A time range
 //! is checked on `received_at` itself, never assumed from ids (the clock can
@@ -20,6 +21,7 @@
 //! filter or index change must keep it passing.
 
 use super::schema::{DEAD, DELIVERED, LEASED, QUEUED};
+use super::search_keys::{control_key, indexed_or_tail, patient_key};
 use super::{Journal, JournalError};
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use std::collections::BTreeMap;
@@ -258,12 +260,12 @@ fn page_query(
         args.push(t.clone().into());
     }
     if let Some(t) = &f.control_id {
-        conditions.push("m.control_id = ?".into());
-        args.push(t.clone().into());
+        conditions.push(indexed_or_tail("control_id"));
+        args.extend([t.clone().into(), control_key(t).into(), t.clone().into()]);
     }
     if let Some(t) = &f.patient_id {
-        conditions.push("m.patient_id = ?".into());
-        args.push(t.clone().into());
+        conditions.push(indexed_or_tail("patient_id"));
+        args.extend([t.clone().into(), patient_key(t).into(), t.clone().into()]);
     }
     if let Some(k) = &f.key {
         conditions.push("m.id IN (SELECT k.message_id FROM search_key k WHERE k.value = ?)".into());

@@ -1,5 +1,13 @@
-//! Accepting a message: one transaction holds the message, its outbox rows
-//! and the event that records both.
+//! Accepting a message: one transaction holds the message and its outbox
+//! rows, and nothing else the acknowledgement does not need.
+//!
+//! The message row is the record that it was received and each outbox row
+//! the record that it was routed: the history shows both, derived from them
+//! (`query.rs`), with no event rows of their own. Statistics and the search
+//! by control or patient id are kept after the commit (`stats_fold.rs`,
+//! `search_keys.rs`), so the only indexes written here are the ones
+//! delivery and duplicate detection read, and a few that only ever grow at
+//! their end (source, type, time, outbox by message).
 //!
 //! # Duplicates
 //!
@@ -9,7 +17,7 @@
 //! it gets the original's receipt and nothing is queued. The same key with
 //! different content is not a resend but a sender that reused a control id
 //! (an analyzer whose counter restarted): it is stored as a new message,
-//! logged at `warn` and recorded in its `received` event, so nothing is lost
+//! logged at `warn` and recorded in a `key reused` event, so nothing is lost
 //! behind a positive acknowledgement. A sender that changes any byte on a
 //! resend (a fresh MSH-7, say) is therefore stored twice; downstream
 //! deliveries are idempotent, a lost message would not be.
@@ -119,7 +127,9 @@ impl Journal {
 
     /// Like [`Journal::ingest`], with `then` run in the same transaction
     /// once a new (not duplicate) message is stored: what a source keeps
-    /// beside the message commits with it or not at all.
+    /// beside the message commits with it or not at all. `then` may run
+    /// more than once (the batch is run again when a job beside it fails,
+    /// `writer.rs`); only its last run counts.
     pub(super) async fn ingest_then<F>(
         &self,
         message: Envelope,
@@ -127,7 +137,7 @@ impl Journal {
         then: F,
     ) -> Result<Receipt, IngestError>
     where
-        F: FnOnce(&Connection, &Receipt) -> Result<(), IngestError> + Send + 'static,
+        F: FnMut(&Connection, &Receipt) -> Result<(), IngestError> + Send + 'static,
     {
         self.ingest_as(message, destinations, KeyReuse::Store, then)
             .await
@@ -141,7 +151,7 @@ impl Journal {
         then: F,
     ) -> Result<Receipt, IngestError>
     where
-        F: FnOnce(&Connection, &Receipt) -> Result<(), IngestError> + Send + 'static,
+        F: FnMut(&Connection, &Receipt) -> Result<(), IngestError> + Send + 'static,
     {
         if destinations.is_empty() {
             return Err(IngestError::NoRoute {
@@ -153,8 +163,9 @@ impl Journal {
         // Hashed here, on the sender's task, not on the writer thread.
         let hash = Sha256::digest(&message.payload).to_vec();
         let window = self.inner.duplicate_window;
+        let mut then = then;
         let receipt = match self
-            .write_with(move |conn, cx| {
+            .write_rerunnable(move |conn, cx| {
                 let since = window.map_or(i64::MIN, |w| {
                     cx.now
                         .saturating_sub(i64::try_from(w.as_millis()).unwrap_or(i64::MAX))
@@ -268,13 +279,6 @@ pub(super) fn insert(
     })
     .map_err(storage)?;
     let message_id = conn.last_insert_rowid();
-    let routed: Vec<&str> = destinations.iter().map(|d| d.endpoint.as_str()).collect();
-    let mut detail = format!(
-        "{} bytes {}; routed to {}",
-        m.payload.len(),
-        m.message_type,
-        routed.join(", ")
-    );
     if let Some(earlier) = reused_by {
         tracing::warn!(
             source = %m.source,
@@ -282,24 +286,24 @@ pub(super) fn insert(
             earlier_message_id = earlier,
             "duplicate key reused with different content; stored as a new message"
         );
-        detail.push_str(&format!(
-            "; its duplicate key was already used by message {earlier} with different content"
-        ));
+        conn.prepare_cached(
+            "INSERT INTO event (at, message_id, kind, detail) VALUES (?1, ?2, 'key reused', ?3)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                cx.now,
+                message_id,
+                format!(
+                    "its duplicate key was already used by message {earlier} with different content"
+                )
+            ])
+        })
+        .map_err(storage)?;
     }
-    conn.prepare_cached(
-        "INSERT INTO event (at, message_id, kind, detail) VALUES (?1, ?2, 'received', ?3)",
-    )
-    .and_then(|mut s| s.execute(params![cx.now, message_id, detail]))
-    .map_err(storage)?;
     let mut outbox = conn
         .prepare_cached(
             "INSERT INTO outbox (message_id, destination, transform, lane, state, next_attempt_at, created_at, updated_at, reply_to)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6, ?7)",
-        )
-        .map_err(storage)?;
-    let mut routed_event = conn
-        .prepare_cached(
-            "INSERT INTO event (at, message_id, outbox_id, kind, detail) VALUES (?1, ?2, ?3, 'routed', ?4)",
         )
         .map_err(storage)?;
     for d in destinations {
@@ -313,18 +317,6 @@ pub(super) fn insert(
                 cx.now,
                 d.reply_to
             ])
-            .map_err(storage)?;
-        let outbox_id = conn.last_insert_rowid();
-        let detail = if d.lane.is_empty() {
-            format!("to {} (transform {})", d.endpoint, d.transform)
-        } else {
-            format!(
-                "to {} (transform {}, lane {})",
-                d.endpoint, d.transform, d.lane
-            )
-        };
-        routed_event
-            .execute(params![cx.now, message_id, outbox_id, detail])
             .map_err(storage)?;
     }
     Ok(Receipt {

@@ -109,6 +109,7 @@ mod schema;
 mod search_keys;
 mod selection;
 mod stats;
+mod stats_fold;
 mod updates;
 mod users;
 mod worklist;
@@ -122,7 +123,7 @@ pub use failures::FailedDelivery;
 pub use hub_events::{Backlog, HubEvent, HUB_EVENTS_KEPT};
 pub use hub_orders::{HubOrder, HubOrderOutcome};
 pub use ingest::{Destination, IngestError, Receipt};
-pub use live::LiveEvent;
+pub use live::{LiveCursor, LiveEvent};
 pub use mpps::{MppsChange, MppsOutcome};
 pub use orders::{IncompleteTransmission, NewOrder, OrderSelection, OrderState, StoredOrder};
 pub use outbox::{Lease, LeaseBatch, Reply, Settlement};
@@ -502,7 +503,28 @@ impl Journal {
         F: FnOnce(&Connection, &writer::BatchContext) -> Result<T, E> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = writer::job(f, reply);
+        self.submit(writer::job(f, reply), answer).await
+    }
+
+    /// Like [`Journal::write_with`] for a job that may run more than once
+    /// and so needs no savepoint (`writer.rs`): it must check what can
+    /// refuse it before it writes.
+    async fn write_rerunnable<T, E, F>(&self, f: F) -> Result<Result<T, E>, JournalError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnMut(&Connection, &writer::BatchContext) -> Result<T, E> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.submit(writer::rerunnable(f, reply), answer).await
+    }
+
+    /// Hands `job` to the writer and waits for its answer.
+    async fn submit<T>(
+        &self,
+        job: writer::Job,
+        answer: oneshot::Receiver<Result<T, JournalError>>,
+    ) -> Result<T, JournalError> {
         let sender = lock(&self.inner.jobs).clone().ok_or(JournalError::Closed)?;
         sender
             .send(Work::Job(job))

@@ -402,19 +402,6 @@ fn queue_reply(
     )?;
     event.execute(params![
         now,
-        reply_id,
-        Option::<i64>::None,
-        "received",
-        format!(
-            "application acknowledgement {} of message {} ({} bytes); routed to {}",
-            reply.summary,
-            lease.message.id,
-            reply.payload.len(),
-            reply.endpoint
-        )
-    ])?;
-    event.execute(params![
-        now,
         lease.message.id,
         lease.outbox_id,
         "reply",

@@ -162,27 +162,90 @@ fn outbox_rows(
     Ok(rows)
 }
 
+/// The history of a message: its receipt and routing, derived from the
+/// message row and its outbox rows (they are those records, `ingest.rs`),
+/// then every event recorded about it, in order. Derived entries have id 0.
 fn events(conn: &Connection, message_id: i64) -> Result<Vec<EventRecord>, JournalError> {
+    let mut out: Vec<EventRecord> = Vec::new();
+    let mut routes = conn.prepare_cached(
+        "SELECT id, created_at, destination, transform, lane FROM outbox WHERE message_id = ?1 ORDER BY id",
+    )?;
+    let routed: Vec<(i64, i64, String, String, String)> = routes
+        .query_map([message_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let received = conn
+        .prepare_cached(
+            "SELECT received_at, length(payload), message_type FROM message WHERE id = ?1",
+        )?
+        .query_row([message_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .optional()?;
+    if let Some((at, size, message_type)) = received {
+        let to: Vec<&str> = routed.iter().map(|(_, _, d, _, _)| d.as_str()).collect();
+        out.push(derived(
+            at,
+            message_id,
+            None,
+            "received",
+            format!("{size} bytes {message_type}; routed to {}", to.join(", ")),
+        ));
+    }
+    for (outbox_id, at, destination, transform, lane) in routed {
+        let detail = if lane.is_empty() {
+            format!("to {destination} (transform {transform})")
+        } else {
+            format!("to {destination} (transform {transform}, lane {lane})")
+        };
+        out.push(derived(at, message_id, Some(outbox_id), "routed", detail));
+    }
     let mut stmt = conn.prepare_cached(
         "SELECT id, at, message_id, outbox_id, kind, outcome, duration_ms, detail, actor
          FROM event WHERE message_id = ?1 ORDER BY id",
     )?;
-    let rows = stmt
-        .query_map([message_id], |r| {
-            Ok(EventRecord {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                message_id: r.get(2)?,
-                outbox_id: r.get(3)?,
-                kind: r.get(4)?,
-                outcome: r.get(5)?,
-                duration_ms: r.get(6)?,
-                detail: r.get(7)?,
-                actor: r.get(8)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+    let rows = stmt.query_map([message_id], |r| {
+        Ok(EventRecord {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            message_id: r.get(2)?,
+            outbox_id: r.get(3)?,
+            kind: r.get(4)?,
+            outcome: r.get(5)?,
+            duration_ms: r.get(6)?,
+            detail: r.get(7)?,
+            actor: r.get(8)?,
+        })
+    })?;
+    for row in rows {
+        out.push(row?);
+    }
+    Ok(out)
+}
+
+fn derived(
+    at: i64,
+    message_id: i64,
+    outbox_id: Option<i64>,
+    kind: &str,
+    detail: String,
+) -> EventRecord {
+    EventRecord {
+        id: 0,
+        at,
+        message_id: Some(message_id),
+        outbox_id,
+        kind: kind.to_string(),
+        outcome: None,
+        duration_ms: None,
+        detail: Some(detail),
+        actor: None,
+    }
 }
 
 fn counts(conn: &Connection) -> Result<Vec<DestinationCounts>, JournalError> {

@@ -6,7 +6,10 @@ use super::{Journal, JournalError};
 use std::collections::HashSet;
 
 impl Journal {
-    /// Of `control_ids`, those a message from `source` still carries.
+    /// Of `control_ids`, those a message from `source` still carries. Such a
+    /// source keys its messages by the same id (a SOP instance UID is both),
+    /// so the duplicate key's index finds them; control ids have no index
+    /// of their own on the acknowledgement's path.
     pub async fn control_ids_kept(
         &self,
         source: &str,
@@ -16,7 +19,7 @@ impl Journal {
         self.read(move |conn| {
             let mut kept = HashSet::new();
             let mut stmt = conn.prepare_cached(
-                "SELECT 1 FROM message WHERE control_id = ?1 AND source = ?2 LIMIT 1",
+                "SELECT 1 FROM message WHERE source = ?2 AND dedup_key = ?1 AND control_id = ?1 LIMIT 1",
             )?;
             for id in control_ids {
                 if stmt.exists(rusqlite::params![id, source])? {

@@ -21,6 +21,8 @@ impl Journal {
         // and the purges' own records go with the messages; pending orders
         // wait for their analyzer however old they are.
         self.write(move |conn, cx| {
+            // What is deleted must be counted first (`stats_fold.rs`).
+            while !super::stats_fold::fold(conn)? {}
             let minute = cutoff_ms.div_euclid(60_000);
             conn.prepare_cached("DELETE FROM worklist_item WHERE expires_at < ?1")?
                 .execute([cx.now])?;
@@ -48,12 +50,14 @@ impl Journal {
                                  WHERE o.source = dicom_study.source AND o.study_uid = dicom_study.study_uid)",
             )?
             .execute([cutoff_ms])?;
+            super::stats_fold::lower_watermarks(conn)?;
             Ok(())
         })
         .await?;
         loop {
             let n = self
                 .write(move |conn, cx| {
+                    while !super::stats_fold::fold(conn)? {}
                     let ids: Vec<i64> = conn
                         .prepare_cached(
                             "SELECT m.id FROM message m WHERE m.received_at < ?1
@@ -74,6 +78,7 @@ impl Journal {
                         // Ids freed at the top are given out again: the
                         // search keys' watermark must stay below them.
                         super::search_keys::lower_watermark(conn)?;
+                        super::stats_fold::lower_watermarks(conn)?;
                         conn.prepare_cached(
                             "INSERT INTO event (at, kind, detail, actor) VALUES (?1, 'purged', ?2, 'retention')",
                         )?

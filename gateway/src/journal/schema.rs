@@ -458,6 +458,45 @@ const MIGRATIONS: &[&str] = &[
         request    TEXT    NOT NULL
     );
     ",
+    // The acknowledgement's path writes only what durability and duplicate
+    // detection need (`ingest.rs`):
+    // - no `received` or `routed` events: the message row and its outbox
+    //   rows are those records, and the history derives them;
+    // - statistics are folded from the rows every few seconds
+    //   (`stats_fold.rs`) instead of counted by triggers on each insert;
+    // - control ids and patient ids, whose values scatter over the whole
+    //   index, are indexed by the search indexer into `search_key` after
+    //   the commit (`search_keys.rs`); the log page reads the unindexed
+    //   tail itself;
+    // - `message(source, received_at)` goes: the newest message of a
+    //   source is found by `message(source)`, which ends in the id.
+    // The triggers have counted every row so far: the watermarks start at
+    // the newest ones. The control and patient ids of the messages the
+    // indexer has read are recorded here, once.
+    "
+    DROP TRIGGER stats_received;
+    DROP TRIGGER stats_attempt;
+    DROP TRIGGER stats_rejected;
+    CREATE TABLE stats_progress (
+        id             INTEGER PRIMARY KEY CHECK (id = 1),
+        message_to     INTEGER NOT NULL,
+        event_to       INTEGER NOT NULL,
+        incomplete_to  INTEGER NOT NULL
+    );
+    INSERT INTO stats_progress (id, message_to, event_to, incomplete_to) VALUES (1,
+        (SELECT coalesce(max(id), 0) FROM message),
+        (SELECT coalesce(max(id), 0) FROM event),
+        (SELECT coalesce(max(id), 0) FROM astm_incomplete));
+    DROP INDEX message_control;
+    DROP INDEX message_patient;
+    DROP INDEX message_source_received;
+    INSERT OR IGNORE INTO search_key (value, message_id)
+        SELECT char(1) || 'c' || control_id, id FROM message
+        WHERE control_id IS NOT NULL AND id <= (SELECT indexed_to FROM search_key_progress);
+    INSERT OR IGNORE INTO search_key (value, message_id)
+        SELECT char(1) || 'p' || patient_id, id FROM message
+        WHERE patient_id IS NOT NULL AND id <= (SELECT indexed_to FROM search_key_progress);
+    ",
 ];
 
 /// Upper bounds (ms) of the delivery-duration buckets of `stats_duration`;

@@ -2,13 +2,14 @@
 //! what arrived, what waits, what failed, and how long deliveries took.
 //!
 //! Counts over a window come from `stats_minute` and `stats_duration`, per
-//! endpoint and minute, kept by triggers on the event history (see the
-//! schema), so a week on a million-message journal is a few thousand rows
-//! to add up rather than a scan of the events. What waits right now (queued,
+//! endpoint and minute, folded from the rows every few seconds
+//! (`stats_fold.rs`) with the unfolded tail added on each read, so a week on
+//! a million-message journal is a few thousand rows to add up rather than a
+//! scan of the events. What waits right now (queued,
 //! in flight, failing, dead) is counted from the outbox itself.
 
 use super::schema::{DURATION_BUCKETS_MS, LEASED, QUEUED};
-use super::{Journal, JournalError};
+use super::{stats_fold, Journal, JournalError};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Activity of one endpoint, for the dashboard.
@@ -104,9 +105,10 @@ impl Journal {
         since: i64,
     ) -> Result<Vec<EndpointActivity>, JournalError> {
         self.read(move |c| {
+            let tail = Tail::read(c)?;
             names
                 .iter()
-                .map(|n| endpoint_activity(c, n, since))
+                .map(|n| endpoint_activity(c, &tail, n, since))
                 .collect()
         })
         .await
@@ -133,13 +135,17 @@ impl Journal {
         until: i64,
         buckets: usize,
     ) -> Result<Vec<EndpointStats>, JournalError> {
-        self.read(move |c| endpoint_stats(c, &names, since, until, buckets.max(1)))
-            .await
+        self.read(move |c| {
+            let tail = Tail::read(c)?;
+            endpoint_stats(c, &tail, &names, since, until, buckets.max(1))
+        })
+        .await
     }
 }
 
 fn endpoint_activity(
     c: &Connection,
+    tail: &Tail,
     name: &str,
     since: i64,
 ) -> Result<EndpointActivity, JournalError> {
@@ -149,7 +155,7 @@ fn endpoint_activity(
     };
     a.last_received_at = c
         .prepare_cached(
-            "SELECT received_at FROM message WHERE source = ?1 ORDER BY source DESC, received_at DESC LIMIT 1",
+            "SELECT received_at FROM message WHERE source = ?1 ORDER BY id DESC LIMIT 1",
         )?
         .query_row([name], |r| r.get(0))
         .optional()?;
@@ -162,6 +168,17 @@ fn endpoint_activity(
         .query_row(params![name, since.div_euclid(60_000)], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
+    let since_minute = since.div_euclid(60_000);
+    let mut received = received;
+    let mut delivered = delivered;
+    let mut last_delivered = last_delivered;
+    for t in tail.minutes.iter().filter(|t| t.endpoint == name) {
+        if t.minute >= since_minute {
+            received += t.counts[0];
+            delivered += t.counts[3];
+        }
+        last_delivered = last_delivered.max(t.last_delivered_at);
+    }
     a.received_since = received as u64;
     a.delivered_since = delivered as u64;
     a.last_delivered_at = (last_delivered > 0).then_some(last_delivered);
@@ -220,6 +237,7 @@ fn endpoint_activity(
 
 fn endpoint_stats(
     c: &Connection,
+    tail: &Tail,
     names: &[String],
     since: i64,
     now: i64,
@@ -273,7 +291,12 @@ fn endpoint_stats(
                 ],
             ))
         })?;
-        for row in found {
+        let unfolded = tail
+            .minutes
+            .iter()
+            .filter(|t| t.endpoint == *name && (first_minute..=last_minute).contains(&t.minute))
+            .map(|t| Ok((t.minute, t.counts)));
+        for row in found.chain(unfolded) {
             let (minute, [received, refused, attempts, delivered, failed, sum, max]) = row?;
             s.received += received as u64;
             rejected += refused as u64;
@@ -306,11 +329,22 @@ fn endpoint_stats(
         }
         if s.delivered > 0 {
             s.avg_ms = Some(duration_sum as f64 / s.delivered as f64);
-            let counts: Vec<(usize, i64)> = durations
+            let mut counts: Vec<(usize, i64)> = durations
                 .query_map(params![name, first_minute, last_minute], |r| {
                     Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)?))
                 })?
                 .collect::<Result<_, _>>()?;
+            for t in tail
+                .durations
+                .iter()
+                .filter(|t| t.endpoint == *name && (first_minute..=last_minute).contains(&t.minute))
+            {
+                match counts.iter_mut().find(|(b, _)| *b == t.bucket) {
+                    Some((_, n)) => *n += t.n,
+                    None => counts.push((t.bucket, t.n)),
+                }
+            }
+            counts.sort_unstable();
             s.p50_ms = Some(percentile(&counts, 0.50, duration_max));
             s.p95_ms = Some(percentile(&counts, 0.95, duration_max));
             s.p99_ms = Some(percentile(&counts, 0.99, duration_max));
@@ -322,6 +356,65 @@ fn endpoint_stats(
         out.push(s);
     }
     Ok(out)
+}
+
+/// What the rows past the fold's watermarks add (`stats_fold.rs`), read
+/// once per request.
+struct Tail {
+    minutes: Vec<TailMinute>,
+    durations: Vec<TailDuration>,
+}
+
+struct TailMinute {
+    endpoint: String,
+    minute: i64,
+    /// received, rejected, attempts, delivered, failed, duration_sum,
+    /// duration_max: the columns of `stats_minute`, in its order.
+    counts: [i64; 7],
+    last_delivered_at: i64,
+}
+
+struct TailDuration {
+    endpoint: String,
+    minute: i64,
+    bucket: usize,
+    n: i64,
+}
+
+impl Tail {
+    fn read(c: &Connection) -> Result<Tail, JournalError> {
+        let minutes = c
+            .prepare_cached(stats_fold::TAIL_MINUTES)?
+            .query_map([i64::MAX; 3], |r| {
+                Ok(TailMinute {
+                    endpoint: r.get(0)?,
+                    minute: r.get(1)?,
+                    counts: [
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ],
+                    last_delivered_at: r.get(10)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let durations = c
+            .prepare_cached(&stats_fold::tail_durations())?
+            .query_map([i64::MAX], |r| {
+                Ok(TailDuration {
+                    endpoint: r.get(0)?,
+                    minute: r.get(1)?,
+                    bucket: r.get::<_, i64>(2)? as usize,
+                    n: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(Tail { minutes, durations })
+    }
 }
 
 /// The `q` quantile of durations counted per bucket of

@@ -4,6 +4,7 @@
 //! ```text
 //! mllp-load --port 2575 [--host 127.0.0.1] [--connections 32] [--messages 100000]
 //!           [--rate 0 (msg/s in total, 0 = as fast as ACKs come)] [--pid PID]
+//!           [--plain-sqlite DIR]
 //! ```
 //!
 //! With `--pid`, the gateway's peak resident memory (VmHWM) and the CPU time
@@ -11,6 +12,12 @@
 //! work shares the machine) are read from /proc. The 1-minute load average
 //! at the start is printed too. Every ACK is checked: a non-AA answer or one
 //! for another control id counts as an error.
+//!
+//! With `--plain-sqlite DIR` (the journal's directory: the same disk), plain
+//! SQLite is measured after the run with the journal's settings (WAL,
+//! synchronous=FULL), inserting the same messages as bare rows, as many per
+//! commit as there are connections (the most a group commit can gather),
+//! and the gateway's rate is printed as a fraction of it.
 
 use ecko_protocol::hl7::{AckCode, ParseOptions, ReceivedAck};
 use ecko_protocol::mllp;
@@ -25,6 +32,7 @@ struct Args {
     messages: usize,
     rate: f64,
     pid: Option<u32>,
+    plain_sqlite: Option<std::path::PathBuf>,
 }
 
 fn args() -> Result<Args, String> {
@@ -35,6 +43,7 @@ fn args() -> Result<Args, String> {
         messages: 100_000,
         rate: 0.0,
         pid: None,
+        plain_sqlite: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -47,6 +56,7 @@ fn args() -> Result<Args, String> {
             "--messages" => a.messages = value.parse().map_err(|e| bad(&e))?,
             "--rate" => a.rate = value.parse().map_err(|e| bad(&e))?,
             "--pid" => a.pid = Some(value.parse().map_err(|e| bad(&e))?),
+            "--plain-sqlite" => a.plain_sqlite = Some(value.clone().into()),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -284,7 +294,49 @@ async fn main() {
             None => println!("gateway peak RSS: cannot read /proc/{pid}/status"),
         }
     }
+    if let Some(dir) = &a.plain_sqlite {
+        let rows = all.len().clamp(1, 100_000);
+        match plain_sqlite(dir, a.connections.max(1), rows) {
+            Ok(plain) => println!(
+                "plain SQLite on the same disk, {} rows per commit: {plain:.0} rows/s; the gateway reached {:.1}% of it",
+                a.connections.max(1),
+                100.0 * (all.len() as f64 / elapsed.as_secs_f64()) / plain
+            ),
+            Err(e) => println!("plain SQLite not measured: {e}"),
+        }
+    }
     if errors > 0 {
         std::process::exit(1);
     }
+}
+
+/// Rows/s of bare inserts of the same messages, `per_commit` per
+/// transaction, with the journal's durability settings.
+fn plain_sqlite(dir: &std::path::Path, per_commit: usize, rows: usize) -> rusqlite::Result<f64> {
+    let path = dir.join("plain-sqlite.db");
+    let _ = std::fs::remove_file(&path);
+    let conn = rusqlite::Connection::open(&path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(
+        "CREATE TABLE message (id INTEGER PRIMARY KEY, control_id TEXT UNIQUE, payload BLOB)",
+    )?;
+    let start = Instant::now();
+    let mut n = 0;
+    while n < rows {
+        let tx = conn.unchecked_transaction()?;
+        for _ in 0..per_commit.min(rows - n) {
+            let payload = oru(0, n, 0);
+            tx.prepare_cached("INSERT INTO message (control_id, payload) VALUES (?1, ?2)")?
+                .execute(rusqlite::params![format!("plain-{n}"), payload])?;
+            n += 1;
+        }
+        tx.commit()?;
+    }
+    let rate = rows as f64 / start.elapsed().as_secs_f64();
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("plain-sqlite.db{suffix}")));
+    }
+    Ok(rate)
 }

@@ -170,10 +170,10 @@ pub async fn log_stream(
     let start = match headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(crate::journal::LiveCursor::parse)
     {
-        Some(id) => id,
-        None => match state.journal.last_event_id().await {
+        Some(cursor) => cursor,
+        None => match state.journal.live_cursor().await {
             Ok(id) => id,
             Err(e) => return journal_error(&state, e),
         },
@@ -183,7 +183,7 @@ pub async fn log_stream(
         caller: Caller,
         filter: MessageFilter,
         tz: jiff::tz::TimeZone,
-        after: i64,
+        after: crate::journal::LiveCursor,
         pending: std::collections::VecDeque<Event>,
         checked: std::time::Instant,
     }
@@ -212,15 +212,15 @@ pub async fn log_stream(
             }
             match live.state.journal.events_after(live.after, 200).await {
                 Ok(events) if !events.is_empty() => {
-                    live.after = events.last().map_or(live.after, |e| e.id);
-                    for e in events.iter().filter(|e| e.matches(&live.filter)) {
+                    live.after = events.last().map_or(live.after, |(cursor, _)| *cursor);
+                    for (cursor, e) in events.iter().filter(|(_, e)| e.matches(&live.filter)) {
                         let mut data =
                             serde_json::to_value(json::Live::from(e)).unwrap_or_default();
                         data["time"] = time(e.at, &live.tz).into();
                         live.pending.push_back(
                             Event::default()
                                 .event("log")
-                                .id(e.id.to_string())
+                                .id(cursor.to_string())
                                 .data(data.to_string()),
                         );
                     }

@@ -438,6 +438,8 @@ mod tests {
             .unwrap();
         let envelope = ecko_message::Envelope {
             source: "modalities".into(),
+            // As the store SCP keys an object: its SOP instance UID is both.
+            dedup_key: Some("1.2.9.1.5".into()),
             control_id: Some("1.2.9.1.5".into()),
             message_type: "DICOM".into(),
             payload: b"{}".to_vec(),
