@@ -91,6 +91,7 @@
 mod audit;
 mod breakers;
 mod browse;
+mod checkpointer;
 mod dicom_studies;
 pub mod external;
 mod failures;

@@ -295,6 +295,22 @@ pub(super) fn run(
         None => JournalError::DiskFull,
     };
     let mut last_startup_try = Instant::now();
+    // A newer gateway's journal is never written, so never checkpointed.
+    let checkpointer = match (newer_schema, conn.path().map(PathBuf::from)) {
+        (None, Some(path)) if !path.as_os_str().is_empty() => {
+            match super::checkpointer::hand_over(&conn) {
+                Ok(()) => super::checkpointer::Checkpointer::start(&path),
+                Err(e) => {
+                    tracing::warn!(error = %e, "checkpoints stay in the writer's commits");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    if checkpointer.is_none() && newer_schema.is_none() {
+        let _ = super::checkpointer::take_back(&conn);
+    }
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
         let mut checkpoint = None;
@@ -351,6 +367,7 @@ pub(super) fn run(
             let _ = reply.send(result);
         }
     }
+    drop(checkpointer);
     if newer_schema.is_some() {
         // Nothing was written: nothing to checkpoint.
     } else if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
