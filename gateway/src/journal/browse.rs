@@ -21,7 +21,7 @@
 //! filter or index change must keep it passing.
 
 use super::schema::{DEAD, DELIVERED, LEASED, QUEUED};
-use super::search_keys::{control_key, indexed_or_tail, patient_key};
+use super::search_keys::indexed_or_tail;
 use super::{Journal, JournalError};
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use std::collections::BTreeMap;
@@ -261,11 +261,11 @@ fn page_query(
     }
     if let Some(t) = &f.control_id {
         conditions.push(indexed_or_tail("control_id"));
-        args.extend([t.clone().into(), control_key(t).into(), t.clone().into()]);
+        args.extend(std::iter::repeat_n(t.clone().into(), 3));
     }
     if let Some(t) = &f.patient_id {
         conditions.push(indexed_or_tail("patient_id"));
-        args.extend([t.clone().into(), patient_key(t).into(), t.clone().into()]);
+        args.extend(std::iter::repeat_n(t.clone().into(), 3));
     }
     if let Some(k) = &f.key {
         conditions.push("m.id IN (SELECT k.message_id FROM search_key k WHERE k.value = ?)".into());

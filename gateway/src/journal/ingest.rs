@@ -148,7 +148,7 @@ impl Journal {
         message: Envelope,
         destinations: Vec<Destination>,
         reuse: KeyReuse,
-        then: F,
+        mut then: F,
     ) -> Result<Receipt, IngestError>
     where
         F: FnMut(&Connection, &Receipt) -> Result<(), IngestError> + Send + 'static,
@@ -163,7 +163,6 @@ impl Journal {
         // Hashed here, on the sender's task, not on the writer thread.
         let hash = Sha256::digest(&message.payload).to_vec();
         let window = self.inner.duplicate_window;
-        let mut then = then;
         let receipt = match self
             .write_rerunnable(move |conn, cx| {
                 let since = window.map_or(i64::MIN, |w| {

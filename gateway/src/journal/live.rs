@@ -165,16 +165,9 @@ impl Journal {
     /// The cursor of a live log that starts now.
     pub async fn live_cursor(&self) -> Result<LiveCursor, JournalError> {
         self.read(|c| {
-            let newest = |table: &str| -> rusqlite::Result<i64> {
-                c.query_row(
-                    &format!("SELECT coalesce(max(id), 0) FROM {table}"),
-                    [],
-                    |r| r.get(0),
-                )
-            };
             Ok(LiveCursor {
-                message: newest("message")?,
-                event: newest("event")?,
+                message: super::stats_fold::newest_id(c, "message")?,
+                event: super::stats_fold::newest_id(c, "event")?,
             })
         })
         .await

@@ -10,9 +10,9 @@
 //! to the newest id left in the same transaction. A search may miss a
 //! message for the second or so before its keys are recorded.
 //!
-//! The same rows index each message's control id and patient id, under the
-//! values [`control_key`] and [`patient_key`] (a first character no id
-//! holds keeps them apart from order and specimen ids). Those are columns
+//! The same rows index each message's control id and patient id, under
+//! values whose first character no id holds (`column_key`), which keeps
+//! them apart from order and specimen ids. Those are columns
 //! of the message: a filter on them reads the index below the watermark
 //! and the rows above it ([`indexed_or_tail`]), so it misses nothing.
 
@@ -20,27 +20,25 @@ use super::{Journal, JournalError};
 use ecko_message::StoredMessage;
 use rusqlite::{params, OptionalExtension};
 
-/// The `search_key` value that indexes a control id.
-pub fn control_key(control_id: &str) -> String {
-    format!("\u{1}c{control_id}")
-}
-
-/// The `search_key` value that indexes a patient id.
-pub fn patient_key(patient_id: &str) -> String {
-    format!("\u{1}p{patient_id}")
+/// The `search_key` value, in SQL, that indexes the message column
+/// `column` (`control_id` or `patient_id`) holding `value`: a first
+/// character no id holds, then a letter for the column.
+fn column_key(column: &str, value: &str) -> String {
+    let tag = if column == "control_id" { 'c' } else { 'p' };
+    format!("char(1) || '{tag}' || {value}")
 }
 
 /// A condition on message `m`: its `column` equal to a value, found by the
 /// indexed ids below the watermark and by scanning the unindexed tail above
-/// it by rowid. Its three anonymous parameters are the value, its
-/// `search_key` value, and the value again.
+/// it by rowid. Its three anonymous parameters are the value, three times.
 pub(super) fn indexed_or_tail(column: &str) -> String {
     format!(
         "m.{column} = ? AND m.id IN (
-            SELECT k.message_id FROM search_key k WHERE k.value = ?
+            SELECT k.message_id FROM search_key k WHERE k.value = {}
             UNION ALL
             SELECT t.id FROM message t
-            WHERE t.id > (SELECT indexed_to FROM search_key_progress WHERE id = 1) AND t.{column} = ?)"
+            WHERE t.id > (SELECT indexed_to FROM search_key_progress WHERE id = 1) AND t.{column} = ?)",
+        column_key(column, "?")
     )
 }
 
@@ -102,15 +100,15 @@ impl Journal {
             }
             // Control and patient ids are columns: indexed here in bulk
             // rather than on the acknowledgement's path.
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO search_key (value, message_id)
-                 SELECT char(1) || 'c' || control_id, id FROM message
-                 WHERE id > ?1 AND id <= ?2 AND control_id IS NOT NULL
-                 UNION ALL
-                 SELECT char(1) || 'p' || patient_id, id FROM message
-                 WHERE id > ?1 AND id <= ?2 AND patient_id IS NOT NULL",
-            )?
-            .execute([after, up_to])?;
+            for column in ["control_id", "patient_id"] {
+                conn.prepare_cached(&format!(
+                    "INSERT OR IGNORE INTO search_key (value, message_id)
+                     SELECT {}, id FROM message
+                     WHERE id > ?1 AND id <= ?2 AND {column} IS NOT NULL",
+                    column_key(column, column)
+                ))?
+                .execute([after, up_to])?;
+            }
             conn.prepare_cached("UPDATE search_key_progress SET indexed_to = ?1 WHERE id = 1")?
                 .execute([up_to])?;
             Ok(true)

@@ -92,10 +92,7 @@ pub(super) fn fold(conn: &Connection) -> rusqlite::Result<bool> {
             "SELECT message_to, event_to, incomplete_to FROM stats_progress WHERE id = 1",
         )?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    let newest = |table: &str| -> rusqlite::Result<i64> {
-        conn.prepare_cached(&format!("SELECT coalesce(max(id), 0) FROM {table}"))?
-            .query_row([], |r| r.get(0))
-    };
+    let newest = |table: &str| newest_id(conn, table);
     let (messages, events, incomplete) = (
         newest("message")?,
         newest("event")?,
@@ -138,6 +135,12 @@ pub(super) fn fold(conn: &Connection) -> rusqlite::Result<bool> {
     )?
     .execute(bounds)?;
     Ok(bounds == [messages, events, incomplete])
+}
+
+/// The largest id in `table` (0 when it is empty).
+pub(super) fn newest_id(conn: &Connection, table: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached(&format!("SELECT coalesce(max(id), 0) FROM {table}"))?
+        .query_row([], |r| r.get(0))
 }
 
 /// Brings each watermark down to the newest row left, after a deletion in

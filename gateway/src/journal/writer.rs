@@ -393,8 +393,9 @@ fn commit_batch(
         }
     }
     let mut completions: Vec<Completion> = Vec::new();
-    let began = conn.execute_batch("BEGIN IMMEDIATE");
-    let mut began = began.map_err(JournalError::from);
+    let mut began = conn
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(JournalError::from);
     // Jobs taken out of the batch after failing with writes: their writes
     // were rolled back with the batch, their answer is their own failure.
     let mut failed: Vec<Box<dyn Rerun>> = Vec::new();
